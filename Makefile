@@ -1,0 +1,94 @@
+# cfx: counterfactual explanations for image classifiers. Plain GNU make.
+#   make            build build/libcfx.a and build/cfx
+#   make test       install missing Debian packages, build, run every test
+#   make demo       install missing Debian packages, build, run the demo on built-in data
+#   make bench      benchmarks against PyTorch (never part of the tests)
+#   make asan       tests under AddressSanitizer and UBSan
+#   make memcheck   tests under valgrind
+#   make install    PREFIX=/usr/local
+
+PREFIX    ?= /usr/local
+BUILD     ?= build
+CC        ?= cc
+OPT       ?= -O2
+PKGS      := openblas libcjson
+CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+             -Wmissing-prototypes -Wno-unused-parameter -fopenmp -MMD -MP \
+             -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD)/gen
+CFLAGS    += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -ldnnl -lm -lpthread
+
+LIB_SRC   := $(sort $(wildcard src/*.c))
+CLI_SRC   := $(sort $(wildcard cli/*.c))
+TEST_SRC  := $(sort $(wildcard tests/*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps test demo bench asan memcheck clean install format
+
+all: $(BUILD)/cfx $(BUILD)/cfx_tests
+
+deps:
+	@scripts/deps.sh build data
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcfx.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/cfx: $(CLI_OBJ) $(BUILD)/libcfx.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/cfx_tests: $(TEST_OBJ) $(BUILD)/libcfx.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libcfx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# The tests run single-threaded (timing-free, deterministic); CFX_TEST_ARGS picks suites.
+test:
+	@scripts/deps.sh test
+	$(MAKE) all
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BUILD)/cfx_tests $(CFX_TEST_ARGS)
+
+demo:
+	@scripts/deps.sh build data
+	$(MAKE) $(BUILD)/cfx
+	scripts/demo.sh $(BUILD)/cfx
+
+bench:
+	@scripts/deps.sh bench
+	$(MAKE) $(BENCH_BIN) $(BUILD)/cfx
+	scripts/bench.sh $(BUILD)
+
+asan:
+	@scripts/deps.sh test
+	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" build-asan/cfx_tests
+	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 \
+	    build-asan/cfx_tests $(CFX_TEST_ARGS)
+
+memcheck: all
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 valgrind --error-exitcode=1 \
+	    --leak-check=full --errors-for-leak-kinds=definite $(BUILD)/cfx_tests $(CFX_TEST_ARGS)
+
+install: $(BUILD)/cfx $(BUILD)/libcfx.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/cfx $(DESTDIR)$(PREFIX)/bin/cfx
+	install -m 644 $(BUILD)/libcfx.a $(DESTDIR)$(PREFIX)/lib/libcfx.a
+	install -m 644 include/cfx.h $(DESTDIR)$(PREFIX)/include/cfx.h
+
+format:
+	clang-format -i include/*.h src/*.c src/*.h cli/*.c cli/*.h tests/*.c tests/*.h bench/*.c
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Installs the Debian packages a make target needs, only those that are missing.
+# Usage: scripts/deps.sh build|data|test|bench
+# Runs apt-get update once, and only when something has to be installed.
+set -eu
+
+build="gcc make pkg-config libopenblas-dev libdnnl-dev libstb-dev libprotobuf-c-dev
+protobuf-c-compiler libcjson-dev libcurl4-openssl-dev liblapacke-dev"
+data="wordnet-base dataset-fashion-mnist fonts-dejavu-core"
+test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nltk python3-torchvision"
+
+want=""
+for set in "$@"; do
+    case "$set" in
+        build) want="$want $build" ;;
+        data) want="$want $data" ;;
+        test) want="$want $build $data $test" ;;
+        bench) want="$want $build $data $test" ;;
+        *) echo "deps.sh: unknown set '$set' (build, data, test, bench)" >&2; exit 2 ;;
+    esac
+done
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: these Debian packages are missing:$missing" >&2
+    echo "deps.sh: run as root, or install them with: sudo apt-get install -y --no-install-recommends$missing" >&2
+    exit 1
+fi
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing >&2

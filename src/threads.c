@@ -1,0 +1,30 @@
+/* threads.c - one thread count for every kernel (OpenMP loops, OpenBLAS, oneDNN), and a clock. */
+#include "internal.h"
+
+#include <omp.h>
+#include <time.h>
+#include <unistd.h>
+
+void openblas_set_num_threads(int num_threads);
+
+static int nthreads;
+
+void cfx_set_threads(int n) {
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    nthreads = n;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int cfx_get_threads(void) {
+    return nthreads > 0 ? nthreads : omp_get_max_threads();
+}
+
+double cfx_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

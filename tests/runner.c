@@ -1,0 +1,190 @@
+/* runner.c - the test runner. Usage: cfx_tests [suite[/name] ...] [--list]
+ * With no arguments every test runs. The last line is "N passed, N failed[, N skipped]". */
+#include "test.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *suite, *name;
+    cfx_test_fn fn;
+} test_case;
+
+static test_case *cases;
+static int ncases, capcases;
+static int cur_failed, cur_skipped;
+static char skip_reason[512];
+static char tmproot[256];
+static char tmpdir[512];
+static int tmpcount;
+
+void cfx_test_register(const char *suite, const char *name, cfx_test_fn fn) {
+    if (ncases == capcases) {
+        capcases = capcases ? 2 * capcases : 64;
+        cases = realloc(cases, (size_t)capcases * sizeof *cases);
+        if (!cases) abort();
+    }
+    cases[ncases++] = (test_case){suite, name, fn};
+}
+
+void cfx_test_fail(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stdout, "%s:%d: ", file, line);
+    vfprintf(stdout, fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    cur_failed++;
+}
+
+void cfx_test_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(skip_reason, sizeof skip_reason, fmt, ap);
+    va_end(ap);
+    cur_skipped = 1;
+}
+
+bool cfx_test_fast(void) {
+    const char *f = getenv("CFX_TEST_FAST");
+    return f && f[0] == '1';
+}
+
+bool cfx_test_arrays_near(const char *file, int line, const char *what, const float *a,
+                          const float *b, size_t n, double rtol, double atol) {
+    size_t worst = 0;
+    double worst_excess = 0;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]), lim = atol + rtol * fabs((double)b[i]);
+        if (!(d <= lim)) { /* NaN counts as a failure */
+            double excess = isnan(d) ? INFINITY : d - lim;
+            if (!bad || excess > worst_excess) worst = i, worst_excess = excess;
+            bad++;
+        }
+    }
+    if (bad)
+        cfx_test_fail(file, line, "%s: %d of %zu elements differ; worst [%zu]: %.9g vs %.9g", what,
+                      bad, n, worst, (double)a[worst], (double)b[worst]);
+    return bad == 0;
+}
+
+const char *cfx_test_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "%s/t%d", tmproot, ++tmpcount);
+    mkdir(tmpdir, 0700);
+    return tmpdir;
+}
+
+int cfx_test_python(const char *script, const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/py/%s %s", script, args ? args : "");
+    fflush(stdout);
+    int rc = system(cmd);
+    if (rc == -1) return 127;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+static void cleanup_tmp(void) {
+    char cmd[300];
+    if (!tmproot[0] || getenv("CFX_TEST_KEEP")) return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmproot);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmproot);
+}
+
+static bool selected(const test_case *t, int argc, char **argv) {
+    int any = 0;
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-') continue;
+        any = 1;
+        char full[256];
+        snprintf(full, sizeof full, "%s/%s", t->suite, t->name);
+        if (strcmp(argv[i], t->suite) == 0 || strcmp(argv[i], full) == 0) return true;
+    }
+    return !any;
+}
+
+static int cmp_case(const void *a, const void *b) {
+    const test_case *x = a, *y = b;
+    int c = strcmp(x->suite, y->suite);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+int main(int argc, char **argv) {
+    int list = 0;
+    for (int i = 1; i < argc; i++) list |= strcmp(argv[i], "--list") == 0;
+    /* Tests run from the repository root so that tests/py and tests/data resolve. */
+    if (access("tests/py", F_OK) != 0) {
+        fprintf(stderr, "cfx_tests: run from the repository root (tests/py not found)\n");
+        return 2;
+    }
+    qsort(cases, (size_t)ncases, sizeof *cases, cmp_case);
+    snprintf(tmproot, sizeof tmproot, "/tmp/cfx_tests.XXXXXX");
+    if (!mkdtemp(tmproot)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    atexit(cleanup_tmp);
+    setenv("CFX_TEST_TMP", tmproot, 1);
+    cfx_set_threads(1);
+    int passed = 0, failed = 0, skipped = 0;
+    for (int i = 0; i < ncases; i++) {
+        test_case *t = &cases[i];
+        if (!selected(t, argc, argv)) continue;
+        if (list) {
+            printf("%s/%s\n", t->suite, t->name);
+            continue;
+        }
+        cur_failed = cur_skipped = 0;
+        double t0 = cfx_now();
+        t->fn();
+        double dt = cfx_now() - t0;
+        if (cur_failed) {
+            printf("FAIL %s/%s (%.2fs)\n", t->suite, t->name, dt);
+            failed++;
+        } else if (cur_skipped) {
+            printf("SKIP %s/%s: %s\n", t->suite, t->name, skip_reason);
+            skipped++;
+        } else {
+            printf("ok   %s/%s (%.2fs)\n", t->suite, t->name, dt);
+            passed++;
+        }
+        fflush(stdout);
+    }
+    if (list) return 0;
+    if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
+
+/* A counting allocator: each block carries a 16-byte header so frees can be counted. */
+static long alloc_live, alloc_count, alloc_fail_at;
+
+static void *count_realloc(void *ptr, size_t size, void *ctx) {
+    (void)ctx;
+    if (alloc_fail_at > 0 && ++alloc_count == alloc_fail_at) return NULL;
+    unsigned char *raw = ptr ? (unsigned char *)ptr - 16 : NULL;
+    unsigned char *p = realloc(raw, size + 16);
+    if (!p) return NULL;
+    if (!ptr) alloc_live++;
+    return p + 16;
+}
+
+static void count_free(void *ptr, void *ctx) {
+    (void)ctx;
+    alloc_live--;
+    free((unsigned char *)ptr - 16);
+}
+
+void cfx_test_alloc_begin(long fail_at) {
+    alloc_live = alloc_count = 0;
+    alloc_fail_at = fail_at;
+    cfx_set_allocator(&(cfx_allocator){count_realloc, count_free, NULL});
+}
+
+long cfx_test_alloc_end(void) {
+    cfx_set_allocator(NULL);
+    return alloc_live;
+}

@@ -1,0 +1,101 @@
+/* test.h - the in-house test runner: checks record and continue; the last line of output is
+ * exactly "N passed, N failed[, N skipped]". Tests register themselves with CFX_TEST. */
+#ifndef CFX_TEST_H
+#define CFX_TEST_H
+
+#include "cfx.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef void (*cfx_test_fn)(void);
+void cfx_test_register(const char *suite, const char *name, cfx_test_fn fn);
+
+/* Defines and registers a test: CFX_TEST(hungarian, square_matches_scipy) { ... } */
+#define CFX_TEST(suite, name)                                                                      \
+    static void test_##suite##_##name(void);                                                       \
+    __attribute__((constructor)) static void reg_##suite##_##name(void) {                          \
+        cfx_test_register(#suite, #name, test_##suite##_##name);                                   \
+    }                                                                                              \
+    static void test_##suite##_##name(void)
+
+/* Internal: a failed check prints file:line and the message, and marks the test failed. */
+void cfx_test_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Marks the current test skipped, with the reason printed; the test should return. */
+void cfx_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* True when the environment asks for the fast subset (CFX_TEST_FAST=1, used under asan/valgrind). */
+bool cfx_test_fast(void);
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) cfx_test_fail(__FILE__, __LINE__, "expected %s", #cond);                      \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) cfx_test_fail(__FILE__, __LINE__, __VA_ARGS__);                               \
+    } while (0)
+
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        cfx_status s_ = (expr);                                                                    \
+        if (s_ != CFX_OK)                                                                          \
+            cfx_test_fail(__FILE__, __LINE__, "%s returned %s: %s", #expr, cfx_status_str(s_),     \
+                          cfx_last_error());                                                       \
+    } while (0)
+
+/* Checks that expr fails with the given status and a non-empty message. */
+#define CHECK_ERR(expr, status)                                                                    \
+    do {                                                                                           \
+        cfx_set_error(CFX_OK, "%s", "");                                                           \
+        cfx_status s_ = (expr);                                                                    \
+        if (s_ != (status))                                                                        \
+            cfx_test_fail(__FILE__, __LINE__, "%s returned %s, expected %s (%s)", #expr,           \
+                          cfx_status_str(s_), cfx_status_str(status), cfx_last_error());           \
+        else if (!cfx_last_error()[0])                                                             \
+            cfx_test_fail(__FILE__, __LINE__, "%s failed without a message", #expr);               \
+    } while (0)
+
+#define CHECK_INT_EQ(a, b)                                                                         \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) cfx_test_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
+    } while (0)
+
+#define CHECK_STR_EQ(a, b)                                                                         \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0)                                                     \
+            cfx_test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,                \
+                          a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                 \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double a_ = (double)(a), b_ = (double)(b);                                                 \
+        if (!(fabs(a_ - b_) <= (tol)))                                                             \
+            cfx_test_fail(__FILE__, __LINE__, "%s ~ %s: %.9g vs %.9g (tol %g)", #a, #b, a_, b_,    \
+                          (double)(tol));                                                          \
+    } while (0)
+
+/* Arrays agree when |a-b| <= atol + rtol*|b| everywhere; a failure names the worst element. */
+bool cfx_test_arrays_near(const char *file, int line, const char *what, const float *a,
+                          const float *b, size_t n, double rtol, double atol);
+#define CHECK_ARRAY_NEAR(a, b, n, rtol, atol)                                                      \
+    cfx_test_arrays_near(__FILE__, __LINE__, #a " ~ " #b, (a), (b), (n), (rtol), (atol))
+
+/* Fresh temporary directory for this test (removed at exit); returns its path. */
+const char *cfx_test_tmpdir(void);
+/* Runs /usr/bin/python3 tests/py/<script> with args; returns its exit status (127 when
+ * Python or the module is missing, which the caller reports as a failure). */
+int cfx_test_python(const char *script, const char *args);
+
+/* Installs a counting allocator that fails the fail_at-th allocation (0: never). */
+void cfx_test_alloc_begin(long fail_at);
+/* Restores malloc/free and returns the number of blocks still live (leaks). */
+long cfx_test_alloc_end(void);
+
+#endif
