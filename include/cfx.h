@@ -147,13 +147,251 @@ int cfx_get_threads(void);
 double cfx_now(void);
 
 /* ===================================================================== tensor === */
-/* @@tensor@@ */
+/* A dense float32 tensor, row-major (images NCHW). Fields are public for reading; a tensor that
+ * a graph owns must not be freed or resized by the caller. */
+#define CFX_MAX_DIMS 6
+
+typedef struct cfx_tensor {
+    float *data;
+    int64_t shape[CFX_MAX_DIMS];
+    int ndim;
+    int64_t numel;
+} cfx_tensor;
+
+/* A zero-filled tensor that owns 64-byte aligned data; free with cfx_tensor_free. NULL (with a
+ * message) on a bad shape (ndim outside 0..6, a dimension < 1, or a size that overflows). */
+cfx_tensor *cfx_tensor_new(int ndim, const int64_t *shape);
+void cfx_tensor_free(cfx_tensor *t);
+/* Validates a shape and returns its element count in *numel. */
+cfx_status cfx_tensor_check_shape(int ndim, const int64_t *shape, int64_t *numel);
+int cfx_tensor_same_shape(const cfx_tensor *a, const cfx_tensor *b);
+/* Writes "(1, 3, 32, 32)" into buf. */
+void cfx_tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
+void cfx_tensor_fill(cfx_tensor *t, float v);
+void cfx_tensor_fill_uniform(cfx_tensor *t, cfx_rng *r, float lo, float hi);
+void cfx_tensor_fill_normal(cfx_tensor *t, cfx_rng *r, float mean, float std);
+/* Copies src's data into dst; the element counts must match. */
+cfx_status cfx_tensor_copy(cfx_tensor *dst, const cfx_tensor *src);
+/* Index of the first NaN or infinity, or -1. */
+int64_t cfx_tensor_find_nonfinite(const cfx_tensor *t);
+
+/* ======================================================================= blas === */
+
+/* Row-major C = alpha op(A) op(B) + beta C with op(A) M x K, op(B) K x N. Every GEMM in cfx
+ * goes through here (OpenBLAS); cfx_blas_sgemm_ref is the plain loop the tests compare to. */
+void cfx_blas_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                    int64_t ldc);
+void cfx_blas_sgemm_ref(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                        float *c, int64_t ldc);
 
 /* ====================================================================== graph === */
-/* @@graph@@ */
+/* A static graph of ops with forward and reverse-mode backward. Build it with cfx_graph_input,
+ * cfx_graph_param, cfx_graph_const and the cfx_op_* builders (each returns the id of its output
+ * value, or -1 with a message; a -1 passed on makes the next builder return -1 too, and
+ * cfx_graph_compile reports the first error). Compile plans every buffer once; forward and
+ * backward then run without allocating. Changing an input's shape (a new batch size) replans on
+ * the next run. Trainable parameters live in one contiguous block, their gradients in another.
+ * Values are identified by small integers; names are optional and unique. */
+typedef struct cfx_graph cfx_graph;
+
+typedef enum {
+    CFX_VALUE_INPUT, /* fed by the caller before each forward */
+    CFX_VALUE_PARAM, /* trainable, in the parameter block */
+    CFX_VALUE_CONST, /* frozen data (batch-norm running statistics, ONNX constants) */
+    CFX_VALUE_NODE   /* the output of an op */
+} cfx_value_kind;
+
+/* An empty graph. Owned by the caller: free with cfx_graph_free. */
+cfx_graph *cfx_graph_new(void);
+void cfx_graph_free(cfx_graph *g);
+/* An input of the given shape (the batch dimension may change later). */
+int cfx_graph_input(cfx_graph *g, const char *name, int ndim, const int64_t *shape);
+/* A trainable parameter, zero until filled (after compile its data sits in the block). */
+int cfx_graph_param(cfx_graph *g, const char *name, int ndim, const int64_t *shape);
+/* A frozen tensor; data (numel floats) is copied, NULL means zeros. */
+int cfx_graph_const(cfx_graph *g, const char *name, int ndim, const int64_t *shape,
+                    const float *data);
+/* Marks a value as a graph output (for export and lookups) under a name. */
+cfx_status cfx_graph_set_output(cfx_graph *g, int id, const char *name);
+cfx_status cfx_graph_set_name(cfx_graph *g, int id, const char *name);
+/* The value with that name, or -1. */
+int cfx_graph_find(const cfx_graph *g, const char *name);
+/* Asks for the gradient of an input (an image or latent being optimised). */
+cfx_status cfx_graph_requires_grad(cfx_graph *g, int id, int on);
+/* Whether backward computes parameter gradients (default on; off for counterfactual search). */
+cfx_status cfx_graph_enable_param_grads(cfx_graph *g, int on);
+/* Training mode: batch norm uses and updates batch statistics; dropout drops. Default off. */
+void cfx_graph_set_training(cfx_graph *g, int on);
+/* Seeds the graph's random stream (dropout). */
+void cfx_graph_seed(cfx_graph *g, uint64_t seed);
+/* Plans buffers and checks every op. No values or ops can be added afterwards. */
+cfx_status cfx_graph_compile(cfx_graph *g);
+/* Changes an input's shape; everything downstream is re-inferred and replanned on next run. */
+cfx_status cfx_graph_reshape_input(cfx_graph *g, int id, int ndim, const int64_t *shape);
+cfx_status cfx_graph_forward(cfx_graph *g);
+/* Reverse-mode backward from value out with output gradient seed (numel floats; NULL means all
+ * ones, the gradient of sum(out)). Every gradient buffer is overwritten, not accumulated. */
+cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed);
+/* The value's tensor (graph-owned; data valid after compile), or NULL for a bad id. */
+cfx_tensor *cfx_graph_tensor(cfx_graph *g, int id);
+/* The value's gradient after backward (graph-owned, numel floats), or NULL when it has none. */
+float *cfx_graph_grad(cfx_graph *g, int id);
+/* The parameter block and its gradient block (n floats each; after compile). */
+float *cfx_graph_params(cfx_graph *g, size_t *n);
+float *cfx_graph_param_grads(cfx_graph *g, size_t *n);
+int cfx_graph_num_values(const cfx_graph *g);
+cfx_value_kind cfx_graph_value_kind(const cfx_graph *g, int id);
+const char *cfx_graph_value_name(const cfx_graph *g, int id); /* NULL when unnamed */
+/* The op that produces a node value ("Conv", "Relu", ...), or NULL for other kinds. */
+const char *cfx_graph_value_op(const cfx_graph *g, int id);
+/* Number of trainable parameters (floats). */
+size_t cfx_graph_num_params(const cfx_graph *g);
 
 /* ======================================================================== ops === */
-/* @@ops@@ */
+/* Builders add one op to a graph and return its output value id (or -1; see cfx_graph). Shapes
+ * in the comments: x (N,C,H,W) is an image batch. Every op has a backward for each of its
+ * float inputs except argmax. Broadcasting follows NumPy (and ONNX) rules. */
+
+/* --- elementwise (src/elementwise.c) --- */
+int cfx_op_add(cfx_graph *g, int a, int b);
+int cfx_op_sub(cfx_graph *g, int a, int b);
+int cfx_op_mul(cfx_graph *g, int a, int b);
+int cfx_op_div(cfx_graph *g, int a, int b);
+/* a ** b elementwise with broadcasting (ONNX Pow); the gradient to b needs a > 0. */
+int cfx_op_pow(cfx_graph *g, int a, int b);
+int cfx_op_relu(cfx_graph *g, int x);
+int cfx_op_leaky_relu(cfx_graph *g, int x, float alpha);
+int cfx_op_sigmoid(cfx_graph *g, int x);
+int cfx_op_tanh(cfx_graph *g, int x);
+/* Clamp to [lo, hi]; use -INFINITY/INFINITY for an open side. */
+int cfx_op_clip(cfx_graph *g, int x, float lo, float hi);
+int cfx_op_exp(cfx_graph *g, int x);
+int cfx_op_log(cfx_graph *g, int x);
+int cfx_op_sqrt(cfx_graph *g, int x);
+/* x ** p for a constant exponent. */
+int cfx_op_pow_scalar(cfx_graph *g, int x, float p);
+int cfx_op_abs(cfx_graph *g, int x);
+int cfx_op_neg(cfx_graph *g, int x);
+int cfx_op_erf(cfx_graph *g, int x);
+/* Phi(x), the standard normal CDF, accurate in both tails. */
+int cfx_op_normal_cdf(cfx_graph *g, int x);
+/* scale * x + shift. */
+int cfx_op_affine(cfx_graph *g, int x, float scale, float shift);
+
+/* --- matrix products (src/linear.c) --- */
+typedef struct cfx_gemm_attr {
+    int trans_a, trans_b; /* transpose A (K,M) / B (N,K) before multiplying */
+    float alpha, beta;    /* alpha op(A) op(B) + beta C; both 0 are read as 1 */
+} cfx_gemm_attr;
+/* ONNX Gemm: A (M,K), B (K,N), C broadcastable to (M,N) or -1. */
+int cfx_op_gemm(cfx_graph *g, int a, int b, int c, const cfx_gemm_attr *attr);
+/* x (N,in), w (out,in), b (out) or -1 -> (N,out). */
+int cfx_op_linear(cfx_graph *g, int x, int w, int b);
+/* NumPy matmul: (...,M,K) x (...,K,N) -> (...,M,N), batch dimensions broadcast. */
+int cfx_op_matmul(cfx_graph *g, int a, int b);
+
+/* --- convolution (src/conv.c) --- */
+typedef struct cfx_conv2d_attr {
+    int stride[2];   /* (h, w); 0 reads as 1 */
+    int pad[4];      /* top, left, bottom, right */
+    int dilation[2]; /* 0 reads as 1 */
+    int groups;      /* 0 reads as 1; groups == C == K is depthwise */
+    int output_padding[2]; /* conv-transpose only: extra rows/columns at the bottom/right */
+} cfx_conv2d_attr;
+/* x (N,C,H,W), w (K,C/groups,R,S), b (K) or -1 -> y (N,K,P,Q). */
+int cfx_op_conv2d(cfx_graph *g, int x, int w, int b, const cfx_conv2d_attr *attr);
+/* x (N,C,H,W), w (C,K/groups,R,S), b (K) or -1 -> y (N,K,P,Q) with
+ * P = (H-1) stride - pad_top - pad_bottom + dilation (R-1) + output_padding + 1. */
+int cfx_op_conv_transpose2d(cfx_graph *g, int x, int w, int b, const cfx_conv2d_attr *attr);
+
+/* --- pooling (src/pool.c) --- */
+typedef struct cfx_pool2d_attr {
+    int kernel[2];
+    int stride[2];   /* 0 reads as the kernel size */
+    int pad[4];      /* top, left, bottom, right */
+    int dilation[2]; /* max pool only; 0 reads as 1 */
+    int ceil_mode;
+    int count_include_pad; /* average pool: divide by the full window */
+} cfx_pool2d_attr;
+int cfx_op_max_pool2d(cfx_graph *g, int x, const cfx_pool2d_attr *attr);
+int cfx_op_avg_pool2d(cfx_graph *g, int x, const cfx_pool2d_attr *attr);
+/* x (N,C,H,W) -> (N,C,1,1). */
+int cfx_op_global_avg_pool(cfx_graph *g, int x);
+
+/* --- reductions and softmax (src/reduce.c) --- */
+typedef enum { CFX_REDUCE_SUM, CFX_REDUCE_MEAN, CFX_REDUCE_MAX } cfx_reduce_kind;
+/* Reduces over axes (negative counts from the end; naxes 0 means all). Max sends its gradient
+ * to the first maximal element. */
+int cfx_op_reduce(cfx_graph *g, int x, cfx_reduce_kind kind, const int *axes, int naxes,
+                  int keepdims);
+/* Index of the first maximum along axis, as floats; no gradient. */
+int cfx_op_argmax(cfx_graph *g, int x, int axis, int keepdims);
+int cfx_op_softmax(cfx_graph *g, int x, int axis);
+int cfx_op_log_softmax(cfx_graph *g, int x, int axis);
+
+/* --- normalization and dropout (src/norm.c) --- */
+typedef struct cfx_batch_norm_attr {
+    float eps;      /* 0 reads as 1e-5 */
+    float momentum; /* PyTorch's: running = (1 - m) running + m batch; 0 reads as 0.1 */
+} cfx_batch_norm_attr;
+/* x (N,C,...), scale/bias params (C), mean/var consts (C). In training mode it normalises with
+ * the batch statistics (biased variance) and updates the running ones (unbiased variance). */
+int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int var,
+                      const cfx_batch_norm_attr *attr);
+/* Inverted dropout with probability p in training mode; the identity otherwise. */
+int cfx_op_dropout(cfx_graph *g, int x, float p);
+
+/* --- shapes (src/shape.c) --- */
+/* (d0..dk-1, dk..) -> (d0*..*dk-1, dk*..) as ONNX Flatten. */
+int cfx_op_flatten(cfx_graph *g, int x, int axis);
+/* ONNX Reshape: 0 copies the input's dimension, -1 is inferred. */
+int cfx_op_reshape(cfx_graph *g, int x, int ndim, const int64_t *shape);
+int cfx_op_transpose(cfx_graph *g, int x, const int *perm);
+int cfx_op_concat(cfx_graph *g, const int *xs, int n, int axis);
+/* ONNX Slice with constant starts/ends/steps (clamped; steps may be negative). */
+int cfx_op_slice(cfx_graph *g, int x, int naxes, const int *axes, const int64_t *starts,
+                 const int64_t *ends, const int64_t *steps);
+typedef enum { CFX_PAD_CONSTANT, CFX_PAD_REFLECT, CFX_PAD_EDGE } cfx_pad_mode;
+/* pads: begin of every axis, then end of every axis (ONNX order); negative pads crop. */
+int cfx_op_pad(cfx_graph *g, int x, const int64_t *pads, cfx_pad_mode mode, float value);
+
+/* --- resize (src/resize.c) --- */
+typedef enum { CFX_RESIZE_NEAREST, CFX_RESIZE_BILINEAR } cfx_resize_mode;
+typedef enum {
+    CFX_COORD_HALF_PIXEL,         /* ONNX default and PyTorch align_corners=False */
+    CFX_COORD_ASYMMETRIC,         /* PyTorch nearest */
+    CFX_COORD_ALIGN_CORNERS,
+    CFX_COORD_PYTORCH_HALF_PIXEL
+} cfx_coord_mode;
+typedef enum {
+    CFX_NEAREST_ROUND_PREFER_FLOOR, /* ONNX default */
+    CFX_NEAREST_ROUND_PREFER_CEIL,
+    CFX_NEAREST_FLOOR, /* PyTorch nearest */
+    CFX_NEAREST_CEIL
+} cfx_nearest_mode;
+typedef struct cfx_resize_attr {
+    cfx_resize_mode mode;
+    cfx_coord_mode coord;
+    cfx_nearest_mode nearest;
+    int64_t out_h, out_w; /* output size; when 0, scale_h/scale_w are used */
+    float scale_h, scale_w;
+} cfx_resize_attr;
+/* x (N,C,H,W) -> (N,C,out_h,out_w). */
+int cfx_op_resize(cfx_graph *g, int x, const cfx_resize_attr *attr);
+
+/* --- similarities and losses (src/loss.c) --- */
+typedef enum { CFX_REDUCTION_MEAN, CFX_REDUCTION_SUM, CFX_REDUCTION_NONE } cfx_reduction;
+/* Cosine similarity along axis: sum(a b) / max(|a| |b|, eps) as PyTorch; eps 0 reads as 1e-8. */
+int cfx_op_cosine_similarity(cfx_graph *g, int a, int b, int axis, float eps);
+/* Per-sample losses over all but the first axis, then reduced over the batch:
+ * L1 = mean |a-b|, MSE = mean (a-b)^2, L2 = sqrt(sum (a-b)^2). */
+typedef enum { CFX_LOSS_L1, CFX_LOSS_MSE, CFX_LOSS_L2 } cfx_loss_kind;
+int cfx_op_loss(cfx_graph *g, int a, int b, cfx_loss_kind kind, cfx_reduction reduction);
+/* Cross-entropy of logits (N,C) against targets: class indices (N) stored as floats, or soft
+ * targets (N,C) that sum to 1 per row. */
+int cfx_op_cross_entropy(cfx_graph *g, int logits, int target, cfx_reduction reduction);
 
 /* ====================================================================== optim === */
 /* @@optim@@ */

@@ -1,0 +1,253 @@
+/* elementwise.c - unary functions and broadcasting binary arithmetic, forward and backward.
+ *
+ * Binary ops follow NumPy broadcasting: shapes are right-aligned and a dimension of 1 is
+ * repeated. Equal shapes take a flat (parallel) loop; other shapes walk the output with a
+ * counter per dimension and zero strides on the broadcast dimensions. The backward of a
+ * broadcast input sums over the dimensions it was repeated along, which the same walk does
+ * by accumulating into the strided index. */
+#include "graph.h"
+
+#include <math.h>
+
+/* ----------------------------------------------------------------- broadcasting --- */
+
+typedef struct {
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS];
+    int64_t sa[CFX_MAX_DIMS], sb[CFX_MAX_DIMS]; /* element strides, 0 where broadcast */
+} bcast;
+
+static void strides_for(const cfx_tensor *t, int ndim, int64_t *st) {
+    int64_t s = 1;
+    for (int i = ndim - 1, j = t->ndim - 1; i >= 0; i--, j--) {
+        if (j >= 0 && t->shape[j] != 1) {
+            st[i] = s;
+            s *= t->shape[j];
+        } else {
+            st[i] = 0;
+            if (j >= 0) s *= t->shape[j];
+        }
+    }
+}
+
+static cfx_status bcast_shape(const cfx_tensor *a, const cfx_tensor *b, cfx_op_shape *s) {
+    int nd = CFX_MAX(a->ndim, b->ndim);
+    s->ndim = nd;
+    for (int i = 0; i < nd; i++) {
+        int ia = a->ndim - nd + i, ib = b->ndim - nd + i;
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) {
+            char x[96], y[96];
+            return cfx_set_error(CFX_ESHAPE, "shapes %s and %s do not broadcast",
+                                 cfx__shape_fmt(a, x, sizeof x), cfx__shape_fmt(b, y, sizeof y));
+        }
+        s->shape[i] = da == 1 ? db : da;
+    }
+    return CFX_OK;
+}
+
+static void bcast_init(bcast *bc, const cfx_tensor *a, const cfx_tensor *b, const cfx_tensor *out) {
+    bc->ndim = out->ndim;
+    memcpy(bc->shape, out->shape, sizeof bc->shape);
+    strides_for(a, out->ndim, bc->sa);
+    strides_for(b, out->ndim, bc->sb);
+}
+
+/* Calls body(i, ia, ib) for every output element i with the matching input offsets. */
+#define BCAST_LOOP(bc, n, ...)                                                                     \
+    do {                                                                                           \
+        int64_t idx_[CFX_MAX_DIMS] = {0}, ia = 0, ib = 0;                                          \
+        for (int64_t i = 0; i < (n); i++) {                                                        \
+            __VA_ARGS__;                                                                                \
+            for (int d = (bc)->ndim - 1; d >= 0; d--) {                                            \
+                ia += (bc)->sa[d], ib += (bc)->sb[d];                                              \
+                if (++idx_[d] < (bc)->shape[d]) break;                                             \
+                ia -= (bc)->sa[d] * (bc)->shape[d], ib -= (bc)->sb[d] * (bc)->shape[d];            \
+                idx_[d] = 0;                                                                       \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static cfx_status binary_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    if (!a->in[0] || !a->in[1]) return cfx_set_error(CFX_EINVAL, "needs two inputs");
+    return bcast_shape(a->in[0], a->in[1], s);
+}
+
+static bool same_shape(const cfx_op_args *a) {
+    return cfx_tensor_same_shape(a->in[0], a->out) && cfx_tensor_same_shape(a->in[1], a->out);
+}
+
+/* Defines forward and backward of a binary op from three expressions in x, y (inputs), and
+ * g (output gradient): the value, dL/dx and dL/dy. */
+#define BINARY_OP(fname, opname, value, gx, gy)                                                    \
+    static void fname##_forward(const cfx_op_args *a) {                                            \
+        const float *A = a->in[0]->data, *B = a->in[1]->data;                                      \
+        float *Y = a->out->data;                                                                   \
+        int64_t n = a->out->numel;                                                                 \
+        if (same_shape(a)) {                                                                       \
+            _Pragma("omp parallel for schedule(static) if (n > 32768)")                            \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float x = A[i], y = B[i];                                                          \
+                Y[i] = (value);                                                                    \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        bcast bc;                                                                                  \
+        bcast_init(&bc, a->in[0], a->in[1], a->out);                                               \
+        BCAST_LOOP(&bc, n, {                                                                       \
+            float x = A[ia], y = B[ib];                                                            \
+            Y[i] = (value);                                                                        \
+        });                                                                                        \
+    }                                                                                              \
+    static void fname##_backward(const cfx_op_args *a) {                                           \
+        const float *A = a->in[0]->data, *B = a->in[1]->data, *G = a->dout;                        \
+        float *DA = a->din[0], *DB = a->din[1];                                                    \
+        int64_t n = a->out->numel;                                                                 \
+        if (same_shape(a)) {                                                                       \
+            _Pragma("omp parallel for schedule(static) if (n > 32768)")                            \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float x = A[i], y = B[i], g = G[i];                                                \
+                (void)x, (void)y;                                                                  \
+                if (DA) DA[i] += (gx);                                                             \
+                if (DB) DB[i] += (gy);                                                             \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        bcast bc;                                                                                  \
+        bcast_init(&bc, a->in[0], a->in[1], a->out);                                               \
+        BCAST_LOOP(&bc, n, {                                                                       \
+            float x = A[ia], y = B[ib], g = G[i];                                                  \
+            (void)x, (void)y;                                                                      \
+            if (DA) DA[ia] += (gx);                                                                \
+            if (DB) DB[ib] += (gy);                                                                \
+        });                                                                                        \
+    }                                                                                              \
+    static const cfx_op_def fname##_def = {opname, 0, binary_infer, NULL, NULL,                    \
+                                           fname##_forward, fname##_backward};                     \
+    int cfx_op_##fname(cfx_graph *gr, int a, int b) {                                              \
+        return cfx__graph_add(gr, &fname##_def, (int[]){a, b}, 2, NULL);                           \
+    }
+
+/* Pow's exponent gradient x^y log x is defined for x > 0 only; elsewhere it is taken as 0. */
+static float pow_dy(float x, float y) {
+    return x > 0 ? powf(x, y) * logf(x) : 0.0f;
+}
+
+BINARY_OP(add, "Add", x + y, g, g)
+BINARY_OP(sub, "Sub", x - y, g, -g)
+BINARY_OP(mul, "Mul", x *y, g *y, g *x)
+BINARY_OP(div, "Div", x / y, g / y, -g * x / (y * y))
+BINARY_OP(pow, "Pow", powf(x, y), g *y *powf(x, y - 1.0f), g *pow_dy(x, y))
+
+/* ------------------------------------------------------------------------ unary --- */
+
+typedef struct {
+    float alpha, lo, hi, p, scale, shift;
+} unary_attr;
+
+static cfx_status unary_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
+    cfx__shape_copy(s, a->in[0]);
+    return CFX_OK;
+}
+
+/* The standard normal CDF through erfc, which keeps relative accuracy in the lower tail where
+ * 0.5 (1 + erf(x / sqrt 2)) would round to 0 long before Phi(x) underflows. */
+static float normal_cdf(float x) {
+    return 0.5f * erfcf(-x * 0.70710678118654752f);
+}
+
+/* Defines a unary op from the value f(x) and its derivative in terms of x, y = f(x) and the
+ * attributes (at). */
+#define UNARY_OP(fname, opname, value, deriv)                                                      \
+    static void fname##_forward(const cfx_op_args *a) {                                            \
+        const unary_attr *at = a->attr;                                                            \
+        const float *X = a->in[0]->data;                                                           \
+        float *Y = a->out->data;                                                                   \
+        int64_t n = a->out->numel;                                                                 \
+        (void)at;                                                                                  \
+        _Pragma("omp parallel for schedule(static) if (n > 32768)")                                \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            float x = X[i];                                                                        \
+            Y[i] = (value);                                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    static void fname##_backward(const cfx_op_args *a) {                                           \
+        const unary_attr *at = a->attr;                                                            \
+        const float *X = a->in[0]->data, *Yv = a->out->data, *G = a->dout;                         \
+        float *D = a->din[0];                                                                      \
+        int64_t n = a->out->numel;                                                                 \
+        (void)at, (void)Yv;                                                                        \
+        _Pragma("omp parallel for schedule(static) if (n > 32768)")                                \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            float x = X[i], y = Yv[i];                                                             \
+            (void)x, (void)y;                                                                      \
+            D[i] += G[i] * (deriv);                                                                \
+        }                                                                                          \
+    }                                                                                              \
+    static const cfx_op_def fname##_def = {opname,          sizeof(unary_attr), unary_infer, NULL, \
+                                           NULL,            fname##_forward,    fname##_backward};
+
+UNARY_OP(relu, "Relu", x > 0 ? x : 0.0f, x > 0 ? 1.0f : 0.0f)
+UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)
+UNARY_OP(sigmoid, "Sigmoid", 1.0f / (1.0f + expf(-x)), y *(1.0f - y))
+UNARY_OP(tanh, "Tanh", tanhf(x), 1.0f - y * y)
+UNARY_OP(clip, "Clip", x < at->lo ? at->lo : (x > at->hi ? at->hi : x),
+         (x >= at->lo && x <= at->hi) ? 1.0f : 0.0f)
+UNARY_OP(exp, "Exp", expf(x), y)
+UNARY_OP(log, "Log", logf(x), 1.0f / x)
+UNARY_OP(sqrt, "Sqrt", sqrtf(x), 0.5f / y)
+UNARY_OP(pow_scalar, "Pow", powf(x, at->p), at->p *powf(x, at->p - 1.0f))
+UNARY_OP(abs, "Abs", fabsf(x), x > 0 ? 1.0f : (x < 0 ? -1.0f : 0.0f))
+UNARY_OP(neg, "Neg", -x, -1.0f)
+UNARY_OP(erf, "Erf", erff(x), 1.1283791670955126f * expf(-x * x))
+UNARY_OP(normal_cdf, "NormalCdf", normal_cdf(x), 0.3989422804014327f * expf(-0.5f * x * x))
+UNARY_OP(affine, "Affine", at->scale *x + at->shift, at->scale)
+
+static int unary(cfx_graph *g, const cfx_op_def *def, int x, unary_attr at) {
+    return cfx__graph_add(g, def, &x, 1, &at);
+}
+
+int cfx_op_relu(cfx_graph *g, int x) {
+    return unary(g, &relu_def, x, (unary_attr){0});
+}
+int cfx_op_leaky_relu(cfx_graph *g, int x, float alpha) {
+    return unary(g, &leaky_relu_def, x, (unary_attr){.alpha = alpha});
+}
+int cfx_op_sigmoid(cfx_graph *g, int x) {
+    return unary(g, &sigmoid_def, x, (unary_attr){0});
+}
+int cfx_op_tanh(cfx_graph *g, int x) {
+    return unary(g, &tanh_def, x, (unary_attr){0});
+}
+int cfx_op_clip(cfx_graph *g, int x, float lo, float hi) {
+    if (!(lo <= hi)) return cfx__graph_fail(g, "Clip", "min %g is above max %g", lo, hi);
+    return unary(g, &clip_def, x, (unary_attr){.lo = lo, .hi = hi});
+}
+int cfx_op_exp(cfx_graph *g, int x) {
+    return unary(g, &exp_def, x, (unary_attr){0});
+}
+int cfx_op_log(cfx_graph *g, int x) {
+    return unary(g, &log_def, x, (unary_attr){0});
+}
+int cfx_op_sqrt(cfx_graph *g, int x) {
+    return unary(g, &sqrt_def, x, (unary_attr){0});
+}
+int cfx_op_pow_scalar(cfx_graph *g, int x, float p) {
+    return unary(g, &pow_scalar_def, x, (unary_attr){.p = p});
+}
+int cfx_op_abs(cfx_graph *g, int x) {
+    return unary(g, &abs_def, x, (unary_attr){0});
+}
+int cfx_op_neg(cfx_graph *g, int x) {
+    return unary(g, &neg_def, x, (unary_attr){0});
+}
+int cfx_op_erf(cfx_graph *g, int x) {
+    return unary(g, &erf_def, x, (unary_attr){0});
+}
+int cfx_op_normal_cdf(cfx_graph *g, int x) {
+    return unary(g, &normal_cdf_def, x, (unary_attr){0});
+}
+int cfx_op_affine(cfx_graph *g, int x, float scale, float shift) {
+    return unary(g, &affine_def, x, (unary_attr){.scale = scale, .shift = shift});
+}

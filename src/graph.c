@@ -1,0 +1,507 @@
+/* graph.c - the static graph: values, nodes, buffer planning, forward and reverse-mode backward.
+ *
+ * Nodes are stored in creation order, and a node can only read values that existed when it
+ * was added, so creation order is a topological order. Planning (at compile, and again after
+ * an input changes shape) re-infers every shape, decides which values carry a gradient, and
+ * (re)allocates buffers only when they grow; forward and backward then allocate nothing.
+ * Backward zeroes every gradient, seeds the output, and walks the nodes that reach the output
+ * in reverse, each op adding its inputs' gradients, so values read twice sum both paths. */
+#include "graph.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+cfx_graph *cfx_graph_new(void) {
+    cfx_graph *g = cfx_calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->param_grads_on = true;
+    cfx_rng_init(&g->rng, 0);
+    return g;
+}
+
+static void release_prims(cfx_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx_node *n = &g->nodes[i];
+        if (n->prim && n->op->release) n->op->release(n->prim);
+        n->prim = NULL;
+    }
+}
+
+void cfx_graph_free(cfx_graph *g) {
+    if (!g) return;
+    release_prims(g);
+    for (int i = 0; i < g->nvalues; i++) {
+        cfx_value *v = &g->values[i];
+        cfx_free(v->name);
+        cfx_aligned_free(v->own);
+        cfx_aligned_free(v->own_grad);
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx_free(g->nodes[i].attr);
+        cfx_aligned_free(g->nodes[i].state);
+    }
+    cfx_free(g->values);
+    cfx_free(g->nodes);
+    cfx_aligned_free(g->params);
+    cfx_aligned_free(g->param_grads);
+    cfx_aligned_free(g->work);
+    cfx_free(g->mark);
+    cfx_free(g);
+}
+
+int cfx__graph_fail(cfx_graph *g, const char *op, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cfx_set_error(CFX_EINVAL, "%s: %s", op, msg);
+    if (g && !g->broken) {
+        g->broken = true;
+        snprintf(g->error, sizeof g->error, "%s", cfx_last_error());
+    }
+    return -1;
+}
+
+static bool valid_id(const cfx_graph *g, int id) {
+    return g && id >= 0 && id < g->nvalues;
+}
+
+/* Grows an aligned float buffer to at least n floats (contents are not kept). */
+static cfx_status ensure_floats(float **buf, size_t *cap, size_t n) {
+    if (*cap >= n && *buf) return CFX_OK;
+    cfx_aligned_free(*buf);
+    *buf = cfx_aligned_alloc(n * sizeof(float));
+    *cap = *buf ? n : 0;
+    if (!*buf) return CFX_ENOMEM;
+    memset(*buf, 0, n * sizeof(float));
+    return CFX_OK;
+}
+
+static int add_value(cfx_graph *g, const char *name, cfx_value_kind kind, int ndim,
+                     const int64_t *shape) {
+    if (!g) return cfx__graph_fail(NULL, "graph", "graph is NULL");
+    if (g->broken) return -1;
+    if (g->compiled) return cfx__graph_fail(g, "graph", "cannot add values after compile");
+    int64_t numel;
+    if (cfx_tensor_check_shape(ndim, shape, &numel) != CFX_OK)
+        return cfx__graph_fail(g, name ? name : "value", "%s", cfx_last_error());
+    if (name && cfx_graph_find(g, name) >= 0)
+        return cfx__graph_fail(g, name, "a value with this name already exists");
+    if (g->nvalues == g->capvalues) {
+        int cap = g->capvalues ? 2 * g->capvalues : 64;
+        cfx_value *nv = cfx_realloc(g->values, (size_t)cap * sizeof *nv);
+        if (!nv) return cfx__graph_fail(g, "graph", "out of memory");
+        g->values = nv;
+        g->capvalues = cap;
+    }
+    cfx_value *v = &g->values[g->nvalues];
+    memset(v, 0, sizeof *v);
+    v->kind = kind;
+    v->producer = -1;
+    v->alias_of = -1;
+    v->t.ndim = ndim;
+    for (int i = 0; i < ndim; i++) v->t.shape[i] = shape[i];
+    v->t.numel = numel;
+    if (name && !(v->name = cfx_strdup(name))) return cfx__graph_fail(g, "graph", "out of memory");
+    /* Inputs, parameters and constants get storage now so they can be filled before compile. */
+    if (kind != CFX_VALUE_NODE) {
+        if (ensure_floats(&v->own, &v->cap, (size_t)numel) != CFX_OK) {
+            cfx_free(v->name);
+            return cfx__graph_fail(g, "graph", "out of memory");
+        }
+        v->t.data = v->own;
+    }
+    return g->nvalues++;
+}
+
+int cfx_graph_input(cfx_graph *g, const char *name, int ndim, const int64_t *shape) {
+    return add_value(g, name, CFX_VALUE_INPUT, ndim, shape);
+}
+
+int cfx_graph_param(cfx_graph *g, const char *name, int ndim, const int64_t *shape) {
+    return add_value(g, name, CFX_VALUE_PARAM, ndim, shape);
+}
+
+int cfx_graph_const(cfx_graph *g, const char *name, int ndim, const int64_t *shape,
+                    const float *data) {
+    int id = add_value(g, name, CFX_VALUE_CONST, ndim, shape);
+    if (id >= 0 && data)
+        memcpy(g->values[id].t.data, data, (size_t)g->values[id].t.numel * sizeof(float));
+    return id;
+}
+
+cfx_status cfx_graph_set_name(cfx_graph *g, int id, const char *name) {
+    if (!valid_id(g, id)) return cfx_set_error(CFX_EINVAL, "set name: no value %d", id);
+    if (!name) return cfx_set_error(CFX_EINVAL, "set name: name is NULL");
+    int other = cfx_graph_find(g, name);
+    if (other >= 0 && other != id)
+        return cfx_set_error(CFX_EINVAL, "set name: '%s' already names value %d", name, other);
+    char *copy = cfx_strdup(name);
+    if (!copy) return CFX_ENOMEM;
+    cfx_free(g->values[id].name);
+    g->values[id].name = copy;
+    return CFX_OK;
+}
+
+cfx_status cfx_graph_set_output(cfx_graph *g, int id, const char *name) {
+    if (!valid_id(g, id)) return cfx_set_error(CFX_EINVAL, "set output: no value %d", id);
+    if (name) CFX_TRY(cfx_graph_set_name(g, id, name));
+    g->values[id].is_output = true;
+    return CFX_OK;
+}
+
+int cfx_graph_find(const cfx_graph *g, const char *name) {
+    if (!g || !name) return -1;
+    for (int i = 0; i < g->nvalues; i++)
+        if (g->values[i].name && strcmp(g->values[i].name, name) == 0) return i;
+    return -1;
+}
+
+cfx_status cfx_graph_requires_grad(cfx_graph *g, int id, int on) {
+    if (!valid_id(g, id)) return cfx_set_error(CFX_EINVAL, "requires grad: no value %d", id);
+    if (g->values[id].kind != CFX_VALUE_INPUT)
+        return cfx_set_error(CFX_EINVAL, "requires grad: value %d is not an input", id);
+    g->values[id].user_grad = on != 0;
+    g->dirty = true;
+    return CFX_OK;
+}
+
+cfx_status cfx_graph_enable_param_grads(cfx_graph *g, int on) {
+    if (!g) return cfx_set_error(CFX_EINVAL, "param grads: graph is NULL");
+    g->param_grads_on = on != 0;
+    g->dirty = true;
+    return CFX_OK;
+}
+
+void cfx_graph_set_training(cfx_graph *g, int on) {
+    if (g) g->training = on != 0;
+}
+
+void cfx_graph_seed(cfx_graph *g, uint64_t seed) {
+    if (g) cfx_rng_init(&g->rng, seed);
+}
+
+/* Fills the run-time view of node n: input tensors, gradient slots, state. */
+static void node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with_grads) {
+    memset(a, 0, sizeof *a);
+    a->nin = n->nin;
+    for (int i = 0; i < n->nin; i++) {
+        if (n->in[i] < 0) continue;
+        cfx_value *v = &g->values[n->in[i]];
+        a->in[i] = &v->t;
+        if (with_grads && v->needs_grad) a->din[i] = v->grad;
+    }
+    a->out = &g->values[n->out].t;
+    a->attr = n->attr;
+    a->state = n->state;
+    a->work = g->work;
+    a->prim = n->prim;
+    a->training = g->training;
+    a->rng = &g->rng;
+}
+
+static cfx_status infer_node(cfx_graph *g, cfx_node *n, cfx_op_shape *s) {
+    cfx_op_args a;
+    node_args(g, n, &a, false);
+    a.out = NULL;
+    memset(s, 0, sizeof *s);
+    cfx_status st = n->op->infer(&a, s);
+    if (st != CFX_OK) return st;
+    int64_t numel;
+    if (cfx_tensor_check_shape(s->ndim, s->shape, &numel) != CFX_OK)
+        return cfx_error_context(CFX_ESHAPE, "%s", n->op->name);
+    cfx_value *o = &g->values[n->out];
+    o->t.ndim = s->ndim;
+    memcpy(o->t.shape, s->shape, sizeof o->t.shape);
+    o->t.numel = numel;
+    n->state_bytes = s->state_bytes;
+    n->alias = s->alias;
+    return CFX_OK;
+}
+
+int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, const void *attr) {
+    if (!g) return cfx__graph_fail(NULL, op->name, "graph is NULL");
+    if (g->broken) return -1;
+    if (g->compiled) return cfx__graph_fail(g, op->name, "cannot add ops after compile");
+    CFX_ASSERT(nin <= CFX_OP_MAX_IN);
+    for (int i = 0; i < nin; i++)
+        if (in[i] >= g->nvalues) return cfx__graph_fail(g, op->name, "input %d: no value %d", i, in[i]);
+    if (g->nnodes == g->capnodes) {
+        int cap = g->capnodes ? 2 * g->capnodes : 64;
+        cfx_node *nn = cfx_realloc(g->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) return cfx__graph_fail(g, op->name, "out of memory");
+        g->nodes = nn;
+        g->capnodes = cap;
+    }
+    int out = add_value(g, NULL, CFX_VALUE_NODE, 0, NULL);
+    if (out < 0) return -1;
+    cfx_node *n = &g->nodes[g->nnodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->nin = nin;
+    n->out = out;
+    for (int i = 0; i < nin; i++) n->in[i] = in[i] < 0 ? -1 : in[i];
+    if (op->attr_size) {
+        n->attr = cfx_malloc(op->attr_size);
+        if (!n->attr) {
+            g->nvalues--;
+            return cfx__graph_fail(g, op->name, "out of memory");
+        }
+        memcpy(n->attr, attr, op->attr_size);
+    }
+    cfx_op_shape s;
+    if (infer_node(g, n, &s) != CFX_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", cfx_last_error());
+        cfx_free(n->attr);
+        g->nvalues--;
+        return cfx__graph_fail(g, op->name, "%s", msg);
+    }
+    g->values[out].producer = g->nnodes;
+    g->values[out].alias_of = s.alias ? n->in[0] : -1;
+    g->nnodes++;
+    return out;
+}
+
+const cfx_node *cfx__graph_producer(const cfx_graph *g, int id) {
+    if (!valid_id(g, id) || g->values[id].producer < 0) return NULL;
+    return &g->nodes[g->values[id].producer];
+}
+
+void cfx__shape_copy(cfx_op_shape *s, const cfx_tensor *t) {
+    s->ndim = t->ndim;
+    memcpy(s->shape, t->shape, sizeof s->shape);
+}
+
+char *cfx__shape_fmt(const cfx_tensor *t, char *buf, size_t size) {
+    cfx_tensor_shape_str(t->ndim, t->shape, buf, size);
+    return buf;
+}
+
+/* Re-infers shapes, decides gradient flow, and sizes every buffer. */
+static cfx_status plan(cfx_graph *g) {
+    release_prims(g);
+    size_t work = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx_op_shape s;
+        if (infer_node(g, &g->nodes[i], &s) != CFX_OK)
+            return cfx_error_context(CFX_ESHAPE, "node %d", i);
+        if (s.work_bytes > work) work = s.work_bytes;
+    }
+    for (int i = 0; i < g->nvalues; i++) {
+        cfx_value *v = &g->values[i];
+        switch (v->kind) {
+            case CFX_VALUE_INPUT: v->needs_grad = v->user_grad; break;
+            case CFX_VALUE_PARAM: v->needs_grad = g->param_grads_on; break;
+            case CFX_VALUE_CONST: v->needs_grad = false; break;
+            case CFX_VALUE_NODE: {
+                const cfx_node *n = &g->nodes[v->producer];
+                v->needs_grad = false;
+                if (n->op->backward || n->alias)
+                    for (int k = 0; k < n->nin; k++)
+                        if (n->in[k] >= 0 && g->values[n->in[k]].needs_grad) v->needs_grad = true;
+                break;
+            }
+        }
+        size_t numel = (size_t)v->t.numel;
+        if (v->kind == CFX_VALUE_PARAM) {
+            v->t.data = g->params + v->param_offset;
+            v->grad = v->needs_grad ? g->param_grads + v->param_offset : NULL;
+            continue;
+        }
+        if (v->alias_of >= 0) {
+            v->t.data = g->values[v->alias_of].t.data;
+            v->grad = g->values[v->alias_of].grad;
+            continue;
+        }
+        if (v->kind == CFX_VALUE_INPUT && v->cap < numel) {
+            /* A grown input keeps no old data: the caller fills it before the next run. */
+            if (ensure_floats(&v->own, &v->cap, numel) != CFX_OK) return CFX_ENOMEM;
+        } else if (v->kind == CFX_VALUE_NODE) {
+            if (ensure_floats(&v->own, &v->cap, numel) != CFX_OK) return CFX_ENOMEM;
+        }
+        v->t.data = v->own;
+        v->grad = NULL;
+        if (v->needs_grad) {
+            if (ensure_floats(&v->own_grad, &v->grad_cap, numel) != CFX_OK) return CFX_ENOMEM;
+            v->grad = v->own_grad;
+        }
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx_node *n = &g->nodes[i];
+        if (n->state_bytes > n->state_cap) {
+            cfx_aligned_free(n->state);
+            n->state = cfx_aligned_alloc(n->state_bytes);
+            if (!n->state) return CFX_ENOMEM;
+            memset(n->state, 0, n->state_bytes);
+            n->state_cap = n->state_bytes;
+        }
+    }
+    size_t wfloats = (work + sizeof(float) - 1) / sizeof(float);
+    if (wfloats && ensure_floats((float **)&g->work, &g->work_cap, wfloats) != CFX_OK)
+        return CFX_ENOMEM;
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx_node *n = &g->nodes[i];
+        if (!n->op->prepare) continue;
+        cfx_op_args a;
+        node_args(g, n, &a, true);
+        if (n->op->prepare(&a, &n->prim) != CFX_OK)
+            return cfx_error_context(CFX_EUNSUPPORTED, "%s (node %d)", n->op->name, i);
+    }
+    g->dirty = false;
+    return CFX_OK;
+}
+
+cfx_status cfx_graph_compile(cfx_graph *g) {
+    if (!g) return cfx_set_error(CFX_EINVAL, "compile: graph is NULL");
+    if (g->broken) return cfx_set_error(CFX_EINVAL, "%s", g->error);
+    if (g->compiled) return cfx_set_error(CFX_EINVAL, "compile: graph is already compiled");
+    /* Move every parameter into one block, in creation order. */
+    size_t total = 0;
+    for (int i = 0; i < g->nvalues; i++)
+        if (g->values[i].kind == CFX_VALUE_PARAM) {
+            g->values[i].param_offset = total;
+            total += (size_t)g->values[i].t.numel;
+        }
+    g->nparams = total;
+    size_t cap = 0, gcap = 0;
+    if (ensure_floats(&g->params, &cap, total ? total : 1) != CFX_OK ||
+        ensure_floats(&g->param_grads, &gcap, total ? total : 1) != CFX_OK)
+        return cfx_error_context(CFX_ENOMEM, "compile");
+    for (int i = 0; i < g->nvalues; i++) {
+        cfx_value *v = &g->values[i];
+        if (v->kind != CFX_VALUE_PARAM) continue;
+        memcpy(g->params + v->param_offset, v->own, (size_t)v->t.numel * sizeof(float));
+        cfx_aligned_free(v->own);
+        v->own = NULL;
+        v->cap = 0;
+    }
+    g->mark = cfx_calloc((size_t)g->nvalues + 1, sizeof *g->mark);
+    if (!g->mark) return cfx_error_context(CFX_ENOMEM, "compile");
+    g->compiled = true;
+    cfx_status s = plan(g);
+    if (s != CFX_OK) return cfx_error_context(s, "compile");
+    return CFX_OK;
+}
+
+cfx_status cfx_graph_reshape_input(cfx_graph *g, int id, int ndim, const int64_t *shape) {
+    if (!valid_id(g, id) || g->values[id].kind != CFX_VALUE_INPUT)
+        return cfx_set_error(CFX_EINVAL, "reshape input: value %d is not an input", id);
+    int64_t numel;
+    CFX_TRY(cfx_tensor_check_shape(ndim, shape, &numel));
+    cfx_value *v = &g->values[id];
+    cfx_tensor old = v->t;
+    v->t.ndim = ndim;
+    memcpy(v->t.shape, shape, (size_t)ndim * sizeof *shape);
+    v->t.numel = numel;
+    if (!g->compiled) {
+        /* Before compile the input owns exactly its storage; regrow it now. */
+        if (ensure_floats(&v->own, &v->cap, (size_t)numel) != CFX_OK) {
+            v->t = old;
+            return CFX_ENOMEM;
+        }
+        v->t.data = v->own;
+        return CFX_OK;
+    }
+    g->dirty = true;
+    return CFX_OK;
+}
+
+static cfx_status ensure_planned(cfx_graph *g, const char *what) {
+    if (!g) return cfx_set_error(CFX_EINVAL, "%s: graph is NULL", what);
+    if (!g->compiled) return cfx_set_error(CFX_EINVAL, "%s: compile the graph first", what);
+    if (g->dirty) {
+        cfx_status s = plan(g);
+        if (s != CFX_OK) return cfx_error_context(s, "%s", what);
+    }
+    return CFX_OK;
+}
+
+cfx_status cfx_graph_forward(cfx_graph *g) {
+    CFX_TRY(ensure_planned(g, "forward"));
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx_node *n = &g->nodes[i];
+        if (n->alias) continue;
+        cfx_op_args a;
+        node_args(g, n, &a, false);
+        n->op->forward(&a);
+    }
+    return CFX_OK;
+}
+
+cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
+    CFX_TRY(ensure_planned(g, "backward"));
+    if (!valid_id(g, out)) return cfx_set_error(CFX_EINVAL, "backward: no value %d", out);
+    cfx_value *o = &g->values[out];
+    if (!o->needs_grad)
+        return cfx_set_error(CFX_EINVAL,
+                             "backward: value %d does not depend on anything that takes a "
+                             "gradient (mark an input with cfx_graph_requires_grad)",
+                             out);
+    for (int i = 0; i < g->nvalues; i++) {
+        cfx_value *v = &g->values[i];
+        if (v->own_grad && v->needs_grad) memset(v->own_grad, 0, (size_t)v->t.numel * sizeof(float));
+    }
+    if (g->param_grads_on) memset(g->param_grads, 0, g->nparams * sizeof(float));
+    if (seed) memcpy(o->grad, seed, (size_t)o->t.numel * sizeof(float));
+    else
+        for (int64_t i = 0; i < o->t.numel; i++) o->grad[i] = 1.0f;
+    /* Only nodes whose output reaches `out` run backward. */
+    memset(g->mark, 0, (size_t)g->nvalues * sizeof *g->mark);
+    g->mark[out] = true;
+    for (int i = o->producer; i >= 0; i--) {
+        cfx_node *n = &g->nodes[i];
+        if (!g->mark[n->out] || !g->values[n->out].needs_grad) continue;
+        for (int k = 0; k < n->nin; k++)
+            if (n->in[k] >= 0) g->mark[n->in[k]] = true;
+        if (n->alias || !n->op->backward) continue;
+        cfx_op_args a;
+        node_args(g, n, &a, true);
+        a.dout = g->values[n->out].grad;
+        n->op->backward(&a);
+    }
+    return CFX_OK;
+}
+
+cfx_tensor *cfx_graph_tensor(cfx_graph *g, int id) {
+    return valid_id(g, id) ? &g->values[id].t : NULL;
+}
+
+float *cfx_graph_grad(cfx_graph *g, int id) {
+    return valid_id(g, id) ? g->values[id].grad : NULL;
+}
+
+float *cfx_graph_params(cfx_graph *g, size_t *n) {
+    if (n) *n = g ? g->nparams : 0;
+    return g ? g->params : NULL;
+}
+
+float *cfx_graph_param_grads(cfx_graph *g, size_t *n) {
+    if (n) *n = g ? g->nparams : 0;
+    return g && g->param_grads_on ? g->param_grads : NULL;
+}
+
+size_t cfx_graph_num_params(const cfx_graph *g) {
+    size_t n = 0;
+    for (int i = 0; g && i < g->nvalues; i++)
+        if (g->values[i].kind == CFX_VALUE_PARAM) n += (size_t)g->values[i].t.numel;
+    return n;
+}
+
+int cfx_graph_num_values(const cfx_graph *g) {
+    return g ? g->nvalues : 0;
+}
+
+cfx_value_kind cfx_graph_value_kind(const cfx_graph *g, int id) {
+    return valid_id(g, id) ? g->values[id].kind : CFX_VALUE_CONST;
+}
+
+const char *cfx_graph_value_name(const cfx_graph *g, int id) {
+    return valid_id(g, id) ? g->values[id].name : NULL;
+}
+
+const char *cfx_graph_value_op(const cfx_graph *g, int id) {
+    const cfx_node *n = cfx__graph_producer(g, id);
+    return n ? n->op->name : NULL;
+}

@@ -1,0 +1,109 @@
+/* graph.h - the engine's private interface: values, nodes, and how an op plugs in.
+ *
+ * An op is a cfx_op_def: infer checks input shapes and gives the output shape plus the bytes
+ * it needs kept between forward and backward (state) and as temporaries (work); forward writes
+ * the output; backward ADDS each input's gradient into din[i] (NULL when that input needs
+ * none), which is what makes fan-out correct. Ops never allocate in forward or backward. */
+#ifndef CFX_GRAPH_H
+#define CFX_GRAPH_H
+
+#include "internal.h"
+
+#define CFX_OP_MAX_IN 8
+
+typedef struct cfx_node cfx_node;
+
+/* What an op sees when it runs. in[i] is NULL for an absent optional input. */
+typedef struct cfx_op_args {
+    const cfx_tensor *in[CFX_OP_MAX_IN];
+    float *din[CFX_OP_MAX_IN];
+    int nin;
+    cfx_tensor *out;   /* shape valid in prepare, forward, backward */
+    const float *dout; /* backward only: gradient of the output */
+    const void *attr;
+    void *state;       /* state_bytes, kept from forward to backward */
+    void *work;        /* work_bytes, scratch shared by all nodes */
+    void *prim;        /* what prepare made (oneDNN primitives, ...) */
+    bool training;
+    cfx_rng *rng;
+} cfx_op_args;
+
+/* What infer fills. */
+typedef struct cfx_op_shape {
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS];
+    size_t state_bytes;
+    size_t work_bytes;
+    bool alias; /* the output is a view of input 0 (same data, same gradient) */
+} cfx_op_shape;
+
+typedef struct cfx_op_def {
+    const char *name;  /* ONNX op type: "Conv", "Relu", ... */
+    size_t attr_size;  /* bytes of the attribute struct, copied into the node */
+    /* Checks shapes and attributes (in[] shapes are valid, data not yet); sets s. */
+    cfx_status (*infer)(const cfx_op_args *a, cfx_op_shape *s);
+    /* Optional: builds per-shape objects once buffers exist; *prim is released by release. */
+    cfx_status (*prepare)(const cfx_op_args *a, void **prim);
+    void (*release)(void *prim);
+    void (*forward)(const cfx_op_args *a);
+    /* NULL when the op has no gradient (argmax): its inputs receive none. */
+    void (*backward)(const cfx_op_args *a);
+} cfx_op_def;
+
+typedef struct cfx_value {
+    char *name;
+    cfx_value_kind kind;
+    cfx_tensor t;
+    float *grad;
+    float *own;        /* storage this value owns (NULL for params and aliases) */
+    float *own_grad;
+    size_t cap, grad_cap; /* capacity of own/own_grad in floats */
+    int producer;      /* node index, or -1 */
+    int alias_of;      /* value whose storage this one views, or -1 */
+    bool user_grad;    /* requires_grad asked by the caller */
+    bool needs_grad;   /* planned: a gradient flows here */
+    bool is_output;
+    size_t param_offset;
+} cfx_value;
+
+struct cfx_node {
+    const cfx_op_def *op;
+    int in[CFX_OP_MAX_IN];
+    int nin;
+    int out;
+    void *attr;
+    void *state;
+    size_t state_bytes, state_cap;
+    void *prim;
+    bool alias;
+};
+
+struct cfx_graph {
+    cfx_value *values;
+    int nvalues, capvalues;
+    cfx_node *nodes;
+    int nnodes, capnodes;
+    float *params, *param_grads;
+    size_t nparams;
+    void *work;
+    size_t work_cap;
+    bool compiled, dirty, training, param_grads_on, broken;
+    char error[512];
+    cfx_rng rng;
+    bool *mark; /* nvalues flags for backward's reachability */
+};
+
+/* Adds a node: validates ids, copies attr, infers the output's shape now (so a later builder
+ * sees it), and returns the output value id or -1. */
+int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, const void *attr);
+/* Records a builder error in the graph (the first one wins) and returns -1. */
+int cfx__graph_fail(cfx_graph *g, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The node that produces value id, or NULL. */
+const cfx_node *cfx__graph_producer(const cfx_graph *g, int id);
+
+/* Shape helpers for infer functions. */
+void cfx__shape_copy(cfx_op_shape *s, const cfx_tensor *t);
+char *cfx__shape_fmt(const cfx_tensor *t, char *buf, size_t size);
+
+#endif

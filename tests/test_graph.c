@@ -1,0 +1,112 @@
+/* test_graph.c - building, planning, replanning, fan-out gradients, errors, leaks. */
+#include "gradcheck.h"
+
+CFX_TEST(graph, fan_out_gradients_sum) {
+    /* y = x*x + exp(x): both uses of x contribute to dy/dx = 2x + exp(x). */
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 1, (int64_t[]){4});
+    int y = cfx_op_add(g, cfx_op_mul(g, x, x), cfx_op_exp(g, x));
+    cfx_graph_requires_grad(g, x, 1);
+    CHECK_OK(cfx_graph_compile(g));
+    float xs[4] = {-1, 0, 0.5f, 2};
+    memcpy(cfx_graph_tensor(g, x)->data, xs, sizeof xs);
+    CHECK_OK(cfx_graph_forward(g));
+    CHECK_OK(cfx_graph_backward(g, y, NULL));
+    float want[4];
+    for (int i = 0; i < 4; i++) want[i] = 2 * xs[i] + expf(xs[i]);
+    CHECK_ARRAY_NEAR(cfx_graph_grad(g, x), want, 4, 1e-6, 1e-6);
+    /* A second backward overwrites rather than accumulates. */
+    CHECK_OK(cfx_graph_backward(g, y, NULL));
+    CHECK_ARRAY_NEAR(cfx_graph_grad(g, x), want, 4, 1e-6, 1e-6);
+    cfx_graph_free(g);
+}
+
+CFX_TEST(graph, params_live_in_one_block) {
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 2, (int64_t[]){2, 3});
+    int w1 = cfx_graph_param(g, "w1", 2, (int64_t[]){2, 3});
+    int w2 = cfx_graph_param(g, "w2", 1, (int64_t[]){3});
+    cfx_tensor_fill(cfx_graph_tensor(g, w1), 2.0f); /* filled before compile: kept */
+    int y = cfx_op_mul(g, cfx_op_add(g, x, w1), w2);
+    CHECK_OK(cfx_graph_compile(g));
+    size_t n;
+    float *p = cfx_graph_params(g, &n);
+    CHECK_INT_EQ(n, 9);
+    CHECK(cfx_graph_tensor(g, w1)->data == p);
+    CHECK(cfx_graph_tensor(g, w2)->data == p + 6);
+    CHECK_NEAR(p[0], 2.0f, 0);
+    cfx_rng r;
+    cfx_rng_init(&r, 3);
+    cfx_tensor_fill_normal(cfx_graph_tensor(g, x), &r, 0, 1);
+    cfx_tensor_fill_normal(cfx_graph_tensor(g, w2), &r, 0, 1);
+    CHECK_GRADS(g, y, NULL);
+    CHECK(cfx_graph_param_grads(g, NULL) != NULL);
+    /* Without parameter gradients and without an input that wants one, nothing flows. */
+    CHECK_OK(cfx_graph_enable_param_grads(g, 0));
+    CHECK_OK(cfx_graph_forward(g));
+    CHECK_ERR(cfx_graph_backward(g, y, NULL), CFX_EINVAL);
+    cfx_graph_free(g);
+}
+
+CFX_TEST(graph, reshape_input_replans) {
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 2, (int64_t[]){1, 3});
+    int b = cfx_graph_const(g, "b", 1, (int64_t[]){3}, (float[]){1, 2, 3});
+    int y = cfx_op_add(g, x, b);
+    CHECK_OK(cfx_graph_compile(g));
+    CHECK_OK(cfx_graph_reshape_input(g, x, 2, (int64_t[]){4, 3}));
+    CHECK_OK(cfx_graph_forward(g)); /* replans: the new input buffer is zeroed */
+    const cfx_tensor *t = cfx_graph_tensor(g, y);
+    CHECK_INT_EQ(t->shape[0], 4);
+    CHECK_NEAR(t->data[11], 3.0f, 0);
+    CHECK_OK(cfx_graph_reshape_input(g, x, 2, (int64_t[]){4, 5}));
+    CHECK_ERR(cfx_graph_forward(g), CFX_ESHAPE);
+    CHECK(strstr(cfx_last_error(), "broadcast") != NULL);
+    cfx_graph_free(g);
+}
+
+CFX_TEST(graph, bad_input_gets_messages) {
+    cfx_graph *g = cfx_graph_new();
+    CHECK(cfx_graph_input(g, "x", 2, (int64_t[]){0, 3}) < 0);
+    CHECK(strstr(cfx_last_error(), "must be >= 1") != NULL);
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    CHECK(cfx_graph_input(g, "x", 7, (int64_t[]){1, 1, 1, 1, 1, 1, 1}) < 0);
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    CHECK(cfx_graph_input(g, "x", 3, (int64_t[]){1 << 20, 1 << 20, 1 << 20}) < 0);
+    CHECK(strstr(cfx_last_error(), "overflow") != NULL);
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 1, (int64_t[]){2});
+    CHECK(cfx_graph_input(g, "x", 1, (int64_t[]){2}) < 0); /* duplicate name */
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    x = cfx_graph_input(g, "x", 1, (int64_t[]){2});
+    CHECK(cfx_op_add(g, x, 57) < 0);
+    CHECK_ERR(cfx_graph_forward(g), CFX_EINVAL);
+    CHECK_ERR(cfx_graph_compile(g), CFX_EINVAL);
+    cfx_graph_free(g);
+    CHECK(cfx_op_relu(NULL, 0) < 0);
+    CHECK_ERR(cfx_graph_compile(NULL), CFX_EINVAL);
+    CHECK(cfx_graph_tensor(NULL, 0) == NULL);
+    cfx_graph_free(NULL);
+}
+
+CFX_TEST(graph, no_leaks_and_allocation_failures_are_clean) {
+    /* Fail each allocation in turn: every failure must come back as an error, never a crash,
+     * and nothing may leak. */
+    for (long fail = 1; fail < 60; fail++) {
+        cfx_test_alloc_begin(fail);
+        cfx_graph *g = cfx_graph_new();
+        int x = cfx_graph_input(g, "x", 2, (int64_t[]){2, 3});
+        int w = cfx_graph_param(g, "w", 1, (int64_t[]){3});
+        int y = cfx_op_sigmoid(g, cfx_op_mul(g, x, w));
+        cfx_graph_requires_grad(g, x, 1);
+        if (cfx_graph_compile(g) == CFX_OK && cfx_graph_forward(g) == CFX_OK)
+            (void)cfx_graph_backward(g, y, NULL);
+        cfx_graph_free(g);
+        long live = cfx_test_alloc_end();
+        CHECK_MSG(live == 0, "failing allocation %ld leaked %ld blocks", fail, live);
+    }
+}
