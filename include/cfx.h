@@ -400,10 +400,70 @@ int cfx_op_cross_entropy(cfx_graph *g, int logits, int target, cfx_reduction red
 /* @@onnx@@ */
 
 /* ======================================================================== npy === */
-/* @@npy@@ */
+/* NumPy .npy files (format 1.0-3.0, C order). Reading converts float32, float64, uint8, int32
+ * and int64 arrays to float32 with values unchanged; the caller frees the tensor. Writing is
+ * atomic: a temporary file is renamed into place, so a failure leaves nothing half-written. */
+cfx_tensor *cfx_npy_read(const char *path);
+cfx_status cfx_npy_write(const char *path, const cfx_tensor *t);
+cfx_status cfx_npy_write_u8(const char *path, const uint8_t *data, int ndim, const int64_t *shape);
+
+/* ======================================================================= file === */
+
+/* Atomic output: cfx_file_create opens "<path>.tmp.<pid>" for writing; cfx_file_commit closes it
+ * and renames it over path (checking every write); cfx_file_abort closes and removes it. */
+typedef struct cfx_file {
+    FILE *f;
+    char *path, *tmp;
+} cfx_file;
+cfx_status cfx_file_create(cfx_file *af, const char *path);
+cfx_status cfx_file_commit(cfx_file *af);
+void cfx_file_abort(cfx_file *af);
+/* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
+cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
 
 /* ==================================================================== wordnet === */
-/* @@wordnet@@ */
+/* The WordNet 3.0 noun hierarchy, read once from the Princeton database files (Debian's
+ * wordnet-base installs them in /usr/share/wordnet). Synsets are numbered 0..count-1 in the
+ * order of data.noun. Names, word lookup and path order follow NLTK 3.8, which the V-CECE
+ * reference used: "chair.n.01" is the first lemma plus the sense number of index.noun. After
+ * cfx_wordnet_load returns, a cfx_wordnet is read-only and safe to share between threads. */
+typedef struct cfx_wordnet cfx_wordnet;
+
+/* Loads index.noun, data.noun and noun.exc from dir (NULL: "/usr/share/wordnet"). Returns NULL
+ * on failure; the caller owns the result and frees it with cfx_wordnet_free. */
+cfx_wordnet *cfx_wordnet_load(const char *dir);
+void cfx_wordnet_free(cfx_wordnet *wn);
+int32_t cfx_wordnet_count(const cfx_wordnet *wn);
+/* The NLTK name of synset s ("chair.n.01"), owned by wn; NULL when s is out of range. */
+const char *cfx_wordnet_name(const cfx_wordnet *wn, int32_t s);
+/* The synset's byte offset in data.noun (its WordNet id). */
+int32_t cfx_wordnet_offset(const cfx_wordnet *wn, int32_t s);
+/* Non-zero when s has the form of a noun synset name, "<lemma>.n.<digits>". */
+int cfx_wordnet_is_name(const char *s);
+/* By name: the NN-th sense of the lemma in index.noun (case-insensitive). CFX_ENOTFOUND with a
+ * message naming it when there is no such synset. */
+cfx_status cfx_wordnet_synset(const cfx_wordnet *wn, const char *name, int32_t *out);
+/* By word: the first noun sense of the first base form morphy finds (noun.exc, then the
+ * detachment rules), as NLTK's synsets(word, 'n')[0]. Spaces count as underscores. */
+cfx_status cfx_wordnet_word(const cfx_wordnet *wn, const char *word, int32_t *out);
+/* A synset name when the string looks like one, else a word. */
+cfx_status cfx_wordnet_lookup(const cfx_wordnet *wn, const char *concept, int32_t *out);
+/* The parents of s (hypernyms sorted by name, then instance hypernyms sorted by name, as NLTK
+ * returns them); *parents points into wn. Returns their number. */
+int32_t cfx_wordnet_parents(const cfx_wordnet *wn, int32_t s, const int32_t **parents);
+/* Edges on the shortest way from s up to the root entity.n.01. */
+int32_t cfx_wordnet_depth(const cfx_wordnet *wn, int32_t s);
+/* The concept path of s: the first root-to-s path of maximal length in NLTK's depth-first
+ * order (Synset.hypernym_paths()). Writes it root first into path when cap is large enough
+ * (path may be NULL) and returns its length (WordNet 3.0: at most 20). */
+int32_t cfx_wordnet_concept_path(const cfx_wordnet *wn, int32_t s, int32_t *path, int32_t cap);
+/* Every root-to-s path in NLTK's order, root first, concatenated into *flat with their lengths
+ * in *lens. The caller frees *flat and *lens with cfx_free. */
+cfx_status cfx_wordnet_paths(const cfx_wordnet *wn, int32_t s, int32_t **flat, int32_t **lens,
+                             int32_t *npaths);
+/* Shortest-path lengths from src to every synset over hypernym and hyponym edges (both kinds
+ * of pointer, both directions, each edge of length one). dist has cfx_wordnet_count entries. */
+cfx_status cfx_wordnet_distances(const cfx_wordnet *wn, int32_t src, int32_t *dist);
 
 /* ================================================================= hungarian === */
 /* @@hungarian@@ */

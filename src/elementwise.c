@@ -58,7 +58,7 @@ static void bcast_init(bcast *bc, const cfx_tensor *a, const cfx_tensor *b, cons
     do {                                                                                           \
         int64_t idx_[CFX_MAX_DIMS] = {0}, ia = 0, ib = 0;                                          \
         for (int64_t i = 0; i < (n); i++) {                                                        \
-            __VA_ARGS__;                                                                                \
+            __VA_ARGS__;                                                                           \
             for (int d = (bc)->ndim - 1; d >= 0; d--) {                                            \
                 ia += (bc)->sa[d], ib += (bc)->sb[d];                                              \
                 if (++idx_[d] < (bc)->shape[d]) break;                                             \
@@ -85,8 +85,8 @@ static bool same_shape(const cfx_op_args *a) {
         float *Y = a->out->data;                                                                   \
         int64_t n = a->out->numel;                                                                 \
         if (same_shape(a)) {                                                                       \
-            _Pragma("omp parallel for schedule(static) if (n > 32768)")                            \
-            for (int64_t i = 0; i < n; i++) {                                                      \
+            _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n; \
+                                                                             i++) {                \
                 float x = A[i], y = B[i];                                                          \
                 Y[i] = (value);                                                                    \
             }                                                                                      \
@@ -104,8 +104,8 @@ static bool same_shape(const cfx_op_args *a) {
         float *DA = a->din[0], *DB = a->din[1];                                                    \
         int64_t n = a->out->numel;                                                                 \
         if (same_shape(a)) {                                                                       \
-            _Pragma("omp parallel for schedule(static) if (n > 32768)")                            \
-            for (int64_t i = 0; i < n; i++) {                                                      \
+            _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n; \
+                                                                             i++) {                \
                 float x = A[i], y = B[i], g = G[i];                                                \
                 (void)x, (void)y;                                                                  \
                 if (DA) DA[i] += (gx);                                                             \
@@ -122,8 +122,8 @@ static bool same_shape(const cfx_op_args *a) {
             if (DB) DB[ib] += (gy);                                                                \
         });                                                                                        \
     }                                                                                              \
-    static const cfx_op_def fname##_def = {opname, 0, binary_infer, NULL, NULL,                    \
-                                           fname##_forward, fname##_backward};                     \
+    static const cfx_op_def fname##_def = {                                                        \
+        opname, 0, binary_infer, NULL, NULL, fname##_forward, fname##_backward};                   \
     int cfx_op_##fname(cfx_graph *gr, int a, int b) {                                              \
         return cfx__graph_add(gr, &fname##_def, (int[]){a, b}, 2, NULL);                           \
     }
@@ -136,7 +136,7 @@ static float pow_dy(float x, float y) {
 BINARY_OP(add, "Add", x + y, g, g)
 BINARY_OP(sub, "Sub", x - y, g, -g)
 BINARY_OP(mul, "Mul", x *y, g *y, g *x)
-BINARY_OP(div, "Div", x / y, g / y, -g * x / (y * y))
+BINARY_OP(div, "Div", x / y, g / y, -g *x / (y * y))
 BINARY_OP(pow, "Pow", powf(x, y), g *y *powf(x, y - 1.0f), g *pow_dy(x, y))
 
 /* ------------------------------------------------------------------------ unary --- */
@@ -166,8 +166,8 @@ static float normal_cdf(float x) {
         float *Y = a->out->data;                                                                   \
         int64_t n = a->out->numel;                                                                 \
         (void)at;                                                                                  \
-        _Pragma("omp parallel for schedule(static) if (n > 32768)")                                \
-        for (int64_t i = 0; i < n; i++) {                                                          \
+        _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n;     \
+                                                                         i++) {                    \
             float x = X[i];                                                                        \
             Y[i] = (value);                                                                        \
         }                                                                                          \
@@ -178,15 +178,15 @@ static float normal_cdf(float x) {
         float *D = a->din[0];                                                                      \
         int64_t n = a->out->numel;                                                                 \
         (void)at, (void)Yv;                                                                        \
-        _Pragma("omp parallel for schedule(static) if (n > 32768)")                                \
-        for (int64_t i = 0; i < n; i++) {                                                          \
+        _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n;     \
+                                                                         i++) {                    \
             float x = X[i], y = Yv[i];                                                             \
             (void)x, (void)y;                                                                      \
             D[i] += G[i] * (deriv);                                                                \
         }                                                                                          \
     }                                                                                              \
-    static const cfx_op_def fname##_def = {opname,          sizeof(unary_attr), unary_infer, NULL, \
-                                           NULL,            fname##_forward,    fname##_backward};
+    static const cfx_op_def fname##_def = {opname, sizeof(unary_attr), unary_infer,     NULL,      \
+                                           NULL,   fname##_forward,    fname##_backward};
 
 UNARY_OP(relu, "Relu", x > 0 ? x : 0.0f, x > 0 ? 1.0f : 0.0f)
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)

@@ -226,7 +226,8 @@ int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, c
     if (g->compiled) return cfx__graph_fail(g, op->name, "cannot add ops after compile");
     CFX_ASSERT(nin <= CFX_OP_MAX_IN);
     for (int i = 0; i < nin; i++)
-        if (in[i] >= g->nvalues) return cfx__graph_fail(g, op->name, "input %d: no value %d", i, in[i]);
+        if (in[i] >= g->nvalues)
+            return cfx__graph_fail(g, op->name, "input %d: no value %d", i, in[i]);
     if (g->nnodes == g->capnodes) {
         int cap = g->capnodes ? 2 * g->capnodes : 64;
         cfx_node *nn = cfx_realloc(g->nodes, (size_t)cap * sizeof *nn);
@@ -292,9 +293,15 @@ static cfx_status plan(cfx_graph *g) {
     for (int i = 0; i < g->nvalues; i++) {
         cfx_value *v = &g->values[i];
         switch (v->kind) {
-            case CFX_VALUE_INPUT: v->needs_grad = v->user_grad; break;
-            case CFX_VALUE_PARAM: v->needs_grad = g->param_grads_on; break;
-            case CFX_VALUE_CONST: v->needs_grad = false; break;
+            case CFX_VALUE_INPUT:
+                v->needs_grad = v->user_grad;
+                break;
+            case CFX_VALUE_PARAM:
+                v->needs_grad = g->param_grads_on;
+                break;
+            case CFX_VALUE_CONST:
+                v->needs_grad = false;
+                break;
             case CFX_VALUE_NODE: {
                 const cfx_node *n = &g->nodes[v->producer];
                 v->needs_grad = false;
@@ -441,10 +448,12 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
                              out);
     for (int i = 0; i < g->nvalues; i++) {
         cfx_value *v = &g->values[i];
-        if (v->own_grad && v->needs_grad) memset(v->own_grad, 0, (size_t)v->t.numel * sizeof(float));
+        if (v->own_grad && v->needs_grad)
+            memset(v->own_grad, 0, (size_t)v->t.numel * sizeof(float));
     }
     if (g->param_grads_on) memset(g->param_grads, 0, g->nparams * sizeof(float));
-    if (seed) memcpy(o->grad, seed, (size_t)o->t.numel * sizeof(float));
+    if (seed)
+        memcpy(o->grad, seed, (size_t)o->t.numel * sizeof(float));
     else
         for (int64_t i = 0; i < o->t.numel; i++) o->grad[i] = 1.0f;
     /* Only nodes whose output reaches `out` run backward. */

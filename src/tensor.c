@@ -14,8 +14,8 @@ cfx_status cfx_tensor_check_shape(int ndim, const int64_t *shape, int64_t *numel
         if (shape[i] < 1) {
             char buf[128];
             cfx_tensor_shape_str(ndim, shape, buf, sizeof buf);
-            return cfx_set_error(CFX_ESHAPE, "dimension %d of shape %s is %lld; it must be >= 1",
-                                 i, buf, (long long)shape[i]);
+            return cfx_set_error(CFX_ESHAPE, "dimension %d of shape %s is %lld; it must be >= 1", i,
+                                 buf, (long long)shape[i]);
         }
         /* Keep byte counts representable: at most 2^40 elements. */
         if (shape[i] > ((int64_t)1 << 40) / n)
@@ -61,8 +61,8 @@ void cfx_tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size
     size_t used = 0;
     used += (size_t)snprintf(buf, size, "(");
     for (int i = 0; i < ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld",
-                                 (long long)shape[i]);
+        used +=
+            (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld", (long long)shape[i]);
     if (used < size) snprintf(buf + used, size - used, ")");
 }
 
@@ -71,8 +71,7 @@ void cfx_tensor_fill(cfx_tensor *t, float v) {
 }
 
 void cfx_tensor_fill_uniform(cfx_tensor *t, cfx_rng *r, float lo, float hi) {
-    for (int64_t i = 0; i < t->numel; i++)
-        t->data[i] = lo + (hi - lo) * (float)cfx_rng_uniform(r);
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = lo + (hi - lo) * (float)cfx_rng_uniform(r);
 }
 
 void cfx_tensor_fill_normal(cfx_tensor *t, cfx_rng *r, float mean, float std) {

@@ -46,7 +46,8 @@ int gradcheck_at(const char *file, int line, cfx_graph *g, int out, const gradch
         int64_t worst = -1;
         double worst_excess = 0, worst_num = 0;
         for (int64_t s = 0; s < n; s++) {
-            int64_t i = t->numel <= max_elems ? s : (int64_t)cfx_rng_below(&rng, (uint64_t)t->numel);
+            int64_t i =
+                t->numel <= max_elems ? s : (int64_t)cfx_rng_below(&rng, (uint64_t)t->numel);
             float orig = t->data[i];
             t->data[i] = (float)(orig + eps);
             double lp = project(g, out, w);
@@ -75,7 +76,8 @@ int gradcheck_at(const char *file, int line, cfx_graph *g, int out, const gradch
     project(g, out, w); /* leave the graph's outputs as they were */
     free(w);
     if (!checked) {
-        cfx_test_fail(file, line, "gradcheck: nothing to check (no input or parameter has a gradient)");
+        cfx_test_fail(file, line,
+                      "gradcheck: nothing to check (no input or parameter has a gradient)");
         return 1;
     }
     return failures;
