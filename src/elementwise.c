@@ -5,7 +5,7 @@
  * counter per dimension and zero strides on the broadcast dimensions. The backward of a
  * broadcast input sums over the dimensions it was repeated along, which the same walk does
  * by accumulating into the strided index. */
-#include "graph.h"
+#include "ops.h"
 
 #include <math.h>
 
@@ -141,10 +141,6 @@ BINARY_OP(pow, "Pow", powf(x, y), g *y *powf(x, y - 1.0f), g *pow_dy(x, y))
 
 /* ------------------------------------------------------------------------ unary --- */
 
-typedef struct {
-    float alpha, lo, hi, p, scale, shift;
-} unary_attr;
-
 static cfx_status unary_infer(const cfx_op_args *a, cfx_op_shape *s) {
     if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
     cfx__shape_copy(s, a->in[0]);
@@ -161,7 +157,7 @@ static float normal_cdf(float x) {
  * attributes (at). */
 #define UNARY_OP(fname, opname, value, deriv)                                                      \
     static void fname##_forward(const cfx_op_args *a) {                                            \
-        const unary_attr *at = a->attr;                                                            \
+        const cfx_unary_attr *at = a->attr;                                                            \
         const float *X = a->in[0]->data;                                                           \
         float *Y = a->out->data;                                                                   \
         int64_t n = a->out->numel;                                                                 \
@@ -173,7 +169,7 @@ static float normal_cdf(float x) {
         }                                                                                          \
     }                                                                                              \
     static void fname##_backward(const cfx_op_args *a) {                                           \
-        const unary_attr *at = a->attr;                                                            \
+        const cfx_unary_attr *at = a->attr;                                                            \
         const float *X = a->in[0]->data, *Yv = a->out->data, *G = a->dout;                         \
         float *D = a->din[0];                                                                      \
         int64_t n = a->out->numel;                                                                 \
@@ -185,7 +181,7 @@ static float normal_cdf(float x) {
             D[i] += G[i] * (deriv);                                                                \
         }                                                                                          \
     }                                                                                              \
-    static const cfx_op_def fname##_def = {opname, sizeof(unary_attr), unary_infer,     NULL,      \
+    static const cfx_op_def fname##_def = {opname, sizeof(cfx_unary_attr), unary_infer,     NULL,      \
                                            NULL,   fname##_forward,    fname##_backward};
 
 UNARY_OP(relu, "Relu", x > 0 ? x : 0.0f, x > 0 ? 1.0f : 0.0f)
@@ -204,50 +200,50 @@ UNARY_OP(erf, "Erf", erff(x), 1.1283791670955126f * expf(-x * x))
 UNARY_OP(normal_cdf, "NormalCdf", normal_cdf(x), 0.3989422804014327f * expf(-0.5f * x * x))
 UNARY_OP(affine, "Affine", at->scale *x + at->shift, at->scale)
 
-static int unary(cfx_graph *g, const cfx_op_def *def, int x, unary_attr at) {
+static int unary(cfx_graph *g, const cfx_op_def *def, int x, cfx_unary_attr at) {
     return cfx__graph_add(g, def, &x, 1, &at);
 }
 
 int cfx_op_relu(cfx_graph *g, int x) {
-    return unary(g, &relu_def, x, (unary_attr){0});
+    return unary(g, &relu_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_leaky_relu(cfx_graph *g, int x, float alpha) {
-    return unary(g, &leaky_relu_def, x, (unary_attr){.alpha = alpha});
+    return unary(g, &leaky_relu_def, x, (cfx_unary_attr){.alpha = alpha});
 }
 int cfx_op_sigmoid(cfx_graph *g, int x) {
-    return unary(g, &sigmoid_def, x, (unary_attr){0});
+    return unary(g, &sigmoid_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_tanh(cfx_graph *g, int x) {
-    return unary(g, &tanh_def, x, (unary_attr){0});
+    return unary(g, &tanh_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_clip(cfx_graph *g, int x, float lo, float hi) {
     if (!(lo <= hi)) return cfx__graph_fail(g, "Clip", "min %g is above max %g", lo, hi);
-    return unary(g, &clip_def, x, (unary_attr){.lo = lo, .hi = hi});
+    return unary(g, &clip_def, x, (cfx_unary_attr){.lo = lo, .hi = hi});
 }
 int cfx_op_exp(cfx_graph *g, int x) {
-    return unary(g, &exp_def, x, (unary_attr){0});
+    return unary(g, &exp_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_log(cfx_graph *g, int x) {
-    return unary(g, &log_def, x, (unary_attr){0});
+    return unary(g, &log_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_sqrt(cfx_graph *g, int x) {
-    return unary(g, &sqrt_def, x, (unary_attr){0});
+    return unary(g, &sqrt_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_pow_scalar(cfx_graph *g, int x, float p) {
-    return unary(g, &pow_scalar_def, x, (unary_attr){.p = p});
+    return unary(g, &pow_scalar_def, x, (cfx_unary_attr){.p = p});
 }
 int cfx_op_abs(cfx_graph *g, int x) {
-    return unary(g, &abs_def, x, (unary_attr){0});
+    return unary(g, &abs_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_neg(cfx_graph *g, int x) {
-    return unary(g, &neg_def, x, (unary_attr){0});
+    return unary(g, &neg_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_erf(cfx_graph *g, int x) {
-    return unary(g, &erf_def, x, (unary_attr){0});
+    return unary(g, &erf_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_normal_cdf(cfx_graph *g, int x) {
-    return unary(g, &normal_cdf_def, x, (unary_attr){0});
+    return unary(g, &normal_cdf_def, x, (cfx_unary_attr){0});
 }
 int cfx_op_affine(cfx_graph *g, int x, float scale, float shift) {
-    return unary(g, &affine_def, x, (unary_attr){.scale = scale, .shift = shift});
+    return unary(g, &affine_def, x, (cfx_unary_attr){.scale = scale, .shift = shift});
 }
