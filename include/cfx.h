@@ -451,7 +451,8 @@ cfx_status cfx_wordnet_lookup(const cfx_wordnet *wn, const char *concept, int32_
 /* The parents of s (hypernyms sorted by name, then instance hypernyms sorted by name, as NLTK
  * returns them); *parents points into wn. Returns their number. */
 int32_t cfx_wordnet_parents(const cfx_wordnet *wn, int32_t s, const int32_t **parents);
-/* Edges on the shortest way from s up to the root entity.n.01. */
+/* Edges on the shortest path between s and the root entity.n.01 over hypernym and hyponym edges
+ * (as cfx_wordnet_distances; a path may step down to a shared child and up again). */
 int32_t cfx_wordnet_depth(const cfx_wordnet *wn, int32_t s);
 /* The concept path of s: the first root-to-s path of maximal length in NLTK's depth-first
  * order (Synset.hypernym_paths()). Writes it root first into path when cap is large enough

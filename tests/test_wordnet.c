@@ -1,0 +1,206 @@
+/* test_wordnet.c - the WordNet reader against NLTK's (tests/py/wordnet_oracle.py) and its errors. */
+#include "test.h"
+
+#include <stdlib.h>
+
+/* Loading takes a fifth of a second; the suite shares one copy, freed at exit. */
+static cfx_wordnet *shared_wn;
+
+static void free_shared(void) {
+    cfx_wordnet_free(shared_wn);
+}
+
+static cfx_wordnet *wn_get(void) {
+    if (!shared_wn) {
+        shared_wn = cfx_wordnet_load(NULL);
+        if (shared_wn) atexit(free_shared);
+        else cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
+    }
+    return shared_wn;
+}
+
+/* The concept set as the oracle writes it: path names, then the word, space-separated. */
+static void concept_set_str(const cfx_wordnet *wn, const char *concept, int32_t s, char *buf,
+                            size_t n) {
+    int32_t path[64];
+    int32_t len = cfx_wordnet_concept_path(wn, s, path, 64);
+    size_t at = 0;
+    for (int32_t i = 0; i < len && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s ", cfx_wordnet_name(wn, path[i]));
+    /* The word: the part before the first dot, spaces as underscores. */
+    for (const char *c = concept; *c && *c != '.' && at + 1 < n; c++) buf[at++] = *c == ' ' ? '_' : *c;
+    buf[at < n ? at : n - 1] = '\0';
+}
+
+CFX_TEST(wordnet, chair_path_and_lookup) {
+    cfx_wordnet *wn = wn_get();
+    if (!wn) return;
+    CHECK(cfx_wordnet_count(wn) == 82115);
+    int32_t s, t;
+    CHECK_OK(cfx_wordnet_synset(wn, "chair.n.01", &s));
+    CHECK_STR_EQ(cfx_wordnet_name(wn, s), "chair.n.01");
+    CHECK_INT_EQ(cfx_wordnet_offset(wn, s), 3001627);
+    CHECK_INT_EQ(cfx_wordnet_concept_path(wn, s, NULL, 0), 10);
+    char buf[1024];
+    concept_set_str(wn, "chair.n.01", s, buf, sizeof buf);
+    CHECK_STR_EQ(buf, "entity.n.01 physical_entity.n.01 object.n.01 whole.n.02 artifact.n.01 "
+                      "instrumentality.n.03 furnishing.n.02 furniture.n.01 seat.n.03 chair.n.01 "
+                      "chair");
+    /* Case-insensitive names, plural words, exceptions. */
+    CHECK_OK(cfx_wordnet_synset(wn, "Chair.N.01", &t));
+    CHECK_INT_EQ(t, s);
+    CHECK_OK(cfx_wordnet_word(wn, "Chairs", &t));
+    CHECK_INT_EQ(t, s);
+    CHECK_OK(cfx_wordnet_lookup(wn, "geese", &t));
+    CHECK_STR_EQ(cfx_wordnet_name(wn, t), "goose.n.01");
+    CHECK_OK(cfx_wordnet_lookup(wn, "traffic light", &t));
+    CHECK_STR_EQ(cfx_wordnet_name(wn, t), "traffic_light.n.01");
+    CHECK(cfx_wordnet_is_name("st._john's_wort.n.01"));
+    CHECK(!cfx_wordnet_is_name("chair"));
+    CHECK(!cfx_wordnet_is_name("chair.v.01"));
+    CHECK(!cfx_wordnet_is_name(".n.01"));
+}
+
+CFX_TEST(wordnet, distances_and_depth) {
+    cfx_wordnet *wn = wn_get();
+    if (!wn) return;
+    int32_t chair, seat, table, entity;
+    CHECK_OK(cfx_wordnet_synset(wn, "chair.n.01", &chair));
+    CHECK_OK(cfx_wordnet_synset(wn, "seat.n.03", &seat));
+    CHECK_OK(cfx_wordnet_synset(wn, "table.n.02", &table));
+    CHECK_OK(cfx_wordnet_synset(wn, "entity.n.01", &entity));
+    CHECK_INT_EQ(cfx_wordnet_depth(wn, entity), 0);
+    CHECK_INT_EQ(cfx_wordnet_depth(wn, chair), 9);
+    int32_t *d = malloc((size_t)cfx_wordnet_count(wn) * sizeof *d);
+    int32_t *e = malloc((size_t)cfx_wordnet_count(wn) * sizeof *e);
+    CHECK_OK(cfx_wordnet_distances(wn, chair, d));
+    CHECK_OK(cfx_wordnet_distances(wn, entity, e));
+    CHECK_INT_EQ(d[chair], 0);
+    CHECK_INT_EQ(d[seat], 1);
+    CHECK_INT_EQ(d[table], 3); /* chair - seat - furniture - table */
+    CHECK_INT_EQ(d[entity], 9);
+    /* Distances from the root are the depths, for every synset. */
+    int bad = 0;
+    for (int32_t s = 0; s < cfx_wordnet_count(wn); s++) bad += e[s] != cfx_wordnet_depth(wn, s);
+    CHECK_INT_EQ(bad, 0);
+    free(d);
+    free(e);
+}
+
+/* Every concept of vg_random.json, some plural words and every 40th synset: the same name,
+ * concept set and list of hypernym paths as NLTK. */
+CFX_TEST(wordnet, matches_nltk) {
+    cfx_wordnet *wn = wn_get();
+    if (!wn) return;
+    char out[600];
+    snprintf(out, sizeof out, "%s/nltk.tsv", cfx_test_tmpdir());
+    int rc = cfx_test_python("wordnet_oracle.py", out);
+    CHECK_MSG(rc == 0, "wordnet_oracle.py failed with status %d", rc);
+    if (rc != 0) return;
+    FILE *f = fopen(out, "r");
+    CHECK(f != NULL);
+    if (!f) return;
+    static char line[65536], mine[65536];
+    int nsets = 0, npaths = 0, nmulti = 0, bad = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *kind = strtok(line, "\t"), *a = strtok(NULL, "\t");
+        if (!kind || !a) continue;
+        int32_t s;
+        if (cfx_wordnet_lookup(wn, a, &s) != CFX_OK) {
+            if (bad++ < 10) cfx_test_fail(__FILE__, __LINE__, "lookup '%s': %s", a, cfx_last_error());
+            continue;
+        }
+        if (strcmp(kind, "set") == 0) {
+            char *name = strtok(NULL, "\t"), *set = strtok(NULL, "\t");
+            concept_set_str(wn, a, s, mine, sizeof mine);
+            if (!name || !set || strcmp(name, cfx_wordnet_name(wn, s)) != 0 || strcmp(set, mine)) {
+                if (bad++ < 10)
+                    cfx_test_fail(__FILE__, __LINE__, "'%s': NLTK %s {%s}, cfx %s {%s}", a,
+                                  name ? name : "?", set ? set : "?", cfx_wordnet_name(wn, s), mine);
+            }
+            nsets++;
+        } else {
+            char *want = strtok(NULL, "\t");
+            int32_t *flat, *lens, np;
+            CHECK_OK(cfx_wordnet_paths(wn, s, &flat, &lens, &np));
+            size_t at = 0;
+            for (int32_t p = 0, k = 0; p < np; p++) {
+                for (int32_t i = 0; i < lens[p]; i++, k++)
+                    at += (size_t)snprintf(mine + at, sizeof mine - at, "%s%s",
+                                           cfx_wordnet_name(wn, flat[k]), i + 1 < lens[p] ? " " : "");
+                if (p + 1 < np) at += (size_t)snprintf(mine + at, sizeof mine - at, ";");
+            }
+            if (!want || strcmp(want, mine) != 0) {
+                if (bad++ < 10)
+                    cfx_test_fail(__FILE__, __LINE__, "paths of %s: NLTK %s, cfx %s", a,
+                                  want ? want : "?", mine);
+            }
+            nmulti += np > 1;
+            npaths++;
+            cfx_free(flat);
+            cfx_free(lens);
+        }
+    }
+    fclose(f);
+    CHECK_INT_EQ(bad, 0);
+    /* The oracle covers 767 VG concepts, 25 words and 2053 sampled synsets. */
+    CHECK_MSG(nsets > 2800 && npaths > 2700 && nmulti > 500,
+              "too few comparisons: %d sets, %d path lists (%d with several paths)", nsets, npaths,
+              nmulti);
+}
+
+CFX_TEST(wordnet, unknown_names_and_words) {
+    cfx_wordnet *wn = wn_get();
+    if (!wn) return;
+    int32_t s;
+    CHECK_ERR(cfx_wordnet_synset(wn, "chiar.n.01", &s), CFX_ENOTFOUND);
+    CHECK(strstr(cfx_last_error(), "chiar.n.01") != NULL);
+    CHECK_ERR(cfx_wordnet_synset(wn, "chair.n.06", &s), CFX_ENOTFOUND);
+    CHECK(strstr(cfx_last_error(), "has 5 senses") != NULL);
+    CHECK_ERR(cfx_wordnet_synset(wn, "chair.n.00", &s), CFX_ENOTFOUND);
+    CHECK_ERR(cfx_wordnet_synset(wn, "chair", &s), CFX_EINVAL);
+    CHECK_ERR(cfx_wordnet_word(wn, "qwxzzy", &s), CFX_ENOTFOUND);
+    CHECK(strstr(cfx_last_error(), "qwxzzy") != NULL);
+    CHECK_ERR(cfx_wordnet_word(wn, "", &s), CFX_EINVAL);
+    CHECK(cfx_wordnet_name(wn, -1) == NULL);
+    CHECK(cfx_wordnet_name(wn, cfx_wordnet_count(wn)) == NULL);
+}
+
+CFX_TEST(wordnet, missing_folder_names_the_file) {
+    cfx_set_error(CFX_OK, "%s", "");
+    cfx_wordnet *wn = cfx_wordnet_load("/nonexistent/wordnet");
+    CHECK(wn == NULL);
+    CHECK(strstr(cfx_last_error(), "/nonexistent/wordnet/index.noun") != NULL);
+}
+
+/* Lookups from several threads at once give what one thread gives. */
+CFX_TEST(wordnet, concurrent_lookups) {
+    cfx_wordnet *wn = wn_get();
+    if (!wn) return;
+    static const char *words[] = {"chairs", "geese", "dog.n.01", "mice", "people", "tree.n.01"};
+    int32_t want[6];
+    for (int i = 0; i < 6; i++) CHECK_OK(cfx_wordnet_lookup(wn, words[i], &want[i]));
+    int bad = 0;
+#pragma omp parallel for num_threads(4) reduction(+ : bad)
+    for (int k = 0; k < 6000; k++) {
+        int32_t s;
+        if (cfx_wordnet_lookup(wn, words[k % 6], &s) != CFX_OK || s != want[k % 6]) bad++;
+    }
+    CHECK_INT_EQ(bad, 0);
+}
+
+/* An allocation that fails anywhere in loading returns NULL with a message and leaks nothing. */
+CFX_TEST(wordnet, allocation_failures_do_not_leak) {
+    int steps[] = {1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 21, 25, 30};
+    int nsteps = cfx_test_fast() ? 5 : (int)(sizeof steps / sizeof steps[0]), succeeded = 0;
+    for (int i = 0; i < nsteps; i++) {
+        cfx_test_alloc_begin(steps[i]);
+        cfx_wordnet *wn = cfx_wordnet_load(NULL);
+        if (wn) succeeded++;
+        else CHECK(strstr(cfx_last_error(), "out of memory") != NULL);
+        cfx_wordnet_free(wn);
+        CHECK_MSG(cfx_test_alloc_end() == 0, "leak after failing allocation %d", steps[i]);
+    }
+    CHECK_INT_EQ(succeeded, 0);
+}
