@@ -394,7 +394,43 @@ int cfx_op_loss(cfx_graph *g, int a, int b, cfx_loss_kind kind, cfx_reduction re
 int cfx_op_cross_entropy(cfx_graph *g, int logits, int target, cfx_reduction reduction);
 
 /* ====================================================================== optim === */
-/* @@optim@@ */
+/* Optimizers over a flat float array: a graph's parameter block (cfx_graph_params and
+ * cfx_graph_param_grads) or any tensor being optimised, such as an image or a latent vector
+ * (cfx_graph_tensor and cfx_graph_grad of an input that requires a gradient). Both follow
+ * PyTorch's torch.optim semantics exactly, so a run can be checked step by step against it. */
+typedef struct cfx_sgd_options {
+    float lr;           /* default 0.01 */
+    float momentum;     /* default 0 */
+    float weight_decay; /* L2 added to the gradient; default 0 */
+    int nesterov;       /* default 0 */
+} cfx_sgd_options;
+
+typedef struct cfx_adam_options {
+    float lr;           /* default 1e-3 */
+    float beta1, beta2; /* default 0.9, 0.999 */
+    float eps;          /* added after the square root; default 1e-8 */
+    float weight_decay; /* L2 added to the gradient (torch.optim.Adam, not AdamW); default 0 */
+} cfx_adam_options;
+
+typedef struct cfx_optim cfx_optim;
+
+/* An optimizer for n floats, with zeroed state. NULL options take the defaults; a field left at
+ * 0 takes its default too except momentum and weight_decay (0 is their default). Owned by the
+ * caller: free with cfx_optim_free. */
+cfx_optim *cfx_optim_sgd(size_t n, const cfx_sgd_options *o);
+cfx_optim *cfx_optim_adam(size_t n, const cfx_adam_options *o);
+void cfx_optim_free(cfx_optim *opt);
+/* One update of x (n floats) from its gradient. A non-finite gradient is refused with
+ * CFX_ENUMERIC and x is left untouched. */
+cfx_status cfx_optim_step(cfx_optim *opt, float *x, const float *grad);
+/* Forgets the moments and the step count (a new image starts afresh). */
+void cfx_optim_reset(cfx_optim *opt);
+void cfx_optim_set_lr(cfx_optim *opt, float lr);
+/* The state (moments, step count) as one float array for checkpoints: cfx_optim_state_size
+ * floats; load the same size back to resume. */
+size_t cfx_optim_state_size(const cfx_optim *opt);
+void cfx_optim_state_save(const cfx_optim *opt, float *out);
+void cfx_optim_state_load(cfx_optim *opt, const float *in);
 
 /* ======================================================================= onnx === */
 /* @@onnx@@ */
@@ -467,7 +503,21 @@ cfx_status cfx_wordnet_paths(const cfx_wordnet *wn, int32_t s, int32_t **flat, i
 cfx_status cfx_wordnet_distances(const cfx_wordnet *wn, int32_t src, int32_t *dist);
 
 /* ================================================================= hungarian === */
-/* @@hungarian@@ */
+/* The linear assignment problem on a rectangular nr x nc cost matrix (row-major): choose
+ * min(nr, nc) pairs, no row or column twice, with the least total cost. An entry of +INFINITY
+ * forbids that pair (as in scipy.optimize.linear_sum_assignment); NaN and -INFINITY are errors.
+ * Shortest augmenting paths (Jonker-Volgenant, Crouse's rectangular form), O(min^2 max). */
+
+/* Writes each row's column into col_of_row (nr entries; -1 for the rows left out when nr > nc)
+ * and the total cost into *total (may be NULL). Returns CFX_ENOTFOUND ("infeasible") when the
+ * forbidden pairs leave no complete assignment, CFX_EINVAL on NaN or -inf. Allocates scratch. */
+cfx_status cfx_hungarian_solve(const double *cost, int nr, int nc, int *col_of_row,
+                               double *total);
+/* The same without allocating: work is a caller-owned block of cfx_hungarian_work_size(nr, nc)
+ * bytes, aligned for double (cfx_malloc's blocks are). For hot loops and worker threads. */
+size_t cfx_hungarian_work_size(int nr, int nc);
+cfx_status cfx_hungarian_solve_work(const double *cost, int nr, int nc, int *col_of_row,
+                                    double *total, void *work);
 
 /* =================================================================== concepts === */
 /* @@concepts@@ */

@@ -1,0 +1,143 @@
+/* optim.c - SGD with momentum and Adam, with torch.optim's exact update rules.
+ *
+ * Adam (Kingma and Ba), as PyTorch computes it:
+ *   g  = grad + weight_decay x
+ *   m  = b1 m + (1 - b1) g;          v = b2 v + (1 - b2) g^2
+ *   x -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ * eps is added after the square root and after the bias correction of v, which matters for the
+ * first steps of a counterfactual search where gradients are tiny.
+ * SGD: g = grad + wd x; buf = momentum buf + g (buf = g on the first step); x -= lr buf
+ * (or lr (g + momentum buf) with Nesterov). */
+#include "internal.h"
+
+#include <math.h>
+
+typedef enum { OPT_SGD, OPT_ADAM } opt_kind;
+
+struct cfx_optim {
+    opt_kind kind;
+    size_t n;
+    cfx_sgd_options sgd;
+    cfx_adam_options adam;
+    int64_t t;
+    float *m, *v; /* Adam moments, or SGD momentum buffer in m */
+};
+
+static cfx_optim *optim_new(opt_kind kind, size_t n) {
+    cfx_optim *o = cfx_calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->kind = kind;
+    o->n = n;
+    o->m = cfx_calloc(n ? n : 1, sizeof(float));
+    o->v = kind == OPT_ADAM ? cfx_calloc(n ? n : 1, sizeof(float)) : NULL;
+    if (!o->m || (kind == OPT_ADAM && !o->v)) {
+        cfx_optim_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+cfx_optim *cfx_optim_sgd(size_t n, const cfx_sgd_options *opts) {
+    cfx_sgd_options d = opts ? *opts : (cfx_sgd_options){0};
+    if (d.lr == 0) d.lr = 0.01f;
+    if (!(d.lr > 0) || d.momentum < 0 || d.weight_decay < 0) {
+        cfx_set_error(CFX_EINVAL, "sgd: lr must be > 0, momentum and weight decay >= 0");
+        return NULL;
+    }
+    cfx_optim *o = optim_new(OPT_SGD, n);
+    if (o) o->sgd = d;
+    return o;
+}
+
+cfx_optim *cfx_optim_adam(size_t n, const cfx_adam_options *opts) {
+    cfx_adam_options d = opts ? *opts : (cfx_adam_options){0};
+    if (d.lr == 0) d.lr = 1e-3f;
+    if (d.beta1 == 0) d.beta1 = 0.9f;
+    if (d.beta2 == 0) d.beta2 = 0.999f;
+    if (d.eps == 0) d.eps = 1e-8f;
+    if (!(d.lr > 0) || !(d.beta1 > 0 && d.beta1 < 1) || !(d.beta2 > 0 && d.beta2 < 1) ||
+        !(d.eps > 0) || d.weight_decay < 0) {
+        cfx_set_error(CFX_EINVAL, "adam: need lr > 0, 0 < betas < 1, eps > 0, weight decay >= 0");
+        return NULL;
+    }
+    cfx_optim *o = optim_new(OPT_ADAM, n);
+    if (o) o->adam = d;
+    return o;
+}
+
+void cfx_optim_free(cfx_optim *o) {
+    if (!o) return;
+    cfx_free(o->m);
+    cfx_free(o->v);
+    cfx_free(o);
+}
+
+void cfx_optim_reset(cfx_optim *o) {
+    o->t = 0;
+    memset(o->m, 0, o->n * sizeof(float));
+    if (o->v) memset(o->v, 0, o->n * sizeof(float));
+}
+
+void cfx_optim_set_lr(cfx_optim *o, float lr) {
+    if (o->kind == OPT_SGD)
+        o->sgd.lr = lr;
+    else
+        o->adam.lr = lr;
+}
+
+cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
+    if (!o || !x || !grad) return cfx_set_error(CFX_EINVAL, "optimizer step: NULL argument");
+    for (size_t i = 0; i < o->n; i++)
+        if (!isfinite(grad[i]))
+            return cfx_set_error(CFX_ENUMERIC,
+                                 "optimizer step: gradient element %zu is %g; lower the learning "
+                                 "rate or check the inputs for NaN",
+                                 i, (double)grad[i]);
+    o->t++;
+    const size_t n = o->n;
+    if (o->kind == OPT_SGD) {
+        const float lr = o->sgd.lr, mu = o->sgd.momentum, wd = o->sgd.weight_decay;
+        float *buf = o->m;
+        const bool first = o->t == 1;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) {
+            float g = grad[i] + wd * x[i];
+            if (mu != 0) {
+                buf[i] = first ? g : mu * buf[i] + g;
+                g = o->sgd.nesterov ? g + mu * buf[i] : buf[i];
+            }
+            x[i] -= lr * g;
+        }
+        return CFX_OK;
+    }
+    const cfx_adam_options *a = &o->adam;
+    /* Bias corrections in double: beta2^t stays accurate for long runs. */
+    const double bc1 = 1.0 - pow(a->beta1, (double)o->t), bc2 = 1.0 - pow(a->beta2, (double)o->t);
+    const float step = (float)(a->lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2));
+    const float b1 = a->beta1, b2 = a->beta2, eps = a->eps, wd = a->weight_decay;
+    float *m = o->m, *v = o->v;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] + wd * x[i];
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        x[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+    }
+    return CFX_OK;
+}
+
+size_t cfx_optim_state_size(const cfx_optim *o) {
+    return 1 + o->n * (o->v ? 2 : 1);
+}
+
+void cfx_optim_state_save(const cfx_optim *o, float *out) {
+    out[0] = (float)o->t; /* exact up to 2^24 steps */
+    memcpy(out + 1, o->m, o->n * sizeof(float));
+    if (o->v) memcpy(out + 1 + o->n, o->v, o->n * sizeof(float));
+}
+
+void cfx_optim_state_load(cfx_optim *o, const float *in) {
+    o->t = (int64_t)in[0];
+    memcpy(o->m, in + 1, o->n * sizeof(float));
+    if (o->v) memcpy(o->v, in + 1 + o->n, o->n * sizeof(float));
+}
