@@ -11,6 +11,7 @@ for t in 1 2; do
     for net in ref tiny; do
         cm=$(echo "$c" | awk -v n=$net '$1 == n {print $2}')
         pm=$(echo "$p" | awk -v n=$net '$1 == n {print $2}')
-        printf '| %s | %s | %.4f | %.4f | %.1fx |\n' "$net" "$t" "$cm" "$pm" "$(echo "$pm / $cm" | bc -l)"
+        awk -v n="$net" -v t="$t" -v c="$cm" -v p="$pm" \
+            'BEGIN { printf "| %s | %s | %.4f | %.4f | %.1fx |\n", n, t, c, p, p / c }'
     done
 done
