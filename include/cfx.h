@@ -230,6 +230,9 @@ void cfx_graph_seed(cfx_graph *g, uint64_t seed);
 cfx_status cfx_graph_compile(cfx_graph *g);
 /* Changes an input's shape; everything downstream is re-inferred and replanned on next run. */
 cfx_status cfx_graph_reshape_input(cfx_graph *g, int id, int ndim, const int64_t *shape);
+/* Replans now if an input changed shape, so that its (new) buffer can be filled before the
+ * next forward. Forward and backward do this themselves when needed. */
+cfx_status cfx_graph_replan(cfx_graph *g);
 cfx_status cfx_graph_forward(cfx_graph *g);
 /* Reverse-mode backward from value out with output gradient seed (numel floats; NULL means all
  * ones, the gradient of sum(out)). Every gradient buffer is overwritten, not accumulated. */
@@ -246,6 +249,8 @@ cfx_value_kind cfx_graph_value_kind(const cfx_graph *g, int id);
 const char *cfx_graph_value_name(const cfx_graph *g, int id); /* NULL when unnamed */
 /* The op that produces a node value ("Conv", "Relu", ...), or NULL for other kinds. */
 const char *cfx_graph_value_op(const cfx_graph *g, int id);
+/* The k-th input of the op producing id, or -1. */
+int cfx_graph_value_input(const cfx_graph *g, int id, int k);
 /* Number of trainable parameters (floats). */
 size_t cfx_graph_num_params(const cfx_graph *g);
 
@@ -432,8 +437,160 @@ size_t cfx_optim_state_size(const cfx_optim *opt);
 void cfx_optim_state_save(const cfx_optim *opt, float *out);
 void cfx_optim_state_load(cfx_optim *opt, const float *in);
 
+/* ===================================================================== layers === */
+/* Layer builders create their parameters with PyTorch's default initialisation drawn from r
+ * (weights and biases uniform in +-1/sqrt(fan_in)), named "<name>.weight" and "<name>.bias" as
+ * in a PyTorch state dict, and return the output id (or -1, see cfx_graph). Input channels
+ * and features are read from x's shape. */
+int cfx_layer_conv2d(cfx_graph *g, int x, const char *name, int cout, int k, int stride, int pad,
+                     cfx_rng *r);
+/* output_padding adds rows/columns at the bottom/right so a decoder can hit an exact size. */
+int cfx_layer_conv_transpose2d(cfx_graph *g, int x, const char *name, int cout, int k, int stride,
+                               int pad, int output_padding, cfx_rng *r);
+int cfx_layer_linear(cfx_graph *g, int x, const char *name, int out, cfx_rng *r);
+
+/* The reference classifier of the competency paper, adapted to the image size: conv 5x5/2 32,
+ * conv 3x3/2 64, conv 3x3/2 64 (ReLU after each), fully connected 512-512-256-256-C with ReLU,
+ * softmax. Values named "features" (the 256-d penultimate activations), "logits", "probs". */
+typedef struct cfx_classifier_ids {
+    int features, logits, probs;
+} cfx_classifier_ids;
+cfx_status cfx_model_classifier(cfx_graph *g, int x, int num_classes, cfx_rng *r,
+                                cfx_classifier_ids *ids);
+/* The reference autoencoder: the classifier's convolution stack to a latent_dim-d code
+ * ("latent", linear), and the mirror image with transposed convolutions back to the input's
+ * size, ending in a sigmoid ("reconstruction"). */
+typedef struct cfx_autoencoder_ids {
+    int latent, reconstruction;
+} cfx_autoencoder_ids;
+cfx_status cfx_model_autoencoder(cfx_graph *g, int x, int latent_dim, cfx_rng *r,
+                                 cfx_autoencoder_ids *ids);
+
+/* ====================================================================== train === */
+/* Mini-batch training with Adam. The graph is given uncompiled: training adds its loss
+ * (cross-entropy on the logits, or mean squared reconstruction error) and a "target" input,
+ * compiles, and trains the parameters in place; afterwards cfx_onnx_save writes the model
+ * without the loss. Batches are drawn in a seeded shuffle; an incomplete last batch is
+ * dropped. Same seed and thread count give the same parameters, bit for bit. */
+typedef struct cfx_train_options {
+    int epochs;             /* default 10 */
+    int batch;              /* default 64 */
+    float lr;               /* Adam learning rate; default 1e-3 */
+    uint64_t seed;          /* shuffling; default 0 */
+    const char *checkpoint; /* written atomically after every epoch; NULL: none */
+    int resume;             /* continue from the checkpoint when it exists */
+    cfx_progress progress;  /* one unit per batch, note "loss .. acc .." */
+} cfx_train_options;
+
+typedef struct cfx_train_result {
+    int epochs_done;     /* including those restored from a checkpoint */
+    int resumed_from;    /* epoch the checkpoint held, or 0 */
+    double loss;         /* mean training loss of the last epoch */
+    double accuracy;     /* training accuracy of the last epoch (classifier) */
+    double seconds;      /* wall time of the epochs run now */
+} cfx_train_result;
+
+/* images (N,C,H,W) in [0,1]; labels N class indices in 0..C-1 (as floats). The graph's input x
+ * must have images' C,H,W. out is the classifier's logits or, for a model ending in Softmax,
+ * its probabilities (the loss then uses the Softmax's input). */
+cfx_status cfx_train_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
+                                const float *labels, const cfx_train_options *o,
+                                cfx_train_result *res);
+cfx_status cfx_train_autoencoder(cfx_graph *g, int x, int reconstruction,
+                                 const cfx_tensor *images, const cfx_train_options *o,
+                                 cfx_train_result *res);
+/* Accuracy of a compiled graph's output (probabilities or logits) on images, in batches;
+ * confusion (C x C, row = true class, optional) counts predictions. */
+cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
+                               const float *labels, int num_classes, int batch,
+                               int64_t *confusion, double *accuracy);
+/* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder. */
+cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction,
+                                const cfx_tensor *images, int batch, double *mse);
+
 /* ======================================================================= onnx === */
-/* @@onnx@@ */
+/* ONNX is cfx's model file format. Import reads opsets 11 to 17 (the op list and the attributes
+ * supported are in the README); integer shape arithmetic (Shape, Gather, Concat, ... as PyTorch
+ * emits for flatten and view) is folded while importing, so the graph holds only float ops.
+ * Export writes opset 13 that onnx.checker accepts. Example: a classifier with its penultimate
+ * features as a second output, and the gradient of one logit with respect to the image:
+ *
+ *     const char *feats[] = {"/avgpool/GlobalAveragePool_output_0"};
+ *     cfx_onnx_options o = {.batch = 8, .extra_outputs = feats, .n_extra_outputs = 1};
+ *     cfx_graph *g = cfx_onnx_load("classifier.onnx", &o);   // NULL: cfx_last_error()
+ *     int x = cfx_graph_find(g, "input"), logits = cfx_graph_find(g, "logits");
+ *     cfx_graph_requires_grad(g, x, 1);
+ *     cfx_graph_compile(g);                                     // or add more ops first
+ */
+typedef struct cfx_onnx_options {
+    /* Size given to a symbolic (named or unknown) first dimension of an input; 0 reads as 1.
+     * Change it later with cfx_graph_reshape_input. */
+    int64_t batch;
+    /* Non-zero: float initializers become frozen constants instead of trainable parameters.
+     * (Batch-norm running mean and variance are always constants.) */
+    int frozen;
+    /* Intermediate tensors also marked as outputs (penultimate features, a latent code). */
+    const char *const *extra_outputs;
+    int n_extra_outputs;
+    /* Non-zero: only the extra outputs are outputs, and only the nodes they need are imported
+     * (the encoder half of an autoencoder file). */
+    int outputs_only;
+    /* Intermediate tensors that become graph inputs: the nodes that produced them are not
+     * imported (the decoder half of an autoencoder file, fed with a latent). */
+    const char *const *inputs;
+    int n_inputs;
+    /* Prepended to every value name (to put several models in one graph); NULL: none. */
+    const char *prefix;
+} cfx_onnx_options;
+
+/* Reads an ONNX model into a new, not yet compiled graph (add ops, then cfx_graph_compile).
+ * Graph inputs are the model's inputs that the outputs need, then o->inputs; outputs are
+ * marked with cfx_graph_set_output under their ONNX names; every value keeps its tensor name
+ * (with o->prefix), so cfx_graph_find locates inputs, outputs and parameters. o may be NULL.
+ * Returns NULL with a message for an unreadable or corrupt file, an external-data file that
+ * is missing, or ops cfx lacks (all of them named with node and opset). The caller owns the
+ * graph (cfx_graph_free). */
+cfx_graph *cfx_onnx_load(const char *path, const cfx_onnx_options *o);
+/* Adds a model to an existing graph that is not compiled. Model input i is bound to the
+ * existing value bind[i] for i < nbind (bind[i] < 0: a new input); the ids of the model's
+ * outputs (as chosen by o) go to outputs[0..cap) and their number to *noutputs. On failure
+ * the graph may hold part of the model: free it. */
+cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_options *o,
+                           const int *bind, int nbind, int *outputs, int cap, int *noutputs);
+/* Writes the part of g that computes outputs[0..n) (n 0: every value marked as an output) as
+ * an ONNX model, opset 13: inputs get a symbolic first dimension "batch", parameters and
+ * constants become initializers with their current values. Ops without an ONNX equivalent
+ * (losses) are refused by name; NormalCdf and Affine become small subgraphs. Atomic write.
+ * g may be compiled or not. */
+cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int n);
+/* Splits one autoencoder file at the tensor named latent into encoder_path (the model's inputs
+ * to latent) and decoder_path (latent to the model's outputs), both complete ONNX files that
+ * keep the original nodes, weights and opset. */
+cfx_status cfx_onnx_split(const char *path, const char *latent, const char *encoder_path,
+                          const char *decoder_path);
+
+/* What a file holds, read without importing it (so it works for unsupported models too). */
+typedef struct cfx_onnx_tensor_info {
+    char *name;
+    int elem_type; /* ONNX TensorProto.DataType: 1 float, 7 int64, ... */
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS]; /* -1 for a symbolic dimension */
+} cfx_onnx_tensor_info;
+typedef struct cfx_onnx_info {
+    int64_t ir_version, opset;
+    char *producer; /* "pytorch 1.13.0" */
+    int n_inputs, n_outputs;
+    cfx_onnx_tensor_info *inputs, *outputs; /* initializers are not listed as inputs */
+    int n_nodes, n_op_types;
+    char **op_types;    /* distinct op types in order of first use */
+    int *op_counts;     /* nodes of each type */
+    int *op_supported;  /* non-zero when cfx imports that op type */
+    int n_initializers;
+    int64_t n_weights;  /* elements in all initializers */
+} cfx_onnx_info;
+/* NULL with a message on an unreadable or corrupt file. Free with cfx_onnx_info_free. */
+cfx_onnx_info *cfx_onnx_info_load(const char *path);
+void cfx_onnx_info_free(cfx_onnx_info *info);
 
 /* ======================================================================== npy === */
 /* NumPy .npy files (format 1.0-3.0, C order). Reading converts float32, float64, uint8, int32
@@ -456,6 +613,129 @@ cfx_status cfx_file_commit(cfx_file *af);
 void cfx_file_abort(cfx_file *af);
 /* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
 cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
+
+/* ======================================================================== idx === */
+/* IDX files (the MNIST and Fashion-MNIST format), plain or gzip-compressed (detected from the
+ * content). Types ubyte, byte, short, int, float and double are read; values are unchanged
+ * (pixels stay 0..255). The caller frees the tensor. A truncated or corrupt file is refused
+ * with a message naming it. */
+cfx_tensor *cfx_idx_read(const char *path);
+/* The same for ubyte files without the float copy: *data (caller frees with cfx_free) holds
+ * the product of shape[0..*ndim) bytes. A file of another element type is refused. */
+cfx_status cfx_idx_read_u8(const char *path, uint8_t **data, int *ndim, int64_t *shape);
+
+/* ====================================================================== image === */
+/* PNG and JPEG (and the other formats stb_image reads) in, PNG out. Images are float32 (C,H,W)
+ * in [0, 1] with C = 1 (grey) or 3 (RGB); a batch is (N,C,H,W). */
+
+/* Reads an image as (channels,H,W) floats in [0,1]. channels 0 keeps the file's own (grey 1,
+ * colour 3; alpha is dropped), 1 converts to grey, 3 to RGB. The caller frees the tensor;
+ * NULL with "read 'x.png': not a PNG or JPEG image (stb: ...)" on a bad file. */
+cfx_tensor *cfx_image_read(const char *path, int channels);
+/* Writes a (C,H,W) or (1,C,H,W) image with C 1 or 3 as an 8-bit PNG; values are clipped to
+ * [0,1] and rounded. Atomic (cfx_file_create). */
+cfx_status cfx_image_write_png(const char *path, const cfx_tensor *image);
+/* The same from 8-bit (C,H,W) planes. */
+cfx_status cfx_image_write_png_u8(const char *path, const uint8_t *chw, int c, int h, int w);
+
+typedef struct cfx_grid_options {
+    int cols;        /* images per row; 0: ceil(sqrt(N)) */
+    int scale;       /* nearest-neighbour upscaling factor; 0: 1 */
+    int pad;         /* pixels between and around tiles; default 0 */
+    float pad_value; /* value of the padding and of empty tiles; default 0 (black) */
+} cfx_grid_options;
+/* Tiles a batch (N,C,H,W) row by row into one (C, rows*(H*s+pad)+pad, cols*(W*s+pad)+pad)
+ * image (empty tiles take pad_value). o may be NULL. The caller frees the result. */
+cfx_tensor *cfx_image_grid(const cfx_tensor *images, const cfx_grid_options *o);
+/* cfx_image_grid followed by cfx_image_write_png. */
+cfx_status cfx_image_write_grid(const char *path, const cfx_tensor *images,
+                                const cfx_grid_options *o);
+
+/* ==================================================================== dataset === */
+/* A labelled image set in memory. Datasets on disk are folders that `cfx data` writes (see
+ * README "Data"): manifest.json plus <split>_images.npy (uint8 (N,C,H,W)) and
+ * <split>_labels.npy (uint8 (N)) per split. Splits: "train", "calib" (calibration, never used
+ * for training), "test", and "ood" (images of the held-out classes, never seen in training).
+ * Labels of train/calib/test are re-indexed contiguously 0..num_classes-1 over the classes
+ * that are not held out; ood images carry label -1 and their dataset's own id in orig_labels. */
+typedef struct cfx_dataset {
+    cfx_tensor *images;   /* (N,C,H,W) float32 in [0,1] */
+    int32_t *labels;      /* N entries: 0..num_classes-1, or -1 (held-out class) */
+    int32_t *orig_labels; /* N entries: the label in the source dataset (Fashion-MNIST 0..9) */
+    int64_t n;
+    int num_classes;      /* classes used for training */
+    char **class_names;   /* num_classes names: "T-shirt/top", ..., or "30", "50", ... */
+    int32_t *class_ids;   /* num_classes original ids */
+    char *name;           /* "fashion-mnist", "signs", or the folder name */
+    char *split;          /* the split loaded, or NULL */
+} cfx_dataset;
+
+/* Loads one split of a prepared dataset folder. NULL with a message naming the file on
+ * failure. The caller owns the result (cfx_dataset_free). */
+cfx_dataset *cfx_dataset_load(const char *dir, const char *split);
+void cfx_dataset_free(cfx_dataset *d);
+
+/* Loads an image folder with one sub-folder per class (sorted by name; the class names are the
+ * folder names) holding PNG or JPEG files (.png, .jpg, .jpeg in any case; other files are
+ * ignored). Every image is converted to c channels (0: that of the first image) and must be
+ * h x w (0: that of the first image); a file of another size, a file that is not an image, or
+ * a folder without classes is refused with a message naming it. The caller owns the result. */
+cfx_dataset *cfx_imagefolder_load(const char *dir, int c, int h, int w);
+
+/* How `cfx data` writes a dataset folder: everything goes into "<out>.tmp.<pid>", which is
+ * renamed to out at the end, so out is either complete (manifest.json included) or absent. */
+typedef struct cfx_data_options {
+    const char *out;     /* the folder to create */
+    int force;           /* non-zero: replace an existing non-empty out */
+    uint64_t seed;       /* default 0 */
+    cfx_progress progress;
+} cfx_data_options;
+
+/* Fashion-MNIST from the official gzip IDX files in source (NULL:
+ * "/usr/share/datasets/fashion-mnist", Debian's dataset-fashion-mnist). test = the official test
+ * set without the held-out class; calib = a seeded calib_frac of the official training set
+ * without it; train = the rest; ood = the held-out class's images of the official TEST set.
+ * holdout is a class id 0..9 (default 9, "Ankle boot"; -1: none) and calib_frac is in (0, 1)
+ * (0 reads as 0.1). */
+cfx_status cfx_data_prepare_fashion_mnist(const cfx_data_options *o, const char *source,
+                                          int holdout, double calib_frac);
+
+/* An image folder (cfx_imagefolder_load) split into train/calib/test by seeded fractions, with
+ * the classes named in holdout (comma-separated folder names, or NULL) moved to ood. */
+cfx_status cfx_data_prepare_folder(const cfx_data_options *o, const char *src, int c, int h, int w,
+                                   const char *holdout, double calib_frac, double test_frac);
+
+/* ====================================================================== signs === */
+/* Generated photographs of round speed-limit signs (red ring, white disc, black number in
+ * DejaVu Sans Bold) over varied scenes, with random scale (40-90% of the frame), position,
+ * rotation, perspective, blur, lighting, colour cast and sensor noise. Each sign is
+ * supersampled and area-filtered down to size x size RGB. Classes are the speeds 20, 30, 50,
+ * 60, 70, 80, 100 and 120 (ids 0..7); 20 is the one held out of training by default. */
+#define CFX_SIGNS_NUM_SPEEDS 8
+extern const int cfx_signs_speeds[CFX_SIGNS_NUM_SPEEDS];
+
+typedef struct cfx_signs_options {
+    int size;              /* output side in pixels; default 32 */
+    int supersample;       /* samples per pixel side for the sign; default 4 */
+    const char *font_path; /* default /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf */
+} cfx_signs_options;
+
+/* Draws n signs with the given speeds (each one of cfx_signs_speeds) into out, uint8
+ * (n,3,size,size). Image i takes its randomness from cfx_rng_split(r, i), so the bytes depend on
+ * the seed only, not on the thread count. p may be NULL. */
+cfx_status cfx_signs_generate(const cfx_signs_options *o, const cfx_rng *r, const int *speeds,
+                              int64_t n, uint8_t *out, const cfx_progress *p);
+
+typedef struct cfx_signs_counts {
+    int train, calib, test; /* per trained class; defaults 1000, 200, 200 */
+    int ood;                /* images of the held-out speed; default 500 */
+    int holdout;            /* the held-out speed; default 20 (0 reads as 20; -1: none) */
+} cfx_signs_counts;
+
+/* Generates the signs dataset folder: seven classes 30..120 (labels 0..6) in train, calib and
+ * test, and the held-out speed in ood. o_signs and counts may be NULL (defaults). */
+cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_options *o_signs,
+                                  const cfx_signs_counts *counts);
 
 /* ==================================================================== wordnet === */
 /* The WordNet 3.0 noun hierarchy, read once from the Princeton database files (Debian's

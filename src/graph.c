@@ -425,6 +425,10 @@ static cfx_status ensure_planned(cfx_graph *g, const char *what) {
     return CFX_OK;
 }
 
+cfx_status cfx_graph_replan(cfx_graph *g) {
+    return ensure_planned(g, "replan");
+}
+
 cfx_status cfx_graph_forward(cfx_graph *g) {
     CFX_TRY(ensure_planned(g, "forward"));
     for (int i = 0; i < g->nnodes; i++) {
@@ -513,4 +517,9 @@ const char *cfx_graph_value_name(const cfx_graph *g, int id) {
 const char *cfx_graph_value_op(const cfx_graph *g, int id) {
     const cfx_node *n = cfx__graph_producer(g, id);
     return n ? n->op->name : NULL;
+}
+
+int cfx_graph_value_input(const cfx_graph *g, int id, int k) {
+    const cfx_node *n = cfx__graph_producer(g, id);
+    return n && k >= 0 && k < n->nin ? n->in[k] : -1;
 }
