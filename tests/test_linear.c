@@ -1,0 +1,181 @@
+/* test_linear.c - Gemm, Linear and MatMul: gradient checks over every transpose and broadcast
+ * path, values and gradients against PyTorch, and shape errors. */
+#include "gradcheck.h"
+#include "ops_oracle.h"
+
+/* Adds an input that requires a gradient (ndim 0 shapes are not used here). */
+static int grad_input(cfx_graph *g, const char *name, int ndim, const int64_t *shape) {
+    int id = cfx_graph_input(g, name, ndim, shape);
+    cfx_graph_requires_grad(g, id, 1);
+    return id;
+}
+
+/* Fills every input of a compiled graph with uniform values in [-1, 1]. */
+static void fill_inputs(cfx_graph *g, uint64_t seed) {
+    cfx_rng r;
+    cfx_rng_init(&r, seed);
+    for (int v = 0; v < cfx_graph_num_values(g); v++)
+        if (cfx_graph_value_kind(g, v) == CFX_VALUE_INPUT ||
+            cfx_graph_value_kind(g, v) == CFX_VALUE_PARAM)
+            cfx_tensor_fill_uniform(cfx_graph_tensor(g, v), &r, -1.0f, 1.0f);
+}
+
+/* A (3,4) or (4,3), B (4,5) or (5,4), C of shape cshape (cnd 0: none) -> (3,5). */
+static cfx_graph *gemm_graph(int ta, int tb, int cnd, const int64_t *cshape, float alpha,
+                             float beta, int *out, int *ins, int *nin) {
+    cfx_graph *g = cfx_graph_new();
+    int64_t m = 3, k = 4, n = 5;
+    ins[0] = grad_input(g, "a", 2, ta ? (int64_t[]){k, m} : (int64_t[]){m, k});
+    ins[1] = grad_input(g, "b", 2, tb ? (int64_t[]){n, k} : (int64_t[]){k, n});
+    ins[2] = cnd ? grad_input(g, "c", cnd, cshape) : -1;
+    *nin = cnd ? 3 : 2;
+    *out = cfx_op_gemm(g, ins[0], ins[1], ins[2],
+                       &(cfx_gemm_attr){.trans_a = ta, .trans_b = tb, .alpha = alpha, .beta = beta});
+    CHECK(*out >= 0);
+    CHECK_OK(cfx_graph_compile(g));
+    fill_inputs(g, 3 + (uint64_t)(ta * 2 + tb));
+    return g;
+}
+
+CFX_TEST(linear, gemm_gradients_all_transposes_and_broadcasts) {
+    struct {
+        int nd;
+        int64_t shape[2];
+    } cs[] = {{0, {0}}, {2, {3, 5}}, {1, {5}}, {2, {3, 1}}, {2, {1, 1}}, {1, {1}}};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+                int out, ins[3], nin;
+                cfx_graph *g = gemm_graph(ta, tb, cs[c].nd, cs[c].shape, 0.5f, -2.0f, &out, ins,
+                                          &nin);
+                if (CHECK_GRADS(g, out, NULL))
+                    printf("  (gemm trans_a %d trans_b %d C case %zu)\n", ta, tb, c);
+                cfx_graph_free(g);
+            }
+}
+
+/* a (nda) x b (ndb) with both gradients. */
+static cfx_graph *matmul_graph(int nda, const int64_t *sa, int ndb, const int64_t *sb, int *out,
+                               int *ins) {
+    cfx_graph *g = cfx_graph_new();
+    ins[0] = grad_input(g, "a", nda, sa);
+    ins[1] = grad_input(g, "b", ndb, sb);
+    *out = cfx_op_matmul(g, ins[0], ins[1]);
+    CHECK(*out >= 0);
+    CHECK_OK(cfx_graph_compile(g));
+    fill_inputs(g, 21);
+    return g;
+}
+
+CFX_TEST(linear, matmul_gradients_with_batch_broadcast_and_vectors) {
+    struct {
+        int nda, ndb;
+        int64_t sa[4], sb[4];
+        int ndy;
+        int64_t sy[4];
+    } cases[] = {
+        {2, 2, {3, 4}, {4, 5}, 2, {3, 5}},
+        {4, 3, {2, 1, 3, 4}, {3, 4, 5}, 4, {2, 3, 3, 5}},
+        {3, 2, {2, 3, 4}, {4, 2}, 3, {2, 3, 2}},
+        {1, 3, {4}, {2, 4, 5}, 2, {2, 5}},
+        {3, 1, {2, 3, 4}, {4}, 2, {2, 3}},
+        {1, 1, {4}, {4}, 0, {0}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int out, ins[2];
+        cfx_graph *g = matmul_graph(cases[c].nda, cases[c].sa, cases[c].ndb, cases[c].sb, &out,
+                                    ins);
+        const cfx_tensor *t = cfx_graph_tensor(g, out);
+        CHECK_INT_EQ(t->ndim, cases[c].ndy);
+        for (int d = 0; d < t->ndim; d++) CHECK_INT_EQ(t->shape[d], cases[c].sy[d]);
+        if (CHECK_GRADS(g, out, NULL)) printf("  (matmul case %zu)\n", c);
+        cfx_graph_free(g);
+    }
+}
+
+/* Gemm (three transpose/C cases), Linear (with and without bias) and broadcast MatMul in one
+ * PyTorch run. */
+CFX_TEST(linear, values_and_gradients_match_torch) {
+    oracle o = {0};
+    int out, ins[3], nin;
+    cfx_graph *g = gemm_graph(1, 0, 1, (int64_t[]){5}, 0.5f, 2.0f, &out, ins, &nin);
+    ORACLE_ADD(&o, "gemm", "1 0 0.5 2", g, out, ins, nin, NULL);
+    cfx_graph_free(g);
+    g = gemm_graph(0, 1, 2, (int64_t[]){3, 1}, 1.5f, 0.25f, &out, ins, &nin);
+    ORACLE_ADD(&o, "gemm", "0 1 1.5 0.25", g, out, ins, nin, NULL);
+    cfx_graph_free(g);
+    g = gemm_graph(1, 1, 0, NULL, 0, 0, &out, ins, &nin); /* zero alpha/beta read as 1 */
+    ORACLE_ADD(&o, "gemm", "1 1 1 1", g, out, ins, nin, NULL);
+    cfx_graph_free(g);
+    for (int bias = 0; bias < 2; bias++) {
+        g = cfx_graph_new();
+        int x = grad_input(g, "x", 2, (int64_t[]){4, 6});
+        int w = cfx_graph_param(g, "w", 2, (int64_t[]){3, 6});
+        int b = bias ? cfx_graph_param(g, "b", 1, (int64_t[]){3}) : -1;
+        int y = cfx_op_linear(g, x, w, b);
+        CHECK_OK(cfx_graph_compile(g));
+        fill_inputs(g, 9);
+        ORACLE_ADD(&o, "linear", bias ? "bias" : "", g, y, ((int[]){x, w, b}), 3, NULL);
+        cfx_graph_free(g);
+    }
+    g = matmul_graph(4, (int64_t[]){2, 1, 3, 4}, 3, (int64_t[]){3, 4, 5}, &out, ins);
+    ORACLE_ADD(&o, "matmul", "", g, out, ins, 2, NULL);
+    cfx_graph_free(g);
+    g = matmul_graph(1, (int64_t[]){4}, 3, (int64_t[]){2, 4, 5}, &out, ins);
+    ORACLE_ADD(&o, "matmul", "vector", g, out, ins, 2, NULL);
+    cfx_graph_free(g);
+    ORACLE_RUN(&o);
+}
+
+CFX_TEST(linear, shape_errors) {
+    struct {
+        int nda, ndb;
+        int64_t sa[3], sb[3];
+        const char *msg;
+    } bad[] = {
+        {2, 2, {3, 4}, {5, 6}, "do not multiply"},
+        {3, 3, {2, 3, 4}, {3, 4, 5}, "do not broadcast"},
+    };
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        cfx_graph *g = cfx_graph_new();
+        int a = cfx_graph_input(g, "a", bad[c].nda, bad[c].sa);
+        int b = cfx_graph_input(g, "b", bad[c].ndb, bad[c].sb);
+        CHECK(cfx_op_matmul(g, a, b) < 0);
+        CHECK_MSG(strstr(cfx_last_error(), bad[c].msg), "message: %s", cfx_last_error());
+        CHECK_ERR(cfx_graph_compile(g), CFX_EINVAL);
+        cfx_graph_free(g);
+    }
+    cfx_graph *g = cfx_graph_new();
+    int a = cfx_graph_input(g, "a", 2, (int64_t[]){3, 4});
+    int b = cfx_graph_input(g, "b", 2, (int64_t[]){4, 5});
+    int c = cfx_graph_input(g, "c", 2, (int64_t[]){2, 5});
+    int v = cfx_graph_input(g, "v", 1, (int64_t[]){4});
+    CHECK(cfx_op_gemm(g, a, b, -1, &(cfx_gemm_attr){.trans_a = 1}) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "(3, 4)^T"), "message: %s", cfx_last_error());
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    a = cfx_graph_input(g, "a", 2, (int64_t[]){3, 4});
+    b = cfx_graph_input(g, "b", 2, (int64_t[]){4, 5});
+    c = cfx_graph_input(g, "c", 2, (int64_t[]){2, 5});
+    CHECK(cfx_op_gemm(g, a, b, c, NULL) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "does not broadcast"), "message: %s", cfx_last_error());
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    a = cfx_graph_input(g, "a", 2, (int64_t[]){3, 4});
+    v = cfx_graph_input(g, "v", 1, (int64_t[]){4});
+    CHECK(cfx_op_gemm(g, a, v, -1, NULL) < 0);
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    a = cfx_graph_input(g, "x", 2, (int64_t[]){3, 4});
+    b = cfx_graph_input(g, "w", 2, (int64_t[]){5, 3});
+    CHECK(cfx_op_linear(g, a, b, -1) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "(N,in)"), "message: %s", cfx_last_error());
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    a = cfx_graph_input(g, "x", 2, (int64_t[]){3, 4});
+    b = cfx_graph_input(g, "w", 2, (int64_t[]){5, 4});
+    c = cfx_graph_input(g, "b", 1, (int64_t[]){4});
+    CHECK(cfx_op_linear(g, a, b, c) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "bias"), "message: %s", cfx_last_error());
+    cfx_graph_free(g);
+}
