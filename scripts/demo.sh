@@ -1,0 +1,37 @@
+#!/bin/sh
+# `make demo`: cfx's main jobs on the built-in data, writing everything under demo-out/.
+#  1. Concepts (V-CECE): for each of the 499 Visual Genome images, the closest image of another
+#     scene class and the cheapest WordNet edit set; then the concepts that matter for one class.
+#  2. Fashion-MNIST (ankle boots held out): prepare the splits, train the reference classifier
+#     and autoencoder, and report test accuracy and reconstruction error.
+# Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT.
+set -eu
+cfx=${1:-build/cfx}
+out=${DEMO_OUT:-demo-out}
+epochs=${DEMO_EPOCHS:-10}
+threads=${DEMO_THREADS:-0}
+mkdir -p "$out"
+
+echo "== 1. concepts: nearest counterfactual scene for every Visual Genome image"
+"$cfx" concepts nearest --data data/vg_random.json --labels claude-3-5-sonnet --all \
+    --out "$out/nearest.jsonl" --threads "$threads"
+echo
+echo "== concepts whose edits most often move an image out of 'kitchen'"
+"$cfx" concepts global --data data/vg_random.json --labels claude-3-5-sonnet --class kitchen | head -n 15
+echo
+
+echo "== 2. Fashion-MNIST: splits (class 9, ankle boot, held out)"
+"$cfx" data fashion-mnist --out "$out/fashion-mnist" --force
+echo
+echo "== train the reference classifier ($epochs epochs)"
+"$cfx" train classifier --data "$out/fashion-mnist" --out "$out/classifier.onnx" \
+    --epochs "$epochs" --threads "$threads"
+echo
+echo "== train the reference autoencoder ($epochs epochs)"
+"$cfx" train autoencoder --data "$out/fashion-mnist" --out "$out/autoencoder.onnx" \
+    --epochs "$epochs" --threads "$threads"
+echo
+echo "== evaluate the classifier on the test split"
+"$cfx" eval classifier --model "$out/classifier.onnx" --data "$out/fashion-mnist"
+echo
+echo "demo outputs are in $out/ (reconstructions.png shows test images over their reconstructions)"
