@@ -19,15 +19,17 @@ typedef struct oracle {
     char dirs[ORACLE_MAX_CASES][512];
     char labels[ORACLE_MAX_CASES][128];
     int nin[ORACLE_MAX_CASES];
-    bool grads[ORACLE_MAX_CASES][8];  /* cfx has a gradient for input i */
+    bool grads[ORACLE_MAX_CASES][8];   /* cfx has a gradient for input i */
     bool updated[ORACLE_MAX_CASES][8]; /* the op changes input i in place */
     bool broken;
 } oracle;
 
 static inline bool oracle_save(const char *dir, const char *name, int i, const cfx_tensor *t) {
     char path[700];
-    if (i >= 0) snprintf(path, sizeof path, "%s/%s%d.npy", dir, name, i);
-    else snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    if (i >= 0)
+        snprintf(path, sizeof path, "%s/%s%d.npy", dir, name, i);
+    else
+        snprintf(path, sizeof path, "%s/%s.npy", dir, name);
     return cfx_npy_write(path, t) == CFX_OK;
 }
 
@@ -36,8 +38,8 @@ static inline bool oracle_save(const char *dir, const char *name, int i, const c
  * ends the list early); updated lists inputs the op changes in place (-1 ends it; NULL for
  * none). Runs forward and backward now; g may be freed afterwards. */
 static inline void oracle_add_at(const char *file, int line, oracle *o, const char *op,
-                                 const char *attrs, cfx_graph *g, int out, const int *ins,
-                                 int nin, const int *updated) {
+                                 const char *attrs, cfx_graph *g, int out, const int *ins, int nin,
+                                 const int *updated) {
     if (o->n >= ORACLE_MAX_CASES || nin > 8) {
         cfx_test_fail(file, line, "oracle: more than %d cases or 8 inputs", ORACLE_MAX_CASES);
         o->broken = true;
@@ -142,8 +144,10 @@ static inline double oracle_run_at(const char *file, int line, oracle *o) {
             snprintf(path, sizeof path, "%s/%s.npy", d, b);
             if (o->grads[k][i]) {
                 if (access(path, F_OK) != 0) {
-                    cfx_test_fail(file, line, "oracle %s: cfx has a gradient for input %d, torch "
-                                  "none", o->labels[k], i);
+                    cfx_test_fail(file, line,
+                                  "oracle %s: cfx has a gradient for input %d, torch "
+                                  "none",
+                                  o->labels[k], i);
                     worst = INFINITY;
                 } else {
                     snprintf(a, sizeof a, "cfx_grad%d", i);

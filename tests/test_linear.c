@@ -29,8 +29,9 @@ static cfx_graph *gemm_graph(int ta, int tb, int cnd, const int64_t *cshape, flo
     ins[1] = grad_input(g, "b", 2, tb ? (int64_t[]){n, k} : (int64_t[]){k, n});
     ins[2] = cnd ? grad_input(g, "c", cnd, cshape) : -1;
     *nin = cnd ? 3 : 2;
-    *out = cfx_op_gemm(g, ins[0], ins[1], ins[2],
-                       &(cfx_gemm_attr){.trans_a = ta, .trans_b = tb, .alpha = alpha, .beta = beta});
+    *out =
+        cfx_op_gemm(g, ins[0], ins[1], ins[2],
+                    &(cfx_gemm_attr){.trans_a = ta, .trans_b = tb, .alpha = alpha, .beta = beta});
     CHECK(*out >= 0);
     CHECK_OK(cfx_graph_compile(g));
     fill_inputs(g, 3 + (uint64_t)(ta * 2 + tb));
@@ -46,8 +47,8 @@ CFX_TEST(linear, gemm_gradients_all_transposes_and_broadcasts) {
         for (int tb = 0; tb < 2; tb++)
             for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
                 int out, ins[3], nin;
-                cfx_graph *g = gemm_graph(ta, tb, cs[c].nd, cs[c].shape, 0.5f, -2.0f, &out, ins,
-                                          &nin);
+                cfx_graph *g =
+                    gemm_graph(ta, tb, cs[c].nd, cs[c].shape, 0.5f, -2.0f, &out, ins, &nin);
                 if (CHECK_GRADS(g, out, NULL))
                     printf("  (gemm trans_a %d trans_b %d C case %zu)\n", ta, tb, c);
                 cfx_graph_free(g);
@@ -74,17 +75,14 @@ CFX_TEST(linear, matmul_gradients_with_batch_broadcast_and_vectors) {
         int ndy;
         int64_t sy[4];
     } cases[] = {
-        {2, 2, {3, 4}, {4, 5}, 2, {3, 5}},
-        {4, 3, {2, 1, 3, 4}, {3, 4, 5}, 4, {2, 3, 3, 5}},
-        {3, 2, {2, 3, 4}, {4, 2}, 3, {2, 3, 2}},
-        {1, 3, {4}, {2, 4, 5}, 2, {2, 5}},
-        {3, 1, {2, 3, 4}, {4}, 2, {2, 3}},
-        {1, 1, {4}, {4}, 0, {0}},
+        {2, 2, {3, 4}, {4, 5}, 2, {3, 5}},       {4, 3, {2, 1, 3, 4}, {3, 4, 5}, 4, {2, 3, 3, 5}},
+        {3, 2, {2, 3, 4}, {4, 2}, 3, {2, 3, 2}}, {1, 3, {4}, {2, 4, 5}, 2, {2, 5}},
+        {3, 1, {2, 3, 4}, {4}, 2, {2, 3}},       {1, 1, {4}, {4}, 0, {0}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int out, ins[2];
-        cfx_graph *g = matmul_graph(cases[c].nda, cases[c].sa, cases[c].ndb, cases[c].sb, &out,
-                                    ins);
+        cfx_graph *g =
+            matmul_graph(cases[c].nda, cases[c].sa, cases[c].ndb, cases[c].sb, &out, ins);
         const cfx_tensor *t = cfx_graph_tensor(g, out);
         CHECK_INT_EQ(t->ndim, cases[c].ndy);
         for (int d = 0; d < t->ndim; d++) CHECK_INT_EQ(t->shape[d], cases[c].sy[d]);
