@@ -1,0 +1,445 @@
+/* conv.c - 2-D convolution and transposed convolution (ONNX Conv / ConvTranspose), forward and
+ * backward, with stride, asymmetric padding, dilation, groups (depthwise included) and bias.
+ *
+ * Both ops reduce to three kernels on one "conv geometry": in (N,Ci,Hi,Wi) * w (Co,Ci/G,R,S) ->
+ * out (N,Co,Ho,Wo):
+ *   fwd      out  = conv(in, w)            (Conv forward; ConvTranspose backward to x)
+ *   bwd_data din += conv^T(dout, w)        (Conv backward to x; ConvTranspose forward)
+ *   bwd_w    dw  += corr(in, dout)         (both ops' weight gradients)
+ * A transposed convolution x (N,C,H,W), w (C,K/G,R,S) -> y (N,K,P,Q) is exactly the data
+ * gradient of the convolution y -> x with the same weight tensor, so it reuses the geometry with
+ * in = y and out = x.
+ *
+ * Two implementations share that interface. The reference one is im2col + cfx_blas_sgemm per
+ * image and group (col2im for the data gradient); it handles every configuration and is what
+ * the tests compare the fast path to. The fast one is oneDNN (src/conv_dnnl.c): primitives built
+ * once per shape in prepare, blocked layouts chosen by oneDNN with reorders at the op boundary.
+ * conv_use_dnnl() is the one place that picks between them. */
+#include "conv.h"
+
+/* ------------------------------------------------------------------ geometry --- */
+
+static void normalize(const cfx_conv2d_attr *at, int st[2], int pd[4], int dl[2], int *groups) {
+    for (int i = 0; i < 2; i++) {
+        st[i] = at->stride[i] ? at->stride[i] : 1;
+        dl[i] = at->dilation[i] ? at->dilation[i] : 1;
+    }
+    for (int i = 0; i < 4; i++) pd[i] = at->pad[i];
+    *groups = at->groups ? at->groups : 1;
+}
+
+static cfx_status check_attr(const cfx_conv2d_attr *at, bool transposed) {
+    for (int i = 0; i < 2; i++) {
+        if (at->stride[i] < 0)
+            return cfx_set_error(CFX_EINVAL, "stride must be positive, got (%d, %d)", at->stride[0],
+                                 at->stride[1]);
+        if (at->dilation[i] < 0)
+            return cfx_set_error(CFX_EINVAL, "dilation must be positive, got (%d, %d)",
+                                 at->dilation[0], at->dilation[1]);
+        if (at->output_padding[i] < 0 || (!transposed && at->output_padding[i] != 0))
+            return cfx_set_error(CFX_EINVAL,
+                                 "output_padding (%d, %d) is only valid (>= 0) for ConvTranspose",
+                                 at->output_padding[0], at->output_padding[1]);
+    }
+    for (int i = 0; i < 4; i++)
+        if (at->pad[i] < 0)
+            return cfx_set_error(CFX_EINVAL, "padding must be >= 0, got (%d, %d, %d, %d)",
+                                 at->pad[0], at->pad[1], at->pad[2], at->pad[3]);
+    if (at->groups < 0) return cfx_set_error(CFX_EINVAL, "groups must be >= 1, got %d", at->groups);
+    return CFX_OK;
+}
+
+/* Conv: x (N,C,H,W), w (K,C/G,R,S) -> y (N,K,P,Q). */
+static cfx_status conv_geometry(const cfx_op_args *a, conv_geom *g) {
+    const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
+    const cfx_conv2d_attr *at = a->attr;
+    char xs[96], ws[96], bs[96];
+    if (!x || !w) return cfx_set_error(CFX_EINVAL, "needs an input and a weight");
+    CFX_TRY(check_attr(at, false));
+    if (x->ndim != 4 || w->ndim != 4)
+        return cfx_set_error(CFX_ESHAPE,
+                             "input %s and weight %s must both be 4-D (N,C,H,W), (K,C/groups,R,S)",
+                             cfx__shape_fmt(x, xs, sizeof xs), cfx__shape_fmt(w, ws, sizeof ws));
+    int st[2], pd[4], dl[2], G;
+    normalize(at, st, pd, dl, &G);
+    g->N = x->shape[0], g->Ci = x->shape[1], g->Hi = x->shape[2], g->Wi = x->shape[3];
+    g->Co = w->shape[0], g->R = w->shape[2], g->S = w->shape[3];
+    if (g->Ci % G || g->Co % G)
+        return cfx_set_error(CFX_EINVAL,
+                             "groups %d must divide input channels %lld and output channels %lld",
+                             G, (long long)g->Ci, (long long)g->Co);
+    if (w->shape[1] * G != g->Ci)
+        return cfx_set_error(
+            CFX_ESHAPE,
+            "channel mismatch: input %s has %lld channels but weight %s with groups %d "
+            "expects %lld",
+            cfx__shape_fmt(x, xs, sizeof xs), (long long)g->Ci, cfx__shape_fmt(w, ws, sizeof ws), G,
+            (long long)(w->shape[1] * G));
+    if (b && (b->ndim != 1 || b->shape[0] != g->Co))
+        return cfx_set_error(CFX_ESHAPE, "bias %s must be (%lld) for weight %s",
+                             cfx__shape_fmt(b, bs, sizeof bs), (long long)g->Co,
+                             cfx__shape_fmt(w, ws, sizeof ws));
+    g->sh = st[0], g->sw = st[1], g->pt = pd[0], g->pl = pd[1], g->pb = pd[2], g->pr = pd[3];
+    g->dh = dl[0], g->dw = dl[1], g->G = G;
+    int64_t eh = (g->R - 1) * g->dh + 1, ew = (g->S - 1) * g->dw + 1;
+    int64_t ph = g->Hi + g->pt + g->pb, pw = g->Wi + g->pl + g->pr;
+    if (eh > ph || ew > pw)
+        return cfx_set_error(CFX_ESHAPE,
+                             "kernel %lldx%lld (dilated %lldx%lld) is larger than the padded input "
+                             "%lldx%lld of %s",
+                             (long long)g->R, (long long)g->S, (long long)eh, (long long)ew,
+                             (long long)ph, (long long)pw, cfx__shape_fmt(x, xs, sizeof xs));
+    g->Ho = (ph - eh) / g->sh + 1;
+    g->Wo = (pw - ew) / g->sw + 1;
+    return CFX_OK;
+}
+
+/* ConvTranspose: x (N,C,H,W), w (C,K/G,R,S) -> y (N,K,P,Q), seen as the conv y -> x. */
+static cfx_status convt_geometry(const cfx_op_args *a, conv_geom *g, int64_t *K) {
+    const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
+    const cfx_conv2d_attr *at = a->attr;
+    char xs[96], ws[96], bs[96];
+    if (!x || !w) return cfx_set_error(CFX_EINVAL, "needs an input and a weight");
+    CFX_TRY(check_attr(at, true));
+    if (x->ndim != 4 || w->ndim != 4)
+        return cfx_set_error(CFX_ESHAPE,
+                             "input %s and weight %s must both be 4-D (N,C,H,W), (C,K/groups,R,S)",
+                             cfx__shape_fmt(x, xs, sizeof xs), cfx__shape_fmt(w, ws, sizeof ws));
+    int st[2], pd[4], dl[2], G;
+    normalize(at, st, pd, dl, &G);
+    int64_t C = x->shape[1];
+    if (w->shape[0] != C)
+        return cfx_set_error(CFX_ESHAPE,
+                             "channel mismatch: input %s has %lld channels but weight %s has %lld "
+                             "(ConvTranspose weight is (C_in, K/groups, R, S))",
+                             cfx__shape_fmt(x, xs, sizeof xs), (long long)C,
+                             cfx__shape_fmt(w, ws, sizeof ws), (long long)w->shape[0]);
+    if (C % G)
+        return cfx_set_error(CFX_EINVAL, "groups %d must divide input channels %lld", G,
+                             (long long)C);
+    *K = w->shape[1] * G;
+    if (b && (b->ndim != 1 || b->shape[0] != *K))
+        return cfx_set_error(CFX_ESHAPE, "bias %s must be (%lld) for weight %s with groups %d",
+                             cfx__shape_fmt(b, bs, sizeof bs), (long long)*K,
+                             cfx__shape_fmt(w, ws, sizeof ws), G);
+    for (int i = 0; i < 2; i++)
+        if (at->output_padding[i] >= CFX_MAX(st[i], dl[i]))
+            return cfx_set_error(CFX_EINVAL,
+                                 "output_padding (%d, %d) must be smaller than stride or dilation",
+                                 at->output_padding[0], at->output_padding[1]);
+    int64_t R = w->shape[2], S = w->shape[3];
+    int64_t P =
+        (x->shape[2] - 1) * st[0] - pd[0] - pd[2] + dl[0] * (R - 1) + at->output_padding[0] + 1;
+    int64_t Q =
+        (x->shape[3] - 1) * st[1] - pd[1] - pd[3] + dl[1] * (S - 1) + at->output_padding[1] + 1;
+    if (P < 1 || Q < 1)
+        return cfx_set_error(CFX_ESHAPE, "output would be %lldx%lld for input %s, weight %s",
+                             (long long)P, (long long)Q, cfx__shape_fmt(x, xs, sizeof xs),
+                             cfx__shape_fmt(w, ws, sizeof ws));
+    /* The conv y (N,K,P,Q) -> x (N,C,H,W) with weight (C, K/G, R, S). Ho, Wo are set explicitly:
+     * with output_padding >= stride the last rows of y feed no x. */
+    g->N = x->shape[0], g->Ci = *K, g->Hi = P, g->Wi = Q;
+    g->Co = C, g->Ho = x->shape[2], g->Wo = x->shape[3], g->R = R, g->S = S;
+    g->sh = st[0], g->sw = st[1], g->pt = pd[0], g->pl = pd[1], g->pb = pd[2], g->pr = pd[3];
+    g->dh = dl[0], g->dw = dl[1], g->G = G;
+    g->opad_h = at->output_padding[0], g->opad_w = at->output_padding[1];
+    return CFX_OK;
+}
+
+/* ------------------------------------------------------------- reference path --- */
+
+static bool is_pointwise(const conv_geom *g) {
+    return g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && !g->pt && !g->pl && !g->pb &&
+           !g->pr && g->Ho == g->Hi && g->Wo == g->Wi;
+}
+
+/* Floats of one im2col matrix (one image, one group): (Ci/G R S) x (Ho Wo). */
+static size_t col_floats(const conv_geom *g) {
+    return is_pointwise(g) ? 0 : (size_t)(g->Ci / g->G * g->R * g->S * g->Ho * g->Wo);
+}
+
+/* The output columns ow in [*lo, *hi) whose input column ow*stride - pad + off lies in [0, W). */
+static void valid_range(int64_t n_out, int64_t stride, int64_t start, int64_t W, int64_t *lo,
+                        int64_t *hi) {
+    /* iw = ow*stride + start; need 0 <= iw < W. */
+    int64_t l = start >= 0 ? 0 : (-start + stride - 1) / stride;
+    int64_t h = W - start <= 0 ? 0 : (W - start + stride - 1) / stride;
+    *lo = CFX_MIN(l, n_out);
+    *hi = CFX_MAX(*lo, CFX_MIN(h, n_out));
+}
+
+/* src (Cg,Hi,Wi) -> col (Cg R S, Ho Wo), zeros where the window reads padding. */
+static void im2col(const conv_geom *g, const float *src, float *col) {
+    int64_t Cg = g->Ci / g->G, rows = Cg * g->R * g->S, HW = g->Ho * g->Wo;
+#pragma omp parallel for schedule(static) if (rows * HW > 65536)
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t c = row / (g->R * g->S), r = row / g->S % g->R, s = row % g->S;
+        const float *plane = src + c * g->Hi * g->Wi;
+        float *dst = col + row * HW;
+        int64_t lo, hi, ws = s * g->dw - g->pl;
+        valid_range(g->Wo, g->sw, ws, g->Wi, &lo, &hi);
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            int64_t ih = oh * g->sh - g->pt + r * g->dh;
+            float *d = dst + oh * g->Wo;
+            if (ih < 0 || ih >= g->Hi) {
+                memset(d, 0, (size_t)g->Wo * sizeof *d);
+                continue;
+            }
+            const float *srow = plane + ih * g->Wi + ws;
+            for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
+            if (g->sw == 1)
+                memcpy(d + lo, srow + lo, (size_t)(hi - lo) * sizeof *d);
+            else
+                for (int64_t ow = lo; ow < hi; ow++) d[ow] = srow[ow * g->sw];
+            for (int64_t ow = hi; ow < g->Wo; ow++) d[ow] = 0;
+        }
+    }
+}
+
+/* dst (Cg,Hi,Wi) += col2im(col). Parallel over channels: each channel's rows land only in its
+ * own plane, and within a channel the (r, s) rows are added in a fixed order. */
+static void col2im_add(const conv_geom *g, const float *col, float *dst) {
+    int64_t Cg = g->Ci / g->G, HW = g->Ho * g->Wo;
+#pragma omp parallel for schedule(static) if (Cg * g->R * g->S * HW > 65536)
+    for (int64_t c = 0; c < Cg; c++) {
+        float *plane = dst + c * g->Hi * g->Wi;
+        for (int64_t r = 0; r < g->R; r++)
+            for (int64_t s = 0; s < g->S; s++) {
+                const float *src = col + ((c * g->R + r) * g->S + s) * HW;
+                int64_t lo, hi, ws = s * g->dw - g->pl;
+                valid_range(g->Wo, g->sw, ws, g->Wi, &lo, &hi);
+                for (int64_t oh = 0; oh < g->Ho; oh++) {
+                    int64_t ih = oh * g->sh - g->pt + r * g->dh;
+                    if (ih < 0 || ih >= g->Hi) continue;
+                    float *drow = plane + ih * g->Wi + ws;
+                    const float *srow = src + oh * g->Wo;
+                    for (int64_t ow = lo; ow < hi; ow++) drow[ow * g->sw] += srow[ow];
+                }
+            }
+    }
+}
+
+/* in (N,Ci,Hi,Wi), w (Co,Ci/G,R,S) -> out (N,Co,Ho,Wo); out = beta out + conv. */
+void cfx__conv_ref_fwd(const conv_geom *g, const float *in, const float *w, float *out, float beta,
+                       float *col) {
+    int64_t Cg = g->Ci / g->G, Kg = g->Co / g->G, RS = g->R * g->S, HWi = g->Hi * g->Wi,
+            HWo = g->Ho * g->Wo;
+    bool pw = is_pointwise(g);
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t gr = 0; gr < g->G; gr++) {
+            const float *src = in + (n * g->Ci + gr * Cg) * HWi;
+            if (!pw) im2col(g, src, col);
+            cfx_blas_sgemm(0, 0, Kg, HWo, Cg * RS, 1.0f, w + gr * Kg * Cg * RS, Cg * RS,
+                           pw ? src : col, HWo, beta, out + (n * g->Co + gr * Kg) * HWo, HWo);
+        }
+}
+
+/* dout (N,Co,Ho,Wo), w (Co,Ci/G,R,S) -> din (N,Ci,Hi,Wi) += conv^T. */
+void cfx__conv_ref_bwd_data(const conv_geom *g, const float *dout, const float *w, float *din,
+                            float *col) {
+    int64_t Cg = g->Ci / g->G, Kg = g->Co / g->G, RS = g->R * g->S, HWi = g->Hi * g->Wi,
+            HWo = g->Ho * g->Wo;
+    bool pw = is_pointwise(g);
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t gr = 0; gr < g->G; gr++) {
+            float *dst = din + (n * g->Ci + gr * Cg) * HWi;
+            const float *dy = dout + (n * g->Co + gr * Kg) * HWo;
+            const float *wg = w + gr * Kg * Cg * RS;
+            if (pw) {
+                cfx_blas_sgemm(1, 0, Cg, HWo, Kg, 1.0f, wg, Cg, dy, HWo, 1.0f, dst, HWo);
+                continue;
+            }
+            cfx_blas_sgemm(1, 0, Cg * RS, HWo, Kg, 1.0f, wg, Cg * RS, dy, HWo, 0.0f, col, HWo);
+            col2im_add(g, col, dst);
+        }
+}
+
+/* in (N,Ci,Hi,Wi), dout (N,Co,Ho,Wo) -> dw (Co,Ci/G,R,S) += sum over images. */
+void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout, float *dw,
+                         float *col) {
+    int64_t Cg = g->Ci / g->G, Kg = g->Co / g->G, RS = g->R * g->S, HWi = g->Hi * g->Wi,
+            HWo = g->Ho * g->Wo;
+    bool pw = is_pointwise(g);
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t gr = 0; gr < g->G; gr++) {
+            const float *src = in + (n * g->Ci + gr * Cg) * HWi;
+            if (!pw) im2col(g, src, col);
+            cfx_blas_sgemm(0, 1, Kg, Cg * RS, HWo, 1.0f, dout + (n * g->Co + gr * Kg) * HWo, HWo,
+                           pw ? src : col, HWo, 1.0f, dw + gr * Kg * Cg * RS, Cg * RS);
+        }
+}
+
+/* y (N,K,HW) += b (K). */
+static void bias_fwd(float *y, const float *b, int64_t N, int64_t K, int64_t HW) {
+#pragma omp parallel for schedule(static) if (N * K * HW > 65536)
+    for (int64_t nk = 0; nk < N * K; nk++) {
+        float v = b[nk % K], *p = y + nk * HW;
+        for (int64_t i = 0; i < HW; i++) p[i] += v;
+    }
+}
+
+/* db (K) += sum of dy (N,K,HW) over images and pixels. */
+static void bias_bwd(const float *dy, float *db, int64_t N, int64_t K, int64_t HW) {
+#pragma omp parallel for schedule(static) if (N * K * HW > 65536)
+    for (int64_t k = 0; k < K; k++) {
+        double s = 0;
+        for (int64_t n = 0; n < N; n++) {
+            const float *p = dy + (n * K + k) * HW;
+            float part = 0;
+            for (int64_t i = 0; i < HW; i++) part += p[i];
+            s += part;
+        }
+        db[k] += (float)s;
+    }
+}
+
+/* ------------------------------------------------------------------- dispatch --- */
+
+static int force_ref = -1;
+
+void cfx__conv_force_reference(int on) {
+    force_ref = on;
+}
+
+/* The one place that chooses oneDNN or the reference for a geometry. Measured on this machine
+ * (2-core AMD EPYC, AVX2, batch 64, 32->32 3x3 pad 1, forward + backward data + weights,
+ * 1 thread): see README "Performance"; oneDNN with blocked layouts and reorders at the op
+ * boundary wins for every case tried, including batch 1 (primitive overhead is a few
+ * microseconds), so the reference is used only when oneDNN rejects the geometry or when the
+ * tests force it. */
+static bool conv_use_dnnl(const conv_geom *g) {
+    if (force_ref == 1) return false;
+    (void)g;
+    return cfx__conv_dnnl_available();
+}
+
+/* ------------------------------------------------------------------------ ops --- */
+
+typedef struct {
+    conv_geom geom;
+    cfx__conv_dnnl *dn; /* NULL: reference path */
+} conv_prim;
+
+static cfx_status conv_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    conv_geom g = {0};
+    CFX_TRY(conv_geometry(a, &g));
+    s->ndim = 4;
+    s->shape[0] = g.N, s->shape[1] = g.Co, s->shape[2] = g.Ho, s->shape[3] = g.Wo;
+    s->work_bytes = col_floats(&g) * sizeof(float);
+    return CFX_OK;
+}
+
+static cfx_status convt_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    conv_geom g = {0};
+    int64_t K;
+    CFX_TRY(convt_geometry(a, &g, &K));
+    s->ndim = 4;
+    s->shape[0] = g.N, s->shape[1] = K, s->shape[2] = g.Hi, s->shape[3] = g.Wi;
+    s->work_bytes = col_floats(&g) * sizeof(float);
+    return CFX_OK;
+}
+
+static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transposed) {
+    conv_prim *p = cfx_calloc(1, sizeof *p);
+    if (!p) return CFX_ENOMEM;
+    int64_t K;
+    cfx_status st = transposed ? convt_geometry(a, &p->geom, &K) : conv_geometry(a, &p->geom);
+    if (st != CFX_OK) {
+        cfx_free(p);
+        return st;
+    }
+    bool has_bias = a->nin > 2 && a->in[2];
+    /* A geometry oneDNN rejects keeps the reference path; that is not an error. */
+    if (conv_use_dnnl(&p->geom))
+        p->dn = cfx__conv_dnnl_new(&p->geom, transposed, has_bias, a->din[0] != NULL,
+                                   a->din[1] != NULL || (has_bias && a->din[2] != NULL));
+    *prim = p;
+    return CFX_OK;
+}
+
+static cfx_status conv_prepare(const cfx_op_args *a, void **prim) {
+    return prepare_common(a, prim, false);
+}
+
+static cfx_status convt_prepare(const cfx_op_args *a, void **prim) {
+    return prepare_common(a, prim, true);
+}
+
+static void conv_release(void *prim) {
+    conv_prim *p = prim;
+    if (!p) return;
+    cfx__conv_dnnl_free(p->dn);
+    cfx_free(p);
+}
+
+static const float *bias_of(const cfx_op_args *a) {
+    return a->nin > 2 && a->in[2] ? a->in[2]->data : NULL;
+}
+
+// x (N,C,H,W), w (K,C/G,R,S), b (K) -> y (N,K,P,Q)
+static void conv_forward(const cfx_op_args *a) {
+    const conv_prim *p = a->prim;
+    const conv_geom *g = &p->geom;
+    const float *b = bias_of(a);
+    if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data)) return;
+    cfx__conv_ref_fwd(g, a->in[0]->data, a->in[1]->data, a->out->data, 0.0f, a->work);
+    if (b) bias_fwd(a->out->data, b, g->N, g->Co, g->Ho * g->Wo);
+}
+
+static void conv_backward(const cfx_op_args *a) {
+    const conv_prim *p = a->prim;
+    const conv_geom *g = &p->geom;
+    float *db = a->nin > 2 ? a->din[2] : NULL;
+    if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0])))
+        cfx__conv_ref_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
+    if (!a->din[1] && !db) return;
+    if (p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db)) return;
+    if (a->din[1]) cfx__conv_ref_bwd_w(g, a->in[0]->data, a->dout, a->din[1], a->work);
+    if (db) bias_bwd(a->dout, db, g->N, g->Co, g->Ho * g->Wo);
+}
+
+// x (N,C,H,W), w (C,K/G,R,S), b (K) -> y (N,K,P,Q)
+static void convt_forward(const cfx_op_args *a) {
+    const conv_prim *p = a->prim;
+    const conv_geom *g = &p->geom;
+    const float *b = bias_of(a);
+    if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data)) return;
+    memset(a->out->data, 0, (size_t)a->out->numel * sizeof(float));
+    cfx__conv_ref_bwd_data(g, a->in[0]->data, a->in[1]->data, a->out->data, a->work);
+    if (b) bias_fwd(a->out->data, b, g->N, g->Ci, g->Hi * g->Wi);
+}
+
+static void convt_backward(const cfx_op_args *a) {
+    const conv_prim *p = a->prim;
+    const conv_geom *g = &p->geom;
+    float *db = a->nin > 2 ? a->din[2] : NULL;
+    /* In conv terms dout is the conv input and x the conv output. */
+    if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0])))
+        cfx__conv_ref_fwd(g, a->dout, a->in[1]->data, a->din[0], 1.0f, a->work);
+    if (!a->din[1] && !db) return;
+    if (p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db)) return;
+    if (a->din[1]) cfx__conv_ref_bwd_w(g, a->dout, a->in[0]->data, a->din[1], a->work);
+    if (db) bias_bwd(a->dout, db, g->N, g->Ci, g->Hi * g->Wi);
+}
+
+static const cfx_op_def conv_def = {
+    "Conv",       sizeof(cfx_conv2d_attr), conv_infer, conv_prepare, conv_release, conv_forward,
+    conv_backward};
+static const cfx_op_def convt_def = {
+    "ConvTranspose", sizeof(cfx_conv2d_attr), convt_infer,   convt_prepare,
+    conv_release,    convt_forward,           convt_backward};
+
+static int add_conv(cfx_graph *g, const cfx_op_def *def, int x, int w, int b,
+                    const cfx_conv2d_attr *attr) {
+    cfx_conv2d_attr at = attr ? *attr : (cfx_conv2d_attr){0};
+    if (b < 0) return cfx__graph_add(g, def, (int[]){x, w}, 2, &at);
+    return cfx__graph_add(g, def, (int[]){x, w, b}, 3, &at);
+}
+
+int cfx_op_conv2d(cfx_graph *g, int x, int w, int b, const cfx_conv2d_attr *attr) {
+    return add_conv(g, &conv_def, x, w, b, attr);
+}
+
+int cfx_op_conv_transpose2d(cfx_graph *g, int x, int w, int b, const cfx_conv2d_attr *attr) {
+    return add_conv(g, &convt_def, x, w, b, attr);
+}

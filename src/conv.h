@@ -1,0 +1,43 @@
+/* conv.h - private interface between conv.c (ops, reference kernels, dispatch) and conv_dnnl.c
+ * (the oneDNN fast path). */
+#ifndef CFX_CONV_H
+#define CFX_CONV_H
+
+#include "graph.h"
+
+/* One convolution in conv terms: in (N,Ci,Hi,Wi) * w (Co,Ci/G,R,S) -> out (N,Co,Ho,Wo).
+ * A transposed convolution x -> y is stored as the conv y -> x (in = y, out = x), with its
+ * output_padding in opad_*. */
+typedef struct conv_geom {
+    int64_t N, Ci, Hi, Wi, Co, Ho, Wo, R, S;
+    int sh, sw, pt, pl, pb, pr, dh, dw, G;
+    int opad_h, opad_w;
+} conv_geom;
+
+/* Reference kernels (im2col / col2im + cfx_blas_sgemm). col has room for one im2col matrix,
+ * (Ci/G R S) x (Ho Wo) floats. */
+void cfx__conv_ref_fwd(const conv_geom *g, const float *in, const float *w, float *out, float beta,
+                       float *col);
+void cfx__conv_ref_bwd_data(const conv_geom *g, const float *dout, const float *w, float *din,
+                            float *col);
+void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout, float *dw,
+                         float *col);
+/* Tests: 1 forces the reference path for graphs prepared afterwards, 0 or -1 restores the
+ * default dispatch. */
+void cfx__conv_force_reference(int on);
+
+/* The oneDNN path. The op's own view: x is the op input, y its output (for a transposed conv
+ * x (N,C,H,W) -> y (N,K,P,Q)). new returns NULL when oneDNN is missing or rejects the geometry.
+ * The run functions return false when they did nothing (the caller then uses the reference);
+ * backward ones ADD into dx, dw, db. */
+typedef struct cfx__conv_dnnl cfx__conv_dnnl;
+bool cfx__conv_dnnl_available(void);
+cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
+                                   bool need_dw);
+void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
+bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
+                        float *y);
+bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx);
+bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw, float *db);
+
+#endif

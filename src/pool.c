@@ -1,0 +1,282 @@
+/* pool.c - 2-D max and average pooling and global average pooling (ONNX MaxPool, AveragePool,
+ * GlobalAveragePool), forward and backward.
+ *
+ * Output size, per axis, as ONNX and PyTorch define it: with the dilated kernel
+ * e = d (k - 1) + 1 and padded length L = H + pad_begin + pad_end,
+ *     out = floor((L - e) / s) + 1            (ceil_mode off)
+ *     out = ceil((L - e) / s) + 1             (ceil_mode on)
+ * and in ceil mode the last window must start inside the input or the left padding: when
+ * (out - 1) s >= H + pad_begin it is dropped. Windows that run past the bottom/right padding
+ * (ceil mode) simply read fewer elements.
+ *
+ * Max pooling stores, per output, the index of the first maximal element of its window in the
+ * node state, and its backward sends the gradient there (NaN counts as maximal, as PyTorch).
+ * Average pooling divides by the number of input elements in the window, or with
+ * count_include_pad by the window clipped to the padded input (PyTorch's rule, which ONNX
+ * follows: the part of a ceil-mode window beyond the end padding never counts). Every loop is
+ * parallel over (image, channel) planes, so results do not depend on the thread count. */
+#include "graph.h"
+
+#include <math.h>
+
+typedef struct {
+    int64_t N, C, H, W, P, Q;
+    int kh, kw, sh, sw, pt, pl, pb, pr, dh, dw;
+} pool_geom;
+
+static cfx_status out_len(const char *axis, int64_t in, int k, int s, int p0, int p1, int d,
+                          int ceil_mode, int64_t *out) {
+    int64_t e = (int64_t)d * (k - 1) + 1, L = in + p0 + p1;
+    if (e > L)
+        return cfx_set_error(CFX_ESHAPE,
+                             "kernel %d (dilated %lld) is larger than the padded input %s %lld", k,
+                             (long long)e, axis, (long long)L);
+    int64_t o = ceil_mode ? (L - e + s - 1) / s + 1 : (L - e) / s + 1;
+    if (ceil_mode && (o - 1) * s >= in + p0) o--;
+    *out = o;
+    return CFX_OK;
+}
+
+static cfx_status pool_geometry(const cfx_op_args *a, bool is_max, pool_geom *g) {
+    const cfx_tensor *x = a->in[0];
+    const cfx_pool2d_attr *at = a->attr;
+    char xs[96];
+    if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
+    if (x->ndim != 4)
+        return cfx_set_error(CFX_ESHAPE, "input %s must be 4-D (N,C,H,W)",
+                             cfx__shape_fmt(x, xs, sizeof xs));
+    if (at->kernel[0] < 1 || at->kernel[1] < 1)
+        return cfx_set_error(CFX_EINVAL, "kernel must be positive, got (%d, %d)", at->kernel[0],
+                             at->kernel[1]);
+    if (at->stride[0] < 0 || at->stride[1] < 0)
+        return cfx_set_error(CFX_EINVAL, "stride must be positive, got (%d, %d)", at->stride[0],
+                             at->stride[1]);
+    if (at->dilation[0] < 0 || at->dilation[1] < 0)
+        return cfx_set_error(CFX_EINVAL, "dilation must be positive, got (%d, %d)", at->dilation[0],
+                             at->dilation[1]);
+    if (!is_max && (at->dilation[0] > 1 || at->dilation[1] > 1))
+        return cfx_set_error(CFX_EUNSUPPORTED, "average pooling has no dilation, got (%d, %d)",
+                             at->dilation[0], at->dilation[1]);
+    for (int i = 0; i < 4; i++)
+        if (at->pad[i] < 0)
+            return cfx_set_error(CFX_EINVAL, "padding must be >= 0, got (%d, %d, %d, %d)",
+                                 at->pad[0], at->pad[1], at->pad[2], at->pad[3]);
+    g->N = x->shape[0], g->C = x->shape[1], g->H = x->shape[2], g->W = x->shape[3];
+    g->kh = at->kernel[0], g->kw = at->kernel[1];
+    g->sh = at->stride[0] ? at->stride[0] : g->kh;
+    g->sw = at->stride[1] ? at->stride[1] : g->kw;
+    g->pt = at->pad[0], g->pl = at->pad[1], g->pb = at->pad[2], g->pr = at->pad[3];
+    g->dh = at->dilation[0] ? at->dilation[0] : 1;
+    g->dw = at->dilation[1] ? at->dilation[1] : 1;
+    /* A window made of padding only would have no maximum (and a zero average divisor). */
+    if (g->pt >= (int64_t)g->dh * (g->kh - 1) + 1 || g->pb >= (int64_t)g->dh * (g->kh - 1) + 1 ||
+        g->pl >= (int64_t)g->dw * (g->kw - 1) + 1 || g->pr >= (int64_t)g->dw * (g->kw - 1) + 1)
+        return cfx_set_error(CFX_EINVAL,
+                             "padding (%d, %d, %d, %d) must be smaller than the kernel (%d, %d)",
+                             g->pt, g->pl, g->pb, g->pr, g->kh, g->kw);
+    CFX_TRY(out_len("height", g->H, g->kh, g->sh, g->pt, g->pb, g->dh, at->ceil_mode, &g->P));
+    CFX_TRY(out_len("width", g->W, g->kw, g->sw, g->pl, g->pr, g->dw, at->ceil_mode, &g->Q));
+    return CFX_OK;
+}
+
+static void set_shape(cfx_op_shape *s, const pool_geom *g) {
+    s->ndim = 4;
+    s->shape[0] = g->N, s->shape[1] = g->C, s->shape[2] = g->P, s->shape[3] = g->Q;
+}
+
+/* ------------------------------------------------------------------- max pool --- */
+
+static cfx_status max_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    pool_geom g;
+    CFX_TRY(pool_geometry(a, true, &g));
+    set_shape(s, &g);
+    s->state_bytes = (size_t)(g.N * g.C * g.P * g.Q) * sizeof(int32_t);
+    return CFX_OK;
+}
+
+// x (N,C,H,W) -> y (N,C,P,Q), state: argmax (N,C,P,Q) as an index into the H*W plane
+static void max_forward(const cfx_op_args *a) {
+    pool_geom g;
+    CFX_ASSERT(pool_geometry(a, true, &g) == CFX_OK);
+    const float *X = a->in[0]->data;
+    float *Y = a->out->data;
+    int32_t *arg = a->state;
+    int64_t planes = g.N * g.C;
+#pragma omp parallel for schedule(static) if (planes * g.P * g.Q * g.kh * g.kw > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *x = X + pl * g.H * g.W;
+        float *y = Y + pl * g.P * g.Q;
+        int32_t *am = arg + pl * g.P * g.Q;
+        for (int64_t oh = 0; oh < g.P; oh++)
+            for (int64_t ow = 0; ow < g.Q; ow++) {
+                int64_t best = -1;
+                float m = -INFINITY;
+                for (int r = 0; r < g.kh; r++) {
+                    int64_t ih = oh * g.sh - g.pt + (int64_t)r * g.dh;
+                    if (ih < 0 || ih >= g.H) continue;
+                    for (int c = 0; c < g.kw; c++) {
+                        int64_t iw = ow * g.sw - g.pl + (int64_t)c * g.dw;
+                        if (iw < 0 || iw >= g.W) continue;
+                        float v = x[ih * g.W + iw];
+                        /* Strictly greater keeps the first maximum; a NaN wins and stays. */
+                        if (best < 0 || v > m || (isnan(v) && !isnan(m)))
+                            m = v, best = ih * g.W + iw;
+                    }
+                }
+                /* A dilated window can fall entirely between input pixels: output 0 then. */
+                y[oh * g.Q + ow] = best < 0 ? 0.0f : m;
+                am[oh * g.Q + ow] = (int32_t)best;
+            }
+    }
+}
+
+static void max_backward(const cfx_op_args *a) {
+    float *DX = a->din[0];
+    if (!DX) return;
+    const cfx_tensor *x = a->in[0], *y = a->out;
+    int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
+    int64_t PQ = y->shape[2] * y->shape[3];
+    const int32_t *arg = a->state;
+#pragma omp parallel for schedule(static) if (planes * PQ > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *dx = DX + pl * HW;
+        const float *dy = a->dout + pl * PQ;
+        const int32_t *am = arg + pl * PQ;
+        for (int64_t i = 0; i < PQ; i++)
+            if (am[i] >= 0) dx[am[i]] += dy[i];
+    }
+}
+
+/* --------------------------------------------------------------- average pool --- */
+
+static cfx_status avg_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    pool_geom g;
+    CFX_TRY(pool_geometry(a, false, &g));
+    set_shape(s, &g);
+    return CFX_OK;
+}
+
+/* The clipped window [*h0, *h1) of output row o and its divisor share for one axis: the
+ * window clipped to the padded input (count_include_pad) or to the input. */
+static void avg_window(int64_t o, int s, int k, int p0, int p1, int64_t in, int64_t *lo,
+                       int64_t *hi, int64_t *padded) {
+    int64_t st = o * s - p0, en = CFX_MIN(st + k, in + p1);
+    *padded = en - st;
+    *lo = CFX_MAX(st, 0);
+    *hi = CFX_MIN(en, in);
+}
+
+// x (N,C,H,W) -> y (N,C,P,Q)
+static void avg_forward(const cfx_op_args *a) {
+    pool_geom g;
+    CFX_ASSERT(pool_geometry(a, false, &g) == CFX_OK);
+    const cfx_pool2d_attr *at = a->attr;
+    const float *X = a->in[0]->data;
+    float *Y = a->out->data;
+    int64_t planes = g.N * g.C;
+#pragma omp parallel for schedule(static) if (planes * g.P * g.Q * g.kh * g.kw > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *x = X + pl * g.H * g.W;
+        float *y = Y + pl * g.P * g.Q;
+        for (int64_t oh = 0; oh < g.P; oh++) {
+            int64_t h0, h1, ph;
+            avg_window(oh, g.sh, g.kh, g.pt, g.pb, g.H, &h0, &h1, &ph);
+            for (int64_t ow = 0; ow < g.Q; ow++) {
+                int64_t w0, w1, pw;
+                avg_window(ow, g.sw, g.kw, g.pl, g.pr, g.W, &w0, &w1, &pw);
+                float sum = 0;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) sum += x[ih * g.W + iw];
+                int64_t div = at->count_include_pad ? ph * pw : (h1 - h0) * (w1 - w0);
+                y[oh * g.Q + ow] = div > 0 ? sum / (float)div : 0.0f;
+            }
+        }
+    }
+}
+
+static void avg_backward(const cfx_op_args *a) {
+    float *DX = a->din[0];
+    if (!DX) return;
+    pool_geom g;
+    CFX_ASSERT(pool_geometry(a, false, &g) == CFX_OK);
+    const cfx_pool2d_attr *at = a->attr;
+    int64_t planes = g.N * g.C;
+#pragma omp parallel for schedule(static) if (planes * g.P * g.Q * g.kh * g.kw > 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *dx = DX + pl * g.H * g.W;
+        const float *dy = a->dout + pl * g.P * g.Q;
+        for (int64_t oh = 0; oh < g.P; oh++) {
+            int64_t h0, h1, ph;
+            avg_window(oh, g.sh, g.kh, g.pt, g.pb, g.H, &h0, &h1, &ph);
+            for (int64_t ow = 0; ow < g.Q; ow++) {
+                int64_t w0, w1, pw;
+                avg_window(ow, g.sw, g.kw, g.pl, g.pr, g.W, &w0, &w1, &pw);
+                int64_t div = at->count_include_pad ? ph * pw : (h1 - h0) * (w1 - w0);
+                if (div <= 0) continue;
+                float v = dy[oh * g.Q + ow] / (float)div;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) dx[ih * g.W + iw] += v;
+            }
+        }
+    }
+}
+
+/* -------------------------------------------------------- global average pool --- */
+
+static cfx_status gap_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    const cfx_tensor *x = a->in[0];
+    char xs[96];
+    if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
+    if (x->ndim != 4)
+        return cfx_set_error(CFX_ESHAPE, "input %s must be 4-D (N,C,H,W)",
+                             cfx__shape_fmt(x, xs, sizeof xs));
+    s->ndim = 4;
+    s->shape[0] = x->shape[0], s->shape[1] = x->shape[1], s->shape[2] = 1, s->shape[3] = 1;
+    return CFX_OK;
+}
+
+// x (N,C,H,W) -> y (N,C,1,1)
+static void gap_forward(const cfx_op_args *a) {
+    const cfx_tensor *x = a->in[0];
+    int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
+#pragma omp parallel for schedule(static) if (planes * HW > 65536)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *p = x->data + pl * HW;
+        float s = 0;
+        for (int64_t i = 0; i < HW; i++) s += p[i];
+        a->out->data[pl] = s / (float)HW;
+    }
+}
+
+static void gap_backward(const cfx_op_args *a) {
+    if (!a->din[0]) return;
+    const cfx_tensor *x = a->in[0];
+    int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
+#pragma omp parallel for schedule(static) if (planes * HW > 65536)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float v = a->dout[pl] / (float)HW, *p = a->din[0] + pl * HW;
+        for (int64_t i = 0; i < HW; i++) p[i] += v;
+    }
+}
+
+static const cfx_op_def max_def = {
+    "MaxPool", sizeof(cfx_pool2d_attr), max_infer, NULL, NULL, max_forward, max_backward};
+static const cfx_op_def avg_def = {
+    "AveragePool", sizeof(cfx_pool2d_attr), avg_infer, NULL, NULL, avg_forward, avg_backward};
+static const cfx_op_def gap_def = {"GlobalAveragePool", 0,           gap_infer, NULL, NULL,
+                                   gap_forward,         gap_backward};
+
+int cfx_op_max_pool2d(cfx_graph *g, int x, const cfx_pool2d_attr *attr) {
+    if (!attr) return cfx__graph_fail(g, "MaxPool", "attributes are NULL (the kernel is required)");
+    return cfx__graph_add(g, &max_def, &x, 1, attr);
+}
+
+int cfx_op_avg_pool2d(cfx_graph *g, int x, const cfx_pool2d_attr *attr) {
+    if (!attr)
+        return cfx__graph_fail(g, "AveragePool", "attributes are NULL (the kernel is required)");
+    return cfx__graph_add(g, &avg_def, &x, 1, attr);
+}
+
+int cfx_op_global_avg_pool(cfx_graph *g, int x) {
+    return cfx__graph_add(g, &gap_def, &x, 1, NULL);
+}

@@ -1,0 +1,322 @@
+/* test_conv.c - Conv and ConvTranspose: gradient checks over the attribute combinations,
+ * values and gradients against PyTorch (tests/py/conv_oracle.py), the oneDNN path against the
+ * im2col reference, determinism, and errors for bad shapes and attributes. */
+#include "conv.h"
+#include "gradcheck.h"
+#include "oracle_io.h"
+
+#include <stdlib.h>
+
+typedef struct {
+    const char *name;
+    bool transposed, bias;
+    int64_t x[4], w[4];
+    cfx_conv2d_attr at;
+} conv_case;
+
+static const conv_case cases[] = {
+    {"basic", false, true, {2, 3, 7, 6}, {4, 3, 3, 3}, {.pad = {1, 1, 1, 1}}},
+    {"stride2_asym",
+     false,
+     true,
+     {2, 3, 9, 8},
+     {4, 3, 3, 2},
+     {.stride = {2, 2}, .pad = {1, 0, 2, 1}}},
+    {"dilation2",
+     false,
+     false,
+     {1, 2, 9, 9},
+     {3, 2, 3, 3},
+     {.pad = {2, 2, 2, 2}, .dilation = {2, 2}}},
+    {"groups2",
+     false,
+     true,
+     {2, 4, 6, 6},
+     {6, 2, 3, 3},
+     {.stride = {1, 2}, .pad = {1, 1, 1, 1}, .groups = 2}},
+    {"depthwise", false, true, {2, 4, 7, 7}, {4, 1, 3, 3}, {.pad = {1, 1, 1, 1}, .groups = 4}},
+    {"pointwise", false, true, {2, 5, 4, 4}, {3, 5, 1, 1}, {.groups = 1}},
+    {"wide_stride",
+     false,
+     false,
+     {1, 3, 8, 11},
+     {2, 3, 2, 3},
+     {.stride = {2, 3}, .dilation = {1, 2}}},
+    {"single_channel", false, true, {1, 1, 10, 10}, {8, 1, 3, 3}, {.pad = {1, 1, 1, 1}}},
+    {"t_basic",
+     true,
+     true,
+     {2, 4, 5, 5},
+     {4, 3, 3, 3},
+     {.stride = {2, 2}, .pad = {1, 1, 1, 1}, .output_padding = {1, 1}}},
+    {"t_groups_dil_asym",
+     true,
+     false,
+     {1, 4, 4, 5},
+     {4, 2, 3, 3},
+     {.pad = {1, 0, 2, 1}, .dilation = {2, 2}, .groups = 2}},
+    {"t_depthwise", true, true, {2, 3, 4, 4}, {3, 1, 3, 3}, {.stride = {2, 2}, .groups = 3}},
+    {"t_opad_dilation",
+     true,
+     true,
+     {1, 2, 4, 4},
+     {2, 3, 3, 3},
+     {.dilation = {2, 2}, .output_padding = {1, 1}}},
+    {"t_stride3_asym",
+     true,
+     true,
+     {2, 3, 3, 4},
+     {3, 2, 2, 3},
+     {.stride = {3, 2}, .pad = {0, 1, 1, 0}, .output_padding = {2, 1}}},
+};
+#define NCASES (int)(sizeof cases / sizeof cases[0])
+
+typedef struct {
+    cfx_graph *g;
+    int x, w, b, y;
+} conv_graph;
+
+/* Builds the case with x requiring a gradient, fills x, w, b from seed. */
+static bool build(const conv_case *c, conv_graph *cg, uint64_t seed) {
+    cg->g = cfx_graph_new();
+    cg->x = cfx_graph_input(cg->g, "x", 4, c->x);
+    cg->w = cfx_graph_param(cg->g, "w", 4, c->w);
+    int64_t nb = c->transposed ? c->w[1] * (c->at.groups ? c->at.groups : 1) : c->w[0];
+    cg->b = c->bias ? cfx_graph_param(cg->g, "b", 1, &nb) : -1;
+    cg->y = c->transposed ? cfx_op_conv_transpose2d(cg->g, cg->x, cg->w, cg->b, &c->at)
+                          : cfx_op_conv2d(cg->g, cg->x, cg->w, cg->b, &c->at);
+    cfx_graph_requires_grad(cg->g, cg->x, 1);
+    cfx_status s = cfx_graph_compile(cg->g);
+    CHECK_MSG(s == CFX_OK, "%s: compile: %s", c->name, cfx_last_error());
+    if (s != CFX_OK) {
+        cfx_graph_free(cg->g);
+        cg->g = NULL;
+        return false;
+    }
+    cfx_rng r;
+    cfx_rng_init(&r, seed);
+    cfx_tensor_fill_uniform(cfx_graph_tensor(cg->g, cg->x), &r, -1, 1);
+    cfx_tensor_fill_uniform(cfx_graph_tensor(cg->g, cg->w), &r, -0.5f, 0.5f);
+    if (cg->b >= 0) cfx_tensor_fill_uniform(cfx_graph_tensor(cg->g, cg->b), &r, -0.5f, 0.5f);
+    return true;
+}
+
+static float *random_seed(int64_t n, uint64_t seed) {
+    float *d = malloc((size_t)n * sizeof *d);
+    cfx_rng r;
+    cfx_rng_init(&r, seed);
+    for (int64_t i = 0; i < n; i++) d[i] = (float)(2 * cfx_rng_uniform(&r) - 1);
+    return d;
+}
+
+static void gradcheck_all(bool reference) {
+    cfx__conv_force_reference(reference);
+    for (int i = 0; i < NCASES; i++) {
+        conv_graph cg;
+        if (build(&cases[i], &cg, 100 + i) &&
+            CHECK_GRADS(cg.g, cg.y, &(gradcheck_opts){.seed = (uint64_t)i}))
+            printf("  (case %s, %s path)\n", cases[i].name, reference ? "reference" : "default");
+        cfx_graph_free(cg.g);
+    }
+    cfx__conv_force_reference(-1);
+}
+
+CFX_TEST(conv, gradcheck_reference) {
+    gradcheck_all(true);
+}
+
+CFX_TEST(conv, gradcheck_fast) {
+    gradcheck_all(false);
+}
+
+/* Values and x, w, b gradients of every case against PyTorch (float64) within 1e-4 relative. */
+CFX_TEST(conv, matches_pytorch) {
+    const char *dir = cfx_test_tmpdir();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/cases.txt", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    conv_graph gs[NCASES];
+    for (int i = 0; i < NCASES; i++) {
+        const conv_case *c = &cases[i];
+        conv_graph *cg = &gs[i];
+        if (!build(c, cg, 200 + i)) continue;
+        cfx_tensor *y = cfx_graph_tensor(cg->g, cg->y);
+        float *dy = random_seed(y->numel, 300 + i);
+        CHECK_OK(cfx_graph_forward(cg->g));
+        CHECK_OK(cfx_graph_backward(cg->g, cg->y, dy));
+        char nm[128];
+        const cfx_tensor *x = cfx_graph_tensor(cg->g, cg->x), *w = cfx_graph_tensor(cg->g, cg->w);
+        snprintf(nm, sizeof nm, "%s_x", c->name);
+        CHECK(oracle_write(dir, nm, 4, x->shape, x->data));
+        snprintf(nm, sizeof nm, "%s_w", c->name);
+        CHECK(oracle_write(dir, nm, 4, w->shape, w->data));
+        if (cg->b >= 0) {
+            const cfx_tensor *b = cfx_graph_tensor(cg->g, cg->b);
+            snprintf(nm, sizeof nm, "%s_b", c->name);
+            CHECK(oracle_write(dir, nm, 1, b->shape, b->data));
+        }
+        snprintf(nm, sizeof nm, "%s_dy", c->name);
+        CHECK(oracle_write(dir, nm, 4, y->shape, dy));
+        free(dy);
+        const cfx_conv2d_attr *a = &c->at;
+        fprintf(f,
+                "%s kind=%s bias=%d stride=%d,%d pad=%d,%d,%d,%d dil=%d,%d groups=%d opad=%d,%d\n",
+                c->name, c->transposed ? "convt" : "conv", c->bias, a->stride[0] ? a->stride[0] : 1,
+                a->stride[1] ? a->stride[1] : 1, a->pad[0], a->pad[1], a->pad[2], a->pad[3],
+                a->dilation[0] ? a->dilation[0] : 1, a->dilation[1] ? a->dilation[1] : 1,
+                a->groups ? a->groups : 1, a->output_padding[0], a->output_padding[1]);
+    }
+    fclose(f);
+    int rc = cfx_test_python("conv_oracle.py", dir);
+    CHECK_MSG(rc == 0, "conv_oracle.py exited with %d", rc);
+    for (int i = 0; i < NCASES; i++) {
+        const conv_case *c = &cases[i];
+        conv_graph *cg = &gs[i];
+        if (!cg->g) continue;
+        struct {
+            const char *suffix;
+            int id;
+            const float *got;
+        } outs[4] = {{"y", cg->y, cfx_graph_tensor(cg->g, cg->y)->data},
+                     {"dx", cg->x, cfx_graph_grad(cg->g, cg->x)},
+                     {"dw", cg->w, cfx_graph_grad(cg->g, cg->w)},
+                     {"db", cg->b, cg->b >= 0 ? cfx_graph_grad(cg->g, cg->b) : NULL}};
+        for (int k = 0; k < 4 && rc == 0; k++) {
+            if (outs[k].id < 0) continue;
+            char nm[128];
+            snprintf(nm, sizeof nm, "%s_%s", c->name, outs[k].suffix);
+            int64_t n = cfx_graph_tensor(cg->g, outs[k].id)->numel;
+            float *want = oracle_read(dir, nm, n);
+            CHECK_MSG(want != NULL, "oracle output %s missing", nm);
+            if (want && !CHECK_ARRAY_NEAR(outs[k].got, want, (size_t)n, 1e-4, 1e-5))
+                printf("  (case %s, %s)\n", c->name, outs[k].suffix);
+            free(want);
+        }
+        cfx_graph_free(cg->g);
+    }
+}
+
+/* The default (oneDNN) path agrees with the reference on values and all gradients, and runs
+ * the same twice. Larger shapes than the gradchecks, so blocked layouts are exercised. */
+CFX_TEST(conv, fast_matches_reference) {
+    static const conv_case big[] = {
+        {"c32", false, true, {3, 32, 12, 10}, {32, 32, 3, 3}, {.pad = {1, 1, 1, 1}}},
+        {"c16_s2",
+         false,
+         true,
+         {2, 16, 13, 13},
+         {24, 16, 3, 3},
+         {.stride = {2, 2}, .pad = {1, 0, 1, 2}}},
+        {"dw32", false, true, {2, 32, 9, 9}, {32, 1, 3, 3}, {.pad = {1, 1, 1, 1}, .groups = 32}},
+        {"c1", false, true, {1, 1, 28, 28}, {32, 1, 3, 3}, {.pad = {1, 1, 1, 1}}},
+        {"t16", true, true, {2, 16, 7, 7}, {16, 8, 4, 4}, {.stride = {2, 2}, .pad = {1, 1, 1, 1}}},
+    };
+    for (int i = 0; i < (int)(sizeof big / sizeof big[0]); i++) {
+        const conv_case *c = &big[i];
+        conv_graph ref, fast;
+        cfx__conv_force_reference(1);
+        bool ok = build(c, &ref, 7 + i);
+        cfx__conv_force_reference(-1);
+        ok = build(c, &fast, 7 + i) && ok;
+        if (ok) {
+            int64_t n = cfx_graph_tensor(ref.g, ref.y)->numel;
+            float *dy = random_seed(n, 9 + i);
+            int ids[4] = {ref.y, ref.x, ref.w, ref.b};
+            for (int pass = 0; pass < 2; pass++) {
+                cfx_graph *gg = pass ? fast.g : ref.g;
+                CHECK_OK(cfx_graph_forward(gg));
+                CHECK_OK(cfx_graph_backward(gg, ref.y, dy));
+            }
+            for (int k = 0; k < 4; k++) {
+                if (ids[k] < 0) continue;
+                const float *a =
+                    k ? cfx_graph_grad(fast.g, ids[k]) : cfx_graph_tensor(fast.g, ids[k])->data;
+                const float *b =
+                    k ? cfx_graph_grad(ref.g, ids[k]) : cfx_graph_tensor(ref.g, ids[k])->data;
+                size_t m = (size_t)cfx_graph_tensor(ref.g, ids[k])->numel;
+                if (!CHECK_ARRAY_NEAR(a, b, m, 1e-4, 1e-5))
+                    printf("  (case %s, tensor %d)\n", c->name, k);
+            }
+            /* Same threads, same input: bitwise the same result. */
+            size_t m = (size_t)cfx_graph_tensor(fast.g, fast.w)->numel;
+            float *first = malloc(m * sizeof *first);
+            memcpy(first, cfx_graph_grad(fast.g, fast.w), m * sizeof *first);
+            CHECK_OK(cfx_graph_forward(fast.g));
+            CHECK_OK(cfx_graph_backward(fast.g, fast.y, dy));
+            CHECK_MSG(memcmp(first, cfx_graph_grad(fast.g, fast.w), m * sizeof *first) == 0,
+                      "%s: weight gradient differs between two identical runs", c->name);
+            free(first);
+            free(dy);
+        }
+        cfx_graph_free(ref.g);
+        cfx_graph_free(fast.g);
+    }
+}
+
+/* A batch change replans and re-prepares; the output follows. */
+CFX_TEST(conv, reshape_batch) {
+    const conv_case *c = &cases[0];
+    conv_graph cg;
+    if (!build(c, &cg, 1)) return;
+    CHECK_OK(cfx_graph_reshape_input(cg.g, cg.x, 4, (int64_t[]){5, 3, 7, 6}));
+    cfx_rng r;
+    cfx_rng_init(&r, 3);
+    CHECK_OK(cfx_graph_forward(cg.g));
+    cfx_tensor_fill_uniform(cfx_graph_tensor(cg.g, cg.x), &r, -1, 1);
+    CHECK_OK(cfx_graph_forward(cg.g));
+    CHECK_INT_EQ(cfx_graph_tensor(cg.g, cg.y)->shape[0], 5);
+    CHECK_OK(cfx_graph_backward(cg.g, cg.y, NULL));
+    cfx_graph_free(cg.g);
+}
+
+static cfx_status try_conv(bool transposed, const int64_t *xs, const int64_t *ws,
+                           const cfx_conv2d_attr *at, const char *want) {
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, xs), w = cfx_graph_param(g, "w", 4, ws);
+    int y = transposed ? cfx_op_conv_transpose2d(g, x, w, -1, at) : cfx_op_conv2d(g, x, w, -1, at);
+    cfx_status s = cfx_graph_compile(g);
+    CHECK(y < 0);
+    CHECK_MSG(strstr(cfx_last_error(), want) != NULL, "error '%s' does not mention '%s'",
+              cfx_last_error(), want);
+    cfx_graph_free(g);
+    return s;
+}
+
+CFX_TEST(conv, bad_input) {
+    int64_t x[4] = {1, 4, 5, 5};
+    CHECK_ERR(try_conv(false, x, (int64_t[]){2, 3, 3, 3}, NULL, "channel mismatch"), CFX_EINVAL);
+    CHECK_ERR(try_conv(false, x, (int64_t[]){3, 4, 3, 3}, &(cfx_conv2d_attr){.groups = 3},
+                       "groups 3 must divide"),
+              CFX_EINVAL);
+    CHECK_ERR(try_conv(false, x, (int64_t[]){2, 4, 7, 3}, NULL, "larger than the padded input"),
+              CFX_EINVAL);
+    CHECK_ERR(try_conv(false, x, (int64_t[]){2, 4, 3, 3}, &(cfx_conv2d_attr){.stride = {-1, 1}},
+                       "stride"),
+              CFX_EINVAL);
+    CHECK_ERR(try_conv(false, x, (int64_t[]){2, 4, 3, 3}, &(cfx_conv2d_attr){.pad = {0, -1, 0, 0}},
+                       "padding"),
+              CFX_EINVAL);
+    CHECK_ERR(try_conv(false, (int64_t[]){1, 4, 5, 1}, (int64_t[]){2, 4, 3, 3}, NULL, "larger"),
+              CFX_EINVAL);
+    CHECK_ERR(try_conv(false, x, (int64_t[]){2, 4, 3, 3},
+                       &(cfx_conv2d_attr){.output_padding = {1, 0}}, "output_padding"),
+              CFX_EINVAL);
+    CHECK_ERR(try_conv(true, x, (int64_t[]){3, 2, 3, 3}, NULL, "channel mismatch"), CFX_EINVAL);
+    CHECK_ERR(try_conv(true, x, (int64_t[]){4, 2, 3, 3}, &(cfx_conv2d_attr){.groups = 3},
+                       "groups 3 must divide"),
+              CFX_EINVAL);
+    CHECK_ERR(try_conv(true, x, (int64_t[]){4, 2, 3, 3},
+                       &(cfx_conv2d_attr){.stride = {2, 2}, .output_padding = {2, 0}},
+                       "output_padding"),
+              CFX_EINVAL);
+    /* A bias of the wrong length. */
+    cfx_graph *g = cfx_graph_new();
+    int xi = cfx_graph_input(g, "x", 4, x), w = cfx_graph_param(g, "w", 4, (int64_t[]){2, 4, 3, 3});
+    int b = cfx_graph_param(g, "b", 1, (int64_t[]){3});
+    CHECK(cfx_op_conv2d(g, xi, w, b, NULL) < 0);
+    CHECK_ERR(cfx_graph_compile(g), CFX_EINVAL);
+    CHECK(strstr(cfx_last_error(), "bias") != NULL);
+    cfx_graph_free(g);
+}
