@@ -1,0 +1,208 @@
+/* norm.c - batch normalisation (any rank >= 2) and inverted dropout, forward and backward.
+ *
+ * Batch norm views x as (N, C, S) with S the product of the spatial dimensions and works per
+ * channel over its m = N*S values. Inference normalises with the running statistics (constants
+ * then, so x's gradient is just g scale invstd). Training normalises with the batch mean and
+ * the biased variance (two passes in double, no E[x^2]-E[x]^2 cancellation), updates the
+ * running statistics as PyTorch does (running = (1 - momentum) running + momentum batch, with
+ * the UNBIASED variance m/(m-1) var), and differentiates through the batch statistics:
+ *     dx = scale invstd / m (m g - sum g - xhat sum(g xhat)),   xhat = (x - mean) invstd.
+ * The mean and invstd a forward used are saved in the node's state for its backward. With one
+ * value per channel PyTorch refuses to train; here the running variance then takes the biased
+ * variance (0) instead of dividing by zero.
+ *
+ * Dropout draws one uniform number per element from the graph's seeded stream (in element
+ * order, so a seed fixes the mask), keeps an element when u >= p and scales kept ones by
+ * 1/(1-p), so the expected output equals the input; the mask is saved for backward. Outside
+ * training mode it is the identity. */
+#include "graph.h"
+
+#include <math.h>
+
+/* ------------------------------------------------------------------- batch norm --- */
+
+typedef struct {
+    float eps, momentum;
+} bn_attr;
+
+static cfx_status bn_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    const cfx_tensor *x = a->in[0];
+    char b[96], c[96];
+    for (int i = 0; i < 5; i++)
+        if (!a->in[i]) return cfx_set_error(CFX_EINVAL, "needs x, scale, bias, mean and var");
+    if (x->ndim < 2)
+        return cfx_set_error(CFX_ESHAPE, "x %s must be (N,C,...) with at least two dimensions",
+                             cfx__shape_fmt(x, b, sizeof b));
+    static const char *names[5] = {"x", "scale", "bias", "mean", "var"};
+    for (int i = 1; i < 5; i++) {
+        const cfx_tensor *t = a->in[i];
+        if (t->ndim != 1 || t->shape[0] != x->shape[1])
+            return cfx_set_error(CFX_ESHAPE, "%s %s must be (%lld) for x %s", names[i],
+                                 cfx__shape_fmt(t, b, sizeof b), (long long)x->shape[1],
+                                 cfx__shape_fmt(x, c, sizeof c));
+    }
+    cfx__shape_copy(s, x);
+    /* mean, invstd, and whether that forward used batch statistics */
+    s->state_bytes = (2 * (size_t)x->shape[1] + 1) * sizeof(float);
+    return CFX_OK;
+}
+
+static void bn_dims(const cfx_tensor *x, int64_t *n, int64_t *c, int64_t *sp) {
+    *n = x->shape[0];
+    *c = x->shape[1];
+    *sp = 1;
+    for (int d = 2; d < x->ndim; d++) *sp *= x->shape[d];
+}
+
+// x (N,C,...), scale/bias/mean/var (C) -> y (N,C,...); state: mean (C), invstd (C), mode
+static void bn_forward(const cfx_op_args *a) {
+    const bn_attr *at = a->attr;
+    const float *X = a->in[0]->data, *gam = a->in[1]->data, *bet = a->in[2]->data;
+    float *rmean = a->in[3]->data, *rvar = a->in[4]->data;
+    float *Y = a->out->data, *mean = a->state, *invstd = mean + a->in[1]->numel;
+    int64_t n, c, sp;
+    bn_dims(a->in[0], &n, &c, &sp);
+    double m = (double)(n * sp);
+    bool training = a->training;
+    mean[2 * c] = training ? 1.0f : 0.0f;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ch++) {
+        if (training) {
+            double sum = 0, sq = 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < sp; j++) sum += X[(i * c + ch) * sp + j];
+            double mu = sum / m;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < sp; j++) {
+                    double d = X[(i * c + ch) * sp + j] - mu;
+                    sq += d * d;
+                }
+            double var = sq / m;
+            mean[ch] = (float)mu;
+            invstd[ch] = (float)(1.0 / sqrt(var + at->eps));
+            double unbiased = m > 1 ? sq / (m - 1) : var;
+            rmean[ch] = (float)((1.0 - at->momentum) * rmean[ch] + at->momentum * mu);
+            rvar[ch] = (float)((1.0 - at->momentum) * rvar[ch] + at->momentum * unbiased);
+        } else {
+            mean[ch] = rmean[ch];
+            invstd[ch] = (float)(1.0 / sqrt((double)rvar[ch] + at->eps));
+        }
+        float k = gam[ch] * invstd[ch], b = bet[ch] - mean[ch] * k;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < sp; j++) {
+                int64_t o = (i * c + ch) * sp + j;
+                Y[o] = X[o] * k + b;
+            }
+    }
+}
+
+static void bn_backward(const cfx_op_args *a) {
+    const float *X = a->in[0]->data, *gam = a->in[1]->data, *G = a->dout;
+    const float *mean = a->state, *invstd = mean + a->in[1]->numel;
+    float *DX = a->din[0], *DG = a->din[1], *DB = a->din[2];
+    int64_t n, c, sp;
+    bn_dims(a->in[0], &n, &c, &sp);
+    double m = (double)(n * sp);
+    bool training = mean[2 * c] != 0.0f;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double sg = 0, sgx = 0; /* sum g, sum g xhat */
+        float mu = mean[ch], is = invstd[ch];
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < sp; j++) {
+                int64_t o = (i * c + ch) * sp + j;
+                sg += G[o];
+                sgx += (double)G[o] * (X[o] - mu) * is;
+            }
+        if (DG) DG[ch] += (float)sgx;
+        if (DB) DB[ch] += (float)sg;
+        if (!DX) continue;
+        float k = gam[ch] * is;
+        float mg = (float)(sg / m), mgx = (float)(sgx / m);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < sp; j++) {
+                int64_t o = (i * c + ch) * sp + j;
+                if (training)
+                    DX[o] += k * (G[o] - mg - (X[o] - mu) * is * mgx);
+                else
+                    DX[o] += k * G[o];
+            }
+    }
+}
+
+static const cfx_op_def bn_def = {"BatchNormalization", sizeof(bn_attr), bn_infer, NULL, NULL,
+                                  bn_forward,           bn_backward};
+
+int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int var,
+                      const cfx_batch_norm_attr *attr) {
+    bn_attr at = {1e-5f, 0.1f};
+    if (attr) {
+        if (attr->eps != 0) at.eps = attr->eps;
+        if (attr->momentum != 0) at.momentum = attr->momentum;
+    }
+    if (!(at.eps > 0))
+        return cfx__graph_fail(g, "BatchNormalization", "eps must be positive, not %g", at.eps);
+    if (!(at.momentum > 0 && at.momentum <= 1))
+        return cfx__graph_fail(g, "BatchNormalization", "momentum must be in (0, 1], not %g",
+                               at.momentum);
+    return cfx__graph_add(g, &bn_def, (int[]){x, scale, bias, mean, var}, 5, &at);
+}
+
+/* ---------------------------------------------------------------------- dropout --- */
+
+typedef struct {
+    float p;
+} dropout_attr;
+
+/* State: a flag (was the last forward in training mode) padded to 64 bytes, then the mask. */
+#define DROPOUT_HEAD 64
+
+static cfx_status dropout_infer(const cfx_op_args *a, cfx_op_shape *s) {
+    if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
+    cfx__shape_copy(s, a->in[0]);
+    s->state_bytes = DROPOUT_HEAD + (size_t)a->in[0]->numel * sizeof(float);
+    return CFX_OK;
+}
+
+// x (any) -> y (same); state: mode flag, mask (0 or 1/(1-p) per element)
+static void dropout_forward(const cfx_op_args *a) {
+    const dropout_attr *at = a->attr;
+    int *trained = a->state;
+    float *mask = (float *)((char *)a->state + DROPOUT_HEAD);
+    const float *X = a->in[0]->data;
+    float *Y = a->out->data;
+    int64_t n = a->out->numel;
+    *trained = a->training && at->p > 0;
+    if (!*trained) {
+        memcpy(Y, X, (size_t)n * sizeof(float));
+        return;
+    }
+    /* p = 1 drops everything; the scale is then never used. */
+    float scale = at->p < 1 ? 1.0f / (1.0f - at->p) : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        mask[i] = cfx_rng_uniform(a->rng) >= at->p ? scale : 0.0f;
+        Y[i] = X[i] * mask[i];
+    }
+}
+
+static void dropout_backward(const cfx_op_args *a) {
+    const int *trained = a->state;
+    const float *mask = (const float *)((const char *)a->state + DROPOUT_HEAD);
+    const float *G = a->dout;
+    float *DX = a->din[0];
+    int64_t n = a->out->numel;
+    if (*trained)
+        for (int64_t i = 0; i < n; i++) DX[i] += G[i] * mask[i];
+    else
+        for (int64_t i = 0; i < n; i++) DX[i] += G[i];
+}
+
+static const cfx_op_def dropout_def = {"Dropout", sizeof(dropout_attr), dropout_infer,   NULL,
+                                       NULL,      dropout_forward,      dropout_backward};
+
+int cfx_op_dropout(cfx_graph *g, int x, float p) {
+    if (!(p >= 0 && p <= 1))
+        return cfx__graph_fail(g, "Dropout", "probability must be in [0, 1], not %g", p);
+    dropout_attr at = {p};
+    return cfx__graph_add(g, &dropout_def, &x, 1, &at);
+}
