@@ -11,7 +11,7 @@ PREFIX    ?= /usr/local
 BUILD     ?= build
 CC        ?= cc
 OPT       ?= -O2
-PKGS      := openblas libcjson
+PKGS      := openblas libcjson libprotobuf-c
 CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes -Wno-unused-parameter -fopenmp -MMD -MP \
              -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD)/gen
@@ -38,7 +38,16 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/libcfx.a: $(LIB_OBJ)
+# ONNX's schema (src/onnx.proto) compiles to C with protoc-c at build time; whatever includes
+# the generated header waits for it, so a fresh clone builds with -j.
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=src --c_out=$(BUILD)/gen $<
+$(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
+	$(CC) $(CFLAGS) -Wno-pedantic -c $< -o $@
+$(BUILD)/src/onnx.o: $(BUILD)/gen/onnx.pb-c.h
+
+$(BUILD)/libcfx.a: $(LIB_OBJ) $(BUILD)/gen/onnx.pb-c.o
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -91,4 +100,4 @@ format:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/gen/onnx.pb-c.d
