@@ -1,22 +1,336 @@
-/* conv_dnnl.c - the oneDNN fast path for conv.c (stub until the primitives land). */
+/* conv_dnnl.c - the oneDNN fast path of conv.c: convolution and deconvolution primitives for
+ * forward, backward data and backward weights, built once per shape (at graph prepare).
+ *
+ * The graph's tensors are plain NCHW (weights OIHW for Conv, IOHW for ConvTranspose, as
+ * PyTorch and ONNX store them). Each primitive is created with format_tag_any, so oneDNN picks
+ * its fastest (blocked, e.g. nChw8c on AVX2) layout; where that differs from the plain one, a
+ * reorder primitive converts at the op boundary into a buffer owned here. Backward results are
+ * ADDED into the graph's gradients: those outputs always go through a reorder with a sum
+ * post-op (dst = dst + src), which doubles as the layout conversion.
+ *
+ * Everything a call needs is allocated at build time: the blocked buffers, and one scratchpad
+ * shared by the three primitives (scratchpad_mode_user), so a call only sets data handles and
+ * executes. The engine is created once per process (pthread_once). oneDNN here runs on OpenMP
+ * and fixes its thread count when a primitive is created, so primitives remember
+ * omp_get_max_threads() and are rebuilt when cfx_set_threads changed it; for a given thread
+ * count the results are deterministic (oneDNN's reductions are statically partitioned). */
 #include "conv.h"
 
-bool cfx__conv_dnnl_available(void) {
-    return false;
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+
+static dnnl_engine_t engine;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static void engine_init(void) {
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
 }
+
+bool cfx__conv_dnnl_available(void) {
+    pthread_once(&engine_once, engine_init);
+    return engine != NULL;
+}
+
+enum { ARG_IN, ARG_OUT, ARG_ACC }; /* read, overwritten, accumulated into */
+
+/* One argument of a primitive: the caller's plain buffer and what the primitive uses. */
+typedef struct {
+    int id;                   /* DNNL_ARG_* */
+    int dir;                  /* ARG_IN, ARG_OUT, ARG_ACC */
+    dnnl_memory_t user;       /* plain layout, data handle set per call */
+    dnnl_memory_t inner;      /* the primitive's layout (== user when no reorder) */
+    dnnl_primitive_t reorder; /* user -> inner (ARG_IN) or inner -> user (ARG_OUT/ACC) */
+    void *buf;                /* storage of inner when it is separate */
+} dn_arg;
+
+typedef struct {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dn_arg args[4];
+    int nargs;
+    dnnl_memory_t scratch;
+} dn_step;
+
+struct cfx__conv_dnnl {
+    conv_geom g;
+    bool transposed, bias, need_dx, need_dw;
+    int nthr;
+    dnnl_stream_t stream;
+    dn_step fwd, bwd_d, bwd_w;
+    void *scratch_buf;
+    size_t scratch_bytes;
+};
+
+#define DN_TRY(call)                                                                               \
+    do {                                                                                           \
+        if ((call) != dnnl_success) return false;                                                  \
+    } while (0)
+
+static bool arg_init(dn_arg *a, int id, int dir, const dnnl_memory_desc_t *user_md,
+                     const dnnl_primitive_desc_t pd) {
+    a->id = id;
+    a->dir = dir;
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, id);
+    if (!want || want->ndims == 0) return false;
+    DN_TRY(dnnl_memory_create(&a->user, user_md, engine, DNNL_MEMORY_NONE));
+    if (dir != ARG_ACC && dnnl_memory_desc_equal(user_md, want)) {
+        a->inner = a->user;
+        return true;
+    }
+    size_t bytes = dnnl_memory_desc_get_size(want);
+    a->buf = cfx_aligned_alloc(bytes ? bytes : 64);
+    if (!a->buf) return false;
+    DN_TRY(dnnl_memory_create(&a->inner, want, engine, a->buf));
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    if (dir == ARG_ACC) {
+        DN_TRY(dnnl_primitive_attr_create(&attr));
+        DN_TRY(dnnl_post_ops_create(&ops));
+        dnnl_post_ops_append_sum(ops, 1.0f);
+        dnnl_primitive_attr_set_post_ops(attr, ops);
+    }
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_status_t s =
+        dir == ARG_IN
+            ? dnnl_reorder_primitive_desc_create(&rpd, user_md, engine, want, engine, attr)
+            : dnnl_reorder_primitive_desc_create(&rpd, want, engine, user_md, engine, attr);
+    if (s == dnnl_success) s = dnnl_primitive_create(&a->reorder, rpd);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return s == dnnl_success;
+}
+
+static void arg_free(dn_arg *a) {
+    if (a->reorder) dnnl_primitive_destroy(a->reorder);
+    if (a->inner && a->inner != a->user) dnnl_memory_destroy(a->inner);
+    if (a->user) dnnl_memory_destroy(a->user);
+    cfx_aligned_free(a->buf);
+    memset(a, 0, sizeof *a);
+}
+
+static void step_free(dn_step *s) {
+    for (int i = 0; i < s->nargs; i++) arg_free(&s->args[i]);
+    if (s->scratch) dnnl_memory_destroy(s->scratch);
+    if (s->prim) dnnl_primitive_destroy(s->prim);
+    if (s->pd) dnnl_primitive_desc_destroy(s->pd);
+    memset(s, 0, sizeof *s);
+}
+
+/* Creates the primitive from its descriptor and records its scratchpad need. */
+static bool step_create(cfx__conv_dnnl *d, dn_step *s, const void *desc,
+                        const dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint) {
+    DN_TRY(dnnl_primitive_desc_create(&s->pd, desc, attr, engine, hint));
+    DN_TRY(dnnl_primitive_create(&s->prim, s->pd));
+    const dnnl_memory_desc_t *sm = dnnl_primitive_desc_query_md(s->pd, dnnl_query_scratchpad_md, 0);
+    size_t bytes = sm ? dnnl_memory_desc_get_size(sm) : 0;
+    if (bytes > d->scratch_bytes) d->scratch_bytes = bytes;
+    return true;
+}
+
+/* After every step exists: one scratchpad buffer for all of them. */
+static bool scratch_bind(cfx__conv_dnnl *d) {
+    if (!d->scratch_bytes) return true;
+    d->scratch_buf = cfx_aligned_alloc(d->scratch_bytes);
+    if (!d->scratch_buf) return false;
+    dn_step *steps[3] = {&d->fwd, &d->bwd_d, &d->bwd_w};
+    for (int i = 0; i < 3; i++) {
+        if (!steps[i]->pd) continue;
+        const dnnl_memory_desc_t *sm =
+            dnnl_primitive_desc_query_md(steps[i]->pd, dnnl_query_scratchpad_md, 0);
+        if (sm && dnnl_memory_desc_get_size(sm))
+            DN_TRY(dnnl_memory_create(&steps[i]->scratch, sm, engine, d->scratch_buf));
+    }
+    return true;
+}
+
+static void release_all(cfx__conv_dnnl *d) {
+    step_free(&d->fwd);
+    step_free(&d->bwd_d);
+    step_free(&d->bwd_w);
+    cfx_aligned_free(d->scratch_buf);
+    d->scratch_buf = NULL;
+    d->scratch_bytes = 0;
+}
+
+/* Builds every primitive the op needs for the current thread count. */
+static bool build(cfx__conv_dnnl *d) {
+    const conv_geom *g = &d->g;
+    /* The op's own x and y (for ConvTranspose, x is the conv "output" of the geometry). */
+    dnnl_dims_t xd, yd, wd, bd, st = {g->sh, g->sw}, dl = {g->dh - 1, g->dw - 1};
+    dnnl_dims_t pl = {g->pt, g->pl}, pr = {g->pb, g->pr};
+    int64_t G = g->G, OC;
+    if (!d->transposed) {
+        xd[0] = g->N, xd[1] = g->Ci, xd[2] = g->Hi, xd[3] = g->Wi;
+        yd[0] = g->N, yd[1] = g->Co, yd[2] = g->Ho, yd[3] = g->Wo;
+        OC = g->Co;
+    } else {
+        xd[0] = g->N, xd[1] = g->Co, xd[2] = g->Ho, xd[3] = g->Wo;
+        yd[0] = g->N, yd[1] = g->Ci, yd[2] = g->Hi, yd[3] = g->Wi;
+        OC = g->Ci;
+        /* Deconvolution sizes its output from the padding: output_padding is negative end pad. */
+        pr[0] = g->pb - g->opad_h, pr[1] = g->pr - g->opad_w;
+    }
+    int64_t IC = xd[1];
+    int wnd = G > 1 ? 5 : 4;
+    if (G > 1)
+        wd[0] = G, wd[1] = OC / G, wd[2] = IC / G, wd[3] = g->R, wd[4] = g->S;
+    else
+        wd[0] = OC, wd[1] = IC, wd[2] = g->R, wd[3] = g->S;
+    bd[0] = OC;
+    dnnl_format_tag_t wtag =
+        d->transposed ? (G > 1 ? dnnl_giohw : dnnl_iohw) : (G > 1 ? dnnl_goihw : dnnl_oihw);
+    dnnl_memory_desc_t x_u, y_u, w_u, b_u, x_a, y_a, w_a;
+    DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32, dnnl_nchw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32, dnnl_nchw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&w_u, wnd, wd, dnnl_f32, wtag));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&b_u, 1, bd, dnnl_f32, dnnl_a));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&x_a, 4, xd, dnnl_f32, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&y_a, 4, yd, dnnl_f32, dnnl_format_tag_any));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&w_a, wnd, wd, dnnl_f32, dnnl_format_tag_any));
+    const dnnl_memory_desc_t *bias = d->bias ? &b_u : NULL;
+    dnnl_primitive_attr_t attr;
+    DN_TRY(dnnl_primitive_attr_create(&attr));
+    bool ok =
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
+    bool train = d->need_dx || d->need_dw;
+    dnnl_prop_kind_t prop = train ? dnnl_forward_training : dnnl_forward_inference;
+    dnnl_convolution_desc_t fd, bdd, bwd;
+    if (!d->transposed) {
+        ok = ok && dnnl_dilated_convolution_forward_desc_init(&fd, prop, dnnl_convolution_direct,
+                                                              &x_a, &w_a, bias, &y_a, st, dl, pl,
+                                                              pr) == dnnl_success;
+        ok = ok && dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+                                                                    &x_a, &w_a, &y_a, st, dl, pl,
+                                                                    pr) == dnnl_success;
+        ok = ok && dnnl_dilated_convolution_backward_weights_desc_init(
+                       &bwd, dnnl_convolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
+                       dnnl_success;
+    } else {
+        ok = ok && dnnl_dilated_deconvolution_forward_desc_init(
+                       &fd, prop, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl,
+                       pr) == dnnl_success;
+        ok = ok &&
+             dnnl_dilated_deconvolution_backward_data_desc_init(
+                 &bdd, dnnl_deconvolution_direct, &x_a, &w_a, &y_a, st, dl, pl, pr) == dnnl_success;
+        ok = ok && dnnl_dilated_deconvolution_backward_weights_desc_init(
+                       &bwd, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
+                       dnnl_success;
+    }
+    ok = ok && step_create(d, &d->fwd, &fd, attr, NULL);
+    if (ok) {
+        dn_step *s = &d->fwd;
+        ok = arg_init(&s->args[s->nargs++], DNNL_ARG_SRC, ARG_IN, &x_u, s->pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_DST, ARG_OUT, &y_u, s->pd) &&
+             (!d->bias || arg_init(&s->args[s->nargs++], DNNL_ARG_BIAS, ARG_IN, &b_u, s->pd));
+    }
+    if (ok && d->need_dx) {
+        dn_step *s = &d->bwd_d;
+        ok = step_create(d, s, &bdd, attr, d->fwd.pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_SRC, ARG_ACC, &x_u, s->pd);
+    }
+    if (ok && d->need_dw) {
+        dn_step *s = &d->bwd_w;
+        ok = step_create(d, s, &bwd, attr, d->fwd.pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_SRC, ARG_IN, &x_u, s->pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
+             arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_WEIGHTS, ARG_ACC, &w_u, s->pd) &&
+             (!d->bias || arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_BIAS, ARG_ACC, &b_u, s->pd));
+    }
+    dnnl_primitive_attr_destroy(attr);
+    ok = ok && scratch_bind(d);
+    d->nthr = omp_get_max_threads();
+    return ok;
+}
+
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
                                    bool need_dw) {
-    return NULL;
+    if (!cfx__conv_dnnl_available()) return NULL;
+    cfx__conv_dnnl *d = cfx_calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->g = *g;
+    d->transposed = transposed, d->bias = bias, d->need_dx = need_dx, d->need_dw = need_dw;
+    if (dnnl_stream_create(&d->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
+        !build(d)) {
+        cfx__conv_dnnl_free(d);
+        return NULL;
+    }
+    return d;
 }
-void cfx__conv_dnnl_free(cfx__conv_dnnl *d) {}
+
+void cfx__conv_dnnl_free(cfx__conv_dnnl *d) {
+    if (!d) return;
+    release_all(d);
+    if (d->stream) dnnl_stream_destroy(d->stream);
+    cfx_free(d);
+}
+
+/* Rebuilds the primitives when the OpenMP thread count changed since they were made. */
+static bool threads_ok(cfx__conv_dnnl *d) {
+    if (d->nthr == omp_get_max_threads()) return true;
+    release_all(d);
+    if (build(d)) return true;
+    release_all(d);
+    return false;
+}
+
+static _Atomic long long runs;
+
+long long cfx__conv_dnnl_runs(void) {
+    return runs;
+}
+
+/* Runs one step: reorders in, the primitive, reorders out. ptrs[i] is the caller's buffer for
+ * args[i]; a NULL output is computed but not delivered. */
+static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs) {
+    if (!s->prim) return false;
+    dnnl_exec_arg_t ea[6];
+    int n = 0;
+    for (int i = 0; i < s->nargs; i++) {
+        dn_arg *a = &s->args[i];
+        if (ptrs[i]) DN_TRY(dnnl_memory_set_data_handle_v2(a->user, ptrs[i], d->stream));
+        if (a->dir == ARG_IN && a->reorder) {
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
+            DN_TRY(dnnl_primitive_execute(a->reorder, d->stream, 2, ra));
+        }
+        ea[n++] = (dnnl_exec_arg_t){a->id, a->inner};
+    }
+    if (s->scratch) ea[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, s->scratch};
+    DN_TRY(dnnl_primitive_execute(s->prim, d->stream, n, ea));
+    for (int i = 0; i < s->nargs; i++) {
+        dn_arg *a = &s->args[i];
+        if (a->dir == ARG_IN || !a->reorder || !ptrs[i]) continue;
+        dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->inner}, {DNNL_ARG_TO, a->user}};
+        DN_TRY(dnnl_primitive_execute(a->reorder, d->stream, 2, ra));
+    }
+    DN_TRY(dnnl_stream_wait(d->stream));
+    runs++;
+    return true;
+}
+
+// x, w, b -> y (overwritten)
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y) {
-    return false;
+    if (!threads_ok(d)) return false;
+    void *p[4] = {(void *)x, (void *)w, y, (void *)b};
+    return run(d, &d->fwd, p);
 }
+
+// dy, w -> dx (+=)
 bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx) {
-    return false;
+    if (!threads_ok(d)) return false;
+    void *p[3] = {(void *)dy, (void *)w, dx};
+    return run(d, &d->bwd_d, p);
 }
+
+// x, dy -> dw (+=), db (+=)
 bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw,
                           float *db) {
-    return false;
+    if (!threads_ok(d)) return false;
+    void *p[4] = {(void *)x, (void *)dy, dw, db};
+    return run(d, &d->bwd_w, p);
 }
