@@ -800,7 +800,142 @@ cfx_status cfx_hungarian_solve_work(const double *cost, int nr, int nc, int *col
                                     double *total, void *work);
 
 /* =================================================================== concepts === */
-/* @@concepts@@ */
+/* Semantic edits between images annotated with concepts (V-CECE). A concept is a WordNet noun
+ * synset name ("chair.n.01") or a plain word ("chairs", its first noun sense). Example:
+ *
+ *     cfx_wordnet *wn = cfx_wordnet_load(NULL);
+ *     cfx_concepts *c = cfx_concepts_new(wn, NULL);            // the reference's cece costs
+ *     cfx_concepts_data *d = cfx_concepts_data_load(c, "vg.json", "claude-3-haiku",
+ *                                                  CFX_UNKNOWN_ERROR, NULL);
+ *     cfx_nearest r;
+ *     int32_t q = cfx_concepts_data_find(d, 11);
+ *     cfx_concepts_nearest(d, &q, 1, NULL, &r);               // r.target, r.cost
+ *     cfx_edit_set es;                                         // and the edits themselves
+ *     ... cfx_concepts_edits(c, src, ns, dst, nd, &es); cfx_edit_set_deinit(&es);
+ *     cfx_concepts_data_free(d); cfx_concepts_free(c); cfx_wordnet_free(wn);
+ */
+
+typedef enum {
+    CFX_COST_CECE = 0, /* the reference code: concept = path synsets + word; sub |A^B|, ins |A| */
+    CFX_COST_GRAPH = 1 /* the paper's prose: sub = shortest path, ins/del = distance to root */
+} cfx_cost_model;
+
+typedef struct cfx_cost_options {
+    cfx_cost_model model; /* default (0): CFX_COST_CECE */
+    /* 0 (default): no cap. > 0: a substitution dearer than this is not actionable; the edit set
+     * then deletes the source concept and inserts the target instead. */
+    int64_t max_sub;
+} cfx_cost_options;
+
+/* A vocabulary of concepts with their sets and all pairwise costs (kept as a triangle of
+ * n(n+1)/2 int32, filled as concepts are added: about 2 MB for VG's 767 concepts). Adding is
+ * not thread-safe; everything else is read-only and may run in parallel. */
+typedef struct cfx_concepts cfx_concepts;
+
+/* wn must outlive the result; opts NULL means the defaults. NULL on failure. */
+cfx_concepts *cfx_concepts_new(const cfx_wordnet *wn, const cfx_cost_options *opts);
+void cfx_concepts_free(cfx_concepts *c);
+/* Interns a concept (spaces become underscores) and returns its id (0, 1, ... in order of
+ * first appearance). CFX_ENOTFOUND with a message naming it for an unknown synset or word. */
+cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id);
+int32_t cfx_concepts_count(const cfx_concepts *c);
+/* The concept as added, and its word (the part before the first dot); owned by c. */
+const char *cfx_concepts_name(const cfx_concepts *c, int32_t id);
+const char *cfx_concepts_word(const cfx_concepts *c, int32_t id);
+int32_t cfx_concepts_synset(const cfx_concepts *c, int32_t id);
+/* The concept's set (synset names and the word, in element order; strings owned by the
+ * WordNet or by c): writes up to cap names, returns the set's size. */
+int32_t cfx_concepts_set(const cfx_concepts *c, int32_t id, const char **names, int32_t cap);
+/* Insertion (= deletion) cost, and the substitution cost before any cap. */
+int64_t cfx_concepts_insert_cost(const cfx_concepts *c, int32_t a);
+int64_t cfx_concepts_sub_cost(const cfx_concepts *c, int32_t a, int32_t b);
+
+typedef enum { CFX_EDIT_INSERT, CFX_EDIT_DELETE, CFX_EDIT_SUBSTITUTE } cfx_edit_kind;
+typedef struct cfx_edit {
+    cfx_edit_kind kind;
+    int32_t from, to; /* concept ids; from is -1 for an insertion, to is -1 for a deletion */
+    int64_t cost;
+} cfx_edit;
+/* An owned list of edits; release with cfx_edit_set_deinit. */
+typedef struct cfx_edit_set {
+    int64_t cost; /* total cost */
+    cfx_edit *edits;
+    int32_t n;
+} cfx_edit_set;
+void cfx_edit_set_deinit(cfx_edit_set *e);
+
+/* The optimal edit set turning the multiset src into dst: identical concepts pair at cost 0,
+ * the rest is an optimal rectangular assignment, leftovers are deleted or inserted. Edits are
+ * listed substitutions first, then deletions, then insertions. */
+cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t ns,
+                              const int32_t *dst, int32_t nd, cfx_edit_set *out);
+
+/* A dataset of images: id, concepts (a multiset) and one label each. */
+typedef struct cfx_concepts_data cfx_concepts_data;
+typedef enum {
+    CFX_UNKNOWN_ERROR = 0, /* an unknown concept fails the load, naming it and its image */
+    CFX_UNKNOWN_SKIP = 1   /* unknown concepts are dropped and counted */
+} cfx_unknown_policy;
+
+/* An empty dataset over the vocabulary c (which must outlive it). */
+cfx_concepts_data *cfx_concepts_data_new(cfx_concepts *c);
+/* Appends an image (concept ids of c; n may be 0). The label string is copied. */
+cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t *concepts,
+                                 int32_t n, const char *label);
+/* Reads {"images": [{"id": 11, "objects": ["chair.n.01", ...], "labels": {"key": "office"}},
+ * ...]}, labelling each image by labels[label_key]. Adds the concepts to c. NULL on failure
+ * with a message: malformed JSON gives file, line and column; a missing label key names the
+ * image and the keys it has. *skipped (may be NULL) counts concepts dropped by
+ * CFX_UNKNOWN_SKIP. The caller frees the result with cfx_concepts_data_free. */
+cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path,
+                                          const char *label_key, cfx_unknown_policy unknown,
+                                          int64_t *skipped);
+void cfx_concepts_data_free(cfx_concepts_data *d);
+int32_t cfx_concepts_data_count(const cfx_concepts_data *d);
+int64_t cfx_concepts_data_id(const cfx_concepts_data *d, int32_t i);
+const char *cfx_concepts_data_label(const cfx_concepts_data *d, int32_t i);
+/* Image i's concepts, sorted by id (owned by d). */
+const int32_t *cfx_concepts_data_image(const cfx_concepts_data *d, int32_t i, int32_t *n);
+/* The index of the first image with this id, -1 if none. */
+int32_t cfx_concepts_data_find(const cfx_concepts_data *d, int64_t id);
+/* How many images have no concepts (their edits are pure insertions or deletions). */
+int32_t cfx_concepts_data_empty(const cfx_concepts_data *d);
+
+/* Closest counterfactual of an image: the image with another label and the least edit cost,
+ * ties going to the earlier image in the dataset. */
+typedef struct cfx_nearest {
+    int32_t query, target; /* image indices; target -1 when every image has the query's label */
+    int64_t cost;          /* -1 when there is no target */
+    int32_t candidates;    /* images with another label */
+} cfx_nearest;
+typedef struct cfx_nearest_options {
+    const cfx_progress *progress; /* default NULL */
+    int exhaustive;               /* default 0; 1 solves every candidate (for checking) */
+    int64_t *solved;              /* if not NULL, receives the number of assignments solved */
+} cfx_nearest_options;
+/* Searches for each of the nq query indices, in parallel over queries with cfx_get_threads()
+ * threads; results do not depend on the thread count. opts NULL means the defaults. */
+cfx_status cfx_concepts_nearest(const cfx_concepts_data *d, const int32_t *queries, int32_t nq,
+                                const cfx_nearest_options *opts, cfx_nearest *out);
+
+/* Global importance of every concept over the images labelled `label` (one entry per concept
+ * of the vocabulary in imp): insertions of c minus deletions of c plus substitutions that
+ * bring c in minus substitutions that take c out, over each image's optimal edits to its
+ * closest counterfactual. *nimages (may be NULL) gets the class's size. */
+cfx_status cfx_concepts_importance(const cfx_concepts_data *d, const char *label,
+                                   const cfx_progress *progress, double *imp, int32_t *nimages);
+
+typedef enum {
+    CFX_ORDER_LOCAL,       /* this image's edits, heuristic order: deletions, substitutions,
+                              insertions, each cheapest first (a vision LLM may replace it) */
+    CFX_ORDER_GLOBAL,      /* the class's edits by importance, those this image allows */
+    CFX_ORDER_LOCAL_GLOBAL /* this image's edits ordered by the class's importance */
+} cfx_order_mode;
+/* The edits to apply to image `query`, in order. An edit's importance score is imp(to) for an
+ * insertion, -imp(from) for a deletion, imp(to) - imp(from) for a substitution; higher first.
+ * The caller owns *out (cfx_edit_set_deinit). */
+cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
+                              const cfx_progress *progress, cfx_edit_set *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,1921 @@
+/* onnx.c - ONNX model files: import into a graph, export from one, split, and summarise.
+ *
+ * Import walks the nodes in file order (ONNX requires a topological order). Every tensor name
+ * maps to an entry of a side table: either a graph value, or a folded constant (int64 or float
+ * data with a shape). Initializers and Constant nodes start as folded constants; integer shape
+ * arithmetic that PyTorch emits for flatten and view (Shape -> Gather -> Unsqueeze -> Concat ->
+ * Reshape, with Cast, Slice, Squeeze, ConstantOfShape and Add/Sub/Mul/Div on the way) stays
+ * folded, so the engine graph holds only float ops. A constant turns into a graph value the
+ * first time a float op reads it: a float initializer becomes a trainable parameter (or a
+ * frozen constant with the frozen option; batch-norm statistics are always constants), anything
+ * else a constant. Shape reads the current shape of a value, so sizes are baked in at the
+ * import batch size; an element that came from the batch dimension is flagged, and a Reshape
+ * target that copies it is written as 0 ("keep this dimension") so a later batch change works.
+ *
+ * Before anything is built, the nodes the requested outputs need are marked (walking back from
+ * the outputs and stopping at cut inputs), and every op type among them that cfx lacks is
+ * collected, so one error names all of them with their node and the opset.
+ *
+ * Export writes opset 13 from a graph's nodes and their attribute structs; split cuts the
+ * protobuf itself, so both halves keep the original nodes exactly. */
+#include "graph.h"
+#include "ops.h"
+#include "onnx.pb-c.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- protobuf glue --- */
+
+static void *pb_alloc(void *ctx, size_t n) {
+    (void)ctx;
+    return cfx_malloc(n ? n : 1);
+}
+static void pb_free(void *ctx, void *p) {
+    (void)ctx;
+    cfx_free(p);
+}
+static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
+
+enum {
+    T_FLOAT = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+    T_UINT8 = ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
+    T_INT8 = ONNX__TENSOR_PROTO__DATA_TYPE__INT8,
+    T_INT16 = ONNX__TENSOR_PROTO__DATA_TYPE__INT16,
+    T_INT32 = ONNX__TENSOR_PROTO__DATA_TYPE__INT32,
+    T_INT64 = ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+    T_BOOL = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL,
+    T_DOUBLE = ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE,
+};
+
+static bool is_int_type(int t) {
+    return t == T_UINT8 || t == T_INT8 || t == T_INT16 || t == T_INT32 || t == T_INT64 ||
+           t == T_BOOL;
+}
+
+/* Reads and parses a model file. NULL with a message. */
+static Onnx__ModelProto *read_model(const char *path) {
+    char *data;
+    size_t size;
+    if (!path) {
+        cfx_set_error(CFX_EINVAL, "model path is NULL");
+        return NULL;
+    }
+    if (cfx_file_read_all(path, &data, &size) != CFX_OK) return NULL;
+    Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_allocator, size, (const uint8_t *)data);
+    cfx_free(data);
+    if (!m) {
+        cfx_set_error(CFX_EFORMAT,
+                      "'%s' is not an ONNX model (the protobuf is truncated or corrupt)", path);
+        return NULL;
+    }
+    if (!m->graph || (m->graph->n_node == 0 && m->graph->n_output == 0)) {
+        onnx__model_proto__free_unpacked(m, &pb_allocator);
+        cfx_set_error(CFX_EFORMAT, "'%s' is not an ONNX model (it has no graph)", path);
+        return NULL;
+    }
+    return m;
+}
+
+/* The version of the default ("" or "ai.onnx") operator set. */
+static int64_t model_opset(const Onnx__ModelProto *m) {
+    for (size_t i = 0; i < m->n_opset_import; i++) {
+        const Onnx__OperatorSetIdProto *o = m->opset_import[i];
+        if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0)
+            return o->has_version ? o->version : 1;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- tensor table --- */
+
+/* What a tensor name stands for while importing. */
+typedef struct entry {
+    const char *name;
+    int id;     /* graph value, or -1 */
+    bool known; /* folded constant data below (or an initializer not read yet) */
+    int dtype;  /* T_FLOAT or T_INT64 once decoded */
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS];
+    int64_t numel;
+    float *f;       /* T_FLOAT data */
+    int64_t *i;     /* T_INT64 data */
+    uint8_t *batch; /* ints: element came from a batch dimension (see the file comment) */
+    const Onnx__TensorProto *init; /* an initializer or Constant tensor not yet decoded */
+    bool is_init;                  /* a weight (initializer), not a Constant */
+} entry;
+
+typedef struct ctx {
+    cfx_graph *g;
+    const cfx_onnx_options *o;
+    const char *path;
+    char dir[1024]; /* the model's folder, for external data */
+    const Onnx__ModelProto *m;
+    int64_t opset;
+    const Onnx__NodeProto *node; /* being imported */
+    entry *tab;
+    size_t cap, n;
+    const uint8_t *needed; /* per node: imported */
+    const char **want;     /* output names */
+    int nwant;
+} ctx;
+
+static uint64_t hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static entry *lookup(ctx *c, const char *name) {
+    if (!c->cap) return NULL;
+    for (size_t k = hash_str(name) & (c->cap - 1);; k = (k + 1) & (c->cap - 1)) {
+        if (!c->tab[k].name) return NULL;
+        if (strcmp(c->tab[k].name, name) == 0) return &c->tab[k];
+    }
+}
+
+static void entry_clear(entry *e) {
+    cfx_free(e->f);
+    cfx_free(e->i);
+    cfx_free(e->batch);
+    e->f = NULL, e->i = NULL, e->batch = NULL;
+}
+
+/* The entry for name, created empty (id -1, nothing known) when new; NULL on no memory. */
+static entry *define(ctx *c, const char *name) {
+    entry *e = lookup(c, name);
+    if (e) {
+        entry_clear(e);
+        const char *nm = e->name;
+        memset(e, 0, sizeof *e);
+        e->name = nm;
+        e->id = -1;
+        return e;
+    }
+    if (2 * (c->n + 1) > c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 256;
+        entry *t = cfx_calloc(cap, sizeof *t);
+        if (!t) return NULL;
+        entry *old = c->tab;
+        size_t ocap = c->cap;
+        c->tab = t, c->cap = cap;
+        for (size_t k = 0; k < ocap; k++) {
+            if (!old[k].name) continue;
+            size_t j = hash_str(old[k].name) & (cap - 1);
+            while (t[j].name) j = (j + 1) & (cap - 1);
+            t[j] = old[k];
+        }
+        cfx_free(old);
+    }
+    size_t k = hash_str(name) & (c->cap - 1);
+    while (c->tab[k].name) k = (k + 1) & (c->cap - 1);
+    e = &c->tab[k];
+    memset(e, 0, sizeof *e);
+    e->name = name;
+    e->id = -1;
+    c->n++;
+    return e;
+}
+
+static void ctx_free(ctx *c) {
+    for (size_t k = 0; k < c->cap; k++)
+        if (c->tab[k].name) entry_clear(&c->tab[k]);
+    cfx_free(c->tab);
+}
+
+/* --------------------------------------------------------------------- errors --- */
+
+/* An error about the current node: "node 'conv1' (Conv, opset 13): <msg>". */
+static cfx_status fail(ctx *c, cfx_status st, const char *fmt, ...) {
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->node)
+        return cfx_set_error(st, "node '%s' (%s, opset %lld): %s",
+                             c->node->name && c->node->name[0] ? c->node->name : "(unnamed)",
+                             c->node->op_type, (long long)c->opset, msg);
+    return cfx_set_error(st, "%s", msg);
+}
+
+/* ----------------------------------------------------------- tensor data decode --- */
+
+/* Reads external data ("location", "offset", "length") next to the model into buf. */
+static cfx_status read_external(ctx *c, const Onnx__TensorProto *t, void *buf, size_t bytes) {
+    const char *loc = NULL;
+    long long off = 0, len = -1;
+    for (size_t k = 0; k < t->n_external_data; k++) {
+        const Onnx__StringStringEntryProto *kv = t->external_data[k];
+        if (!kv->key || !kv->value) continue;
+        if (strcmp(kv->key, "location") == 0)
+            loc = kv->value;
+        else if (strcmp(kv->key, "offset") == 0)
+            off = atoll(kv->value);
+        else if (strcmp(kv->key, "length") == 0)
+            len = atoll(kv->value);
+    }
+    if (!loc)
+        return fail(c, CFX_EFORMAT, "tensor '%s' has external data without a location",
+                    t->name ? t->name : "");
+    if (len >= 0 && (size_t)len < bytes)
+        return fail(c, CFX_EFORMAT, "tensor '%s': external data length %lld is below %zu bytes",
+                    t->name, len, bytes);
+    char full[2048];
+    snprintf(full, sizeof full, "%s%s", loc[0] == '/' ? "" : c->dir, loc);
+    FILE *f = fopen(full, "rb");
+    if (!f)
+        return fail(c, CFX_EIO, "tensor '%s': cannot open external data file '%s': %s",
+                    t->name ? t->name : "", full, strerror(errno));
+    bool ok = fseek(f, off, SEEK_SET) == 0 && fread(buf, 1, bytes, f) == bytes;
+    fclose(f);
+    if (!ok)
+        return fail(c, CFX_EFORMAT,
+                    "tensor '%s': external data file '%s' is shorter than %zu "
+                    "bytes at offset %lld",
+                    t->name ? t->name : "", full, bytes, off);
+    return CFX_OK;
+}
+
+static size_t type_size(int t) {
+    switch (t) {
+        case T_FLOAT:
+        case T_INT32:
+            return 4;
+        case T_DOUBLE:
+        case T_INT64:
+            return 8;
+        case T_INT16:
+            return 2;
+        case T_UINT8:
+        case T_INT8:
+        case T_BOOL:
+            return 1;
+        default:
+            return 0;
+    }
+}
+
+static int64_t tensor_numel(const Onnx__TensorProto *t) {
+    int64_t n = 1;
+    for (size_t k = 0; k < t->n_dims; k++) {
+        if (t->dims[k] < 0 || (t->dims[k] && n > INT64_MAX / t->dims[k])) return -1;
+        n *= t->dims[k];
+    }
+    return n;
+}
+
+/* Element k of a raw little-endian buffer of type dt, as double. */
+static double raw_get(const uint8_t *p, int dt, int64_t k) {
+    switch (dt) {
+        case T_FLOAT: {
+            float v;
+            memcpy(&v, p + 4 * k, 4);
+            return v;
+        }
+        case T_DOUBLE: {
+            double v;
+            memcpy(&v, p + 8 * k, 8);
+            return v;
+        }
+        case T_INT64: {
+            int64_t v;
+            memcpy(&v, p + 8 * k, 8);
+            return (double)v;
+        }
+        case T_INT32: {
+            int32_t v;
+            memcpy(&v, p + 4 * k, 4);
+            return v;
+        }
+        case T_INT16: {
+            int16_t v;
+            memcpy(&v, p + 2 * k, 2);
+            return v;
+        }
+        case T_INT8:
+            return (int8_t)p[k];
+        default:
+            return p[k];
+    }
+}
+
+/* Decodes n elements of t into f (floats) or i (int64s), exactly one of them non-NULL. */
+static cfx_status tensor_read(ctx *c, const Onnx__TensorProto *t, float *f, int64_t *i, int64_t n) {
+    int dt = t->data_type;
+    const char *nm = t->name ? t->name : "";
+    size_t es = type_size(dt);
+    if (!es)
+        return fail(c, CFX_EUNSUPPORTED,
+                    "tensor '%s' has data type %d, which cfx does not "
+                    "read (float, double and integer tensors only)",
+                    nm, dt);
+    const uint8_t *raw = NULL;
+    uint8_t *ext = NULL;
+    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        if (dt == T_FLOAT && f) {
+            /* The common case, read straight into place. */
+            return read_external(c, t, f, (size_t)n * 4);
+        }
+        ext = cfx_malloc((size_t)n * es + 1);
+        if (!ext) return CFX_ENOMEM;
+        cfx_status s = read_external(c, t, ext, (size_t)n * es);
+        if (s != CFX_OK) {
+            cfx_free(ext);
+            return s;
+        }
+        raw = ext;
+    } else if (t->has_raw_data) {
+        if (t->raw_data.len != (size_t)n * es)
+            return fail(c, CFX_EFORMAT,
+                        "tensor '%s' holds %zu bytes of data, not the %lld its "
+                        "shape needs (a truncated or corrupt file)",
+                        nm, t->raw_data.len, (long long)((size_t)n * es));
+        raw = t->raw_data.data;
+        if (dt == T_FLOAT && f) {
+            memcpy(f, raw, (size_t)n * 4);
+            return CFX_OK;
+        }
+    }
+    if (raw) {
+        for (int64_t k = 0; k < n; k++) {
+            double v = raw_get(raw, dt, k);
+            if (f)
+                f[k] = (float)v;
+            else
+                i[k] = (int64_t)v;
+        }
+        cfx_free(ext);
+        return CFX_OK;
+    }
+    /* Typed fields: float_data, double_data, int64_data, or int32_data for the small types. */
+    size_t have = dt == T_FLOAT    ? t->n_float_data
+                  : dt == T_DOUBLE ? t->n_double_data
+                  : dt == T_INT64  ? t->n_int64_data
+                                   : t->n_int32_data;
+    if ((int64_t)have != n)
+        return fail(c, CFX_EFORMAT, "tensor '%s' holds %zu values, not the %lld its shape needs",
+                    nm, have, (long long)n);
+    for (int64_t k = 0; k < n; k++) {
+        double v = dt == T_FLOAT    ? t->float_data[k]
+                   : dt == T_DOUBLE ? t->double_data[k]
+                   : dt == T_INT64  ? (double)t->int64_data[k]
+                                    : t->int32_data[k];
+        if (f)
+            f[k] = (float)v;
+        else
+            i[k] = dt == T_INT64 ? t->int64_data[k] : (int64_t)v;
+    }
+    return CFX_OK;
+}
+
+/* Makes e a folded constant described by tensor t (data read later, on first use). */
+static cfx_status entry_from_tensor(ctx *c, entry *e, const Onnx__TensorProto *t, bool is_init) {
+    if (t->n_dims > CFX_MAX_DIMS)
+        return fail(c, CFX_EUNSUPPORTED, "tensor '%s' has %zu dimensions (at most %d)",
+                    t->name ? t->name : "", t->n_dims, CFX_MAX_DIMS);
+    int64_t n = tensor_numel(t);
+    if (n < 0) return fail(c, CFX_EFORMAT, "tensor '%s' has a bad shape", t->name ? t->name : "");
+    e->known = true;
+    e->init = t;
+    e->is_init = is_init;
+    e->ndim = (int)t->n_dims;
+    for (size_t k = 0; k < t->n_dims; k++) e->shape[k] = t->dims[k];
+    e->numel = n;
+    e->dtype = is_int_type(t->data_type) ? T_INT64 : T_FLOAT;
+    return CFX_OK;
+}
+
+/* Decodes an entry's data if it has not been (ints stay ints, the rest becomes float). */
+static cfx_status entry_decode(ctx *c, entry *e) {
+    if (!e->init) return CFX_OK;
+    size_t n = (size_t)(e->numel ? e->numel : 1);
+    if (e->dtype == T_INT64) {
+        e->i = cfx_calloc(n, sizeof *e->i);
+        e->batch = cfx_calloc(n, 1);
+        if (!e->i || !e->batch) return CFX_ENOMEM;
+        CFX_TRY(tensor_read(c, e->init, NULL, e->i, e->numel));
+    } else {
+        e->f = cfx_calloc(n, sizeof *e->f);
+        if (!e->f) return CFX_ENOMEM;
+        CFX_TRY(tensor_read(c, e->init, e->f, NULL, e->numel));
+    }
+    e->init = NULL;
+    return CFX_OK;
+}
+
+/* A fresh folded constant for output name, with room for its data. */
+static entry *new_const(ctx *c, const char *name, int dtype, int ndim, const int64_t *shape) {
+    entry *e = define(c, name);
+    if (!e) return NULL;
+    int64_t n = 1;
+    for (int k = 0; k < ndim; k++) n *= shape[k];
+    e->known = true;
+    e->dtype = dtype;
+    e->ndim = ndim;
+    memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
+    e->numel = n;
+    size_t cnt = (size_t)(n ? n : 1);
+    if (dtype == T_INT64) {
+        e->i = cfx_calloc(cnt, sizeof *e->i);
+        e->batch = cfx_calloc(cnt, 1);
+        if (!e->i || !e->batch) return NULL;
+    } else if (!(e->f = cfx_calloc(cnt, sizeof *e->f))) {
+        return NULL;
+    }
+    return e;
+}
+
+static double cget(const entry *e, int64_t k) {
+    return e->dtype == T_INT64 ? (double)e->i[k] : e->f[k];
+}
+
+/* ------------------------------------------------------------------ node access --- */
+
+/* Input k's name, or NULL when absent (missing or ""). */
+static const char *in_name(const Onnx__NodeProto *n, size_t k) {
+    return k < n->n_input && n->input[k] && n->input[k][0] ? n->input[k] : NULL;
+}
+static const char *out_name(const Onnx__NodeProto *n, size_t k) {
+    return k < n->n_output && n->output[k] && n->output[k][0] ? n->output[k] : NULL;
+}
+
+static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name) {
+    for (size_t k = 0; k < n->n_attribute; k++)
+        if (n->attribute[k]->name && strcmp(n->attribute[k]->name, name) == 0)
+            return n->attribute[k];
+    return NULL;
+}
+static int64_t attr_int(const Onnx__NodeProto *n, const char *name, int64_t def) {
+    const Onnx__AttributeProto *a = attr(n, name);
+    return a && a->has_i ? a->i : def;
+}
+static float attr_float(const Onnx__NodeProto *n, const char *name, float def) {
+    const Onnx__AttributeProto *a = attr(n, name);
+    return a && a->has_f ? a->f : def;
+}
+/* The string attribute copied into buf (NUL-terminated), or def. */
+static const char *attr_str(const Onnx__NodeProto *n, const char *name, const char *def, char *buf,
+                            size_t size) {
+    const Onnx__AttributeProto *a = attr(n, name);
+    if (!a || !a->has_s) return def;
+    size_t len = a->s.len < size - 1 ? a->s.len : size - 1;
+    memcpy(buf, a->s.data, len);
+    buf[len] = 0;
+    return buf;
+}
+/* Copies an ints attribute into out (at most cap); returns its length, or -1 when absent. */
+static int attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, int cap) {
+    const Onnx__AttributeProto *a = attr(n, name);
+    if (!a || (!a->n_ints && a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS)) return -1;
+    int cnt = (int)a->n_ints;
+    for (int k = 0; k < cnt && k < cap; k++) out[k] = a->ints[k];
+    return cnt;
+}
+
+/* --------------------------------------------------------- values and constants --- */
+
+static cfx_status graph_error(ctx *c) {
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", cfx_last_error());
+    return fail(c, CFX_EINVAL, "%s", msg);
+}
+
+/* The prefixed graph name of a tensor, in buf. */
+static const char *gname(ctx *c, const char *name, char *buf, size_t size) {
+    snprintf(buf, size, "%s%s", c->o->prefix ? c->o->prefix : "", name);
+    return buf;
+}
+
+/* The graph value of tensor name, making a folded constant into a graph value the first time:
+ * a float initializer becomes a parameter unless frozen or stat (batch-norm statistics). */
+static int value_of(ctx *c, const char *name, bool stat) {
+    entry *e = name ? lookup(c, name) : NULL;
+    if (!e) {
+        fail(c, CFX_EFORMAT, "input '%s' is not produced by any node, initializer or input",
+             name ? name : "");
+        return -1;
+    }
+    if (e->id >= 0) return e->id;
+    if (!e->known) {
+        fail(c, CFX_EFORMAT, "input '%s' has no value", name);
+        return -1;
+    }
+    char nb[1100];
+    gname(c, name, nb, sizeof nb);
+    int64_t shape[CFX_MAX_DIMS];
+    int ndim = e->ndim;
+    memcpy(shape, e->shape, sizeof shape);
+    if (e->numel == 0) {
+        fail(c, CFX_EUNSUPPORTED, "tensor '%s' is empty, which cfx graphs cannot hold", name);
+        return -1;
+    }
+    bool param = e->is_init && e->dtype == T_FLOAT && !stat && !c->o->frozen;
+    if (cfx_graph_find(c->g, nb) >= 0)
+        snprintf(nb + strlen(nb), 32, ":%d", cfx_graph_num_values(c->g));
+    int id = param ? cfx_graph_param(c->g, nb, ndim, shape)
+                   : cfx_graph_const(c->g, nb, ndim, shape, NULL);
+    if (id < 0) {
+        graph_error(c);
+        return -1;
+    }
+    float *dst = cfx_graph_tensor(c->g, id)->data;
+    if (e->init) {
+        if (tensor_read(c, e->init, dst, NULL, e->numel) != CFX_OK) return -1;
+    } else {
+        for (int64_t k = 0; k < e->numel; k++) dst[k] = (float)cget(e, k);
+    }
+    e->id = id;
+    return id;
+}
+
+/* The folded constant for tensor name (decoded), or NULL when it is a graph value. */
+static entry *const_of(ctx *c, const char *name) {
+    entry *e = name ? lookup(c, name) : NULL;
+    if (!e || !e->known || e->id >= 0) return NULL;
+    if (entry_decode(c, e) != CFX_OK) return NULL;
+    return e;
+}
+
+/* Reads a constant input as int64s (at most cap); returns the count, or -1 with a message. */
+static int const_ints(ctx *c, size_t k, int64_t *out, int cap, uint8_t *batch) {
+    const char *nm = in_name(c->node, k);
+    entry *e = const_of(c, nm);
+    if (!e) {
+        fail(c, CFX_EUNSUPPORTED,
+             "input %zu ('%s') must be a constant (an initializer or a "
+             "folded shape computation)",
+             k, nm ? nm : "");
+        return -1;
+    }
+    if (e->numel > cap) {
+        fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') has %lld values, more than %d", k, nm,
+             (long long)e->numel, cap);
+        return -1;
+    }
+    for (int64_t j = 0; j < e->numel; j++) {
+        out[j] = e->dtype == T_INT64 ? e->i[j] : (int64_t)e->f[j];
+        if (batch) batch[j] = e->dtype == T_INT64 && e->batch ? e->batch[j] : 0;
+    }
+    return (int)e->numel;
+}
+
+static int const_floats(ctx *c, size_t k, float *out, int cap) {
+    const char *nm = in_name(c->node, k);
+    entry *e = const_of(c, nm);
+    if (!e) {
+        fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') must be a constant", k, nm ? nm : "");
+        return -1;
+    }
+    if (e->numel > cap) {
+        fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') has %lld values, more than %d", k, nm,
+             (long long)e->numel, cap);
+        return -1;
+    }
+    for (int64_t j = 0; j < e->numel; j++) out[j] = (float)cget(e, j);
+    return (int)e->numel;
+}
+
+/* Records graph value id as output k of the current node, naming it after the tensor. */
+static cfx_status set_out(ctx *c, size_t k, int id) {
+    if (id < 0) return graph_error(c);
+    const char *nm = out_name(c->node, k);
+    if (!nm) return CFX_OK;
+    entry *e = define(c, nm);
+    if (!e) return CFX_ENOMEM;
+    e->id = id;
+    if (!cfx_graph_value_name(c->g, id)) {
+        char nb[1100];
+        gname(c, nm, nb, sizeof nb);
+        if (cfx_graph_find(c->g, nb) < 0) CFX_TRY(cfx_graph_set_name(c->g, id, nb));
+    }
+    return CFX_OK;
+}
+
+/* Output k of the current node is the same thing as input j (Identity, no-op casts). */
+static cfx_status alias_out(ctx *c, size_t k, size_t j) {
+    const char *nm = out_name(c->node, k), *src = in_name(c->node, j);
+    if (!nm) return CFX_OK;
+    entry *s = src ? lookup(c, src) : NULL;
+    if (!s) return fail(c, CFX_EFORMAT, "input '%s' has no value", src ? src : "");
+    if (s->id < 0 && s->known) CFX_TRY(entry_decode(c, s));
+    entry copy = *s;
+    entry *e = define(c, nm);
+    if (!e) return CFX_ENOMEM;
+    s = lookup(c, src); /* define may have moved the table */
+    e->id = s->id;
+    if (s->id < 0) {
+        /* Copy the folded data. */
+        entry *d = new_const(c, nm, copy.dtype, copy.ndim, copy.shape);
+        if (!d) return CFX_ENOMEM;
+        s = lookup(c, src);
+        for (int64_t q = 0; q < copy.numel; q++) {
+            if (copy.dtype == T_INT64)
+                d->i[q] = s->i[q], d->batch[q] = s->batch[q];
+            else
+                d->f[q] = s->f[q];
+        }
+        d->is_init = s->is_init;
+    }
+    return CFX_OK;
+}
+
+static bool tensor_used(ctx *c, const char *name);
+
+/* Fails when any output beyond the first is used (MaxPool indices, BN running stats, ...). */
+static cfx_status only_first_output(ctx *c) {
+    for (size_t k = 1; k < c->node->n_output; k++)
+        if (out_name(c->node, k) && tensor_used(c, c->node->output[k]))
+            return fail(c, CFX_EUNSUPPORTED,
+                        "output %zu ('%s') is not supported (only the "
+                        "first output is)",
+                        k, c->node->output[k]);
+    return CFX_OK;
+}
+
+static int norm_axis(int64_t axis, int ndim) {
+    return (int)(axis < 0 ? axis + ndim : axis);
+}
+
+static const cfx_tensor *vt(ctx *c, int id) {
+    return cfx_graph_tensor(c->g, id);
+}
+
+/* ------------------------------------------------------------ constant folding --- */
+
+/* Index into a broadcast operand: the flat output index split by the output shape. */
+static int64_t bcast_index(const entry *e, int ndim, const int64_t *oshape, int64_t flat) {
+    int64_t idx = 0, stride = 1;
+    for (int d = ndim - 1, ed = e->ndim - 1; d >= 0; d--, ed--) {
+        int64_t coord = flat % oshape[d];
+        flat /= oshape[d];
+        if (ed < 0) continue;
+        if (e->shape[ed] != 1) idx += coord * stride;
+        stride *= e->shape[ed];
+    }
+    return idx;
+}
+
+/* Add/Sub/Mul/Div (and Equal-free arithmetic) on two folded constants, NumPy broadcasting;
+ * integer division truncates as ONNX's integer Div. */
+static cfx_status fold_binary(ctx *c, entry *a, entry *b, char op) {
+    int ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int64_t shape[CFX_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) {
+        int ia = d - (ndim - a->ndim), ib = d - (ndim - b->ndim);
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1)
+            return fail(c, CFX_ESHAPE, "constant operands do not broadcast");
+        shape[d] = da == 1 ? db : da;
+    }
+    bool ints = a->dtype == T_INT64 && b->dtype == T_INT64;
+    entry ca = *a, cb = *b; /* new_const may move the table */
+    entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, ndim, shape);
+    if (!o) return CFX_ENOMEM;
+    for (int64_t k = 0; k < o->numel; k++) {
+        int64_t ia = bcast_index(&ca, ndim, shape, k), ib = bcast_index(&cb, ndim, shape, k);
+        if (ints) {
+            int64_t x = ca.i[ia], y = cb.i[ib];
+            if (op == '/' && y == 0) return fail(c, CFX_EINVAL, "integer division by zero");
+            o->i[k] = op == '+' ? x + y : op == '-' ? x - y : op == '*' ? x * y : x / y;
+            /* A batch size times or divided by 1 is still the batch size. */
+            o->batch[k] = (ca.batch[ia] && ((op == '*' && y == 1) || (op == '/' && y == 1))) ||
+                          (cb.batch[ib] && op == '*' && x == 1);
+        } else {
+            double x = cget(&ca, ia), y = cget(&cb, ib);
+            o->f[k] = (float)(op == '+' ? x + y : op == '-' ? x - y : op == '*' ? x * y : x / y);
+        }
+    }
+    return CFX_OK;
+}
+
+/* The output of a shape-only change of a constant (Reshape, Flatten, Squeeze, Unsqueeze). */
+static cfx_status fold_reshape(ctx *c, entry *src, int ndim, const int64_t *shape) {
+    entry s = *src;
+    entry *o = new_const(c, out_name(c->node, 0), s.dtype, ndim, shape);
+    if (!o) return CFX_ENOMEM;
+    if (o->numel != s.numel) return fail(c, CFX_ESHAPE, "constant reshape changes the size");
+    if (s.dtype == T_INT64) {
+        memcpy(o->i, s.i, (size_t)s.numel * sizeof *o->i);
+        memcpy(o->batch, s.batch, (size_t)s.numel);
+    } else {
+        memcpy(o->f, s.f, (size_t)s.numel * sizeof *o->f);
+    }
+    return CFX_OK;
+}
+
+/* ------------------------------------------------------------------- importers --- */
+
+typedef cfx_status (*import_fn)(ctx *c);
+
+#define IN(k) in_name(c->node, k)
+#define N     (c->node)
+
+static cfx_status imp_constant(ctx *c) {
+    const Onnx__AttributeProto *a;
+    entry *e;
+    if ((a = attr(N, "value")) && a->t) {
+        e = define(c, out_name(N, 0));
+        if (!e) return CFX_ENOMEM;
+        CFX_TRY(entry_from_tensor(c, e, a->t, false));
+        return entry_decode(c, e);
+    }
+    if ((a = attr(N, "value_float")) || (a = attr(N, "value_int"))) {
+        bool isf = a->has_f;
+        if (!(e = new_const(c, out_name(N, 0), isf ? T_FLOAT : T_INT64, 0, NULL)))
+            return CFX_ENOMEM;
+        if (isf)
+            e->f[0] = a->f;
+        else
+            e->i[0] = a->i;
+        return CFX_OK;
+    }
+    if ((a = attr(N, "value_floats")) || (a = attr(N, "value_ints"))) {
+        bool isf = a->n_floats > 0 || a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+        int64_t n = (int64_t)(isf ? a->n_floats : a->n_ints);
+        if (!(e = new_const(c, out_name(N, 0), isf ? T_FLOAT : T_INT64, 1, &n))) return CFX_ENOMEM;
+        for (int64_t k = 0; k < n; k++) {
+            if (isf)
+                e->f[k] = a->floats[k];
+            else
+                e->i[k] = a->ints[k];
+        }
+        return CFX_OK;
+    }
+    return fail(c, CFX_EUNSUPPORTED, "only value, value_float(s) and value_int(s) are supported");
+}
+
+static cfx_status imp_identity(ctx *c) {
+    return alias_out(c, 0, 0);
+}
+
+static cfx_status imp_shape(ctx *c) {
+    entry *s = lookup(c, IN(0) ? IN(0) : "");
+    if (!s) return fail(c, CFX_EFORMAT, "input '%s' has no value", IN(0) ? IN(0) : "");
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS];
+    bool from_graph = s->id >= 0;
+    if (from_graph) {
+        const cfx_tensor *t = vt(c, s->id);
+        ndim = t->ndim;
+        memcpy(shape, t->shape, sizeof shape);
+    } else {
+        ndim = s->ndim;
+        memcpy(shape, s->shape, sizeof shape);
+    }
+    int64_t start = attr_int(N, "start", 0), end = attr_int(N, "end", ndim);
+    if (start < 0) start += ndim;
+    if (end < 0) end += ndim;
+    start = start < 0 ? 0 : start > ndim ? ndim : start;
+    end = end < start ? start : end > ndim ? ndim : end;
+    int64_t n = end - start;
+    entry *o = new_const(c, out_name(N, 0), T_INT64, 1, &n);
+    if (!o) return CFX_ENOMEM;
+    for (int64_t k = 0; k < n; k++) {
+        o->i[k] = shape[start + k];
+        o->batch[k] = from_graph && start + k == 0;
+    }
+    return CFX_OK;
+}
+
+static cfx_status imp_cast(ctx *c) {
+    int64_t to = attr_int(N, "to", T_FLOAT);
+    entry *s = const_of(c, IN(0));
+    if (!s) {
+        /* On a graph value (float already), a cast to float is the identity. */
+        if (to == T_FLOAT || to == T_DOUBLE) return alias_out(c, 0, 0);
+        return fail(c, CFX_EUNSUPPORTED,
+                    "cast of a computed float tensor to type %lld (cfx "
+                    "graphs are float)",
+                    (long long)to);
+    }
+    entry cs = *s;
+    bool ints = is_int_type((int)to);
+    entry *o = new_const(c, out_name(N, 0), ints ? T_INT64 : T_FLOAT, cs.ndim, cs.shape);
+    if (!o) return CFX_ENOMEM;
+    for (int64_t k = 0; k < cs.numel; k++) {
+        double v = cget(&cs, k);
+        if (ints) {
+            o->i[k] = to == T_BOOL ? v != 0 : (int64_t)v;
+            o->batch[k] = cs.dtype == T_INT64 ? cs.batch[k] : 0;
+        } else {
+            o->f[k] = (float)v;
+        }
+    }
+    return CFX_OK;
+}
+
+static cfx_status imp_constant_of_shape(ctx *c) {
+    int64_t shape[CFX_MAX_DIMS];
+    int nd = const_ints(c, 0, shape, CFX_MAX_DIMS, NULL);
+    if (nd < 0) return CFX_EUNSUPPORTED;
+    const Onnx__AttributeProto *a = attr(N, "value");
+    int dt = T_FLOAT;
+    double v = 0;
+    if (a && a->t) {
+        dt = is_int_type(a->t->data_type) ? T_INT64 : T_FLOAT;
+        if (dt == T_INT64) {
+            int64_t iv = 0;
+            CFX_TRY(tensor_read(c, a->t, NULL, &iv, 1));
+            v = (double)iv;
+        } else {
+            float fv = 0;
+            CFX_TRY(tensor_read(c, a->t, &fv, NULL, 1));
+            v = fv;
+        }
+    }
+    entry *o = new_const(c, out_name(N, 0), dt, nd, shape);
+    if (!o) return CFX_ENOMEM;
+    for (int64_t k = 0; k < o->numel; k++) {
+        if (dt == T_INT64)
+            o->i[k] = (int64_t)v;
+        else
+            o->f[k] = (float)v;
+    }
+    return CFX_OK;
+}
+
+static cfx_status imp_range(ctx *c) {
+    entry *s = const_of(c, IN(0)), *l = const_of(c, IN(1)), *d = const_of(c, IN(2));
+    if (!s || !l || !d)
+        return fail(c, CFX_EUNSUPPORTED, "start, limit and delta must be constants");
+    double a = cget(s, 0), b = cget(l, 0), st = cget(d, 0);
+    if (st == 0) return fail(c, CFX_EINVAL, "delta is 0");
+    int64_t n = (int64_t)ceil((b - a) / st);
+    if (n < 0) n = 0;
+    bool ints = s->dtype == T_INT64;
+    entry *o = new_const(c, out_name(N, 0), ints ? T_INT64 : T_FLOAT, 1, &n);
+    if (!o) return CFX_ENOMEM;
+    for (int64_t k = 0; k < n; k++) {
+        if (ints)
+            o->i[k] = (int64_t)(a + st * (double)k);
+        else
+            o->f[k] = (float)(a + st * (double)k);
+    }
+    return CFX_OK;
+}
+
+/* Gather: folded when data and indices are constant; on a graph value, a constant scalar
+ * index becomes Slice + Reshape (x[:, i]). */
+static cfx_status imp_gather(ctx *c) {
+    entry *ind = const_of(c, IN(1));
+    if (!ind) return fail(c, CFX_EUNSUPPORTED, "indices must be constant");
+    entry ci = *ind;
+    entry *d = const_of(c, IN(0));
+    if (d) {
+        entry cd = *d;
+        int axis = norm_axis(attr_int(N, "axis", 0), cd.ndim);
+        if (axis < 0 || axis >= cd.ndim) return fail(c, CFX_EINVAL, "axis out of range");
+        if (cd.ndim + ci.ndim - 1 > CFX_MAX_DIMS) return fail(c, CFX_EUNSUPPORTED, "too many dims");
+        int64_t shape[CFX_MAX_DIMS], outer = 1, inner = 1, len = cd.shape[axis];
+        int nd = 0;
+        for (int k = 0; k < axis; k++) shape[nd++] = cd.shape[k], outer *= cd.shape[k];
+        for (int k = 0; k < ci.ndim; k++) shape[nd++] = ci.shape[k];
+        for (int k = axis + 1; k < cd.ndim; k++) shape[nd++] = cd.shape[k], inner *= cd.shape[k];
+        entry *o = new_const(c, out_name(N, 0), cd.dtype, nd, shape);
+        if (!o) return CFX_ENOMEM;
+        d = lookup(c, IN(0));
+        ind = lookup(c, IN(1));
+        int64_t q = 0;
+        for (int64_t a = 0; a < outer; a++)
+            for (int64_t j = 0; j < ci.numel; j++) {
+                int64_t ix = (int64_t)cget(ind, j);
+                if (ix < 0) ix += len;
+                if (ix < 0 || ix >= len)
+                    return fail(c, CFX_EINVAL, "index %lld out of range", (long long)ix);
+                for (int64_t b = 0; b < inner; b++, q++) {
+                    int64_t src = (a * len + ix) * inner + b;
+                    if (cd.dtype == T_INT64)
+                        o->i[q] = d->i[src], o->batch[q] = d->batch[src];
+                    else
+                        o->f[q] = d->f[src];
+                }
+            }
+        return CFX_OK;
+    }
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    const cfx_tensor *t = vt(c, x);
+    int axis = norm_axis(attr_int(N, "axis", 0), t->ndim);
+    if (ci.ndim != 0 || axis < 0 || axis >= t->ndim)
+        return fail(c, CFX_EUNSUPPORTED,
+                    "on a computed tensor only a scalar constant index is "
+                    "supported");
+    int64_t ix = (int64_t)cget(&ci, 0);
+    if (ix < 0) ix += t->shape[axis];
+    int ax = axis;
+    int64_t st = ix, en = ix + 1, step = 1;
+    int y = cfx_op_slice(c->g, x, 1, &ax, &st, &en, &step);
+    if (y < 0) return graph_error(c);
+    int64_t shape[CFX_MAX_DIMS];
+    int nd = 0;
+    for (int k = 0; k < t->ndim; k++)
+        if (k != axis) shape[nd++] = k < axis ? 0 : t->shape[k];
+    return set_out(c, 0, cfx_op_reshape(c->g, y, nd, shape));
+}
+
+/* Axes from an attribute (older opsets) or input 1 (opset 13 on). */
+static int axes_of(ctx *c, int64_t *axes, bool from_input) {
+    if (from_input) return IN(1) ? const_ints(c, 1, axes, CFX_MAX_DIMS, NULL) : 0;
+    int n = attr_ints(N, "axes", axes, CFX_MAX_DIMS);
+    return n < 0 ? 0 : n;
+}
+
+/* A reshape of a graph value to an explicit shape; dimensions of the unchanged leading part
+ * are written as 0 so they follow the input (a batch size set later). */
+static int reshape_keep_prefix(ctx *c, int x, int nd, const int64_t *shape) {
+    const cfx_tensor *t = vt(c, x);
+    int64_t s[CFX_MAX_DIMS];
+    bool same = true;
+    for (int k = 0; k < nd; k++) {
+        same = same && k < t->ndim && shape[k] == t->shape[k];
+        s[k] = same ? 0 : shape[k];
+    }
+    return cfx_op_reshape(c->g, x, nd, s);
+}
+
+static cfx_status imp_squeeze_unsqueeze(ctx *c, bool unsq) {
+    int64_t axes[CFX_MAX_DIMS];
+    int na = axes_of(c, axes, c->opset >= 13);
+    if (na < 0) return CFX_EUNSUPPORTED;
+    entry *e = const_of(c, IN(0));
+    int ndim;
+    int64_t in[CFX_MAX_DIMS], out[CFX_MAX_DIMS];
+    int x = -1;
+    if (e) {
+        ndim = e->ndim;
+        memcpy(in, e->shape, sizeof in);
+    } else {
+        if ((x = value_of(c, IN(0), false)) < 0) return CFX_EINVAL;
+        ndim = vt(c, x)->ndim;
+        memcpy(in, vt(c, x)->shape, sizeof in);
+    }
+    int nd = 0;
+    if (unsq) {
+        nd = ndim + na;
+        if (nd > CFX_MAX_DIMS) return fail(c, CFX_EUNSUPPORTED, "more than %d dims", CFX_MAX_DIMS);
+        bool ins[CFX_MAX_DIMS] = {0};
+        for (int k = 0; k < na; k++) {
+            int a = norm_axis(axes[k], nd);
+            if (a < 0 || a >= nd || ins[a])
+                return fail(c, CFX_EINVAL, "bad axis %lld", (long long)axes[k]);
+            ins[a] = true;
+        }
+        for (int k = 0, j = 0; k < nd; k++) out[k] = ins[k] ? 1 : in[j++];
+    } else {
+        bool rm[CFX_MAX_DIMS] = {0};
+        for (int k = 0; k < na; k++) {
+            int a = norm_axis(axes[k], ndim);
+            if (a < 0 || a >= ndim || in[a] != 1)
+                return fail(c, CFX_EINVAL, "axis %lld is not a dimension of size 1",
+                            (long long)axes[k]);
+            rm[a] = true;
+        }
+        for (int k = 0; k < ndim; k++)
+            if (!(na ? rm[k] : in[k] == 1)) out[nd++] = in[k];
+    }
+    if (e) return fold_reshape(c, e, nd, out);
+    return set_out(c, 0, reshape_keep_prefix(c, x, nd, out));
+}
+static cfx_status imp_squeeze(ctx *c) {
+    return imp_squeeze_unsqueeze(c, false);
+}
+static cfx_status imp_unsqueeze(ctx *c) {
+    return imp_squeeze_unsqueeze(c, true);
+}
+
+static cfx_status imp_concat(ctx *c) {
+    size_t n = N->n_input;
+    bool all_const = true;
+    for (size_t k = 0; k < n; k++) all_const = all_const && const_of(c, IN(k));
+    if (all_const && n > 0) {
+        entry *f = const_of(c, IN(0));
+        int nd = f->ndim, axis = norm_axis(attr_int(N, "axis", 0), nd);
+        if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range");
+        int64_t shape[CFX_MAX_DIMS], outer = 1, inner = 1, total = 0;
+        memcpy(shape, f->shape, sizeof shape);
+        bool ints = true;
+        for (size_t k = 0; k < n; k++) {
+            entry *e = const_of(c, IN(k));
+            if (e->ndim != nd) return fail(c, CFX_ESHAPE, "inputs differ in rank");
+            total += e->shape[axis];
+            ints = ints && e->dtype == T_INT64;
+        }
+        for (int k = 0; k < axis; k++) outer *= shape[k];
+        for (int k = axis + 1; k < nd; k++) inner *= shape[k];
+        shape[axis] = total;
+        entry *o = new_const(c, out_name(N, 0), ints ? T_INT64 : T_FLOAT, nd, shape);
+        if (!o) return CFX_ENOMEM;
+        int64_t off = 0;
+        for (size_t k = 0; k < n; k++) {
+            entry *e = lookup(c, IN(k));
+            o = lookup(c, out_name(N, 0));
+            int64_t len = e->shape[axis];
+            for (int64_t a = 0; a < outer; a++)
+                for (int64_t j = 0; j < len * inner; j++) {
+                    int64_t dst = (a * total + off) * inner + j, src = a * len * inner + j;
+                    if (ints)
+                        o->i[dst] = e->i[src], o->batch[dst] = e->batch[src];
+                    else
+                        o->f[dst] = (float)cget(e, src);
+                }
+            off += len;
+        }
+        return CFX_OK;
+    }
+    int ids[64];
+    if (n > 64) return fail(c, CFX_EUNSUPPORTED, "more than 64 inputs");
+    for (size_t k = 0; k < n; k++)
+        if ((ids[k] = value_of(c, IN(k), false)) < 0) return CFX_EINVAL;
+    int axis = norm_axis(attr_int(N, "axis", 0), vt(c, ids[0])->ndim);
+    return set_out(c, 0, cfx_op_concat(c->g, ids, (int)n, axis));
+}
+
+static cfx_status imp_binary(ctx *c, char op) {
+    entry *a = const_of(c, IN(0)), *b = const_of(c, IN(1));
+    if (a && b) return fold_binary(c, a, b, op);
+    int x = value_of(c, IN(0), false), y = value_of(c, IN(1), false);
+    if (x < 0 || y < 0) return CFX_EINVAL;
+    int id = op == '+'   ? cfx_op_add(c->g, x, y)
+             : op == '-' ? cfx_op_sub(c->g, x, y)
+             : op == '*' ? cfx_op_mul(c->g, x, y)
+                         : cfx_op_div(c->g, x, y);
+    return set_out(c, 0, id);
+}
+static cfx_status imp_add(ctx *c) {
+    return imp_binary(c, '+');
+}
+static cfx_status imp_sub(ctx *c) {
+    return imp_binary(c, '-');
+}
+static cfx_status imp_mul(ctx *c) {
+    return imp_binary(c, '*');
+}
+static cfx_status imp_div(ctx *c) {
+    return imp_binary(c, '/');
+}
+
+static cfx_status imp_sum(ctx *c) {
+    int acc = value_of(c, IN(0), false);
+    for (size_t k = 1; acc >= 0 && k < N->n_input; k++) {
+        int y = value_of(c, IN(k), false);
+        acc = y < 0 ? -1 : cfx_op_add(c->g, acc, y);
+    }
+    return acc < 0 ? CFX_EINVAL : set_out(c, 0, acc);
+}
+
+static cfx_status imp_pow(ctx *c) {
+    entry *e = const_of(c, IN(1));
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    if (e && e->numel == 1) return set_out(c, 0, cfx_op_pow_scalar(c->g, x, (float)cget(e, 0)));
+    int y = value_of(c, IN(1), false);
+    return y < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_pow(c->g, x, y));
+}
+
+#define UNARY_IMPORT(fn, call)                                                                     \
+    static cfx_status imp_##fn(ctx *c) {                                                           \
+        int x = value_of(c, IN(0), false);                                                         \
+        return x < 0 ? CFX_EINVAL : set_out(c, 0, call);                                           \
+    }
+UNARY_IMPORT(relu, cfx_op_relu(c->g, x))
+UNARY_IMPORT(sigmoid, cfx_op_sigmoid(c->g, x))
+UNARY_IMPORT(tanh, cfx_op_tanh(c->g, x))
+UNARY_IMPORT(exp, cfx_op_exp(c->g, x))
+UNARY_IMPORT(log, cfx_op_log(c->g, x))
+UNARY_IMPORT(sqrt, cfx_op_sqrt(c->g, x))
+UNARY_IMPORT(abs, cfx_op_abs(c->g, x))
+UNARY_IMPORT(neg, cfx_op_neg(c->g, x))
+UNARY_IMPORT(erf, cfx_op_erf(c->g, x))
+UNARY_IMPORT(leaky_relu, cfx_op_leaky_relu(c->g, x, attr_float(N, "alpha", 0.01f)))
+UNARY_IMPORT(global_avg_pool, cfx_op_global_avg_pool(c->g, x))
+UNARY_IMPORT(global_max_pool, cfx_op_reduce(c->g, x, CFX_REDUCE_MAX, (const int[]){2, 3}, 2, 1))
+
+/* Clip: min/max attributes before opset 11, optional constant inputs from 11 on. */
+static cfx_status imp_clip(ctx *c) {
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    float lo = -INFINITY, hi = INFINITY;
+    if (c->opset < 11) {
+        lo = attr_float(N, "min", lo);
+        hi = attr_float(N, "max", hi);
+    } else {
+        if (IN(1) && const_floats(c, 1, &lo, 1) != 1) return CFX_EUNSUPPORTED;
+        if (IN(2) && const_floats(c, 2, &hi, 1) != 1) return CFX_EUNSUPPORTED;
+    }
+    return set_out(c, 0, cfx_op_clip(c->g, x, lo, hi));
+}
+
+/* SAME_UPPER / SAME_LOWER / VALID / NOTSET padding for one spatial dimension. */
+static cfx_status auto_pad(ctx *c, const char *mode, int64_t in, int64_t k, int64_t s, int64_t d,
+                           int *begin, int *end) {
+    if (strcmp(mode, "NOTSET") == 0) return CFX_OK;
+    if (strcmp(mode, "VALID") == 0) {
+        *begin = *end = 0;
+        return CFX_OK;
+    }
+    if (strcmp(mode, "SAME_UPPER") && strcmp(mode, "SAME_LOWER"))
+        return fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' is not supported", mode);
+    int64_t out = (in + s - 1) / s;
+    int64_t total = (out - 1) * s + (k - 1) * d + 1 - in;
+    if (total < 0) total = 0;
+    bool upper = strcmp(mode, "SAME_UPPER") == 0;
+    *begin = (int)(upper ? total / 2 : total - total / 2);
+    *end = (int)(total - *begin);
+    return CFX_OK;
+}
+
+/* strides, dilations, pads (ONNX order: begin h, begin w, end h, end w = top, left, bottom,
+ * right, as cfx) and auto_pad of a 2-D window op. */
+static cfx_status window_attrs(ctx *c, const cfx_tensor *x, int64_t kh, int64_t kw, int *stride,
+                               int *dil, int *pad, bool transpose) {
+    int64_t v[8];
+    int n;
+    if (x->ndim != 4)
+        return fail(c, CFX_EUNSUPPORTED,
+                    "only 2-D windows (4-D inputs) are supported, input "
+                    "has %d dimensions",
+                    x->ndim);
+    stride[0] = stride[1] = dil[0] = dil[1] = 1;
+    if ((n = attr_ints(N, "strides", v, 8)) == 2) stride[0] = (int)v[0], stride[1] = (int)v[1];
+    if ((n = attr_ints(N, "dilations", v, 8)) == 2) dil[0] = (int)v[0], dil[1] = (int)v[1];
+    for (int k = 0; k < 4; k++) pad[k] = 0;
+    if ((n = attr_ints(N, "pads", v, 8)) == 4)
+        for (int k = 0; k < 4; k++) pad[k] = (int)v[k];
+    else if (n >= 0 && n != 4)
+        return fail(c, CFX_EINVAL, "pads has %d values, not 4", n);
+    char buf[32];
+    const char *ap = attr_str(N, "auto_pad", "NOTSET", buf, sizeof buf);
+    if (transpose) {
+        if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
+            return fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' (give explicit pads)", ap);
+        if (strcmp(ap, "VALID") == 0)
+            for (int k = 0; k < 4; k++) pad[k] = 0;
+        return CFX_OK;
+    }
+    CFX_TRY(auto_pad(c, ap, x->shape[2], kh, stride[0], dil[0], &pad[0], &pad[2]));
+    return auto_pad(c, ap, x->shape[3], kw, stride[1], dil[1], &pad[1], &pad[3]);
+}
+
+static cfx_status imp_conv_any(ctx *c, bool transpose) {
+    int x = value_of(c, IN(0), false), w = value_of(c, IN(1), false);
+    int b = IN(2) ? value_of(c, IN(2), false) : -1;
+    if (x < 0 || w < 0 || (IN(2) && b < 0)) return CFX_EINVAL;
+    const cfx_tensor *xt = vt(c, x), *wt = vt(c, w);
+    if (wt->ndim != 4)
+        return fail(c, CFX_EUNSUPPORTED,
+                    "only 2-D convolution is supported (weight has %d "
+                    "dimensions)",
+                    wt->ndim);
+    cfx_conv2d_attr at = {0};
+    CFX_TRY(
+        window_attrs(c, xt, wt->shape[2], wt->shape[3], at.stride, at.dilation, at.pad, transpose));
+    at.groups = (int)attr_int(N, "group", 1);
+    if (!transpose) return set_out(c, 0, cfx_op_conv2d(c->g, x, w, b, &at));
+    int64_t v[4];
+    if (attr_ints(N, "output_padding", v, 4) == 2)
+        at.output_padding[0] = (int)v[0], at.output_padding[1] = (int)v[1];
+    if (attr_ints(N, "output_shape", v, 4) == 2) {
+        /* Padding that yields the requested size; extra goes to the end as SAME_UPPER. */
+        for (int d = 0; d < 2; d++) {
+            int64_t full = (int64_t)at.stride[d] * (xt->shape[2 + d] - 1) + at.output_padding[d] +
+                           (wt->shape[2 + d] - 1) * at.dilation[d] + 1;
+            int64_t total = full - v[d];
+            if (total < 0) return fail(c, CFX_EINVAL, "output_shape is larger than possible");
+            at.pad[d] = (int)(total / 2);
+            at.pad[d + 2] = (int)(total - total / 2);
+        }
+    }
+    return set_out(c, 0, cfx_op_conv_transpose2d(c->g, x, w, b, &at));
+}
+static cfx_status imp_conv(ctx *c) {
+    return imp_conv_any(c, false);
+}
+static cfx_status imp_conv_transpose(ctx *c) {
+    return imp_conv_any(c, true);
+}
+
+static cfx_status imp_pool(ctx *c, bool max) {
+    CFX_TRY(only_first_output(c));
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    int64_t k[4];
+    if (attr_ints(N, "kernel_shape", k, 4) != 2)
+        return fail(c, CFX_EUNSUPPORTED, "kernel_shape must have 2 values (2-D pooling only)");
+    cfx_pool2d_attr at = {0};
+    at.kernel[0] = (int)k[0], at.kernel[1] = (int)k[1];
+    int dil[2];
+    CFX_TRY(window_attrs(c, vt(c, x), k[0], k[1], at.stride, dil, at.pad, false));
+    at.ceil_mode = (int)attr_int(N, "ceil_mode", 0);
+    if (max) {
+        at.dilation[0] = dil[0], at.dilation[1] = dil[1];
+        if (attr_int(N, "storage_order", 0) != 0)
+            return fail(c, CFX_EUNSUPPORTED, "storage_order 1 is not supported");
+        return set_out(c, 0, cfx_op_max_pool2d(c->g, x, &at));
+    }
+    at.count_include_pad = (int)attr_int(N, "count_include_pad", 0);
+    return set_out(c, 0, cfx_op_avg_pool2d(c->g, x, &at));
+}
+static cfx_status imp_max_pool(ctx *c) {
+    return imp_pool(c, true);
+}
+static cfx_status imp_avg_pool(ctx *c) {
+    return imp_pool(c, false);
+}
+
+static cfx_status imp_gemm(ctx *c) {
+    int a = value_of(c, IN(0), false), b = value_of(c, IN(1), false);
+    float alpha = attr_float(N, "alpha", 1.0f), beta = attr_float(N, "beta", 1.0f);
+    int cc = IN(2) && beta != 0 ? value_of(c, IN(2), false) : -1;
+    if (a < 0 || b < 0 || (IN(2) && beta != 0 && cc < 0)) return CFX_EINVAL;
+    cfx_gemm_attr at = {.trans_a = (int)attr_int(N, "transA", 0),
+                        .trans_b = (int)attr_int(N, "transB", 0),
+                        .alpha = alpha,
+                        .beta = cc < 0 ? 1.0f : beta};
+    if (alpha == 0) return fail(c, CFX_EUNSUPPORTED, "alpha 0 is not supported");
+    return set_out(c, 0, cfx_op_gemm(c->g, a, b, cc, &at));
+}
+
+static cfx_status imp_matmul(ctx *c) {
+    int a = value_of(c, IN(0), false), b = value_of(c, IN(1), false);
+    return a < 0 || b < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_matmul(c->g, a, b));
+}
+
+static cfx_status imp_batch_norm(ctx *c) {
+    CFX_TRY(only_first_output(c));
+    if (attr_int(N, "training_mode", 0))
+        return fail(c, CFX_EUNSUPPORTED,
+                    "training_mode 1 is not supported (export the model "
+                    "in eval mode)");
+    int x = value_of(c, IN(0), false), s = value_of(c, IN(1), false), b = value_of(c, IN(2), false);
+    int m = value_of(c, IN(3), true), v = value_of(c, IN(4), true);
+    if (x < 0 || s < 0 || b < 0 || m < 0 || v < 0) return CFX_EINVAL;
+    /* ONNX: running = momentum running + (1 - momentum) batch; PyTorch's momentum is 1 - it. */
+    float mom = 1.0f - attr_float(N, "momentum", 0.9f);
+    cfx_batch_norm_attr at = {.eps = attr_float(N, "epsilon", 1e-5f),
+                              .momentum = mom > 0 ? mom : 0.1f};
+    return set_out(c, 0, cfx_op_batch_norm(c->g, x, s, b, m, v, &at));
+}
+
+static cfx_status imp_dropout(ctx *c) {
+    CFX_TRY(only_first_output(c));
+    float p = c->opset >= 12 ? 0.5f : attr_float(N, "ratio", 0.5f);
+    if (c->opset >= 12 && IN(1) && const_floats(c, 1, &p, 1) != 1) return CFX_EUNSUPPORTED;
+    int x = value_of(c, IN(0), false);
+    return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_dropout(c->g, x, p));
+}
+
+static cfx_status imp_flatten(ctx *c) {
+    entry *e = const_of(c, IN(0));
+    int x = e ? -1 : value_of(c, IN(0), false);
+    if (!e && x < 0) return CFX_EINVAL;
+    int nd = e ? e->ndim : vt(c, x)->ndim;
+    int axis = norm_axis(attr_int(N, "axis", 1), nd);
+    if (!e) return set_out(c, 0, cfx_op_flatten(c->g, x, axis));
+    int64_t s[2] = {1, 1};
+    for (int k = 0; k < nd; k++) s[k >= axis] *= e->shape[k];
+    return fold_reshape(c, e, 2, s);
+}
+
+static cfx_status imp_reshape(ctx *c) {
+    int64_t shape[CFX_MAX_DIMS];
+    uint8_t batch[CFX_MAX_DIMS];
+    int nd = const_ints(c, 1, shape, CFX_MAX_DIMS, batch);
+    if (nd < 0) return CFX_EUNSUPPORTED;
+    bool allowzero = attr_int(N, "allowzero", 0) != 0;
+    for (int k = 0; k < nd; k++)
+        if (allowzero && shape[k] == 0)
+            return fail(c, CFX_EUNSUPPORTED, "allowzero with a 0 in the shape (an empty tensor)");
+    entry *e = const_of(c, IN(0));
+    if (e) {
+        int64_t s[CFX_MAX_DIMS], known = 1;
+        int infer = -1;
+        for (int k = 0; k < nd; k++) {
+            s[k] = shape[k] == 0 ? e->shape[k] : shape[k];
+            if (s[k] == -1)
+                infer = k;
+            else
+                known *= s[k];
+        }
+        if (infer >= 0) s[infer] = known ? e->numel / known : 0;
+        return fold_reshape(c, e, nd, s);
+    }
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    /* A size read from the batch dimension becomes 0, "copy the input's", when it is there. */
+    const cfx_tensor *t = vt(c, x);
+    for (int k = 0; k < nd; k++)
+        if (batch[k] && k == 0 && t->ndim > 0 && shape[0] == t->shape[0]) shape[k] = 0;
+    return set_out(c, 0, cfx_op_reshape(c->g, x, nd, shape));
+}
+
+static cfx_status imp_transpose(ctx *c) {
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    int nd = vt(c, x)->ndim;
+    int64_t p[CFX_MAX_DIMS];
+    int perm[CFX_MAX_DIMS];
+    int n = attr_ints(N, "perm", p, CFX_MAX_DIMS);
+    for (int k = 0; k < nd; k++) perm[k] = n == nd ? (int)p[k] : nd - 1 - k;
+    if (n >= 0 && n != nd) return fail(c, CFX_EINVAL, "perm has %d values for %d dims", n, nd);
+    return set_out(c, 0, cfx_op_transpose(c->g, x, perm));
+}
+
+static cfx_status imp_slice(ctx *c) {
+    int64_t st[CFX_MAX_DIMS], en[CFX_MAX_DIMS], ax[CFX_MAX_DIMS], sp[CFX_MAX_DIMS];
+    int n;
+    if (c->opset < 10) {
+        n = attr_ints(N, "starts", st, CFX_MAX_DIMS);
+        if (n < 0 || attr_ints(N, "ends", en, CFX_MAX_DIMS) != n)
+            return fail(c, CFX_EINVAL, "starts and ends must have the same length");
+        if (attr_ints(N, "axes", ax, CFX_MAX_DIMS) != n)
+            for (int k = 0; k < n; k++) ax[k] = k;
+        for (int k = 0; k < n; k++) sp[k] = 1;
+    } else {
+        n = const_ints(c, 1, st, CFX_MAX_DIMS, NULL);
+        if (n < 0 || const_ints(c, 2, en, CFX_MAX_DIMS, NULL) != n) return CFX_EUNSUPPORTED;
+        if (!IN(3))
+            for (int k = 0; k < n; k++) ax[k] = k;
+        else if (const_ints(c, 3, ax, CFX_MAX_DIMS, NULL) != n)
+            return CFX_EUNSUPPORTED;
+        if (!IN(4))
+            for (int k = 0; k < n; k++) sp[k] = 1;
+        else if (const_ints(c, 4, sp, CFX_MAX_DIMS, NULL) != n)
+            return CFX_EUNSUPPORTED;
+    }
+    entry *e = const_of(c, IN(0));
+    if (e && e->ndim == 1 && n == 1) {
+        /* A 1-D constant (a shape): fold, with ONNX's clamping. */
+        entry ce = *e;
+        int64_t len = ce.shape[0], s = st[0], t = en[0], step = sp[0];
+        if (step == 0) return fail(c, CFX_EINVAL, "step 0");
+        if (s < 0) s += len;
+        if (t < 0) t += len;
+        if (step > 0) {
+            s = s < 0 ? 0 : s > len ? len : s;
+            t = t < 0 ? 0 : t > len ? len : t;
+        } else {
+            s = s < 0 ? -1 : s > len - 1 ? len - 1 : s;
+            t = t < -1 ? -1 : t > len - 1 ? len - 1 : t;
+        }
+        int64_t cnt = 0;
+        for (int64_t q = s; step > 0 ? q < t : q > t; q += step) cnt++;
+        entry *o = new_const(c, out_name(N, 0), ce.dtype, 1, &cnt);
+        if (!o) return CFX_ENOMEM;
+        e = lookup(c, IN(0));
+        int64_t j = 0;
+        for (int64_t q = s; step > 0 ? q < t : q > t; q += step, j++) {
+            if (ce.dtype == T_INT64)
+                o->i[j] = e->i[q], o->batch[j] = e->batch[q];
+            else
+                o->f[j] = e->f[q];
+        }
+        return CFX_OK;
+    }
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    int axes[CFX_MAX_DIMS];
+    for (int k = 0; k < n; k++) axes[k] = (int)ax[k];
+    return set_out(c, 0, cfx_op_slice(c->g, x, n, axes, st, en, sp));
+}
+
+static cfx_status imp_pad(ctx *c) {
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    int nd = vt(c, x)->ndim;
+    int64_t pads[2 * CFX_MAX_DIMS];
+    float value = 0;
+    int n;
+    if (c->opset < 11) {
+        n = attr_ints(N, "pads", pads, 2 * CFX_MAX_DIMS);
+        value = attr_float(N, "value", 0);
+    } else {
+        n = const_ints(c, 1, pads, 2 * CFX_MAX_DIMS, NULL);
+        if (n < 0) return CFX_EUNSUPPORTED;
+        if (IN(2) && const_floats(c, 2, &value, 1) != 1) return CFX_EUNSUPPORTED;
+        if (IN(3)) return fail(c, CFX_EUNSUPPORTED, "the axes input is not supported");
+    }
+    if (n != 2 * nd) return fail(c, CFX_EINVAL, "pads has %d values for %d dims", n, nd);
+    char buf[32];
+    const char *mode = attr_str(N, "mode", "constant", buf, sizeof buf);
+    cfx_pad_mode pm = strcmp(mode, "reflect") == 0 ? CFX_PAD_REFLECT
+                      : strcmp(mode, "edge") == 0  ? CFX_PAD_EDGE
+                                                   : CFX_PAD_CONSTANT;
+    if (pm == CFX_PAD_CONSTANT && strcmp(mode, "constant"))
+        return fail(c, CFX_EUNSUPPORTED, "mode '%s' is not supported", mode);
+    return set_out(c, 0, cfx_op_pad(c->g, x, pads, pm, value));
+}
+
+static cfx_status imp_reduce(ctx *c, cfx_reduce_kind kind, bool axes_input) {
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    int64_t a[CFX_MAX_DIMS];
+    int na = axes_of(c, a, axes_input);
+    if (na < 0) return CFX_EUNSUPPORTED;
+    if (na == 0 && attr_int(N, "noop_with_empty_axes", 0)) return alias_out(c, 0, 0);
+    int axes[CFX_MAX_DIMS];
+    for (int k = 0; k < na; k++) axes[k] = (int)a[k];
+    return set_out(c, 0, cfx_op_reduce(c->g, x, kind, axes, na, (int)attr_int(N, "keepdims", 1)));
+}
+static cfx_status imp_reduce_sum(ctx *c) {
+    return imp_reduce(c, CFX_REDUCE_SUM, c->opset >= 13);
+}
+static cfx_status imp_reduce_mean(ctx *c) {
+    return imp_reduce(c, CFX_REDUCE_MEAN, c->opset >= 18);
+}
+static cfx_status imp_reduce_max(ctx *c) {
+    return imp_reduce(c, CFX_REDUCE_MAX, c->opset >= 18);
+}
+
+static cfx_status imp_argmax(ctx *c) {
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    if (attr_int(N, "select_last_index", 0))
+        return fail(c, CFX_EUNSUPPORTED, "select_last_index 1 is not supported");
+    int axis = norm_axis(attr_int(N, "axis", 0), vt(c, x)->ndim);
+    return set_out(c, 0, cfx_op_argmax(c->g, x, axis, (int)attr_int(N, "keepdims", 1)));
+}
+
+/* Softmax before opset 13 normalises the input flattened to 2-D at axis (default 1); from 13
+ * on it runs along one axis (default -1). */
+static cfx_status imp_softmax_any(ctx *c, bool log) {
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    int nd = vt(c, x)->ndim;
+    int axis = norm_axis(attr_int(N, "axis", c->opset >= 13 ? -1 : 1), nd);
+    if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range for %d dims", nd);
+    if (c->opset >= 13 || axis == nd - 1)
+        return set_out(c, 0,
+                       log ? cfx_op_log_softmax(c->g, x, axis) : cfx_op_softmax(c->g, x, axis));
+    int64_t shape[CFX_MAX_DIMS];
+    memcpy(shape, vt(c, x)->shape, sizeof shape);
+    int f = cfx_op_flatten(c->g, x, axis);
+    int s = log ? cfx_op_log_softmax(c->g, f, 1) : cfx_op_softmax(c->g, f, 1);
+    shape[0] = 0;
+    return set_out(c, 0, cfx_op_reshape(c->g, s, nd, shape));
+}
+static cfx_status imp_softmax(ctx *c) {
+    return imp_softmax_any(c, false);
+}
+static cfx_status imp_log_softmax(ctx *c) {
+    return imp_softmax_any(c, true);
+}
+
+static cfx_status parse_coord(ctx *c, const char *s, cfx_coord_mode *m) {
+    if (strcmp(s, "half_pixel") == 0)
+        *m = CFX_COORD_HALF_PIXEL;
+    else if (strcmp(s, "asymmetric") == 0)
+        *m = CFX_COORD_ASYMMETRIC;
+    else if (strcmp(s, "align_corners") == 0)
+        *m = CFX_COORD_ALIGN_CORNERS;
+    else if (strcmp(s, "pytorch_half_pixel") == 0)
+        *m = CFX_COORD_PYTORCH_HALF_PIXEL;
+    else
+        return fail(c, CFX_EUNSUPPORTED, "coordinate_transformation_mode '%s' is not supported", s);
+    return CFX_OK;
+}
+
+/* Resize (opset 10 on: X, roi, scales, sizes) and Upsample (scales as input or attribute). */
+static cfx_status imp_resize_any(ctx *c, bool upsample) {
+    int x = value_of(c, IN(0), false);
+    if (x < 0) return CFX_EINVAL;
+    const cfx_tensor *t = vt(c, x);
+    if (t->ndim != 4) return fail(c, CFX_EUNSUPPORTED, "only 4-D (N,C,H,W) inputs are supported");
+    char b1[40], b2[40], b3[40];
+    const char *mode = attr_str(N, "mode", "nearest", b1, sizeof b1);
+    cfx_resize_attr at = {0};
+    if (strcmp(mode, "nearest") == 0)
+        at.mode = CFX_RESIZE_NEAREST;
+    else if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
+        at.mode = CFX_RESIZE_BILINEAR;
+    else
+        return fail(c, CFX_EUNSUPPORTED, "mode '%s' is not supported (nearest and linear are)",
+                    mode);
+    float sc[8];
+    int64_t sz[8];
+    int nsc = 0, nsz = 0;
+    bool old = upsample || c->opset < 11;
+    if (old) {
+        at.coord = CFX_COORD_ASYMMETRIC;
+        at.nearest = CFX_NEAREST_FLOOR;
+        const Onnx__AttributeProto *a = attr(N, "scales");
+        if (a && a->n_floats) {
+            nsc = (int)a->n_floats;
+            for (int k = 0; k < nsc && k < 8; k++) sc[k] = a->floats[k];
+        } else if ((nsc = const_floats(c, 1, sc, 8)) < 0) {
+            return CFX_EUNSUPPORTED;
+        }
+    } else {
+        CFX_TRY(parse_coord(
+            c, attr_str(N, "coordinate_transformation_mode", "half_pixel", b2, sizeof b2),
+            &at.coord));
+        const char *nm = attr_str(N, "nearest_mode", "round_prefer_floor", b3, sizeof b3);
+        if (strcmp(nm, "round_prefer_floor") == 0)
+            at.nearest = CFX_NEAREST_ROUND_PREFER_FLOOR;
+        else if (strcmp(nm, "round_prefer_ceil") == 0)
+            at.nearest = CFX_NEAREST_ROUND_PREFER_CEIL;
+        else if (strcmp(nm, "floor") == 0)
+            at.nearest = CFX_NEAREST_FLOOR;
+        else if (strcmp(nm, "ceil") == 0)
+            at.nearest = CFX_NEAREST_CEIL;
+        else
+            return fail(c, CFX_EUNSUPPORTED, "nearest_mode '%s' is not supported", nm);
+        if (IN(2) && (nsc = const_floats(c, 2, sc, 8)) < 0) return CFX_EUNSUPPORTED;
+        if (IN(3) && (nsz = const_ints(c, 3, sz, 8, NULL)) < 0) return CFX_EUNSUPPORTED;
+    }
+    if (nsz == 4) {
+        if (sz[0] != t->shape[0] || sz[1] != t->shape[1])
+            return fail(c, CFX_EUNSUPPORTED, "sizes may change only H and W");
+        at.out_h = sz[2], at.out_w = sz[3];
+    } else if (nsc == 4) {
+        if (sc[0] != 1 || sc[1] != 1)
+            return fail(c, CFX_EUNSUPPORTED, "scales may change only H and W");
+        at.scale_h = sc[2], at.scale_w = sc[3];
+    } else {
+        return fail(c, CFX_EINVAL, "needs 4 scales or 4 sizes");
+    }
+    return set_out(c, 0, cfx_op_resize(c->g, x, &at));
+}
+static cfx_status imp_resize(ctx *c) {
+    return imp_resize_any(c, false);
+}
+static cfx_status imp_upsample(ctx *c) {
+    return imp_resize_any(c, true);
+}
+
+#undef IN
+#undef N
+
+/* Every op type cfx imports. */
+static const struct {
+    const char *op;
+    import_fn fn;
+} importers[] = {
+    {"Abs", imp_abs},
+    {"Add", imp_add},
+    {"ArgMax", imp_argmax},
+    {"AveragePool", imp_avg_pool},
+    {"BatchNormalization", imp_batch_norm},
+    {"Cast", imp_cast},
+    {"Clip", imp_clip},
+    {"Concat", imp_concat},
+    {"Constant", imp_constant},
+    {"ConstantOfShape", imp_constant_of_shape},
+    {"Conv", imp_conv},
+    {"ConvTranspose", imp_conv_transpose},
+    {"Div", imp_div},
+    {"Dropout", imp_dropout},
+    {"Erf", imp_erf},
+    {"Exp", imp_exp},
+    {"Flatten", imp_flatten},
+    {"Gather", imp_gather},
+    {"Gemm", imp_gemm},
+    {"GlobalAveragePool", imp_global_avg_pool},
+    {"GlobalMaxPool", imp_global_max_pool},
+    {"Identity", imp_identity},
+    {"LeakyRelu", imp_leaky_relu},
+    {"Log", imp_log},
+    {"LogSoftmax", imp_log_softmax},
+    {"MatMul", imp_matmul},
+    {"MaxPool", imp_max_pool},
+    {"Mul", imp_mul},
+    {"Neg", imp_neg},
+    {"Pad", imp_pad},
+    {"Pow", imp_pow},
+    {"Range", imp_range},
+    {"ReduceMax", imp_reduce_max},
+    {"ReduceMean", imp_reduce_mean},
+    {"ReduceSum", imp_reduce_sum},
+    {"Relu", imp_relu},
+    {"Reshape", imp_reshape},
+    {"Resize", imp_resize},
+    {"Shape", imp_shape},
+    {"Sigmoid", imp_sigmoid},
+    {"Slice", imp_slice},
+    {"Softmax", imp_softmax},
+    {"Sqrt", imp_sqrt},
+    {"Squeeze", imp_squeeze},
+    {"Sub", imp_sub},
+    {"Sum", imp_sum},
+    {"Tanh", imp_tanh},
+    {"Transpose", imp_transpose},
+    {"Unsqueeze", imp_unsqueeze},
+    {"Upsample", imp_upsample},
+};
+
+static import_fn find_importer(const Onnx__NodeProto *n) {
+    if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx")) return NULL;
+    for (size_t k = 0; k < sizeof importers / sizeof importers[0]; k++)
+        if (n->op_type && strcmp(n->op_type, importers[k].op) == 0) return importers[k].fn;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------- import --- */
+
+static bool tensor_used(ctx *c, const char *name) {
+    const Onnx__GraphProto *gr = c->m->graph;
+    for (size_t k = 0; k < gr->n_node; k++) {
+        if (!c->needed[k]) continue;
+        for (size_t j = 0; j < gr->node[k]->n_input; j++)
+            if (gr->node[k]->input[j] && strcmp(gr->node[k]->input[j], name) == 0) return true;
+    }
+    for (int k = 0; k < c->nwant; k++)
+        if (strcmp(c->want[k], name) == 0) return true;
+    return false;
+}
+
+static const Onnx__ValueInfoProto *find_info(const Onnx__GraphProto *gr, const char *name) {
+    for (size_t k = 0; k < gr->n_input; k++)
+        if (gr->input[k]->name && strcmp(gr->input[k]->name, name) == 0) return gr->input[k];
+    for (size_t k = 0; k < gr->n_value_info; k++)
+        if (gr->value_info[k]->name && strcmp(gr->value_info[k]->name, name) == 0)
+            return gr->value_info[k];
+    for (size_t k = 0; k < gr->n_output; k++)
+        if (gr->output[k]->name && strcmp(gr->output[k]->name, name) == 0) return gr->output[k];
+    return NULL;
+}
+
+/* The shape of a value_info (symbolic dimensions as -1); false when it has none. */
+static bool info_shape(const Onnx__ValueInfoProto *vi, int *elem, int *ndim, int64_t *shape) {
+    const Onnx__TypeProto *tp = vi ? vi->type : NULL;
+    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
+        return false;
+    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+    *elem = tt->has_elem_type ? tt->elem_type : 0;
+    if (!tt->shape || tt->shape->n_dim > CFX_MAX_DIMS) return false;
+    *ndim = (int)tt->shape->n_dim;
+    for (int k = 0; k < *ndim; k++) {
+        const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
+        shape[k] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
+                           d->dim_value > 0
+                       ? d->dim_value
+                       : -1;
+    }
+    return true;
+}
+
+static bool is_initializer(const Onnx__GraphProto *gr, const char *name) {
+    for (size_t k = 0; k < gr->n_initializer; k++)
+        if (gr->initializer[k]->name && strcmp(gr->initializer[k]->name, name) == 0) return true;
+    return false;
+}
+
+static bool in_list(const char *const *list, int n, const char *name) {
+    for (int k = 0; k < n; k++)
+        if (list[k] && strcmp(list[k], name) == 0) return true;
+    return false;
+}
+
+static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const char *path,
+                               const cfx_onnx_options *o, const int *bind, int nbind, int *outs,
+                               int cap, int *nouts);
+
+/* Shapes of cut tensors that the file does not record: import the part that computes them. */
+static cfx_status cut_shapes(const Onnx__ModelProto *m, const char *path, const cfx_onnx_options *o,
+                             int *ndim, int64_t (*shape)[CFX_MAX_DIMS]) {
+    cfx_onnx_options t = {.batch = o->batch,
+                          .frozen = 1,
+                          .extra_outputs = o->inputs,
+                          .n_extra_outputs = o->n_inputs,
+                          .outputs_only = 1};
+    cfx_graph *g = cfx_graph_new();
+    if (!g) return CFX_ENOMEM;
+    int ids[64], n = 0;
+    cfx_status s = import_model(g, m, path, &t, NULL, 0, ids, 64, &n);
+    for (int k = 0; s == CFX_OK && k < n && k < o->n_inputs; k++) {
+        const cfx_tensor *tt = cfx_graph_tensor(g, ids[k]);
+        ndim[k] = tt->ndim;
+        memcpy(shape[k], tt->shape, sizeof shape[k]);
+    }
+    cfx_graph_free(g);
+    return s;
+}
+
+static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const char *path,
+                               const cfx_onnx_options *o, const int *bind, int nbind, int *outs,
+                               int cap, int *nouts) {
+    const Onnx__GraphProto *gr = m->graph;
+    ctx c = {.g = g, .o = o, .path = path, .m = m, .opset = model_opset(m)};
+    const char *slash = strrchr(path, '/');
+    snprintf(c.dir, sizeof c.dir, "%.*s", slash ? (int)(slash - path + 1) : 0, path);
+    cfx_status st = CFX_OK;
+    uint8_t *needed = cfx_calloc(gr->n_node + 1, 1);
+    const char **want = cfx_calloc(gr->n_output + (size_t)o->n_extra_outputs + 1, sizeof *want);
+    ctx need = {0}; /* names the imported nodes read */
+    char *list = NULL;
+    if (!needed || !want) {
+        st = CFX_ENOMEM;
+        goto done;
+    }
+    c.needed = needed;
+    c.want = want;
+    if (!o->outputs_only)
+        for (size_t k = 0; k < gr->n_output; k++) want[c.nwant++] = gr->output[k]->name;
+    for (int k = 0; k < o->n_extra_outputs; k++)
+        if (!in_list(want, c.nwant, o->extra_outputs[k])) want[c.nwant++] = o->extra_outputs[k];
+    if (c.nwant == 0) {
+        st = cfx_set_error(CFX_EINVAL, "no outputs asked for (outputs_only without extra outputs)");
+        goto done;
+    }
+    /* Mark the nodes the outputs need, walking back and stopping at cut tensors. */
+    for (int k = 0; k < c.nwant; k++)
+        if (!define(&need, want[k])) st = CFX_ENOMEM;
+    for (size_t k = gr->n_node; st == CFX_OK && k-- > 0;) {
+        const Onnx__NodeProto *n = gr->node[k];
+        for (size_t j = 0; j < n->n_output && !needed[k]; j++)
+            if (out_name(n, j) && lookup(&need, n->output[j])) needed[k] = 1;
+        if (!needed[k]) continue;
+        for (size_t j = 0; j < n->n_input; j++)
+            if (in_name(n, j) && !in_list(o->inputs, o->n_inputs, n->input[j]) &&
+                !define(&need, n->input[j]))
+                st = CFX_ENOMEM;
+    }
+    if (st != CFX_OK) goto done;
+    /* Every op type cfx lacks, named once each with its first node. */
+    size_t lcap = 1024, llen = 0;
+    int nbad = 0;
+    list = cfx_malloc(lcap);
+    if (!list) {
+        st = CFX_ENOMEM;
+        goto done;
+    }
+    list[0] = 0;
+    for (size_t k = 0; k < gr->n_node; k++) {
+        const Onnx__NodeProto *n = gr->node[k];
+        if (!needed[k] || find_importer(n)) continue;
+        char item[512];
+        snprintf(item, sizeof item, "%s%s%s (node '%s')",
+                 n->domain && n->domain[0] ? n->domain : "", n->domain && n->domain[0] ? "." : "",
+                 n->op_type ? n->op_type : "?", n->name && n->name[0] ? n->name : "(unnamed)");
+        char key[300];
+        snprintf(key, sizeof key, "%s (", n->op_type ? n->op_type : "?");
+        if (strstr(list, key)) continue;
+        size_t il = strlen(item);
+        if (llen + il + 3 >= lcap) {
+            char *nl = cfx_realloc(list, lcap = 2 * (llen + il + 3));
+            if (!nl) {
+                st = CFX_ENOMEM;
+                goto done;
+            }
+            list = nl;
+        }
+        llen += (size_t)sprintf(list + llen, "%s%s", nbad ? ", " : "", item);
+        nbad++;
+    }
+    if (nbad) {
+        st = cfx_set_error(CFX_EUNSUPPORTED, "unsupported op%s at opset %lld: %s",
+                           nbad > 1 ? "s" : "", (long long)c.opset, list);
+        goto done;
+    }
+    for (size_t k = 0; st == CFX_OK && k < gr->n_initializer; k++) {
+        const Onnx__TensorProto *t = gr->initializer[k];
+        if (!t->name || !lookup(&need, t->name)) continue;
+        entry *e = define(&c, t->name);
+        st = e ? entry_from_tensor(&c, e, t, true) : CFX_ENOMEM;
+    }
+    /* The model's inputs (initializers listed as inputs, as old exporters do, are not). */
+    int ord = 0;
+    char nb[1100];
+    for (size_t k = 0; st == CFX_OK && k < gr->n_input; k++) {
+        const Onnx__ValueInfoProto *vi = gr->input[k];
+        if (!vi->name || is_initializer(gr, vi->name)) continue;
+        int idx = ord++;
+        if (!lookup(&need, vi->name) || in_list(o->inputs, o->n_inputs, vi->name)) continue;
+        entry *e = define(&c, vi->name);
+        if (!e) {
+            st = CFX_ENOMEM;
+            break;
+        }
+        if (idx < nbind && bind && bind[idx] >= 0) {
+            e->id = bind[idx];
+            continue;
+        }
+        int elem = 0, nd = 0;
+        int64_t shape[CFX_MAX_DIMS];
+        if (!info_shape(vi, &elem, &nd, shape)) {
+            st = cfx_set_error(CFX_EFORMAT, "input '%s' has no tensor shape", vi->name);
+            break;
+        }
+        if (elem != T_FLOAT && elem != T_DOUBLE) {
+            st = cfx_set_error(CFX_EUNSUPPORTED,
+                               "input '%s' has element type %d; cfx models take "
+                               "float tensors",
+                               vi->name, elem);
+            break;
+        }
+        for (int d = 0; d < nd; d++)
+            if (shape[d] < 0) {
+                if (d > 0) {
+                    st = cfx_set_error(CFX_EUNSUPPORTED,
+                                       "input '%s': dimension %d is symbolic; "
+                                       "cfx needs fixed sizes except the first (batch)",
+                                       vi->name, d);
+                    break;
+                }
+                shape[d] = o->batch > 0 ? o->batch : 1;
+            }
+        if (st != CFX_OK) break;
+        e->id = cfx_graph_input(g, gname(&c, vi->name, nb, sizeof nb), nd, shape);
+        if (e->id < 0) st = CFX_EINVAL;
+    }
+    /* Cut tensors become inputs. */
+    if (st == CFX_OK && o->n_inputs > 0) {
+        int nds[64];
+        int64_t shapes[64][CFX_MAX_DIMS];
+        if (o->n_inputs > 64) {
+            st = cfx_set_error(CFX_EINVAL, "at most 64 cut inputs");
+            goto done;
+        }
+        st = cut_shapes(m, path, o, nds, shapes);
+        for (int k = 0; st == CFX_OK && k < o->n_inputs; k++) {
+            entry *e = define(&c, o->inputs[k]);
+            if (!e) {
+                st = CFX_ENOMEM;
+                break;
+            }
+            int bi = ord + k;
+            if (bind && bi < nbind && bind[bi] >= 0)
+                e->id = bind[bi];
+            else
+                e->id =
+                    cfx_graph_input(g, gname(&c, o->inputs[k], nb, sizeof nb), nds[k], shapes[k]);
+            if (e->id < 0) st = CFX_EINVAL;
+        }
+    }
+    for (size_t k = 0; st == CFX_OK && k < gr->n_node; k++) {
+        if (!needed[k]) continue;
+        c.node = gr->node[k];
+        st = find_importer(c.node)(&c);
+        if (st != CFX_OK && !strstr(cfx_last_error(), "node '")) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s", cfx_last_error());
+            st = fail(&c, st, "%s", msg);
+        }
+    }
+    c.node = NULL;
+    *nouts = 0;
+    for (int k = 0; st == CFX_OK && k < c.nwant; k++) {
+        const char *nm = want[k];
+        entry *e = lookup(&c, nm);
+        if (!e) {
+            st = cfx_set_error(CFX_ENOTFOUND, "no tensor named '%s' in the model", nm);
+            break;
+        }
+        int id = value_of(&c, nm, false);
+        if (id < 0) {
+            st = CFX_EINVAL;
+            break;
+        }
+        gname(&c, nm, nb, sizeof nb);
+        const char *cur = cfx_graph_value_name(g, id);
+        if (cur && strcmp(cur, nb) != 0 && cfx_graph_value_kind(g, id) != CFX_VALUE_NODE) {
+            /* An output that is an input or a weight itself: give it its own value. */
+            id = cfx_op_affine(g, id, 1.0f, 0.0f);
+            if (id < 0) {
+                st = CFX_EINVAL;
+                break;
+            }
+        }
+        st = cfx_graph_set_output(g, id, nb);
+        if (*nouts < cap && outs) outs[*nouts] = id;
+        (*nouts)++;
+    }
+done:
+    cfx_free(list);
+    cfx_free(needed);
+    cfx_free(want);
+    ctx_free(&need);
+    ctx_free(&c);
+    return st;
+}
+
+cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_options *o,
+                           const int *bind, int nbind, int *outputs, int cap, int *noutputs) {
+    cfx_onnx_options def = {0};
+    int dummy;
+    if (!g) return cfx_set_error(CFX_EINVAL, "load model: graph is NULL");
+    Onnx__ModelProto *m = read_model(path);
+    if (!m) return cfx_error_context(CFX_EFORMAT, "load model");
+    int64_t opset = model_opset(m);
+    if (opset < 11 || opset > 17)
+        cfx_log(CFX_LOG_WARN, "'%s' uses opset %lld; cfx is tested with opsets 11 to 17", path,
+                (long long)opset);
+    cfx_status s = import_model(g, m, path, o ? o : &def, bind, nbind, outputs, cap,
+                                noutputs ? noutputs : &dummy);
+    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    if (s != CFX_OK) return cfx_error_context(s, "load model '%s'", path);
+    return CFX_OK;
+}
+
+cfx_graph *cfx_onnx_load(const char *path, const cfx_onnx_options *o) {
+    cfx_graph *g = cfx_graph_new();
+    if (!g) return NULL;
+    if (cfx_onnx_import(g, path, o, NULL, 0, NULL, 0, NULL) != CFX_OK) {
+        cfx_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
