@@ -288,7 +288,7 @@ int cfx_op_affine(cfx_graph *g, int x, float scale, float shift);
 /* --- matrix products (src/linear.c) --- */
 typedef struct cfx_gemm_attr {
     int trans_a, trans_b; /* transpose A (K,M) / B (N,K) before multiplying */
-    float alpha, beta;    /* alpha op(A) op(B) + beta C; both 0 are read as 1 */
+    float alpha, beta;    /* alpha op(A) op(B) + beta C; each reads as 1 when 0 (no C: beta 0) */
 } cfx_gemm_attr;
 /* ONNX Gemm: A (M,K), B (K,N), C broadcastable to (M,N) or -1. */
 int cfx_op_gemm(cfx_graph *g, int a, int b, int c, const cfx_gemm_attr *attr);
@@ -388,7 +388,8 @@ int cfx_op_resize(cfx_graph *g, int x, const cfx_resize_attr *attr);
 
 /* --- similarities and losses (src/loss.c) --- */
 typedef enum { CFX_REDUCTION_MEAN, CFX_REDUCTION_SUM, CFX_REDUCTION_NONE } cfx_reduction;
-/* Cosine similarity along axis: sum(a b) / max(|a| |b|, eps) as PyTorch; eps 0 reads as 1e-8. */
+/* Cosine similarity along axis: sum(a b) / (max(|a|, eps) max(|b|, eps)) as PyTorch 1.13;
+ * eps 0 reads as 1e-8. */
 int cfx_op_cosine_similarity(cfx_graph *g, int a, int b, int axis, float eps);
 /* Per-sample losses over all but the first axis, then reduced over the batch:
  * L1 = mean |a-b|, MSE = mean (a-b)^2, L2 = sqrt(sum (a-b)^2). */
