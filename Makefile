@@ -12,6 +12,7 @@ BUILD     ?= build
 CC        ?= cc
 OPT       ?= -O2
 PKGS      := openblas libcjson libprotobuf-c
+PKGS      += zlib
 CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes -Wno-unused-parameter -fopenmp -MMD -MP \
              -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD)/gen

@@ -25,5 +25,6 @@ void cli_set_threads(long long n);
 
 /* Subcommands (one file each). */
 int cmd_version(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"version", cmd_version, "print the version and the libraries cfx was built with"},
+    {"data", cmd_data, "write Fashion-MNIST, generated signs or an image folder as a dataset"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,14 @@
+/* dataset.h - helpers shared by the dataset writers (dataset.c) and readers; not public. */
+#ifndef CFX_DATASET_H
+#define CFX_DATASET_H
+
+#include "internal.h"
+
+/* An empty dataset with room for n images of shape (c,h,w) and num_classes class names
+ * (all NULL). NULL on failure. */
+cfx_dataset *cfx__dataset_alloc(int64_t n, int c, int h, int w, int num_classes);
+
+/* Removes a folder and everything under it (no symlinks are followed). */
+void cfx__remove_tree(const char *path);
+
+#endif

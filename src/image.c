@@ -1,0 +1,173 @@
+/* image.c - image files (stb_image in, stb_image_write out) and image grids.
+ *
+ * stb's decoders and PNG encoder are compiled here, static to this file, with their allocations
+ * routed through cfx_malloc so that the tests' counting allocator sees them. Files are read
+ * whole into memory first, so every failure names the file and says what stb found wrong. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* stb's allocation hooks. STBI_REALLOC_SIZED lets stb pass the old size, which cfx ignores. */
+#define STBI_MALLOC(sz)      cfx_malloc(sz)
+#define STBI_REALLOC(p, sz)  cfx_realloc(p, sz)
+#define STBI_FREE(p)         cfx_free(p)
+#define STBIW_MALLOC(sz)     cfx_malloc(sz)
+#define STBIW_REALLOC(p, sz) cfx_realloc(p, sz)
+#define STBIW_FREE(p)        cfx_free(p)
+#define STBI_ASSERT(x)       CFX_ASSERT(x)
+#define STBIW_ASSERT(x)      CFX_ASSERT(x)
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBI_NO_STDIO
+#define STBI_WRITE_NO_STDIO
+#define STBI_FAILURE_USERMSG
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wall"
+#pragma GCC diagnostic ignored "-Wextra"
+#pragma GCC diagnostic ignored "-Wpedantic"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+/* stb declares static functions that this file never calls; GCC reports them at the end. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+
+cfx_tensor *cfx_image_read(const char *path, int channels) {
+    if (channels != 0 && channels != 1 && channels != 3) {
+        cfx_set_error(CFX_EINVAL, "read '%s': channels must be 0, 1 or 3, not %d", path, channels);
+        return NULL;
+    }
+    char *buf;
+    size_t size;
+    if (cfx_file_read_all(path, &buf, &size) != CFX_OK) return NULL;
+    if (size > INT32_MAX) {
+        cfx_free(buf);
+        cfx_set_error(CFX_EUNSUPPORTED, "read '%s': file is larger than 2 GiB", path);
+        return NULL;
+    }
+    int w, h, comp;
+    const stbi_uc *bytes = (const stbi_uc *)buf;
+    if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
+        cfx_set_error(CFX_EFORMAT, "read '%s': not a PNG or JPEG image (stb: %s)", path,
+                      stbi_failure_reason());
+        cfx_free(buf);
+        return NULL;
+    }
+    int want = channels ? channels : (comp <= 2 ? 1 : 3);
+    stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, want);
+    cfx_free(buf);
+    if (!px) {
+        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the image (stb: %s)", path,
+                      stbi_failure_reason());
+        return NULL;
+    }
+    cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){want, h, w});
+    if (t) {
+        /* Interleaved HWC bytes -> planar CHW floats in [0,1]. */
+        int64_t plane = (int64_t)h * w;
+        for (int64_t p = 0; p < plane; p++)
+            for (int c = 0; c < want; c++) t->data[c * plane + p] = px[p * want + c] / 255.0f;
+    } else {
+        cfx_error_context(CFX_ENOMEM, "read '%s'", path);
+    }
+    stbi_image_free(px);
+    return t;
+}
+
+/* stb_image_write hands the encoded PNG to this callback in pieces. */
+static void write_to_file(void *ctx, void *data, int size) {
+    fwrite(data, 1, (size_t)size, ((cfx_file *)ctx)->f);
+}
+
+cfx_status cfx_image_write_png_u8(const char *path, const uint8_t *chw, int c, int h, int w) {
+    if (c != 1 && c != 3)
+        return cfx_set_error(CFX_EINVAL, "write '%s': an image has 1 or 3 channels, not %d", path,
+                             c);
+    if (h < 1 || w < 1 || (int64_t)h * w > (1 << 28))
+        return cfx_set_error(CFX_EINVAL, "write '%s': bad image size %dx%d", path, w, h);
+    size_t plane = (size_t)h * (size_t)w;
+    uint8_t *hwc = cfx_malloc(plane * (size_t)c);
+    if (!hwc) return CFX_ENOMEM;
+    for (size_t p = 0; p < plane; p++)
+        for (int k = 0; k < c; k++) hwc[p * (size_t)c + (size_t)k] = chw[(size_t)k * plane + p];
+    cfx_file af;
+    cfx_status s = cfx_file_create(&af, path);
+    if (s == CFX_OK) {
+        if (!stbi_write_png_to_func(write_to_file, &af, w, h, c, hwc, w * c)) {
+            cfx_file_abort(&af);
+            s = cfx_set_error(CFX_EIO, "write '%s': PNG encoding failed", path);
+        } else {
+            s = cfx_file_commit(&af);
+        }
+    }
+    cfx_free(hwc);
+    return s;
+}
+
+cfx_status cfx_image_write_png(const char *path, const cfx_tensor *image) {
+    if (!image) return cfx_set_error(CFX_EINVAL, "write '%s': image is NULL", path);
+    int off = image->ndim == 4 ? 1 : 0;
+    if ((image->ndim != 3 && image->ndim != 4) || (off && image->shape[0] != 1))
+        return cfx_set_error(CFX_ESHAPE, "write '%s': expected an image (C,H,W) or (1,C,H,W)",
+                             path);
+    int c = (int)image->shape[off], h = (int)image->shape[off + 1], w = (int)image->shape[off + 2];
+    uint8_t *u8 = cfx_malloc((size_t)image->numel);
+    if (!u8) return CFX_ENOMEM;
+    for (int64_t i = 0; i < image->numel; i++) {
+        float v = image->data[i];
+        v = v != v ? 0 : v < 0 ? 0 : v > 1 ? 1 : v; /* NaN shows as black */
+        u8[i] = (uint8_t)lrintf(v * 255.0f);
+    }
+    cfx_status s = cfx_image_write_png_u8(path, u8, c, h, w);
+    cfx_free(u8);
+    return s;
+}
+
+cfx_tensor *cfx_image_grid(const cfx_tensor *images, const cfx_grid_options *o) {
+    cfx_grid_options g = o ? *o : (cfx_grid_options){0};
+    if (!images || images->ndim != 4) {
+        cfx_set_error(CFX_ESHAPE, "image grid: expected a batch (N,C,H,W)");
+        return NULL;
+    }
+    int64_t n = images->shape[0], c = images->shape[1], h = images->shape[2], w = images->shape[3];
+    if (g.scale <= 0) g.scale = 1;
+    if (g.pad < 0) g.pad = 0;
+    if (g.cols <= 0) g.cols = (int)ceil(sqrt((double)n));
+    int64_t cols = CFX_MIN((int64_t)g.cols, n), rows = (n + cols - 1) / cols;
+    int64_t th = h * g.scale + g.pad, tw = w * g.scale + g.pad;
+    cfx_tensor *out = cfx_tensor_new(3, (int64_t[]){c, rows * th + g.pad, cols * tw + g.pad});
+    if (!out) {
+        cfx_error_context(CFX_EINVAL, "image grid");
+        return NULL;
+    }
+    cfx_tensor_fill(out, g.pad_value);
+    int64_t oh = out->shape[1], ow = out->shape[2];
+    for (int64_t i = 0; i < n; i++) {
+        int64_t y0 = g.pad + (i / cols) * th, x0 = g.pad + (i % cols) * tw;
+        for (int64_t k = 0; k < c; k++) {
+            const float *src = images->data + (i * c + k) * h * w;
+            float *dst = out->data + k * oh * ow;
+            for (int64_t y = 0; y < h * g.scale; y++)
+                for (int64_t x = 0; x < w * g.scale; x++)
+                    dst[(y0 + y) * ow + x0 + x] = src[(y / g.scale) * w + x / g.scale];
+        }
+    }
+    return out;
+}
+
+cfx_status cfx_image_write_grid(const char *path, const cfx_tensor *images,
+                                const cfx_grid_options *o) {
+    cfx_tensor *g = cfx_image_grid(images, o);
+    if (!g) return cfx_error_context(CFX_EINVAL, "write '%s'", path);
+    cfx_status s = cfx_image_write_png(path, g);
+    cfx_tensor_free(g);
+    return s;
+}
