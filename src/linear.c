@@ -6,14 +6,9 @@
  * swapping the factors and their transpose flags instead of moving data. Matmul broadcasts
  * its batch dimensions as NumPy does; a broadcast operand's gradient is summed over the
  * batches that shared it, one sgemm with beta = 1 after another, so the sum has a fixed order. */
-#include "graph.h"
+#include "ops.h"
 
 /* ------------------------------------------------------------------------- gemm --- */
-
-typedef struct {
-    int trans_a, trans_b;
-    float alpha, beta;
-} gemm_attr;
 
 static cfx_status gemm_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const gemm_attr *at = a->attr;

@@ -15,15 +15,11 @@
  * order, so a seed fixes the mask), keeps an element when u >= p and scales kept ones by
  * 1/(1-p), so the expected output equals the input; the mask is saved for backward. Outside
  * training mode it is the identity. */
-#include "graph.h"
+#include "ops.h"
 
 #include <math.h>
 
 /* ------------------------------------------------------------------- batch norm --- */
-
-typedef struct {
-    float eps, momentum;
-} bn_attr;
 
 static cfx_status bn_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const cfx_tensor *x = a->in[0];
@@ -149,10 +145,6 @@ int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int va
 }
 
 /* ---------------------------------------------------------------------- dropout --- */
-
-typedef struct {
-    float p;
-} dropout_attr;
 
 /* State: a flag (was the last forward in training mode) padded to 64 bytes, then the mask. */
 #define DROPOUT_HEAD 64

@@ -11,4 +11,58 @@ typedef struct cfx_unary_attr {
     float alpha, lo, hi, p, scale, shift;
 } cfx_unary_attr;
 
+/* Gemm (src/linear.c). */
+typedef struct {
+    int trans_a, trans_b;
+    float alpha, beta;
+} gemm_attr;
+
+/* ReduceSum/Mean/Max, and the axis of ArgMax, Softmax and LogSoftmax (src/reduce.c). */
+typedef struct {
+    cfx_reduce_kind kind;
+    int axes[CFX_MAX_DIMS];
+    int naxes;
+    int keepdims;
+} reduce_attr;
+typedef struct {
+    int axis;
+    int keepdims;
+} axis_attr;
+
+/* BatchNormalization (PyTorch's momentum) and Dropout (src/norm.c). */
+typedef struct {
+    float eps, momentum;
+} bn_attr;
+typedef struct {
+    float p;
+} dropout_attr;
+
+/* Shape ops (src/shape.c): Flatten, Reshape (0 copies, -1 infers), Transpose, Concat, Slice,
+ * Pad (pads: begins then ends). */
+typedef struct {
+    int axis;
+} flatten_attr;
+typedef struct {
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS];
+} reshape_attr;
+typedef struct {
+    int ndim;
+    int perm[CFX_MAX_DIMS];
+} perm_attr;
+typedef struct {
+    int axis;
+} concat_attr;
+typedef struct {
+    int naxes;
+    int axes[CFX_MAX_DIMS];
+    int64_t starts[CFX_MAX_DIMS], ends[CFX_MAX_DIMS], steps[CFX_MAX_DIMS];
+} slice_attr;
+typedef struct {
+    int ndim;
+    int64_t pads[2 * CFX_MAX_DIMS];
+    cfx_pad_mode mode;
+    float value;
+} pad_attr;
+
 #endif

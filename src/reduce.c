@@ -7,18 +7,11 @@
  * Max records the offset of the first maximal element (the walk visits offsets in increasing
  * order) so that backward sends the whole gradient there, as PyTorch's max(dim) does.
  * Softmax-like ops view the input as (outer, L, inner) around their axis. */
-#include "graph.h"
+#include "ops.h"
 
 #include <math.h>
 
 /* ------------------------------------------------------------------- reductions --- */
-
-typedef struct {
-    cfx_reduce_kind kind;
-    int axes[CFX_MAX_DIMS];
-    int naxes;
-    int keepdims;
-} reduce_attr;
 
 /* The walk of one reduction: kept dimensions (sizes and input strides) and reduced ones. */
 typedef struct {
@@ -182,11 +175,6 @@ int cfx_op_reduce(cfx_graph *g, int x, cfx_reduce_kind kind, const int *axes, in
 }
 
 /* ------------------------------------------------------------- axis-wise ops --- */
-
-typedef struct {
-    int axis;
-    int keepdims;
-} axis_attr;
 
 /* outer * L * inner around a (possibly negative) axis. */
 static cfx_status axis_split(const cfx_tensor *x, int axis, int *ax, int64_t *outer, int64_t *len,

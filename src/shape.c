@@ -7,7 +7,7 @@
  * one-to-one, so the backward can run in parallel. Pad maps each output coordinate to an input
  * coordinate per axis (constant: none; edge: clamp; reflect: mirror about the end elements);
  * several outputs can share an input under edge and reflect, so its backward runs serially. */
-#include "graph.h"
+#include "ops.h"
 
 /* Row-major element strides of t. */
 static void strides_of(const cfx_tensor *t, int64_t *st) {
@@ -53,10 +53,6 @@ static void view_backward(const cfx_op_args *a) {
 
 /* ---------------------------------------------------------------------- flatten --- */
 
-typedef struct {
-    int axis;
-} flatten_attr;
-
 // x (d0..dk-1, dk..) -> y (d0*..*dk-1, dk*..), a view
 static cfx_status flatten_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const flatten_attr *at = a->attr;
@@ -83,11 +79,6 @@ int cfx_op_flatten(cfx_graph *g, int x, int axis) {
 }
 
 /* ---------------------------------------------------------------------- reshape --- */
-
-typedef struct {
-    int ndim;
-    int64_t shape[CFX_MAX_DIMS];
-} reshape_attr;
 
 // x (any) -> y (attr shape; 0 copies x's dimension, -1 takes what is left), a view
 static cfx_status reshape_infer(const cfx_op_args *a, cfx_op_shape *s) {
@@ -146,11 +137,6 @@ int cfx_op_reshape(cfx_graph *g, int x, int ndim, const int64_t *shape) {
 }
 
 /* -------------------------------------------------------------------- transpose --- */
-
-typedef struct {
-    int ndim;
-    int perm[CFX_MAX_DIMS];
-} perm_attr;
 
 static cfx_status transpose_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const perm_attr *at = a->attr;
@@ -212,10 +198,6 @@ int cfx_op_transpose(cfx_graph *g, int x, const int *perm) {
 }
 
 /* ----------------------------------------------------------------------- concat --- */
-
-typedef struct {
-    int axis;
-} concat_attr;
 
 static cfx_status concat_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const concat_attr *at = a->attr;
@@ -286,12 +268,6 @@ int cfx_op_concat(cfx_graph *g, const int *xs, int n, int axis) {
 }
 
 /* ------------------------------------------------------------------------ slice --- */
-
-typedef struct {
-    int naxes;
-    int axes[CFX_MAX_DIMS];
-    int64_t starts[CFX_MAX_DIMS], ends[CFX_MAX_DIMS], steps[CFX_MAX_DIMS];
-} slice_attr;
 
 /* Per input axis: first index and step (the output's shape goes into s). ONNX clamps a start
  * to [0, d] (to [0, d-1] for a negative step) and an end to [0, d] ([-1, d-1] for a negative
@@ -388,13 +364,6 @@ int cfx_op_slice(cfx_graph *g, int x, int naxes, const int *axes, const int64_t 
 }
 
 /* -------------------------------------------------------------------------- pad --- */
-
-typedef struct {
-    int ndim;
-    int64_t pads[2 * CFX_MAX_DIMS];
-    cfx_pad_mode mode;
-    float value;
-} pad_attr;
 
 static cfx_status pad_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const pad_attr *at = a->attr;
