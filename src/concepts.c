@@ -1,0 +1,1152 @@
+/* concepts.c - semantic edits between concept-annotated images (V-CECE, Dimitriou et al. 2025).
+ *
+ * An image is a multiset of concepts (WordNet noun synsets or plain words). This module prices
+ * the edits that turn one image into another, finds the provably cheapest set of insertions,
+ * deletions and substitutions, searches a dataset for each image's closest counterfactual (the
+ * cheapest image with a different label), and tallies which concepts those edits move across a
+ * class (global importance), which also orders the edits.
+ *
+ * Cost models (DESIGN.md, "Concepts"):
+ * - cece, the released reference code: a concept is the set of synset names on its first
+ *   longest hypernym path plus its word; a substitution costs |A symmetric-difference B|, an
+ *   insertion or deletion |A|.
+ * - graph, the paper's prose: a substitution costs the shortest path between the two synsets over
+ *   hypernym and hyponym edges, an insertion or deletion the distance to the root.
+ * In both, a substitution never costs more than deleting and inserting (|A^B| <= |A| + |B|, and
+ * a path through the root), so forcing min(m, n) substitutions loses nothing. An optional cap
+ * makes dearer substitutions non-actionable; such a pair is priced as delete + insert in the
+ * assignment and reported as those two edits, which keeps every instance feasible and optimal.
+ *
+ * Closest counterfactual search is exact. The sum over set elements e of |count_P(e) -
+ * count_Q(e)| bounds the cece cost from below, because each edit changes the element counts by
+ * at most its cost; candidates are visited in increasing order of that bound and the assignment
+ * is solved only while the bound can still beat (or tie with an earlier image) the best so far.
+ */
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------ string tables --- */
+
+/* Interned strings: an open-addressing table over an array of owned copies. */
+typedef struct {
+    char **str;     /* (n) owned copies, in insertion order */
+    int32_t n, cap; /* cap: capacity of str */
+    int32_t *slot;  /* (nslots) index + 1 into str, 0 for empty */
+    size_t nslots;
+} intern;
+
+static uint64_t hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int32_t intern_find(const intern *t, const char *s) {
+    if (!t->nslots) return -1;
+    for (size_t i = hash_str(s) & (t->nslots - 1);; i = (i + 1) & (t->nslots - 1)) {
+        if (!t->slot[i]) return -1;
+        if (strcmp(t->str[t->slot[i] - 1], s) == 0) return t->slot[i] - 1;
+    }
+}
+
+/* Returns the index of s, adding a copy when new; -1 when out of memory. */
+static int32_t intern_add(intern *t, const char *s) {
+    int32_t k = intern_find(t, s);
+    if (k >= 0) return k;
+    if ((size_t)(t->n + 1) * 2 > t->nslots) {
+        size_t ns = t->nslots ? 2 * t->nslots : 64;
+        int32_t *slot = cfx_calloc(ns, sizeof *slot);
+        if (!slot) return -1;
+        for (int32_t i = 0; i < t->n; i++) {
+            size_t j = hash_str(t->str[i]) & (ns - 1);
+            while (slot[j]) j = (j + 1) & (ns - 1);
+            slot[j] = i + 1;
+        }
+        cfx_free(t->slot);
+        t->slot = slot;
+        t->nslots = ns;
+    }
+    if (t->n == t->cap) {
+        int32_t cap = t->cap ? 2 * t->cap : 64;
+        char **str = cfx_realloc(t->str, (size_t)cap * sizeof *str);
+        if (!str) return -1;
+        t->str = str;
+        t->cap = cap;
+    }
+    char *copy = cfx_strdup(s);
+    if (!copy) return -1;
+    size_t j = hash_str(s) & (t->nslots - 1);
+    while (t->slot[j]) j = (j + 1) & (t->nslots - 1);
+    t->slot[j] = t->n + 1;
+    t->str[t->n] = copy;
+    return t->n++;
+}
+
+static void intern_deinit(intern *t) {
+    for (int32_t i = 0; i < t->n; i++) cfx_free(t->str[i]);
+    cfx_free(t->str);
+    cfx_free(t->slot);
+}
+
+/* ------------------------------------------------------------------- vocabulary --- */
+
+struct cfx_concepts {
+    const cfx_wordnet *wn;
+    cfx_cost_options opt;
+    intern names;        /* concept strings as given (spaces turned into underscores) */
+    intern words;        /* the word part of each concept; element id = wn count + index */
+    int32_t *synset;     /* (n) the concept's synset */
+    int32_t *word;       /* (n) index into words */
+    int32_t *elem_start; /* (n+1) concept i's set: elem[elem_start[i] .. elem_start[i+1]) */
+    int32_t *elem;       /* sorted element ids */
+    int32_t nelem, capelem;
+    int32_t *tri; /* substitution costs, lower triangle: row i at i(i+1)/2, n(n+1)/2 */
+    size_t captri;
+    int32_t *insdel; /* (n) cost of inserting or deleting concept i */
+    int32_t cap;     /* capacity of the per-concept arrays */
+    int32_t *dist;   /* graph model: scratch for distances from one synset */
+};
+
+cfx_concepts *cfx_concepts_new(const cfx_wordnet *wn, const cfx_cost_options *opts) {
+    if (!wn) {
+        cfx_set_error(CFX_EINVAL, "concepts: no WordNet");
+        return NULL;
+    }
+    cfx_concepts *c = cfx_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->wn = wn;
+    if (opts) c->opt = *opts;
+    if (c->opt.model != CFX_COST_CECE && c->opt.model != CFX_COST_GRAPH) {
+        cfx_set_error(CFX_EINVAL, "concepts: unknown cost model %d", (int)c->opt.model);
+        cfx_free(c);
+        return NULL;
+    }
+    if (c->opt.model == CFX_COST_GRAPH &&
+        !(c->dist = cfx_malloc((size_t)cfx_wordnet_count(wn) * sizeof *c->dist))) {
+        cfx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void cfx_concepts_free(cfx_concepts *c) {
+    if (!c) return;
+    intern_deinit(&c->names);
+    intern_deinit(&c->words);
+    cfx_free(c->synset);
+    cfx_free(c->word);
+    cfx_free(c->elem_start);
+    cfx_free(c->elem);
+    cfx_free(c->tri);
+    cfx_free(c->insdel);
+    cfx_free(c->dist);
+    cfx_free(c);
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* |A ^ B| of two sorted sets: |A| + |B| - 2 |A n B|. */
+static int32_t sym_diff(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
+    int32_t i = 0, j = 0, common = 0;
+    while (i < na && j < nb) {
+        if (a[i] == b[j])
+            common++, i++, j++;
+        else if (a[i] < b[j])
+            i++;
+        else
+            j++;
+    }
+    return na + nb - 2 * common;
+}
+
+static cfx_status grow_concepts(cfx_concepts *c) {
+    int32_t cap = c->cap ? 2 * c->cap : 256;
+    int32_t *p;
+    if (!(p = cfx_realloc(c->synset, (size_t)cap * sizeof *p))) return CFX_ENOMEM;
+    c->synset = p;
+    if (!(p = cfx_realloc(c->word, (size_t)cap * sizeof *p))) return CFX_ENOMEM;
+    c->word = p;
+    if (!(p = cfx_realloc(c->insdel, (size_t)cap * sizeof *p))) return CFX_ENOMEM;
+    c->insdel = p;
+    if (!(p = cfx_realloc(c->elem_start, ((size_t)cap + 1) * sizeof *p))) return CFX_ENOMEM;
+    c->elem_start = p;
+    if (c->cap == 0) c->elem_start[0] = 0;
+    c->cap = cap;
+    return CFX_OK;
+}
+
+cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
+    char norm[512];
+    size_t len = concept ? strlen(concept) : 0;
+    if (len == 0 || len >= sizeof norm)
+        return cfx_set_error(CFX_EINVAL, "concept '%s' is empty or too long",
+                             concept ? concept : "(null)");
+    for (size_t i = 0; i <= len; i++) norm[i] = concept[i] == ' ' ? '_' : concept[i];
+    int32_t k = intern_find(&c->names, norm);
+    if (k >= 0) {
+        *id = k;
+        return CFX_OK;
+    }
+    int32_t s;
+    cfx_status st = cfx_wordnet_lookup(c->wn, norm, &s);
+    if (st != CFX_OK) return st;
+    int32_t n = c->names.n;
+    if (n == c->cap) CFX_TRY(grow_concepts(c));
+    /* The set: the concept path's synsets, then the word (the part before the first dot). */
+    int32_t path[256];
+    int32_t plen = cfx_wordnet_concept_path(c->wn, s, path, 255);
+    CFX_ASSERT(plen <= 255);
+    char word[512];
+    size_t wl = strcspn(norm, ".");
+    memcpy(word, norm, wl);
+    word[wl] = '\0';
+    int32_t w = intern_add(&c->words, word);
+    if (w < 0) return CFX_ENOMEM;
+    path[plen] = cfx_wordnet_count(c->wn) + w;
+    qsort(path, (size_t)plen + 1, sizeof *path, cmp_i32);
+    if (c->nelem + plen + 1 > c->capelem) {
+        int32_t cap = c->capelem ? 2 * c->capelem : 4096;
+        while (cap < c->nelem + plen + 1) cap *= 2;
+        int32_t *e = cfx_realloc(c->elem, (size_t)cap * sizeof *e);
+        if (!e) return CFX_ENOMEM;
+        c->elem = e;
+        c->capelem = cap;
+    }
+    /* The costs to every earlier concept and to itself: row n of the lower triangle. */
+    size_t need = ((size_t)n + 1) * ((size_t)n + 2) / 2;
+    if (need > c->captri) {
+        size_t cap = c->captri ? 2 * c->captri : 1 << 16;
+        while (cap < need) cap *= 2;
+        int32_t *t = cfx_realloc(c->tri, cap * sizeof *t);
+        if (!t) return CFX_ENOMEM;
+        c->tri = t;
+        c->captri = cap;
+    }
+    if (c->opt.model == CFX_COST_GRAPH) CFX_TRY(cfx_wordnet_distances(c->wn, s, c->dist));
+    /* Everything that can fail is done: commit the concept. */
+    if (intern_add(&c->names, norm) != n) return CFX_ENOMEM;
+    memcpy(c->elem + c->nelem, path, ((size_t)plen + 1) * sizeof *path);
+    c->nelem += plen + 1;
+    c->elem_start[n + 1] = c->nelem;
+    c->synset[n] = s;
+    c->word[n] = w;
+    int32_t *row = c->tri + (size_t)n * ((size_t)n + 1) / 2;
+    const int32_t *a = c->elem + c->elem_start[n];
+    for (int32_t j = 0; j <= n; j++) {
+        if (c->opt.model == CFX_COST_CECE) {
+            const int32_t *b = c->elem + c->elem_start[j];
+            row[j] = sym_diff(a, plen + 1, b, c->elem_start[j + 1] - c->elem_start[j]);
+        } else {
+            row[j] = c->dist[c->synset[j]];
+        }
+    }
+    c->insdel[n] = c->opt.model == CFX_COST_CECE ? plen + 1 : cfx_wordnet_depth(c->wn, s);
+    *id = n;
+    return CFX_OK;
+}
+
+int32_t cfx_concepts_count(const cfx_concepts *c) {
+    return c->names.n;
+}
+
+const char *cfx_concepts_name(const cfx_concepts *c, int32_t id) {
+    return id >= 0 && id < c->names.n ? c->names.str[id] : NULL;
+}
+
+const char *cfx_concepts_word(const cfx_concepts *c, int32_t id) {
+    return id >= 0 && id < c->names.n ? c->words.str[c->word[id]] : NULL;
+}
+
+int32_t cfx_concepts_synset(const cfx_concepts *c, int32_t id) {
+    return c->synset[id];
+}
+
+int32_t cfx_concepts_set(const cfx_concepts *c, int32_t id, const char **names, int32_t cap) {
+    int32_t n = c->elem_start[id + 1] - c->elem_start[id], nwn = cfx_wordnet_count(c->wn);
+    for (int32_t i = 0; i < n && i < cap; i++) {
+        int32_t e = c->elem[c->elem_start[id] + i];
+        names[i] = e < nwn ? cfx_wordnet_name(c->wn, e) : c->words.str[e - nwn];
+    }
+    return n;
+}
+
+int64_t cfx_concepts_insert_cost(const cfx_concepts *c, int32_t a) {
+    return c->insdel[a];
+}
+
+int64_t cfx_concepts_sub_cost(const cfx_concepts *c, int32_t a, int32_t b) {
+    if (a < b) {
+        int32_t t = a;
+        a = b, b = t;
+    }
+    return c->tri[(size_t)a * ((size_t)a + 1) / 2 + (size_t)b];
+}
+
+/* The price of pairing a with b in the assignment: the substitution when it is allowed and not
+ * dearer than deleting a and inserting b, else delete + insert. *sub tells which. */
+static inline int64_t pair_cost(const cfx_concepts *c, int32_t a, int32_t b, bool *sub) {
+    int64_t s = cfx_concepts_sub_cost(c, a, b), di = (int64_t)c->insdel[a] + c->insdel[b];
+    bool ok = (c->opt.max_sub <= 0 || s <= c->opt.max_sub) && s <= di;
+    if (sub) *sub = ok;
+    return ok ? s : di;
+}
+
+/* ------------------------------------------------------------------- edit sets --- */
+
+/* Scratch for one pair of images: the unmatched concepts, a cost matrix and the solver's
+ * work block. Sized for the largest image once, so the search never allocates per pair. */
+typedef struct {
+    int32_t *ps, *qs, *col; /* (maxn) */
+    double *m;              /* (maxn * maxn) */
+    void *work;             /* cfx_hungarian_work_size(maxn, maxn) */
+    int32_t maxn;
+} pair_ws;
+
+static void pair_ws_deinit(pair_ws *w) {
+    cfx_free(w->ps);
+    cfx_free(w->qs);
+    cfx_free(w->col);
+    cfx_free(w->m);
+    cfx_free(w->work);
+    memset(w, 0, sizeof *w);
+}
+
+static cfx_status pair_ws_init(pair_ws *w, int32_t maxn) {
+    memset(w, 0, sizeof *w);
+    if (maxn < 1) maxn = 1;
+    w->maxn = maxn;
+    w->ps = cfx_malloc((size_t)maxn * sizeof(int32_t));
+    w->qs = cfx_malloc((size_t)maxn * sizeof(int32_t));
+    w->col = cfx_malloc((size_t)maxn * sizeof(int32_t));
+    w->m = cfx_malloc((size_t)maxn * (size_t)maxn * sizeof(double));
+    w->work = cfx_malloc(cfx_hungarian_work_size(maxn, maxn));
+    if (!w->ps || !w->qs || !w->col || !w->m || !w->work) {
+        pair_ws_deinit(w);
+        return CFX_ENOMEM;
+    }
+    return CFX_OK;
+}
+
+/* The unmatched concepts after pairing identical ones at cost zero (both inputs sorted). */
+static void cancel_identical(const int32_t *p, int32_t np, const int32_t *q, int32_t nq, pair_ws *w,
+                             int32_t *npo, int32_t *nqo) {
+    int32_t i = 0, j = 0, a = 0, b = 0;
+    while (i < np && j < nq) {
+        if (p[i] == q[j])
+            i++, j++;
+        else if (p[i] < q[j])
+            w->ps[a++] = p[i++];
+        else
+            w->qs[b++] = q[j++];
+    }
+    while (i < np) w->ps[a++] = p[i++];
+    while (j < nq) w->qs[b++] = q[j++];
+    *npo = a;
+    *nqo = b;
+}
+
+/* Fills the assignment matrix of the unmatched concepts and returns a lower bound of their
+ * edit cost.
+ *
+ * With np <= nq every source concept is paired (pairing never costs more than deleting and
+ * inserting) and the nq - np targets left over are inserted, so the cost of a matching M is
+ * sum_M pair(i,j) + sum_{j not in M} ins(j) = sum_M (pair(i,j) - ins(j)) + sum_j ins(j). The
+ * matrix therefore holds pair(i,j) - ins(j): on raw pair costs the solver would happily leave a
+ * dear target to be inserted to save a little on a substitution. Symmetrically, with np > nq
+ * it holds pair(i,j) - del(i). The constant is added back by solve_matrix.
+ *
+ * The bound: each concept of the larger side is paired or inserted/deleted, each of the smaller
+ * side is paired, so the sum over either side of the cheapest thing each concept can do is a
+ * lower bound. It holds for every cost model and costs O(np nq), far less than the solve. */
+static int64_t fill_matrix(const cfx_concepts *c, pair_ws *w, int32_t np, int32_t nq) {
+    int64_t lb_rows = 0, lb_cols = 0;
+    for (int32_t j = 0; j < nq; j++) w->col[j] = INT32_MAX;
+    for (int32_t i = 0; i < np; i++) {
+        int64_t rmin = np > nq ? c->insdel[w->ps[i]] : INT64_MAX;
+        int64_t shift = np > nq ? c->insdel[w->ps[i]] : 0;
+        for (int32_t j = 0; j < nq; j++) {
+            int64_t v = pair_cost(c, w->ps[i], w->qs[j], NULL);
+            int64_t adj = v - (nq > np ? c->insdel[w->qs[j]] : shift);
+            w->m[(size_t)i * (size_t)nq + (size_t)j] = (double)adj;
+            if (v < rmin) rmin = v;
+            if (v < w->col[j]) w->col[j] = (int32_t)v;
+        }
+        lb_rows += rmin;
+    }
+    for (int32_t j = 0; j < nq; j++) {
+        int64_t v = w->col[j];
+        if ((nq > np || np == 0) && c->insdel[w->qs[j]] < v) v = c->insdel[w->qs[j]];
+        lb_cols += v;
+    }
+    return lb_rows > lb_cols ? lb_rows : lb_cols;
+}
+
+/* The exact cost of the unmatched concepts in w (matrix already filled); the solution stays in
+ * w->col for the caller to read the pairs. */
+static int64_t solve_matrix(const cfx_concepts *c, pair_ws *w, int32_t np, int32_t nq) {
+    int64_t cost = 0;
+    if (np == 0 || nq == 0) {
+        for (int32_t i = 0; i < np; i++) cost += c->insdel[w->ps[i]];
+        for (int32_t j = 0; j < nq; j++) cost += c->insdel[w->qs[j]];
+        return cost;
+    }
+    double total;
+    /* Every pair is allowed (a capped pair is priced as delete + insert), so this succeeds. */
+    cfx_status st = cfx_hungarian_solve_work(w->m, np, nq, w->col, &total, w->work);
+    CFX_ASSERT(st == CFX_OK);
+    cost = (int64_t)llround(total);
+    if (nq > np)
+        for (int32_t j = 0; j < nq; j++) cost += c->insdel[w->qs[j]];
+    if (np > nq)
+        for (int32_t i = 0; i < np; i++) cost += c->insdel[w->ps[i]];
+    return cost;
+}
+
+static cfx_status push_edit(cfx_edit_set *out, int32_t *cap, cfx_edit e) {
+    if (out->n == *cap) {
+        int32_t nc = *cap ? 2 * *cap : 16;
+        cfx_edit *g = cfx_realloc(out->edits, (size_t)nc * sizeof *g);
+        if (!g) return CFX_ENOMEM;
+        out->edits = g;
+        *cap = nc;
+    }
+    out->edits[out->n++] = e;
+    return CFX_OK;
+}
+
+static int32_t *sorted_copy(const int32_t *a, int32_t n) {
+    int32_t *s = cfx_malloc(((size_t)n + 1) * sizeof *s);
+    if (!s) return NULL;
+    if (n) memcpy(s, a, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_i32);
+    return s;
+}
+
+void cfx_edit_set_deinit(cfx_edit_set *e) {
+    if (!e) return;
+    cfx_free(e->edits);
+    memset(e, 0, sizeof *e);
+}
+
+cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t ns,
+                              const int32_t *dst, int32_t nd, cfx_edit_set *out) {
+    memset(out, 0, sizeof *out);
+    for (int32_t i = 0; i < ns + nd; i++) {
+        int32_t id = i < ns ? src[i] : dst[i - ns];
+        if (id < 0 || id >= c->names.n)
+            return cfx_set_error(CFX_EINVAL, "edits: concept id %d out of range", id);
+    }
+    int32_t *p = sorted_copy(src, ns), *q = sorted_copy(dst, nd);
+    pair_ws w = {0};
+    cfx_status st = CFX_ENOMEM;
+    int32_t cap = 0, np, nq;
+    if (!p || !q || pair_ws_init(&w, ns > nd ? ns : nd) != CFX_OK) goto done;
+    cancel_identical(p, ns, q, nd, &w, &np, &nq);
+    fill_matrix(c, &w, np, nq);
+    out->cost = solve_matrix(c, &w, np, nq);
+    /* Report the pairs: a real substitution, or a capped pair as a deletion and an insertion. */
+    st = CFX_OK;
+    char *taken = cfx_calloc((size_t)nq + 1, 1);
+    if (!taken) {
+        st = CFX_ENOMEM;
+        goto done;
+    }
+    int32_t ndel = 0, nins = 0;
+    int32_t *dels = cfx_malloc(((size_t)np + 1) * sizeof(int32_t));
+    int32_t *ins = cfx_malloc(((size_t)nq + 1) * sizeof(int32_t));
+    if (!dels || !ins) st = CFX_ENOMEM;
+    for (int32_t i = 0; i < np && st == CFX_OK; i++) {
+        int32_t j = nq ? w.col[i] : -1;
+        if (j < 0) {
+            dels[ndel++] = w.ps[i];
+            continue;
+        }
+        taken[j] = 1;
+        bool sub;
+        int64_t v = pair_cost(c, w.ps[i], w.qs[j], &sub);
+        if (sub)
+            st = push_edit(out, &cap, (cfx_edit){CFX_EDIT_SUBSTITUTE, w.ps[i], w.qs[j], v});
+        else
+            dels[ndel++] = w.ps[i], ins[nins++] = w.qs[j];
+    }
+    for (int32_t j = 0; j < nq && st == CFX_OK; j++)
+        if (!taken[j]) ins[nins++] = w.qs[j];
+    for (int32_t i = 0; i < ndel && st == CFX_OK; i++)
+        st = push_edit(out, &cap, (cfx_edit){CFX_EDIT_DELETE, dels[i], -1, c->insdel[dels[i]]});
+    for (int32_t i = 0; i < nins && st == CFX_OK; i++)
+        st = push_edit(out, &cap, (cfx_edit){CFX_EDIT_INSERT, -1, ins[i], c->insdel[ins[i]]});
+    cfx_free(taken);
+    cfx_free(dels);
+    cfx_free(ins);
+done:
+    if (st != CFX_OK) cfx_edit_set_deinit(out);
+    pair_ws_deinit(&w);
+    cfx_free(p);
+    cfx_free(q);
+    return st;
+}
+
+/* --------------------------------------------------------------------- datasets --- */
+
+struct cfx_concepts_data {
+    cfx_concepts *c;
+    int32_t n, cap;
+    int64_t *id;     /* (n) the images' ids */
+    int32_t *label;  /* (n) index into labels */
+    int32_t *cstart; /* (n+1) image i's concepts: con[cstart[i] .. cstart[i+1]), sorted */
+    int32_t *con;
+    int64_t ncon, capcon;
+    int64_t *estart; /* (n+1) image i's element counts: (ecode, ecount)[estart[i] ..) */
+    int32_t *ecode, *ecount;
+    int64_t nel, capel;
+    int64_t *etotal; /* (n) sum of image i's element counts */
+    int32_t maxcon;  /* most concepts in one image */
+    int32_t nempty;  /* images without concepts */
+    intern labels;
+};
+
+cfx_concepts_data *cfx_concepts_data_new(cfx_concepts *c) {
+    cfx_concepts_data *d = cfx_calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->c = c;
+    d->cstart = cfx_malloc(sizeof *d->cstart);
+    d->estart = cfx_malloc(sizeof *d->estart);
+    if (!d->cstart || !d->estart) {
+        cfx_concepts_data_free(d);
+        return NULL;
+    }
+    d->cstart[0] = 0;
+    d->estart[0] = 0;
+    return d;
+}
+
+void cfx_concepts_data_free(cfx_concepts_data *d) {
+    if (!d) return;
+    cfx_free(d->id);
+    cfx_free(d->label);
+    cfx_free(d->cstart);
+    cfx_free(d->con);
+    cfx_free(d->estart);
+    cfx_free(d->ecode);
+    cfx_free(d->ecount);
+    cfx_free(d->etotal);
+    intern_deinit(&d->labels);
+    cfx_free(d);
+}
+
+/* Grows *p (elements of size sz) to hold at least need, doubling. */
+static cfx_status reserve(void **p, int64_t *cap, int64_t need, size_t sz) {
+    if (need <= *cap) return CFX_OK;
+    int64_t nc = *cap ? *cap : 1024;
+    while (nc < need) nc *= 2;
+    void *g = cfx_realloc(*p, (size_t)nc * sz);
+    if (!g) return CFX_ENOMEM;
+    *p = g;
+    *cap = nc;
+    return CFX_OK;
+}
+
+cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t *concepts,
+                                 int32_t n, const char *label) {
+    const cfx_concepts *c = d->c;
+    if (n < 0 || (n > 0 && !concepts) || !label)
+        return cfx_set_error(CFX_EINVAL, "image %lld: bad arguments", (long long)id);
+    int64_t nelem = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (concepts[i] < 0 || concepts[i] >= c->names.n)
+            return cfx_set_error(CFX_EINVAL, "image %lld: concept id %d out of range",
+                                 (long long)id, concepts[i]);
+        nelem += c->elem_start[concepts[i] + 1] - c->elem_start[concepts[i]];
+    }
+    if (d->n == d->cap) {
+        size_t nc = d->cap ? 2 * (size_t)d->cap : 1024;
+        void *g;
+        if (!(g = cfx_realloc(d->id, nc * sizeof *d->id))) return CFX_ENOMEM;
+        d->id = g;
+        if (!(g = cfx_realloc(d->label, nc * sizeof *d->label))) return CFX_ENOMEM;
+        d->label = g;
+        if (!(g = cfx_realloc(d->etotal, nc * sizeof *d->etotal))) return CFX_ENOMEM;
+        d->etotal = g;
+        if (!(g = cfx_realloc(d->cstart, (nc + 1) * sizeof *d->cstart))) return CFX_ENOMEM;
+        d->cstart = g;
+        if (!(g = cfx_realloc(d->estart, (nc + 1) * sizeof *d->estart))) return CFX_ENOMEM;
+        d->estart = g;
+        d->cap = (int32_t)nc;
+    }
+    CFX_TRY(reserve((void **)&d->con, &d->capcon, d->ncon + n, sizeof *d->con));
+    int64_t ce = d->capel;
+    CFX_TRY(reserve((void **)&d->ecode, &ce, d->nel + nelem, sizeof *d->ecode));
+    CFX_TRY(reserve((void **)&d->ecount, &d->capel, d->nel + nelem, sizeof *d->ecount));
+    int32_t lab = intern_add(&d->labels, label);
+    if (lab < 0) return CFX_ENOMEM;
+    /* Concepts sorted; the element multiset as sorted (element, count) pairs, gathered in the
+     * free tail of the element arrays and compacted in place. */
+    int32_t *con = d->con + d->ncon;
+    memcpy(con, concepts, (size_t)n * sizeof *con);
+    qsort(con, (size_t)n, sizeof *con, cmp_i32);
+    int32_t *codes = d->ecode + d->nel;
+    int64_t k = 0;
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t e = c->elem_start[con[i]]; e < c->elem_start[con[i] + 1]; e++)
+            codes[k++] = c->elem[e];
+    qsort(codes, (size_t)k, sizeof *codes, cmp_i32);
+    int64_t m = 0;
+    for (int64_t i = 0; i < k; i++) {
+        if (m > 0 && codes[m - 1] == codes[i]) {
+            d->ecount[d->nel + m - 1]++;
+        } else {
+            codes[m] = codes[i];
+            d->ecount[d->nel + m] = 1;
+            m++;
+        }
+    }
+    int32_t i = d->n++;
+    d->id[i] = id;
+    d->label[i] = lab;
+    d->etotal[i] = k;
+    d->ncon += n;
+    d->cstart[i + 1] = (int32_t)d->ncon;
+    d->nel += m;
+    d->estart[i + 1] = d->nel;
+    if (n > d->maxcon) d->maxcon = n;
+    d->nempty += n == 0;
+    return CFX_OK;
+}
+
+int32_t cfx_concepts_data_count(const cfx_concepts_data *d) {
+    return d->n;
+}
+
+int64_t cfx_concepts_data_id(const cfx_concepts_data *d, int32_t i) {
+    return d->id[i];
+}
+
+const char *cfx_concepts_data_label(const cfx_concepts_data *d, int32_t i) {
+    return d->labels.str[d->label[i]];
+}
+
+const int32_t *cfx_concepts_data_image(const cfx_concepts_data *d, int32_t i, int32_t *n) {
+    *n = d->cstart[i + 1] - d->cstart[i];
+    return d->con + d->cstart[i];
+}
+
+int32_t cfx_concepts_data_find(const cfx_concepts_data *d, int64_t id) {
+    for (int32_t i = 0; i < d->n; i++)
+        if (d->id[i] == id) return i;
+    return -1;
+}
+
+int32_t cfx_concepts_data_empty(const cfx_concepts_data *d) {
+    return d->nempty;
+}
+
+/* Line and column (both from 1) of byte offset off in text. */
+static void line_col(const char *text, size_t off, int *line, int *col) {
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && text[i]; i++) {
+        if (text[i] == '\n')
+            (*line)++, *col = 1;
+        else
+            (*col)++;
+    }
+}
+
+/* Lists the label keys an image has, for the message about a missing one. */
+static void key_list(const cJSON *labels, char *buf, size_t n) {
+    size_t at = 0;
+    buf[0] = '\0';
+    const cJSON *k;
+    cJSON_ArrayForEach(k, labels) {
+        if (!k->string || at + 4 >= n) continue;
+        at += (size_t)snprintf(buf + at, n - at, "%s'%s'", at ? ", " : "", k->string);
+    }
+    if (!at) snprintf(buf, n, "none");
+}
+
+static cfx_status load_images(cfx_concepts_data *d, const cJSON *root, const char *label_key,
+                              cfx_unknown_policy unknown, int64_t *skipped) {
+    const cJSON *images =
+        cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "images") : NULL;
+    if (!cJSON_IsArray(images))
+        return cfx_set_error(CFX_EFORMAT, "no \"images\" array at the top level");
+    int32_t cap = 64, *ids = cfx_malloc((size_t)cap * sizeof *ids);
+    if (!ids) return CFX_ENOMEM;
+    cfx_status st = CFX_OK;
+    int index = 0;
+    const cJSON *im;
+    cJSON_ArrayForEach(im, images) {
+        const cJSON *jid = cJSON_GetObjectItemCaseSensitive(im, "id");
+        const cJSON *objs = cJSON_GetObjectItemCaseSensitive(im, "objects");
+        const cJSON *labels = cJSON_GetObjectItemCaseSensitive(im, "labels");
+        if (!cJSON_IsNumber(jid) || jid->valuedouble != floor(jid->valuedouble)) {
+            st = cfx_set_error(CFX_EFORMAT, "image #%d has no whole-number \"id\"", index);
+            break;
+        }
+        int64_t id = (int64_t)jid->valuedouble;
+        if (!cJSON_IsArray(objs)) {
+            st = cfx_set_error(CFX_EFORMAT, "image %lld has no \"objects\" array", (long long)id);
+            break;
+        }
+        const cJSON *lab =
+            cJSON_IsObject(labels) ? cJSON_GetObjectItemCaseSensitive(labels, label_key) : NULL;
+        if (!cJSON_IsString(lab)) {
+            char keys[512];
+            key_list(labels, keys, sizeof keys);
+            st = cfx_set_error(CFX_ENOTFOUND, "image %lld has no label '%s' (its label keys: %s)",
+                               (long long)id, label_key, keys);
+            break;
+        }
+        int32_t n = 0;
+        const cJSON *o;
+        cJSON_ArrayForEach(o, objs) {
+            if (!cJSON_IsString(o)) {
+                st = cfx_set_error(CFX_EFORMAT, "image %lld: an object is not a string",
+                                   (long long)id);
+                break;
+            }
+            int32_t cid;
+            st = cfx_concepts_add(d->c, o->valuestring, &cid);
+            if (st == CFX_ENOTFOUND && unknown == CFX_UNKNOWN_SKIP) {
+                if (skipped) (*skipped)++;
+                st = CFX_OK;
+                continue;
+            }
+            if (st != CFX_OK) {
+                cfx_error_context(st, "image %lld", (long long)id);
+                break;
+            }
+            if (n == cap) {
+                int32_t *g = cfx_realloc(ids, 2 * (size_t)cap * sizeof *g);
+                if (!g) {
+                    st = CFX_ENOMEM;
+                    break;
+                }
+                ids = g;
+                cap *= 2;
+            }
+            ids[n++] = cid;
+        }
+        if (st != CFX_OK) break;
+        if ((st = cfx_concepts_data_add(d, id, ids, n, lab->valuestring)) != CFX_OK) break;
+        index++;
+    }
+    cfx_free(ids);
+    return st;
+}
+
+cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
+                                          cfx_unknown_policy unknown, int64_t *skipped) {
+    if (skipped) *skipped = 0;
+    if (!label_key || !label_key[0]) {
+        cfx_set_error(CFX_EINVAL, "load '%s': no label key given", path ? path : "(null)");
+        return NULL;
+    }
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (!f) {
+        cfx_set_error(CFX_EIO, "load '%s': cannot open: %s", path ? path : "(null)",
+                      strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            size_t nc = cap ? 2 * cap : 1 << 20;
+            char *g = cfx_realloc(text, nc);
+            if (!g) {
+                cfx_free(text);
+                fclose(f);
+                return NULL;
+            }
+            text = g;
+            cap = nc;
+        }
+        size_t r = fread(text + len, 1, 65536, f);
+        len += r;
+        if (r < 65536) break;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        cfx_free(text);
+        cfx_set_error(CFX_EIO, "load '%s': read error", path);
+        return NULL;
+    }
+    text[len] = '\0';
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root) {
+        int line, col;
+        size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
+        line_col(text, off, &line, &col);
+        cfx_free(text);
+        cfx_set_error(CFX_EFORMAT, "load '%s': malformed JSON at line %d, column %d", path, line,
+                      col);
+        return NULL;
+    }
+    cfx_free(text);
+    cfx_concepts_data *d = cfx_concepts_data_new(c);
+    cfx_status st = d ? load_images(d, root, label_key, unknown, skipped) : CFX_ENOMEM;
+    cJSON_Delete(root);
+    if (st != CFX_OK) {
+        if (st == CFX_ENOMEM) cfx_set_error(CFX_ENOMEM, "out of memory");
+        cfx_error_context(st, "load '%s'", path);
+        cfx_concepts_data_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* ------------------------------------------------------- closest counterfactuals --- */
+
+/* One worker's scratch: the query's element counts as a dense array, every candidate's bound,
+ * a counting sort of the candidates by bound, and the pair scratch. */
+typedef struct {
+    int32_t *dense;  /* (number of element ids) count of each element in the query */
+    int64_t *lb;     /* (n) lower bound per candidate, -1 when not a candidate */
+    int32_t *order;  /* (n) candidates by increasing bound, then by index */
+    int32_t *bucket; /* (maxlb + 2) counting-sort offsets */
+    int64_t nbucket;
+    pair_ws pw;
+} search_ws;
+
+static void search_ws_deinit(search_ws *w) {
+    cfx_free(w->dense);
+    cfx_free(w->lb);
+    cfx_free(w->order);
+    cfx_free(w->bucket);
+    pair_ws_deinit(&w->pw);
+    memset(w, 0, sizeof *w);
+}
+
+static cfx_status search_ws_init(search_ws *w, const cfx_concepts_data *d) {
+    memset(w, 0, sizeof *w);
+    size_t nel = (size_t)cfx_wordnet_count(d->c->wn) + (size_t)d->c->words.n;
+    w->dense = cfx_calloc(nel, sizeof *w->dense);
+    w->lb = cfx_malloc(((size_t)d->n + 1) * sizeof *w->lb);
+    w->order = cfx_malloc(((size_t)d->n + 1) * sizeof *w->order);
+    if (!w->dense || !w->lb || !w->order || pair_ws_init(&w->pw, d->maxcon) != CFX_OK) {
+        search_ws_deinit(w);
+        return CFX_ENOMEM;
+    }
+    return CFX_OK;
+}
+
+/* The search for one query. Returns CFX_ENOMEM only (growing the buckets). */
+static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaustive, search_ws *w,
+                              cfx_nearest *out, int64_t *solved) {
+    const cfx_concepts *c = d->c;
+    bool cece = c->opt.model == CFX_COST_CECE && !exhaustive;
+    int32_t lab = d->label[q];
+    int64_t maxlb = 0;
+    /* Bounds. cece: sum |count_P(e) - count_Q(e)| = |P| + |Q| - 2 sum min(count_P, count_Q),
+     * with the query's counts scattered into a dense array so each candidate is one pass over
+     * its own sparse counts. Other models (and the exhaustive check) use zero. */
+    if (cece)
+        for (int64_t k = d->estart[q]; k < d->estart[q + 1]; k++)
+            w->dense[d->ecode[k]] = d->ecount[k];
+    for (int32_t j = 0; j < d->n; j++) {
+        if (d->label[j] == lab) {
+            w->lb[j] = -1;
+            continue;
+        }
+        int64_t common = 0;
+        if (cece)
+            for (int64_t k = d->estart[j]; k < d->estart[j + 1]; k++) {
+                int32_t a = w->dense[d->ecode[k]], b = d->ecount[k];
+                common += a < b ? a : b;
+            }
+        w->lb[j] = cece ? d->etotal[q] + d->etotal[j] - 2 * common : 0;
+        if (w->lb[j] > maxlb) maxlb = w->lb[j];
+    }
+    if (cece)
+        for (int64_t k = d->estart[q]; k < d->estart[q + 1]; k++) w->dense[d->ecode[k]] = 0;
+    /* Counting sort by bound; stable, so equal bounds stay in dataset order. */
+    if (maxlb + 2 > w->nbucket) {
+        int32_t *g = cfx_realloc(w->bucket, ((size_t)maxlb + 2) * sizeof *g);
+        if (!g) return CFX_ENOMEM;
+        w->bucket = g;
+        w->nbucket = maxlb + 2;
+    }
+    memset(w->bucket, 0, ((size_t)maxlb + 2) * sizeof *w->bucket);
+    int32_t ncand = 0;
+    for (int32_t j = 0; j < d->n; j++)
+        if (w->lb[j] >= 0) w->bucket[w->lb[j] + 1]++, ncand++;
+    for (int64_t b = 1; b < maxlb + 2; b++) w->bucket[b] += w->bucket[b - 1];
+    for (int32_t j = 0; j < d->n; j++)
+        if (w->lb[j] >= 0) w->order[w->bucket[w->lb[j]]++] = j;
+    /* Exact costs while a candidate can still win: a smaller cost, or the same cost earlier
+     * in the dataset (ties go to dataset order). */
+    int64_t best = INT64_MAX;
+    int32_t best_j = -1;
+    const int32_t *p = d->con + d->cstart[q];
+    int32_t np0 = d->cstart[q + 1] - d->cstart[q];
+    for (int32_t t = 0; t < ncand; t++) {
+        int32_t j = w->order[t];
+        int64_t lb = w->lb[j];
+        if (lb > best) break;
+        if (lb == best && j > best_j) continue;
+        int32_t np, nq;
+        cancel_identical(p, np0, d->con + d->cstart[j], d->cstart[j + 1] - d->cstart[j], &w->pw,
+                         &np, &nq);
+        int64_t lb2 = fill_matrix(c, &w->pw, np, nq);
+        if (!exhaustive && (lb2 > best || (lb2 == best && j > best_j))) continue;
+        int64_t cost = solve_matrix(c, &w->pw, np, nq);
+        (*solved)++;
+        if (cost < best || (cost == best && j < best_j)) best = cost, best_j = j;
+    }
+    out->query = q;
+    out->target = best_j;
+    out->cost = best_j >= 0 ? best : -1;
+    out->candidates = ncand;
+    return CFX_OK;
+}
+
+cfx_status cfx_concepts_nearest(const cfx_concepts_data *d, const int32_t *queries, int32_t nq,
+                                const cfx_nearest_options *opts, cfx_nearest *out) {
+    cfx_nearest_options o = {0};
+    if (opts) o = *opts;
+    for (int32_t i = 0; i < nq; i++)
+        if (queries[i] < 0 || queries[i] >= d->n)
+            return cfx_set_error(CFX_EINVAL, "nearest: query index %d out of range (%d images)",
+                                 queries[i], d->n);
+    int nt = cfx_get_threads();
+    if (nt > nq) nt = nq > 0 ? nq : 1;
+    /* Workspaces are made up front, one per thread, so nothing allocates in the parallel
+     * region except a rare growth of the sort buckets. */
+    search_ws *ws = cfx_calloc((size_t)nt, sizeof *ws);
+    if (!ws) return CFX_ENOMEM;
+    cfx_status st = CFX_OK;
+    for (int t = 0; t < nt && st == CFX_OK; t++) st = search_ws_init(&ws[t], d);
+    int64_t done = 0, solved = 0;
+    if (st == CFX_OK) {
+        cfx_progress_report(o.progress, "nearest", 0, nq, NULL);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(+ : solved)
+        for (int32_t i = 0; i < nq; i++) {
+            search_ws *w = &ws[omp_get_thread_num()];
+            if (nearest_one(d, queries[i], o.exhaustive != 0, w, &out[i], &solved) != CFX_OK) {
+#pragma omp critical(cfx_concepts_nearest_status)
+                st = CFX_ENOMEM;
+            }
+            int64_t now;
+#pragma omp atomic capture
+            now = ++done;
+            /* Progress callbacks need not be thread-safe: only the first thread reports. */
+            if (omp_get_thread_num() == 0)
+                cfx_progress_report(o.progress, "nearest", now, nq, NULL);
+        }
+        cfx_progress_report(o.progress, "nearest", nq, nq, NULL);
+    }
+    if (o.solved) *o.solved = solved;
+    for (int t = 0; t < nt; t++) search_ws_deinit(&ws[t]);
+    cfx_free(ws);
+    if (st == CFX_ENOMEM) cfx_set_error(CFX_ENOMEM, "nearest: out of memory");
+    return st;
+}
+
+/* ------------------------------------------------------ importance and ordering --- */
+
+/* An edit's tally key and importance score: inserting x scores imp(x), deleting x scores
+ * -imp(x), and substituting a by b scores imp(b) - imp(a). */
+static double edit_score(const cfx_edit *e, const double *imp) {
+    switch (e->kind) {
+        case CFX_EDIT_INSERT:
+            return imp[e->to];
+        case CFX_EDIT_DELETE:
+            return -imp[e->from];
+        default:
+            return imp[e->to] - imp[e->from];
+    }
+}
+
+/* The images with label lab and their closest counterfactuals. */
+static cfx_status class_nearest(const cfx_concepts_data *d, int32_t lab, const cfx_progress *pr,
+                                int32_t **qs, cfx_nearest **res, int32_t *n) {
+    *n = 0;
+    *qs = cfx_malloc(((size_t)d->n + 1) * sizeof **qs);
+    *res = cfx_malloc(((size_t)d->n + 1) * sizeof **res);
+    if (!*qs || !*res) return CFX_ENOMEM;
+    for (int32_t i = 0; i < d->n; i++)
+        if (d->label[i] == lab) (*qs)[(*n)++] = i;
+    cfx_nearest_options o = {.progress = pr};
+    return cfx_concepts_nearest(d, *qs, *n, &o, *res);
+}
+
+static cfx_status find_label(const cfx_concepts_data *d, const char *label, int32_t *lab) {
+    *lab = label ? intern_find(&d->labels, label) : -1;
+    if (*lab < 0)
+        return cfx_set_error(CFX_ENOTFOUND, "no image has the label '%s'", label ? label : "");
+    return CFX_OK;
+}
+
+/* Tallies every edit of every image of the class into imp (DESIGN.md): an insertion of c adds
+ * one, a deletion of c subtracts one, a substitution a -> b adds one for b and subtracts one
+ * for a. When edits is not NULL, the class's edits are also collected there. */
+static cfx_status tally(const cfx_concepts_data *d, int32_t lab, const cfx_progress *pr,
+                        double *imp, cfx_edit_set *edits, int32_t *nimages) {
+    int32_t *qs = NULL, n = 0, cap = 0;
+    cfx_nearest *res = NULL;
+    cfx_status st = class_nearest(d, lab, pr, &qs, &res, &n);
+    memset(imp, 0, (size_t)d->c->names.n * sizeof *imp);
+    for (int32_t k = 0; k < n && st == CFX_OK; k++) {
+        if (res[k].target < 0) continue;
+        int32_t na, nb;
+        const int32_t *a = cfx_concepts_data_image(d, res[k].query, &na);
+        const int32_t *b = cfx_concepts_data_image(d, res[k].target, &nb);
+        cfx_edit_set es;
+        if ((st = cfx_concepts_edits(d->c, a, na, b, nb, &es)) != CFX_OK) break;
+        for (int32_t e = 0; e < es.n && st == CFX_OK; e++) {
+            if (es.edits[e].to >= 0) imp[es.edits[e].to] += 1;
+            if (es.edits[e].from >= 0) imp[es.edits[e].from] -= 1;
+            if (edits) st = push_edit(edits, &cap, es.edits[e]);
+        }
+        cfx_edit_set_deinit(&es);
+    }
+    if (nimages) *nimages = n;
+    cfx_free(qs);
+    cfx_free(res);
+    return st;
+}
+
+cfx_status cfx_concepts_importance(const cfx_concepts_data *d, const char *label,
+                                   const cfx_progress *progress, double *imp, int32_t *nimages) {
+    int32_t lab;
+    CFX_TRY(find_label(d, label, &lab));
+    cfx_status st = tally(d, lab, progress, imp, NULL, nimages);
+    if (st == CFX_ENOMEM) cfx_set_error(CFX_ENOMEM, "importance: out of memory");
+    return st;
+}
+
+/* Sorting edits needs the scores and the names; qsort has no context, so they travel along. */
+typedef struct {
+    cfx_edit e;
+    double score;
+    int64_t count; /* how often the class used this edit (global order) */
+    const char *a, *b;
+} ranked;
+
+static int cmp_ranked(const void *x, const void *y) {
+    const ranked *p = x, *q = y;
+    if (p->score != q->score) return p->score > q->score ? -1 : 1;
+    if (p->count != q->count) return p->count > q->count ? -1 : 1;
+    if (p->e.kind != q->e.kind) return (int)p->e.kind - (int)q->e.kind;
+    int c = strcmp(p->a, q->a);
+    return c ? c : strcmp(p->b, q->b);
+}
+
+/* The heuristic local order: deletions, then substitutions, then insertions (an editor
+ * removes objects more reliably than it adds them), each kind cheapest first, then by name. */
+static int cmp_local(const void *x, const void *y) {
+    const ranked *p = x, *q = y;
+    static const int rank[3] = {
+        [CFX_EDIT_DELETE] = 0, [CFX_EDIT_SUBSTITUTE] = 1, [CFX_EDIT_INSERT] = 2};
+    if (p->e.kind != q->e.kind) return rank[p->e.kind] - rank[q->e.kind];
+    if (p->e.cost != q->e.cost) return p->e.cost < q->e.cost ? -1 : 1;
+    int c = strcmp(p->a, q->a);
+    return c ? c : strcmp(p->b, q->b);
+}
+
+static int cmp_edit_key(const void *x, const void *y) {
+    const cfx_edit *p = x, *q = y;
+    if (p->kind != q->kind) return (int)p->kind - (int)q->kind;
+    if (p->from != q->from) return p->from < q->from ? -1 : 1;
+    return (p->to > q->to) - (p->to < q->to);
+}
+
+static void fill_ranked(const cfx_concepts *c, ranked *r, const cfx_edit *e, const double *imp) {
+    r->e = *e;
+    r->score = imp ? edit_score(e, imp) : 0;
+    r->count = 1;
+    r->a = e->from >= 0 ? c->names.str[e->from] : "";
+    r->b = e->to >= 0 ? c->names.str[e->to] : "";
+}
+
+cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
+                              const cfx_progress *progress, cfx_edit_set *out) {
+    const cfx_concepts *c = d->c;
+    memset(out, 0, sizeof *out);
+    if (query < 0 || query >= d->n)
+        return cfx_set_error(CFX_EINVAL, "order: query index %d out of range", query);
+    if (mode != CFX_ORDER_LOCAL && mode != CFX_ORDER_GLOBAL && mode != CFX_ORDER_LOCAL_GLOBAL)
+        return cfx_set_error(CFX_EINVAL, "order: unknown mode %d", (int)mode);
+    cfx_nearest nr;
+    cfx_status st = cfx_concepts_nearest(d, &query, 1, NULL, &nr);
+    if (st != CFX_OK) return st;
+    if (nr.target < 0)
+        return cfx_set_error(CFX_ENOTFOUND, "order: image %lld has no image of another label",
+                             (long long)d->id[query]);
+    int32_t na, nb;
+    const int32_t *a = cfx_concepts_data_image(d, query, &na);
+    const int32_t *b = cfx_concepts_data_image(d, nr.target, &nb);
+    cfx_edit_set local = {0}, cls = {0};
+    double *imp = NULL;
+    ranked *r = NULL;
+    int32_t nr_ = 0;
+    if ((st = cfx_concepts_edits(c, a, na, b, nb, &local)) != CFX_OK) goto done;
+    st = CFX_ENOMEM;
+    if (mode != CFX_ORDER_LOCAL) {
+        if (!(imp = cfx_malloc(((size_t)c->names.n + 1) * sizeof *imp))) goto done;
+        if ((st = tally(d, d->label[query], progress, imp, mode == CFX_ORDER_GLOBAL ? &cls : NULL,
+                        NULL)) != CFX_OK)
+            goto done;
+        st = CFX_ENOMEM;
+    }
+    const cfx_edit_set *src = mode == CFX_ORDER_GLOBAL ? &cls : &local;
+    if (!(r = cfx_malloc(((size_t)src->n + 1) * sizeof *r))) goto done;
+    if (mode == CFX_ORDER_GLOBAL) {
+        /* The class's distinct edits with their frequency, best score first; then the ones
+         * this image allows, applied in turn to a copy of its concepts: a deletion or a
+         * substitution needs its concept present, an insertion always applies. */
+        qsort(cls.edits, (size_t)cls.n, sizeof *cls.edits, cmp_edit_key);
+        for (int32_t i = 0; i < cls.n; i++) {
+            if (nr_ > 0 && cmp_edit_key(&r[nr_ - 1].e, &cls.edits[i]) == 0) {
+                r[nr_ - 1].count++;
+                continue;
+            }
+            fill_ranked(c, &r[nr_++], &cls.edits[i], imp);
+        }
+        qsort(r, (size_t)nr_, sizeof *r, cmp_ranked);
+        int32_t *have = cfx_calloc((size_t)c->names.n + 1, sizeof *have);
+        if (!have) goto done;
+        for (int32_t i = 0; i < na; i++) have[a[i]]++;
+        int32_t cap = 0;
+        st = CFX_OK;
+        for (int32_t i = 0; i < nr_ && st == CFX_OK; i++) {
+            cfx_edit e = r[i].e;
+            if (e.from >= 0 && have[e.from] == 0) continue;
+            if (e.from >= 0) have[e.from]--;
+            if (e.to >= 0) have[e.to]++;
+            st = push_edit(out, &cap, e);
+        }
+        cfx_free(have);
+        for (int32_t i = 0; i < out->n; i++) out->cost += out->edits[i].cost;
+    } else {
+        for (int32_t i = 0; i < local.n; i++) fill_ranked(c, &r[nr_++], &local.edits[i], imp);
+        qsort(r, (size_t)nr_, sizeof *r, mode == CFX_ORDER_LOCAL ? cmp_local : cmp_ranked);
+        if (!(out->edits = cfx_malloc(((size_t)nr_ + 1) * sizeof *out->edits))) goto done;
+        for (int32_t i = 0; i < nr_; i++) out->edits[i] = r[i].e;
+        out->n = nr_;
+        out->cost = local.cost;
+        st = CFX_OK;
+    }
+done:
+    if (st != CFX_OK) {
+        cfx_edit_set_deinit(out);
+        if (st == CFX_ENOMEM) cfx_set_error(CFX_ENOMEM, "order: out of memory");
+    }
+    cfx_edit_set_deinit(&local);
+    cfx_edit_set_deinit(&cls);
+    cfx_free(imp);
+    cfx_free(r);
+    return st;
+}
