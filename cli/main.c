@@ -10,6 +10,7 @@ static const struct {
 } commands[] = {
     {"version", cmd_version, "print the version and the libraries cfx was built with"},
     {"data", cmd_data, "write Fashion-MNIST, generated signs or an image folder as a dataset"},
+    {"concepts", cmd_concepts, "semantic edits over WordNet: costs, closest counterfactuals, importance"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,463 @@
+/* cmd_concepts.c - `cfx concepts cost|nearest|global|order`: semantic edits over WordNet (V-CECE). */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage_text =
+    "usage: cfx concepts <action> [options]\n"
+    "\n"
+    "Explains a classifier with semantic edits between concept-annotated images (V-CECE).\n"
+    "\n"
+    "actions:\n"
+    "  cost A B        optimal edits from concept list A to B (comma-separated, e.g.\n"
+    "                  chair.n.01,dog.n.01 or chairs,dog)\n"
+    "  nearest         closest counterfactual (cheapest image of another label) per image;\n"
+    "                  needs --data, --labels and --query ID or --all\n"
+    "  global          importance of each concept for the images of --class\n"
+    "  order           the edits of --query in the order of --mode\n"
+    "\n"
+    "options:\n"
+    "  --data FILE       images as JSON: {\"images\": [{\"id\", \"objects\", \"labels\"}]}\n"
+    "  --labels KEY      which classifier's label to use (a key of each image's \"labels\")\n"
+    "  --query ID        one image by id (nearest, order)\n"
+    "  --all             every image (nearest)\n"
+    "  --class C         the class to explain (global)\n"
+    "  --mode M          local, global or local-global (order; default local)\n"
+    "  --out FILE        write one JSON record per query to FILE (JSON Lines; nearest)\n"
+    "  --cost MODEL      cece (default: the reference code's set costs) or graph (WordNet\n"
+    "                    path lengths)\n"
+    "  --max-sub N       substitutions dearer than N are not actionable (default 0: no cap)\n"
+    "  --unknown P       error (default) or skip: what to do with unknown concepts\n"
+    "  --top N           rows of the importance table (global; default 0: all non-zero)\n"
+    "  --wordnet DIR     WordNet 3.0 database folder (default /usr/share/wordnet)\n"
+    "  --threads N       worker threads (default 0: all cores)\n"
+    "  --json            print the summary as one JSON object\n"
+    "  --help            this text\n";
+
+typedef struct {
+    const char *data, *labels, *class_name, *out, *wordnet, *a, *b;
+    const char *mode;
+    int64_t query;
+    int has_query, all, json, unknown_skip;
+    long long top;
+    cfx_cost_options cost;
+} opts;
+
+static int parse(int argc, char **argv, opts *o, const char *action) {
+    const char *cmd = "concepts";
+    int npos = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        long long n;
+        if (strcmp(f, "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (strcmp(f, "--all") == 0) {
+            o->all = 1, takes = 0;
+        } else if (strcmp(f, "--json") == 0) {
+            o->json = 1, takes = 0;
+        } else if (f[0] == '-' && f[1] == '-') {
+            if (!v) return cli_fail(cmd, "%s needs a value (see cfx concepts --help)", f) + 1;
+            if (strcmp(f, "--data") == 0) o->data = v;
+            else if (strcmp(f, "--labels") == 0) o->labels = v;
+            else if (strcmp(f, "--class") == 0) o->class_name = v;
+            else if (strcmp(f, "--out") == 0) o->out = v;
+            else if (strcmp(f, "--wordnet") == 0) o->wordnet = v;
+            else if (strcmp(f, "--mode") == 0) o->mode = v;
+            else if (strcmp(f, "--query") == 0) {
+                if (!cli_parse_int(cmd, f, v, INT64_MIN + 1, INT64_MAX, &n)) return 2;
+                o->query = n, o->has_query = 1;
+            } else if (strcmp(f, "--cost") == 0) {
+                if (strcmp(v, "cece") == 0) o->cost.model = CFX_COST_CECE;
+                else if (strcmp(v, "graph") == 0) o->cost.model = CFX_COST_GRAPH;
+                else return cli_fail(cmd, "--cost is cece or graph, not '%s'", v) + 1;
+            } else if (strcmp(f, "--max-sub") == 0) {
+                if (!cli_parse_int(cmd, f, v, 0, INT32_MAX, &n)) return 2;
+                o->cost.max_sub = n;
+            } else if (strcmp(f, "--unknown") == 0) {
+                if (strcmp(v, "skip") == 0) o->unknown_skip = 1;
+                else if (strcmp(v, "error") == 0) o->unknown_skip = 0;
+                else return cli_fail(cmd, "--unknown is error or skip, not '%s'", v) + 1;
+            } else if (strcmp(f, "--top") == 0) {
+                if (!cli_parse_int(cmd, f, v, 0, INT32_MAX, &o->top)) return 2;
+            } else if (strcmp(f, "--threads") == 0) {
+                if (!cli_parse_int(cmd, f, v, 0, 4096, &n)) return 2;
+                cli_set_threads(n);
+            } else {
+                return cli_fail(cmd, "unknown option '%s' (see cfx concepts --help)", f) + 1;
+            }
+            i++;
+        } else if (strcmp(action, "cost") == 0 && npos < 2) {
+            if (npos++ == 0) o->a = f;
+            else o->b = f;
+        } else {
+            return cli_fail(cmd, "unexpected argument '%s' (see cfx concepts --help)", f) + 1;
+        }
+        (void)takes;
+    }
+    return -1;
+}
+
+/* Loads WordNet and the vocabulary; the caller frees both. */
+static int open_vocab(const opts *o, cfx_wordnet **wn, cfx_concepts **c) {
+    *wn = cfx_wordnet_load(o->wordnet);
+    if (!*wn) return cli_fail("concepts", NULL);
+    *c = cfx_concepts_new(*wn, &o->cost);
+    if (!*c) {
+        cfx_wordnet_free(*wn);
+        return cli_fail("concepts", NULL);
+    }
+    return 0;
+}
+
+/* Splits a comma-separated list into concept ids. */
+static int parse_list(cfx_concepts *c, const char *list, int unknown_skip, int32_t **ids,
+                      int32_t *n, int64_t *skipped) {
+    size_t len = strlen(list);
+    char *copy = malloc(len + 1);
+    *ids = malloc((len / 2 + 2) * sizeof **ids);
+    *n = 0;
+    if (!copy || !*ids) {
+        free(copy);
+        return cli_fail("concepts cost", "out of memory");
+    }
+    memcpy(copy, list, len + 1);
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        if (!*tok) continue;
+        cfx_status st = cfx_concepts_add(c, tok, &(*ids)[*n]);
+        if (st == CFX_ENOTFOUND && unknown_skip) {
+            (*skipped)++;
+            continue;
+        }
+        if (st != CFX_OK) {
+            free(copy);
+            return cli_fail("concepts cost", NULL);
+        }
+        (*n)++;
+    }
+    free(copy);
+    return 0;
+}
+
+/* Writes the edits as JSON fields: "insertions": [...], "deletions": [...], "substitutions":
+ * [[from, to], ...], with concepts as words. */
+static void json_edits(FILE *f, const cfx_concepts *c, const cfx_edit_set *es) {
+    static const char *field[3] = {"insertions", "deletions", "substitutions"};
+    static const cfx_edit_kind kind[3] = {CFX_EDIT_INSERT, CFX_EDIT_DELETE, CFX_EDIT_SUBSTITUTE};
+    for (int k = 0; k < 3; k++) {
+        fprintf(f, ", \"%s\": [", field[k]);
+        int first = 1;
+        for (int32_t i = 0; i < es->n; i++) {
+            const cfx_edit *e = &es->edits[i];
+            if (e->kind != kind[k]) continue;
+            fputs(first ? "" : ", ", f);
+            first = 0;
+            if (e->kind == CFX_EDIT_SUBSTITUTE) {
+                fputc('[', f);
+                cli_json_str(f, cfx_concepts_word(c, e->from));
+                fputs(", ", f);
+                cli_json_str(f, cfx_concepts_word(c, e->to));
+                fputc(']', f);
+            } else {
+                cli_json_str(f, cfx_concepts_word(c, e->from >= 0 ? e->from : e->to));
+            }
+        }
+        fputc(']', f);
+    }
+}
+
+/* One edit for people: "delete chair.n.01 (11)". */
+static void print_edit(FILE *f, const cfx_concepts *c, const cfx_edit *e) {
+    if (e->kind == CFX_EDIT_INSERT)
+        fprintf(f, "  insert     %s (%lld)\n", cfx_concepts_name(c, e->to), (long long)e->cost);
+    else if (e->kind == CFX_EDIT_DELETE)
+        fprintf(f, "  delete     %s (%lld)\n", cfx_concepts_name(c, e->from), (long long)e->cost);
+    else
+        fprintf(f, "  substitute %s -> %s (%lld)\n", cfx_concepts_name(c, e->from),
+                cfx_concepts_name(c, e->to), (long long)e->cost);
+}
+
+static int run_cost(const opts *o) {
+    if (!o->a || !o->b)
+        return cli_fail("concepts cost", "give two comma-separated concept lists, e.g. "
+                                         "cfx concepts cost chair.n.01 table.n.02");
+    cfx_wordnet *wn;
+    cfx_concepts *c;
+    if (open_vocab(o, &wn, &c)) return 1;
+    int32_t *a = NULL, *b = NULL, na = 0, nb = 0;
+    int64_t skipped = 0;
+    int rc = parse_list(c, o->a, o->unknown_skip, &a, &na, &skipped);
+    if (!rc) rc = parse_list(c, o->b, o->unknown_skip, &b, &nb, &skipped);
+    cfx_edit_set es = {0};
+    if (!rc && cfx_concepts_edits(c, a, na, b, nb, &es) != CFX_OK) rc = cli_fail_status("concepts cost", "edits");
+    if (!rc) {
+        if (skipped) fprintf(stderr, "cfx concepts: skipped %lld unknown concepts\n", (long long)skipped);
+        if (o->json) {
+            printf("{\"cost\": %lld", (long long)es.cost);
+            json_edits(stdout, c, &es);
+            printf(", \"skipped\": %lld}\n", (long long)skipped);
+        } else {
+            printf("cost %lld (%d edits)\n", (long long)es.cost, es.n);
+            for (int32_t i = 0; i < es.n; i++) print_edit(stdout, c, &es.edits[i]);
+        }
+    }
+    cfx_edit_set_deinit(&es);
+    free(a);
+    free(b);
+    cfx_concepts_free(c);
+    cfx_wordnet_free(wn);
+    return rc;
+}
+
+/* Opens the vocabulary and the dataset, reporting skipped and empty images on stderr. */
+static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_concepts **c,
+                     cfx_concepts_data **d) {
+    if (!o->data || !o->labels)
+        return cli_fail(what, "--data FILE and --labels KEY are required (see cfx concepts --help)");
+    if (open_vocab(o, wn, c)) return 1;
+    int64_t skipped = 0;
+    *d = cfx_concepts_data_load(*c, o->data, o->labels,
+                                o->unknown_skip ? CFX_UNKNOWN_SKIP : CFX_UNKNOWN_ERROR, &skipped);
+    if (!*d) {
+        cfx_concepts_free(*c);
+        cfx_wordnet_free(*wn);
+        return cli_fail(what, NULL);
+    }
+    if (skipped) fprintf(stderr, "cfx %s: skipped %lld unknown concepts\n", what, (long long)skipped);
+    int32_t empty = cfx_concepts_data_empty(*d);
+    if (empty)
+        fprintf(stderr, "cfx %s: note: %d of %d images have no concepts (edits to or from them "
+                        "are pure insertions or deletions)\n",
+                what, empty, cfx_concepts_data_count(*d));
+    return 0;
+}
+
+static void close_data(cfx_wordnet *wn, cfx_concepts *c, cfx_concepts_data *d) {
+    cfx_concepts_data_free(d);
+    cfx_concepts_free(c);
+    cfx_wordnet_free(wn);
+}
+
+static int find_query(const cfx_concepts_data *d, const char *what, int64_t id, int32_t *q) {
+    *q = cfx_concepts_data_find(d, id);
+    if (*q < 0) return cli_fail(what, "no image with id %lld in the data", (long long)id);
+    return 0;
+}
+
+static int run_nearest(const opts *o) {
+    const char *what = "concepts nearest";
+    if (o->all == o->has_query) return cli_fail(what, "give either --query ID or --all");
+    cfx_wordnet *wn;
+    cfx_concepts *c;
+    cfx_concepts_data *d;
+    if (open_data(o, what, &wn, &c, &d)) return 1;
+    int32_t n = cfx_concepts_data_count(d), nq = 0, *q = malloc(((size_t)n + 1) * sizeof *q);
+    cfx_nearest *res = malloc(((size_t)n + 1) * sizeof *res);
+    int rc = 0;
+    if (!q || !res) rc = cli_fail(what, "out of memory");
+    if (!rc && o->all)
+        for (int32_t i = 0; i < n; i++) q[nq++] = i;
+    else if (!rc && !(rc = find_query(d, what, o->query, &q[0]))) nq = 1;
+    double t0 = cfx_now();
+    int64_t solved = 0;
+    cfx_progress pr = {cfx_progress_stderr, NULL};
+    cfx_nearest_options no = {.progress = o->all ? &pr : NULL, .solved = &solved};
+    if (!rc && cfx_concepts_nearest(d, q, nq, &no, res) != CFX_OK) rc = cli_fail_status(what, "search");
+    double secs = cfx_now() - t0;
+    /* Records go to OUT.tmp first and are renamed into place only when all are written. */
+    char tmp[4096];
+    FILE *f = NULL;
+    if (!rc && o->out) {
+        snprintf(tmp, sizeof tmp, "%s.tmp", o->out);
+        if (!(f = fopen(tmp, "w"))) rc = cli_fail(what, "cannot write '%s': %s", tmp, strerror(errno));
+    }
+    int64_t total = 0;
+    int32_t none = 0;
+    for (int32_t i = 0; i < nq && !rc; i++) {
+        const cfx_nearest *r = &res[i];
+        int32_t na, nb = 0;
+        const int32_t *a = cfx_concepts_data_image(d, r->query, &na), *b = NULL;
+        if (r->target >= 0) b = cfx_concepts_data_image(d, r->target, &nb);
+        cfx_edit_set es = {0};
+        if (r->target >= 0 && cfx_concepts_edits(c, a, na, b, nb, &es) != CFX_OK) {
+            rc = cli_fail_status(what, "edits");
+            break;
+        }
+        if (r->target < 0) none++;
+        else total += r->cost;
+        if (f) {
+            fprintf(f, "{\"query\": %lld, \"label\": ", (long long)cfx_concepts_data_id(d, r->query));
+            cli_json_str(f, cfx_concepts_data_label(d, r->query));
+            if (r->target >= 0) {
+                fprintf(f, ", \"target\": %lld, \"target_label\": ",
+                        (long long)cfx_concepts_data_id(d, r->target));
+                cli_json_str(f, cfx_concepts_data_label(d, r->target));
+            } else {
+                fputs(", \"target\": null, \"target_label\": null", f);
+            }
+            fprintf(f, ", \"cost\": %lld", (long long)r->cost);
+            json_edits(f, c, &es);
+            fputs("}\n", f);
+        }
+        /* One query on a terminal: show its edits. */
+        if (!o->all && !o->json) {
+            if (r->target < 0) {
+                printf("image %lld (%s): every image has its label; no counterfactual\n",
+                       (long long)o->query, cfx_concepts_data_label(d, r->query));
+            } else {
+                printf("image %lld (%s) -> image %lld (%s): cost %lld, %d edits\n",
+                       (long long)o->query, cfx_concepts_data_label(d, r->query),
+                       (long long)cfx_concepts_data_id(d, r->target),
+                       cfx_concepts_data_label(d, r->target), (long long)r->cost, es.n);
+                for (int32_t k = 0; k < es.n; k++) print_edit(stdout, c, &es.edits[k]);
+            }
+        }
+        cfx_edit_set_deinit(&es);
+    }
+    if (f) {
+        int bad = ferror(f) | (fclose(f) != 0);
+        if (!rc && bad) rc = cli_fail(what, "cannot write '%s'", tmp);
+        if (!rc && rename(tmp, o->out) != 0)
+            rc = cli_fail(what, "cannot rename '%s' to '%s': %s", tmp, o->out, strerror(errno));
+        if (rc) remove(tmp);
+    }
+    if (!rc) {
+        int32_t found = nq - none;
+        double mean = found ? (double)total / found : 0;
+        if (o->json) {
+            printf("{\"queries\": %d, \"with_counterfactual\": %d, \"mean_cost\": %.4f, "
+                   "\"assignments_solved\": %lld, \"seconds\": %.4f, \"threads\": %d, \"out\": ",
+                   nq, found, mean, (long long)solved, secs, cfx_get_threads());
+            if (o->out) cli_json_str(stdout, o->out);
+            else fputs("null", stdout);
+            puts("}");
+        } else if (o->all || o->out) {
+            printf("%d queries, %d with a counterfactual, mean cost %.2f; %lld assignments solved "
+                   "in %.3f s (%d threads)%s%s\n",
+                   nq, found, mean, (long long)solved, secs, cfx_get_threads(),
+                   o->out ? "; wrote " : "", o->out ? o->out : "");
+        }
+    }
+    free(q);
+    free(res);
+    close_data(wn, c, d);
+    return rc;
+}
+
+typedef struct {
+    const char *name;
+    double imp;
+} row;
+
+static int cmp_row(const void *x, const void *y) {
+    const row *a = x, *b = y;
+    double fa = a->imp < 0 ? -a->imp : a->imp, fb = b->imp < 0 ? -b->imp : b->imp;
+    if (fa != fb) return fa > fb ? -1 : 1;
+    if (a->imp != b->imp) return a->imp > b->imp ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+static int run_global(const opts *o) {
+    const char *what = "concepts global";
+    if (!o->class_name) return cli_fail(what, "--class C is required");
+    cfx_wordnet *wn;
+    cfx_concepts *c;
+    cfx_concepts_data *d;
+    if (open_data(o, what, &wn, &c, &d)) return 1;
+    int32_t nc = cfx_concepts_count(c), nimg = 0, nrows = 0;
+    double *imp = malloc(((size_t)nc + 1) * sizeof *imp);
+    row *rows = malloc(((size_t)nc + 1) * sizeof *rows);
+    int rc = !imp || !rows ? cli_fail(what, "out of memory") : 0;
+    cfx_progress pr = {cfx_progress_stderr, NULL};
+    if (!rc && cfx_concepts_importance(d, o->class_name, &pr, imp, &nimg) != CFX_OK)
+        rc = cli_fail(what, NULL);
+    if (!rc) {
+        for (int32_t i = 0; i < nc; i++)
+            if (imp[i] != 0) rows[nrows++] = (row){cfx_concepts_name(c, i), imp[i]};
+        qsort(rows, (size_t)nrows, sizeof *rows, cmp_row);
+        if (o->top > 0 && nrows > o->top) nrows = (int32_t)o->top;
+        if (o->json) {
+            fputs("{\"class\": ", stdout);
+            cli_json_str(stdout, o->class_name);
+            printf(", \"images\": %d, \"importance\": [", nimg);
+            for (int32_t i = 0; i < nrows; i++) {
+                fputs(i ? ", {\"concept\": " : "{\"concept\": ", stdout);
+                cli_json_str(stdout, rows[i].name);
+                printf(", \"importance\": %g}", rows[i].imp);
+            }
+            puts("]}");
+        } else {
+            printf("importance over the %d images labelled '%s' (+: added by their edits, "
+                   "-: removed)\n", nimg, o->class_name);
+            for (int32_t i = 0; i < nrows; i++) printf("%+8g  %s\n", rows[i].imp, rows[i].name);
+        }
+    }
+    free(imp);
+    free(rows);
+    close_data(wn, c, d);
+    return rc;
+}
+
+static int run_order(const opts *o) {
+    const char *what = "concepts order";
+    const char *m = o->mode ? o->mode : "local";
+    cfx_order_mode mode;
+    if (strcmp(m, "local") == 0) mode = CFX_ORDER_LOCAL;
+    else if (strcmp(m, "global") == 0) mode = CFX_ORDER_GLOBAL;
+    else if (strcmp(m, "local-global") == 0) mode = CFX_ORDER_LOCAL_GLOBAL;
+    else return cli_fail(what, "--mode is local, global or local-global, not '%s'", m);
+    if (!o->has_query) return cli_fail(what, "--query ID is required");
+    cfx_wordnet *wn;
+    cfx_concepts *c;
+    cfx_concepts_data *d;
+    if (open_data(o, what, &wn, &c, &d)) return 1;
+    int32_t q;
+    int rc = find_query(d, what, o->query, &q);
+    cfx_edit_set es = {0};
+    cfx_progress pr = {cfx_progress_stderr, NULL};
+    if (!rc && cfx_concepts_order(d, q, mode, mode == CFX_ORDER_LOCAL ? NULL : &pr, &es) != CFX_OK)
+        rc = cli_fail(what, NULL);
+    if (!rc && o->json) {
+        printf("{\"query\": %lld, \"mode\": \"%s\", \"edits\": [", (long long)o->query, m);
+        for (int32_t i = 0; i < es.n; i++) {
+            const cfx_edit *e = &es.edits[i];
+            static const char *kinds[3] = {"insert", "delete", "substitute"};
+            printf("%s{\"edit\": \"%s\", \"from\": ", i ? ", " : "", kinds[e->kind]);
+            if (e->from >= 0) cli_json_str(stdout, cfx_concepts_word(c, e->from));
+            else fputs("null", stdout);
+            fputs(", \"to\": ", stdout);
+            if (e->to >= 0) cli_json_str(stdout, cfx_concepts_word(c, e->to));
+            else fputs("null", stdout);
+            printf(", \"cost\": %lld}", (long long)e->cost);
+        }
+        puts("]}");
+    } else if (!rc) {
+        printf("image %lld (%s): %d edits in %s order\n", (long long)o->query,
+               cfx_concepts_data_label(d, q), es.n, m);
+        for (int32_t i = 0; i < es.n; i++) print_edit(stdout, c, &es.edits[i]);
+    }
+    cfx_edit_set_deinit(&es);
+    close_data(wn, c, d);
+    return rc;
+}
+
+int cmd_concepts(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *action = argv[1];
+    opts o = {0};
+    int r = parse(argc, argv, &o, action);
+    if (r >= 0) return r == 0 ? 0 : 1;
+    if (strcmp(action, "cost") == 0) return run_cost(&o);
+    if (strcmp(action, "nearest") == 0) return run_nearest(&o);
+    if (strcmp(action, "global") == 0) return run_global(&o);
+    if (strcmp(action, "order") == 0) return run_order(&o);
+    return cli_fail("concepts", "unknown action '%s' (cost, nearest, global, order)", action);
+}
