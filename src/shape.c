@@ -261,8 +261,6 @@ static const cfx_op_def concat_def = {"Concat", sizeof(concat_attr), concat_infe
 int cfx_op_concat(cfx_graph *g, const int *xs, int n, int axis) {
     if (n < 1 || n > CFX_OP_MAX_IN || !xs)
         return cfx__graph_fail(g, "Concat", "takes 1 to %d inputs, not %d", CFX_OP_MAX_IN, n);
-    for (int i = 0; i < n; i++)
-        if (xs[i] < 0) return -1; /* an earlier builder failed and said why */
     concat_attr at = {axis};
     return cfx__graph_add(g, &concat_def, xs, n, &at);
 }
