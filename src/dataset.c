@@ -436,8 +436,8 @@ cfx_status cfx_data_prepare_folder(const cfx_data_options *o, const char *src, i
                              "to less than 1",
                              calib_frac, test_frac);
     cfx_progress_report(o ? &o->progress : NULL, "read", 0, 0, src);
-    cfx_dataset *d = cfx_imagefolder_load(src, c, h, w);
-    if (!d) return CFX_EIO;
+    cfx_dataset *d;
+    CFX_TRY(cfx__imagefolder_load(src, c, h, w, &d));
     int k = d->num_classes;
     if (k > 255) {
         cfx_dataset_free(d);

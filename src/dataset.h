@@ -8,6 +8,9 @@
  * (all NULL). NULL on failure. */
 cfx_dataset *cfx__dataset_alloc(int64_t n, int c, int h, int w, int num_classes);
 
+/* cfx_imagefolder_load with the status of a failure. */
+cfx_status cfx__imagefolder_load(const char *dir, int c, int h, int w, cfx_dataset **out);
+
 /* Removes a folder and everything under it (no symlinks are followed). */
 void cfx__remove_tree(const char *path);
 

@@ -63,10 +63,14 @@ static cfx_status list_dir(const char *dir, int want_dirs, strlist *out) {
 }
 
 cfx_dataset *cfx_imagefolder_load(const char *dir, int c, int h, int w) {
-    if (c != 0 && c != 1 && c != 3) {
-        cfx_set_error(CFX_EINVAL, "image folder '%s': channels must be 0, 1 or 3", dir);
-        return NULL;
-    }
+    cfx_dataset *d;
+    return cfx__imagefolder_load(dir, c, h, w, &d) == CFX_OK ? d : NULL;
+}
+
+cfx_status cfx__imagefolder_load(const char *dir, int c, int h, int w, cfx_dataset **out) {
+    *out = NULL;
+    if (c != 0 && c != 1 && c != 3)
+        return cfx_set_error(CFX_EINVAL, "image folder '%s': channels must be 0, 1 or 3", dir);
     strlist classes = {0}, files = {0};
     int *first = NULL; /* per class, the index of its first file in files */
     cfx_dataset *d = NULL;
@@ -93,7 +97,10 @@ cfx_dataset *cfx_imagefolder_load(const char *dir, int c, int h, int w) {
     for (int k = 0, i = 0; k < classes.n; k++) {
         for (; i < first[k + 1]; i++) {
             snprintf(path, sizeof path, "%s/%s/%s", dir, classes.v[k], files.v[i]);
-            if (!(img = cfx_image_read(path, c))) goto fail;
+            if (!(img = cfx_image_read(path, c))) {
+                s = strstr(cfx_last_error(), "cannot open") ? CFX_EIO : CFX_EFORMAT;
+                goto done;
+            }
             if (!d) {
                 /* The first image fixes whatever the caller left open. */
                 if (!c) c = (int)img->shape[0];
@@ -126,7 +133,7 @@ cfx_dataset *cfx_imagefolder_load(const char *dir, int c, int h, int w) {
     if (!d->name) goto fail;
     goto done;
 fail:
-    if (s == CFX_OK) s = CFX_EIO;
+    if (s == CFX_OK) s = CFX_ENOMEM;
 done:
     cfx_tensor_free(img);
     strlist_free(&classes);
@@ -136,5 +143,6 @@ done:
         cfx_dataset_free(d);
         d = NULL;
     }
-    return d;
+    *out = d;
+    return s;
 }

@@ -1,0 +1,119 @@
+/* test_image.c - PNG write and read round trips (exact at 8 bits), channel conversion, files
+ * that are not images, grids, and stb's allocations going through the cfx hook. */
+#include "test.h"
+
+#include <stdlib.h>
+
+CFX_TEST(image, png_round_trip_is_exact) {
+    const char *dir = cfx_test_tmpdir();
+    char path[600];
+    cfx_rng r;
+    cfx_rng_init(&r, 5);
+    for (int c = 1; c <= 3; c += 2) {
+        const int h = 7, w = 13;
+        cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){c, h, w});
+        for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)cfx_rng_below(&r, 256) / 255.0f;
+        t->data[0] = -0.5f, t->data[1] = 2.0f; /* clipped to 0 and 1 */
+        snprintf(path, sizeof path, "%s/img%d.png", dir, c);
+        cfx_test_alloc_begin(0);
+        CHECK_OK(cfx_image_write_png(path, t));
+        cfx_tensor *u = cfx_image_read(path, 0);
+        cfx_tensor_free(u);
+        CHECK_INT_EQ(cfx_test_alloc_end(), 0); /* stb allocates through cfx, and frees it all */
+        u = cfx_image_read(path, 0);
+        CHECK_MSG(u != NULL, "%s", cfx_last_error());
+        if (!u) continue;
+        CHECK_INT_EQ(u->ndim, 3);
+        CHECK_INT_EQ(u->shape[0], c);
+        CHECK_INT_EQ(u->shape[1], h);
+        CHECK_INT_EQ(u->shape[2], w);
+        t->data[0] = 0, t->data[1] = 1;
+        CHECK_ARRAY_NEAR(u->data, t->data, (size_t)t->numel, 0, 1e-7);
+        /* Channel conversion: grey read as RGB repeats the plane; RGB read as grey is luma. */
+        cfx_tensor *v = cfx_image_read(path, c == 1 ? 3 : 1);
+        CHECK(v && v->shape[0] == (c == 1 ? 3 : 1));
+        if (v && c == 1) CHECK_ARRAY_NEAR(v->data + 2 * h * w, t->data, (size_t)(h * w), 0, 1e-7);
+        cfx_tensor_free(v);
+        cfx_tensor_free(u);
+        cfx_tensor_free(t);
+    }
+    /* A batch of one is accepted, a batch of two is not an image. */
+    cfx_tensor *b = cfx_tensor_new(4, (int64_t[]){2, 3, 4, 4});
+    snprintf(path, sizeof path, "%s/batch.png", dir);
+    CHECK_ERR(cfx_image_write_png(path, b), CFX_ESHAPE);
+    b->shape[0] = 1, b->numel /= 2;
+    CHECK_OK(cfx_image_write_png(path, b));
+    cfx_tensor_free(b);
+}
+
+CFX_TEST(image, files_that_are_not_images_are_refused_by_name) {
+    const char *dir = cfx_test_tmpdir();
+    char path[600];
+    snprintf(path, sizeof path, "%s/notes.png", dir);
+    FILE *f = fopen(path, "w");
+    fputs("this is not a picture\n", f);
+    fclose(f);
+    CHECK(cfx_image_read(path, 0) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) && strstr(cfx_last_error(), "not a PNG or JPEG"),
+              "message: %s", cfx_last_error());
+    /* A real PNG cut short: the header is fine, the pixels are not. */
+    cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){3, 64, 64});
+    cfx_rng r;
+    cfx_rng_init(&r, 1);
+    cfx_tensor_fill_uniform(t, &r, 0, 1);
+    snprintf(path, sizeof path, "%s/full.png", dir);
+    CHECK_OK(cfx_image_write_png(path, t));
+    char *data;
+    size_t n;
+    CHECK_OK(cfx_file_read_all(path, &data, &n));
+    snprintf(path, sizeof path, "%s/cut.png", dir);
+    f = fopen(path, "wb");
+    fwrite(data, 1, n / 2, f);
+    fclose(f);
+    CHECK(cfx_image_read(path, 0) == NULL);
+    CHECK(strstr(cfx_last_error(), path) != NULL);
+    cfx_free(data);
+    CHECK(cfx_image_read("/nonexistent/a.png", 0) == NULL);
+    CHECK(strstr(cfx_last_error(), "/nonexistent/a.png") != NULL);
+    CHECK(cfx_image_read(path, 2) == NULL);
+    /* Writing into a missing folder fails and leaves nothing. */
+    CHECK_ERR(cfx_image_write_png("/nonexistent/b.png", t), CFX_EIO);
+    cfx_tensor_free(t);
+}
+
+CFX_TEST(image, grid_places_scaled_tiles) {
+    /* Five 1x2x3 images, 3 per row, scale 2, pad 1: (1, 2*(4+1)+1, 3*(6+1)+1) = (1, 11, 22). */
+    cfx_tensor *b = cfx_tensor_new(4, (int64_t[]){5, 1, 2, 3});
+    for (int64_t i = 0; i < b->numel; i++) b->data[i] = (float)i / 100.0f;
+    cfx_tensor *g =
+        cfx_image_grid(b, &(cfx_grid_options){.cols = 3, .scale = 2, .pad = 1, .pad_value = 0.5f});
+    CHECK(g != NULL);
+    if (!g) return;
+    CHECK_INT_EQ(g->shape[0], 1);
+    CHECK_INT_EQ(g->shape[1], 11);
+    CHECK_INT_EQ(g->shape[2], 22);
+    int64_t W = g->shape[2];
+    CHECK_NEAR(g->data[0], 0.5, 0);             /* the border */
+    CHECK_NEAR(g->data[1 * W + 1], 0.00, 1e-7); /* image 0, pixel (0,0) */
+    CHECK_NEAR(g->data[2 * W + 2], 0.00, 1e-7); /* its 2x copy */
+    CHECK_NEAR(g->data[4 * W + 6], 0.05, 1e-7); /* image 0, pixel (1,2) */
+    CHECK_NEAR(g->data[1 * W + 8], 0.06, 1e-7); /* image 1, pixel (0,0) */
+    CHECK_NEAR(g->data[6 * W + 8], 0.24, 1e-7); /* image 4 (row 1, col 1), pixel (0,0) */
+    CHECK_NEAR(g->data[6 * W + 15], 0.5, 0);    /* the empty sixth tile */
+    cfx_tensor_free(g);
+    /* Defaults: a square of tiles, no padding, no scaling. */
+    g = cfx_image_grid(b, NULL);
+    CHECK(g && g->shape[1] == 4 && g->shape[2] == 9);
+    cfx_tensor_free(g);
+    const char *dir = cfx_test_tmpdir();
+    char path[600];
+    snprintf(path, sizeof path, "%s/grid.png", dir);
+    CHECK_OK(cfx_image_write_grid(path, b, &(cfx_grid_options){.scale = 3}));
+    cfx_tensor *u = cfx_image_read(path, 0);
+    CHECK(u && u->shape[0] == 1 && u->shape[1] == 12 && u->shape[2] == 27);
+    cfx_tensor_free(u);
+    cfx_tensor_free(b);
+    cfx_tensor *bad = cfx_tensor_new(3, (int64_t[]){1, 2, 2});
+    CHECK(cfx_image_grid(bad, NULL) == NULL);
+    cfx_tensor_free(bad);
+}
