@@ -106,7 +106,7 @@ CFX_TEST(reduce, softmax_is_stable_for_huge_logits) {
     cfx_graph_free(g);
 }
 
-CFX_TEST(reduce, softmax_matches_torch) {
+CFX_TEST(reduce, softmax_and_reductions_match_torch) {
     oracle o = {0};
     int axes[] = {0, 1, -1};
     char attr[16];
@@ -121,6 +121,24 @@ CFX_TEST(reduce, softmax_matches_torch) {
             ORACLE_ADD(&o, lg ? "log_softmax" : "softmax", attr, g, y, &x, 1, NULL);
             cfx_graph_free(g);
         }
+    /* Reductions too (random values: no ties for torch.amax to split). */
+    struct {
+        cfx_reduce_kind kind;
+        int keep, naxes, axes[2];
+        const char *attrs; /* kind keepdims axes... */
+    } reds[] = {{CFX_REDUCE_SUM, 1, 2, {0, 2}, "sum 1 0 2"},
+                {CFX_REDUCE_MEAN, 0, 1, {-1}, "mean 0 -1"},
+                {CFX_REDUCE_MAX, 0, 1, {1}, "max 0 1"},
+                {CFX_REDUCE_MAX, 1, 0, {0}, "max 1"}};
+    for (int k = 0; k < 4; k++) {
+        int x;
+        cfx_graph *g = input_graph(&x);
+        int y = cfx_op_reduce(g, x, reds[k].kind, reds[k].axes, reds[k].naxes, reds[k].keep);
+        CHECK_OK(cfx_graph_compile(g));
+        fill(g, x, 20 + (uint64_t)k);
+        ORACLE_ADD(&o, "reduce", reds[k].attrs, g, y, &x, 1, NULL);
+        cfx_graph_free(g);
+    }
     ORACLE_RUN(&o);
 }
 

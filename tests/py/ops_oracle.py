@@ -39,6 +39,12 @@ def compute(op, attrs, ins):
     elif op == "matmul":
         leaves(0, 1)
         out = torch.matmul(ins[0], ins[1])
+    elif op == "reduce":
+        kind, keep = attrs[0], attrs[1] == "1"
+        dims = [int(a) for a in attrs[2:]] or list(range(ins[0].dim()))
+        leaves(0)
+        fn = {"sum": torch.sum, "mean": torch.mean, "max": torch.amax}[kind]
+        out = fn(ins[0], dim=dims, keepdim=keep)
     elif op == "softmax":
         leaves(0)
         out = F.softmax(ins[0], dim=int(attrs[0]))
