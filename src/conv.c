@@ -14,7 +14,7 @@
  * image and group (col2im for the data gradient); it handles every configuration and is what
  * the tests compare the fast path to. The fast one is oneDNN (src/conv_dnnl.c): primitives built
  * once per shape in prepare, blocked layouts chosen by oneDNN with reorders at the op boundary.
- * conv_use_dnnl() is the one place that picks between them. */
+ * conv_dispatch() is the one place that picks between them. */
 #include "conv.h"
 
 /* ------------------------------------------------------------------ geometry --- */
@@ -295,22 +295,33 @@ static void bias_bwd(const float *dy, float *db, int64_t N, int64_t K, int64_t H
 
 /* ------------------------------------------------------------------- dispatch --- */
 
-static int force_ref = -1;
+static conv_path forced = CONV_PATH_AUTO;
 
-void cfx__conv_force_reference(int on) {
-    force_ref = on;
+void cfx__conv_force_path(conv_path path) {
+    forced = path;
 }
 
-/* The one place that chooses oneDNN or the reference for a geometry. Measured on this machine
- * (2-core AMD EPYC, AVX2, batch 64, 32->32 3x3 pad 1, forward + backward data + weights,
- * 1 thread): see README "Performance"; oneDNN with blocked layouts and reorders at the op
- * boundary wins for every case tried, including batch 1 (primitive overhead is a few
- * microseconds), so the reference is used only when oneDNN rejects the geometry or when the
- * tests force it. */
-static bool conv_use_dnnl(const conv_geom *g) {
-    if (force_ref == 1) return false;
-    (void)g;
-    return cfx__conv_dnnl_available();
+/* The one place that chooses the implementation for a geometry. Measured on this machine
+ * (AMD EPYC, 2 cores shared with other jobs, AVX-512; oneDNN 2.6.3), 1 thread, best of 5, ms
+ * per forward + backward (to x only for the batch-1 cases, to x, w, b otherwise), 3x3 pad 1:
+ *                               reference  oneDNN blocked  oneDNN plain dx
+ *     b1  1->32 28x28 (to x)      0.042        0.060           0.024
+ *     b1  3->16 32x32 (to x)      0.054        0.045           0.040
+ *     b1 32->64 14x14 (to x)      0.252        0.103           0.136
+ *     b8  3->16 32x32             0.736        0.420           0.385
+ *     b64 32->32 28x28           74.5         25.7            44.0
+ *     b64 depthwise 32 28x28     59.2          7.4            22.9
+ * oneDNN's blocked backward data pads a small input channel count to a block of 16 (16x the
+ * work for one channel); with a plain NCHW data gradient it picks its GEMM kernel instead. So:
+ * oneDNN everywhere, with the plain data gradient when an ungrouped conv has fewer than 16 input
+ * channels; the reference only when oneDNN is missing or rejects the geometry (prepare then
+ * keeps it) or when forced. */
+static conv_path conv_dispatch(const conv_geom *g, bool transposed) {
+    if (forced != CONV_PATH_AUTO) return forced;
+    if (!cfx__conv_dnnl_available()) return CONV_PATH_REF;
+    int64_t in_channels = transposed ? g->Co : g->Ci;
+    if (g->G == 1 && in_channels < 16) return CONV_PATH_DNNL_PLAIN_DX;
+    return CONV_PATH_DNNL;
 }
 
 /* ------------------------------------------------------------------------ ops --- */
@@ -350,9 +361,11 @@ static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transpo
     }
     bool has_bias = a->nin > 2 && a->in[2];
     /* A geometry oneDNN rejects keeps the reference path; that is not an error. */
-    if (conv_use_dnnl(&p->geom))
+    conv_path path = conv_dispatch(&p->geom, transposed);
+    if (path != CONV_PATH_REF)
         p->dn = cfx__conv_dnnl_new(&p->geom, transposed, has_bias, a->din[0] != NULL,
-                                   a->din[1] != NULL || (has_bias && a->din[2] != NULL));
+                                   a->din[1] != NULL || (has_bias && a->din[2] != NULL),
+                                   path == CONV_PATH_DNNL_PLAIN_DX);
     *prim = p;
     return CFX_OK;
 }

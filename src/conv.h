@@ -22,9 +22,17 @@ void cfx__conv_ref_bwd_data(const conv_geom *g, const float *dout, const float *
                             float *col);
 void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout, float *dw,
                          float *col);
-/* Tests: 1 forces the reference path for graphs prepared afterwards, 0 or -1 restores the
- * default dispatch. */
-void cfx__conv_force_reference(int on);
+/* The implementations conv.c can pick (conv_dispatch): the reference, oneDNN with blocked
+ * layouts for every tensor, or oneDNN with a plain NCHW data gradient (its GEMM-based backward
+ * data). Tests and benchmarks can force one for graphs prepared afterwards; AUTO restores the
+ * dispatch. */
+typedef enum {
+    CONV_PATH_AUTO = -1,
+    CONV_PATH_REF = 0,
+    CONV_PATH_DNNL = 1,
+    CONV_PATH_DNNL_PLAIN_DX = 2
+} conv_path;
+void cfx__conv_force_path(conv_path path);
 
 /* The oneDNN path. The op's own view: x is the op input, y its output (for a transposed conv
  * x (N,C,H,W) -> y (N,K,P,Q)). new returns NULL when oneDNN is missing or rejects the geometry.
@@ -33,7 +41,7 @@ void cfx__conv_force_reference(int on);
 typedef struct cfx__conv_dnnl cfx__conv_dnnl;
 bool cfx__conv_dnnl_available(void);
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw);
+                                   bool need_dw, bool plain_dx);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);

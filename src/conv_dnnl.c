@@ -54,12 +54,16 @@ typedef struct {
 
 struct cfx__conv_dnnl {
     conv_geom g;
-    bool transposed, bias, need_dx, need_dw;
+    bool transposed, bias, need_dx, need_dw, plain_dx;
     int nthr;
     dnnl_stream_t stream;
     dn_step fwd, bwd_d, bwd_w;
     void *scratch_buf;
     size_t scratch_bytes;
+    /* Reorders done once per pass: the blocked x of the last forward (for backward weights)
+     * and the blocked dy of backward data (for backward weights), with the buffers they came
+     * from. NULL when not available. */
+    const void *x_saved, *dy_saved;
 };
 
 #define DN_TRY(call)                                                                               \
@@ -146,6 +150,7 @@ static bool scratch_bind(cfx__conv_dnnl *d) {
 }
 
 static void release_all(cfx__conv_dnnl *d) {
+    d->x_saved = d->dy_saved = NULL;
     step_free(&d->fwd);
     step_free(&d->bwd_d);
     step_free(&d->bwd_w);
@@ -201,9 +206,9 @@ static bool build(cfx__conv_dnnl *d) {
         ok = ok && dnnl_dilated_convolution_forward_desc_init(&fd, prop, dnnl_convolution_direct,
                                                               &x_a, &w_a, bias, &y_a, st, dl, pl,
                                                               pr) == dnnl_success;
-        ok = ok && dnnl_dilated_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
-                                                                    &x_a, &w_a, &y_a, st, dl, pl,
-                                                                    pr) == dnnl_success;
+        ok = ok && dnnl_dilated_convolution_backward_data_desc_init(
+                       &bdd, dnnl_convolution_direct, d->plain_dx ? &x_u : &x_a, &w_a, &y_a, st, dl,
+                       pl, pr) == dnnl_success;
         ok = ok && dnnl_dilated_convolution_backward_weights_desc_init(
                        &bwd, dnnl_convolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
                        dnnl_success;
@@ -211,9 +216,9 @@ static bool build(cfx__conv_dnnl *d) {
         ok = ok && dnnl_dilated_deconvolution_forward_desc_init(
                        &fd, prop, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl,
                        pr) == dnnl_success;
-        ok = ok &&
-             dnnl_dilated_deconvolution_backward_data_desc_init(
-                 &bdd, dnnl_deconvolution_direct, &x_a, &w_a, &y_a, st, dl, pl, pr) == dnnl_success;
+        ok = ok && dnnl_dilated_deconvolution_backward_data_desc_init(
+                       &bdd, dnnl_deconvolution_direct, d->plain_dx ? &x_u : &x_a, &w_a, &y_a, st,
+                       dl, pl, pr) == dnnl_success;
         ok = ok && dnnl_dilated_deconvolution_backward_weights_desc_init(
                        &bwd, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
                        dnnl_success;
@@ -248,12 +253,13 @@ static bool build(cfx__conv_dnnl *d) {
 }
 
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw) {
+                                   bool need_dw, bool plain_dx) {
     if (!cfx__conv_dnnl_available()) return NULL;
     cfx__conv_dnnl *d = cfx_calloc(1, sizeof *d);
     if (!d) return NULL;
     d->g = *g;
     d->transposed = transposed, d->bias = bias, d->need_dx = need_dx, d->need_dw = need_dw;
+    d->plain_dx = plain_dx;
     if (dnnl_stream_create(&d->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
         !build(d)) {
         cfx__conv_dnnl_free(d);
@@ -267,6 +273,12 @@ void cfx__conv_dnnl_free(cfx__conv_dnnl *d) {
     release_all(d);
     if (d->stream) dnnl_stream_destroy(d->stream);
     cfx_free(d);
+}
+
+static bool same_md(const_dnnl_memory_t a, const_dnnl_memory_t b) {
+    const dnnl_memory_desc_t *ma, *mb;
+    return dnnl_memory_get_memory_desc(a, &ma) == dnnl_success &&
+           dnnl_memory_get_memory_desc(b, &mb) == dnnl_success && dnnl_memory_desc_equal(ma, mb);
 }
 
 /* Rebuilds the primitives when the OpenMP thread count changed since they were made. */
@@ -286,13 +298,17 @@ long long cfx__conv_dnnl_runs(void) {
 
 /* Runs one step: reorders in, the primitive, reorders out. ptrs[i] is the caller's buffer for
  * args[i]; a NULL output is computed but not delivered. */
-static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs) {
+static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse) {
     if (!s->prim) return false;
     dnnl_exec_arg_t ea[6];
     int n = 0;
     for (int i = 0; i < s->nargs; i++) {
         dn_arg *a = &s->args[i];
         if (ptrs[i]) DN_TRY(dnnl_memory_set_data_handle_v2(a->user, ptrs[i], d->stream));
+        if (reuse && reuse[i]) {
+            ea[n++] = (dnnl_exec_arg_t){a->id, reuse[i]};
+            continue;
+        }
         if (a->dir == ARG_IN && a->reorder) {
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
             DN_TRY(dnnl_primitive_execute(a->reorder, d->stream, 2, ra));
@@ -317,14 +333,18 @@ bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const
                         float *y) {
     if (!threads_ok(d)) return false;
     void *p[4] = {(void *)x, (void *)w, y, (void *)b};
-    return run(d, &d->fwd, p);
+    bool ok = run(d, &d->fwd, p, NULL);
+    d->x_saved = ok ? x : NULL;
+    return ok;
 }
 
 // dy, w -> dx (+=)
 bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx) {
     if (!threads_ok(d)) return false;
     void *p[3] = {(void *)dy, (void *)w, dx};
-    return run(d, &d->bwd_d, p);
+    bool ok = run(d, &d->bwd_d, p, NULL);
+    d->dy_saved = ok ? dy : NULL;
+    return ok;
 }
 
 // x, dy -> dw (+=), db (+=)
@@ -332,5 +352,15 @@ bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, fl
                           float *db) {
     if (!threads_ok(d)) return false;
     void *p[4] = {(void *)x, (void *)dy, dw, db};
-    return run(d, &d->bwd_w, p);
+    /* Reuse the blocked x of the forward pass and the blocked dy of backward data when they
+     * have the layout this primitive wants and came from the same buffers. */
+    dnnl_memory_t reuse[4] = {0};
+    const dn_arg *fx = &d->fwd.args[0], *bdy = &d->bwd_d.args[0], *wx = &d->bwd_w.args[0],
+                 *wdy = &d->bwd_w.args[1];
+    if (d->x_saved == x && fx->reorder && wx->reorder && same_md(fx->inner, wx->inner))
+        reuse[0] = fx->inner;
+    if (d->dy_saved == dy && bdy->reorder && wdy->reorder && same_md(bdy->inner, wdy->inner))
+        reuse[1] = bdy->inner;
+    d->dy_saved = NULL;
+    return run(d, &d->bwd_w, p, reuse);
 }

@@ -110,7 +110,7 @@ static float *random_seed(int64_t n, uint64_t seed) {
 }
 
 static void gradcheck_all(bool reference) {
-    cfx__conv_force_reference(reference);
+    cfx__conv_force_path(reference ? CONV_PATH_REF : CONV_PATH_AUTO);
     for (int i = 0; i < NCASES; i++) {
         conv_graph cg;
         if (build(&cases[i], &cg, 100 + i) &&
@@ -118,7 +118,7 @@ static void gradcheck_all(bool reference) {
             printf("  (case %s, %s path)\n", cases[i].name, reference ? "reference" : "default");
         cfx_graph_free(cg.g);
     }
-    cfx__conv_force_reference(-1);
+    cfx__conv_force_path(CONV_PATH_AUTO);
 }
 
 CFX_TEST(conv, gradcheck_reference) {
@@ -205,8 +205,9 @@ CFX_TEST(conv, matches_pytorch) {
     }
 }
 
-/* The default (oneDNN) path agrees with the reference on values and all gradients, and runs
- * the same twice. Larger shapes than the gradchecks, so blocked layouts are exercised. */
+/* Each oneDNN variant (and the default dispatch) agrees with the reference on values and all
+ * gradients, and runs the same twice. Larger shapes than the gradchecks, so blocked layouts are
+ * exercised. */
 CFX_TEST(conv, fast_matches_reference) {
     static const conv_case big[] = {
         {"c32", false, true, {3, 32, 12, 10}, {32, 32, 3, 3}, {.pad = {1, 1, 1, 1}}},
@@ -220,13 +221,16 @@ CFX_TEST(conv, fast_matches_reference) {
         {"c1", false, true, {1, 1, 28, 28}, {32, 1, 3, 3}, {.pad = {1, 1, 1, 1}}},
         {"t16", true, true, {2, 16, 7, 7}, {16, 8, 4, 4}, {.stride = {2, 2}, .pad = {1, 1, 1, 1}}},
     };
-    for (int i = 0; i < (int)(sizeof big / sizeof big[0]); i++) {
+    static const conv_path paths[] = {CONV_PATH_AUTO, CONV_PATH_DNNL, CONV_PATH_DNNL_PLAIN_DX};
+    for (int t = 0; t < (int)(sizeof big / sizeof big[0]) * 3; t++) {
+        int i = t / 3;
         const conv_case *c = &big[i];
         conv_graph ref, fast;
-        cfx__conv_force_reference(1);
+        cfx__conv_force_path(CONV_PATH_REF);
         bool ok = build(c, &ref, 7 + i);
-        cfx__conv_force_reference(-1);
+        cfx__conv_force_path(paths[t % 3]);
         ok = build(c, &fast, 7 + i) && ok;
+        cfx__conv_force_path(CONV_PATH_AUTO);
         if (ok) {
             int64_t n = cfx_graph_tensor(ref.g, ref.y)->numel;
             float *dy = random_seed(n, 9 + i);
@@ -247,7 +251,7 @@ CFX_TEST(conv, fast_matches_reference) {
                     k ? cfx_graph_grad(ref.g, ids[k]) : cfx_graph_tensor(ref.g, ids[k])->data;
                 size_t m = (size_t)cfx_graph_tensor(ref.g, ids[k])->numel;
                 if (!CHECK_ARRAY_NEAR(a, b, m, 1e-4, 1e-5))
-                    printf("  (case %s, tensor %d)\n", c->name, k);
+                    printf("  (case %s, path %d, tensor %d)\n", c->name, (int)paths[t % 3], k);
             }
             /* Same threads, same input: bitwise the same result. */
             size_t m = (size_t)cfx_graph_tensor(fast.g, fast.w)->numel;
