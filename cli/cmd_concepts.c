@@ -263,19 +263,20 @@ static int run_nearest(const opts *o) {
     if (!rc && o->all)
         for (int32_t i = 0; i < n; i++) q[nq++] = i;
     else if (!rc && !(rc = find_query(d, what, o->query, &q[0]))) nq = 1;
-    double t0 = cfx_now();
-    int64_t solved = 0;
-    cfx_progress pr = {cfx_progress_stderr, NULL};
-    cfx_nearest_options no = {.progress = o->all ? &pr : NULL, .solved = &solved};
-    if (!rc && cfx_concepts_nearest(d, q, nq, &no, res) != CFX_OK) rc = cli_fail_status(what, "search");
-    double secs = cfx_now() - t0;
-    /* Records go to OUT.tmp first and are renamed into place only when all are written. */
+    /* Records go to OUT.tmp first and are renamed into place only when all are written; the
+     * file is opened before the search so a bad path fails at once. */
     char tmp[4096];
     FILE *f = NULL;
     if (!rc && o->out) {
         snprintf(tmp, sizeof tmp, "%s.tmp", o->out);
         if (!(f = fopen(tmp, "w"))) rc = cli_fail(what, "cannot write '%s': %s", tmp, strerror(errno));
     }
+    double t0 = cfx_now();
+    int64_t solved = 0;
+    cfx_progress pr = {cfx_progress_stderr, NULL};
+    cfx_nearest_options no = {.progress = o->all ? &pr : NULL, .solved = &solved};
+    if (!rc && cfx_concepts_nearest(d, q, nq, &no, res) != CFX_OK) rc = cli_fail_status(what, "search");
+    double secs = cfx_now() - t0;
     int64_t total = 0;
     int32_t none = 0;
     for (int32_t i = 0; i < nq && !rc; i++) {

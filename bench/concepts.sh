@@ -1,0 +1,49 @@
+#!/bin/sh
+# bench/concepts.sh - closest-counterfactual search: cfx against the Python implementation.
+#
+# Usage: bench/concepts.sh [DATA.json] [LABEL_KEY]   (from the repository root)
+# Runs build/bench/bench_concepts (all queries of DATA, 7 runs each on 1 and all threads, then
+# single queries on a generated set of 100,000 VG-like images) and tests/py/concepts_ref.py
+# (NLTK + scipy, every candidate solved; 3 runs) in the same run, checks that both give the
+# same target and cost for every query, and prints medians and ratios. Search time only: both
+# exclude loading WordNet and the data, which are printed separately for cfx.
+# Environment: RUNS (cfx runs, default 7), PY_RUNS (default 3), IMAGES (default 100000).
+set -eu
+data=${1:-/work/shared/data/vg_random.json}
+key=${2:-claude-3-5-sonnet}
+runs=${RUNS:-7}
+py_runs=${PY_RUNS:-3}
+images=${IMAGES:-100000}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+make -s build/bench/bench_concepts >&2
+./build/bench/bench_concepts "$data" "$key" "$tmp/cfx.tsv" "$runs" "$images" > "$tmp/cfx.txt"
+
+i=0
+: > "$tmp/py_times"
+while [ "$i" -lt "$py_runs" ]; do
+    /usr/bin/python3 tests/py/concepts_ref.py "$data" "$key" "$tmp/py.tsv" --time 2>> "$tmp/py_times"
+    i=$((i + 1))
+done
+
+if cmp -s "$tmp/cfx.tsv" "$tmp/py.tsv"; then same=yes; else same=NO; fi
+queries=$(wc -l < "$tmp/cfx.tsv")
+differ=$(paste "$tmp/cfx.tsv" "$tmp/py.tsv" | awk -F'\t' '$2 != $5 || $3 != $6' | wc -l)
+
+val() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/cfx.txt"; }
+threads=$(val threads)
+c1=$(val search_1thread_s)
+cn=$(val "search_${threads}threads_s")
+py=$(sort -n "$tmp/py_times" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+
+echo "closest counterfactuals, $data, label key $key, $queries queries (medians)"
+printf '| %-38s | %12s | %10s |\n' "implementation" "seconds" "vs Python"
+printf '| %-38s | %12s | %10s |\n' "--------------------------------------" "------------" "----------"
+printf '| %-38s | %12.4f | %9s |\n' "Python: NLTK + scipy, $py_runs runs" "$py" "1x"
+printf '| %-38s | %12.5f | %9.0fx |\n' "cfx, 1 thread, $runs runs" "$c1" "$(echo "$py $c1" | awk '{ print $1 / $2 }')"
+printf '| %-38s | %12.5f | %9.0fx |\n' "cfx, $threads threads, $runs runs" "$cn" "$(echo "$py $cn" | awk '{ print $1 / $2 }')"
+echo "identical targets and costs: $same ($differ of $queries differ)"
+echo "cfx loading: WordNet $(val wordnet_load_s) s, data $(val data_load_s) s"
+echo "generated set: $(val generated_images) images, one query on 1 thread: median $(val generated_query_median_ms) ms, worst $(val generated_query_worst_ms) ms of 25"
+[ "$same" = yes ]
