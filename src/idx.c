@@ -19,6 +19,14 @@ typedef struct {
 static const idx_type idx_types[] = {{0x08, 1, "ubyte"}, {0x09, 1, "byte"},  {0x0B, 2, "short"},
                                      {0x0C, 4, "int"},   {0x0D, 4, "float"}, {0x0E, 8, "double"}};
 
+/* zlib's message, without the "<path>: " it puts in front. */
+static const char *zmsg(gzFile g, const char *path, int *zerr) {
+    const char *msg = gzerror(g, zerr);
+    size_t n = strlen(path);
+    if (msg && strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+    return msg && *msg ? msg : "read error";
+}
+
 /* Reads exactly n bytes or fails with a message that says why (truncation or zlib's error). */
 static cfx_status read_exact(gzFile g, const char *path, void *buf, size_t n, const char *what) {
     unsigned char *p = buf;
@@ -27,10 +35,10 @@ static cfx_status read_exact(gzFile g, const char *path, void *buf, size_t n, co
         int got = gzread(g, p, chunk);
         if (got <= 0) {
             int zerr = 0;
-            const char *msg = gzerror(g, &zerr);
+            const char *msg = zmsg(g, path, &zerr);
             if (got < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
                 return cfx_set_error(CFX_EFORMAT, "'%s': corrupt or truncated IDX file (%s: %s)",
-                                     path, what, msg && *msg ? msg : "read error");
+                                     path, what, msg);
             return cfx_set_error(CFX_EFORMAT, "'%s': truncated IDX file (file ends in the %s)",
                                  path, what);
         }
@@ -43,6 +51,7 @@ static cfx_status read_exact(gzFile g, const char *path, void *buf, size_t n, co
 /* Opens the file and parses the header; on success *g is open. */
 static cfx_status read_header(const char *path, gzFile *g, const idx_type **type, int *ndim,
                               int64_t *shape, int64_t *numel) {
+    errno = 0;
     *g = gzopen(path, "rb");
     if (!*g)
         return cfx_set_error(CFX_EIO, "cannot open '%s': %s", path,
@@ -88,10 +97,9 @@ static cfx_status check_end(gzFile g, const char *path) {
     unsigned char extra;
     int got = gzread(g, &extra, 1);
     int zerr = 0;
-    const char *msg = gzerror(g, &zerr);
+    const char *msg = zmsg(g, path, &zerr);
     if (got < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
-        return cfx_set_error(CFX_EFORMAT, "'%s': corrupt or truncated IDX file (%s)", path,
-                             msg && *msg ? msg : "read error");
+        return cfx_set_error(CFX_EFORMAT, "'%s': corrupt or truncated IDX file (%s)", path, msg);
     if (got > 0) return cfx_set_error(CFX_EFORMAT, "'%s': extra bytes after the IDX data", path);
     return CFX_OK;
 }

@@ -58,7 +58,7 @@ static cfx_status list_dir(const char *dir, int want_dirs, strlist *out) {
         if (ok && strlist_push(out, e->d_name) != 0) s = CFX_ENOMEM;
     }
     closedir(d);
-    if (s == CFX_OK) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
+    if (s == CFX_OK && out->n > 1) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
     return s;
 }
 

@@ -277,7 +277,7 @@ static void draw_sign(const text_mask *m, int S, int k, cfx_rng *r, float *img, 
 
     /* 2. The sign's pose: unit disc -> pixels through H = T Rot diag(ax, ay) R P. */
     float radius = uni(r, 0.20f, 0.45f) * fs; /* diameter 40-90% of the frame */
-    float slack = fmaxf(fs / 2 - radius, 0) * 0.9f + 0.08f * fs;
+    float slack = fmaxf(fs / 2 - radius, 0) * 0.9f + 0.04f * fs;
     float cx = fs / 2 + uni(r, -slack, slack), cy = fs / 2 + uni(r, -slack, slack);
     float rot = gauss(r, 0.10f), ax = uni(r, 0.72f, 1.0f), ay = uni(r, 0.92f, 1.0f);
     double persp[9] = {1, 0, 0, 0, 1, 0, gauss(r, 0.10f), gauss(r, 0.06f), 1};
@@ -375,14 +375,14 @@ static void draw_sign(const text_mask *m, int S, int k, cfx_rng *r, float *img, 
     }
     /* Focus and motion: independent horizontal and vertical blur. */
     float bs = fs / 32;
-    float sx = uni(r, 0, 1) < 0.25f ? 0 : uni(r, 0.2f, 1.1f) * bs;
-    float sy = uni(r, 0, 1) < 0.25f ? 0 : uni(r, 0.2f, 1.1f) * bs;
+    float sx = uni(r, 0, 1) < 0.25f ? 0 : uni(r, 0.2f, 1.0f) * bs;
+    float sy = uni(r, 0, 1) < 0.25f ? 0 : uni(r, 0.2f, 1.0f) * bs;
     for (int c = 0; c < 3; c++) blur_plane(img + c * P, work, S, S, sx, sy);
     /* Sensor noise, mostly in brightness. */
-    float sd = uni(r, 0, 0.04f);
+    float sd = uni(r, 0, 0.035f);
     for (int p = 0; p < P; p++) {
         float nl = gauss(r, sd);
-        for (int c = 0; c < 3; c++) img[c * P + p] += 0.8f * nl + gauss(r, 0.4f * sd);
+        for (int c = 0; c < 3; c++) img[c * P + p] += 0.85f * nl + gauss(r, 0.25f * sd);
     }
 }
 

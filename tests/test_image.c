@@ -117,3 +117,60 @@ CFX_TEST(image, grid_places_scaled_tiles) {
     CHECK(cfx_image_grid(bad, NULL) == NULL);
     cfx_tensor_free(bad);
 }
+
+/* Reads <dir>/<name>.npy (uint8 planes) as floats in [0,1]. */
+static cfx_tensor *oracle(const char *dir, const char *name) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    cfx_tensor *t = cfx_npy_read(path);
+    for (int64_t i = 0; t && i < t->numel; i++) t->data[i] /= 255.0f;
+    return t;
+}
+
+CFX_TEST(image, pillow_agrees_both_ways) {
+    const char *dir = cfx_test_tmpdir();
+    char path[600], args[1400];
+    cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){3, 10, 12});
+    cfx_rng r;
+    cfx_rng_init(&r, 8);
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)cfx_rng_below(&r, 256) / 255.0f;
+    snprintf(path, sizeof path, "%s/cfx.png", dir);
+    CHECK_OK(cfx_image_write_png(path, t));
+    snprintf(args, sizeof args, "png_oracle.py %s %s", path, dir);
+    CHECK_INT_EQ(cfx_test_python(args, ""), 0);
+    cfx_tensor *p = oracle(dir, "pil_of_cfx");
+    CHECK(p && cfx_tensor_same_shape(p, t));
+    if (p) CHECK_ARRAY_NEAR(p->data, t->data, (size_t)t->numel, 0, 1e-6);
+    cfx_tensor_free(p);
+    cfx_tensor_free(t);
+    /* Alpha is dropped; grey+alpha stays grey. */
+    const char *names[] = {"rgba", "la"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s.png", dir, names[k]);
+        cfx_tensor *got = cfx_image_read(path, 0), *want = oracle(dir, names[k]);
+        CHECK_MSG(got && want && cfx_tensor_same_shape(got, want), "%s: %s", names[k],
+                  cfx_last_error());
+        if (got && want && cfx_tensor_same_shape(got, want))
+            CHECK_ARRAY_NEAR(got->data, want->data, (size_t)want->numel, 0, 1e-6);
+        cfx_tensor_free(got);
+        cfx_tensor_free(want);
+    }
+    /* 16-bit grey is reduced to 8 bits (stb rounds v*255/65535 down; within one level). */
+    snprintf(path, sizeof path, "%s/g16.png", dir);
+    cfx_tensor *got = cfx_image_read(path, 0), *want = oracle(dir, "g16");
+    CHECK(got && want && got->numel == want->numel);
+    if (got && want && got->numel == want->numel) {
+        for (int64_t i = 0; i < want->numel; i++) want->data[i] /= 257.0f;
+        CHECK_ARRAY_NEAR(got->data, want->data, (size_t)want->numel, 0, 1.01 / 255);
+    }
+    cfx_tensor_free(got);
+    cfx_tensor_free(want);
+    /* JPEG: two different decoders agree within a few levels on a smooth image. */
+    snprintf(path, sizeof path, "%s/smooth.jpg", dir);
+    got = cfx_image_read(path, 3), want = oracle(dir, "smooth");
+    CHECK_MSG(got && want && cfx_tensor_same_shape(got, want), "%s", cfx_last_error());
+    if (got && want && cfx_tensor_same_shape(got, want))
+        CHECK_ARRAY_NEAR(got->data, want->data, (size_t)want->numel, 0, 6.0 / 255);
+    cfx_tensor_free(got);
+    cfx_tensor_free(want);
+}
