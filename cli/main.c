@@ -9,6 +9,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"version", cmd_version, "print the version and the libraries cfx was built with"},
+    {"model", cmd_model, "inspect, check and run ONNX models; split an autoencoder"},
     {"data", cmd_data, "write Fashion-MNIST, generated signs or an image folder as a dataset"},
     {"concepts", cmd_concepts, "semantic edits over WordNet: costs, closest counterfactuals, importance"},
 };

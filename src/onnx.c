@@ -1676,6 +1676,18 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
 /* Shapes of cut tensors that the file does not record: import the part that computes them. */
 static cfx_status cut_shapes(const Onnx__ModelProto *m, const char *path, const cfx_onnx_options *o,
                              int *ndim, int64_t (*shape)[CFX_MAX_DIMS]) {
+    /* From value_info when the file records them (a symbolic first dimension is the batch). */
+    bool all = true;
+    for (int k = 0; k < o->n_inputs && all; k++) {
+        int elem;
+        all = info_shape(find_info(m->graph, o->inputs[k]), &elem, &ndim[k], shape[k]);
+        for (int d = 0; all && d < ndim[k]; d++)
+            if (shape[k][d] < 0) {
+                shape[k][d] = o->batch > 0 ? o->batch : 1;
+                all = d == 0;
+            }
+    }
+    if (all) return CFX_OK;
     cfx_onnx_options t = {.batch = o->batch,
                           .frozen = 1,
                           .extra_outputs = o->inputs,
@@ -1713,7 +1725,9 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     c.needed = needed;
     c.want = want;
     if (!o->outputs_only)
-        for (size_t k = 0; k < gr->n_output; k++) want[c.nwant++] = gr->output[k]->name;
+        for (size_t k = 0; k < gr->n_output; k++)
+            if (!in_list(o->inputs, o->n_inputs, gr->output[k]->name))
+                want[c.nwant++] = gr->output[k]->name;
     for (int k = 0; k < o->n_extra_outputs; k++)
         if (!in_list(want, c.nwant, o->extra_outputs[k])) want[c.nwant++] = o->extra_outputs[k];
     if (c.nwant == 0) {
@@ -1918,4 +1932,752 @@ cfx_graph *cfx_onnx_load(const char *path, const cfx_onnx_options *o) {
         return NULL;
     }
     return g;
+}
+
+/* ------------------------------------------------------------------------ info --- */
+
+static void tensor_info(const Onnx__ValueInfoProto *vi, cfx_onnx_tensor_info *t) {
+    t->name = cfx_strdup(vi->name ? vi->name : "");
+    if (!info_shape(vi, &t->elem_type, &t->ndim, t->shape)) t->ndim = 0;
+}
+
+void cfx_onnx_info_free(cfx_onnx_info *info) {
+    if (!info) return;
+    for (int k = 0; k < info->n_inputs; k++) cfx_free(info->inputs[k].name);
+    for (int k = 0; k < info->n_outputs; k++) cfx_free(info->outputs[k].name);
+    for (int k = 0; k < info->n_op_types; k++) cfx_free(info->op_types[k]);
+    cfx_free(info->inputs);
+    cfx_free(info->outputs);
+    cfx_free(info->op_types);
+    cfx_free(info->op_counts);
+    cfx_free(info->op_supported);
+    cfx_free(info->producer);
+    cfx_free(info);
+}
+
+cfx_onnx_info *cfx_onnx_info_load(const char *path) {
+    Onnx__ModelProto *m = read_model(path);
+    if (!m) {
+        cfx_error_context(CFX_EFORMAT, "model info");
+        return NULL;
+    }
+    const Onnx__GraphProto *gr = m->graph;
+    cfx_onnx_info *in = cfx_calloc(1, sizeof *in);
+    if (!in) goto fail;
+    in->ir_version = m->ir_version;
+    in->opset = model_opset(m);
+    char prod[256];
+    snprintf(prod, sizeof prod, "%s%s%s", m->producer_name ? m->producer_name : "",
+             m->producer_version && m->producer_version[0] ? " " : "",
+             m->producer_version ? m->producer_version : "");
+    in->producer = cfx_strdup(prod);
+    in->inputs = cfx_calloc(gr->n_input + 1, sizeof *in->inputs);
+    in->outputs = cfx_calloc(gr->n_output + 1, sizeof *in->outputs);
+    in->op_types = cfx_calloc(gr->n_node + 1, sizeof *in->op_types);
+    in->op_counts = cfx_calloc(gr->n_node + 1, sizeof *in->op_counts);
+    in->op_supported = cfx_calloc(gr->n_node + 1, sizeof *in->op_supported);
+    if (!in->producer || !in->inputs || !in->outputs || !in->op_types || !in->op_counts ||
+        !in->op_supported)
+        goto fail;
+    for (size_t k = 0; k < gr->n_input; k++)
+        if (gr->input[k]->name && !is_initializer(gr, gr->input[k]->name))
+            tensor_info(gr->input[k], &in->inputs[in->n_inputs++]);
+    for (size_t k = 0; k < gr->n_output; k++)
+        tensor_info(gr->output[k], &in->outputs[in->n_outputs++]);
+    in->n_nodes = (int)gr->n_node;
+    for (size_t k = 0; k < gr->n_node; k++) {
+        const char *op = gr->node[k]->op_type ? gr->node[k]->op_type : "?";
+        int j = 0;
+        while (j < in->n_op_types && strcmp(in->op_types[j], op)) j++;
+        if (j == in->n_op_types) {
+            if (!(in->op_types[j] = cfx_strdup(op))) goto fail;
+            in->op_supported[j] = find_importer(gr->node[k]) != NULL;
+            in->n_op_types++;
+        }
+        in->op_counts[j]++;
+    }
+    in->n_initializers = (int)gr->n_initializer;
+    for (size_t k = 0; k < gr->n_initializer; k++) {
+        int64_t n = tensor_numel(gr->initializer[k]);
+        if (n > 0) in->n_weights += n;
+    }
+    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    return in;
+fail:
+    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    cfx_onnx_info_free(in);
+    cfx_set_error(CFX_ENOMEM, "model info: out of memory");
+    return NULL;
+}
+
+/* --------------------------------------------------------------- writing files --- */
+
+static cfx_status write_model(const Onnx__ModelProto *m, const char *path) {
+    size_t size = onnx__model_proto__get_packed_size(m);
+    uint8_t *buf = cfx_malloc(size ? size : 1);
+    if (!buf) return cfx_set_error(CFX_ENOMEM, "save model: out of memory (%zu bytes)", size);
+    onnx__model_proto__pack(m, buf);
+    cfx_file af;
+    cfx_status s = cfx_file_create(&af, path);
+    if (s == CFX_OK) {
+        if (fwrite(buf, 1, size, af.f) != size) {
+            cfx_file_abort(&af);
+            s = cfx_set_error(CFX_EIO, "cannot write '%s': %s", path, strerror(errno));
+        } else {
+            s = cfx_file_commit(&af);
+        }
+    }
+    cfx_free(buf);
+    return s;
+}
+
+/* Allocations of one export, freed together. */
+typedef struct arena {
+    void **p;
+    size_t n, cap;
+} arena;
+
+static void *ar_alloc(arena *a, size_t size) {
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 256;
+        void **np = cfx_realloc(a->p, cap * sizeof *np);
+        if (!np) return NULL;
+        a->p = np, a->cap = cap;
+    }
+    void *q = cfx_calloc(1, size ? size : 1);
+    if (q) a->p[a->n++] = q;
+    return q;
+}
+static char *ar_str(arena *a, const char *s) {
+    char *d = ar_alloc(a, strlen(s) + 1);
+    if (d) strcpy(d, s);
+    return d;
+}
+static void ar_free(arena *a) {
+    for (size_t k = 0; k < a->n; k++) cfx_free(a->p[k]);
+    cfx_free(a->p);
+}
+
+/* A float tensor's value_info; shape[0] < 0 writes the symbolic dimension "batch". */
+static Onnx__ValueInfoProto *make_vi(arena *a, const char *name, int ndim, const int64_t *shape) {
+    Onnx__ValueInfoProto *vi = ar_alloc(a, sizeof *vi);
+    Onnx__TypeProto *tp = ar_alloc(a, sizeof *tp);
+    Onnx__TypeProto__Tensor *tt = ar_alloc(a, sizeof *tt);
+    Onnx__TensorShapeProto *sp = ar_alloc(a, sizeof *sp);
+    Onnx__TensorShapeProto__Dimension **dims = ar_alloc(a, (size_t)(ndim + 1) * sizeof *dims);
+    if (!vi || !tp || !tt || !sp || !dims) return NULL;
+    onnx__value_info_proto__init(vi);
+    onnx__type_proto__init(tp);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(sp);
+    for (int k = 0; k < ndim; k++) {
+        Onnx__TensorShapeProto__Dimension *d = ar_alloc(a, sizeof *d);
+        if (!d) return NULL;
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (shape[k] < 0) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = ar_str(a, "batch");
+        } else {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->dim_value = shape[k];
+        }
+        dims[k] = d;
+    }
+    sp->n_dim = (size_t)ndim;
+    sp->dim = dims;
+    tt->has_elem_type = 1;
+    tt->elem_type = T_FLOAT;
+    tt->shape = sp;
+    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tp->tensor_type = tt;
+    vi->name = ar_str(a, name);
+    vi->type = tp;
+    return vi->name ? vi : NULL;
+}
+
+/* ----------------------------------------------------------------------- split --- */
+
+/* Marks the nodes that outputs need, stopping at stop (may be NULL). */
+static cfx_status mark_needed(const Onnx__GraphProto *gr, const char *const *outs, int nouts,
+                              const char *stop, uint8_t *needed) {
+    ctx need = {0};
+    cfx_status st = CFX_OK;
+    for (int k = 0; k < nouts; k++)
+        if (!define(&need, outs[k])) st = CFX_ENOMEM;
+    for (size_t k = gr->n_node; st == CFX_OK && k-- > 0;) {
+        const Onnx__NodeProto *n = gr->node[k];
+        needed[k] = 0;
+        for (size_t j = 0; j < n->n_output && !needed[k]; j++)
+            if (out_name(n, j) && lookup(&need, n->output[j])) needed[k] = 1;
+        if (!needed[k]) continue;
+        for (size_t j = 0; j < n->n_input; j++)
+            if (in_name(n, j) && (!stop || strcmp(stop, n->input[j])) &&
+                !define(&need, n->input[j]))
+                st = CFX_ENOMEM;
+    }
+    ctx_free(&need);
+    return st;
+}
+
+static bool node_reads(const Onnx__GraphProto *gr, const uint8_t *needed, const char *name) {
+    for (size_t k = 0; k < gr->n_node; k++)
+        if (needed[k])
+            for (size_t j = 0; j < gr->node[k]->n_input; j++)
+                if (gr->node[k]->input[j] && !strcmp(gr->node[k]->input[j], name)) return true;
+    return false;
+}
+
+/* Writes the nodes marked in needed, with the initializers and inputs they read, as a copy of
+ * m with the given outputs (and latent as an extra input when given). */
+static cfx_status write_part(Onnx__ModelProto *m, const uint8_t *needed,
+                             Onnx__ValueInfoProto *extra_in, Onnx__ValueInfoProto **outs,
+                             size_t nouts, const char *path) {
+    Onnx__GraphProto *gr = m->graph, saved = *gr;
+    arena a = {0};
+    cfx_status st = CFX_OK;
+    Onnx__NodeProto **nodes = ar_alloc(&a, (gr->n_node + 1) * sizeof *nodes);
+    Onnx__TensorProto **inits = ar_alloc(&a, (gr->n_initializer + 1) * sizeof *inits);
+    Onnx__ValueInfoProto **ins = ar_alloc(&a, (gr->n_input + 2) * sizeof *ins);
+    if (!nodes || !inits || !ins) {
+        ar_free(&a);
+        return cfx_set_error(CFX_ENOMEM, "split: out of memory");
+    }
+    size_t nn = 0, ni = 0, nin = 0;
+    for (size_t k = 0; k < gr->n_node; k++)
+        if (needed[k]) nodes[nn++] = gr->node[k];
+    for (size_t k = 0; k < gr->n_initializer; k++)
+        if (node_reads(gr, needed, gr->initializer[k]->name)) inits[ni++] = gr->initializer[k];
+    for (size_t k = 0; k < gr->n_input; k++)
+        if (!is_initializer(gr, gr->input[k]->name) && node_reads(gr, needed, gr->input[k]->name))
+            ins[nin++] = gr->input[k];
+    if (extra_in) ins[nin++] = extra_in;
+    gr->node = nodes, gr->n_node = nn;
+    gr->initializer = inits, gr->n_initializer = ni;
+    gr->input = ins, gr->n_input = nin;
+    gr->output = outs, gr->n_output = nouts;
+    gr->n_value_info = 0;
+    st = write_model(m, path);
+    *gr = saved;
+    ar_free(&a);
+    return st;
+}
+
+cfx_status cfx_onnx_split(const char *path, const char *latent, const char *encoder_path,
+                          const char *decoder_path) {
+    if (!latent || !encoder_path || !decoder_path)
+        return cfx_set_error(CFX_EINVAL, "split: latent and both output paths are required");
+    /* The latent's shape, from importing the encoder half. */
+    const char *lat[] = {latent};
+    cfx_onnx_options o = {
+        .batch = 1, .frozen = 1, .extra_outputs = lat, .n_extra_outputs = 1, .outputs_only = 1};
+    cfx_graph *g = cfx_onnx_load(path, &o);
+    if (!g) return cfx_error_context(CFX_EINVAL, "split");
+    int id = cfx_graph_find(g, latent);
+    int64_t shape[CFX_MAX_DIMS];
+    const cfx_tensor *t = cfx_graph_tensor(g, id);
+    int ndim = t ? t->ndim : 0;
+    if (t) memcpy(shape, t->shape, sizeof shape);
+    cfx_graph_free(g);
+    if (ndim == 0) return cfx_set_error(CFX_EINVAL, "split: latent '%s' has no shape", latent);
+    shape[0] = -1;
+    Onnx__ModelProto *m = read_model(path);
+    if (!m) return cfx_error_context(CFX_EFORMAT, "split");
+    arena a = {0};
+    cfx_status st = CFX_ENOMEM;
+    Onnx__GraphProto *gr = m->graph;
+    uint8_t *needed = cfx_calloc(gr->n_node + 1, 1);
+    const char **outs = cfx_calloc(gr->n_output + 1, sizeof *outs);
+    Onnx__ValueInfoProto *lvi = make_vi(&a, latent, ndim, shape);
+    if (!needed || !outs || !lvi) goto done;
+    Onnx__ValueInfoProto *lvo[] = {lvi};
+    if ((st = mark_needed(gr, lat, 1, NULL, needed)) != CFX_OK) goto done;
+    if ((st = write_part(m, needed, NULL, lvo, 1, encoder_path)) != CFX_OK) goto done;
+    /* The decoder's outputs are the model's, less the latent when the model returns it too. */
+    Onnx__ValueInfoProto **dout = ar_alloc(&a, (gr->n_output + 1) * sizeof *dout);
+    size_t nd = 0;
+    if (!dout) goto done;
+    for (size_t k = 0; k < gr->n_output; k++)
+        if (strcmp(gr->output[k]->name, latent)) {
+            dout[nd] = gr->output[k];
+            outs[nd++] = gr->output[k]->name;
+        }
+    if ((st = mark_needed(gr, outs, (int)nd, latent, needed)) != CFX_OK) goto done;
+    st = write_part(m, needed, lvi, dout, nd, decoder_path);
+done:
+    if (st == CFX_ENOMEM && !strstr(cfx_last_error(), "memory"))
+        cfx_set_error(CFX_ENOMEM, "split: out of memory");
+    cfx_free(needed);
+    cfx_free(outs);
+    ar_free(&a);
+    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    return st == CFX_OK ? CFX_OK : cfx_error_context(st, "split '%s'", path);
+}
+
+/* ---------------------------------------------------------------------- export --- */
+
+typedef struct exporter {
+    cfx_graph *g;
+    arena a;
+    Onnx__NodeProto **nodes;
+    size_t nn, ncap;
+    Onnx__TensorProto **inits;
+    size_t ni, icap;
+    Onnx__ValueInfoProto **ins;
+    size_t nin, incap;
+    uint8_t *emitted;                /* per value: its input or initializer is written */
+    int tmp;                         /* counter for names of helper tensors */
+    Onnx__TensorProto *const_tensor; /* the value of the next Constant node */
+} exporter;
+
+static bool grow(void ***p, size_t *cap, size_t n) {
+    if (n < *cap) return true;
+    size_t c = *cap ? 2 * *cap : 64;
+    void **q = cfx_realloc(*p, c * sizeof *q);
+    if (!q) return false;
+    *p = q, *cap = c;
+    return true;
+}
+
+/* The ONNX name of value id: its graph name, else "v<id>" (kept in the arena). */
+static const char *vname(exporter *e, int id) {
+    const char *n = cfx_graph_value_name(e->g, id);
+    if (n) return n;
+    char b[32];
+    snprintf(b, sizeof b, "v%d", id);
+    return ar_str(&e->a, b);
+}
+
+static const char *tmp_name(exporter *e, const char *base) {
+    char b[600];
+    snprintf(b, sizeof b, "%s__%d", base, e->tmp++);
+    return ar_str(&e->a, b);
+}
+
+static Onnx__TensorProto *add_init(exporter *e, const char *name, int dtype, int ndim,
+                                   const int64_t *shape, const void *data, size_t bytes) {
+    Onnx__TensorProto *t = ar_alloc(&e->a, sizeof *t);
+    int64_t *dims = ar_alloc(&e->a, (size_t)(ndim + 1) * sizeof *dims);
+    uint8_t *raw = ar_alloc(&e->a, bytes);
+    if (!t || !dims || !raw || !grow((void ***)&e->inits, &e->icap, e->ni)) return NULL;
+    onnx__tensor_proto__init(t);
+    memcpy(dims, shape, (size_t)ndim * sizeof *dims);
+    memcpy(raw, data, bytes);
+    t->n_dims = (size_t)ndim;
+    t->dims = dims;
+    t->has_data_type = 1;
+    t->data_type = dtype;
+    t->name = (char *)name;
+    t->has_raw_data = 1;
+    t->raw_data.data = raw;
+    t->raw_data.len = bytes;
+    e->inits[e->ni++] = t;
+    return t;
+}
+
+struct xattr;
+static cfx_status add_node(exporter *e, const char *op, const char *const *in, int nin,
+                           const char *out, const struct xattr *at, int nat);
+
+/* A Constant node holding the tensor (helper values: shapes, exponents, clip bounds), so that
+ * re-importing does not turn them into trainable parameters. Returns its output name. */
+static const char *const_node(exporter *e, const char *base, int dtype, int ndim,
+                              const int64_t *shape, const void *data, size_t bytes) {
+    const char *nm = tmp_name(e, base);
+    if (!nm || !add_init(e, nm, dtype, ndim, shape, data, bytes)) return NULL;
+    Onnx__TensorProto *t = e->inits[--e->ni]; /* taken back out of the initializers */
+    e->const_tensor = t;
+    return add_node(e, "Constant", NULL, 0, nm, NULL, 0) == CFX_OK ? nm : NULL;
+}
+static const char *const_ints_init(exporter *e, const char *base, const int64_t *v, int n) {
+    int64_t shape[1] = {n};
+    return const_node(e, base, T_INT64, 1, shape, v, (size_t)n * 8);
+}
+static const char *const_float_init(exporter *e, const char *base, float v) {
+    return const_node(e, base, T_FLOAT, 0, NULL, &v, 4);
+}
+
+/* Makes sure value id exists in the file: an input, or an initializer with its data. */
+static cfx_status emit_value(exporter *e, int id) {
+    if (e->emitted[id]) return CFX_OK;
+    e->emitted[id] = 1;
+    cfx_value_kind k = cfx_graph_value_kind(e->g, id);
+    const cfx_tensor *t = cfx_graph_tensor(e->g, id);
+    if (k == CFX_VALUE_NODE) return CFX_OK;
+    if (k == CFX_VALUE_INPUT) {
+        int64_t shape[CFX_MAX_DIMS];
+        memcpy(shape, t->shape, sizeof shape);
+        if (t->ndim > 0) shape[0] = -1;
+        Onnx__ValueInfoProto *vi = make_vi(&e->a, vname(e, id), t->ndim, shape);
+        if (!vi || !grow((void ***)&e->ins, &e->incap, e->nin)) return CFX_ENOMEM;
+        e->ins[e->nin++] = vi;
+        return CFX_OK;
+    }
+    return add_init(e, vname(e, id), T_FLOAT, t->ndim, t->shape, t->data,
+                    (size_t)t->numel * sizeof(float))
+               ? CFX_OK
+               : CFX_ENOMEM;
+}
+
+struct xattr {
+    const char *name;
+    int type; /* 'i', 'f', 's', 'I' (ints) */
+    int64_t i;
+    float f;
+    const char *s;
+    const int64_t *ints;
+    int n;
+};
+typedef struct xattr xattr;
+
+/* Adds a node op(inputs) -> outputs with attributes. */
+static cfx_status add_node(exporter *e, const char *op, const char *const *in, int nin,
+                           const char *out, const struct xattr *at, int nat) {
+    Onnx__NodeProto *n = ar_alloc(&e->a, sizeof *n);
+    char **ins = ar_alloc(&e->a, (size_t)(nin + 1) * sizeof *ins);
+    char **outs = ar_alloc(&e->a, sizeof *outs);
+    Onnx__AttributeProto **attrs = ar_alloc(&e->a, (size_t)(nat + 1) * sizeof *attrs);
+    if (!n || !ins || !outs || !attrs || !grow((void ***)&e->nodes, &e->ncap, e->nn))
+        return CFX_ENOMEM;
+    onnx__node_proto__init(n);
+    for (int k = 0; k < nin; k++) ins[k] = (char *)(in[k] ? in[k] : "");
+    outs[0] = (char *)out;
+    for (int k = 0; k < nat; k++) {
+        Onnx__AttributeProto *p = ar_alloc(&e->a, sizeof *p);
+        if (!p) return CFX_ENOMEM;
+        onnx__attribute_proto__init(p);
+        p->name = (char *)at[k].name;
+        p->has_type = 1;
+        switch (at[k].type) {
+            case 'i':
+                p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+                p->has_i = 1, p->i = at[k].i;
+                break;
+            case 'f':
+                p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+                p->has_f = 1, p->f = at[k].f;
+                break;
+            case 's':
+                p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+                p->has_s = 1, p->s.data = (uint8_t *)at[k].s, p->s.len = strlen(at[k].s);
+                break;
+            default:
+                p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+                p->n_ints = (size_t)at[k].n;
+                p->ints = (int64_t *)at[k].ints;
+        }
+        attrs[k] = p;
+    }
+    n->n_input = (size_t)nin, n->input = ins;
+    n->n_output = 1, n->output = outs;
+    n->n_attribute = (size_t)nat, n->attribute = attrs;
+    n->op_type = (char *)op;
+    n->name = (char *)out;
+    if (!strcmp(op, "Constant")) {
+        Onnx__AttributeProto *p = ar_alloc(&e->a, sizeof *p);
+        Onnx__AttributeProto **pp = ar_alloc(&e->a, sizeof *pp);
+        if (!p || !pp) return CFX_ENOMEM;
+        onnx__attribute_proto__init(p);
+        p->name = "value";
+        p->has_type = 1;
+        p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+        p->t = e->const_tensor;
+        p->t->name = NULL;
+        pp[0] = p;
+        n->n_attribute = 1, n->attribute = pp;
+    }
+    e->nodes[e->nn++] = n;
+    return CFX_OK;
+}
+
+#define AI(nm, v)                                                                                  \
+    { .name = nm, .type = 'i', .i = (v) }
+#define AF(nm, v)                                                                                  \
+    { .name = nm, .type = 'f', .f = (v) }
+#define AS(nm, v)                                                                                  \
+    { .name = nm, .type = 's', .s = (v) }
+#define AIS(nm, p, c)                                                                              \
+    { .name = nm, .type = 'I', .ints = (p), .n = (c) }
+
+/* Writes one graph node as ONNX nodes. */
+static cfx_status export_node(exporter *e, const cfx_node *n) {
+    const char *op = n->op->name, *out = vname(e, n->out);
+    const char *in[CFX_OP_MAX_IN + 4] = {0};
+    for (int k = 0; k < n->nin; k++) {
+        if (n->in[k] < 0) continue;
+        CFX_TRY(emit_value(e, n->in[k]));
+        in[k] = vname(e, n->in[k]);
+    }
+    const void *at = n->attr;
+    static const char *same[] = {"Add",     "Sub",  "Mul", "Div",    "Relu",
+                                 "Sigmoid", "Tanh", "Exp", "Log",    "Sqrt",
+                                 "Abs",     "Neg",  "Erf", "MatMul", "GlobalAveragePool"};
+    if (!strcmp(op, "Pow") && n->nin == 1) {
+        in[1] = const_float_init(e, out, ((const cfx_unary_attr *)at)->p);
+        return add_node(e, "Pow", in, 2, out, NULL, 0);
+    }
+    for (size_t k = 0; k < sizeof same / sizeof same[0]; k++)
+        if (!strcmp(op, same[k]) || (!strcmp(op, "Pow") && n->nin == 2))
+            return add_node(e, op, in, n->nin, out, NULL, 0);
+    if (!strcmp(op, "LeakyRelu")) {
+        xattr a[] = {AF("alpha", ((const cfx_unary_attr *)at)->alpha)};
+        return add_node(e, op, in, 1, out, a, 1);
+    }
+    if (!strcmp(op, "Clip")) {
+        const cfx_unary_attr *u = at;
+        in[1] = isinf(u->lo) ? NULL : const_float_init(e, out, u->lo);
+        in[2] = isinf(u->hi) ? NULL : const_float_init(e, out, u->hi);
+        return add_node(e, op, in, in[2] ? 3 : in[1] ? 2 : 1, out, NULL, 0);
+    }
+    if (!strcmp(op, "Affine")) {
+        /* scale * x + shift as Mul then Add. */
+        const cfx_unary_attr *u = at;
+        const char *m = tmp_name(e, out);
+        const char *a1[] = {in[0], const_float_init(e, out, u->scale)};
+        CFX_TRY(add_node(e, "Mul", a1, 2, m, NULL, 0));
+        const char *a2[] = {m, const_float_init(e, out, u->shift)};
+        return add_node(e, "Add", a2, 2, out, NULL, 0);
+    }
+    if (!strcmp(op, "NormalCdf")) {
+        /* Phi(x) = 0.5 (1 + erf(x / sqrt 2)). */
+        const char *t1 = tmp_name(e, out), *t2 = tmp_name(e, out), *t3 = tmp_name(e, out);
+        const char *a1[] = {in[0], const_float_init(e, out, 0.70710678118654752f)};
+        const char *a2[] = {t1};
+        const char *a3[] = {t2, const_float_init(e, out, 1.0f)};
+        const char *a4[] = {t3, const_float_init(e, out, 0.5f)};
+        CFX_TRY(add_node(e, "Mul", a1, 2, t1, NULL, 0));
+        CFX_TRY(add_node(e, "Erf", a2, 1, t2, NULL, 0));
+        CFX_TRY(add_node(e, "Add", a3, 2, t3, NULL, 0));
+        return add_node(e, "Mul", a4, 2, out, NULL, 0);
+    }
+    if (!strcmp(op, "Conv") || !strcmp(op, "ConvTranspose")) {
+        const cfx_conv2d_attr *c = at;
+        const cfx_tensor *w = cfx_graph_tensor(e->g, n->in[1]);
+        int64_t *v = ar_alloc(&e->a, 16 * sizeof *v);
+        if (!v) return CFX_ENOMEM;
+        v[0] = w->shape[2], v[1] = w->shape[3];
+        v[2] = c->stride[0] ? c->stride[0] : 1, v[3] = c->stride[1] ? c->stride[1] : 1;
+        for (int k = 0; k < 4; k++) v[4 + k] = c->pad[k];
+        v[8] = c->dilation[0] ? c->dilation[0] : 1, v[9] = c->dilation[1] ? c->dilation[1] : 1;
+        v[10] = c->output_padding[0], v[11] = c->output_padding[1];
+        xattr a[] = {AIS("kernel_shape", v, 2),
+                     AIS("strides", v + 2, 2),
+                     AIS("pads", v + 4, 4),
+                     AIS("dilations", v + 8, 2),
+                     AI("group", c->groups ? c->groups : 1),
+                     AIS("output_padding", v + 10, 2)};
+        return add_node(e, op, in, n->in[2] >= 0 ? 3 : 2, out, a, op[4] ? 6 : 5);
+    }
+    if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
+        const cfx_pool2d_attr *p = at;
+        int64_t *v = ar_alloc(&e->a, 12 * sizeof *v);
+        if (!v) return CFX_ENOMEM;
+        v[0] = p->kernel[0], v[1] = p->kernel[1];
+        v[2] = p->stride[0] ? p->stride[0] : p->kernel[0];
+        v[3] = p->stride[1] ? p->stride[1] : p->kernel[1];
+        for (int k = 0; k < 4; k++) v[4 + k] = p->pad[k];
+        v[8] = p->dilation[0] ? p->dilation[0] : 1, v[9] = p->dilation[1] ? p->dilation[1] : 1;
+        bool max = op[1] == 'a';
+        xattr a[] = {AIS("kernel_shape", v, 2), AIS("strides", v + 2, 2), AIS("pads", v + 4, 4),
+                     AI("ceil_mode", p->ceil_mode),
+                     max ? (xattr)AIS("dilations", v + 8, 2)
+                         : (xattr)AI("count_include_pad", p->count_include_pad)};
+        return add_node(e, op, in, 1, out, a, 5);
+    }
+    if (!strcmp(op, "Gemm") || !strcmp(op, "Linear")) {
+        gemm_attr g = {.trans_b = 1, .alpha = 1, .beta = 1};
+        if (op[0] == 'G') g = *(const gemm_attr *)at;
+        xattr a[] = {AI("transA", g.trans_a), AI("transB", g.trans_b),
+                     AF("alpha", g.alpha == 0 && g.beta == 0 ? 1 : g.alpha),
+                     AF("beta", g.alpha == 0 && g.beta == 0 ? 1 : g.beta)};
+        return add_node(e, "Gemm", in, n->in[2] >= 0 ? 3 : 2, out, a, 4);
+    }
+    if (!strcmp(op, "BatchNormalization")) {
+        const bn_attr *b = at;
+        xattr a[] = {AF("epsilon", b->eps ? b->eps : 1e-5f),
+                     AF("momentum", 1.0f - (b->momentum ? b->momentum : 0.1f))};
+        return add_node(e, op, in, 5, out, a, 2);
+    }
+    if (!strcmp(op, "Dropout")) {
+        in[1] = const_float_init(e, out, ((const dropout_attr *)at)->p);
+        return add_node(e, op, in, 2, out, NULL, 0);
+    }
+    if (!strcmp(op, "Flatten")) {
+        xattr a[] = {AI("axis", ((const flatten_attr *)at)->axis)};
+        return add_node(e, op, in, 1, out, a, 1);
+    }
+    if (!strcmp(op, "Reshape")) {
+        const reshape_attr *r = at;
+        in[1] = const_ints_init(e, out, r->shape, r->ndim);
+        return add_node(e, op, in, 2, out, NULL, 0);
+    }
+    if (!strcmp(op, "Transpose")) {
+        const perm_attr *p = at;
+        int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
+        if (!v) return CFX_ENOMEM;
+        for (int k = 0; k < p->ndim; k++) v[k] = p->perm[k];
+        xattr a[] = {AIS("perm", v, p->ndim)};
+        return add_node(e, op, in, 1, out, a, 1);
+    }
+    if (!strcmp(op, "Concat")) {
+        xattr a[] = {AI("axis", ((const concat_attr *)at)->axis)};
+        return add_node(e, op, in, n->nin, out, a, 1);
+    }
+    if (!strcmp(op, "Slice")) {
+        const slice_attr *s = at;
+        int64_t ax[CFX_MAX_DIMS];
+        for (int k = 0; k < s->naxes; k++) ax[k] = s->axes[k];
+        in[1] = const_ints_init(e, out, s->starts, s->naxes);
+        in[2] = const_ints_init(e, out, s->ends, s->naxes);
+        in[3] = const_ints_init(e, out, ax, s->naxes);
+        in[4] = const_ints_init(e, out, s->steps, s->naxes);
+        return add_node(e, op, in, 5, out, NULL, 0);
+    }
+    if (!strcmp(op, "Pad")) {
+        const pad_attr *p = at;
+        in[1] = const_ints_init(e, out, p->pads, 2 * p->ndim);
+        in[2] = const_float_init(e, out, p->value);
+        xattr a[] = {AS("mode", p->mode == CFX_PAD_REFLECT ? "reflect"
+                                : p->mode == CFX_PAD_EDGE  ? "edge"
+                                                           : "constant")};
+        return add_node(e, op, in, 3, out, a, 1);
+    }
+    if (!strcmp(op, "ReduceSum") || !strcmp(op, "ReduceMean") || !strcmp(op, "ReduceMax")) {
+        const reduce_attr *r = at;
+        int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
+        if (!v) return CFX_ENOMEM;
+        for (int k = 0; k < r->naxes; k++) v[k] = r->axes[k];
+        xattr a[] = {AI("keepdims", r->keepdims), AIS("axes", v, r->naxes)};
+        if (!strcmp(op, "ReduceSum")) {
+            if (r->naxes) in[1] = const_ints_init(e, out, v, r->naxes);
+            return add_node(e, op, in, r->naxes ? 2 : 1, out, a, 1);
+        }
+        return add_node(e, op, in, 1, out, a, r->naxes ? 2 : 1);
+    }
+    if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
+        xattr a[] = {AI("axis", ((const axis_attr *)at)->axis)};
+        return add_node(e, op, in, 1, out, a, 1);
+    }
+    if (!strcmp(op, "ArgMax")) {
+        /* ONNX's ArgMax gives int64; cfx's gives floats, so a Cast follows. */
+        const axis_attr *x = at;
+        const char *t = tmp_name(e, out);
+        xattr a[] = {AI("axis", x->axis), AI("keepdims", x->keepdims)};
+        CFX_TRY(add_node(e, op, in, 1, t, a, 2));
+        const char *ci[] = {t};
+        xattr ca[] = {AI("to", T_FLOAT)};
+        return add_node(e, "Cast", ci, 1, out, ca, 1);
+    }
+    if (!strcmp(op, "Resize")) {
+        const cfx_resize_attr *r = at;
+        const cfx_tensor *x = cfx_graph_tensor(e->g, n->in[0]);
+        static const char *coords[] = {"half_pixel", "asymmetric", "align_corners",
+                                       "pytorch_half_pixel"};
+        static const char *nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+        in[1] = "";
+        if (r->out_h) {
+            int64_t sz[4] = {x->shape[0], x->shape[1], r->out_h, r->out_w};
+            in[2] = "";
+            in[3] = const_ints_init(e, out, sz, 4);
+        } else {
+            float sc[4] = {1, 1, r->scale_h, r->scale_w};
+            const char *nm = tmp_name(e, out);
+            int64_t four = 4;
+            if (!nm || !add_init(e, nm, T_FLOAT, 1, &four, sc, sizeof sc)) return CFX_ENOMEM;
+            in[2] = nm;
+        }
+        xattr a[] = {AS("mode", r->mode == CFX_RESIZE_NEAREST ? "nearest" : "linear"),
+                     AS("coordinate_transformation_mode", coords[r->coord]),
+                     AS("nearest_mode", nearest[r->nearest])};
+        return add_node(e, op, in, r->out_h ? 4 : 3, out, a, 3);
+    }
+    return cfx_set_error(CFX_EUNSUPPORTED, "op '%s' (value '%s') has no ONNX export", op, out);
+}
+
+cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int n) {
+    if (!g) return cfx_set_error(CFX_EINVAL, "save model: graph is NULL");
+    int nv = cfx_graph_num_values(g);
+    exporter e = {.g = g};
+    uint8_t *mark = cfx_calloc((size_t)nv + 1, 1);
+    int *outs = cfx_calloc((size_t)nv + 1, sizeof *outs);
+    e.emitted = cfx_calloc((size_t)nv + 1, 1);
+    cfx_status st = CFX_ENOMEM;
+    int no = 0;
+    if (!mark || !outs || !e.emitted) goto done;
+    if (n > 0) {
+        for (int k = 0; k < n; k++) {
+            if (outputs[k] < 0 || outputs[k] >= nv) {
+                st = cfx_set_error(CFX_EINVAL, "save model: no value %d", outputs[k]);
+                goto done;
+            }
+            outs[no++] = outputs[k];
+        }
+    } else {
+        for (int k = 0; k < nv; k++)
+            if (g->values[k].is_output) outs[no++] = k;
+    }
+    if (!no) {
+        st = cfx_set_error(CFX_EINVAL,
+                           "save model: no outputs (mark some with cfx_graph_set_output)");
+        goto done;
+    }
+    /* Nodes that reach an output, in graph order. */
+    for (int k = 0; k < no; k++) mark[outs[k]] = 1;
+    for (int k = g->nnodes - 1; k >= 0; k--) {
+        const cfx_node *nd = &g->nodes[k];
+        if (!mark[nd->out]) continue;
+        for (int j = 0; j < nd->nin; j++)
+            if (nd->in[j] >= 0) mark[nd->in[j]] = 1;
+    }
+    for (int k = 0; k < g->nnodes && (st = CFX_OK) == CFX_OK; k++) {
+        if (!mark[g->nodes[k].out]) continue;
+        st = export_node(&e, &g->nodes[k]);
+        if (st != CFX_OK) goto done;
+    }
+    Onnx__ValueInfoProto **ovi = ar_alloc(&e.a, (size_t)no * sizeof *ovi);
+    if (!ovi) {
+        st = CFX_ENOMEM;
+        goto done;
+    }
+    for (int k = 0; k < no; k++) {
+        const cfx_tensor *t = cfx_graph_tensor(g, outs[k]);
+        int64_t shape[CFX_MAX_DIMS];
+        memcpy(shape, t->shape, sizeof shape);
+        if (t->ndim > 0) shape[0] = -1;
+        if ((st = emit_value(&e, outs[k])) != CFX_OK) goto done;
+        if (!(ovi[k] = make_vi(&e.a, vname(&e, outs[k]), t->ndim, shape))) {
+            st = CFX_ENOMEM;
+            goto done;
+        }
+    }
+    Onnx__ModelProto m;
+    Onnx__GraphProto gr;
+    Onnx__OperatorSetIdProto os;
+    Onnx__OperatorSetIdProto *osp = &os;
+    onnx__model_proto__init(&m);
+    onnx__graph_proto__init(&gr);
+    onnx__operator_set_id_proto__init(&os);
+    os.domain = "";
+    os.has_version = 1, os.version = 13;
+    m.has_ir_version = 1, m.ir_version = 7;
+    m.n_opset_import = 1, m.opset_import = &osp;
+    m.producer_name = "cfx";
+    m.producer_version = CFX_VERSION;
+    m.graph = &gr;
+    gr.name = "cfx";
+    gr.n_node = e.nn, gr.node = e.nodes;
+    gr.n_initializer = e.ni, gr.initializer = e.inits;
+    gr.n_input = e.nin, gr.input = e.ins;
+    gr.n_output = (size_t)no, gr.output = ovi;
+    st = write_model(&m, path);
+done:
+    if (st == CFX_ENOMEM && !strstr(cfx_last_error(), "memory"))
+        cfx_set_error(CFX_ENOMEM, "out of memory");
+    cfx_free(mark);
+    cfx_free(outs);
+    cfx_free(e.emitted);
+    cfx_free(e.nodes);
+    cfx_free(e.inits);
+    cfx_free(e.ins);
+    ar_free(&e.a);
+    return st == CFX_OK ? CFX_OK : cfx_error_context(st, "save model '%s'", path);
 }

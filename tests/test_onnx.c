@@ -6,7 +6,11 @@
 
 /* Runs tests/py/onnx_oracle.py KIND into a fresh folder; NULL (with a failure) on error. */
 static const char *oracle(const char *kind) {
-    const char *dir = cfx_test_tmpdir();
+    /* A copy, as cfx_test_tmpdir reuses its buffer; a ring of four is enough per test. */
+    static char ring[4][512];
+    static int next;
+    char *dir = ring[next++ % 4];
+    snprintf(dir, 512, "%s", cfx_test_tmpdir());
     char args[600];
     snprintf(args, sizeof args, "%s '%s'", kind, dir);
     int rc = cfx_test_python("onnx_oracle.py", args);
@@ -144,4 +148,267 @@ CFX_TEST(onnx, squeezenet_concat_matches_pytorch) {
         return;
     }
     parity("squeezenet", false);
+}
+
+/* Writes bytes to dir/name; returns the path in buf. */
+static const char *write_bytes(const char *dir, const char *name, const void *data, size_t n,
+                               char *buf, size_t size) {
+    snprintf(buf, size, "%s/%s", dir, name);
+    FILE *f = fopen(buf, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+    return buf;
+}
+
+CFX_TEST(onnx, truncated_and_random_files_fail_with_a_message) {
+    const char *dir = oracle("cnn");
+    if (!dir) return;
+    char path[600], bad[600];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f) return;
+    static unsigned char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    /* Cut in the middle of the weights, and near the start. */
+    size_t cuts[] = {n / 2, n - 7, 40};
+    for (size_t k = 0; k < 3; k++) {
+        write_bytes(dir, "cut.onnx", buf, cuts[k], bad, sizeof bad);
+        cfx_set_error(CFX_OK, "%s", "");
+        cfx_graph *g = cfx_onnx_load(bad, NULL);
+        CHECK_MSG(g == NULL, "a file cut at %zu of %zu bytes loaded", cuts[k], n);
+        CHECK(strstr(cfx_last_error(), "cut.onnx") != NULL);
+        cfx_graph_free(g);
+    }
+    cfx_rng r;
+    cfx_rng_init(&r, 5);
+    for (size_t i = 0; i < 4096; i++) buf[i] = (unsigned char)cfx_rng_below(&r, 256);
+    write_bytes(dir, "random.onnx", buf, 4096, bad, sizeof bad);
+    CHECK(cfx_onnx_load(bad, NULL) == NULL);
+    CHECK(strstr(cfx_last_error(), "not an ONNX model") != NULL);
+    CHECK(cfx_onnx_info_load(bad) == NULL);
+    CHECK(cfx_onnx_load("/nonexistent/m.onnx", NULL) == NULL);
+    CHECK(strstr(cfx_last_error(), "No such file") != NULL);
+}
+
+CFX_TEST(onnx, unsupported_ops_are_all_named_with_node_and_opset) {
+    const char *dir = cfx_test_tmpdir();
+    char args[600], path[600];
+    snprintf(args, sizeof args, "make '%s'", dir);
+    CHECK_INT_EQ(cfx_test_python("onnx_models.py", args), 0);
+    snprintf(path, sizeof path, "%s/bad_ops.onnx", dir);
+    CHECK(cfx_onnx_load(path, NULL) == NULL);
+    const char *m = cfx_last_error();
+    CHECK_MSG(strstr(m, "NonZero (node 'nonzero0')") && strstr(m, "LSTM (node 'lstm0')") &&
+                  strstr(m, "opset 13"),
+              "message: %s", m);
+    cfx_onnx_info *in = cfx_onnx_info_load(path);
+    CHECK(in != NULL);
+    if (in) {
+        int bad = 0;
+        for (int k = 0; k < in->n_op_types; k++) bad += !in->op_supported[k];
+        CHECK_INT_EQ(bad, 2);
+        CHECK_INT_EQ(in->n_nodes, 4);
+        cfx_onnx_info_free(in);
+    }
+    /* The Relu before them imports fine when only it is asked for. */
+    const char *relu[] = {"r"};
+    cfx_onnx_options o = {.extra_outputs = relu, .n_extra_outputs = 1, .outputs_only = 1};
+    cfx_graph *g = cfx_onnx_load(path, &o);
+    CHECK_MSG(g != NULL, "%s", cfx_last_error());
+    cfx_graph_free(g);
+    /* Weights in an external file that is missing. */
+    snprintf(path, sizeof path, "%s/external.onnx", dir);
+    CHECK(cfx_onnx_load(path, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "external.data") != NULL, "%s", cfx_last_error());
+}
+
+CFX_TEST(onnx, wrong_input_shape_fails_at_compile) {
+    const char *dir = oracle("cnn");
+    if (!dir) return;
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    cfx_graph *g = cfx_onnx_load(path, NULL);
+    CHECK(g != NULL);
+    if (!g) return;
+    int x = cfx_graph_find(g, "input");
+    CHECK_OK(cfx_graph_compile(g));
+    CHECK_OK(cfx_graph_reshape_input(g, x, 4, (int64_t[]){3, 3, 16, 16})); /* a new batch: fine */
+    CHECK_OK(cfx_graph_forward(g));
+    CHECK_INT_EQ(cfx_graph_tensor(g, cfx_graph_find(g, "logits"))->shape[0], 3);
+    CHECK_OK(cfx_graph_reshape_input(g, x, 4, (int64_t[]){1, 3, 20, 20}));
+    CHECK_ERR(cfx_graph_forward(g), CFX_ESHAPE);
+    cfx_graph_free(g);
+}
+
+/* A classifier-like and an autoencoder-like graph built with the builders, every exported op
+ * in it, saved, checked by onnx.checker (full_check), re-imported: same outputs. */
+CFX_TEST(onnx, roundtrip_export_checker_reimport) {
+    cfx_graph *g = cfx_graph_new();
+    cfx_rng r;
+    cfx_rng_init(&r, 3);
+    int x = cfx_graph_input(g, "image", 4, (int64_t[]){2, 3, 8, 8});
+    int w1 = cfx_graph_param(g, "w1", 4, (int64_t[]){4, 3, 3, 3});
+    int b1 = cfx_graph_param(g, "b1", 1, (int64_t[]){4});
+    int h = cfx_op_conv2d(g, x, w1, b1, &(cfx_conv2d_attr){.stride = {1, 1}, .pad = {1, 1, 1, 1}});
+    int sc = cfx_graph_param(g, "bn_s", 1, (int64_t[]){4});
+    int bb = cfx_graph_param(g, "bn_b", 1, (int64_t[]){4});
+    float mean[4] = {0.1f, -0.2f, 0.0f, 0.3f}, var[4] = {1.0f, 0.5f, 2.0f, 1.5f};
+    int mu = cfx_graph_const(g, "bn_m", 1, (int64_t[]){4}, mean);
+    int va = cfx_graph_const(g, "bn_v", 1, (int64_t[]){4}, var);
+    h = cfx_op_batch_norm(g, h, sc, bb, mu, va, &(cfx_batch_norm_attr){0});
+    h = cfx_op_leaky_relu(g, h, 0.1f);
+    int feat = cfx_op_max_pool2d(g, h, &(cfx_pool2d_attr){.kernel = {2, 2}});
+    int up = cfx_op_resize(
+        g, feat, &(cfx_resize_attr){.mode = CFX_RESIZE_BILINEAR, .scale_h = 2, .scale_w = 2});
+    int w2 = cfx_graph_param(g, "w2", 4, (int64_t[]){4, 2, 3, 3});
+    int rec = cfx_op_sigmoid(g, cfx_op_conv_transpose2d(g, cfx_op_clip(g, up, 0, 6), w2, -1,
+                                                        &(cfx_conv2d_attr){.pad = {1, 1, 1, 1}}));
+    int p = cfx_op_avg_pool2d(
+        g, feat, &(cfx_pool2d_attr){.kernel = {2, 2}, .pad = {1, 1, 1, 1}, .count_include_pad = 1});
+    int f = cfx_op_flatten(g, cfx_op_tanh(g, p), 1);
+    int w3 = cfx_graph_param(g, "w3", 2, (int64_t[]){36, 5});
+    int logits = cfx_op_gemm(g, f, w3, -1, &(cfx_gemm_attr){.alpha = 1, .beta = 1});
+    logits = cfx_op_affine(g, cfx_op_normal_cdf(g, logits), 2.0f, -1.0f);
+    int prob = cfx_op_softmax(g, cfx_op_reshape(g, logits, 2, (int64_t[]){0, -1}), 1);
+    int gap = cfx_op_reduce(g, cfx_op_global_avg_pool(g, rec), CFX_REDUCE_MEAN, (int[]){1}, 1, 0);
+    CHECK_OK(cfx_graph_set_output(g, prob, "probs"));
+    CHECK_OK(cfx_graph_set_output(g, rec, "recon"));
+    CHECK_OK(cfx_graph_set_output(g, gap, "gap"));
+    CHECK_OK(cfx_graph_compile(g));
+    size_t np;
+    float *params = cfx_graph_params(g, &np);
+    for (size_t i = 0; i < np; i++) params[i] = (float)(cfx_rng_normal(&r) * 0.3);
+    cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &r, 0, 1);
+    CHECK_OK(cfx_graph_forward(g));
+    const char *dir = cfx_test_tmpdir();
+    char path[600], args[700];
+    snprintf(path, sizeof path, "%s/rt.onnx", dir);
+    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
+    snprintf(args, sizeof args, "check '%s'", path);
+    CHECK_INT_EQ(cfx_test_python("onnx_models.py", args), 0);
+    cfx_onnx_options o = {.batch = 2};
+    cfx_graph *g2 = cfx_onnx_load(path, &o);
+    CHECK_MSG(g2 != NULL, "%s", cfx_last_error());
+    if (g2) {
+        CHECK_INT_EQ(cfx_graph_num_params(g2), cfx_graph_num_params(g));
+        CHECK_OK(cfx_graph_compile(g2));
+        memcpy(cfx_graph_tensor(g2, cfx_graph_find(g2, "image"))->data,
+               cfx_graph_tensor(g, x)->data, 2 * 3 * 8 * 8 * sizeof(float));
+        CHECK_OK(cfx_graph_forward(g2));
+        const char *names[] = {"probs", "recon", "gap"};
+        for (int k = 0; k < 3; k++) {
+            cfx_tensor *a = cfx_graph_tensor(g, cfx_graph_find(g, names[k]));
+            cfx_tensor *b = cfx_graph_tensor(g2, cfx_graph_find(g2, names[k]));
+            CHECK(b != NULL && cfx_tensor_same_shape(a, b));
+            if (b && cfx_tensor_same_shape(a, b))
+                CHECK_ARRAY_NEAR(b->data, a->data, (size_t)a->numel, 1e-6, 1e-7);
+        }
+    }
+    /* Ops with no ONNX form are refused by name. */
+    int loss = cfx_graph_num_values(g); /* any id past the end */
+    CHECK_ERR(cfx_onnx_save(g, path, &loss, 1), CFX_EINVAL);
+    cfx_graph_free(g2);
+    cfx_graph_free(g);
+}
+
+CFX_TEST(onnx, losses_are_refused_by_name) {
+    cfx_graph *g = cfx_graph_new();
+    int a = cfx_graph_input(g, "a", 2, (int64_t[]){2, 3});
+    int b = cfx_graph_input(g, "b", 2, (int64_t[]){2, 3});
+    int l = cfx_op_loss(g, a, b, CFX_LOSS_MSE, CFX_REDUCTION_MEAN);
+    CHECK(l >= 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/loss.onnx", cfx_test_tmpdir());
+    CHECK_ERR(cfx_onnx_save(g, path, &l, 1), CFX_EUNSUPPORTED);
+    CHECK_MSG(strstr(cfx_last_error(), "Loss") != NULL, "%s", cfx_last_error());
+    cfx_graph_free(g);
+}
+
+/* One autoencoder file split at its latent: encoder then decoder equals the whole. */
+CFX_TEST(onnx, split_autoencoder_at_latent) {
+    const char *dir = oracle("ae");
+    if (!dir) return;
+    char path[600], enc[600], dec[600], lat[256], args[700];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    snprintf(enc, sizeof enc, "%s/encoder.onnx", dir);
+    snprintf(dec, sizeof dec, "%s/decoder.onnx", dir);
+    read_text(dir, "extra.txt", lat, sizeof lat);
+    CHECK_OK(cfx_onnx_split(path, lat, enc, dec));
+    snprintf(args, sizeof args, "check '%s'", enc);
+    CHECK_INT_EQ(cfx_test_python("onnx_models.py", args), 0);
+    snprintf(args, sizeof args, "check '%s'", dec);
+    CHECK_INT_EQ(cfx_test_python("onnx_models.py", args), 0);
+    cfx_tensor *x = load_npy(dir, "x.npy"), *y = load_npy(dir, "y.npy");
+    cfx_onnx_options o = {.batch = 2};
+    cfx_graph *g = cfx_graph_new();
+    int outs[4], n = 0, zo[4], nz = 0;
+    CHECK_OK(cfx_onnx_import(g, enc, &o, NULL, 0, zo, 4, &nz));
+    o.prefix = "dec/";
+    CHECK_OK(cfx_onnx_import(g, dec, &o, zo, 1, outs, 4, &n));
+    CHECK_INT_EQ(n, 1);
+    CHECK_OK(cfx_graph_compile(g));
+    if (x && y && n == 1 && nz == 1) {
+        memcpy(cfx_graph_tensor(g, cfx_graph_find(g, "input"))->data, x->data,
+               (size_t)x->numel * sizeof(float));
+        CHECK_OK(cfx_graph_forward(g));
+        CHECK_ARRAY_NEAR(cfx_graph_tensor(g, outs[0])->data, y->data, (size_t)y->numel, 1e-4, 1e-6);
+    }
+    cfx_graph_free(g);
+    /* The decoder alone from the whole file, fed with a cut input. */
+    const char *cut[] = {lat};
+    cfx_onnx_options od = {.batch = 2, .inputs = cut, .n_inputs = 1};
+    g = cfx_onnx_load(path, &od);
+    CHECK_MSG(g != NULL, "%s", cfx_last_error());
+    if (g) {
+        CHECK(cfx_graph_find(g, "input") < 0);
+        CHECK(cfx_graph_value_kind(g, cfx_graph_find(g, lat)) == CFX_VALUE_INPUT);
+    }
+    cfx_graph_free(g);
+    cfx_tensor_free(x);
+    cfx_tensor_free(y);
+}
+
+/* The CLI on a PyTorch model: run with --vjp reproduces PyTorch's gradient; check passes;
+ * check on unsupported ops fails naming them; run with a wrongly shaped input fails. */
+CFX_TEST(onnx, cli_model_run_check_info) {
+    const char *dir = oracle("cnn");
+    if (!dir) return;
+    char cmd[3000];
+    const char *bin = getenv("CFX_BIN");
+    const char *exe = bin ? bin : "./build/cfx";
+    snprintf(cmd, sizeof cmd,
+             "%s model run '%s/model.onnx' --input '%s/x.npy' --out '%s/cy.npy' "
+             "--vjp '%s/w.npy' --grad-out '%s/cg.npy' > /dev/null",
+             exe, dir, dir, dir, dir, dir);
+    CHECK_INT_EQ(system(cmd), 0);
+    cfx_tensor *y = load_npy(dir, "y.npy"), *cy = load_npy(dir, "cy.npy");
+    cfx_tensor *g = load_npy(dir, "gx.npy"), *cg = load_npy(dir, "cg.npy");
+    if (y && cy && g && cg && y->numel == cy->numel && g->numel == cg->numel) {
+        CHECK_ARRAY_NEAR(cy->data, y->data, (size_t)y->numel, 1e-4, 1e-5);
+        CHECK_ARRAY_NEAR(cg->data, g->data, (size_t)g->numel, 1e-4, 1e-5);
+    } else {
+        CHECK_MSG(0, "cfx model run wrote nothing usable");
+    }
+    cfx_tensor_free(y), cfx_tensor_free(cy), cfx_tensor_free(g), cfx_tensor_free(cg);
+    snprintf(cmd, sizeof cmd, "%s model check '%s/model.onnx' > /dev/null", exe, dir);
+    CHECK_INT_EQ(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s model info --json '%s/model.onnx' > /dev/null", exe, dir);
+    CHECK_INT_EQ(system(cmd), 0);
+    /* x.npy of the autoencoder has one channel, the classifier wants three. */
+    const char *ae = oracle("ae");
+    snprintf(cmd, sizeof cmd,
+             "%s model run '%s/model.onnx' --input '%s/x.npy' --out '%s/no.npy' 2>/dev/null", exe,
+             dir, ae ? ae : dir, dir);
+    CHECK(system(cmd) != 0);
+    char mk[700];
+    snprintf(mk, sizeof mk, "make '%s'", dir);
+    CHECK_INT_EQ(cfx_test_python("onnx_models.py", mk), 0);
+    snprintf(cmd, sizeof cmd,
+             "%s model check '%s/bad_ops.onnx' 2>&1 | grep -q 'LSTM.*NonZero\\|NonZero.*LSTM'", exe,
+             dir);
+    CHECK_INT_EQ(system(cmd), 0);
 }

@@ -1,0 +1,414 @@
+/* cmd_model.c - `cfx model info|check|run|split`: look inside an ONNX model, check that cfx can
+ * run and differentiate it, run it on a .npy input (with a vector-Jacobian product for checking
+ * cfx against another framework), and split an autoencoder at its latent tensor. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void shape_str(const cfx_onnx_tensor_info *t, char *buf, size_t size) {
+    size_t n = (size_t)snprintf(buf, size, "(");
+    for (int k = 0; k < t->ndim && n < size; k++)
+        if (t->shape[k] < 0)
+            n += (size_t)snprintf(buf + n, size - n, "%s?", k ? ", " : "");
+        else
+            n += (size_t)snprintf(buf + n, size - n, "%s%lld", k ? ", " : "",
+                                  (long long)t->shape[k]);
+    if (n < size) snprintf(buf + n, size - n, ")");
+}
+
+static void json_tensors(const cfx_onnx_tensor_info *t, int n) {
+    printf("[");
+    for (int k = 0; k < n; k++) {
+        printf("%s{\"name\": ", k ? ", " : "");
+        cli_json_str(stdout, t[k].name);
+        printf(", \"elem_type\": %d, \"shape\": [", t[k].elem_type);
+        for (int d = 0; d < t[k].ndim; d++)
+            printf("%s%lld", d ? ", " : "", (long long)t[k].shape[d]);
+        printf("]}");
+    }
+    printf("]");
+}
+
+static int model_info(int argc, char **argv) {
+    const char *file = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) {
+            printf("usage: cfx model info FILE [--json]\n\n"
+                   "Prints an ONNX model's opset, inputs, outputs with shapes (? is symbolic), op\n"
+                   "counts (ops cfx cannot import are marked) and weight count. Works for models\n"
+                   "cfx cannot run.\n\n  --json   one JSON object instead of the summary\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (argv[i][0] == '-')
+            return cli_fail("model info", "unknown option '%s'", argv[i]);
+        else
+            file = argv[i];
+    }
+    if (!file) return cli_fail("model info", "give a model file (see cfx model info --help)");
+    cfx_onnx_info *in = cfx_onnx_info_load(file);
+    if (!in) return cli_fail("model info", NULL);
+    if (json) {
+        printf("{\"file\": ");
+        cli_json_str(stdout, file);
+        printf(", \"ir_version\": %lld, \"opset\": %lld, \"producer\": ", (long long)in->ir_version,
+               (long long)in->opset);
+        cli_json_str(stdout, in->producer);
+        printf(", \"inputs\": ");
+        json_tensors(in->inputs, in->n_inputs);
+        printf(", \"outputs\": ");
+        json_tensors(in->outputs, in->n_outputs);
+        printf(", \"nodes\": %d, \"ops\": {", in->n_nodes);
+        for (int k = 0; k < in->n_op_types; k++) {
+            printf("%s", k ? ", " : "");
+            cli_json_str(stdout, in->op_types[k]);
+            printf(": %d", in->op_counts[k]);
+        }
+        printf("}, \"unsupported\": [");
+        for (int k = 0, n = 0; k < in->n_op_types; k++)
+            if (!in->op_supported[k]) {
+                printf("%s", n++ ? ", " : "");
+                cli_json_str(stdout, in->op_types[k]);
+            }
+        printf("], \"initializers\": %d, \"parameters\": %lld}\n", in->n_initializers,
+               (long long)in->n_weights);
+    } else {
+        char b[128];
+        printf("%s: ONNX IR %lld, opset %lld, producer %s\n", file, (long long)in->ir_version,
+               (long long)in->opset, in->producer[0] ? in->producer : "unknown");
+        for (int k = 0; k < in->n_inputs; k++) {
+            shape_str(&in->inputs[k], b, sizeof b);
+            printf("  input   %-24s %s\n", in->inputs[k].name, b);
+        }
+        for (int k = 0; k < in->n_outputs; k++) {
+            shape_str(&in->outputs[k], b, sizeof b);
+            printf("  output  %-24s %s\n", in->outputs[k].name, b);
+        }
+        printf("  %d nodes:", in->n_nodes);
+        for (int k = 0; k < in->n_op_types; k++)
+            printf(" %s %d%s", in->op_types[k], in->op_counts[k],
+                   in->op_supported[k] ? "" : " (unsupported)");
+        printf("\n  %d initializers, %lld parameters\n", in->n_initializers,
+               (long long)in->n_weights);
+    }
+    cfx_onnx_info_free(in);
+    return 0;
+}
+
+static int model_check(int argc, char **argv) {
+    const char *file = NULL;
+    long long batch = 1, seed = 0, threads = 1;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) {
+            printf("usage: cfx model check FILE [--batch N] [--seed N] [--threads N] [--json]\n\n"
+                   "Loads the model, runs a forward and a backward (gradient of the sum of the\n"
+                   "first output with respect to every input) on uniform random input in [0, 1],\n"
+                   "and reports every op cfx does not support.\n\n"
+                   "  --batch N     size of a symbolic batch dimension (default 1)\n"
+                   "  --seed N      seed of the random input (default 0)\n"
+                   "  --threads N   threads, 0 for all cores (default 1)\n"
+                   "  --json        one JSON object instead of the summary\n");
+            return 0;
+        } else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--batch") && v) {
+            if (!cli_parse_int("model check", a, v, 1, 1 << 20, &batch)) return 1;
+            i++;
+        } else if (!strcmp(a, "--seed") && v) {
+            if (!cli_parse_int("model check", a, v, 0, INT64_MAX, &seed)) return 1;
+            i++;
+        } else if (!strcmp(a, "--threads") && v) {
+            if (!cli_parse_int("model check", a, v, 0, 1024, &threads)) return 1;
+            i++;
+        } else if (a[0] == '-') {
+            return cli_fail("model check", "unknown option or missing value '%s'", a);
+        } else
+            file = a;
+    }
+    if (!file) return cli_fail("model check", "give a model file (see cfx model check --help)");
+    cli_set_threads(threads);
+    cfx_onnx_info *info = cfx_onnx_info_load(file);
+    if (!info) return cli_fail("model check", NULL);
+    /* Every unsupported op type, with its node count, before trying to load. */
+    char list[2048] = "";
+    size_t n = 0;
+    for (int k = 0; k < info->n_op_types; k++)
+        if (!info->op_supported[k] && n < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s (%d node%s)", n ? ", " : "",
+                                  info->op_types[k], info->op_counts[k],
+                                  info->op_counts[k] == 1 ? "" : "s");
+    int64_t opset = info->opset;
+    cfx_onnx_info_free(info);
+    if (n) {
+        if (json) {
+            printf("{\"file\": ");
+            cli_json_str(stdout, file);
+            printf(", \"ok\": false, \"unsupported\": ");
+            cli_json_str(stdout, list);
+            printf("}\n");
+        }
+        return cli_fail("model check", "%s: unsupported ops at opset %lld: %s", file,
+                        (long long)opset, list);
+    }
+    cfx_onnx_options o = {.batch = batch};
+    cfx_graph *g = cfx_onnx_load(file, &o);
+    if (!g) return cli_fail("model check", NULL);
+    int inputs[64], ni = 0, out = -1;
+    for (int i = 0; i < cfx_graph_num_values(g); i++)
+        if (cfx_graph_value_kind(g, i) == CFX_VALUE_INPUT && ni < 64) inputs[ni++] = i;
+    /* The first output, by its name in the file. */
+    cfx_onnx_info *again = cfx_onnx_info_load(file);
+    if (again && again->n_outputs > 0) out = cfx_graph_find(g, again->outputs[0].name);
+    cfx_onnx_info_free(again);
+    int rc = 0;
+    for (int k = 0; k < ni; k++) cfx_graph_requires_grad(g, inputs[k], 1);
+    cfx_graph_enable_param_grads(g, 1);
+    double t0 = cfx_now();
+    if (out < 0) {
+        rc = cli_fail("model check", "%s: cannot find the first output", file);
+        goto done;
+    }
+    if (cfx_graph_compile(g) != CFX_OK) {
+        rc = cli_fail("model check", "%s: %s", file, cfx_last_error());
+        goto done;
+    }
+    cfx_rng rng;
+    cfx_rng_init(&rng, (uint64_t)seed);
+    for (int k = 0; k < ni; k++)
+        cfx_tensor_fill_uniform(cfx_graph_tensor(g, inputs[k]), &rng, 0, 1);
+    if (cfx_graph_forward(g) != CFX_OK) {
+        rc = cli_fail("model check", "%s: forward: %s", file, cfx_last_error());
+        goto done;
+    }
+    double t1 = cfx_now();
+    cfx_status bs = cfx_graph_backward(g, out, NULL);
+    double t2 = cfx_now();
+    if (bs != CFX_OK) {
+        rc = cli_fail("model check", "%s: backward: %s", file, cfx_last_error());
+        goto done;
+    }
+    cfx_tensor *y = cfx_graph_tensor(g, out);
+    int64_t bad = cfx_tensor_find_nonfinite(y);
+    char shp[128];
+    cfx_tensor_shape_str(y->ndim, y->shape, shp, sizeof shp);
+    if (json) {
+        printf("{\"file\": ");
+        cli_json_str(stdout, file);
+        printf(", \"ok\": %s, \"output_shape\": ", bad < 0 ? "true" : "false");
+        cli_json_str(stdout, shp);
+        printf(", \"parameters\": %zu, \"forward_s\": %.6f, \"backward_s\": %.6f}\n",
+               cfx_graph_num_params(g), t1 - t0, t2 - t1);
+    } else {
+        printf("%s: ok: forward and backward ran (output %s, %zu trainable parameters, "
+               "forward %.3f s, backward %.3f s)\n",
+               file, shp, cfx_graph_num_params(g), t1 - t0, t2 - t1);
+    }
+    if (bad >= 0) rc = cli_fail("model check", "%s: the output has a non-finite value", file);
+done:
+    cfx_graph_free(g);
+    return rc;
+}
+
+static int model_run(int argc, char **argv) {
+    const char *file = NULL, *xin = NULL, *yout = NULL, *vjp = NULL, *gout = NULL, *oname = NULL;
+    long long threads = 1;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) {
+            printf("usage: cfx model run FILE --input X.npy --out Y.npy [--output NAME]\n"
+                   "                     [--vjp W.npy --grad-out G.npy] [--threads N] [--json]\n\n"
+                   "Runs the model on X (its first input; the batch is X's first dimension) and\n"
+                   "writes the output. With --vjp, also writes the gradient of sum(output * W)\n"
+                   "with respect to X, W shaped like one output row (applied to every row) or\n"
+                   "like the whole output.\n\n"
+                   "  --input X.npy     input array (required)\n"
+                   "  --out Y.npy       output array (required)\n"
+                   "  --output NAME     any tensor of the model (default: its first output)\n"
+                   "  --vjp W.npy       weights of the vector-Jacobian product (default: none)\n"
+                   "  --grad-out G.npy  where the input gradient goes (required with --vjp)\n"
+                   "  --threads N       threads, 0 for all cores (default 1)\n"
+                   "  --json            one JSON object instead of the summary\n");
+            return 0;
+        } else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--input") && v)
+            xin = argv[++i];
+        else if (!strcmp(a, "--out") && v)
+            yout = argv[++i];
+        else if (!strcmp(a, "--output") && v)
+            oname = argv[++i];
+        else if (!strcmp(a, "--vjp") && v)
+            vjp = argv[++i];
+        else if (!strcmp(a, "--grad-out") && v)
+            gout = argv[++i];
+        else if (!strcmp(a, "--threads") && v) {
+            if (!cli_parse_int("model run", a, v, 0, 1024, &threads)) return 1;
+            i++;
+        } else if (a[0] == '-') {
+            return cli_fail("model run", "unknown option or missing value '%s'", a);
+        } else
+            file = a;
+    }
+    if (!file || !xin || !yout)
+        return cli_fail("model run", "give FILE, --input and --out (see cfx model run --help)");
+    if (!vjp != !gout) return cli_fail("model run", "--vjp and --grad-out go together");
+    cli_set_threads(threads);
+    cfx_tensor *x = cfx_npy_read(xin), *w = NULL;
+    if (!x) return cli_fail_status("model run", "read input");
+    if (vjp && !(w = cfx_npy_read(vjp))) {
+        cfx_tensor_free(x);
+        return cli_fail_status("model run", "read --vjp");
+    }
+    const char *extra[1] = {oname};
+    cfx_onnx_options o = {.batch = x->ndim ? x->shape[0] : 1,
+                          .extra_outputs = oname ? extra : NULL,
+                          .n_extra_outputs = oname ? 1 : 0,
+                          .outputs_only = oname != NULL};
+    int rc = 0, outs[8], nout = 0, in = -1;
+    cfx_graph *g = cfx_graph_new();
+    float *seed = NULL;
+    if (cfx_onnx_import(g, file, &o, NULL, 0, outs, 8, &nout) != CFX_OK) {
+        rc = cli_fail("model run", NULL);
+        goto done;
+    }
+    for (int i = 0; i < cfx_graph_num_values(g) && in < 0; i++)
+        if (cfx_graph_value_kind(g, i) == CFX_VALUE_INPUT) in = i;
+    if (in < 0 || nout < 1) {
+        rc = cli_fail("model run", "%s has no input or no output", file);
+        goto done;
+    }
+    cfx_tensor *t = cfx_graph_tensor(g, in);
+    if (!cfx_tensor_same_shape(t, x)) {
+        char a[128], b[128];
+        cfx_tensor_shape_str(t->ndim, t->shape, a, sizeof a);
+        cfx_tensor_shape_str(x->ndim, x->shape, b, sizeof b);
+        rc = cli_fail("model run", "wrong input shape: %s takes '%s' of shape %s, %s is %s", file,
+                      cfx_graph_value_name(g, in), a, xin, b);
+        goto done;
+    }
+    if (vjp) cfx_graph_requires_grad(g, in, 1);
+    cfx_graph_enable_param_grads(g, 0);
+    if (cfx_graph_compile(g) != CFX_OK) {
+        rc = cli_fail("model run", "%s: %s", file, cfx_last_error());
+        goto done;
+    }
+    memcpy(cfx_graph_tensor(g, in)->data, x->data, (size_t)x->numel * sizeof(float));
+    double t0 = cfx_now();
+    if (cfx_graph_forward(g) != CFX_OK) {
+        rc = cli_fail_status("model run", "forward");
+        goto done;
+    }
+    double t1 = cfx_now();
+    cfx_tensor *y = cfx_graph_tensor(g, outs[0]);
+    if (cfx_npy_write(yout, y) != CFX_OK) {
+        rc = cli_fail_status("model run", "write output");
+        goto done;
+    }
+    if (vjp) {
+        int64_t row = y->ndim > 1 ? y->numel / y->shape[0] : y->numel;
+        if (w->numel != row && w->numel != y->numel) {
+            char a[128];
+            cfx_tensor_shape_str(y->ndim, y->shape, a, sizeof a);
+            rc = cli_fail("model run",
+                          "--vjp has %lld values; the output %s needs one row "
+                          "(%lld) or all (%lld)",
+                          (long long)w->numel, a, (long long)row, (long long)y->numel);
+            goto done;
+        }
+        seed = malloc((size_t)y->numel * sizeof *seed);
+        if (!seed) {
+            rc = cli_fail("model run", "out of memory");
+            goto done;
+        }
+        for (int64_t k = 0; k < y->numel; k++) seed[k] = w->data[k % w->numel];
+        if (cfx_graph_backward(g, outs[0], seed) != CFX_OK) {
+            rc = cli_fail_status("model run", "backward");
+            goto done;
+        }
+        cfx_tensor gt = *cfx_graph_tensor(g, in);
+        gt.data = cfx_graph_grad(g, in);
+        if (cfx_npy_write(gout, &gt) != CFX_OK) {
+            rc = cli_fail_status("model run", "write gradient");
+            goto done;
+        }
+    }
+    char shp[128];
+    cfx_tensor_shape_str(y->ndim, y->shape, shp, sizeof shp);
+    if (json) {
+        printf("{\"file\": ");
+        cli_json_str(stdout, file);
+        printf(", \"output\": ");
+        cli_json_str(stdout, cfx_graph_value_name(g, outs[0]));
+        printf(", \"shape\": ");
+        cli_json_str(stdout, shp);
+        printf(", \"forward_s\": %.6f, \"out\": ", t1 - t0);
+        cli_json_str(stdout, yout);
+        printf(", \"grad_out\": ");
+        if (gout)
+            cli_json_str(stdout, gout);
+        else
+            printf("null");
+        printf("}\n");
+    } else {
+        printf("%s: %s %s -> %s%s%s (forward %.3f s)\n", file, cfx_graph_value_name(g, outs[0]),
+               shp, yout, gout ? ", input gradient -> " : "", gout ? gout : "", t1 - t0);
+    }
+done:
+    free(seed);
+    cfx_graph_free(g);
+    cfx_tensor_free(x);
+    cfx_tensor_free(w);
+    return rc;
+}
+
+static int model_split(int argc, char **argv) {
+    const char *file = NULL, *latent = NULL, *enc = NULL, *dec = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) {
+            printf("usage: cfx model split FILE --latent NAME --encoder E.onnx --decoder D.onnx\n\n"
+                   "Cuts one autoencoder file at the tensor NAME into an encoder (inputs to NAME)\n"
+                   "and a decoder (NAME to the outputs), keeping nodes, weights and opset.\n"
+                   "All three options are required.\n");
+            return 0;
+        } else if (!strcmp(a, "--latent") && v)
+            latent = argv[++i];
+        else if (!strcmp(a, "--encoder") && v)
+            enc = argv[++i];
+        else if (!strcmp(a, "--decoder") && v)
+            dec = argv[++i];
+        else if (a[0] == '-')
+            return cli_fail("model split", "unknown option or missing value '%s'", a);
+        else
+            file = a;
+    }
+    if (!file || !latent || !enc || !dec)
+        return cli_fail("model split", "give FILE, --latent, --encoder and --decoder");
+    if (cfx_onnx_split(file, latent, enc, dec) != CFX_OK) return cli_fail("model split", NULL);
+    printf("%s: encoder -> %s, decoder -> %s (latent '%s')\n", file, enc, dec, latent);
+    return 0;
+}
+
+int cmd_model(int argc, char **argv) {
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+        printf("usage: cfx model <info|check|run|split> FILE [options]\n\n"
+               "  info    what an ONNX file holds (inputs, outputs, op counts, parameters)\n"
+               "  check   load, forward and backward on random input; name unsupported ops\n"
+               "  run     run on a .npy input; optionally the input gradient of sum(out * W)\n"
+               "  split   cut an autoencoder at its latent tensor into encoder and decoder\n\n"
+               "`cfx model <sub> --help` describes each.\n");
+        return sub ? 0 : 2;
+    }
+    if (!strcmp(sub, "info")) return model_info(argc - 1, argv + 1);
+    if (!strcmp(sub, "check")) return model_check(argc - 1, argv + 1);
+    if (!strcmp(sub, "run")) return model_run(argc - 1, argv + 1);
+    if (!strcmp(sub, "split")) return model_split(argc - 1, argv + 1);
+    return cli_fail("model", "unknown subcommand '%s' (info, check, run, split)", sub);
+}
