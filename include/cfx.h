@@ -734,7 +734,10 @@ typedef struct cfx_signs_counts {
 } cfx_signs_counts;
 
 /* Generates the signs dataset folder: seven classes 30..120 (labels 0..6) in train, calib and
- * test, and the held-out speed in ood. o_signs and counts may be NULL (defaults). */
+ * test, and the held-out speed in ood. o_signs and counts may be NULL: NULL counts means
+ * {1000, 200, 200, 500, 20}; given counts are taken as they are (0 images is 0), except a
+ * holdout of 0, which reads as 20. Labels are shuffled within each split; each split draws
+ * from its own stream of o->seed. */
 cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_options *o_signs,
                                   const cfx_signs_counts *counts);
 
