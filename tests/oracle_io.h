@@ -23,6 +23,13 @@ static inline bool oracle_write(const char *dir, const char *name, int ndim, con
     return fclose(f) == 0 && ok;
 }
 
+/* For failure messages: whether the exchange directory still exists. */
+static inline const char *oracle_dir_state(const char *dir) {
+    FILE *f = fopen(dir, "r");
+    if (f) fclose(f);
+    return f ? "exists" : "was removed";
+}
+
 /* Reads name.bin into a malloc'd array of exactly n floats (NULL when missing or another size). */
 static inline float *oracle_read(const char *dir, const char *name, int64_t n) {
     char path[1024];
@@ -119,7 +126,8 @@ static inline void oracle_check_unary(const char *script, const oracle_case *cs,
             const cfx_tensor *t = cfx_graph_tensor(gs[i], k ? 0 : ys[i]);
             const float *got = k ? cfx_graph_grad(gs[i], 0) : t->data;
             float *want = oracle_read(dir, nm, t->numel);
-            CHECK_MSG(want != NULL, "oracle output %s missing or of another size", nm);
+            CHECK_MSG(want != NULL, "oracle output %s missing or of another size (%s %s)", nm, dir,
+                      oracle_dir_state(dir));
             if (want && !CHECK_ARRAY_NEAR(got, want, (size_t)t->numel, 1e-4, 1e-5))
                 printf("  (case %s, %s)\n", cs[i].name, k ? "dx" : "y");
             free(want);

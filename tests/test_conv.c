@@ -196,7 +196,8 @@ CFX_TEST(conv, matches_pytorch) {
             snprintf(nm, sizeof nm, "%s_%s", c->name, outs[k].suffix);
             int64_t n = cfx_graph_tensor(cg->g, outs[k].id)->numel;
             float *want = oracle_read(dir, nm, n);
-            CHECK_MSG(want != NULL, "oracle output %s missing", nm);
+            CHECK_MSG(want != NULL, "oracle output %s missing (%s %s)", nm, dir,
+                      oracle_dir_state(dir));
             if (want && !CHECK_ARRAY_NEAR(outs[k].got, want, (size_t)n, 1e-4, 1e-5))
                 printf("  (case %s, %s)\n", c->name, outs[k].suffix);
             free(want);
