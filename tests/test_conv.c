@@ -335,3 +335,34 @@ CFX_TEST(conv, bad_input) {
     CHECK(strstr(cfx_last_error(), "bias") != NULL);
     cfx_graph_free(g);
 }
+
+/* cfx_set_threads reaches oneDNN: after a change the primitives are rebuilt for the new count
+ * (still on oneDNN), the result stays within rounding of the 1-thread one, and two runs at the
+ * same count are bitwise equal. */
+CFX_TEST(conv, thread_count_change) {
+    const conv_case c = {"c32",           false,          true,
+                         {4, 32, 10, 10}, {32, 32, 3, 3}, {.pad = {1, 1, 1, 1}}};
+    conv_graph cg;
+    int before_threads = cfx_get_threads();
+    cfx_set_threads(1);
+    if (!build(&c, &cg, 5)) return;
+    size_t n = (size_t)cfx_graph_tensor(cg.g, cg.w)->numel;
+    float *one = malloc(n * sizeof *one), *two = malloc(n * sizeof *two);
+    CHECK_OK(cfx_graph_forward(cg.g));
+    CHECK_OK(cfx_graph_backward(cg.g, cg.y, NULL));
+    memcpy(one, cfx_graph_grad(cg.g, cg.w), n * sizeof *one);
+    cfx_set_threads(2);
+    long long runs = cfx__conv_dnnl_runs();
+    CHECK_OK(cfx_graph_forward(cg.g));
+    CHECK_OK(cfx_graph_backward(cg.g, cg.y, NULL));
+    CHECK_INT_EQ(cfx__conv_dnnl_runs(), runs + 3);
+    memcpy(two, cfx_graph_grad(cg.g, cg.w), n * sizeof *two);
+    CHECK_ARRAY_NEAR(two, one, n, 1e-5, 1e-5);
+    CHECK_OK(cfx_graph_forward(cg.g));
+    CHECK_OK(cfx_graph_backward(cg.g, cg.y, NULL));
+    CHECK(memcmp(two, cfx_graph_grad(cg.g, cg.w), n * sizeof *two) == 0);
+    free(one);
+    free(two);
+    cfx_graph_free(cg.g);
+    cfx_set_threads(before_threads);
+}
