@@ -311,16 +311,17 @@ void cfx__conv_force_path(conv_path path) {
  *     b8  3->16 32x32             0.736        0.420           0.385
  *     b64 32->32 28x28           74.5         25.7            44.0
  *     b64 depthwise 32 28x28     59.2          7.4            22.9
- * oneDNN's blocked backward data pads a small input channel count to a block of 16 (16x the
- * work for one channel); with a plain NCHW data gradient it picks its GEMM kernel instead. So:
- * oneDNN everywhere, with the plain data gradient when an ungrouped conv has fewer than 16 input
- * channels; the reference only when oneDNN is missing or rejects the geometry (prepare then
- * keeps it) or when forced. */
+ * oneDNN's blocked backward data pads a small input channel count to a block of 16; with a plain
+ * NCHW data gradient it picks its GEMM kernel instead, which wins below about 6 input channels
+ * (backward data of b1 Cx28x28 -> 32, us, blocked vs plain: C=1 93 vs 34, C=4 100 vs 73, C=6
+ * 100 vs 102, C=8 101 vs 129). So: oneDNN everywhere, with the plain data gradient when an
+ * ungrouped conv has at most 4 input channels; the reference only when oneDNN is missing or
+ * rejects the geometry (prepare then keeps it) or when forced. */
 static conv_path conv_dispatch(const conv_geom *g, bool transposed) {
     if (forced != CONV_PATH_AUTO) return forced;
     if (!cfx__conv_dnnl_available()) return CONV_PATH_REF;
     int64_t in_channels = transposed ? g->Co : g->Ci;
-    if (g->G == 1 && in_channels < 16) return CONV_PATH_DNNL_PLAIN_DX;
+    if (g->G == 1 && in_channels <= 4) return CONV_PATH_DNNL_PLAIN_DX;
     return CONV_PATH_DNNL;
 }
 
