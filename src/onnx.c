@@ -64,7 +64,21 @@ static Onnx__ModelProto *read_model(const char *path) {
         cfx_set_error(CFX_EINVAL, "model path is NULL");
         return NULL;
     }
-    if (cfx_file_read_all(path, &data, &size) != CFX_OK) return NULL;
+    /* One allocation of the file's size (models are large; growing a buffer costs time). */
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cfx_set_error(CFX_EIO, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    data = len >= 0 && fseek(f, 0, SEEK_SET) == 0 ? cfx_malloc((size_t)len + 1) : NULL;
+    size = data ? fread(data, 1, (size_t)len, f) : 0;
+    fclose(f);
+    if (!data || size != (size_t)len) {
+        cfx_free(data);
+        cfx_set_error(CFX_EIO, "cannot read '%s'", path);
+        return NULL;
+    }
     Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_allocator, size, (const uint8_t *)data);
     cfx_free(data);
     if (!m) {
