@@ -404,12 +404,14 @@ static void conv_backward(const cfx_op_args *a) {
     const conv_prim *p = a->prim;
     const conv_geom *g = &p->geom;
     float *db = a->nin > 2 ? a->din[2] : NULL;
+    /* Weights first: the oneDNN path then reuses its blocked dy for the data gradient. */
+    if ((a->din[1] || db) &&
+        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db))) {
+        if (a->din[1]) cfx__conv_ref_bwd_w(g, a->in[0]->data, a->dout, a->din[1], a->work);
+        if (db) bias_bwd(a->dout, db, g->N, g->Co, g->Ho * g->Wo);
+    }
     if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0])))
         cfx__conv_ref_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
-    if (!a->din[1] && !db) return;
-    if (p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db)) return;
-    if (a->din[1]) cfx__conv_ref_bwd_w(g, a->in[0]->data, a->dout, a->din[1], a->work);
-    if (db) bias_bwd(a->dout, db, g->N, g->Co, g->Ho * g->Wo);
 }
 
 // x (N,C,H,W), w (C,K/G,R,S), b (K) -> y (N,K,P,Q)
@@ -428,12 +430,13 @@ static void convt_backward(const cfx_op_args *a) {
     const conv_geom *g = &p->geom;
     float *db = a->nin > 2 ? a->din[2] : NULL;
     /* In conv terms dout is the conv input and x the conv output. */
+    if ((a->din[1] || db) &&
+        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db))) {
+        if (a->din[1]) cfx__conv_ref_bwd_w(g, a->dout, a->in[0]->data, a->din[1], a->work);
+        if (db) bias_bwd(a->dout, db, g->N, g->Ci, g->Hi * g->Wi);
+    }
     if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0])))
         cfx__conv_ref_fwd(g, a->dout, a->in[1]->data, a->din[0], 1.0f, a->work);
-    if (!a->din[1] && !db) return;
-    if (p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db)) return;
-    if (a->din[1]) cfx__conv_ref_bwd_w(g, a->dout, a->in[0]->data, a->din[1], a->work);
-    if (db) bias_bwd(a->dout, db, g->N, g->Ci, g->Hi * g->Wi);
 }
 
 static const cfx_op_def conv_def = {

@@ -60,6 +60,7 @@ struct cfx__conv_dnnl {
     dn_step fwd, bwd_d, bwd_w;
     void *scratch_buf;
     size_t scratch_bytes;
+    void *xbuf, *ybuf; /* blocked x-shaped and y-shaped storage shared by the three steps */
     /* Reorders done once per pass: the blocked x of the last forward (for backward weights)
      * and the blocked dy of backward data (for backward weights), with the buffers they came
      * from. NULL when not available. */
@@ -149,13 +150,48 @@ static bool scratch_bind(cfx__conv_dnnl *d) {
     return true;
 }
 
+/* The blocked copies of x-shaped tensors (forward src, backward-weights src, backward-data
+ * diff_src) share one buffer, and so do the y-shaped ones (forward dst and both diff_dst). Their
+ * lifetimes do not overlap in the order the op runs them: forward writes x's copy (kept for
+ * backward weights) and y's; backward runs weights first (x's copy, then dy's), then data (which
+ * reuses dy's copy and only then overwrites x's with dx). */
+static bool share_role(dn_arg *const *args, int n, void **buf) {
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (args[i] && args[i]->buf) {
+            const dnnl_memory_desc_t *md;
+            DN_TRY(dnnl_memory_get_memory_desc(args[i]->inner, &md));
+            bytes = CFX_MAX(bytes, dnnl_memory_desc_get_size(md));
+        }
+    if (!bytes) return true;
+    *buf = cfx_aligned_alloc(bytes);
+    if (!*buf) return false;
+    for (int i = 0; i < n; i++)
+        if (args[i] && args[i]->buf) {
+            DN_TRY(dnnl_memory_set_data_handle(args[i]->inner, *buf));
+            cfx_aligned_free(args[i]->buf);
+            args[i]->buf = NULL;
+        }
+    return true;
+}
+
+static bool share_buffers(cfx__conv_dnnl *d) {
+    dn_arg *xs[3] = {&d->fwd.args[0], d->bwd_w.prim ? &d->bwd_w.args[0] : NULL,
+                     d->bwd_d.prim ? &d->bwd_d.args[2] : NULL};
+    dn_arg *ys[3] = {&d->fwd.args[2], d->bwd_d.prim ? &d->bwd_d.args[0] : NULL,
+                     d->bwd_w.prim ? &d->bwd_w.args[1] : NULL};
+    return share_role(xs, 3, &d->xbuf) && share_role(ys, 3, &d->ybuf);
+}
+
 static void release_all(cfx__conv_dnnl *d) {
     d->x_saved = d->dy_saved = NULL;
     step_free(&d->fwd);
     step_free(&d->bwd_d);
     step_free(&d->bwd_w);
     cfx_aligned_free(d->scratch_buf);
-    d->scratch_buf = NULL;
+    cfx_aligned_free(d->xbuf);
+    cfx_aligned_free(d->ybuf);
+    d->scratch_buf = d->xbuf = d->ybuf = NULL;
     d->scratch_bytes = 0;
 }
 
@@ -247,7 +283,7 @@ static bool build(cfx__conv_dnnl *d) {
              (!d->bias || arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_BIAS, ARG_ACC, &b_u, s->pd));
     }
     dnnl_primitive_attr_destroy(attr);
-    ok = ok && scratch_bind(d);
+    ok = ok && scratch_bind(d) && share_buffers(d);
     d->nthr = omp_get_max_threads();
     return ok;
 }
@@ -342,9 +378,14 @@ bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const
 bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx) {
     if (!threads_ok(d)) return false;
     void *p[3] = {(void *)dy, (void *)w, dx};
-    bool ok = run(d, &d->bwd_d, p, NULL);
-    d->dy_saved = ok ? dy : NULL;
-    return ok;
+    /* Reuse the blocked dy that backward weights made, when the layouts agree. */
+    dnnl_memory_t reuse[3] = {0};
+    const dn_arg *wdy = &d->bwd_w.args[1], *bdy = &d->bwd_d.args[0];
+    if (d->dy_saved == dy && wdy->reorder && bdy->reorder && same_md(wdy->inner, bdy->inner))
+        reuse[0] = wdy->inner;
+    d->dy_saved = NULL;
+    d->x_saved = NULL; /* diff_src overwrites the blocked copy of x */
+    return run(d, &d->bwd_d, p, reuse);
 }
 
 // x, dy -> dw (+=), db (+=)
@@ -352,15 +393,13 @@ bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, fl
                           float *db) {
     if (!threads_ok(d)) return false;
     void *p[4] = {(void *)x, (void *)dy, dw, db};
-    /* Reuse the blocked x of the forward pass and the blocked dy of backward data when they
-     * have the layout this primitive wants and came from the same buffers. */
+    /* Reuse the blocked x of the forward pass when it came from the same buffer and has the
+     * layout this primitive wants. */
     dnnl_memory_t reuse[4] = {0};
-    const dn_arg *fx = &d->fwd.args[0], *bdy = &d->bwd_d.args[0], *wx = &d->bwd_w.args[0],
-                 *wdy = &d->bwd_w.args[1];
+    const dn_arg *fx = &d->fwd.args[0], *wx = &d->bwd_w.args[0];
     if (d->x_saved == x && fx->reorder && wx->reorder && same_md(fx->inner, wx->inner))
         reuse[0] = fx->inner;
-    if (d->dy_saved == dy && bdy->reorder && wdy->reorder && same_md(bdy->inner, wdy->inner))
-        reuse[1] = bdy->inner;
-    d->dy_saved = NULL;
-    return run(d, &d->bwd_w, p, reuse);
+    bool ok = run(d, &d->bwd_w, p, reuse);
+    d->dy_saved = ok ? dy : NULL;
+    return ok;
 }
