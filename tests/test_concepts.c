@@ -3,6 +3,8 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define VG "/work/shared/data/vg_random.json"
 
@@ -452,4 +454,66 @@ CFX_TEST(concepts, allocation_failures_do_not_leak) {
     }
     /* The loop must have reached a run without failures. */
     CHECK(failures > 5 && failures < limit);
+}
+
+/* Runs a command, returns its exit status and what it printed (stdout and stderr). */
+static int run_cmd(const char *cmd, char *text, size_t n) {
+    char full[2048];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t len = fread(text, 1, n - 1, p);
+    text[len] = '\0';
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) continue;
+    int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* The command line: exit codes, one-line reasons and the atomic --out. */
+CFX_TEST(concepts, cli_exit_codes_and_messages) {
+    if (access("build/cfx", X_OK) != 0) {
+        cfx_test_skip("build/cfx is not built (make all builds it)");
+        return;
+    }
+    const char *dir = cfx_test_tmpdir();
+    char cmd[2048], out[8192], path[600];
+    CHECK_INT_EQ(run_cmd("build/cfx concepts cost chair.n.01 table.n.02 --json", out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"cost\": 5") != NULL, "got: %s", out);
+    CHECK_INT_EQ(run_cmd("build/cfx concepts cost chair.n.01 blorf.n.01", out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "blorf.n.01") != NULL, "got: %s", out);
+    CHECK_INT_EQ(run_cmd("build/cfx concepts cost chair.n.01,blorf table --unknown skip", out,
+                         sizeof out), 0);
+    snprintf(path, sizeof path, "%s/bad.json", dir);
+    write_file(path, "{\"images\": [\n {\"id\": 1, \"objects\": [\"chair.n.01\",]}\n]}\n");
+    snprintf(cmd, sizeof cmd, "build/cfx concepts nearest --data %s --labels k --all", path);
+    CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "line 2, column") != NULL, "got: %s", out);
+    CHECK_INT_EQ(run_cmd("build/cfx concepts nearest --data " VG " --labels nope --all", out,
+                         sizeof out), 1);
+    CHECK_MSG(strstr(out, "no label 'nope'") != NULL, "got: %s", out);
+    /* One query written to a file: a complete record, and no temporary left behind. */
+    snprintf(path, sizeof path, "%s/n.jsonl", dir);
+    snprintf(cmd, sizeof cmd,
+             "build/cfx concepts nearest --data " VG " --labels claude-3-haiku --query 11 --out %s "
+             "--json",
+             path);
+    CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"queries\": 1") != NULL, "got: %s", out);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f) {
+        char line[8192] = "";
+        CHECK(fgets(line, sizeof line, f) != NULL);
+        CHECK(strstr(line, "\"query\": 11") && strstr(line, "\"target\": 1392") &&
+              strstr(line, "\"cost\": 135") && strstr(line, "\"deletions\": [\"lint\"]"));
+        fclose(f);
+    }
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(access(tmp, F_OK) != 0);
+    CHECK_INT_EQ(run_cmd("build/cfx concepts nearest --data " VG " --labels claude-3-haiku", out,
+                         sizeof out), 1);
+    CHECK_MSG(strstr(out, "--query ID or --all") != NULL, "got: %s", out);
+    CHECK_INT_EQ(run_cmd("build/cfx concepts --help", out, sizeof out), 0);
 }
