@@ -41,7 +41,7 @@ void cfx__conv_force_path(conv_path path);
 typedef struct cfx__conv_dnnl cfx__conv_dnnl;
 bool cfx__conv_dnnl_available(void);
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw, bool plain_dx);
+                                   bool need_dw, bool plain_dx, bool one_thread);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);

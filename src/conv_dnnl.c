@@ -13,7 +13,9 @@
  * executes. The engine is created once per process (pthread_once). oneDNN here runs on OpenMP
  * and fixes its thread count when a primitive is created, so primitives remember
  * omp_get_max_threads() and are rebuilt when cfx_set_threads changed it; for a given thread
- * count the results are deterministic (oneDNN's reductions are statically partitioned). */
+ * count the results are deterministic (oneDNN's reductions are statically partitioned). Ops
+ * the dispatch marks one_thread (tiny ones, where forking costs more than the work) build and
+ * run with OpenMP set to one thread for the duration of the call. */
 #include "conv.h"
 
 #include <dnnl.h>
@@ -54,7 +56,7 @@ typedef struct {
 
 struct cfx__conv_dnnl {
     conv_geom g;
-    bool transposed, bias, need_dx, need_dw, plain_dx;
+    bool transposed, bias, need_dx, need_dw, plain_dx, one_thread;
     int nthr;
     dnnl_stream_t stream;
     dn_step fwd, bwd_d, bwd_w;
@@ -195,8 +197,8 @@ static void release_all(cfx__conv_dnnl *d) {
     d->scratch_bytes = 0;
 }
 
-/* Builds every primitive the op needs for the current thread count. */
-static bool build(cfx__conv_dnnl *d) {
+/* Builds every primitive the op needs (for the current thread count). */
+static bool build_steps(cfx__conv_dnnl *d) {
     const conv_geom *g = &d->g;
     /* The op's own x and y (for ConvTranspose, x is the conv "output" of the geometry). */
     dnnl_dims_t xd, yd, wd, bd, st = {g->sh, g->sw}, dl = {g->dh - 1, g->dw - 1};
@@ -283,19 +285,29 @@ static bool build(cfx__conv_dnnl *d) {
              (!d->bias || arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_BIAS, ARG_ACC, &b_u, s->pd));
     }
     dnnl_primitive_attr_destroy(attr);
-    ok = ok && scratch_bind(d) && share_buffers(d);
-    d->nthr = omp_get_max_threads();
+    return ok && scratch_bind(d) && share_buffers(d);
+}
+
+/* A one-thread op builds (and runs) its primitives with OpenMP at one thread; nthr remembers the
+ * caller's count either way, which is what a rebuild is keyed on. */
+static bool build(cfx__conv_dnnl *d) {
+    int nthr = omp_get_max_threads();
+    if (d->one_thread) omp_set_num_threads(1);
+    bool ok = build_steps(d);
+    if (d->one_thread) omp_set_num_threads(nthr);
+    d->nthr = nthr;
     return ok;
 }
 
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw, bool plain_dx) {
+                                   bool need_dw, bool plain_dx, bool one_thread) {
     if (!cfx__conv_dnnl_available()) return NULL;
     cfx__conv_dnnl *d = cfx_calloc(1, sizeof *d);
     if (!d) return NULL;
     d->g = *g;
     d->transposed = transposed, d->bias = bias, d->need_dx = need_dx, d->need_dw = need_dw;
     d->plain_dx = plain_dx;
+    d->one_thread = one_thread;
     if (dnnl_stream_create(&d->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
         !build(d)) {
         cfx__conv_dnnl_free(d);
@@ -334,7 +346,8 @@ long long cfx__conv_dnnl_runs(void) {
 
 /* Runs one step: reorders in, the primitive, reorders out. ptrs[i] is the caller's buffer for
  * args[i]; a NULL output is computed but not delivered. */
-static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse) {
+static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs,
+                      const dnnl_memory_t *reuse) {
     if (!s->prim) return false;
     dnnl_exec_arg_t ea[6];
     int n = 0;
@@ -362,6 +375,15 @@ static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_mem
     DN_TRY(dnnl_stream_wait(d->stream));
     runs++;
     return true;
+}
+
+static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse) {
+    if (!d->one_thread) return run_steps(d, s, ptrs, reuse);
+    int nthr = omp_get_max_threads();
+    omp_set_num_threads(1);
+    bool ok = run_steps(d, s, ptrs, reuse);
+    omp_set_num_threads(nthr);
+    return ok;
 }
 
 // x, w, b -> y (overwritten)
