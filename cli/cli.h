@@ -25,6 +25,8 @@ void cli_set_threads(long long n);
 
 /* Subcommands (one file each). */
 int cmd_version(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_concepts(int argc, char **argv);

@@ -230,6 +230,9 @@ void cfx_graph_seed(cfx_graph *g, uint64_t seed);
 cfx_status cfx_graph_compile(cfx_graph *g);
 /* Changes an input's shape; everything downstream is re-inferred and replanned on next run. */
 cfx_status cfx_graph_reshape_input(cfx_graph *g, int id, int ndim, const int64_t *shape);
+/* Sets the leading (batch) dimension of every input to n, as one change: a training graph's
+ * image and target inputs move together. */
+cfx_status cfx_graph_set_batch(cfx_graph *g, int64_t n);
 /* Replans now if an input changed shape, so that its (new) buffer can be filled before the
  * next forward. Forward and backward do this themselves when needed. */
 cfx_status cfx_graph_replan(cfx_graph *g);
@@ -237,7 +240,9 @@ cfx_status cfx_graph_forward(cfx_graph *g);
 /* Reverse-mode backward from value out with output gradient seed (numel floats; NULL means all
  * ones, the gradient of sum(out)). Every gradient buffer is overwritten, not accumulated. */
 cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed);
-/* The value's tensor (graph-owned; data valid after compile), or NULL for a bad id. */
+/* The value's tensor (graph-owned; data valid after compile), or NULL for a bad id. The
+ * pointer is invalidated when values are added to the graph (re-fetch it after building), and
+ * its data pointer when the graph replans after an input changed shape. */
 cfx_tensor *cfx_graph_tensor(cfx_graph *g, int id);
 /* The value's gradient after backward (graph-owned, numel floats), or NULL when it has none. */
 float *cfx_graph_grad(cfx_graph *g, int id);

@@ -415,6 +415,20 @@ cfx_status cfx_graph_reshape_input(cfx_graph *g, int id, int ndim, const int64_t
     return CFX_OK;
 }
 
+cfx_status cfx_graph_set_batch(cfx_graph *g, int64_t n) {
+    if (!g) return cfx_set_error(CFX_EINVAL, "set batch: graph is NULL");
+    if (n < 1) return cfx_set_error(CFX_EINVAL, "set batch: batch size %lld is < 1", (long long)n);
+    for (int i = 0; i < g->nvalues; i++) {
+        cfx_value *v = &g->values[i];
+        if (v->kind != CFX_VALUE_INPUT || v->t.ndim < 1 || v->t.shape[0] == n) continue;
+        int64_t shape[CFX_MAX_DIMS];
+        memcpy(shape, v->t.shape, sizeof shape);
+        shape[0] = n;
+        CFX_TRY(cfx_graph_reshape_input(g, i, v->t.ndim, shape));
+    }
+    return CFX_OK;
+}
+
 static cfx_status ensure_planned(cfx_graph *g, const char *what) {
     if (!g) return cfx_set_error(CFX_EINVAL, "%s: graph is NULL", what);
     if (!g->compiled) return cfx_set_error(CFX_EINVAL, "%s: compile the graph first", what);

@@ -150,8 +150,8 @@ cfx_status cfx_model_autoencoder(cfx_graph *g, int x, int latent_dim, cfx_rng *r
     h = cfx_layer_conv_transpose2d(g, h, "dec3", (int)c, 5, 2, 2, op, r);
     ids->reconstruction = cfx_op_sigmoid(g, h);
     CFX_TRY(name_or_fail(g, ids->reconstruction, "reconstruction"));
-    const cfx_tensor *yt = cfx_graph_tensor(g, ids->reconstruction);
-    if (!cfx_tensor_same_shape(xt, yt))
+    /* Building grew the graph: fetch both tensors afresh. */
+    if (!cfx_tensor_same_shape(cfx_graph_tensor(g, x), cfx_graph_tensor(g, ids->reconstruction)))
         return cfx_set_error(CFX_EINTERNAL, "autoencoder: decoder does not mirror the encoder");
     return CFX_OK;
 }

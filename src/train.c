@@ -111,10 +111,7 @@ static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scor
     if (n < B)
         return cfx_set_error(CFX_EINVAL, "train: %lld images are fewer than one batch of %lld",
                              (long long)n, (long long)B);
-    const cfx_tensor *xt = cfx_graph_tensor(g, x);
-    int64_t shape[4] = {B, xt->shape[1], xt->shape[2], xt->shape[3]};
-    CFX_TRY(cfx_graph_reshape_input(g, x, 4, shape));
-    if (target >= 0) CFX_TRY(cfx_graph_reshape_input(g, target, 1, (int64_t[]){B}));
+    CFX_TRY(cfx_graph_set_batch(g, B));
     CFX_TRY(cfx_graph_compile(g));
     cfx_graph_set_training(g, 1);
     size_t np;
@@ -250,8 +247,7 @@ static cfx_status batches(cfx_graph *g, int x, const cfx_tensor *images, int bat
     const int64_t n = images->shape[0], per = images->numel / n;
     for (int64_t first = 0; first < n; first += batch) {
         int64_t count = CFX_MIN((int64_t)batch, n - first);
-        int64_t shape[4] = {count, xt->shape[1], xt->shape[2], xt->shape[3]};
-        if (xt->shape[0] != count) CFX_TRY(cfx_graph_reshape_input(g, x, 4, shape));
+        CFX_TRY(cfx_graph_set_batch(g, count));
         CFX_TRY(cfx_graph_replan(g)); /* the input's buffer is valid from here */
         memcpy(cfx_graph_tensor(g, x)->data, images->data + first * per,
                (size_t)(count * per) * sizeof(float));

@@ -22,7 +22,10 @@ CFX_TEST(example, header_example_runs) {
     const float *dx = cfx_graph_grad(g, x);
     CHECK(dx != NULL);
     double norm = 0;
-    for (int i = 0; dx && i < 64; i++) norm += fabs(dx[i]), CHECK(isfinite(dx[i]));
+    for (int i = 0; dx && i < 64; i++) {
+        norm += fabs(dx[i]);
+        CHECK(isfinite(dx[i]));
+    }
     CHECK(norm > 0);
     cfx_graph_free(g);
 }

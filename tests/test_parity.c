@@ -10,6 +10,17 @@
 
 static const char *dir;
 
+/* Runs the PyTorch side once per process; every test here reads its files. */
+static bool oracle_ready(void) {
+    static int rc = -1;
+    if (rc < 0) {
+        dir = cfx_test_tmpdir();
+        rc = cfx_test_python("parity_oracle.py", dir);
+        CHECK_MSG(rc == 0, "tests/py/parity_oracle.py failed (exit %d)", rc);
+    }
+    return rc == 0;
+}
+
 static cfx_tensor *load(const char *name) {
     char path[700];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
@@ -49,8 +60,9 @@ static int conv(cfx_graph *g, int x, const char *pre, const char *name, int stri
     char w[64], b[64];
     snprintf(w, sizeof w, "%s.weight", name);
     snprintf(b, sizeof b, "%s.bias", name);
-    return cfx_op_conv2d(g, x, weight(g, pre, w, 0), weight(g, pre, b, 0),
-                         &(cfx_conv2d_attr){.stride = {stride, stride}, .pad = {pad, pad, pad, pad}});
+    return cfx_op_conv2d(
+        g, x, weight(g, pre, w, 0), weight(g, pre, b, 0),
+        &(cfx_conv2d_attr){.stride = {stride, stride}, .pad = {pad, pad, pad, pad}});
 }
 
 static int linear(cfx_graph *g, int x, const char *pre, const char *name) {
@@ -90,8 +102,7 @@ static void check_weight_grads(cfx_graph *g, const char *prefix, const char *con
 }
 
 CFX_TEST(parity, cnn_and_autoencoder_match_pytorch) {
-    dir = cfx_test_tmpdir();
-    CHECK_INT_EQ(cfx_test_python("parity_oracle.py", dir), 0);
+    if (!oracle_ready()) return;
 
     /* CNN, batch norm in training mode. */
     cfx_graph *g = cfx_graph_new();
@@ -106,8 +117,20 @@ CFX_TEST(parity, cnn_and_autoencoder_match_pytorch) {
     if (w) CHECK_OK(cfx_graph_backward(g, y, w->data));
     cfx_tensor_free(w);
     compare("cnn dx", cfx_graph_grad(g, x), "cnn_dx");
-    static const char *const cnn_params[] = {"c1.weight", "c1.bias", "bn.weight", "bn.bias",
-                                             "c2.weight", "c2.bias", "fc.weight", "fc.bias", NULL};
+    /* c1.bias feeds a training-mode batch norm, which subtracts the batch mean: its gradient is
+     * exactly zero in exact arithmetic, and both frameworks return rounding noise (~1e-8 here,
+     * ~1e-10 in PyTorch). Check that property instead of comparing noise. */
+    const float *db = cfx_graph_grad(g, cfx_graph_find(g, "c1.bias"));
+    const cfx_tensor *c1w = cfx_graph_tensor(g, cfx_graph_find(g, "c1.weight"));
+    const float *dw = cfx_graph_grad(g, cfx_graph_find(g, "c1.weight"));
+    float wscale = 0;
+    for (int64_t i = 0; dw && i < c1w->numel; i++) wscale = fmaxf(wscale, fabsf(dw[i]));
+    for (int i = 0; db && i < 8; i++)
+        CHECK_MSG(fabsf(db[i]) <= 1e-4f * wscale,
+                  "dc1.bias[%d] = %g is not ~0 (dc1.weight scale %g)", i, (double)db[i],
+                  (double)wscale);
+    static const char *const cnn_params[] = {"c1.weight", "bn.weight", "bn.bias", "c2.weight",
+                                             "c2.bias",   "fc.weight", "fc.bias", NULL};
     check_weight_grads(g, "cnn", cnn_params);
     compare("running mean", cfx_graph_tensor(g, cfx_graph_find(g, "bn.running_mean"))->data,
             "cnn_after_bn.running_mean");
@@ -126,8 +149,11 @@ CFX_TEST(parity, cnn_and_autoencoder_match_pytorch) {
                                 weight(g, "ae", "d1.bias", 0),
                                 &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {1, 1, 1, 1}});
     h = cfx_op_resize(g, cfx_op_relu(g, h),
-                      &(cfx_resize_attr){.mode = CFX_RESIZE_NEAREST, .coord = CFX_COORD_ASYMMETRIC,
-                                         .nearest = CFX_NEAREST_FLOOR, .out_h = 16, .out_w = 16});
+                      &(cfx_resize_attr){.mode = CFX_RESIZE_NEAREST,
+                                         .coord = CFX_COORD_ASYMMETRIC,
+                                         .nearest = CFX_NEAREST_FLOOR,
+                                         .out_h = 16,
+                                         .out_w = 16});
     y = cfx_op_sigmoid(g, conv(g, h, "ae", "d2", 1, 1));
     CHECK_OK(cfx_graph_requires_grad(g, x, 1));
     CHECK_OK(cfx_graph_compile(g));
@@ -138,18 +164,15 @@ CFX_TEST(parity, cnn_and_autoencoder_match_pytorch) {
     if (w) CHECK_OK(cfx_graph_backward(g, y, w->data));
     cfx_tensor_free(w);
     compare("ae dx", cfx_graph_grad(g, x), "ae_dx");
-    static const char *const ae_params[] = {"e1.weight", "e1.bias", "e2.weight", "e2.bias",
-                                            "el.weight", "el.bias", "dl.weight", "dl.bias",
-                                            "d1.weight", "d1.bias", "d2.weight", "d2.bias", NULL};
+    static const char *const ae_params[] = {
+        "e1.weight", "e1.bias",   "e2.weight", "e2.bias",   "el.weight", "el.bias", "dl.weight",
+        "dl.bias",   "d1.weight", "d1.bias",   "d2.weight", "d2.bias",   NULL};
     check_weight_grads(g, "ae", ae_params);
     cfx_graph_free(g);
 }
 
 CFX_TEST(parity, adam_on_an_input_image_matches_pytorch) {
-    if (!dir) {
-        cfx_test_skip("needs the files of parity/cnn_and_autoencoder_match_pytorch (run the suite)");
-        return;
-    }
+    if (!oracle_ready()) return;
     cfx_graph *g = cfx_graph_new();
     int x, y = build_cnn(g, 1, &x);
     CHECK_OK(cfx_graph_requires_grad(g, x, 1));

@@ -68,8 +68,8 @@ static cfx_tensor *toy_images(int64_t n, float *labels, uint64_t seed) {
     return t;
 }
 
-static cfx_status train_toy(const cfx_tensor *im, const float *labels, int epochs,
-                            const char *ckpt, int resume, float *params_out, double *acc) {
+static cfx_status train_toy(const cfx_tensor *im, const float *labels, int epochs, const char *ckpt,
+                            int resume, float *params_out, double *acc) {
     cfx_rng r;
     cfx_rng_init(&r, 3);
     cfx_graph *g = cfx_graph_new();
@@ -78,13 +78,15 @@ static cfx_status train_toy(const cfx_tensor *im, const float *labels, int epoch
     cfx_status s = cfx_model_classifier(g, x, 2, &r, &c);
     cfx_train_result res;
     if (s == CFX_OK)
-        s = cfx_train_classifier(g, x, c.probs, im, labels,
-                                 &(cfx_train_options){.epochs = epochs, .batch = 32, .seed = 9,
-                                                      .checkpoint = ckpt, .resume = resume},
-                                 &res);
+        s = cfx_train_classifier(
+            g, x, c.probs, im, labels,
+            &(cfx_train_options){
+                .epochs = epochs, .batch = 32, .seed = 9, .checkpoint = ckpt, .resume = resume},
+            &res);
     if (s == CFX_OK) {
         size_t n;
-        memcpy(params_out, cfx_graph_params(g, &n), n * sizeof(float));
+        const float *p = cfx_graph_params(g, &n);
+        memcpy(params_out, p, n * sizeof(float));
         s = cfx_eval_classifier(g, x, c.probs, im, labels, 2, 100, NULL, acc);
     }
     cfx_graph_free(g);
@@ -174,10 +176,9 @@ CFX_TEST(train, bad_input_is_refused) {
     g = cfx_graph_new();
     x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 28, 28});
     CHECK_OK(cfx_model_classifier(g, x, 2, &r, &c));
-    CHECK_ERR(cfx_train_classifier(g, x, c.logits, im, labels,
-                                   &(cfx_train_options){.epochs = 1, .checkpoint = ckpt,
-                                                        .resume = 1},
-                                   &res),
+    CHECK_ERR(cfx_train_classifier(
+                  g, x, c.logits, im, labels,
+                  &(cfx_train_options){.epochs = 1, .checkpoint = ckpt, .resume = 1}, &res),
               CFX_EFORMAT);
     CHECK(strstr(cfx_last_error(), "another model") != NULL);
     cfx_graph_free(g);
