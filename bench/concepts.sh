@@ -45,5 +45,8 @@ printf '| %-38s | %12.5f | %9.0fx |\n' "cfx, 1 thread, $runs runs" "$c1" "$(echo
 printf '| %-38s | %12.5f | %9.0fx |\n' "cfx, $threads threads, $runs runs" "$cn" "$(echo "$py $cn" | awk '{ print $1 / $2 }')"
 echo "identical targets and costs: $same ($differ of $queries differ)"
 echo "cfx loading: WordNet $(val wordnet_load_s) s, data $(val data_load_s) s"
-echo "generated set: $(val generated_images) images, one query on 1 thread: median $(val generated_query_median_ms) ms, worst $(val generated_query_worst_ms) ms of 25"
+echo "generated set of $(val generated_images) images, single queries on 1 thread (25 each):"
+echo "  without the index: median $(val generated_query_median_ms) ms, worst $(val generated_query_worst_ms) ms (first $(val generated_first_query_ms) ms)"
+echo "  a batch of 16 queries that builds the index: $(val generated_batch16_with_index_build_ms) ms"
+echo "  with the index: median $(val generated_indexed_query_median_ms) ms, worst $(val generated_indexed_query_worst_ms) ms"
 [ "$same" = yes ]

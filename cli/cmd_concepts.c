@@ -1,4 +1,5 @@
-/* cmd_concepts.c - `cfx concepts cost|nearest|global|order`: semantic edits over WordNet (V-CECE). */
+/* cmd_concepts.c - `cfx concepts cost|nearest|global|order`: semantic edits over WordNet (V-CECE).
+ */
 #include "cli.h"
 
 #include <errno.h>
@@ -51,37 +52,48 @@ static int parse(int argc, char **argv, opts *o, const char *action) {
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
         long long n;
         if (strcmp(f, "--help") == 0) {
             fputs(usage_text, stdout);
             return 0;
         } else if (strcmp(f, "--all") == 0) {
-            o->all = 1, takes = 0;
+            o->all = 1;
         } else if (strcmp(f, "--json") == 0) {
-            o->json = 1, takes = 0;
+            o->json = 1;
         } else if (f[0] == '-' && f[1] == '-') {
             if (!v) return cli_fail(cmd, "%s needs a value (see cfx concepts --help)", f) + 1;
-            if (strcmp(f, "--data") == 0) o->data = v;
-            else if (strcmp(f, "--labels") == 0) o->labels = v;
-            else if (strcmp(f, "--class") == 0) o->class_name = v;
-            else if (strcmp(f, "--out") == 0) o->out = v;
-            else if (strcmp(f, "--wordnet") == 0) o->wordnet = v;
-            else if (strcmp(f, "--mode") == 0) o->mode = v;
+            if (strcmp(f, "--data") == 0)
+                o->data = v;
+            else if (strcmp(f, "--labels") == 0)
+                o->labels = v;
+            else if (strcmp(f, "--class") == 0)
+                o->class_name = v;
+            else if (strcmp(f, "--out") == 0)
+                o->out = v;
+            else if (strcmp(f, "--wordnet") == 0)
+                o->wordnet = v;
+            else if (strcmp(f, "--mode") == 0)
+                o->mode = v;
             else if (strcmp(f, "--query") == 0) {
                 if (!cli_parse_int(cmd, f, v, INT64_MIN + 1, INT64_MAX, &n)) return 2;
                 o->query = n, o->has_query = 1;
             } else if (strcmp(f, "--cost") == 0) {
-                if (strcmp(v, "cece") == 0) o->cost.model = CFX_COST_CECE;
-                else if (strcmp(v, "graph") == 0) o->cost.model = CFX_COST_GRAPH;
-                else return cli_fail(cmd, "--cost is cece or graph, not '%s'", v) + 1;
+                if (strcmp(v, "cece") == 0)
+                    o->cost.model = CFX_COST_CECE;
+                else if (strcmp(v, "graph") == 0)
+                    o->cost.model = CFX_COST_GRAPH;
+                else
+                    return cli_fail(cmd, "--cost is cece or graph, not '%s'", v) + 1;
             } else if (strcmp(f, "--max-sub") == 0) {
                 if (!cli_parse_int(cmd, f, v, 0, INT32_MAX, &n)) return 2;
                 o->cost.max_sub = n;
             } else if (strcmp(f, "--unknown") == 0) {
-                if (strcmp(v, "skip") == 0) o->unknown_skip = 1;
-                else if (strcmp(v, "error") == 0) o->unknown_skip = 0;
-                else return cli_fail(cmd, "--unknown is error or skip, not '%s'", v) + 1;
+                if (strcmp(v, "skip") == 0)
+                    o->unknown_skip = 1;
+                else if (strcmp(v, "error") == 0)
+                    o->unknown_skip = 0;
+                else
+                    return cli_fail(cmd, "--unknown is error or skip, not '%s'", v) + 1;
             } else if (strcmp(f, "--top") == 0) {
                 if (!cli_parse_int(cmd, f, v, 0, INT32_MAX, &o->top)) return 2;
             } else if (strcmp(f, "--threads") == 0) {
@@ -92,12 +104,13 @@ static int parse(int argc, char **argv, opts *o, const char *action) {
             }
             i++;
         } else if (strcmp(action, "cost") == 0 && npos < 2) {
-            if (npos++ == 0) o->a = f;
-            else o->b = f;
+            if (npos++ == 0)
+                o->a = f;
+            else
+                o->b = f;
         } else {
             return cli_fail(cmd, "unexpected argument '%s' (see cfx concepts --help)", f) + 1;
         }
-        (void)takes;
     }
     return -1;
 }
@@ -126,7 +139,8 @@ static int parse_list(cfx_concepts *c, const char *list, int unknown_skip, int32
         return cli_fail("concepts cost", "out of memory");
     }
     memcpy(copy, list, len + 1);
-    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ') tok++;
         if (!*tok) continue;
         cfx_status st = cfx_concepts_add(c, tok, &(*ids)[*n]);
@@ -194,9 +208,11 @@ static int run_cost(const opts *o) {
     int rc = parse_list(c, o->a, o->unknown_skip, &a, &na, &skipped);
     if (!rc) rc = parse_list(c, o->b, o->unknown_skip, &b, &nb, &skipped);
     cfx_edit_set es = {0};
-    if (!rc && cfx_concepts_edits(c, a, na, b, nb, &es) != CFX_OK) rc = cli_fail_status("concepts cost", "edits");
+    if (!rc && cfx_concepts_edits(c, a, na, b, nb, &es) != CFX_OK)
+        rc = cli_fail_status("concepts cost", "edits");
     if (!rc) {
-        if (skipped) fprintf(stderr, "cfx concepts: skipped %lld unknown concepts\n", (long long)skipped);
+        if (skipped)
+            fprintf(stderr, "cfx concepts: skipped %lld unknown concepts\n", (long long)skipped);
         if (o->json) {
             printf("{\"cost\": %lld", (long long)es.cost);
             json_edits(stdout, c, &es);
@@ -218,7 +234,8 @@ static int run_cost(const opts *o) {
 static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_concepts **c,
                      cfx_concepts_data **d) {
     if (!o->data || !o->labels)
-        return cli_fail(what, "--data FILE and --labels KEY are required (see cfx concepts --help)");
+        return cli_fail(what,
+                        "--data FILE and --labels KEY are required (see cfx concepts --help)");
     if (open_vocab(o, wn, c)) return 1;
     int64_t skipped = 0;
     *d = cfx_concepts_data_load(*c, o->data, o->labels,
@@ -228,11 +245,13 @@ static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_conc
         cfx_wordnet_free(*wn);
         return cli_fail(what, NULL);
     }
-    if (skipped) fprintf(stderr, "cfx %s: skipped %lld unknown concepts\n", what, (long long)skipped);
+    if (skipped)
+        fprintf(stderr, "cfx %s: skipped %lld unknown concepts\n", what, (long long)skipped);
     int32_t empty = cfx_concepts_data_empty(*d);
     if (empty)
-        fprintf(stderr, "cfx %s: note: %d of %d images have no concepts (edits to or from them "
-                        "are pure insertions or deletions)\n",
+        fprintf(stderr,
+                "cfx %s: note: %d of %d images have no concepts (edits to or from them "
+                "are pure insertions or deletions)\n",
                 what, empty, cfx_concepts_data_count(*d));
     return 0;
 }
@@ -262,20 +281,23 @@ static int run_nearest(const opts *o) {
     if (!q || !res) rc = cli_fail(what, "out of memory");
     if (!rc && o->all)
         for (int32_t i = 0; i < n; i++) q[nq++] = i;
-    else if (!rc && !(rc = find_query(d, what, o->query, &q[0]))) nq = 1;
+    else if (!rc && !(rc = find_query(d, what, o->query, &q[0])))
+        nq = 1;
     /* Records go to OUT.tmp first and are renamed into place only when all are written; the
      * file is opened before the search so a bad path fails at once. */
     char tmp[4096];
     FILE *f = NULL;
     if (!rc && o->out) {
         snprintf(tmp, sizeof tmp, "%s.tmp", o->out);
-        if (!(f = fopen(tmp, "w"))) rc = cli_fail(what, "cannot write '%s': %s", tmp, strerror(errno));
+        if (!(f = fopen(tmp, "w")))
+            rc = cli_fail(what, "cannot write '%s': %s", tmp, strerror(errno));
     }
     double t0 = cfx_now();
     int64_t solved = 0;
     cfx_progress pr = {cfx_progress_stderr, NULL};
     cfx_nearest_options no = {.progress = o->all ? &pr : NULL, .solved = &solved};
-    if (!rc && cfx_concepts_nearest(d, q, nq, &no, res) != CFX_OK) rc = cli_fail_status(what, "search");
+    if (!rc && cfx_concepts_nearest(d, q, nq, &no, res) != CFX_OK)
+        rc = cli_fail_status(what, "search");
     double secs = cfx_now() - t0;
     int64_t total = 0;
     int32_t none = 0;
@@ -289,10 +311,13 @@ static int run_nearest(const opts *o) {
             rc = cli_fail_status(what, "edits");
             break;
         }
-        if (r->target < 0) none++;
-        else total += r->cost;
+        if (r->target < 0)
+            none++;
+        else
+            total += r->cost;
         if (f) {
-            fprintf(f, "{\"query\": %lld, \"label\": ", (long long)cfx_concepts_data_id(d, r->query));
+            fprintf(f,
+                    "{\"query\": %lld, \"label\": ", (long long)cfx_concepts_data_id(d, r->query));
             cli_json_str(f, cfx_concepts_data_label(d, r->query));
             if (r->target >= 0) {
                 fprintf(f, ", \"target\": %lld, \"target_label\": ",
@@ -334,8 +359,10 @@ static int run_nearest(const opts *o) {
             printf("{\"queries\": %d, \"with_counterfactual\": %d, \"mean_cost\": %.4f, "
                    "\"assignments_solved\": %lld, \"seconds\": %.4f, \"threads\": %d, \"out\": ",
                    nq, found, mean, (long long)solved, secs, cfx_get_threads());
-            if (o->out) cli_json_str(stdout, o->out);
-            else fputs("null", stdout);
+            if (o->out)
+                cli_json_str(stdout, o->out);
+            else
+                fputs("null", stdout);
             puts("}");
         } else if (o->all || o->out) {
             printf("%d queries, %d with a counterfactual, mean cost %.2f; %lld assignments solved "
@@ -394,7 +421,8 @@ static int run_global(const opts *o) {
             puts("]}");
         } else {
             printf("importance over the %d images labelled '%s' (+: added by their edits, "
-                   "-: removed)\n", nimg, o->class_name);
+                   "-: removed)\n",
+                   nimg, o->class_name);
             for (int32_t i = 0; i < nrows; i++) printf("%+8g  %s\n", rows[i].imp, rows[i].name);
         }
     }
@@ -408,10 +436,14 @@ static int run_order(const opts *o) {
     const char *what = "concepts order";
     const char *m = o->mode ? o->mode : "local";
     cfx_order_mode mode;
-    if (strcmp(m, "local") == 0) mode = CFX_ORDER_LOCAL;
-    else if (strcmp(m, "global") == 0) mode = CFX_ORDER_GLOBAL;
-    else if (strcmp(m, "local-global") == 0) mode = CFX_ORDER_LOCAL_GLOBAL;
-    else return cli_fail(what, "--mode is local, global or local-global, not '%s'", m);
+    if (strcmp(m, "local") == 0)
+        mode = CFX_ORDER_LOCAL;
+    else if (strcmp(m, "global") == 0)
+        mode = CFX_ORDER_GLOBAL;
+    else if (strcmp(m, "local-global") == 0)
+        mode = CFX_ORDER_LOCAL_GLOBAL;
+    else
+        return cli_fail(what, "--mode is local, global or local-global, not '%s'", m);
     if (!o->has_query) return cli_fail(what, "--query ID is required");
     cfx_wordnet *wn;
     cfx_concepts *c;
@@ -429,11 +461,15 @@ static int run_order(const opts *o) {
             const cfx_edit *e = &es.edits[i];
             static const char *kinds[3] = {"insert", "delete", "substitute"};
             printf("%s{\"edit\": \"%s\", \"from\": ", i ? ", " : "", kinds[e->kind]);
-            if (e->from >= 0) cli_json_str(stdout, cfx_concepts_word(c, e->from));
-            else fputs("null", stdout);
+            if (e->from >= 0)
+                cli_json_str(stdout, cfx_concepts_word(c, e->from));
+            else
+                fputs("null", stdout);
             fputs(", \"to\": ", stdout);
-            if (e->to >= 0) cli_json_str(stdout, cfx_concepts_word(c, e->to));
-            else fputs("null", stdout);
+            if (e->to >= 0)
+                cli_json_str(stdout, cfx_concepts_word(c, e->to));
+            else
+                fputs("null", stdout);
             printf(", \"cost\": %lld}", (long long)e->cost);
         }
         puts("]}");

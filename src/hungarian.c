@@ -63,8 +63,10 @@ static int augment(const view *m, int nc, const double *u, const double *v, int 
         mv = lowest;
         if (mv == INFINITY) return -1;
         int j = remaining[index];
-        if (row4col[j] == -1) sink = j;
-        else i = row4col[j];
+        if (row4col[j] == -1)
+            sink = j;
+        else
+            i = row4col[j];
         SC[j] = 1;
         remaining[index] = remaining[--nrem];
     }
@@ -133,16 +135,18 @@ cfx_status cfx_hungarian_solve_work(const double *cost, int nr, int nc, int *col
     double sum = 0;
     for (int i = 0; i < R; i++) {
         int j = col4row[i];
-        if (tr) col_of_row[j] = i;
-        else col_of_row[i] = j;
-        sum += tr ? cost[(size_t)j * (size_t)nc + (size_t)i] : cost[(size_t)i * (size_t)nc + (size_t)j];
+        if (tr)
+            col_of_row[j] = i;
+        else
+            col_of_row[i] = j;
+        sum += tr ? cost[(size_t)j * (size_t)nc + (size_t)i]
+                  : cost[(size_t)i * (size_t)nc + (size_t)j];
     }
     if (total) *total = sum;
     return CFX_OK;
 }
 
-cfx_status cfx_hungarian_solve(const double *cost, int nr, int nc, int *col_of_row,
-                               double *total) {
+cfx_status cfx_hungarian_solve(const double *cost, int nr, int nc, int *col_of_row, double *total) {
     void *work = cfx_malloc(cfx_hungarian_work_size(nr, nc));
     if (!work) return CFX_ENOMEM;
     cfx_status st = cfx_hungarian_solve_work(cost, nr, nc, col_of_row, total, work);

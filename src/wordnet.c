@@ -37,11 +37,11 @@ typedef struct {
 } strtab;
 
 struct cfx_wordnet {
-    int32_t n;           /* number of noun synsets */
-    int32_t *offset;     /* (n) byte offset in data.noun; ascending, so it can be searched */
-    const char **name;   /* (n) NLTK name, "chair.n.01" (points into pool) */
-    int32_t *par_start;  /* (n+1) parents of s: par[par_start[s] .. par_start[s+1]) */
-    int32_t *par;        /* hypernyms sorted by name, then instance hypernyms sorted by name */
+    int32_t n;            /* number of noun synsets */
+    int32_t *offset;      /* (n) byte offset in data.noun; ascending, so it can be searched */
+    const char **name;    /* (n) NLTK name, "chair.n.01" (points into pool) */
+    int32_t *par_start;   /* (n+1) parents of s: par[par_start[s] .. par_start[s+1]) */
+    int32_t *par;         /* hypernyms sorted by name, then instance hypernyms sorted by name */
     int32_t *child_start; /* (n+1) the reverse edges (hyponyms and instance hyponyms) */
     int32_t *child;
     int32_t *best_parent; /* (n) parent on the first longest path, -1 at a root */
@@ -50,10 +50,10 @@ struct cfx_wordnet {
     strtab lemmas;        /* lemma -> index into lemma_start */
     int32_t *lemma_start; /* senses of lemma i: lemma_syn[lemma_start[i] .. lemma_start[i+1]) */
     int32_t *lemma_syn;
-    strtab exc;           /* inflected form -> index into exc_start */
-    int32_t *exc_start;   /* base forms of form i: exc_base[exc_start[i] .. exc_start[i+1]) */
+    strtab exc;         /* inflected form -> index into exc_start */
+    int32_t *exc_start; /* base forms of form i: exc_base[exc_start[i] .. exc_start[i+1]) */
     const char **exc_base;
-    char *pool;           /* every string above lives in this block */
+    char *pool; /* every string above lives in this block */
 };
 
 /* FNV-1a; the tables only need a fast, well-mixed hash of short ASCII keys. */
@@ -106,8 +106,10 @@ typedef struct {
 } file_buf;
 
 static void file_close(file_buf *fb) {
-    if (fb->p && fb->mapped) munmap(fb->p, fb->len);
-    else cfx_free(fb->p);
+    if (fb->p && fb->mapped)
+        munmap(fb->p, fb->len);
+    else
+        cfx_free(fb->p);
     fb->p = NULL;
 }
 
@@ -208,8 +210,10 @@ static int32_t find_offset(const cfx_wordnet *wn, long off) {
     while (lo <= hi) {
         int32_t mid = lo + (hi - lo) / 2;
         if (wn->offset[mid] == off) return mid;
-        if (wn->offset[mid] < off) lo = mid + 1;
-        else hi = mid - 1;
+        if (wn->offset[mid] < off)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
     }
     return -1;
 }
@@ -473,7 +477,8 @@ static cfx_status build_graph(cfx_wordnet *wn, const raw_edge *e, int32_t ne) {
             int32_t lo = pass ? wn->child_start[s] : wn->par_start[s];
             int32_t hi = pass ? wn->child_start[s + 1] : wn->par_start[s + 1];
             for (int32_t j = lo; j < hi; j++)
-                if (wn->depth[nb[j]] < 0) wn->depth[nb[j]] = wn->depth[s] + 1, queue[tail++] = nb[j];
+                if (wn->depth[nb[j]] < 0)
+                    wn->depth[nb[j]] = wn->depth[s] + 1, queue[tail++] = nb[j];
         }
     }
     cfx_free(queue);
@@ -530,8 +535,10 @@ static cfx_status load(cfx_wordnet *wn, const char *dir) {
                 if (wn->lemma_syn[k] == s) sense = k - wn->lemma_start[l] + 1;
             if (sense == 0) {
                 cfx_free(names.p);
-                st = cfx_set_error(CFX_EFORMAT, "data.noun: synset %08d ('%s') is not a sense "
-                                   "of its first lemma in index.noun", wn->offset[s], w);
+                st = cfx_set_error(CFX_EFORMAT,
+                                   "data.noun: synset %08d ('%s') is not a sense "
+                                   "of its first lemma in index.noun",
+                                   wn->offset[s], w);
                 goto done;
             }
             char buf[512];
@@ -619,8 +626,8 @@ static bool split_name(const char *s, size_t *lemma_len, long *sense) {
     size_t len = strlen(s);
     size_t d = len;
     while (d > 0 && s[d - 1] >= '0' && s[d - 1] <= '9') d--;
-    if (d == len || len - d > 6 || d < 4 || s[d - 1] != '.' || (s[d - 2] != 'n' && s[d - 2] != 'N') ||
-        s[d - 3] != '.')
+    if (d == len || len - d > 6 || d < 4 || s[d - 1] != '.' ||
+        (s[d - 2] != 'n' && s[d - 2] != 'N') || s[d - 3] != '.')
         return false;
     *lemma_len = d - 3;
     *sense = strtol(s + d, NULL, 10);
@@ -647,7 +654,8 @@ cfx_status cfx_wordnet_synset(const cfx_wordnet *wn, const char *name, int32_t *
     }
     lemma[ll] = '\0';
     int32_t l = strtab_get(&wn->lemmas, lemma, ll);
-    if (l < 0) return cfx_set_error(CFX_ENOTFOUND, "unknown synset '%s': no noun '%s'", name, lemma);
+    if (l < 0)
+        return cfx_set_error(CFX_ENOTFOUND, "unknown synset '%s': no noun '%s'", name, lemma);
     int32_t nsenses = wn->lemma_start[l + 1] - wn->lemma_start[l];
     if (sense < 1 || sense > nsenses)
         return cfx_set_error(CFX_ENOTFOUND, "unknown synset '%s': the noun '%s' has %d sense%s",
@@ -657,11 +665,12 @@ cfx_status cfx_wordnet_synset(const cfx_wordnet *wn, const char *name, int32_t *
 }
 
 /* The noun detachment rules of morphy, in NLTK's order. */
-static const char *const rule_old[] = {"s", "ses", "ves", "xes", "zes", "ches", "shes", "men", "ies"};
+static const char *const rule_old[] = {"s",    "ses",  "ves", "xes", "zes",
+                                       "ches", "shes", "men", "ies"};
 static const char *const rule_new[] = {"", "s", "f", "x", "z", "ch", "sh", "man", "y"};
-#define NRULES ((int)(sizeof rule_old / sizeof rule_old[0]))
+#define NRULES     ((int)(sizeof rule_old / sizeof rule_old[0]))
 #define MORPHY_MAX 64 /* forms kept per round; the rules only shorten words, so few arise */
-#define WORD_MAX 256
+#define WORD_MAX   256
 
 /* Returns the lemma index of the first form in the list that is a noun, -1 if none. */
 static int32_t first_lemma(const cfx_wordnet *wn, char (*forms)[WORD_MAX], int n) {
@@ -677,9 +686,9 @@ static int32_t first_lemma(const cfx_wordnet *wn, char (*forms)[WORD_MAX], int n
  * reductions are tried, then the rules are applied again and again to the reductions. */
 static int32_t morphy(const cfx_wordnet *wn, const char *form) {
     /* 32 KiB of forms: on the heap, since worker threads may have small stacks. */
-    char (*cur)[WORD_MAX] = cfx_malloc(2 * MORPHY_MAX * WORD_MAX);
+    char(*cur)[WORD_MAX] = cfx_malloc(2 * MORPHY_MAX * WORD_MAX);
     if (!cur) return -2;
-    char (*next)[WORD_MAX] = cur + MORPHY_MAX;
+    char(*next)[WORD_MAX] = cur + MORPHY_MAX;
     int32_t found = -1;
     size_t flen = strlen(form);
     int32_t e = strtab_get(&wn->exc, form, flen);

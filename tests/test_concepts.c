@@ -17,8 +17,10 @@ static void free_shared(void) {
 static cfx_wordnet *wn_get(void) {
     if (!shared_wn) {
         shared_wn = cfx_wordnet_load(NULL);
-        if (shared_wn) atexit(free_shared);
-        else cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
+        if (shared_wn)
+            atexit(free_shared);
+        else
+            cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
     }
     return shared_wn;
 }
@@ -117,7 +119,8 @@ static int64_t brute_edits(const cfx_concepts *c, int64_t cap, const int32_t *s,
             if (!used[j]) rest += cfx_concepts_insert_cost(c, d[j]);
         return rest;
     }
-    int64_t best = cfx_concepts_insert_cost(c, s[i]) + brute_edits(c, cap, s, ns, i + 1, d, nd, used);
+    int64_t best =
+        cfx_concepts_insert_cost(c, s[i]) + brute_edits(c, cap, s, ns, i + 1, d, nd, used);
     for (int j = 0; j < nd; j++) {
         if (used[j]) continue;
         int64_t sub = cfx_concepts_sub_cost(c, s[i], d[j]);
@@ -133,9 +136,9 @@ static int64_t brute_edits(const cfx_concepts *c, int64_t cap, const int32_t *s,
 CFX_TEST(concepts, edit_sets_match_brute_force) {
     cfx_wordnet *wn = wn_get();
     if (!wn) return;
-    static const char *pool[] = {"chair.n.01", "table.n.02", "dog.n.01",    "cat.n.01",
-                                 "tree.n.01",  "car.n.01",   "man.n.01",    "woman.n.01",
-                                 "window.n.01", "sky.n.01",  "entity.n.01", "lamp.n.02"};
+    static const char *pool[] = {"chair.n.01",  "table.n.02", "dog.n.01",    "cat.n.01",
+                                 "tree.n.01",   "car.n.01",   "man.n.01",    "woman.n.01",
+                                 "window.n.01", "sky.n.01",   "entity.n.01", "lamp.n.02"};
     cfx_rng r;
     cfx_rng_init(&r, 5);
     int bad = 0;
@@ -156,9 +159,11 @@ CFX_TEST(concepts, edit_sets_match_brute_force) {
                 for (int e = 0; e < es.n; e++) sum += es.edits[e].cost;
                 if (es.cost != want || sum != want) {
                     if (bad++ < 5)
-                        cfx_test_fail(__FILE__, __LINE__, "model %d cap %lld: cfx %lld (edits %lld), "
-                                      "brute force %lld", model, (long long)cap,
-                                      (long long)es.cost, (long long)sum, (long long)want);
+                        cfx_test_fail(__FILE__, __LINE__,
+                                      "model %d cap %lld: cfx %lld (edits %lld), "
+                                      "brute force %lld",
+                                      model, (long long)cap, (long long)es.cost, (long long)sum,
+                                      (long long)want);
                 }
                 cfx_edit_set_deinit(&es);
             }
@@ -200,9 +205,10 @@ CFX_TEST(concepts, nearest_matches_python_reference) {
             long long mine_t = r->target >= 0 ? (long long)cfx_concepts_data_id(d, r->target) : -1;
             if (qid != cfx_concepts_data_id(d, r->query) || tid != mine_t || cost != r->cost) {
                 if (bad++ < 5)
-                    cfx_test_fail(__FILE__, __LINE__, "%s image %lld: Python %lld cost %lld, cfx "
-                                  "%lld cost %lld", keys[k], qid, tid, cost, mine_t,
-                                  (long long)r->cost);
+                    cfx_test_fail(__FILE__, __LINE__,
+                                  "%s image %lld: Python %lld cost %lld, cfx "
+                                  "%lld cost %lld",
+                                  keys[k], qid, tid, cost, mine_t, (long long)r->cost);
             }
         }
         if (f) fclose(f);
@@ -236,8 +242,14 @@ CFX_TEST(concepts, pruned_search_is_exact_and_thread_independent) {
         cfx_nearest *e = malloc((size_t)n * sizeof *e);
         /* Every third image, so empty and full images both appear. */
         for (int32_t i = 0; i < nq; i++) q[i] = (3 * i) % n;
+        /* Single queries first: the data has no inverted index yet, so they take the other
+         * bound computation (a dense array of the query's counts). */
+        cfx_nearest single[10];
+        for (int32_t i = 0; i < 10; i++)
+            CHECK_OK(cfx_concepts_nearest(d, &q[i], 1, NULL, &single[i]));
         int64_t solved_pruned = 0, solved_all = 0;
-        CHECK_OK(cfx_concepts_nearest(d, q, nq, &(cfx_nearest_options){.solved = &solved_pruned}, a));
+        CHECK_OK(
+            cfx_concepts_nearest(d, q, nq, &(cfx_nearest_options){.solved = &solved_pruned}, a));
         CHECK_OK(cfx_concepts_nearest(
             d, q, nq, &(cfx_nearest_options){.exhaustive = 1, .solved = &solved_all}, e));
         cfx_set_threads(2);
@@ -247,12 +259,14 @@ CFX_TEST(concepts, pruned_search_is_exact_and_thread_independent) {
         for (int32_t i = 0; i < nq; i++)
             bad += a[i].target != e[i].target || a[i].cost != e[i].cost ||
                    a[i].target != b[i].target || a[i].cost != b[i].cost || a[i].target < 0;
+        for (int32_t i = 0; i < 10; i++)
+            bad += single[i].target != e[i].target || single[i].cost != e[i].cost;
         CHECK_MSG(bad == 0, "cost model %d cap %lld: %d of %d searches differ", (int)opts[o].model,
                   (long long)opts[o].max_sub, bad, nq);
         /* The bound has to prune most candidates for cece. */
         if (opts[o].model == CFX_COST_CECE)
-            CHECK_MSG(solved_pruned * 10 < solved_all, "solved %lld of %lld", (long long)solved_pruned,
-                      (long long)solved_all);
+            CHECK_MSG(solved_pruned * 10 < solved_all, "solved %lld of %lld",
+                      (long long)solved_pruned, (long long)solved_all);
         free(q);
         free(a);
         free(b);
@@ -304,8 +318,8 @@ CFX_TEST(concepts, importance_and_orders) {
     CHECK_OK(cfx_concepts_order(d, 0, CFX_ORDER_GLOBAL, NULL, &gl));
     CHECK(loc.n > 0 && loc.n == lg.n);
     for (int i = 1; i < loc.n; i++) {
-        static const int rank[3] = {[CFX_EDIT_DELETE] = 0, [CFX_EDIT_SUBSTITUTE] = 1,
-                                    [CFX_EDIT_INSERT] = 2};
+        static const int rank[3] = {
+            [CFX_EDIT_DELETE] = 0, [CFX_EDIT_SUBSTITUTE] = 1, [CFX_EDIT_INSERT] = 2};
         CHECK(rank[loc.edits[i - 1].kind] <= rank[loc.edits[i].kind]);
     }
     /* Local-global: the same edits, by decreasing importance score. */
@@ -439,7 +453,8 @@ CFX_TEST(concepts, allocation_failures_do_not_leak) {
             st = CFX_OK;
             for (int i = 0; i < 5 && st == CFX_OK; i++) st = cfx_concepts_add(c, names[i], &ids[i]);
             if (st == CFX_OK && !(d = cfx_concepts_data_new(c))) st = CFX_ENOMEM;
-            if (st == CFX_OK) st = cfx_concepts_data_add(d, 1, (int32_t[]){ids[0], ids[2], ids[3]}, 3, "b");
+            if (st == CFX_OK)
+                st = cfx_concepts_data_add(d, 1, (int32_t[]){ids[0], ids[2], ids[3]}, 3, "b");
             if (st == CFX_OK) st = cfx_concepts_data_add(d, 2, (int32_t[]){ids[1], ids[4]}, 2, "o");
             cfx_edit_set es;
             if (st == CFX_OK) st = cfx_concepts_order(d, 0, CFX_ORDER_GLOBAL, NULL, &es);
@@ -478,19 +493,22 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
     }
     const char *dir = cfx_test_tmpdir();
     char cmd[2048], out[8192], path[600];
-    CHECK_INT_EQ(run_cmd("build/cfx concepts cost chair.n.01 table.n.02 --json", out, sizeof out), 0);
+    CHECK_INT_EQ(run_cmd("build/cfx concepts cost chair.n.01 table.n.02 --json", out, sizeof out),
+                 0);
     CHECK_MSG(strstr(out, "\"cost\": 5") != NULL, "got: %s", out);
     CHECK_INT_EQ(run_cmd("build/cfx concepts cost chair.n.01 blorf.n.01", out, sizeof out), 1);
     CHECK_MSG(strstr(out, "blorf.n.01") != NULL, "got: %s", out);
-    CHECK_INT_EQ(run_cmd("build/cfx concepts cost chair.n.01,blorf table --unknown skip", out,
-                         sizeof out), 0);
+    CHECK_INT_EQ(
+        run_cmd("build/cfx concepts cost chair.n.01,blorf table --unknown skip", out, sizeof out),
+        0);
     snprintf(path, sizeof path, "%s/bad.json", dir);
     write_file(path, "{\"images\": [\n {\"id\": 1, \"objects\": [\"chair.n.01\",]}\n]}\n");
     snprintf(cmd, sizeof cmd, "build/cfx concepts nearest --data %s --labels k --all", path);
     CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 1);
     CHECK_MSG(strstr(out, "line 2, column") != NULL, "got: %s", out);
-    CHECK_INT_EQ(run_cmd("build/cfx concepts nearest --data " VG " --labels nope --all", out,
-                         sizeof out), 1);
+    CHECK_INT_EQ(
+        run_cmd("build/cfx concepts nearest --data " VG " --labels nope --all", out, sizeof out),
+        1);
     CHECK_MSG(strstr(out, "no label 'nope'") != NULL, "got: %s", out);
     /* One query written to a file: a complete record, and no temporary left behind. */
     snprintf(path, sizeof path, "%s/n.jsonl", dir);
@@ -513,7 +531,8 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     CHECK(access(tmp, F_OK) != 0);
     CHECK_INT_EQ(run_cmd("build/cfx concepts nearest --data " VG " --labels claude-3-haiku", out,
-                         sizeof out), 1);
+                         sizeof out),
+                 1);
     CHECK_MSG(strstr(out, "--query ID or --all") != NULL, "got: %s", out);
     CHECK_INT_EQ(run_cmd("build/cfx concepts --help", out, sizeof out), 0);
 }

@@ -9,10 +9,14 @@
 static void random_matrix(cfx_rng *r, double *c, int nr, int nc, double p) {
     int kind = (int)cfx_rng_below(r, 3), range = 1 + (int)cfx_rng_below(r, 6);
     for (int k = 0; k < nr * nc; k++) {
-        if (cfx_rng_uniform(r) < p) c[k] = INFINITY;
-        else if (kind == 0) c[k] = (double)cfx_rng_below(r, (uint64_t)range);
-        else if (kind == 1) c[k] = (double)cfx_rng_below(r, 100) - 50;
-        else c[k] = cfx_rng_uniform(r) * 1000;
+        if (cfx_rng_uniform(r) < p)
+            c[k] = INFINITY;
+        else if (kind == 0)
+            c[k] = (double)cfx_rng_below(r, (uint64_t)range);
+        else if (kind == 1)
+            c[k] = (double)cfx_rng_below(r, 100) - 50;
+        else
+            c[k] = cfx_rng_uniform(r) * 1000;
     }
 }
 
@@ -85,9 +89,11 @@ CFX_TEST(hungarian, matches_brute_force) {
         random_matrix(&r, c, nr, nc, t % 3 == 0 ? 0 : 0.3);
         double want = brute(c, nr, nc, 0, used), total;
         cfx_status s = cfx_hungarian_solve(c, nr, nc, col, &total);
-        if (want == INFINITY) bad += s != CFX_ENOTFOUND;
-        else bad += s != CFX_OK || !valid_assignment(c, nr, nc, col, total) ||
-                    fabs(total - want) > 1e-9 * (1 + fabs(want));
+        if (want == INFINITY)
+            bad += s != CFX_ENOTFOUND;
+        else
+            bad += s != CFX_OK || !valid_assignment(c, nr, nc, col, total) ||
+                   fabs(total - want) > 1e-9 * (1 + fabs(want));
         feasible += want != INFINITY;
     }
     CHECK_INT_EQ(bad, 0);
@@ -120,8 +126,10 @@ CFX_TEST(hungarian, matches_scipy) {
             cfx_test_fail(__FILE__, __LINE__, "matrix %d: not a valid assignment", t);
         fprintf(f, "%d %d", nr, nc);
         for (int k = 0; k < nr * nc; k++) {
-            if (c[k] == INFINITY) fprintf(f, " inf");
-            else fprintf(f, " %.17g", c[k]);
+            if (c[k] == INFINITY)
+                fprintf(f, " inf");
+            else
+                fprintf(f, " %.17g", c[k]);
         }
         fputc('\n', f);
     }
@@ -136,8 +144,9 @@ CFX_TEST(hungarian, matches_scipy) {
         int want_inf = strncmp(line, "infeasible", 10) == 0;
         double want = want_inf ? 0 : strtod(line, NULL);
         infeasible += want_inf;
-        int ok = want_inf ? status[t] == CFX_ENOTFOUND
-                          : status[t] == CFX_OK && fabs(totals[t] - want) <= 1e-9 * (1 + fabs(want));
+        int ok = want_inf
+                     ? status[t] == CFX_ENOTFOUND
+                     : status[t] == CFX_OK && fabs(totals[t] - want) <= 1e-9 * (1 + fabs(want));
         if (!ok && bad++ < 10)
             cfx_test_fail(__FILE__, __LINE__, "matrix %d: scipy %s, cfx %s %.17g", t,
                           want_inf ? "infeasible" : line, cfx_status_str(status[t]), totals[t]);

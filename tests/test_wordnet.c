@@ -1,4 +1,5 @@
-/* test_wordnet.c - the WordNet reader against NLTK's (tests/py/wordnet_oracle.py) and its errors. */
+/* test_wordnet.c - the WordNet reader against NLTK's (tests/py/wordnet_oracle.py) and its errors.
+ */
 #include "test.h"
 
 #include <stdlib.h>
@@ -13,8 +14,10 @@ static void free_shared(void) {
 static cfx_wordnet *wn_get(void) {
     if (!shared_wn) {
         shared_wn = cfx_wordnet_load(NULL);
-        if (shared_wn) atexit(free_shared);
-        else cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
+        if (shared_wn)
+            atexit(free_shared);
+        else
+            cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
     }
     return shared_wn;
 }
@@ -28,7 +31,8 @@ static void concept_set_str(const cfx_wordnet *wn, const char *concept, int32_t 
     for (int32_t i = 0; i < len && at < n; i++)
         at += (size_t)snprintf(buf + at, n - at, "%s ", cfx_wordnet_name(wn, path[i]));
     /* The word: the part before the first dot, spaces as underscores. */
-    for (const char *c = concept; *c && *c != '.' && at + 1 < n; c++) buf[at++] = *c == ' ' ? '_' : *c;
+    for (const char *c = concept; *c && *c != '.' && at + 1 < n; c++)
+        buf[at++] = *c == ' ' ? '_' : *c;
     buf[at < n ? at : n - 1] = '\0';
 }
 
@@ -108,7 +112,8 @@ CFX_TEST(wordnet, matches_nltk) {
         if (!kind || !a) continue;
         int32_t s;
         if (cfx_wordnet_lookup(wn, a, &s) != CFX_OK) {
-            if (bad++ < 10) cfx_test_fail(__FILE__, __LINE__, "lookup '%s': %s", a, cfx_last_error());
+            if (bad++ < 10)
+                cfx_test_fail(__FILE__, __LINE__, "lookup '%s': %s", a, cfx_last_error());
             continue;
         }
         if (strcmp(kind, "set") == 0) {
@@ -117,7 +122,8 @@ CFX_TEST(wordnet, matches_nltk) {
             if (!name || !set || strcmp(name, cfx_wordnet_name(wn, s)) != 0 || strcmp(set, mine)) {
                 if (bad++ < 10)
                     cfx_test_fail(__FILE__, __LINE__, "'%s': NLTK %s {%s}, cfx %s {%s}", a,
-                                  name ? name : "?", set ? set : "?", cfx_wordnet_name(wn, s), mine);
+                                  name ? name : "?", set ? set : "?", cfx_wordnet_name(wn, s),
+                                  mine);
             }
             nsets++;
         } else {
@@ -127,8 +133,9 @@ CFX_TEST(wordnet, matches_nltk) {
             size_t at = 0;
             for (int32_t p = 0, k = 0; p < np; p++) {
                 for (int32_t i = 0; i < lens[p]; i++, k++)
-                    at += (size_t)snprintf(mine + at, sizeof mine - at, "%s%s",
-                                           cfx_wordnet_name(wn, flat[k]), i + 1 < lens[p] ? " " : "");
+                    at +=
+                        (size_t)snprintf(mine + at, sizeof mine - at, "%s%s",
+                                         cfx_wordnet_name(wn, flat[k]), i + 1 < lens[p] ? " " : "");
                 if (p + 1 < np) at += (size_t)snprintf(mine + at, sizeof mine - at, ";");
             }
             if (!want || strcmp(want, mine) != 0) {
