@@ -888,7 +888,8 @@ typedef enum {
 
 /* An empty dataset over the vocabulary c (which must outlive it). */
 cfx_concepts_data *cfx_concepts_data_new(cfx_concepts *c);
-/* Appends an image (concept ids of c; n may be 0). The label string is copied. */
+/* Appends an image (concept ids of c; n may be 0). The label string is copied. Not to be
+ * called while a search on d runs. */
 cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t *concepts,
                                  int32_t n, const char *label);
 /* Reads {"images": [{"id": 11, "objects": ["chair.n.01", ...], "labels": {"key": "office"}},
@@ -923,7 +924,10 @@ typedef struct cfx_nearest_options {
     int64_t *solved;              /* if not NULL, receives the number of assignments solved */
 } cfx_nearest_options;
 /* Searches for each of the nq query indices, in parallel over queries with cfx_get_threads()
- * threads; results do not depend on the thread count. opts NULL means the defaults. */
+ * threads; results do not depend on the thread count. opts NULL means the defaults. A search of
+ * 16 or more queries (cece costs) first builds an inverted index of the images' set elements
+ * inside d, under a lock, so concurrent searches on one dataset are safe; adding an image
+ * drops it. Exact: the count bound only skips candidates that cannot win. */
 cfx_status cfx_concepts_nearest(const cfx_concepts_data *d, const int32_t *queries, int32_t nq,
                                 const cfx_nearest_options *opts, cfx_nearest *out);
 
