@@ -95,32 +95,57 @@ static cfx_status max_infer(const cfx_op_args *a, cfx_op_shape *s) {
 }
 
 // x (N,C,H,W) -> y (N,C,P,Q), state: argmax (N,C,P,Q) as an index into the H*W plane
+/* The window of output (oh, ow) lies wholly inside the input: no bounds checks needed. */
+static bool interior(const pool_geom *g, int64_t oh, int64_t ow) {
+    int64_t ih = oh * g->sh - g->pt, iw = ow * g->sw - g->pl;
+    return ih >= 0 && iw >= 0 && ih + (int64_t)(g->kh - 1) * g->dh < g->H &&
+           iw + (int64_t)(g->kw - 1) * g->dw < g->W;
+}
+
 static void max_forward(const cfx_op_args *a) {
-    pool_geom g;
-    CFX_ASSERT(pool_geometry(a, true, &g) == CFX_OK);
+    pool_geom geom;
+    CFX_ASSERT(pool_geometry(a, true, &geom) == CFX_OK);
     const float *X = a->in[0]->data;
     float *Y = a->out->data;
     int32_t *arg = a->state;
-    int64_t planes = g.N * g.C;
-#pragma omp parallel for schedule(static) if (planes * g.P * g.Q * g.kh * g.kw > 32768)
+    int64_t planes = geom.N * geom.C;
+#pragma omp parallel for schedule(static) if (planes * geom.P * geom.Q * geom.kh * geom.kw > 32768)
     for (int64_t pl = 0; pl < planes; pl++) {
+        /* A private copy: the stores through y and am could otherwise alias the shared one's
+         * fields and force a reload of every field in the inner loop. */
+        const pool_geom g = geom;
         const float *x = X + pl * g.H * g.W;
         float *y = Y + pl * g.P * g.Q;
         int32_t *am = arg + pl * g.P * g.Q;
         for (int64_t oh = 0; oh < g.P; oh++)
             for (int64_t ow = 0; ow < g.Q; ow++) {
                 int64_t best = -1;
-                float m = -INFINITY;
-                for (int r = 0; r < g.kh; r++) {
-                    int64_t ih = oh * g.sh - g.pt + (int64_t)r * g.dh;
-                    if (ih < 0 || ih >= g.H) continue;
-                    for (int c = 0; c < g.kw; c++) {
-                        int64_t iw = ow * g.sw - g.pl + (int64_t)c * g.dw;
-                        if (iw < 0 || iw >= g.W) continue;
-                        float v = x[ih * g.W + iw];
-                        /* Strictly greater keeps the first maximum; a NaN wins and stays. */
-                        if (best < 0 || v > m || (isnan(v) && !isnan(m)))
-                            m = v, best = ih * g.W + iw;
+                float m = 0;
+                if (interior(&g, oh, ow)) {
+                    /* The common case. Strictly greater keeps the first maximum; a NaN (for
+                     * which v <= m is false) wins and then stays (m == m is false). */
+                    int64_t base = (oh * g.sh - g.pt) * g.W + ow * g.sw - g.pl;
+                    best = base, m = x[base];
+                    for (int r = 0; r < g.kh; r++)
+                        for (int c = 0; c < g.kw; c++) {
+                            int64_t i = base + (int64_t)r * g.dh * g.W + (int64_t)c * g.dw;
+                            float v = x[i];
+                            /* Branch-free selects: random data mispredicts a branch half the time.
+                             */
+                            bool take = !(v <= m) & (m == m);
+                            m = take ? v : m;
+                            best = take ? i : best;
+                        }
+                } else {
+                    for (int r = 0; r < g.kh; r++) {
+                        int64_t ih = oh * g.sh - g.pt + (int64_t)r * g.dh;
+                        if (ih < 0 || ih >= g.H) continue;
+                        for (int c = 0; c < g.kw; c++) {
+                            int64_t iw = ow * g.sw - g.pl + (int64_t)c * g.dw;
+                            if (iw < 0 || iw >= g.W) continue;
+                            float v = x[ih * g.W + iw];
+                            if (best < 0 || (!(v <= m) && m == m)) m = v, best = ih * g.W + iw;
+                        }
                     }
                 }
                 /* A dilated window can fall entirely between input pixels: output 0 then. */
