@@ -31,6 +31,9 @@ static const char *usage_text =
     "                    path lengths)\n"
     "  --max-sub N       substitutions dearer than N are not actionable (default 0: no cap)\n"
     "  --unknown P       error (default) or skip: what to do with unknown concepts\n"
+    "  --empty P         keep (default) or skip: images without concepts;\n"
+    "                    two such images with different labels are each other's\n"
+    "                    counterfactual at cost 0\n"
     "  --top N           rows of the importance table (global; default 0: all non-zero)\n"
     "  --wordnet DIR     WordNet 3.0 database folder (default /usr/share/wordnet)\n"
     "  --threads N       worker threads (default 0: all cores)\n"
@@ -41,7 +44,7 @@ typedef struct {
     const char *data, *labels, *class_name, *out, *wordnet, *a, *b;
     const char *mode;
     int64_t query;
-    int has_query, all, json, unknown_skip;
+    int has_query, all, json, unknown_skip, empty_skip;
     long long top;
     cfx_cost_options cost;
 } opts;
@@ -94,6 +97,13 @@ static int parse(int argc, char **argv, opts *o, const char *action) {
                     o->unknown_skip = 0;
                 else
                     return cli_fail(cmd, "--unknown is error or skip, not '%s'", v) + 1;
+            } else if (strcmp(f, "--empty") == 0) {
+                if (strcmp(v, "skip") == 0)
+                    o->empty_skip = 1;
+                else if (strcmp(v, "keep") == 0)
+                    o->empty_skip = 0;
+                else
+                    return cli_fail(cmd, "--empty is keep or skip, not '%s'", v) + 1;
             } else if (strcmp(f, "--top") == 0) {
                 if (!cli_parse_int(cmd, f, v, 0, INT32_MAX, &o->top)) return 2;
             } else if (strcmp(f, "--threads") == 0) {
@@ -230,6 +240,12 @@ static int run_cost(const opts *o) {
     return rc;
 }
 
+static void close_data(cfx_wordnet *wn, cfx_concepts *c, cfx_concepts_data *d) {
+    cfx_concepts_data_free(d);
+    cfx_concepts_free(c);
+    cfx_wordnet_free(wn);
+}
+
 /* Opens the vocabulary and the dataset, reporting skipped and empty images on stderr. */
 static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_concepts **c,
                      cfx_concepts_data **d) {
@@ -247,24 +263,41 @@ static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_conc
     }
     if (skipped)
         fprintf(stderr, "cfx %s: skipped %lld unknown concepts\n", what, (long long)skipped);
-    int32_t empty = cfx_concepts_data_empty(*d);
-    if (empty)
+    int32_t empty = cfx_concepts_data_empty(*d), n = cfx_concepts_data_count(*d);
+    if (empty && o->empty_skip) {
+        /* A copy without the images that have no concepts. */
+        cfx_concepts_data *kept = cfx_concepts_data_new(*c);
+        cfx_status st = kept ? CFX_OK : CFX_ENOMEM;
+        for (int32_t i = 0; i < n && st == CFX_OK; i++) {
+            int32_t k;
+            const int32_t *im = cfx_concepts_data_image(*d, i, &k);
+            if (k > 0)
+                st = cfx_concepts_data_add(kept, cfx_concepts_data_id(*d, i), im, k,
+                                           cfx_concepts_data_label(*d, i));
+        }
+        cfx_concepts_data_free(*d);
+        *d = kept;
+        if (st != CFX_OK) {
+            close_data(*wn, *c, *d);
+            return cli_fail(what, NULL);
+        }
+        fprintf(stderr, "cfx %s: skipped %d of %d images that have no concepts\n", what, empty, n);
+    } else if (empty) {
         fprintf(stderr,
-                "cfx %s: note: %d of %d images have no concepts (edits to or from them "
-                "are pure insertions or deletions)\n",
-                what, empty, cfx_concepts_data_count(*d));
+                "cfx %s: note: %d of %d images have no concepts (edits to or from them are pure "
+                "insertions or deletions; two of them with different labels cost 0; --empty "
+                "skip leaves them out)\n",
+                what, empty, n);
+    }
     return 0;
 }
 
-static void close_data(cfx_wordnet *wn, cfx_concepts *c, cfx_concepts_data *d) {
-    cfx_concepts_data_free(d);
-    cfx_concepts_free(c);
-    cfx_wordnet_free(wn);
-}
-
-static int find_query(const cfx_concepts_data *d, const char *what, int64_t id, int32_t *q) {
-    *q = cfx_concepts_data_find(d, id);
-    if (*q < 0) return cli_fail(what, "no image with id %lld in the data", (long long)id);
+static int find_query(const cfx_concepts_data *d, const opts *o, const char *what, int32_t *q) {
+    *q = cfx_concepts_data_find(d, o->query);
+    if (*q < 0)
+        return cli_fail(what, "no image with id %lld in the data%s", (long long)o->query,
+                        o->empty_skip ? " (or it has no concepts and --empty skip left it out)"
+                                      : "");
     return 0;
 }
 
@@ -281,7 +314,7 @@ static int run_nearest(const opts *o) {
     if (!q || !res) rc = cli_fail(what, "out of memory");
     if (!rc && o->all)
         for (int32_t i = 0; i < n; i++) q[nq++] = i;
-    else if (!rc && !(rc = find_query(d, what, o->query, &q[0])))
+    else if (!rc && !(rc = find_query(d, o, what, &q[0])))
         nq = 1;
     /* Records go to OUT.tmp first and are renamed into place only when all are written; the
      * file is opened before the search so a bad path fails at once. */
@@ -450,7 +483,7 @@ static int run_order(const opts *o) {
     cfx_concepts_data *d;
     if (open_data(o, what, &wn, &c, &d)) return 1;
     int32_t q;
-    int rc = find_query(d, what, o->query, &q);
+    int rc = find_query(d, o, what, &q);
     cfx_edit_set es = {0};
     cfx_progress pr = {cfx_progress_stderr, NULL};
     if (!rc && cfx_concepts_order(d, q, mode, mode == CFX_ORDER_LOCAL ? NULL : &pr, &es) != CFX_OK)

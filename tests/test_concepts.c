@@ -534,5 +534,17 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
                          sizeof out),
                  1);
     CHECK_MSG(strstr(out, "--query ID or --all") != NULL, "got: %s", out);
+    /* Images without concepts: kept by default (VG image 217 then costs 0 to another empty
+     * image), left out with --empty skip. */
+    CHECK_INT_EQ(run_cmd("build/cfx concepts nearest --data " VG " --labels claude-3-haiku "
+                         "--query 217 --json",
+                         out, sizeof out),
+                 0);
+    CHECK_MSG(strstr(out, "\"mean_cost\": 0.0000") != NULL, "got: %s", out);
+    CHECK_INT_EQ(run_cmd("build/cfx concepts nearest --data " VG " --labels claude-3-haiku "
+                         "--all --empty skip --json",
+                         out, sizeof out),
+                 0);
+    CHECK_MSG(strstr(out, "\"queries\": 420") != NULL, "got: %s", out);
     CHECK_INT_EQ(run_cmd("build/cfx concepts --help", out, sizeof out), 0);
 }
