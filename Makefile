@@ -10,7 +10,7 @@
 PREFIX    ?= /usr/local
 BUILD     ?= build
 CC        ?= cc
-OPT       ?= -O2
+OPT       ?= -O3 -fno-math-errno
 PKGS      := openblas libcjson libprotobuf-c
 PKGS      += zlib
 CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \

@@ -618,7 +618,7 @@ cfx_dataset *cfx_dataset_load(const char *dir, const char *split) {
         goto fail;
     for (int i = 0; i < k; i++) {
         const cJSON *cn = cJSON_GetArrayItem(classes, i);
-        long long id;
+        long long id = 0;
         if (!cJSON_IsString(cn)) {
             s = cfx_set_error(CFX_EFORMAT, "'%s/manifest.json': class %d has no name", dir, i);
             goto done;

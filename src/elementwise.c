@@ -157,9 +157,9 @@ static float normal_cdf(float x) {
  * attributes (at). */
 #define UNARY_OP(fname, opname, value, deriv)                                                      \
     static void fname##_forward(const cfx_op_args *a) {                                            \
-        const cfx_unary_attr *at = a->attr;                                                            \
-        const float *X = a->in[0]->data;                                                           \
-        float *Y = a->out->data;                                                                   \
+        const cfx_unary_attr *at = a->attr;                                                        \
+        const float *restrict X = a->in[0]->data;                                                  \
+        float *restrict Y = a->out->data;                                                          \
         int64_t n = a->out->numel;                                                                 \
         (void)at;                                                                                  \
         _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n;     \
@@ -169,9 +169,10 @@ static float normal_cdf(float x) {
         }                                                                                          \
     }                                                                                              \
     static void fname##_backward(const cfx_op_args *a) {                                           \
-        const cfx_unary_attr *at = a->attr;                                                            \
-        const float *X = a->in[0]->data, *Yv = a->out->data, *G = a->dout;                         \
-        float *D = a->din[0];                                                                      \
+        const cfx_unary_attr *at = a->attr;                                                        \
+        const float *restrict X = a->in[0]->data, *restrict Yv = a->out->data;                     \
+        const float *restrict G = a->dout;                                                         \
+        float *restrict D = a->din[0];                                                             \
         int64_t n = a->out->numel;                                                                 \
         (void)at, (void)Yv;                                                                        \
         _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n;     \
@@ -181,8 +182,8 @@ static float normal_cdf(float x) {
             D[i] += G[i] * (deriv);                                                                \
         }                                                                                          \
     }                                                                                              \
-    static const cfx_op_def fname##_def = {opname, sizeof(cfx_unary_attr), unary_infer,     NULL,      \
-                                           NULL,   fname##_forward,    fname##_backward};
+    static const cfx_op_def fname##_def = {opname, sizeof(cfx_unary_attr), unary_infer,     NULL,  \
+                                           NULL,   fname##_forward,        fname##_backward};
 
 UNARY_OP(relu, "Relu", x > 0 ? x : 0.0f, x > 0 ? 1.0f : 0.0f)
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)

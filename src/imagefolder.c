@@ -47,7 +47,7 @@ static cfx_status list_dir(const char *dir, int want_dirs, strlist *out) {
     DIR *d = opendir(dir);
     if (!d) return cfx_set_error(CFX_EIO, "cannot open folder '%s': %s", dir, strerror(errno));
     struct dirent *e;
-    char path[4200];
+    char path[8704];
     cfx_status s = CFX_OK;
     while (s == CFX_OK && (e = readdir(d))) {
         if (e->d_name[0] == '.') continue;

@@ -883,7 +883,8 @@ static cfx_status imp_gather(ctx *c) {
         entry cd = *d;
         int axis = norm_axis(attr_int(N, "axis", 0), cd.ndim);
         if (axis < 0 || axis >= cd.ndim) return fail(c, CFX_EINVAL, "axis out of range");
-        if (cd.ndim + ci.ndim - 1 > CFX_MAX_DIMS) return fail(c, CFX_EUNSUPPORTED, "too many dims");
+        if (cd.ndim > CFX_MAX_DIMS || cd.ndim + ci.ndim - 1 > CFX_MAX_DIMS)
+            return fail(c, CFX_EUNSUPPORTED, "too many dims");
         int64_t shape[CFX_MAX_DIMS], outer = 1, inner = 1, len = cd.shape[axis];
         int nd = 0;
         for (int k = 0; k < axis; k++) shape[nd++] = cd.shape[k], outer *= cd.shape[k];

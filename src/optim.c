@@ -10,6 +10,7 @@
  * (or lr (g + momentum buf) with Nesterov). */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 
 typedef enum { OPT_SGD, OPT_ADAM } opt_kind;
@@ -87,12 +88,17 @@ void cfx_optim_set_lr(cfx_optim *o, float lr) {
 
 cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
     if (!o || !x || !grad) return cfx_set_error(CFX_EINVAL, "optimizer step: NULL argument");
-    for (size_t i = 0; i < o->n; i++)
-        if (!isfinite(grad[i]))
-            return cfx_set_error(CFX_ENUMERIC,
-                                 "optimizer step: gradient element %zu is %g; lower the learning "
-                                 "rate or check the inputs for NaN",
-                                 i, (double)grad[i]);
+    /* One branch-free pass (it vectorises) finds whether anything is NaN or infinite; only
+     * then is the first such element looked up for the message. */
+    int bad = 0;
+    for (size_t i = 0; i < o->n; i++) bad |= !(fabsf(grad[i]) <= FLT_MAX);
+    if (bad)
+        for (size_t i = 0; i < o->n; i++)
+            if (!isfinite(grad[i]))
+                return cfx_set_error(CFX_ENUMERIC,
+                                     "optimizer step: gradient element %zu is %g; lower the "
+                                     "learning rate or check the inputs for NaN",
+                                     i, (double)grad[i]);
     o->t++;
     const size_t n = o->n;
     if (o->kind == OPT_SGD) {

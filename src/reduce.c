@@ -196,8 +196,8 @@ static cfx_status argmax_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const axis_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
-    int ax;
-    int64_t o, l, in;
+    int ax = 0;
+    int64_t o = 1, l = 1, in = 1;
     CFX_TRY(axis_split(x, at->axis, &ax, &o, &l, &in));
     s->ndim = 0;
     for (int d = 0; d < x->ndim; d++) {
@@ -213,8 +213,8 @@ static cfx_status argmax_infer(const cfx_op_args *a, cfx_op_shape *s) {
 static void argmax_forward(const cfx_op_args *a) {
     const axis_attr *at = a->attr;
     const float *X = a->in[0]->data;
-    int ax;
-    int64_t outer, len, inner;
+    int ax = 0;
+    int64_t outer = 1, len = 1, inner = 1;
     axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {
@@ -237,8 +237,8 @@ int cfx_op_argmax(cfx_graph *g, int x, int axis, int keepdims) {
 static cfx_status softmax_infer(const cfx_op_args *a, cfx_op_shape *s) {
     const axis_attr *at = a->attr;
     if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
-    int ax;
-    int64_t o, l, in;
+    int ax = 0;
+    int64_t o = 1, l = 1, in = 1;
     CFX_TRY(axis_split(a->in[0], at->axis, &ax, &o, &l, &in));
     cfx__shape_copy(s, a->in[0]);
     return CFX_OK;
@@ -266,8 +266,8 @@ static void softmax_row(const float *x, float *y, int64_t len, int64_t st, bool 
 // x (outer,L,inner) -> y (outer,L,inner), softmax or log-softmax along L
 static void softmax_fwd(const cfx_op_args *a, bool log_out) {
     const axis_attr *at = a->attr;
-    int ax;
-    int64_t outer, len, inner;
+    int ax = 0;
+    int64_t outer = 1, len = 1, inner = 1;
     axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
     const float *X = a->in[0]->data;
     float *Y = a->out->data;
@@ -282,8 +282,8 @@ static void softmax_fwd(const cfx_op_args *a, bool log_out) {
 /* With y = softmax(x): dx = y (g - sum(g y)). With y = log_softmax(x): dx = g - exp(y) sum(g). */
 static void softmax_bwd(const cfx_op_args *a, bool log_out) {
     const axis_attr *at = a->attr;
-    int ax;
-    int64_t outer, len, inner;
+    int ax = 0;
+    int64_t outer = 1, len = 1, inner = 1;
     axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
     const float *Y = a->out->data, *G = a->dout;
     float *DX = a->din[0];

@@ -56,7 +56,7 @@ static cfx_status resize_infer(const cfx_op_args *a, cfx_op_shape *s) {
         return cfx_set_error(CFX_EINVAL,
                              "give both output sizes or neither (then scales), got %lld x %lld",
                              (long long)at->out_h, (long long)at->out_w);
-    int64_t oh, ow;
+    int64_t oh = 0, ow = 0;
     CFX_TRY(out_size(x->shape[2], at->out_h, at->scale_h, "h", &oh));
     CFX_TRY(out_size(x->shape[3], at->out_w, at->scale_w, "w", &ow));
     s->ndim = 4;

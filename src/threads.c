@@ -16,6 +16,8 @@ void cfx_set_threads(int n) {
     }
     nthreads = n;
     omp_set_num_threads(n);
+    /* OpenBLAS only serves CFX_GEMM=openblas comparisons (src/blas.c); its own pool is sized
+     * the same so that such a comparison is fair. */
     openblas_set_num_threads(n);
 }
 
