@@ -238,7 +238,9 @@ cfx_status cfx_graph_set_batch(cfx_graph *g, int64_t n);
 cfx_status cfx_graph_replan(cfx_graph *g);
 cfx_status cfx_graph_forward(cfx_graph *g);
 /* Reverse-mode backward from value out with output gradient seed (numel floats; NULL means all
- * ones, the gradient of sum(out)). Every gradient buffer is overwritten, not accumulated. */
+ * ones, the gradient of sum(out)). Gradients are overwritten, not accumulated: those of inputs
+ * and parameters always (zero where out does not depend on them), those of intermediate values
+ * on the paths to out. */
 cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed);
 /* The value's tensor (graph-owned; data valid after compile), or NULL for a bad id. The
  * pointer is invalidated when values are added to the graph (re-fetch it after building), and

@@ -464,9 +464,20 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
                              "backward: value %d does not depend on anything that takes a "
                              "gradient (mark an input with cfx_graph_requires_grad)",
                              out);
+    /* Mark what reaches `out` (walking producers backwards), then zero only those gradients:
+     * at batch 1 zeroing unrelated buffers would cost as much as the ops themselves. */
+    memset(g->mark, 0, (size_t)g->nvalues * sizeof *g->mark);
+    g->mark[out] = true;
+    for (int i = o->producer; i >= 0; i--) {
+        const cfx_node *n = &g->nodes[i];
+        if (!g->mark[n->out] || !g->values[n->out].needs_grad) continue;
+        for (int k = 0; k < n->nin; k++)
+            if (n->in[k] >= 0) g->mark[n->in[k]] = true;
+    }
     for (int i = 0; i < g->nvalues; i++) {
         cfx_value *v = &g->values[i];
-        if (v->own_grad && v->needs_grad)
+        bool zero = g->mark[i] || v->kind == CFX_VALUE_INPUT;
+        if (zero && v->own_grad && v->needs_grad)
             memset(v->own_grad, 0, (size_t)v->t.numel * sizeof(float));
     }
     if (g->param_grads_on) memset(g->param_grads, 0, g->nparams * sizeof(float));
@@ -474,14 +485,9 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
         memcpy(o->grad, seed, (size_t)o->t.numel * sizeof(float));
     else
         for (int64_t i = 0; i < o->t.numel; i++) o->grad[i] = 1.0f;
-    /* Only nodes whose output reaches `out` run backward. */
-    memset(g->mark, 0, (size_t)g->nvalues * sizeof *g->mark);
-    g->mark[out] = true;
     for (int i = o->producer; i >= 0; i--) {
         cfx_node *n = &g->nodes[i];
         if (!g->mark[n->out] || !g->values[n->out].needs_grad) continue;
-        for (int k = 0; k < n->nin; k++)
-            if (n->in[k] >= 0) g->mark[n->in[k]] = true;
         if (n->alias || !n->op->backward) continue;
         cfx_op_args a;
         node_args(g, n, &a, true);

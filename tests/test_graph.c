@@ -110,3 +110,24 @@ CFX_TEST(graph, no_leaks_and_allocation_failures_are_clean) {
         CHECK_MSG(live == 0, "failing allocation %ld leaked %ld blocks", fail, live);
     }
 }
+
+CFX_TEST(graph, unreached_input_gradient_is_zero) {
+    /* Two inputs; backward from an output that depends on one of them only. The other's
+     * gradient must read zero, not what an earlier backward left there. */
+    cfx_graph *g = cfx_graph_new();
+    int a = cfx_graph_input(g, "a", 1, (int64_t[]){3}),
+        b = cfx_graph_input(g, "b", 1, (int64_t[]){3});
+    int ya = cfx_op_exp(g, a), yb = cfx_op_mul(g, b, b);
+    cfx_graph_requires_grad(g, a, 1);
+    cfx_graph_requires_grad(g, b, 1);
+    CHECK_OK(cfx_graph_compile(g));
+    cfx_tensor_fill(cfx_graph_tensor(g, b), 2.0f);
+    CHECK_OK(cfx_graph_forward(g));
+    CHECK_OK(cfx_graph_backward(g, yb, NULL));
+    CHECK_NEAR(cfx_graph_grad(g, b)[0], 4.0f, 0);
+    CHECK_OK(cfx_graph_backward(g, ya, NULL));
+    float zeros[3] = {0, 0, 0}, ones[3] = {1, 1, 1};
+    CHECK_ARRAY_NEAR(cfx_graph_grad(g, b), zeros, 3, 0, 0);
+    CHECK_ARRAY_NEAR(cfx_graph_grad(g, a), ones, 3, 0, 0);
+    cfx_graph_free(g);
+}
