@@ -15,13 +15,14 @@ static void format_secs(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%02d:%02d", (int)s / 60, (int)s % 60);
 }
 
-/* One bar at a time: the state belongs to the label being drawn. On a terminal the line is
- * redrawn at most ten times a second; in a log file a line is written every 10%. */
+/* One bar at a time: the state belongs to the label being drawn. Nothing is drawn for work that
+ * ends within half a second. On a terminal the line is then redrawn at most ten times a second;
+ * in a log file a line is written every 10%. */
 void cfx_progress_stderr(void *ctx, const char *label, int64_t done, int64_t total,
                          const char *note) {
     static char cur_label[128];
     static double t0, last_draw;
-    static int last_decile = -1;
+    static int last_decile = -1, shown;
     (void)ctx;
     double now = cfx_now();
     if (!label) label = "";
@@ -30,10 +31,13 @@ void cfx_progress_stderr(void *ctx, const char *label, int64_t done, int64_t tot
         t0 = now;
         last_draw = 0;
         last_decile = -1;
+        shown = 0;
     }
     int tty = isatty(STDERR_FILENO);
     int finished = total > 0 && done >= total;
     double elapsed = now - t0;
+    if (!shown && elapsed < 0.5) return;
+    shown = 1;
     char el[32], eta[32];
     format_secs(el, sizeof el, elapsed);
     format_secs(eta, sizeof eta, done > 0 && total > 0 ? elapsed * (double)(total - done) / (double)done : -1);
