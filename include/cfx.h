@@ -459,7 +459,9 @@ int cfx_layer_linear(cfx_graph *g, int x, const char *name, int out, cfx_rng *r)
 
 /* The reference classifier of the competency paper, adapted to the image size: conv 5x5/2 32,
  * conv 3x3/2 64, conv 3x3/2 64 (ReLU after each), fully connected 512-512-256-256-C with ReLU,
- * softmax. Values named "features" (the 256-d penultimate activations), "logits", "probs". */
+ * softmax. Values named "features" (the 256-d penultimate activations), "logits", "probs".
+ * The ReLU layers take He initialisation (normal, std sqrt(2 / fan_in), zero bias): with
+ * PyTorch's default this deep ReLU stack does not leave its initial plateau on the signs data. */
 typedef struct cfx_classifier_ids {
     int features, logits, probs;
 } cfx_classifier_ids;

@@ -2275,8 +2275,8 @@ static Onnx__TensorProto *add_init(exporter *e, const char *name, int dtype, int
     uint8_t *raw = ar_alloc(&e->a, bytes);
     if (!t || !dims || !raw || !grow((void ***)&e->inits, &e->icap, e->ni)) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(dims, shape, (size_t)ndim * sizeof *dims);
-    memcpy(raw, data, bytes);
+    if (ndim) memcpy(dims, shape, (size_t)ndim * sizeof *dims); /* a scalar has no shape */
+    if (bytes) memcpy(raw, data, bytes);
     t->n_dims = (size_t)ndim;
     t->dims = dims;
     t->has_data_type = 1;
