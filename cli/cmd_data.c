@@ -47,7 +47,7 @@ static const char *help_signs =
     "\n"
     "  --out DIR          folder to write (required)\n"
     "  --size N           image side in pixels (default 32)\n"
-    "  --train N          training images per class (default 1000)\n"
+    "  --train N          training images per class (default 10000)\n"
     "  --calib N          calibration images per class (default 200)\n"
     "  --test N           test images per class (default 200)\n"
     "  --ood N            images of the held-out speed (default 500)\n"
@@ -177,7 +177,7 @@ static int data_signs(int argc, char **argv) {
     const char *cmd = "data signs";
     cfx_data_options o = {.progress = {cfx_progress_stderr, NULL}};
     cfx_signs_options so = {.size = 32, .supersample = 4};
-    cfx_signs_counts c = {1000, 200, 200, 500, 20};
+    cfx_signs_counts c = {10000, 200, 200, 500, 20};
     long long seed = 0, threads = 0, v64;
     int json = 0;
     for (int i = 1; i < argc; i++) {

@@ -737,14 +737,14 @@ cfx_status cfx_signs_generate(const cfx_signs_options *o, const cfx_rng *r, cons
                               int64_t n, uint8_t *out, const cfx_progress *p);
 
 typedef struct cfx_signs_counts {
-    int train, calib, test; /* per trained class; defaults 1000, 200, 200 */
+    int train, calib, test; /* per trained class; defaults 10000, 200, 200 */
     int ood;                /* images of the held-out speed; default 500 */
     int holdout;            /* the held-out speed; default 20 (0 reads as 20; -1: none) */
 } cfx_signs_counts;
 
 /* Generates the signs dataset folder: seven classes 30..120 (labels 0..6) in train, calib and
  * test, and the held-out speed in ood. o_signs and counts may be NULL: NULL counts means
- * {1000, 200, 200, 500, 20}; given counts are taken as they are (0 images is 0), except a
+ * {10000, 200, 200, 500, 20}; given counts are taken as they are (0 images is 0), except a
  * holdout of 0, which reads as 20. Labels are shuffled within each split; each split draws
  * from its own stream of o->seed. */
 cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_options *o_signs,

@@ -361,7 +361,7 @@ cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_opt
     if (so.size < 8 || so.size > 1024)
         return cfx_set_error(CFX_EINVAL, "sign image size %d is not 8..1024", so.size);
     cfx_signs_counts c = counts ? *counts : (cfx_signs_counts){0};
-    if (!counts) c = (cfx_signs_counts){1000, 200, 200, 500, 20};
+    if (!counts) c = (cfx_signs_counts){10000, 200, 200, 500, 20};
     if (c.holdout == 0) c.holdout = 20;
     if (c.train < 0 || c.calib < 0 || c.test < 0 || c.ood < 0)
         return cfx_set_error(CFX_EINVAL, "negative image count");
