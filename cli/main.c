@@ -8,12 +8,13 @@ static const struct {
     cli_fn fn;
     const char *help;
 } commands[] = {
+    {"data", cmd_data, "write Fashion-MNIST, generated signs or an image folder as a dataset"},
     {"train", cmd_train, "train a classifier or an autoencoder on a dataset folder"},
     {"eval", cmd_eval, "evaluate a classifier or an autoencoder on a dataset split"},
-    {"version", cmd_version, "print the version and the libraries cfx was built with"},
     {"model", cmd_model, "inspect, check and run ONNX models; split an autoencoder"},
-    {"data", cmd_data, "write Fashion-MNIST, generated signs or an image folder as a dataset"},
-    {"concepts", cmd_concepts, "semantic edits over WordNet: costs, closest counterfactuals, importance"},
+    {"concepts", cmd_concepts,
+     "semantic edits over WordNet: costs, closest counterfactuals, importance"},
+    {"version", cmd_version, "print the version"},
 };
 
 static void usage(FILE *f) {
