@@ -16,7 +16,7 @@ typedef struct {
     const char *data, *out, *model, *checkpoint, *split, *grid;
     long long epochs, batch, seed, threads, latent;
     double lr;
-    int resume, json;
+    int resume, json, constant_lr;
 } train_args;
 
 static const char *train_help =
@@ -34,7 +34,9 @@ static const char *train_help =
     "  --model FILE        train this ONNX model instead of the built-in architecture\n"
     "  --epochs N          epochs (default 10)\n"
     "  --batch N           batch size (default 64)\n"
-    "  --lr X              Adam learning rate (default 0.001)\n"
+    "  --lr X              Adam learning rate (default 0.001), decayed to 0 along a\n"
+    "                      cosine over the run\n"
+    "  --constant-lr       keep the learning rate constant\n"
     "  --latent N          autoencoder latent size (default 256)\n"
     "  --seed N            initialisation and shuffling (default 0)\n"
     "  --threads N         threads (default: all cores)\n"
@@ -60,15 +62,23 @@ static const char *eval_help =
     "  --json         print the summary as one JSON object\n";
 
 static int parse(const char *cmd, int argc, char **argv, train_args *a, const char *help) {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},    {"out", required_argument, 0, 'o'},
-        {"model", required_argument, 0, 'm'},   {"epochs", required_argument, 0, 'e'},
-        {"batch", required_argument, 0, 'b'},   {"lr", required_argument, 0, 'l'},
-        {"latent", required_argument, 0, 'z'},  {"seed", required_argument, 0, 's'},
-        {"threads", required_argument, 0, 't'}, {"checkpoint", required_argument, 0, 'c'},
-        {"resume", no_argument, 0, 'r'},        {"split", required_argument, 0, 'p'},
-        {"grid", required_argument, 0, 'g'},    {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"model", required_argument, 0, 'm'},
+                                         {"epochs", required_argument, 0, 'e'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"lr", required_argument, 0, 'l'},
+                                         {"latent", required_argument, 0, 'z'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"checkpoint", required_argument, 0, 'c'},
+                                         {"resume", no_argument, 0, 'r'},
+                                         {"split", required_argument, 0, 'p'},
+                                         {"grid", required_argument, 0, 'g'},
+                                         {"constant-lr", no_argument, 0, 'k'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     *a = (train_args){.epochs = 10, .batch = 64, .lr = 1e-3, .latent = 256, .split = "test"};
     opterr = 0;
     optind = 1;
@@ -174,8 +184,8 @@ static cfx_status write_recon_grid(cfx_graph *g, int x, int y, const cfx_tensor 
     if (!pair) return CFX_ENOMEM;
     memcpy(pair->data, images->data, (size_t)(n * per) * sizeof(float));
     memcpy(pair->data + n * per, cfx_graph_tensor(g, y)->data, (size_t)(n * per) * sizeof(float));
-    cfx_status s =
-        cfx_image_write_grid(path, pair, &(cfx_grid_options){.cols = (int)n, .scale = 4, .pad = 2});
+    cfx_status s = cfx_image_write_grid(
+        path, pair, &(cfx_grid_options){.cols = (int)n, .scale = 4, .pad = 2, .pad_value = 0.5f});
     cfx_tensor_free(pair);
     return s;
 }
@@ -239,6 +249,7 @@ static int train_main(const char *what, int argc, char **argv) {
     cfx_train_options o = {.epochs = (int)a.epochs,
                            .batch = (int)a.batch,
                            .lr = (float)a.lr,
+                           .constant_lr = a.constant_lr,
                            .seed = (uint64_t)a.seed,
                            .checkpoint = a.checkpoint,
                            .resume = a.resume,

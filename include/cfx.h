@@ -486,9 +486,13 @@ typedef struct cfx_train_options {
     int epochs;             /* default 10 */
     int batch;              /* default 64 */
     float lr;               /* Adam learning rate; default 1e-3 */
+    int constant_lr;        /* non-zero: keep lr; default: cosine decay from lr to 0 over the
+                             * run, step by step (so a resumed run decays the same way) */
     uint64_t seed;          /* shuffling; default 0 */
     const char *checkpoint; /* written atomically after every epoch; NULL: none */
     int resume;             /* continue from the checkpoint when it exists */
+    int stop_after;         /* stop once this many epochs are done, as if interrupted (the
+                             * schedule still spans `epochs`; resume continues); 0: never */
     cfx_progress progress;  /* one unit per batch, note "loss .. acc .." */
 } cfx_train_options;
 

