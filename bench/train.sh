@@ -8,6 +8,7 @@ set -eu
 build=${1:-build}
 repeats=${REPEATS:-5}
 data=$build/bench-data/fashion-mnist
+mkdir -p "$build/bench-data"
 [ -f "$data/manifest.json" ] || "$build/cfx" data fashion-mnist --out "$data" >/dev/null
 steps=$(awk '/"train"/ { t = 1 } t && /"count"/ { gsub(/[^0-9]/, ""); print int($0 / 64); exit }' "$data/manifest.json")
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -17,7 +18,7 @@ printf '|---|---|---|---|---|---|---|---|---|\n'
 for t in 1 2; do
     c=$(OMP_NUM_THREADS=$t "$build/bench/bench_train" "$data" "$t" "$repeats")
     p=$(/usr/bin/python3 bench/train_torch.py "$data" "$t" "$repeats")
-    echo "$c $p" | awk -v t="$t" -v steps="$steps" '
+    echo $c $p | awk -v t="$t" -v steps="$steps" '
         # fields: step_ms C gflop_per_step G peak_gflops P step_ms T (cfx, then PyTorch)
         {
             cm = $2; gf = $4; peak = $6; pm = $8
