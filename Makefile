@@ -94,6 +94,10 @@ install: $(BUILD)/cfx $(BUILD)/libcfx.a
 	install -m 755 $(BUILD)/cfx $(DESTDIR)$(PREFIX)/bin/cfx
 	install -m 644 $(BUILD)/libcfx.a $(DESTDIR)$(PREFIX)/lib/libcfx.a
 	install -m 644 include/cfx.h $(DESTDIR)$(PREFIX)/include/cfx.h
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	printf 'prefix=%s\nincludedir=$${prefix}/include\nlibdir=$${prefix}/lib\n\nName: cfx\nDescription: counterfactual explanations for image classifiers\nVersion: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lcfx -fopenmp\nLibs.private: %s\n' \
+	    '$(PREFIX)' "$$(sed -n 's/^#define CFX_VERSION "\(.*\)"/\1/p' include/cfx.h)" '$(LDLIBS)' \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cfx.pc
 
 format:
 	clang-format -i include/*.h src/*.c src/*.h cli/*.c cli/*.h tests/*.c tests/*.h bench/*.c
