@@ -10,7 +10,7 @@
 PREFIX    ?= /usr/local
 BUILD     ?= build
 CC        ?= cc
-OPT       ?= -O3 -fno-math-errno
+OPT       ?= -O3 -fno-math-errno -fno-trapping-math
 PKGS      := openblas libcjson libprotobuf-c
 PKGS      += zlib
 CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \

@@ -8,6 +8,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <omp.h>
 
 /* ----------------------------------------------------------------- broadcasting --- */
 
@@ -77,19 +78,62 @@ static bool same_shape(const cfx_op_args *a) {
     return cfx_tensor_same_shape(a->in[0], a->out) && cfx_tensor_same_shape(a->in[1], a->out);
 }
 
+/* Runs `call` over [0, n), split into one contiguous slice [lo, hi) per OpenMP thread (so the
+ * result does not depend on scheduling); small n runs on the calling thread. The loops
+ * themselves are plain functions with restrict pointers: inside an OpenMP-outlined loop GCC
+ * reads the pointers through the shared-data struct, cannot rule out that a store clobbers
+ * them, and leaves the loop scalar (ReLU's backward was a fifth of a training step). */
+#define PARALLEL_RANGE(n, call)                                                                    \
+    do {                                                                                           \
+        int64_t n_ = (n);                                                                          \
+        if (n_ > 32768 && omp_get_max_threads() > 1) {                                             \
+            _Pragma("omp parallel") {                                                              \
+                int64_t t_ = omp_get_thread_num(), T_ = omp_get_num_threads();                     \
+                int64_t lo = n_ * t_ / T_, hi = n_ * (t_ + 1) / T_;                                \
+                call;                                                                              \
+            }                                                                                      \
+        } else {                                                                                   \
+            int64_t lo = 0, hi = n_;                                                               \
+            call;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
 /* Defines forward and backward of a binary op from three expressions in x, y (inputs), and
- * g (output gradient): the value, dL/dx and dL/dy. */
+ * g (output gradient): the value, dL/dx and dL/dy. When both inputs are the same value
+ * (x * x) their gradients are one buffer, which takes the sum of both expressions. */
 #define BINARY_OP(fname, opname, value, gx, gy)                                                    \
+    static void fname##_fwd_range(const float *restrict A, const float *restrict B,                \
+                                  float *restrict Y, int64_t lo, int64_t hi) {                     \
+        for (int64_t i = lo; i < hi; i++) {                                                        \
+            float x = A[i], y = B[i];                                                              \
+            Y[i] = (value);                                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    static void fname##_bwd_range(const float *restrict A, const float *restrict B,                \
+                                  const float *restrict G, float *restrict DA, float *restrict DB, \
+                                  int64_t lo, int64_t hi) {                                        \
+        for (int64_t i = lo; i < hi; i++) {                                                        \
+            float x = A[i], y = B[i], g = G[i];                                                    \
+            (void)x, (void)y;                                                                      \
+            if (DA) DA[i] += (gx);                                                                 \
+            if (DB) DB[i] += (gy);                                                                 \
+        }                                                                                          \
+    }                                                                                              \
+    static void fname##_bwd_same(const float *restrict A, const float *restrict B,                 \
+                                 const float *restrict G, float *restrict D, int64_t lo,           \
+                                 int64_t hi) {                                                     \
+        for (int64_t i = lo; i < hi; i++) {                                                        \
+            float x = A[i], y = B[i], g = G[i];                                                    \
+            (void)x, (void)y;                                                                      \
+            D[i] += (gx) + (gy);                                                                   \
+        }                                                                                          \
+    }                                                                                              \
     static void fname##_forward(const cfx_op_args *a) {                                            \
         const float *A = a->in[0]->data, *B = a->in[1]->data;                                      \
         float *Y = a->out->data;                                                                   \
         int64_t n = a->out->numel;                                                                 \
         if (same_shape(a)) {                                                                       \
-            _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n; \
-                                                                             i++) {                \
-                float x = A[i], y = B[i];                                                          \
-                Y[i] = (value);                                                                    \
-            }                                                                                      \
+            PARALLEL_RANGE(n, fname##_fwd_range(A, B, Y, lo, hi));                                 \
             return;                                                                                \
         }                                                                                          \
         bcast bc;                                                                                  \
@@ -104,13 +148,10 @@ static bool same_shape(const cfx_op_args *a) {
         float *DA = a->din[0], *DB = a->din[1];                                                    \
         int64_t n = a->out->numel;                                                                 \
         if (same_shape(a)) {                                                                       \
-            _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n; \
-                                                                             i++) {                \
-                float x = A[i], y = B[i], g = G[i];                                                \
-                (void)x, (void)y;                                                                  \
-                if (DA) DA[i] += (gx);                                                             \
-                if (DB) DB[i] += (gy);                                                             \
-            }                                                                                      \
+            if (DA && DA == DB)                                                                    \
+                PARALLEL_RANGE(n, fname##_bwd_same(A, B, G, DA, lo, hi));                          \
+            else                                                                                   \
+                PARALLEL_RANGE(n, fname##_bwd_range(A, B, G, DA, DB, lo, hi));                     \
             return;                                                                                \
         }                                                                                          \
         bcast bc;                                                                                  \
@@ -154,33 +195,35 @@ static float normal_cdf(float x) {
 }
 
 /* Defines a unary op from the value f(x) and its derivative in terms of x, y = f(x) and the
- * attributes (at). */
+ * attributes (at, a copy local to the loop so that stores through Y or D cannot alias it). */
 #define UNARY_OP(fname, opname, value, deriv)                                                      \
-    static void fname##_forward(const cfx_op_args *a) {                                            \
-        const cfx_unary_attr *at = a->attr;                                                        \
-        const float *restrict X = a->in[0]->data;                                                  \
-        float *restrict Y = a->out->data;                                                          \
-        int64_t n = a->out->numel;                                                                 \
+    static void fname##_fwd_range(const float *restrict X, float *restrict Y,                      \
+                                  const cfx_unary_attr *attr, int64_t lo, int64_t hi) {            \
+        const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
         (void)at;                                                                                  \
-        _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n;     \
-                                                                         i++) {                    \
+        for (int64_t i = lo; i < hi; i++) {                                                        \
             float x = X[i];                                                                        \
             Y[i] = (value);                                                                        \
         }                                                                                          \
     }                                                                                              \
-    static void fname##_backward(const cfx_op_args *a) {                                           \
-        const cfx_unary_attr *at = a->attr;                                                        \
-        const float *restrict X = a->in[0]->data, *restrict Yv = a->out->data;                     \
-        const float *restrict G = a->dout;                                                         \
-        float *restrict D = a->din[0];                                                             \
-        int64_t n = a->out->numel;                                                                 \
-        (void)at, (void)Yv;                                                                        \
-        _Pragma("omp parallel for schedule(static) if (n > 32768)") for (int64_t i = 0; i < n;     \
-                                                                         i++) {                    \
+    static void fname##_bwd_range(const float *restrict X, const float *restrict Yv,               \
+                                  const float *restrict G, float *restrict D,                      \
+                                  const cfx_unary_attr *attr, int64_t lo, int64_t hi) {            \
+        const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
+        (void)at;                                                                                  \
+        for (int64_t i = lo; i < hi; i++) {                                                        \
             float x = X[i], y = Yv[i];                                                             \
             (void)x, (void)y;                                                                      \
             D[i] += G[i] * (deriv);                                                                \
         }                                                                                          \
+    }                                                                                              \
+    static void fname##_forward(const cfx_op_args *a) {                                            \
+        PARALLEL_RANGE(a->out->numel,                                                              \
+                       fname##_fwd_range(a->in[0]->data, a->out->data, a->attr, lo, hi));          \
+    }                                                                                              \
+    static void fname##_backward(const cfx_op_args *a) {                                           \
+        PARALLEL_RANGE(a->out->numel, fname##_bwd_range(a->in[0]->data, a->out->data, a->dout,     \
+                                                        a->din[0], a->attr, lo, hi));              \
     }                                                                                              \
     static const cfx_op_def fname##_def = {opname, sizeof(cfx_unary_attr), unary_infer,     NULL,  \
                                            NULL,   fname##_forward,        fname##_backward};
