@@ -9,7 +9,7 @@
 # exclude loading WordNet and the data, which are printed separately for cfx.
 # Environment: RUNS (cfx runs, default 7), PY_RUNS (default 3), IMAGES (default 100000).
 set -eu
-data=${1:-/work/shared/data/vg_random.json}
+data=${1:-data/vg_random.json}
 key=${2:-claude-3-5-sonnet}
 runs=${RUNS:-7}
 py_runs=${PY_RUNS:-3}

@@ -154,9 +154,28 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
     if (list) return 0;
-    if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-    else printf("%d passed, %d failed\n", passed, failed);
+    if (skipped)
+        printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else
+        printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+static cfx_wordnet *shared_wn;
+
+static void free_wordnet(void) {
+    cfx_wordnet_free(shared_wn);
+}
+
+cfx_wordnet *cfx_test_wordnet(void) {
+    if (!shared_wn) {
+        shared_wn = cfx_wordnet_load(NULL);
+        if (shared_wn)
+            atexit(free_wordnet);
+        else
+            cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
+    }
+    return shared_wn;
 }
 
 /* A counting allocator: each block carries a 16-byte header so frees can be counted. */

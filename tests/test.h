@@ -26,7 +26,8 @@ void cfx_test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Marks the current test skipped, with the reason printed; the test should return. */
 void cfx_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* True when the environment asks for the fast subset (CFX_TEST_FAST=1, used under asan/valgrind). */
+/* True when the environment asks for the fast subset (CFX_TEST_FAST=1, used under asan/valgrind).
+ */
 bool cfx_test_fast(void);
 
 #define CHECK(cond)                                                                                \
@@ -92,6 +93,10 @@ const char *cfx_test_tmpdir(void);
 /* Runs /usr/bin/python3 tests/py/<script> with args; returns its exit status (127 when
  * Python or the module is missing, which the caller reports as a failure). */
 int cfx_test_python(const char *script, const char *args);
+
+/* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
+ * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */
+cfx_wordnet *cfx_test_wordnet(void);
 
 /* Installs a counting allocator that fails the fail_at-th allocation (0: never). */
 void cfx_test_alloc_begin(long fail_at);

@@ -6,24 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define VG "/work/shared/data/vg_random.json"
-
-static cfx_wordnet *shared_wn;
-
-static void free_shared(void) {
-    cfx_wordnet_free(shared_wn);
-}
-
-static cfx_wordnet *wn_get(void) {
-    if (!shared_wn) {
-        shared_wn = cfx_wordnet_load(NULL);
-        if (shared_wn)
-            atexit(free_shared);
-        else
-            cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
-    }
-    return shared_wn;
-}
+#define VG "data/vg_random.json"
 
 static int32_t add(cfx_concepts *c, const char *name) {
     int32_t id = -1;
@@ -40,7 +23,7 @@ static void write_file(const char *path, const char *text) {
 }
 
 CFX_TEST(concepts, costs_of_chair_and_table) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     cfx_concepts *c = cfx_concepts_new(wn, NULL);
     int32_t chair = add(c, "chair.n.01"), table = add(c, "table.n.02"), chairs = add(c, "chairs");
@@ -71,7 +54,7 @@ CFX_TEST(concepts, costs_of_chair_and_table) {
 }
 
 CFX_TEST(concepts, edit_set_by_hand_and_cap) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     cfx_concepts *c = cfx_concepts_new(wn, NULL);
     int32_t chair = add(c, "chair.n.01"), table = add(c, "table.n.02"), dog = add(c, "dog.n.01");
@@ -134,7 +117,7 @@ static int64_t brute_edits(const cfx_concepts *c, int64_t cap, const int32_t *s,
 }
 
 CFX_TEST(concepts, edit_sets_match_brute_force) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     static const char *pool[] = {"chair.n.01",  "table.n.02", "dog.n.01",    "cat.n.01",
                                  "tree.n.01",   "car.n.01",   "man.n.01",    "woman.n.01",
@@ -175,7 +158,7 @@ CFX_TEST(concepts, edit_sets_match_brute_force) {
 /* Every VG image's closest counterfactual under both LLM label keys: the same cost and target
  * as the Python implementation (NLTK + scipy, every candidate solved). */
 CFX_TEST(concepts, nearest_matches_python_reference) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     static const char *keys[] = {"claude-3-5-sonnet", "claude-3-haiku"};
     for (int k = 0; k < 2; k++) {
@@ -224,7 +207,7 @@ CFX_TEST(concepts, nearest_matches_python_reference) {
 /* Pruning is exact and the answer does not depend on the thread count: the bounded search
  * equals the exhaustive one for cece, graph and capped costs, with 1 and 2 threads. */
 CFX_TEST(concepts, pruned_search_is_exact_and_thread_independent) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     cfx_cost_options opts[] = {{CFX_COST_CECE, 0}, {CFX_COST_CECE, 6}, {CFX_COST_GRAPH, 0}};
     int nopts = cfx_test_fast() ? 1 : 3;
@@ -291,7 +274,7 @@ static cfx_concepts_data *tiny_data(cfx_concepts *c, int32_t *bed, int32_t *desk
 }
 
 CFX_TEST(concepts, importance_and_orders) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     cfx_concepts *c = cfx_concepts_new(wn, NULL);
     int32_t bed, desk, lamp;
@@ -367,7 +350,7 @@ CFX_TEST(concepts, importance_and_orders) {
 }
 
 CFX_TEST(concepts, bad_input_messages) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     cfx_concepts *c = cfx_concepts_new(wn, NULL);
     const char *dir = cfx_test_tmpdir();
@@ -435,7 +418,7 @@ CFX_TEST(concepts, bad_input_messages) {
 
 /* Allocation failures anywhere in loading, searching and editing leak nothing. */
 CFX_TEST(concepts, allocation_failures_do_not_leak) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     /* Every allocation fails once in turn (every 7th under the sanitizers) until a run
      * needs no more than the failing one. */

@@ -4,24 +4,6 @@
 
 #include <stdlib.h>
 
-/* Loading takes a fifth of a second; the suite shares one copy, freed at exit. */
-static cfx_wordnet *shared_wn;
-
-static void free_shared(void) {
-    cfx_wordnet_free(shared_wn);
-}
-
-static cfx_wordnet *wn_get(void) {
-    if (!shared_wn) {
-        shared_wn = cfx_wordnet_load(NULL);
-        if (shared_wn)
-            atexit(free_shared);
-        else
-            cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
-    }
-    return shared_wn;
-}
-
 /* The concept set as the oracle writes it: path names, then the word, space-separated. */
 static void concept_set_str(const cfx_wordnet *wn, const char *concept, int32_t s, char *buf,
                             size_t n) {
@@ -37,7 +19,7 @@ static void concept_set_str(const cfx_wordnet *wn, const char *concept, int32_t 
 }
 
 CFX_TEST(wordnet, chair_path_and_lookup) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     CHECK(cfx_wordnet_count(wn) == 82115);
     int32_t s, t;
@@ -66,7 +48,7 @@ CFX_TEST(wordnet, chair_path_and_lookup) {
 }
 
 CFX_TEST(wordnet, distances_and_depth) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     int32_t chair, seat, table, entity;
     CHECK_OK(cfx_wordnet_synset(wn, "chair.n.01", &chair));
@@ -94,7 +76,7 @@ CFX_TEST(wordnet, distances_and_depth) {
 /* Every concept of vg_random.json, some plural words and every 40th synset: the same name,
  * concept set and list of hypernym paths as NLTK. */
 CFX_TEST(wordnet, matches_nltk) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     char out[600];
     snprintf(out, sizeof out, "%s/nltk.tsv", cfx_test_tmpdir());
@@ -158,7 +140,7 @@ CFX_TEST(wordnet, matches_nltk) {
 }
 
 CFX_TEST(wordnet, unknown_names_and_words) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     int32_t s;
     CHECK_ERR(cfx_wordnet_synset(wn, "chiar.n.01", &s), CFX_ENOTFOUND);
@@ -183,7 +165,7 @@ CFX_TEST(wordnet, missing_folder_names_the_file) {
 
 /* Lookups from several threads at once give what one thread gives. */
 CFX_TEST(wordnet, concurrent_lookups) {
-    cfx_wordnet *wn = wn_get();
+    cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;
     static const char *words[] = {"chairs", "geese", "dog.n.01", "mice", "people", "tree.n.01"};
     int32_t want[6];

@@ -21,7 +21,7 @@ WORDS = ["chairs", "geese", "wolves", "Dogs", "buses", "boxes", "churches", "dis
          "traffic light", "ice cream", "teeth", "feet", "axes", "bases", "species"]
 
 wn, tmp = wn_nltk.open_wordnet()
-data = json.load(open("/work/shared/data/vg_random.json"))
+data = json.load(open("data/vg_random.json"))
 concepts = sorted({o for im in data["images"] for o in im["objects"]}) + WORDS
 with open("/usr/share/wordnet/data.noun") as f:
     offsets = [int(l.split(" ", 1)[0]) for l in f if not l.startswith(" ")]
