@@ -81,7 +81,7 @@ bench:
 asan:
 	@scripts/deps.sh test
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	    LDFLAGS="-fsanitize=address,undefined" build-asan/cfx_tests
+	    LDFLAGS="-fsanitize=address,undefined" build-asan/cfx_tests build-asan/cfx
 	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 \
 	    build-asan/cfx_tests $(CFX_TEST_ARGS)
 

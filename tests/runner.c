@@ -20,6 +20,7 @@ static char skip_reason[512];
 static char tmproot[256];
 static char tmpdir[512];
 static int tmpcount;
+static char cli_path[1024];
 
 void cfx_test_register(const char *suite, const char *name, cfx_test_fn fn) {
     if (ncases == capcases) {
@@ -128,6 +129,15 @@ int main(int argc, char **argv) {
     }
     atexit(cleanup_tmp);
     setenv("CFX_TEST_TMP", tmproot, 1);
+    /* The sanitizer build tests its own cfx: the program beside this binary. */
+    const char *bin = getenv("CFX_BIN");
+    if (bin)
+        snprintf(cli_path, sizeof cli_path, "%s", bin);
+    else {
+        const char *slash = strrchr(argv[0], '/');
+        int len = slash ? (int)(slash - argv[0]) : 1;
+        snprintf(cli_path, sizeof cli_path, "%.*s/cfx", len, slash ? argv[0] : ".");
+    }
     cfx_set_threads(1);
     int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < ncases; i++) {
@@ -159,6 +169,10 @@ int main(int argc, char **argv) {
     else
         printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+const char *cfx_test_cli(void) {
+    return access(cli_path, X_OK) == 0 ? cli_path : NULL;
 }
 
 static cfx_wordnet *shared_wn;

@@ -94,6 +94,10 @@ const char *cfx_test_tmpdir(void);
  * Python or the module is missing, which the caller reports as a failure). */
 int cfx_test_python(const char *script, const char *args);
 
+/* The cfx program built beside this test binary (CFX_BIN overrides), or NULL when it is not
+ * there; a test that needs it skips with that reason. */
+const char *cfx_test_cli(void);
+
 /* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
  * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */
 cfx_wordnet *cfx_test_wordnet(void);
