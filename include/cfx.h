@@ -146,6 +146,20 @@ int cfx_get_threads(void);
 /* Wall-clock seconds from a monotonic clock. */
 double cfx_now(void);
 
+/* ======================================================================= file === */
+
+/* Atomic output: cfx_file_create opens "<path>.tmp.<pid>" for writing; cfx_file_commit closes it
+ * and renames it over path (checking every write); cfx_file_abort closes and removes it. */
+typedef struct cfx_file {
+    FILE *f;
+    char *path, *tmp;
+} cfx_file;
+cfx_status cfx_file_create(cfx_file *af, const char *path);
+cfx_status cfx_file_commit(cfx_file *af);
+void cfx_file_abort(cfx_file *af);
+/* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
+cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
+
 /* ===================================================================== tensor === */
 /* A dense float32 tensor, row-major (images NCHW). Fields are public for reading; a tensor that
  * a graph owns must not be freed or resized by the caller. */
@@ -613,20 +627,6 @@ void cfx_onnx_info_free(cfx_onnx_info *info);
 cfx_tensor *cfx_npy_read(const char *path);
 cfx_status cfx_npy_write(const char *path, const cfx_tensor *t);
 cfx_status cfx_npy_write_u8(const char *path, const uint8_t *data, int ndim, const int64_t *shape);
-
-/* ======================================================================= file === */
-
-/* Atomic output: cfx_file_create opens "<path>.tmp.<pid>" for writing; cfx_file_commit closes it
- * and renames it over path (checking every write); cfx_file_abort closes and removes it. */
-typedef struct cfx_file {
-    FILE *f;
-    char *path, *tmp;
-} cfx_file;
-cfx_status cfx_file_create(cfx_file *af, const char *path);
-cfx_status cfx_file_commit(cfx_file *af);
-void cfx_file_abort(cfx_file *af);
-/* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
-cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
 
 /* ======================================================================== idx === */
 /* IDX files (the MNIST and Fashion-MNIST format), plain or gzip-compressed (detected from the
