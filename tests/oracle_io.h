@@ -1,6 +1,5 @@
-/* oracle_io.h - float32 arrays exchanged with the Python oracles in tests/py (oracle_io.py):
- * int32 ndim, int64 shape[ndim], then the float32 data, little-endian. Shared by the conv,
- * pool and resize tests. */
+/* oracle_io.h - float32 arrays exchanged with the Python oracles in tests/py (oracle_io.py) as
+ * .npy files, and the unary-op check the conv, pool and resize tests share. */
 #ifndef CFX_ORACLE_IO_H
 #define CFX_ORACLE_IO_H
 
@@ -8,19 +7,14 @@
 
 #include <stdlib.h>
 
+/* Writes name.npy (float32) through src/npy.c, the format every oracle exchange uses. */
 static inline bool oracle_write(const char *dir, const char *name, int ndim, const int64_t *shape,
                                 const float *data) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) return false;
-    int32_t nd = ndim;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    bool ok = fwrite(&nd, sizeof nd, 1, f) == 1 &&
-              fwrite(shape, sizeof *shape, (size_t)ndim, f) == (size_t)ndim &&
-              fwrite(data, sizeof *data, (size_t)n, f) == (size_t)n;
-    return fclose(f) == 0 && ok;
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    cfx_tensor t = {.data = (float *)data, .ndim = ndim, .numel = 1};
+    for (int i = 0; i < ndim; i++) t.shape[i] = shape[i], t.numel *= shape[i];
+    return cfx_npy_write(path, &t) == CFX_OK;
 }
 
 /* For failure messages: whether the exchange directory still exists. */
@@ -30,25 +24,14 @@ static inline const char *oracle_dir_state(const char *dir) {
     return f ? "exists" : "was removed";
 }
 
-/* Reads name.bin into a malloc'd array of exactly n floats (NULL when missing or another size). */
+/* Reads name.npy into a malloc'd array of exactly n floats (NULL when missing or another size). */
 static inline float *oracle_read(const char *dir, const char *name, int64_t n) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    int32_t nd = 0;
-    int64_t shape[8], m = 1;
-    float *data = NULL;
-    if (fread(&nd, sizeof nd, 1, f) == 1 && nd >= 0 && nd <= 8 &&
-        fread(shape, sizeof *shape, (size_t)nd, f) == (size_t)nd) {
-        for (int i = 0; i < nd; i++) m *= shape[i];
-        if (m == n && (data = malloc((size_t)n * sizeof *data)) &&
-            fread(data, sizeof *data, (size_t)n, f) != (size_t)n) {
-            free(data);
-            data = NULL;
-        }
-    }
-    fclose(f);
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    cfx_tensor *t = cfx_npy_read(path);
+    float *data = t && t->numel == n ? malloc((size_t)n * sizeof *data) : NULL;
+    if (data) memcpy(data, t->data, (size_t)n * sizeof *data);
+    cfx_tensor_free(t);
     return data;
 }
 

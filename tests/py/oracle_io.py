@@ -1,23 +1,15 @@
-"""oracle_io.py - float32 arrays exchanged with the C tests (tests/oracle_io.h): int32 ndim,
-int64 shape[ndim], float32 data, little-endian."""
+"""oracle_io.py - float32 arrays exchanged with the C tests (tests/oracle_io.h) as .npy files."""
 import os
 
 import numpy as np
 
 
 def read(d, name):
-    with open(os.path.join(d, name + ".bin"), "rb") as f:
-        nd = int(np.frombuffer(f.read(4), "<i4")[0])
-        shape = tuple(int(v) for v in np.frombuffer(f.read(8 * nd), "<i8"))
-        return np.frombuffer(f.read(), "<f4").reshape(shape).copy()
+    return np.load(os.path.join(d, name + ".npy")).astype(np.float32)
 
 
 def write(d, name, a):
-    a = np.ascontiguousarray(a, dtype="<f4")
-    with open(os.path.join(d, name + ".bin"), "wb") as f:
-        f.write(np.array([a.ndim], "<i4").tobytes())
-        f.write(np.array(a.shape, "<i8").tobytes())
-        f.write(a.tobytes())
+    np.save(os.path.join(d, name + ".npy"), np.ascontiguousarray(a, dtype=np.float32))
 
 
 def cases(d):
