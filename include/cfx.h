@@ -326,7 +326,8 @@ typedef struct cfx_conv2d_attr {
     int groups;      /* 0 reads as 1; groups == C == K is depthwise */
     int output_padding[2]; /* conv-transpose only: extra rows/columns at the bottom/right */
 } cfx_conv2d_attr;
-/* x (N,C,H,W), w (K,C/groups,R,S), b (K) or -1 -> y (N,K,P,Q). */
+/* x (N,C,H,W), w (K,C/groups,R,S), b (K) or -1 -> y (N,K,P,Q). attr NULL: stride 1, no
+ * padding, no dilation, one group (likewise for the transposed convolution). */
 int cfx_op_conv2d(cfx_graph *g, int x, int w, int b, const cfx_conv2d_attr *attr);
 /* x (N,C,H,W), w (C,K/groups,R,S), b (K) or -1 -> y (N,K,P,Q) with
  * P = (H-1) stride - pad_top - pad_bottom + dilation (R-1) + output_padding + 1. */

@@ -61,6 +61,7 @@ void cfx_file_abort(cfx_file *af) {
 }
 
 cfx_status cfx_file_read_all(const char *path, char **data, size_t *size) {
+    if (!path || !data) return cfx_set_error(CFX_EINVAL, "read file: NULL path or output");
     *data = NULL;
     if (size) *size = 0;
     FILE *f = fopen(path, "rb");

@@ -69,6 +69,7 @@ cfx_dataset *cfx_imagefolder_load(const char *dir, int c, int h, int w) {
 
 cfx_status cfx__imagefolder_load(const char *dir, int c, int h, int w, cfx_dataset **out) {
     *out = NULL;
+    if (!dir) return cfx_set_error(CFX_EINVAL, "image folder: path is NULL");
     if (c != 0 && c != 1 && c != 3)
         return cfx_set_error(CFX_EINVAL, "image folder '%s': channels must be 0, 1 or 3", dir);
     strlist classes = {0}, files = {0};

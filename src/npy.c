@@ -103,6 +103,10 @@ static float convert(const unsigned char *p, npy_type t) {
 }
 
 cfx_tensor *cfx_npy_read(const char *path) {
+    if (!path) {
+        cfx_set_error(CFX_EINVAL, "npy read: path is NULL");
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         cfx_set_error(CFX_EIO, "cannot open '%s': %s", path, strerror(errno));

@@ -74,12 +74,14 @@ void cfx_optim_free(cfx_optim *o) {
 }
 
 void cfx_optim_reset(cfx_optim *o) {
+    if (!o) return;
     o->t = 0;
     memset(o->m, 0, o->n * sizeof(float));
     if (o->v) memset(o->v, 0, o->n * sizeof(float));
 }
 
 void cfx_optim_set_lr(cfx_optim *o, float lr) {
+    if (!o) return;
     if (o->kind == OPT_SGD)
         o->sgd.lr = lr;
     else
@@ -133,16 +135,19 @@ cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
 }
 
 size_t cfx_optim_state_size(const cfx_optim *o) {
+    if (!o) return 0;
     return 1 + o->n * (o->v ? 2 : 1);
 }
 
 void cfx_optim_state_save(const cfx_optim *o, float *out) {
+    if (!o || !out) return;
     out[0] = (float)o->t; /* exact up to 2^24 steps */
     memcpy(out + 1, o->m, o->n * sizeof(float));
     if (o->v) memcpy(out + 1 + o->n, o->v, o->n * sizeof(float));
 }
 
 void cfx_optim_state_load(cfx_optim *o, const float *in) {
+    if (!o || !in) return;
     o->t = (int64_t)in[0];
     memcpy(o->m, in + 1, o->n * sizeof(float));
     if (o->v) memcpy(o->v, in + 1 + o->n, o->n * sizeof(float));

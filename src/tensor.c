@@ -51,7 +51,7 @@ void cfx_tensor_free(cfx_tensor *t) {
 }
 
 int cfx_tensor_same_shape(const cfx_tensor *a, const cfx_tensor *b) {
-    if (a->ndim != b->ndim) return 0;
+    if (!a || !b || a->ndim != b->ndim) return 0;
     for (int i = 0; i < a->ndim; i++)
         if (a->shape[i] != b->shape[i]) return 0;
     return 1;
@@ -67,14 +67,17 @@ void cfx_tensor_shape_str(int ndim, const int64_t *shape, char *buf, size_t size
 }
 
 void cfx_tensor_fill(cfx_tensor *t, float v) {
+    if (!t) return;
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = v;
 }
 
 void cfx_tensor_fill_uniform(cfx_tensor *t, cfx_rng *r, float lo, float hi) {
+    if (!t || !r) return;
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = lo + (hi - lo) * (float)cfx_rng_uniform(r);
 }
 
 void cfx_tensor_fill_normal(cfx_tensor *t, cfx_rng *r, float mean, float std) {
+    if (!t || !r) return;
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = mean + std * (float)cfx_rng_normal(r);
 }
 
@@ -91,6 +94,7 @@ cfx_status cfx_tensor_copy(cfx_tensor *dst, const cfx_tensor *src) {
 }
 
 int64_t cfx_tensor_find_nonfinite(const cfx_tensor *t) {
+    if (!t) return -1;
     for (int64_t i = 0; i < t->numel; i++)
         if (!isfinite(t->data[i])) return i;
     return -1;
