@@ -100,11 +100,14 @@ static void bn_backward(const cfx_op_args *a) {
     bn_dims(a->in[0], &n, &c, &sp);
     double m = (double)(n * sp);
     bool training = mean[2 * c] != 0.0f;
-#pragma omp parallel for schedule(static)
+    /* The sums are needed for the parameters' gradients and for dx in training mode; an
+     * inference-mode backward to the input alone (counterfactual search) skips them. */
+    bool sums = training || DG || DB;
+#pragma omp parallel for schedule(static) if (n * c * sp > 32768)
     for (int64_t ch = 0; ch < c; ch++) {
         double sg = 0, sgx = 0; /* sum g, sum g xhat */
         float mu = mean[ch], is = invstd[ch];
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; sums && i < n; i++)
             for (int64_t j = 0; j < sp; j++) {
                 int64_t o = (i * c + ch) * sp + j;
                 sg += G[o];
