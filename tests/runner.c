@@ -175,6 +175,24 @@ const char *cfx_test_cli(void) {
     return access(cli_path, X_OK) == 0 ? cli_path : NULL;
 }
 
+int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...) {
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", cli_path, args);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = '\0';
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) continue;
+    int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 static cfx_wordnet *shared_wn;
 
 static void free_wordnet(void) {

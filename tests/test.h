@@ -97,6 +97,10 @@ int cfx_test_python(const char *script, const char *args);
 /* The cfx program built beside this test binary (CFX_BIN overrides), or NULL when it is not
  * there; a test that needs it skips with that reason. */
 const char *cfx_test_cli(void);
+/* Runs `cfx <args>` (args printf-formatted) with that program; returns its exit status (-1 when
+ * it could not run) and what it printed, stdout and stderr, in out (n bytes, cut to fit). */
+int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
  * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */

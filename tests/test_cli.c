@@ -2,30 +2,9 @@
  * exist and load, summaries parse, bad input exits non-zero with one line and writes nothing. */
 #include "test.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-/* Runs `cfx <args>`; returns the exit status, with stdout+stderr in out. */
-static int cfx(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int cfx(char *out, size_t n, const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", cfx_test_cli(), args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) continue;
-    int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 static bool exists(const char *dir, const char *name) {
     char path[1200];
@@ -40,30 +19,33 @@ CFX_TEST(cli, data_train_eval_end_to_end) {
     }
     char dir[600], out[8192];
     snprintf(dir, sizeof dir, "%s", cfx_test_tmpdir());
-    CHECK_INT_EQ(cfx(out, sizeof out,
-                     "data signs --out %s/signs --train 32 --calib 4 --test 8 "
-                     "--ood 8 --seed 3 --threads 1",
-                     dir),
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "data signs --out %s/signs --train 32 --calib 4 --test 8 "
+                                  "--ood 8 --seed 3 --threads 1",
+                                  dir),
                  0);
-    CHECK_INT_EQ(cfx(out, sizeof out,
-                     "train classifier --data %s/signs --out %s/clf.onnx --epochs 2 --batch 16 "
-                     "--threads 1 --json",
-                     dir, dir),
-                 0);
+    CHECK_INT_EQ(
+        cfx_test_run_cli(out, sizeof out,
+                         "train classifier --data %s/signs --out %s/clf.onnx --epochs 2 --batch 16 "
+                         "--threads 1 --json",
+                         dir, dir),
+        0);
     CHECK_MSG(strstr(out, "\"test_accuracy\": ") != NULL, "no JSON summary: %s", out);
     CHECK(exists(dir, "clf.onnx"));
     CHECK(exists(dir, "clf.onnx.ckpt"));
-    CHECK_INT_EQ(cfx(out, sizeof out, "eval classifier --model %s/clf.onnx --data %s/signs --json",
-                     dir, dir),
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "eval classifier --model %s/clf.onnx --data %s/signs --json", dir,
+                                  dir),
                  0);
     CHECK_MSG(strstr(out, "\"confusion\": [[") != NULL, "no confusion matrix: %s", out);
-    CHECK_INT_EQ(cfx(out, sizeof out, "model check %s/clf.onnx", dir), 0);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "model check %s/clf.onnx", dir), 0);
     /* The autoencoder also writes its halves and a grid that reads back as an image. */
-    CHECK_INT_EQ(cfx(out, sizeof out,
-                     "train autoencoder --data %s/signs --out %s/ae.onnx --epochs 1 --batch 16 "
-                     "--latent 16 --threads 1",
-                     dir, dir),
-                 0);
+    CHECK_INT_EQ(
+        cfx_test_run_cli(out, sizeof out,
+                         "train autoencoder --data %s/signs --out %s/ae.onnx --epochs 1 --batch 16 "
+                         "--latent 16 --threads 1",
+                         dir, dir),
+        0);
     CHECK(exists(dir, "ae.onnx") && exists(dir, "encoder.onnx") && exists(dir, "decoder.onnx"));
     char grid[1200];
     snprintf(grid, sizeof grid, "%s/reconstructions.png", dir);
@@ -71,8 +53,9 @@ CFX_TEST(cli, data_train_eval_end_to_end) {
     CHECK_MSG(im != NULL, "%s", cfx_last_error());
     if (im) CHECK_INT_EQ(im->shape[0], 3);
     cfx_tensor_free(im);
-    CHECK_INT_EQ(
-        cfx(out, sizeof out, "eval autoencoder --model %s/ae.onnx --data %s/signs", dir, dir), 0);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "eval autoencoder --model %s/ae.onnx --data %s/signs", dir, dir),
+                 0);
     CHECK(strstr(out, "reconstruction MSE") != NULL);
 }
 
@@ -83,23 +66,27 @@ CFX_TEST(cli, bad_input_exits_non_zero_and_writes_nothing) {
     }
     char dir[600], out[8192];
     snprintf(dir, sizeof dir, "%s", cfx_test_tmpdir());
-    CHECK_INT_EQ(cfx(out, sizeof out, "train classifier --data %s/none --out %s/m.onnx", dir, dir),
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "train classifier --data %s/none --out %s/m.onnx", dir, dir),
                  1);
     CHECK(strstr(out, "manifest.json") != NULL);
     CHECK(!exists(dir, "m.onnx"));
-    CHECK_INT_EQ(
-        cfx(out, sizeof out, "train classifier --data %s --out %s/m.onnx --epochs 0", dir, dir), 1);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "train classifier --data %s --out %s/m.onnx --epochs 0", dir,
+                                  dir),
+                 1);
     CHECK(strstr(out, "--epochs") != NULL);
-    CHECK_INT_EQ(cfx(out, sizeof out, "train classifer"), 1);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "train classifer"), 1);
     CHECK(strstr(out, "unknown model kind") != NULL);
-    CHECK_INT_EQ(cfx(out, sizeof out, "frobnicate"), 2);
-    CHECK_INT_EQ(
-        cfx(out, sizeof out, "eval classifier --model %s/missing.onnx --data %s", dir, dir), 1);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "frobnicate"), 2);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "eval classifier --model %s/missing.onnx --data %s", dir, dir),
+                 1);
     /* Every command answers --help with exit 0. */
     const char *cmds[] = {"data", "train", "eval", "model", "concepts", "version"};
     for (int i = 0; i < 6; i++) {
-        CHECK_MSG(cfx(out, sizeof out, "%s --help", cmds[i]) == 0, "cfx %s --help: %s", cmds[i],
-                  out);
+        CHECK_MSG(cfx_test_run_cli(out, sizeof out, "%s --help", cmds[i]) == 0, "cfx %s --help: %s",
+                  cmds[i], out);
         CHECK_MSG(strstr(out, "usage") != NULL, "cfx %s --help prints no usage", cmds[i]);
     }
     /* Nothing half-written was left in the folder. */

@@ -3,10 +3,12 @@
 #include "test.h"
 
 #include <stdlib.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define VG "data/vg_random.json"
+
+/* `cfx <args>` with its output in text (tests/runner.c). */
+#define run_cli(args, text, n) cfx_test_run_cli((text), (n), "%s", (args))
 
 static int32_t add(cfx_concepts *c, const char *name) {
     int32_t id = -1;
@@ -454,21 +456,6 @@ CFX_TEST(concepts, allocation_failures_do_not_leak) {
     CHECK(failures > 5 && failures < limit);
 }
 
-/* Runs `cfx <args>` (the program beside the test binary), returns its exit status and what it
- * printed (stdout and stderr). */
-static int run_cmd(const char *args, char *text, size_t n) {
-    char full[2048];
-    snprintf(full, sizeof full, "%s %s 2>&1", cfx_test_cli(), args);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t len = fread(text, 1, n - 1, p);
-    text[len] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) continue;
-    int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 /* The command line: exit codes, one-line reasons and the atomic --out. */
 CFX_TEST(concepts, cli_exit_codes_and_messages) {
     const char *exe = cfx_test_cli();
@@ -478,18 +465,18 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
     }
     const char *dir = cfx_test_tmpdir();
     char cmd[2048], out[8192], path[600];
-    CHECK_INT_EQ(run_cmd("concepts cost chair.n.01 table.n.02 --json", out, sizeof out), 0);
+    CHECK_INT_EQ(run_cli("concepts cost chair.n.01 table.n.02 --json", out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"cost\": 5") != NULL, "got: %s", out);
-    CHECK_INT_EQ(run_cmd("concepts cost chair.n.01 blorf.n.01", out, sizeof out), 1);
+    CHECK_INT_EQ(run_cli("concepts cost chair.n.01 blorf.n.01", out, sizeof out), 1);
     CHECK_MSG(strstr(out, "blorf.n.01") != NULL, "got: %s", out);
-    CHECK_INT_EQ(run_cmd("concepts cost chair.n.01,blorf table --unknown skip", out, sizeof out),
+    CHECK_INT_EQ(run_cli("concepts cost chair.n.01,blorf table --unknown skip", out, sizeof out),
                  0);
     snprintf(path, sizeof path, "%s/bad.json", dir);
     write_file(path, "{\"images\": [\n {\"id\": 1, \"objects\": [\"chair.n.01\",]}\n]}\n");
     snprintf(cmd, sizeof cmd, "concepts nearest --data %s --labels k --all", path);
-    CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 1);
+    CHECK_INT_EQ(run_cli(cmd, out, sizeof out), 1);
     CHECK_MSG(strstr(out, "line 2, column") != NULL, "got: %s", out);
-    CHECK_INT_EQ(run_cmd("concepts nearest --data " VG " --labels nope --all", out, sizeof out), 1);
+    CHECK_INT_EQ(run_cli("concepts nearest --data " VG " --labels nope --all", out, sizeof out), 1);
     CHECK_MSG(strstr(out, "no label 'nope'") != NULL, "got: %s", out);
     /* One query written to a file: a complete record, and no temporary left behind. */
     snprintf(path, sizeof path, "%s/n.jsonl", dir);
@@ -497,7 +484,7 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
              "concepts nearest --data " VG " --labels claude-3-haiku --query 11 --out %s "
              "--json",
              path);
-    CHECK_INT_EQ(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_INT_EQ(run_cli(cmd, out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"queries\": 1") != NULL, "got: %s", out);
     FILE *f = fopen(path, "r");
     CHECK(f != NULL);
@@ -511,20 +498,20 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
     char tmp[700];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     CHECK(access(tmp, F_OK) != 0);
-    CHECK_INT_EQ(run_cmd("concepts nearest --data " VG " --labels claude-3-haiku", out, sizeof out),
+    CHECK_INT_EQ(run_cli("concepts nearest --data " VG " --labels claude-3-haiku", out, sizeof out),
                  1);
     CHECK_MSG(strstr(out, "--query ID or --all") != NULL, "got: %s", out);
     /* Images without concepts: kept by default (VG image 217 then costs 0 to another empty
      * image), left out with --empty skip. */
-    CHECK_INT_EQ(run_cmd("concepts nearest --data " VG " --labels claude-3-haiku "
+    CHECK_INT_EQ(run_cli("concepts nearest --data " VG " --labels claude-3-haiku "
                          "--query 217 --json",
                          out, sizeof out),
                  0);
     CHECK_MSG(strstr(out, "\"mean_cost\": 0.0000") != NULL, "got: %s", out);
-    CHECK_INT_EQ(run_cmd("concepts nearest --data " VG " --labels claude-3-haiku "
+    CHECK_INT_EQ(run_cli("concepts nearest --data " VG " --labels claude-3-haiku "
                          "--all --empty skip --json",
                          out, sizeof out),
                  0);
     CHECK_MSG(strstr(out, "\"queries\": 420") != NULL, "got: %s", out);
-    CHECK_INT_EQ(run_cmd("concepts --help", out, sizeof out), 0);
+    CHECK_INT_EQ(run_cli("concepts --help", out, sizeof out), 0);
 }
