@@ -72,18 +72,46 @@ static void cos_sums(const float *x, const float *y, int64_t len, int64_t st, do
     *dot = d, *nx = sqrt(sx), *ny = sqrt(sy);
 }
 
+/* Rows [lo, hi) of y (outer * inner): the cosine of each strided pair of vectors. */
+static void cos_forward_rows(const float *restrict X, const float *restrict Y, float *restrict out,
+                             int64_t len, int64_t inner, float eps, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t off = (r / inner) * len * inner + r % inner;
+        double dot, nx, ny;
+        cos_sums(X + off, Y + off, len, inner, &dot, &nx, &ny);
+        out[r] = (float)(dot / (fmax(nx, eps) * fmax(ny, eps)));
+    }
+}
+
 // a, b (outer, L, inner) -> y (outer, inner)
 static void cos_forward(const cfx_op_args *a) {
     const cos_attr *at = a->attr;
     int64_t outer, len, inner;
     cos_dims(a, &outer, &len, &inner);
     int64_t rows = outer * inner;
-#pragma omp parallel for schedule(static) if (rows * len > 32768)
-    for (int64_t r = 0; r < rows; r++) {
+    CFX_PARALLEL_RANGE(rows, rows * len > 32768,
+                       cos_forward_rows(a->in[0]->data, a->in[1]->data, a->out->data, len, inner,
+                                        at->eps, lo, hi));
+}
+
+/* Rows [lo, hi) of cos_backward. DA and DB are not restrict: they are one buffer when both
+ * inputs are the same value (or views of it). */
+static void cos_backward_rows(const float *restrict X, const float *restrict Y,
+                              const float *restrict G, float *DA, float *DB, int64_t len,
+                              int64_t inner, float eps, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
         int64_t off = (r / inner) * len * inner + r % inner;
+        const float *x = X + off, *y = Y + off;
         double dot, nx, ny;
-        cos_sums(a->in[0]->data + off, a->in[1]->data + off, len, inner, &dot, &nx, &ny);
-        a->out->data[r] = (float)(dot / (fmax(nx, at->eps) * fmax(ny, at->eps)));
+        cos_sums(x, y, len, inner, &dot, &nx, &ny);
+        double cx = fmax(nx, eps), cy = fmax(ny, eps), c = dot / (cx * cy);
+        double g = G[r], k = g / (cx * cy);
+        double kx = nx > eps ? g * c / (nx * cx) : 0, ky = ny > eps ? g * c / (ny * cy) : 0;
+        for (int64_t l = 0; l < len; l++) {
+            int64_t i = l * inner;
+            if (DA) DA[off + i] += (float)(k * y[i] - kx * x[i]);
+            if (DB) DB[off + i] += (float)(k * x[i] - ky * y[i]);
+        }
     }
 }
 
@@ -94,22 +122,9 @@ static void cos_backward(const cfx_op_args *a) {
     int64_t outer, len, inner;
     cos_dims(a, &outer, &len, &inner);
     int64_t rows = outer * inner;
-    float *DA = a->din[0], *DB = a->din[1];
-#pragma omp parallel for schedule(static) if (rows * len > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t off = (r / inner) * len * inner + r % inner;
-        const float *x = a->in[0]->data + off, *y = a->in[1]->data + off;
-        double dot, nx, ny;
-        cos_sums(x, y, len, inner, &dot, &nx, &ny);
-        double cx = fmax(nx, at->eps), cy = fmax(ny, at->eps), c = dot / (cx * cy);
-        double g = a->dout[r], k = g / (cx * cy);
-        double kx = nx > at->eps ? g * c / (nx * cx) : 0, ky = ny > at->eps ? g * c / (ny * cy) : 0;
-        for (int64_t l = 0; l < len; l++) {
-            int64_t i = l * inner;
-            if (DA) DA[off + i] += (float)(k * y[i] - kx * x[i]);
-            if (DB) DB[off + i] += (float)(k * x[i] - ky * y[i]);
-        }
-    }
+    CFX_PARALLEL_RANGE(rows, rows * len > 32768,
+                       cos_backward_rows(a->in[0]->data, a->in[1]->data, a->dout, a->din[0],
+                                         a->din[1], len, inner, at->eps, lo, hi));
 }
 
 static const cfx_op_def cos_def = {"CosineSimilarity", sizeof(cos_attr), cos_infer, NULL, NULL,
@@ -173,39 +188,45 @@ static cfx_status loss_infer(const cfx_op_args *a, cfx_op_shape *s) {
     return reduction_shape(at->reduction, x->shape[0], s);
 }
 
+/* Samples [lo, hi) of the per-sample losses l, each over its d elements. */
+static void loss_forward_samples(const float *restrict X, const float *restrict Y,
+                                 float *restrict l, int kind, int64_t d, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+        const float *x = X + i * d, *y = Y + i * d;
+        double s = 0;
+        for (int64_t j = 0; j < d; j++) {
+            double e = (double)x[j] - y[j];
+            s += kind == CFX_LOSS_L1 ? fabs(e) : e * e;
+        }
+        l[i] = (float)(kind == CFX_LOSS_L2 ? sqrt(s) : s / (double)d);
+    }
+}
+
 // a, b (N, D...) -> per-sample l (N) -> y (N) or ()
 static void loss_forward(const cfx_op_args *a) {
     const loss_attr *at = a->attr;
     int64_t n = a->in[0]->shape[0], d = a->in[0]->numel / n;
     float *l = a->state;
-#pragma omp parallel for schedule(static) if (n * d > 32768)
-    for (int64_t i = 0; i < n; i++) {
-        const float *x = a->in[0]->data + i * d, *y = a->in[1]->data + i * d;
-        double s = 0;
-        for (int64_t j = 0; j < d; j++) {
-            double e = (double)x[j] - y[j];
-            s += at->kind == CFX_LOSS_L1 ? fabs(e) : e * e;
-        }
-        l[i] = (float)(at->kind == CFX_LOSS_L2 ? sqrt(s) : s / (double)d);
-    }
+    CFX_PARALLEL_RANGE(
+        n, n * d > 32768,
+        loss_forward_samples(a->in[0]->data, a->in[1]->data, l, at->kind, d, lo, hi));
     reduction_apply(at->reduction, l, n, a->out->data);
 }
 
-/* dL1/da = sign(a-b)/D, dMSE/da = 2 (a-b)/D, dL2/da = (a-b)/L2 (0 where L2 = 0); b gets minus. */
-static void loss_backward(const cfx_op_args *a) {
-    const loss_attr *at = a->attr;
-    int64_t n = a->in[0]->shape[0], d = a->in[0]->numel / n;
-    const float *l = a->state;
-    float *DA = a->din[0], *DB = a->din[1];
-#pragma omp parallel for schedule(static) if (n * d > 32768)
-    for (int64_t i = 0; i < n; i++) {
-        const float *x = a->in[0]->data + i * d, *y = a->in[1]->data + i * d;
-        float gi = reduction_grad(at->reduction, a->dout, i, n);
+/* Samples [lo, hi) of loss_backward. DA and DB are not restrict: they are one buffer when both
+ * inputs are the same value (or views of it). */
+static void loss_backward_samples(const float *restrict X, const float *restrict Y,
+                                  const float *restrict l, const float *restrict G, float *DA,
+                                  float *DB, int kind, cfx_reduction reduction, int64_t n,
+                                  int64_t d, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+        const float *x = X + i * d, *y = Y + i * d;
+        float gi = reduction_grad(reduction, G, i, n);
         for (int64_t j = 0; j < d; j++) {
             float e = x[j] - y[j], v;
-            if (at->kind == CFX_LOSS_L1)
+            if (kind == CFX_LOSS_L1)
                 v = gi * (float)((e > 0) - (e < 0)) / (float)d;
-            else if (at->kind == CFX_LOSS_MSE)
+            else if (kind == CFX_LOSS_MSE)
                 v = gi * 2.0f * e / (float)d;
             else
                 v = l[i] > 0 ? gi * e / l[i] : 0.0f;
@@ -213,6 +234,16 @@ static void loss_backward(const cfx_op_args *a) {
             if (DB) DB[i * d + j] -= v;
         }
     }
+}
+
+/* dL1/da = sign(a-b)/D, dMSE/da = 2 (a-b)/D, dL2/da = (a-b)/L2 (0 where L2 = 0); b gets minus. */
+static void loss_backward(const cfx_op_args *a) {
+    const loss_attr *at = a->attr;
+    int64_t n = a->in[0]->shape[0], d = a->in[0]->numel / n;
+    CFX_PARALLEL_RANGE(n, n * d > 32768,
+                       loss_backward_samples(a->in[0]->data, a->in[1]->data, a->state, a->dout,
+                                             a->din[0], a->din[1], at->kind, at->reduction, n, d,
+                                             lo, hi));
 }
 
 static const cfx_op_def loss_def = {"Loss", sizeof(loss_attr), loss_infer,   NULL,
@@ -253,16 +284,12 @@ static int64_t ce_class(float t, int64_t c) {
     return (int64_t)t;
 }
 
-// logits (N,C), targets (N) or (N,C) -> y (N) or ()
-static void ce_forward(const cfx_op_args *a) {
-    const loss_attr *at = a->attr;
-    const cfx_tensor *zt = a->in[0], *tt = a->in[1];
-    int64_t n = zt->shape[0], c = zt->shape[1];
-    bool hard = tt->ndim == 1;
-    float *mx = a->state, *ls = mx + n, *l = ls + n;
-#pragma omp parallel for schedule(static) if (n * c > 32768)
-    for (int64_t i = 0; i < n; i++) {
-        const float *z = zt->data + i * c;
+/* Rows [lo, hi) of ce_forward: each row's maximum mx, log of the shifted sum ls and loss l. */
+static void ce_forward_rows(const float *restrict Z, const float *restrict T, float *restrict mx,
+                            float *restrict ls, float *restrict l, bool hard, int64_t c, int64_t lo,
+                            int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+        const float *z = Z + i * c;
         float m = z[0];
         for (int64_t k = 1; k < c; k++) m = z[k] > m ? z[k] : m;
         double s = 0;
@@ -271,16 +298,55 @@ static void ce_forward(const cfx_op_args *a) {
         mx[i] = m;
         ls[i] = (float)log(s);
         if (hard) {
-            int64_t k = ce_class(tt->data[i], c);
+            int64_t k = ce_class(T[i], c);
             l[i] = k < 0 ? NAN : ls[i] - (z[k] - m);
         } else {
-            const float *t = tt->data + i * c;
+            const float *t = T + i * c;
             double acc = 0;
             for (int64_t k = 0; k < c; k++) acc -= (double)t[k] * ((z[k] - m) - ls[i]);
             l[i] = (float)acc;
         }
     }
+}
+
+// logits (N,C), targets (N) or (N,C) -> y (N) or ()
+static void ce_forward(const cfx_op_args *a) {
+    const loss_attr *at = a->attr;
+    const cfx_tensor *zt = a->in[0], *tt = a->in[1];
+    int64_t n = zt->shape[0], c = zt->shape[1];
+    bool hard = tt->ndim == 1;
+    float *mx = a->state, *ls = mx + n, *l = ls + n;
+    CFX_PARALLEL_RANGE(n, n * c > 32768,
+                       ce_forward_rows(zt->data, tt->data, mx, ls, l, hard, c, lo, hi));
     reduction_apply(at->reduction, l, n, a->out->data);
+}
+
+/* Rows [lo, hi) of ce_backward. DZ and DT are not restrict: they are one buffer when logits
+ * and targets are the same value (or views of it). */
+static void ce_backward_rows(const float *restrict Z, const float *restrict T,
+                             const float *restrict mx, const float *restrict ls,
+                             const float *restrict G, float *DZ, float *DT, bool hard,
+                             cfx_reduction reduction, int64_t n, int64_t c, int64_t lo,
+                             int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+        const float *z = Z + i * c;
+        float gi = reduction_grad(reduction, G, i, n);
+        if (hard) {
+            int64_t cls = ce_class(T[i], c);
+            if (!DZ) continue;
+            for (int64_t k = 0; k < c; k++)
+                DZ[i * c + k] += cls < 0 ? NAN : gi * (expf((z[k] - mx[i]) - ls[i]) - (k == cls));
+            continue;
+        }
+        const float *t = T + i * c;
+        double ts = 0;
+        for (int64_t k = 0; k < c; k++) ts += t[k];
+        for (int64_t k = 0; k < c; k++) {
+            float lp = (z[k] - mx[i]) - ls[i];
+            if (DZ) DZ[i * c + k] += gi * (expf(lp) * (float)ts - t[k]);
+            if (DT) DT[i * c + k] -= gi * lp;
+        }
+    }
 }
 
 /* Hard: dz = g (softmax(z) - onehot(t)). Soft: dz = g (softmax(z) sum(t) - t) and
@@ -292,26 +358,9 @@ static void ce_backward(const cfx_op_args *a) {
     bool hard = tt->ndim == 1;
     const float *mx = a->state, *ls = mx + n;
     float *DZ = a->din[0], *DT = hard ? NULL : a->din[1];
-#pragma omp parallel for schedule(static) if (n * c > 32768)
-    for (int64_t i = 0; i < n; i++) {
-        const float *z = zt->data + i * c;
-        float gi = reduction_grad(at->reduction, a->dout, i, n);
-        if (hard) {
-            int64_t cls = ce_class(tt->data[i], c);
-            if (!DZ) continue;
-            for (int64_t k = 0; k < c; k++)
-                DZ[i * c + k] += cls < 0 ? NAN : gi * (expf((z[k] - mx[i]) - ls[i]) - (k == cls));
-            continue;
-        }
-        const float *t = tt->data + i * c;
-        double ts = 0;
-        for (int64_t k = 0; k < c; k++) ts += t[k];
-        for (int64_t k = 0; k < c; k++) {
-            float lp = (z[k] - mx[i]) - ls[i];
-            if (DZ) DZ[i * c + k] += gi * (expf(lp) * (float)ts - t[k]);
-            if (DT) DT[i * c + k] -= gi * lp;
-        }
-    }
+    CFX_PARALLEL_RANGE(n, n * c > 32768,
+                       ce_backward_rows(zt->data, tt->data, mx, ls, a->dout, DZ, DT, hard,
+                                        at->reduction, n, c, lo, hi));
 }
 
 static const cfx_op_def ce_def = {"CrossEntropy", sizeof(loss_attr), ce_infer,   NULL,

@@ -50,19 +50,16 @@ static void bn_dims(const cfx_tensor *x, int64_t *n, int64_t *c, int64_t *sp) {
     for (int d = 2; d < x->ndim; d++) *sp *= x->shape[d];
 }
 
-// x (N,C,...), scale/bias/mean/var (C) -> y (N,C,...); state: mean (C), invstd (C), mode
-static void bn_forward(const cfx_op_args *a) {
-    const bn_attr *at = a->attr;
-    const float *X = a->in[0]->data, *gam = a->in[1]->data, *bet = a->in[2]->data;
-    float *rmean = a->in[3]->data, *rvar = a->in[4]->data;
-    float *Y = a->out->data, *mean = a->state, *invstd = mean + a->in[1]->numel;
-    int64_t n, c, sp;
-    bn_dims(a->in[0], &n, &c, &sp);
+/* Channels [lo, hi) of bn_forward. Only the node's own output and state are restrict: the
+ * running statistics are inputs written in place, and a graph may pass one value as several
+ * inputs. */
+static void bn_forward_channels(const float *X, const float *gam, const float *bet, float *rmean,
+                                float *rvar, float *restrict Y, float *restrict mean,
+                                float *restrict invstd, const bn_attr *attr, bool training,
+                                int64_t n, int64_t c, int64_t sp, int64_t lo, int64_t hi) {
+    const bn_attr at = *attr;
     double m = (double)(n * sp);
-    bool training = a->training;
-    mean[2 * c] = training ? 1.0f : 0.0f;
-#pragma omp parallel for schedule(static)
-    for (int64_t ch = 0; ch < c; ch++) {
+    for (int64_t ch = lo; ch < hi; ch++) {
         if (training) {
             double sum = 0, sq = 0;
             for (int64_t i = 0; i < n; i++)
@@ -75,13 +72,13 @@ static void bn_forward(const cfx_op_args *a) {
                 }
             double var = sq / m;
             mean[ch] = (float)mu;
-            invstd[ch] = (float)(1.0 / sqrt(var + at->eps));
+            invstd[ch] = (float)(1.0 / sqrt(var + at.eps));
             double unbiased = m > 1 ? sq / (m - 1) : var;
-            rmean[ch] = (float)((1.0 - at->momentum) * rmean[ch] + at->momentum * mu);
-            rvar[ch] = (float)((1.0 - at->momentum) * rvar[ch] + at->momentum * unbiased);
+            rmean[ch] = (float)((1.0 - at.momentum) * rmean[ch] + at.momentum * mu);
+            rvar[ch] = (float)((1.0 - at.momentum) * rvar[ch] + at.momentum * unbiased);
         } else {
             mean[ch] = rmean[ch];
-            invstd[ch] = (float)(1.0 / sqrt((double)rvar[ch] + at->eps));
+            invstd[ch] = (float)(1.0 / sqrt((double)rvar[ch] + at.eps));
         }
         float k = gam[ch] * invstd[ch], b = bet[ch] - mean[ch] * k;
         for (int64_t i = 0; i < n; i++)
@@ -92,19 +89,28 @@ static void bn_forward(const cfx_op_args *a) {
     }
 }
 
-static void bn_backward(const cfx_op_args *a) {
-    const float *X = a->in[0]->data, *gam = a->in[1]->data, *G = a->dout;
-    const float *mean = a->state, *invstd = mean + a->in[1]->numel;
-    float *DX = a->din[0], *DG = a->din[1], *DB = a->din[2];
+// x (N,C,...), scale/bias/mean/var (C) -> y (N,C,...); state: mean (C), invstd (C), mode
+static void bn_forward(const cfx_op_args *a) {
+    float *mean = a->state, *invstd = mean + a->in[1]->numel;
     int64_t n, c, sp;
     bn_dims(a->in[0], &n, &c, &sp);
+    bool training = a->training;
+    mean[2 * c] = training ? 1.0f : 0.0f;
+    CFX_PARALLEL_RANGE(c, n * c * sp > 32768,
+                       bn_forward_channels(a->in[0]->data, a->in[1]->data, a->in[2]->data,
+                                           a->in[3]->data, a->in[4]->data, a->out->data, mean,
+                                           invstd, a->attr, training, n, c, sp, lo, hi));
+}
+
+/* Channels [lo, hi) of bn_backward. The gradients are not restrict: a graph may pass one
+ * value as several inputs (scale and bias, say), which then share one gradient buffer. */
+static void bn_backward_channels(const float *restrict X, const float *restrict gam,
+                                 const float *restrict G, const float *restrict mean,
+                                 const float *restrict invstd, float *DX, float *DG, float *DB,
+                                 bool training, bool sums, int64_t n, int64_t c, int64_t sp,
+                                 int64_t lo, int64_t hi) {
     double m = (double)(n * sp);
-    bool training = mean[2 * c] != 0.0f;
-    /* The sums are needed for the parameters' gradients and for dx in training mode; an
-     * inference-mode backward to the input alone (counterfactual search) skips them. */
-    bool sums = training || DG || DB;
-#pragma omp parallel for schedule(static) if (n * c * sp > 32768)
-    for (int64_t ch = 0; ch < c; ch++) {
+    for (int64_t ch = lo; ch < hi; ch++) {
         double sg = 0, sgx = 0; /* sum g, sum g xhat */
         float mu = mean[ch], is = invstd[ch];
         for (int64_t i = 0; sums && i < n; i++)
@@ -127,6 +133,20 @@ static void bn_backward(const cfx_op_args *a) {
                     DX[o] += k * G[o];
             }
     }
+}
+
+static void bn_backward(const cfx_op_args *a) {
+    const float *mean = a->state, *invstd = mean + a->in[1]->numel;
+    int64_t n, c, sp;
+    bn_dims(a->in[0], &n, &c, &sp);
+    bool training = mean[2 * c] != 0.0f;
+    /* The sums are needed for the parameters' gradients and for dx in training mode; an
+     * inference-mode backward to the input alone (counterfactual search) skips them. */
+    bool sums = training || a->din[1] || a->din[2];
+    CFX_PARALLEL_RANGE(c, n * c * sp > 32768,
+                       bn_backward_channels(a->in[0]->data, a->in[1]->data, a->dout, mean, invstd,
+                                            a->din[0], a->din[1], a->din[2], training, sums, n, c,
+                                            sp, lo, hi));
 }
 
 static const cfx_op_def bn_def = {"BatchNormalization", sizeof(bn_attr), bn_infer, NULL, NULL,

@@ -88,6 +88,32 @@ void cfx_optim_set_lr(cfx_optim *o, float lr) {
         o->adam.lr = lr;
 }
 
+/* Elements [lo, hi) of an SGD step. x and grad are the caller's and not restrict: nothing in
+ * the API says they cannot overlap. */
+static void sgd_update(float *x, const float *grad, float *restrict buf, float lr, float mu,
+                       float wd, bool nesterov, bool first, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+        float g = grad[i] + wd * x[i];
+        if (mu != 0) {
+            buf[i] = first ? g : mu * buf[i] + g;
+            g = nesterov ? g + mu * buf[i] : buf[i];
+        }
+        x[i] -= lr * g;
+    }
+}
+
+/* Elements [lo, hi) of an Adam step; x and grad as in sgd_update. */
+static void adam_update(float *x, const float *grad, float *restrict m, float *restrict v,
+                        float step, float rbc2, float b1, float b2, float eps, float wd, int64_t lo,
+                        int64_t hi) {
+    for (int64_t i = lo; i < hi; i++) {
+        float g = grad[i] + wd * x[i];
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        x[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+    }
+}
+
 cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
     if (!o || !x || !grad) return cfx_set_error(CFX_EINVAL, "optimizer step: NULL argument");
     /* One branch-free pass (it vectorises) finds whether anything is NaN or infinite; only
@@ -106,16 +132,9 @@ cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
     if (o->kind == OPT_SGD) {
         const float lr = o->sgd.lr, mu = o->sgd.momentum, wd = o->sgd.weight_decay;
         float *buf = o->m;
-        const bool first = o->t == 1;
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
-            float g = grad[i] + wd * x[i];
-            if (mu != 0) {
-                buf[i] = first ? g : mu * buf[i] + g;
-                g = o->sgd.nesterov ? g + mu * buf[i] : buf[i];
-            }
-            x[i] -= lr * g;
-        }
+        const bool first = o->t == 1, nesterov = o->sgd.nesterov != 0;
+        CFX_PARALLEL_RANGE((int64_t)n, n > 65536,
+                           sgd_update(x, grad, buf, lr, mu, wd, nesterov, first, lo, hi));
         return CFX_OK;
     }
     const cfx_adam_options *a = &o->adam;
@@ -123,14 +142,8 @@ cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
     const double bc1 = 1.0 - pow(a->beta1, (double)o->t), bc2 = 1.0 - pow(a->beta2, (double)o->t);
     const float step = (float)(a->lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2));
     const float b1 = a->beta1, b2 = a->beta2, eps = a->eps, wd = a->weight_decay;
-    float *m = o->m, *v = o->v;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i] + wd * x[i];
-        m[i] = b1 * m[i] + (1 - b1) * g;
-        v[i] = b2 * v[i] + (1 - b2) * g * g;
-        x[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
-    }
+    CFX_PARALLEL_RANGE((int64_t)n, n > 65536,
+                       adam_update(x, grad, o->m, o->v, step, rbc2, b1, b2, eps, wd, lo, hi));
     return CFX_OK;
 }
 

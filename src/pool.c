@@ -102,18 +102,13 @@ static bool interior(const pool_geom *g, int64_t oh, int64_t ow) {
            iw + (int64_t)(g->kw - 1) * g->dw < g->W;
 }
 
-static void max_forward(const cfx_op_args *a) {
-    pool_geom geom;
-    CFX_ASSERT(pool_geometry(a, true, &geom) == CFX_OK);
-    const float *X = a->in[0]->data;
-    float *Y = a->out->data;
-    int32_t *arg = a->state;
-    int64_t planes = geom.N * geom.C;
-#pragma omp parallel for schedule(static) if (planes * geom.P * geom.Q * geom.kh * geom.kw > 32768)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        /* A private copy: the stores through y and am could otherwise alias the shared one's
-         * fields and force a reload of every field in the inner loop. */
-        const pool_geom g = geom;
+/* Planes [lo, hi) of max_forward: output y and the argmax am of each window. */
+static void max_forward_planes(const float *restrict X, float *restrict Y, int32_t *restrict arg,
+                               const pool_geom *geom, int64_t lo, int64_t hi) {
+    /* A private copy: the stores through y and am could otherwise alias the caller's fields
+     * and force a reload of every field in the inner loop. */
+    const pool_geom g = *geom;
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *x = X + pl * g.H * g.W;
         float *y = Y + pl * g.P * g.Q;
         int32_t *am = arg + pl * g.P * g.Q;
@@ -155,21 +150,35 @@ static void max_forward(const cfx_op_args *a) {
     }
 }
 
+static void max_forward(const cfx_op_args *a) {
+    pool_geom g;
+    CFX_ASSERT(pool_geometry(a, true, &g) == CFX_OK);
+    int64_t planes = g.N * g.C;
+    CFX_PARALLEL_RANGE(planes, planes * g.P * g.Q * g.kh * g.kw > 32768,
+                       max_forward_planes(a->in[0]->data, a->out->data, a->state, &g, lo, hi));
+}
+
+/* Planes [lo, hi) of max_backward: each output's gradient goes to its window's argmax. */
+static void max_backward_planes(const float *restrict G, const int32_t *restrict arg,
+                                float *restrict DX, int64_t HW, int64_t PQ, int64_t lo,
+                                int64_t hi) {
+    for (int64_t pl = lo; pl < hi; pl++) {
+        float *dx = DX + pl * HW;
+        const float *dy = G + pl * PQ;
+        const int32_t *am = arg + pl * PQ;
+        for (int64_t i = 0; i < PQ; i++)
+            if (am[i] >= 0) dx[am[i]] += dy[i];
+    }
+}
+
 static void max_backward(const cfx_op_args *a) {
     float *DX = a->din[0];
     if (!DX) return;
     const cfx_tensor *x = a->in[0], *y = a->out;
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
     int64_t PQ = y->shape[2] * y->shape[3];
-    const int32_t *arg = a->state;
-#pragma omp parallel for schedule(static) if (planes * PQ > 32768)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float *dx = DX + pl * HW;
-        const float *dy = a->dout + pl * PQ;
-        const int32_t *am = arg + pl * PQ;
-        for (int64_t i = 0; i < PQ; i++)
-            if (am[i] >= 0) dx[am[i]] += dy[i];
-    }
+    CFX_PARALLEL_RANGE(planes, planes * PQ > 32768,
+                       max_backward_planes(a->dout, a->state, DX, HW, PQ, lo, hi));
 }
 
 /* --------------------------------------------------------------- average pool --- */
@@ -191,16 +200,11 @@ static void avg_window(int64_t o, int s, int k, int p0, int p1, int64_t in, int6
     *hi = CFX_MIN(en, in);
 }
 
-// x (N,C,H,W) -> y (N,C,P,Q)
-static void avg_forward(const cfx_op_args *a) {
-    pool_geom g;
-    CFX_ASSERT(pool_geometry(a, false, &g) == CFX_OK);
-    const cfx_pool2d_attr *at = a->attr;
-    const float *X = a->in[0]->data;
-    float *Y = a->out->data;
-    int64_t planes = g.N * g.C;
-#pragma omp parallel for schedule(static) if (planes * g.P * g.Q * g.kh * g.kw > 32768)
-    for (int64_t pl = 0; pl < planes; pl++) {
+/* Planes [lo, hi) of avg_forward. */
+static void avg_forward_planes(const float *restrict X, float *restrict Y, const pool_geom *geom,
+                               bool count_include_pad, int64_t lo, int64_t hi) {
+    const pool_geom g = *geom; /* a private copy, as in max_forward_planes */
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *x = X + pl * g.H * g.W;
         float *y = Y + pl * g.P * g.Q;
         for (int64_t oh = 0; oh < g.P; oh++) {
@@ -212,8 +216,42 @@ static void avg_forward(const cfx_op_args *a) {
                 float sum = 0;
                 for (int64_t ih = h0; ih < h1; ih++)
                     for (int64_t iw = w0; iw < w1; iw++) sum += x[ih * g.W + iw];
-                int64_t div = at->count_include_pad ? ph * pw : (h1 - h0) * (w1 - w0);
+                int64_t div = count_include_pad ? ph * pw : (h1 - h0) * (w1 - w0);
                 y[oh * g.Q + ow] = div > 0 ? sum / (float)div : 0.0f;
+            }
+        }
+    }
+}
+
+// x (N,C,H,W) -> y (N,C,P,Q)
+static void avg_forward(const cfx_op_args *a) {
+    pool_geom g;
+    CFX_ASSERT(pool_geometry(a, false, &g) == CFX_OK);
+    const cfx_pool2d_attr *at = a->attr;
+    int64_t planes = g.N * g.C;
+    CFX_PARALLEL_RANGE(
+        planes, planes * g.P * g.Q * g.kh * g.kw > 32768,
+        avg_forward_planes(a->in[0]->data, a->out->data, &g, at->count_include_pad, lo, hi));
+}
+
+/* Planes [lo, hi) of avg_backward: each output's gradient spreads evenly over its window. */
+static void avg_backward_planes(const float *restrict G, float *restrict DX, const pool_geom *geom,
+                                bool count_include_pad, int64_t lo, int64_t hi) {
+    const pool_geom g = *geom; /* a private copy, as in max_forward_planes */
+    for (int64_t pl = lo; pl < hi; pl++) {
+        float *dx = DX + pl * g.H * g.W;
+        const float *dy = G + pl * g.P * g.Q;
+        for (int64_t oh = 0; oh < g.P; oh++) {
+            int64_t h0, h1, ph;
+            avg_window(oh, g.sh, g.kh, g.pt, g.pb, g.H, &h0, &h1, &ph);
+            for (int64_t ow = 0; ow < g.Q; ow++) {
+                int64_t w0, w1, pw;
+                avg_window(ow, g.sw, g.kw, g.pl, g.pr, g.W, &w0, &w1, &pw);
+                int64_t div = count_include_pad ? ph * pw : (h1 - h0) * (w1 - w0);
+                if (div <= 0) continue;
+                float v = dy[oh * g.Q + ow] / (float)div;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) dx[ih * g.W + iw] += v;
             }
         }
     }
@@ -226,24 +264,8 @@ static void avg_backward(const cfx_op_args *a) {
     CFX_ASSERT(pool_geometry(a, false, &g) == CFX_OK);
     const cfx_pool2d_attr *at = a->attr;
     int64_t planes = g.N * g.C;
-#pragma omp parallel for schedule(static) if (planes * g.P * g.Q * g.kh * g.kw > 32768)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float *dx = DX + pl * g.H * g.W;
-        const float *dy = a->dout + pl * g.P * g.Q;
-        for (int64_t oh = 0; oh < g.P; oh++) {
-            int64_t h0, h1, ph;
-            avg_window(oh, g.sh, g.kh, g.pt, g.pb, g.H, &h0, &h1, &ph);
-            for (int64_t ow = 0; ow < g.Q; ow++) {
-                int64_t w0, w1, pw;
-                avg_window(ow, g.sw, g.kw, g.pl, g.pr, g.W, &w0, &w1, &pw);
-                int64_t div = at->count_include_pad ? ph * pw : (h1 - h0) * (w1 - w0);
-                if (div <= 0) continue;
-                float v = dy[oh * g.Q + ow] / (float)div;
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) dx[ih * g.W + iw] += v;
-            }
-        }
-    }
+    CFX_PARALLEL_RANGE(planes, planes * g.P * g.Q * g.kh * g.kw > 32768,
+                       avg_backward_planes(a->dout, DX, &g, at->count_include_pad, lo, hi));
 }
 
 /* -------------------------------------------------------- global average pool --- */
@@ -260,16 +282,31 @@ static cfx_status gap_infer(const cfx_op_args *a, cfx_op_shape *s) {
     return CFX_OK;
 }
 
+/* Planes [lo, hi) of gap_forward: the mean of each plane of HW values. */
+static void gap_forward_planes(const float *restrict X, float *restrict Y, int64_t HW, int64_t lo,
+                               int64_t hi) {
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *p = X + pl * HW;
+        float s = 0;
+        for (int64_t i = 0; i < HW; i++) s += p[i];
+        Y[pl] = s / (float)HW;
+    }
+}
+
 // x (N,C,H,W) -> y (N,C,1,1)
 static void gap_forward(const cfx_op_args *a) {
     const cfx_tensor *x = a->in[0];
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
-#pragma omp parallel for schedule(static) if (planes * HW > 65536)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *p = x->data + pl * HW;
-        float s = 0;
-        for (int64_t i = 0; i < HW; i++) s += p[i];
-        a->out->data[pl] = s / (float)HW;
+    CFX_PARALLEL_RANGE(planes, planes * HW > 65536,
+                       gap_forward_planes(x->data, a->out->data, HW, lo, hi));
+}
+
+/* Planes [lo, hi) of gap_backward: each plane gets its output's gradient over HW. */
+static void gap_backward_planes(const float *restrict G, float *restrict DX, int64_t HW, int64_t lo,
+                                int64_t hi) {
+    for (int64_t pl = lo; pl < hi; pl++) {
+        float v = G[pl] / (float)HW, *p = DX + pl * HW;
+        for (int64_t i = 0; i < HW; i++) p[i] += v;
     }
 }
 
@@ -277,11 +314,8 @@ static void gap_backward(const cfx_op_args *a) {
     if (!a->din[0]) return;
     const cfx_tensor *x = a->in[0];
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
-#pragma omp parallel for schedule(static) if (planes * HW > 65536)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float v = a->dout[pl] / (float)HW, *p = a->din[0] + pl * HW;
-        for (int64_t i = 0; i < HW; i++) p[i] += v;
-    }
+    CFX_PARALLEL_RANGE(planes, planes * HW > 65536,
+                       gap_backward_planes(a->dout, a->din[0], HW, lo, hi));
 }
 
 static const cfx_op_def max_def = {

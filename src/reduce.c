@@ -104,19 +104,15 @@ static cfx_status reduce_infer(const cfx_op_args *a, cfx_op_shape *s) {
     return CFX_OK;
 }
 
-// x (any) -> y (x without, or with 1 at, the reduced axes)
-static void reduce_forward(const cfx_op_args *a) {
-    const reduce_attr *at = a->attr;
-    const float *X = a->in[0]->data;
-    float *Y = a->out->data;
-    int64_t *arg = a->state;
-    red_plan p;
-    red_make(at, a->in[0], &p);
-    int64_t n = a->out->numel;
-#pragma omp parallel for schedule(static) if (n * p.count > 32768)
-    for (int64_t o = 0; o < n; o++) {
+/* Outputs [lo, hi) of reduce_forward, each from its own reduced sub-block. */
+static void reduce_forward_outputs(const float *restrict X, float *restrict Y,
+                                   int64_t *restrict arg, const red_plan *plan,
+                                   cfx_reduce_kind kind, int64_t lo, int64_t hi) {
+    /* A private copy, so that the stores through Y and arg cannot alias the plan's fields. */
+    const red_plan p = *plan;
+    for (int64_t o = lo; o < hi; o++) {
         int64_t idx[CFX_MAX_DIMS] = {0}, off = red_base(&p, o);
-        if (at->kind == CFX_REDUCE_MAX) {
+        if (kind == CFX_REDUCE_MAX) {
             /* Strictly greater keeps the first maximum; a NaN never wins a comparison. */
             int64_t best = off;
             for (int64_t r = 0; r < p.count; r++, red_next(&p, idx, &off))
@@ -126,8 +122,30 @@ static void reduce_forward(const cfx_op_args *a) {
         } else {
             double sum = 0;
             for (int64_t r = 0; r < p.count; r++, red_next(&p, idx, &off)) sum += X[off];
-            Y[o] = (float)(at->kind == CFX_REDUCE_MEAN ? sum / (double)p.count : sum);
+            Y[o] = (float)(kind == CFX_REDUCE_MEAN ? sum / (double)p.count : sum);
         }
+    }
+}
+
+// x (any) -> y (x without, or with 1 at, the reduced axes)
+static void reduce_forward(const cfx_op_args *a) {
+    const reduce_attr *at = a->attr;
+    red_plan p;
+    red_make(at, a->in[0], &p);
+    int64_t n = a->out->numel;
+    CFX_PARALLEL_RANGE(
+        n, n * p.count > 32768,
+        reduce_forward_outputs(a->in[0]->data, a->out->data, a->state, &p, at->kind, lo, hi));
+}
+
+/* Outputs [lo, hi) of a sum or mean's backward: each spreads g scale over its sub-block. */
+static void reduce_backward_outputs(const float *restrict G, float *restrict DX,
+                                    const red_plan *plan, float scale, int64_t lo, int64_t hi) {
+    const red_plan p = *plan; /* a private copy, as in reduce_forward_outputs */
+    for (int64_t o = lo; o < hi; o++) {
+        int64_t idx[CFX_MAX_DIMS] = {0}, off = red_base(&p, o);
+        float gv = G[o] * scale;
+        for (int64_t r = 0; r < p.count; r++, red_next(&p, idx, &off)) DX[off] += gv;
     }
 }
 
@@ -144,12 +162,7 @@ static void reduce_backward(const cfx_op_args *a) {
         return;
     }
     float scale = at->kind == CFX_REDUCE_MEAN ? 1.0f / (float)p.count : 1.0f;
-#pragma omp parallel for schedule(static) if (n * p.count > 32768)
-    for (int64_t o = 0; o < n; o++) {
-        int64_t idx[CFX_MAX_DIMS] = {0}, off = red_base(&p, o);
-        float gv = G[o] * scale;
-        for (int64_t r = 0; r < p.count; r++, red_next(&p, idx, &off)) DX[off] += gv;
-    }
+    CFX_PARALLEL_RANGE(n, n * p.count > 32768, reduce_backward_outputs(G, DX, &p, scale, lo, hi));
 }
 
 static const cfx_op_def reduce_sum_def = {"ReduceSum", sizeof(reduce_attr), reduce_infer,   NULL,
@@ -263,33 +276,32 @@ static void softmax_row(const float *x, float *y, int64_t len, int64_t st, bool 
     }
 }
 
+/* Rows [lo, hi) of softmax_fwd. */
+static void softmax_forward_rows(const float *restrict X, float *restrict Y, int64_t len,
+                                 int64_t inner, bool log_out, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t off = (r / inner) * len * inner + r % inner;
+        softmax_row(X + off, Y + off, len, inner, log_out);
+    }
+}
+
 // x (outer,L,inner) -> y (outer,L,inner), softmax or log-softmax along L
 static void softmax_fwd(const cfx_op_args *a, bool log_out) {
     const axis_attr *at = a->attr;
     int ax = 0;
     int64_t outer = 1, len = 1, inner = 1;
     axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
-    const float *X = a->in[0]->data;
-    float *Y = a->out->data;
     int64_t rows = outer * inner;
-#pragma omp parallel for schedule(static) if (rows * len > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t off = (r / inner) * len * inner + r % inner;
-        softmax_row(X + off, Y + off, len, inner, log_out);
-    }
+    CFX_PARALLEL_RANGE(
+        rows, rows * len > 32768,
+        softmax_forward_rows(a->in[0]->data, a->out->data, len, inner, log_out, lo, hi));
 }
 
-/* With y = softmax(x): dx = y (g - sum(g y)). With y = log_softmax(x): dx = g - exp(y) sum(g). */
-static void softmax_bwd(const cfx_op_args *a, bool log_out) {
-    const axis_attr *at = a->attr;
-    int ax = 0;
-    int64_t outer = 1, len = 1, inner = 1;
-    axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
-    const float *Y = a->out->data, *G = a->dout;
-    float *DX = a->din[0];
-    int64_t rows = outer * inner;
-#pragma omp parallel for schedule(static) if (rows * len > 32768)
-    for (int64_t r = 0; r < rows; r++) {
+/* Rows [lo, hi) of softmax_bwd. */
+static void softmax_backward_rows(const float *restrict Y, const float *restrict G,
+                                  float *restrict DX, int64_t len, int64_t inner, bool log_out,
+                                  int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
         int64_t off = (r / inner) * len * inner + r % inner;
         const float *y = Y + off, *g = G + off;
         float *dx = DX + off;
@@ -301,6 +313,18 @@ static void softmax_bwd(const cfx_op_args *a, bool log_out) {
             dx[i] += log_out ? g[i] - expf(y[i]) * (float)dot : y[i] * (g[i] - (float)dot);
         }
     }
+}
+
+/* With y = softmax(x): dx = y (g - sum(g y)). With y = log_softmax(x): dx = g - exp(y) sum(g). */
+static void softmax_bwd(const cfx_op_args *a, bool log_out) {
+    const axis_attr *at = a->attr;
+    int ax = 0;
+    int64_t outer = 1, len = 1, inner = 1;
+    axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
+    int64_t rows = outer * inner;
+    CFX_PARALLEL_RANGE(
+        rows, rows * len > 32768,
+        softmax_backward_rows(a->out->data, a->dout, a->din[0], len, inner, log_out, lo, hi));
 }
 
 static void softmax_forward(const cfx_op_args *a) {

@@ -119,24 +119,19 @@ static void make_taps(const cfx_resize_attr *at, int64_t in, int64_t out, float 
     }
 }
 
-// x (N,C,H,W) -> y (N,C,OH,OW); state: taps for OH rows then OW columns
-static void resize_forward(const cfx_op_args *a) {
-    const cfx_resize_attr *at = a->attr;
-    const cfx_tensor *x = a->in[0], *y = a->out;
-    int64_t H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
-    axis_tap *th = a->state, *tw = th + OH;
-    make_taps(at, H, OH, at->scale_h, th);
-    make_taps(at, W, OW, at->scale_w, tw);
-    int64_t planes = x->shape[0] * x->shape[1];
-#pragma omp parallel for schedule(static) if (planes * OH * OW > 32768)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *src = x->data + pl * H * W;
-        float *dst = y->data + pl * OH * OW;
+/* Planes [lo, hi) of resize_forward: x planes (H,W) -> y planes (OH,OW) through the taps. */
+static void resize_forward_planes(const float *restrict X, float *restrict Y,
+                                  const axis_tap *restrict th, const axis_tap *restrict tw,
+                                  int64_t H, int64_t W, int64_t OH, int64_t OW, bool nearest,
+                                  int64_t lo, int64_t hi) {
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *src = X + pl * H * W;
+        float *dst = Y + pl * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
             const float *r0 = src + th[oh].i0 * W, *r1 = src + th[oh].i1 * W;
             float ly = th[oh].l;
             float *d = dst + oh * OW;
-            if (at->mode == CFX_RESIZE_NEAREST) {
+            if (nearest) {
                 for (int64_t ow = 0; ow < OW; ow++) d[ow] = r0[tw[ow].i0];
                 continue;
             }
@@ -150,22 +145,34 @@ static void resize_forward(const cfx_op_args *a) {
     }
 }
 
-static void resize_backward(const cfx_op_args *a) {
-    if (!a->din[0]) return;
+// x (N,C,H,W) -> y (N,C,OH,OW); state: taps for OH rows then OW columns
+static void resize_forward(const cfx_op_args *a) {
     const cfx_resize_attr *at = a->attr;
     const cfx_tensor *x = a->in[0], *y = a->out;
     int64_t H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
-    const axis_tap *th = a->state, *tw = th + OH;
+    axis_tap *th = a->state, *tw = th + OH;
+    make_taps(at, H, OH, at->scale_h, th);
+    make_taps(at, W, OW, at->scale_w, tw);
     int64_t planes = x->shape[0] * x->shape[1];
-#pragma omp parallel for schedule(static) if (planes * OH * OW > 32768)
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float *dx = a->din[0] + pl * H * W;
-        const float *dy = a->dout + pl * OH * OW;
+    CFX_PARALLEL_RANGE(planes, planes * OH * OW > 32768,
+                       resize_forward_planes(x->data, y->data, th, tw, H, W, OH, OW,
+                                             at->mode == CFX_RESIZE_NEAREST, lo, hi));
+}
+
+/* Planes [lo, hi) of resize_backward: each output gradient goes back to its taps, with their
+ * weights. */
+static void resize_backward_planes(const float *restrict G, float *restrict DX,
+                                   const axis_tap *restrict th, const axis_tap *restrict tw,
+                                   int64_t H, int64_t W, int64_t OH, int64_t OW, bool nearest,
+                                   int64_t lo, int64_t hi) {
+    for (int64_t pl = lo; pl < hi; pl++) {
+        float *dx = DX + pl * H * W;
+        const float *dy = G + pl * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
             float *r0 = dx + th[oh].i0 * W, *r1 = dx + th[oh].i1 * W;
             float ly = th[oh].l;
             const float *g = dy + oh * OW;
-            if (at->mode == CFX_RESIZE_NEAREST) {
+            if (nearest) {
                 for (int64_t ow = 0; ow < OW; ow++) r0[tw[ow].i0] += g[ow];
                 continue;
             }
@@ -178,6 +185,18 @@ static void resize_backward(const cfx_op_args *a) {
             }
         }
     }
+}
+
+static void resize_backward(const cfx_op_args *a) {
+    if (!a->din[0]) return;
+    const cfx_resize_attr *at = a->attr;
+    const cfx_tensor *x = a->in[0], *y = a->out;
+    int64_t H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
+    const axis_tap *th = a->state, *tw = th + OH;
+    int64_t planes = x->shape[0] * x->shape[1];
+    CFX_PARALLEL_RANGE(planes, planes * OH * OW > 32768,
+                       resize_backward_planes(a->dout, a->din[0], th, tw, H, W, OH, OW,
+                                              at->mode == CFX_RESIZE_NEAREST, lo, hi));
 }
 
 static const cfx_op_def resize_def = {"Resize", sizeof(cfx_resize_attr), resize_infer,   NULL,

@@ -18,14 +18,11 @@ static void strides_of(const cfx_tensor *t, int64_t *st) {
     }
 }
 
-/* For every element o of an (nd, shape) output, with input offset off = base + sum o_d st_d:
- * gather (y[o] = x[off]) or scatter-add (x[off] += y[o]). Parallel over rows of the last axis. */
-static void strided_walk(int nd, const int64_t *shape, int64_t base, const int64_t *st, float *x,
-                         float *y, bool scatter) {
-    int64_t last = nd ? shape[nd - 1] : 1, lst = nd ? st[nd - 1] : 0, rows = 1;
-    for (int d = 0; d < nd - 1; d++) rows *= shape[d];
-#pragma omp parallel for schedule(static) if (rows * last > 32768)
-    for (int64_t r = 0; r < rows; r++) {
+/* Rows [lo, hi) of strided_walk, each of last elements with input stride lst. */
+static void strided_walk_rows(int nd, const int64_t *restrict shape, int64_t base,
+                              const int64_t *restrict st, float *restrict x, float *restrict y,
+                              bool scatter, int64_t last, int64_t lst, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
         int64_t off = base, q = r;
         for (int d = nd - 2; d >= 0; d--) {
             off += (q % shape[d]) * st[d];
@@ -37,6 +34,16 @@ static void strided_walk(int nd, const int64_t *shape, int64_t base, const int64
         else
             for (int64_t j = 0; j < last; j++) yr[j] = x[off + j * lst];
     }
+}
+
+/* For every element o of an (nd, shape) output, with input offset off = base + sum o_d st_d:
+ * gather (y[o] = x[off]) or scatter-add (x[off] += y[o]). Parallel over rows of the last axis. */
+static void strided_walk(int nd, const int64_t *shape, int64_t base, const int64_t *st, float *x,
+                         float *y, bool scatter) {
+    int64_t last = nd ? shape[nd - 1] : 1, lst = nd ? st[nd - 1] : 0, rows = 1;
+    for (int d = 0; d < nd - 1; d++) rows *= shape[d];
+    CFX_PARALLEL_RANGE(rows, rows * last > 32768,
+                       strided_walk_rows(nd, shape, base, st, x, y, scatter, last, lst, lo, hi));
 }
 
 /* Forward and backward of a view, should the graph ever run one: copy, and add the gradient
@@ -399,19 +406,18 @@ static int64_t pad_src(int64_t o, int64_t lo, int64_t n, cfx_pad_mode mode) {
     return i < 0 ? -i : 2 * (n - 1) - i; /* reflect */
 }
 
-/* Walks every output element with its input offset (or -1): gather forward, scatter backward. */
-static void pad_run(const cfx_op_args *a, bool backward) {
+/* Rows [lo, hi) of the output's last axis for pad_run: gather forward (X to Y), scatter-add
+ * backward (G to DX). */
+static void pad_rows(const cfx_op_args *a, const float *restrict X, const float *restrict G,
+                     float *restrict Y, float *restrict DX, bool backward, int64_t lo, int64_t hi) {
     const pad_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     int nd = x->ndim;
     int64_t ist[CFX_MAX_DIMS];
     strides_of(x, ist);
-    int64_t last = a->out->shape[nd - 1], rows = a->out->numel / last;
+    int64_t last = a->out->shape[nd - 1];
     int64_t nlast = x->shape[nd - 1], plo = at->pads[nd - 1];
-    const float *X = x->data, *G = a->dout;
-    float *Y = a->out->data, *DX = a->din[0];
-#pragma omp parallel for schedule(static) if (!backward && a->out->numel > 32768)
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         int64_t off = 0, q = r;
         for (int d = nd - 2; d >= 0 && off >= 0; d--) {
             int64_t i = pad_src(q % a->out->shape[d], at->pads[d], x->shape[d], at->mode);
@@ -427,6 +433,15 @@ static void pad_run(const cfx_op_args *a, bool backward) {
             }
         }
     }
+}
+
+/* Walks every output element with its input offset (or -1): gather forward, scatter backward.
+ * Only the forward is split between threads (see the top of the file). */
+static void pad_run(const cfx_op_args *a, bool backward) {
+    int64_t rows = a->out->numel / a->out->shape[a->in[0]->ndim - 1];
+    CFX_PARALLEL_RANGE(
+        rows, !backward && a->out->numel > 32768,
+        pad_rows(a, a->in[0]->data, a->dout, a->out->data, a->din[0], backward, lo, hi));
 }
 
 // x (d0..) -> y (d0 + begin0 + end0, ..)
