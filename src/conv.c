@@ -269,19 +269,24 @@ void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout,
         }
 }
 
-/* y (N,K,HW) += b (K). */
-static void bias_fwd(float *y, const float *b, int64_t N, int64_t K, int64_t HW) {
-#pragma omp parallel for schedule(static) if (N * K * HW > 65536)
-    for (int64_t nk = 0; nk < N * K; nk++) {
+/* Rows [lo, hi) of y viewed as (N*K, HW): each row += its channel's bias. */
+static void bias_fwd_rows(float *restrict y, const float *restrict b, int64_t K, int64_t HW,
+                          int64_t lo, int64_t hi) {
+    for (int64_t nk = lo; nk < hi; nk++) {
         float v = b[nk % K], *p = y + nk * HW;
         for (int64_t i = 0; i < HW; i++) p[i] += v;
     }
 }
 
-/* db (K) += sum of dy (N,K,HW) over images and pixels. */
-static void bias_bwd(const float *dy, float *db, int64_t N, int64_t K, int64_t HW) {
-#pragma omp parallel for schedule(static) if (N * K * HW > 65536)
-    for (int64_t k = 0; k < K; k++) {
+/* y (N,K,HW) += b (K). */
+static void bias_fwd(float *y, const float *b, int64_t N, int64_t K, int64_t HW) {
+    CFX_PARALLEL_RANGE(N * K, N * K * HW > 65536, bias_fwd_rows(y, b, K, HW, lo, hi));
+}
+
+/* Channels [lo, hi) of db += the sum of dy over images and pixels. */
+static void bias_bwd_channels(const float *restrict dy, float *restrict db, int64_t N, int64_t K,
+                              int64_t HW, int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; k++) {
         double s = 0;
         for (int64_t n = 0; n < N; n++) {
             const float *p = dy + (n * K + k) * HW;
@@ -291,6 +296,11 @@ static void bias_bwd(const float *dy, float *db, int64_t N, int64_t K, int64_t H
         }
         db[k] += (float)s;
     }
+}
+
+/* db (K) += sum of dy (N,K,HW) over images and pixels. */
+static void bias_bwd(const float *dy, float *db, int64_t N, int64_t K, int64_t HW) {
+    CFX_PARALLEL_RANGE(K, N * K * HW > 65536, bias_bwd_channels(dy, db, N, K, HW, lo, hi));
 }
 
 /* ------------------------------------------------------------------- dispatch --- */
@@ -406,18 +416,30 @@ static void conv_forward(const cfx_op_args *a) {
     if (b) bias_fwd(a->out->data, b, g->N, g->Co, g->Ho * g->Wo);
 }
 
+/* The reference kernels only add: a gradient buffer the graph left unzeroed (din_fresh) is
+ * zeroed here first. */
+static void zero_fresh(const cfx_op_args *a, int i, size_t n) {
+    if (a->din[i] && a->din_fresh[i]) memset(a->din[i], 0, n * sizeof(float));
+}
+
 static void conv_backward(const cfx_op_args *a) {
     const conv_prim *p = a->prim;
     const conv_geom *g = &p->geom;
     float *db = a->nin > 2 ? a->din[2] : NULL;
     /* Weights first: the oneDNN path then reuses its blocked dy for the data gradient. */
     if ((a->din[1] || db) &&
-        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db))) {
+        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db,
+                                        a->din_fresh[1], a->nin > 2 && a->din_fresh[2]))) {
+        zero_fresh(a, 1, (size_t)a->in[1]->numel);
+        if (a->nin > 2) zero_fresh(a, 2, (size_t)g->Co);
         if (a->din[1]) cfx__conv_ref_bwd_w(g, a->in[0]->data, a->dout, a->din[1], a->work);
         if (db) bias_bwd(a->dout, db, g->N, g->Co, g->Ho * g->Wo);
     }
-    if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0])))
+    if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0],
+                                                        a->din_fresh[0]))) {
+        zero_fresh(a, 0, (size_t)a->in[0]->numel);
         cfx__conv_ref_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
+    }
 }
 
 // x (N,C,H,W), w (C,K/G,R,S), b (K) -> y (N,K,P,Q)
@@ -437,20 +459,25 @@ static void convt_backward(const cfx_op_args *a) {
     float *db = a->nin > 2 ? a->din[2] : NULL;
     /* In conv terms dout is the conv input and x the conv output. */
     if ((a->din[1] || db) &&
-        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db))) {
+        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db,
+                                        a->din_fresh[1], a->nin > 2 && a->din_fresh[2]))) {
+        zero_fresh(a, 1, (size_t)a->in[1]->numel);
+        if (a->nin > 2) zero_fresh(a, 2, (size_t)g->Ci);
         if (a->din[1]) cfx__conv_ref_bwd_w(g, a->dout, a->in[0]->data, a->din[1], a->work);
         if (db) bias_bwd(a->dout, db, g->N, g->Ci, g->Hi * g->Wi);
     }
-    if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0])))
-        cfx__conv_ref_fwd(g, a->dout, a->in[1]->data, a->din[0], 1.0f, a->work);
+    if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0],
+                                                        a->din_fresh[0])))
+        cfx__conv_ref_fwd(g, a->dout, a->in[1]->data, a->din[0], a->din_fresh[0] ? 0.0f : 1.0f,
+                          a->work);
 }
 
 static const cfx_op_def conv_def = {
-    "Conv",       sizeof(cfx_conv2d_attr), conv_infer, conv_prepare, conv_release, conv_forward,
-    conv_backward};
+    "Conv",       sizeof(cfx_conv2d_attr), conv_infer,           conv_prepare, conv_release,
+    conv_forward, conv_backward,           .assigns_grads = true};
 static const cfx_op_def convt_def = {
-    "ConvTranspose", sizeof(cfx_conv2d_attr), convt_infer,   convt_prepare,
-    conv_release,    convt_forward,           convt_backward};
+    "ConvTranspose", sizeof(cfx_conv2d_attr), convt_infer,    convt_prepare,
+    conv_release,    convt_forward,           convt_backward, .assigns_grads = true};
 
 static int add_conv(cfx_graph *g, const cfx_op_def *def, int x, int w, int b,
                     const cfx_conv2d_attr *attr) {

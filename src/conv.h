@@ -37,7 +37,7 @@ void cfx__conv_force_path(conv_path path);
 /* The oneDNN path. The op's own view: x is the op input, y its output (for a transposed conv
  * x (N,C,H,W) -> y (N,K,P,Q)). new returns NULL when oneDNN is missing or rejects the geometry.
  * The run functions return false when they did nothing (the caller then uses the reference);
- * backward ones ADD into dx, dw, db. */
+ * backward ones ADD into dx, dw, db, or store where their fresh flag is set (din_fresh). */
 typedef struct cfx__conv_dnnl cfx__conv_dnnl;
 bool cfx__conv_dnnl_available(void);
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
@@ -45,9 +45,11 @@ cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bia
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);
-bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx);
+bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx,
+                             bool fresh);
 /* Steps the oneDNN path has run in this process (tests check that it is taken). */
 long long cfx__conv_dnnl_runs(void);
-bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw, float *db);
+bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw, float *db,
+                          bool fresh_dw, bool fresh_db);
 
 #endif

@@ -43,6 +43,7 @@ typedef struct {
     dnnl_memory_t user;       /* plain layout, data handle set per call */
     dnnl_memory_t inner;      /* the primitive's layout (== user when no reorder) */
     dnnl_primitive_t reorder; /* user -> inner (ARG_IN) or inner -> user (ARG_OUT/ACC) */
+    dnnl_primitive_t store;   /* ARG_ACC: inner -> user without the sum, for a fresh buffer */
     void *buf;                /* storage of inner when it is separate */
 } dn_arg;
 
@@ -104,6 +105,12 @@ static bool arg_init(dn_arg *a, int id, int dir, const dnnl_memory_desc_t *user_
             : dnnl_reorder_primitive_desc_create(&rpd, want, engine, user_md, engine, attr);
     if (s == dnnl_success) s = dnnl_primitive_create(&a->reorder, rpd);
     if (rpd) dnnl_primitive_desc_destroy(rpd);
+    rpd = NULL;
+    if (s == dnnl_success && dir == ARG_ACC) {
+        s = dnnl_reorder_primitive_desc_create(&rpd, want, engine, user_md, engine, NULL);
+        if (s == dnnl_success) s = dnnl_primitive_create(&a->store, rpd);
+        if (rpd) dnnl_primitive_desc_destroy(rpd);
+    }
     if (ops) dnnl_post_ops_destroy(ops);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return s == dnnl_success;
@@ -111,6 +118,7 @@ static bool arg_init(dn_arg *a, int id, int dir, const dnnl_memory_desc_t *user_
 
 static void arg_free(dn_arg *a) {
     if (a->reorder) dnnl_primitive_destroy(a->reorder);
+    if (a->store) dnnl_primitive_destroy(a->store);
     if (a->inner && a->inner != a->user) dnnl_memory_destroy(a->inner);
     if (a->user) dnnl_memory_destroy(a->user);
     cfx_aligned_free(a->buf);
@@ -345,9 +353,10 @@ long long cfx__conv_dnnl_runs(void) {
 }
 
 /* Runs one step: reorders in, the primitive, reorders out. ptrs[i] is the caller's buffer for
- * args[i]; a NULL output is computed but not delivered. */
-static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs,
-                      const dnnl_memory_t *reuse) {
+ * args[i]; a NULL output is computed but not delivered; an accumulated output whose fresh[i] is
+ * set is stored instead (the graph's din_fresh). */
+static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse,
+                      const bool *fresh) {
     if (!s->prim) return false;
     dnnl_exec_arg_t ea[6];
     int n = 0;
@@ -370,18 +379,20 @@ static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs,
         dn_arg *a = &s->args[i];
         if (a->dir == ARG_IN || !a->reorder || !ptrs[i]) continue;
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->inner}, {DNNL_ARG_TO, a->user}};
-        DN_TRY(dnnl_primitive_execute(a->reorder, d->stream, 2, ra));
+        bool store = fresh && fresh[i] && a->store;
+        DN_TRY(dnnl_primitive_execute(store ? a->store : a->reorder, d->stream, 2, ra));
     }
     DN_TRY(dnnl_stream_wait(d->stream));
     runs++;
     return true;
 }
 
-static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse) {
-    if (!d->one_thread) return run_steps(d, s, ptrs, reuse);
+static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse,
+                const bool *fresh) {
+    if (!d->one_thread) return run_steps(d, s, ptrs, reuse, fresh);
     int nthr = omp_get_max_threads();
     omp_set_num_threads(1);
-    bool ok = run_steps(d, s, ptrs, reuse);
+    bool ok = run_steps(d, s, ptrs, reuse, fresh);
     omp_set_num_threads(nthr);
     return ok;
 }
@@ -391,13 +402,14 @@ bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const
                         float *y) {
     if (!threads_ok(d)) return false;
     void *p[4] = {(void *)x, (void *)w, y, (void *)b};
-    bool ok = run(d, &d->fwd, p, NULL);
+    bool ok = run(d, &d->fwd, p, NULL, NULL);
     d->x_saved = ok ? x : NULL;
     return ok;
 }
 
-// dy, w -> dx (+=)
-bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx) {
+// dy, w -> dx (+=, or = when fresh)
+bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx,
+                             bool fresh) {
     if (!threads_ok(d)) return false;
     void *p[3] = {(void *)dy, (void *)w, dx};
     /* Reuse the blocked dy that backward weights made, when the layouts agree. */
@@ -407,12 +419,12 @@ bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w,
         reuse[0] = wdy->inner;
     d->dy_saved = NULL;
     d->x_saved = NULL; /* diff_src overwrites the blocked copy of x */
-    return run(d, &d->bwd_d, p, reuse);
+    return run(d, &d->bwd_d, p, reuse, (const bool[3]){false, false, fresh});
 }
 
-// x, dy -> dw (+=), db (+=)
-bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw,
-                          float *db) {
+// x, dy -> dw (+=), db (+=); = where fresh
+bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw, float *db,
+                          bool fresh_dw, bool fresh_db) {
     if (!threads_ok(d)) return false;
     void *p[4] = {(void *)x, (void *)dy, dw, db};
     /* Reuse the blocked x of the forward pass when it came from the same buffer and has the
@@ -421,7 +433,7 @@ bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, fl
     const dn_arg *fx = &d->fwd.args[0], *wx = &d->bwd_w.args[0];
     if (d->x_saved == x && fx->reorder && wx->reorder && same_md(fx->inner, wx->inner))
         reuse[0] = fx->inner;
-    bool ok = run(d, &d->bwd_w, p, reuse);
+    bool ok = run(d, &d->bwd_w, p, reuse, (const bool[4]){false, false, fresh_dw, fresh_db});
     d->dy_saved = ok ? dy : NULL;
     return ok;
 }

@@ -78,25 +78,7 @@ static bool same_shape(const cfx_op_args *a) {
     return cfx_tensor_same_shape(a->in[0], a->out) && cfx_tensor_same_shape(a->in[1], a->out);
 }
 
-/* Runs `call` over [0, n), split into one contiguous slice [lo, hi) per OpenMP thread (so the
- * result does not depend on scheduling); small n runs on the calling thread. The loops
- * themselves are plain functions with restrict pointers: inside an OpenMP-outlined loop GCC
- * reads the pointers through the shared-data struct, cannot rule out that a store clobbers
- * them, and leaves the loop scalar (ReLU's backward was a fifth of a training step). */
-#define PARALLEL_RANGE(n, call)                                                                    \
-    do {                                                                                           \
-        int64_t n_ = (n);                                                                          \
-        if (n_ > 32768 && omp_get_max_threads() > 1) {                                             \
-            _Pragma("omp parallel") {                                                              \
-                int64_t t_ = omp_get_thread_num(), T_ = omp_get_num_threads();                     \
-                int64_t lo = n_ * t_ / T_, hi = n_ * (t_ + 1) / T_;                                \
-                call;                                                                              \
-            }                                                                                      \
-        } else {                                                                                   \
-            int64_t lo = 0, hi = n_;                                                               \
-            call;                                                                                  \
-        }                                                                                          \
-    } while (0)
+#define PARALLEL_RANGE(n, call) CFX_PARALLEL_RANGE(n, (n) > 32768, call)
 
 /* Defines forward and backward of a binary op from three expressions in x, y (inputs), and
  * g (output gradient): the value, dL/dx and dL/dy. When both inputs are the same value
@@ -194,6 +176,20 @@ static float normal_cdf(float x) {
     return 0.5f * erfcf(-x * 0.70710678118654752f);
 }
 
+/* The gradient loop of a unary op: D[i] op G[i] * deriv, op being += (accumulate) or = (the
+ * first writer of a fresh buffer, see din_fresh). */
+#define UNARY_BWD_RANGE(name, deriv, op)                                                           \
+    static void name(const float *restrict X, const float *restrict Yv, const float *restrict G,   \
+                     float *restrict D, const cfx_unary_attr *attr, int64_t lo, int64_t hi) {      \
+        const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
+        (void)at;                                                                                  \
+        for (int64_t i = lo; i < hi; i++) {                                                        \
+            float x = X[i], y = Yv[i];                                                             \
+            (void)x, (void)y;                                                                      \
+            D[i] op G[i] * (deriv);                                                                \
+        }                                                                                          \
+    }
+
 /* Defines a unary op from the value f(x) and its derivative in terms of x, y = f(x) and the
  * attributes (at, a copy local to the loop so that stores through Y or D cannot alias it). */
 #define UNARY_OP(fname, opname, value, deriv)                                                      \
@@ -206,27 +202,23 @@ static float normal_cdf(float x) {
             Y[i] = (value);                                                                        \
         }                                                                                          \
     }                                                                                              \
-    static void fname##_bwd_range(const float *restrict X, const float *restrict Yv,               \
-                                  const float *restrict G, float *restrict D,                      \
-                                  const cfx_unary_attr *attr, int64_t lo, int64_t hi) {            \
-        const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
-        (void)at;                                                                                  \
-        for (int64_t i = lo; i < hi; i++) {                                                        \
-            float x = X[i], y = Yv[i];                                                             \
-            (void)x, (void)y;                                                                      \
-            D[i] += G[i] * (deriv);                                                                \
-        }                                                                                          \
-    }                                                                                              \
+    UNARY_BWD_RANGE(fname##_bwd_add, deriv, +=)                                                    \
+    UNARY_BWD_RANGE(fname##_bwd_set, deriv, =)                                                     \
     static void fname##_forward(const cfx_op_args *a) {                                            \
         PARALLEL_RANGE(a->out->numel,                                                              \
                        fname##_fwd_range(a->in[0]->data, a->out->data, a->attr, lo, hi));          \
     }                                                                                              \
     static void fname##_backward(const cfx_op_args *a) {                                           \
-        PARALLEL_RANGE(a->out->numel, fname##_bwd_range(a->in[0]->data, a->out->data, a->dout,     \
-                                                        a->din[0], a->attr, lo, hi));              \
+        if (a->din_fresh[0])                                                                       \
+            PARALLEL_RANGE(a->out->numel, fname##_bwd_set(a->in[0]->data, a->out->data, a->dout,   \
+                                                          a->din[0], a->attr, lo, hi));            \
+        else                                                                                       \
+            PARALLEL_RANGE(a->out->numel, fname##_bwd_add(a->in[0]->data, a->out->data, a->dout,   \
+                                                          a->din[0], a->attr, lo, hi));            \
     }                                                                                              \
-    static const cfx_op_def fname##_def = {opname, sizeof(cfx_unary_attr), unary_infer,     NULL,  \
-                                           NULL,   fname##_forward,        fname##_backward};
+    static const cfx_op_def fname##_def = {                                                        \
+        opname, sizeof(cfx_unary_attr), unary_infer,      NULL,                                    \
+        NULL,   fname##_forward,        fname##_backward, .assigns_grads = true};
 
 UNARY_OP(relu, "Relu", x > 0 ? x : 0.0f, x > 0 ? 1.0f : 0.0f)
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)

@@ -17,6 +17,12 @@ typedef struct cfx_node cfx_node;
 typedef struct cfx_op_args {
     const cfx_tensor *in[CFX_OP_MAX_IN];
     float *din[CFX_OP_MAX_IN];
+    /* Backward of an op whose def sets assigns_grads: din[i] holds garbage and this op is the
+     * first to write it in this pass, so it must STORE all of din[i] instead of adding. The
+     * graph sets it only for an input that is not also another input of the same node, and
+     * skips zeroing that buffer: at batch 64 the zeroing and the extra read of += were a
+     * tenth of a training step. */
+    bool din_fresh[CFX_OP_MAX_IN];
     int nin;
     cfx_tensor *out;   /* shape valid in prepare, forward, backward */
     const float *dout; /* backward only: gradient of the output */
@@ -48,6 +54,7 @@ typedef struct cfx_op_def {
     void (*forward)(const cfx_op_args *a);
     /* NULL when the op has no gradient (argmax): its inputs receive none. */
     void (*backward)(const cfx_op_args *a);
+    bool assigns_grads; /* backward honours cfx_op_args.din_fresh */
 } cfx_op_def;
 
 typedef struct cfx_value {
@@ -76,6 +83,16 @@ struct cfx_node {
     size_t state_bytes, state_cap;
     void *prim;
     bool alias;
+    bool fresh[CFX_OP_MAX_IN]; /* backward: din_fresh of this pass */
+    double prof_fwd, prof_bwd; /* CFX_PROFILE: seconds spent in forward and backward */
+    long prof_nfwd, prof_nbwd;
+};
+
+/* cfx_graph.mark flags, per value, for one backward pass. */
+enum {
+    MARK_REACH = 1,   /* the value reaches the output being differentiated */
+    MARK_CLAIMED = 2, /* (storage root) some op of this pass writes its gradient */
+    MARK_FRESH = 4    /* (storage root) and the first writer stores: no zeroing */
 };
 
 struct cfx_graph {
@@ -90,7 +107,9 @@ struct cfx_graph {
     bool compiled, dirty, training, param_grads_on, broken;
     char error[512];
     cfx_rng rng;
-    bool *mark; /* nvalues flags for backward's reachability */
+    uint8_t *mark; /* backward: per value, MARK_* flags */
+    bool profile; /* CFX_PROFILE is set: time each op, print a table when the graph is freed */
+    double prof_wall; /* CFX_PROFILE: seconds in cfx_graph_forward and cfx_graph_backward */
 };
 
 /* Adds a node: validates ids, copies attr, infers the output's shape now (so a later builder

@@ -150,19 +150,23 @@ static void linear_backward(const cfx_op_args *a) {
     const cfx_tensor *x = a->in[0], *w = a->in[1];
     int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
     const float *G = a->dout;
+    /* beta 0 stores where the graph says the buffer is fresh (see din_fresh), 1 adds. */
     if (a->din[0]) /* dx (N,in) = G w */
-        cfx_blas_sgemm(0, 0, n, in, out, 1.0f, G, out, w->data, in, 1.0f, a->din[0], in);
+        cfx_blas_sgemm(0, 0, n, in, out, 1.0f, G, out, w->data, in, a->din_fresh[0] ? 0.0f : 1.0f,
+                       a->din[0], in);
     if (a->din[1]) /* dw (out,in) = G^T x */
-        cfx_blas_sgemm(1, 0, out, in, n, 1.0f, G, out, x->data, in, 1.0f, a->din[1], in);
+        cfx_blas_sgemm(1, 0, out, in, n, 1.0f, G, out, x->data, in, a->din_fresh[1] ? 0.0f : 1.0f,
+                       a->din[1], in);
     if (a->in[2] && a->din[2]) { /* db (out) = column sums of G */
         float *db = a->din[2];
+        if (a->din_fresh[2]) memset(db, 0, (size_t)out * sizeof *db);
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < out; j++) db[j] += G[i * out + j];
     }
 }
 
-static const cfx_op_def linear_def = {"Linear",       0, linear_infer, NULL, NULL, linear_forward,
-                                      linear_backward};
+static const cfx_op_def linear_def = {
+    "Linear", 0, linear_infer, NULL, NULL, linear_forward, linear_backward, .assigns_grads = true};
 
 int cfx_op_linear(cfx_graph *g, int x, int w, int b) {
     return cfx__graph_add(g, &linear_def, (int[]){x, w, b}, 3, NULL);

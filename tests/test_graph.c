@@ -131,3 +131,37 @@ CFX_TEST(graph, unreached_input_gradient_is_zero) {
     CHECK_ARRAY_NEAR(cfx_graph_grad(g, a), ones, 3, 0, 0);
     cfx_graph_free(g);
 }
+
+/* Backward lets the first op to write a gradient buffer store into it instead of zeroing it and
+ * adding (din_fresh). Every pattern that must still accumulate, against central differences:
+ * a shared parameter used by two nodes, a value used twice by one node, a value reached through
+ * an alias (flatten), and a buffer first written by an op that always adds (max pool), then by
+ * one that can store (relu). Run twice so stale values from the first pass would show. */
+CFX_TEST(graph, first_writer_stores_and_the_rest_accumulate) {
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){2, 3, 2, 2});
+    int w = cfx_graph_param(g, "w", 2, (int64_t[]){4, 12});
+    int b = cfx_graph_param(g, "b", 1, (int64_t[]){4});
+    int r = cfx_op_tanh(g, x);
+    int f = cfx_op_flatten(g, r, 1);
+    int y1 = cfx_op_linear(g, f, w, b), y2 = cfx_op_linear(g, f, w, b);
+    int sq = cfx_op_mul(g, y2, y2);
+    int m = cfx_op_flatten(g, cfx_op_max_pool2d(g, x, &(cfx_pool2d_attr){.kernel = {2, 2}}), 1);
+    int xm = cfx_op_sigmoid(g, cfx_op_flatten(g, x, 1)); /* x again, through a second alias */
+    /* Two convolutions sharing x, weights and bias (oneDNN's store and add reorders). */
+    int cw = cfx_graph_param(g, "cw", 4, (int64_t[]){2, 3, 2, 2});
+    int cb = cfx_graph_param(g, "cb", 1, (int64_t[]){2});
+    int c1 = cfx_op_conv2d(g, x, cw, cb, NULL), c2 = cfx_op_conv2d(g, r, cw, cb, NULL);
+    int cc = cfx_op_flatten(g, cfx_op_mul(g, c1, c2), 1);
+    int all = cfx_op_concat(g, (int[]){cfx_op_add(g, y1, sq), m, xm, cc}, 4, 1);
+    cfx_graph_requires_grad(g, x, 1);
+    CHECK_OK(cfx_graph_compile(g));
+    cfx_rng rng;
+    cfx_rng_init(&rng, 3);
+    cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &rng, -1, 1);
+    size_t np;
+    float *p = cfx_graph_params(g, &np);
+    for (size_t i = 0; i < np; i++) p[i] = 0.3f * (float)cfx_rng_normal(&rng);
+    for (int pass = 0; pass < 2; pass++) CHECK_INT_EQ(CHECK_GRADS(g, all, NULL), 0);
+    cfx_graph_free(g);
+}
