@@ -144,3 +144,59 @@ CFX_TEST(pool, bad_input) {
     bad_pool(false, x3, &(cfx_pool2d_attr){.kernel = {2, 2}}, "4-D");
     bad_pool(true, x4, NULL, "kernel is required");
 }
+
+/* Ties send the gradient to the first maximum of the window (in row-major window order), a
+ * larger value beats earlier ties, and a NaN wins and keeps its place (as PyTorch with one NaN);
+ * the same on the row-vectorised interior path (windows that fit) and on the clipped border
+ * path (padding). */
+CFX_TEST(pool, max_ties_go_to_the_first_and_nan_wins) {
+    for (int padded = 0; padded < 2; padded++) {
+        cfx_graph *g = cfx_graph_new();
+        int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 4, 8});
+        cfx_pool2d_attr at = {.kernel = {2, 2}, .stride = {2, 2}};
+        if (padded) at.pad[1] = at.pad[3] = 1; /* columns -1 and 8: border windows at both ends */
+        int y = cfx_op_max_pool2d(g, x, &at);
+        cfx_graph_requires_grad(g, x, 1);
+        CHECK_OK(cfx_graph_compile(g));
+        float *xs = cfx_graph_tensor(g, x)->data;
+        for (int i = 0; i < 32; i++) xs[i] = 1.0f; /* every window a tie */
+        xs[8 + 5] = NAN;                           /* row 1, column 5 */
+        xs[8 + 2] = 2.0f;                          /* row 1, column 2: beats the ties */
+        CHECK_OK(cfx_graph_forward(g));
+        CHECK_OK(cfx_graph_backward(g, y, NULL));
+        const cfx_tensor *yt = cfx_graph_tensor(g, y);
+        const float *dx = cfx_graph_grad(g, x);
+        int pl = padded, Q = padded ? 5 : 4;
+        CHECK_INT_EQ(yt->shape[3], Q);
+        float want_dx[32] = {0};
+        for (int oh = 0; oh < 2; oh++)
+            for (int ow = 0; ow < Q; ow++) {
+                /* The window's taps in order; the winner by hand: NaN, else 2, else the first. */
+                int winner = -1;
+                float want_y = 1.0f;
+                for (int r = 0; r < 2 && winner < 0; r++)
+                    for (int c = 0; c < 2; c++) {
+                        int ih = 2 * oh + r, iw = 2 * ow - pl + c;
+                        if (iw < 0 || iw >= 8) continue;
+                        if (ih * 8 + iw == 8 + 5) winner = ih * 8 + iw, want_y = NAN;
+                    }
+                for (int r = 0; r < 2 && winner < 0; r++)
+                    for (int c = 0; c < 2; c++) {
+                        int ih = 2 * oh + r, iw = 2 * ow - pl + c;
+                        if (iw >= 0 && iw < 8 && ih * 8 + iw == 8 + 2) winner = 8 + 2, want_y = 2;
+                    }
+                for (int r = 0; r < 2 && winner < 0; r++)
+                    for (int c = 0; c < 2 && winner < 0; c++) {
+                        int iw = 2 * ow - pl + c;
+                        if (iw >= 0 && iw < 8) winner = (2 * oh + r) * 8 + iw;
+                    }
+                want_dx[winner] += 1.0f;
+                float got = yt->data[oh * Q + ow];
+                CHECK_MSG(isnan(want_y) ? isnan(got) : got == want_y,
+                          "padded %d: y[%d][%d] = %g, want %g", padded, oh, ow, (double)got,
+                          (double)want_y);
+            }
+        if (!CHECK_ARRAY_NEAR(dx, want_dx, 32, 0, 0)) printf("  (padded %d)\n", padded);
+        cfx_graph_free(g);
+    }
+}
