@@ -53,6 +53,15 @@ static inline bool cfx__mul_size(size_t a, size_t b, size_t *out) {
         }                                                                                          \
     } while (0)
 
+/* A hot loop built for each x86 vector ISA and dispatched at load time by the CPU (GCC
+ * target_clones, an ifunc). We build without -march so that binaries run on any x86-64; plain
+ * -O3 is SSE2 only. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CFX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CFX_CLONES
+#endif
+
 #define CFX_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CFX_MAX(a, b) ((a) > (b) ? (a) : (b))
 
