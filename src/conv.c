@@ -311,6 +311,12 @@ void cfx__conv_force_path(conv_path path) {
     forced = path;
 }
 
+static _Atomic long long direct_runs;
+
+long long cfx__conv_direct_runs(void) {
+    return direct_runs;
+}
+
 /* The one place that chooses the implementation for a geometry. Measured on this machine
  * (AMD EPYC, 2 cores shared with other jobs, AVX-512; oneDNN 2.6.3), 1 thread, best of 5, ms
  * per forward + backward (to x only for the batch-1 cases, to x, w, b otherwise), 3x3 pad 1:
@@ -333,7 +339,9 @@ static conv_path conv_dispatch(const conv_geom *g, bool transposed, bool *one_th
     /* Multiply-adds of one forward pass. */
     double macs = (double)g->N * g->Co * g->Ho * g->Wo * (g->Ci / g->G) * g->R * g->S;
     *one_thread = macs < 1e6;
-    if (forced != CONV_PATH_AUTO) return forced;
+    if (forced != CONV_PATH_AUTO)
+        return transposed && forced == CONV_PATH_DIRECT ? CONV_PATH_DNNL : forced;
+    if (!transposed && macs < 1e6 && cfx__conv_direct_preferred()) return CONV_PATH_DIRECT;
     if (!cfx__conv_dnnl_available()) return CONV_PATH_REF;
     int64_t in_channels = transposed ? g->Co : g->Ci;
     if (g->G == 1 && in_channels <= 4) return CONV_PATH_DNNL_PLAIN_DX;
@@ -344,7 +352,8 @@ static conv_path conv_dispatch(const conv_geom *g, bool transposed, bool *one_th
 
 typedef struct {
     conv_geom geom;
-    cfx__conv_dnnl *dn; /* NULL: reference path */
+    cfx__conv_dnnl *dn; /* NULL: reference path (or direct) */
+    bool direct;        /* CONV_PATH_DIRECT */
 } conv_prim;
 
 static cfx_status conv_infer(const cfx_op_args *a, cfx_op_shape *s) {
@@ -352,7 +361,11 @@ static cfx_status conv_infer(const cfx_op_args *a, cfx_op_shape *s) {
     CFX_TRY(conv_geometry(a, &g));
     s->ndim = 4;
     s->shape[0] = g.N, s->shape[1] = g.Co, s->shape[2] = g.Ho, s->shape[3] = g.Wo;
-    s->work_bytes = col_floats(&g) * sizeof(float);
+    size_t work = col_floats(&g);
+    bool one_thread;
+    if (conv_dispatch(&g, false, &one_thread) == CONV_PATH_DIRECT)
+        work = CFX_MAX(work, cfx__conv_direct_work(&g));
+    s->work_bytes = work * sizeof(float);
     return CFX_OK;
 }
 
@@ -379,7 +392,8 @@ static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transpo
     /* A geometry oneDNN rejects keeps the reference path; that is not an error. */
     bool one_thread;
     conv_path path = conv_dispatch(&p->geom, transposed, &one_thread);
-    if (path != CONV_PATH_REF)
+    p->direct = path == CONV_PATH_DIRECT;
+    if (path != CONV_PATH_REF && !p->direct)
         p->dn = cfx__conv_dnnl_new(&p->geom, transposed, has_bias, a->din[0] != NULL,
                                    a->din[1] != NULL || (has_bias && a->din[2] != NULL),
                                    path == CONV_PATH_DNNL_PLAIN_DX, one_thread);
@@ -411,6 +425,11 @@ static void conv_forward(const cfx_op_args *a) {
     const conv_prim *p = a->prim;
     const conv_geom *g = &p->geom;
     const float *b = bias_of(a);
+    if (p->direct) {
+        cfx__conv_direct_fwd(g, a->in[0]->data, a->in[1]->data, b, a->out->data, a->work);
+        direct_runs++;
+        return;
+    }
     if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data)) return;
     cfx__conv_ref_fwd(g, a->in[0]->data, a->in[1]->data, a->out->data, 0.0f, a->work);
     if (b) bias_fwd(a->out->data, b, g->N, g->Co, g->Ho * g->Wo);
@@ -438,7 +457,12 @@ static void conv_backward(const cfx_op_args *a) {
     if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0],
                                                         a->din_fresh[0]))) {
         zero_fresh(a, 0, (size_t)a->in[0]->numel);
-        cfx__conv_ref_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
+        if (p->direct) {
+            cfx__conv_direct_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
+            direct_runs++;
+        } else {
+            cfx__conv_ref_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
+        }
     }
 }
 

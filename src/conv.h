@@ -22,6 +22,21 @@ void cfx__conv_ref_bwd_data(const conv_geom *g, const float *dout, const float *
                             float *col);
 void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout, float *dw,
                          float *col);
+/* Direct kernels for small convolutions (src/conv_direct.c): every tap is one contiguous
+ * multiply-add over a zero-padded, phase-split copy of the input, without oneDNN's per-call
+ * overhead. Correct for every geometry, fast for small batch-1 ones. work holds
+ * cfx__conv_direct_work(g) floats (any alignment) and serves both directions. */
+/* True when this CPU runs the direct kernels' AVX-512 code, the only one that beats oneDNN
+ * (AVX2 is about 2x and the generic code 4x slower). */
+bool cfx__conv_direct_preferred(void);
+/* Floats of scratch the direct kernels need for geometry g. */
+size_t cfx__conv_direct_work(const conv_geom *g);
+/* out = conv(in, w) + b (b may be NULL): overwrites out. */
+void cfx__conv_direct_fwd(const conv_geom *g, const float *in, const float *w, const float *b,
+                          float *out, float *work);
+/* din += conv^T(dout, w): ADDS into din (the engine's backward contract). */
+void cfx__conv_direct_bwd_data(const conv_geom *g, const float *dout, const float *w, float *din,
+                               float *work);
 /* The implementations conv.c can pick (conv_dispatch): the reference, oneDNN with blocked
  * layouts for every tensor, or oneDNN with a plain NCHW data gradient (its GEMM-based backward
  * data). Tests and benchmarks can force one for graphs prepared afterwards; AUTO restores the
@@ -30,9 +45,12 @@ typedef enum {
     CONV_PATH_AUTO = -1,
     CONV_PATH_REF = 0,
     CONV_PATH_DNNL = 1,
-    CONV_PATH_DNNL_PLAIN_DX = 2
+    CONV_PATH_DNNL_PLAIN_DX = 2,
+    CONV_PATH_DIRECT = 3 /* direct forward and data gradient; weight gradient by the reference */
 } conv_path;
 void cfx__conv_force_path(conv_path path);
+/* Direct-kernel calls (forward or data gradient) in this process: tests check the path taken. */
+long long cfx__conv_direct_runs(void);
 
 /* The oneDNN path. The op's own view: x is the op input, y its output (for a transposed conv
  * x (N,C,H,W) -> y (N,K,P,Q)). new returns NULL when oneDNN is missing or rejects the geometry.

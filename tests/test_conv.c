@@ -109,24 +109,35 @@ static float *random_seed(int64_t n, uint64_t seed) {
     return d;
 }
 
-static void gradcheck_all(bool reference) {
-    cfx__conv_force_path(reference ? CONV_PATH_REF : CONV_PATH_AUTO);
+static void gradcheck_all(conv_path path) {
+    cfx__conv_force_path(path);
     for (int i = 0; i < NCASES; i++) {
         conv_graph cg;
         if (build(&cases[i], &cg, 100 + i) &&
             CHECK_GRADS(cg.g, cg.y, &(gradcheck_opts){.seed = (uint64_t)i}))
-            printf("  (case %s, %s path)\n", cases[i].name, reference ? "reference" : "default");
+            printf("  (case %s, path %d)\n", cases[i].name, (int)path);
         cfx_graph_free(cg.g);
     }
     cfx__conv_force_path(CONV_PATH_AUTO);
 }
 
 CFX_TEST(conv, gradcheck_reference) {
-    gradcheck_all(true);
+    gradcheck_all(CONV_PATH_REF);
 }
 
+/* The dispatch's choice: the direct kernels for these small convolutions where the CPU has
+ * AVX-512, oneDNN for the transposed ones. */
 CFX_TEST(conv, gradcheck_fast) {
-    gradcheck_all(false);
+    gradcheck_all(CONV_PATH_AUTO);
+}
+
+CFX_TEST(conv, gradcheck_dnnl) {
+    gradcheck_all(CONV_PATH_DNNL);
+}
+
+/* Forced where the CPU lacks AVX-512 too (its AVX2 or generic code then runs). */
+CFX_TEST(conv, gradcheck_direct) {
+    gradcheck_all(CONV_PATH_DIRECT);
 }
 
 /* Values and x, w, b gradients of every case against PyTorch (float64) within 1e-4 relative. */
@@ -144,15 +155,19 @@ CFX_TEST(conv, matches_pytorch) {
         if (!build(c, cg, 200 + i)) continue;
         cfx_tensor *y = cfx_graph_tensor(cg->g, cg->y);
         float *dy = random_seed(y->numel, 300 + i);
-        long long before = cfx__conv_dnnl_runs();
+        long long before = cfx__conv_dnnl_runs(), before_direct = cfx__conv_direct_runs();
         CHECK_OK(cfx_graph_forward(cg->g));
         CHECK_OK(cfx_graph_backward(cg->g, cg->y, dy));
-        /* Every case runs on oneDNN except output_padding >= stride, which oneDNN rejects (its
-         * deconvolution would need a negative end padding) and the reference takes. */
-        long long want_runs = strcmp(c->name, "t_opad_dilation") == 0 ? 0 : 3;
-        CHECK_MSG(cfx__conv_dnnl_runs() - before == want_runs,
-                  "%s: %lld oneDNN steps, expected %lld", c->name, cfx__conv_dnnl_runs() - before,
-                  want_runs);
+        /* Every case takes a fast path: the direct kernels (forward and data gradient) for a
+         * small convolution on an AVX-512 CPU, else oneDNN (three steps), except
+         * output_padding >= stride, which oneDNN rejects (its deconvolution would need a
+         * negative end padding) and the reference takes. */
+        long long dn = cfx__conv_dnnl_runs() - before, di = cfx__conv_direct_runs() - before_direct;
+        bool want_direct = !c->transposed && cfx__conv_direct_preferred();
+        long long want_dn = want_direct || strcmp(c->name, "t_opad_dilation") == 0 ? 0 : 3;
+        CHECK_MSG(dn == want_dn && di == (want_direct ? 2 : 0),
+                  "%s: %lld oneDNN steps and %lld direct ones, expected %lld and %d", c->name, dn,
+                  di, want_dn, want_direct ? 2 : 0);
         char nm[128];
         const cfx_tensor *x = cfx_graph_tensor(cg->g, cg->x), *w = cfx_graph_tensor(cg->g, cg->w);
         snprintf(nm, sizeof nm, "%s_x", c->name);
@@ -222,14 +237,17 @@ CFX_TEST(conv, fast_matches_reference) {
         {"c1", false, true, {1, 1, 28, 28}, {32, 1, 3, 3}, {.pad = {1, 1, 1, 1}}},
         {"t16", true, true, {2, 16, 7, 7}, {16, 8, 4, 4}, {.stride = {2, 2}, .pad = {1, 1, 1, 1}}},
     };
-    static const conv_path paths[] = {CONV_PATH_AUTO, CONV_PATH_DNNL, CONV_PATH_DNNL_PLAIN_DX};
-    for (int t = 0; t < (int)(sizeof big / sizeof big[0]) * 3; t++) {
-        int i = t / 3;
+    static const conv_path paths[] = {CONV_PATH_AUTO, CONV_PATH_DNNL, CONV_PATH_DNNL_PLAIN_DX,
+                                      CONV_PATH_DIRECT};
+    enum { NPATHS = sizeof paths / sizeof paths[0] };
+    for (int t = 0; t < (int)(sizeof big / sizeof big[0]) * NPATHS; t++) {
+        int i = t / NPATHS;
+        conv_path path = paths[t % NPATHS];
         const conv_case *c = &big[i];
         conv_graph ref, fast;
         cfx__conv_force_path(CONV_PATH_REF);
         bool ok = build(c, &ref, 7 + i);
-        cfx__conv_force_path(paths[t % 3]);
+        cfx__conv_force_path(path);
         ok = build(c, &fast, 7 + i) && ok;
         cfx__conv_force_path(CONV_PATH_AUTO);
         if (ok) {
@@ -237,13 +255,23 @@ CFX_TEST(conv, fast_matches_reference) {
             float *dy = random_seed(n, 9 + i);
             int ids[4] = {ref.y, ref.x, ref.w, ref.b};
             long long before = cfx__conv_dnnl_runs();
+            long long before_direct = cfx__conv_direct_runs();
             CHECK_OK(cfx_graph_forward(ref.g));
             CHECK_OK(cfx_graph_backward(ref.g, ref.y, dy));
             CHECK_INT_EQ(cfx__conv_dnnl_runs(), before);
             CHECK_OK(cfx_graph_forward(fast.g));
             CHECK_OK(cfx_graph_backward(fast.g, ref.y, dy));
-            /* Forward, backward data and backward weights all ran on oneDNN. */
-            CHECK_INT_EQ(cfx__conv_dnnl_runs(), before + 3);
+            /* Forward, backward data and backward weights all ran on oneDNN, or (forced, and
+             * the automatic choice for a small convolution on an AVX-512 CPU) forward and
+             * backward data on the direct kernels; a transposed one forced direct takes
+             * oneDNN. */
+            bool small =
+                (double)cfx_graph_tensor(ref.g, ref.y)->numel * c->w[1] * c->w[2] * c->w[3] < 1e6;
+            bool direct = !c->transposed &&
+                          (path == CONV_PATH_DIRECT ||
+                           (path == CONV_PATH_AUTO && small && cfx__conv_direct_preferred()));
+            CHECK_INT_EQ(cfx__conv_dnnl_runs(), before + (direct ? 0 : 3));
+            CHECK_INT_EQ(cfx__conv_direct_runs(), before_direct + (direct ? 2 : 0));
             for (int k = 0; k < 4; k++) {
                 if (ids[k] < 0) continue;
                 const float *a =
@@ -252,7 +280,7 @@ CFX_TEST(conv, fast_matches_reference) {
                     k ? cfx_graph_grad(ref.g, ids[k]) : cfx_graph_tensor(ref.g, ids[k])->data;
                 size_t m = (size_t)cfx_graph_tensor(ref.g, ids[k])->numel;
                 if (!CHECK_ARRAY_NEAR(a, b, m, 1e-4, 1e-5))
-                    printf("  (case %s, path %d, tensor %d)\n", c->name, (int)paths[t % 3], k);
+                    printf("  (case %s, path %d, tensor %d)\n", c->name, (int)path, k);
             }
             /* Same threads, same input: bitwise the same result. */
             size_t m = (size_t)cfx_graph_tensor(fast.g, fast.w)->numel;
