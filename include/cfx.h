@@ -192,7 +192,8 @@ int64_t cfx_tensor_find_nonfinite(const cfx_tensor *t);
 /* ======================================================================= blas === */
 
 /* Row-major C = alpha op(A) op(B) + beta C with op(A) M x K, op(B) K x N. Every GEMM in cfx
- * goes through here (OpenBLAS); cfx_blas_sgemm_ref is the plain loop the tests compare to. */
+ * goes through here (oneDNN's dnnl_sgemm, plain vectorised loops for thin products; see
+ * src/blas.c); cfx_blas_sgemm_ref is the plain loop the tests compare to. */
 void cfx_blas_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                     int64_t ldc);

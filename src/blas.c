@@ -22,6 +22,74 @@ static bool openblas_chosen(void) {
     return use_openblas;
 }
 
+/* C = alpha A B^T + beta C, one row of A at a time: dot products of that row with 4 rows of
+ * B at once, each in 16 partial sums. A fixed order of additions, so every clone gives the
+ * same bits. Used for thin products (a batch-1 fully connected layer is this with one row). */
+CFX_CLONES static void sgemm_nt_rows(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                                     int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                                     int64_t ldc) {
+    for (int64_t i = 0; i < m; i++) {
+        const float *restrict x = a + i * lda;
+        float *restrict crow = c + i * ldc;
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4) {
+            const float *restrict y0 = b + j * ldb, *restrict y1 = y0 + ldb,
+                                  *restrict y2 = y1 + ldb, *restrict y3 = y2 + ldb;
+            float a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
+            int64_t p = 0;
+            for (; p + 16 <= k; p += 16)
+                for (int l = 0; l < 16; l++) {
+                    float xv = x[p + l];
+                    a0[l] += xv * y0[p + l];
+                    a1[l] += xv * y1[p + l];
+                    a2[l] += xv * y2[p + l];
+                    a3[l] += xv * y3[p + l];
+                }
+            for (int l = 0; p < k; p++, l++) {
+                a0[l] += x[p] * y0[p];
+                a1[l] += x[p] * y1[p];
+                a2[l] += x[p] * y2[p];
+                a3[l] += x[p] * y3[p];
+            }
+            float sum[4] = {0, 0, 0, 0};
+            for (int l = 0; l < 16; l++)
+                sum[0] += a0[l], sum[1] += a1[l], sum[2] += a2[l], sum[3] += a3[l];
+            for (int r = 0; r < 4; r++)
+                /* beta == 0 overwrites, so NaN in an uninitialised C does not leak through. */
+                crow[j + r] = alpha * sum[r] + (beta == 0 ? 0.0f : beta * crow[j + r]);
+        }
+        for (; j < n; j++) {
+            const float *restrict y0 = b + j * ldb;
+            float a0[16] = {0};
+            int64_t p = 0;
+            for (; p + 16 <= k; p += 16)
+                for (int l = 0; l < 16; l++) a0[l] += x[p + l] * y0[p + l];
+            for (int l = 0; p < k; p++, l++) a0[l] += x[p] * y0[p];
+            float sum = 0;
+            for (int l = 0; l < 16; l++) sum += a0[l];
+            crow[j] = alpha * sum + (beta == 0 ? 0.0f : beta * crow[j]);
+        }
+    }
+}
+
+/* C = alpha op(A) B + beta C, one row of C at a time: rows of B scaled and added into it. */
+CFX_CLONES static void sgemm_xn_rows(int trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                                     const float *a, int64_t lda, const float *b, int64_t ldb,
+                                     float beta, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++) {
+        float *restrict crow = c + i * ldc;
+        if (beta == 0)
+            for (int64_t j = 0; j < n; j++) crow[j] = 0;
+        else if (beta != 1)
+            for (int64_t j = 0; j < n; j++) crow[j] *= beta;
+        for (int64_t p = 0; p < k; p++) {
+            float s = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
+            const float *restrict brow = b + p * ldb;
+            for (int64_t j = 0; j < n; j++) crow[j] += s * brow[j];
+        }
+    }
+}
+
 void cfx_blas_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                     int64_t ldc) {
@@ -31,6 +99,20 @@ void cfx_blas_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, f
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda,
                     b, (int)ldb, beta, c, (int)ldc);
+        return;
+    }
+    /* Thin products run on the plain loops above. dnnl_sgemm's time for them depended on
+     * what it had run before: it seems to keep few of the JIT kernels it makes for such
+     * shapes, and in a training step (oneDNN's convolutions call its GEMM with other small
+     * shapes in between) or a batch-1 step it regenerated them, e.g. 100 us for a 64x9x256
+     * product that takes 9 us here, 32 us for a 1x512x512 one that takes 12. */
+    bool thin = CFX_MIN(m, CFX_MIN(n, k)) <= 16 && (double)m * n * k <= (1 << 18);
+    if (!trans_a && trans_b && (thin || m <= 4)) {
+        sgemm_nt_rows(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    if (!trans_b && thin) {
+        sgemm_xn_rows(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     /* dnnl_sgemm is row-major, like the rest of cfx. It fails only on bad arguments, which

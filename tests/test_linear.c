@@ -3,6 +3,8 @@
 #include "gradcheck.h"
 #include "ops_oracle.h"
 
+#include <stdlib.h>
+
 /* Adds an input that requires a gradient (ndim 0 shapes are not used here). */
 static int grad_input(cfx_graph *g, const char *name, int ndim, const int64_t *shape) {
     int id = cfx_graph_input(g, name, ndim, shape);
@@ -176,4 +178,40 @@ CFX_TEST(linear, shape_errors) {
     CHECK(cfx_op_linear(g, a, b, c) < 0);
     CHECK_MSG(strstr(cfx_last_error(), "bias"), "message: %s", cfx_last_error());
     cfx_graph_free(g);
+}
+
+/* cfx_blas_sgemm against the reference loop on shapes that take each of its paths (thin products
+ * on the plain loops, a batch-1 row against big weights, ordinary ones on oneDNN), every
+ * transpose, odd leading dimensions, and alpha / beta including beta 0 over a NaN-filled C. */
+CFX_TEST(linear, sgemm_paths_match_reference) {
+    static const int64_t shapes[][3] = {{64, 9, 256}, {64, 256, 9}, {9, 256, 64}, {1, 512, 1024},
+                                        {3, 100, 37}, {1, 1, 1},    {5, 17, 33},  {40, 50, 60}};
+    cfx_rng r;
+    cfx_rng_init(&r, 11);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 3; ab++) {
+                int ta = t & 1, tb = t >> 1;
+                int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+                float alpha = ab == 2 ? 2.0f : 1.0f,
+                      beta = ab == 0 ? 0.0f : (ab == 1 ? 1.0f : 0.5f);
+                size_t na = (size_t)((ta ? k : m) * lda), nb = (size_t)((tb ? n : k) * ldb),
+                       nc = (size_t)(m * ldc);
+                float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+                float *c = malloc(nc * sizeof *c), *want = malloc(nc * sizeof *want);
+                for (size_t i = 0; i < na; i++) a[i] = (float)cfx_rng_normal(&r);
+                for (size_t i = 0; i < nb; i++) b[i] = (float)cfx_rng_normal(&r);
+                /* Beyond column n of each row: a sentinel that must stay. */
+                for (size_t i = 0; i < nc; i++)
+                    c[i] = want[i] = (int64_t)i % ldc >= n ? 7.0f
+                                     : beta == 0           ? NAN
+                                                           : (float)cfx_rng_normal(&r);
+                cfx_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                cfx_blas_sgemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc);
+                if (!CHECK_ARRAY_NEAR(c, want, nc, 1e-5, 1e-4 * sqrt((double)k)))
+                    printf("  (m %lld n %lld k %lld, trans %d%d, alpha %g beta %g)\n", (long long)m,
+                           (long long)n, (long long)k, ta, tb, (double)alpha, (double)beta);
+                free(a), free(b), free(c), free(want);
+            }
 }
