@@ -1,5 +1,6 @@
 /* bench_conv.c - times Conv forward + backward (data, weights and bias) through a cfx graph, on
- * the default (oneDNN) path and on the im2col + GEMM reference, for bench/conv.sh.
+ * the default path (the dispatch's choice: oneDNN, or the direct kernels for small ones) and on
+ * the im2col + GEMM reference, for bench/conv.sh.
  *
  *   bench_conv [--threads N] [--reps R] CASE...
  *   CASE: "B,C,K,H,W" (3x3 conv, pad 1, bias) or "small" (1x1x28x28 -> 32, forward + backward

@@ -1,5 +1,5 @@
 #!/bin/sh
-# conv.sh - Conv forward + backward (data, weights, bias) in cfx (oneDNN path and the im2col +
+# conv.sh - Conv forward + backward (data, weights, bias) in cfx (default path and the im2col +
 # GEMM reference) against PyTorch (its best of NCHW and channels_last, mkldnn on), at 1 and 2
 # threads. Prints a Markdown table of medians over REPS runs (each run averages enough
 # iterations for about 0.2 s) and the ratio cfx/PyTorch (below 1: cfx is faster).
@@ -25,7 +25,7 @@ function label(c) {
 }
 { key = $2 SUBSEP $3; v[$1 SUBSEP $4 SUBSEP key] = $5; if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
 END {
-    print "| 3x3 conv, pad 1 | threads | cfx oneDNN ms | cfx im2col ms | PyTorch NCHW ms | PyTorch channels_last ms | cfx / best PyTorch |"
+    print "| 3x3 conv, pad 1 | threads | cfx ms | cfx im2col ms | PyTorch NCHW ms | PyTorch channels_last ms | cfx / best PyTorch |"
     print "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     for (i = 0; i < n; i++) {
         split(order[i], k, SUBSEP)
