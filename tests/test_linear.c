@@ -215,3 +215,33 @@ CFX_TEST(linear, sgemm_paths_match_reference) {
                 free(a), free(b), free(c), free(want);
             }
 }
+
+/* On more than one thread Linear's forward computes y^T = w x^T and transposes it back (with the
+ * bias); it must give what the one-thread path gives, for sizes that are not multiples of the
+ * 16 x 16 transpose tiles, with and without a bias. */
+CFX_TEST(linear, forward_on_two_threads_matches_one) {
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        cfx_graph *g = cfx_graph_new();
+        int x = cfx_graph_input(g, "x", 2, (int64_t[]){37, 45});
+        int w = cfx_graph_param(g, "w", 2, (int64_t[]){70, 45});
+        int b = with_bias ? cfx_graph_param(g, "b", 1, (int64_t[]){70}) : -1;
+        int y = cfx_op_linear(g, x, w, b);
+        CHECK_OK(cfx_graph_compile(g));
+        cfx_rng r;
+        cfx_rng_init(&r, 5);
+        cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &r, -1, 1);
+        size_t np;
+        float *p = cfx_graph_params(g, &np);
+        for (size_t i = 0; i < np; i++) p[i] = (float)cfx_rng_normal(&r);
+        CHECK_OK(cfx_graph_forward(g));
+        const cfx_tensor *yt = cfx_graph_tensor(g, y);
+        float *one = malloc((size_t)yt->numel * sizeof *one);
+        memcpy(one, yt->data, (size_t)yt->numel * sizeof *one);
+        cfx_set_threads(2);
+        CHECK_OK(cfx_graph_forward(g));
+        cfx_set_threads(1);
+        CHECK_ARRAY_NEAR(yt->data, one, (size_t)yt->numel, 1e-5, 1e-5);
+        free(one);
+        cfx_graph_free(g);
+    }
+}
