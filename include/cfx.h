@@ -8,8 +8,8 @@
  *     cfx_graph *g = cfx_graph_new();
  *     int x = cfx_graph_input(g, "image", 4, (int64_t[]){1, 1, 8, 8});
  *     int w = cfx_graph_param(g, "w", 4, (int64_t[]){4, 1, 3, 3});
- *     int y = cfx_op_conv2d(g, x, w, -1, &(cfx_conv2d_attr){.stride = {1, 1}, .pad = {1, 1, 1, 1}});
- *     int s = cfx_op_reduce(g, cfx_op_relu(g, y), CFX_REDUCE_SUM, NULL, 0, 0);
+ *     int y = cfx_op_conv2d(g, x, w, -1, &(cfx_conv2d_attr){.stride = {1, 1}, .pad = {1, 1, 1,
+ * 1}}); int s = cfx_op_reduce(g, cfx_op_relu(g, y), CFX_REDUCE_SUM, NULL, 0, 0);
  *     cfx_graph_requires_grad(g, x, 1);
  *     if (cfx_graph_compile(g) != CFX_OK) fprintf(stderr, "%s\n", cfx_last_error());
  *     cfx_rng rng;
@@ -112,9 +112,9 @@ typedef struct cfx_rng {
 
 void cfx_rng_init(cfx_rng *r, uint64_t seed);
 uint64_t cfx_rng_u64(cfx_rng *r);
-double cfx_rng_uniform(cfx_rng *r);                /* [0, 1), 53 bits */
-uint64_t cfx_rng_below(cfx_rng *r, uint64_t n);    /* uniform in [0, n), unbiased; n > 0 */
-double cfx_rng_normal(cfx_rng *r);                 /* standard normal (Box-Muller) */
+double cfx_rng_uniform(cfx_rng *r);                      /* [0, 1), 53 bits */
+uint64_t cfx_rng_below(cfx_rng *r, uint64_t n);          /* uniform in [0, n), unbiased; n > 0 */
+double cfx_rng_normal(cfx_rng *r);                       /* standard normal (Box-Muller) */
 void cfx_rng_shuffle(cfx_rng *r, int64_t *a, int64_t n); /* Fisher-Yates */
 /* An independent stream for worker i, so results do not depend on scheduling. */
 void cfx_rng_split(const cfx_rng *r, uint64_t i, cfx_rng *out);
@@ -228,7 +228,8 @@ int cfx_graph_param(cfx_graph *g, const char *name, int ndim, const int64_t *sha
 /* A frozen tensor; data (numel floats) is copied, NULL means zeros. */
 int cfx_graph_const(cfx_graph *g, const char *name, int ndim, const int64_t *shape,
                     const float *data);
-/* Marks a value as a graph output (for export and lookups) under a name. */
+/* Marks a value as a graph output (for export and lookups) under a name. An output's tensor and
+ * gradient are always NCHW (see cfx_graph_tensor). */
 cfx_status cfx_graph_set_output(cfx_graph *g, int id, const char *name);
 cfx_status cfx_graph_set_name(cfx_graph *g, int id, const char *name);
 /* The value with that name, or -1. */
@@ -259,7 +260,10 @@ cfx_status cfx_graph_forward(cfx_graph *g);
 cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed);
 /* The value's tensor (graph-owned; data valid after compile), or NULL for a bad id. The
  * pointer is invalidated when values are added to the graph (re-fetch it after building), and
- * its data pointer when the graph replans after an input changed shape. */
+ * its data pointer when the graph replans after an input changed shape. Inputs, parameters,
+ * constants and outputs hold their data in NCHW (row-major) order; an intermediate value
+ * between two convolutions (Conv -> elementwise op -> Conv) may be held in oneDNN's blocked
+ * layout instead, data and gradient alike: mark it with cfx_graph_set_output to read it. */
 cfx_tensor *cfx_graph_tensor(cfx_graph *g, int id);
 /* The value's gradient after backward (graph-owned, numel floats), or NULL when it has none. */
 float *cfx_graph_grad(cfx_graph *g, int id);
@@ -321,10 +325,10 @@ int cfx_op_matmul(cfx_graph *g, int a, int b);
 
 /* --- convolution (src/conv.c) --- */
 typedef struct cfx_conv2d_attr {
-    int stride[2];   /* (h, w); 0 reads as 1 */
-    int pad[4];      /* top, left, bottom, right */
-    int dilation[2]; /* 0 reads as 1 */
-    int groups;      /* 0 reads as 1; groups == C == K is depthwise */
+    int stride[2];         /* (h, w); 0 reads as 1 */
+    int pad[4];            /* top, left, bottom, right */
+    int dilation[2];       /* 0 reads as 1 */
+    int groups;            /* 0 reads as 1; groups == C == K is depthwise */
     int output_padding[2]; /* conv-transpose only: extra rows/columns at the bottom/right */
 } cfx_conv2d_attr;
 /* x (N,C,H,W), w (K,C/groups,R,S), b (K) or -1 -> y (N,K,P,Q). attr NULL: stride 1, no
@@ -388,8 +392,8 @@ int cfx_op_pad(cfx_graph *g, int x, const int64_t *pads, cfx_pad_mode mode, floa
 /* --- resize (src/resize.c) --- */
 typedef enum { CFX_RESIZE_NEAREST, CFX_RESIZE_BILINEAR } cfx_resize_mode;
 typedef enum {
-    CFX_COORD_HALF_PIXEL,         /* ONNX default and PyTorch align_corners=False */
-    CFX_COORD_ASYMMETRIC,         /* PyTorch nearest */
+    CFX_COORD_HALF_PIXEL, /* ONNX default and PyTorch align_corners=False */
+    CFX_COORD_ASYMMETRIC, /* PyTorch nearest */
     CFX_COORD_ALIGN_CORNERS,
     CFX_COORD_PYTORCH_HALF_PIXEL
 } cfx_coord_mode;
@@ -513,11 +517,11 @@ typedef struct cfx_train_options {
 } cfx_train_options;
 
 typedef struct cfx_train_result {
-    int epochs_done;     /* including those restored from a checkpoint */
-    int resumed_from;    /* epoch the checkpoint held, or 0 */
-    double loss;         /* mean training loss of the last epoch */
-    double accuracy;     /* training accuracy of the last epoch (classifier) */
-    double seconds;      /* wall time of the epochs run now */
+    int epochs_done;  /* including those restored from a checkpoint */
+    int resumed_from; /* epoch the checkpoint held, or 0 */
+    double loss;      /* mean training loss of the last epoch */
+    double accuracy;  /* training accuracy of the last epoch (classifier) */
+    double seconds;   /* wall time of the epochs run now */
 } cfx_train_result;
 
 /* images (N,C,H,W) in [0,1]; labels N class indices in 0..C-1 (as floats). The graph's input x
@@ -526,17 +530,16 @@ typedef struct cfx_train_result {
 cfx_status cfx_train_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
                                 const float *labels, const cfx_train_options *o,
                                 cfx_train_result *res);
-cfx_status cfx_train_autoencoder(cfx_graph *g, int x, int reconstruction,
-                                 const cfx_tensor *images, const cfx_train_options *o,
-                                 cfx_train_result *res);
+cfx_status cfx_train_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
+                                 const cfx_train_options *o, cfx_train_result *res);
 /* Accuracy of a compiled graph's output (probabilities or logits) on images, in batches;
  * confusion (C x C, row = true class, optional) counts predictions. */
 cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
-                               const float *labels, int num_classes, int batch,
-                               int64_t *confusion, double *accuracy);
+                               const float *labels, int num_classes, int batch, int64_t *confusion,
+                               double *accuracy);
 /* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder. */
-cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction,
-                                const cfx_tensor *images, int batch, double *mse);
+cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
+                                int batch, double *mse);
 
 /* ======================================================================= onnx === */
 /* ONNX is cfx's model file format. Import reads opsets 11 to 17 (the op list and the attributes
@@ -612,11 +615,11 @@ typedef struct cfx_onnx_info {
     int n_inputs, n_outputs;
     cfx_onnx_tensor_info *inputs, *outputs; /* initializers are not listed as inputs */
     int n_nodes, n_op_types;
-    char **op_types;    /* distinct op types in order of first use */
-    int *op_counts;     /* nodes of each type */
-    int *op_supported;  /* non-zero when cfx imports that op type */
+    char **op_types;   /* distinct op types in order of first use */
+    int *op_counts;    /* nodes of each type */
+    int *op_supported; /* non-zero when cfx imports that op type */
     int n_initializers;
-    int64_t n_weights;  /* elements in all initializers */
+    int64_t n_weights; /* elements in all initializers */
 } cfx_onnx_info;
 /* NULL with a message on an unreadable or corrupt file. Free with cfx_onnx_info_free. */
 cfx_onnx_info *cfx_onnx_info_load(const char *path);
@@ -679,11 +682,11 @@ typedef struct cfx_dataset {
     int32_t *labels;      /* N entries: 0..num_classes-1, or -1 (held-out class) */
     int32_t *orig_labels; /* N entries: the label in the source dataset (Fashion-MNIST 0..9) */
     int64_t n;
-    int num_classes;      /* classes used for training */
-    char **class_names;   /* num_classes names: "T-shirt/top", ..., or "30", "50", ... */
-    int32_t *class_ids;   /* num_classes original ids */
-    char *name;           /* "fashion-mnist", "signs", or the folder name */
-    char *split;          /* the split loaded, or NULL */
+    int num_classes;    /* classes used for training */
+    char **class_names; /* num_classes names: "T-shirt/top", ..., or "30", "50", ... */
+    int32_t *class_ids; /* num_classes original ids */
+    char *name;         /* "fashion-mnist", "signs", or the folder name */
+    char *split;        /* the split loaded, or NULL */
 } cfx_dataset;
 
 /* Loads one split of a prepared dataset folder. NULL with a message naming the file on
@@ -701,9 +704,9 @@ cfx_dataset *cfx_imagefolder_load(const char *dir, int c, int h, int w);
 /* How `cfx data` writes a dataset folder: everything goes into "<out>.tmp.<pid>", which is
  * renamed to out at the end, so out is either complete (manifest.json included) or absent. */
 typedef struct cfx_data_options {
-    const char *out;     /* the folder to create */
-    int force;           /* non-zero: replace an existing non-empty out */
-    uint64_t seed;       /* default 0 */
+    const char *out; /* the folder to create */
+    int force;       /* non-zero: replace an existing non-empty out */
+    uint64_t seed;   /* default 0 */
     cfx_progress progress;
 } cfx_data_options;
 
@@ -810,8 +813,7 @@ cfx_status cfx_wordnet_distances(const cfx_wordnet *wn, int32_t src, int32_t *di
 /* Writes each row's column into col_of_row (nr entries; -1 for the rows left out when nr > nc)
  * and the total cost into *total (may be NULL). Returns CFX_ENOTFOUND ("infeasible") when the
  * forbidden pairs leave no complete assignment, CFX_EINVAL on NaN or -inf. Allocates scratch. */
-cfx_status cfx_hungarian_solve(const double *cost, int nr, int nc, int *col_of_row,
-                               double *total);
+cfx_status cfx_hungarian_solve(const double *cost, int nr, int nc, int *col_of_row, double *total);
 /* The same without allocating: work is a caller-owned block of cfx_hungarian_work_size(nr, nc)
  * bytes, aligned for double (cfx_malloc's blocks are). For hot loops and worker threads. */
 size_t cfx_hungarian_work_size(int nr, int nc);
@@ -907,9 +909,8 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
  * with a message: malformed JSON gives file, line and column; a missing label key names the
  * image and the keys it has. *skipped (may be NULL) counts concepts dropped by
  * CFX_UNKNOWN_SKIP. The caller frees the result with cfx_concepts_data_free. */
-cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path,
-                                          const char *label_key, cfx_unknown_policy unknown,
-                                          int64_t *skipped);
+cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
+                                          cfx_unknown_policy unknown, int64_t *skipped);
 void cfx_concepts_data_free(cfx_concepts_data *d);
 int32_t cfx_concepts_data_count(const cfx_concepts_data *d);
 int64_t cfx_concepts_data_id(const cfx_concepts_data *d, int32_t i);

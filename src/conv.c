@@ -396,9 +396,35 @@ static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transpo
     if (path != CONV_PATH_REF && !p->direct)
         p->dn = cfx__conv_dnnl_new(&p->geom, transposed, has_bias, a->din[0] != NULL,
                                    a->din[1] != NULL || (has_bias && a->din[2] != NULL),
-                                   path == CONV_PATH_DNNL_PLAIN_DX, one_thread);
+                                   path == CONV_PATH_DNNL_PLAIN_DX, one_thread, a->blocked_in0,
+                                   a->blocked_out);
+    /* conv_blocked_ok promised oneDNN for a blocked input or output: the other paths read NCHW. */
+    if ((a->blocked_in0 || a->blocked_out) && !p->dn) {
+        cfx_free(p);
+        return cfx_set_error(CFX_EUNSUPPORTED,
+                             "oneDNN rejected the blocked layout planned for this convolution");
+    }
     *prim = p;
     return CFX_OK;
+}
+
+/* cfx_op_def.blocked_ok: a plain (ungrouped, undilated) convolution the dispatch sends to
+ * oneDNN, on a CPU whose oneDNN kernels use 16-channel blocks (AVX-512), with the blocked side's
+ * channels a multiple of 16 (so the blocked tensor has the NCHW one's size). An input taken
+ * blocked also needs oneDNN's blocked data gradient, not its plain one. */
+static bool conv_blocked_ok(const cfx_op_args *a, bool in0, bool out) {
+    conv_geom g = {0};
+    if (conv_geometry(a, &g) != CFX_OK || g.G != 1 || g.dh != 1 || g.dw != 1) return false;
+    bool one_thread;
+    conv_path path = conv_dispatch(&g, false, &one_thread);
+    if (in0 && (path != CONV_PATH_DNNL || g.Ci % 16)) return false;
+    if (out && ((path != CONV_PATH_DNNL && path != CONV_PATH_DNNL_PLAIN_DX) || g.Co % 16))
+        return false;
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
 }
 
 static cfx_status conv_prepare(const cfx_op_args *a, void **prim) {
@@ -496,9 +522,15 @@ static void convt_backward(const cfx_op_args *a) {
                           a->work);
 }
 
-static const cfx_op_def conv_def = {
-    "Conv",       sizeof(cfx_conv2d_attr), conv_infer,           conv_prepare, conv_release,
-    conv_forward, conv_backward,           .assigns_grads = true};
+static const cfx_op_def conv_def = {"Conv",
+                                    sizeof(cfx_conv2d_attr),
+                                    conv_infer,
+                                    conv_prepare,
+                                    conv_release,
+                                    conv_forward,
+                                    conv_backward,
+                                    .assigns_grads = true,
+                                    .blocked_ok = conv_blocked_ok};
 static const cfx_op_def convt_def = {
     "ConvTranspose", sizeof(cfx_conv2d_attr), convt_infer,    convt_prepare,
     conv_release,    convt_forward,           convt_backward, .assigns_grads = true};

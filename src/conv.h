@@ -58,8 +58,11 @@ long long cfx__conv_direct_runs(void);
  * backward ones ADD into dx, dw, db, or store where their fresh flag is set (din_fresh). */
 typedef struct cfx__conv_dnnl cfx__conv_dnnl;
 bool cfx__conv_dnnl_available(void);
+/* blocked_x / blocked_y: the op's x / y (and their gradients) are held in nChw16c, the layout
+ * the engine plans between two convolutions (cfx_op_def.blocked_ok), instead of NCHW. */
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw, bool plain_dx, bool one_thread);
+                                   bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
+                                   bool blocked_y);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);

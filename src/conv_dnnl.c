@@ -44,6 +44,8 @@ typedef struct {
     dnnl_memory_t inner;      /* the primitive's layout (== user when no reorder) */
     dnnl_primitive_t reorder; /* user -> inner (ARG_IN) or inner -> user (ARG_OUT/ACC) */
     dnnl_primitive_t store;   /* ARG_ACC: inner -> user without the sum, for a fresh buffer */
+    bool same;                /* ARG_ACC: user has the primitive's layout: a fresh buffer is
+                               * written by the primitive itself, no reorder */
     void *buf;                /* storage of inner when it is separate */
 } dn_arg;
 
@@ -57,7 +59,7 @@ typedef struct {
 
 struct cfx__conv_dnnl {
     conv_geom g;
-    bool transposed, bias, need_dx, need_dw, plain_dx, one_thread;
+    bool transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x, blocked_y;
     int nthr;
     dnnl_stream_t stream;
     dn_step fwd, bwd_d, bwd_w;
@@ -82,7 +84,8 @@ static bool arg_init(dn_arg *a, int id, int dir, const dnnl_memory_desc_t *user_
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, id);
     if (!want || want->ndims == 0) return false;
     DN_TRY(dnnl_memory_create(&a->user, user_md, engine, DNNL_MEMORY_NONE));
-    if (dir != ARG_ACC && dnnl_memory_desc_equal(user_md, want)) {
+    a->same = dnnl_memory_desc_equal(user_md, want);
+    if (dir != ARG_ACC && a->same) {
         a->inner = a->user;
         return true;
     }
@@ -233,12 +236,22 @@ static bool build_steps(cfx__conv_dnnl *d) {
     dnnl_format_tag_t wtag =
         d->transposed ? (G > 1 ? dnnl_giohw : dnnl_iohw) : (G > 1 ? dnnl_goihw : dnnl_oihw);
     dnnl_memory_desc_t x_u, y_u, w_u, b_u, x_a, y_a, w_a;
-    DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32, dnnl_nchw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32, dnnl_nchw));
+    /* A tensor held blocked between two convolutions (blocked_x, blocked_y) is given to the
+     * primitives in that very layout, so no reorder is made for it. */
+    DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32,
+                                        d->blocked_x ? dnnl_aBcd16b : dnnl_nchw));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32,
+                                        d->blocked_y ? dnnl_aBcd16b : dnnl_nchw));
     DN_TRY(dnnl_memory_desc_init_by_tag(&w_u, wnd, wd, dnnl_f32, wtag));
     DN_TRY(dnnl_memory_desc_init_by_tag(&b_u, 1, bd, dnnl_f32, dnnl_a));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&x_a, 4, xd, dnnl_f32, dnnl_format_tag_any));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&y_a, 4, yd, dnnl_f32, dnnl_format_tag_any));
+    if (d->blocked_x)
+        x_a = x_u;
+    else
+        DN_TRY(dnnl_memory_desc_init_by_tag(&x_a, 4, xd, dnnl_f32, dnnl_format_tag_any));
+    if (d->blocked_y)
+        y_a = y_u;
+    else
+        DN_TRY(dnnl_memory_desc_init_by_tag(&y_a, 4, yd, dnnl_f32, dnnl_format_tag_any));
     DN_TRY(dnnl_memory_desc_init_by_tag(&w_a, wnd, wd, dnnl_f32, dnnl_format_tag_any));
     const dnnl_memory_desc_t *bias = d->bias ? &b_u : NULL;
     dnnl_primitive_attr_t attr;
@@ -308,7 +321,8 @@ static bool build(cfx__conv_dnnl *d) {
 }
 
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw, bool plain_dx, bool one_thread) {
+                                   bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
+                                   bool blocked_y) {
     if (!cfx__conv_dnnl_available()) return NULL;
     cfx__conv_dnnl *d = cfx_calloc(1, sizeof *d);
     if (!d) return NULL;
@@ -316,6 +330,7 @@ cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bia
     d->transposed = transposed, d->bias = bias, d->need_dx = need_dx, d->need_dw = need_dw;
     d->plain_dx = plain_dx;
     d->one_thread = one_thread;
+    d->blocked_x = blocked_x, d->blocked_y = blocked_y;
     if (dnnl_stream_create(&d->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
         !build(d)) {
         cfx__conv_dnnl_free(d);
@@ -367,6 +382,10 @@ static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dn
             ea[n++] = (dnnl_exec_arg_t){a->id, reuse[i]};
             continue;
         }
+        if (a->dir == ARG_ACC && a->same && fresh && fresh[i] && ptrs[i]) {
+            ea[n++] = (dnnl_exec_arg_t){a->id, a->user};
+            continue;
+        }
         if (a->dir == ARG_IN && a->reorder) {
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
             DN_TRY(dnnl_primitive_execute(a->reorder, d->stream, 2, ra));
@@ -378,6 +397,7 @@ static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dn
     for (int i = 0; i < s->nargs; i++) {
         dn_arg *a = &s->args[i];
         if (a->dir == ARG_IN || !a->reorder || !ptrs[i]) continue;
+        if (a->dir == ARG_ACC && a->same && fresh && fresh[i]) continue; /* written in place */
         dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->inner}, {DNNL_ARG_TO, a->user}};
         bool store = fresh && fresh[i] && a->store;
         DN_TRY(dnnl_primitive_execute(store ? a->store : a->reorder, d->stream, 2, ra));

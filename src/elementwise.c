@@ -217,8 +217,8 @@ static float normal_cdf(float x) {
                                                           a->din[0], a->attr, lo, hi));            \
     }                                                                                              \
     static const cfx_op_def fname##_def = {                                                        \
-        opname, sizeof(cfx_unary_attr), unary_infer,      NULL,                                    \
-        NULL,   fname##_forward,        fname##_backward, .assigns_grads = true};
+        opname,           sizeof(cfx_unary_attr), unary_infer,       NULL, NULL, fname##_forward,  \
+        fname##_backward, .assigns_grads = true,  .any_layout = true};
 
 UNARY_OP(relu, "Relu", x > 0 ? x : 0.0f, x > 0 ? 1.0f : 0.0f)
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)

@@ -191,6 +191,7 @@ cfx_status cfx_graph_set_output(cfx_graph *g, int id, const char *name) {
     if (!valid_id(g, id)) return cfx_set_error(CFX_EINVAL, "set output: no value %d", id);
     if (name) CFX_TRY(cfx_graph_set_name(g, id, name));
     g->values[id].is_output = true;
+    g->dirty = true; /* an output must stay NCHW: replan the blocked chains */
     return CFX_OK;
 }
 
@@ -242,6 +243,8 @@ static void node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with
     a->prim = n->prim;
     a->training = g->training;
     a->rng = &g->rng;
+    a->blocked_in0 = n->blocked_in0;
+    a->blocked_out = n->blocked_out;
 }
 
 static cfx_status infer_node(cfx_graph *g, cfx_node *n, cfx_op_shape *s) {
@@ -324,6 +327,52 @@ char *cfx__shape_fmt(const cfx_tensor *t, char *buf, size_t size) {
 }
 
 /* Re-infers shapes, decides gradient flow, and sizes every buffer. */
+/* The one node that reads value id, as input 0 and nowhere else; -1 when there is not exactly
+ * one such use. */
+static int sole_reader(const cfx_graph *g, int id) {
+    int who = -1;
+    for (int i = 0; i < g->nnodes; i++) {
+        const cfx_node *n = &g->nodes[i];
+        for (int k = 0; k < n->nin; k++) {
+            if (n->in[k] != id) continue;
+            if (who >= 0 || k != 0) return -1;
+            who = i;
+        }
+    }
+    return who;
+}
+
+/* A value the caller may look at keeps NCHW: outputs, inputs, params, anything whose gradient
+ * was asked for, and aliases. */
+static bool private_value(const cfx_graph *g, int id) {
+    const cfx_value *v = &g->values[id];
+    return v->kind == CFX_VALUE_NODE && !v->is_output && !v->user_grad && v->alias_of < 0;
+}
+
+/* Finds the chains A -> U -> B of cfx_op_def.blocked_ok and marks them; clears every other
+ * mark (a replan starts over). */
+static void plan_blocked_chains(cfx_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) g->nodes[i].blocked_in0 = g->nodes[i].blocked_out = false;
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx_node *a = &g->nodes[i];
+        if (!a->op->blocked_ok || a->alias || !private_value(g, a->out)) continue;
+        int ui = sole_reader(g, a->out);
+        if (ui < 0) continue;
+        cfx_node *u = &g->nodes[ui];
+        if (!u->op->any_layout || u->alias || u->nin != 1 || !private_value(g, u->out)) continue;
+        int bi = sole_reader(g, u->out);
+        if (bi < 0) continue;
+        cfx_node *b = &g->nodes[bi];
+        if (!b->op->blocked_ok || b->alias) continue;
+        cfx_op_args aa, ba;
+        node_args(g, a, &aa, true);
+        node_args(g, b, &ba, true);
+        if (!a->op->blocked_ok(&aa, false, true) || !b->op->blocked_ok(&ba, true, false)) continue;
+        a->blocked_out = true;
+        b->blocked_in0 = true;
+    }
+}
+
 static cfx_status plan(cfx_graph *g) {
     release_prims(g);
     size_t work = 0;
@@ -391,6 +440,7 @@ static cfx_status plan(cfx_graph *g) {
     size_t wfloats = (work + sizeof(float) - 1) / sizeof(float);
     if (wfloats && ensure_floats((float **)&g->work, &g->work_cap, wfloats) != CFX_OK)
         return CFX_ENOMEM;
+    plan_blocked_chains(g);
     for (int i = 0; i < g->nnodes; i++) {
         cfx_node *n = &g->nodes[i];
         if (!n->op->prepare) continue;

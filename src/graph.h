@@ -27,11 +27,14 @@ typedef struct cfx_op_args {
     cfx_tensor *out;   /* shape valid in prepare, forward, backward */
     const float *dout; /* backward only: gradient of the output */
     const void *attr;
-    void *state;       /* state_bytes, kept from forward to backward */
-    void *work;        /* work_bytes, scratch shared by all nodes */
-    void *prim;        /* what prepare made (oneDNN primitives, ...) */
+    void *state; /* state_bytes, kept from forward to backward */
+    void *work;  /* work_bytes, scratch shared by all nodes */
+    void *prim;  /* what prepare made (oneDNN primitives, ...) */
     bool training;
     cfx_rng *rng;
+    /* prepare only: the op's input 0 / its output is held in the engine's blocked layout (see
+     * cfx_op_def.blocked_ok), not NCHW. */
+    bool blocked_in0, blocked_out;
 } cfx_op_args;
 
 /* What infer fills. */
@@ -44,8 +47,8 @@ typedef struct cfx_op_shape {
 } cfx_op_shape;
 
 typedef struct cfx_op_def {
-    const char *name;  /* ONNX op type: "Conv", "Relu", ... */
-    size_t attr_size;  /* bytes of the attribute struct, copied into the node */
+    const char *name; /* ONNX op type: "Conv", "Relu", ... */
+    size_t attr_size; /* bytes of the attribute struct, copied into the node */
     /* Checks shapes and attributes (in[] shapes are valid, data not yet); sets s. */
     cfx_status (*infer)(const cfx_op_args *a, cfx_op_shape *s);
     /* Optional: builds per-shape objects once buffers exist; *prim is released by release. */
@@ -55,6 +58,16 @@ typedef struct cfx_op_def {
     /* NULL when the op has no gradient (argmax): its inputs receive none. */
     void (*backward)(const cfx_op_args *a);
     bool assigns_grads; /* backward honours cfx_op_args.din_fresh */
+    /* Elementwise with one input: gives the same result on any order of the elements, so its
+     * input and output may be held in a blocked layout. */
+    bool any_layout;
+    /* Optional: whether, for these shapes, the op can take input 0 (in0) and/or make its output
+     * (out) in the engine's blocked layout: oneDNN's nChw16c. Asked at plan time for the chain
+     * A -> U -> B (U any_layout, each value used once, none an output or asked for a
+     * gradient): when A can make its output blocked and B take its input blocked, the value
+     * between them never goes back to NCHW. At batch 64 those layout conversions were about 7%
+     * of a training step of the reference classifier. */
+    bool (*blocked_ok)(const cfx_op_args *a, bool in0, bool out);
 } cfx_op_def;
 
 typedef struct cfx_value {
@@ -62,13 +75,13 @@ typedef struct cfx_value {
     cfx_value_kind kind;
     cfx_tensor t;
     float *grad;
-    float *own;        /* storage this value owns (NULL for params and aliases) */
+    float *own; /* storage this value owns (NULL for params and aliases) */
     float *own_grad;
     size_t cap, grad_cap; /* capacity of own/own_grad in floats */
-    int producer;      /* node index, or -1 */
-    int alias_of;      /* value whose storage this one views, or -1 */
-    bool user_grad;    /* requires_grad asked by the caller */
-    bool needs_grad;   /* planned: a gradient flows here */
+    int producer;         /* node index, or -1 */
+    int alias_of;         /* value whose storage this one views, or -1 */
+    bool user_grad;       /* requires_grad asked by the caller */
+    bool needs_grad;      /* planned: a gradient flows here */
     bool is_output;
     size_t param_offset;
 } cfx_value;
@@ -83,8 +96,9 @@ struct cfx_node {
     size_t state_bytes, state_cap;
     void *prim;
     bool alias;
-    bool fresh[CFX_OP_MAX_IN]; /* backward: din_fresh of this pass */
-    double prof_fwd, prof_bwd; /* CFX_PROFILE: seconds spent in forward and backward */
+    bool fresh[CFX_OP_MAX_IN];     /* backward: din_fresh of this pass */
+    bool blocked_in0, blocked_out; /* planned: see cfx_op_args */
+    double prof_fwd, prof_bwd;     /* CFX_PROFILE: seconds spent in forward and backward */
     long prof_nfwd, prof_nbwd;
 };
 
@@ -107,8 +121,8 @@ struct cfx_graph {
     bool compiled, dirty, training, param_grads_on, broken;
     char error[512];
     cfx_rng rng;
-    uint8_t *mark; /* backward: per value, MARK_* flags */
-    bool profile; /* CFX_PROFILE is set: time each op, print a table when the graph is freed */
+    uint8_t *mark;    /* backward: per value, MARK_* flags */
+    bool profile;     /* CFX_PROFILE is set: time each op, print a table when the graph is freed */
     double prof_wall; /* CFX_PROFILE: seconds in cfx_graph_forward and cfx_graph_backward */
 };
 

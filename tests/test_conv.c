@@ -415,3 +415,102 @@ CFX_TEST(conv, backward_twice) {
     free(dx);
     cfx_graph_free(cg.g);
 }
+
+/* Between two convolutions on oneDNN (Conv -> Relu -> Conv, batch large enough for oneDNN) the
+ * engine keeps the activations in oneDNN's blocked layout. Outputs, input gradient and every
+ * parameter gradient must equal the all-NCHW reference path's, and marking the middle value as
+ * an output must bring it back to NCHW (and still give the same numbers). */
+CFX_TEST(conv, blocked_chain_matches_reference) {
+    cfx_graph *gs[3];
+    int xs[3], ys[3], mids[3];
+    for (int v = 0; v < 3; v++) {
+        cfx__conv_force_path(v == 0 ? CONV_PATH_REF : CONV_PATH_AUTO);
+        cfx_graph *g = gs[v] = cfx_graph_new();
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){8, 16, 12, 12});
+        int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 16, 3, 3}),
+                              cfx_graph_param(g, "b1", 1, (int64_t[]){32}),
+                              &(cfx_conv2d_attr){.pad = {1, 1, 1, 1}});
+        int r = mids[v] = cfx_op_relu(g, h);
+        h = cfx_op_conv2d(g, r, cfx_graph_param(g, "w2", 4, (int64_t[]){16, 32, 3, 3}),
+                          cfx_graph_param(g, "b2", 1, (int64_t[]){16}),
+                          &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {1, 1, 1, 1}});
+        ys[v] = cfx_op_tanh(g, h);
+        cfx_graph_requires_grad(g, x, 1);
+        if (v == 2) CHECK_OK(cfx_graph_set_output(g, r, "middle"));
+        CHECK_OK(cfx_graph_compile(g));
+        cfx_rng rng;
+        cfx_rng_init(&rng, 21);
+        cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &rng, -1, 1);
+        size_t np;
+        float *p = cfx_graph_params(g, &np);
+        for (size_t i = 0; i < np; i++) p[i] = 0.1f * (float)cfx_rng_normal(&rng);
+        CHECK_OK(cfx_graph_forward(g));
+        int64_t n = cfx_graph_tensor(g, ys[v])->numel;
+        float *dy = random_seed(n, 22);
+        CHECK_OK(cfx_graph_backward(g, ys[v], dy));
+        free(dy);
+    }
+    cfx__conv_force_path(CONV_PATH_AUTO);
+    /* The chain was planned where oneDNN blocks by 16, and not with the middle an output. */
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    CHECK_INT_EQ(gs[1]->nodes[0].blocked_out, avx512);
+    CHECK_INT_EQ(gs[1]->nodes[2].blocked_in0, avx512);
+    CHECK_INT_EQ(gs[2]->nodes[0].blocked_out, 0);
+    for (int v = 1; v < 3; v++) {
+        size_t n = (size_t)cfx_graph_tensor(gs[0], ys[0])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_tensor(gs[v], ys[v])->data,
+                              cfx_graph_tensor(gs[0], ys[0])->data, n, 1e-4, 1e-5))
+            printf("  (output, graph %d)\n", v);
+        n = (size_t)cfx_graph_tensor(gs[0], xs[0])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_grad(gs[v], xs[v]), cfx_graph_grad(gs[0], xs[0]), n, 1e-4,
+                              1e-5))
+            printf("  (input gradient, graph %d)\n", v);
+        size_t np;
+        cfx_graph_params(gs[0], &np);
+        if (!CHECK_ARRAY_NEAR(cfx_graph_param_grads(gs[v], NULL),
+                              cfx_graph_param_grads(gs[0], NULL), np, 1e-4, 1e-5))
+            printf("  (parameter gradients, graph %d)\n", v);
+    }
+    size_t nm = (size_t)cfx_graph_tensor(gs[0], mids[0])->numel;
+    CHECK_ARRAY_NEAR(cfx_graph_tensor(gs[2], mids[2])->data, cfx_graph_tensor(gs[0], mids[0])->data,
+                     nm, 1e-4, 1e-5);
+    /* Marked after compile: the next run replans and the middle reads as NCHW too. */
+    CHECK_OK(cfx_graph_set_output(gs[1], mids[1], "middle"));
+    CHECK_OK(cfx_graph_forward(gs[1]));
+    CHECK_INT_EQ(gs[1]->nodes[0].blocked_out, 0);
+    CHECK_ARRAY_NEAR(cfx_graph_tensor(gs[1], mids[1])->data, cfx_graph_tensor(gs[0], mids[0])->data,
+                     nm, 1e-4, 1e-5);
+    for (int v = 0; v < 3; v++) cfx_graph_free(gs[v]);
+}
+
+/* Two convolutions sharing their input, weights and bias: the first backward to reach each
+ * gradient stores it (oneDNN: a reorder without the sum, or the primitive writing in place when
+ * the layouts agree), the second adds (a sum reorder). On every path, against central
+ * differences. */
+CFX_TEST(conv, shared_input_and_weights_accumulate_on_every_path) {
+    static const conv_path paths[] = {CONV_PATH_DNNL, CONV_PATH_DNNL_PLAIN_DX, CONV_PATH_DIRECT,
+                                      CONV_PATH_REF};
+    for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
+        cfx__conv_force_path(paths[p]);
+        cfx_graph *g = cfx_graph_new();
+        int x = cfx_graph_input(g, "x", 4, (int64_t[]){2, 3, 6, 5});
+        int w = cfx_graph_param(g, "w", 4, (int64_t[]){4, 3, 3, 3});
+        int b = cfx_graph_param(g, "b", 1, (int64_t[]){4});
+        int y1 = cfx_op_conv2d(g, x, w, b, &(cfx_conv2d_attr){.pad = {1, 1, 1, 1}});
+        int y2 = cfx_op_conv2d(g, cfx_op_tanh(g, x), w, b, &(cfx_conv2d_attr){.pad = {1, 1, 1, 1}});
+        int y = cfx_op_mul(g, y1, y2);
+        cfx_graph_requires_grad(g, x, 1);
+        CHECK_OK(cfx_graph_compile(g));
+        cfx_rng r;
+        cfx_rng_init(&r, 31);
+        cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &r, -1, 1);
+        size_t np;
+        float *pp = cfx_graph_params(g, &np);
+        for (size_t i = 0; i < np; i++) pp[i] = 0.3f * (float)cfx_rng_normal(&r);
+        for (int pass = 0; pass < 2; pass++)
+            if (CHECK_GRADS(g, y, &(gradcheck_opts){.seed = 3}))
+                printf("  (path %d)\n", (int)paths[p]);
+        cfx_graph_free(g);
+    }
+    cfx__conv_force_path(CONV_PATH_AUTO);
+}
