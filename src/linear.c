@@ -133,35 +133,14 @@ static cfx_status linear_infer(const cfx_op_args *a, cfx_op_shape *s) {
     s->ndim = 2;
     s->shape[0] = x->shape[0];
     s->shape[1] = w->shape[0];
-    s->work_bytes = (size_t)(x->shape[0] * w->shape[0]) * sizeof(float); /* y^T, see forward */
     return CFX_OK;
 }
 
 // x (N,in), w (out,in), b (out) -> y (N,out) = x w^T + b
-/* y (n,out) = t^T + b, t (out,n): in 16 x 16 tiles, so both sides are read in whole lines. */
-static void transpose_bias(const float *restrict t, const float *b, float *restrict y, int64_t n,
-                           int64_t out) {
-    for (int64_t j0 = 0; j0 < out; j0 += 16)
-        for (int64_t i0 = 0; i0 < n; i0 += 16) {
-            int64_t j1 = CFX_MIN(j0 + 16, out), i1 = CFX_MIN(i0 + 16, n);
-            for (int64_t i = i0; i < i1; i++)
-                for (int64_t j = j0; j < j1; j++) y[i * out + j] = t[j * n + i] + (b ? b[j] : 0);
-        }
-}
-
 static void linear_forward(const cfx_op_args *a) {
     const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->in[2];
     int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
     float *Y = a->out->data;
-    /* On several threads oneDNN splits x w^T (B transposed, few rows) poorly: 64x512x1024 took
-     * 743 us at 2 threads against 582 at 1. The same product as y^T = w x^T (many rows) took
-     * 336 us, transposed back included. On one thread the two are even. */
-    if (n >= 16 && out >= 64 && cfx_get_threads() > 1) {
-        float *t = a->work;
-        cfx_blas_sgemm(0, 1, out, n, in, 1.0f, w->data, in, x->data, in, 0.0f, t, n);
-        transpose_bias(t, b ? b->data : NULL, Y, n, out);
-        return;
-    }
     if (b)
         for (int64_t i = 0; i < n; i++) memcpy(Y + i * out, b->data, (size_t)out * sizeof(float));
     cfx_blas_sgemm(0, 1, n, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out);

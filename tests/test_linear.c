@@ -184,15 +184,20 @@ CFX_TEST(linear, shape_errors) {
  * on the plain loops, a batch-1 row against big weights, ordinary ones on oneDNN), every
  * transpose, odd leading dimensions, and alpha / beta including beta 0 over a NaN-filled C. */
 CFX_TEST(linear, sgemm_paths_match_reference) {
-    static const int64_t shapes[][3] = {{64, 9, 256}, {64, 256, 9}, {9, 256, 64}, {1, 512, 1024},
-                                        {3, 100, 37}, {1, 1, 1},    {5, 17, 33},  {40, 50, 60}};
+    static const int64_t shapes[][3] = {{64, 9, 256},   {64, 256, 9}, {9, 256, 64},
+                                        {1, 512, 1024}, {3, 100, 37}, {1, 1, 1},
+                                        {5, 17, 33},    {40, 50, 60}, {48, 200, 300}};
+    enum { NS = sizeof shapes / sizeof shapes[0] };
     cfx_rng r;
     cfx_rng_init(&r, 11);
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    /* One pass more: the last shape on 2 threads, the column split of src/blas.c. */
+    for (size_t s = 0; s <= NS; s++)
         for (int t = 0; t < 4; t++)
             for (int ab = 0; ab < 3; ab++) {
                 int ta = t & 1, tb = t >> 1;
-                int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                size_t si = s < NS ? s : NS - 1;
+                cfx_set_threads(s < NS ? 1 : 2);
+                int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
                 int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
                 float alpha = ab == 2 ? 2.0f : 1.0f,
                       beta = ab == 0 ? 0.0f : (ab == 1 ? 1.0f : 0.5f);
@@ -213,18 +218,19 @@ CFX_TEST(linear, sgemm_paths_match_reference) {
                     printf("  (m %lld n %lld k %lld, trans %d%d, alpha %g beta %g)\n", (long long)m,
                            (long long)n, (long long)k, ta, tb, (double)alpha, (double)beta);
                 free(a), free(b), free(c), free(want);
+                cfx_set_threads(1);
             }
 }
 
-/* On more than one thread Linear's forward computes y^T = w x^T and transposes it back (with the
- * bias); it must give what the one-thread path gives, for sizes that are not multiples of the
- * 16 x 16 transpose tiles, with and without a bias. */
+/* On more than one thread a GEMM with B transposed (Linear's forward) is split by hand into one
+ * column block per thread (src/blas.c); it must give what one thread gives, for a width that
+ * does not split evenly into 16-column blocks, with a bias (beta 1) and without (beta 0). */
 CFX_TEST(linear, forward_on_two_threads_matches_one) {
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         cfx_graph *g = cfx_graph_new();
-        int x = cfx_graph_input(g, "x", 2, (int64_t[]){37, 45});
-        int w = cfx_graph_param(g, "w", 2, (int64_t[]){70, 45});
-        int b = with_bias ? cfx_graph_param(g, "b", 1, (int64_t[]){70}) : -1;
+        int x = cfx_graph_input(g, "x", 2, (int64_t[]){37, 300});
+        int w = cfx_graph_param(g, "w", 2, (int64_t[]){200, 300});
+        int b = with_bias ? cfx_graph_param(g, "b", 1, (int64_t[]){200}) : -1;
         int y = cfx_op_linear(g, x, w, b);
         CHECK_OK(cfx_graph_compile(g));
         cfx_rng r;
