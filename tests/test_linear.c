@@ -184,9 +184,9 @@ CFX_TEST(linear, shape_errors) {
  * on the plain loops, a batch-1 row against big weights, ordinary ones on oneDNN), every
  * transpose, odd leading dimensions, and alpha / beta including beta 0 over a NaN-filled C. */
 CFX_TEST(linear, sgemm_paths_match_reference) {
-    static const int64_t shapes[][3] = {{64, 9, 256},   {64, 256, 9}, {9, 256, 64},
-                                        {1, 512, 1024}, {3, 100, 37}, {1, 1, 1},
-                                        {5, 17, 33},    {40, 50, 60}, {48, 200, 300}};
+    static const int64_t shapes[][3] = {{64, 9, 256},  {64, 256, 9},  {9, 256, 64}, {1, 512, 1024},
+                                        {3, 100, 37},  {1, 1, 1},     {5, 17, 33},  {40, 50, 60},
+                                        {300, 9, 300}, {48, 200, 300}};
     enum { NS = sizeof shapes / sizeof shapes[0] };
     cfx_rng r;
     cfx_rng_init(&r, 11);
