@@ -82,3 +82,12 @@ int gradcheck_at(const char *file, int line, cfx_graph *g, int out, const gradch
     }
     return failures;
 }
+
+void gradcheck_fill(cfx_graph *g, int x, uint64_t seed, float param_scale) {
+    cfx_rng r;
+    cfx_rng_init(&r, seed);
+    cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &r, -1, 1);
+    size_t np;
+    float *p = cfx_graph_params(g, &np);
+    for (size_t i = 0; i < np; i++) p[i] = param_scale * (float)cfx_rng_normal(&r);
+}

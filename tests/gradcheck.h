@@ -16,6 +16,10 @@ typedef struct gradcheck_opts {
  * every parameter, W random. Reseeds the graph before each forward so dropout repeats. Reports
  * each failing tensor with its worst element; returns the number of failing tensors. */
 int gradcheck_at(const char *file, int line, cfx_graph *g, int out, const gradcheck_opts *o);
+
+/* Fills a compiled graph's input x uniform in [-1, 1] and every parameter normal with standard
+ * deviation param_scale, from seed. */
+void gradcheck_fill(cfx_graph *g, int x, uint64_t seed, float param_scale);
 #define CHECK_GRADS(g, out, opts) gradcheck_at(__FILE__, __LINE__, (g), (out), (opts))
 
 #endif

@@ -438,12 +438,7 @@ CFX_TEST(conv, blocked_chain_matches_reference) {
         cfx_graph_requires_grad(g, x, 1);
         if (v == 2) CHECK_OK(cfx_graph_set_output(g, r, "middle"));
         CHECK_OK(cfx_graph_compile(g));
-        cfx_rng rng;
-        cfx_rng_init(&rng, 21);
-        cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &rng, -1, 1);
-        size_t np;
-        float *p = cfx_graph_params(g, &np);
-        for (size_t i = 0; i < np; i++) p[i] = 0.1f * (float)cfx_rng_normal(&rng);
+        gradcheck_fill(g, x, 21, 0.1f);
         CHECK_OK(cfx_graph_forward(g));
         int64_t n = cfx_graph_tensor(g, ys[v])->numel;
         float *dy = random_seed(n, 22);
@@ -501,12 +496,7 @@ CFX_TEST(conv, shared_input_and_weights_accumulate_on_every_path) {
         int y = cfx_op_mul(g, y1, y2);
         cfx_graph_requires_grad(g, x, 1);
         CHECK_OK(cfx_graph_compile(g));
-        cfx_rng r;
-        cfx_rng_init(&r, 31);
-        cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &r, -1, 1);
-        size_t np;
-        float *pp = cfx_graph_params(g, &np);
-        for (size_t i = 0; i < np; i++) pp[i] = 0.3f * (float)cfx_rng_normal(&r);
+        gradcheck_fill(g, x, 31, 0.3f);
         for (int pass = 0; pass < 2; pass++)
             if (CHECK_GRADS(g, y, &(gradcheck_opts){.seed = 3}))
                 printf("  (path %d)\n", (int)paths[p]);

@@ -156,12 +156,7 @@ CFX_TEST(graph, first_writer_stores_and_the_rest_accumulate) {
     int all = cfx_op_concat(g, (int[]){cfx_op_add(g, y1, sq), m, xm, cc}, 4, 1);
     cfx_graph_requires_grad(g, x, 1);
     CHECK_OK(cfx_graph_compile(g));
-    cfx_rng rng;
-    cfx_rng_init(&rng, 3);
-    cfx_tensor_fill_uniform(cfx_graph_tensor(g, x), &rng, -1, 1);
-    size_t np;
-    float *p = cfx_graph_params(g, &np);
-    for (size_t i = 0; i < np; i++) p[i] = 0.3f * (float)cfx_rng_normal(&rng);
+    gradcheck_fill(g, x, 3, 0.3f);
     for (int pass = 0; pass < 2; pass++) CHECK_INT_EQ(CHECK_GRADS(g, all, NULL), 0);
     cfx_graph_free(g);
 }
