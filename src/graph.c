@@ -326,7 +326,6 @@ char *cfx__shape_fmt(const cfx_tensor *t, char *buf, size_t size) {
     return buf;
 }
 
-/* Re-infers shapes, decides gradient flow, and sizes every buffer. */
 /* The one node that reads value id, as input 0 and nowhere else; -1 when there is not exactly
  * one such use. */
 static int sole_reader(const cfx_graph *g, int id) {
@@ -373,6 +372,7 @@ static void plan_blocked_chains(cfx_graph *g) {
     }
 }
 
+/* Re-infers shapes, decides gradient flow, and sizes every buffer. */
 static cfx_status plan(cfx_graph *g) {
     release_prims(g);
     size_t work = 0;
@@ -536,6 +536,19 @@ cfx_status cfx_graph_replan(cfx_graph *g) {
     return ensure_planned(g, "replan");
 }
 
+/* Runs one op's forward or backward; with CFX_PROFILE, adds its time to *t and counts it. */
+static void run_op(const cfx_graph *g, void (*fn)(const cfx_op_args *), const cfx_op_args *a,
+                   double *t, long *count) {
+    if (!g->profile) {
+        fn(a);
+        return;
+    }
+    double t0 = cfx_now();
+    fn(a);
+    *t += cfx_now() - t0;
+    (*count)++;
+}
+
 cfx_status cfx_graph_forward(cfx_graph *g) {
     CFX_TRY(ensure_planned(g, "forward"));
     double t0 = g->profile ? cfx_now() : 0;
@@ -544,14 +557,7 @@ cfx_status cfx_graph_forward(cfx_graph *g) {
         if (n->alias) continue;
         cfx_op_args a;
         node_args(g, n, &a, false);
-        if (g->profile) {
-            double t1 = cfx_now();
-            n->op->forward(&a);
-            n->prof_fwd += cfx_now() - t1;
-            n->prof_nfwd++;
-        } else {
-            n->op->forward(&a);
-        }
+        run_op(g, n->op->forward, &a, &n->prof_fwd, &n->prof_nfwd);
     }
     if (g->profile) g->prof_wall += cfx_now() - t0;
     return CFX_OK;
@@ -561,6 +567,12 @@ cfx_status cfx_graph_forward(cfx_graph *g) {
 static int storage_root(const cfx_graph *g, int id) {
     while (g->values[id].alias_of >= 0) id = g->values[id].alias_of;
     return id;
+}
+
+/* Whether node n runs in the backward pass whose reachable values are marked MARK_REACH. */
+static bool runs_backward(const cfx_graph *g, const cfx_node *n) {
+    return (g->mark[n->out] & MARK_REACH) && g->values[n->out].needs_grad && !n->alias &&
+           n->op->backward;
 }
 
 /* Decides, for this backward pass, who writes each gradient buffer first. Walks the nodes in
@@ -576,8 +588,7 @@ static void claim_grads(cfx_graph *g, const cfx_value *o) {
     for (int i = o->producer; i >= 0; i--) {
         cfx_node *n = &g->nodes[i];
         memset(n->fresh, 0, sizeof n->fresh);
-        if (!(mark[n->out] & MARK_REACH) || !g->values[n->out].needs_grad) continue;
-        if (n->alias || !n->op->backward) continue;
+        if (!runs_backward(g, n)) continue;
         int roots[CFX_OP_MAX_IN];
         for (int k = 0; k < n->nin; k++) roots[k] = n->in[k] >= 0 ? storage_root(g, n->in[k]) : -1;
         for (int k = 0; k < n->nin; k++) {
@@ -631,20 +642,12 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
         for (int64_t i = 0; i < o->t.numel; i++) o->grad[i] = 1.0f;
     for (int i = o->producer; i >= 0; i--) {
         cfx_node *n = &g->nodes[i];
-        if (!g->mark[n->out] || !g->values[n->out].needs_grad) continue;
-        if (n->alias || !n->op->backward) continue;
+        if (!runs_backward(g, n)) continue;
         cfx_op_args a;
         node_args(g, n, &a, true);
         memcpy(a.din_fresh, n->fresh, sizeof a.din_fresh);
         a.dout = g->values[n->out].grad;
-        if (g->profile) {
-            double t1 = cfx_now();
-            n->op->backward(&a);
-            n->prof_bwd += cfx_now() - t1;
-            n->prof_nbwd++;
-        } else {
-            n->op->backward(&a);
-        }
+        run_op(g, n->op->backward, &a, &n->prof_bwd, &n->prof_nbwd);
     }
     if (g->profile) g->prof_wall += cfx_now() - t0;
     return CFX_OK;
