@@ -409,7 +409,7 @@ static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transpo
 }
 
 /* cfx_op_def.blocked_ok: a plain (ungrouped, undilated) convolution the dispatch sends to
- * oneDNN, on a CPU whose oneDNN kernels use 16-channel blocks (AVX-512), with the blocked side's
+ * oneDNN, where oneDNN's kernels use 16-channel blocks (AVX-512), with the blocked side's
  * channels a multiple of 16 (so the blocked tensor has the NCHW one's size). An input taken
  * blocked also needs oneDNN's blocked data gradient, not its plain one. */
 static bool conv_blocked_ok(const cfx_op_args *a, bool in0, bool out) {
@@ -420,11 +420,7 @@ static bool conv_blocked_ok(const cfx_op_args *a, bool in0, bool out) {
     if (in0 && (path != CONV_PATH_DNNL || g.Ci % 16)) return false;
     if (out && ((path != CONV_PATH_DNNL && path != CONV_PATH_DNNL_PLAIN_DX) || g.Co % 16))
         return false;
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return false;
-#endif
+    return cfx__conv_dnnl_blocks16();
 }
 
 static cfx_status conv_prepare(const cfx_op_args *a, void **prim) {

@@ -58,6 +58,9 @@ long long cfx__conv_direct_runs(void);
  * backward ones ADD into dx, dw, db, or store where their fresh flag is set (din_fresh). */
 typedef struct cfx__conv_dnnl cfx__conv_dnnl;
 bool cfx__conv_dnnl_available(void);
+/* True when oneDNN runs its AVX-512 kernels here, whose blocked layout is nChw16c (the layout
+ * the engine keeps between convolutions, cfx_op_def.blocked_ok). */
+bool cfx__conv_dnnl_blocks16(void);
 /* blocked_x / blocked_y: the op's x / y (and their gradients) are held in nChw16c, the layout
  * the engine plans between two convolutions (cfx_op_def.blocked_ok), instead of NCHW. */
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,

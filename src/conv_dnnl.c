@@ -34,6 +34,12 @@ bool cfx__conv_dnnl_available(void) {
     return engine != NULL;
 }
 
+bool cfx__conv_dnnl_blocks16(void) {
+    if (!cfx__conv_dnnl_available()) return false;
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
 enum { ARG_IN, ARG_OUT, ARG_ACC }; /* read, overwritten, accumulated into */
 
 /* One argument of a primitive: the caller's plain buffer and what the primitive uses. */
