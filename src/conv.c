@@ -49,19 +49,31 @@ static cfx_status check_attr(const cfx_conv2d_attr *at, bool transposed) {
     return CFX_OK;
 }
 
+/* What Conv and ConvTranspose check alike: both inputs there, the attributes, 4-D shapes; then
+ * the strides, padding, dilation and groups with their defaults, into g. */
+static cfx_status common_geometry(const cfx_op_args *a, bool transposed, conv_geom *g) {
+    const cfx_tensor *x = a->in[0], *w = a->in[1];
+    const cfx_conv2d_attr *at = a->attr;
+    char xs[96], ws[96];
+    if (!x || !w) return cfx_set_error(CFX_EINVAL, "needs an input and a weight");
+    CFX_TRY(check_attr(at, transposed));
+    if (x->ndim != 4 || w->ndim != 4)
+        return cfx_set_error(CFX_ESHAPE, "input %s and weight %s must both be 4-D (N,C,H,W), %s",
+                             cfx__shape_fmt(x, xs, sizeof xs), cfx__shape_fmt(w, ws, sizeof ws),
+                             transposed ? "(C,K/groups,R,S)" : "(K,C/groups,R,S)");
+    int st[2], pd[4], dl[2], G;
+    normalize(at, st, pd, dl, &G);
+    g->sh = st[0], g->sw = st[1], g->pt = pd[0], g->pl = pd[1], g->pb = pd[2], g->pr = pd[3];
+    g->dh = dl[0], g->dw = dl[1], g->G = G;
+    return CFX_OK;
+}
+
 /* Conv: x (N,C,H,W), w (K,C/G,R,S) -> y (N,K,P,Q). */
 static cfx_status conv_geometry(const cfx_op_args *a, conv_geom *g) {
     const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
-    const cfx_conv2d_attr *at = a->attr;
     char xs[96], ws[96], bs[96];
-    if (!x || !w) return cfx_set_error(CFX_EINVAL, "needs an input and a weight");
-    CFX_TRY(check_attr(at, false));
-    if (x->ndim != 4 || w->ndim != 4)
-        return cfx_set_error(CFX_ESHAPE,
-                             "input %s and weight %s must both be 4-D (N,C,H,W), (K,C/groups,R,S)",
-                             cfx__shape_fmt(x, xs, sizeof xs), cfx__shape_fmt(w, ws, sizeof ws));
-    int st[2], pd[4], dl[2], G;
-    normalize(at, st, pd, dl, &G);
+    CFX_TRY(common_geometry(a, false, g));
+    int G = g->G;
     g->N = x->shape[0], g->Ci = x->shape[1], g->Hi = x->shape[2], g->Wi = x->shape[3];
     g->Co = w->shape[0], g->R = w->shape[2], g->S = w->shape[3];
     if (g->Ci % G || g->Co % G)
@@ -79,8 +91,6 @@ static cfx_status conv_geometry(const cfx_op_args *a, conv_geom *g) {
         return cfx_set_error(CFX_ESHAPE, "bias %s must be (%lld) for weight %s",
                              cfx__shape_fmt(b, bs, sizeof bs), (long long)g->Co,
                              cfx__shape_fmt(w, ws, sizeof ws));
-    g->sh = st[0], g->sw = st[1], g->pt = pd[0], g->pl = pd[1], g->pb = pd[2], g->pr = pd[3];
-    g->dh = dl[0], g->dw = dl[1], g->G = G;
     int64_t eh = (g->R - 1) * g->dh + 1, ew = (g->S - 1) * g->dw + 1;
     int64_t ph = g->Hi + g->pt + g->pb, pw = g->Wi + g->pl + g->pr;
     if (eh > ph || ew > pw)
@@ -95,18 +105,13 @@ static cfx_status conv_geometry(const cfx_op_args *a, conv_geom *g) {
 }
 
 /* ConvTranspose: x (N,C,H,W), w (C,K/G,R,S) -> y (N,K,P,Q), seen as the conv y -> x. */
-static cfx_status convt_geometry(const cfx_op_args *a, conv_geom *g, int64_t *K) {
+static cfx_status convt_geometry(const cfx_op_args *a, conv_geom *g) {
     const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
     const cfx_conv2d_attr *at = a->attr;
     char xs[96], ws[96], bs[96];
-    if (!x || !w) return cfx_set_error(CFX_EINVAL, "needs an input and a weight");
-    CFX_TRY(check_attr(at, true));
-    if (x->ndim != 4 || w->ndim != 4)
-        return cfx_set_error(CFX_ESHAPE,
-                             "input %s and weight %s must both be 4-D (N,C,H,W), (C,K/groups,R,S)",
-                             cfx__shape_fmt(x, xs, sizeof xs), cfx__shape_fmt(w, ws, sizeof ws));
-    int st[2], pd[4], dl[2], G;
-    normalize(at, st, pd, dl, &G);
+    CFX_TRY(common_geometry(a, true, g));
+    int G = g->G, st[2] = {g->sh, g->sw}, dl[2] = {g->dh, g->dw};
+    int pd[4] = {g->pt, g->pl, g->pb, g->pr};
     int64_t C = x->shape[1];
     if (w->shape[0] != C)
         return cfx_set_error(CFX_ESHAPE,
@@ -117,10 +122,10 @@ static cfx_status convt_geometry(const cfx_op_args *a, conv_geom *g, int64_t *K)
     if (C % G)
         return cfx_set_error(CFX_EINVAL, "groups %d must divide input channels %lld", G,
                              (long long)C);
-    *K = w->shape[1] * G;
-    if (b && (b->ndim != 1 || b->shape[0] != *K))
+    int64_t K = w->shape[1] * G;
+    if (b && (b->ndim != 1 || b->shape[0] != K))
         return cfx_set_error(CFX_ESHAPE, "bias %s must be (%lld) for weight %s with groups %d",
-                             cfx__shape_fmt(b, bs, sizeof bs), (long long)*K,
+                             cfx__shape_fmt(b, bs, sizeof bs), (long long)K,
                              cfx__shape_fmt(w, ws, sizeof ws), G);
     for (int i = 0; i < 2; i++)
         if (at->output_padding[i] >= CFX_MAX(st[i], dl[i]))
@@ -138,10 +143,8 @@ static cfx_status convt_geometry(const cfx_op_args *a, conv_geom *g, int64_t *K)
                              cfx__shape_fmt(w, ws, sizeof ws));
     /* The conv y (N,K,P,Q) -> x (N,C,H,W) with weight (C, K/G, R, S). Ho, Wo are set explicitly:
      * with output_padding >= stride the last rows of y feed no x. */
-    g->N = x->shape[0], g->Ci = *K, g->Hi = P, g->Wi = Q;
+    g->N = x->shape[0], g->Ci = K, g->Hi = P, g->Wi = Q;
     g->Co = C, g->Ho = x->shape[2], g->Wo = x->shape[3], g->R = R, g->S = S;
-    g->sh = st[0], g->sw = st[1], g->pt = pd[0], g->pl = pd[1], g->pb = pd[2], g->pr = pd[3];
-    g->dh = dl[0], g->dw = dl[1], g->G = G;
     g->opad_h = at->output_padding[0], g->opad_w = at->output_padding[1];
     return CFX_OK;
 }
@@ -371,10 +374,9 @@ static cfx_status conv_infer(const cfx_op_args *a, cfx_op_shape *s) {
 
 static cfx_status convt_infer(const cfx_op_args *a, cfx_op_shape *s) {
     conv_geom g = {0};
-    int64_t K;
-    CFX_TRY(convt_geometry(a, &g, &K));
+    CFX_TRY(convt_geometry(a, &g));
     s->ndim = 4;
-    s->shape[0] = g.N, s->shape[1] = K, s->shape[2] = g.Hi, s->shape[3] = g.Wi;
+    s->shape[0] = g.N, s->shape[1] = g.Ci, s->shape[2] = g.Hi, s->shape[3] = g.Wi;
     s->work_bytes = col_floats(&g) * sizeof(float);
     return CFX_OK;
 }
@@ -382,8 +384,7 @@ static cfx_status convt_infer(const cfx_op_args *a, cfx_op_shape *s) {
 static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transposed) {
     conv_prim *p = cfx_calloc(1, sizeof *p);
     if (!p) return CFX_ENOMEM;
-    int64_t K;
-    cfx_status st = transposed ? convt_geometry(a, &p->geom, &K) : conv_geometry(a, &p->geom);
+    cfx_status st = transposed ? convt_geometry(a, &p->geom) : conv_geometry(a, &p->geom);
     if (st != CFX_OK) {
         cfx_free(p);
         return st;
@@ -463,19 +464,30 @@ static void zero_fresh(const cfx_op_args *a, int i, size_t n) {
     if (a->din[i] && a->din_fresh[i]) memset(a->din[i], 0, n * sizeof(float));
 }
 
-static void conv_backward(const cfx_op_args *a) {
+/* The weight and bias gradients of Conv and ConvTranspose. Run before the data gradient: the
+ * oneDNN path then reuses its blocked dy for it. */
+static void weight_grads(const cfx_op_args *a, bool transposed) {
     const conv_prim *p = a->prim;
     const conv_geom *g = &p->geom;
     float *db = a->nin > 2 ? a->din[2] : NULL;
-    /* Weights first: the oneDNN path then reuses its blocked dy for the data gradient. */
-    if ((a->din[1] || db) &&
-        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db,
-                                        a->din_fresh[1], a->nin > 2 && a->din_fresh[2]))) {
-        zero_fresh(a, 1, (size_t)a->in[1]->numel);
-        if (a->nin > 2) zero_fresh(a, 2, (size_t)g->Co);
-        if (a->din[1]) cfx__conv_ref_bwd_w(g, a->in[0]->data, a->dout, a->din[1], a->work);
-        if (db) bias_bwd(a->dout, db, g->N, g->Co, g->Ho * g->Wo);
-    }
+    if (!a->din[1] && !db) return;
+    if (p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db,
+                                      a->din_fresh[1], a->nin > 2 && a->din_fresh[2]))
+        return;
+    /* In conv terms a ConvTranspose's dout is the conv input and its x the conv output. */
+    const float *cin = transposed ? a->dout : a->in[0]->data;
+    const float *cout = transposed ? a->in[0]->data : a->dout;
+    int64_t K = transposed ? g->Ci : g->Co, HW = transposed ? g->Hi * g->Wi : g->Ho * g->Wo;
+    zero_fresh(a, 1, (size_t)a->in[1]->numel);
+    if (a->nin > 2) zero_fresh(a, 2, (size_t)K);
+    if (a->din[1]) cfx__conv_ref_bwd_w(g, cin, cout, a->din[1], a->work);
+    if (db) bias_bwd(a->dout, db, g->N, K, HW);
+}
+
+static void conv_backward(const cfx_op_args *a) {
+    const conv_prim *p = a->prim;
+    const conv_geom *g = &p->geom;
+    weight_grads(a, false);
     if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0],
                                                         a->din_fresh[0]))) {
         zero_fresh(a, 0, (size_t)a->in[0]->numel);
@@ -502,16 +514,7 @@ static void convt_forward(const cfx_op_args *a) {
 static void convt_backward(const cfx_op_args *a) {
     const conv_prim *p = a->prim;
     const conv_geom *g = &p->geom;
-    float *db = a->nin > 2 ? a->din[2] : NULL;
-    /* In conv terms dout is the conv input and x the conv output. */
-    if ((a->din[1] || db) &&
-        !(p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db,
-                                        a->din_fresh[1], a->nin > 2 && a->din_fresh[2]))) {
-        zero_fresh(a, 1, (size_t)a->in[1]->numel);
-        if (a->nin > 2) zero_fresh(a, 2, (size_t)g->Ci);
-        if (a->din[1]) cfx__conv_ref_bwd_w(g, a->dout, a->in[0]->data, a->din[1], a->work);
-        if (db) bias_bwd(a->dout, db, g->N, g->Ci, g->Hi * g->Wi);
-    }
+    weight_grads(a, true);
     if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0],
                                                         a->din_fresh[0])))
         cfx__conv_ref_fwd(g, a->dout, a->in[1]->data, a->din[0], a->din_fresh[0] ? 0.0f : 1.0f,
