@@ -22,6 +22,18 @@ static bool openblas_chosen(void) {
     return use_openblas;
 }
 
+/* x . y in 16 partial sums, added up in order: the sums sgemm_nt_rows makes four at a time. */
+static inline float dot16(const float *restrict x, const float *restrict y, int64_t k) {
+    float acc[16] = {0};
+    int64_t p = 0;
+    for (; p + 16 <= k; p += 16)
+        for (int l = 0; l < 16; l++) acc[l] += x[p + l] * y[p + l];
+    for (int l = 0; p < k; p++, l++) acc[l] += x[p] * y[p];
+    float sum = 0;
+    for (int l = 0; l < 16; l++) sum += acc[l];
+    return sum;
+}
+
 /* C = alpha A B^T + beta C, one row of A at a time: dot products of that row with 4 rows of
  * B at once, each in 16 partial sums. A fixed order of additions, so every clone gives the
  * same bits. Used for thin products (a batch-1 fully connected layer is this with one row). */
@@ -58,15 +70,9 @@ CFX_CLONES static void sgemm_nt_rows(int64_t m, int64_t n, int64_t k, float alph
                 /* beta == 0 overwrites, so NaN in an uninitialised C does not leak through. */
                 crow[j + r] = alpha * sum[r] + (beta == 0 ? 0.0f : beta * crow[j + r]);
         }
+        /* The last columns: the same sums, one row of B at a time. */
         for (; j < n; j++) {
-            const float *restrict y0 = b + j * ldb;
-            float a0[16] = {0};
-            int64_t p = 0;
-            for (; p + 16 <= k; p += 16)
-                for (int l = 0; l < 16; l++) a0[l] += x[p + l] * y0[p + l];
-            for (int l = 0; p < k; p++, l++) a0[l] += x[p] * y0[p];
-            float sum = 0;
-            for (int l = 0; l < 16; l++) sum += a0[l];
+            float sum = dot16(x, b + j * ldb, k);
             crow[j] = alpha * sum + (beta == 0 ? 0.0f : beta * crow[j]);
         }
     }
