@@ -71,8 +71,13 @@ bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const
                         float *y);
 bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx,
                              bool fresh);
-/* Steps the oneDNN path has run in this process (tests check that it is taken). */
+/* Passes the oneDNN path has run in this process (tests check that it is taken). */
 long long cfx__conv_dnnl_runs(void);
+/* Whether ops built afterwards split their batch among threads (on by default; tests compare
+ * both ways). */
+void cfx__conv_dnnl_split(bool on);
+/* Passes run split by batch in this process. */
+long long cfx__conv_dnnl_split_runs(void);
 bool cfx__conv_dnnl_bwd_w(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw, float *db,
                           bool fresh_dw, bool fresh_db);
 

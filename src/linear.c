@@ -41,6 +41,7 @@ static cfx_status gemm_infer(const cfx_op_args *a, cfx_op_shape *s) {
     s->ndim = 2;
     s->shape[0] = m;
     s->shape[1] = n;
+    if (!at->trans_a && at->trans_b) s->work_bytes = cfx__blas_nt_work(m, n, k) * sizeof(float);
     return CFX_OK;
 }
 
@@ -70,8 +71,11 @@ static void gemm_forward(const cfx_op_args *a) {
             for (int64_t j = 0; j < n; j++) Y[i * n + j] = at->beta * C->data[i * sm + j * sn];
         beta = 1.0f;
     }
-    cfx_blas_sgemm(at->trans_a, at->trans_b, m, n, k, at->alpha, A->data, A->shape[1], B->data,
-                   B->shape[1], beta, Y, n);
+    if (!at->trans_a && at->trans_b) /* PyTorch's fully connected layer */
+        cfx__blas_sgemm_nt(m, n, k, at->alpha, A->data, k, B->data, k, beta, Y, n, a->work);
+    else
+        cfx_blas_sgemm(at->trans_a, at->trans_b, m, n, k, at->alpha, A->data, A->shape[1], B->data,
+                       B->shape[1], beta, Y, n);
 }
 
 static void gemm_backward(const cfx_op_args *a) {
@@ -133,6 +137,7 @@ static cfx_status linear_infer(const cfx_op_args *a, cfx_op_shape *s) {
     s->ndim = 2;
     s->shape[0] = x->shape[0];
     s->shape[1] = w->shape[0];
+    s->work_bytes = cfx__blas_nt_work(x->shape[0], w->shape[0], x->shape[1]) * sizeof(float);
     return CFX_OK;
 }
 
@@ -143,7 +148,8 @@ static void linear_forward(const cfx_op_args *a) {
     float *Y = a->out->data;
     if (b)
         for (int64_t i = 0; i < n; i++) memcpy(Y + i * out, b->data, (size_t)out * sizeof(float));
-    cfx_blas_sgemm(0, 1, n, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out);
+    cfx__blas_sgemm_nt(n, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out,
+                       a->work);
 }
 
 static void linear_backward(const cfx_op_args *a) {

@@ -504,3 +504,69 @@ CFX_TEST(conv, shared_input_and_weights_accumulate_on_every_path) {
     }
     cfx__conv_force_path(CONV_PATH_AUTO);
 }
+
+/* Split among threads by batch (src/conv_dnnl.c): on 2 threads, a batch of 5 (slices of 2 and
+ * 3 images) through a blocked chain, weights shared by two convolutions (the second adds to the
+ * first's weight gradient, each summing its slices) and a transposed convolution must give the
+ * reference path's output, input gradient and parameter gradients, with the split taken on
+ * every oneDNN pass, and the same as oneDNN without the split. */
+CFX_TEST(conv, batch_split_matches_reference) {
+    enum { REF, SPLIT, NOSPLIT, NG };
+    cfx_graph *gs[NG];
+    int xs[NG], ys[NG];
+    for (int v = 0; v < NG; v++) {
+        cfx__conv_force_path(v == REF ? CONV_PATH_REF : CONV_PATH_AUTO);
+        cfx__conv_dnnl_split(v != NOSPLIT);
+        cfx_set_threads(v == REF ? 1 : 2);
+        cfx_graph *g = gs[v] = cfx_graph_new();
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){5, 16, 12, 12});
+        int w1 = cfx_graph_param(g, "w1", 4, (int64_t[]){32, 16, 3, 3});
+        int b1 = cfx_graph_param(g, "b1", 1, (int64_t[]){32});
+        int w2 = cfx_graph_param(g, "w2", 4, (int64_t[]){32, 32, 3, 3});
+        int b2 = cfx_graph_param(g, "b2", 1, (int64_t[]){32});
+        const cfx_conv2d_attr same = {.pad = {1, 1, 1, 1}},
+                              half = {.stride = {2, 2}, .pad = {1, 1, 1, 1}};
+        int branch[2];
+        for (int i = 0; i < 2; i++) {
+            int in = i ? cfx_op_tanh(g, x) : x;
+            int h = cfx_op_relu(g, cfx_op_conv2d(g, in, w1, b1, &same));
+            branch[i] = cfx_op_conv2d(g, h, w2, b2, &half);
+        }
+        int s = cfx_op_add(g, branch[0], branch[1]);
+        int wt = cfx_graph_param(g, "wt", 4, (int64_t[]){32, 16, 4, 4});
+        ys[v] =
+            cfx_op_conv_transpose2d(g, s, wt, cfx_graph_param(g, "bt", 1, (int64_t[]){16}), &half);
+        cfx_graph_requires_grad(g, x, 1);
+        CHECK_OK(cfx_graph_compile(g));
+        gradcheck_fill(g, x, 41, 0.2f);
+        long long runs = cfx__conv_dnnl_runs(), split = cfx__conv_dnnl_split_runs();
+        CHECK_OK(cfx_graph_forward(g));
+        int64_t n = cfx_graph_tensor(g, ys[v])->numel;
+        float *dy = random_seed(n, 42);
+        CHECK_OK(cfx_graph_backward(g, ys[v], dy));
+        free(dy);
+        /* Five convolutions, each forward, weight and data gradient. */
+        long long passes = cfx__conv_dnnl_runs() - runs;
+        CHECK_INT_EQ(passes, v == REF ? 0 : 15);
+        CHECK_INT_EQ(cfx__conv_dnnl_split_runs() - split, v == SPLIT ? passes : 0);
+    }
+    cfx__conv_force_path(CONV_PATH_AUTO);
+    cfx__conv_dnnl_split(true);
+    cfx_set_threads(1);
+    for (int v = SPLIT; v < NG; v++) {
+        size_t n = (size_t)cfx_graph_tensor(gs[REF], ys[REF])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_tensor(gs[v], ys[v])->data,
+                              cfx_graph_tensor(gs[REF], ys[REF])->data, n, 1e-4, 1e-4))
+            printf("  (output, graph %d)\n", v);
+        n = (size_t)cfx_graph_tensor(gs[REF], xs[REF])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_grad(gs[v], xs[v]), cfx_graph_grad(gs[REF], xs[REF]), n,
+                              1e-4, 1e-4))
+            printf("  (input gradient, graph %d)\n", v);
+        size_t np;
+        cfx_graph_params(gs[REF], &np);
+        if (!CHECK_ARRAY_NEAR(cfx_graph_param_grads(gs[v], NULL),
+                              cfx_graph_param_grads(gs[REF], NULL), np, 1e-4, 1e-4))
+            printf("  (parameter gradients, graph %d)\n", v);
+    }
+    for (int v = 0; v < NG; v++) cfx_graph_free(gs[v]);
+}

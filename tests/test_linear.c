@@ -1,6 +1,7 @@
 /* test_linear.c - Gemm, Linear and MatMul: gradient checks over every transpose and broadcast
  * path, values and gradients against PyTorch, and shape errors. */
 #include "gradcheck.h"
+#include "internal.h"
 #include "ops_oracle.h"
 
 #include <stdlib.h>
@@ -245,4 +246,43 @@ CFX_TEST(linear, forward_on_two_threads_matches_one) {
         free(one);
         cfx_graph_free(g);
     }
+}
+
+/* A B^T computed as (B A^T)^T through a work buffer (src/blas.c, Linear's and Gemm's forward):
+ * against the reference loop with odd sizes (transposes of 8x8 blocks with ragged edges), odd
+ * leading dimensions, alpha / beta including beta 0 over a NaN-filled C, on 1 and 2 threads,
+ * and with a transpose large enough to be split among the threads. */
+CFX_TEST(linear, sgemm_nt_flipped_matches_reference) {
+    static const int64_t shapes[][3] = {
+        {17, 17, 17}, {37, 45, 300}, {64, 72, 1024}, {1100, 20, 1000}};
+    cfx_rng r;
+    cfx_rng_init(&r, 12);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int threads = 1; threads <= 2; threads++)
+            for (int ab = 0; ab < 3; ab++) {
+                cfx_set_threads(threads);
+                int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                int64_t lda = k + 3, ldb = k + 1, ldc = n + 2;
+                float alpha = ab == 2 ? 2.0f : 1.0f,
+                      beta = ab == 0 ? 0.0f : (ab == 1 ? 1.0f : 0.5f);
+                size_t na = (size_t)(m * lda), nb = (size_t)(n * ldb), nc = (size_t)(m * ldc);
+                size_t nw = cfx__blas_nt_work(m, n, k);
+                CHECK(nw > 0);
+                float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+                float *c = malloc(nc * sizeof *c), *want = malloc(nc * sizeof *want);
+                float *work = malloc(nw * sizeof *work);
+                for (size_t i = 0; i < na; i++) a[i] = (float)cfx_rng_normal(&r);
+                for (size_t i = 0; i < nb; i++) b[i] = (float)cfx_rng_normal(&r);
+                for (size_t i = 0; i < nc; i++)
+                    c[i] = want[i] = (int64_t)i % ldc >= n ? 7.0f
+                                     : beta == 0           ? NAN
+                                                           : (float)cfx_rng_normal(&r);
+                cfx__blas_sgemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, work);
+                cfx_blas_sgemm_ref(0, 1, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc);
+                if (!CHECK_ARRAY_NEAR(c, want, nc, 1e-5, 1e-4 * sqrt((double)k)))
+                    printf("  (m %lld n %lld k %lld, %d threads, alpha %g beta %g)\n", (long long)m,
+                           (long long)n, (long long)k, threads, (double)alpha, (double)beta);
+                free(a), free(b), free(c), free(want), free(work);
+                cfx_set_threads(1);
+            }
 }
