@@ -179,7 +179,7 @@ static float normal_cdf(float x) {
 /* The gradient loop of a unary op: D[i] op G[i] * deriv, op being += (accumulate) or = (the
  * first writer of a fresh buffer, see din_fresh). */
 #define UNARY_BWD_RANGE(name, deriv, op)                                                           \
-    static void name(const float *restrict X, const float *restrict Yv, const float *restrict G,   \
+    CFX_CLONES static void name(const float *restrict X, const float *restrict Yv, const float *restrict G,   \
                      float *restrict D, const cfx_unary_attr *attr, int64_t lo, int64_t hi) {      \
         const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
         (void)at;                                                                                  \
@@ -193,7 +193,7 @@ static float normal_cdf(float x) {
 /* Defines a unary op from the value f(x) and its derivative in terms of x, y = f(x) and the
  * attributes (at, a copy local to the loop so that stores through Y or D cannot alias it). */
 #define UNARY_OP(fname, opname, value, deriv)                                                      \
-    static void fname##_fwd_range(const float *restrict X, float *restrict Y,                      \
+    CFX_CLONES static void fname##_fwd_range(const float *restrict X, float *restrict Y,           \
                                   const cfx_unary_attr *attr, int64_t lo, int64_t hi) {            \
         const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
         (void)at;                                                                                  \
