@@ -152,12 +152,13 @@ void cfx_blas_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, f
 
 /* ------------------------------------------------- A B^T as (B A^T)^T, and transposes --- */
 
-/* dst (cols x rows) = src^T, or dst += src^T when add: an 8x8 block at a time in AVX registers. */
+/* dst (cols x rows) = src^T, or dst += src^T when add, then max(0, .) when relu: an 8x8 block at
+ * a time in AVX registers. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define TRANSPOSE_AVX 1
 __attribute__((target("avx"))) static void transpose8_avx(const float *src, int64_t lds, float *dst,
-                                                          int64_t ldd, bool add) {
+                                                          int64_t ldd, bool add, bool relu) {
     __m256 r[8], t[8], u[8];
     for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
     for (int i = 0; i < 8; i += 2) {
@@ -178,6 +179,10 @@ __attribute__((target("avx"))) static void transpose8_avx(const float *src, int6
             lo = _mm256_add_ps(lo, _mm256_loadu_ps(d0));
             hi = _mm256_add_ps(hi, _mm256_loadu_ps(d1));
         }
+        if (relu) { /* max(0, NaN) is 0 as in the ReLU op (x > 0 ? x : 0) */
+            lo = _mm256_max_ps(lo, _mm256_setzero_ps());
+            hi = _mm256_max_ps(hi, _mm256_setzero_ps());
+        }
         _mm256_storeu_ps(d0, lo);
         _mm256_storeu_ps(d1, hi);
     }
@@ -185,32 +190,38 @@ __attribute__((target("avx"))) static void transpose8_avx(const float *src, int6
 #endif
 
 /* Rows [r0, r1) of src (rows x cols) transposed into columns [r0, r1) of dst. */
+static inline float relu_if(float x, bool relu) {
+    return relu && !(x > 0) ? 0.0f : x;
+}
+
 static void transpose_rows(int64_t r0, int64_t r1, int64_t cols, const float *src, int64_t lds,
-                           float *dst, int64_t ldd, bool add) {
+                           float *dst, int64_t ldd, bool add, bool relu) {
     int64_t i = r0;
 #ifdef TRANSPOSE_AVX
     if (__builtin_cpu_supports("avx"))
         for (; i + 8 <= r1; i += 8) {
             int64_t j = 0;
             for (; j + 8 <= cols; j += 8)
-                transpose8_avx(src + i * lds + j, lds, dst + j * ldd + i, ldd, add);
+                transpose8_avx(src + i * lds + j, lds, dst + j * ldd + i, ldd, add, relu);
             for (; j < cols; j++)
                 for (int64_t q = i; q < i + 8; q++)
-                    dst[j * ldd + q] = src[q * lds + j] + (add ? dst[j * ldd + q] : 0.0f);
+                    dst[j * ldd + q] =
+                        relu_if(src[q * lds + j] + (add ? dst[j * ldd + q] : 0.0f), relu);
         }
 #endif
     for (; i < r1; i++)
         for (int64_t j = 0; j < cols; j++)
-            dst[j * ldd + i] = src[i * lds + j] + (add ? dst[j * ldd + i] : 0.0f);
+            dst[j * ldd + i] = relu_if(src[i * lds + j] + (add ? dst[j * ldd + i] : 0.0f), relu);
 }
 
-/* dst = src^T (or += when add), src rows x cols; rows split among threads in blocks of 8. */
+/* dst = src^T (or += when add; then max(0, .) when relu), src rows x cols; rows split among
+ * threads in blocks of 8. */
 static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
-                      int64_t ldd, bool add) {
+                      int64_t ldd, bool add, bool relu) {
     int64_t blocks = (rows + 7) / 8;
     CFX_PARALLEL_RANGE(
         blocks, rows * cols >= (1 << 20),
-        transpose_rows(lo * 8, CFX_MIN(hi * 8, rows), cols, src, lds, dst, ldd, add));
+        transpose_rows(lo * 8, CFX_MIN(hi * 8, rows), cols, src, lds, dst, ldd, add, relu));
 }
 
 /* dnnl_sgemm runs A B^T (B^T read across rows of B) 10-20% slower than the same product with
@@ -226,20 +237,30 @@ size_t cfx__blas_nt_work(int64_t m, int64_t n, int64_t k) {
     return nt_flips(m, n, k) ? (size_t)(m * k + m * n) : 0;
 }
 
+CFX_CLONES static void relu_rows(float *c, int64_t n, int64_t ldc, int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = c[i * ldc + j] > 0 ? c[i * ldc + j] : 0.0f;
+}
+
+void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc) {
+    CFX_PARALLEL_RANGE(m, m * n >= (1 << 16), relu_rows(c, n, ldc, lo, hi));
+}
+
 void cfx__blas_sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc,
-                        float *work) {
+                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *work,
+                        bool relu) {
     if (!work || !nt_flips(m, n, k)) {
         cfx_blas_sgemm(0, 1, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (relu) cfx__relu_rows(c, m, n, ldc);
         return;
     }
     float *at = work, *t = work + m * k; /* A^T (k x m), T (n x m) */
-    transpose(m, k, a, lda, at, m, false);
+    transpose(m, k, a, lda, at, m, false, false);
     cfx_blas_sgemm(0, 0, n, m, k, alpha, b, ldb, at, m, 0.0f, t, m);
     if (beta != 0 && beta != 1)
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) c[i * ldc + j] *= beta;
-    transpose(n, m, t, m, c, ldc, beta != 0);
+    transpose(n, m, t, m, c, ldc, beta != 0, relu);
 }
 
 void cfx_blas_sgemm_ref(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -398,7 +398,7 @@ static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transpo
         p->dn = cfx__conv_dnnl_new(&p->geom, transposed, has_bias, a->din[0] != NULL,
                                    a->din[1] != NULL || (has_bias && a->din[2] != NULL),
                                    path == CONV_PATH_DNNL_PLAIN_DX, one_thread, a->blocked_in0,
-                                   a->blocked_out);
+                                   a->blocked_out, a->relu);
     /* conv_blocked_ok promised oneDNN for a blocked input or output: the other paths read NCHW. */
     if ((a->blocked_in0 || a->blocked_out) && !p->dn) {
         cfx_free(p);
@@ -451,11 +451,14 @@ static void conv_forward(const cfx_op_args *a) {
     if (p->direct) {
         cfx__conv_direct_fwd(g, a->in[0]->data, a->in[1]->data, b, a->out->data, a->work);
         direct_runs++;
-        return;
+    } else {
+        /* oneDNN applies a fused ReLU itself (a post-op). */
+        if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data))
+            return;
+        cfx__conv_ref_fwd(g, a->in[0]->data, a->in[1]->data, a->out->data, 0.0f, a->work);
+        if (b) bias_fwd(a->out->data, b, g->N, g->Co, g->Ho * g->Wo);
     }
-    if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data)) return;
-    cfx__conv_ref_fwd(g, a->in[0]->data, a->in[1]->data, a->out->data, 0.0f, a->work);
-    if (b) bias_fwd(a->out->data, b, g->N, g->Co, g->Ho * g->Wo);
+    if (a->relu) cfx__relu_rows(a->out->data, g->N * g->Co, g->Ho * g->Wo, g->Ho * g->Wo);
 }
 
 /* The reference kernels only add: a gradient buffer the graph left unzeroed (din_fresh) is
@@ -509,6 +512,7 @@ static void convt_forward(const cfx_op_args *a) {
     memset(a->out->data, 0, (size_t)a->out->numel * sizeof(float));
     cfx__conv_ref_bwd_data(g, a->in[0]->data, a->in[1]->data, a->out->data, a->work);
     if (b) bias_fwd(a->out->data, b, g->N, g->Ci, g->Hi * g->Wi);
+    if (a->relu) cfx__relu_rows(a->out->data, g->N * g->Ci, g->Hi * g->Wi, g->Hi * g->Wi);
 }
 
 static void convt_backward(const cfx_op_args *a) {
@@ -529,10 +533,12 @@ static const cfx_op_def conv_def = {"Conv",
                                     conv_forward,
                                     conv_backward,
                                     .assigns_grads = true,
-                                    .blocked_ok = conv_blocked_ok};
+                                    .blocked_ok = conv_blocked_ok,
+                                    .fuses_relu = true};
 static const cfx_op_def convt_def = {
-    "ConvTranspose", sizeof(cfx_conv2d_attr), convt_infer,    convt_prepare,
-    conv_release,    convt_forward,           convt_backward, .assigns_grads = true};
+    "ConvTranspose",   sizeof(cfx_conv2d_attr), convt_infer,    convt_prepare,
+    conv_release,      convt_forward,           convt_backward, .assigns_grads = true,
+    .fuses_relu = true};
 
 static int add_conv(cfx_graph *g, const cfx_op_def *def, int x, int w, int b,
                     const cfx_conv2d_attr *attr) {

@@ -63,9 +63,10 @@ bool cfx__conv_dnnl_available(void);
 bool cfx__conv_dnnl_blocks16(void);
 /* blocked_x / blocked_y: the op's x / y (and their gradients) are held in nChw16c, the layout
  * the engine plans between two convolutions (cfx_op_def.blocked_ok), instead of NCHW. */
+/* relu: the forward applies max(0, .) to y (a fused ReLU, cfx_op_args.relu). */
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
                                    bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                   bool blocked_y);
+                                   bool blocked_y, bool relu);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);

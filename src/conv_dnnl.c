@@ -67,7 +67,7 @@ typedef struct {
 
 struct cfx__conv_dnnl {
     conv_geom g;
-    bool transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x, blocked_y;
+    bool transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x, blocked_y, relu;
     int nthr;
     dnnl_stream_t stream;
     dn_step fwd, bwd_d, bwd_w;
@@ -301,7 +301,18 @@ static bool build_steps(cfx__conv_dnnl *d) {
                        &bwd, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
                        dnnl_success;
     }
-    ok = ok && step_create(d, &d->fwd, &fd, attr, NULL);
+    /* A fused ReLU (cfx_op_args.relu) is an eltwise post-op of the forward primitive. */
+    dnnl_primitive_attr_t fattr = NULL;
+    dnnl_post_ops_t relu = NULL;
+    if (ok && d->relu)
+        ok = dnnl_primitive_attr_clone(&fattr, attr) == dnnl_success &&
+             dnnl_post_ops_create(&relu) == dnnl_success &&
+             dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) ==
+                 dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(fattr, relu) == dnnl_success;
+    ok = ok && step_create(d, &d->fwd, &fd, fattr ? fattr : attr, NULL);
+    if (relu) dnnl_post_ops_destroy(relu);
+    if (fattr) dnnl_primitive_attr_destroy(fattr);
     if (ok) {
         dn_step *s = &d->fwd;
         ok = arg_init(&s->args[s->nargs++], DNNL_ARG_SRC, ARG_IN, &x_u, s->pd) &&
@@ -351,7 +362,7 @@ static bool split_batch(const cfx__conv_dnnl *d, int nthr) {
 
 static cfx__conv_dnnl *conv_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
                                 bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                bool blocked_y);
+                                bool blocked_y, bool relu);
 
 /* Floats of one image of x (or of y): what a slice of the batch is offset by. */
 static int64_t image_floats(const cfx__conv_dnnl *d, bool x) {
@@ -379,7 +390,7 @@ static bool build_parts(cfx__conv_dnnl *d, int nthr) {
         conv_geom gp = *g;
         gp.N = d->first[p + 1] - d->first[p];
         d->parts[p] = conv_new(&gp, d->transposed, d->bias, d->need_dx, d->need_dw, d->plain_dx,
-                               true, d->blocked_x, d->blocked_y);
+                               true, d->blocked_x, d->blocked_y, d->relu);
         if (!d->parts[p]) return false;
     }
     return true;
@@ -399,22 +410,22 @@ static bool build(cfx__conv_dnnl *d) {
 
 cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
                                    bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                   bool blocked_y) {
+                                   bool blocked_y, bool relu) {
     if (!cfx__conv_dnnl_available()) return NULL;
     return conv_new(g, transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x,
-                    blocked_y);
+                    blocked_y, relu);
 }
 
 static cfx__conv_dnnl *conv_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
                                 bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                bool blocked_y) {
+                                bool blocked_y, bool relu) {
     cfx__conv_dnnl *d = cfx_calloc(1, sizeof *d);
     if (!d) return NULL;
     d->g = *g;
     d->transposed = transposed, d->bias = bias, d->need_dx = need_dx, d->need_dw = need_dw;
     d->plain_dx = plain_dx;
     d->one_thread = one_thread;
-    d->blocked_x = blocked_x, d->blocked_y = blocked_y;
+    d->blocked_x = blocked_x, d->blocked_y = blocked_y, d->relu = relu;
     if (dnnl_stream_create(&d->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
         !build(d)) {
         cfx__conv_dnnl_free(d);

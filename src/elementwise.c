@@ -179,8 +179,9 @@ static float normal_cdf(float x) {
 /* The gradient loop of a unary op: D[i] op G[i] * deriv, op being += (accumulate) or = (the
  * first writer of a fresh buffer, see din_fresh). */
 #define UNARY_BWD_RANGE(name, deriv, op)                                                           \
-    CFX_CLONES static void name(const float *restrict X, const float *restrict Yv, const float *restrict G,   \
-                     float *restrict D, const cfx_unary_attr *attr, int64_t lo, int64_t hi) {      \
+    CFX_CLONES static void name(const float *restrict X, const float *restrict Yv,                 \
+                                const float *restrict G, float *restrict D,                        \
+                                const cfx_unary_attr *attr, int64_t lo, int64_t hi) {              \
         const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
         (void)at;                                                                                  \
         for (int64_t i = lo; i < hi; i++) {                                                        \
@@ -191,10 +192,12 @@ static float normal_cdf(float x) {
     }
 
 /* Defines a unary op from the value f(x) and its derivative in terms of x, y = f(x) and the
- * attributes (at, a copy local to the loop so that stores through Y or D cannot alias it). */
-#define UNARY_OP(fname, opname, value, deriv)                                                      \
+ * attributes (at, a copy local to the loop so that stores through Y or D cannot alias it);
+ * extra: more cfx_op_def fields, or nothing (UNARY_OP). */
+#define UNARY_OP(fname, opname, value, deriv) UNARY_OP_DEF(fname, opname, value, deriv, )
+#define UNARY_OP_DEF(fname, opname, value, deriv, extra)                                           \
     CFX_CLONES static void fname##_fwd_range(const float *restrict X, float *restrict Y,           \
-                                  const cfx_unary_attr *attr, int64_t lo, int64_t hi) {            \
+                                             const cfx_unary_attr *attr, int64_t lo, int64_t hi) { \
         const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
         (void)at;                                                                                  \
         for (int64_t i = lo; i < hi; i++) {                                                        \
@@ -217,10 +220,12 @@ static float normal_cdf(float x) {
                                                           a->din[0], a->attr, lo, hi));            \
     }                                                                                              \
     static const cfx_op_def fname##_def = {                                                        \
-        opname,           sizeof(cfx_unary_attr), unary_infer,       NULL, NULL, fname##_forward,  \
-        fname##_backward, .assigns_grads = true,  .any_layout = true};
+        opname,           sizeof(cfx_unary_attr), unary_infer,        NULL, NULL, fname##_forward, \
+        fname##_backward, .assigns_grads = true,  .any_layout = true, extra};
 
-UNARY_OP(relu, "Relu", x > 0 ? x : 0.0f, x > 0 ? 1.0f : 0.0f)
+/* ReLU's derivative is read off its output (y > 0 exactly where x > 0, NaN included): a ReLU
+ * fused into the op before it (cfx_op_def.is_relu) never sees its input. */
+UNARY_OP_DEF(relu, "Relu", x > 0 ? x : 0.0f, y > 0 ? 1.0f : 0.0f, .is_relu = true)
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)
 UNARY_OP(sigmoid, "Sigmoid", 1.0f / (1.0f + expf(-x)), y *(1.0f - y))
 UNARY_OP(tanh, "Tanh", tanhf(x), 1.0f - y * y)

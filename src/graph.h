@@ -35,6 +35,10 @@ typedef struct cfx_op_args {
     /* prepare only: the op's input 0 / its output is held in the engine's blocked layout (see
      * cfx_op_def.blocked_ok), not NCHW. */
     bool blocked_in0, blocked_out;
+    /* prepare and forward (ops with cfx_op_def.fuses_relu): a ReLU that reads only this op's
+     * output was fused into it (plan_relu_fusion). Forward writes max(0, result) into out,
+     * which is then the ReLU's output; the op's own output is never written. */
+    bool relu;
 } cfx_op_args;
 
 /* What infer fills. */
@@ -68,6 +72,12 @@ typedef struct cfx_op_def {
      * between them never goes back to NCHW. At batch 64 those layout conversions were about 7%
      * of a training step of the reference classifier. */
     bool (*blocked_ok)(const cfx_op_args *a, bool in0, bool out);
+    /* The op can apply a ReLU to its output as it writes it (cfx_op_args.relu), and neither
+     * its backward nor its prepare reads its output's data. */
+    bool fuses_relu;
+    /* This is ReLU, whose backward reads only its output (y > 0), so a fuses_relu op before it
+     * may write y directly and never produce the ReLU's input. */
+    bool is_relu;
 } cfx_op_def;
 
 typedef struct cfx_value {
@@ -98,6 +108,9 @@ struct cfx_node {
     bool alias;
     bool fresh[CFX_OP_MAX_IN];     /* backward: din_fresh of this pass */
     bool blocked_in0, blocked_out; /* planned: see cfx_op_args */
+    bool relu;                     /* planned: a ReLU is fused into this op (cfx_op_args.relu) */
+    int relu_out;                  /* planned: that ReLU's output value, or -1 */
+    bool fused;                    /* planned: this ReLU runs inside the op before it */
     double prof_fwd, prof_bwd;     /* CFX_PROFILE: seconds spent in forward and backward */
     long prof_nfwd, prof_nbwd;
 };

@@ -72,10 +72,13 @@ static void gemm_forward(const cfx_op_args *a) {
         beta = 1.0f;
     }
     if (!at->trans_a && at->trans_b) /* PyTorch's fully connected layer */
-        cfx__blas_sgemm_nt(m, n, k, at->alpha, A->data, k, B->data, k, beta, Y, n, a->work);
-    else
+        cfx__blas_sgemm_nt(m, n, k, at->alpha, A->data, k, B->data, k, beta, Y, n, a->work,
+                           a->relu);
+    else {
         cfx_blas_sgemm(at->trans_a, at->trans_b, m, n, k, at->alpha, A->data, A->shape[1], B->data,
                        B->shape[1], beta, Y, n);
+        if (a->relu) cfx__relu_rows(Y, m, n, n);
+    }
 }
 
 static void gemm_backward(const cfx_op_args *a) {
@@ -107,8 +110,8 @@ static void gemm_backward(const cfx_op_args *a) {
     }
 }
 
-static const cfx_op_def gemm_def = {"Gemm", sizeof(gemm_attr), gemm_infer,   NULL,
-                                    NULL,   gemm_forward,      gemm_backward};
+static const cfx_op_def gemm_def = {"Gemm", sizeof(gemm_attr), gemm_infer,    NULL,
+                                    NULL,   gemm_forward,      gemm_backward, .fuses_relu = true};
 
 int cfx_op_gemm(cfx_graph *g, int a, int b, int c, const cfx_gemm_attr *attr) {
     gemm_attr at = {0, 0, 1.0f, 1.0f};
@@ -148,8 +151,8 @@ static void linear_forward(const cfx_op_args *a) {
     float *Y = a->out->data;
     if (b)
         for (int64_t i = 0; i < n; i++) memcpy(Y + i * out, b->data, (size_t)out * sizeof(float));
-    cfx__blas_sgemm_nt(n, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out,
-                       a->work);
+    cfx__blas_sgemm_nt(n, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out, a->work,
+                       a->relu);
 }
 
 static void linear_backward(const cfx_op_args *a) {
@@ -171,8 +174,15 @@ static void linear_backward(const cfx_op_args *a) {
     }
 }
 
-static const cfx_op_def linear_def = {
-    "Linear", 0, linear_infer, NULL, NULL, linear_forward, linear_backward, .assigns_grads = true};
+static const cfx_op_def linear_def = {"Linear",
+                                      0,
+                                      linear_infer,
+                                      NULL,
+                                      NULL,
+                                      linear_forward,
+                                      linear_backward,
+                                      .assigns_grads = true,
+                                      .fuses_relu = true};
 
 int cfx_op_linear(cfx_graph *g, int x, int w, int b) {
     return cfx__graph_add(g, &linear_def, (int[]){x, w, b}, 3, NULL);

@@ -1,5 +1,8 @@
 /* test_graph.c - building, planning, replanning, fan-out gradients, errors, leaks. */
+#include "conv.h"
 #include "gradcheck.h"
+
+#include <stdlib.h>
 
 CFX_TEST(graph, fan_out_gradients_sum) {
     /* y = x*x + exp(x): both uses of x contribute to dy/dx = 2x + exp(x). */
@@ -159,4 +162,78 @@ CFX_TEST(graph, first_writer_stores_and_the_rest_accumulate) {
     gradcheck_fill(g, x, 3, 0.3f);
     for (int pass = 0; pass < 2; pass++) CHECK_INT_EQ(CHECK_GRADS(g, all, NULL), 0);
     cfx_graph_free(g);
+}
+
+/* A ReLU reading only a Linear's, Gemm's, Conv's or ConvTranspose's private output is fused
+ * into that op (plan_relu_fusion): the op writes max(0, .) and the ReLU's forward is skipped.
+ * Not fused: a ReLU whose input has a second reader, or is an output. Values and gradients must
+ * equal the same graph with every ReLU input marked as an output (nothing fused, each op
+ * gradchecked on its own elsewhere), on the reference convolution path and on the fast one.
+ * (Six ReLU layers deep, central differences cross too many kinks to be a test here.) */
+CFX_TEST(graph, relu_fused_into_the_op_before_it) {
+    int pre[6], post[6], outs[2], xs[2];
+    cfx_graph *gs[2];
+    for (int path = 0; path < 2; path++) {
+        cfx__conv_force_path(path ? CONV_PATH_AUTO : CONV_PATH_REF);
+        for (int v = 0; v < 2; v++) {
+            cfx_graph *g = gs[v] = cfx_graph_new();
+            int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){3, 16, 6, 6});
+            const cfx_conv2d_attr same = {.pad = {1, 1, 1, 1}};
+            int i = 0;
+            pre[i] = cfx_op_conv2d(g, x, cfx_graph_param(g, "c1", 4, (int64_t[]){16, 16, 3, 3}),
+                                   cfx_graph_param(g, "c1b", 1, (int64_t[]){16}), &same);
+            post[i] = cfx_op_relu(g, pre[i]), i++;
+            pre[i] = cfx_op_conv2d(
+                g, post[i - 1], cfx_graph_param(g, "c2", 4, (int64_t[]){16, 16, 3, 3}), -1, &same);
+            post[i] = cfx_op_relu(g, pre[i]), i++;
+            pre[i] = cfx_op_conv_transpose2d(
+                g, post[i - 1], cfx_graph_param(g, "t", 4, (int64_t[]){16, 4, 2, 2}),
+                cfx_graph_param(g, "tb", 1, (int64_t[]){4}), &(cfx_conv2d_attr){.stride = {2, 2}});
+            post[i] = cfx_op_relu(g, pre[i]), i++;
+            int f = cfx_op_flatten(g, post[i - 1], 1); /* 4 x 12 x 12 */
+            pre[i] = cfx_op_linear(g, f, cfx_graph_param(g, "l1", 2, (int64_t[]){40, 576}),
+                                   cfx_graph_param(g, "l1b", 1, (int64_t[]){40}));
+            post[i] = cfx_op_relu(g, pre[i]), i++;
+            pre[i] = cfx_op_gemm(g, post[i - 1], cfx_graph_param(g, "l2", 2, (int64_t[]){24, 40}),
+                                 -1, &(cfx_gemm_attr){.trans_b = 1});
+            post[i] = cfx_op_relu(g, pre[i]), i++;
+            /* Read twice: not fused. */
+            pre[i] =
+                cfx_op_linear(g, post[i - 1], cfx_graph_param(g, "l3", 2, (int64_t[]){5, 24}), -1);
+            post[i] = cfx_op_relu(g, pre[i]), i++;
+            outs[v] = cfx_op_mul(g, post[i - 1], pre[i - 1]);
+            cfx_graph_requires_grad(g, x, 1);
+            if (v)
+                for (int k = 0; k < 6; k++) CHECK_OK(cfx_graph_set_output(g, pre[k], NULL));
+            CHECK_OK(cfx_graph_compile(g));
+            gradcheck_fill(g, x, 51, 0.3f);
+            CHECK_OK(cfx_graph_forward(g));
+            float *dy = malloc((size_t)cfx_graph_tensor(g, outs[v])->numel * sizeof *dy);
+            for (int64_t k = 0; k < cfx_graph_tensor(g, outs[v])->numel; k++)
+                dy[k] = 0.1f * (float)(k % 7) - 0.3f;
+            CHECK_OK(cfx_graph_backward(g, outs[v], dy));
+            free(dy);
+            /* Fused where planned: the op before each of the first five ReLUs. */
+            for (int k = 0; k < 6; k++) {
+                const cfx_node *n = &g->nodes[g->values[pre[k]].producer];
+                CHECK_INT_EQ(n->relu, v == 0 && k < 5);
+                CHECK_INT_EQ(g->nodes[g->values[post[k]].producer].fused, v == 0 && k < 5);
+            }
+        }
+        size_t n = (size_t)cfx_graph_tensor(gs[1], outs[1])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_tensor(gs[0], outs[0])->data,
+                              cfx_graph_tensor(gs[1], outs[1])->data, n, 1e-5, 1e-5))
+            printf("  (output, path %d)\n", path);
+        n = (size_t)cfx_graph_tensor(gs[1], xs[1])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_grad(gs[0], xs[0]), cfx_graph_grad(gs[1], xs[1]), n, 1e-5,
+                              1e-5))
+            printf("  (input gradient, path %d)\n", path);
+        size_t np;
+        cfx_graph_params(gs[1], &np);
+        if (!CHECK_ARRAY_NEAR(cfx_graph_param_grads(gs[0], NULL),
+                              cfx_graph_param_grads(gs[1], NULL), np, 1e-5, 1e-5))
+            printf("  (parameter gradients, path %d)\n", path);
+        for (int v = 0; v < 2; v++) cfx_graph_free(gs[v]);
+    }
+    cfx__conv_force_path(CONV_PATH_AUTO);
 }

@@ -277,7 +277,7 @@ CFX_TEST(linear, sgemm_nt_flipped_matches_reference) {
                     c[i] = want[i] = (int64_t)i % ldc >= n ? 7.0f
                                      : beta == 0           ? NAN
                                                            : (float)cfx_rng_normal(&r);
-                cfx__blas_sgemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, work);
+                cfx__blas_sgemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, work, false);
                 cfx_blas_sgemm_ref(0, 1, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc);
                 if (!CHECK_ARRAY_NEAR(c, want, nc, 1e-5, 1e-4 * sqrt((double)k)))
                     printf("  (m %lld n %lld k %lld, %d threads, alpha %g beta %g)\n", (long long)m,
