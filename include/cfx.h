@@ -261,9 +261,11 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed);
 /* The value's tensor (graph-owned; data valid after compile), or NULL for a bad id. The
  * pointer is invalidated when values are added to the graph (re-fetch it after building), and
  * its data pointer when the graph replans after an input changed shape. Inputs, parameters,
- * constants and outputs hold their data in NCHW (row-major) order; an intermediate value
- * between two convolutions (Conv -> elementwise op -> Conv) may be held in oneDNN's blocked
- * layout instead, data and gradient alike: mark it with cfx_graph_set_output to read it. */
+ * constants and outputs hold their data in NCHW (row-major) order. Intermediate values may not:
+ * one between two convolutions (Conv -> elementwise op -> Conv) may be held in oneDNN's blocked
+ * layout, data and gradient alike, and the input of a ReLU fused into the Linear, Gemm, Conv or
+ * ConvTranspose before it is never written (that op writes the ReLU's output directly). Mark a
+ * value with cfx_graph_set_output to read it. */
 cfx_tensor *cfx_graph_tensor(cfx_graph *g, int id);
 /* The value's gradient after backward (graph-owned, numel floats), or NULL when it has none. */
 float *cfx_graph_grad(cfx_graph *g, int id);

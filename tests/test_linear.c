@@ -181,6 +181,40 @@ CFX_TEST(linear, shape_errors) {
     cfx_graph_free(g);
 }
 
+/* One GEMM against the reference loop on the given threads: odd leading dimensions, alpha 1 or
+ * 2, beta 0 (over a NaN-filled C), 1 or 0.5 by ab, a sentinel beyond column n of each row that
+ * must stay. flipped: through cfx__blas_sgemm_nt (A B^T only), with a fused ReLU when relu. */
+static void sgemm_case(cfx_rng *r, int ta, int tb, int64_t m, int64_t n, int64_t k, int ab,
+                       int threads, bool flipped, bool relu) {
+    cfx_set_threads(threads);
+    int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+    float alpha = ab == 2 ? 2.0f : 1.0f, beta = ab == 0 ? 0.0f : (ab == 1 ? 1.0f : 0.5f);
+    size_t na = (size_t)((ta ? k : m) * lda), nb = (size_t)((tb ? n : k) * ldb),
+           nc = (size_t)(m * ldc), nw = flipped ? cfx__blas_nt_work(m, n, k) : 0;
+    CHECK(!flipped || nw > 0);
+    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+    float *c = malloc(nc * sizeof *c), *want = malloc(nc * sizeof *want);
+    float *work = malloc((nw ? nw : 1) * sizeof *work);
+    for (size_t i = 0; i < na; i++) a[i] = (float)cfx_rng_normal(r);
+    for (size_t i = 0; i < nb; i++) b[i] = (float)cfx_rng_normal(r);
+    for (size_t i = 0; i < nc; i++)
+        c[i] = want[i] = (int64_t)i % ldc >= n ? 7.0f : beta == 0 ? NAN : (float)cfx_rng_normal(r);
+    if (flipped)
+        cfx__blas_sgemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, work, relu);
+    else
+        cfx_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    cfx_blas_sgemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc);
+    if (relu)
+        for (size_t i = 0; i < nc; i++)
+            if ((int64_t)i % ldc < n && !(want[i] > 0)) want[i] = 0;
+    if (!CHECK_ARRAY_NEAR(c, want, nc, 1e-5, 1e-4 * sqrt((double)k)))
+        printf("  (m %lld n %lld k %lld, trans %d%d, alpha %g beta %g, %d threads%s%s)\n",
+               (long long)m, (long long)n, (long long)k, ta, tb, (double)alpha, (double)beta,
+               threads, flipped ? ", flipped" : "", relu ? ", relu" : "");
+    free(a), free(b), free(c), free(want), free(work);
+    cfx_set_threads(1);
+}
+
 /* cfx_blas_sgemm against the reference loop on shapes that take each of its paths (thin products
  * on the plain loops, a batch-1 row against big weights, ordinary ones on oneDNN), every
  * transpose, odd leading dimensions, and alpha / beta including beta 0 over a NaN-filled C. */
@@ -195,31 +229,9 @@ CFX_TEST(linear, sgemm_paths_match_reference) {
     for (size_t s = 0; s <= NS; s++)
         for (int t = 0; t < 4; t++)
             for (int ab = 0; ab < 3; ab++) {
-                int ta = t & 1, tb = t >> 1;
-                size_t si = s < NS ? s : NS - 1;
-                cfx_set_threads(s < NS ? 1 : 2);
-                int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
-                int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
-                float alpha = ab == 2 ? 2.0f : 1.0f,
-                      beta = ab == 0 ? 0.0f : (ab == 1 ? 1.0f : 0.5f);
-                size_t na = (size_t)((ta ? k : m) * lda), nb = (size_t)((tb ? n : k) * ldb),
-                       nc = (size_t)(m * ldc);
-                float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
-                float *c = malloc(nc * sizeof *c), *want = malloc(nc * sizeof *want);
-                for (size_t i = 0; i < na; i++) a[i] = (float)cfx_rng_normal(&r);
-                for (size_t i = 0; i < nb; i++) b[i] = (float)cfx_rng_normal(&r);
-                /* Beyond column n of each row: a sentinel that must stay. */
-                for (size_t i = 0; i < nc; i++)
-                    c[i] = want[i] = (int64_t)i % ldc >= n ? 7.0f
-                                     : beta == 0           ? NAN
-                                                           : (float)cfx_rng_normal(&r);
-                cfx_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-                cfx_blas_sgemm_ref(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc);
-                if (!CHECK_ARRAY_NEAR(c, want, nc, 1e-5, 1e-4 * sqrt((double)k)))
-                    printf("  (m %lld n %lld k %lld, trans %d%d, alpha %g beta %g)\n", (long long)m,
-                           (long long)n, (long long)k, ta, tb, (double)alpha, (double)beta);
-                free(a), free(b), free(c), free(want);
-                cfx_set_threads(1);
+                const int64_t *sh = shapes[s < NS ? s : NS - 1];
+                sgemm_case(&r, t & 1, t >> 1, sh[0], sh[1], sh[2], ab, s < NS ? 1 : 2, false,
+                           false);
             }
 }
 
@@ -249,9 +261,9 @@ CFX_TEST(linear, forward_on_two_threads_matches_one) {
 }
 
 /* A B^T computed as (B A^T)^T through a work buffer (src/blas.c, Linear's and Gemm's forward):
- * against the reference loop with odd sizes (transposes of 8x8 blocks with ragged edges), odd
- * leading dimensions, alpha / beta including beta 0 over a NaN-filled C, on 1 and 2 threads,
- * and with a transpose large enough to be split among the threads. */
+ * against the reference loop with odd sizes (transposes of 8x8 blocks with ragged edges), on 1
+ * and 2 threads, with and without a fused ReLU, and with a transpose large enough to be split
+ * among the threads. */
 CFX_TEST(linear, sgemm_nt_flipped_matches_reference) {
     static const int64_t shapes[][3] = {
         {17, 17, 17}, {37, 45, 300}, {64, 72, 1024}, {1100, 20, 1000}};
@@ -259,30 +271,7 @@ CFX_TEST(linear, sgemm_nt_flipped_matches_reference) {
     cfx_rng_init(&r, 12);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int threads = 1; threads <= 2; threads++)
-            for (int ab = 0; ab < 3; ab++) {
-                cfx_set_threads(threads);
-                int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-                int64_t lda = k + 3, ldb = k + 1, ldc = n + 2;
-                float alpha = ab == 2 ? 2.0f : 1.0f,
-                      beta = ab == 0 ? 0.0f : (ab == 1 ? 1.0f : 0.5f);
-                size_t na = (size_t)(m * lda), nb = (size_t)(n * ldb), nc = (size_t)(m * ldc);
-                size_t nw = cfx__blas_nt_work(m, n, k);
-                CHECK(nw > 0);
-                float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
-                float *c = malloc(nc * sizeof *c), *want = malloc(nc * sizeof *want);
-                float *work = malloc(nw * sizeof *work);
-                for (size_t i = 0; i < na; i++) a[i] = (float)cfx_rng_normal(&r);
-                for (size_t i = 0; i < nb; i++) b[i] = (float)cfx_rng_normal(&r);
-                for (size_t i = 0; i < nc; i++)
-                    c[i] = want[i] = (int64_t)i % ldc >= n ? 7.0f
-                                     : beta == 0           ? NAN
-                                                           : (float)cfx_rng_normal(&r);
-                cfx__blas_sgemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, work, false);
-                cfx_blas_sgemm_ref(0, 1, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc);
-                if (!CHECK_ARRAY_NEAR(c, want, nc, 1e-5, 1e-4 * sqrt((double)k)))
-                    printf("  (m %lld n %lld k %lld, %d threads, alpha %g beta %g)\n", (long long)m,
-                           (long long)n, (long long)k, threads, (double)alpha, (double)beta);
-                free(a), free(b), free(c), free(want), free(work);
-                cfx_set_threads(1);
-            }
+            for (int ab = 0; ab < 6; ab++)
+                sgemm_case(&r, 0, 1, shapes[s][0], shapes[s][1], shapes[s][2], ab % 3, threads,
+                           true, ab >= 3);
 }
