@@ -373,9 +373,19 @@ static int64_t image_floats(const cfx__conv_dnnl *d, bool x) {
     return c * hw;
 }
 
+/* Floats of the weights (and their gradient) and of the bias. */
+static int64_t weight_floats(const cfx__conv_dnnl *d) {
+    const conv_geom *g = &d->g;
+    return g->Co * (g->Ci / g->G) * g->R * g->S;
+}
+
+static int64_t bias_floats(const cfx__conv_dnnl *d) {
+    return d->transposed ? d->g.Ci : d->g.Co;
+}
+
 static bool build_parts(cfx__conv_dnnl *d, int nthr) {
     const conv_geom *g = &d->g;
-    int64_t wn = g->Co * (g->Ci / g->G) * g->R * g->S, bn = d->transposed ? g->Ci : g->Co;
+    int64_t wn = weight_floats(d), bn = bias_floats(d);
     d->parts = cfx_calloc((size_t)nthr, sizeof *d->parts);
     d->first = cfx_calloc((size_t)nthr + 1, sizeof *d->first);
     if (!d->parts || !d->first) return false;
@@ -562,8 +572,7 @@ static bool run_part(cfx__conv_dnnl *d, int pass, int p, const pass_args *a) {
     if (pass == PASS_FWD) return fwd_one(q, a->x + xo, a->w, a->b, a->y + yo);
     if (pass == PASS_BWD_DATA) return bwd_data_one(q, a->dy + yo, a->w, a->dx + xo, a->fresh_dx);
     /* Part 0 delivers into the caller's gradients, the others into their own blocks. */
-    const conv_geom *g = &d->g;
-    int64_t wn = g->Co * (g->Ci / g->G) * g->R * g->S, bn = d->transposed ? g->Ci : g->Co;
+    int64_t wn = weight_floats(d), bn = bias_floats(d);
     float *dw = !a->dw ? NULL : p ? d->dw_part + (p - 1) * wn : a->dw;
     float *db = !a->db ? NULL : p ? d->db_part + (p - 1) * bn : a->db;
     return bwd_w_one(q, a->x + xo, a->dy + yo, dw, db, p ? true : a->fresh_dw,
@@ -585,8 +594,7 @@ long long cfx__conv_dnnl_split_runs(void) {
 
 static bool run_split(cfx__conv_dnnl *d, int pass, const pass_args *a) {
     split_runs++;
-    const conv_geom *g = &d->g;
-    int64_t wn = g->Co * (g->Ci / g->G) * g->R * g->S, bn = d->transposed ? g->Ci : g->Co;
+    int64_t wn = weight_floats(d), bn = bias_floats(d);
     int ok = 1;
 #pragma omp parallel num_threads(d->nparts) reduction(& : ok)
     {

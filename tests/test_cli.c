@@ -12,13 +12,20 @@ static bool exists(const char *dir, const char *name) {
     return access(path, F_OK) == 0;
 }
 
-CFX_TEST(cli, data_train_eval_end_to_end) {
+/* The cfx program is built beside the tests (or the test is skipped, saying why); dir gets a
+ * fresh temporary folder. */
+static bool cli_ready(char *dir, size_t n) {
     if (!cfx_test_cli()) {
         cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
+        return false;
     }
+    snprintf(dir, n, "%s", cfx_test_tmpdir());
+    return true;
+}
+
+CFX_TEST(cli, data_train_eval_end_to_end) {
     char dir[600], out[8192];
-    snprintf(dir, sizeof dir, "%s", cfx_test_tmpdir());
+    if (!cli_ready(dir, sizeof dir)) return;
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
                                   "data signs --out %s/signs --train 32 --calib 4 --test 8 "
                                   "--ood 8 --seed 3 --threads 1",
@@ -60,12 +67,8 @@ CFX_TEST(cli, data_train_eval_end_to_end) {
 }
 
 CFX_TEST(cli, bad_input_exits_non_zero_and_writes_nothing) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
-    }
     char dir[600], out[8192];
-    snprintf(dir, sizeof dir, "%s", cfx_test_tmpdir());
+    if (!cli_ready(dir, sizeof dir)) return;
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
                                   "train classifier --data %s/none --out %s/m.onnx", dir, dir),
                  1);
