@@ -42,27 +42,23 @@ int main(int argc, char **argv) {
         return 1;
     }
     const int B = 64, steps = 100;
-    const int64_t *s = d->images->shape, per = s[1] * s[2] * s[3];
+    const int64_t *s = d->images->shape;
     cfx_rng r;
     cfx_rng_init(&r, 1);
     cfx_graph *g = cfx_graph_new();
     int x = cfx_graph_input(g, "x", 4, (int64_t[]){B, s[1], s[2], s[3]});
     cfx_classifier_ids ids;
     cfx_model_classifier(g, x, d->num_classes, &r, &ids);
-    int t = cfx_graph_input(g, "t", 1, (int64_t[]){B});
-    int loss = cfx_op_cross_entropy(g, ids.logits, t, CFX_REDUCTION_MEAN);
-    if (cfx_graph_compile(g) != CFX_OK) {
+    cfx_trainer *tr = cfx_trainer_classifier(g, x, ids.logits, B, 1e-3f);
+    if (!tr) {
         fprintf(stderr, "bench_train: %s\n", cfx_last_error());
         return 1;
     }
-    cfx_graph_set_training(g, 1);
-    size_t np;
-    float *p = cfx_graph_params(g, &np);
-    cfx_optim *opt = cfx_optim_adam(np, NULL);
+    fprintf(stderr, "bench_train: %d thread(s), %d lane(s)\n", threads, cfx_trainer_lanes(tr));
     int64_t *order = malloc((size_t)d->n * sizeof *order);
-    for (int64_t i = 0; i < d->n; i++) order[i] = i;
+    float *labels = malloc((size_t)d->n * sizeof *labels);
+    for (int64_t i = 0; i < d->n; i++) order[i] = i, labels[i] = (float)d->labels[i];
     cfx_rng_shuffle(&r, order, d->n);
-    float *xin = cfx_graph_tensor(g, x)->data, *tin = cfx_graph_tensor(g, t)->data;
     int64_t cursor = 0;
     double *ms = malloc((size_t)repeats * sizeof *ms),
            *peak = malloc((size_t)repeats * sizeof *peak);
@@ -78,14 +74,12 @@ int main(int argc, char **argv) {
     for (int k = -1; k < repeats; k++) { /* k = -1 warms up */
         double t0 = cfx_now();
         for (int i = 0; i < steps; i++) {
-            for (int b = 0; b < B; b++, cursor = (cursor + 1) % d->n) {
-                int64_t j = order[cursor];
-                memcpy(xin + b * per, d->images->data + j * per, (size_t)per * sizeof(float));
-                tin[b] = (float)d->labels[j];
+            if (cursor + B > d->n) cursor = 0;
+            if (cfx_trainer_step(tr, d->images, labels, order + cursor, NULL, NULL) != CFX_OK) {
+                fprintf(stderr, "bench_train: %s\n", cfx_last_error());
+                return 1;
             }
-            cfx_graph_forward(g);
-            cfx_graph_backward(g, loss, NULL);
-            cfx_optim_step(opt, p, cfx_graph_param_grads(g, NULL));
+            cursor += B;
         }
         if (k < 0) continue;
         ms[k] = (cfx_now() - t0) / steps * 1e3;
@@ -103,8 +97,8 @@ int main(int argc, char **argv) {
     qsort(share, (size_t)repeats, sizeof *share, cmp);
     printf("step_ms %.4f\ngflop_per_step %.4f\npeak_gflops %.2f\nshare_of_peak %.4f\n",
            ms[repeats / 2], gflop, peak[repeats / 2], share[repeats / 2]);
-    free(a), free(bm), free(c), free(ms), free(peak), free(share), free(order);
-    cfx_optim_free(opt);
+    free(a), free(bm), free(c), free(ms), free(peak), free(share), free(order), free(labels);
+    cfx_trainer_free(tr);
     cfx_graph_free(g);
     cfx_dataset_free(d);
     return 0;

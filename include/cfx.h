@@ -534,6 +534,29 @@ cfx_status cfx_train_classifier(cfx_graph *g, int x, int out, const cfx_tensor *
                                 cfx_train_result *res);
 cfx_status cfx_train_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
                                  const cfx_train_options *o, cfx_train_result *res);
+
+/* One Adam step at a time, as cfx_train_classifier and cfx_train_autoencoder run them (for a
+ * caller's own loop, and the training benchmark). A trainer adds the loss and a "train.target"
+ * input to the uncompiled graph g, compiles it and sets it training; g must outlive it, and its
+ * parameters are updated in place. On several threads (cfx_set_threads) and a batch of at least
+ * two images per thread, each thread runs the whole step on its own slice of the batch, on a
+ * copy of the graph that reads g's parameters; the slices' gradients are summed in a fixed
+ * order, so a thread count gives the same bits every run. A graph whose ops mix images of the
+ * batch (BatchNormalization, a Softmax over axis 0, a Reshape that moves the batch) is run
+ * whole instead, its ops using the threads. NULL with a message on a bad argument. */
+typedef struct cfx_trainer cfx_trainer;
+cfx_trainer *cfx_trainer_classifier(cfx_graph *g, int x, int out, int batch, float lr);
+cfx_trainer *cfx_trainer_autoencoder(cfx_graph *g, int x, int reconstruction, int batch, float lr);
+/* Trains on images rows[0..batch-1] (labels: their classes as floats, NULL for an autoencoder).
+ * loss (optional) gets the batch's mean loss; correct (optional, classifier) the number of
+ * images the step's forward pass classified right. CFX_ENUMERIC, parameters untouched, when
+ * the loss or a gradient is not finite. */
+cfx_status cfx_trainer_step(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                            const int64_t *rows, double *loss, int64_t *correct);
+cfx_optim *cfx_trainer_optim(cfx_trainer *t); /* its Adam: learning rate, checkpoints */
+int cfx_trainer_lanes(const cfx_trainer *t);  /* slices of the batch run at once (1: whole) */
+void cfx_trainer_free(cfx_trainer *t);
+
 /* Accuracy of a compiled graph's output (probabilities or logits) on images, in batches;
  * confusion (C x C, row = true class, optional) counts predictions. */
 cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,

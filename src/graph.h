@@ -78,6 +78,11 @@ typedef struct cfx_op_def {
     /* This is ReLU, whose backward reads only its output (y > 0), so a fuses_relu op before it
      * may write y directly and never produce the ReLU's input. */
     bool is_relu;
+    /* Optional: whether this node mixes images of the batch (BatchNormalization's batch
+     * statistics, a Softmax over axis 0), so that running slices of the batch apart would
+     * change the result (cfx_trainer's lanes). Ops that move or reduce the batch dimension
+     * need not say: the lanes' shape check finds them. */
+    bool (*couples_batch)(const cfx_op_args *a);
 } cfx_op_def;
 
 typedef struct cfx_value {
@@ -113,6 +118,7 @@ struct cfx_node {
     bool fused;                    /* planned: this ReLU runs inside the op before it */
     double prof_fwd, prof_bwd;     /* CFX_PROFILE: seconds spent in forward and backward */
     long prof_nfwd, prof_nbwd;
+    bool prof_warm[2]; /* CFX_PROFILE: the first forward / backward has run (and was not timed) */
 };
 
 /* cfx_graph.mark flags, per value, for one backward pass. */
@@ -132,6 +138,7 @@ struct cfx_graph {
     void *work;
     size_t work_cap;
     bool compiled, dirty, training, param_grads_on, broken;
+    bool shared_params; /* params belong to the graph this one was cloned from */
     char error[512];
     cfx_rng rng;
     uint8_t *mark;    /* backward: per value, MARK_* flags */
@@ -145,6 +152,18 @@ int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, c
 /* Records a builder error in the graph (the first one wins) and returns -1. */
 int cfx__graph_fail(cfx_graph *g, const char *op, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A copy of compiled graph g with its own buffers (activations, gradients, parameter gradients,
+ * op state and primitives, a generator seeded with seed) that reads g's parameter block: g must
+ * outlive it. Inputs and constants are copied. The copy is planned at its first run (or
+ * cfx_graph_replan), so it may be given another batch size first. NULL (with a message) when
+ * out of memory. */
+cfx_graph *cfx__graph_clone(const cfx_graph *g, uint64_t seed);
+/* Test hook: at most n lanes per cfx_trainer (n < 1: as many as threads). */
+void cfx__trainer_max_lanes(int n);
+/* Test hook: the forward and backward of a cfx_trainer_step without the update: the batch's mean
+ * loss and the gradient of the parameters (cfx_graph_num_params floats), summed over lanes. */
+cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                                 const int64_t *rows, double *loss, float *grad);
 /* The node that produces value id, or NULL. */
 const cfx_node *cfx__graph_producer(const cfx_graph *g, int id);
 

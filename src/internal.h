@@ -72,6 +72,13 @@ void cfx__blas_sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const floa
 /* C = max(0, C) for an m x n matrix with row stride ldc (NaN becomes 0, as in the ReLU op). */
 void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc);
 
+/* cfx_optim_step's halves, for a gradient that is the sum of two (cfx_trainer's lanes):
+ * check_grad fails with CFX_ENUMERIC, naming the first element, when an element of g is NaN or
+ * beyond +-bound (FLT_MAX, or FLT_MAX / lanes so that the lanes' sum stays finite); step2 takes
+ * the step on g0 + g1 (g1 may be NULL) in one pass. */
+cfx_status cfx__optim_check_grad(const float *g, size_t n, float bound);
+cfx_status cfx__optim_step2(cfx_optim *o, float *x, const float *g0, const float *g1);
+
 #define CFX_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CFX_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -149,8 +149,20 @@ static void bn_backward(const cfx_op_args *a) {
                                             sp, lo, hi));
 }
 
-static const cfx_op_def bn_def = {"BatchNormalization", sizeof(bn_attr), bn_infer, NULL, NULL,
-                                  bn_forward,           bn_backward};
+/* Training normalises with the batch's statistics; inference needs no lanes. */
+static bool bn_couples_batch(const cfx_op_args *a) {
+    (void)a;
+    return true;
+}
+
+static const cfx_op_def bn_def = {"BatchNormalization",
+                                  sizeof(bn_attr),
+                                  bn_infer,
+                                  NULL,
+                                  NULL,
+                                  bn_forward,
+                                  bn_backward,
+                                  .couples_batch = bn_couples_batch};
 
 int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int var,
                       const cfx_batch_norm_attr *attr) {

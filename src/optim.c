@@ -88,13 +88,14 @@ void cfx_optim_set_lr(cfx_optim *o, float lr) {
         o->adam.lr = lr;
 }
 
-/* Elements [lo, hi) of an SGD step (built per ISA, as adam_update). x and grad are the caller's and
- * not restrict: nothing in the API says they cannot overlap. */
-CFX_CLONES static void sgd_update(float *x, const float *grad, float *restrict buf, float lr,
-                                  float mu, float wd, bool nesterov, bool first, int64_t lo,
-                                  int64_t hi) {
+/* Elements [lo, hi) of an SGD step on the gradient g0 (+ g1 when not NULL: the trainer's lanes;
+ * built per ISA, as adam_update). x and the gradients are the caller's and not restrict:
+ * nothing in the API says they cannot overlap. */
+CFX_CLONES static void sgd_update(float *x, const float *g0, const float *g1, float *restrict buf,
+                                  float lr, float mu, float wd, bool nesterov, bool first,
+                                  int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++) {
-        float g = grad[i] + wd * x[i];
+        float g = (g1 ? g0[i] + g1[i] : g0[i]) + wd * x[i];
         if (mu != 0) {
             buf[i] = first ? g : mu * buf[i] + g;
             g = nesterov ? g + mu * buf[i] : buf[i];
@@ -103,47 +104,56 @@ CFX_CLONES static void sgd_update(float *x, const float *grad, float *restrict b
     }
 }
 
-/* Elements [lo, hi) of an Adam step; x and grad as in sgd_update. Built for each x86 vector
+/* Elements [lo, hi) of an Adam step; x, g0 and g1 as in sgd_update. Built for each x86 vector
  * ISA and picked at run time (we build without -march): the square root and division run a
  * vector at a time, so SSE2's four lanes made the step compute bound (a twelfth of a batch-64
  * training step of the reference classifier). With -std=c11 GCC contracts nothing into FMAs
  * and vector sqrt and division round exactly, so every clone gives the same bits. */
-CFX_CLONES static void adam_update(float *x, const float *grad, float *restrict m,
+CFX_CLONES static void adam_update(float *x, const float *g0, const float *g1, float *restrict m,
                                    float *restrict v, float step, float rbc2, float b1, float b2,
                                    float eps, float wd, int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++) {
-        float g = grad[i] + wd * x[i];
+        float g = (g1 ? g0[i] + g1[i] : g0[i]) + wd * x[i];
         m[i] = b1 * m[i] + (1 - b1) * g;
         v[i] = b2 * v[i] + (1 - b2) * g * g;
         x[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
     }
 }
 
-/* One branch-free pass over the gradient (per ISA, as adam_update). */
-CFX_CLONES static bool all_finite(const float *g, size_t n) {
+/* Whether every element of g lies within [-bound, bound] (NaN does not): one branch-free pass
+ * (per ISA, as adam_update). */
+CFX_CLONES static bool all_within(const float *g, int64_t lo, int64_t hi, float bound) {
     int bad = 0;
-    for (size_t i = 0; i < n; i++) bad |= !(fabsf(g[i]) <= FLT_MAX);
+    for (int64_t i = lo; i < hi; i++) bad |= !(fabsf(g[i]) <= bound);
     return !bad;
 }
 
-cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
-    if (!o || !x || !grad) return cfx_set_error(CFX_EINVAL, "optimizer step: NULL argument");
-    /* Only when something is NaN or infinite is the first such element looked up. */
-    if (!all_finite(grad, o->n))
-        for (size_t i = 0; i < o->n; i++)
-            if (!isfinite(grad[i]))
-                return cfx_set_error(CFX_ENUMERIC,
-                                     "optimizer step: gradient element %zu is %g; lower the "
-                                     "learning rate or check the inputs for NaN",
-                                     i, (double)grad[i]);
+cfx_status cfx__optim_check_grad(const float *g, size_t n, float bound) {
+    int ok = 1;
+    CFX_PARALLEL_RANGE((int64_t)n, n > 65536, {
+        int mine = all_within(g, lo, hi, bound);
+        _Pragma("omp atomic update") ok &= mine;
+    });
+    if (ok) return CFX_OK;
+    /* Only now is the first such element looked up. */
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(g[i]) <= bound))
+            return cfx_set_error(CFX_ENUMERIC,
+                                 "optimizer step: gradient element %zu is %g%s; lower the "
+                                 "learning rate or check the inputs for NaN",
+                                 i, (double)g[i], isfinite(g[i]) ? ", too large to sum" : "");
+    return CFX_OK;
+}
+
+cfx_status cfx__optim_step2(cfx_optim *o, float *x, const float *g0, const float *g1) {
     o->t++;
-    const size_t n = o->n;
+    const int64_t n = (int64_t)o->n;
     if (o->kind == OPT_SGD) {
         const float lr = o->sgd.lr, mu = o->sgd.momentum, wd = o->sgd.weight_decay;
         float *buf = o->m;
         const bool first = o->t == 1, nesterov = o->sgd.nesterov != 0;
-        CFX_PARALLEL_RANGE((int64_t)n, n > 65536,
-                           sgd_update(x, grad, buf, lr, mu, wd, nesterov, first, lo, hi));
+        CFX_PARALLEL_RANGE(n, n > 65536,
+                           sgd_update(x, g0, g1, buf, lr, mu, wd, nesterov, first, lo, hi));
         return CFX_OK;
     }
     const cfx_adam_options *a = &o->adam;
@@ -151,9 +161,15 @@ cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
     const double bc1 = 1.0 - pow(a->beta1, (double)o->t), bc2 = 1.0 - pow(a->beta2, (double)o->t);
     const float step = (float)(a->lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2));
     const float b1 = a->beta1, b2 = a->beta2, eps = a->eps, wd = a->weight_decay;
-    CFX_PARALLEL_RANGE((int64_t)n, n > 65536,
-                       adam_update(x, grad, o->m, o->v, step, rbc2, b1, b2, eps, wd, lo, hi));
+    CFX_PARALLEL_RANGE(n, n > 65536,
+                       adam_update(x, g0, g1, o->m, o->v, step, rbc2, b1, b2, eps, wd, lo, hi));
     return CFX_OK;
+}
+
+cfx_status cfx_optim_step(cfx_optim *o, float *x, const float *grad) {
+    if (!o || !x || !grad) return cfx_set_error(CFX_EINVAL, "optimizer step: NULL argument");
+    CFX_TRY(cfx__optim_check_grad(grad, o->n, FLT_MAX));
+    return cfx__optim_step2(o, x, grad, NULL);
 }
 
 size_t cfx_optim_state_size(const cfx_optim *o) {

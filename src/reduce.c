@@ -340,11 +340,23 @@ static void log_softmax_backward(const cfx_op_args *a) {
     softmax_bwd(a, true);
 }
 
-static const cfx_op_def softmax_def = {"Softmax", sizeof(axis_attr), softmax_infer,   NULL,
-                                       NULL,      softmax_forward,   softmax_backward};
-static const cfx_op_def log_softmax_def = {
-    "LogSoftmax", sizeof(axis_attr),   softmax_infer,       NULL,
-    NULL,         log_softmax_forward, log_softmax_backward};
+/* Over axis 0 each image's result depends on the others. */
+static bool softmax_couples_batch(const cfx_op_args *a) {
+    const axis_attr *at = a->attr;
+    return at->axis == 0 || at->axis == -a->in[0]->ndim;
+}
+
+static const cfx_op_def softmax_def = {
+    "Softmax", sizeof(axis_attr), softmax_infer,    NULL,
+    NULL,      softmax_forward,   softmax_backward, .couples_batch = softmax_couples_batch};
+static const cfx_op_def log_softmax_def = {"LogSoftmax",
+                                           sizeof(axis_attr),
+                                           softmax_infer,
+                                           NULL,
+                                           NULL,
+                                           log_softmax_forward,
+                                           log_softmax_backward,
+                                           .couples_batch = softmax_couples_batch};
 
 int cfx_op_softmax(cfx_graph *g, int x, int axis) {
     axis_attr at = {axis, 0};

@@ -10,6 +10,8 @@
 #include "graph.h"
 
 #include <errno.h>
+#include <float.h>
+#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -96,33 +98,310 @@ static cfx_status check_images(const cfx_tensor *images, const cfx_tensor *xt, c
     return CFX_OK;
 }
 
-typedef enum { TASK_CLASSIFY, TASK_RECONSTRUCT } task_kind;
+/* ============================================================= the training step === */
 
-/* The shared loop: the graph already holds the loss; `target` is the label input (classifier)
- * or -1; `scores` is what accuracy is computed from (logits or probs), or -1. */
-static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scores,
-                             const cfx_tensor *images, const float *labels,
+struct cfx_trainer {
+    cfx_graph *g;
+    int x, target, loss, scores; /* target and scores: -1 for an autoencoder */
+    int64_t batch;
+    cfx_optim *opt;
+    int nlanes;        /* 1: the step runs on g, its ops using the threads */
+    cfx_graph **lane;  /* nlanes copies of g, one slice of the batch each */
+    int64_t *first;    /* lane i trains on rows first[i] .. first[i+1]-1 */
+    cfx_status *st;    /* per lane, for one step */
+    double *lane_loss; /* per lane */
+    int64_t *lane_correct;
+    char (*msg)[256];
+};
+
+static int max_lanes = -1; /* test hook: -1 no limit */
+
+void cfx__trainer_max_lanes(int n) {
+    max_lanes = n;
+}
+
+/* Whether the graph's values that depend on the inputs keep the batch as their first
+ * dimension, the same dimensions otherwise, at batch B (g) and b (lane, b < B), and no op mixes
+ * images (couples_batch): then running slices of the batch apart and summing their gradients
+ * is the whole batch's step. The loss, whose mean over the batch the seeds weigh, is exempt. */
+static bool splits_by_batch(cfx_graph *g, cfx_graph *lane, int loss, int64_t B, int64_t b) {
+    uint8_t *dep = g->mark;
+    memset(dep, 0, (size_t)g->nvalues);
+    for (int i = 0; i < g->nvalues; i++) {
+        const cfx_value *v = &g->values[i], *w = &lane->values[i];
+        if (v->kind == CFX_VALUE_INPUT) dep[i] = 1;
+        if (v->producer >= 0) {
+            const cfx_node *n = &g->nodes[v->producer];
+            for (int k = 0; k < n->nin; k++) dep[i] |= n->in[k] >= 0 && dep[n->in[k]];
+            if (!dep[i] || i == loss) continue;
+            cfx_op_args a;
+            memset(&a, 0, sizeof a);
+            a.nin = n->nin;
+            for (int k = 0; k < n->nin; k++)
+                if (n->in[k] >= 0) a.in[k] = &g->values[n->in[k]].t;
+            a.attr = n->attr;
+            a.training = true;
+            if (n->op->couples_batch && n->op->couples_batch(&a)) return false;
+        }
+        if (!dep[i] || i == loss) continue;
+        if (v->t.ndim < 1 || v->t.ndim != w->t.ndim || v->t.shape[0] != B || w->t.shape[0] != b)
+            return false;
+        for (int d = 1; d < v->t.ndim; d++)
+            if (v->t.shape[d] != w->t.shape[d]) return false;
+    }
+    return true;
+}
+
+void cfx_trainer_free(cfx_trainer *t) {
+    if (!t) return;
+    for (int i = 0; t->lane && i < t->nlanes; i++) cfx_graph_free(t->lane[i]);
+    cfx_free(t->lane);
+    cfx_free(t->first);
+    cfx_free(t->st);
+    cfx_free(t->lane_loss);
+    cfx_free(t->lane_correct);
+    cfx_free(t->msg);
+    cfx_optim_free(t->opt);
+    cfx_free(t);
+}
+
+/* Copies of g for the lanes, planned for one thread each; stays at one lane when the graph does
+ * not split by batch or there are too few images per thread. */
+static cfx_status make_lanes(cfx_trainer *t) {
+    int threads = cfx_get_threads(), L = threads;
+    if (max_lanes >= 1 && L > max_lanes) L = max_lanes;
+    t->nlanes = 1;
+    if (L < 2 || t->batch < 2 * (int64_t)L) return CFX_OK;
+    t->lane = cfx_calloc((size_t)L, sizeof *t->lane);
+    t->first = cfx_calloc((size_t)L + 1, sizeof *t->first);
+    t->st = cfx_calloc((size_t)L, sizeof *t->st);
+    t->lane_loss = cfx_calloc((size_t)L, sizeof *t->lane_loss);
+    t->lane_correct = cfx_calloc((size_t)L, sizeof *t->lane_correct);
+    t->msg = cfx_calloc((size_t)L, sizeof *t->msg);
+    if (!t->lane || !t->first || !t->st || !t->lane_loss || !t->lane_correct || !t->msg)
+        return CFX_ENOMEM;
+    t->nlanes = L;
+    for (int i = 0; i <= L; i++) t->first[i] = t->batch * i / L;
+    /* Each lane runs on one thread: its oneDNN primitives are built for one. */
+    omp_set_num_threads(1);
+    cfx_status s = CFX_OK;
+    for (int i = 0; i < L && s == CFX_OK; i++) {
+        if (!(t->lane[i] = cfx__graph_clone(t->g, (uint64_t)i + 1))) s = CFX_ENOMEM;
+        if (s == CFX_OK) s = cfx_graph_set_batch(t->lane[i], t->first[i + 1] - t->first[i]);
+        if (s == CFX_OK) s = cfx_graph_replan(t->lane[i]);
+    }
+    omp_set_num_threads(threads);
+    if (s == CFX_ENOMEM) return s;
+    /* A lane that cannot be planned at its batch (a shape fixed to the whole batch) or a graph
+     * that does not split by batch trains whole. */
+    if (s != CFX_OK || !splits_by_batch(t->g, t->lane[0], t->loss, t->batch, t->first[1])) {
+        for (int i = 0; i < L; i++) cfx_graph_free(t->lane[i]), t->lane[i] = NULL;
+        t->nlanes = 1;
+    }
+    return CFX_OK;
+}
+
+static cfx_trainer *trainer_new(cfx_graph *g, int x, int target, int loss, int scores, int batch,
+                                float lr) {
+    if (loss < 0) {
+        cfx_error_context(CFX_EINVAL, "trainer");
+        return NULL;
+    }
+    cfx_trainer *t = cfx_calloc(1, sizeof *t);
+    if (!t) return NULL;
+    *t = (cfx_trainer){g, x, target, loss, scores, batch > 0 ? batch : 64};
+    cfx_status s = cfx_graph_set_batch(g, t->batch);
+    if (s == CFX_OK) s = cfx_graph_compile(g);
+    if (s == CFX_OK) s = cfx_graph_replan(g);
+    if (s == CFX_OK) {
+        cfx_graph_set_training(g, 1);
+        t->opt =
+            cfx_optim_adam(cfx_graph_num_params(g), &(cfx_adam_options){.lr = lr > 0 ? lr : 1e-3f});
+        s = t->opt ? make_lanes(t) : CFX_ENOMEM;
+    }
+    if (s != CFX_OK) {
+        cfx_error_context(s, "trainer");
+        cfx_trainer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+cfx_trainer *cfx_trainer_classifier(cfx_graph *g, int x, int out, int batch, float lr) {
+    const cfx_tensor *ot = cfx_graph_tensor(g, out);
+    if (!cfx_graph_tensor(g, x) || !ot) {
+        cfx_set_error(CFX_EINVAL, "trainer: bad graph, input or output id");
+        return NULL;
+    }
+    if (ot->ndim != 2) {
+        cfx_set_error(CFX_ESHAPE, "train classifier: the output must be (N, classes)");
+        return NULL;
+    }
+    /* A model that ends in Softmax trains on the Softmax's input. */
+    int logits = out;
+    const char *op = cfx_graph_value_op(g, out);
+    if (op && strcmp(op, "Softmax") == 0) logits = cfx_graph_value_input(g, out, 0);
+    int target = cfx_graph_input(g, "train.target", 1, (int64_t[]){ot->shape[0]});
+    int loss = cfx_op_cross_entropy(g, logits, target, CFX_REDUCTION_MEAN);
+    return trainer_new(g, x, target, loss, out, batch, lr);
+}
+
+cfx_trainer *cfx_trainer_autoencoder(cfx_graph *g, int x, int reconstruction, int batch, float lr) {
+    const cfx_tensor *xt = cfx_graph_tensor(g, x), *rt = cfx_graph_tensor(g, reconstruction);
+    if (!xt || !rt) {
+        cfx_set_error(CFX_EINVAL, "trainer: bad graph, input or output id");
+        return NULL;
+    }
+    if (!cfx_tensor_same_shape(xt, rt)) {
+        cfx_set_error(CFX_ESHAPE, "train autoencoder: the reconstruction's shape differs from "
+                                  "the input's");
+        return NULL;
+    }
+    int loss = cfx_op_loss(g, reconstruction, x, CFX_LOSS_MSE, CFX_REDUCTION_MEAN);
+    return trainer_new(g, x, -1, loss, -1, batch, lr);
+}
+
+cfx_optim *cfx_trainer_optim(cfx_trainer *t) {
+    return t ? t->opt : NULL;
+}
+
+int cfx_trainer_lanes(const cfx_trainer *t) {
+    return t ? t->nlanes : 0;
+}
+
+/* Forward and backward of graph g (the trainer's or a lane) on `count` rows; the loss's
+ * gradient is seeded with `weight`, the lane's share of the batch. */
+static cfx_status run_slice(const cfx_trainer *t, cfx_graph *g, const cfx_tensor *images,
+                            const float *labels, const int64_t *rows, int64_t count, float weight,
+                            double *loss, int64_t *correct) {
+    const int64_t per = images->numel / images->shape[0];
+    float *xin = cfx_graph_tensor(g, t->x)->data;
+    float *tin = t->target >= 0 ? cfx_graph_tensor(g, t->target)->data : NULL;
+    for (int64_t i = 0; i < count; i++) {
+        memcpy(xin + i * per, images->data + rows[i] * per, (size_t)per * sizeof(float));
+        if (tin) tin[i] = labels[rows[i]];
+    }
+    CFX_TRY(cfx_graph_forward(g));
+    CFX_TRY(cfx_graph_backward(g, t->loss, &weight));
+    *loss = cfx_graph_tensor(g, t->loss)->data[0];
+    *correct = 0;
+    if (t->scores < 0) return CFX_OK;
+    const cfx_tensor *sc = cfx_graph_tensor(g, t->scores);
+    const int64_t C = sc->shape[1];
+    for (int64_t i = 0; i < count; i++) {
+        const float *row = sc->data + i * C;
+        int64_t best = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (row[c] > row[best]) best = c;
+        *correct += best == (int64_t)tin[i];
+    }
+    return CFX_OK;
+}
+
+/* Lane 1's parameter gradients += those of lanes 2.., in lane order (lane 0's and lane 1's
+ * are summed in the optimizer's pass). */
+static void sum_lane_grads(cfx_graph *const *lane, int L, int64_t lo, int64_t hi) {
+    float *restrict d = lane[1]->param_grads;
+    for (int k = 2; k < L; k++) {
+        const float *restrict s = lane[k]->param_grads;
+        for (int64_t i = lo; i < hi; i++) d[i] += s[i];
+    }
+}
+
+/* A slice's step (run_slice), then its loss and gradients checked: finite, and the gradients
+ * small enough that the sum over `lanes` slices stays finite. */
+static cfx_status run_checked(const cfx_trainer *t, cfx_graph *g, const cfx_tensor *images,
+                              const float *labels, const int64_t *rows, int64_t count, float weight,
+                              int lanes, double *loss, int64_t *correct) {
+    CFX_TRY(run_slice(t, g, images, labels, rows, count, weight, loss, correct));
+    if (!isfinite(*loss))
+        return cfx_set_error(CFX_ENUMERIC,
+                             "the loss became %g; lower --lr or check the data for NaN", *loss);
+    size_t np;
+    const float *grads = cfx_graph_param_grads(g, &np);
+    return cfx__optim_check_grad(grads, np, FLT_MAX / (float)lanes);
+}
+
+/* Forward and backward of one step: the loss and count of right answers for the whole batch,
+ * and its parameter gradient as *g0 + *g1 (*g1 NULL on one lane). */
+static cfx_status step_grads(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                             const int64_t *rows, double *loss, int64_t *correct, const float **g0,
+                             const float **g1) {
+    if (!t || !images || !rows || (t->target >= 0 && !labels))
+        return cfx_set_error(CFX_EINVAL, "train step: NULL argument");
+    CFX_TRY(check_images(images, cfx_graph_tensor(t->g, t->x), "train step"));
+    for (int64_t i = 0; i < t->batch; i++)
+        if (rows[i] < 0 || rows[i] >= images->shape[0])
+            return cfx_set_error(CFX_EINVAL, "train step: row %lld is not an image in 0..%lld",
+                                 (long long)rows[i], (long long)images->shape[0] - 1);
+    if (t->nlanes == 1) {
+        CFX_TRY(run_checked(t, t->g, images, labels, rows, t->batch, 1.0f, 1, loss, correct));
+        *g0 = cfx_graph_param_grads(t->g, NULL);
+        *g1 = NULL;
+        return CFX_OK;
+    }
+    const int L = t->nlanes;
+#pragma omp parallel num_threads(L)
+    {
+        omp_set_num_threads(1); /* this lane's ops run on this thread alone */
+        for (int i = omp_get_thread_num(); i < L; i += omp_get_num_threads()) {
+            int64_t n = t->first[i + 1] - t->first[i];
+            t->st[i] = run_checked(t, t->lane[i], images, labels, rows + t->first[i], n,
+                                   (float)((double)n / (double)t->batch), L, &t->lane_loss[i],
+                                   &t->lane_correct[i]);
+            if (t->st[i] != CFX_OK) snprintf(t->msg[i], sizeof t->msg[i], "%s", cfx_last_error());
+        }
+    }
+    double lv = 0;
+    int64_t right = 0;
+    for (int i = 0; i < L; i++) {
+        if (t->st[i] != CFX_OK) return cfx_set_error(t->st[i], "%s", t->msg[i]);
+        lv += t->lane_loss[i] * (double)(t->first[i + 1] - t->first[i]) / (double)t->batch;
+        right += t->lane_correct[i];
+    }
+    int64_t np = (int64_t)t->g->nparams;
+    if (L > 2) CFX_PARALLEL_RANGE(np, np > 65536, sum_lane_grads(t->lane, L, lo, hi));
+    *loss = lv;
+    *correct = right;
+    *g0 = t->lane[0]->param_grads;
+    *g1 = t->lane[1]->param_grads;
+    return CFX_OK;
+}
+
+cfx_status cfx_trainer_step(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                            const int64_t *rows, double *loss, int64_t *correct) {
+    double lv;
+    int64_t right;
+    const float *g0, *g1;
+    CFX_TRY(step_grads(t, images, labels, rows, &lv, &right, &g0, &g1));
+    CFX_TRY(cfx__optim_step2(t->opt, cfx_graph_params(t->g, NULL), g0, g1));
+    if (loss) *loss = lv;
+    if (correct) *correct = right;
+    return CFX_OK;
+}
+
+cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                                 const int64_t *rows, double *loss, float *grad) {
+    int64_t right;
+    const float *g0, *g1;
+    CFX_TRY(step_grads(t, images, labels, rows, loss, &right, &g0, &g1));
+    for (size_t i = 0; i < t->g->nparams; i++) grad[i] = g1 ? g0[i] + g1[i] : g0[i];
+    return CFX_OK;
+}
+
+/* ============================================================= the training loop === */
+
+/* Runs epochs of trainer steps over images in a seeded shuffle, with checkpoints. */
+static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const float *labels,
                              const cfx_train_options *opts, cfx_train_result *res) {
     cfx_train_options o = opts ? *opts : (cfx_train_options){0};
     if (o.epochs <= 0) o.epochs = 10;
-    if (o.batch <= 0) o.batch = 64;
     if (o.lr <= 0) o.lr = 1e-3f;
-    const int64_t n = images->shape[0], per = images->numel / n, B = o.batch;
-    if (n < B)
-        return cfx_set_error(CFX_EINVAL, "train: %lld images are fewer than one batch of %lld",
-                             (long long)n, (long long)B);
-    CFX_TRY(cfx_graph_set_batch(g, B));
-    CFX_TRY(cfx_graph_compile(g));
-    cfx_graph_set_training(g, 1);
-    size_t np;
-    float *params = cfx_graph_params(g, &np);
-    cfx_optim *opt = cfx_optim_adam(np, &(cfx_adam_options){.lr = o.lr});
+    cfx_graph *g = tr->g;
+    cfx_optim *opt = tr->opt;
+    const int64_t n = images->shape[0], B = tr->batch;
     int64_t *order = cfx_malloc((size_t)n * sizeof *order);
-    if (!opt || !order) {
-        cfx_optim_free(opt);
-        cfx_free(order);
-        return CFX_ENOMEM;
-    }
+    if (!order) return CFX_ENOMEM;
     cfx_status s = CFX_OK;
     ckpt_meta meta = {0, NAN, NAN};
     memset(res, 0, sizeof *res);
@@ -133,8 +412,6 @@ static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scor
     }
     const int64_t nbatches = n / B;
     const double t0 = cfx_now();
-    float *xin = cfx_graph_tensor(g, x)->data;
-    float *tin = target >= 0 ? cfx_graph_tensor(g, target)->data : NULL;
     const int last = o.stop_after > 0 && o.stop_after < o.epochs ? o.stop_after : o.epochs;
     for (int epoch = (int)meta.epoch; s == CFX_OK && epoch < last; epoch++) {
         cfx_rng rng;
@@ -146,43 +423,22 @@ static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scor
         char label[64];
         snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, o.epochs);
         for (int64_t b = 0; b < nbatches && s == CFX_OK; b++) {
-            for (int64_t i = 0; i < B; i++) {
-                int64_t k = order[b * B + i];
-                memcpy(xin + i * per, images->data + k * per, (size_t)per * sizeof(float));
-                if (tin) tin[i] = labels[k];
-            }
-            if ((s = cfx_graph_forward(g)) != CFX_OK ||
-                (s = cfx_graph_backward(g, loss, NULL)) != CFX_OK)
-                break;
-            float lv = cfx_graph_tensor(g, loss)->data[0];
-            if (!isfinite(lv)) {
-                s = cfx_set_error(CFX_ENUMERIC,
-                                  "train: the loss became %g in epoch %d, batch %lld; lower "
-                                  "--lr or check the data for NaN",
-                                  (double)lv, epoch + 1, (long long)b + 1);
-                break;
-            }
             if (!o.constant_lr) {
                 /* Cosine decay to 0 over all the run's steps: the last epochs take small
                  * steps, which is worth about half a point of test accuracy here. */
                 double t = (double)(epoch * nbatches + b) / (double)(o.epochs * nbatches);
                 cfx_optim_set_lr(opt, (float)(o.lr * 0.5 * (1.0 + cos(3.141592653589793 * t))));
             }
-            if ((s = cfx_optim_step(opt, params, cfx_graph_param_grads(g, NULL))) != CFX_OK) break;
-            loss_sum += lv;
-            if (scores >= 0) {
-                const cfx_tensor *sc = cfx_graph_tensor(g, scores);
-                int64_t C = sc->shape[1];
-                for (int64_t i = 0; i < B; i++) {
-                    const float *row = sc->data + i * C;
-                    int64_t best = 0;
-                    for (int64_t c = 1; c < C; c++)
-                        if (row[c] > row[best]) best = c;
-                    correct += best == (int64_t)tin[i];
-                }
+            double lv;
+            int64_t right;
+            if ((s = cfx_trainer_step(tr, images, labels, order + b * B, &lv, &right)) != CFX_OK) {
+                cfx_error_context(s, "train: epoch %d, batch %lld", epoch + 1, (long long)b + 1);
+                break;
             }
+            loss_sum += lv;
+            correct += right;
             char note[96];
-            if (scores >= 0)
+            if (tr->scores >= 0)
                 snprintf(note, sizeof note, "loss %.4f acc %.4f", loss_sum / (double)(b + 1),
                          (double)correct / (double)((b + 1) * B));
             else
@@ -192,7 +448,7 @@ static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scor
         if (s != CFX_OK) break;
         meta.epoch = (uint32_t)epoch + 1;
         meta.loss = loss_sum / (double)nbatches;
-        meta.accuracy = scores >= 0 ? (double)correct / (double)(nbatches * B) : NAN;
+        meta.accuracy = tr->scores >= 0 ? (double)correct / (double)(nbatches * B) : NAN;
         if (o.checkpoint) s = ckpt_write(o.checkpoint, g, opt, &meta);
     }
     cfx_graph_set_training(g, 0);
@@ -200,17 +456,37 @@ static cfx_status train_loop(cfx_graph *g, int x, int target, int loss, int scor
     res->loss = meta.loss;
     res->accuracy = meta.accuracy;
     res->seconds = cfx_now() - t0;
-    cfx_optim_free(opt);
     cfx_free(order);
+    return s;
+}
+
+/* Checks the images, and that there is at least one batch of them. */
+static cfx_status check_train_images(cfx_graph *g, int x, const cfx_tensor *images,
+                                     const cfx_train_options *o, const char *what) {
+    const cfx_tensor *xt = cfx_graph_tensor(g, x);
+    if (!xt) return cfx_set_error(CFX_EINVAL, "%s: bad input id", what);
+    CFX_TRY(check_images(images, xt, what));
+    int64_t B = o && o->batch > 0 ? o->batch : 64;
+    if (images->shape[0] < B)
+        return cfx_set_error(CFX_EINVAL, "train: %lld images are fewer than one batch of %lld",
+                             (long long)images->shape[0], (long long)B);
+    return CFX_OK;
+}
+
+static cfx_status train_with(cfx_trainer *tr, const cfx_tensor *images, const float *labels,
+                             const cfx_train_options *o, cfx_train_result *res) {
+    if (!tr) return cfx_error_context(CFX_EINVAL, "train");
+    cfx_status s = train_loop(tr, images, labels, o, res);
+    cfx_trainer_free(tr);
     return s;
 }
 
 cfx_status cfx_train_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
                                 const float *labels, const cfx_train_options *o,
                                 cfx_train_result *res) {
-    const cfx_tensor *xt = cfx_graph_tensor(g, x), *ot = cfx_graph_tensor(g, out);
-    if (!xt || !ot) return cfx_set_error(CFX_EINVAL, "train classifier: bad input or output id");
-    CFX_TRY(check_images(images, xt, "train classifier"));
+    const cfx_tensor *ot = cfx_graph_tensor(g, out);
+    if (!ot) return cfx_set_error(CFX_EINVAL, "train classifier: bad input or output id");
+    CFX_TRY(check_train_images(g, x, images, o, "train classifier"));
     if (!labels) return cfx_set_error(CFX_EINVAL, "train classifier: labels are NULL");
     if (ot->ndim != 2)
         return cfx_set_error(CFX_ESHAPE, "train classifier: the output must be (N, classes)");
@@ -220,27 +496,16 @@ cfx_status cfx_train_classifier(cfx_graph *g, int x, int out, const cfx_tensor *
             return cfx_set_error(CFX_EINVAL,
                                  "train classifier: label %lld is %g, not a class in 0..%lld",
                                  (long long)i, (double)labels[i], (long long)C - 1);
-    /* A model that ends in Softmax trains on the Softmax's input. */
-    int logits = out;
-    const char *op = cfx_graph_value_op(g, out);
-    if (op && strcmp(op, "Softmax") == 0) logits = cfx_graph_value_input(g, out, 0);
-    int target = cfx_graph_input(g, "train.target", 1, (int64_t[]){xt->shape[0]});
-    int loss = cfx_op_cross_entropy(g, logits, target, CFX_REDUCTION_MEAN);
-    if (loss < 0) return cfx_error_context(CFX_EINVAL, "train classifier");
-    return train_loop(g, x, target, loss, out, images, labels, o, res);
+    return train_with(cfx_trainer_classifier(g, x, out, o ? o->batch : 0, o ? o->lr : 0), images,
+                      labels, o, res);
 }
 
 cfx_status cfx_train_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
                                  const cfx_train_options *o, cfx_train_result *res) {
-    const cfx_tensor *xt = cfx_graph_tensor(g, x), *rt = cfx_graph_tensor(g, reconstruction);
-    if (!xt || !rt) return cfx_set_error(CFX_EINVAL, "train autoencoder: bad input or output id");
-    CFX_TRY(check_images(images, xt, "train autoencoder"));
-    if (!cfx_tensor_same_shape(xt, rt))
-        return cfx_set_error(CFX_ESHAPE, "train autoencoder: the reconstruction's shape differs "
-                                         "from the input's");
-    int loss = cfx_op_loss(g, reconstruction, x, CFX_LOSS_MSE, CFX_REDUCTION_MEAN);
-    if (loss < 0) return cfx_error_context(CFX_EINVAL, "train autoencoder");
-    return train_loop(g, x, -1, loss, -1, images, NULL, o, res);
+    CFX_TRY(check_train_images(g, x, images, o, "train autoencoder"));
+    return train_with(
+        cfx_trainer_autoencoder(g, x, reconstruction, o ? o->batch : 0, o ? o->lr : 0), images,
+        NULL, o, res);
 }
 
 /* Runs the graph over images in batches of `batch`, calling visit for each batch. */

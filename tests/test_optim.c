@@ -1,7 +1,10 @@
 /* test_optim.c - SGD and Adam against torch.optim, step for step. */
+#include "internal.h"
 #include "test.h"
 
+#include <float.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static cfx_tensor *load(const char *dir, const char *name) {
     char path[600];
@@ -87,4 +90,43 @@ CFX_TEST(optim, bad_input_is_refused) {
     CHECK_ERR(cfx_optim_step(o, NULL, g), CFX_EINVAL);
     cfx_optim_free(o);
     cfx_optim_free(NULL);
+}
+
+/* The trainer's lanes: a step on g0 + g1 in one pass gives the bits of a step on their sum, for
+ * both optimizers, over enough elements to run on two threads; the check names the first element
+ * beyond its bound, a finite one as too large to sum. */
+CFX_TEST(optim, step_on_a_sum_of_two_gradients) {
+    const size_t n = 200003;
+    float *x = malloc(n * 4), *y = malloc(n * 4), *g0 = malloc(n * 4), *g1 = malloc(n * 4),
+          *sum = malloc(n * 4);
+    cfx_rng r;
+    cfx_rng_init(&r, 8);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = y[i] = (float)cfx_rng_normal(&r);
+        g0[i] = (float)cfx_rng_normal(&r), g1[i] = (float)cfx_rng_normal(&r);
+        sum[i] = g0[i] + g1[i];
+    }
+    cfx_set_threads(2);
+    for (int k = 0; k < 2; k++) {
+        cfx_optim *a = k ? cfx_optim_sgd(n, &(cfx_sgd_options){.momentum = 0.9f})
+                         : cfx_optim_adam(n, &(cfx_adam_options){.weight_decay = 0.01f});
+        cfx_optim *b = k ? cfx_optim_sgd(n, &(cfx_sgd_options){.momentum = 0.9f})
+                         : cfx_optim_adam(n, &(cfx_adam_options){.weight_decay = 0.01f});
+        for (int step = 0; step < 3; step++) {
+            CHECK_OK(cfx__optim_step2(a, x, g0, g1));
+            CHECK_OK(cfx_optim_step(b, y, sum));
+        }
+        CHECK(memcmp(x, y, n * 4) == 0);
+        cfx_optim_free(a), cfx_optim_free(b);
+    }
+    cfx_set_threads(1);
+    CHECK_OK(cfx__optim_check_grad(g0, n, 1e30f));
+    g0[150000] = 3e38f, g0[170000] = NAN;
+    CHECK_ERR(cfx__optim_check_grad(g0, n, FLT_MAX / 2), CFX_ENUMERIC);
+    CHECK_MSG(strstr(cfx_last_error(), "element 150000 is 3e+38, too large to sum"), "%s",
+              cfx_last_error());
+    CHECK_OK(cfx__optim_check_grad(g0 + 160000, 10000, FLT_MAX));
+    CHECK_ERR(cfx__optim_check_grad(g0 + 160000, n - 160000, FLT_MAX), CFX_ENUMERIC);
+    CHECK(strstr(cfx_last_error(), "element 10000 is nan") != NULL);
+    free(x), free(y), free(g0), free(g1), free(sum);
 }

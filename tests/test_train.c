@@ -1,5 +1,6 @@
 /* test_train.c - layer initialisation, the reference architectures, and training: it learns,
  * it is deterministic, resuming from a checkpoint gives the same bytes, bad input is refused. */
+#include "graph.h"
 #include "test.h"
 
 #include <stdio.h>
@@ -188,4 +189,107 @@ CFX_TEST(train, bad_input_is_refused) {
     CHECK(strstr(cfx_last_error(), "another model") != NULL);
     cfx_graph_free(g);
     cfx_tensor_free(im);
+}
+
+/* A trainer for the reference classifier (2 classes) on 1x28x28 images at batch 16, at most
+ * max_lanes lanes; the same initial parameters for the same seed. */
+static cfx_trainer *toy_trainer(cfx_graph **g, int max_lanes, uint64_t seed) {
+    cfx_rng r;
+    cfx_rng_init(&r, seed);
+    *g = cfx_graph_new();
+    int x = cfx_graph_input(*g, "x", 4, (int64_t[]){1, 1, 28, 28});
+    cfx_classifier_ids c;
+    if (cfx_model_classifier(*g, x, 2, &r, &c) != CFX_OK) return NULL;
+    cfx__trainer_max_lanes(max_lanes);
+    cfx_trainer *t = cfx_trainer_classifier(*g, x, c.probs, 16, 1e-3f);
+    cfx__trainer_max_lanes(-1);
+    return t;
+}
+
+/* On two threads the batch is split into two lanes, each a copy of the graph on one thread. The
+ * oracle is the same step on one graph: loss and gradient agree to rounding (the lanes sum in
+ * another order); training twice gives the same bytes; a NaN in the second lane's slice stops
+ * the step with that thread's message, parameters untouched. */
+CFX_TEST(train, lanes_match_the_whole_batch) {
+    float labels[64];
+    cfx_tensor *im = toy_images(64, labels, 11);
+    int64_t rows[16];
+    for (int i = 0; i < 16; i++) rows[i] = (i * 7) % 64;
+    cfx_set_threads(2);
+    cfx_graph *ga, *gb;
+    cfx_trainer *a = toy_trainer(&ga, -1, 5), *b = toy_trainer(&gb, 1, 5);
+    CHECK(a && b);
+    CHECK_INT_EQ(cfx_trainer_lanes(a), 2);
+    CHECK_INT_EQ(cfx_trainer_lanes(b), 1);
+    size_t np = cfx_graph_num_params(ga);
+    float *da = malloc(np * 4), *db = malloc(np * 4);
+    double la, lb;
+    CHECK_OK(cfx__trainer_gradient(a, im, labels, rows, &la, da));
+    CHECK_OK(cfx__trainer_gradient(b, im, labels, rows, &lb, db));
+    CHECK_NEAR(la, lb, 1e-6 * fabs(lb));
+    double num = 0, den = 0, worst = 0;
+    for (size_t i = 0; i < np; i++) {
+        double d = (double)da[i] - db[i];
+        num += d * d, den += (double)db[i] * db[i];
+        worst = fmax(worst, fabs(d));
+    }
+    CHECK_MSG(sqrt(num / den) < 1e-5, "gradients differ: relative %.3g, worst element %.3g",
+              sqrt(num / den), worst);
+    CHECK(den > 0);
+    /* Steps are deterministic on lanes. */
+    cfx_graph *gc;
+    cfx_trainer *c = toy_trainer(&gc, -1, 5);
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 16; i++) rows[i] = (i * 5 + 16 * k) % 64;
+        int64_t ra, rc;
+        CHECK_OK(cfx_trainer_step(a, im, labels, rows, &la, &ra));
+        CHECK_OK(cfx_trainer_step(c, im, labels, rows, &lb, &rc));
+        CHECK(la == lb && ra == rc);
+    }
+    CHECK(memcmp(cfx_graph_params(ga, NULL), cfx_graph_params(gc, NULL), np * 4) == 0);
+    /* A NaN in row 9, which the second lane (rows 8..15) trains on. */
+    memcpy(da, cfx_graph_params(ga, NULL), np * 4);
+    im->data[rows[9] * 784 + 100] = NAN;
+    CHECK_ERR(cfx_trainer_step(a, im, labels, rows, NULL, NULL), CFX_ENUMERIC);
+    /* The loss or (when a ReLU made the NaN 0) the gradient, from the second lane's thread. */
+    CHECK_MSG(strstr(cfx_last_error(), "nan") && strstr(cfx_last_error(), "check the"), "%s",
+              cfx_last_error());
+    CHECK(memcmp(da, cfx_graph_params(ga, NULL), np * 4) == 0);
+    rows[3] = 64;
+    CHECK_ERR(cfx_trainer_step(a, im, labels, rows, NULL, NULL), CFX_EINVAL);
+    CHECK(strstr(cfx_last_error(), "row 64") != NULL);
+    cfx_trainer_free(a), cfx_trainer_free(b), cfx_trainer_free(c);
+    cfx_graph_free(ga), cfx_graph_free(gb), cfx_graph_free(gc);
+    free(da), free(db);
+    cfx_tensor_free(im);
+    cfx_set_threads(1);
+}
+
+/* Graphs whose ops mix the images of a batch train whole: batch statistics, a softmax over the
+ * batch; too small a batch does too. */
+CFX_TEST(train, graphs_that_mix_the_batch_train_whole) {
+    cfx_set_threads(2);
+    for (int k = 0; k < 4; k++) {
+        cfx_graph *g = cfx_graph_new();
+        int64_t B = k == 3 ? 3 : 8;
+        int x = cfx_graph_input(g, "x", 2, (int64_t[]){B, 6});
+        int w = cfx_graph_param(g, "w", 2, (int64_t[]){4, 6});
+        int h = cfx_op_linear(g, x, w, -1);
+        if (k == 0) {
+            int ch[4];
+            for (int i = 0; i < 4; i++)
+                ch[i] = i < 2 ? cfx_graph_param(g, NULL, 1, (int64_t[]){4})
+                              : cfx_graph_const(g, NULL, 1, (int64_t[]){4}, NULL);
+            h = cfx_op_batch_norm(g, h, ch[0], ch[1], ch[2], ch[3], NULL);
+        } else if (k == 1) {
+            h = cfx_op_softmax(g, h, 0);
+        }
+        cfx_trainer *t = cfx_trainer_classifier(g, x, h, (int)B, 1e-3f);
+        CHECK_MSG(t != NULL, "%s", cfx_last_error());
+        CHECK_MSG(cfx_trainer_lanes(t) == (k == 2 ? 2 : 1), "case %d: %d lanes", k,
+                  cfx_trainer_lanes(t));
+        cfx_trainer_free(t);
+        cfx_graph_free(g);
+    }
+    cfx_set_threads(1);
 }
