@@ -226,8 +226,7 @@ void cfx_graph_seed(cfx_graph *g, uint64_t seed) {
     if (g) cfx_rng_init(&g->rng, seed);
 }
 
-/* Fills the run-time view of node n: input tensors, gradient slots, state. */
-static void node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with_grads) {
+void cfx__node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with_grads) {
     memset(a, 0, sizeof *a);
     a->nin = n->nin;
     for (int i = 0; i < n->nin; i++) {
@@ -250,7 +249,7 @@ static void node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with
 
 static cfx_status infer_node(cfx_graph *g, cfx_node *n, cfx_op_shape *s) {
     cfx_op_args a;
-    node_args(g, n, &a, false);
+    cfx__node_args(g, n, &a, false);
     a.out = NULL;
     memset(s, 0, sizeof *s);
     cfx_status st = n->op->infer(&a, s);
@@ -365,8 +364,8 @@ static void plan_blocked_chains(cfx_graph *g) {
         cfx_node *b = &g->nodes[bi];
         if (!b->op->blocked_ok || b->alias) continue;
         cfx_op_args aa, ba;
-        node_args(g, a, &aa, true);
-        node_args(g, b, &ba, true);
+        cfx__node_args(g, a, &aa, true);
+        cfx__node_args(g, b, &ba, true);
         if (!a->op->blocked_ok(&aa, false, true) || !b->op->blocked_ok(&ba, true, false)) continue;
         a->blocked_out = true;
         b->blocked_in0 = true;
@@ -468,7 +467,7 @@ static cfx_status plan(cfx_graph *g) {
         cfx_node *n = &g->nodes[i];
         if (!n->op->prepare) continue;
         cfx_op_args a;
-        node_args(g, n, &a, true);
+        cfx__node_args(g, n, &a, true);
         if (n->op->prepare(&a, &n->prim) != CFX_OK)
             return cfx_error_context(CFX_EUNSUPPORTED, "%s (node %d)", n->op->name, i);
     }
@@ -640,7 +639,7 @@ cfx_status cfx_graph_forward(cfx_graph *g) {
         cfx_node *n = &g->nodes[i];
         if (n->alias || n->fused) continue;
         cfx_op_args a;
-        node_args(g, n, &a, false);
+        cfx__node_args(g, n, &a, false);
         if (n->relu) a.out = &g->values[n->relu_out].t;
         run_op(g, n->op->forward, &a, &n->prof_fwd, &n->prof_nfwd, &n->prof_warm[0]);
     }
@@ -729,7 +728,7 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
         cfx_node *n = &g->nodes[i];
         if (!runs_backward(g, n)) continue;
         cfx_op_args a;
-        node_args(g, n, &a, true);
+        cfx__node_args(g, n, &a, true);
         memcpy(a.din_fresh, n->fresh, sizeof a.din_fresh);
         a.dout = g->values[n->out].grad;
         run_op(g, n->op->backward, &a, &n->prof_bwd, &n->prof_nbwd, &n->prof_warm[1]);

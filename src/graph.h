@@ -164,6 +164,8 @@ void cfx__trainer_max_lanes(int n);
  * loss and the gradient of the parameters (cfx_graph_num_params floats), summed over lanes. */
 cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
                                  const int64_t *rows, double *loss, float *grad);
+/* Fills the run-time view of node n: input tensors, gradient slots (with_grads), state. */
+void cfx__node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with_grads);
 /* The node that produces value id, or NULL. */
 const cfx_node *cfx__graph_producer(const cfx_graph *g, int id);
 

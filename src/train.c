@@ -135,12 +135,7 @@ static bool splits_by_batch(cfx_graph *g, cfx_graph *lane, int loss, int64_t B, 
             for (int k = 0; k < n->nin; k++) dep[i] |= n->in[k] >= 0 && dep[n->in[k]];
             if (!dep[i] || i == loss) continue;
             cfx_op_args a;
-            memset(&a, 0, sizeof a);
-            a.nin = n->nin;
-            for (int k = 0; k < n->nin; k++)
-                if (n->in[k] >= 0) a.in[k] = &g->values[n->in[k]].t;
-            a.attr = n->attr;
-            a.training = true;
+            cfx__node_args(g, n, &a, false);
             if (n->op->couples_batch && n->op->couples_batch(&a)) return false;
         }
         if (!dep[i] || i == loss) continue;
