@@ -16,8 +16,8 @@ static int conv(cfx_graph *g, int x, int cin, int cout, int k, int stride, int p
     snprintf(b, sizeof b, "b%d", (*np)++);
     int wi = cfx_graph_param(g, w, 4, (int64_t[]){cout, cin, k, k});
     int bi = cfx_graph_param(g, b, 1, (int64_t[]){cout});
-    return cfx_op_conv2d(g, x, wi, bi,
-                         &(cfx_conv2d_attr){.stride = {stride, stride}, .pad = {pad, pad, pad, pad}});
+    return cfx_op_conv2d(
+        g, x, wi, bi, &(cfx_conv2d_attr){.stride = {stride, stride}, .pad = {pad, pad, pad, pad}});
 }
 
 static int linear(cfx_graph *g, int x, int in, int out, int *np) {
@@ -30,9 +30,9 @@ static int linear(cfx_graph *g, int x, int in, int out, int *np) {
 
 static int build_ref(cfx_graph *g, int x) {
     int np = 0;
-    int h = cfx_op_relu(g, conv(g, x, 1, 32, 5, 2, 2, &np));   /* 14x14 */
-    h = cfx_op_relu(g, conv(g, h, 32, 64, 3, 2, 1, &np));      /* 7x7 */
-    h = cfx_op_relu(g, conv(g, h, 64, 64, 3, 2, 1, &np));      /* 4x4 */
+    int h = cfx_op_relu(g, conv(g, x, 1, 32, 5, 2, 2, &np)); /* 14x14 */
+    h = cfx_op_relu(g, conv(g, h, 32, 64, 3, 2, 1, &np));    /* 7x7 */
+    h = cfx_op_relu(g, conv(g, h, 64, 64, 3, 2, 1, &np));    /* 4x4 */
     h = cfx_op_flatten(g, h, 1);
     int dims[] = {64 * 4 * 4, 512, 512, 256, 256};
     for (int i = 0; i < 4; i++) h = cfx_op_relu(g, linear(g, h, dims[i], dims[i + 1], &np));
@@ -42,7 +42,8 @@ static int build_ref(cfx_graph *g, int x) {
 static int build_tiny(cfx_graph *g, int x) {
     int np = 0;
     int h = conv(g, x, 1, 8, 3, 1, 1, &np);
-    int s = cfx_graph_param(g, "bn_s", 1, (int64_t[]){8}), b = cfx_graph_param(g, "bn_b", 1, (int64_t[]){8});
+    int s = cfx_graph_param(g, "bn_s", 1, (int64_t[]){8}),
+        b = cfx_graph_param(g, "bn_b", 1, (int64_t[]){8});
     int m = cfx_graph_const(g, "bn_m", 1, (int64_t[]){8}, NULL);
     float ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     int v = cfx_graph_const(g, "bn_v", 1, (int64_t[]){8}, ones);

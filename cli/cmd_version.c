@@ -15,7 +15,9 @@ int cmd_version(int argc, char **argv) {
             return cli_fail("version", "unknown option '%s' (see cfx version --help)", argv[i]);
         }
     }
-    if (json) printf("{\"version\": \"%s\", \"threads\": %d}\n", CFX_VERSION, cfx_get_threads());
-    else printf("cfx %s (%d threads)\n", CFX_VERSION, cfx_get_threads());
+    if (json)
+        printf("{\"version\": \"%s\", \"threads\": %d}\n", CFX_VERSION, cfx_get_threads());
+    else
+        printf("cfx %s (%d threads)\n", CFX_VERSION, cfx_get_threads());
     return 0;
 }

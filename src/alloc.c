@@ -16,8 +16,10 @@ static void default_free(void *ptr, void *ctx) {
 static cfx_allocator hook = {default_realloc, default_free, NULL};
 
 void cfx_set_allocator(const cfx_allocator *a) {
-    if (a) hook = *a;
-    else hook = (cfx_allocator){default_realloc, default_free, NULL};
+    if (a)
+        hook = *a;
+    else
+        hook = (cfx_allocator){default_realloc, default_free, NULL};
 }
 
 void *cfx_realloc(void *ptr, size_t size) {

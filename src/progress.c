@@ -10,9 +10,12 @@ void cfx_progress_report(const cfx_progress *p, const char *label, int64_t done,
 }
 
 static void format_secs(char *buf, size_t n, double s) {
-    if (s < 0 || s > 1e7) snprintf(buf, n, "--:--");
-    else if (s >= 3600) snprintf(buf, n, "%d:%02d:%02d", (int)s / 3600, ((int)s / 60) % 60, (int)s % 60);
-    else snprintf(buf, n, "%02d:%02d", (int)s / 60, (int)s % 60);
+    if (s < 0 || s > 1e7)
+        snprintf(buf, n, "--:--");
+    else if (s >= 3600)
+        snprintf(buf, n, "%d:%02d:%02d", (int)s / 3600, ((int)s / 60) % 60, (int)s % 60);
+    else
+        snprintf(buf, n, "%02d:%02d", (int)s / 60, (int)s % 60);
 }
 
 /* One bar at a time: the state belongs to the label being drawn. Nothing is drawn for work that
@@ -40,7 +43,8 @@ void cfx_progress_stderr(void *ctx, const char *label, int64_t done, int64_t tot
     shown = 1;
     char el[32], eta[32];
     format_secs(el, sizeof el, elapsed);
-    format_secs(eta, sizeof eta, done > 0 && total > 0 ? elapsed * (double)(total - done) / (double)done : -1);
+    format_secs(eta, sizeof eta,
+                done > 0 && total > 0 ? elapsed * (double)(total - done) / (double)done : -1);
     if (tty) {
         if (!finished && now - last_draw < 0.1) return;
         last_draw = now;
@@ -51,7 +55,8 @@ void cfx_progress_stderr(void *ctx, const char *label, int64_t done, int64_t tot
         if (total > 0)
             fprintf(stderr, "\r\033[K%s [%s] %lld/%lld %s<%s %s", label, bar, (long long)done,
                     (long long)total, el, eta, note ? note : "");
-        else fprintf(stderr, "\r\033[K%s %lld %s %s", label, (long long)done, el, note ? note : "");
+        else
+            fprintf(stderr, "\r\033[K%s %lld %s %s", label, (long long)done, el, note ? note : "");
         if (finished) fputc('\n', stderr);
     } else {
         int decile = total > 0 ? (int)(10 * done / total) : -1;
