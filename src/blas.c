@@ -214,6 +214,11 @@ static void transpose_rows(int64_t r0, int64_t r1, int64_t cols, const float *sr
             dst[j * ldd + i] = relu_if(src[i * lds + j] + (add ? dst[j * ldd + i] : 0.0f), relu);
 }
 
+void cfx__transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                    int64_t ldd) {
+    transpose_rows(0, rows, cols, src, lds, dst, ldd, false, false);
+}
+
 /* dst = src^T (or += when add; then max(0, .) when relu), src rows x cols; rows split among
  * threads in blocks of 8. */
 static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,

@@ -633,9 +633,13 @@ static void run_op(const cfx_graph *g, void (*fn)(const cfx_op_args *), const cf
 }
 
 cfx_status cfx_graph_forward(cfx_graph *g) {
+    return cfx__graph_forward_until(g, g ? g->nnodes : 0);
+}
+
+cfx_status cfx__graph_forward_until(cfx_graph *g, int end) {
     CFX_TRY(ensure_planned(g, "forward"));
     double t0 = g->profile ? cfx_now() : 0;
-    for (int i = 0; i < g->nnodes; i++) {
+    for (int i = 0; i < end && i < g->nnodes; i++) {
         cfx_node *n = &g->nodes[i];
         if (n->alias || n->fused) continue;
         cfx_op_args a;
@@ -690,6 +694,10 @@ static void claim_grads(cfx_graph *g, const cfx_value *o) {
 }
 
 cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
+    return cfx__graph_backward(g, out, seed, true);
+}
+
+cfx_status cfx__graph_backward(cfx_graph *g, int out, const float *seed, bool zero_unreached) {
     CFX_TRY(ensure_planned(g, "backward"));
     if (!valid_id(g, out)) return cfx_set_error(CFX_EINVAL, "backward: no value %d", out);
     cfx_value *o = &g->values[out];
@@ -714,10 +722,11 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
     for (int i = 0; i < g->nvalues; i++) {
         cfx_value *v = &g->values[i];
         if (!v->needs_grad || v->alias_of >= 0 || (mark[i] & MARK_FRESH)) continue;
-        if (v->kind == CFX_VALUE_PARAM)
-            memset(v->grad, 0, (size_t)v->t.numel * sizeof(float));
-        else if (v->own_grad &&
-                 ((mark[i] & (MARK_REACH | MARK_CLAIMED)) || v->kind == CFX_VALUE_INPUT))
+        if (v->kind == CFX_VALUE_PARAM) {
+            if (zero_unreached || (mark[i] & (MARK_REACH | MARK_CLAIMED)))
+                memset(v->grad, 0, (size_t)v->t.numel * sizeof(float));
+        } else if (v->own_grad &&
+                   ((mark[i] & (MARK_REACH | MARK_CLAIMED)) || v->kind == CFX_VALUE_INPUT))
             memset(v->own_grad, 0, (size_t)v->t.numel * sizeof(float));
     }
     if (seed)

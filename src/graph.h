@@ -158,8 +158,18 @@ int cfx__graph_fail(cfx_graph *g, const char *op, const char *fmt, ...)
  * cfx_graph_replan), so it may be given another batch size first. NULL (with a message) when
  * out of memory. */
 cfx_graph *cfx__graph_clone(const cfx_graph *g, uint64_t seed);
+/* cfx_graph_forward over nodes [0, end) only (a trainer's lanes stop where its head starts). */
+cfx_status cfx__graph_forward_until(cfx_graph *g, int end);
+/* cfx_graph_backward; with zero_unreached false, the gradients of parameters the pass does not
+ * reach are left as they are (a trainer's head writes those elsewhere). */
+cfx_status cfx__graph_backward(cfx_graph *g, int out, const float *seed, bool zero_unreached);
 /* Test hook: at most n lanes per cfx_trainer (n < 1: as many as threads). */
 void cfx__trainer_max_lanes(int n);
+/* Test hook: whether trainers made from now on run a classifier's fully connected head on the
+ * whole batch, split by weight rows among the threads (default on). */
+void cfx__trainer_use_head(bool on);
+/* Test hook: how many fully connected layers the trainer runs as its head (0: none). */
+int cfx__trainer_head_layers(const cfx_trainer *t);
 /* Test hook: the forward and backward of a cfx_trainer_step without the update: the batch's mean
  * loss and the gradient of the parameters (cfx_graph_num_params floats), summed over lanes. */
 cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,

@@ -78,6 +78,17 @@ void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc);
  * the step on g0 + g1 (g1 may be NULL) in one pass. */
 cfx_status cfx__optim_check_grad(const float *g, size_t n, float bound);
 cfx_status cfx__optim_step2(cfx_optim *o, float *x, const float *g0, const float *g1);
+/* The same in pieces, for threads that each own part of the parameters: check_range checks
+ * g[first, end) (naming the element by its index in g); one tick per step, then apply on
+ * disjoint ranges [lo, hi) of x, g0 and g1, from any thread, each on one thread. */
+cfx_status cfx__optim_check_range(const float *g, size_t first, size_t end, float bound);
+void cfx__optim_tick(cfx_optim *o);
+void cfx__optim_apply(cfx_optim *o, float *x, const float *g0, const float *g1, int64_t lo,
+                      int64_t hi);
+/* dst (cols x rows, row stride ldd) = src^T for src (rows x cols, row stride lds), on the
+ * calling thread. */
+void cfx__transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                    int64_t ldd);
 
 #define CFX_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CFX_MAX(a, b) ((a) > (b) ? (a) : (b))

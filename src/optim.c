@@ -129,14 +129,18 @@ CFX_CLONES static bool all_within(const float *g, int64_t lo, int64_t hi, float 
 }
 
 cfx_status cfx__optim_check_grad(const float *g, size_t n, float bound) {
+    return cfx__optim_check_range(g, 0, n, bound);
+}
+
+cfx_status cfx__optim_check_range(const float *g, size_t first, size_t end, float bound) {
     int ok = 1;
-    CFX_PARALLEL_RANGE((int64_t)n, n > 65536, {
-        int mine = all_within(g, lo, hi, bound);
+    CFX_PARALLEL_RANGE((int64_t)(end - first), end - first > 65536, {
+        int mine = all_within(g + first, lo, hi, bound);
         _Pragma("omp atomic update") ok &= mine;
     });
     if (ok) return CFX_OK;
     /* Only now is the first such element looked up. */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = first; i < end; i++)
         if (!(fabsf(g[i]) <= bound))
             return cfx_set_error(CFX_ENUMERIC,
                                  "optimizer step: gradient element %zu is %g%s; lower the "
@@ -145,24 +149,29 @@ cfx_status cfx__optim_check_grad(const float *g, size_t n, float bound) {
     return CFX_OK;
 }
 
-cfx_status cfx__optim_step2(cfx_optim *o, float *x, const float *g0, const float *g1) {
+void cfx__optim_tick(cfx_optim *o) {
     o->t++;
-    const int64_t n = (int64_t)o->n;
+}
+
+void cfx__optim_apply(cfx_optim *o, float *x, const float *g0, const float *g1, int64_t lo,
+                      int64_t hi) {
     if (o->kind == OPT_SGD) {
         const float lr = o->sgd.lr, mu = o->sgd.momentum, wd = o->sgd.weight_decay;
-        float *buf = o->m;
-        const bool first = o->t == 1, nesterov = o->sgd.nesterov != 0;
-        CFX_PARALLEL_RANGE(n, n > 65536,
-                           sgd_update(x, g0, g1, buf, lr, mu, wd, nesterov, first, lo, hi));
-        return CFX_OK;
+        sgd_update(x, g0, g1, o->m, lr, mu, wd, o->sgd.nesterov != 0, o->t == 1, lo, hi);
+        return;
     }
     const cfx_adam_options *a = &o->adam;
     /* Bias corrections in double: beta2^t stays accurate for long runs. */
     const double bc1 = 1.0 - pow(a->beta1, (double)o->t), bc2 = 1.0 - pow(a->beta2, (double)o->t);
     const float step = (float)(a->lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2));
-    const float b1 = a->beta1, b2 = a->beta2, eps = a->eps, wd = a->weight_decay;
-    CFX_PARALLEL_RANGE(n, n > 65536,
-                       adam_update(x, g0, g1, o->m, o->v, step, rbc2, b1, b2, eps, wd, lo, hi));
+    adam_update(x, g0, g1, o->m, o->v, step, rbc2, a->beta1, a->beta2, a->eps, a->weight_decay, lo,
+                hi);
+}
+
+cfx_status cfx__optim_step2(cfx_optim *o, float *x, const float *g0, const float *g1) {
+    cfx__optim_tick(o);
+    const int64_t n = (int64_t)o->n;
+    CFX_PARALLEL_RANGE(n, n > 65536, cfx__optim_apply(o, x, g0, g1, lo, hi));
     return CFX_OK;
 }
 

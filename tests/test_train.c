@@ -265,6 +265,103 @@ CFX_TEST(train, lanes_match_the_whole_batch) {
     cfx_set_threads(1);
 }
 
+/* A 3-class classifier on 1x28x28 images for head_matches_the_whole_batch: kind 0 the reference
+ * classifier (its 5 fully connected layers are the head, the convolutions the trunk); kind 1 an
+ * MLP on the flattened image, one layer without a bias and two layers with no ReLU between
+ * (the whole network is the head; nothing flows back into the lanes). */
+static cfx_trainer *head_trainer(cfx_graph **g, int kind, int max_lanes, bool head) {
+    cfx_rng r;
+    cfx_rng_init(&r, 7);
+    *g = cfx_graph_new();
+    int x = cfx_graph_input(*g, "x", 4, (int64_t[]){1, 1, 28, 28}), out;
+    if (kind == 0) {
+        cfx_classifier_ids c;
+        if (cfx_model_classifier(*g, x, 3, &r, &c) != CFX_OK) return NULL;
+        out = c.logits;
+    } else {
+        int w = cfx_graph_param(*g, "w0", 2, (int64_t[]){32, 784});
+        cfx_tensor_fill_normal(cfx_graph_tensor(*g, w), &r, 0.0f, 0.05f);
+        int h = cfx_op_relu(*g, cfx_op_linear(*g, cfx_op_flatten(*g, x, 1), w, -1));
+        h = cfx_layer_linear(*g, h, "fc1", 16, &r);
+        out = cfx_layer_linear(*g, h, "fc2", 3, &r);
+    }
+    cfx__trainer_max_lanes(max_lanes);
+    cfx__trainer_use_head(head);
+    cfx_trainer *t = cfx_trainer_classifier(*g, x, out, 16, 1e-3f);
+    cfx__trainer_max_lanes(-1);
+    cfx__trainer_use_head(true);
+    return t;
+}
+
+/* On several threads a classifier's fully connected head runs on the whole batch, each thread
+ * owning rows of every layer (cfx_trainer's step_head). The oracle is the same step on one graph:
+ * the loss and gradient agree to rounding, and three Adam steps move the parameters the same
+ * way to rounding; the head's steps are deterministic. On 2 and 3 threads (3: three lanes summed,
+ * rows split three ways), for both kinds of head, and with the head turned off (plain lanes). */
+CFX_TEST(train, head_matches_the_whole_batch) {
+    float labels[64];
+    cfx_tensor *im = toy_images(64, labels, 12);
+    for (int i = 0; i < 64; i++) labels[i] = (float)(i % 3 == 2 ? 2 : (int)labels[i]);
+    int64_t rows[16];
+    for (int kind = 0; kind < 2; kind++)
+        for (int threads = 2; threads <= 3; threads++)
+            for (int head = 1; head >= (kind == 0 ? 0 : 1); head--) {
+                cfx_set_threads(threads);
+                cfx_graph *ga, *gb, *gc;
+                cfx_trainer *a = head_trainer(&ga, kind, -1, head),
+                            *b = head_trainer(&gb, kind, 1, head),
+                            *c = head_trainer(&gc, kind, -1, head);
+                CHECK(a && b && c);
+                CHECK_INT_EQ(cfx_trainer_lanes(a), threads);
+                CHECK_INT_EQ(cfx__trainer_head_layers(a), head ? (kind == 0 ? 5 : 3) : 0);
+                CHECK_INT_EQ(cfx__trainer_head_layers(b), 0);
+                size_t np = cfx_graph_num_params(ga);
+                float *da = malloc(np * 4), *db = malloc(np * 4);
+                for (int i = 0; i < 16; i++) rows[i] = (i * 7 + 3) % 64;
+                double la, lb;
+                CHECK_OK(cfx__trainer_gradient(a, im, labels, rows, &la, da));
+                CHECK_OK(cfx__trainer_gradient(b, im, labels, rows, &lb, db));
+                CHECK_NEAR(la, lb, 1e-6 * fabs(lb));
+                double num = 0, den = 0;
+                for (size_t i = 0; i < np; i++) {
+                    double d = (double)da[i] - db[i];
+                    num += d * d, den += (double)db[i] * db[i];
+                }
+                CHECK_MSG(den > 0 && sqrt(num / den) < 1e-5,
+                          "kind %d, %d threads, head %d: gradients differ by %.3g", kind, threads,
+                          head, sqrt(num / den));
+                memcpy(db, cfx_graph_params(gb, NULL), np * 4); /* the parameters before */
+                for (int k = 0; k < 3; k++) {
+                    for (int i = 0; i < 16; i++) rows[i] = (i * 5 + 16 * k) % 64;
+                    int64_t ra, rb, rc;
+                    double lc;
+                    CHECK_OK(cfx_trainer_step(a, im, labels, rows, &la, &ra));
+                    CHECK_OK(cfx_trainer_step(b, im, labels, rows, &lb, &rb));
+                    CHECK_OK(cfx_trainer_step(c, im, labels, rows, &lc, &rc));
+                    CHECK(ra == rb && ra == rc && la == lc);
+                    CHECK_NEAR(la, lb, 1e-5 * fabs(lb));
+                }
+                /* Adam moves a parameter whose gradient is rounding noise by about lr either
+                 * way, so the steps are compared as a whole: the difference against the size of
+                 * the move. */
+                const float *pa = cfx_graph_params(ga, NULL), *pb = cfx_graph_params(gb, NULL);
+                num = den = 0;
+                for (size_t i = 0; i < np; i++) {
+                    double d = (double)pa[i] - pb[i], m = (double)pb[i] - db[i];
+                    num += d * d, den += m * m;
+                }
+                CHECK_MSG(den > 0 && sqrt(num / den) < 1e-3,
+                          "kind %d, %d threads, head %d: the steps differ by %.3g of their size",
+                          kind, threads, head, sqrt(num / den));
+                CHECK(memcmp(pa, cfx_graph_params(gc, NULL), np * 4) == 0);
+                cfx_trainer_free(a), cfx_trainer_free(b), cfx_trainer_free(c);
+                cfx_graph_free(ga), cfx_graph_free(gb), cfx_graph_free(gc);
+                free(da), free(db);
+            }
+    cfx_tensor_free(im);
+    cfx_set_threads(1);
+}
+
 /* Graphs whose ops mix the images of a batch train whole: batch statistics, a softmax over the
  * batch; too small a batch does too. */
 CFX_TEST(train, graphs_that_mix_the_batch_train_whole) {
