@@ -31,9 +31,13 @@ static void engine_init(void) {
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
 }
 
-bool cfx__conv_dnnl_available(void) {
+struct dnnl_engine *cfx__dnnl_engine(void) {
     pthread_once(&engine_once, engine_init);
-    return engine != NULL;
+    return engine;
+}
+
+bool cfx__conv_dnnl_available(void) {
+    return cfx__dnnl_engine() != NULL;
 }
 
 bool cfx__conv_dnnl_blocks16(void) {

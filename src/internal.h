@@ -69,6 +69,17 @@ size_t cfx__blas_nt_work(int64_t m, int64_t n, int64_t k);
 void cfx__blas_sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *work,
                         bool relu);
+/* A product of one shape run many times, on the calling thread alone (src/blas.c): C (m x n)
+ * = op(A) op(B), + C when accumulate; row-major operands with row strides lda, ldb, ldc, as in
+ * cfx_blas_sgemm. A plan must not run on two threads at once. new returns NULL only when out of
+ * memory. */
+typedef struct cfx__gemm_plan cfx__gemm_plan;
+cfx__gemm_plan *cfx__gemm_plan_new(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                                   int64_t lda, int64_t ldb, int64_t ldc, bool accumulate);
+void cfx__gemm_plan_run(const cfx__gemm_plan *p, const float *a, const float *b, float *c);
+void cfx__gemm_plan_free(cfx__gemm_plan *p);
+/* The process's oneDNN CPU engine, NULL when oneDNN cannot make one (src/conv_dnnl.c). */
+struct dnnl_engine *cfx__dnnl_engine(void);
 /* C = max(0, C) for an m x n matrix with row stride ldc (NaN becomes 0, as in the ReLU op). */
 void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc);
 

@@ -125,9 +125,15 @@ struct cfx_trainer {
     head_layer *hl;
     int cut, cut_end, logits; /* lanes run nodes [0, cut_end) */
     bool cut_grad;            /* whether a gradient flows back into the lanes from the cut */
-    float **H, **D; /* per layer boundary k = 0..nhead: activations (features x batch), gradients */
-    float *hbuf, *part, *seed, *hgrad;
-    int64_t part_stride;
+    /* Per layer boundary k = 0..nhead: activations and (k > 0) gradients, features x batch. The
+     * gradient at the cut goes to the lanes as the threads' parts (head_part), batch x features. */
+    float **H, **D;
+    float *hbuf, *part, *seed, *sums, *hgrad;
+    int64_t part_stride, sums_stride;
+    /* Per thread q, layer k: the products of its rows (plan[(q * nhead + k) * 3 + j], j = 0
+     * forward, 1 weight gradient, 2 input gradient), made by thread q for plan_T[q] threads. */
+    cfx__gemm_plan **plan;
+    int *plan_T;
     size_t *trunk; /* ntrunk ranges [trunk[2i], trunk[2i+1]) of parameters outside the head */
     int ntrunk;
     size_t trunk_n;
@@ -188,6 +194,9 @@ void cfx_trainer_free(cfx_trainer *t) {
     cfx_free(t->H);
     cfx_aligned_free(t->hbuf);
     cfx_aligned_free(t->hgrad);
+    for (int i = 0; t->plan && i < 3 * t->nlanes * t->nhead; i++) cfx__gemm_plan_free(t->plan[i]);
+    cfx_free(t->plan);
+    cfx_free(t->plan_T);
     cfx_free(t->trunk);
     cfx_optim_free(t->opt);
     cfx_free(t);
@@ -275,20 +284,25 @@ static cfx_status head_alloc(cfx_trainer *t) {
     const int64_t B = t->batch;
     int64_t rows = t->hl[0].in, maxin = 0;
     for (int k = 0; k < t->nhead; k++) rows += t->hl[k].out, maxin = CFX_MAX(maxin, t->hl[k].in);
-    t->part_stride = (maxin * B + 15) / 16 * 16;
-    size_t n = (size_t)(2 * rows * B + t->nlanes * t->part_stride + B * t->hl[0].in);
+    t->part_stride = t->sums_stride = (maxin * B + 15) / 16 * 16;
+    /* H, D (from boundary 1), two sets of parts, the sums, and the lanes' seed (B x in) */
+    size_t n =
+        (size_t)((2 * rows - t->hl[0].in) * B + 3 * t->nlanes * t->part_stride + B * t->hl[0].in);
     t->H = cfx_calloc(2 * ((size_t)t->nhead + 1), sizeof *t->H);
     t->hbuf = cfx_aligned_alloc(n * sizeof(float));
     t->hgrad = cfx_aligned_alloc((t->g->nparams ? t->g->nparams : 1) * sizeof(float));
     t->trunk = cfx_calloc(2 * ((size_t)t->g->nvalues + 1), sizeof *t->trunk);
-    if (!t->H || !t->hbuf || !t->hgrad || !t->trunk) return CFX_ENOMEM;
+    t->plan = cfx_calloc(3 * (size_t)t->nlanes * (size_t)t->nhead, sizeof *t->plan);
+    t->plan_T = cfx_calloc((size_t)t->nlanes, sizeof *t->plan_T);
+    if (!t->H || !t->hbuf || !t->hgrad || !t->trunk || !t->plan || !t->plan_T) return CFX_ENOMEM;
     memset(t->hbuf, 0, n * sizeof(float));
     t->D = t->H + t->nhead + 1;
     float *p = t->hbuf;
     for (int k = 0; k <= t->nhead; k++) t->H[k] = p, p += head_dim(t, k) * B;
-    for (int k = 0; k <= t->nhead; k++) t->D[k] = p, p += head_dim(t, k) * B;
-    t->part = p;
-    t->seed = p + t->nlanes * t->part_stride;
+    for (int k = 1; k <= t->nhead; k++) t->D[k] = p, p += head_dim(t, k) * B;
+    t->part = p; /* two sets (layers alternate) of one part per thread */
+    t->sums = p + 2 * t->nlanes * t->part_stride;
+    t->seed = t->sums + t->nlanes * t->sums_stride;
     /* Parameters lie in value order; runs of those outside the head, merged. */
     t->ntrunk = 0;
     t->trunk_n = 0;
@@ -562,57 +576,103 @@ static int64_t split(int64_t n, int t, int T) {
     return n * t / T;
 }
 
-/* Layer k of the head forward, rows [r0, r1) of its output: W[r0:r1] H[k] + b, then ReLU. */
-static void head_forward_rows(cfx_trainer *t, int k, int64_t r0, int64_t r1) {
-    const head_layer *h = &t->hl[k];
+/* Thread me's plan j (0 forward, 1 weight gradient, 2 input gradient) for layer k. */
+static const cfx__gemm_plan *head_plan(const cfx_trainer *t, int me, int k, int j) {
+    return t->plan[((size_t)me * (size_t)t->nhead + (size_t)k) * 3 + (size_t)j];
+}
+
+/* Thread me's products for a step on T threads, made by it on its first step and again when T
+ * changes (its rows of layer k are [split(out, me, T), split(out, me + 1, T))). */
+static cfx_status head_plans(cfx_trainer *t, int me, int T) {
+    if (t->plan_T[me] == T) return CFX_OK;
     const int64_t B = t->batch;
+    cfx__gemm_plan **pl = t->plan + (size_t)me * (size_t)t->nhead * 3;
+    t->plan_T[me] = 0;
+    for (int k = 0; k < t->nhead; k++) {
+        const head_layer *h = &t->hl[k];
+        const int64_t r = split(h->out, me + 1, T) - split(h->out, me, T);
+        for (int j = 0; j < 3; j++) cfx__gemm_plan_free(pl[3 * k + j]);
+        /* H[k+1] rows (r x B) = W rows (r x in) H[k] (in x B), + the bias already there */
+        pl[3 * k] = cfx__gemm_plan_new(0, 0, r, B, h->in, h->in, B, B, h->b != SIZE_MAX);
+        /* their weight gradient (r x in) = D[k+1] rows (r x B) H[k]^T */
+        pl[3 * k + 1] = cfx__gemm_plan_new(0, 1, r, h->in, B, B, B, h->in, false);
+        /* their part of the input gradient, batch x features: (D[k+1] rows)^T W rows. This
+         * way round it ran faster than W^T D[k+1] (features x batch), and layer 0's is the
+         * layout the lanes' backward takes. */
+        pl[3 * k + 2] = cfx__gemm_plan_new(1, 0, B, h->in, r, B, h->in, h->in, false);
+        for (int j = 0; j < 3; j++)
+            if (!pl[3 * k + j]) return cfx_set_error(CFX_ENOMEM, "train step: out of memory");
+    }
+    t->plan_T[me] = T;
+    return CFX_OK;
+}
+
+/* Thread q's part of the input gradient of layer k (B x in). Layers alternate between two sets
+ * of parts, so a thread can start the next layer while another still sums this one's. */
+static float *head_part(const cfx_trainer *t, int k, int q) {
+    return t->part + ((size_t)(k & 1) * (size_t)t->nlanes + (size_t)q) * (size_t)t->part_stride;
+}
+
+/* Layer k of the head forward, thread me's rows of its output: W[rows] H[k] + b, then ReLU. */
+static void head_forward_rows(cfx_trainer *t, int k, int me, int T) {
+    const head_layer *h = &t->hl[k];
+    const int64_t B = t->batch, r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
     const float *x = t->g->params;
     float *y = t->H[k + 1] + r0 * B;
     if (r1 <= r0) return;
     if (h->b != SIZE_MAX)
         for (int64_t r = r0; r < r1; r++)
             for (int64_t j = 0; j < B; j++) y[(r - r0) * B + j] = x[h->b + r];
-    cfx_blas_sgemm(0, 0, r1 - r0, B, h->in, 1.0f, x + h->w + r0 * h->in, h->in, t->H[k], B,
-                   h->b != SIZE_MAX ? 1.0f : 0.0f, y, B);
+    cfx__gemm_plan_run(head_plan(t, me, k, 0), x + h->w + r0 * h->in, t->H[k], y);
     if (h->relu) cfx__relu_rows(y, r1 - r0, B, B);
 }
 
-/* Layer k of the head backward, rows [r0, r1) of its output: their weight and bias gradients
- * into hgrad, and (when the input takes a gradient) their part of the input's gradient,
- * W[r0:r1]^T D[k+1][r0:r1], into part p. */
-static void head_backward_rows(cfx_trainer *t, int k, int64_t r0, int64_t r1, float *p) {
+/* Layer k of the head backward, thread me's rows of its output: their weight and bias
+ * gradients into hgrad, and (when the input takes a gradient) their part of the input's
+ * gradient, D[k+1][rows]^T W[rows] (batch x features), into head_part(t, k, me). */
+static void head_backward_rows(cfx_trainer *t, int k, int me, int T) {
     const head_layer *h = &t->hl[k];
-    const int64_t B = t->batch;
+    const int64_t B = t->batch, r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
     const float *dy = t->D[k + 1] + r0 * B;
+    float *p = head_part(t, k, me);
     bool dx = k > 0 || t->cut_grad;
     if (r1 <= r0) {
         if (dx) memset(p, 0, (size_t)(h->in * B) * sizeof(float));
         return;
     }
-    cfx_blas_sgemm(0, 1, r1 - r0, h->in, B, 1.0f, dy, B, t->H[k], B, 0.0f,
-                   t->hgrad + h->w + r0 * h->in, h->in);
+    cfx__gemm_plan_run(head_plan(t, me, k, 1), dy, t->H[k], t->hgrad + h->w + r0 * h->in);
     if (h->b != SIZE_MAX)
         for (int64_t r = r0; r < r1; r++) {
             float sum = 0;
             for (int64_t j = 0; j < B; j++) sum += dy[(r - r0) * B + j];
             t->hgrad[h->b + r] = sum;
         }
-    if (dx)
-        cfx_blas_sgemm(1, 0, h->in, B, r1 - r0, 1.0f, t->g->params + h->w + r0 * h->in, h->in, dy,
-                       B, 0.0f, p, B);
+    if (dx) cfx__gemm_plan_run(head_plan(t, me, k, 2), dy, t->g->params + h->w + r0 * h->in, p);
 }
 
-/* Rows [c0, c1) of D[k] = the sum of the T threads' parts, in thread order, masked by the ReLU
- * that made H[k] (if any). */
-static void head_sum_rows(cfx_trainer *t, int k, int T, int64_t c0, int64_t c1) {
-    const int64_t B = t->batch;
-    const bool mask = k > 0 && t->hl[k - 1].relu;
-    const float *h = t->H[k];
-    float *d = t->D[k];
-    for (int64_t i = c0 * B; i < c1 * B; i++) {
-        float v = t->part[i];
-        for (int q = 1; q < T; q++) v += t->part[q * t->part_stride + i];
-        d[i] = mask && !(h[i] > 0) ? 0.0f : v;
+/* dst[0, n) = the T parts' elements [off, off + n), summed in thread order. */
+static void sum_parts(const cfx_trainer *t, int k, int T, int64_t off, int64_t n,
+                      float *restrict dst) {
+    const float *restrict s = head_part(t, k, 0) + off;
+    for (int64_t i = 0; i < n; i++) dst[i] = s[i];
+    for (int q = 1; q < T; q++) {
+        s = head_part(t, k, q) + off;
+        for (int64_t i = 0; i < n; i++) dst[i] += s[i];
+    }
+}
+
+/* Thread me's rows of D[k] (features split(in, me, T) onward, the rows its layer k-1 backward
+ * reads): the parts summed, transposed to features x batch, and masked by the ReLU that made
+ * H[k] (if any). */
+static void head_sum_rows(cfx_trainer *t, int k, int me, int T) {
+    const int64_t B = t->batch, in = head_dim(t, k), c0 = split(in, me, T);
+    const int64_t nf = split(in, me + 1, T) - c0;
+    float *sum = t->sums + (size_t)me * (size_t)t->sums_stride, *d = t->D[k] + c0 * B;
+    for (int64_t b = 0; b < B; b++) sum_parts(t, k, T, b * in + c0, nf, sum + b * nf);
+    cfx__transpose(B, nf, sum, nf, d, B);
+    if (k > 0 && t->hl[k - 1].relu) {
+        const float *h = t->H[k] + c0 * B;
+        for (int64_t i = 0; i < nf * B; i++) d[i] = h[i] > 0 ? d[i] : 0.0f;
     }
 }
 
@@ -686,12 +746,15 @@ static bool head_ok(const cfx_trainer *t) {
  *   cut as columns of H[0] (activations are held features x batch in the head);
  * - the head runs on the whole batch, layer by layer, thread q computing rows
  *   [split(out, q, T), split(out, q + 1, T)) of each layer's output, and in backward the same
- *   rows' weight gradients and its part of the input gradient (summed in thread order);
- * - each lane runs backward from its rows of the cut's gradient;
+ *   rows' weight gradients and its part of the input gradient (batch x features). After a
+ *   barrier, thread q sums the parts (in thread order) for the rows of D[k] its next layer
+ *   reads, and nobody else's: one barrier a layer, as the parts alternate between two sets;
+ * - each lane runs backward from its rows of the cut's gradient, the parts of layer 0 summed;
  * - the checks, then (apply) the update: thread q updates the rows of the head it computed, so
  *   the weights, gradients and Adam state of the fully connected layers (97% of the reference
  *   classifier's parameters) stay with one core. The two cores of the machine this was
  *   measured on share no cache: two threads pass a cache line back and forth in 450 ns.
+ * The products are plans (cfx__gemm_plan) each thread makes for its own rows on its first step.
  * Barriers between layers; the same T splits every step, so the result is deterministic. */
 static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const float *labels,
                             const int64_t *rows, bool apply, double *loss, int64_t *correct) {
@@ -705,6 +768,7 @@ static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const floa
     {
         omp_set_num_threads(1); /* the ops and products of a thread run on it alone */
         const int me = omp_get_thread_num(), T = omp_get_num_threads();
+        HEAD_FAIL(t, me, head_plans(t, me, T));
         for (int i = me; i < L; i += T) {
             cfx_graph *ln = t->lane[i];
             const int64_t f = t->first[i], n = t->first[i + 1] - f;
@@ -717,27 +781,23 @@ static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const floa
 #pragma omp barrier
         const bool fwd_ok = head_ok(t);
         for (int k = 0; fwd_ok && k < t->nhead; k++) {
-            head_forward_rows(t, k, split(t->hl[k].out, me, T), split(t->hl[k].out, me + 1, T));
+            head_forward_rows(t, k, me, T);
 #pragma omp barrier
         }
         if (fwd_ok && me == 0) HEAD_FAIL(t, me, head_loss(t, &right));
 #pragma omp barrier
         const bool loss_ok = head_ok(t);
         for (int k = t->nhead - 1; loss_ok && k >= 0; k--) {
-            const int64_t out = t->hl[k].out, in = t->hl[k].in;
-            head_backward_rows(t, k, split(out, me, T), split(out, me + 1, T),
-                               t->part + me * t->part_stride);
+            head_backward_rows(t, k, me, T);
+            if (k == 0 && !t->cut_grad) break;
 #pragma omp barrier
-            if (k > 0 || t->cut_grad) {
-                head_sum_rows(t, k, T, split(in, me, T), split(in, me + 1, T));
-#pragma omp barrier
-            }
+            if (k > 0) head_sum_rows(t, k, me, T);
         }
         for (int i = me; loss_ok && i < L; i += T) {
             cfx_graph *ln = t->lane[i];
             const int64_t f = t->first[i], n = t->first[i + 1] - f;
             if (!t->cut_grad) continue;
-            cfx__transpose(F, n, t->D[0] + f, B, t->seed + f * F, F);
+            sum_parts(t, 0, T, f * F, n * F, t->seed + f * F);
             HEAD_FAIL(t, me, cfx__graph_backward(ln, t->cut, t->seed + f * F, false));
         }
         if (loss_ok) HEAD_FAIL(t, me, head_checks(t, me, T));

@@ -185,7 +185,7 @@ CFX_TEST(linear, shape_errors) {
  * 2, beta 0 (over a NaN-filled C), 1 or 0.5 by ab, a sentinel beyond column n of each row that
  * must stay. flipped: through cfx__blas_sgemm_nt (A B^T only), with a fused ReLU when relu. */
 static void sgemm_case(cfx_rng *r, int ta, int tb, int64_t m, int64_t n, int64_t k, int ab,
-                       int threads, bool flipped, bool relu) {
+                       int threads, bool flipped, bool relu, bool plan) {
     cfx_set_threads(threads);
     int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
     float alpha = ab == 2 ? 2.0f : 1.0f, beta = ab == 0 ? 0.0f : (ab == 1 ? 1.0f : 0.5f);
@@ -199,7 +199,17 @@ static void sgemm_case(cfx_rng *r, int ta, int tb, int64_t m, int64_t n, int64_t
     for (size_t i = 0; i < nb; i++) b[i] = (float)cfx_rng_normal(r);
     for (size_t i = 0; i < nc; i++)
         c[i] = want[i] = (int64_t)i % ldc >= n ? 7.0f : beta == 0 ? NAN : (float)cfx_rng_normal(r);
-    if (flipped)
+    if (plan) { /* run twice, the second time on a copy of C: the same bits */
+        float *c2 = malloc(nc * sizeof *c2);
+        memcpy(c2, c, nc * sizeof *c2);
+        cfx__gemm_plan *p = cfx__gemm_plan_new(ta, tb, m, n, k, lda, ldb, ldc, beta == 1);
+        CHECK(p != NULL);
+        cfx__gemm_plan_run(p, a, b, c);
+        cfx__gemm_plan_run(p, a, b, c2);
+        cfx__gemm_plan_free(p);
+        CHECK(memcmp(c, c2, nc * sizeof *c) == 0);
+        free(c2);
+    } else if (flipped)
         cfx__blas_sgemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, work, relu);
     else
         cfx_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -230,7 +240,7 @@ CFX_TEST(linear, sgemm_paths_match_reference) {
         for (int t = 0; t < 4; t++)
             for (int ab = 0; ab < 3; ab++) {
                 const int64_t *sh = shapes[s < NS ? s : NS - 1];
-                sgemm_case(&r, t & 1, t >> 1, sh[0], sh[1], sh[2], ab, s < NS ? 1 : 2, false,
+                sgemm_case(&r, t & 1, t >> 1, sh[0], sh[1], sh[2], ab, s < NS ? 1 : 2, false, false,
                            false);
             }
 }
@@ -273,5 +283,37 @@ CFX_TEST(linear, sgemm_nt_flipped_matches_reference) {
         for (int threads = 1; threads <= 2; threads++)
             for (int ab = 0; ab < 6; ab++)
                 sgemm_case(&r, 0, 1, shapes[s][0], shapes[s][1], shapes[s][2], ab % 3, threads,
-                           true, ab >= 3);
+                           true, ab >= 3, false);
+}
+
+/* Fixed-shape products (cfx__gemm_plan, the trainer's head): against the reference loop for
+ * every transpose, odd leading dimensions, C overwritten (over NaN) or added to, thin shapes
+ * (which fall back to cfx_blas_sgemm) and the head's own; then two threads at once, each with
+ * its own plan, as the head runs them. */
+CFX_TEST(linear, gemm_plans_match_reference) {
+    static const int64_t shapes[][3] = {{256, 64, 1024}, {64, 512, 128}, {40, 50, 60},
+                                        {5, 64, 256},    {64, 9, 256},   {1, 1, 1}};
+    cfx_rng r;
+    cfx_rng_init(&r, 13);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 2; ab++)
+                sgemm_case(&r, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], ab, 1,
+                           false, false, true);
+    const int64_t m = 96, n = 64, k = 300;
+    float *a = malloc(2 * m * k * sizeof *a), *b = malloc(k * n * sizeof *b);
+    float *c = malloc(2 * m * n * sizeof *c), *want = malloc(2 * m * n * sizeof *want);
+    for (int64_t i = 0; i < 2 * m * k; i++) a[i] = (float)cfx_rng_normal(&r);
+    for (int64_t i = 0; i < k * n; i++) b[i] = (float)cfx_rng_normal(&r);
+    cfx_blas_sgemm_ref(0, 0, 2 * m, n, k, 1.0f, a, k, b, n, 0.0f, want, n);
+#pragma omp parallel num_threads(2)
+    {
+        omp_set_num_threads(1);
+        const int q = omp_get_thread_num();
+        cfx__gemm_plan *p = cfx__gemm_plan_new(0, 0, m, n, k, k, n, n, false);
+        if (p) cfx__gemm_plan_run(p, a + q * m * k, b, c + q * m * n);
+        cfx__gemm_plan_free(p);
+    }
+    CHECK_ARRAY_NEAR(c, want, (size_t)(2 * m * n), 1e-5, 1e-4 * sqrt((double)k));
+    free(a), free(b), free(c), free(want);
 }
