@@ -93,6 +93,9 @@ cfx_status cfx__optim_step2(cfx_optim *o, float *x, const float *g0, const float
  * g[first, end) (naming the element by its index in g); one tick per step, then apply on
  * disjoint ranges [lo, hi) of x, g0 and g1, from any thread, each on one thread. */
 cfx_status cfx__optim_check_range(const float *g, size_t first, size_t end, float bound);
+/* Whether every element of g[0, n) lies within [-bound, bound] (NaN does not), on the calling
+ * thread: check_range's test without its error. */
+bool cfx__optim_within(const float *g, int64_t n, float bound);
 void cfx__optim_tick(cfx_optim *o);
 void cfx__optim_apply(cfx_optim *o, float *x, const float *g0, const float *g1, int64_t lo,
                       int64_t hi);

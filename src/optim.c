@@ -132,6 +132,10 @@ cfx_status cfx__optim_check_grad(const float *g, size_t n, float bound) {
     return cfx__optim_check_range(g, 0, n, bound);
 }
 
+bool cfx__optim_within(const float *g, int64_t n, float bound) {
+    return all_within(g, 0, n, bound);
+}
+
 cfx_status cfx__optim_check_range(const float *g, size_t first, size_t end, float bound) {
     int ok = 1;
     CFX_PARALLEL_RANGE((int64_t)(end - first), end - first > 65536, {

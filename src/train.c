@@ -13,6 +13,7 @@
 #include <float.h>
 #include <omp.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 typedef struct {
@@ -107,6 +108,10 @@ typedef struct {
     bool relu;
 } head_layer;
 
+/* The products of a thread's rows of a head layer: forward, input gradient, and the weight
+ * gradient of a chunk of rows (chunks have two sizes, head_chunks). */
+enum { PLAN_FWD, PLAN_DX, PLAN_DW, PLAN_DW1, NPLAN };
+
 struct cfx_trainer {
     cfx_graph *g;
     int x, target, loss, scores; /* target and scores: -1 for an autoencoder */
@@ -130,11 +135,13 @@ struct cfx_trainer {
     float **H, **D;
     float *hbuf, *part, *seed, *sums, *hgrad;
     int64_t part_stride, sums_stride;
-    /* Per thread q, layer k: the products of its rows (plan[(q * nhead + k) * 3 + j], j = 0
-     * forward, 1 weight gradient, 2 input gradient), made by thread q for plan_T[q] threads. */
+    /* Per thread q, layer k: its products (plan[(q * nhead + k) * NPLAN + j], head_plan),
+     * made by thread q for plan_T[q] threads. */
     cfx__gemm_plan **plan;
     int *plan_T;
-    size_t *trunk; /* ntrunk ranges [trunk[2i], trunk[2i+1]) of parameters outside the head */
+    _Atomic int *claim;  /* per thread: the next of its chunks of weight gradient to claim */
+    _Atomic bool dw_bad; /* a chunk of the head's gradient failed its check */
+    size_t *trunk;       /* ntrunk ranges [trunk[2i], trunk[2i+1]) of parameters outside the head */
     int ntrunk;
     size_t trunk_n;
 };
@@ -194,9 +201,11 @@ void cfx_trainer_free(cfx_trainer *t) {
     cfx_free(t->H);
     cfx_aligned_free(t->hbuf);
     cfx_aligned_free(t->hgrad);
-    for (int i = 0; t->plan && i < 3 * t->nlanes * t->nhead; i++) cfx__gemm_plan_free(t->plan[i]);
+    for (int i = 0; t->plan && i < NPLAN * t->nlanes * t->nhead; i++)
+        cfx__gemm_plan_free(t->plan[i]);
     cfx_free(t->plan);
     cfx_free(t->plan_T);
+    cfx_free((void *)t->claim);
     cfx_free(t->trunk);
     cfx_optim_free(t->opt);
     cfx_free(t);
@@ -292,9 +301,11 @@ static cfx_status head_alloc(cfx_trainer *t) {
     t->hbuf = cfx_aligned_alloc(n * sizeof(float));
     t->hgrad = cfx_aligned_alloc((t->g->nparams ? t->g->nparams : 1) * sizeof(float));
     t->trunk = cfx_calloc(2 * ((size_t)t->g->nvalues + 1), sizeof *t->trunk);
-    t->plan = cfx_calloc(3 * (size_t)t->nlanes * (size_t)t->nhead, sizeof *t->plan);
+    t->plan = cfx_calloc(NPLAN * (size_t)t->nlanes * (size_t)t->nhead, sizeof *t->plan);
     t->plan_T = cfx_calloc((size_t)t->nlanes, sizeof *t->plan_T);
-    if (!t->H || !t->hbuf || !t->hgrad || !t->trunk || !t->plan || !t->plan_T) return CFX_ENOMEM;
+    t->claim = cfx_calloc((size_t)t->nlanes, sizeof *t->claim);
+    if (!t->H || !t->hbuf || !t->hgrad || !t->trunk || !t->plan || !t->plan_T || !t->claim)
+        return CFX_ENOMEM;
     memset(t->hbuf, 0, n * sizeof(float));
     t->D = t->H + t->nhead + 1;
     float *p = t->hbuf;
@@ -576,9 +587,17 @@ static int64_t split(int64_t n, int t, int T) {
     return n * t / T;
 }
 
-/* Thread me's plan j (0 forward, 1 weight gradient, 2 input gradient) for layer k. */
+/* Thread me's plan j (PLAN_*) for layer k. */
 static const cfx__gemm_plan *head_plan(const cfx_trainer *t, int me, int k, int j) {
-    return t->plan[((size_t)me * (size_t)t->nhead + (size_t)k) * 3 + (size_t)j];
+    return t->plan[((size_t)me * (size_t)t->nhead + (size_t)k) * NPLAN + (size_t)j];
+}
+
+/* The weight gradient of layer k is made in chunks of about 64 rows, the same number within
+ * each thread's rows: chunks per thread, and chunk c's rows [split(out, c, n), split(out, c +
+ * 1, n)) for n = T * head_chunks. Chunk c is thread c / head_chunks's, but any thread may make
+ * it (head_weight_grads); the plans are the same on every thread, so the bits are too. */
+static int head_chunks(const cfx_trainer *t, int k, int T) {
+    return (int)CFX_MAX(1, (t->hl[k].out / T + 63) / 64);
 }
 
 /* Thread me's products for a step on T threads, made by it on its first step and again when T
@@ -586,22 +605,25 @@ static const cfx__gemm_plan *head_plan(const cfx_trainer *t, int me, int k, int 
 static cfx_status head_plans(cfx_trainer *t, int me, int T) {
     if (t->plan_T[me] == T) return CFX_OK;
     const int64_t B = t->batch;
-    cfx__gemm_plan **pl = t->plan + (size_t)me * (size_t)t->nhead * 3;
+    cfx__gemm_plan **pl = t->plan + (size_t)me * (size_t)t->nhead * NPLAN;
     t->plan_T[me] = 0;
     for (int k = 0; k < t->nhead; k++) {
         const head_layer *h = &t->hl[k];
         const int64_t r = split(h->out, me + 1, T) - split(h->out, me, T);
-        for (int j = 0; j < 3; j++) cfx__gemm_plan_free(pl[3 * k + j]);
+        const int64_t c = h->out / (T * head_chunks(t, k, T)); /* a chunk's rows, or c + 1 */
+        cfx__gemm_plan **p = pl + (size_t)k * NPLAN;
+        for (int j = 0; j < NPLAN; j++) cfx__gemm_plan_free(p[j]);
         /* H[k+1] rows (r x B) = W rows (r x in) H[k] (in x B), + the bias already there */
-        pl[3 * k] = cfx__gemm_plan_new(0, 0, r, B, h->in, h->in, B, B, h->b != SIZE_MAX);
-        /* their weight gradient (r x in) = D[k+1] rows (r x B) H[k]^T */
-        pl[3 * k + 1] = cfx__gemm_plan_new(0, 1, r, h->in, B, B, B, h->in, false);
+        p[PLAN_FWD] = cfx__gemm_plan_new(0, 0, r, B, h->in, h->in, B, B, h->b != SIZE_MAX);
         /* their part of the input gradient, batch x features: (D[k+1] rows)^T W rows. This
          * way round it ran faster than W^T D[k+1] (features x batch), and layer 0's is the
          * layout the lanes' backward takes. */
-        pl[3 * k + 2] = cfx__gemm_plan_new(1, 0, B, h->in, r, B, h->in, h->in, false);
-        for (int j = 0; j < 3; j++)
-            if (!pl[3 * k + j]) return cfx_set_error(CFX_ENOMEM, "train step: out of memory");
+        p[PLAN_DX] = cfx__gemm_plan_new(1, 0, B, h->in, r, B, h->in, h->in, false);
+        /* a chunk's weight gradient (c x in) = D[k+1] rows (c x B) H[k]^T */
+        p[PLAN_DW] = cfx__gemm_plan_new(0, 1, c, h->in, B, B, B, h->in, false);
+        p[PLAN_DW1] = cfx__gemm_plan_new(0, 1, c + 1, h->in, B, B, B, h->in, false);
+        for (int j = 0; j < NPLAN; j++)
+            if (!p[j]) return cfx_set_error(CFX_ENOMEM, "train step: out of memory");
     }
     t->plan_T[me] = T;
     return CFX_OK;
@@ -627,27 +649,66 @@ static void head_forward_rows(cfx_trainer *t, int k, int me, int T) {
     if (h->relu) cfx__relu_rows(y, r1 - r0, B, B);
 }
 
-/* Layer k of the head backward, thread me's rows of its output: their weight and bias
- * gradients into hgrad, and (when the input takes a gradient) their part of the input's
+/* Layer k of the head backward, thread me's rows of its output: their part of the input's
  * gradient, D[k+1][rows]^T W[rows] (batch x features), into head_part(t, k, me). */
-static void head_backward_rows(cfx_trainer *t, int k, int me, int T) {
+static void head_input_grad_rows(cfx_trainer *t, int k, int me, int T) {
     const head_layer *h = &t->hl[k];
     const int64_t B = t->batch, r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
-    const float *dy = t->D[k + 1] + r0 * B;
     float *p = head_part(t, k, me);
-    bool dx = k > 0 || t->cut_grad;
-    if (r1 <= r0) {
-        if (dx) memset(p, 0, (size_t)(h->in * B) * sizeof(float));
-        return;
-    }
-    cfx__gemm_plan_run(head_plan(t, me, k, 1), dy, t->H[k], t->hgrad + h->w + r0 * h->in);
-    if (h->b != SIZE_MAX)
+    if (r1 <= r0)
+        memset(p, 0, (size_t)(h->in * B) * sizeof(float));
+    else
+        cfx__gemm_plan_run(head_plan(t, me, k, PLAN_DX), t->D[k + 1] + r0 * B,
+                           t->g->params + h->w + r0 * h->in, p);
+}
+
+/* Chunk c of layer k's weight and bias gradients, made by thread me, into hgrad; checked while
+ * they are in cache (dw_bad is set when they are not finite; head_row_checks says where). */
+static void head_weight_chunk(cfx_trainer *t, int k, int c, int me, int T) {
+    const head_layer *h = &t->hl[k];
+    const int n = T * head_chunks(t, k, T);
+    const int64_t B = t->batch, r0 = split(h->out, c, n), r1 = split(h->out, c + 1, n);
+    const float *dy = t->D[k + 1] + r0 * B;
+    if (r1 <= r0) return;
+    cfx__gemm_plan_run(head_plan(t, me, k, r1 - r0 == h->out / n ? PLAN_DW : PLAN_DW1), dy, t->H[k],
+                       t->hgrad + h->w + r0 * h->in);
+    bool ok = cfx__optim_within(t->hgrad + h->w + r0 * h->in, (r1 - r0) * h->in, FLT_MAX);
+    if (h->b != SIZE_MAX) {
         for (int64_t r = r0; r < r1; r++) {
             float sum = 0;
             for (int64_t j = 0; j < B; j++) sum += dy[(r - r0) * B + j];
             t->hgrad[h->b + r] = sum;
         }
-    if (dx) cfx__gemm_plan_run(head_plan(t, me, k, 2), dy, t->g->params + h->w + r0 * h->in, p);
+        ok = ok && cfx__optim_within(t->hgrad + h->b + r0, r1 - r0, FLT_MAX);
+    }
+    if (!ok) atomic_store(&t->dw_bad, true);
+}
+
+/* Chunk i of thread q's weight gradient chunks (layer 0's first: the largest first), as its
+ * layer *k and chunk *c; false past the last. */
+static bool head_chunk(const cfx_trainer *t, int q, int T, int i, int *k, int *c) {
+    for (*k = 0; *k < t->nhead; (*k)++) {
+        const int per = head_chunks(t, *k, T);
+        if (i < per) {
+            *c = q * per + i;
+            return true;
+        }
+        i -= per;
+    }
+    return false;
+}
+
+/* The head's weight gradients: thread me makes its own chunks, then helps the others with
+ * theirs, a chunk at a time, so that the threads reach the update together (the two cores of
+ * the machine this was measured on run at different speeds from one moment to the next). */
+static void head_weight_grads(cfx_trainer *t, int me, int T) {
+    int k, c;
+    for (int v = 0; v < T; v++) {
+        const int q = (me + v) % T;
+        while (head_chunk(t, q, T, atomic_fetch_add_explicit(&t->claim[q], 1, memory_order_relaxed),
+                          &k, &c))
+            head_weight_chunk(t, k, c, me, T);
+    }
 }
 
 /* dst[0, n) = the T parts' elements [off, off + n), summed in thread order. */
@@ -692,13 +753,19 @@ static void head_sum_rows(cfx_trainer *t, int k, int me, int T) {
         }                                                                                          \
     } while (0)
 
-/* This thread's checks before the update: its lanes' trunk gradients (summed over the lanes
- * later, so each within FLT_MAX / lanes) and its rows of the head's. */
-static cfx_status head_checks(cfx_trainer *t, int me, int T) {
+/* This thread's check of its lanes' trunk gradients before the update (they are summed over
+ * the lanes later, so each must be within FLT_MAX / lanes). */
+static cfx_status trunk_checks(cfx_trainer *t, int me, int T) {
     for (int i = me; i < t->nlanes; i += T)
         for (int r = 0; r < t->ntrunk; r++)
             CFX_TRY(cfx__optim_check_range(t->lane[i]->param_grads, t->trunk[2 * r],
                                            t->trunk[2 * r + 1], FLT_MAX / (float)t->nlanes));
+    return CFX_OK;
+}
+
+/* After a chunk failed its check (dw_bad): thread me's rows of the head's gradient checked in
+ * order, for an error that names the first bad element whichever thread made which chunk. */
+static cfx_status head_row_checks(cfx_trainer *t, int me, int T) {
     for (int k = 0; k < t->nhead; k++) {
         const head_layer *h = &t->hl[k];
         int64_t r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
@@ -764,11 +831,13 @@ static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const floa
     int64_t right = 0;
     CFX_TRY(check_step(t, images, labels, rows));
     for (int i = 0; i < L; i++) t->st[i] = CFX_OK;
+    atomic_store(&t->dw_bad, false);
 #pragma omp parallel num_threads(L)
     {
         omp_set_num_threads(1); /* the ops and products of a thread run on it alone */
         const int me = omp_get_thread_num(), T = omp_get_num_threads();
         HEAD_FAIL(t, me, head_plans(t, me, T));
+        atomic_store(&t->claim[me], 0); /* read after the barriers below */
         for (int i = me; i < L; i += T) {
             cfx_graph *ln = t->lane[i];
             const int64_t f = t->first[i], n = t->first[i + 1] - f;
@@ -788,10 +857,13 @@ static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const floa
 #pragma omp barrier
         const bool loss_ok = head_ok(t);
         for (int k = t->nhead - 1; loss_ok && k >= 0; k--) {
-            head_backward_rows(t, k, me, T);
+            head_input_grad_rows(t, k, me, T);
             if (k == 0 && !t->cut_grad) break;
 #pragma omp barrier
             if (k > 0) head_sum_rows(t, k, me, T);
+        }
+        if (loss_ok && !t->cut_grad) {
+#pragma omp barrier /* D[1] complete before another thread's chunks of layer 0 read it */
         }
         for (int i = me; loss_ok && i < L; i += T) {
             cfx_graph *ln = t->lane[i];
@@ -800,8 +872,15 @@ static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const floa
             sum_parts(t, 0, T, f * F, n * F, t->seed + f * F);
             HEAD_FAIL(t, me, cfx__graph_backward(ln, t->cut, t->seed + f * F, false));
         }
-        if (loss_ok) HEAD_FAIL(t, me, head_checks(t, me, T));
+        if (loss_ok) {
+            head_weight_grads(t, me, T);
+            HEAD_FAIL(t, me, trunk_checks(t, me, T));
+        }
 #pragma omp barrier
+        if (loss_ok && atomic_load(&t->dw_bad)) {
+            HEAD_FAIL(t, me, head_row_checks(t, me, T));
+#pragma omp barrier
+        }
         if (apply && head_ok(t)) {
 #pragma omp master
             cfx__optim_tick(t->opt);

@@ -362,6 +362,49 @@ CFX_TEST(train, head_matches_the_whole_batch) {
     cfx_set_threads(1);
 }
 
+/* A head whose weight gradient overflows while the loss stays finite (a pixel near FLT_MAX
+ * under tiny first-layer weights, large later ones): the step fails with the error the one-graph
+ * step gives, naming the same element, on 2 and 3 threads, and leaves the parameters as they
+ * were. The head checks its gradient in chunks, made by whichever thread is free. */
+CFX_TEST(train, head_gradient_overflow_names_the_element) {
+    float labels[64];
+    cfx_tensor *im = toy_images(64, labels, 12);
+    for (int i = 0; i < 64; i++) labels[i] = (float)(i % 3 == 2 ? 2 : (int)labels[i]);
+    int64_t rows[16];
+    for (int i = 0; i < 16; i++) rows[i] = (i * 7 + 3) % 64;
+    im->data[rows[5] * 784 + 300] = 3e38f;
+    for (int threads = 2; threads <= 3; threads++) {
+        cfx_set_threads(threads);
+        cfx_graph *ga, *gb;
+        cfx_trainer *a = head_trainer(&ga, 1, -1, true), *b = head_trainer(&gb, 1, 1, true);
+        CHECK(a && b);
+        CHECK_INT_EQ(cfx__trainer_head_layers(a), 3);
+        for (int i = 0; i < 2; i++) {
+            cfx_graph *g = i ? gb : ga;
+            size_t np;
+            float *p = cfx_graph_params(g, &np);
+            for (size_t j = 0; j < 32 * 784; j++) p[j] *= 1e-30f; /* w0 comes first */
+            for (size_t j = 32 * 784; j < np; j++) p[j] *= 1e3f;
+        }
+        size_t np = cfx_graph_num_params(ga);
+        float *before = malloc(np * 4);
+        memcpy(before, cfx_graph_params(ga, NULL), np * 4);
+        CHECK_ERR(cfx_trainer_step(b, im, labels, rows, NULL, NULL), CFX_ENUMERIC);
+        char want[256];
+        snprintf(want, sizeof want, "%s", cfx_last_error());
+        CHECK_MSG(strstr(want, "gradient element") && strstr(want, "inf"), "%s", want);
+        CHECK_ERR(cfx_trainer_step(a, im, labels, rows, NULL, NULL), CFX_ENUMERIC);
+        CHECK_MSG(strcmp(cfx_last_error(), want) == 0, "%d threads: '%s', one graph: '%s'", threads,
+                  cfx_last_error(), want);
+        CHECK(memcmp(before, cfx_graph_params(ga, NULL), np * 4) == 0);
+        free(before);
+        cfx_trainer_free(a), cfx_trainer_free(b);
+        cfx_graph_free(ga), cfx_graph_free(gb);
+    }
+    cfx_tensor_free(im);
+    cfx_set_threads(1);
+}
+
 /* Graphs whose ops mix the images of a batch train whole: batch statistics, a softmax over the
  * batch; too small a batch does too. */
 CFX_TEST(train, graphs_that_mix_the_batch_train_whole) {
