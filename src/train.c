@@ -134,7 +134,7 @@ struct cfx_trainer {
      * gradient at the cut goes to the lanes as the threads' parts (head_part), batch x features. */
     float **H, **D;
     float *hbuf, *part, *seed, *sums, *hgrad;
-    int64_t part_stride, sums_stride;
+    int64_t part_stride; /* floats a part, and a thread's sums (head_sum_rows) */
     /* Per thread q, layer k: its products (plan[(q * nhead + k) * NPLAN + j], head_plan),
      * made by thread q for plan_T[q] threads. */
     cfx__gemm_plan **plan;
@@ -293,7 +293,7 @@ static cfx_status head_alloc(cfx_trainer *t) {
     const int64_t B = t->batch;
     int64_t rows = t->hl[0].in, maxin = 0;
     for (int k = 0; k < t->nhead; k++) rows += t->hl[k].out, maxin = CFX_MAX(maxin, t->hl[k].in);
-    t->part_stride = t->sums_stride = (maxin * B + 15) / 16 * 16;
+    t->part_stride = (maxin * B + 15) / 16 * 16;
     /* H, D (from boundary 1), two sets of parts, the sums, and the lanes' seed (B x in) */
     size_t n =
         (size_t)((2 * rows - t->hl[0].in) * B + 3 * t->nlanes * t->part_stride + B * t->hl[0].in);
@@ -313,7 +313,7 @@ static cfx_status head_alloc(cfx_trainer *t) {
     for (int k = 1; k <= t->nhead; k++) t->D[k] = p, p += head_dim(t, k) * B;
     t->part = p; /* two sets (layers alternate) of one part per thread */
     t->sums = p + 2 * t->nlanes * t->part_stride;
-    t->seed = t->sums + t->nlanes * t->sums_stride;
+    t->seed = t->sums + t->nlanes * t->part_stride;
     /* Parameters lie in value order; runs of those outside the head, merged. */
     t->ntrunk = 0;
     t->trunk_n = 0;
@@ -645,7 +645,7 @@ static void head_forward_rows(cfx_trainer *t, int k, int me, int T) {
     if (h->b != SIZE_MAX)
         for (int64_t r = r0; r < r1; r++)
             for (int64_t j = 0; j < B; j++) y[(r - r0) * B + j] = x[h->b + r];
-    cfx__gemm_plan_run(head_plan(t, me, k, 0), x + h->w + r0 * h->in, t->H[k], y);
+    cfx__gemm_plan_run(head_plan(t, me, k, PLAN_FWD), x + h->w + r0 * h->in, t->H[k], y);
     if (h->relu) cfx__relu_rows(y, r1 - r0, B, B);
 }
 
@@ -728,7 +728,7 @@ static void sum_parts(const cfx_trainer *t, int k, int T, int64_t off, int64_t n
 static void head_sum_rows(cfx_trainer *t, int k, int me, int T) {
     const int64_t B = t->batch, in = head_dim(t, k), c0 = split(in, me, T);
     const int64_t nf = split(in, me + 1, T) - c0;
-    float *sum = t->sums + (size_t)me * (size_t)t->sums_stride, *d = t->D[k] + c0 * B;
+    float *sum = t->sums + (size_t)me * (size_t)t->part_stride, *d = t->D[k] + c0 * B;
     for (int64_t b = 0; b < B; b++) sum_parts(t, k, T, b * in + c0, nf, sum + b * nf);
     cfx__transpose(B, nf, sum, nf, d, B);
     if (k > 0 && t->hl[k - 1].relu) {
@@ -812,12 +812,14 @@ static bool head_ok(const cfx_trainer *t) {
  * - each lane gathers its rows and runs the graph up to the cut, and writes its rows of the
  *   cut as columns of H[0] (activations are held features x batch in the head);
  * - the head runs on the whole batch, layer by layer, thread q computing rows
- *   [split(out, q, T), split(out, q + 1, T)) of each layer's output, and in backward the same
- *   rows' weight gradients and its part of the input gradient (batch x features). After a
- *   barrier, thread q sums the parts (in thread order) for the rows of D[k] its next layer
- *   reads, and nobody else's: one barrier a layer, as the parts alternate between two sets;
+ *   [split(out, q, T), split(out, q + 1, T)) of each layer's output, and in backward its part
+ *   of the layer's input gradient from the same rows (batch x features). After a barrier,
+ *   thread q sums the parts (in thread order) for the rows of D[k] its next layer reads, and
+ *   nobody else's: one barrier a layer, as the parts alternate between two sets;
  * - each lane runs backward from its rows of the cut's gradient, the parts of layer 0 summed;
- * - the checks, then (apply) the update: thread q updates the rows of the head it computed, so
+ * - the head's weight gradients, in chunks shared out between the threads and checked as they
+ *   are made (head_weight_grads), and the lanes' gradients checked;
+ * - then (apply) the update: thread q updates the rows of the head it computed, so
  *   the weights, gradients and Adam state of the fully connected layers (97% of the reference
  *   classifier's parameters) stay with one core. The two cores of the machine this was
  *   measured on share no cache: two threads pass a cache line back and forth in 450 ns.
@@ -857,8 +859,8 @@ static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const floa
 #pragma omp barrier
         const bool loss_ok = head_ok(t);
         for (int k = t->nhead - 1; loss_ok && k >= 0; k--) {
+            if (k == 0 && !t->cut_grad) break; /* no gradient into the lanes */
             head_input_grad_rows(t, k, me, T);
-            if (k == 0 && !t->cut_grad) break;
 #pragma omp barrier
             if (k > 0) head_sum_rows(t, k, me, T);
         }
