@@ -1,7 +1,9 @@
 /* bench_train.c - training speed of the reference classifier on Fashion-MNIST: Adam steps at
  * batch 64 on real, shuffled batches (the batch copy included), through cfx_trainer_step as the
  * training loop runs them (on 2 threads: two lanes of 32 images).
- * Also measures the machine's practical peak: a 2048^3 SGEMM through the same GEMM cfx uses.
+ * Also measures the machine's practical peak: a 2048^3 SGEMM through cfx_blas_sgemm, the GEMM
+ * cfx's graphs use (dnnl_sgemm; the trainer's head runs oneDNN matmul primitives instead, about
+ * 10% faster than it on the head's shapes alone).
  * The machine is shared and its speed moves by 10-20% within a minute, so each block of steps
  * is followed by its own peak measurement (the better of two SGEMMs) and the share of the peak
  * is the median of the per-block shares.
