@@ -2,7 +2,6 @@
  */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,14 +315,15 @@ static int run_nearest(const opts *o) {
         for (int32_t i = 0; i < n; i++) q[nq++] = i;
     else if (!rc && !(rc = find_query(d, o, what, &q[0])))
         nq = 1;
-    /* Records go to OUT.tmp first and are renamed into place only when all are written; the
-     * file is opened before the search so a bad path fails at once. */
-    char tmp[4096];
+    /* Records go to a temporary renamed into place only when all are written (cfx_file); it is
+     * opened before the search so a bad path fails at once. */
+    cfx_file af = {0};
     FILE *f = NULL;
     if (!rc && o->out) {
-        snprintf(tmp, sizeof tmp, "%s.tmp", o->out);
-        if (!(f = fopen(tmp, "w")))
-            rc = cli_fail(what, "cannot write '%s': %s", tmp, strerror(errno));
+        if (cfx_file_create(&af, o->out) == CFX_OK)
+            f = af.f;
+        else
+            rc = cli_fail(what, "%s", cfx_last_error());
     }
     double t0 = cfx_now();
     int64_t solved = 0;
@@ -378,13 +378,8 @@ static int run_nearest(const opts *o) {
         }
         cfx_edit_set_deinit(&es);
     }
-    if (f) {
-        int bad = ferror(f) | (fclose(f) != 0);
-        if (!rc && bad) rc = cli_fail(what, "cannot write '%s'", tmp);
-        if (!rc && rename(tmp, o->out) != 0)
-            rc = cli_fail(what, "cannot rename '%s' to '%s': %s", tmp, o->out, strerror(errno));
-        if (rc) remove(tmp);
-    }
+    if (f && rc) cfx_file_abort(&af);
+    if (f && !rc && cfx_file_commit(&af) != CFX_OK) rc = cli_fail(what, "%s", cfx_last_error());
     if (!rc) {
         int32_t found = nq - none;
         double mean = found ? (double)total / found : 0;

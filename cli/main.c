@@ -26,6 +26,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cfx_clean_up_on_signals(); /* an interrupted command leaves no temporaries behind */
     if (argc < 2) {
         usage(stderr);
         return 2;

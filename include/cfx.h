@@ -153,10 +153,17 @@ double cfx_now(void);
 typedef struct cfx_file {
     FILE *f;
     char *path, *tmp;
+    int slot; /* its entry among the temporaries a signal removes (cfx_clean_up_on_signals) */
 } cfx_file;
 cfx_status cfx_file_create(cfx_file *af, const char *path);
 cfx_status cfx_file_commit(cfx_file *af);
 void cfx_file_abort(cfx_file *af);
+/* For programs: on SIGINT, SIGTERM or SIGHUP, removes the temporaries of the atomic outputs in
+ * progress (cfx_file, and the folders cfx_data_* write), then dies of the signal as before, so
+ * an interrupted command leaves nothing behind (a finished checkpoint stays). Signals the
+ * program was started ignoring (nohup) stay ignored. The cfx program calls it first thing; a
+ * library user with handlers of their own need not. */
+void cfx_clean_up_on_signals(void);
 /* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
 cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
 

@@ -80,12 +80,14 @@ static int dir_is_empty(const char *path) {
 typedef struct {
     const cfx_data_options *o;
     char tmp[4096];
+    int slot; /* of tmp among the temporaries a signal removes */
     cJSON *manifest, *splits;
     int c, h, w;
 } writer;
 
 static cfx_status writer_begin(writer *wr, const cfx_data_options *o, const char *name) {
     memset(wr, 0, sizeof *wr);
+    wr->slot = -1;
     wr->o = o;
     if (!o || !o->out || !*o->out) return cfx_set_error(CFX_EINVAL, "no output folder given");
     struct stat st;
@@ -100,14 +102,18 @@ static cfx_status writer_begin(writer *wr, const cfx_data_options *o, const char
     if (n < 0 || (size_t)n >= sizeof wr->tmp)
         return cfx_set_error(CFX_EINVAL, "output path '%s' is too long", o->out);
     cfx__remove_tree(wr->tmp);
-    if (mkdir(wr->tmp, 0777) != 0)
+    wr->slot = cfx__tmp_track(wr->tmp, true);
+    if (mkdir(wr->tmp, 0777) != 0) {
+        cfx__tmp_untrack(wr->slot);
         return cfx_set_error(CFX_EIO, "cannot create '%s': %s", wr->tmp, strerror(errno));
+    }
     wr->manifest = cJSON_CreateObject();
     wr->splits = cJSON_CreateObject();
     if (!wr->manifest || !wr->splits) {
         cJSON_Delete(wr->manifest);
         cJSON_Delete(wr->splits);
         cfx__remove_tree(wr->tmp);
+        cfx__tmp_untrack(wr->slot);
         return cfx_set_error(CFX_ENOMEM, "out of memory");
     }
     cJSON_AddStringToObject(wr->manifest, "format", "cfx-dataset");
@@ -122,6 +128,8 @@ static void writer_abort(writer *wr) {
     cJSON_Delete(wr->splits);
     wr->manifest = wr->splits = NULL;
     if (wr->tmp[0]) cfx__remove_tree(wr->tmp);
+    cfx__tmp_untrack(wr->slot);
+    wr->slot = -1;
 }
 
 /* Records the classes: all_names[0..n_all) by original id, holdout flags per original id. */
@@ -204,6 +212,8 @@ static cfx_status writer_finish(writer *wr) {
     cJSON_Delete(wr->manifest);
     wr->manifest = NULL;
     wr->tmp[0] = '\0';
+    cfx__tmp_untrack(wr->slot);
+    wr->slot = -1;
     return CFX_OK;
 }
 

@@ -1,13 +1,97 @@
-/* file.c - atomic file output (write a temporary, rename it into place) and whole-file reads. */
+/* file.c - atomic file output (write a temporary, rename it into place), the removal of such
+ * temporaries when a signal ends the program, and whole-file reads. */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* ------------------------------------------------------- temporaries in progress --- */
+
+/* The temporaries being written, for the signal handler: a fixed table, since the handler may
+ * only read memory and make async-signal-safe calls (unlink, rmdir, open, getdents64). A slot's
+ * path is written before its state is set, and the handler reads the path only when the state
+ * says it is complete. More temporaries at once than slots go untracked (a signal then leaves
+ * them, as it did before the table). */
+enum { TMP_FREE, TMP_FILE, TMP_DIR, TMP_SLOTS = 16, TMP_PATH = 4096 };
+static char tmp_path[TMP_SLOTS][TMP_PATH];
+static _Atomic int tmp_state[TMP_SLOTS];
+static pthread_mutex_t tmp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int cfx__tmp_track(const char *path, bool dir) {
+    if (strlen(path) >= TMP_PATH) return -1;
+    pthread_mutex_lock(&tmp_lock);
+    int slot = -1;
+    for (int i = 0; i < TMP_SLOTS && slot < 0; i++)
+        if (atomic_load(&tmp_state[i]) == TMP_FREE) slot = i;
+    if (slot >= 0) {
+        strcpy(tmp_path[slot], path);
+        atomic_store(&tmp_state[slot], dir ? TMP_DIR : TMP_FILE);
+    }
+    pthread_mutex_unlock(&tmp_lock);
+    return slot;
+}
+
+void cfx__tmp_untrack(int slot) {
+    if (slot >= 0 && slot < TMP_SLOTS) atomic_store(&tmp_state[slot], TMP_FREE);
+}
+
+/* Removes a folder of files (the dataset writer's folders hold no sub-folders) with
+ * async-signal-safe calls only: the raw getdents64 system call in place of readdir. */
+static void remove_flat_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        char buf[4096];
+        long n;
+        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+            for (long off = 0; off < n;) {
+                const struct dirent64 *e = (const struct dirent64 *)(buf + off);
+                if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                    unlinkat(fd, e->d_name, 0);
+                off += e->d_reclen;
+            }
+        close(fd);
+    }
+    rmdir(path);
+}
+
+static void on_signal(int sig) {
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        int st = atomic_load(&tmp_state[i]);
+        if (st == TMP_FILE) unlink(tmp_path[i]);
+        if (st == TMP_DIR) remove_flat_dir(tmp_path[i]);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* A signal the program was started ignoring (nohup's SIGHUP, SIGINT for a background job of a
+ * script) stays ignored. */
+void cfx_clean_up_on_signals(void) {
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa, old;
+        if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN) continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        for (size_t j = 0; j < sizeof sigs / sizeof sigs[0]; j++) sigaddset(&sa.sa_mask, sigs[j]);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ atomic output --- */
 
 cfx_status cfx_file_create(cfx_file *af, const char *path) {
     memset(af, 0, sizeof *af);
+    af->slot = -1;
     if (!path || !*path) return cfx_set_error(CFX_EINVAL, "output path is empty");
     size_t n = strlen(path) + 32;
     af->path = cfx_strdup(path);
@@ -18,8 +102,10 @@ cfx_status cfx_file_create(cfx_file *af, const char *path) {
         return CFX_ENOMEM;
     }
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    af->slot = cfx__tmp_track(af->tmp, false);
     af->f = fopen(af->tmp, "wb");
     if (!af->f) {
+        cfx__tmp_untrack(af->slot);
         cfx_status s = cfx_set_error(CFX_EIO, "cannot write '%s': %s", path, strerror(errno));
         cfx_free(af->path);
         cfx_free(af->tmp);
@@ -30,6 +116,8 @@ cfx_status cfx_file_create(cfx_file *af, const char *path) {
 }
 
 static void release(cfx_file *af) {
+    if (af->tmp) cfx__tmp_untrack(af->slot); /* a zeroed cfx_file has no slot of its own */
+    af->slot = -1;
     cfx_free(af->path);
     cfx_free(af->tmp);
     af->path = af->tmp = NULL;

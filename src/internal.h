@@ -104,6 +104,12 @@ void cfx__optim_apply(cfx_optim *o, float *x, const float *g0, const float *g1, 
 void cfx__transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
                     int64_t ldd);
 
+/* A temporary file (dir false) or folder of files (dir true) being written, for the handler of
+ * cfx_clean_up_on_signals to remove: its slot, or -1 when the table is full. Untracked once it
+ * is renamed into place or removed. */
+int cfx__tmp_track(const char *path, bool dir);
+void cfx__tmp_untrack(int slot);
+
 #define CFX_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CFX_MAX(a, b) ((a) > (b) ? (a) : (b))
 

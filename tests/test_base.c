@@ -1,7 +1,13 @@
-/* test_base.c - status table, error messages, allocation hook, seeded rng. */
+/* test_base.c - status table, error messages, allocation hook, seeded rng, and the removal of
+ * temporaries when a signal ends the program. */
 #include "test.h"
+#include "internal.h"
 
+#include <signal.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 CFX_TEST(base, status_strings) {
     CHECK_STR_EQ(cfx_status_str(CFX_OK), "success");
@@ -77,4 +83,53 @@ CFX_TEST(base, rng_shuffle_is_permutation) {
     cfx_rng_split(&r, 0, &s1);
     cfx_rng_split(&r, 1, &s2);
     CHECK(cfx_rng_u64(&s1) != cfx_rng_u64(&s2));
+}
+
+/* A child with the handlers installed, an atomic file open and a tracked folder of files, sends
+ * itself SIGINT: it must die of that signal with neither temporary left; the finished file and
+ * a temporary opened and committed before stay. */
+CFX_TEST(base, a_signal_removes_the_temporaries_in_progress) {
+    const char *dir = cfx_test_tmpdir();
+    char kept[600], open_path[600], folder[600], inside[700];
+    snprintf(kept, sizeof kept, "%s/kept.txt", dir);
+    snprintf(open_path, sizeof open_path, "%s/open.txt", dir);
+    snprintf(folder, sizeof folder, "%s/folder.tmp", dir);
+    snprintf(inside, sizeof inside, "%s/a.npy", folder);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        cfx_clean_up_on_signals();
+        cfx_file done, busy;
+        if (cfx_file_create(&done, kept) != CFX_OK || fputs("kept\n", done.f) < 0 ||
+            cfx_file_commit(&done) != CFX_OK || mkdir(folder, 0777) != 0 ||
+            cfx__tmp_track(folder, true) < 0)
+            _exit(3);
+        FILE *f = fopen(inside, "wb");
+        if (!f || fputs("x", f) < 0 || fclose(f) != 0) _exit(4);
+        if (cfx_file_create(&busy, open_path) != CFX_OK || fputs("half", busy.f) < 0) _exit(5);
+        fflush(busy.f);
+        raise(SIGINT);
+        _exit(6); /* not reached: the handler re-raises with the default action */
+    }
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT, "child status %d", st);
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", open_path, (long)pid);
+    CHECK_MSG(access(tmp, F_OK) != 0, "%s is left", tmp);
+    CHECK_MSG(access(folder, F_OK) != 0, "%s is left", folder);
+    CHECK(access(open_path, F_OK) != 0);
+    CHECK_MSG(access(kept, F_OK) == 0, "the committed %s is gone", kept);
+    /* A signal the program was started ignoring (as under nohup) stays ignored. */
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        signal(SIGHUP, SIG_IGN);
+        cfx_clean_up_on_signals();
+        raise(SIGHUP);
+        _exit(0);
+    }
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "an ignored SIGHUP ended the child (%d)", st);
 }

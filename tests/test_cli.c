@@ -2,8 +2,12 @@
  * exist and load, summaries parse, bad input exits non-zero with one line and writes nothing. */
 #include "test.h"
 
+#include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool exists(const char *dir, const char *name) {
@@ -96,4 +100,44 @@ CFX_TEST(cli, bad_input_exits_non_zero_and_writes_nothing) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", dir);
     CHECK_MSG(system(cmd) == 0, "files were left in %s", dir);
+}
+
+/* Whether dir holds an entry whose name starts with prefix. */
+static bool has_entry(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d));)
+        found = strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d) closedir(d);
+    return found;
+}
+
+/* Ctrl-C while `cfx data` writes: the program dies of SIGINT and leaves neither the output
+ * folder nor its temporary (it is interrupted once the temporary folder exists, as it makes or
+ * writes the images). */
+CFX_TEST(cli, interrupted_data_leaves_nothing) {
+    char dir[600], out[700];
+    if (!cli_ready(dir, sizeof dir)) return;
+    snprintf(out, sizeof out, "%s/signs", dir);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+        execl(cfx_test_cli(), "cfx", "data", "signs", "--out", out, "--train", "3000", "--threads",
+              "1", (char *)NULL);
+        _exit(127);
+    }
+    bool seen = false;
+    for (int i = 0; i < 20000 && !seen; i++) { /* up to 20 s */
+        seen = has_entry(dir, "signs.tmp.");
+        if (!seen) nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    CHECK_MSG(seen, "the temporary folder never appeared in %s", dir);
+    kill(pid, SIGINT);
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT,
+              "cfx data finished before the signal, or exited otherwise (status %d)", st);
+    CHECK_MSG(!has_entry(dir, "signs"), "an output or temporary folder is left in %s", dir);
 }

@@ -2,6 +2,7 @@
  * Python implementation tests/py/concepts_ref.py), importance, orders and bad input. */
 #include "test.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -495,9 +496,11 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
               strstr(line, "\"cost\": 135") && strstr(line, "\"deletions\": [\"lint\"]"));
         fclose(f);
     }
-    char tmp[700];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    CHECK(access(tmp, F_OK) != 0);
+    DIR *dd = opendir(dir);
+    CHECK(dd != NULL);
+    for (struct dirent *e; dd && (e = readdir(dd));)
+        CHECK_MSG(strncmp(e->d_name, "n.jsonl.tmp", 11) != 0, "%s/%s is left", dir, e->d_name);
+    if (dd) closedir(dd);
     CHECK_INT_EQ(run_cli("concepts nearest --data " VG " --labels claude-3-haiku", out, sizeof out),
                  1);
     CHECK_MSG(strstr(out, "--query ID or --all") != NULL, "got: %s", out);
