@@ -254,6 +254,12 @@ static int train_main(const char *what, int argc, char **argv) {
                            .checkpoint = a.checkpoint,
                            .resume = a.resume,
                            .progress = {cfx_progress_stderr, NULL}};
+    char note[4200];
+    snprintf(note, sizeof note,
+             "cfx %s: interrupted. The same command with --resume continues from the last "
+             "finished epoch (checkpoint '%s'), if there is one.",
+             cmd, a.checkpoint);
+    cfx_set_signal_note(note);
     cfx_train_result res;
     float *labels = is_clf ? labels_as_floats(train) : NULL;
     s = is_clf ? cfx_train_classifier(g, x, y, im, labels, &o, &res)

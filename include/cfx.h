@@ -164,6 +164,9 @@ void cfx_file_abort(cfx_file *af);
  * program was started ignoring (nohup) stay ignored. The cfx program calls it first thing; a
  * library user with handlers of their own need not. */
 void cfx_clean_up_on_signals(void);
+/* A line that handler prints on stderr before the program dies (up to 1023 bytes; NULL or ""
+ * for none), e.g. how to resume what was interrupted. */
+void cfx_set_signal_note(const char *note);
 /* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
 cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
 

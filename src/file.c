@@ -62,7 +62,27 @@ static void remove_flat_dir(const char *path) {
     rmdir(path);
 }
 
+/* The note the handler prints; note_len is set after the text is in place, so a signal in
+ * between prints the old note or none. */
+static char note_text[1024];
+static _Atomic size_t note_len;
+
+void cfx_set_signal_note(const char *note) {
+    atomic_store(&note_len, 0);
+    size_t n = note ? strlen(note) : 0;
+    if (n > sizeof note_text - 1) n = sizeof note_text - 1;
+    if (n) memcpy(note_text, note, n);
+    atomic_store(&note_len, n);
+}
+
 static void on_signal(int sig) {
+    size_t n = atomic_load(&note_len);
+    if (n) { /* after a progress bar's line, if any */
+        ssize_t w = write(2, "\n", 1);
+        w = write(2, note_text, n);
+        w = write(2, "\n", 1);
+        (void)w;
+    }
     for (int i = 0; i < TMP_SLOTS; i++) {
         int st = atomic_load(&tmp_state[i]);
         if (st == TMP_FILE) unlink(tmp_path[i]);

@@ -85,9 +85,9 @@ CFX_TEST(base, rng_shuffle_is_permutation) {
     CHECK(cfx_rng_u64(&s1) != cfx_rng_u64(&s2));
 }
 
-/* A child with the handlers installed, an atomic file open and a tracked folder of files, sends
- * itself SIGINT: it must die of that signal with neither temporary left; the finished file and
- * a temporary opened and committed before stay. */
+/* A child with the handlers installed, a note set, an atomic file open and a tracked folder of
+ * files, sends itself SIGINT: it must print the note and die of that signal with neither
+ * temporary left; a file committed before stays. */
 CFX_TEST(base, a_signal_removes_the_temporaries_in_progress) {
     const char *dir = cfx_test_tmpdir();
     char kept[600], open_path[600], folder[600], inside[700];
@@ -95,11 +95,16 @@ CFX_TEST(base, a_signal_removes_the_temporaries_in_progress) {
     snprintf(open_path, sizeof open_path, "%s/open.txt", dir);
     snprintf(folder, sizeof folder, "%s/folder.tmp", dir);
     snprintf(inside, sizeof inside, "%s/a.npy", folder);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
     fflush(stdout);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
         cfx_clean_up_on_signals();
+        cfx_set_signal_note("resume with --resume");
         cfx_file done, busy;
         if (cfx_file_create(&done, kept) != CFX_OK || fputs("kept\n", done.f) < 0 ||
             cfx_file_commit(&done) != CFX_OK || mkdir(folder, 0777) != 0 ||
@@ -112,9 +117,18 @@ CFX_TEST(base, a_signal_removes_the_temporaries_in_progress) {
         raise(SIGINT);
         _exit(6); /* not reached: the handler re-raises with the default action */
     }
+    close(fds[1]);
+    char said[256] = "";
+    size_t len = 0;
+    for (ssize_t got;
+         len < sizeof said - 1 && (got = read(fds[0], said + len, sizeof said - 1 - len)) > 0;)
+        len += (size_t)got; /* to end of file: the child's death closes its end */
+    said[len] = '\0';
+    close(fds[0]);
     int st = 0;
     CHECK(waitpid(pid, &st, 0) == pid);
     CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT, "child status %d", st);
+    CHECK_MSG(strcmp(said, "\nresume with --resume\n") == 0, "the note on stderr: '%s'", said);
     char tmp[700];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", open_path, (long)pid);
     CHECK_MSG(access(tmp, F_OK) != 0, "%s is left", tmp);
