@@ -124,6 +124,8 @@ CFX_TEST(cli, interrupted_data_leaves_nothing) {
     CHECK(pid >= 0);
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+        signal(SIGINT,
+               SIG_DFL); /* as from a terminal, even when the tests run as a background job */
         execl(cfx_test_cli(), "cfx", "data", "signs", "--out", out, "--train", "3000", "--threads",
               "1", (char *)NULL);
         _exit(127);
