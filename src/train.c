@@ -633,8 +633,9 @@ static cfx_status head_plans(cfx_trainer *t, int me, int T) {
     return CFX_OK;
 }
 
-/* Thread q's part of the input gradient of layer k (B x in). Layers alternate between two sets
- * of parts, so a thread can start the next layer while another still sums this one's. */
+/* Thread q's part of the input gradient of layer k (in x B for k > 0, B x in for layer 0; see
+ * head_input_grad_rows). Layers alternate between two sets of parts, so a thread can start the
+ * next layer while another still sums this one's. */
 static float *head_part(const cfx_trainer *t, int k, int q) {
     return t->part + ((size_t)(k & 1) * (size_t)t->nlanes + (size_t)q) * (size_t)t->part_stride;
 }
@@ -874,10 +875,9 @@ static cfx_status step_head(cfx_trainer *t, const cfx_tensor *images, const floa
         if (loss_ok && !t->cut_grad) {
 #pragma omp barrier /* D[1] complete before another thread's chunks of layer 0 read it */
         }
-        for (int i = me; loss_ok && i < L; i += T) {
+        for (int i = me; loss_ok && t->cut_grad && i < L; i += T) {
             cfx_graph *ln = t->lane[i];
             const int64_t f = t->first[i], n = t->first[i + 1] - f;
-            if (!t->cut_grad) continue;
             sum_parts(t, 0, T, f * F, n * F, t->seed + f * F);
             HEAD_FAIL(t, me, cfx__graph_backward(ln, t->cut, t->seed + f * F, false));
         }
