@@ -20,7 +20,7 @@ CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-proto
 CFLAGS    += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -ldnnl -lm -lpthread
 
-LIB_SRC   := $(sort $(wildcard src/*.c))
+LIB_SRC   := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
 CLI_SRC   := $(sort $(wildcard cli/*.c))
 TEST_SRC  := $(sort $(wildcard tests/*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
@@ -40,14 +40,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-# ONNX's schema (src/onnx.proto) compiles to C with protoc-c at build time; whatever includes
-# the generated header waits for it, so a fresh clone builds with -j.
-$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/%.proto
+# ONNX's schema (src/engine/onnx/onnx.proto) compiles to C with protoc-c at build time; the
+# ONNX modules include the generated header and wait for it, so a fresh clone builds with -j.
+ONNX_DIR  := src
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: $(ONNX_DIR)/%.proto
 	@mkdir -p $(BUILD)/gen
-	protoc-c --proto_path=src --c_out=$(BUILD)/gen $<
+	protoc-c --proto_path=$(ONNX_DIR) --c_out=$(BUILD)/gen $<
 $(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
 	$(CC) $(CFLAGS) -Wno-pedantic -c $< -o $@
-$(BUILD)/src/onnx.o: $(BUILD)/gen/onnx.pb-c.h
+$(filter $(BUILD)/$(ONNX_DIR)/%,$(LIB_OBJ)): $(BUILD)/gen/onnx.pb-c.h
 
 $(BUILD)/libcfx.a: $(LIB_OBJ) $(BUILD)/gen/onnx.pb-c.o
 	@rm -f $@
@@ -101,7 +102,7 @@ install: $(BUILD)/cfx $(BUILD)/libcfx.a
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cfx.pc
 
 format:
-	clang-format -i include/*.h src/*.c src/*.h cli/*.c cli/*.h tests/*.c tests/*.h bench/*.c
+	clang-format -i include/*.h $(shell find src -name '*.[ch]') cli/*.c cli/*.h tests/*.c tests/*.h bench/*.c
 
 clean:
 	rm -rf build build-asan
