@@ -6,7 +6,7 @@
  * (bench/engine.sh, reference classifier, batch 64 training step): OpenBLAS used its Haswell
  * (AVX2) kernels, about 20% slower at 1 thread, and its own busy-waiting thread pool beside
  * OpenMP's made 2 threads several times slower than 1. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <cblas.h>
 #include <dnnl.h>

@@ -22,7 +22,7 @@
  * at most its cost; candidates are visited in increasing order of that bound and the assignment
  * is solved only while the bound can still beat (or tie with an earlier image) the best so far.
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

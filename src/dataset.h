@@ -2,7 +2,7 @@
 #ifndef CFX_DATASET_H
 #define CFX_DATASET_H
 
-#include "internal.h"
+#include "base/base.h"
 
 /* An empty dataset with room for n images of shape (c,h,w) and num_classes class names
  * (all NULL). NULL on failure. */

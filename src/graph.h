@@ -7,7 +7,7 @@
 #ifndef CFX_GRAPH_H
 #define CFX_GRAPH_H
 
-#include "internal.h"
+#include "base/base.h"
 
 #define CFX_OP_MAX_IN 8
 

@@ -14,7 +14,7 @@
  * potentials u, v keep every reduced cost non-negative and every matched pair at zero reduced
  * cost, which is what makes Dijkstra valid and the final matching optimal. O(nr^2 nc) time.
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 

@@ -5,7 +5,7 @@
  * gzread reads gzip-compressed and plain files alike, so "x.gz" and "x" both work. A file
  * that ends early (a truncated download) is refused: zlib reports a missing gzip trailer, and
  * a short element count is checked here as well. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <zlib.h>

@@ -3,7 +3,7 @@
  * stb's decoders and PNG encoder are compiled here, static to this file, with their allocations
  * routed through cfx_malloc so that the tests' counting allocator sees them. Files are read
  * whole into memory first, so every failure names the file and says what stb found wrong. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
  * padded with spaces so that the data starts on a 64-byte boundary. Only the three keys are read;
  * anything cfx cannot represent (Fortran order, big endian, object arrays) is refused by name. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
  * first steps of a counterfactual search where gradients are tiny.
  * SGD: g = grad + wd x; buf = momentum buf + g (buf = g on the first step); x -= lr buf
  * (or lr (g + momentum buf) with Nesterov). */
-#include "internal.h"
+#include "base/base.h"
 
 #include <float.h>
 #include <math.h>

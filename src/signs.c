@@ -12,7 +12,7 @@
  *   3. the camera: lighting gradient and exposure, colour cast, mild contrast and saturation
  *      changes, anisotropic Gaussian blur, and sensor noise, then 8-bit quantisation.
  * Image i uses cfx_rng_split(r, i), so the bytes depend on the seed only, never on threads. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdlib.h>

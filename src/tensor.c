@@ -1,5 +1,5 @@
 /* tensor.c - dense float32 tensors: shape checks, allocation, fills. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 #include <stdio.h>

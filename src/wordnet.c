@@ -19,7 +19,7 @@
  *   kind of pointer in a set and returns it sorted by synset name, so the parent order is
  *   "@ targets by name, then @i targets by name", not the order of the data file.
  */
-#include "internal.h"
+#include "base/base.h"
 
 #include <errno.h>
 #include <fcntl.h>

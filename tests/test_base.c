@@ -1,7 +1,7 @@
 /* test_base.c - status table, error messages, allocation hook, seeded rng, and the removal of
  * temporaries when a signal ends the program. */
 #include "test.h"
-#include "internal.h"
+#include "base/base.h"
 
 #include <signal.h>
 #include <stdint.h>

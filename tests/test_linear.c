@@ -1,7 +1,7 @@
 /* test_linear.c - Gemm, Linear and MatMul: gradient checks over every transpose and broadcast
  * path, values and gradients against PyTorch, and shape errors. */
 #include "gradcheck.h"
-#include "internal.h"
+#include "base/base.h"
 #include "ops_oracle.h"
 
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* test_optim.c - SGD and Adam against torch.optim, step for step. */
-#include "internal.h"
+#include "base/base.h"
 #include "test.h"
 
 #include <float.h>

@@ -1,6 +1,6 @@
-/* internal.h - helpers shared by libcfx's modules; not part of the public API. */
-#ifndef CFX_INTERNAL_H
-#define CFX_INTERNAL_H
+/* base.h - helpers shared by libcfx's modules; not part of the public API. */
+#ifndef CFX_BASE_H
+#define CFX_BASE_H
 
 #include "cfx.h"
 

@@ -1,6 +1,6 @@
 /* rng.c - seeded random numbers: xoshiro256** (Blackman and Vigna) seeded by splitmix64.
  * Every random choice in cfx goes through a cfx_rng so that a seed reproduces a run. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <math.h>
 

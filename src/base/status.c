@@ -1,5 +1,5 @@
 /* status.c - status codes and the thread-local error message (libuv-style table). */
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdarg.h>
 #include <stdio.h>

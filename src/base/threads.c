@@ -1,5 +1,5 @@
 /* threads.c - one thread count for every kernel (OpenMP loops, OpenBLAS, oneDNN), and a clock. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <omp.h>
 #include <time.h>

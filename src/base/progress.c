@@ -1,5 +1,5 @@
 /* progress.c - progress reporting for long work, and a ready-made bar on stderr. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdio.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 /* file.c - atomic file output (write a temporary, rename it into place), the removal of such
  * temporaries when a signal ends the program, and whole-file reads. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <dirent.h>
 #include <errno.h>

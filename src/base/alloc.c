@@ -1,5 +1,5 @@
 /* alloc.c - the one allocation hook (stb-style), so tests can count leaks and inject failures. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdlib.h>
 

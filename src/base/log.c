@@ -1,5 +1,5 @@
 /* log.c - leveled messages to a callback; stderr by default. The library never writes stdout. */
-#include "internal.h"
+#include "base/base.h"
 
 #include <stdarg.h>
 #include <stdio.h>
