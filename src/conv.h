@@ -3,7 +3,7 @@
 #ifndef CFX_CONV_H
 #define CFX_CONV_H
 
-#include "graph.h"
+#include "engine/graph.h"
 
 /* One convolution in conv terms: in (N,Ci,Hi,Wi) * w (Co,Ci/G,R,S) -> out (N,Co,Ho,Wo).
  * A transposed convolution x -> y is stored as the conv y -> x (in = y, out = x), with its

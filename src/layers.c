@@ -5,7 +5,7 @@
  * sqrt(6 / ((1 + a^2) fan_in)) simplifies to 1 / sqrt(fan_in), and biases uniformly within the
  * same bound. fan_in is in_channels/groups * kernel area; for a transposed convolution PyTorch
  * computes it from the weight's second dimension, which is the output channels. */
-#include "graph.h"
+#include "engine/graph.h"
 
 #include <math.h>
 #include <stdio.h>

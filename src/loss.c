@@ -14,7 +14,7 @@
  * an index that is not an integer in [0, C) makes that sample's loss NaN (and its logits' gradient
  * NaN) rather than being clamped to a valid class, so a bad label shows up in the loss instead of
  * silently training on a wrong one. There is no ignore_index. */
-#include "graph.h"
+#include "engine/graph.h"
 
 #include <math.h>
 

@@ -3,7 +3,7 @@
 #ifndef CFX_OPS_H
 #define CFX_OPS_H
 
-#include "graph.h"
+#include "engine/graph.h"
 
 /* Unary ops of src/elementwise.c: LeakyRelu uses alpha, Clip lo/hi, Pow (scalar) p,
  * Affine scale/shift. */

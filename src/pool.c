@@ -15,7 +15,7 @@
  * count_include_pad by the window clipped to the padded input (PyTorch's rule, which ONNX
  * follows: the part of a ceil-mode window beyond the end padding never counts). Every loop is
  * parallel over (image, channel) planes, so results do not depend on the thread count. */
-#include "graph.h"
+#include "engine/graph.h"
 
 #include <math.h>
 

@@ -14,7 +14,7 @@
  * separable, so each axis gets a table (index pair and weight) built in forward and kept in the
  * node state for backward, which scatters each output gradient back with the same weights.
  * Loops run over (image, channel) planes, so backward is deterministic for any thread count. */
-#include "graph.h"
+#include "engine/graph.h"
 
 #include <math.h>
 

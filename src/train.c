@@ -7,7 +7,7 @@
  * A checkpoint is one binary file, written atomically after each epoch:
  *   "CFXCKPT1", u32 epochs done, u64 parameter count, u64 optimizer state count,
  *   parameters (float32), optimizer state (float32), f64 last loss, f64 last accuracy. */
-#include "graph.h"
+#include "engine/graph.h"
 
 #include <errno.h>
 #include <float.h>

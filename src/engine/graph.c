@@ -6,7 +6,7 @@
  * (re)allocates buffers only when they grow; forward and backward then allocate nothing.
  * Backward zeroes every gradient, seeds the output, and walks the nodes that reach the output
  * in reverse, each op adding its inputs' gradients, so values read twice sum both paths. */
-#include "graph.h"
+#include "engine/graph.h"
 
 #include <stdarg.h>
 #include <stdio.h>
