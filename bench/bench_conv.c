@@ -7,7 +7,7 @@
  *   to the input only, the batch-1 latency case).
  * Prints one line per case and path: "cfx CASE THREADS PATH MEDIAN_MS MIN_MS". */
 #include "cfx.h"
-#include "conv.h"
+#include "engine/ops/conv.h"
 
 #include <stdlib.h>
 #include <string.h>

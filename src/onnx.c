@@ -19,7 +19,7 @@
  * Export writes opset 13 from a graph's nodes and their attribute structs; split cuts the
  * protobuf itself, so both halves keep the original nodes exactly. */
 #include "engine/graph.h"
-#include "ops.h"
+#include "engine/ops/ops.h"
 #include "onnx.pb-c.h"
 
 #include <errno.h>

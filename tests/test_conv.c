@@ -1,7 +1,7 @@
 /* test_conv.c - Conv and ConvTranspose: gradient checks over the attribute combinations,
  * values and gradients against PyTorch (tests/py/conv_oracle.py), the oneDNN path against the
  * im2col reference, determinism, and errors for bad shapes and attributes. */
-#include "conv.h"
+#include "engine/ops/conv.h"
 #include "gradcheck.h"
 #include "oracle_io.h"
 

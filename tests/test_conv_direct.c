@@ -3,7 +3,7 @@
  * seeded random ones over batch, groups (depthwise too), strides, asymmetric padding, dilation,
  * non-square kernels and images, and the geometries transposed convolutions produce. Every
  * geometry runs with each ISA variant of the micro-kernel this CPU can execute. */
-#include "conv.h"
+#include "engine/ops/conv.h"
 #include "test.h"
 
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* test_graph.c - building, planning, replanning, fan-out gradients, errors, leaks. */
-#include "conv.h"
+#include "engine/ops/conv.h"
 #include "gradcheck.h"
 
 #include <stdlib.h>

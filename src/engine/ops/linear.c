@@ -6,7 +6,7 @@
  * swapping the factors and their transpose flags instead of moving data. Matmul broadcasts
  * its batch dimensions as NumPy does; a broadcast operand's gradient is summed over the
  * batches that shared it, one sgemm with beta = 1 after another, so the sum has a fixed order. */
-#include "ops.h"
+#include "engine/ops/ops.h"
 
 /* ------------------------------------------------------------------------- gemm --- */
 

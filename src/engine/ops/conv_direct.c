@@ -36,7 +36,7 @@
  * (a 7-float row is all call overhead), so they are 2-D row operations per ISA too: whole
  * vectors plus one masked vector per row with AVX-512 (except where that stalls, add_avx512),
  * and permutes for the stride-2 phase split. Every buffer is zeroed by one memset first. */
-#include "conv.h"
+#include "engine/ops/conv.h"
 
 #include <stdint.h>
 

@@ -15,7 +15,7 @@
  * the tests compare the fast path to. The fast one is oneDNN (src/conv_dnnl.c): primitives built
  * once per shape in prepare, blocked layouts chosen by oneDNN with reorders at the op boundary.
  * conv_dispatch() is the one place that picks between them. */
-#include "conv.h"
+#include "engine/ops/conv.h"
 
 /* ------------------------------------------------------------------ geometry --- */
 

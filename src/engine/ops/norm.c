@@ -15,7 +15,7 @@
  * order, so a seed fixes the mask), keeps an element when u >= p and scales kept ones by
  * 1/(1-p), so the expected output equals the input; the mask is saved for backward. Outside
  * training mode it is the identity. */
-#include "ops.h"
+#include "engine/ops/ops.h"
 
 #include <math.h>
 

@@ -5,7 +5,7 @@
  * counter per dimension and zero strides on the broadcast dimensions. The backward of a
  * broadcast input sums over the dimensions it was repeated along, which the same walk does
  * by accumulating into the strided index. */
-#include "ops.h"
+#include "engine/ops/ops.h"
 
 #include <math.h>
 #include <omp.h>

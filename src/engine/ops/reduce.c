@@ -7,7 +7,7 @@
  * Max records the offset of the first maximal element (the walk visits offsets in increasing
  * order) so that backward sends the whole gradient there, as PyTorch's max(dim) does.
  * Softmax-like ops view the input as (outer, L, inner) around their axis. */
-#include "ops.h"
+#include "engine/ops/ops.h"
 
 #include <math.h>
 

@@ -18,7 +18,7 @@
  * run with OpenMP set to one thread for the duration of the call. On several threads a big
  * enough batch is split instead: one one-thread op per thread on its slice of the images
  * (split_batch). */
-#include "conv.h"
+#include "engine/ops/conv.h"
 
 #include <dnnl.h>
 #include <omp.h>

@@ -7,7 +7,7 @@
  * one-to-one, so the backward can run in parallel. Pad maps each output coordinate to an input
  * coordinate per axis (constant: none; edge: clamp; reflect: mirror about the end elements);
  * several outputs can share an input under edge and reflect, so its backward runs serially. */
-#include "ops.h"
+#include "engine/ops/ops.h"
 
 /* Row-major element strides of t. */
 static void strides_of(const cfx_tensor *t, int64_t *st) {
