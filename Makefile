@@ -42,7 +42,7 @@ $(BUILD)/%.o: %.c
 
 # ONNX's schema (src/engine/onnx/onnx.proto) compiles to C with protoc-c at build time; the
 # ONNX modules include the generated header and wait for it, so a fresh clone builds with -j.
-ONNX_DIR  := src
+ONNX_DIR  := src/engine/onnx
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: $(ONNX_DIR)/%.proto
 	@mkdir -p $(BUILD)/gen
 	protoc-c --proto_path=$(ONNX_DIR) --c_out=$(BUILD)/gen $<
