@@ -1,7 +1,7 @@
 /* imagefolder.c - datasets stored as one sub-folder of PNG/JPEG images per class (the layout of
  * torchvision's ImageFolder). Classes are the sub-folders in name order; images within a class
  * are taken in name order, so the same folder always loads in the same order. */
-#include "dataset.h"
+#include "data/dataset.h"
 
 #include <dirent.h>
 #include <errno.h>

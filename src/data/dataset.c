@@ -8,7 +8,7 @@
  * A folder is written whole or not at all: everything goes into "<out>.tmp.<pid>", which is
  * renamed to <out> only after the manifest is written. An existing non-empty <out> is refused
  * unless the caller forces it, and then it is replaced only once the new folder is complete. */
-#include "dataset.h"
+#include "data/dataset.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
