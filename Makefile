@@ -1,6 +1,6 @@
 # cfx: counterfactual explanations for image classifiers. Plain GNU make.
 #   make            build build/libcfx.a and build/cfx
-#   make test       install missing Debian packages, build, run every test
+#   make test       install missing Debian packages, build, check the layers, run every test
 #   make demo       install missing Debian packages, build, run the demo on built-in data
 #   make bench      benchmarks against PyTorch (never part of the tests)
 #   make asan       tests under AddressSanitizer and UBSan
@@ -29,7 +29,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test demo bench asan memcheck clean install format
+.PHONY: all deps layers test demo bench asan memcheck clean install format
 
 all: $(BUILD)/cfx $(BUILD)/cfx_tests
 
@@ -63,6 +63,11 @@ $(BUILD)/cfx_tests: $(TEST_OBJ) $(BUILD)/libcfx.a
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libcfx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# The layer check: an #include or a linked symbol that points up the folder order of
+# scripts/layers.py fails, naming the edge.
+layers: all
+	/usr/bin/python3 scripts/layers.py --objects $(BUILD)
 
 # The tests run single-threaded (timing-free, deterministic); CFX_TEST_ARGS picks suites.
 test:
