@@ -78,8 +78,6 @@ cfx__gemm_plan *cfx__gemm_plan_new(int trans_a, int trans_b, int64_t m, int64_t 
                                    int64_t lda, int64_t ldb, int64_t ldc, bool accumulate);
 void cfx__gemm_plan_run(const cfx__gemm_plan *p, const float *a, const float *b, float *c);
 void cfx__gemm_plan_free(cfx__gemm_plan *p);
-/* The process's oneDNN CPU engine, NULL when oneDNN cannot make one (src/conv_dnnl.c). */
-struct dnnl_engine *cfx__dnnl_engine(void);
 /* C = max(0, C) for an m x n matrix with row stride ldc (NaN becomes 0, as in the ReLU op). */
 void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc);
 

@@ -10,7 +10,7 @@
  *
  * Everything a call needs is allocated at build time: the blocked buffers, and one scratchpad
  * shared by the three primitives (scratchpad_mode_user), so a call only sets data handles and
- * executes. The engine is created once per process (pthread_once). oneDNN here runs on OpenMP
+ * executes. The engine is the process's one (engine/dnnl.c). oneDNN here runs on OpenMP
  * and fixes its thread count when a primitive is created, so primitives remember
  * omp_get_max_threads() and are rebuilt when cfx_set_threads changed it; for a given thread
  * count the results are deterministic (oneDNN's reductions are statically partitioned). Ops
@@ -20,21 +20,10 @@
  * (split_batch). */
 #include "engine/ops/conv.h"
 
+#include "engine/dnnl.h"
+
 #include <dnnl.h>
 #include <omp.h>
-#include <pthread.h>
-
-static dnnl_engine_t engine;
-static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
-
-static void engine_init(void) {
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
-}
-
-struct dnnl_engine *cfx__dnnl_engine(void) {
-    pthread_once(&engine_once, engine_init);
-    return engine;
-}
 
 bool cfx__conv_dnnl_available(void) {
     return cfx__dnnl_engine() != NULL;
@@ -98,6 +87,7 @@ struct cfx__conv_dnnl {
 
 static bool arg_init(dn_arg *a, int id, int dir, const dnnl_memory_desc_t *user_md,
                      const dnnl_primitive_desc_t pd) {
+    dnnl_engine_t engine = cfx__dnnl_engine();
     a->id = id;
     a->dir = dir;
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, id);
@@ -158,6 +148,7 @@ static void step_free(dn_step *s) {
 /* Creates the primitive from its descriptor and records its scratchpad need. */
 static bool step_create(cfx__conv_dnnl *d, dn_step *s, const void *desc,
                         const dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint) {
+    dnnl_engine_t engine = cfx__dnnl_engine();
     DN_TRY(dnnl_primitive_desc_create(&s->pd, desc, attr, engine, hint));
     DN_TRY(dnnl_primitive_create(&s->prim, s->pd));
     const dnnl_memory_desc_t *sm = dnnl_primitive_desc_query_md(s->pd, dnnl_query_scratchpad_md, 0);
@@ -177,7 +168,7 @@ static bool scratch_bind(cfx__conv_dnnl *d) {
         const dnnl_memory_desc_t *sm =
             dnnl_primitive_desc_query_md(steps[i]->pd, dnnl_query_scratchpad_md, 0);
         if (sm && dnnl_memory_desc_get_size(sm))
-            DN_TRY(dnnl_memory_create(&steps[i]->scratch, sm, engine, d->scratch_buf));
+            DN_TRY(dnnl_memory_create(&steps[i]->scratch, sm, cfx__dnnl_engine(), d->scratch_buf));
     }
     return true;
 }
@@ -440,7 +431,8 @@ static cfx__conv_dnnl *conv_new(const conv_geom *g, bool transposed, bool bias, 
     d->plain_dx = plain_dx;
     d->one_thread = one_thread;
     d->blocked_x = blocked_x, d->blocked_y = blocked_y, d->relu = relu;
-    if (dnnl_stream_create(&d->stream, engine, dnnl_stream_default_flags) != dnnl_success ||
+    if (dnnl_stream_create(&d->stream, cfx__dnnl_engine(), dnnl_stream_default_flags) !=
+            dnnl_success ||
         !build(d)) {
         cfx__conv_dnnl_free(d);
         return NULL;
