@@ -1,4 +1,5 @@
-/* dataset.h - helpers shared by the dataset writers (dataset.c) and readers; not public. */
+/* dataset.h - helpers shared by the dataset object (dataset.c), the image-folder reader and the
+ * dataset writers (dataset_write.c); not public. */
 #ifndef CFX_DATASET_H
 #define CFX_DATASET_H
 
@@ -10,8 +11,5 @@ cfx_dataset *cfx__dataset_alloc(int64_t n, int c, int h, int w, int num_classes)
 
 /* cfx_imagefolder_load with the status of a failure. */
 cfx_status cfx__imagefolder_load(const char *dir, int c, int h, int w, cfx_dataset **out);
-
-/* Removes a folder and everything under it (no symlinks are followed). */
-void cfx__remove_tree(const char *path);
 
 #endif

@@ -1,0 +1,501 @@
+/* dataset_write.c - the writers behind `cfx data`: Fashion-MNIST, generated signs and image
+ * folders as dataset folders (the format is described in dataset.c).
+ *
+ * A folder is written whole or not at all: everything goes into "<out>.tmp.<pid>", which is
+ * renamed to <out> only after the manifest is written. An existing non-empty <out> is refused
+ * unless the caller forces it, and then it is replaced only once the new folder is complete. */
+#include "data/dataset.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *split_names[] = {"train", "calib", "test", "ood"};
+
+/* ---------------------------------------------------------------- output folder --- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tree(const char *path) {
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int dir_is_empty(const char *path) {
+    DIR *dir = opendir(path);
+    if (!dir) return 0;
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(dir)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
+    closedir(dir);
+    return empty;
+}
+
+/* A dataset being written: the temporary folder and the manifest under construction. */
+typedef struct {
+    const cfx_data_options *o;
+    char tmp[4096];
+    int slot; /* of tmp among the temporaries a signal removes */
+    cJSON *manifest, *splits;
+    int c, h, w;
+} writer;
+
+static cfx_status writer_begin(writer *wr, const cfx_data_options *o, const char *name) {
+    memset(wr, 0, sizeof *wr);
+    wr->slot = -1;
+    wr->o = o;
+    if (!o || !o->out || !*o->out) return cfx_set_error(CFX_EINVAL, "no output folder given");
+    struct stat st;
+    if (stat(o->out, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return cfx_set_error(CFX_EINVAL, "'%s' exists and is not a folder", o->out);
+        if (!o->force && !dir_is_empty(o->out))
+            return cfx_set_error(
+                CFX_EINVAL, "'%s' exists and is not empty (use --force to replace it)", o->out);
+    }
+    int n = snprintf(wr->tmp, sizeof wr->tmp, "%s.tmp.%ld", o->out, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof wr->tmp)
+        return cfx_set_error(CFX_EINVAL, "output path '%s' is too long", o->out);
+    remove_tree(wr->tmp);
+    wr->slot = cfx__tmp_track(wr->tmp, true);
+    if (mkdir(wr->tmp, 0777) != 0) {
+        cfx__tmp_untrack(wr->slot);
+        return cfx_set_error(CFX_EIO, "cannot create '%s': %s", wr->tmp, strerror(errno));
+    }
+    wr->manifest = cJSON_CreateObject();
+    wr->splits = cJSON_CreateObject();
+    if (!wr->manifest || !wr->splits) {
+        cJSON_Delete(wr->manifest);
+        cJSON_Delete(wr->splits);
+        remove_tree(wr->tmp);
+        cfx__tmp_untrack(wr->slot);
+        return cfx_set_error(CFX_ENOMEM, "out of memory");
+    }
+    cJSON_AddStringToObject(wr->manifest, "format", "cfx-dataset");
+    cJSON_AddNumberToObject(wr->manifest, "version", 1);
+    cJSON_AddStringToObject(wr->manifest, "name", name);
+    cJSON_AddNumberToObject(wr->manifest, "seed", (double)o->seed);
+    return CFX_OK;
+}
+
+static void writer_abort(writer *wr) {
+    cJSON_Delete(wr->manifest);
+    cJSON_Delete(wr->splits);
+    wr->manifest = wr->splits = NULL;
+    if (wr->tmp[0]) remove_tree(wr->tmp);
+    cfx__tmp_untrack(wr->slot);
+    wr->slot = -1;
+}
+
+/* Records the classes: all_names[0..n_all) by original id, holdout flags per original id. */
+static void writer_classes(writer *wr, const char *const *all_names, int n_all, const int *held) {
+    cJSON *all = cJSON_AddArrayToObject(wr->manifest, "all_classes");
+    cJSON *names = cJSON_AddArrayToObject(wr->manifest, "classes");
+    cJSON *ids = cJSON_AddArrayToObject(wr->manifest, "class_ids");
+    cJSON *hold = cJSON_AddArrayToObject(wr->manifest, "holdout");
+    for (int i = 0; i < n_all; i++) {
+        cJSON_AddItemToArray(all, cJSON_CreateString(all_names[i]));
+        if (held[i]) {
+            cJSON_AddItemToArray(hold, cJSON_CreateNumber(i));
+        } else {
+            cJSON_AddItemToArray(names, cJSON_CreateString(all_names[i]));
+            cJSON_AddItemToArray(ids, cJSON_CreateNumber(i));
+        }
+    }
+}
+
+/* Writes one split's two files and its manifest entry. images is uint8 (n,c,h,w). */
+static cfx_status writer_split(writer *wr, const char *split, const uint8_t *images,
+                               const uint8_t *labels, int64_t n, const char *labels_are,
+                               const char *note) {
+    char path[4200], file_i[64], file_l[64];
+    snprintf(file_i, sizeof file_i, "%s_images.npy", split);
+    snprintf(file_l, sizeof file_l, "%s_labels.npy", split);
+    cfx_progress_report(&wr->o->progress, "write", 0, 0, split);
+    /* NumPy cannot hold an empty dimension here (cfx shapes are >= 1), so an empty split has
+     * a manifest entry with count 0 and no files. */
+    if (n > 0) {
+        snprintf(path, sizeof path, "%s/%s", wr->tmp, file_i);
+        CFX_TRY(cfx_npy_write_u8(path, images, 4, (int64_t[]){n, wr->c, wr->h, wr->w}));
+        snprintf(path, sizeof path, "%s/%s", wr->tmp, file_l);
+        CFX_TRY(cfx_npy_write_u8(path, labels, 1, (int64_t[]){n}));
+    }
+    cJSON *e = cJSON_AddObjectToObject(wr->splits, split);
+    cJSON_AddNumberToObject(e, "count", (double)n);
+    cJSON_AddStringToObject(e, "images", n > 0 ? file_i : "");
+    cJSON_AddStringToObject(e, "labels", n > 0 ? file_l : "");
+    cJSON_AddStringToObject(e, "labels_are", labels_are);
+    if (note) cJSON_AddStringToObject(e, "from", note);
+    return CFX_OK;
+}
+
+/* Writes the manifest last and moves the folder into place. */
+static cfx_status writer_finish(writer *wr) {
+    cJSON *shape = cJSON_AddArrayToObject(wr->manifest, "image_shape");
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(wr->c));
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(wr->h));
+    cJSON_AddItemToArray(shape, cJSON_CreateNumber(wr->w));
+    cJSON_AddItemToObject(wr->manifest, "splits", wr->splits);
+    wr->splits = NULL;
+    char *text = cJSON_Print(wr->manifest);
+    if (!text) return cfx_set_error(CFX_ENOMEM, "out of memory");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/manifest.json", wr->tmp);
+    cfx_file af;
+    cfx_status s = cfx_file_create(&af, path);
+    if (s == CFX_OK) {
+        fputs(text, af.f);
+        fputc('\n', af.f);
+        s = cfx_file_commit(&af);
+    }
+    cJSON_free(text);
+    if (s != CFX_OK) return s;
+    /* Replace an existing folder only now: move it aside, move the new one in, delete the old. */
+    const char *out = wr->o->out;
+    char old[4200];
+    snprintf(old, sizeof old, "%s.old.%ld", out, (long)getpid());
+    struct stat st;
+    int had = stat(out, &st) == 0;
+    if (had && rename(out, old) != 0)
+        return cfx_set_error(CFX_EIO, "cannot replace '%s': %s", out, strerror(errno));
+    if (rename(wr->tmp, out) != 0) {
+        s = cfx_set_error(CFX_EIO, "cannot rename '%s' to '%s': %s", wr->tmp, out, strerror(errno));
+        if (had) rename(old, out);
+        return s;
+    }
+    if (had) remove_tree(old);
+    cJSON_Delete(wr->manifest);
+    wr->manifest = NULL;
+    wr->tmp[0] = '\0';
+    cfx__tmp_untrack(wr->slot);
+    wr->slot = -1;
+    return CFX_OK;
+}
+
+/* --------------------------------------------------------------- Fashion-MNIST --- */
+
+static const char *const fmnist_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                             "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                             "Bag",         "Ankle boot"};
+
+/* Reads one images/labels pair and checks that they agree. */
+static cfx_status read_idx_pair(const char *source, const char *prefix, uint8_t **images,
+                                uint8_t **labels, int64_t *n) {
+    char pi[4200], pl[4200];
+    snprintf(pi, sizeof pi, "%s/%s-images-idx3-ubyte.gz", source, prefix);
+    snprintf(pl, sizeof pl, "%s/%s-labels-idx1-ubyte.gz", source, prefix);
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS];
+    *images = *labels = NULL;
+    CFX_TRY(cfx_idx_read_u8(pi, images, &ndim, shape));
+    if (ndim != 3 || shape[1] != 28 || shape[2] != 28) {
+        cfx_free(*images);
+        *images = NULL;
+        return cfx_set_error(CFX_ESHAPE, "'%s': expected 28x28 images (N,28,28)", pi);
+    }
+    *n = shape[0];
+    cfx_status s = cfx_idx_read_u8(pl, labels, &ndim, shape);
+    if (s == CFX_OK && (ndim != 1 || shape[0] != *n))
+        s = cfx_set_error(CFX_ESHAPE, "'%s': expected %lld labels to match '%s'", pl, (long long)*n,
+                          pi);
+    for (int64_t i = 0; s == CFX_OK && i < *n; i++)
+        if ((*labels)[i] > 9)
+            s = cfx_set_error(CFX_EFORMAT, "'%s': label %d at index %lld is not 0..9", pl,
+                              (*labels)[i], (long long)i);
+    if (s != CFX_OK) {
+        cfx_free(*images);
+        cfx_free(*labels);
+        *images = *labels = NULL;
+    }
+    return s;
+}
+
+/* Gathers rows idx[0..n) of src (row bytes each) with labels mapped through map. */
+static void gather(const uint8_t *src_img, const uint8_t *src_lab, const int64_t *idx, int64_t n,
+                   size_t row, const int *map, uint8_t *img, uint8_t *lab) {
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(img + (size_t)i * row, src_img + (size_t)idx[i] * row, row);
+        lab[i] = (uint8_t)(map ? map[src_lab[idx[i]]] : src_lab[idx[i]]);
+    }
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+cfx_status cfx_data_prepare_fashion_mnist(const cfx_data_options *o, const char *source,
+                                          int holdout, double calib_frac) {
+    if (!source) source = "/usr/share/datasets/fashion-mnist";
+    if (calib_frac == 0) calib_frac = 0.1;
+    if (!(calib_frac > 0 && calib_frac < 1))
+        return cfx_set_error(CFX_EINVAL, "calibration fraction %g is not in (0, 1)", calib_frac);
+    if (holdout < -1 || holdout > 9)
+        return cfx_set_error(CFX_EINVAL, "held-out class %d is not 0..9 (or -1 for none)", holdout);
+    uint8_t *tr_img = NULL, *tr_lab = NULL, *te_img = NULL, *te_lab = NULL, *buf = NULL,
+            *lab = NULL;
+    int64_t *idx = NULL, ntr = 0, nte = 0;
+    writer wr = {0};
+    cfx_progress_report(o ? &o->progress : NULL, "read", 0, 0, source);
+    cfx_status s = read_idx_pair(source, "train", &tr_img, &tr_lab, &ntr);
+    if (s == CFX_OK) s = read_idx_pair(source, "t10k", &te_img, &te_lab, &nte);
+    if (s == CFX_OK) s = writer_begin(&wr, o, "fashion-mnist");
+    if (s != CFX_OK) goto done;
+    wr.c = 1, wr.h = 28, wr.w = 28;
+    int held[10] = {0}, map[10];
+    if (holdout >= 0) held[holdout] = 1;
+    for (int k = 0, j = 0; k < 10; k++) map[k] = held[k] ? -1 : j++;
+    writer_classes(&wr, fmnist_names, 10, held);
+    cJSON_AddStringToObject(wr.manifest, "source", source);
+    cJSON_AddNumberToObject(wr.manifest, "calib_frac", calib_frac);
+    const size_t row = 28 * 28;
+    int64_t nmax = CFX_MAX(ntr, nte);
+    idx = cfx_malloc((size_t)nmax * 2 * sizeof *idx);
+    buf = cfx_malloc((size_t)nmax * row);
+    lab = cfx_malloc((size_t)nmax);
+    if (!idx || !buf || !lab) {
+        s = CFX_ENOMEM;
+        goto done;
+    }
+    /* Calibration: a seeded calib_frac of each class of the official training set (stratified,
+     * so every class has its share for the per-class statistics of PaRCE); the rest trains. */
+    cfx_rng rng;
+    cfx_rng_init(&rng, o->seed);
+    int64_t *cal = idx, *rest = idx + nmax, ncal = 0, nrest = 0;
+    for (int k = 0; k < 10; k++) {
+        if (held[k]) continue;
+        int64_t *cls = rest + nrest, ncls = 0;
+        for (int64_t i = 0; i < ntr; i++)
+            if (tr_lab[i] == k) cls[ncls++] = i;
+        cfx_rng_shuffle(&rng, cls, ncls);
+        int64_t take = (int64_t)llround(calib_frac * (double)ncls);
+        memcpy(cal + ncal, cls, (size_t)take * sizeof *cls);
+        ncal += take;
+        memmove(cls, cls + take, (size_t)(ncls - take) * sizeof *cls);
+        nrest += ncls - take;
+    }
+    /* Keep the official order inside each split. */
+    qsort(cal, (size_t)ncal, sizeof *cal, cmp_i64);
+    qsort(rest, (size_t)nrest, sizeof *rest, cmp_i64);
+    gather(tr_img, tr_lab, rest, nrest, row, map, buf, lab);
+    s = writer_split(&wr, "train", buf, lab, nrest, "index", "official train set minus calib");
+    if (s != CFX_OK) goto done;
+    gather(tr_img, tr_lab, cal, ncal, row, map, buf, lab);
+    s = writer_split(&wr, "calib", buf, lab, ncal, "index",
+                     "seeded stratified fraction of the official train set");
+    if (s != CFX_OK) goto done;
+    int64_t nt = 0, no = 0, *ood = idx + nmax;
+    for (int64_t i = 0; i < nte; i++) {
+        if (held[te_lab[i]])
+            ood[no++] = i;
+        else
+            idx[nt++] = i;
+    }
+    gather(te_img, te_lab, idx, nt, row, map, buf, lab);
+    s = writer_split(&wr, "test", buf, lab, nt, "index", "official test set minus holdout");
+    if (s != CFX_OK) goto done;
+    gather(te_img, te_lab, ood, no, row, NULL, buf, lab);
+    s = writer_split(&wr, "ood", buf, lab, no, "original",
+                     "held-out class images of the official test set");
+    if (s == CFX_OK) s = writer_finish(&wr);
+done:
+    if (s != CFX_OK) writer_abort(&wr);
+    cfx_free(tr_img);
+    cfx_free(tr_lab);
+    cfx_free(te_img);
+    cfx_free(te_lab);
+    cfx_free(buf);
+    cfx_free(lab);
+    cfx_free(idx);
+    return s;
+}
+
+/* ------------------------------------------------------------------------ signs --- */
+
+/* Labels for n images cycling through k classes, in a seeded random order. */
+static void balanced_labels(cfx_rng *r, int64_t n, int k, uint8_t *lab, int64_t *tmp) {
+    for (int64_t i = 0; i < n; i++) tmp[i] = i % k;
+    cfx_rng_shuffle(r, tmp, n);
+    for (int64_t i = 0; i < n; i++) lab[i] = (uint8_t)tmp[i];
+}
+
+cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_options *o_signs,
+                                  const cfx_signs_counts *counts) {
+    cfx_signs_options so = o_signs ? *o_signs : (cfx_signs_options){0};
+    if (so.size == 0) so.size = 32;
+    if (so.size < 8 || so.size > 1024)
+        return cfx_set_error(CFX_EINVAL, "sign image size %d is not 8..1024", so.size);
+    cfx_signs_counts c = counts ? *counts : (cfx_signs_counts){0};
+    if (!counts) c = (cfx_signs_counts){10000, 200, 200, 500, 20};
+    if (c.holdout == 0) c.holdout = 20;
+    if (c.train < 0 || c.calib < 0 || c.test < 0 || c.ood < 0)
+        return cfx_set_error(CFX_EINVAL, "negative image count");
+    int held[CFX_SIGNS_NUM_SPEEDS] = {0}, ids[CFX_SIGNS_NUM_SPEEDS], nk = 0, hid = -1;
+    char names[CFX_SIGNS_NUM_SPEEDS][8];
+    const char *name_ptr[CFX_SIGNS_NUM_SPEEDS];
+    for (int k = 0; k < CFX_SIGNS_NUM_SPEEDS; k++) {
+        snprintf(names[k], sizeof names[k], "%d", cfx_signs_speeds[k]);
+        name_ptr[k] = names[k];
+        if (cfx_signs_speeds[k] == c.holdout)
+            held[k] = 1, hid = k;
+        else
+            ids[nk++] = k;
+    }
+    if (c.holdout != -1 && hid < 0)
+        return cfx_set_error(CFX_EINVAL, "held-out speed %d is not one of the signs", c.holdout);
+    if (hid < 0) c.ood = 0;
+    writer wr;
+    CFX_TRY(writer_begin(&wr, o, "signs"));
+    wr.c = 3, wr.h = so.size, wr.w = so.size;
+    writer_classes(&wr, name_ptr, CFX_SIGNS_NUM_SPEEDS, held);
+    cJSON_AddStringToObject(wr.manifest, "source", "generated by cfx_signs_generate");
+    cJSON_AddNumberToObject(wr.manifest, "supersample", so.supersample ? so.supersample : 4);
+    const int64_t per[4] = {(int64_t)c.train * nk, (int64_t)c.calib * nk, (int64_t)c.test * nk,
+                            c.ood};
+    int64_t nmax = CFX_MAX(CFX_MAX(per[0], per[1]), CFX_MAX(per[2], per[3]));
+    size_t isz = (size_t)3 * (size_t)so.size * (size_t)so.size;
+    uint8_t *img = cfx_malloc(CFX_MAX((size_t)nmax, 1) * isz);
+    uint8_t *lab = cfx_malloc(CFX_MAX((size_t)nmax, 1));
+    int64_t *tmp = cfx_malloc(CFX_MAX((size_t)nmax, 1) * sizeof *tmp);
+    int *speeds = cfx_malloc(CFX_MAX((size_t)nmax, 1) * sizeof *speeds);
+    cfx_status s = img && lab && tmp && speeds ? CFX_OK : CFX_ENOMEM;
+    cfx_rng base;
+    cfx_rng_init(&base, o->seed);
+    static const char *notes[4] = {"generated", "generated, never used for training", "generated",
+                                   "generated images of the held-out speed"};
+    for (int sp = 0; sp < 4 && s == CFX_OK; sp++) {
+        /* Each split has its own streams: one for the label order, one for the images. */
+        cfx_rng r_lab, r_img;
+        cfx_rng_split(&base, 2 * (uint64_t)sp, &r_lab);
+        cfx_rng_split(&base, 2 * (uint64_t)sp + 1, &r_img);
+        int64_t n = per[sp];
+        if (sp < 3) {
+            balanced_labels(&r_lab, n, nk, lab, tmp);
+            for (int64_t i = 0; i < n; i++) speeds[i] = cfx_signs_speeds[ids[lab[i]]];
+        } else {
+            for (int64_t i = 0; i < n; i++) lab[i] = (uint8_t)hid, speeds[i] = c.holdout;
+        }
+        s = cfx_signs_generate(&so, &r_img, speeds, n, img, &o->progress);
+        if (s == CFX_OK)
+            s = writer_split(&wr, split_names[sp], img, lab, n, sp < 3 ? "index" : "original",
+                             notes[sp]);
+    }
+    if (s == CFX_OK) s = writer_finish(&wr);
+    if (s != CFX_OK) writer_abort(&wr);
+    cfx_free(img);
+    cfx_free(lab);
+    cfx_free(tmp);
+    cfx_free(speeds);
+    return s;
+}
+
+/* ---------------------------------------------------------------- image folders --- */
+
+cfx_status cfx_data_prepare_folder(const cfx_data_options *o, const char *src, int c, int h, int w,
+                                   const char *holdout, double calib_frac, double test_frac) {
+    if (calib_frac == 0) calib_frac = 0.1;
+    if (test_frac == 0) test_frac = 0.2;
+    if (!(calib_frac > 0 && test_frac > 0 && calib_frac + test_frac < 1))
+        return cfx_set_error(CFX_EINVAL,
+                             "calibration and test fractions %g and %g must be positive and sum "
+                             "to less than 1",
+                             calib_frac, test_frac);
+    cfx_progress_report(o ? &o->progress : NULL, "read", 0, 0, src);
+    cfx_dataset *d;
+    CFX_TRY(cfx__imagefolder_load(src, c, h, w, &d));
+    int k = d->num_classes;
+    if (k > 255) {
+        cfx_dataset_free(d);
+        return cfx_set_error(CFX_EUNSUPPORTED, "'%s': %d classes (at most 255)", src, k);
+    }
+    /* Mark the held-out classes named in the comma-separated list. */
+    int *held = cfx_calloc((size_t)k, sizeof *held), *map = cfx_calloc((size_t)k, sizeof *map);
+    cfx_status s = held && map ? CFX_OK : CFX_ENOMEM;
+    for (const char *p = holdout; s == CFX_OK && p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int found = 0;
+        for (int j = 0; j < k; j++)
+            if (strlen(d->class_names[j]) == len && strncmp(d->class_names[j], p, len) == 0)
+                held[j] = found = 1;
+        if (!found)
+            s = cfx_set_error(CFX_ENOTFOUND, "'%s' has no class folder '%.*s' to hold out", src,
+                              (int)len, p);
+        p = e ? e + 1 : p + len;
+    }
+    int nk = 0;
+    for (int j = 0; s == CFX_OK && j < k; j++) map[j] = held[j] ? -1 : nk++;
+    if (s == CFX_OK && nk == 0) s = cfx_set_error(CFX_EINVAL, "'%s': every class is held out", src);
+    writer wr = {0};
+    if (s == CFX_OK) s = writer_begin(&wr, o, "folder");
+    const int64_t n = d->n, C = d->images->shape[1], H = d->images->shape[2],
+                  W = d->images->shape[3];
+    size_t row = (size_t)(C * H * W);
+    uint8_t *u8 = NULL, *buf = NULL, *lab = NULL;
+    int64_t *idx = NULL;
+    if (s == CFX_OK) {
+        wr.c = (int)C, wr.h = (int)H, wr.w = (int)W;
+        writer_classes(&wr, (const char *const *)d->class_names, k, held);
+        cJSON_AddStringToObject(wr.manifest, "source", src);
+        u8 = cfx_malloc((size_t)n * row);
+        buf = cfx_malloc((size_t)n * row);
+        lab = cfx_malloc((size_t)n);
+        idx = cfx_malloc((size_t)n * 4 * sizeof *idx);
+        if (!u8 || !buf || !lab || !idx) s = CFX_ENOMEM;
+    }
+    if (s == CFX_OK) {
+        for (size_t i = 0; i < (size_t)n * row; i++)
+            u8[i] = (uint8_t)lrintf(d->images->data[i] * 255.0f);
+        uint8_t *orig = cfx_malloc((size_t)n);
+        if (!orig) s = CFX_ENOMEM;
+        for (int64_t i = 0; orig && i < n; i++) orig[i] = (uint8_t)d->labels[i];
+        /* Per class: a seeded shuffle, then test, calibration and training shares. */
+        int64_t *part[4] = {idx, idx + n, idx + 2 * n, idx + 3 * n}, cnt[4] = {0};
+        cfx_rng rng;
+        cfx_rng_init(&rng, o->seed);
+        for (int j = 0; s == CFX_OK && j < k; j++) {
+            int64_t *cls = idx + 3 * n + cnt[3], m = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (d->labels[i] == j) cls[m++] = i;
+            if (held[j]) {
+                cnt[3] += m;
+                continue;
+            }
+            cfx_rng_shuffle(&rng, cls, m);
+            int64_t nt = (int64_t)llround(test_frac * (double)m);
+            int64_t nc = (int64_t)llround(calib_frac * (double)m);
+            for (int64_t i = 0; i < m; i++) {
+                int sp = i < nt ? 2 : i < nt + nc ? 1 : 0;
+                part[sp][cnt[sp]++] = cls[i];
+            }
+        }
+        static const char *labels_are[4] = {"index", "index", "index", "original"};
+        for (int sp = 0; s == CFX_OK && sp < 4; sp++) {
+            qsort(part[sp], (size_t)cnt[sp], sizeof(int64_t), cmp_i64);
+            gather(u8, orig, part[sp], cnt[sp], row, sp < 3 ? map : NULL, buf, lab);
+            s = writer_split(&wr, split_names[sp], buf, lab, cnt[sp], labels_are[sp],
+                             sp == 3 ? "held-out class folders" : "seeded stratified split");
+        }
+        cfx_free(orig);
+    }
+    if (s == CFX_OK) s = writer_finish(&wr);
+    if (s != CFX_OK && wr.manifest) writer_abort(&wr);
+    cfx_free(u8);
+    cfx_free(buf);
+    cfx_free(lab);
+    cfx_free(idx);
+    cfx_free(held);
+    cfx_free(map);
+    cfx_dataset_free(d);
+    return s;
+}
