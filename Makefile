@@ -72,7 +72,7 @@ layers: all
 # The tests run single-threaded (timing-free, deterministic); CFX_TEST_ARGS picks suites.
 test:
 	@scripts/deps.sh test
-	$(MAKE) all
+	$(MAKE) layers
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BUILD)/cfx_tests $(CFX_TEST_ARGS)
 
 demo:
