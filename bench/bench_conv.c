@@ -20,7 +20,7 @@ static int cmp_double(const void *a, const void *b) {
 /* Median and minimum over reps of the mean time of one forward + backward. */
 static void time_case(const char *name, int64_t B, int64_t C, int64_t K, int64_t H, int64_t W,
                       bool small, int reps, int threads, bool reference) {
-    cfx__conv_force_path(reference ? CONV_PATH_REF : CONV_PATH_AUTO);
+    cfx__conv_force_path(reference ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
     cfx_graph *g = cfx_graph_new();
     int x = cfx_graph_input(g, "x", 4, (int64_t[]){B, C, H, W});
     int w = cfx_graph_param(g, "w", 4, (int64_t[]){K, C, 3, 3});
@@ -61,7 +61,7 @@ static void time_case(const char *name, int64_t B, int64_t C, int64_t K, int64_t
     fflush(stdout);
     free(ts);
     cfx_graph_free(g);
-    cfx__conv_force_path(CONV_PATH_AUTO);
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
 }
 
 int main(int argc, char **argv) {

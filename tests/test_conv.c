@@ -109,7 +109,7 @@ static float *random_seed(int64_t n, uint64_t seed) {
     return d;
 }
 
-static void gradcheck_all(conv_path path) {
+static void gradcheck_all(cfx__conv_path path) {
     cfx__conv_force_path(path);
     for (int i = 0; i < NCASES; i++) {
         conv_graph cg;
@@ -118,26 +118,26 @@ static void gradcheck_all(conv_path path) {
             printf("  (case %s, path %d)\n", cases[i].name, (int)path);
         cfx_graph_free(cg.g);
     }
-    cfx__conv_force_path(CONV_PATH_AUTO);
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
 }
 
 CFX_TEST(conv, gradcheck_reference) {
-    gradcheck_all(CONV_PATH_REF);
+    gradcheck_all(CFX__CONV_PATH_REF);
 }
 
 /* The dispatch's choice: the direct kernels for these small convolutions where the CPU has
  * AVX-512, oneDNN for the transposed ones. */
 CFX_TEST(conv, gradcheck_fast) {
-    gradcheck_all(CONV_PATH_AUTO);
+    gradcheck_all(CFX__CONV_PATH_AUTO);
 }
 
 CFX_TEST(conv, gradcheck_dnnl) {
-    gradcheck_all(CONV_PATH_DNNL);
+    gradcheck_all(CFX__CONV_PATH_DNNL);
 }
 
 /* Forced where the CPU lacks AVX-512 too (its AVX2 or generic code then runs). */
 CFX_TEST(conv, gradcheck_direct) {
-    gradcheck_all(CONV_PATH_DIRECT);
+    gradcheck_all(CFX__CONV_PATH_DIRECT);
 }
 
 /* Values and x, w, b gradients of every case against PyTorch (float64) within 1e-4 relative. */
@@ -237,19 +237,19 @@ CFX_TEST(conv, fast_matches_reference) {
         {"c1", false, true, {1, 1, 28, 28}, {32, 1, 3, 3}, {.pad = {1, 1, 1, 1}}},
         {"t16", true, true, {2, 16, 7, 7}, {16, 8, 4, 4}, {.stride = {2, 2}, .pad = {1, 1, 1, 1}}},
     };
-    static const conv_path paths[] = {CONV_PATH_AUTO, CONV_PATH_DNNL, CONV_PATH_DNNL_PLAIN_DX,
-                                      CONV_PATH_DIRECT};
+    static const cfx__conv_path paths[] = {CFX__CONV_PATH_AUTO, CFX__CONV_PATH_DNNL,
+                                           CFX__CONV_PATH_DNNL_PLAIN_DX, CFX__CONV_PATH_DIRECT};
     enum { NPATHS = sizeof paths / sizeof paths[0] };
     for (int t = 0; t < (int)(sizeof big / sizeof big[0]) * NPATHS; t++) {
         int i = t / NPATHS;
-        conv_path path = paths[t % NPATHS];
+        cfx__conv_path path = paths[t % NPATHS];
         const conv_case *c = &big[i];
         conv_graph ref, fast;
-        cfx__conv_force_path(CONV_PATH_REF);
+        cfx__conv_force_path(CFX__CONV_PATH_REF);
         bool ok = build(c, &ref, 7 + i);
         cfx__conv_force_path(path);
         ok = build(c, &fast, 7 + i) && ok;
-        cfx__conv_force_path(CONV_PATH_AUTO);
+        cfx__conv_force_path(CFX__CONV_PATH_AUTO);
         if (ok) {
             int64_t n = cfx_graph_tensor(ref.g, ref.y)->numel;
             float *dy = random_seed(n, 9 + i);
@@ -268,8 +268,8 @@ CFX_TEST(conv, fast_matches_reference) {
             bool small =
                 (double)cfx_graph_tensor(ref.g, ref.y)->numel * c->w[1] * c->w[2] * c->w[3] < 1e6;
             bool direct = !c->transposed &&
-                          (path == CONV_PATH_DIRECT ||
-                           (path == CONV_PATH_AUTO && small && cfx__conv_direct_preferred()));
+                          (path == CFX__CONV_PATH_DIRECT ||
+                           (path == CFX__CONV_PATH_AUTO && small && cfx__conv_direct_preferred()));
             CHECK_INT_EQ(cfx__conv_dnnl_runs(), before + (direct ? 0 : 3));
             CHECK_INT_EQ(cfx__conv_direct_runs(), before_direct + (direct ? 2 : 0));
             for (int k = 0; k < 4; k++) {
@@ -424,7 +424,7 @@ CFX_TEST(conv, blocked_chain_matches_reference) {
     cfx_graph *gs[3];
     int xs[3], ys[3], mids[3];
     for (int v = 0; v < 3; v++) {
-        cfx__conv_force_path(v == 0 ? CONV_PATH_REF : CONV_PATH_AUTO);
+        cfx__conv_force_path(v == 0 ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
         cfx_graph *g = gs[v] = cfx_graph_new();
         int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){8, 16, 12, 12});
         int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 16, 3, 3}),
@@ -445,7 +445,7 @@ CFX_TEST(conv, blocked_chain_matches_reference) {
         CHECK_OK(cfx_graph_backward(g, ys[v], dy));
         free(dy);
     }
-    cfx__conv_force_path(CONV_PATH_AUTO);
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
     /* The chain was planned where oneDNN blocks by 16, and not with the middle an output. */
     bool blocks16 = cfx__conv_dnnl_blocks16();
     CHECK_INT_EQ(gs[1]->nodes[0].blocked_out, blocks16);
@@ -483,8 +483,8 @@ CFX_TEST(conv, blocked_chain_matches_reference) {
  * the layouts agree), the second adds (a sum reorder). On every path, against central
  * differences. */
 CFX_TEST(conv, shared_input_and_weights_accumulate_on_every_path) {
-    static const conv_path paths[] = {CONV_PATH_DNNL, CONV_PATH_DNNL_PLAIN_DX, CONV_PATH_DIRECT,
-                                      CONV_PATH_REF};
+    static const cfx__conv_path paths[] = {CFX__CONV_PATH_DNNL, CFX__CONV_PATH_DNNL_PLAIN_DX,
+                                           CFX__CONV_PATH_DIRECT, CFX__CONV_PATH_REF};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         cfx__conv_force_path(paths[p]);
         cfx_graph *g = cfx_graph_new();
@@ -502,7 +502,7 @@ CFX_TEST(conv, shared_input_and_weights_accumulate_on_every_path) {
                 printf("  (path %d)\n", (int)paths[p]);
         cfx_graph_free(g);
     }
-    cfx__conv_force_path(CONV_PATH_AUTO);
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
 }
 
 /* Split among threads by batch (src/conv_dnnl.c): on 2 threads, a batch of 5 (slices of 2 and
@@ -515,7 +515,7 @@ CFX_TEST(conv, batch_split_matches_reference) {
     cfx_graph *gs[NG];
     int xs[NG], ys[NG];
     for (int v = 0; v < NG; v++) {
-        cfx__conv_force_path(v == REF ? CONV_PATH_REF : CONV_PATH_AUTO);
+        cfx__conv_force_path(v == REF ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
         cfx__conv_dnnl_split(v != NOSPLIT);
         cfx_set_threads(v == REF ? 1 : 2);
         cfx_graph *g = gs[v] = cfx_graph_new();
@@ -550,7 +550,7 @@ CFX_TEST(conv, batch_split_matches_reference) {
         CHECK_INT_EQ(passes, v == REF ? 0 : 15);
         CHECK_INT_EQ(cfx__conv_dnnl_split_runs() - split, v == SPLIT ? passes : 0);
     }
-    cfx__conv_force_path(CONV_PATH_AUTO);
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
     cfx__conv_dnnl_split(true);
     cfx_set_threads(1);
     for (int v = SPLIT; v < NG; v++) {

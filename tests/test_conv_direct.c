@@ -39,7 +39,7 @@ static bool guard_intact(const float *p) {
     return true;
 }
 
-static void describe(const conv_geom *g, char *buf, size_t n) {
+static void describe(const cfx__conv_geom *g, char *buf, size_t n) {
     snprintf(buf, n,
              "N%lld %lld->%lld G%d in %lldx%lld out %lldx%lld k %lldx%lld s %d,%d pad %d,%d,%d,%d "
              "dil %d,%d",
@@ -50,7 +50,7 @@ static void describe(const conv_geom *g, char *buf, size_t n) {
 
 /* Forward (with and without bias) and backward data (both forms) of g, direct vs reference,
  * with every ISA level. Returns false on a mismatch. */
-static bool check_geom(const conv_geom *g, uint64_t seed) {
+static bool check_geom(const cfx__conv_geom *g, uint64_t seed) {
     cfx_rng r;
     cfx_rng_init(&r, seed);
     int64_t Cg = g->Ci / g->G;
@@ -104,25 +104,25 @@ static bool check_geom(const conv_geom *g, uint64_t seed) {
 
 /* A conv geometry the way conv.c's conv_geometry builds it; false when the (dilated) kernel
  * does not fit the padded input, which conv_geometry rejects. */
-static bool make_conv(conv_geom *g, int64_t N, int64_t Ci, int64_t Co, int G, int64_t Hi,
+static bool make_conv(cfx__conv_geom *g, int64_t N, int64_t Ci, int64_t Co, int G, int64_t Hi,
                       int64_t Wi, int64_t R, int64_t S, int sh, int sw, int pt, int pl, int pb,
                       int pr, int dh, int dw) {
-    *g = (conv_geom){.N = N,
-                     .Ci = Ci,
-                     .Hi = Hi,
-                     .Wi = Wi,
-                     .Co = Co,
-                     .R = R,
-                     .S = S,
-                     .sh = sh,
-                     .sw = sw,
-                     .pt = pt,
-                     .pl = pl,
-                     .pb = pb,
-                     .pr = pr,
-                     .dh = dh,
-                     .dw = dw,
-                     .G = G};
+    *g = (cfx__conv_geom){.N = N,
+                          .Ci = Ci,
+                          .Hi = Hi,
+                          .Wi = Wi,
+                          .Co = Co,
+                          .R = R,
+                          .S = S,
+                          .sh = sh,
+                          .sw = sw,
+                          .pt = pt,
+                          .pl = pl,
+                          .pb = pb,
+                          .pr = pr,
+                          .dh = dh,
+                          .dw = dw,
+                          .G = G};
     int64_t eh = (R - 1) * dh + 1, ew = (S - 1) * dw + 1, ph = Hi + pt + pb, pw = Wi + pl + pr;
     if (eh > ph || ew > pw) return false;
     g->Ho = (ph - eh) / sh + 1, g->Wo = (pw - ew) / sw + 1;
@@ -132,32 +132,32 @@ static bool make_conv(conv_geom *g, int64_t N, int64_t Ci, int64_t Co, int G, in
 /* The conv geometry of a ConvTranspose x (N,C,H,W), w (C,K/G,R,S) as conv.c's convt_geometry
  * builds it: in = y (K channels, P x Q), out = x. With output_padding the last rows and columns
  * of y feed no x. */
-static bool make_convt(conv_geom *g, int64_t N, int64_t C, int64_t K, int G, int64_t H, int64_t W,
-                       int64_t R, int64_t S, int sh, int sw, int pt, int pl, int pb, int pr, int dh,
-                       int dw, int oph, int opw) {
+static bool make_convt(cfx__conv_geom *g, int64_t N, int64_t C, int64_t K, int G, int64_t H,
+                       int64_t W, int64_t R, int64_t S, int sh, int sw, int pt, int pl, int pb,
+                       int pr, int dh, int dw, int oph, int opw) {
     int64_t P = (H - 1) * sh - pt - pb + dh * (R - 1) + oph + 1;
     int64_t Q = (W - 1) * sw - pl - pr + dw * (S - 1) + opw + 1;
     if (P < 1 || Q < 1) return false;
-    *g = (conv_geom){.N = N,
-                     .Ci = K,
-                     .Hi = P,
-                     .Wi = Q,
-                     .Co = C,
-                     .Ho = H,
-                     .Wo = W,
-                     .R = R,
-                     .S = S,
-                     .sh = sh,
-                     .sw = sw,
-                     .pt = pt,
-                     .pl = pl,
-                     .pb = pb,
-                     .pr = pr,
-                     .dh = dh,
-                     .dw = dw,
-                     .G = G,
-                     .opad_h = oph,
-                     .opad_w = opw};
+    *g = (cfx__conv_geom){.N = N,
+                          .Ci = K,
+                          .Hi = P,
+                          .Wi = Q,
+                          .Co = C,
+                          .Ho = H,
+                          .Wo = W,
+                          .R = R,
+                          .S = S,
+                          .sh = sh,
+                          .sw = sw,
+                          .pt = pt,
+                          .pl = pl,
+                          .pb = pb,
+                          .pr = pr,
+                          .dh = dh,
+                          .dw = dw,
+                          .G = G,
+                          .opad_h = oph,
+                          .opad_w = opw};
     return true;
 }
 
@@ -178,7 +178,7 @@ static void random_channels(cfx_rng *r, int64_t *Ci, int64_t *Co, int *G) {
 
 /* The shapes the kernels are for: the MNIST classifier's convolutions at batch 1. */
 CFX_TEST(conv_direct, batch1_shapes) {
-    conv_geom g;
+    cfx__conv_geom g;
     CHECK(make_conv(&g, 1, 1, 8, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1));
     check_geom(&g, 1);
     CHECK(make_conv(&g, 1, 1, 32, 1, 28, 28, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1));
@@ -212,7 +212,7 @@ CFX_TEST(conv_direct, corners) {
     };
     for (int i = 0; i < (int)(sizeof c / sizeof c[0]); i++) {
         const int *v = c[i];
-        conv_geom g;
+        cfx__conv_geom g;
         CHECK_MSG(make_conv(&g, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
                             v[11], v[12], v[13], v[14], v[15]),
                   "corner %d is not a valid geometry", i);
@@ -228,7 +228,7 @@ CFX_TEST(conv_direct, random_conv) {
         int64_t Ci, Co;
         int G;
         random_channels(&r, &Ci, &Co, &G);
-        conv_geom g;
+        cfx__conv_geom g;
         if (!make_conv(&g, rnd(&r, 1, 3), Ci, Co, G, rnd(&r, 1, 20), rnd(&r, 1, 20), rnd(&r, 1, 5),
                        rnd(&r, 1, 5), rnd(&r, 1, 3), rnd(&r, 1, 3), rnd(&r, 0, 3), rnd(&r, 0, 3),
                        rnd(&r, 0, 3), rnd(&r, 0, 3), rnd(&r, 1, 2), rnd(&r, 1, 2)))
@@ -249,7 +249,7 @@ CFX_TEST(conv_direct, random_convt) {
         int G;
         random_channels(&r, &Ci, &Co, &G);
         int sh = rnd(&r, 1, 3), sw = rnd(&r, 1, 3), dh = rnd(&r, 1, 2), dw = rnd(&r, 1, 2);
-        conv_geom g;
+        cfx__conv_geom g;
         if (!make_convt(&g, rnd(&r, 1, 3), Co, Ci, G, rnd(&r, 1, 9), rnd(&r, 1, 9), rnd(&r, 1, 4),
                         rnd(&r, 1, 4), sh, sw, rnd(&r, 0, 2), rnd(&r, 0, 2), rnd(&r, 0, 2),
                         rnd(&r, 0, 2), dh, dw, rnd(&r, 0, CFX_MAX(sh, dh) - 1),

@@ -174,7 +174,7 @@ CFX_TEST(graph, relu_fused_into_the_op_before_it) {
     int pre[6], post[6], outs[2], xs[2];
     cfx_graph *gs[2];
     for (int path = 0; path < 2; path++) {
-        cfx__conv_force_path(path ? CONV_PATH_AUTO : CONV_PATH_REF);
+        cfx__conv_force_path(path ? CFX__CONV_PATH_AUTO : CFX__CONV_PATH_REF);
         for (int v = 0; v < 2; v++) {
             cfx_graph *g = gs[v] = cfx_graph_new();
             int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){3, 16, 6, 6});
@@ -215,7 +215,7 @@ CFX_TEST(graph, relu_fused_into_the_op_before_it) {
             free(dy);
             /* Fused where planned: the op before each of the first five ReLUs. */
             for (int k = 0; k < 6; k++) {
-                const cfx_node *n = &g->nodes[g->values[pre[k]].producer];
+                const cfx__node *n = &g->nodes[g->values[pre[k]].producer];
                 CHECK_INT_EQ(n->relu, v == 0 && k < 5);
                 CHECK_INT_EQ(g->nodes[g->values[post[k]].producer].fused, v == 0 && k < 5);
             }
@@ -235,5 +235,5 @@ CFX_TEST(graph, relu_fused_into_the_op_before_it) {
             printf("  (parameter gradients, path %d)\n", path);
         for (int v = 0; v < 2; v++) cfx_graph_free(gs[v]);
     }
-    cfx__conv_force_path(CONV_PATH_AUTO);
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
 }

@@ -64,7 +64,7 @@ static inline bool cfx__mul_size(size_t a, size_t b, size_t *out) {
 
 /* C (m x n) = alpha A B^T + beta C through cfx_blas_sgemm, computed as (B A^T)^T when that is
  * faster (src/blas.c): work holds cfx__blas_nt_work(m, n, k) floats then (NULL: the plain call).
- * relu: C = max(0, C) after (a fused ReLU, cfx_op_args.relu). */
+ * relu: C = max(0, C) after (a fused ReLU, cfx__op_args.relu). */
 size_t cfx__blas_nt_work(int64_t m, int64_t n, int64_t k);
 void cfx__blas_sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *work,

@@ -24,7 +24,7 @@ cfx_graph *cfx_graph_new(void) {
 
 static void release_prims(cfx_graph *g) {
     for (int i = 0; i < g->nnodes; i++) {
-        cfx_node *n = &g->nodes[i];
+        cfx__node *n = &g->nodes[i];
         if (n->prim && n->op->release) n->op->release(n->prim);
         n->prim = NULL;
     }
@@ -33,18 +33,18 @@ static void release_prims(cfx_graph *g) {
 /* CFX_PROFILE=1: per-op times of this graph on stderr, slowest first, when it is freed. For
  * finding where a step goes; the clock reads add about 50 ns per op. */
 static int cmp_prof(const void *a, const void *b) {
-    const cfx_node *x = *(const cfx_node *const *)a, *y = *(const cfx_node *const *)b;
+    const cfx__node *x = *(const cfx__node *const *)a, *y = *(const cfx__node *const *)b;
     double tx = x->prof_fwd + x->prof_bwd, ty = y->prof_fwd + y->prof_bwd;
     return (tx < ty) - (tx > ty);
 }
 
 static void print_profile(const cfx_graph *g) {
-    const cfx_node **order = cfx_malloc((size_t)g->nnodes * sizeof *order);
+    const cfx__node **order = cfx_malloc((size_t)g->nnodes * sizeof *order);
     if (!order) return;
     double total = 0;
     int n = 0;
     for (int i = 0; i < g->nnodes; i++) {
-        const cfx_node *nd = &g->nodes[i];
+        const cfx__node *nd = &g->nodes[i];
         if (nd->prof_nfwd + nd->prof_nbwd == 0) continue;
         order[n++] = nd;
         total += nd->prof_fwd + nd->prof_bwd;
@@ -58,7 +58,7 @@ static void print_profile(const cfx_graph *g) {
             total * 1e3, g->prof_wall * 1e3);
     fprintf(stderr, "%-20s %-22s %10s %10s %6s\n", "op", "output", "fwd us", "bwd us", "share");
     for (int i = 0; i < n; i++) {
-        const cfx_node *nd = order[i];
+        const cfx__node *nd = order[i];
         char shape[64];
         cfx__shape_fmt(&g->values[nd->out].t, shape, sizeof shape);
         fprintf(stderr, "%-20s %-22s %10.2f %10.2f %5.1f%%\n", nd->op->name, shape,
@@ -74,7 +74,7 @@ void cfx_graph_free(cfx_graph *g) {
     if (g->profile) print_profile(g);
     release_prims(g);
     for (int i = 0; i < g->nvalues; i++) {
-        cfx_value *v = &g->values[i];
+        cfx__value *v = &g->values[i];
         cfx_free(v->name);
         cfx_aligned_free(v->own);
         cfx_aligned_free(v->own_grad);
@@ -133,12 +133,12 @@ static int add_value(cfx_graph *g, const char *name, cfx_value_kind kind, int nd
         return cfx__graph_fail(g, name, "a value with this name already exists");
     if (g->nvalues == g->capvalues) {
         int cap = g->capvalues ? 2 * g->capvalues : 64;
-        cfx_value *nv = cfx_realloc(g->values, (size_t)cap * sizeof *nv);
+        cfx__value *nv = cfx_realloc(g->values, (size_t)cap * sizeof *nv);
         if (!nv) return cfx__graph_fail(g, "graph", "out of memory");
         g->values = nv;
         g->capvalues = cap;
     }
-    cfx_value *v = &g->values[g->nvalues];
+    cfx__value *v = &g->values[g->nvalues];
     memset(v, 0, sizeof *v);
     v->kind = kind;
     v->producer = -1;
@@ -226,12 +226,12 @@ void cfx_graph_seed(cfx_graph *g, uint64_t seed) {
     if (g) cfx_rng_init(&g->rng, seed);
 }
 
-void cfx__node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with_grads) {
+void cfx__node_args(cfx_graph *g, const cfx__node *n, cfx__op_args *a, bool with_grads) {
     memset(a, 0, sizeof *a);
     a->nin = n->nin;
     for (int i = 0; i < n->nin; i++) {
         if (n->in[i] < 0) continue;
-        cfx_value *v = &g->values[n->in[i]];
+        cfx__value *v = &g->values[n->in[i]];
         a->in[i] = &v->t;
         if (with_grads && v->needs_grad) a->din[i] = v->grad;
     }
@@ -247,8 +247,8 @@ void cfx__node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with_g
     a->relu = n->relu;
 }
 
-static cfx_status infer_node(cfx_graph *g, cfx_node *n, cfx_op_shape *s) {
-    cfx_op_args a;
+static cfx_status infer_node(cfx_graph *g, cfx__node *n, cfx__op_shape *s) {
+    cfx__op_args a;
     cfx__node_args(g, n, &a, false);
     a.out = NULL;
     memset(s, 0, sizeof *s);
@@ -257,7 +257,7 @@ static cfx_status infer_node(cfx_graph *g, cfx_node *n, cfx_op_shape *s) {
     int64_t numel;
     if (cfx_tensor_check_shape(s->ndim, s->shape, &numel) != CFX_OK)
         return cfx_error_context(CFX_ESHAPE, "%s", n->op->name);
-    cfx_value *o = &g->values[n->out];
+    cfx__value *o = &g->values[n->out];
     o->t.ndim = s->ndim;
     memcpy(o->t.shape, s->shape, sizeof o->t.shape);
     o->t.numel = numel;
@@ -266,7 +266,7 @@ static cfx_status infer_node(cfx_graph *g, cfx_node *n, cfx_op_shape *s) {
     return CFX_OK;
 }
 
-int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, const void *attr) {
+int cfx__graph_add(cfx_graph *g, const cfx__op_def *op, const int *in, int nin, const void *attr) {
     if (!g) return cfx__graph_fail(NULL, op->name, "graph is NULL");
     if (g->broken) return -1;
     if (g->compiled) return cfx__graph_fail(g, op->name, "cannot add ops after compile");
@@ -276,14 +276,14 @@ int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, c
             return cfx__graph_fail(g, op->name, "input %d: no value %d", i, in[i]);
     if (g->nnodes == g->capnodes) {
         int cap = g->capnodes ? 2 * g->capnodes : 64;
-        cfx_node *nn = cfx_realloc(g->nodes, (size_t)cap * sizeof *nn);
+        cfx__node *nn = cfx_realloc(g->nodes, (size_t)cap * sizeof *nn);
         if (!nn) return cfx__graph_fail(g, op->name, "out of memory");
         g->nodes = nn;
         g->capnodes = cap;
     }
     int out = add_value(g, NULL, CFX_VALUE_NODE, 0, NULL);
     if (out < 0) return -1;
-    cfx_node *n = &g->nodes[g->nnodes];
+    cfx__node *n = &g->nodes[g->nnodes];
     memset(n, 0, sizeof *n);
     n->op = op;
     n->nin = nin;
@@ -297,7 +297,7 @@ int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, c
         }
         memcpy(n->attr, attr, op->attr_size);
     }
-    cfx_op_shape s;
+    cfx__op_shape s;
     if (infer_node(g, n, &s) != CFX_OK) {
         char msg[400];
         snprintf(msg, sizeof msg, "%s", cfx_last_error());
@@ -311,12 +311,12 @@ int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, c
     return out;
 }
 
-const cfx_node *cfx__graph_producer(const cfx_graph *g, int id) {
+const cfx__node *cfx__graph_producer(const cfx_graph *g, int id) {
     if (!valid_id(g, id) || g->values[id].producer < 0) return NULL;
     return &g->nodes[g->values[id].producer];
 }
 
-void cfx__shape_copy(cfx_op_shape *s, const cfx_tensor *t) {
+void cfx__shape_copy(cfx__op_shape *s, const cfx_tensor *t) {
     s->ndim = t->ndim;
     memcpy(s->shape, t->shape, sizeof s->shape);
 }
@@ -331,7 +331,7 @@ char *cfx__shape_fmt(const cfx_tensor *t, char *buf, size_t size) {
 static int sole_reader(const cfx_graph *g, int id) {
     int who = -1;
     for (int i = 0; i < g->nnodes; i++) {
-        const cfx_node *n = &g->nodes[i];
+        const cfx__node *n = &g->nodes[i];
         for (int k = 0; k < n->nin; k++) {
             if (n->in[k] != id) continue;
             if (who >= 0 || k != 0) return -1;
@@ -344,26 +344,26 @@ static int sole_reader(const cfx_graph *g, int id) {
 /* A value the caller may look at keeps NCHW: outputs, inputs, params, anything whose gradient
  * was asked for, and aliases. */
 static bool private_value(const cfx_graph *g, int id) {
-    const cfx_value *v = &g->values[id];
+    const cfx__value *v = &g->values[id];
     return v->kind == CFX_VALUE_NODE && !v->is_output && !v->user_grad && v->alias_of < 0;
 }
 
-/* Finds the chains A -> U -> B of cfx_op_def.blocked_ok and marks them; clears every other
+/* Finds the chains A -> U -> B of cfx__op_def.blocked_ok and marks them; clears every other
  * mark (a replan starts over). */
 static void plan_blocked_chains(cfx_graph *g) {
     for (int i = 0; i < g->nnodes; i++) g->nodes[i].blocked_in0 = g->nodes[i].blocked_out = false;
     for (int i = 0; i < g->nnodes; i++) {
-        cfx_node *a = &g->nodes[i];
+        cfx__node *a = &g->nodes[i];
         if (!a->op->blocked_ok || a->alias || !private_value(g, a->out)) continue;
         int ui = sole_reader(g, a->out);
         if (ui < 0) continue;
-        cfx_node *u = &g->nodes[ui];
+        cfx__node *u = &g->nodes[ui];
         if (!u->op->any_layout || u->alias || u->nin != 1 || !private_value(g, u->out)) continue;
         int bi = sole_reader(g, u->out);
         if (bi < 0) continue;
-        cfx_node *b = &g->nodes[bi];
+        cfx__node *b = &g->nodes[bi];
         if (!b->op->blocked_ok || b->alias) continue;
-        cfx_op_args aa, ba;
+        cfx__op_args aa, ba;
         cfx__node_args(g, a, &aa, true);
         cfx__node_args(g, b, &ba, true);
         if (!a->op->blocked_ok(&aa, false, true) || !b->op->blocked_ok(&ba, true, false)) continue;
@@ -383,7 +383,7 @@ static void plan_relu_fusion(cfx_graph *g) {
         g->nodes[i].relu_out = -1;
     }
     for (int i = 0; i < g->nnodes; i++) {
-        cfx_node *a = &g->nodes[i];
+        cfx__node *a = &g->nodes[i];
         if (!a->op->fuses_relu || a->alias || !private_value(g, a->out)) continue;
         int ri = sole_reader(g, a->out);
         if (ri < 0 || !g->nodes[ri].op->is_relu || g->nodes[ri].alias) continue;
@@ -398,13 +398,13 @@ static cfx_status plan(cfx_graph *g) {
     release_prims(g);
     size_t work = 0;
     for (int i = 0; i < g->nnodes; i++) {
-        cfx_op_shape s;
+        cfx__op_shape s;
         if (infer_node(g, &g->nodes[i], &s) != CFX_OK)
             return cfx_error_context(CFX_ESHAPE, "node %d", i);
         if (s.work_bytes > work) work = s.work_bytes;
     }
     for (int i = 0; i < g->nvalues; i++) {
-        cfx_value *v = &g->values[i];
+        cfx__value *v = &g->values[i];
         switch (v->kind) {
             case CFX_VALUE_INPUT:
                 v->needs_grad = v->user_grad;
@@ -416,7 +416,7 @@ static cfx_status plan(cfx_graph *g) {
                 v->needs_grad = false;
                 break;
             case CFX_VALUE_NODE: {
-                const cfx_node *n = &g->nodes[v->producer];
+                const cfx__node *n = &g->nodes[v->producer];
                 v->needs_grad = false;
                 if (n->op->backward || n->alias)
                     for (int k = 0; k < n->nin; k++)
@@ -449,7 +449,7 @@ static cfx_status plan(cfx_graph *g) {
         }
     }
     for (int i = 0; i < g->nnodes; i++) {
-        cfx_node *n = &g->nodes[i];
+        cfx__node *n = &g->nodes[i];
         if (n->state_bytes > n->state_cap) {
             cfx_aligned_free(n->state);
             n->state = cfx_aligned_alloc(n->state_bytes);
@@ -464,9 +464,9 @@ static cfx_status plan(cfx_graph *g) {
     plan_blocked_chains(g);
     plan_relu_fusion(g);
     for (int i = 0; i < g->nnodes; i++) {
-        cfx_node *n = &g->nodes[i];
+        cfx__node *n = &g->nodes[i];
         if (!n->op->prepare) continue;
-        cfx_op_args a;
+        cfx__op_args a;
         cfx__node_args(g, n, &a, true);
         if (n->op->prepare(&a, &n->prim) != CFX_OK)
             return cfx_error_context(CFX_EUNSUPPORTED, "%s (node %d)", n->op->name, i);
@@ -492,7 +492,7 @@ cfx_status cfx_graph_compile(cfx_graph *g) {
         ensure_floats(&g->param_grads, &gcap, total ? total : 1) != CFX_OK)
         return cfx_error_context(CFX_ENOMEM, "compile");
     for (int i = 0; i < g->nvalues; i++) {
-        cfx_value *v = &g->values[i];
+        cfx__value *v = &g->values[i];
         if (v->kind != CFX_VALUE_PARAM) continue;
         memcpy(g->params + v->param_offset, v->own, (size_t)v->t.numel * sizeof(float));
         cfx_aligned_free(v->own);
@@ -529,8 +529,8 @@ cfx_graph *cfx__graph_clone(const cfx_graph *g, uint64_t seed) {
     c->profile = g->profile; /* each copy prints its own table */
     cfx_rng_init(&c->rng, seed);
     for (int i = 0; i < g->nvalues; i++) {
-        const cfx_value *src = &g->values[i];
-        cfx_value *v = &c->values[i];
+        const cfx__value *src = &g->values[i];
+        cfx__value *v = &c->values[i];
         *v = *src;
         v->name = NULL;
         v->own = v->own_grad = NULL;
@@ -543,8 +543,8 @@ cfx_graph *cfx__graph_clone(const cfx_graph *g, uint64_t seed) {
         v->t.data = v->own;
     }
     for (int i = 0; i < g->nnodes; i++) {
-        const cfx_node *src = &g->nodes[i];
-        cfx_node *n = &c->nodes[i];
+        const cfx__node *src = &g->nodes[i];
+        cfx__node *n = &c->nodes[i];
         *n = *src;
         n->attr = n->state = n->prim = NULL;
         n->state_bytes = n->state_cap = 0;
@@ -568,7 +568,7 @@ cfx_status cfx_graph_reshape_input(cfx_graph *g, int id, int ndim, const int64_t
         return cfx_set_error(CFX_EINVAL, "reshape input: value %d is not an input", id);
     int64_t numel;
     CFX_TRY(cfx_tensor_check_shape(ndim, shape, &numel));
-    cfx_value *v = &g->values[id];
+    cfx__value *v = &g->values[id];
     cfx_tensor old = v->t;
     v->t.ndim = ndim;
     memcpy(v->t.shape, shape, (size_t)ndim * sizeof *shape);
@@ -590,7 +590,7 @@ cfx_status cfx_graph_set_batch(cfx_graph *g, int64_t n) {
     if (!g) return cfx_set_error(CFX_EINVAL, "set batch: graph is NULL");
     if (n < 1) return cfx_set_error(CFX_EINVAL, "set batch: batch size %lld is < 1", (long long)n);
     for (int i = 0; i < g->nvalues; i++) {
-        cfx_value *v = &g->values[i];
+        cfx__value *v = &g->values[i];
         if (v->kind != CFX_VALUE_INPUT || v->t.ndim < 1 || v->t.shape[0] == n) continue;
         int64_t shape[CFX_MAX_DIMS];
         memcpy(shape, v->t.shape, sizeof shape);
@@ -617,7 +617,7 @@ cfx_status cfx_graph_replan(cfx_graph *g) {
 /* Runs one op's forward or backward; with CFX_PROFILE, adds its time to *t and counts it. The
  * first run is not counted (*warm marks it done): oneDNN generates its kernels then, 40 ms for
  * one GEMM shape, which made a 180 us product look like 330 over 300 steps. */
-static void run_op(const cfx_graph *g, void (*fn)(const cfx_op_args *), const cfx_op_args *a,
+static void run_op(const cfx_graph *g, void (*fn)(const cfx__op_args *), const cfx__op_args *a,
                    double *t, long *count, bool *warm) {
     if (!g->profile) {
         fn(a);
@@ -640,9 +640,9 @@ cfx_status cfx__graph_forward_until(cfx_graph *g, int end) {
     CFX_TRY(ensure_planned(g, "forward"));
     double t0 = g->profile ? cfx_now() : 0;
     for (int i = 0; i < end && i < g->nnodes; i++) {
-        cfx_node *n = &g->nodes[i];
+        cfx__node *n = &g->nodes[i];
         if (n->alias || n->fused) continue;
-        cfx_op_args a;
+        cfx__op_args a;
         cfx__node_args(g, n, &a, false);
         if (n->relu) a.out = &g->values[n->relu_out].t;
         run_op(g, n->op->forward, &a, &n->prof_fwd, &n->prof_nfwd, &n->prof_warm[0]);
@@ -657,37 +657,37 @@ static int storage_root(const cfx_graph *g, int id) {
     return id;
 }
 
-/* Whether node n runs in the backward pass whose reachable values are marked MARK_REACH. */
-static bool runs_backward(const cfx_graph *g, const cfx_node *n) {
-    return (g->mark[n->out] & MARK_REACH) && g->values[n->out].needs_grad && !n->alias &&
+/* Whether node n runs in the backward pass whose reachable values are marked CFX__MARK_REACH. */
+static bool runs_backward(const cfx_graph *g, const cfx__node *n) {
+    return (g->mark[n->out] & CFX__MARK_REACH) && g->values[n->out].needs_grad && !n->alias &&
            n->op->backward;
 }
 
 /* Decides, for this backward pass, who writes each gradient buffer first. Walks the nodes in
  * the order backward runs them; the first node to reach a buffer (a storage root: an alias
- * shares its root's gradient) claims it. The claim is fresh (MARK_FRESH on the root, din_fresh
+ * shares its root's gradient) claims it. The claim is fresh (CFX__MARK_FRESH on the root, din_fresh
  * for the node: the op stores, the buffer is not zeroed) when the op can store and the buffer is
  * not also another input of that node; otherwise the buffer is zeroed before the pass as
  * before. The output's own buffer is claimed by the seed. */
-static void claim_grads(cfx_graph *g, const cfx_value *o) {
+static void claim_grads(cfx_graph *g, const cfx__value *o) {
     uint8_t *mark = g->mark;
     int out_root = storage_root(g, (int)(o - g->values));
-    mark[out_root] |= MARK_CLAIMED | MARK_FRESH;
+    mark[out_root] |= CFX__MARK_CLAIMED | CFX__MARK_FRESH;
     for (int i = o->producer; i >= 0; i--) {
-        cfx_node *n = &g->nodes[i];
+        cfx__node *n = &g->nodes[i];
         memset(n->fresh, 0, sizeof n->fresh);
         if (!runs_backward(g, n)) continue;
         int roots[CFX_OP_MAX_IN];
         for (int k = 0; k < n->nin; k++) roots[k] = n->in[k] >= 0 ? storage_root(g, n->in[k]) : -1;
         for (int k = 0; k < n->nin; k++) {
             int r = roots[k];
-            if (r < 0 || !g->values[n->in[k]].needs_grad || (mark[r] & MARK_CLAIMED)) continue;
-            mark[r] |= MARK_CLAIMED;
+            if (r < 0 || !g->values[n->in[k]].needs_grad || (mark[r] & CFX__MARK_CLAIMED)) continue;
+            mark[r] |= CFX__MARK_CLAIMED;
             bool shared = false;
             for (int j = 0; j < n->nin; j++) shared |= j != k && roots[j] == r;
             if (n->op->assigns_grads && !shared) {
                 n->fresh[k] = true;
-                mark[r] |= MARK_FRESH;
+                mark[r] |= CFX__MARK_FRESH;
             }
         }
     }
@@ -700,7 +700,7 @@ cfx_status cfx_graph_backward(cfx_graph *g, int out, const float *seed) {
 cfx_status cfx__graph_backward(cfx_graph *g, int out, const float *seed, bool zero_unreached) {
     CFX_TRY(ensure_planned(g, "backward"));
     if (!valid_id(g, out)) return cfx_set_error(CFX_EINVAL, "backward: no value %d", out);
-    cfx_value *o = &g->values[out];
+    cfx__value *o = &g->values[out];
     if (!o->needs_grad)
         return cfx_set_error(CFX_EINVAL,
                              "backward: value %d does not depend on anything that takes a "
@@ -711,22 +711,22 @@ cfx_status cfx__graph_backward(cfx_graph *g, int out, const float *seed, bool ze
      * at batch 1 zeroing unrelated buffers would cost as much as the ops themselves. */
     uint8_t *mark = g->mark;
     memset(mark, 0, (size_t)g->nvalues * sizeof *mark);
-    mark[out] = MARK_REACH;
+    mark[out] = CFX__MARK_REACH;
     for (int i = o->producer; i >= 0; i--) {
-        const cfx_node *n = &g->nodes[i];
-        if (!(mark[n->out] & MARK_REACH) || !g->values[n->out].needs_grad) continue;
+        const cfx__node *n = &g->nodes[i];
+        if (!(mark[n->out] & CFX__MARK_REACH) || !g->values[n->out].needs_grad) continue;
         for (int k = 0; k < n->nin; k++)
-            if (n->in[k] >= 0) mark[n->in[k]] |= MARK_REACH;
+            if (n->in[k] >= 0) mark[n->in[k]] |= CFX__MARK_REACH;
     }
     claim_grads(g, o);
     for (int i = 0; i < g->nvalues; i++) {
-        cfx_value *v = &g->values[i];
-        if (!v->needs_grad || v->alias_of >= 0 || (mark[i] & MARK_FRESH)) continue;
+        cfx__value *v = &g->values[i];
+        if (!v->needs_grad || v->alias_of >= 0 || (mark[i] & CFX__MARK_FRESH)) continue;
         if (v->kind == CFX_VALUE_PARAM) {
-            if (zero_unreached || (mark[i] & (MARK_REACH | MARK_CLAIMED)))
+            if (zero_unreached || (mark[i] & (CFX__MARK_REACH | CFX__MARK_CLAIMED)))
                 memset(v->grad, 0, (size_t)v->t.numel * sizeof(float));
-        } else if (v->own_grad &&
-                   ((mark[i] & (MARK_REACH | MARK_CLAIMED)) || v->kind == CFX_VALUE_INPUT))
+        } else if (v->own_grad && ((mark[i] & (CFX__MARK_REACH | CFX__MARK_CLAIMED)) ||
+                                   v->kind == CFX_VALUE_INPUT))
             memset(v->own_grad, 0, (size_t)v->t.numel * sizeof(float));
     }
     if (seed)
@@ -734,9 +734,9 @@ cfx_status cfx__graph_backward(cfx_graph *g, int out, const float *seed, bool ze
     else
         for (int64_t i = 0; i < o->t.numel; i++) o->grad[i] = 1.0f;
     for (int i = o->producer; i >= 0; i--) {
-        cfx_node *n = &g->nodes[i];
+        cfx__node *n = &g->nodes[i];
         if (!runs_backward(g, n)) continue;
-        cfx_op_args a;
+        cfx__op_args a;
         cfx__node_args(g, n, &a, true);
         memcpy(a.din_fresh, n->fresh, sizeof a.din_fresh);
         a.dout = g->values[n->out].grad;
@@ -784,11 +784,11 @@ const char *cfx_graph_value_name(const cfx_graph *g, int id) {
 }
 
 const char *cfx_graph_value_op(const cfx_graph *g, int id) {
-    const cfx_node *n = cfx__graph_producer(g, id);
+    const cfx__node *n = cfx__graph_producer(g, id);
     return n ? n->op->name : NULL;
 }
 
 int cfx_graph_value_input(const cfx_graph *g, int id, int k) {
-    const cfx_node *n = cfx__graph_producer(g, id);
+    const cfx__node *n = cfx__graph_producer(g, id);
     return n && k >= 0 && k < n->nin ? n->in[k] : -1;
 }

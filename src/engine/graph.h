@@ -1,6 +1,6 @@
 /* graph.h - the engine's private interface: values, nodes, and how an op plugs in.
  *
- * An op is a cfx_op_def: infer checks input shapes and gives the output shape plus the bytes
+ * An op is a cfx__op_def: infer checks input shapes and gives the output shape plus the bytes
  * it needs kept between forward and backward (state) and as temporaries (work); forward writes
  * the output; backward ADDS each input's gradient into din[i] (NULL when that input needs
  * none), which is what makes fan-out correct. Ops never allocate in forward or backward. */
@@ -11,10 +11,10 @@
 
 #define CFX_OP_MAX_IN 8
 
-typedef struct cfx_node cfx_node;
+typedef struct cfx__node cfx__node;
 
 /* What an op sees when it runs. in[i] is NULL for an absent optional input. */
-typedef struct cfx_op_args {
+typedef struct cfx__op_args {
     const cfx_tensor *in[CFX_OP_MAX_IN];
     float *din[CFX_OP_MAX_IN];
     /* Backward of an op whose def sets assigns_grads: din[i] holds garbage and this op is the
@@ -33,35 +33,35 @@ typedef struct cfx_op_args {
     bool training;
     cfx_rng *rng;
     /* prepare only: the op's input 0 / its output is held in the engine's blocked layout (see
-     * cfx_op_def.blocked_ok), not NCHW. */
+     * cfx__op_def.blocked_ok), not NCHW. */
     bool blocked_in0, blocked_out;
-    /* prepare and forward (ops with cfx_op_def.fuses_relu): a ReLU that reads only this op's
+    /* prepare and forward (ops with cfx__op_def.fuses_relu): a ReLU that reads only this op's
      * output was fused into it (plan_relu_fusion). Forward writes max(0, result) into out,
      * which is then the ReLU's output; the op's own output is never written. */
     bool relu;
-} cfx_op_args;
+} cfx__op_args;
 
 /* What infer fills. */
-typedef struct cfx_op_shape {
+typedef struct cfx__op_shape {
     int ndim;
     int64_t shape[CFX_MAX_DIMS];
     size_t state_bytes;
     size_t work_bytes;
     bool alias; /* the output is a view of input 0 (same data, same gradient) */
-} cfx_op_shape;
+} cfx__op_shape;
 
-typedef struct cfx_op_def {
+typedef struct cfx__op_def {
     const char *name; /* ONNX op type: "Conv", "Relu", ... */
     size_t attr_size; /* bytes of the attribute struct, copied into the node */
     /* Checks shapes and attributes (in[] shapes are valid, data not yet); sets s. */
-    cfx_status (*infer)(const cfx_op_args *a, cfx_op_shape *s);
+    cfx_status (*infer)(const cfx__op_args *a, cfx__op_shape *s);
     /* Optional: builds per-shape objects once buffers exist; *prim is released by release. */
-    cfx_status (*prepare)(const cfx_op_args *a, void **prim);
+    cfx_status (*prepare)(const cfx__op_args *a, void **prim);
     void (*release)(void *prim);
-    void (*forward)(const cfx_op_args *a);
+    void (*forward)(const cfx__op_args *a);
     /* NULL when the op has no gradient (argmax): its inputs receive none. */
-    void (*backward)(const cfx_op_args *a);
-    bool assigns_grads; /* backward honours cfx_op_args.din_fresh */
+    void (*backward)(const cfx__op_args *a);
+    bool assigns_grads; /* backward honours cfx__op_args.din_fresh */
     /* Elementwise with one input: gives the same result on any order of the elements, so its
      * input and output may be held in a blocked layout. */
     bool any_layout;
@@ -71,8 +71,8 @@ typedef struct cfx_op_def {
      * gradient): when A can make its output blocked and B take its input blocked, the value
      * between them never goes back to NCHW. At batch 64 those layout conversions were about 7%
      * of a training step of the reference classifier. */
-    bool (*blocked_ok)(const cfx_op_args *a, bool in0, bool out);
-    /* The op can apply a ReLU to its output as it writes it (cfx_op_args.relu), and neither
+    bool (*blocked_ok)(const cfx__op_args *a, bool in0, bool out);
+    /* The op can apply a ReLU to its output as it writes it (cfx__op_args.relu), and neither
      * its backward nor its prepare reads its output's data. */
     bool fuses_relu;
     /* This is ReLU, whose backward reads only its output (y > 0), so a fuses_relu op before it
@@ -82,10 +82,10 @@ typedef struct cfx_op_def {
      * statistics, a Softmax over axis 0), so that running slices of the batch apart would
      * change the result (cfx_trainer's lanes). Ops that move or reduce the batch dimension
      * need not say: the lanes' shape check finds them. */
-    bool (*couples_batch)(const cfx_op_args *a);
-} cfx_op_def;
+    bool (*couples_batch)(const cfx__op_args *a);
+} cfx__op_def;
 
-typedef struct cfx_value {
+typedef struct cfx__value {
     char *name;
     cfx_value_kind kind;
     cfx_tensor t;
@@ -99,10 +99,10 @@ typedef struct cfx_value {
     bool needs_grad;      /* planned: a gradient flows here */
     bool is_output;
     size_t param_offset;
-} cfx_value;
+} cfx__value;
 
-struct cfx_node {
-    const cfx_op_def *op;
+struct cfx__node {
+    const cfx__op_def *op;
     int in[CFX_OP_MAX_IN];
     int nin;
     int out;
@@ -112,8 +112,8 @@ struct cfx_node {
     void *prim;
     bool alias;
     bool fresh[CFX_OP_MAX_IN];     /* backward: din_fresh of this pass */
-    bool blocked_in0, blocked_out; /* planned: see cfx_op_args */
-    bool relu;                     /* planned: a ReLU is fused into this op (cfx_op_args.relu) */
+    bool blocked_in0, blocked_out; /* planned: see cfx__op_args */
+    bool relu;                     /* planned: a ReLU is fused into this op (cfx__op_args.relu) */
     int relu_out;                  /* planned: that ReLU's output value, or -1 */
     bool fused;                    /* planned: this ReLU runs inside the op before it */
     double prof_fwd, prof_bwd;     /* CFX_PROFILE: seconds spent in forward and backward */
@@ -123,15 +123,15 @@ struct cfx_node {
 
 /* cfx_graph.mark flags, per value, for one backward pass. */
 enum {
-    MARK_REACH = 1,   /* the value reaches the output being differentiated */
-    MARK_CLAIMED = 2, /* (storage root) some op of this pass writes its gradient */
-    MARK_FRESH = 4    /* (storage root) and the first writer stores: no zeroing */
+    CFX__MARK_REACH = 1,   /* the value reaches the output being differentiated */
+    CFX__MARK_CLAIMED = 2, /* (storage root) some op of this pass writes its gradient */
+    CFX__MARK_FRESH = 4    /* (storage root) and the first writer stores: no zeroing */
 };
 
 struct cfx_graph {
-    cfx_value *values;
+    cfx__value *values;
     int nvalues, capvalues;
-    cfx_node *nodes;
+    cfx__node *nodes;
     int nnodes, capnodes;
     float *params, *param_grads;
     size_t nparams;
@@ -148,7 +148,7 @@ struct cfx_graph {
 
 /* Adds a node: validates ids, copies attr, infers the output's shape now (so a later builder
  * sees it), and returns the output value id or -1. */
-int cfx__graph_add(cfx_graph *g, const cfx_op_def *op, const int *in, int nin, const void *attr);
+int cfx__graph_add(cfx_graph *g, const cfx__op_def *op, const int *in, int nin, const void *attr);
 /* Records a builder error in the graph (the first one wins) and returns -1. */
 int cfx__graph_fail(cfx_graph *g, const char *op, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -175,12 +175,12 @@ int cfx__trainer_head_layers(const cfx_trainer *t);
 cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
                                  const int64_t *rows, double *loss, float *grad);
 /* Fills the run-time view of node n: input tensors, gradient slots (with_grads), state. */
-void cfx__node_args(cfx_graph *g, const cfx_node *n, cfx_op_args *a, bool with_grads);
+void cfx__node_args(cfx_graph *g, const cfx__node *n, cfx__op_args *a, bool with_grads);
 /* The node that produces value id, or NULL. */
-const cfx_node *cfx__graph_producer(const cfx_graph *g, int id);
+const cfx__node *cfx__graph_producer(const cfx_graph *g, int id);
 
 /* Shape helpers for infer functions. */
-void cfx__shape_copy(cfx_op_shape *s, const cfx_tensor *t);
+void cfx__shape_copy(cfx__op_shape *s, const cfx_tensor *t);
 char *cfx__shape_fmt(const cfx_tensor *t, char *buf, size_t size);
 
 #endif

@@ -169,13 +169,13 @@ static bool splits_by_batch(cfx_graph *g, cfx_graph *lane, int loss, int64_t B, 
     uint8_t *dep = g->mark;
     memset(dep, 0, (size_t)g->nvalues);
     for (int i = 0; i < g->nvalues; i++) {
-        const cfx_value *v = &g->values[i], *w = &lane->values[i];
+        const cfx__value *v = &g->values[i], *w = &lane->values[i];
         if (v->kind == CFX_VALUE_INPUT) dep[i] = 1;
         if (v->producer >= 0) {
-            const cfx_node *n = &g->nodes[v->producer];
+            const cfx__node *n = &g->nodes[v->producer];
             for (int k = 0; k < n->nin; k++) dep[i] |= n->in[k] >= 0 && dep[n->in[k]];
             if (!dep[i] || i == loss) continue;
-            cfx_op_args a;
+            cfx__op_args a;
             cfx__node_args(g, n, &a, false);
             if (n->op->couples_batch && n->op->couples_batch(&a)) return false;
         }
@@ -215,8 +215,8 @@ void cfx_trainer_free(cfx_trainer *t) {
 
 /* The Linear node that makes value v, when its weight (and bias, if any) are parameters that no
  * other node reads: then the layer's gradient comes from it alone. */
-static const cfx_node *head_linear(const cfx_graph *g, int v, const int *uses) {
-    const cfx_node *n = cfx__graph_producer(g, v);
+static const cfx__node *head_linear(const cfx_graph *g, int v, const int *uses) {
+    const cfx__node *n = cfx__graph_producer(g, v);
     if (!n || strcmp(n->op->name, "Linear") != 0 || n->in[0] < 0) return NULL;
     int w = n->in[1], b = n->nin > 2 ? n->in[2] : -1;
     if (g->values[w].kind != CFX_VALUE_PARAM || uses[w] != 1) return NULL;
@@ -229,23 +229,23 @@ static const cfx_node *head_linear(const cfx_graph *g, int v, const int *uses) {
  * lanes run the graph up to it. Sets t->nhead (0: no head). */
 static cfx_status find_head(cfx_trainer *t) {
     cfx_graph *g = t->g;
-    const cfx_node *ce = cfx__graph_producer(g, t->loss);
+    const cfx__node *ce = cfx__graph_producer(g, t->loss);
     if (t->target < 0 || !ce || strcmp(ce->op->name, "CrossEntropy") != 0) return CFX_OK;
     int *uses = cfx_calloc((size_t)g->nvalues, sizeof *uses);
-    const cfx_node **chain = cfx_calloc((size_t)g->nnodes, sizeof *chain);
+    const cfx__node **chain = cfx_calloc((size_t)g->nnodes, sizeof *chain);
     bool *relu = cfx_calloc((size_t)g->nnodes, sizeof *relu);
     cfx_status s = uses && chain && relu ? CFX_OK : CFX_ENOMEM;
     for (int i = 0; s == CFX_OK && i < g->nnodes; i++)
         for (int k = 0; k < g->nodes[i].nin; k++)
             if (g->nodes[i].in[k] >= 0) uses[g->nodes[i].in[k]]++;
     int n = 0, cut = -1;
-    const cfx_node *l = s == CFX_OK ? head_linear(g, ce->in[0], uses) : NULL;
+    const cfx__node *l = s == CFX_OK ? head_linear(g, ce->in[0], uses) : NULL;
     bool after = false; /* a ReLU follows the layer l */
     while (l) {
         relu[n] = after;
         chain[n++] = l;
         cut = l->in[0];
-        const cfx_node *r = cfx__graph_producer(g, cut);
+        const cfx__node *r = cfx__graph_producer(g, cut);
         after = r && strcmp(r->op->name, "Relu") == 0;
         l = head_linear(g, after ? r->in[0] : cut, uses);
     }
@@ -254,8 +254,8 @@ static cfx_status find_head(cfx_trainer *t) {
         t->hl = cfx_calloc((size_t)n, sizeof *t->hl);
         if (!t->hl) s = CFX_ENOMEM;
         for (int k = 0; s == CFX_OK && k < n; k++) { /* chain runs from the logits back */
-            const cfx_node *c = chain[n - 1 - k];
-            const cfx_value *w = &g->values[c->in[1]];
+            const cfx__node *c = chain[n - 1 - k];
+            const cfx__value *w = &g->values[c->in[1]];
             int b = c->nin > 2 ? c->in[2] : -1;
             t->hl[k] = (head_layer){w->param_offset, b >= 0 ? g->values[b].param_offset : SIZE_MAX,
                                     w->t.shape[1], w->t.shape[0], relu[n - 1 - k]};
@@ -317,7 +317,7 @@ static cfx_status head_alloc(cfx_trainer *t) {
     t->ntrunk = 0;
     t->trunk_n = 0;
     for (int i = 0; i < t->g->nvalues; i++) {
-        const cfx_value *v = &t->g->values[i];
+        const cfx__value *v = &t->g->values[i];
         if (v->kind != CFX_VALUE_PARAM || v->t.numel == 0 || in_head(t, v->param_offset)) continue;
         size_t lo = v->param_offset, hi = lo + (size_t)v->t.numel;
         if (t->ntrunk && t->trunk[2 * t->ntrunk - 1] == lo)
@@ -564,10 +564,10 @@ static cfx_status step_grads(cfx_trainer *t, const cfx_tensor *images, const flo
 static cfx_status head_loss(cfx_trainer *t, int64_t *correct) {
     cfx_graph *g = t->g;
     const int64_t B = t->batch, C = t->hl[t->nhead - 1].out;
-    cfx_value *z = &g->values[t->logits];
-    const cfx_node *n = cfx__graph_producer(g, t->loss);
+    cfx__value *z = &g->values[t->logits];
+    const cfx__node *n = cfx__graph_producer(g, t->loss);
     cfx__transpose(C, B, t->H[t->nhead], B, z->t.data, C);
-    cfx_op_args a;
+    cfx__op_args a;
     cfx__node_args(g, n, &a, false);
     n->op->forward(&a);
     CFX_TRY(check_loss(g->values[t->loss].t.data[0]));

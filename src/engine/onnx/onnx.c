@@ -2414,7 +2414,7 @@ static cfx_status add_node(exporter *e, const char *op, const char *const *in, i
     { .name = nm, .type = 'I', .ints = (p), .n = (c) }
 
 /* Writes one graph node as ONNX nodes. */
-static cfx_status export_node(exporter *e, const cfx_node *n) {
+static cfx_status export_node(exporter *e, const cfx__node *n) {
     const char *op = n->op->name, *out = vname(e, n->out);
     const char *in[CFX_OP_MAX_IN + 4] = {0};
     for (int k = 0; k < n->nin; k++) {
@@ -2427,25 +2427,25 @@ static cfx_status export_node(exporter *e, const cfx_node *n) {
                                  "Sigmoid", "Tanh", "Exp", "Log",    "Sqrt",
                                  "Abs",     "Neg",  "Erf", "MatMul", "GlobalAveragePool"};
     if (!strcmp(op, "Pow") && n->nin == 1) {
-        in[1] = const_float_init(e, out, ((const cfx_unary_attr *)at)->p);
+        in[1] = const_float_init(e, out, ((const cfx__unary_attr *)at)->p);
         return add_node(e, "Pow", in, 2, out, NULL, 0);
     }
     for (size_t k = 0; k < sizeof same / sizeof same[0]; k++)
         if (!strcmp(op, same[k]) || (!strcmp(op, "Pow") && n->nin == 2))
             return add_node(e, op, in, n->nin, out, NULL, 0);
     if (!strcmp(op, "LeakyRelu")) {
-        xattr a[] = {AF("alpha", ((const cfx_unary_attr *)at)->alpha)};
+        xattr a[] = {AF("alpha", ((const cfx__unary_attr *)at)->alpha)};
         return add_node(e, op, in, 1, out, a, 1);
     }
     if (!strcmp(op, "Clip")) {
-        const cfx_unary_attr *u = at;
+        const cfx__unary_attr *u = at;
         in[1] = isinf(u->lo) ? NULL : const_float_init(e, out, u->lo);
         in[2] = isinf(u->hi) ? NULL : const_float_init(e, out, u->hi);
         return add_node(e, op, in, in[2] ? 3 : in[1] ? 2 : 1, out, NULL, 0);
     }
     if (!strcmp(op, "Affine")) {
         /* scale * x + shift as Mul then Add. */
-        const cfx_unary_attr *u = at;
+        const cfx__unary_attr *u = at;
         const char *m = tmp_name(e, out);
         const char *a1[] = {in[0], const_float_init(e, out, u->scale)};
         CFX_TRY(add_node(e, "Mul", a1, 2, m, NULL, 0));
@@ -2499,34 +2499,34 @@ static cfx_status export_node(exporter *e, const cfx_node *n) {
         return add_node(e, op, in, 1, out, a, 5);
     }
     if (!strcmp(op, "Gemm") || !strcmp(op, "Linear")) {
-        gemm_attr g = {.trans_b = 1, .alpha = 1, .beta = 1};
-        if (op[0] == 'G') g = *(const gemm_attr *)at;
+        cfx__gemm_attr g = {.trans_b = 1, .alpha = 1, .beta = 1};
+        if (op[0] == 'G') g = *(const cfx__gemm_attr *)at;
         xattr a[] = {AI("transA", g.trans_a), AI("transB", g.trans_b),
                      AF("alpha", g.alpha == 0 && g.beta == 0 ? 1 : g.alpha),
                      AF("beta", g.alpha == 0 && g.beta == 0 ? 1 : g.beta)};
         return add_node(e, "Gemm", in, n->in[2] >= 0 ? 3 : 2, out, a, 4);
     }
     if (!strcmp(op, "BatchNormalization")) {
-        const bn_attr *b = at;
+        const cfx__bn_attr *b = at;
         xattr a[] = {AF("epsilon", b->eps ? b->eps : 1e-5f),
                      AF("momentum", 1.0f - (b->momentum ? b->momentum : 0.1f))};
         return add_node(e, op, in, 5, out, a, 2);
     }
     if (!strcmp(op, "Dropout")) {
-        in[1] = const_float_init(e, out, ((const dropout_attr *)at)->p);
+        in[1] = const_float_init(e, out, ((const cfx__dropout_attr *)at)->p);
         return add_node(e, op, in, 2, out, NULL, 0);
     }
     if (!strcmp(op, "Flatten")) {
-        xattr a[] = {AI("axis", ((const flatten_attr *)at)->axis)};
+        xattr a[] = {AI("axis", ((const cfx__flatten_attr *)at)->axis)};
         return add_node(e, op, in, 1, out, a, 1);
     }
     if (!strcmp(op, "Reshape")) {
-        const reshape_attr *r = at;
+        const cfx__reshape_attr *r = at;
         in[1] = const_ints_init(e, out, r->shape, r->ndim);
         return add_node(e, op, in, 2, out, NULL, 0);
     }
     if (!strcmp(op, "Transpose")) {
-        const perm_attr *p = at;
+        const cfx__perm_attr *p = at;
         int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
         if (!v) return CFX_ENOMEM;
         for (int k = 0; k < p->ndim; k++) v[k] = p->perm[k];
@@ -2534,11 +2534,11 @@ static cfx_status export_node(exporter *e, const cfx_node *n) {
         return add_node(e, op, in, 1, out, a, 1);
     }
     if (!strcmp(op, "Concat")) {
-        xattr a[] = {AI("axis", ((const concat_attr *)at)->axis)};
+        xattr a[] = {AI("axis", ((const cfx__concat_attr *)at)->axis)};
         return add_node(e, op, in, n->nin, out, a, 1);
     }
     if (!strcmp(op, "Slice")) {
-        const slice_attr *s = at;
+        const cfx__slice_attr *s = at;
         int64_t ax[CFX_MAX_DIMS];
         for (int k = 0; k < s->naxes; k++) ax[k] = s->axes[k];
         in[1] = const_ints_init(e, out, s->starts, s->naxes);
@@ -2548,7 +2548,7 @@ static cfx_status export_node(exporter *e, const cfx_node *n) {
         return add_node(e, op, in, 5, out, NULL, 0);
     }
     if (!strcmp(op, "Pad")) {
-        const pad_attr *p = at;
+        const cfx__pad_attr *p = at;
         in[1] = const_ints_init(e, out, p->pads, 2 * p->ndim);
         in[2] = const_float_init(e, out, p->value);
         xattr a[] = {AS("mode", p->mode == CFX_PAD_REFLECT ? "reflect"
@@ -2557,7 +2557,7 @@ static cfx_status export_node(exporter *e, const cfx_node *n) {
         return add_node(e, op, in, 3, out, a, 1);
     }
     if (!strcmp(op, "ReduceSum") || !strcmp(op, "ReduceMean") || !strcmp(op, "ReduceMax")) {
-        const reduce_attr *r = at;
+        const cfx__reduce_attr *r = at;
         int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
         if (!v) return CFX_ENOMEM;
         for (int k = 0; k < r->naxes; k++) v[k] = r->axes[k];
@@ -2569,12 +2569,12 @@ static cfx_status export_node(exporter *e, const cfx_node *n) {
         return add_node(e, op, in, 1, out, a, r->naxes ? 2 : 1);
     }
     if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
-        xattr a[] = {AI("axis", ((const axis_attr *)at)->axis)};
+        xattr a[] = {AI("axis", ((const cfx__axis_attr *)at)->axis)};
         return add_node(e, op, in, 1, out, a, 1);
     }
     if (!strcmp(op, "ArgMax")) {
         /* ONNX's ArgMax gives int64; cfx's gives floats, so a Cast follows. */
-        const axis_attr *x = at;
+        const cfx__axis_attr *x = at;
         const char *t = tmp_name(e, out);
         xattr a[] = {AI("axis", x->axis), AI("keepdims", x->keepdims)};
         CFX_TRY(add_node(e, op, in, 1, t, a, 2));
@@ -2638,7 +2638,7 @@ cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int
     /* Nodes that reach an output, in graph order. */
     for (int k = 0; k < no; k++) mark[outs[k]] = 1;
     for (int k = g->nnodes - 1; k >= 0; k--) {
-        const cfx_node *nd = &g->nodes[k];
+        const cfx__node *nd = &g->nodes[k];
         if (!mark[nd->out]) continue;
         for (int j = 0; j < nd->nin; j++)
             if (nd->in[j] >= 0) mark[nd->in[j]] = 1;

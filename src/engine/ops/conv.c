@@ -51,7 +51,7 @@ static cfx_status check_attr(const cfx_conv2d_attr *at, bool transposed) {
 
 /* What Conv and ConvTranspose check alike: both inputs there, the attributes, 4-D shapes; then
  * the strides, padding, dilation and groups with their defaults, into g. */
-static cfx_status common_geometry(const cfx_op_args *a, bool transposed, conv_geom *g) {
+static cfx_status common_geometry(const cfx__op_args *a, bool transposed, cfx__conv_geom *g) {
     const cfx_tensor *x = a->in[0], *w = a->in[1];
     const cfx_conv2d_attr *at = a->attr;
     char xs[96], ws[96];
@@ -69,7 +69,7 @@ static cfx_status common_geometry(const cfx_op_args *a, bool transposed, conv_ge
 }
 
 /* Conv: x (N,C,H,W), w (K,C/G,R,S) -> y (N,K,P,Q). */
-static cfx_status conv_geometry(const cfx_op_args *a, conv_geom *g) {
+static cfx_status conv_geometry(const cfx__op_args *a, cfx__conv_geom *g) {
     const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
     char xs[96], ws[96], bs[96];
     CFX_TRY(common_geometry(a, false, g));
@@ -105,7 +105,7 @@ static cfx_status conv_geometry(const cfx_op_args *a, conv_geom *g) {
 }
 
 /* ConvTranspose: x (N,C,H,W), w (C,K/G,R,S) -> y (N,K,P,Q), seen as the conv y -> x. */
-static cfx_status convt_geometry(const cfx_op_args *a, conv_geom *g) {
+static cfx_status convt_geometry(const cfx__op_args *a, cfx__conv_geom *g) {
     const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
     const cfx_conv2d_attr *at = a->attr;
     char xs[96], ws[96], bs[96];
@@ -151,13 +151,13 @@ static cfx_status convt_geometry(const cfx_op_args *a, conv_geom *g) {
 
 /* ------------------------------------------------------------- reference path --- */
 
-static bool is_pointwise(const conv_geom *g) {
+static bool is_pointwise(const cfx__conv_geom *g) {
     return g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && !g->pt && !g->pl && !g->pb &&
            !g->pr && g->Ho == g->Hi && g->Wo == g->Wi;
 }
 
 /* Floats of one im2col matrix (one image, one group): (Ci/G R S) x (Ho Wo). */
-static size_t col_floats(const conv_geom *g) {
+static size_t col_floats(const cfx__conv_geom *g) {
     return is_pointwise(g) ? 0 : (size_t)(g->Ci / g->G * g->R * g->S * g->Ho * g->Wo);
 }
 
@@ -175,7 +175,7 @@ static void valid_range(int64_t n_out, int64_t stride, int64_t start, int64_t W,
  * col2im stay serial: the GEMMs around them run on OpenBLAS's own (pthread) threads, and
  * alternating those with OpenMP regions makes the two pools spin against each other (batch 64,
  * 2 threads on 2 busy cores: 3.1 s per step with parallel im2col, 0.22 s without). */
-static void im2col(const conv_geom *g, const float *src, float *col) {
+static void im2col(const cfx__conv_geom *g, const float *src, float *col) {
     int64_t Cg = g->Ci / g->G, rows = Cg * g->R * g->S, HW = g->Ho * g->Wo;
     for (int64_t row = 0; row < rows; row++) {
         int64_t c = row / (g->R * g->S), r = row / g->S % g->R, s = row % g->S;
@@ -202,7 +202,7 @@ static void im2col(const conv_geom *g, const float *src, float *col) {
 }
 
 /* dst (Cg,Hi,Wi) += col2im(col), the (r, s) rows of a channel added in a fixed order. */
-static void col2im_add(const conv_geom *g, const float *col, float *dst) {
+static void col2im_add(const cfx__conv_geom *g, const float *col, float *dst) {
     int64_t Cg = g->Ci / g->G, HW = g->Ho * g->Wo;
     for (int64_t c = 0; c < Cg; c++) {
         float *plane = dst + c * g->Hi * g->Wi;
@@ -223,8 +223,8 @@ static void col2im_add(const conv_geom *g, const float *col, float *dst) {
 }
 
 /* in (N,Ci,Hi,Wi), w (Co,Ci/G,R,S) -> out (N,Co,Ho,Wo); out = beta out + conv. */
-void cfx__conv_ref_fwd(const conv_geom *g, const float *in, const float *w, float *out, float beta,
-                       float *col) {
+void cfx__conv_ref_fwd(const cfx__conv_geom *g, const float *in, const float *w, float *out,
+                       float beta, float *col) {
     int64_t Cg = g->Ci / g->G, Kg = g->Co / g->G, RS = g->R * g->S, HWi = g->Hi * g->Wi,
             HWo = g->Ho * g->Wo;
     bool pw = is_pointwise(g);
@@ -238,7 +238,7 @@ void cfx__conv_ref_fwd(const conv_geom *g, const float *in, const float *w, floa
 }
 
 /* dout (N,Co,Ho,Wo), w (Co,Ci/G,R,S) -> din (N,Ci,Hi,Wi) += conv^T. */
-void cfx__conv_ref_bwd_data(const conv_geom *g, const float *dout, const float *w, float *din,
+void cfx__conv_ref_bwd_data(const cfx__conv_geom *g, const float *dout, const float *w, float *din,
                             float *col) {
     int64_t Cg = g->Ci / g->G, Kg = g->Co / g->G, RS = g->R * g->S, HWi = g->Hi * g->Wi,
             HWo = g->Ho * g->Wo;
@@ -258,7 +258,7 @@ void cfx__conv_ref_bwd_data(const conv_geom *g, const float *dout, const float *
 }
 
 /* in (N,Ci,Hi,Wi), dout (N,Co,Ho,Wo) -> dw (Co,Ci/G,R,S) += sum over images. */
-void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout, float *dw,
+void cfx__conv_ref_bwd_w(const cfx__conv_geom *g, const float *in, const float *dout, float *dw,
                          float *col) {
     int64_t Cg = g->Ci / g->G, Kg = g->Co / g->G, RS = g->R * g->S, HWi = g->Hi * g->Wi,
             HWo = g->Ho * g->Wo;
@@ -308,9 +308,9 @@ static void bias_bwd(const float *dy, float *db, int64_t N, int64_t K, int64_t H
 
 /* ------------------------------------------------------------------- dispatch --- */
 
-static conv_path forced = CONV_PATH_AUTO;
+static cfx__conv_path forced = CFX__CONV_PATH_AUTO;
 
-void cfx__conv_force_path(conv_path path) {
+void cfx__conv_force_path(cfx__conv_path path) {
     forced = path;
 }
 
@@ -338,42 +338,42 @@ long long cfx__conv_direct_runs(void) {
  * rejects the geometry (prepare then keeps it) or when forced. Below a million multiply-adds per
  * forward pass the op runs on one thread whatever cfx_set_threads says: b1 1->32 28x28 forward +
  * backward took 0.307 ms at 2 threads (fork/join on two busy cores) and 0.025 ms on one. */
-static conv_path conv_dispatch(const conv_geom *g, bool transposed, bool *one_thread) {
+static cfx__conv_path conv_dispatch(const cfx__conv_geom *g, bool transposed, bool *one_thread) {
     /* Multiply-adds of one forward pass. */
     double macs = (double)g->N * g->Co * g->Ho * g->Wo * (g->Ci / g->G) * g->R * g->S;
     *one_thread = macs < 1e6;
-    if (forced != CONV_PATH_AUTO)
-        return transposed && forced == CONV_PATH_DIRECT ? CONV_PATH_DNNL : forced;
-    if (!transposed && macs < 1e6 && cfx__conv_direct_preferred()) return CONV_PATH_DIRECT;
-    if (!cfx__conv_dnnl_available()) return CONV_PATH_REF;
+    if (forced != CFX__CONV_PATH_AUTO)
+        return transposed && forced == CFX__CONV_PATH_DIRECT ? CFX__CONV_PATH_DNNL : forced;
+    if (!transposed && macs < 1e6 && cfx__conv_direct_preferred()) return CFX__CONV_PATH_DIRECT;
+    if (!cfx__conv_dnnl_available()) return CFX__CONV_PATH_REF;
     int64_t in_channels = transposed ? g->Co : g->Ci;
-    if (g->G == 1 && in_channels <= 4) return CONV_PATH_DNNL_PLAIN_DX;
-    return CONV_PATH_DNNL;
+    if (g->G == 1 && in_channels <= 4) return CFX__CONV_PATH_DNNL_PLAIN_DX;
+    return CFX__CONV_PATH_DNNL;
 }
 
 /* ------------------------------------------------------------------------ ops --- */
 
 typedef struct {
-    conv_geom geom;
+    cfx__conv_geom geom;
     cfx__conv_dnnl *dn; /* NULL: reference path (or direct) */
-    bool direct;        /* CONV_PATH_DIRECT */
+    bool direct;        /* CFX__CONV_PATH_DIRECT */
 } conv_prim;
 
-static cfx_status conv_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    conv_geom g = {0};
+static cfx_status conv_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    cfx__conv_geom g = {0};
     CFX_TRY(conv_geometry(a, &g));
     s->ndim = 4;
     s->shape[0] = g.N, s->shape[1] = g.Co, s->shape[2] = g.Ho, s->shape[3] = g.Wo;
     size_t work = col_floats(&g);
     bool one_thread;
-    if (conv_dispatch(&g, false, &one_thread) == CONV_PATH_DIRECT)
+    if (conv_dispatch(&g, false, &one_thread) == CFX__CONV_PATH_DIRECT)
         work = CFX_MAX(work, cfx__conv_direct_work(&g));
     s->work_bytes = work * sizeof(float);
     return CFX_OK;
 }
 
-static cfx_status convt_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    conv_geom g = {0};
+static cfx_status convt_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    cfx__conv_geom g = {0};
     CFX_TRY(convt_geometry(a, &g));
     s->ndim = 4;
     s->shape[0] = g.N, s->shape[1] = g.Ci, s->shape[2] = g.Hi, s->shape[3] = g.Wi;
@@ -381,7 +381,7 @@ static cfx_status convt_infer(const cfx_op_args *a, cfx_op_shape *s) {
     return CFX_OK;
 }
 
-static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transposed) {
+static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transposed) {
     conv_prim *p = cfx_calloc(1, sizeof *p);
     if (!p) return CFX_ENOMEM;
     cfx_status st = transposed ? convt_geometry(a, &p->geom) : conv_geometry(a, &p->geom);
@@ -392,12 +392,12 @@ static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transpo
     bool has_bias = a->nin > 2 && a->in[2];
     /* A geometry oneDNN rejects keeps the reference path; that is not an error. */
     bool one_thread;
-    conv_path path = conv_dispatch(&p->geom, transposed, &one_thread);
-    p->direct = path == CONV_PATH_DIRECT;
-    if (path != CONV_PATH_REF && !p->direct)
+    cfx__conv_path path = conv_dispatch(&p->geom, transposed, &one_thread);
+    p->direct = path == CFX__CONV_PATH_DIRECT;
+    if (path != CFX__CONV_PATH_REF && !p->direct)
         p->dn = cfx__conv_dnnl_new(&p->geom, transposed, has_bias, a->din[0] != NULL,
                                    a->din[1] != NULL || (has_bias && a->din[2] != NULL),
-                                   path == CONV_PATH_DNNL_PLAIN_DX, one_thread, a->blocked_in0,
+                                   path == CFX__CONV_PATH_DNNL_PLAIN_DX, one_thread, a->blocked_in0,
                                    a->blocked_out, a->relu);
     /* conv_blocked_ok promised oneDNN for a blocked input or output: the other paths read NCHW. */
     if ((a->blocked_in0 || a->blocked_out) && !p->dn) {
@@ -409,26 +409,26 @@ static cfx_status prepare_common(const cfx_op_args *a, void **prim, bool transpo
     return CFX_OK;
 }
 
-/* cfx_op_def.blocked_ok: a plain (ungrouped, undilated) convolution the dispatch sends to
+/* cfx__op_def.blocked_ok: a plain (ungrouped, undilated) convolution the dispatch sends to
  * oneDNN, where oneDNN's kernels use 16-channel blocks (AVX-512), with the blocked side's
  * channels a multiple of 16 (so the blocked tensor has the NCHW one's size). An input taken
  * blocked also needs oneDNN's blocked data gradient, not its plain one. */
-static bool conv_blocked_ok(const cfx_op_args *a, bool in0, bool out) {
-    conv_geom g = {0};
+static bool conv_blocked_ok(const cfx__op_args *a, bool in0, bool out) {
+    cfx__conv_geom g = {0};
     if (conv_geometry(a, &g) != CFX_OK || g.G != 1 || g.dh != 1 || g.dw != 1) return false;
     bool one_thread;
-    conv_path path = conv_dispatch(&g, false, &one_thread);
-    if (in0 && (path != CONV_PATH_DNNL || g.Ci % 16)) return false;
-    if (out && ((path != CONV_PATH_DNNL && path != CONV_PATH_DNNL_PLAIN_DX) || g.Co % 16))
+    cfx__conv_path path = conv_dispatch(&g, false, &one_thread);
+    if (in0 && (path != CFX__CONV_PATH_DNNL || g.Ci % 16)) return false;
+    if (out && ((path != CFX__CONV_PATH_DNNL && path != CFX__CONV_PATH_DNNL_PLAIN_DX) || g.Co % 16))
         return false;
     return cfx__conv_dnnl_blocks16();
 }
 
-static cfx_status conv_prepare(const cfx_op_args *a, void **prim) {
+static cfx_status conv_prepare(const cfx__op_args *a, void **prim) {
     return prepare_common(a, prim, false);
 }
 
-static cfx_status convt_prepare(const cfx_op_args *a, void **prim) {
+static cfx_status convt_prepare(const cfx__op_args *a, void **prim) {
     return prepare_common(a, prim, true);
 }
 
@@ -439,14 +439,14 @@ static void conv_release(void *prim) {
     cfx_free(p);
 }
 
-static const float *bias_of(const cfx_op_args *a) {
+static const float *bias_of(const cfx__op_args *a) {
     return a->nin > 2 && a->in[2] ? a->in[2]->data : NULL;
 }
 
 // x (N,C,H,W), w (K,C/G,R,S), b (K) -> y (N,K,P,Q)
-static void conv_forward(const cfx_op_args *a) {
+static void conv_forward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
-    const conv_geom *g = &p->geom;
+    const cfx__conv_geom *g = &p->geom;
     const float *b = bias_of(a);
     if (p->direct) {
         cfx__conv_direct_fwd(g, a->in[0]->data, a->in[1]->data, b, a->out->data, a->work);
@@ -463,15 +463,15 @@ static void conv_forward(const cfx_op_args *a) {
 
 /* The reference kernels only add: a gradient buffer the graph left unzeroed (din_fresh) is
  * zeroed here first. */
-static void zero_fresh(const cfx_op_args *a, int i, size_t n) {
+static void zero_fresh(const cfx__op_args *a, int i, size_t n) {
     if (a->din[i] && a->din_fresh[i]) memset(a->din[i], 0, n * sizeof(float));
 }
 
 /* The weight and bias gradients of Conv and ConvTranspose. Run before the data gradient: the
  * oneDNN path then reuses its blocked dy for it. */
-static void weight_grads(const cfx_op_args *a, bool transposed) {
+static void weight_grads(const cfx__op_args *a, bool transposed) {
     const conv_prim *p = a->prim;
-    const conv_geom *g = &p->geom;
+    const cfx__conv_geom *g = &p->geom;
     float *db = a->nin > 2 ? a->din[2] : NULL;
     if (!a->din[1] && !db) return;
     if (p->dn && cfx__conv_dnnl_bwd_w(p->dn, a->in[0]->data, a->dout, a->din[1], db,
@@ -487,9 +487,9 @@ static void weight_grads(const cfx_op_args *a, bool transposed) {
     if (db) bias_bwd(a->dout, db, g->N, K, HW);
 }
 
-static void conv_backward(const cfx_op_args *a) {
+static void conv_backward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
-    const conv_geom *g = &p->geom;
+    const cfx__conv_geom *g = &p->geom;
     weight_grads(a, false);
     if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0],
                                                         a->din_fresh[0]))) {
@@ -504,9 +504,9 @@ static void conv_backward(const cfx_op_args *a) {
 }
 
 // x (N,C,H,W), w (C,K/G,R,S), b (K) -> y (N,K,P,Q)
-static void convt_forward(const cfx_op_args *a) {
+static void convt_forward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
-    const conv_geom *g = &p->geom;
+    const cfx__conv_geom *g = &p->geom;
     const float *b = bias_of(a);
     if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data)) return;
     memset(a->out->data, 0, (size_t)a->out->numel * sizeof(float));
@@ -515,9 +515,9 @@ static void convt_forward(const cfx_op_args *a) {
     if (a->relu) cfx__relu_rows(a->out->data, g->N * g->Ci, g->Hi * g->Wi, g->Hi * g->Wi);
 }
 
-static void convt_backward(const cfx_op_args *a) {
+static void convt_backward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
-    const conv_geom *g = &p->geom;
+    const cfx__conv_geom *g = &p->geom;
     weight_grads(a, true);
     if (a->din[0] && !(p->dn && cfx__conv_dnnl_bwd_data(p->dn, a->dout, a->in[1]->data, a->din[0],
                                                         a->din_fresh[0])))
@@ -525,22 +525,22 @@ static void convt_backward(const cfx_op_args *a) {
                           a->work);
 }
 
-static const cfx_op_def conv_def = {"Conv",
-                                    sizeof(cfx_conv2d_attr),
-                                    conv_infer,
-                                    conv_prepare,
-                                    conv_release,
-                                    conv_forward,
-                                    conv_backward,
-                                    .assigns_grads = true,
-                                    .blocked_ok = conv_blocked_ok,
-                                    .fuses_relu = true};
-static const cfx_op_def convt_def = {
+static const cfx__op_def conv_def = {"Conv",
+                                     sizeof(cfx_conv2d_attr),
+                                     conv_infer,
+                                     conv_prepare,
+                                     conv_release,
+                                     conv_forward,
+                                     conv_backward,
+                                     .assigns_grads = true,
+                                     .blocked_ok = conv_blocked_ok,
+                                     .fuses_relu = true};
+static const cfx__op_def convt_def = {
     "ConvTranspose",   sizeof(cfx_conv2d_attr), convt_infer,    convt_prepare,
     conv_release,      convt_forward,           convt_backward, .assigns_grads = true,
     .fuses_relu = true};
 
-static int add_conv(cfx_graph *g, const cfx_op_def *def, int x, int w, int b,
+static int add_conv(cfx_graph *g, const cfx__op_def *def, int x, int w, int b,
                     const cfx_conv2d_attr *attr) {
     cfx_conv2d_attr at = attr ? *attr : (cfx_conv2d_attr){0};
     if (b < 0) return cfx__graph_add(g, def, (int[]){x, w}, 2, &at);

@@ -8,19 +8,19 @@
 /* One convolution in conv terms: in (N,Ci,Hi,Wi) * w (Co,Ci/G,R,S) -> out (N,Co,Ho,Wo).
  * A transposed convolution x -> y is stored as the conv y -> x (in = y, out = x), with its
  * output_padding in opad_*. */
-typedef struct conv_geom {
+typedef struct cfx__conv_geom {
     int64_t N, Ci, Hi, Wi, Co, Ho, Wo, R, S;
     int sh, sw, pt, pl, pb, pr, dh, dw, G;
     int opad_h, opad_w;
-} conv_geom;
+} cfx__conv_geom;
 
 /* Reference kernels (im2col / col2im + cfx_blas_sgemm). col has room for one im2col matrix,
  * (Ci/G R S) x (Ho Wo) floats. */
-void cfx__conv_ref_fwd(const conv_geom *g, const float *in, const float *w, float *out, float beta,
-                       float *col);
-void cfx__conv_ref_bwd_data(const conv_geom *g, const float *dout, const float *w, float *din,
+void cfx__conv_ref_fwd(const cfx__conv_geom *g, const float *in, const float *w, float *out,
+                       float beta, float *col);
+void cfx__conv_ref_bwd_data(const cfx__conv_geom *g, const float *dout, const float *w, float *din,
                             float *col);
-void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout, float *dw,
+void cfx__conv_ref_bwd_w(const cfx__conv_geom *g, const float *in, const float *dout, float *dw,
                          float *col);
 /* Direct kernels for small convolutions (src/conv_direct.c): every tap is one contiguous
  * multiply-add over a zero-padded, phase-split copy of the input, without oneDNN's per-call
@@ -30,25 +30,26 @@ void cfx__conv_ref_bwd_w(const conv_geom *g, const float *in, const float *dout,
  * (AVX2 is about 2x and the generic code 4x slower). */
 bool cfx__conv_direct_preferred(void);
 /* Floats of scratch the direct kernels need for geometry g. */
-size_t cfx__conv_direct_work(const conv_geom *g);
+size_t cfx__conv_direct_work(const cfx__conv_geom *g);
 /* out = conv(in, w) + b (b may be NULL): overwrites out. */
-void cfx__conv_direct_fwd(const conv_geom *g, const float *in, const float *w, const float *b,
+void cfx__conv_direct_fwd(const cfx__conv_geom *g, const float *in, const float *w, const float *b,
                           float *out, float *work);
 /* din += conv^T(dout, w): ADDS into din (the engine's backward contract). */
-void cfx__conv_direct_bwd_data(const conv_geom *g, const float *dout, const float *w, float *din,
-                               float *work);
+void cfx__conv_direct_bwd_data(const cfx__conv_geom *g, const float *dout, const float *w,
+                               float *din, float *work);
 /* The implementations conv.c can pick (conv_dispatch): the reference, oneDNN with blocked
  * layouts for every tensor, or oneDNN with a plain NCHW data gradient (its GEMM-based backward
  * data). Tests and benchmarks can force one for graphs prepared afterwards; AUTO restores the
  * dispatch. */
 typedef enum {
-    CONV_PATH_AUTO = -1,
-    CONV_PATH_REF = 0,
-    CONV_PATH_DNNL = 1,
-    CONV_PATH_DNNL_PLAIN_DX = 2,
-    CONV_PATH_DIRECT = 3 /* direct forward and data gradient; weight gradient by the reference */
-} conv_path;
-void cfx__conv_force_path(conv_path path);
+    CFX__CONV_PATH_AUTO = -1,
+    CFX__CONV_PATH_REF = 0,
+    CFX__CONV_PATH_DNNL = 1,
+    CFX__CONV_PATH_DNNL_PLAIN_DX = 2,
+    CFX__CONV_PATH_DIRECT =
+        3 /* direct forward and data gradient; weight gradient by the reference */
+} cfx__conv_path;
+void cfx__conv_force_path(cfx__conv_path path);
 /* Direct-kernel calls (forward or data gradient) in this process: tests check the path taken. */
 long long cfx__conv_direct_runs(void);
 
@@ -59,14 +60,14 @@ long long cfx__conv_direct_runs(void);
 typedef struct cfx__conv_dnnl cfx__conv_dnnl;
 bool cfx__conv_dnnl_available(void);
 /* True when oneDNN runs its AVX-512 kernels here, whose blocked layout is nChw16c (the layout
- * the engine keeps between convolutions, cfx_op_def.blocked_ok). */
+ * the engine keeps between convolutions, cfx__op_def.blocked_ok). */
 bool cfx__conv_dnnl_blocks16(void);
 /* blocked_x / blocked_y: the op's x / y (and their gradients) are held in nChw16c, the layout
- * the engine plans between two convolutions (cfx_op_def.blocked_ok), instead of NCHW. */
-/* relu: the forward applies max(0, .) to y (a fused ReLU, cfx_op_args.relu). */
-cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                   bool blocked_y, bool relu);
+ * the engine plans between two convolutions (cfx__op_def.blocked_ok), instead of NCHW. */
+/* relu: the forward applies max(0, .) to y (a fused ReLU, cfx__op_args.relu). */
+cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, bool transposed, bool bias,
+                                   bool need_dx, bool need_dw, bool plain_dx, bool one_thread,
+                                   bool blocked_x, bool blocked_y, bool relu);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);

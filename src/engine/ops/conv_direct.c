@@ -425,7 +425,7 @@ typedef struct {
     int64_t Wu, Mu, ZS;
 } dgeo;
 
-static void derive(const conv_geom *g, dgeo *d) {
+static void derive(const cfx__conv_geom *g, dgeo *d) {
     d->Cg = g->Ci / g->G, d->Kg = g->Co / g->G, d->RS = g->R * g->S;
     d->HWi = g->Hi * g->Wi, d->HWo = g->Ho * g->Wo, d->nph = (int64_t)g->sh * g->sw;
     d->A = (g->R - 1) * g->dh / g->sh, d->B = (g->S - 1) * g->dw / g->sw;
@@ -447,7 +447,7 @@ static void derive(const conv_geom *g, dgeo *d) {
 
 /* Nothing to compute (a zero extent somewhere); conv_geometry never makes one, but it is cheap
  * to be total. */
-static bool empty(const conv_geom *g) {
+static bool empty(const cfx__conv_geom *g) {
     return g->N <= 0 || g->Ho <= 0 || g->Wo <= 0 || g->Hi <= 0 || g->Wi <= 0 || g->Co <= 0 ||
            g->Ci <= 0 || g->G <= 0 || g->R <= 0 || g->S <= 0;
 }
@@ -457,7 +457,7 @@ static int64_t tap_floats(int64_t n) {
     return round16(n * (int64_t)(sizeof(tapoff) / sizeof(float)));
 }
 
-size_t cfx__conv_direct_work(const conv_geom *g) {
+size_t cfx__conv_direct_work(const cfx__conv_geom *g) {
     if (empty(g)) return 0;
     dgeo d;
     derive(g, &d);
@@ -488,8 +488,8 @@ static int64_t count_of_phase(int64_t y0, int64_t i0, int64_t st, int64_t H, int
 /* Between an image plane (H x W, pads pt, pl) and its sh x sw phase planes (row pitch W2,
  * planes PS2 floats apart, rows i < nI and columns j < nJ), for phase row p: to_phase copies
  * the image in (phase planes zeroed before), else the phase planes are added into the image. */
-static void phase_rows(const conv_geom *g, const row_ops *ro, float *img, float *ph, int64_t W2,
-                       int64_t PS2, int64_t nI, int64_t nJ, bool to_phase) {
+static void phase_rows(const cfx__conv_geom *g, const row_ops *ro, float *img, float *ph,
+                       int64_t W2, int64_t PS2, int64_t nI, int64_t nJ, bool to_phase) {
     int64_t sh = g->sh, sw = g->sw, Wi = g->Wi;
     /* Image columns x < nx have phase column (x + pl) / sw < nJ. */
     int64_t nx = CFX_MIN(Wi, sw * nJ - g->pl);
@@ -528,7 +528,7 @@ static void phase_rows(const conv_geom *g, const row_ops *ro, float *img, float 
 
 /* ------------------------------------------------------------------ forward --- */
 
-void cfx__conv_direct_fwd(const conv_geom *g, const float *in, const float *w, const float *b,
+void cfx__conv_direct_fwd(const cfx__conv_geom *g, const float *in, const float *w, const float *b,
                           float *out, float *work) {
     if (g->N <= 0 || g->Co <= 0 || g->Ho <= 0 || g->Wo <= 0) return;
     if (empty(g)) {
@@ -594,7 +594,7 @@ static bool use_contract(const dgeo *d) {
  * into the padded dout planes, weight offset from w[0][c0]) for each output channel k and tap
  * of the phase. The taps of k = 0 are found with the quotients and remainders stepped along
  * (no divisions); the other k repeat them shifted. */
-static void gather_taps(const conv_geom *g, const dgeo *d, tapoff *tp) {
+static void gather_taps(const cfx__conv_geom *g, const dgeo *d, tapoff *tp) {
     int64_t CgRS = d->Cg * d->RS;
     for (int64_t p = 0; p < g->sh; p++)
         for (int64_t q = 0; q < g->sw; q++) {
@@ -618,7 +618,7 @@ static void gather_taps(const conv_geom *g, const dgeo *d, tapoff *tp) {
 
 /* The rows [*i0, *i1) and columns [*j0, *j1) of phase (p, q) that are inside din and that some
  * dout pixel reaches (i < Ho + A, j < Wo + B). False when there are none. */
-static bool phase_box(const conv_geom *g, const dgeo *d, int64_t p, int64_t q, int64_t *i0,
+static bool phase_box(const cfx__conv_geom *g, const dgeo *d, int64_t p, int64_t q, int64_t *i0,
                       int64_t *i1, int64_t *j0, int64_t *j1) {
     int64_t y0, x0;
     first_of_phase(p, g->pt, g->sh, &y0, i0);
@@ -628,8 +628,8 @@ static bool phase_box(const conv_geom *g, const dgeo *d, int64_t p, int64_t q, i
     return *i0 < *i1 && *j0 < *j1;
 }
 
-static void bwd_gather(const conv_geom *g, const dgeo *d, const isa_ops *isa, const float *dout,
-                       const float *w, float *din, float *base) {
+static void bwd_gather(const cfx__conv_geom *g, const dgeo *d, const isa_ops *isa,
+                       const float *dout, const float *w, float *din, float *base) {
     tapoff *tp = (tapoff *)base;
     float *D = base + tap_floats(d->Kg * d->RS + d->nph), *wide = D + d->Kg * d->DS;
     gather_taps(g, d, tp);
@@ -674,8 +674,8 @@ static void bwd_gather(const conv_geom *g, const dgeo *d, const isa_ops *isa, co
  * channel needs a load per multiply-add). The last partial vector of each dout plane goes
  * through a zero-padded copy, as the kernel reads whole vectors. Each U row then adds, row by
  * row, into its phase plane of the padded accumulator Z at offset ar*Wu + as. */
-static void bwd_contract(const conv_geom *g, const dgeo *d, const isa_ops *isa, const float *dout,
-                         const float *w, float *din, float *base) {
+static void bwd_contract(const cfx__conv_geom *g, const dgeo *d, const isa_ops *isa,
+                         const float *dout, const float *w, float *din, float *base) {
     tapoff *tp = (tapoff *)base, *tt = tp + d->Kg, *zt = tt + d->Kg;
     float *tail = base + tap_floats(2 * d->Kg + d->RS), *U = tail + 16 * d->Kg, *Z = U + 8 * d->Mu;
     int64_t CgRS = d->Cg * d->RS, full = d->HWo & ~(int64_t)15, rest = d->HWo - full;
@@ -717,8 +717,8 @@ static void bwd_contract(const conv_geom *g, const dgeo *d, const isa_ops *isa, 
         }
 }
 
-void cfx__conv_direct_bwd_data(const conv_geom *g, const float *dout, const float *w, float *din,
-                               float *work) {
+void cfx__conv_direct_bwd_data(const cfx__conv_geom *g, const float *dout, const float *w,
+                               float *din, float *work) {
     if (empty(g)) return;
     dgeo d;
     derive(g, &d);

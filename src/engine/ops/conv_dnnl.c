@@ -59,7 +59,7 @@ typedef struct {
 } dn_step;
 
 struct cfx__conv_dnnl {
-    conv_geom g;
+    cfx__conv_geom g;
     bool transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x, blocked_y, relu;
     int nthr;
     dnnl_stream_t stream;
@@ -224,7 +224,7 @@ static void release_all(cfx__conv_dnnl *d) {
 
 /* Builds every primitive the op needs (for the current thread count). */
 static bool build_steps(cfx__conv_dnnl *d) {
-    const conv_geom *g = &d->g;
+    const cfx__conv_geom *g = &d->g;
     /* The op's own x and y (for ConvTranspose, x is the conv "output" of the geometry). */
     dnnl_dims_t xd, yd, wd, bd, st = {g->sh, g->sw}, dl = {g->dh - 1, g->dw - 1};
     dnnl_dims_t pl = {g->pt, g->pl}, pr = {g->pb, g->pr};
@@ -296,7 +296,7 @@ static bool build_steps(cfx__conv_dnnl *d) {
                        &bwd, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
                        dnnl_success;
     }
-    /* A fused ReLU (cfx_op_args.relu) is an eltwise post-op of the forward primitive. */
+    /* A fused ReLU (cfx__op_args.relu) is an eltwise post-op of the forward primitive. */
     dnnl_primitive_attr_t fattr = NULL;
     dnnl_post_ops_t relu = NULL;
     if (ok && d->relu)
@@ -355,13 +355,13 @@ static bool split_batch(const cfx__conv_dnnl *d, int nthr) {
     return split_enabled && !d->one_thread && nthr > 1 && d->g.N >= 2 * (int64_t)nthr;
 }
 
-static cfx__conv_dnnl *conv_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
+static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, bool transposed, bool bias, bool need_dx,
                                 bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
                                 bool blocked_y, bool relu);
 
 /* Floats of one image of x (or of y): what a slice of the batch is offset by. */
 static int64_t image_floats(const cfx__conv_dnnl *d, bool x) {
-    const conv_geom *g = &d->g;
+    const cfx__conv_geom *g = &d->g;
     bool in = x != d->transposed; /* the geometry's input side */
     int64_t c = in ? g->Ci : g->Co, hw = in ? g->Hi * g->Wi : g->Ho * g->Wo;
     if (x ? d->blocked_x : d->blocked_y) c = (c + 15) / 16 * 16;
@@ -370,7 +370,7 @@ static int64_t image_floats(const cfx__conv_dnnl *d, bool x) {
 
 /* Floats of the weights (and their gradient) and of the bias. */
 static int64_t weight_floats(const cfx__conv_dnnl *d) {
-    const conv_geom *g = &d->g;
+    const cfx__conv_geom *g = &d->g;
     return g->Co * (g->Ci / g->G) * g->R * g->S;
 }
 
@@ -379,7 +379,7 @@ static int64_t bias_floats(const cfx__conv_dnnl *d) {
 }
 
 static bool build_parts(cfx__conv_dnnl *d, int nthr) {
-    const conv_geom *g = &d->g;
+    const cfx__conv_geom *g = &d->g;
     int64_t wn = weight_floats(d), bn = bias_floats(d);
     d->parts = cfx_calloc((size_t)nthr, sizeof *d->parts);
     d->first = cfx_calloc((size_t)nthr + 1, sizeof *d->first);
@@ -392,7 +392,7 @@ static bool build_parts(cfx__conv_dnnl *d, int nthr) {
     }
     for (int p = 0; p <= nthr; p++) d->first[p] = g->N * p / nthr;
     for (int p = 0; p < nthr; p++) {
-        conv_geom gp = *g;
+        cfx__conv_geom gp = *g;
         gp.N = d->first[p + 1] - d->first[p];
         d->parts[p] = conv_new(&gp, d->transposed, d->bias, d->need_dx, d->need_dw, d->plain_dx,
                                true, d->blocked_x, d->blocked_y, d->relu);
@@ -413,15 +413,15 @@ static bool build(cfx__conv_dnnl *d) {
     return ok;
 }
 
-cfx__conv_dnnl *cfx__conv_dnnl_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                   bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                   bool blocked_y, bool relu) {
+cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, bool transposed, bool bias,
+                                   bool need_dx, bool need_dw, bool plain_dx, bool one_thread,
+                                   bool blocked_x, bool blocked_y, bool relu) {
     if (!cfx__conv_dnnl_available()) return NULL;
     return conv_new(g, transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x,
                     blocked_y, relu);
 }
 
-static cfx__conv_dnnl *conv_new(const conv_geom *g, bool transposed, bool bias, bool need_dx,
+static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, bool transposed, bool bias, bool need_dx,
                                 bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
                                 bool blocked_y, bool relu) {
     cfx__conv_dnnl *d = cfx_calloc(1, sizeof *d);

@@ -31,7 +31,7 @@ static void strides_for(const cfx_tensor *t, int ndim, int64_t *st) {
     }
 }
 
-static cfx_status bcast_shape(const cfx_tensor *a, const cfx_tensor *b, cfx_op_shape *s) {
+static cfx_status bcast_shape(const cfx_tensor *a, const cfx_tensor *b, cfx__op_shape *s) {
     int nd = CFX_MAX(a->ndim, b->ndim);
     s->ndim = nd;
     for (int i = 0; i < nd; i++) {
@@ -69,12 +69,12 @@ static void bcast_init(bcast *bc, const cfx_tensor *a, const cfx_tensor *b, cons
         }                                                                                          \
     } while (0)
 
-static cfx_status binary_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status binary_infer(const cfx__op_args *a, cfx__op_shape *s) {
     if (!a->in[0] || !a->in[1]) return cfx_set_error(CFX_EINVAL, "needs two inputs");
     return bcast_shape(a->in[0], a->in[1], s);
 }
 
-static bool same_shape(const cfx_op_args *a) {
+static bool same_shape(const cfx__op_args *a) {
     return cfx_tensor_same_shape(a->in[0], a->out) && cfx_tensor_same_shape(a->in[1], a->out);
 }
 
@@ -110,7 +110,7 @@ static bool same_shape(const cfx_op_args *a) {
             D[i] += (gx) + (gy);                                                                   \
         }                                                                                          \
     }                                                                                              \
-    static void fname##_forward(const cfx_op_args *a) {                                            \
+    static void fname##_forward(const cfx__op_args *a) {                                           \
         const float *A = a->in[0]->data, *B = a->in[1]->data;                                      \
         float *Y = a->out->data;                                                                   \
         int64_t n = a->out->numel;                                                                 \
@@ -125,7 +125,7 @@ static bool same_shape(const cfx_op_args *a) {
             Y[i] = (value);                                                                        \
         });                                                                                        \
     }                                                                                              \
-    static void fname##_backward(const cfx_op_args *a) {                                           \
+    static void fname##_backward(const cfx__op_args *a) {                                          \
         const float *A = a->in[0]->data, *B = a->in[1]->data, *G = a->dout;                        \
         float *DA = a->din[0], *DB = a->din[1];                                                    \
         int64_t n = a->out->numel;                                                                 \
@@ -145,7 +145,7 @@ static bool same_shape(const cfx_op_args *a) {
             if (DB) DB[ib] += (gy);                                                                \
         });                                                                                        \
     }                                                                                              \
-    static const cfx_op_def fname##_def = {                                                        \
+    static const cfx__op_def fname##_def = {                                                       \
         opname, 0, binary_infer, NULL, NULL, fname##_forward, fname##_backward};                   \
     int cfx_op_##fname(cfx_graph *gr, int a, int b) {                                              \
         return cfx__graph_add(gr, &fname##_def, (int[]){a, b}, 2, NULL);                           \
@@ -164,7 +164,7 @@ BINARY_OP(pow, "Pow", powf(x, y), g *y *powf(x, y - 1.0f), g *pow_dy(x, y))
 
 /* ------------------------------------------------------------------------ unary --- */
 
-static cfx_status unary_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status unary_infer(const cfx__op_args *a, cfx__op_shape *s) {
     if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
     cfx__shape_copy(s, a->in[0]);
     return CFX_OK;
@@ -181,8 +181,8 @@ static float normal_cdf(float x) {
 #define UNARY_BWD_RANGE(name, deriv, op)                                                           \
     CFX_CLONES static void name(const float *restrict X, const float *restrict Yv,                 \
                                 const float *restrict G, float *restrict D,                        \
-                                const cfx_unary_attr *attr, int64_t lo, int64_t hi) {              \
-        const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
+                                const cfx__unary_attr *attr, int64_t lo, int64_t hi) {             \
+        const cfx__unary_attr at_ = *attr, *at = &at_;                                             \
         (void)at;                                                                                  \
         for (int64_t i = lo; i < hi; i++) {                                                        \
             float x = X[i], y = Yv[i];                                                             \
@@ -193,12 +193,13 @@ static float normal_cdf(float x) {
 
 /* Defines a unary op from the value f(x) and its derivative in terms of x, y = f(x) and the
  * attributes (at, a copy local to the loop so that stores through Y or D cannot alias it);
- * extra: more cfx_op_def fields, or nothing (UNARY_OP). */
+ * extra: more cfx__op_def fields, or nothing (UNARY_OP). */
 #define UNARY_OP(fname, opname, value, deriv) UNARY_OP_DEF(fname, opname, value, deriv, )
 #define UNARY_OP_DEF(fname, opname, value, deriv, extra)                                           \
     CFX_CLONES static void fname##_fwd_range(const float *restrict X, float *restrict Y,           \
-                                             const cfx_unary_attr *attr, int64_t lo, int64_t hi) { \
-        const cfx_unary_attr at_ = *attr, *at = &at_;                                              \
+                                             const cfx__unary_attr *attr, int64_t lo,              \
+                                             int64_t hi) {                                         \
+        const cfx__unary_attr at_ = *attr, *at = &at_;                                             \
         (void)at;                                                                                  \
         for (int64_t i = lo; i < hi; i++) {                                                        \
             float x = X[i];                                                                        \
@@ -207,11 +208,11 @@ static float normal_cdf(float x) {
     }                                                                                              \
     UNARY_BWD_RANGE(fname##_bwd_add, deriv, +=)                                                    \
     UNARY_BWD_RANGE(fname##_bwd_set, deriv, =)                                                     \
-    static void fname##_forward(const cfx_op_args *a) {                                            \
+    static void fname##_forward(const cfx__op_args *a) {                                           \
         PARALLEL_RANGE(a->out->numel,                                                              \
                        fname##_fwd_range(a->in[0]->data, a->out->data, a->attr, lo, hi));          \
     }                                                                                              \
-    static void fname##_backward(const cfx_op_args *a) {                                           \
+    static void fname##_backward(const cfx__op_args *a) {                                          \
         if (a->din_fresh[0])                                                                       \
             PARALLEL_RANGE(a->out->numel, fname##_bwd_set(a->in[0]->data, a->out->data, a->dout,   \
                                                           a->din[0], a->attr, lo, hi));            \
@@ -219,12 +220,19 @@ static float normal_cdf(float x) {
             PARALLEL_RANGE(a->out->numel, fname##_bwd_add(a->in[0]->data, a->out->data, a->dout,   \
                                                           a->din[0], a->attr, lo, hi));            \
     }                                                                                              \
-    static const cfx_op_def fname##_def = {                                                        \
-        opname,           sizeof(cfx_unary_attr), unary_infer,        NULL, NULL, fname##_forward, \
-        fname##_backward, .assigns_grads = true,  .any_layout = true, extra};
+    static const cfx__op_def fname##_def = {opname,                                                \
+                                            sizeof(cfx__unary_attr),                               \
+                                            unary_infer,                                           \
+                                            NULL,                                                  \
+                                            NULL,                                                  \
+                                            fname##_forward,                                       \
+                                            fname##_backward,                                      \
+                                            .assigns_grads = true,                                 \
+                                            .any_layout = true,                                    \
+                                            extra};
 
 /* ReLU's derivative is read off its output (y > 0 exactly where x > 0, NaN included): a ReLU
- * fused into the op before it (cfx_op_def.is_relu) never sees its input. */
+ * fused into the op before it (cfx__op_def.is_relu) never sees its input. */
 UNARY_OP_DEF(relu, "Relu", x > 0 ? x : 0.0f, y > 0 ? 1.0f : 0.0f, .is_relu = true)
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)
 UNARY_OP(sigmoid, "Sigmoid", 1.0f / (1.0f + expf(-x)), y *(1.0f - y))
@@ -241,50 +249,50 @@ UNARY_OP(erf, "Erf", erff(x), 1.1283791670955126f * expf(-x * x))
 UNARY_OP(normal_cdf, "NormalCdf", normal_cdf(x), 0.3989422804014327f * expf(-0.5f * x * x))
 UNARY_OP(affine, "Affine", at->scale *x + at->shift, at->scale)
 
-static int unary(cfx_graph *g, const cfx_op_def *def, int x, cfx_unary_attr at) {
+static int unary(cfx_graph *g, const cfx__op_def *def, int x, cfx__unary_attr at) {
     return cfx__graph_add(g, def, &x, 1, &at);
 }
 
 int cfx_op_relu(cfx_graph *g, int x) {
-    return unary(g, &relu_def, x, (cfx_unary_attr){0});
+    return unary(g, &relu_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_leaky_relu(cfx_graph *g, int x, float alpha) {
-    return unary(g, &leaky_relu_def, x, (cfx_unary_attr){.alpha = alpha});
+    return unary(g, &leaky_relu_def, x, (cfx__unary_attr){.alpha = alpha});
 }
 int cfx_op_sigmoid(cfx_graph *g, int x) {
-    return unary(g, &sigmoid_def, x, (cfx_unary_attr){0});
+    return unary(g, &sigmoid_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_tanh(cfx_graph *g, int x) {
-    return unary(g, &tanh_def, x, (cfx_unary_attr){0});
+    return unary(g, &tanh_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_clip(cfx_graph *g, int x, float lo, float hi) {
     if (!(lo <= hi)) return cfx__graph_fail(g, "Clip", "min %g is above max %g", lo, hi);
-    return unary(g, &clip_def, x, (cfx_unary_attr){.lo = lo, .hi = hi});
+    return unary(g, &clip_def, x, (cfx__unary_attr){.lo = lo, .hi = hi});
 }
 int cfx_op_exp(cfx_graph *g, int x) {
-    return unary(g, &exp_def, x, (cfx_unary_attr){0});
+    return unary(g, &exp_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_log(cfx_graph *g, int x) {
-    return unary(g, &log_def, x, (cfx_unary_attr){0});
+    return unary(g, &log_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_sqrt(cfx_graph *g, int x) {
-    return unary(g, &sqrt_def, x, (cfx_unary_attr){0});
+    return unary(g, &sqrt_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_pow_scalar(cfx_graph *g, int x, float p) {
-    return unary(g, &pow_scalar_def, x, (cfx_unary_attr){.p = p});
+    return unary(g, &pow_scalar_def, x, (cfx__unary_attr){.p = p});
 }
 int cfx_op_abs(cfx_graph *g, int x) {
-    return unary(g, &abs_def, x, (cfx_unary_attr){0});
+    return unary(g, &abs_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_neg(cfx_graph *g, int x) {
-    return unary(g, &neg_def, x, (cfx_unary_attr){0});
+    return unary(g, &neg_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_erf(cfx_graph *g, int x) {
-    return unary(g, &erf_def, x, (cfx_unary_attr){0});
+    return unary(g, &erf_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_normal_cdf(cfx_graph *g, int x) {
-    return unary(g, &normal_cdf_def, x, (cfx_unary_attr){0});
+    return unary(g, &normal_cdf_def, x, (cfx__unary_attr){0});
 }
 int cfx_op_affine(cfx_graph *g, int x, float scale, float shift) {
-    return unary(g, &affine_def, x, (cfx_unary_attr){.scale = scale, .shift = shift});
+    return unary(g, &affine_def, x, (cfx__unary_attr){.scale = scale, .shift = shift});
 }

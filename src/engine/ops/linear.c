@@ -10,8 +10,8 @@
 
 /* ------------------------------------------------------------------------- gemm --- */
 
-static cfx_status gemm_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const gemm_attr *at = a->attr;
+static cfx_status gemm_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__gemm_attr *at = a->attr;
     const cfx_tensor *A = a->in[0], *B = a->in[1], *C = a->in[2];
     char x[96], y[96];
     if (!A || !B) return cfx_set_error(CFX_EINVAL, "needs inputs A and B");
@@ -57,8 +57,8 @@ static void gemm_c_strides(const cfx_tensor *C, int64_t *sm, int64_t *sn) {
 }
 
 // A (M,K) or (K,M), B (K,N) or (N,K), C broadcast to (M,N) or absent -> Y (M,N)
-static void gemm_forward(const cfx_op_args *a) {
-    const gemm_attr *at = a->attr;
+static void gemm_forward(const cfx__op_args *a) {
+    const cfx__gemm_attr *at = a->attr;
     const cfx_tensor *A = a->in[0], *B = a->in[1], *C = a->in[2];
     int64_t m = a->out->shape[0], n = a->out->shape[1];
     int64_t k = at->trans_a ? A->shape[0] : A->shape[1];
@@ -81,8 +81,8 @@ static void gemm_forward(const cfx_op_args *a) {
     }
 }
 
-static void gemm_backward(const cfx_op_args *a) {
-    const gemm_attr *at = a->attr;
+static void gemm_backward(const cfx__op_args *a) {
+    const cfx__gemm_attr *at = a->attr;
     const cfx_tensor *A = a->in[0], *B = a->in[1], *C = a->in[2];
     int64_t m = a->out->shape[0], n = a->out->shape[1];
     int64_t k = at->trans_a ? A->shape[0] : A->shape[1];
@@ -110,11 +110,12 @@ static void gemm_backward(const cfx_op_args *a) {
     }
 }
 
-static const cfx_op_def gemm_def = {"Gemm", sizeof(gemm_attr), gemm_infer,    NULL,
-                                    NULL,   gemm_forward,      gemm_backward, .fuses_relu = true};
+static const cfx__op_def gemm_def = {
+    "Gemm", sizeof(cfx__gemm_attr), gemm_infer,    NULL,
+    NULL,   gemm_forward,           gemm_backward, .fuses_relu = true};
 
 int cfx_op_gemm(cfx_graph *g, int a, int b, int c, const cfx_gemm_attr *attr) {
-    gemm_attr at = {0, 0, 1.0f, 1.0f};
+    cfx__gemm_attr at = {0, 0, 1.0f, 1.0f};
     if (attr) {
         at.trans_a = attr->trans_a != 0;
         at.trans_b = attr->trans_b != 0;
@@ -126,7 +127,7 @@ int cfx_op_gemm(cfx_graph *g, int a, int b, int c, const cfx_gemm_attr *attr) {
 
 /* ----------------------------------------------------------------------- linear --- */
 
-static cfx_status linear_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status linear_infer(const cfx__op_args *a, cfx__op_shape *s) {
     const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->in[2];
     char p[96], q[96];
     if (!x || !w) return cfx_set_error(CFX_EINVAL, "needs inputs x and w");
@@ -145,7 +146,7 @@ static cfx_status linear_infer(const cfx_op_args *a, cfx_op_shape *s) {
 }
 
 // x (N,in), w (out,in), b (out) -> y (N,out) = x w^T + b
-static void linear_forward(const cfx_op_args *a) {
+static void linear_forward(const cfx__op_args *a) {
     const cfx_tensor *x = a->in[0], *w = a->in[1], *b = a->in[2];
     int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
     float *Y = a->out->data;
@@ -155,7 +156,7 @@ static void linear_forward(const cfx_op_args *a) {
                        a->relu);
 }
 
-static void linear_backward(const cfx_op_args *a) {
+static void linear_backward(const cfx__op_args *a) {
     const cfx_tensor *x = a->in[0], *w = a->in[1];
     int64_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
     const float *G = a->dout;
@@ -174,15 +175,15 @@ static void linear_backward(const cfx_op_args *a) {
     }
 }
 
-static const cfx_op_def linear_def = {"Linear",
-                                      0,
-                                      linear_infer,
-                                      NULL,
-                                      NULL,
-                                      linear_forward,
-                                      linear_backward,
-                                      .assigns_grads = true,
-                                      .fuses_relu = true};
+static const cfx__op_def linear_def = {"Linear",
+                                       0,
+                                       linear_infer,
+                                       NULL,
+                                       NULL,
+                                       linear_forward,
+                                       linear_backward,
+                                       .assigns_grads = true,
+                                       .fuses_relu = true};
 
 int cfx_op_linear(cfx_graph *g, int x, int w, int b) {
     return cfx__graph_add(g, &linear_def, (int[]){x, w, b}, 3, NULL);
@@ -201,7 +202,7 @@ typedef struct {
     int64_t batches;
 } mm_plan;
 
-static cfx_status mm_make(const cfx_tensor *A, const cfx_tensor *B, mm_plan *p, cfx_op_shape *s) {
+static cfx_status mm_make(const cfx_tensor *A, const cfx_tensor *B, mm_plan *p, cfx__op_shape *s) {
     char x[96], y[96];
     if (A->ndim < 1 || B->ndim < 1)
         return cfx_set_error(CFX_ESHAPE, "operands %s and %s must have at least one dimension",
@@ -252,14 +253,14 @@ static void mm_offsets(const mm_plan *p, int64_t t, int64_t *oa, int64_t *ob) {
     }
 }
 
-static cfx_status matmul_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status matmul_infer(const cfx__op_args *a, cfx__op_shape *s) {
     if (!a->in[0] || !a->in[1]) return cfx_set_error(CFX_EINVAL, "needs two inputs");
     mm_plan p;
     return mm_make(a->in[0], a->in[1], &p, s);
 }
 
 // a (...,M,K), b (...,K,N) -> y (broadcast ...,M,N)
-static void matmul_forward(const cfx_op_args *a) {
+static void matmul_forward(const cfx__op_args *a) {
     mm_plan p;
     mm_make(a->in[0], a->in[1], &p, NULL);
     const float *A = a->in[0]->data, *B = a->in[1]->data;
@@ -271,7 +272,7 @@ static void matmul_forward(const cfx_op_args *a) {
     }
 }
 
-static void matmul_backward(const cfx_op_args *a) {
+static void matmul_backward(const cfx__op_args *a) {
     mm_plan p;
     mm_make(a->in[0], a->in[1], &p, NULL);
     const float *A = a->in[0]->data, *B = a->in[1]->data;
@@ -288,8 +289,8 @@ static void matmul_backward(const cfx_op_args *a) {
     }
 }
 
-static const cfx_op_def matmul_def = {"MatMul",       0, matmul_infer, NULL, NULL, matmul_forward,
-                                      matmul_backward};
+static const cfx__op_def matmul_def = {"MatMul",       0, matmul_infer, NULL, NULL, matmul_forward,
+                                       matmul_backward};
 
 int cfx_op_matmul(cfx_graph *g, int a, int b) {
     return cfx__graph_add(g, &matmul_def, (int[]){a, b}, 2, NULL);

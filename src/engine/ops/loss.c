@@ -31,7 +31,7 @@ typedef struct {
     float eps;
 } cos_attr;
 
-static cfx_status cos_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status cos_infer(const cfx__op_args *a, cfx__op_shape *s) {
     const cos_attr *at = a->attr;
     const cfx_tensor *x = a->in[0], *y = a->in[1];
     char b[96], c[96];
@@ -50,7 +50,7 @@ static cfx_status cos_infer(const cfx_op_args *a, cfx_op_shape *s) {
 }
 
 /* The (outer, L, inner) view around the axis. */
-static void cos_dims(const cfx_op_args *a, int64_t *outer, int64_t *len, int64_t *inner) {
+static void cos_dims(const cfx__op_args *a, int64_t *outer, int64_t *len, int64_t *inner) {
     const cos_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     int ax = at->axis < 0 ? at->axis + x->ndim : at->axis;
@@ -84,7 +84,7 @@ static void cos_forward_rows(const float *restrict X, const float *restrict Y, f
 }
 
 // a, b (outer, L, inner) -> y (outer, inner)
-static void cos_forward(const cfx_op_args *a) {
+static void cos_forward(const cfx__op_args *a) {
     const cos_attr *at = a->attr;
     int64_t outer, len, inner;
     cos_dims(a, &outer, &len, &inner);
@@ -117,7 +117,7 @@ static void cos_backward_rows(const float *restrict X, const float *restrict Y,
 
 /* d cos / da = b / (ca cb) - cos a / (|a| ca) where ca = max(|a|, eps), the second term only
  * when |a| > eps; symmetric for b. */
-static void cos_backward(const cfx_op_args *a) {
+static void cos_backward(const cfx__op_args *a) {
     const cos_attr *at = a->attr;
     int64_t outer, len, inner;
     cos_dims(a, &outer, &len, &inner);
@@ -127,8 +127,8 @@ static void cos_backward(const cfx_op_args *a) {
                                          a->din[1], len, inner, at->eps, lo, hi));
 }
 
-static const cfx_op_def cos_def = {"CosineSimilarity", sizeof(cos_attr), cos_infer, NULL, NULL,
-                                   cos_forward,        cos_backward};
+static const cfx__op_def cos_def = {"CosineSimilarity", sizeof(cos_attr), cos_infer, NULL, NULL,
+                                    cos_forward,        cos_backward};
 
 int cfx_op_cosine_similarity(cfx_graph *g, int a, int b, int axis, float eps) {
     if (!(eps >= 0)) return cfx__graph_fail(g, "CosineSimilarity", "eps must be >= 0, not %g", eps);
@@ -143,7 +143,7 @@ typedef struct {
     cfx_reduction reduction;
 } loss_attr;
 
-static cfx_status reduction_shape(cfx_reduction r, int64_t n, cfx_op_shape *s) {
+static cfx_status reduction_shape(cfx_reduction r, int64_t n, cfx__op_shape *s) {
     if (r == CFX_REDUCTION_NONE) {
         s->ndim = 1;
         s->shape[0] = n;
@@ -176,7 +176,7 @@ static bool valid_reduction(cfx_reduction r) {
 
 /* ------------------------------------------------------------ pairwise losses --- */
 
-static cfx_status loss_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status loss_infer(const cfx__op_args *a, cfx__op_shape *s) {
     const loss_attr *at = a->attr;
     const cfx_tensor *x = a->in[0], *y = a->in[1];
     char b[96], c[96];
@@ -203,7 +203,7 @@ static void loss_forward_samples(const float *restrict X, const float *restrict 
 }
 
 // a, b (N, D...) -> per-sample l (N) -> y (N) or ()
-static void loss_forward(const cfx_op_args *a) {
+static void loss_forward(const cfx__op_args *a) {
     const loss_attr *at = a->attr;
     int64_t n = a->in[0]->shape[0], d = a->in[0]->numel / n;
     float *l = a->state;
@@ -237,7 +237,7 @@ static void loss_backward_samples(const float *restrict X, const float *restrict
 }
 
 /* dL1/da = sign(a-b)/D, dMSE/da = 2 (a-b)/D, dL2/da = (a-b)/L2 (0 where L2 = 0); b gets minus. */
-static void loss_backward(const cfx_op_args *a) {
+static void loss_backward(const cfx__op_args *a) {
     const loss_attr *at = a->attr;
     int64_t n = a->in[0]->shape[0], d = a->in[0]->numel / n;
     CFX_PARALLEL_RANGE(n, n * d > 32768,
@@ -246,8 +246,8 @@ static void loss_backward(const cfx_op_args *a) {
                                              lo, hi));
 }
 
-static const cfx_op_def loss_def = {"Loss", sizeof(loss_attr), loss_infer,   NULL,
-                                    NULL,   loss_forward,      loss_backward};
+static const cfx__op_def loss_def = {"Loss", sizeof(loss_attr), loss_infer,   NULL,
+                                     NULL,   loss_forward,      loss_backward};
 
 int cfx_op_loss(cfx_graph *g, int a, int b, cfx_loss_kind kind, cfx_reduction reduction) {
     if (kind != CFX_LOSS_L1 && kind != CFX_LOSS_MSE && kind != CFX_LOSS_L2)
@@ -260,7 +260,7 @@ int cfx_op_loss(cfx_graph *g, int a, int b, cfx_loss_kind kind, cfx_reduction re
 
 /* -------------------------------------------------------------- cross-entropy --- */
 
-static cfx_status ce_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status ce_infer(const cfx__op_args *a, cfx__op_shape *s) {
     const loss_attr *at = a->attr;
     const cfx_tensor *z = a->in[0], *t = a->in[1];
     char b[96], c[96];
@@ -310,7 +310,7 @@ static void ce_forward_rows(const float *restrict Z, const float *restrict T, fl
 }
 
 // logits (N,C), targets (N) or (N,C) -> y (N) or ()
-static void ce_forward(const cfx_op_args *a) {
+static void ce_forward(const cfx__op_args *a) {
     const loss_attr *at = a->attr;
     const cfx_tensor *zt = a->in[0], *tt = a->in[1];
     int64_t n = zt->shape[0], c = zt->shape[1];
@@ -351,7 +351,7 @@ static void ce_backward_rows(const float *restrict Z, const float *restrict T,
 
 /* Hard: dz = g (softmax(z) - onehot(t)). Soft: dz = g (softmax(z) sum(t) - t) and
  * dt = -g log_softmax(z). Hard targets get no gradient (indices are piecewise constant). */
-static void ce_backward(const cfx_op_args *a) {
+static void ce_backward(const cfx__op_args *a) {
     const loss_attr *at = a->attr;
     const cfx_tensor *zt = a->in[0], *tt = a->in[1];
     int64_t n = zt->shape[0], c = zt->shape[1];
@@ -363,8 +363,8 @@ static void ce_backward(const cfx_op_args *a) {
                                         at->reduction, n, c, lo, hi));
 }
 
-static const cfx_op_def ce_def = {"CrossEntropy", sizeof(loss_attr), ce_infer,   NULL,
-                                  NULL,           ce_forward,        ce_backward};
+static const cfx__op_def ce_def = {"CrossEntropy", sizeof(loss_attr), ce_infer,   NULL,
+                                   NULL,           ce_forward,        ce_backward};
 
 int cfx_op_cross_entropy(cfx_graph *g, int logits, int target, cfx_reduction reduction) {
     if (!valid_reduction(reduction))

@@ -21,7 +21,7 @@
 
 /* ------------------------------------------------------------------- batch norm --- */
 
-static cfx_status bn_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status bn_infer(const cfx__op_args *a, cfx__op_shape *s) {
     const cfx_tensor *x = a->in[0];
     char b[96], c[96];
     for (int i = 0; i < 5; i++)
@@ -55,9 +55,9 @@ static void bn_dims(const cfx_tensor *x, int64_t *n, int64_t *c, int64_t *sp) {
  * inputs. */
 static void bn_forward_channels(const float *X, const float *gam, const float *bet, float *rmean,
                                 float *rvar, float *restrict Y, float *restrict mean,
-                                float *restrict invstd, const bn_attr *attr, bool training,
+                                float *restrict invstd, const cfx__bn_attr *attr, bool training,
                                 int64_t n, int64_t c, int64_t sp, int64_t lo, int64_t hi) {
-    const bn_attr at = *attr;
+    const cfx__bn_attr at = *attr;
     double m = (double)(n * sp);
     for (int64_t ch = lo; ch < hi; ch++) {
         if (training) {
@@ -90,7 +90,7 @@ static void bn_forward_channels(const float *X, const float *gam, const float *b
 }
 
 // x (N,C,...), scale/bias/mean/var (C) -> y (N,C,...); state: mean (C), invstd (C), mode
-static void bn_forward(const cfx_op_args *a) {
+static void bn_forward(const cfx__op_args *a) {
     float *mean = a->state, *invstd = mean + a->in[1]->numel;
     int64_t n, c, sp;
     bn_dims(a->in[0], &n, &c, &sp);
@@ -135,7 +135,7 @@ static void bn_backward_channels(const float *restrict X, const float *restrict 
     }
 }
 
-static void bn_backward(const cfx_op_args *a) {
+static void bn_backward(const cfx__op_args *a) {
     const float *mean = a->state, *invstd = mean + a->in[1]->numel;
     int64_t n, c, sp;
     bn_dims(a->in[0], &n, &c, &sp);
@@ -150,23 +150,23 @@ static void bn_backward(const cfx_op_args *a) {
 }
 
 /* Training normalises with the batch's statistics; inference needs no lanes. */
-static bool bn_couples_batch(const cfx_op_args *a) {
+static bool bn_couples_batch(const cfx__op_args *a) {
     (void)a;
     return true;
 }
 
-static const cfx_op_def bn_def = {"BatchNormalization",
-                                  sizeof(bn_attr),
-                                  bn_infer,
-                                  NULL,
-                                  NULL,
-                                  bn_forward,
-                                  bn_backward,
-                                  .couples_batch = bn_couples_batch};
+static const cfx__op_def bn_def = {"BatchNormalization",
+                                   sizeof(cfx__bn_attr),
+                                   bn_infer,
+                                   NULL,
+                                   NULL,
+                                   bn_forward,
+                                   bn_backward,
+                                   .couples_batch = bn_couples_batch};
 
 int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int var,
                       const cfx_batch_norm_attr *attr) {
-    bn_attr at = {1e-5f, 0.1f};
+    cfx__bn_attr at = {1e-5f, 0.1f};
     if (attr) {
         if (attr->eps != 0) at.eps = attr->eps;
         if (attr->momentum != 0) at.momentum = attr->momentum;
@@ -184,7 +184,7 @@ int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int va
 /* State: a flag (was the last forward in training mode) padded to 64 bytes, then the mask. */
 #define DROPOUT_HEAD 64
 
-static cfx_status dropout_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status dropout_infer(const cfx__op_args *a, cfx__op_shape *s) {
     if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
     cfx__shape_copy(s, a->in[0]);
     s->state_bytes = DROPOUT_HEAD + (size_t)a->in[0]->numel * sizeof(float);
@@ -192,8 +192,8 @@ static cfx_status dropout_infer(const cfx_op_args *a, cfx_op_shape *s) {
 }
 
 // x (any) -> y (same); state: mode flag, mask (0 or 1/(1-p) per element)
-static void dropout_forward(const cfx_op_args *a) {
-    const dropout_attr *at = a->attr;
+static void dropout_forward(const cfx__op_args *a) {
+    const cfx__dropout_attr *at = a->attr;
     int *trained = a->state;
     float *mask = (float *)((char *)a->state + DROPOUT_HEAD);
     const float *X = a->in[0]->data;
@@ -212,7 +212,7 @@ static void dropout_forward(const cfx_op_args *a) {
     }
 }
 
-static void dropout_backward(const cfx_op_args *a) {
+static void dropout_backward(const cfx__op_args *a) {
     const int *trained = a->state;
     const float *mask = (const float *)((const char *)a->state + DROPOUT_HEAD);
     const float *G = a->dout;
@@ -224,12 +224,12 @@ static void dropout_backward(const cfx_op_args *a) {
         for (int64_t i = 0; i < n; i++) DX[i] += G[i];
 }
 
-static const cfx_op_def dropout_def = {"Dropout", sizeof(dropout_attr), dropout_infer,   NULL,
-                                       NULL,      dropout_forward,      dropout_backward};
+static const cfx__op_def dropout_def = {"Dropout", sizeof(cfx__dropout_attr), dropout_infer,   NULL,
+                                        NULL,      dropout_forward,           dropout_backward};
 
 int cfx_op_dropout(cfx_graph *g, int x, float p) {
     if (!(p >= 0 && p <= 1))
         return cfx__graph_fail(g, "Dropout", "probability must be in [0, 1], not %g", p);
-    dropout_attr at = {p};
+    cfx__dropout_attr at = {p};
     return cfx__graph_add(g, &dropout_def, &x, 1, &at);
 }

@@ -7,15 +7,15 @@
 
 /* Unary ops of src/elementwise.c: LeakyRelu uses alpha, Clip lo/hi, Pow (scalar) p,
  * Affine scale/shift. */
-typedef struct cfx_unary_attr {
+typedef struct cfx__unary_attr {
     float alpha, lo, hi, p, scale, shift;
-} cfx_unary_attr;
+} cfx__unary_attr;
 
 /* Gemm (src/linear.c). */
 typedef struct {
     int trans_a, trans_b;
     float alpha, beta;
-} gemm_attr;
+} cfx__gemm_attr;
 
 /* ReduceSum/Mean/Max, and the axis of ArgMax, Softmax and LogSoftmax (src/reduce.c). */
 typedef struct {
@@ -23,46 +23,46 @@ typedef struct {
     int axes[CFX_MAX_DIMS];
     int naxes;
     int keepdims;
-} reduce_attr;
+} cfx__reduce_attr;
 typedef struct {
     int axis;
     int keepdims;
-} axis_attr;
+} cfx__axis_attr;
 
 /* BatchNormalization (PyTorch's momentum) and Dropout (src/norm.c). */
 typedef struct {
     float eps, momentum;
-} bn_attr;
+} cfx__bn_attr;
 typedef struct {
     float p;
-} dropout_attr;
+} cfx__dropout_attr;
 
 /* Shape ops (src/shape.c): Flatten, Reshape (0 copies, -1 infers), Transpose, Concat, Slice,
  * Pad (pads: begins then ends). */
 typedef struct {
     int axis;
-} flatten_attr;
+} cfx__flatten_attr;
 typedef struct {
     int ndim;
     int64_t shape[CFX_MAX_DIMS];
-} reshape_attr;
+} cfx__reshape_attr;
 typedef struct {
     int ndim;
     int perm[CFX_MAX_DIMS];
-} perm_attr;
+} cfx__perm_attr;
 typedef struct {
     int axis;
-} concat_attr;
+} cfx__concat_attr;
 typedef struct {
     int naxes;
     int axes[CFX_MAX_DIMS];
     int64_t starts[CFX_MAX_DIMS], ends[CFX_MAX_DIMS], steps[CFX_MAX_DIMS];
-} slice_attr;
+} cfx__slice_attr;
 typedef struct {
     int ndim;
     int64_t pads[2 * CFX_MAX_DIMS];
     cfx_pad_mode mode;
     float value;
-} pad_attr;
+} cfx__pad_attr;
 
 #endif

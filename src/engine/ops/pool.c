@@ -37,7 +37,7 @@ static cfx_status out_len(const char *axis, int64_t in, int k, int s, int p0, in
     return CFX_OK;
 }
 
-static cfx_status pool_geometry(const cfx_op_args *a, bool is_max, pool_geom *g) {
+static cfx_status pool_geometry(const cfx__op_args *a, bool is_max, pool_geom *g) {
     const cfx_tensor *x = a->in[0];
     const cfx_pool2d_attr *at = a->attr;
     char xs[96];
@@ -79,14 +79,14 @@ static cfx_status pool_geometry(const cfx_op_args *a, bool is_max, pool_geom *g)
     return CFX_OK;
 }
 
-static void set_shape(cfx_op_shape *s, const pool_geom *g) {
+static void set_shape(cfx__op_shape *s, const pool_geom *g) {
     s->ndim = 4;
     s->shape[0] = g->N, s->shape[1] = g->C, s->shape[2] = g->P, s->shape[3] = g->Q;
 }
 
 /* ------------------------------------------------------------------- max pool --- */
 
-static cfx_status max_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status max_infer(const cfx__op_args *a, cfx__op_shape *s) {
     pool_geom g;
     CFX_TRY(pool_geometry(a, true, &g));
     set_shape(s, &g);
@@ -180,7 +180,7 @@ static void max_forward_planes(const float *restrict X, float *restrict Y, int32
     }
 }
 
-static void max_forward(const cfx_op_args *a) {
+static void max_forward(const cfx__op_args *a) {
     pool_geom g;
     CFX_ASSERT(pool_geometry(a, true, &g) == CFX_OK);
     int64_t planes = g.N * g.C;
@@ -201,7 +201,7 @@ static void max_backward_planes(const float *restrict G, const int32_t *restrict
     }
 }
 
-static void max_backward(const cfx_op_args *a) {
+static void max_backward(const cfx__op_args *a) {
     float *DX = a->din[0];
     if (!DX) return;
     const cfx_tensor *x = a->in[0], *y = a->out;
@@ -213,7 +213,7 @@ static void max_backward(const cfx_op_args *a) {
 
 /* --------------------------------------------------------------- average pool --- */
 
-static cfx_status avg_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status avg_infer(const cfx__op_args *a, cfx__op_shape *s) {
     pool_geom g;
     CFX_TRY(pool_geometry(a, false, &g));
     set_shape(s, &g);
@@ -254,7 +254,7 @@ static void avg_forward_planes(const float *restrict X, float *restrict Y, const
 }
 
 // x (N,C,H,W) -> y (N,C,P,Q)
-static void avg_forward(const cfx_op_args *a) {
+static void avg_forward(const cfx__op_args *a) {
     pool_geom g;
     CFX_ASSERT(pool_geometry(a, false, &g) == CFX_OK);
     const cfx_pool2d_attr *at = a->attr;
@@ -287,7 +287,7 @@ static void avg_backward_planes(const float *restrict G, float *restrict DX, con
     }
 }
 
-static void avg_backward(const cfx_op_args *a) {
+static void avg_backward(const cfx__op_args *a) {
     float *DX = a->din[0];
     if (!DX) return;
     pool_geom g;
@@ -300,7 +300,7 @@ static void avg_backward(const cfx_op_args *a) {
 
 /* -------------------------------------------------------- global average pool --- */
 
-static cfx_status gap_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status gap_infer(const cfx__op_args *a, cfx__op_shape *s) {
     const cfx_tensor *x = a->in[0];
     char xs[96];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
@@ -324,7 +324,7 @@ static void gap_forward_planes(const float *restrict X, float *restrict Y, int64
 }
 
 // x (N,C,H,W) -> y (N,C,1,1)
-static void gap_forward(const cfx_op_args *a) {
+static void gap_forward(const cfx__op_args *a) {
     const cfx_tensor *x = a->in[0];
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
     CFX_PARALLEL_RANGE(planes, planes * HW > 65536,
@@ -340,7 +340,7 @@ static void gap_backward_planes(const float *restrict G, float *restrict DX, int
     }
 }
 
-static void gap_backward(const cfx_op_args *a) {
+static void gap_backward(const cfx__op_args *a) {
     if (!a->din[0]) return;
     const cfx_tensor *x = a->in[0];
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
@@ -348,12 +348,12 @@ static void gap_backward(const cfx_op_args *a) {
                        gap_backward_planes(a->dout, a->din[0], HW, lo, hi));
 }
 
-static const cfx_op_def max_def = {
+static const cfx__op_def max_def = {
     "MaxPool", sizeof(cfx_pool2d_attr), max_infer, NULL, NULL, max_forward, max_backward};
-static const cfx_op_def avg_def = {
+static const cfx__op_def avg_def = {
     "AveragePool", sizeof(cfx_pool2d_attr), avg_infer, NULL, NULL, avg_forward, avg_backward};
-static const cfx_op_def gap_def = {"GlobalAveragePool", 0,           gap_infer, NULL, NULL,
-                                   gap_forward,         gap_backward};
+static const cfx__op_def gap_def = {"GlobalAveragePool", 0,           gap_infer, NULL, NULL,
+                                    gap_forward,         gap_backward};
 
 int cfx_op_max_pool2d(cfx_graph *g, int x, const cfx_pool2d_attr *attr) {
     if (!attr) return cfx__graph_fail(g, "MaxPool", "attributes are NULL (the kernel is required)");

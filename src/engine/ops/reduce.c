@@ -22,7 +22,7 @@ typedef struct {
 } red_plan;
 
 /* Marks the reduced axes of an ndim-tensor in red[]; fails on a bad or repeated axis. */
-static cfx_status reduce_axes(const reduce_attr *at, const cfx_tensor *x, bool *red) {
+static cfx_status reduce_axes(const cfx__reduce_attr *at, const cfx_tensor *x, bool *red) {
     char b[96];
     for (int d = 0; d < x->ndim; d++) red[d] = at->naxes == 0;
     for (int i = 0; i < at->naxes; i++) {
@@ -38,7 +38,7 @@ static cfx_status reduce_axes(const reduce_attr *at, const cfx_tensor *x, bool *
     return CFX_OK;
 }
 
-static void red_make(const reduce_attr *at, const cfx_tensor *x, red_plan *p) {
+static void red_make(const cfx__reduce_attr *at, const cfx_tensor *x, red_plan *p) {
     bool red[CFX_MAX_DIMS];
     cfx_status st = reduce_axes(at, x, red);
     CFX_ASSERT(st == CFX_OK);
@@ -82,8 +82,8 @@ static inline void red_next(const red_plan *p, int64_t *idx, int64_t *off) {
     }
 }
 
-static cfx_status reduce_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const reduce_attr *at = a->attr;
+static cfx_status reduce_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__reduce_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
     bool red[CFX_MAX_DIMS];
@@ -128,8 +128,8 @@ static void reduce_forward_outputs(const float *restrict X, float *restrict Y,
 }
 
 // x (any) -> y (x without, or with 1 at, the reduced axes)
-static void reduce_forward(const cfx_op_args *a) {
-    const reduce_attr *at = a->attr;
+static void reduce_forward(const cfx__op_args *a) {
+    const cfx__reduce_attr *at = a->attr;
     red_plan p;
     red_make(at, a->in[0], &p);
     int64_t n = a->out->numel;
@@ -149,8 +149,8 @@ static void reduce_backward_outputs(const float *restrict G, float *restrict DX,
     }
 }
 
-static void reduce_backward(const cfx_op_args *a) {
-    const reduce_attr *at = a->attr;
+static void reduce_backward(const cfx__op_args *a) {
+    const cfx__reduce_attr *at = a->attr;
     const float *G = a->dout;
     const int64_t *arg = a->state;
     float *DX = a->din[0];
@@ -165,24 +165,27 @@ static void reduce_backward(const cfx_op_args *a) {
     CFX_PARALLEL_RANGE(n, n * p.count > 32768, reduce_backward_outputs(G, DX, &p, scale, lo, hi));
 }
 
-static const cfx_op_def reduce_sum_def = {"ReduceSum", sizeof(reduce_attr), reduce_infer,   NULL,
-                                          NULL,        reduce_forward,      reduce_backward};
-static const cfx_op_def reduce_mean_def = {"ReduceMean", sizeof(reduce_attr), reduce_infer,   NULL,
-                                           NULL,         reduce_forward,      reduce_backward};
-static const cfx_op_def reduce_max_def = {"ReduceMax", sizeof(reduce_attr), reduce_infer,   NULL,
-                                          NULL,        reduce_forward,      reduce_backward};
+static const cfx__op_def reduce_sum_def = {
+    "ReduceSum", sizeof(cfx__reduce_attr), reduce_infer,   NULL,
+    NULL,        reduce_forward,           reduce_backward};
+static const cfx__op_def reduce_mean_def = {
+    "ReduceMean", sizeof(cfx__reduce_attr), reduce_infer,   NULL,
+    NULL,         reduce_forward,           reduce_backward};
+static const cfx__op_def reduce_max_def = {
+    "ReduceMax", sizeof(cfx__reduce_attr), reduce_infer,   NULL,
+    NULL,        reduce_forward,           reduce_backward};
 
 int cfx_op_reduce(cfx_graph *g, int x, cfx_reduce_kind kind, const int *axes, int naxes,
                   int keepdims) {
     if (naxes < 0 || naxes > CFX_MAX_DIMS || (naxes > 0 && !axes))
         return cfx__graph_fail(g, "Reduce", "naxes must be 0..%d with axes given, not %d",
                                CFX_MAX_DIMS, naxes);
-    const cfx_op_def *def = kind == CFX_REDUCE_SUM    ? &reduce_sum_def
-                            : kind == CFX_REDUCE_MEAN ? &reduce_mean_def
-                            : kind == CFX_REDUCE_MAX  ? &reduce_max_def
-                                                      : NULL;
+    const cfx__op_def *def = kind == CFX_REDUCE_SUM    ? &reduce_sum_def
+                             : kind == CFX_REDUCE_MEAN ? &reduce_mean_def
+                             : kind == CFX_REDUCE_MAX  ? &reduce_max_def
+                                                       : NULL;
     if (!def) return cfx__graph_fail(g, "Reduce", "unknown reduction kind %d", (int)kind);
-    reduce_attr at = {.kind = kind, .naxes = naxes, .keepdims = keepdims != 0};
+    cfx__reduce_attr at = {.kind = kind, .naxes = naxes, .keepdims = keepdims != 0};
     for (int i = 0; i < naxes; i++) at.axes[i] = axes[i];
     return cfx__graph_add(g, def, &x, 1, &at);
 }
@@ -205,8 +208,8 @@ static cfx_status axis_split(const cfx_tensor *x, int axis, int *ax, int64_t *ou
     return CFX_OK;
 }
 
-static cfx_status argmax_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const axis_attr *at = a->attr;
+static cfx_status argmax_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__axis_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
     int ax = 0;
@@ -223,8 +226,8 @@ static cfx_status argmax_infer(const cfx_op_args *a, cfx_op_shape *s) {
 }
 
 // x (outer,L,inner) -> y (outer,inner) indices as floats; no backward
-static void argmax_forward(const cfx_op_args *a) {
-    const axis_attr *at = a->attr;
+static void argmax_forward(const cfx__op_args *a) {
+    const cfx__axis_attr *at = a->attr;
     const float *X = a->in[0]->data;
     int ax = 0;
     int64_t outer = 1, len = 1, inner = 1;
@@ -239,16 +242,16 @@ static void argmax_forward(const cfx_op_args *a) {
         }
 }
 
-static const cfx_op_def argmax_def = {"ArgMax", sizeof(axis_attr), argmax_infer, NULL,
-                                      NULL,     argmax_forward,    NULL};
+static const cfx__op_def argmax_def = {"ArgMax", sizeof(cfx__axis_attr), argmax_infer, NULL,
+                                       NULL,     argmax_forward,         NULL};
 
 int cfx_op_argmax(cfx_graph *g, int x, int axis, int keepdims) {
-    axis_attr at = {axis, keepdims != 0};
+    cfx__axis_attr at = {axis, keepdims != 0};
     return cfx__graph_add(g, &argmax_def, &x, 1, &at);
 }
 
-static cfx_status softmax_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const axis_attr *at = a->attr;
+static cfx_status softmax_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__axis_attr *at = a->attr;
     if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
     int ax = 0;
     int64_t o = 1, l = 1, in = 1;
@@ -286,8 +289,8 @@ static void softmax_forward_rows(const float *restrict X, float *restrict Y, int
 }
 
 // x (outer,L,inner) -> y (outer,L,inner), softmax or log-softmax along L
-static void softmax_fwd(const cfx_op_args *a, bool log_out) {
-    const axis_attr *at = a->attr;
+static void softmax_fwd(const cfx__op_args *a, bool log_out) {
+    const cfx__axis_attr *at = a->attr;
     int ax = 0;
     int64_t outer = 1, len = 1, inner = 1;
     axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
@@ -316,8 +319,8 @@ static void softmax_backward_rows(const float *restrict Y, const float *restrict
 }
 
 /* With y = softmax(x): dx = y (g - sum(g y)). With y = log_softmax(x): dx = g - exp(y) sum(g). */
-static void softmax_bwd(const cfx_op_args *a, bool log_out) {
-    const axis_attr *at = a->attr;
+static void softmax_bwd(const cfx__op_args *a, bool log_out) {
+    const cfx__axis_attr *at = a->attr;
     int ax = 0;
     int64_t outer = 1, len = 1, inner = 1;
     axis_split(a->in[0], at->axis, &ax, &outer, &len, &inner);
@@ -327,43 +330,43 @@ static void softmax_bwd(const cfx_op_args *a, bool log_out) {
         softmax_backward_rows(a->out->data, a->dout, a->din[0], len, inner, log_out, lo, hi));
 }
 
-static void softmax_forward(const cfx_op_args *a) {
+static void softmax_forward(const cfx__op_args *a) {
     softmax_fwd(a, false);
 }
-static void softmax_backward(const cfx_op_args *a) {
+static void softmax_backward(const cfx__op_args *a) {
     softmax_bwd(a, false);
 }
-static void log_softmax_forward(const cfx_op_args *a) {
+static void log_softmax_forward(const cfx__op_args *a) {
     softmax_fwd(a, true);
 }
-static void log_softmax_backward(const cfx_op_args *a) {
+static void log_softmax_backward(const cfx__op_args *a) {
     softmax_bwd(a, true);
 }
 
 /* Over axis 0 each image's result depends on the others. */
-static bool softmax_couples_batch(const cfx_op_args *a) {
-    const axis_attr *at = a->attr;
+static bool softmax_couples_batch(const cfx__op_args *a) {
+    const cfx__axis_attr *at = a->attr;
     return at->axis == 0 || at->axis == -a->in[0]->ndim;
 }
 
-static const cfx_op_def softmax_def = {
-    "Softmax", sizeof(axis_attr), softmax_infer,    NULL,
-    NULL,      softmax_forward,   softmax_backward, .couples_batch = softmax_couples_batch};
-static const cfx_op_def log_softmax_def = {"LogSoftmax",
-                                           sizeof(axis_attr),
-                                           softmax_infer,
-                                           NULL,
-                                           NULL,
-                                           log_softmax_forward,
-                                           log_softmax_backward,
-                                           .couples_batch = softmax_couples_batch};
+static const cfx__op_def softmax_def = {
+    "Softmax", sizeof(cfx__axis_attr), softmax_infer,    NULL,
+    NULL,      softmax_forward,        softmax_backward, .couples_batch = softmax_couples_batch};
+static const cfx__op_def log_softmax_def = {"LogSoftmax",
+                                            sizeof(cfx__axis_attr),
+                                            softmax_infer,
+                                            NULL,
+                                            NULL,
+                                            log_softmax_forward,
+                                            log_softmax_backward,
+                                            .couples_batch = softmax_couples_batch};
 
 int cfx_op_softmax(cfx_graph *g, int x, int axis) {
-    axis_attr at = {axis, 0};
+    cfx__axis_attr at = {axis, 0};
     return cfx__graph_add(g, &softmax_def, &x, 1, &at);
 }
 
 int cfx_op_log_softmax(cfx_graph *g, int x, int axis) {
-    axis_attr at = {axis, 0};
+    cfx__axis_attr at = {axis, 0};
     return cfx__graph_add(g, &log_softmax_def, &x, 1, &at);
 }

@@ -38,7 +38,7 @@ static cfx_status out_size(int64_t in, int64_t size, float scale, const char *ax
     return CFX_OK;
 }
 
-static cfx_status resize_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status resize_infer(const cfx__op_args *a, cfx__op_shape *s) {
     const cfx_tensor *x = a->in[0];
     const cfx_resize_attr *at = a->attr;
     char xs[96];
@@ -146,7 +146,7 @@ static void resize_forward_planes(const float *restrict X, float *restrict Y,
 }
 
 // x (N,C,H,W) -> y (N,C,OH,OW); state: taps for OH rows then OW columns
-static void resize_forward(const cfx_op_args *a) {
+static void resize_forward(const cfx__op_args *a) {
     const cfx_resize_attr *at = a->attr;
     const cfx_tensor *x = a->in[0], *y = a->out;
     int64_t H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
@@ -187,7 +187,7 @@ static void resize_backward_planes(const float *restrict G, float *restrict DX,
     }
 }
 
-static void resize_backward(const cfx_op_args *a) {
+static void resize_backward(const cfx__op_args *a) {
     if (!a->din[0]) return;
     const cfx_resize_attr *at = a->attr;
     const cfx_tensor *x = a->in[0], *y = a->out;
@@ -199,8 +199,8 @@ static void resize_backward(const cfx_op_args *a) {
                                               at->mode == CFX_RESIZE_NEAREST, lo, hi));
 }
 
-static const cfx_op_def resize_def = {"Resize", sizeof(cfx_resize_attr), resize_infer,   NULL,
-                                      NULL,     resize_forward,          resize_backward};
+static const cfx__op_def resize_def = {"Resize", sizeof(cfx_resize_attr), resize_infer,   NULL,
+                                       NULL,     resize_forward,          resize_backward};
 
 int cfx_op_resize(cfx_graph *g, int x, const cfx_resize_attr *attr) {
     if (!attr) return cfx__graph_fail(g, "Resize", "attributes are NULL");

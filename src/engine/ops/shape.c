@@ -48,12 +48,12 @@ static void strided_walk(int nd, const int64_t *shape, int64_t base, const int64
 
 /* Forward and backward of a view, should the graph ever run one: copy, and add the gradient
  * unless it already is the same buffer. */
-static void view_forward(const cfx_op_args *a) {
+static void view_forward(const cfx__op_args *a) {
     if (a->out->data != a->in[0]->data)
         memcpy(a->out->data, a->in[0]->data, (size_t)a->out->numel * sizeof(float));
 }
 
-static void view_backward(const cfx_op_args *a) {
+static void view_backward(const cfx__op_args *a) {
     if (a->din[0] == a->dout) return;
     for (int64_t i = 0; i < a->out->numel; i++) a->din[0][i] += a->dout[i];
 }
@@ -61,8 +61,8 @@ static void view_backward(const cfx_op_args *a) {
 /* ---------------------------------------------------------------------- flatten --- */
 
 // x (d0..dk-1, dk..) -> y (d0*..*dk-1, dk*..), a view
-static cfx_status flatten_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const flatten_attr *at = a->attr;
+static cfx_status flatten_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__flatten_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     char b[96];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
@@ -77,19 +77,19 @@ static cfx_status flatten_infer(const cfx_op_args *a, cfx_op_shape *s) {
     return CFX_OK;
 }
 
-static const cfx_op_def flatten_def = {"Flatten", sizeof(flatten_attr), flatten_infer, NULL,
-                                       NULL,      view_forward,         view_backward};
+static const cfx__op_def flatten_def = {
+    "Flatten", sizeof(cfx__flatten_attr), flatten_infer, NULL, NULL, view_forward, view_backward};
 
 int cfx_op_flatten(cfx_graph *g, int x, int axis) {
-    flatten_attr at = {axis};
+    cfx__flatten_attr at = {axis};
     return cfx__graph_add(g, &flatten_def, &x, 1, &at);
 }
 
 /* ---------------------------------------------------------------------- reshape --- */
 
 // x (any) -> y (attr shape; 0 copies x's dimension, -1 takes what is left), a view
-static cfx_status reshape_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const reshape_attr *at = a->attr;
+static cfx_status reshape_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__reshape_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     char b[96], c[96];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
@@ -131,22 +131,22 @@ static cfx_status reshape_infer(const cfx_op_args *a, cfx_op_shape *s) {
     return CFX_OK;
 }
 
-static const cfx_op_def reshape_def = {"Reshape", sizeof(reshape_attr), reshape_infer, NULL,
-                                       NULL,      view_forward,         view_backward};
+static const cfx__op_def reshape_def = {
+    "Reshape", sizeof(cfx__reshape_attr), reshape_infer, NULL, NULL, view_forward, view_backward};
 
 int cfx_op_reshape(cfx_graph *g, int x, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > CFX_MAX_DIMS || (ndim > 0 && !shape))
         return cfx__graph_fail(g, "Reshape", "target must have 0 to %d dimensions, not %d",
                                CFX_MAX_DIMS, ndim);
-    reshape_attr at = {.ndim = ndim};
+    cfx__reshape_attr at = {.ndim = ndim};
     for (int d = 0; d < ndim; d++) at.shape[d] = shape[d];
     return cfx__graph_add(g, &reshape_def, &x, 1, &at);
 }
 
 /* -------------------------------------------------------------------- transpose --- */
 
-static cfx_status transpose_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const perm_attr *at = a->attr;
+static cfx_status transpose_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__perm_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     char b[96];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
@@ -167,28 +167,29 @@ static cfx_status transpose_infer(const cfx_op_args *a, cfx_op_shape *s) {
 }
 
 /* Input strides in output order: output axis d walks input axis perm[d]. */
-static void transpose_strides(const cfx_op_args *a, int64_t *st) {
-    const perm_attr *at = a->attr;
+static void transpose_strides(const cfx__op_args *a, int64_t *st) {
+    const cfx__perm_attr *at = a->attr;
     int64_t ist[CFX_MAX_DIMS];
     strides_of(a->in[0], ist);
     for (int d = 0; d < at->ndim; d++) st[d] = ist[at->perm[d]];
 }
 
 // x (d0..dn-1) -> y (d_perm[0]..d_perm[n-1])
-static void transpose_forward(const cfx_op_args *a) {
+static void transpose_forward(const cfx__op_args *a) {
     int64_t st[CFX_MAX_DIMS];
     transpose_strides(a, st);
     strided_walk(a->out->ndim, a->out->shape, 0, st, a->in[0]->data, a->out->data, false);
 }
 
-static void transpose_backward(const cfx_op_args *a) {
+static void transpose_backward(const cfx__op_args *a) {
     int64_t st[CFX_MAX_DIMS];
     transpose_strides(a, st);
     strided_walk(a->out->ndim, a->out->shape, 0, st, a->din[0], (float *)a->dout, true);
 }
 
-static const cfx_op_def transpose_def = {"Transpose", sizeof(perm_attr), transpose_infer,   NULL,
-                                         NULL,        transpose_forward, transpose_backward};
+static const cfx__op_def transpose_def = {
+    "Transpose", sizeof(cfx__perm_attr), transpose_infer,   NULL,
+    NULL,        transpose_forward,      transpose_backward};
 
 /* The rank of value x at build time, or -1 (the graph then reports the bad id). */
 static int rank_of(cfx_graph *g, int x) {
@@ -198,7 +199,7 @@ static int rank_of(cfx_graph *g, int x) {
 
 int cfx_op_transpose(cfx_graph *g, int x, const int *perm) {
     int nd = rank_of(g, x);
-    perm_attr at = {.ndim = nd < 0 ? 0 : nd};
+    cfx__perm_attr at = {.ndim = nd < 0 ? 0 : nd};
     /* No permutation reverses the axes, as ONNX's default. */
     for (int d = 0; d < at.ndim; d++) at.perm[d] = perm ? perm[d] : at.ndim - 1 - d;
     return cfx__graph_add(g, &transpose_def, &x, 1, &at);
@@ -206,8 +207,8 @@ int cfx_op_transpose(cfx_graph *g, int x, const int *perm) {
 
 /* ----------------------------------------------------------------------- concat --- */
 
-static cfx_status concat_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const concat_attr *at = a->attr;
+static cfx_status concat_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__concat_attr *at = a->attr;
     char b[96], c[96];
     for (int i = 0; i < a->nin; i++)
         if (!a->in[i]) return cfx_set_error(CFX_EINVAL, "input %d is missing", i);
@@ -231,8 +232,8 @@ static cfx_status concat_infer(const cfx_op_args *a, cfx_op_shape *s) {
 }
 
 /* Each input is (outer, d_i * inner); the output row of every outer index holds them in turn. */
-static void concat_run(const cfx_op_args *a, bool backward) {
-    const concat_attr *at = a->attr;
+static void concat_run(const cfx__op_args *a, bool backward) {
+    const cfx__concat_attr *at = a->attr;
     const cfx_tensor *x0 = a->in[0];
     int ax = at->axis < 0 ? at->axis + x0->ndim : at->axis;
     int64_t outer = 1, inner = 1;
@@ -255,20 +256,20 @@ static void concat_run(const cfx_op_args *a, bool backward) {
 }
 
 // xs[i] (..., d_i, ...) -> y (..., sum d_i, ...)
-static void concat_forward(const cfx_op_args *a) {
+static void concat_forward(const cfx__op_args *a) {
     concat_run(a, false);
 }
-static void concat_backward(const cfx_op_args *a) {
+static void concat_backward(const cfx__op_args *a) {
     concat_run(a, true);
 }
 
-static const cfx_op_def concat_def = {"Concat", sizeof(concat_attr), concat_infer,   NULL,
-                                      NULL,     concat_forward,      concat_backward};
+static const cfx__op_def concat_def = {"Concat", sizeof(cfx__concat_attr), concat_infer,   NULL,
+                                       NULL,     concat_forward,           concat_backward};
 
 int cfx_op_concat(cfx_graph *g, const int *xs, int n, int axis) {
     if (n < 1 || n > CFX_OP_MAX_IN || !xs)
         return cfx__graph_fail(g, "Concat", "takes 1 to %d inputs, not %d", CFX_OP_MAX_IN, n);
-    concat_attr at = {axis};
+    cfx__concat_attr at = {axis};
     return cfx__graph_add(g, &concat_def, xs, n, &at);
 }
 
@@ -277,8 +278,8 @@ int cfx_op_concat(cfx_graph *g, const int *xs, int n, int axis) {
 /* Per input axis: first index and step (the output's shape goes into s). ONNX clamps a start
  * to [0, d] (to [0, d-1] for a negative step) and an end to [0, d] ([-1, d-1] for a negative
  * step), after adding d to a negative value. */
-static cfx_status slice_plan(const slice_attr *at, const cfx_tensor *x, int64_t *first,
-                             int64_t *step, cfx_op_shape *s) {
+static cfx_status slice_plan(const cfx__slice_attr *at, const cfx_tensor *x, int64_t *first,
+                             int64_t *step, cfx__op_shape *s) {
     char b[96];
     bool seen[CFX_MAX_DIMS] = {false};
     for (int d = 0; d < x->ndim; d++) {
@@ -320,15 +321,15 @@ static cfx_status slice_plan(const slice_attr *at, const cfx_tensor *x, int64_t 
     return CFX_OK;
 }
 
-static cfx_status slice_infer(const cfx_op_args *a, cfx_op_shape *s) {
+static cfx_status slice_infer(const cfx__op_args *a, cfx__op_shape *s) {
     if (!a->in[0]) return cfx_set_error(CFX_EINVAL, "needs an input");
     int64_t first[CFX_MAX_DIMS], step[CFX_MAX_DIMS];
     return slice_plan(a->attr, a->in[0], first, step, s);
 }
 
-static void slice_run(const cfx_op_args *a, bool backward) {
+static void slice_run(const cfx__op_args *a, bool backward) {
     int64_t first[CFX_MAX_DIMS], step[CFX_MAX_DIMS], ist[CFX_MAX_DIMS], st[CFX_MAX_DIMS];
-    cfx_op_shape s;
+    cfx__op_shape s;
     slice_plan(a->attr, a->in[0], first, step, &s);
     strides_of(a->in[0], ist);
     int64_t base = 0;
@@ -343,22 +344,22 @@ static void slice_run(const cfx_op_args *a, bool backward) {
 }
 
 // x (d0..) -> y (len0..), y[o] = x[first + o step] per axis
-static void slice_forward(const cfx_op_args *a) {
+static void slice_forward(const cfx__op_args *a) {
     slice_run(a, false);
 }
-static void slice_backward(const cfx_op_args *a) {
+static void slice_backward(const cfx__op_args *a) {
     slice_run(a, true);
 }
 
-static const cfx_op_def slice_def = {"Slice", sizeof(slice_attr), slice_infer,   NULL,
-                                     NULL,    slice_forward,      slice_backward};
+static const cfx__op_def slice_def = {"Slice", sizeof(cfx__slice_attr), slice_infer,   NULL,
+                                      NULL,    slice_forward,           slice_backward};
 
 int cfx_op_slice(cfx_graph *g, int x, int naxes, const int *axes, const int64_t *starts,
                  const int64_t *ends, const int64_t *steps) {
     if (naxes < 0 || naxes > CFX_MAX_DIMS || (naxes > 0 && (!starts || !ends)))
         return cfx__graph_fail(g, "Slice", "needs 0 to %d axes with starts and ends, not %d",
                                CFX_MAX_DIMS, naxes);
-    slice_attr at = {.naxes = naxes};
+    cfx__slice_attr at = {.naxes = naxes};
     for (int i = 0; i < naxes; i++) {
         at.axes[i] = axes ? axes[i] : i;
         at.starts[i] = starts[i];
@@ -370,8 +371,8 @@ int cfx_op_slice(cfx_graph *g, int x, int naxes, const int *axes, const int64_t 
 
 /* -------------------------------------------------------------------------- pad --- */
 
-static cfx_status pad_infer(const cfx_op_args *a, cfx_op_shape *s) {
-    const pad_attr *at = a->attr;
+static cfx_status pad_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx__pad_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     char b[96];
     if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
@@ -408,9 +409,9 @@ static int64_t pad_src(int64_t o, int64_t lo, int64_t n, cfx_pad_mode mode) {
 
 /* Rows [lo, hi) of the output's last axis for pad_run: gather forward (X to Y), scatter-add
  * backward (G to DX). */
-static void pad_rows(const cfx_op_args *a, const float *restrict X, const float *restrict G,
+static void pad_rows(const cfx__op_args *a, const float *restrict X, const float *restrict G,
                      float *restrict Y, float *restrict DX, bool backward, int64_t lo, int64_t hi) {
-    const pad_attr *at = a->attr;
+    const cfx__pad_attr *at = a->attr;
     const cfx_tensor *x = a->in[0];
     int nd = x->ndim;
     int64_t ist[CFX_MAX_DIMS];
@@ -437,7 +438,7 @@ static void pad_rows(const cfx_op_args *a, const float *restrict X, const float 
 
 /* Walks every output element with its input offset (or -1): gather forward, scatter backward.
  * Only the forward is split between threads (see the top of the file). */
-static void pad_run(const cfx_op_args *a, bool backward) {
+static void pad_run(const cfx__op_args *a, bool backward) {
     int64_t rows = a->out->numel / a->out->shape[a->in[0]->ndim - 1];
     CFX_PARALLEL_RANGE(
         rows, !backward && a->out->numel > 32768,
@@ -445,21 +446,21 @@ static void pad_run(const cfx_op_args *a, bool backward) {
 }
 
 // x (d0..) -> y (d0 + begin0 + end0, ..)
-static void pad_forward(const cfx_op_args *a) {
+static void pad_forward(const cfx__op_args *a) {
     pad_run(a, false);
 }
-static void pad_backward(const cfx_op_args *a) {
+static void pad_backward(const cfx__op_args *a) {
     pad_run(a, true);
 }
 
-static const cfx_op_def pad_def = {"Pad", sizeof(pad_attr), pad_infer,   NULL,
-                                   NULL,  pad_forward,      pad_backward};
+static const cfx__op_def pad_def = {"Pad", sizeof(cfx__pad_attr), pad_infer,   NULL,
+                                    NULL,  pad_forward,           pad_backward};
 
 int cfx_op_pad(cfx_graph *g, int x, const int64_t *pads, cfx_pad_mode mode, float value) {
     if (mode != CFX_PAD_CONSTANT && mode != CFX_PAD_REFLECT && mode != CFX_PAD_EDGE)
         return cfx__graph_fail(g, "Pad", "unknown mode %d", (int)mode);
     int nd = rank_of(g, x);
-    pad_attr at = {.ndim = nd < 0 ? 0 : nd, .mode = mode, .value = value};
+    cfx__pad_attr at = {.ndim = nd < 0 ? 0 : nd, .mode = mode, .value = value};
     if (nd > 0 && !pads) return cfx__graph_fail(g, "Pad", "pads is NULL");
     for (int d = 0; d < 2 * at.ndim; d++) at.pads[d] = pads[d];
     return cfx__graph_add(g, &pad_def, &x, 1, &at);
