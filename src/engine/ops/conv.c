@@ -394,11 +394,18 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
     bool one_thread;
     cfx__conv_path path = conv_dispatch(&p->geom, transposed, &one_thread);
     p->direct = path == CFX__CONV_PATH_DIRECT;
-    if (path != CFX__CONV_PATH_REF && !p->direct)
-        p->dn = cfx__conv_dnnl_new(&p->geom, transposed, has_bias, a->din[0] != NULL,
-                                   a->din[1] != NULL || (has_bias && a->din[2] != NULL),
-                                   path == CFX__CONV_PATH_DNNL_PLAIN_DX, one_thread, a->blocked_in0,
-                                   a->blocked_out, a->relu);
+    cfx__conv_dnnl_opts o = {
+        .transposed = transposed,
+        .bias = has_bias,
+        .need_dx = a->din[0] != NULL,
+        .need_dw = a->din[1] != NULL || (has_bias && a->din[2] != NULL),
+        .plain_dx = path == CFX__CONV_PATH_DNNL_PLAIN_DX,
+        .one_thread = one_thread,
+        .blocked_x = a->blocked_in0,
+        .blocked_y = a->blocked_out,
+        .relu = a->relu,
+    };
+    if (path != CFX__CONV_PATH_REF && !p->direct) p->dn = cfx__conv_dnnl_new(&p->geom, &o);
     /* conv_blocked_ok promised oneDNN for a blocked input or output: the other paths read NCHW. */
     if ((a->blocked_in0 || a->blocked_out) && !p->dn) {
         cfx_free(p);

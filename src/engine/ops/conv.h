@@ -62,12 +62,19 @@ bool cfx__conv_dnnl_available(void);
 /* True when oneDNN runs its AVX-512 kernels here, whose blocked layout is nChw16c (the layout
  * the engine keeps between convolutions, cfx__op_def.blocked_ok). */
 bool cfx__conv_dnnl_blocks16(void);
-/* blocked_x / blocked_y: the op's x / y (and their gradients) are held in nChw16c, the layout
- * the engine plans between two convolutions (cfx__op_def.blocked_ok), instead of NCHW. */
-/* relu: the forward applies max(0, .) to y (a fused ReLU, cfx__op_args.relu). */
-cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, bool transposed, bool bias,
-                                   bool need_dx, bool need_dw, bool plain_dx, bool one_thread,
-                                   bool blocked_x, bool blocked_y, bool relu);
+/* What a oneDNN convolution is built for. */
+typedef struct cfx__conv_dnnl_opts {
+    bool transposed;       /* a ConvTranspose */
+    bool bias;             /* with a bias input */
+    bool need_dx, need_dw; /* backward data / weights (and bias) will run */
+    bool plain_dx;         /* backward data in NCHW by oneDNN's GEMM-based kernel */
+    bool one_thread;       /* build and run with OpenMP set to one thread */
+    /* The op's x / y (and their gradients) are held in nChw16c, the layout the engine plans
+     * between two convolutions (cfx__op_def.blocked_ok), instead of NCHW. */
+    bool blocked_x, blocked_y;
+    bool relu; /* the forward applies max(0, .) to y (a fused ReLU, cfx__op_args.relu) */
+} cfx__conv_dnnl_opts;
+cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, const cfx__conv_dnnl_opts *o);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);

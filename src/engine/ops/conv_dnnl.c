@@ -60,7 +60,7 @@ typedef struct {
 
 struct cfx__conv_dnnl {
     cfx__conv_geom g;
-    bool transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x, blocked_y, relu;
+    cfx__conv_dnnl_opts o;
     int nthr;
     dnnl_stream_t stream;
     dn_step fwd, bwd_d, bwd_w;
@@ -229,7 +229,7 @@ static bool build_steps(cfx__conv_dnnl *d) {
     dnnl_dims_t xd, yd, wd, bd, st = {g->sh, g->sw}, dl = {g->dh - 1, g->dw - 1};
     dnnl_dims_t pl = {g->pt, g->pl}, pr = {g->pb, g->pr};
     int64_t G = g->G, OC;
-    if (!d->transposed) {
+    if (!d->o.transposed) {
         xd[0] = g->N, xd[1] = g->Ci, xd[2] = g->Hi, xd[3] = g->Wi;
         yd[0] = g->N, yd[1] = g->Co, yd[2] = g->Ho, yd[3] = g->Wo;
         OC = g->Co;
@@ -248,40 +248,40 @@ static bool build_steps(cfx__conv_dnnl *d) {
         wd[0] = OC, wd[1] = IC, wd[2] = g->R, wd[3] = g->S;
     bd[0] = OC;
     dnnl_format_tag_t wtag =
-        d->transposed ? (G > 1 ? dnnl_giohw : dnnl_iohw) : (G > 1 ? dnnl_goihw : dnnl_oihw);
+        d->o.transposed ? (G > 1 ? dnnl_giohw : dnnl_iohw) : (G > 1 ? dnnl_goihw : dnnl_oihw);
     dnnl_memory_desc_t x_u, y_u, w_u, b_u, x_a, y_a, w_a;
     /* A tensor held blocked between two convolutions (blocked_x, blocked_y) is given to the
      * primitives in that very layout, so no reorder is made for it. */
     DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32,
-                                        d->blocked_x ? dnnl_aBcd16b : dnnl_nchw));
+                                        d->o.blocked_x ? dnnl_aBcd16b : dnnl_nchw));
     DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32,
-                                        d->blocked_y ? dnnl_aBcd16b : dnnl_nchw));
+                                        d->o.blocked_y ? dnnl_aBcd16b : dnnl_nchw));
     DN_TRY(dnnl_memory_desc_init_by_tag(&w_u, wnd, wd, dnnl_f32, wtag));
     DN_TRY(dnnl_memory_desc_init_by_tag(&b_u, 1, bd, dnnl_f32, dnnl_a));
-    if (d->blocked_x)
+    if (d->o.blocked_x)
         x_a = x_u;
     else
         DN_TRY(dnnl_memory_desc_init_by_tag(&x_a, 4, xd, dnnl_f32, dnnl_format_tag_any));
-    if (d->blocked_y)
+    if (d->o.blocked_y)
         y_a = y_u;
     else
         DN_TRY(dnnl_memory_desc_init_by_tag(&y_a, 4, yd, dnnl_f32, dnnl_format_tag_any));
     DN_TRY(dnnl_memory_desc_init_by_tag(&w_a, wnd, wd, dnnl_f32, dnnl_format_tag_any));
-    const dnnl_memory_desc_t *bias = d->bias ? &b_u : NULL;
+    const dnnl_memory_desc_t *bias = d->o.bias ? &b_u : NULL;
     dnnl_primitive_attr_t attr;
     DN_TRY(dnnl_primitive_attr_create(&attr));
     bool ok =
         dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
-    bool train = d->need_dx || d->need_dw;
+    bool train = d->o.need_dx || d->o.need_dw;
     dnnl_prop_kind_t prop = train ? dnnl_forward_training : dnnl_forward_inference;
     dnnl_convolution_desc_t fd, bdd, bwd;
-    if (!d->transposed) {
+    if (!d->o.transposed) {
         ok = ok && dnnl_dilated_convolution_forward_desc_init(&fd, prop, dnnl_convolution_direct,
                                                               &x_a, &w_a, bias, &y_a, st, dl, pl,
                                                               pr) == dnnl_success;
         ok = ok && dnnl_dilated_convolution_backward_data_desc_init(
-                       &bdd, dnnl_convolution_direct, d->plain_dx ? &x_u : &x_a, &w_a, &y_a, st, dl,
-                       pl, pr) == dnnl_success;
+                       &bdd, dnnl_convolution_direct, d->o.plain_dx ? &x_u : &x_a, &w_a, &y_a, st,
+                       dl, pl, pr) == dnnl_success;
         ok = ok && dnnl_dilated_convolution_backward_weights_desc_init(
                        &bwd, dnnl_convolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
                        dnnl_success;
@@ -290,16 +290,16 @@ static bool build_steps(cfx__conv_dnnl *d) {
                        &fd, prop, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl,
                        pr) == dnnl_success;
         ok = ok && dnnl_dilated_deconvolution_backward_data_desc_init(
-                       &bdd, dnnl_deconvolution_direct, d->plain_dx ? &x_u : &x_a, &w_a, &y_a, st,
+                       &bdd, dnnl_deconvolution_direct, d->o.plain_dx ? &x_u : &x_a, &w_a, &y_a, st,
                        dl, pl, pr) == dnnl_success;
         ok = ok && dnnl_dilated_deconvolution_backward_weights_desc_init(
                        &bwd, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
                        dnnl_success;
     }
-    /* A fused ReLU (cfx__op_args.relu) is an eltwise post-op of the forward primitive. */
+    /* A fused ReLU (cfx__op_args.o.relu) is an eltwise post-op of the forward primitive. */
     dnnl_primitive_attr_t fattr = NULL;
     dnnl_post_ops_t relu = NULL;
-    if (ok && d->relu)
+    if (ok && d->o.relu)
         ok = dnnl_primitive_attr_clone(&fattr, attr) == dnnl_success &&
              dnnl_post_ops_create(&relu) == dnnl_success &&
              dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) ==
@@ -313,22 +313,23 @@ static bool build_steps(cfx__conv_dnnl *d) {
         ok = arg_init(&s->args[s->nargs++], DNNL_ARG_SRC, ARG_IN, &x_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DST, ARG_OUT, &y_u, s->pd) &&
-             (!d->bias || arg_init(&s->args[s->nargs++], DNNL_ARG_BIAS, ARG_IN, &b_u, s->pd));
+             (!d->o.bias || arg_init(&s->args[s->nargs++], DNNL_ARG_BIAS, ARG_IN, &b_u, s->pd));
     }
-    if (ok && d->need_dx) {
+    if (ok && d->o.need_dx) {
         dn_step *s = &d->bwd_d;
         ok = step_create(d, s, &bdd, attr, d->fwd.pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_SRC, ARG_ACC, &x_u, s->pd);
     }
-    if (ok && d->need_dw) {
+    if (ok && d->o.need_dw) {
         dn_step *s = &d->bwd_w;
         ok = step_create(d, s, &bwd, attr, d->fwd.pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_SRC, ARG_IN, &x_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_WEIGHTS, ARG_ACC, &w_u, s->pd) &&
-             (!d->bias || arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_BIAS, ARG_ACC, &b_u, s->pd));
+             (!d->o.bias ||
+              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_BIAS, ARG_ACC, &b_u, s->pd));
     }
     dnnl_primitive_attr_destroy(attr);
     return ok && scratch_bind(d) && share_buffers(d);
@@ -352,19 +353,17 @@ void cfx__conv_dnnl_split(bool on) {
  * from one op to the next, as the elementwise ops split their ranges the same way. A batch of
  * fewer than two images a thread stays with oneDNN. */
 static bool split_batch(const cfx__conv_dnnl *d, int nthr) {
-    return split_enabled && !d->one_thread && nthr > 1 && d->g.N >= 2 * (int64_t)nthr;
+    return split_enabled && !d->o.one_thread && nthr > 1 && d->g.N >= 2 * (int64_t)nthr;
 }
 
-static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                bool blocked_y, bool relu);
+static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, const cfx__conv_dnnl_opts *o);
 
 /* Floats of one image of x (or of y): what a slice of the batch is offset by. */
 static int64_t image_floats(const cfx__conv_dnnl *d, bool x) {
     const cfx__conv_geom *g = &d->g;
-    bool in = x != d->transposed; /* the geometry's input side */
+    bool in = x != d->o.transposed; /* the geometry's input side */
     int64_t c = in ? g->Ci : g->Co, hw = in ? g->Hi * g->Wi : g->Ho * g->Wo;
-    if (x ? d->blocked_x : d->blocked_y) c = (c + 15) / 16 * 16;
+    if (x ? d->o.blocked_x : d->o.blocked_y) c = (c + 15) / 16 * 16;
     return c * hw;
 }
 
@@ -375,7 +374,7 @@ static int64_t weight_floats(const cfx__conv_dnnl *d) {
 }
 
 static int64_t bias_floats(const cfx__conv_dnnl *d) {
-    return d->transposed ? d->g.Ci : d->g.Co;
+    return d->o.transposed ? d->g.Ci : d->g.Co;
 }
 
 static bool build_parts(cfx__conv_dnnl *d, int nthr) {
@@ -385,7 +384,7 @@ static bool build_parts(cfx__conv_dnnl *d, int nthr) {
     d->first = cfx_calloc((size_t)nthr + 1, sizeof *d->first);
     if (!d->parts || !d->first) return false;
     d->nparts = nthr;
-    if (d->need_dw) {
+    if (d->o.need_dw) {
         d->dw_part = cfx_aligned_alloc((size_t)(nthr - 1) * (size_t)wn * sizeof(float));
         d->db_part = cfx_aligned_alloc((size_t)(nthr - 1) * (size_t)bn * sizeof(float));
         if (!d->dw_part || !d->db_part) return false;
@@ -394,8 +393,9 @@ static bool build_parts(cfx__conv_dnnl *d, int nthr) {
     for (int p = 0; p < nthr; p++) {
         cfx__conv_geom gp = *g;
         gp.N = d->first[p + 1] - d->first[p];
-        d->parts[p] = conv_new(&gp, d->transposed, d->bias, d->need_dx, d->need_dw, d->plain_dx,
-                               true, d->blocked_x, d->blocked_y, d->relu);
+        cfx__conv_dnnl_opts op = d->o;
+        op.one_thread = true;
+        d->parts[p] = conv_new(&gp, &op);
         if (!d->parts[p]) return false;
     }
     return true;
@@ -407,30 +407,22 @@ static bool build(cfx__conv_dnnl *d) {
     int nthr = omp_get_max_threads();
     d->nthr = nthr;
     if (split_batch(d, nthr)) return build_parts(d, nthr);
-    if (d->one_thread) omp_set_num_threads(1);
+    if (d->o.one_thread) omp_set_num_threads(1);
     bool ok = build_steps(d);
-    if (d->one_thread) omp_set_num_threads(nthr);
+    if (d->o.one_thread) omp_set_num_threads(nthr);
     return ok;
 }
 
-cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, bool transposed, bool bias,
-                                   bool need_dx, bool need_dw, bool plain_dx, bool one_thread,
-                                   bool blocked_x, bool blocked_y, bool relu) {
+cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, const cfx__conv_dnnl_opts *o) {
     if (!cfx__conv_dnnl_available()) return NULL;
-    return conv_new(g, transposed, bias, need_dx, need_dw, plain_dx, one_thread, blocked_x,
-                    blocked_y, relu);
+    return conv_new(g, o);
 }
 
-static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, bool transposed, bool bias, bool need_dx,
-                                bool need_dw, bool plain_dx, bool one_thread, bool blocked_x,
-                                bool blocked_y, bool relu) {
+static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, const cfx__conv_dnnl_opts *o) {
     cfx__conv_dnnl *d = cfx_calloc(1, sizeof *d);
     if (!d) return NULL;
     d->g = *g;
-    d->transposed = transposed, d->bias = bias, d->need_dx = need_dx, d->need_dw = need_dw;
-    d->plain_dx = plain_dx;
-    d->one_thread = one_thread;
-    d->blocked_x = blocked_x, d->blocked_y = blocked_y, d->relu = relu;
+    d->o = *o;
     if (dnnl_stream_create(&d->stream, cfx__dnnl_engine(), dnnl_stream_default_flags) !=
             dnnl_success ||
         !build(d)) {
@@ -509,7 +501,7 @@ static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dn
 
 static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse,
                 const bool *fresh) {
-    if (!d->one_thread) return run_steps(d, s, ptrs, reuse, fresh);
+    if (!d->o.one_thread) return run_steps(d, s, ptrs, reuse, fresh);
     int nthr = omp_get_max_threads();
     omp_set_num_threads(1);
     bool ok = run_steps(d, s, ptrs, reuse, fresh);
