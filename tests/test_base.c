@@ -2,6 +2,7 @@
  * temporaries when a signal ends the program. */
 #include "test.h"
 #include "base/base.h"
+#include "base/strmap.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -146,4 +147,48 @@ CFX_TEST(base, a_signal_removes_the_temporaries_in_progress) {
     }
     CHECK(waitpid(pid, &st, 0) == pid);
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "an ignored SIGHUP ended the child (%d)", st);
+}
+
+/* The string map against a brute-force list: 5000 keys put (some twice, overwriting), looked
+ * up whole and as the prefix of a longer text, and absent keys; out of memory while growing
+ * fails cleanly and leaves the map as it was. */
+CFX_TEST(base, string_map_matches_a_list) {
+    enum { N = 5000 };
+    static char keys[N][16];
+    cfx__strmap m = {0};
+    CHECK_INT_EQ(cfx__strmap_get(&m, "x", 1), -1);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i * 7919 % 100003);
+        CHECK_OK(cfx__strmap_put(&m, keys[i], i));
+    }
+    for (int i = 0; i < N; i += 3) CHECK_OK(cfx__strmap_put(&m, keys[i], -i - 10));
+    CHECK_INT_EQ((long long)m.n, N);
+    CHECK((m.cap & (m.cap - 1)) == 0 && m.cap >= 2 * m.n);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        int32_t want = i % 3 == 0 ? -i - 10 : i;
+        char text[32];
+        snprintf(text, sizeof text, "%s.n.01", keys[i]); /* looked up inside a longer text */
+        if (cfx__strmap_get(&m, keys[i], strlen(keys[i])) != want ||
+            cfx__strmap_get(&m, text, strlen(keys[i])) != want)
+            bad++;
+    }
+    CHECK_INT_EQ(bad, 0);
+    CHECK_INT_EQ(cfx__strmap_get(&m, "k1", 1), -1);     /* "k", a prefix of keys */
+    CHECK_INT_EQ(cfx__strmap_get(&m, "absent", 6), -1);
+    /* Growth that runs out of memory fails and keeps what was there. */
+    cfx__strmap small = {0};
+    CHECK_OK(cfx__strmap_put(&small, "a", 1));
+    size_t cap = small.cap;
+    for (size_t i = small.n; 2 * (i + 1) <= cap; i++) CHECK_OK(cfx__strmap_put(&small, keys[i], 2));
+    for (long fail_at = 1; fail_at <= 2; fail_at++) { /* the keys' block, then the values' */
+        cfx_test_alloc_begin(fail_at);
+        CHECK_ERR(cfx__strmap_put(&small, "overflowing", 3), CFX_ENOMEM);
+        CHECK_INT_EQ(cfx_test_alloc_end(), 0);
+    }
+    CHECK_INT_EQ(cfx__strmap_get(&small, "a", 1), 1);
+    CHECK_INT_EQ((long long)small.cap, (long long)cap);
+    cfx__strmap_deinit(&small);
+    cfx__strmap_deinit(&m);
+    CHECK(m.keys == NULL && m.cap == 0);
 }
