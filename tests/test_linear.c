@@ -2,6 +2,7 @@
  * path, values and gradients against PyTorch, and shape errors. */
 #include "gradcheck.h"
 #include "base/base.h"
+#include "engine/blas.h"
 #include "ops_oracle.h"
 
 #include <stdlib.h>

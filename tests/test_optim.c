@@ -1,5 +1,6 @@
 /* test_optim.c - SGD and Adam against torch.optim, step for step. */
 #include "base/base.h"
+#include "learn/optim.h"
 #include "test.h"
 
 #include <float.h>

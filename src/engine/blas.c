@@ -7,6 +7,7 @@
  * (AVX2) kernels, about 20% slower at 1 thread, and its own busy-waiting thread pool beside
  * OpenMP's made 2 threads several times slower than 1. */
 #include "base/base.h"
+#include "engine/blas.h"
 #include "engine/dnnl.h"
 
 #include <cblas.h>

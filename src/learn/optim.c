@@ -9,6 +9,7 @@
  * SGD: g = grad + wd x; buf = momentum buf + g (buf = g on the first step); x -= lr buf
  * (or lr (g + momentum buf) with Nesterov). */
 #include "base/base.h"
+#include "learn/optim.h"
 
 #include <float.h>
 #include <math.h>

@@ -8,6 +8,8 @@
  *   "CFXCKPT1", u32 epochs done, u64 parameter count, u64 optimizer state count,
  *   parameters (float32), optimizer state (float32), f64 last loss, f64 last accuracy. */
 #include "engine/graph.h"
+#include "engine/blas.h"
+#include "learn/optim.h"
 
 #include <errno.h>
 #include <float.h>

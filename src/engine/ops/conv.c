@@ -16,6 +16,7 @@
  * once per shape in prepare, blocked layouts chosen by oneDNN with reorders at the op boundary.
  * conv_dispatch() is the one place that picks between them. */
 #include "engine/ops/conv.h"
+#include "engine/blas.h"
 
 /* ------------------------------------------------------------------ geometry --- */
 

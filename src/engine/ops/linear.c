@@ -7,6 +7,7 @@
  * its batch dimensions as NumPy does; a broadcast operand's gradient is summed over the
  * batches that shared it, one sgemm with beta = 1 after another, so the sum has a fixed order. */
 #include "engine/ops/ops.h"
+#include "engine/blas.h"
 
 /* ------------------------------------------------------------------------- gemm --- */
 

@@ -1,0 +1,32 @@
+/* blas.h - the GEMM layer's private calls (src/engine/blas.c), for the ops and the trainer;
+ * not part of the public API (cfx_blas_sgemm is public). */
+#ifndef CFX_ENGINE_BLAS_H
+#define CFX_ENGINE_BLAS_H
+
+#include "base/base.h"
+
+/* C (m x n) = alpha A B^T + beta C through cfx_blas_sgemm, computed as (B A^T)^T when that is
+ * faster (src/blas.c): work holds cfx__blas_nt_work(m, n, k) floats then (NULL: the plain call).
+ * relu: C = max(0, C) after (a fused ReLU, cfx__op_args.relu). */
+size_t cfx__blas_nt_work(int64_t m, int64_t n, int64_t k);
+void cfx__blas_sgemm_nt(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc, float *work,
+                        bool relu);
+/* A product of one shape run many times, on the calling thread alone (src/blas.c): C (m x n)
+ * = op(A) op(B), + C when accumulate; row-major operands with row strides lda, ldb, ldc, as in
+ * cfx_blas_sgemm. A plan must not run on two threads at once. new returns NULL only when out of
+ * memory. */
+typedef struct cfx__gemm_plan cfx__gemm_plan;
+cfx__gemm_plan *cfx__gemm_plan_new(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                                   int64_t lda, int64_t ldb, int64_t ldc, bool accumulate);
+void cfx__gemm_plan_run(const cfx__gemm_plan *p, const float *a, const float *b, float *c);
+void cfx__gemm_plan_free(cfx__gemm_plan *p);
+/* C = max(0, C) for an m x n matrix with row stride ldc (NaN becomes 0, as in the ReLU op). */
+void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc);
+
+/* dst (cols x rows, row stride ldd) = src^T for src (rows x cols, row stride lds), on the
+ * calling thread. */
+void cfx__transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                    int64_t ldd);
+
+#endif
