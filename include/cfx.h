@@ -794,6 +794,41 @@ typedef struct cfx_signs_counts {
 cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_options *o_signs,
                                   const cfx_signs_counts *counts);
 
+/* ==================================================================== corrupt === */
+/* The six causes of low competency the competency paper studies, and the image operations
+ * that make five of them, with the reference code's semantics (PIL on 8-bit images; see
+ * src/data/corrupt.c): brightness blends with black by factor f, contrast with the constant
+ * grey of the mean luminance, saturation with the image's own luminance (colour images only);
+ * noise adds a uniform integer in [-f, f] to each 8-bit value and clips; pixelation resizes
+ * down by f with nearest neighbour and back up. Spatial anomalies (content never seen in
+ * training) come from held-out classes, not from an operation. */
+typedef enum {
+    CFX_CAUSE_NONE,
+    CFX_CAUSE_SPATIAL,
+    CFX_CAUSE_BRIGHTNESS,
+    CFX_CAUSE_CONTRAST,
+    CFX_CAUSE_SATURATION,
+    CFX_CAUSE_NOISE,
+    CFX_CAUSE_PIXELATION,
+    CFX_CAUSE_COUNT
+} cfx_cause;
+
+/* "none", "spatial", "brightness", "contrast", "saturation", "noise", "pixelation". */
+const char *cfx_cause_name(cfx_cause c);
+cfx_status cfx_cause_parse(const char *name, cfx_cause *out);
+/* The reference's factor grid for a cause (speed-limit experiments), in its order: brightness
+ * and contrast 0.25, 0.5, 2, 3, 4, 5; saturation 0, 2, 4, 8, 12, 16; noise 20..120 step 20;
+ * pixelation 4..24 step 4. Returns the count (0 for none and spatial). */
+int cfx_cause_grid(cfx_cause c, const double **factors);
+/* One image of 8-bit planes (c,h,w), c 1 or 3, into out (same size, not in). rng: noise only. */
+cfx_status cfx_corrupt_u8(cfx_cause cause, double factor, const uint8_t *in, uint8_t *out, int c,
+                          int h, int w, cfx_rng *rng);
+/* A batch (N,C,H,W) in [0,1]: each image goes to 8 bits (round(x * 255)), through
+ * cfx_corrupt_u8, and back (/ 255). out has in's shape (it may be in). A non-finite value is
+ * refused, naming the image and element. */
+cfx_status cfx_corrupt(cfx_cause cause, double factor, const cfx_tensor *in, cfx_tensor *out,
+                       cfx_rng *rng);
+
 /* ==================================================================== wordnet === */
 /* The WordNet 3.0 noun hierarchy, read once from the Princeton database files (Debian's
  * wordnet-base installs them in /usr/share/wordnet). Synsets are numbered 0..count-1 in the
