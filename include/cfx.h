@@ -158,6 +158,18 @@ typedef struct cfx_file {
 cfx_status cfx_file_create(cfx_file *af, const char *path);
 cfx_status cfx_file_commit(cfx_file *af);
 void cfx_file_abort(cfx_file *af);
+/* Atomic output folder: cfx_dir_create makes the folder "<path>.tmp.<pid>" (d->tmp) for the
+ * caller to fill, refusing a path that exists and is not an empty folder unless force;
+ * cfx_dir_commit renames it to path (an existing folder is replaced only then, and only once
+ * the new one is complete); cfx_dir_abort removes it. The temporary is removed on a signal
+ * like cfx_file's. A trailing slash in path is ignored. */
+typedef struct cfx_dir {
+    char *path, *tmp;
+    int slot;
+} cfx_dir;
+cfx_status cfx_dir_create(cfx_dir *d, const char *path, int force);
+cfx_status cfx_dir_commit(cfx_dir *d);
+void cfx_dir_abort(cfx_dir *d);
 /* For programs: on SIGINT, SIGTERM or SIGHUP, removes the temporaries of the atomic outputs in
  * progress (cfx_file, and the folders cfx_data_* write), then dies of the signal as before, so
  * an interrupted command leaves nothing behind (a finished checkpoint stays). Signals the

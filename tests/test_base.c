@@ -192,3 +192,39 @@ CFX_TEST(base, string_map_matches_a_list) {
     cfx__strmap_deinit(&m);
     CHECK(m.keys == NULL && m.cap == 0);
 }
+
+/* An atomic folder appears whole at commit, replaces a non-empty one only when forced, and
+ * leaves nothing on abort; a trailing slash names the same folder. */
+CFX_TEST(base, atomic_folder_commits_whole_or_nothing) {
+    char out[600], file[700];
+    snprintf(out, sizeof out, "%s/bundle", cfx_test_tmpdir());
+    cfx_dir d;
+    CHECK_OK(cfx_dir_create(&d, out, 0));
+    CHECK(access(out, F_OK) != 0); /* nothing at the final path yet */
+    snprintf(file, sizeof file, "%s/a.txt", d.tmp);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    if (f) fputs("one", f), fclose(f);
+    CHECK_OK(cfx_dir_commit(&d));
+    snprintf(file, sizeof file, "%s/a.txt", out);
+    CHECK(access(file, F_OK) == 0);
+    /* Not empty: refused without force, and the old folder stays. */
+    char slash[620];
+    snprintf(slash, sizeof slash, "%s/", out);
+    CHECK_ERR(cfx_dir_create(&d, slash, 0), CFX_EINVAL);
+    CHECK(strstr(cfx_last_error(), "--force") != NULL);
+    CHECK_OK(cfx_dir_create(&d, slash, 1));
+    CHECK(strstr(d.tmp, "bundle.tmp.") != NULL && strstr(d.tmp, "/.tmp") == NULL);
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s", d.tmp);
+    cfx_dir_abort(&d);
+    CHECK(access(tmp, F_OK) != 0);
+    CHECK(access(file, F_OK) == 0);
+    /* Forced and committed: the old folder's file is gone. */
+    CHECK_OK(cfx_dir_create(&d, out, 1));
+    CHECK_OK(cfx_dir_commit(&d));
+    CHECK(access(file, F_OK) != 0);
+    CHECK(access(out, F_OK) == 0);
+    /* A file in the way is refused. */
+    CHECK_ERR(cfx_dir_create(&d, "/etc/passwd", 1), CFX_EINVAL);
+}

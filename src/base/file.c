@@ -1,15 +1,17 @@
-/* file.c - atomic file output (write a temporary, rename it into place), the removal of such
- * temporaries when a signal ends the program, and whole-file reads. */
+/* file.c - atomic file and folder output (write a temporary, rename it into place), the removal
+ * of such temporaries when a signal ends the program, and whole-file reads. */
 #include "base/base.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -195,4 +197,98 @@ cfx_status cfx_file_read_all(const char *path, char **data, size_t *size) {
     *data = buf;
     if (size) *size = n;
     return CFX_OK;
+}
+
+/* ---------------------------------------------------------------- atomic folders --- */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Removes a folder and everything under it (no symlinks are followed). */
+static void remove_tree(const char *path) {
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static bool dir_is_empty(const char *path) {
+    DIR *dir = opendir(path);
+    if (!dir) return false;
+    struct dirent *e;
+    bool empty = true;
+    while (empty && (e = readdir(dir)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = false;
+    closedir(dir);
+    return empty;
+}
+
+cfx_status cfx_dir_create(cfx_dir *d, const char *path, int force) {
+    memset(d, 0, sizeof *d);
+    d->slot = -1;
+    if (!path || !*path) return cfx_set_error(CFX_EINVAL, "no output folder given");
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return cfx_set_error(CFX_EINVAL, "'%s' exists and is not a folder", path);
+        if (!force && !dir_is_empty(path))
+            return cfx_set_error(CFX_EINVAL,
+                                 "'%s' exists and is not empty (use --force to replace it)", path);
+    }
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--; /* "out/" names the folder out */
+    d->path = cfx_malloc(n + 1);
+    d->tmp = cfx_malloc(n + 32);
+    if (!d->path || !d->tmp) {
+        cfx_dir_abort(d);
+        return CFX_ENOMEM;
+    }
+    memcpy(d->path, path, n);
+    d->path[n] = '\0';
+    snprintf(d->tmp, n + 32, "%s.tmp.%ld", d->path, (long)getpid());
+    remove_tree(d->tmp);
+    d->slot = cfx__tmp_track(d->tmp, true);
+    if (mkdir(d->tmp, 0777) != 0) {
+        cfx_status s = cfx_set_error(CFX_EIO, "cannot create '%s': %s", d->tmp, strerror(errno));
+        cfx__tmp_untrack(d->slot);
+        d->slot = -1;
+        cfx_free(d->tmp), d->tmp = NULL;
+        cfx_dir_abort(d);
+        return s;
+    }
+    return CFX_OK;
+}
+
+cfx_status cfx_dir_commit(cfx_dir *d) {
+    /* Replace an existing folder only now: move it aside, move the new one in, delete the old. */
+    size_t n = strlen(d->path) + 32;
+    char *old = cfx_malloc(n);
+    if (!old) return CFX_ENOMEM;
+    snprintf(old, n, "%s.old.%ld", d->path, (long)getpid());
+    struct stat st;
+    bool had = stat(d->path, &st) == 0;
+    cfx_status s = CFX_OK;
+    if (had && rename(d->path, old) != 0) {
+        s = cfx_set_error(CFX_EIO, "cannot replace '%s': %s", d->path, strerror(errno));
+    } else if (rename(d->tmp, d->path) != 0) {
+        s = cfx_set_error(CFX_EIO, "cannot rename '%s' to '%s': %s", d->tmp, d->path,
+                          strerror(errno));
+        if (had) rename(old, d->path);
+    } else {
+        if (had) remove_tree(old);
+        cfx__tmp_untrack(d->slot);
+        d->slot = -1;
+        cfx_free(d->tmp), d->tmp = NULL;
+        cfx_free(d->path), d->path = NULL;
+    }
+    cfx_free(old);
+    return s;
+}
+
+void cfx_dir_abort(cfx_dir *d) {
+    if (d->tmp) remove_tree(d->tmp);
+    cfx__tmp_untrack(d->slot);
+    d->slot = -1;
+    cfx_free(d->tmp), d->tmp = NULL;
+    cfx_free(d->path), d->path = NULL;
 }

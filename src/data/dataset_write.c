@@ -7,78 +7,33 @@
 #include "data/dataset.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static const char *split_names[] = {"train", "calib", "test", "ood"};
 
 /* ---------------------------------------------------------------- output folder --- */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *path) {
-    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int dir_is_empty(const char *path) {
-    DIR *dir = opendir(path);
-    if (!dir) return 0;
-    struct dirent *e;
-    int empty = 1;
-    while (empty && (e = readdir(dir)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
-    closedir(dir);
-    return empty;
-}
-
 /* A dataset being written: the temporary folder and the manifest under construction. */
 typedef struct {
     const cfx_data_options *o;
-    char tmp[4096];
-    int slot; /* of tmp among the temporaries a signal removes */
+    cfx_dir dir; /* the temporary folder, renamed into place by writer_finish */
     cJSON *manifest, *splits;
     int c, h, w;
 } writer;
 
 static cfx_status writer_begin(writer *wr, const cfx_data_options *o, const char *name) {
     memset(wr, 0, sizeof *wr);
-    wr->slot = -1;
     wr->o = o;
-    if (!o || !o->out || !*o->out) return cfx_set_error(CFX_EINVAL, "no output folder given");
-    struct stat st;
-    if (stat(o->out, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            return cfx_set_error(CFX_EINVAL, "'%s' exists and is not a folder", o->out);
-        if (!o->force && !dir_is_empty(o->out))
-            return cfx_set_error(
-                CFX_EINVAL, "'%s' exists and is not empty (use --force to replace it)", o->out);
-    }
-    int n = snprintf(wr->tmp, sizeof wr->tmp, "%s.tmp.%ld", o->out, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof wr->tmp)
-        return cfx_set_error(CFX_EINVAL, "output path '%s' is too long", o->out);
-    remove_tree(wr->tmp);
-    wr->slot = cfx__tmp_track(wr->tmp, true);
-    if (mkdir(wr->tmp, 0777) != 0) {
-        cfx__tmp_untrack(wr->slot);
-        return cfx_set_error(CFX_EIO, "cannot create '%s': %s", wr->tmp, strerror(errno));
-    }
+    if (!o) return cfx_set_error(CFX_EINVAL, "no output folder given");
+    CFX_TRY(cfx_dir_create(&wr->dir, o->out, o->force));
     wr->manifest = cJSON_CreateObject();
     wr->splits = cJSON_CreateObject();
     if (!wr->manifest || !wr->splits) {
         cJSON_Delete(wr->manifest);
         cJSON_Delete(wr->splits);
-        remove_tree(wr->tmp);
-        cfx__tmp_untrack(wr->slot);
+        cfx_dir_abort(&wr->dir);
         return cfx_set_error(CFX_ENOMEM, "out of memory");
     }
     cJSON_AddStringToObject(wr->manifest, "format", "cfx-dataset");
@@ -92,9 +47,7 @@ static void writer_abort(writer *wr) {
     cJSON_Delete(wr->manifest);
     cJSON_Delete(wr->splits);
     wr->manifest = wr->splits = NULL;
-    if (wr->tmp[0]) remove_tree(wr->tmp);
-    cfx__tmp_untrack(wr->slot);
-    wr->slot = -1;
+    cfx_dir_abort(&wr->dir);
 }
 
 /* Records the classes: all_names[0..n_all) by original id, holdout flags per original id. */
@@ -125,9 +78,9 @@ static cfx_status writer_split(writer *wr, const char *split, const uint8_t *ima
     /* NumPy cannot hold an empty dimension here (cfx shapes are >= 1), so an empty split has
      * a manifest entry with count 0 and no files. */
     if (n > 0) {
-        snprintf(path, sizeof path, "%s/%s", wr->tmp, file_i);
+        snprintf(path, sizeof path, "%s/%s", wr->dir.tmp, file_i);
         CFX_TRY(cfx_npy_write_u8(path, images, 4, (int64_t[]){n, wr->c, wr->h, wr->w}));
-        snprintf(path, sizeof path, "%s/%s", wr->tmp, file_l);
+        snprintf(path, sizeof path, "%s/%s", wr->dir.tmp, file_l);
         CFX_TRY(cfx_npy_write_u8(path, labels, 1, (int64_t[]){n}));
     }
     cJSON *e = cJSON_AddObjectToObject(wr->splits, split);
@@ -150,7 +103,7 @@ static cfx_status writer_finish(writer *wr) {
     char *text = cJSON_Print(wr->manifest);
     if (!text) return cfx_set_error(CFX_ENOMEM, "out of memory");
     char path[4200];
-    snprintf(path, sizeof path, "%s/manifest.json", wr->tmp);
+    snprintf(path, sizeof path, "%s/manifest.json", wr->dir.tmp);
     cfx_file af;
     cfx_status s = cfx_file_create(&af, path);
     if (s == CFX_OK) {
@@ -160,25 +113,9 @@ static cfx_status writer_finish(writer *wr) {
     }
     cJSON_free(text);
     if (s != CFX_OK) return s;
-    /* Replace an existing folder only now: move it aside, move the new one in, delete the old. */
-    const char *out = wr->o->out;
-    char old[4200];
-    snprintf(old, sizeof old, "%s.old.%ld", out, (long)getpid());
-    struct stat st;
-    int had = stat(out, &st) == 0;
-    if (had && rename(out, old) != 0)
-        return cfx_set_error(CFX_EIO, "cannot replace '%s': %s", out, strerror(errno));
-    if (rename(wr->tmp, out) != 0) {
-        s = cfx_set_error(CFX_EIO, "cannot rename '%s' to '%s': %s", wr->tmp, out, strerror(errno));
-        if (had) rename(old, out);
-        return s;
-    }
-    if (had) remove_tree(old);
+    CFX_TRY(cfx_dir_commit(&wr->dir));
     cJSON_Delete(wr->manifest);
     wr->manifest = NULL;
-    wr->tmp[0] = '\0';
-    cfx__tmp_untrack(wr->slot);
-    wr->slot = -1;
     return CFX_OK;
 }
 
