@@ -3,12 +3,10 @@
 #define CFX_CLI_H
 
 #include "cfx.h"
+#include "opt.h"
 
 #include <stdbool.h>
 #include <stdio.h>
-
-/* A subcommand: argv[0] is the command name. Returns the process exit code. */
-typedef int (*cli_fn)(int argc, char **argv);
 
 /* Prints "cfx <cmd>: <message>" (with cfx_last_error() when msg is NULL) and returns 1. */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
