@@ -82,15 +82,16 @@ static int train_main(int is_clf, int argc, char **argv) {
         {"lr", "X", "Adam learning rate, decayed to 0 along a cosine over the run", .num = &a.lr,
          .min = 0, .max = INFINITY},
         {"constant-lr", NULL, "keep the learning rate constant", .flag = &a.constant_lr},
-        {"latent", "N", "latent size", .i = &a.latent, .lo = 1, .hi = 65536, .skip = is_clf},
         CLI_OPT_SEED(&a.seed, "seed of the initialisation and the shuffling"),
         CLI_OPT_THREADS(&a.threads),
         {"checkpoint", "FILE", "checkpoint written after every epoch", .str = &a.checkpoint,
          .def = "OUT.ckpt"},
         {"resume", NULL, "continue from the checkpoint if it exists", .flag = &a.resume},
-        {"grid", "FILE", "reconstruction grid", .str = &a.grid,
-         .def = "reconstructions.png beside OUT", .skip = is_clf},
         CLI_OPT_JSON(&a.json),
+        /* The autoencoder's own options come last: the classifier's table stops before them. */
+        {"latent", "N", "latent size", .i = &a.latent, .lo = 1, .hi = 65536},
+        {"grid", "FILE", "reconstruction grid", .str = &a.grid,
+         .def = "reconstructions.png beside OUT"},
     };
     cli_parse(cmd,
               is_clf ? "Trains a classifier on the train split of a dataset folder written by `cfx "
@@ -104,7 +105,7 @@ static int train_main(int is_clf, int argc, char **argv) {
                        "reconstructions (bottom rows). The built-in architecture is the\n"
                        "reference one (see README); --model trains a user's own ONNX model "
                        "instead.\n",
-              opts, CLI_LEN(opts), argc, argv);
+              opts, CLI_LEN(opts) - (is_clf ? 2 : 0), argc, argv);
     cli_set_threads(a.threads);
     char ckpt[4096];
     if (!a.checkpoint) {

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #define HELP_WIDTH 100 /* help wraps before this column */
 #define NAME_WIDTH 20  /* "--name VALUE" longer than this puts its help on the next line */
+#define MAX_OPTS   64  /* entries in one table */
 
 _Noreturn void cli_usage_error(const char *path, const char *fmt, ...) {
     char msg[1024];
@@ -127,13 +129,12 @@ static void help(const char *path, const char *about, const cli_opt *opts, size_
     int width = 10, optional = 0, positionals = 0;
     printf("usage: cfx %s", path);
     for (size_t k = 0; k < n; k++)
-        if (!opts[k].skip && opts[k].positional) {
+        if (opts[k].positional) {
             printf(opts[k].required ? " %s" : " [%s]", opts[k].name);
             positionals++;
         }
     for (size_t k = 0; k < n; k++) {
         const cli_opt *o = &opts[k];
-        if (o->skip) continue;
         int w = (int)strlen(o->name) + (o->positional ? 0 : 2) +
                 (o->value ? (int)strlen(o->value) + 1 : 0);
         if (w > width && w <= NAME_WIDTH) width = w;
@@ -143,18 +144,23 @@ static void help(const char *path, const char *about, const cli_opt *opts, size_
     printf("%s\n\n%s\n", optional ? " [options]" : "", about);
     if (positionals) printf("arguments:\n");
     for (size_t k = 0; k < n; k++)
-        if (!opts[k].skip && opts[k].positional) help_line(&opts[k], width + 4);
+        if (opts[k].positional) help_line(&opts[k], width + 4);
     printf("%soptions:\n", positionals ? "\n" : "");
     for (size_t k = 0; k < n; k++)
-        if (!opts[k].skip && !opts[k].positional) help_line(&opts[k], width + 4);
+        if (!opts[k].positional) help_line(&opts[k], width + 4);
     /* Shown like a positional: its name as it stands. */
     help_line(&(cli_opt){"-h, --help", NULL, "print this help", .positional = true}, width + 4);
 }
 
 void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t n, int argc,
                char **argv) {
+    bool given[MAX_OPTS] = {0};
     size_t next_positional = 0; /* opts[next_positional..] are searched for the next one */
-    int options_end = 0;        /* after "--", every argument is positional */
+    if (n > MAX_OPTS) {
+        fprintf(stderr, "cfx %s: %zu options are more than the parser's %d\n", path, n, MAX_OPTS);
+        abort(); /* a broken table, not a user's mistake */
+    }
+    int options_end = 0; /* after "--", every argument is positional */
     for (int k = 1; k < argc; k++) {
         const char *a = argv[k];
         if (!options_end && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
@@ -166,23 +172,24 @@ void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t 
             continue;
         }
         if (options_end || a[0] != '-' || a[1] == '\0') {
-            while (next_positional < n &&
-                   (opts[next_positional].skip || !opts[next_positional].positional))
-                next_positional++;
+            while (next_positional < n && !opts[next_positional].positional) next_positional++;
             if (next_positional == n) cli_usage_error(path, "unexpected argument '%s'", a);
+            given[next_positional] = true;
             *opts[next_positional++].str = a;
             continue;
         }
         /* An option: exactly a name of the table, --name or --name=value. */
         const char *name = a + 2, *eq = strchr(a, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const cli_opt *o = NULL;
-        for (size_t j = 0; a[1] == '-' && j < n && !o; j++)
-            if (!opts[j].skip && !opts[j].positional && strlen(opts[j].name) == len &&
-                strncmp(opts[j].name, name, len) == 0)
-                o = &opts[j];
-        if (!o)
+        size_t j = 0;
+        while (a[1] == '-' && j < n &&
+               (opts[j].positional || strlen(opts[j].name) != len ||
+                strncmp(opts[j].name, name, len) != 0))
+            j++;
+        if (a[1] != '-' || j == n)
             cli_usage_error(path, "unknown option %.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+        const cli_opt *o = &opts[j];
+        given[j] = true;
         if (o->flag) {
             if (eq) cli_usage_error(path, "--%s takes no value", o->name);
             *o->flag = 1;
@@ -195,7 +202,7 @@ void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t 
         take(path, o, v);
     }
     for (size_t k = 0; k < n; k++)
-        if (!opts[k].skip && opts[k].required && opts[k].str && !*opts[k].str)
+        if (opts[k].required && !given[k])
             cli_usage_error(path, opts[k].positional ? "%s is required" : "--%s is required",
                             opts[k].name);
 }

@@ -52,7 +52,6 @@ typedef struct {
     const char *def;            /* the default in words, for help ("all cores") */
     bool required;              /* a .str entry that must be given (its destination starts NULL) */
     bool positional;
-    bool skip; /* not an option of this leaf (one table serving several leaves) */
 } cli_opt;
 
 /* Shared definitions, the same for every command that has them. */
