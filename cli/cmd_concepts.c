@@ -494,37 +494,23 @@ static int run_order(const opts *o) {
     return rc;
 }
 
-static int concepts_cost(int argc, char **argv) {
+/* Every action: argv[0], its name, picks its table in parse and what runs. */
+static int concepts_main(int argc, char **argv) {
     opts o;
-    parse("cost", argc, argv, &o);
-    return run_cost(&o);
-}
-
-static int concepts_nearest(int argc, char **argv) {
-    opts o;
-    parse("nearest", argc, argv, &o);
-    return run_nearest(&o);
-}
-
-static int concepts_global(int argc, char **argv) {
-    opts o;
-    parse("global", argc, argv, &o);
-    return run_global(&o);
-}
-
-static int concepts_order(int argc, char **argv) {
-    opts o;
-    parse("order", argc, argv, &o);
+    parse(argv[0], argc, argv, &o);
+    if (strcmp(argv[0], "cost") == 0) return run_cost(&o);
+    if (strcmp(argv[0], "nearest") == 0) return run_nearest(&o);
+    if (strcmp(argv[0], "global") == 0) return run_global(&o);
     return run_order(&o);
 }
 
 int cmd_concepts(int argc, char **argv) {
     static const cli_command leaves[] = {
-        {"cost", concepts_cost, "optimal edits from concept list A to B"},
-        {"nearest", concepts_nearest,
+        {"cost", concepts_main, "optimal edits from concept list A to B"},
+        {"nearest", concepts_main,
          "closest counterfactual (cheapest image of another label) per image"},
-        {"global", concepts_global, "importance of each concept for the images of --class"},
-        {"order", concepts_order, "the edits of --query in the order of --mode"},
+        {"global", concepts_main, "importance of each concept for the images of --class"},
+        {"order", concepts_main, "the edits of --query in the order of --mode"},
     };
     return cli_dispatch("concepts",
                         "Explains a classifier with semantic edits between concept-annotated "

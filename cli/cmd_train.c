@@ -68,7 +68,9 @@ static cfx_status write_recon_grid(cfx_graph *g, int x, int y, const cfx_tensor 
     return s;
 }
 
-static int train_main(int is_clf, int argc, char **argv) {
+/* `cfx train classifier|autoencoder`: argv[0] says which. */
+static int train_main(int argc, char **argv) {
+    int is_clf = strcmp(argv[0], "classifier") == 0;
     const char *what = is_clf ? "classifier" : "autoencoder";
     const char *cmd = is_clf ? "train classifier" : "train autoencoder";
     train_args a = {.epochs = 10, .batch = 64, .lr = 1e-3, .latent = 256};
@@ -260,7 +262,9 @@ fail:
     return 1;
 }
 
-static int eval_main(int is_clf, int argc, char **argv) {
+/* `cfx eval classifier|autoencoder`: argv[0] says which. */
+static int eval_main(int argc, char **argv) {
+    int is_clf = strcmp(argv[0], "classifier") == 0;
     const char *cmd = is_clf ? "eval classifier" : "eval autoencoder";
     train_args a = {.batch = 256, .split = "test"};
     const cli_opt opts[] = {
@@ -362,26 +366,10 @@ done:
     return ret;
 }
 
-static int train_classifier(int argc, char **argv) {
-    return train_main(1, argc, argv);
-}
-
-static int train_autoencoder(int argc, char **argv) {
-    return train_main(0, argc, argv);
-}
-
-static int eval_classifier(int argc, char **argv) {
-    return eval_main(1, argc, argv);
-}
-
-static int eval_autoencoder(int argc, char **argv) {
-    return eval_main(0, argc, argv);
-}
-
 int cmd_train(int argc, char **argv) {
     static const cli_command leaves[] = {
-        {"classifier", train_classifier, "a classifier: the reference one or an ONNX model"},
-        {"autoencoder", train_autoencoder, "an autoencoder, also written as encoder and decoder"},
+        {"classifier", train_main, "a classifier: the reference one or an ONNX model"},
+        {"autoencoder", train_main, "an autoencoder, also written as encoder and decoder"},
     };
     return cli_dispatch("train",
                         "Trains a model on the train split of a dataset folder written by `cfx "
@@ -391,8 +379,8 @@ int cmd_train(int argc, char **argv) {
 
 int cmd_eval(int argc, char **argv) {
     static const cli_command leaves[] = {
-        {"classifier", eval_classifier, "accuracy and confusion matrix"},
-        {"autoencoder", eval_autoencoder, "mean squared reconstruction error"},
+        {"classifier", eval_main, "accuracy and confusion matrix"},
+        {"autoencoder", eval_main, "mean squared reconstruction error"},
     };
     return cli_dispatch("eval", "Evaluates a model on one split of a dataset folder.\n", leaves,
                         CLI_LEN(leaves), argc, argv);

@@ -1,19 +1,18 @@
 /* opt.h - the one option parser of the cfx program, in the spirit of git's parse-options.
  *
- * A leaf command (`cfx data signs`) declares its options as a table and hands it to cli_parse,
- * which fills the variables the entries point to, generates --help from the same table, and
- * rejects anything the table does not name. Example:
+ * A leaf command (`cfx model check`) declares its options as a table and hands it to cli_parse,
+ * which fills the variables the entries point to, generates --help from the same table (with
+ * the values they hold before as defaults), and rejects anything the table does not name:
  *
- *     long long n = 64, threads = 0;
- *     const char *out = NULL;
+ *     const char *file = NULL;
+ *     long long batch = 1, threads = 1;
  *     int json = 0;
  *     const cli_opt opts[] = {
- *         {"out", "PNG", "the grid to write", .str = &out, .required = true},
- *         {"n", "N", "images to show", .i = &n, .lo = 1, .hi = 100000},
- *         CLI_OPT_THREADS(&threads),
- *         CLI_OPT_JSON(&json),
+ *         {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
+ *         {"batch", "N", "size of a symbolic batch dimension", .i = &batch, .lo = 1, .hi = 1 <<
+ * 20}, CLI_OPT_THREADS(&threads), CLI_OPT_JSON(&json),
  *     };
- *     cli_parse("data preview", "Writes the first N images of a split as one PNG grid.\n", opts,
+ *     cli_parse("model check", "Loads the model, runs a forward and a backward ...\n", opts,
  *               CLI_LEN(opts), argc, argv);
  *
  * What an entry takes follows from the one destination it sets: .flag (an int set to 1 by
