@@ -3,21 +3,16 @@
 #define CFX_CLI_H
 
 #include "cfx.h"
+#include "opt.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 
-/* A subcommand: argv[0] is the command name. Returns the process exit code. */
-typedef int (*cli_fn)(int argc, char **argv);
-
-/* Prints "cfx <cmd>: <message>" (with cfx_last_error() when msg is NULL) and returns 1. */
+/* A runtime failure: prints "cfx <cmd>: <message>" (cfx_last_error() when fmt is NULL) and
+ * returns 1, the exit code of a failure. Usage errors are cli_usage_error's (opt.h), exit 2. */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a status failure: "cfx <cmd>: <what>: <cfx_last_error()>" and returns 1. */
 int cli_fail_status(const char *cmd, const char *what);
-/* Parses a whole number (or returns false and prints why). */
-bool cli_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi,
-                   long long *out);
-bool cli_parse_double(const char *cmd, const char *flag, const char *s, double *out);
 /* Writes s as a JSON string literal (with quotes). */
 void cli_json_str(FILE *f, const char *s);
 /* Applies --threads; n <= 0 means all cores. */

@@ -2,126 +2,126 @@
  */
 #include "cli.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: cfx concepts <action> [options]\n"
-    "\n"
-    "Explains a classifier with semantic edits between concept-annotated images (V-CECE).\n"
-    "\n"
-    "actions:\n"
-    "  cost A B        optimal edits from concept list A to B (comma-separated, e.g.\n"
-    "                  chair.n.01,dog.n.01 or chairs,dog)\n"
-    "  nearest         closest counterfactual (cheapest image of another label) per image;\n"
-    "                  needs --data, --labels and --query ID or --all\n"
-    "  global          importance of each concept for the images of --class\n"
-    "  order           the edits of --query in the order of --mode\n"
-    "\n"
-    "options:\n"
-    "  --data FILE       images as JSON: {\"images\": [{\"id\", \"objects\", \"labels\"}]}\n"
-    "  --labels KEY      which classifier's label to use (a key of each image's \"labels\")\n"
-    "  --query ID        one image by id (nearest, order)\n"
-    "  --all             every image (nearest)\n"
-    "  --class C         the class to explain (global)\n"
-    "  --mode M          local, global or local-global (order; default local)\n"
-    "  --out FILE        write one JSON record per query to FILE (JSON Lines; nearest)\n"
-    "  --cost MODEL      cece (default: the reference code's set costs) or graph (WordNet\n"
-    "                    path lengths)\n"
-    "  --max-sub N       substitutions dearer than N are not actionable (default 0: no cap)\n"
-    "  --unknown P       error (default) or skip: what to do with unknown concepts\n"
-    "  --empty P         keep (default) or skip: images without concepts;\n"
-    "                    two such images with different labels are each other's\n"
-    "                    counterfactual at cost 0\n"
-    "  --top N           rows of the importance table (global; default 0: all non-zero)\n"
-    "  --wordnet DIR     WordNet 3.0 database folder (default /usr/share/wordnet)\n"
-    "  --threads N       worker threads (default 0: all cores)\n"
-    "  --json            print the summary as one JSON object\n"
-    "  --help            this text\n";
-
 typedef struct {
     const char *data, *labels, *class_name, *out, *wordnet, *a, *b;
-    const char *mode;
-    int64_t query;
-    int has_query, all, json, unknown_skip, empty_skip;
-    long long top;
+    long long query, top, max_sub, threads;
+    int all, json, unknown_skip, empty_skip, cost_model, mode;
     cfx_cost_options cost;
 } opts;
 
-static int parse(int argc, char **argv, opts *o, const char *action) {
-    const char *cmd = "concepts";
-    int npos = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n;
-        if (strcmp(f, "--help") == 0) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (strcmp(f, "--all") == 0) {
-            o->all = 1;
-        } else if (strcmp(f, "--json") == 0) {
-            o->json = 1;
-        } else if (f[0] == '-' && f[1] == '-') {
-            if (!v) return cli_fail(cmd, "%s needs a value (see cfx concepts --help)", f) + 1;
-            if (strcmp(f, "--data") == 0)
-                o->data = v;
-            else if (strcmp(f, "--labels") == 0)
-                o->labels = v;
-            else if (strcmp(f, "--class") == 0)
-                o->class_name = v;
-            else if (strcmp(f, "--out") == 0)
-                o->out = v;
-            else if (strcmp(f, "--wordnet") == 0)
-                o->wordnet = v;
-            else if (strcmp(f, "--mode") == 0)
-                o->mode = v;
-            else if (strcmp(f, "--query") == 0) {
-                if (!cli_parse_int(cmd, f, v, INT64_MIN + 1, INT64_MAX, &n)) return 2;
-                o->query = n, o->has_query = 1;
-            } else if (strcmp(f, "--cost") == 0) {
-                if (strcmp(v, "cece") == 0)
-                    o->cost.model = CFX_COST_CECE;
-                else if (strcmp(v, "graph") == 0)
-                    o->cost.model = CFX_COST_GRAPH;
-                else
-                    return cli_fail(cmd, "--cost is cece or graph, not '%s'", v) + 1;
-            } else if (strcmp(f, "--max-sub") == 0) {
-                if (!cli_parse_int(cmd, f, v, 0, INT32_MAX, &n)) return 2;
-                o->cost.max_sub = n;
-            } else if (strcmp(f, "--unknown") == 0) {
-                if (strcmp(v, "skip") == 0)
-                    o->unknown_skip = 1;
-                else if (strcmp(v, "error") == 0)
-                    o->unknown_skip = 0;
-                else
-                    return cli_fail(cmd, "--unknown is error or skip, not '%s'", v) + 1;
-            } else if (strcmp(f, "--empty") == 0) {
-                if (strcmp(v, "skip") == 0)
-                    o->empty_skip = 1;
-                else if (strcmp(v, "keep") == 0)
-                    o->empty_skip = 0;
-                else
-                    return cli_fail(cmd, "--empty is keep or skip, not '%s'", v) + 1;
-            } else if (strcmp(f, "--top") == 0) {
-                if (!cli_parse_int(cmd, f, v, 0, INT32_MAX, &o->top)) return 2;
-            } else if (strcmp(f, "--threads") == 0) {
-                if (!cli_parse_int(cmd, f, v, 0, 4096, &n)) return 2;
-                cli_set_threads(n);
-            } else {
-                return cli_fail(cmd, "unknown option '%s' (see cfx concepts --help)", f) + 1;
-            }
-            i++;
-        } else if (strcmp(action, "cost") == 0 && npos < 2) {
-            if (npos++ == 0)
-                o->a = f;
-            else
-                o->b = f;
-        } else {
-            return cli_fail(cmd, "unexpected argument '%s' (see cfx concepts --help)", f) + 1;
-        }
+#define NO_QUERY LLONG_MIN /* --query takes every other whole number */
+
+static const char *const cost_words[] = {"cece", "graph", NULL};
+static const cfx_cost_model cost_models[] = {CFX_COST_CECE, CFX_COST_GRAPH};
+static const char *const mode_words[] = {"local", "global", "local-global", NULL};
+static const cfx_order_mode modes[] = {CFX_ORDER_LOCAL, CFX_ORDER_GLOBAL, CFX_ORDER_LOCAL_GLOBAL};
+static const char *const unknown_words[] = {"error", "skip", NULL};
+static const char *const empty_words[] = {"keep", "skip", NULL};
+
+/* The options of `cfx concepts <action>`: the entries are named once, and each action lists
+ * those it takes. */
+static void parse(const char *action, int argc, char **argv, opts *o) {
+    char path[64];
+    snprintf(path, sizeof path, "concepts %s", action);
+    *o = (opts){.query = NO_QUERY};
+    const cli_opt a = {"A",
+                       NULL,
+                       "a comma-separated concept list, e.g. chair.n.01,dog.n.01 or "
+                       "chairs,dog",
+                       .str = &o->a,
+                       .required = true,
+                       .positional = true},
+                  b = {"B",
+                       NULL,
+                       "the list to edit A into",
+                       .str = &o->b,
+                       .required = true,
+                       .positional = true},
+                  data = {"data", "FILE",
+                          "images as JSON: {\"images\": [{\"id\", \"objects\", "
+                          "\"labels\"}]}",
+                          .str = &o->data, .required = true},
+                  labels = {"labels", "KEY",
+                            "which classifier's label to use (a key of each "
+                            "image's \"labels\")",
+                            .str = &o->labels, .required = true},
+                  query = {"query",
+                           "ID",
+                           "one image by id",
+                           .i = &o->query,
+                           .lo = LLONG_MIN + 1,
+                           .hi = LLONG_MAX,
+                           .def = "none",
+                           .required = strcmp(action, "order") == 0},
+                  all = {"all", NULL, "every image", .flag = &o->all},
+                  class_name = {"class", "C", "the class to explain", .str = &o->class_name,
+                                .required = true},
+                  mode = {"mode", "M", "the order of the edits", .pick = &o->mode,
+                          .choices = mode_words},
+                  out = {"out", "FILE", "write one JSON record per query to FILE (JSON Lines)",
+                         .str = &o->out},
+                  cost = {"cost", "MODEL",
+                          "cece (the reference code's set costs) or graph "
+                          "(WordNet path lengths)",
+                          .pick = &o->cost_model, .choices = cost_words},
+                  max_sub = {"max-sub",
+                             "N",
+                             "substitutions dearer than N are not actionable; "
+                             "0: no cap",
+                             .i = &o->max_sub,
+                             .lo = 0,
+                             .hi = INT32_MAX},
+                  unknown = {"unknown", "P", "error or skip: what to do with unknown concepts",
+                             .pick = &o->unknown_skip, .choices = unknown_words},
+                  empty = {"empty", "P",
+                           "keep or skip: images without concepts; two such images "
+                           "with different labels are each other's "
+                           "counterfactual at cost 0",
+                           .pick = &o->empty_skip, .choices = empty_words},
+                  top = {"top",        "N",     "rows of the importance table; 0: all non-zero",
+                         .i = &o->top, .lo = 0, .hi = INT32_MAX},
+                  wordnet = {"wordnet", "DIR", "WordNet 3.0 database folder", .str = &o->wordnet,
+                             .def = "/usr/share/wordnet"},
+                  threads = CLI_OPT_THREADS(&o->threads), json = CLI_OPT_JSON(&o->json);
+    if (strcmp(action, "cost") == 0) {
+        const cli_opt t[] = {a, b, cost, max_sub, unknown, wordnet, json};
+        cli_parse(path,
+                  "Prints the optimal edits (insertions, deletions, substitutions) from the "
+                  "concepts A to\nthe concepts B and their cost.\n",
+                  t, CLI_LEN(t), argc, argv);
+    } else if (strcmp(action, "nearest") == 0) {
+        const cli_opt t[] = {data,    labels,  query, all,     out,     cost,
+                             max_sub, unknown, empty, wordnet, threads, json};
+        cli_parse(path,
+                  "Finds the closest counterfactual of an image (--query) or of every image "
+                  "(--all): the\ncheapest image with another label, and the edits to it.\n",
+                  t, CLI_LEN(t), argc, argv);
+        if (o->all == (o->query != NO_QUERY))
+            cli_usage_error(path, "give either --query ID or --all");
+    } else if (strcmp(action, "global") == 0) {
+        const cli_opt t[] = {data,    labels, class_name, top,     cost, max_sub,
+                             unknown, empty,  wordnet,    threads, json};
+        cli_parse(path,
+                  "Ranks the concepts by their importance for the images of --class: over each "
+                  "image's\nedits to its closest counterfactual, the times a concept is "
+                  "brought in minus the\ntimes it is taken out.\n",
+                  t, CLI_LEN(t), argc, argv);
+    } else {
+        const cli_opt t[] = {data,    labels, query,   mode,    cost, max_sub,
+                             unknown, empty,  wordnet, threads, json};
+        cli_parse(path,
+                  "Lists the edits of --query to its closest counterfactual in the order of "
+                  "--mode: local\n(this image's edits, deletions first), global (the "
+                  "class's edits by importance,\nthose this image allows) or local-global "
+                  "(this image's edits by the class's importance).\n",
+                  t, CLI_LEN(t), argc, argv);
     }
-    return -1;
+    o->cost = (cfx_cost_options){.model = cost_models[o->cost_model], .max_sub = o->max_sub};
+    cli_set_threads(o->threads);
 }
 
 /* Loads WordNet and the vocabulary; the caller frees both. */
@@ -206,9 +206,6 @@ static void print_edit(FILE *f, const cfx_concepts *c, const cfx_edit *e) {
 }
 
 static int run_cost(const opts *o) {
-    if (!o->a || !o->b)
-        return cli_fail("concepts cost", "give two comma-separated concept lists, e.g. "
-                                         "cfx concepts cost chair.n.01 table.n.02");
     cfx_wordnet *wn;
     cfx_concepts *c;
     if (open_vocab(o, &wn, &c)) return 1;
@@ -248,9 +245,6 @@ static void close_data(cfx_wordnet *wn, cfx_concepts *c, cfx_concepts_data *d) {
 /* Opens the vocabulary and the dataset, reporting skipped and empty images on stderr. */
 static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_concepts **c,
                      cfx_concepts_data **d) {
-    if (!o->data || !o->labels)
-        return cli_fail(what,
-                        "--data FILE and --labels KEY are required (see cfx concepts --help)");
     if (open_vocab(o, wn, c)) return 1;
     int64_t skipped = 0;
     *d = cfx_concepts_data_load(*c, o->data, o->labels,
@@ -302,7 +296,6 @@ static int find_query(const cfx_concepts_data *d, const opts *o, const char *wha
 
 static int run_nearest(const opts *o) {
     const char *what = "concepts nearest";
-    if (o->all == o->has_query) return cli_fail(what, "give either --query ID or --all");
     cfx_wordnet *wn;
     cfx_concepts *c;
     cfx_concepts_data *d;
@@ -420,7 +413,6 @@ static int cmp_row(const void *x, const void *y) {
 
 static int run_global(const opts *o) {
     const char *what = "concepts global";
-    if (!o->class_name) return cli_fail(what, "--class C is required");
     cfx_wordnet *wn;
     cfx_concepts *c;
     cfx_concepts_data *d;
@@ -462,17 +454,8 @@ static int run_global(const opts *o) {
 
 static int run_order(const opts *o) {
     const char *what = "concepts order";
-    const char *m = o->mode ? o->mode : "local";
-    cfx_order_mode mode;
-    if (strcmp(m, "local") == 0)
-        mode = CFX_ORDER_LOCAL;
-    else if (strcmp(m, "global") == 0)
-        mode = CFX_ORDER_GLOBAL;
-    else if (strcmp(m, "local-global") == 0)
-        mode = CFX_ORDER_LOCAL_GLOBAL;
-    else
-        return cli_fail(what, "--mode is local, global or local-global, not '%s'", m);
-    if (!o->has_query) return cli_fail(what, "--query ID is required");
+    const char *m = mode_words[o->mode];
+    cfx_order_mode mode = modes[o->mode];
     cfx_wordnet *wn;
     cfx_concepts *c;
     cfx_concepts_data *d;
@@ -511,18 +494,26 @@ static int run_order(const opts *o) {
     return rc;
 }
 
+/* Every action: argv[0], its name, picks its table in parse and what runs. */
+static int concepts_main(int argc, char **argv) {
+    opts o;
+    parse(argv[0], argc, argv, &o);
+    if (strcmp(argv[0], "cost") == 0) return run_cost(&o);
+    if (strcmp(argv[0], "nearest") == 0) return run_nearest(&o);
+    if (strcmp(argv[0], "global") == 0) return run_global(&o);
+    return run_order(&o);
+}
+
 int cmd_concepts(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    const char *action = argv[1];
-    opts o = {0};
-    int r = parse(argc, argv, &o, action);
-    if (r >= 0) return r == 0 ? 0 : 1;
-    if (strcmp(action, "cost") == 0) return run_cost(&o);
-    if (strcmp(action, "nearest") == 0) return run_nearest(&o);
-    if (strcmp(action, "global") == 0) return run_global(&o);
-    if (strcmp(action, "order") == 0) return run_order(&o);
-    return cli_fail("concepts", "unknown action '%s' (cost, nearest, global, order)", action);
+    static const cli_command leaves[] = {
+        {"cost", concepts_main, "optimal edits from concept list A to B"},
+        {"nearest", concepts_main,
+         "closest counterfactual (cheapest image of another label) per image"},
+        {"global", concepts_main, "importance of each concept for the images of --class"},
+        {"order", concepts_main, "the edits of --query in the order of --mode"},
+    };
+    return cli_dispatch("concepts",
+                        "Explains a classifier with semantic edits between concept-annotated "
+                        "images (V-CECE).\n",
+                        leaves, CLI_LEN(leaves), argc, argv);
 }

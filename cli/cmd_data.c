@@ -7,88 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: cfx data <what> [options]\n"
-    "\n"
+static const char *about_data =
     "Writes a dataset folder: manifest.json plus <split>_images.npy (uint8 N,C,H,W) and\n"
     "<split>_labels.npy (uint8 N) for the splits train, calib (calibration, never used for\n"
     "training), test and ood (the held-out classes). The folder is written under a temporary\n"
-    "name and renamed at the end, so it is complete or absent.\n"
-    "\n"
-    "  cfx data fashion-mnist --out DIR   Fashion-MNIST from Debian's dataset-fashion-mnist\n"
-    "  cfx data signs --out DIR           generated photographs of speed-limit signs\n"
-    "  cfx data folder --src DIR --out DIR  an image folder (one sub-folder per class)\n"
-    "  cfx data preview --data DIR --out grid.png  a grid of a split's images\n"
-    "\n"
-    "`cfx data <what> --help` lists the options.\n";
-
-static const char *help_fmnist =
-    "usage: cfx data fashion-mnist --out DIR [options]\n"
-    "\n"
-    "Splits Fashion-MNIST: test = the official 10k test set without the held-out class;\n"
-    "calib = a seeded, per-class fraction of the official training set without it; train =\n"
-    "the rest; ood = the held-out class's images from the official TEST set.\n"
-    "\n"
-    "  --out DIR          folder to write (required)\n"
-    "  --holdout K        class id held out of training, 0..9, or -1 for none (default 9,\n"
-    "                     \"Ankle boot\")\n"
-    "  --calib-frac F     fraction of the training set for calibration (default 0.1)\n"
-    "  --seed S           seed of the calibration draw (default 0)\n"
-    "  --source DIR       the gzip IDX files (default /usr/share/datasets/fashion-mnist)\n"
-    "  --force            replace DIR if it exists and is not empty\n"
-    "  --json             print one JSON object instead of the summary\n";
-
-static const char *help_signs =
-    "usage: cfx data signs --out DIR [options]\n"
-    "\n"
-    "Generates photographs of round speed-limit signs (30, 50, 60, 70, 80, 100, 120 km/h in\n"
-    "training; the held-out speed, 20 by default, only in ood) over varied scenes, with random\n"
-    "scale, position, rotation, perspective, blur, lighting, colour cast and noise.\n"
-    "\n"
-    "  --out DIR          folder to write (required)\n"
-    "  --size N           image side in pixels (default 32)\n"
-    "  --train N          training images per class (default 10000)\n"
-    "  --calib N          calibration images per class (default 200)\n"
-    "  --test N           test images per class (default 200)\n"
-    "  --ood N            images of the held-out speed (default 500)\n"
-    "  --per-class N      sets --train, and --calib and --test to N/5\n"
-    "  --holdout SPEED    speed held out of training (default 20; none for no ood split)\n"
-    "  --supersample K    samples per pixel side when drawing the sign (default 4)\n"
-    "  --font PATH        TrueType font (default DejaVu Sans Bold from fonts-dejavu-core)\n"
-    "  --seed S           seed (default 0); the same seed gives the same bytes\n"
-    "  --threads N        threads, 0 for all cores (default 0); results do not depend on it\n"
-    "  --force            replace DIR if it exists and is not empty\n"
-    "  --json             print one JSON object instead of the summary\n";
-
-static const char *help_folder =
-    "usage: cfx data folder --src DIR --out DIR [options]\n"
-    "\n"
-    "Reads an image folder with one sub-folder of PNG/JPEG images per class (class names are\n"
-    "the folder names, in name order) and splits each class by seeded fractions.\n"
-    "\n"
-    "  --src DIR          the image folder (required)\n"
-    "  --out DIR          folder to write (required)\n"
-    "  --channels C       1 (grey) or 3 (RGB); default: that of the first image\n"
-    "  --size HxW         image size every file must have; default: that of the first image\n"
-    "  --holdout NAMES    comma-separated class folders to hold out (ood); default none\n"
-    "  --calib-frac F     fraction of each class for calibration (default 0.1)\n"
-    "  --test-frac F      fraction of each class for testing (default 0.2)\n"
-    "  --seed S           seed (default 0)\n"
-    "  --force            replace DIR if it exists and is not empty\n"
-    "  --json             print one JSON object instead of the summary\n";
-
-static const char *help_preview =
-    "usage: cfx data preview --data DIR --out grid.png [options]\n"
-    "\n"
-    "Writes the first N images of a split as one PNG grid.\n"
-    "\n"
-    "  --data DIR         a dataset folder written by cfx data (required)\n"
-    "  --out PNG          the grid to write (required)\n"
-    "  --split NAME       train, calib, test or ood (default test)\n"
-    "  --n N              images to show (default 64)\n"
-    "  --cols N           images per row (default: a square)\n"
-    "  --scale K          upscaling factor (default: 4 for images up to 32 pixels, else 1)\n"
-    "  --json             print one JSON object instead of the summary\n";
+    "name and renamed at the end, so it is complete or absent.\n";
 
 /* Prints the summary of a written folder from its manifest. */
 static int report(const char *cmd, const char *out, double secs, int json) {
@@ -130,10 +53,6 @@ static int report(const char *cmd, const char *out, double secs, int json) {
     return 0;
 }
 
-/* Fetches an option's value or fails. */
-#define VALUE(flag)                                                                                \
-    (i + 1 < argc ? argv[++i] : (cli_fail(cmd, "%s needs a value", flag), (char *)NULL))
-
 static int data_fmnist(int argc, char **argv) {
     const char *cmd = "data fashion-mnist";
     cfx_data_options o = {.progress = {cfx_progress_stderr, NULL}};
@@ -141,31 +60,23 @@ static int data_fmnist(int argc, char **argv) {
     long long holdout = 9, seed = 0;
     double frac = 0.1;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(help_fmnist, stdout);
-            return 0;
-        } else if (!strcmp(a, "--out")) {
-            if (!(o.out = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--source")) {
-            if (!(source = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--holdout")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, -1, 9, &holdout)) return 1;
-        } else if (!strcmp(a, "--seed")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, 0, 1LL << 53, &seed)) return 1;
-        } else if (!strcmp(a, "--calib-frac")) {
-            if (!(v = VALUE(a)) || !cli_parse_double(cmd, a, v, &frac)) return 1;
-            if (!(frac > 0 && frac < 1)) return cli_fail(cmd, "--calib-frac must be in (0, 1)");
-        } else if (!strcmp(a, "--force")) {
-            o.force = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else {
-            return cli_fail(cmd, "unknown option '%s' (see cfx data fashion-mnist --help)", a);
-        }
-    }
-    if (!o.out) return cli_fail(cmd, "--out DIR is required");
+    const cli_opt opts[] = {
+        CLI_OPT_OUT(&o.out, "DIR", "folder to write"),
+        {"holdout", "K", "class id held out of training, 0..9, or -1 for none", .i = &holdout,
+         .lo = -1, .hi = 9, .def = "9, \"Ankle boot\""},
+        {"calib-frac", "F", "fraction of the training set for calibration", .num = &frac, .min = 0,
+         .max = 1},
+        CLI_OPT_SEED(&seed, "seed of the calibration draw"),
+        {"source", "DIR", "the gzip IDX files", .str = &source,
+         .def = "/usr/share/datasets/fashion-mnist"},
+        CLI_OPT_FORCE(&o.force),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(cmd,
+              "Splits Fashion-MNIST: test = the official 10k test set without the held-out class;\n"
+              "calib = a seeded, per-class fraction of the official training set without it;\n"
+              "train = the rest; ood = the held-out class's images from the official TEST set.\n",
+              opts, CLI_LEN(opts), argc, argv);
     o.seed = (uint64_t)seed;
     double t0 = cfx_now();
     if (cfx_data_prepare_fashion_mnist(&o, source, (int)holdout, frac) != CFX_OK)
@@ -176,61 +87,62 @@ static int data_fmnist(int argc, char **argv) {
 static int data_signs(int argc, char **argv) {
     const char *cmd = "data signs";
     cfx_data_options o = {.progress = {cfx_progress_stderr, NULL}};
-    cfx_signs_options so = {.size = 32, .supersample = 4};
-    cfx_signs_counts c = {10000, 200, 200, 500, 20};
-    long long seed = 0, threads = 0, v64;
+    cfx_signs_options so = {.font_path = NULL};
+    const char *holdout = "20";
+    long long size = 32, supersample = 4, ood = 500, seed = 0, threads = 0;
+    long long train = -1, calib = -1, test = -1, per_class = -1; /* -1: not given */
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(help_signs, stdout);
-            return 0;
-        } else if (!strcmp(a, "--out")) {
-            if (!(o.out = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--font")) {
-            if (!(so.font_path = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--size") || !strcmp(a, "--supersample") || !strcmp(a, "--train") ||
-                   !strcmp(a, "--calib") || !strcmp(a, "--test") || !strcmp(a, "--ood") ||
-                   !strcmp(a, "--per-class") || !strcmp(a, "--threads")) {
-            long long lo = !strcmp(a, "--size") ? 8 : !strcmp(a, "--supersample") ? 1 : 0;
-            long long hi = !strcmp(a, "--size") ? 1024 : !strcmp(a, "--supersample") ? 16 : 1000000;
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, lo, hi, &v64)) return 1;
-            int x = (int)v64;
-            if (!strcmp(a, "--size"))
-                so.size = x;
-            else if (!strcmp(a, "--supersample"))
-                so.supersample = x;
-            else if (!strcmp(a, "--train"))
-                c.train = x;
-            else if (!strcmp(a, "--calib"))
-                c.calib = x;
-            else if (!strcmp(a, "--test"))
-                c.test = x;
-            else if (!strcmp(a, "--ood"))
-                c.ood = x;
-            else if (!strcmp(a, "--threads"))
-                threads = x;
-            else
-                c.train = x, c.calib = c.test = x / 5 > 0 ? x / 5 : 1;
-        } else if (!strcmp(a, "--holdout")) {
-            if (!(v = VALUE(a))) return 1;
-            if (!strcmp(v, "none"))
-                c.holdout = -1;
-            else if (!cli_parse_int(cmd, a, v, 1, 1000, &v64))
-                return 1;
-            else
-                c.holdout = (int)v64;
-        } else if (!strcmp(a, "--seed")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, 0, 1LL << 53, &seed)) return 1;
-        } else if (!strcmp(a, "--force")) {
-            o.force = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else {
-            return cli_fail(cmd, "unknown option '%s' (see cfx data signs --help)", a);
-        }
+    const cli_opt opts[] = {
+        CLI_OPT_OUT(&o.out, "DIR", "folder to write"),
+        {"size", "N", "image side in pixels", .i = &size, .lo = 8, .hi = 1024},
+        {"train", "N", "training images per class", .i = &train, .lo = 0, .hi = 1000000,
+         .def = "10000"},
+        {"calib", "N", "calibration images per class", .i = &calib, .lo = 0, .hi = 1000000,
+         .def = "200"},
+        {"test", "N", "test images per class", .i = &test, .lo = 0, .hi = 1000000, .def = "200"},
+        {"ood", "N", "images of the held-out speed", .i = &ood, .lo = 0, .hi = 1000000},
+        {"per-class", "N",
+         "N training images per class, N/5 for calibration and for testing "
+         "(--train, --calib and --test override it)",
+         .i = &per_class, .lo = 0, .hi = 1000000, .def = "none"},
+        {"holdout", "SPEED", "speed held out of training; none for no ood split", .str = &holdout},
+        {"supersample", "K", "samples per pixel side when drawing the sign", .i = &supersample,
+         .lo = 1, .hi = 16},
+        {"font", "PATH", "TrueType font", .str = &so.font_path,
+         .def = "DejaVu Sans Bold from fonts-dejavu-core"},
+        CLI_OPT_SEED(&seed, "seed; the same seed gives the same bytes"),
+        CLI_OPT_THREADS(&threads),
+        CLI_OPT_FORCE(&o.force),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(
+        cmd,
+        "Generates photographs of round speed-limit signs (30, 50, 60, 70, 80, 100, 120 km/h\n"
+        "in training; the held-out speed, 20 by default, only in ood) over varied scenes,\n"
+        "with random scale, position, rotation, perspective, blur, lighting, colour cast and\n"
+        "noise. The images do not depend on --threads.\n",
+        opts, CLI_LEN(opts), argc, argv);
+    long long pc = per_class, pc5 = per_class / 5 > 0 ? per_class / 5 : 1;
+    cfx_signs_counts c = {.train = (int)(train >= 0 ? train
+                                         : pc >= 0  ? pc
+                                                    : 10000),
+                          .calib = (int)(calib >= 0 ? calib
+                                         : pc >= 0  ? pc5
+                                                    : 200),
+                          .test = (int)(test >= 0 ? test
+                                        : pc >= 0 ? pc5
+                                                  : 200),
+                          .ood = (int)ood,
+                          .holdout = -1};
+    if (strcmp(holdout, "none") != 0) {
+        char *end;
+        long speed = strtol(holdout, &end, 10);
+        if (end == holdout || *end || speed < 1 || speed > 1000)
+            cli_usage_error(cmd, "--holdout must be 1..1000 or none");
+        c.holdout = (int)speed;
     }
-    if (!o.out) return cli_fail(cmd, "--out DIR is required");
+    so.size = (int)size;
+    so.supersample = (int)supersample;
     cli_set_threads(threads);
     o.seed = (uint64_t)seed;
     double t0 = cfx_now();
@@ -241,46 +153,43 @@ static int data_signs(int argc, char **argv) {
 static int data_folder(int argc, char **argv) {
     const char *cmd = "data folder";
     cfx_data_options o = {.progress = {cfx_progress_stderr, NULL}};
-    const char *src = NULL, *holdout = NULL;
-    long long seed = 0, channels = 0;
-    int h = 0, w = 0, json = 0;
+    const char *src = NULL, *holdout = NULL, *size = NULL;
+    static const char *const channel_words[] = {"1", "3", NULL};
+    long long seed = 0;
+    int channels = -1, h = 0, w = 0, json = 0;
     double cf = 0.1, tf = 0.2;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(help_folder, stdout);
-            return 0;
-        } else if (!strcmp(a, "--out")) {
-            if (!(o.out = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--src")) {
-            if (!(src = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--holdout")) {
-            if (!(holdout = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--channels")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, 1, 3, &channels)) return 1;
-            if (channels == 2) return cli_fail(cmd, "--channels is 1 or 3");
-        } else if (!strcmp(a, "--size")) {
-            if (!(v = VALUE(a))) return 1;
-            if (sscanf(v, "%dx%d", &h, &w) != 2 || h < 1 || w < 1 || h > 65536 || w > 65536)
-                return cli_fail(cmd, "--size takes HxW such as 32x32, not '%s'", v);
-        } else if (!strcmp(a, "--calib-frac") || !strcmp(a, "--test-frac")) {
-            double *f = !strcmp(a, "--calib-frac") ? &cf : &tf;
-            if (!(v = VALUE(a)) || !cli_parse_double(cmd, a, v, f)) return 1;
-            if (!(*f > 0 && *f < 1)) return cli_fail(cmd, "%s must be in (0, 1)", a);
-        } else if (!strcmp(a, "--seed")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, 0, 1LL << 53, &seed)) return 1;
-        } else if (!strcmp(a, "--force")) {
-            o.force = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else {
-            return cli_fail(cmd, "unknown option '%s' (see cfx data folder --help)", a);
-        }
-    }
-    if (!src || !o.out) return cli_fail(cmd, "--src DIR and --out DIR are required");
+    const cli_opt opts[] = {
+        {"src", "DIR", "the image folder", .str = &src, .required = true},
+        CLI_OPT_OUT(&o.out, "DIR", "folder to write"),
+        {"channels", "C", "1 (grey) or 3 (RGB)", .pick = &channels, .choices = channel_words,
+         .def = "that of the first image"},
+        {"size", "HxW", "image size every file must have", .str = &size,
+         .def = "that of the first image"},
+        {"holdout", "NAMES", "comma-separated class folders to hold out (ood)", .str = &holdout,
+         .def = "none"},
+        {"calib-frac", "F", "fraction of each class for calibration", .num = &cf, .min = 0,
+         .max = 1},
+        {"test-frac", "F", "fraction of each class for testing", .num = &tf, .min = 0, .max = 1},
+        CLI_OPT_SEED(&seed, "seed of the split"),
+        CLI_OPT_FORCE(&o.force),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(
+        cmd,
+        "Reads an image folder with one sub-folder of PNG/JPEG images per class (class names\n"
+        "are the folder names, in name order) and splits each class by seeded fractions.\n",
+        opts, CLI_LEN(opts), argc, argv);
+    int used = 0;
+    if (size && (sscanf(size, "%dx%d%n", &h, &w, &used) != 2 || size[used] || h < 1 || w < 1 ||
+                 h > 65536 || w > 65536))
+        cli_usage_error(cmd, "--size must be HxW such as 32x32");
     o.seed = (uint64_t)seed;
     double t0 = cfx_now();
-    if (cfx_data_prepare_folder(&o, src, (int)channels, h, w, holdout, cf, tf) != CFX_OK)
+    if (cfx_data_prepare_folder(&o, src,
+                                channels < 0    ? 0
+                                : channels == 0 ? 1
+                                                : 3,
+                                h, w, holdout, cf, tf) != CFX_OK)
         return cli_fail(cmd, NULL);
     return report(cmd, o.out, cfx_now() - t0, json);
 }
@@ -290,30 +199,18 @@ static int data_preview(int argc, char **argv) {
     const char *data = NULL, *out = NULL, *split = "test";
     long long n = 64, cols = 0, scale = 0;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(help_preview, stdout);
-            return 0;
-        } else if (!strcmp(a, "--data")) {
-            if (!(data = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--out")) {
-            if (!(out = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--split")) {
-            if (!(split = VALUE(a))) return 1;
-        } else if (!strcmp(a, "--n")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, 1, 100000, &n)) return 1;
-        } else if (!strcmp(a, "--cols")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, 1, 10000, &cols)) return 1;
-        } else if (!strcmp(a, "--scale")) {
-            if (!(v = VALUE(a)) || !cli_parse_int(cmd, a, v, 1, 64, &scale)) return 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else {
-            return cli_fail(cmd, "unknown option '%s' (see cfx data preview --help)", a);
-        }
-    }
-    if (!data || !out) return cli_fail(cmd, "--data DIR and --out PNG are required");
+    const cli_opt opts[] = {
+        {"data", "DIR", "a dataset folder written by cfx data", .str = &data, .required = true},
+        CLI_OPT_OUT(&out, "PNG", "the grid to write"),
+        {"split", "NAME", "train, calib, test or ood", .str = &split},
+        {"n", "N", "images to show", .i = &n, .lo = 1, .hi = 100000},
+        {"cols", "N", "images per row", .i = &cols, .lo = 1, .hi = 10000, .def = "a square"},
+        {"scale", "K", "upscaling factor", .i = &scale, .lo = 1, .hi = 64,
+         .def = "4 for images up to 32 pixels, else 1"},
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(cmd, "Writes the first N images of a split as one PNG grid.\n", opts, CLI_LEN(opts),
+              argc, argv);
     cfx_dataset *d = cfx_dataset_load(data, split);
     if (!d) return cli_fail(cmd, NULL);
     cfx_tensor *im = d->images;
@@ -345,14 +242,11 @@ static int data_preview(int argc, char **argv) {
 }
 
 int cmd_data(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (!strcmp(argv[1], "fashion-mnist")) return data_fmnist(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "signs")) return data_signs(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "folder")) return data_folder(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "preview")) return data_preview(argc - 1, argv + 1);
-    return cli_fail("data", "unknown dataset '%s' (fashion-mnist, signs, folder, preview)",
-                    argv[1]);
+    static const cli_command leaves[] = {
+        {"fashion-mnist", data_fmnist, "Fashion-MNIST from Debian's dataset-fashion-mnist"},
+        {"signs", data_signs, "generated photographs of speed-limit signs"},
+        {"folder", data_folder, "an image folder (one sub-folder per class)"},
+        {"preview", data_preview, "a grid of a split's images"},
+    };
+    return cli_dispatch("data", about_data, leaves, CLI_LEN(leaves), argc, argv);
 }

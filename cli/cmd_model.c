@@ -34,21 +34,16 @@ static void json_tensors(const cfx_onnx_tensor_info *t, int n) {
 static int model_info(int argc, char **argv) {
     const char *file = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            printf("usage: cfx model info FILE [--json]\n\n"
-                   "Prints an ONNX model's opset, inputs, outputs with shapes (? is symbolic), op\n"
-                   "counts (ops cfx cannot import are marked) and weight count. Works for models\n"
-                   "cfx cannot run.\n\n  --json   one JSON object instead of the summary\n");
-            return 0;
-        } else if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (argv[i][0] == '-')
-            return cli_fail("model info", "unknown option '%s'", argv[i]);
-        else
-            file = argv[i];
-    }
-    if (!file) return cli_fail("model info", "give a model file (see cfx model info --help)");
+    const cli_opt opts[] = {
+        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(
+        "model info",
+        "Prints an ONNX model's opset, inputs, outputs with shapes (? is symbolic), op counts\n"
+        "(ops cfx cannot import are marked) and weight count. Works for models cfx cannot\n"
+        "run.\n",
+        opts, CLI_LEN(opts), argc, argv);
     cfx_onnx_info *in = cfx_onnx_info_load(file);
     if (!in) return cli_fail("model info", NULL);
     if (json) {
@@ -102,35 +97,18 @@ static int model_check(int argc, char **argv) {
     const char *file = NULL;
     long long batch = 1, seed = 0, threads = 1;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help")) {
-            printf("usage: cfx model check FILE [--batch N] [--seed N] [--threads N] [--json]\n\n"
-                   "Loads the model, runs a forward and a backward (gradient of the sum of the\n"
-                   "first output with respect to every input) on uniform random input in [0, 1],\n"
-                   "and reports every op cfx does not support.\n\n"
-                   "  --batch N     size of a symbolic batch dimension (default 1)\n"
-                   "  --seed N      seed of the random input (default 0)\n"
-                   "  --threads N   threads, 0 for all cores (default 1)\n"
-                   "  --json        one JSON object instead of the summary\n");
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--batch") && v) {
-            if (!cli_parse_int("model check", a, v, 1, 1 << 20, &batch)) return 1;
-            i++;
-        } else if (!strcmp(a, "--seed") && v) {
-            if (!cli_parse_int("model check", a, v, 0, INT64_MAX, &seed)) return 1;
-            i++;
-        } else if (!strcmp(a, "--threads") && v) {
-            if (!cli_parse_int("model check", a, v, 0, 1024, &threads)) return 1;
-            i++;
-        } else if (a[0] == '-') {
-            return cli_fail("model check", "unknown option or missing value '%s'", a);
-        } else
-            file = a;
-    }
-    if (!file) return cli_fail("model check", "give a model file (see cfx model check --help)");
+    const cli_opt opts[] = {
+        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
+        {"batch", "N", "size of a symbolic batch dimension", .i = &batch, .lo = 1, .hi = 1 << 20},
+        CLI_OPT_SEED(&seed, "seed of the random input"),
+        CLI_OPT_THREADS(&threads),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse("model check",
+              "Loads the model, runs a forward and a backward (gradient of the sum of the first\n"
+              "output with respect to every input) on uniform random input in [0, 1], and reports\n"
+              "every op cfx does not support.\n",
+              opts, CLI_LEN(opts), argc, argv);
     cli_set_threads(threads);
     cfx_onnx_info *info = cfx_onnx_info_load(file);
     if (!info) return cli_fail("model check", NULL);
@@ -218,46 +196,23 @@ static int model_run(int argc, char **argv) {
     const char *file = NULL, *xin = NULL, *yout = NULL, *vjp = NULL, *gout = NULL, *oname = NULL;
     long long threads = 1;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help")) {
-            printf("usage: cfx model run FILE --input X.npy --out Y.npy [--output NAME]\n"
-                   "                     [--vjp W.npy --grad-out G.npy] [--threads N] [--json]\n\n"
-                   "Runs the model on X (its first input; the batch is X's first dimension) and\n"
-                   "writes the output. With --vjp, also writes the gradient of sum(output * W)\n"
-                   "with respect to X, W shaped like one output row (applied to every row) or\n"
-                   "like the whole output.\n\n"
-                   "  --input X.npy     input array (required)\n"
-                   "  --out Y.npy       output array (required)\n"
-                   "  --output NAME     any tensor of the model (default: its first output)\n"
-                   "  --vjp W.npy       weights of the vector-Jacobian product (default: none)\n"
-                   "  --grad-out G.npy  where the input gradient goes (required with --vjp)\n"
-                   "  --threads N       threads, 0 for all cores (default 1)\n"
-                   "  --json            one JSON object instead of the summary\n");
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--input") && v)
-            xin = argv[++i];
-        else if (!strcmp(a, "--out") && v)
-            yout = argv[++i];
-        else if (!strcmp(a, "--output") && v)
-            oname = argv[++i];
-        else if (!strcmp(a, "--vjp") && v)
-            vjp = argv[++i];
-        else if (!strcmp(a, "--grad-out") && v)
-            gout = argv[++i];
-        else if (!strcmp(a, "--threads") && v) {
-            if (!cli_parse_int("model run", a, v, 0, 1024, &threads)) return 1;
-            i++;
-        } else if (a[0] == '-') {
-            return cli_fail("model run", "unknown option or missing value '%s'", a);
-        } else
-            file = a;
-    }
-    if (!file || !xin || !yout)
-        return cli_fail("model run", "give FILE, --input and --out (see cfx model run --help)");
-    if (!vjp != !gout) return cli_fail("model run", "--vjp and --grad-out go together");
+    const cli_opt opts[] = {
+        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
+        {"input", "X.npy", "input array", .str = &xin, .required = true},
+        CLI_OPT_OUT(&yout, "Y.npy", "output array"),
+        {"output", "NAME", "any tensor of the model", .str = &oname, .def = "its first output"},
+        {"vjp", "W.npy", "weights of the vector-Jacobian product", .str = &vjp, .def = "none"},
+        {"grad-out", "G.npy", "where the input gradient goes (required with --vjp)", .str = &gout},
+        CLI_OPT_THREADS(&threads),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(
+        "model run",
+        "Runs the model on X (its first input; the batch is X's first dimension) and writes\n"
+        "the output. With --vjp, also writes the gradient of sum(output * W) with respect\n"
+        "to X, W shaped like one output row (applied to every row) or like the whole output.\n",
+        opts, CLI_LEN(opts), argc, argv);
+    if (!vjp != !gout) cli_usage_error("model run", "--vjp and --grad-out go together");
     cli_set_threads(threads);
     cfx_tensor *x = cfx_npy_read(xin), *w = NULL;
     if (!x) return cli_fail_status("model run", "read input");
@@ -369,46 +324,29 @@ done:
 
 static int model_split(int argc, char **argv) {
     const char *file = NULL, *latent = NULL, *enc = NULL, *dec = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help")) {
-            printf("usage: cfx model split FILE --latent NAME --encoder E.onnx --decoder D.onnx\n\n"
-                   "Cuts one autoencoder file at the tensor NAME into an encoder (inputs to NAME)\n"
-                   "and a decoder (NAME to the outputs), keeping nodes, weights and opset.\n"
-                   "All three options are required.\n");
-            return 0;
-        } else if (!strcmp(a, "--latent") && v)
-            latent = argv[++i];
-        else if (!strcmp(a, "--encoder") && v)
-            enc = argv[++i];
-        else if (!strcmp(a, "--decoder") && v)
-            dec = argv[++i];
-        else if (a[0] == '-')
-            return cli_fail("model split", "unknown option or missing value '%s'", a);
-        else
-            file = a;
-    }
-    if (!file || !latent || !enc || !dec)
-        return cli_fail("model split", "give FILE, --latent, --encoder and --decoder");
+    const cli_opt opts[] = {
+        {"FILE", NULL, "an ONNX autoencoder", .str = &file, .required = true, .positional = true},
+        {"latent", "NAME", "the tensor to cut at", .str = &latent, .required = true},
+        {"encoder", "E.onnx", "where the encoder goes", .str = &enc, .required = true},
+        {"decoder", "D.onnx", "where the decoder goes", .str = &dec, .required = true},
+    };
+    cli_parse(
+        "model split",
+        "Cuts one autoencoder file at the tensor NAME into an encoder (inputs to NAME) and a\n"
+        "decoder (NAME to the outputs), keeping nodes, weights and opset.\n",
+        opts, CLI_LEN(opts), argc, argv);
     if (cfx_onnx_split(file, latent, enc, dec) != CFX_OK) return cli_fail("model split", NULL);
     printf("%s: encoder -> %s, decoder -> %s (latent '%s')\n", file, enc, dec, latent);
     return 0;
 }
 
 int cmd_model(int argc, char **argv) {
-    const char *sub = argc > 1 ? argv[1] : NULL;
-    if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
-        printf("usage: cfx model <info|check|run|split> FILE [options]\n\n"
-               "  info    what an ONNX file holds (inputs, outputs, op counts, parameters)\n"
-               "  check   load, forward and backward on random input; name unsupported ops\n"
-               "  run     run on a .npy input; optionally the input gradient of sum(out * W)\n"
-               "  split   cut an autoencoder at its latent tensor into encoder and decoder\n\n"
-               "`cfx model <sub> --help` describes each.\n");
-        return sub ? 0 : 2;
-    }
-    if (!strcmp(sub, "info")) return model_info(argc - 1, argv + 1);
-    if (!strcmp(sub, "check")) return model_check(argc - 1, argv + 1);
-    if (!strcmp(sub, "run")) return model_run(argc - 1, argv + 1);
-    if (!strcmp(sub, "split")) return model_split(argc - 1, argv + 1);
-    return cli_fail("model", "unknown subcommand '%s' (info, check, run, split)", sub);
+    static const cli_command leaves[] = {
+        {"info", model_info, "what an ONNX file holds (inputs, outputs, op counts, parameters)"},
+        {"check", model_check, "load, forward and backward on random input; name unsupported ops"},
+        {"run", model_run, "run on a .npy input; optionally the input gradient of sum(out * W)"},
+        {"split", model_split, "cut an autoencoder at its latent tensor into encoder and decoder"},
+    };
+    return cli_dispatch("model", "Looks inside, checks, runs and splits ONNX models.\n", leaves,
+                        CLI_LEN(leaves), argc, argv);
 }

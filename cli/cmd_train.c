@@ -1,8 +1,8 @@
 /* cmd_train.c - `cfx train classifier|autoencoder` and `cfx eval classifier|autoencoder`. */
 #include "cli.h"
 
-#include <getopt.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,128 +18,6 @@ typedef struct {
     double lr;
     int resume, json, constant_lr;
 } train_args;
-
-static const char *train_help =
-    "usage: cfx train classifier|autoencoder --data DIR --out MODEL.onnx [options]\n"
-    "\n"
-    "Trains a model on the train split of a dataset folder written by `cfx data`, evaluates it\n"
-    "on the test split, and writes it as ONNX. The built-in architectures are the reference\n"
-    "ones (see README); --model trains a user's own ONNX model instead. An autoencoder is also\n"
-    "written as encoder.onnx and decoder.onnx beside MODEL.onnx, split at the tensor 'latent',\n"
-    "with a PNG grid of test images (top rows) and their reconstructions (bottom rows).\n"
-    "\n"
-    "options:\n"
-    "  --data DIR          dataset folder (required)\n"
-    "  --out FILE          output model (required)\n"
-    "  --model FILE        train this ONNX model instead of the built-in architecture\n"
-    "  --epochs N          epochs (default 10)\n"
-    "  --batch N           batch size (default 64)\n"
-    "  --lr X              Adam learning rate (default 0.001), decayed to 0 along a\n"
-    "                      cosine over the run\n"
-    "  --constant-lr       keep the learning rate constant\n"
-    "  --latent N          autoencoder latent size (default 256)\n"
-    "  --seed N            initialisation and shuffling (default 0)\n"
-    "  --threads N         threads (default: all cores)\n"
-    "  --checkpoint FILE   checkpoint written after every epoch (default OUT.ckpt)\n"
-    "  --resume            continue from the checkpoint if it exists\n"
-    "  --grid FILE         autoencoder: reconstruction grid (default beside OUT,\n"
-    "                      reconstructions.png)\n"
-    "  --json              print the summary as one JSON object\n";
-
-static const char *eval_help =
-    "usage: cfx eval classifier|autoencoder --model MODEL.onnx --data DIR [options]\n"
-    "\n"
-    "Evaluates a model on one split of a dataset folder: a classifier's accuracy and confusion\n"
-    "matrix (rows: true class, columns: predicted), or an autoencoder's mean squared\n"
-    "reconstruction error.\n"
-    "\n"
-    "options:\n"
-    "  --model FILE   ONNX model (required)\n"
-    "  --data DIR     dataset folder (required)\n"
-    "  --split NAME   train, calib, test or ood (default test)\n"
-    "  --batch N      batch size (default 256)\n"
-    "  --threads N    threads (default: all cores)\n"
-    "  --json         print the summary as one JSON object\n";
-
-static int parse(const char *cmd, int argc, char **argv, train_args *a, const char *help) {
-    static const struct option opts[] = {{"data", required_argument, 0, 'd'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"model", required_argument, 0, 'm'},
-                                         {"epochs", required_argument, 0, 'e'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"lr", required_argument, 0, 'l'},
-                                         {"latent", required_argument, 0, 'z'},
-                                         {"seed", required_argument, 0, 's'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"checkpoint", required_argument, 0, 'c'},
-                                         {"resume", no_argument, 0, 'r'},
-                                         {"split", required_argument, 0, 'p'},
-                                         {"grid", required_argument, 0, 'g'},
-                                         {"constant-lr", no_argument, 0, 'k'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    *a = (train_args){.epochs = 10, .batch = 64, .lr = 1e-3, .latent = 256, .split = "test"};
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-            case 'd':
-                a->data = optarg;
-                break;
-            case 'o':
-                a->out = optarg;
-                break;
-            case 'm':
-                a->model = optarg;
-                break;
-            case 'c':
-                a->checkpoint = optarg;
-                break;
-            case 'p':
-                a->split = optarg;
-                break;
-            case 'g':
-                a->grid = optarg;
-                break;
-            case 'r':
-                a->resume = 1;
-                break;
-            case 'j':
-                a->json = 1;
-                break;
-            case 'e':
-                if (!cli_parse_int(cmd, "--epochs", optarg, 1, 100000, &a->epochs)) return 1;
-                break;
-            case 'b':
-                if (!cli_parse_int(cmd, "--batch", optarg, 1, 65536, &a->batch)) return 1;
-                break;
-            case 'z':
-                if (!cli_parse_int(cmd, "--latent", optarg, 1, 65536, &a->latent)) return 1;
-                break;
-            case 's':
-                if (!cli_parse_int(cmd, "--seed", optarg, 0, INT64_MAX, &a->seed)) return 1;
-                break;
-            case 't':
-                if (!cli_parse_int(cmd, "--threads", optarg, 0, 1024, &a->threads)) return 1;
-                break;
-            case 'l':
-                if (!cli_parse_double(cmd, "--lr", optarg, &a->lr) || !(a->lr > 0))
-                    return cli_fail(cmd, "--lr must be a positive number");
-                break;
-            case 'h':
-                fputs(help, stdout);
-                return -1;
-            default:
-                return cli_fail(cmd, "unknown or incomplete option '%s' (see --help)",
-                                argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return cli_fail(cmd, "unexpected argument '%s' (see --help)", argv[optind]);
-    cli_set_threads(a->threads);
-    return 0;
-}
 
 /* The first input and first output of a graph loaded from ONNX, found by name. */
 static int onnx_io(const char *cmd, cfx_graph *g, const char *path, int *x, int *y) {
@@ -190,13 +68,47 @@ static cfx_status write_recon_grid(cfx_graph *g, int x, int y, const cfx_tensor 
     return s;
 }
 
-static int train_main(const char *what, int argc, char **argv) {
-    const char *cmd = strcmp(what, "classifier") == 0 ? "train classifier" : "train autoencoder";
-    int is_clf = strcmp(what, "classifier") == 0;
-    train_args a;
-    int rc = parse(cmd, argc, argv, &a, train_help);
-    if (rc) return rc < 0 ? 0 : rc;
-    if (!a.data || !a.out) return cli_fail(cmd, "--data and --out are required (see --help)");
+/* `cfx train classifier|autoencoder`: argv[0] says which. */
+static int train_main(int argc, char **argv) {
+    int is_clf = strcmp(argv[0], "classifier") == 0;
+    const char *what = is_clf ? "classifier" : "autoencoder";
+    const char *cmd = is_clf ? "train classifier" : "train autoencoder";
+    train_args a = {.epochs = 10, .batch = 64, .lr = 1e-3, .latent = 256};
+    const cli_opt opts[] = {
+        {"data", "DIR", "dataset folder", .str = &a.data, .required = true},
+        CLI_OPT_OUT(&a.out, "FILE", "output model"),
+        {"model", "FILE", "train this ONNX model instead of the built-in architecture",
+         .str = &a.model},
+        {"epochs", "N", "epochs", .i = &a.epochs, .lo = 1, .hi = 100000},
+        {"batch", "N", "batch size", .i = &a.batch, .lo = 1, .hi = 65536},
+        {"lr", "X", "Adam learning rate, decayed to 0 along a cosine over the run", .num = &a.lr,
+         .min = 0, .max = INFINITY},
+        {"constant-lr", NULL, "keep the learning rate constant", .flag = &a.constant_lr},
+        CLI_OPT_SEED(&a.seed, "seed of the initialisation and the shuffling"),
+        CLI_OPT_THREADS(&a.threads),
+        {"checkpoint", "FILE", "checkpoint written after every epoch", .str = &a.checkpoint,
+         .def = "OUT.ckpt"},
+        {"resume", NULL, "continue from the checkpoint if it exists", .flag = &a.resume},
+        CLI_OPT_JSON(&a.json),
+        /* The autoencoder's own options come last: the classifier's table stops before them. */
+        {"latent", "N", "latent size", .i = &a.latent, .lo = 1, .hi = 65536},
+        {"grid", "FILE", "reconstruction grid", .str = &a.grid,
+         .def = "reconstructions.png beside OUT"},
+    };
+    cli_parse(cmd,
+              is_clf ? "Trains a classifier on the train split of a dataset folder written by `cfx "
+                       "data`,\nevaluates it on the test split, and writes it as ONNX. The "
+                       "built-in architecture is\nthe reference one (see README); --model trains "
+                       "a user's own ONNX model instead.\n"
+                     : "Trains an autoencoder on the train split of a dataset folder written by "
+                       "`cfx data`,\nevaluates it on the test split, and writes it as ONNX, and "
+                       "also as encoder.onnx and\ndecoder.onnx beside OUT, split at the tensor "
+                       "'latent', with a PNG grid of test images\n(top rows) and their "
+                       "reconstructions (bottom rows). The built-in architecture is the\n"
+                       "reference one (see README); --model trains a user's own ONNX model "
+                       "instead.\n",
+              opts, CLI_LEN(opts) - (is_clf ? 2 : 0), argc, argv);
+    cli_set_threads(a.threads);
     char ckpt[4096];
     if (!a.checkpoint) {
         snprintf(ckpt, sizeof ckpt, "%s.ckpt", a.out);
@@ -262,6 +174,10 @@ static int train_main(const char *what, int argc, char **argv) {
     cfx_set_signal_note(note);
     cfx_train_result res;
     float *labels = is_clf ? labels_as_floats(train) : NULL;
+    if (is_clf && !labels) {
+        cli_fail(cmd, "out of memory");
+        goto fail;
+    }
     s = is_clf ? cfx_train_classifier(g, x, y, im, labels, &o, &res)
                : cfx_train_autoencoder(g, x, y, im, &o, &res);
     free(labels);
@@ -274,9 +190,15 @@ static int train_main(const char *what, int argc, char **argv) {
     if (is_clf) {
         labels = labels_as_floats(test);
         conf = calloc((size_t)test->num_classes * (size_t)test->num_classes, sizeof *conf);
-        s = cfx_eval_classifier(g, x, y, test->images, labels, test->num_classes, 256, conf,
-                                &metric);
+        if (labels && conf)
+            s = cfx_eval_classifier(g, x, y, test->images, labels, test->num_classes, 256, conf,
+                                    &metric);
         free(labels);
+        if (!labels || !conf) {
+            free(conf);
+            cli_fail(cmd, "out of memory");
+            goto fail;
+        }
     } else {
         s = cfx_eval_autoencoder(g, x, y, test->images, 256, &metric);
     }
@@ -340,13 +262,26 @@ fail:
     return 1;
 }
 
-static int eval_main(const char *what, int argc, char **argv) {
-    const char *cmd = strcmp(what, "classifier") == 0 ? "eval classifier" : "eval autoencoder";
-    int is_clf = strcmp(what, "classifier") == 0;
-    train_args a;
-    int rc = parse(cmd, argc, argv, &a, eval_help);
-    if (rc) return rc < 0 ? 0 : rc;
-    if (!a.model || !a.data) return cli_fail(cmd, "--model and --data are required (see --help)");
+/* `cfx eval classifier|autoencoder`: argv[0] says which. */
+static int eval_main(int argc, char **argv) {
+    int is_clf = strcmp(argv[0], "classifier") == 0;
+    const char *cmd = is_clf ? "eval classifier" : "eval autoencoder";
+    train_args a = {.batch = 256, .split = "test"};
+    const cli_opt opts[] = {
+        {"model", "FILE", "ONNX model", .str = &a.model, .required = true},
+        {"data", "DIR", "dataset folder", .str = &a.data, .required = true},
+        {"split", "NAME", "train, calib, test or ood", .str = &a.split},
+        {"batch", "N", "batch size", .i = &a.batch, .lo = 1, .hi = 65536},
+        CLI_OPT_THREADS(&a.threads),
+        CLI_OPT_JSON(&a.json),
+    };
+    cli_parse(cmd,
+              is_clf ? "Evaluates a classifier on one split of a dataset folder: its accuracy and "
+                       "confusion\nmatrix (rows: true class, columns: predicted).\n"
+                     : "Evaluates an autoencoder on one split of a dataset folder: its mean "
+                       "squared\nreconstruction error.\n",
+              opts, CLI_LEN(opts), argc, argv);
+    cli_set_threads(a.threads);
     cfx_dataset *d = cfx_dataset_load(a.data, a.split);
     if (!d) return cli_fail_status(cmd, "load data");
     cfx_graph *g = cfx_onnx_load(a.model, &(cfx_onnx_options){.batch = 1, .frozen = 1});
@@ -373,10 +308,13 @@ static int eval_main(const char *what, int argc, char **argv) {
         }
         labels = labels_as_floats(d);
         conf = calloc((size_t)C * (size_t)C, sizeof *conf);
-        s = cfx_eval_classifier(g, x, y, d->images, labels, C, (int)(a.batch == 64 ? 256 : a.batch),
-                                conf, &metric);
+        if (!labels || !conf) {
+            cli_fail(cmd, "out of memory");
+            goto done;
+        }
+        s = cfx_eval_classifier(g, x, y, d->images, labels, C, (int)a.batch, conf, &metric);
     } else {
-        s = cfx_eval_autoencoder(g, x, y, d->images, (int)(a.batch == 64 ? 256 : a.batch), &metric);
+        s = cfx_eval_autoencoder(g, x, y, d->images, (int)a.batch, &metric);
     }
     if (s != CFX_OK) {
         cli_fail_status(cmd, "evaluate");
@@ -387,7 +325,7 @@ static int eval_main(const char *what, int argc, char **argv) {
         cli_json_str(stdout, a.model);
         printf(", \"split\": ");
         cli_json_str(stdout, a.split);
-        printf(", \"images\": %lld", (long long)d->n);
+        printf(", \"images\": %lld, \"batch\": %lld", (long long)d->n, a.batch);
         if (is_clf) {
             printf(", \"accuracy\": %.6g, \"classes\": [", metric);
             for (int i = 0; i < C; i++) {
@@ -428,21 +366,22 @@ done:
     return ret;
 }
 
-static int dispatch(int argc, char **argv, int (*fn)(const char *, int, char **), const char *help,
-                    const char *cmd) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(help, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "classifier") != 0 && strcmp(argv[1], "autoencoder") != 0)
-        return cli_fail(cmd, "unknown model kind '%s': classifier or autoencoder", argv[1]);
-    return fn(argv[1], argc - 1, argv + 1);
-}
-
 int cmd_train(int argc, char **argv) {
-    return dispatch(argc, argv, train_main, train_help, "train");
+    static const cli_command leaves[] = {
+        {"classifier", train_main, "a classifier: the reference one or an ONNX model"},
+        {"autoencoder", train_main, "an autoencoder, also written as encoder and decoder"},
+    };
+    return cli_dispatch("train",
+                        "Trains a model on the train split of a dataset folder written by `cfx "
+                        "data`,\nevaluates it on the test split, and writes it as ONNX.\n",
+                        leaves, CLI_LEN(leaves), argc, argv);
 }
 
 int cmd_eval(int argc, char **argv) {
-    return dispatch(argc, argv, eval_main, eval_help, "eval");
+    static const cli_command leaves[] = {
+        {"classifier", eval_main, "accuracy and confusion matrix"},
+        {"autoencoder", eval_main, "mean squared reconstruction error"},
+    };
+    return cli_dispatch("eval", "Evaluates a model on one split of a dataset folder.\n", leaves,
+                        CLI_LEN(leaves), argc, argv);
 }

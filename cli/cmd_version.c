@@ -1,20 +1,11 @@
 /* cmd_version.c - `cfx version`: the version and thread count. */
 #include "cli.h"
 
-#include <string.h>
-
 int cmd_version(int argc, char **argv) {
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: cfx version [--json]\n\nPrints the version of cfx.\n");
-            return 0;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else {
-            return cli_fail("version", "unknown option '%s' (see cfx version --help)", argv[i]);
-        }
-    }
+    const cli_opt opts[] = {CLI_OPT_JSON(&json)};
+    cli_parse("version", "Prints the version of cfx and the number of threads it runs on.\n", opts,
+              CLI_LEN(opts), argc, argv);
     if (json)
         printf("{\"version\": \"%s\", \"threads\": %d}\n", CFX_VERSION, cfx_get_threads());
     else

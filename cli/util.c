@@ -1,9 +1,7 @@
-/* util.c - error printing, number parsing and JSON string output for the subcommands. */
+/* util.c - error printing and JSON string output for the subcommands (options: opt.c). */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdarg.h>
-#include <stdlib.h>
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "cfx %s: ", cmd);
@@ -21,31 +19,6 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
 
 int cli_fail_status(const char *cmd, const char *what) {
     return cli_fail(cmd, "%s: %s", what, cfx_last_error());
-}
-
-bool cli_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi,
-                   long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        cli_fail(cmd, "%s takes a whole number from %lld to %lld, not '%s'", flag, lo, hi, s);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-bool cli_parse_double(const char *cmd, const char *flag, const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || v != v) {
-        cli_fail(cmd, "%s takes a number, not '%s'", flag, s);
-        return false;
-    }
-    *out = v;
-    return true;
 }
 
 void cli_json_str(FILE *f, const char *s) {

@@ -175,13 +175,11 @@ const char *cfx_test_cli(void) {
     return access(cli_path, X_OK) == 0 ? cli_path : NULL;
 }
 
-int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...) {
+/* Runs cfx with args, its stderr sent where redirect says; out gets what the pipe carried. */
+static int run_cli(char *out, size_t n, const char *redirect, const char *fmt, va_list ap) {
     char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", cli_path, args);
+    snprintf(cmd, sizeof cmd, "%s %s %s", cli_path, args, redirect);
     fflush(stdout);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
@@ -191,6 +189,22 @@ int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...) {
     while (fread(sink, 1, sizeof sink, p) > 0) continue;
     int rc = pclose(p);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_cli(out, n, "2>&1", fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int cfx_test_run_cli_stdout(char *out, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_cli(out, n, "2>/dev/null", fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static cfx_wordnet *shared_wn;

@@ -101,6 +101,9 @@ const char *cfx_test_cli(void);
  * it could not run) and what it printed, stdout and stderr, in out (n bytes, cut to fit). */
 int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with what it printed on stdout only (stderr is thrown away). */
+int cfx_test_run_cli_stdout(char *out, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
  * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */

@@ -1,5 +1,6 @@
-/* test_cli.c - the data, train and eval commands end to end, as a user runs them: outputs
- * exist and load, summaries parse, bad input exits non-zero with one line and writes nothing. */
+/* test_cli.c - the commands end to end, as a user runs them: outputs exist and load, summaries
+ * parse, bad input exits non-zero with one line and writes nothing; and every leaf command of
+ * the tree takes its options the same way (help, wording of each usage error, exit codes). */
 #include "test.h"
 
 #include <dirent.h>
@@ -45,10 +46,20 @@ CFX_TEST(cli, data_train_eval_end_to_end) {
     CHECK(exists(dir, "clf.onnx"));
     CHECK(exists(dir, "clf.onnx.ckpt"));
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
-                                  "eval classifier --model %s/clf.onnx --data %s/signs --json", dir,
+                                  "eval classifier --model %s/clf.onnx --data=%s/signs --json", dir,
                                   dir),
                  0);
     CHECK_MSG(strstr(out, "\"confusion\": [[") != NULL, "no confusion matrix: %s", out);
+    CHECK_MSG(strstr(out, "\"batch\": 256") != NULL, "eval's default batch is not 256: %s", out);
+    /* eval runs at the batch it is given, 64 included (train's default, which eval took for
+     * "not given" and ran at 256). */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "eval classifier --model %s/clf.onnx --data %s/signs --batch 64 "
+                                  "--json",
+                                  dir, dir),
+                 0);
+    CHECK_MSG(strstr(out, "\"batch\": 64,") != NULL, "eval --batch 64 ran at another batch: %s",
+              out);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "model check %s/clf.onnx", dir), 0);
     /* The autoencoder also writes its halves and a grid that reads back as an image. */
     CHECK_INT_EQ(
@@ -78,13 +89,15 @@ CFX_TEST(cli, bad_input_exits_non_zero_and_writes_nothing) {
                  1);
     CHECK(strstr(out, "manifest.json") != NULL);
     CHECK(!exists(dir, "m.onnx"));
+    /* Usage errors exit 2, in the commands as at the top. */
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
                                   "train classifier --data %s --out %s/m.onnx --epochs 0", dir,
                                   dir),
-                 1);
-    CHECK(strstr(out, "--epochs") != NULL);
-    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "train classifer"), 1);
-    CHECK(strstr(out, "unknown model kind") != NULL);
+                 2);
+    CHECK_MSG(strstr(out, "cfx train classifier: --epochs must be 1..100000") == out, "got: %s",
+              out);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "train classifer"), 2);
+    CHECK_MSG(strstr(out, "cfx train: unknown command 'classifer'") == out, "got: %s", out);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "frobnicate"), 2);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
                                   "eval classifier --model %s/missing.onnx --data %s", dir, dir),
@@ -142,4 +155,193 @@ CFX_TEST(cli, interrupted_data_leaves_nothing) {
     CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT,
               "cfx data finished before the signal, or exited otherwise (status %d)", st);
     CHECK_MSG(!has_entry(dir, "signs"), "an output or temporary folder is left in %s", dir);
+}
+
+/* Every leaf command. The walk checks this list against what the groups' help lists, so a new
+ * leaf is walked as soon as it is added here, and forgetting it here fails. */
+static const struct {
+    const char *path;
+    bool threads; /* takes --threads */
+} leaves[] = {
+    {"data fashion-mnist", false}, {"data signs", true},       {"data folder", false},
+    {"data preview", false},       {"train classifier", true}, {"train autoencoder", true},
+    {"eval classifier", true},     {"eval autoencoder", true}, {"model info", false},
+    {"model check", true},         {"model run", true},        {"model split", false},
+    {"concepts cost", false},      {"concepts nearest", true}, {"concepts global", true},
+    {"concepts order", true},      {"version", false},
+};
+#define N_LEAVES (sizeof leaves / sizeof leaves[0])
+
+/* `cfx <leaf> <args>` is a usage error: exit 2 and exactly one line, on stderr, that starts
+ * "cfx <leaf>: <want>"; nothing on stdout. */
+static void check_usage_error(const char *leaf, const char *args, const char *want) {
+    char out[4096], line[512];
+    int rc = cfx_test_run_cli(out, sizeof out, "%s %s", leaf, args);
+    snprintf(line, sizeof line, "cfx %s: %s", leaf, want);
+    const char *nl = strchr(out, '\n');
+    CHECK_MSG(rc == 2 && strncmp(out, line, strlen(line)) == 0 && nl && !nl[1],
+              "cfx %s %s: exit %d, wanted 2 and one line starting '%s', got: %s", leaf, args, rc,
+              line, out);
+    rc = cfx_test_run_cli_stdout(out, sizeof out, "%s %s", leaf, args);
+    CHECK_MSG(rc == 2 && !out[0], "cfx %s %s: exit %d and on stdout: %s", leaf, args, rc, out);
+}
+
+/* The options of a help text that take a value: lines "  --name VALUE  help" (a flag's help
+ * stands two spaces after its name). */
+static int value_options(const char *help, char names[][32], int cap) {
+    int n = 0;
+    for (const char *p = help; (p = strstr(p, "\n  --")) && n < cap; p++) {
+        const char *name = p + 5;
+        size_t len = strcspn(name, " \n");
+        if (name[len] == ' ' && name[len + 1] != ' ' && len < 32)
+            snprintf(names[n++], 32, "%.*s", (int)len, name);
+    }
+    return n;
+}
+
+/* The commands a group's help lists: the lines "  name   help" after "commands:". */
+static int listed_commands(const char *help, char names[][32], int cap) {
+    const char *p = strstr(help, "\ncommands:\n");
+    int n = 0;
+    for (p = p ? p + 11 : NULL; p && strncmp(p, "  ", 2) == 0 && n < cap;) {
+        snprintf(names[n++], 32, "%.*s", (int)strcspn(p + 2, " \n"), p + 2);
+        if ((p = strchr(p, '\n'))) p++;
+    }
+    return n;
+}
+
+CFX_TEST(cli, groups_list_exactly_the_walked_leaves) {
+    char dir[600], help[8192], out[8192];
+    if (!cli_ready(dir, sizeof dir)) return;
+    const char *groups[] = {"", "data", "train", "eval", "model", "concepts"};
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        const char *grp = groups[g], *sp = grp[0] ? " " : "";
+        char names[16][32], usage[64];
+        snprintf(usage, sizeof usage, "usage: cfx%s%s <command>", sp, grp);
+        CHECK_INT_EQ(cfx_test_run_cli_stdout(help, sizeof help, "%s --help", grp), 0);
+        CHECK_MSG(strncmp(help, usage, strlen(usage)) == 0, "cfx %s --help: %s", grp, help);
+        CHECK_INT_EQ(cfx_test_run_cli_stdout(out, sizeof out, "%s -h", grp), 0);
+        CHECK_MSG(strcmp(out, help) == 0, "cfx %s -h is not cfx %s --help: %s", grp, grp, out);
+        /* No command: the same list, on stderr, exit 2. */
+        CHECK_INT_EQ(cfx_test_run_cli_stdout(out, sizeof out, "%s", grp), 2);
+        CHECK_MSG(!out[0], "cfx %s printed on stdout: %s", grp, out);
+        CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "%s", grp), 2);
+        CHECK_MSG(strcmp(out, help) == 0, "cfx %s without a command: %s", grp, out);
+        char want[96];
+        snprintf(want, sizeof want, "cfx%s%s: unknown command 'bogus'", sp, grp);
+        CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "%s bogus", grp), 2);
+        CHECK_MSG(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
+        snprintf(want, sizeof want, "cfx%s%s: unknown option --bogus", sp, grp);
+        CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "%s --bogus", grp), 2);
+        CHECK_MSG(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
+        /* Each command listed is a walked leaf or (at the top) a group of them, and the other
+         * way round. */
+        int n = listed_commands(help, names, 16), walked = 0;
+        CHECK_MSG(n > 0, "cfx %s --help lists no commands: %s", grp, help);
+        for (int k = 0; k < n; k++) {
+            char path[96];
+            snprintf(path, sizeof path, "%s%s%.31s", grp, sp, names[k]);
+            bool found = false;
+            for (size_t i = 0; i < N_LEAVES && !found; i++)
+                found = strcmp(leaves[i].path, path) == 0 ||
+                        (!grp[0] && strncmp(leaves[i].path, path, strlen(path)) == 0 &&
+                         leaves[i].path[strlen(path)] == ' ');
+            CHECK_MSG(found, "cfx %s lists '%s', which the walk does not know", grp, names[k]);
+        }
+        for (size_t i = 0; i < N_LEAVES; i++)
+            walked += grp[0] ? strncmp(leaves[i].path, grp, strlen(grp)) == 0 &&
+                                   leaves[i].path[strlen(grp)] == ' '
+                             : strchr(leaves[i].path, ' ') == NULL;
+        if (grp[0])
+            CHECK_MSG(walked == n, "cfx %s lists %d commands, the walk has %d", grp, n, walked);
+    }
+}
+
+CFX_TEST(cli, every_leaf_takes_options_the_same_way) {
+    char dir[600], help[8192], out[8192];
+    int total = 0; /* options with a value found in all the help texts */
+    if (!cli_ready(dir, sizeof dir)) return;
+    for (size_t i = 0; i < N_LEAVES; i++) {
+        const char *leaf = leaves[i].path;
+        char usage[96];
+        snprintf(usage, sizeof usage, "usage: cfx %s", leaf);
+        /* Help is on stdout with exit 0, for -h as for --help, and lists both. */
+        CHECK_MSG(cfx_test_run_cli_stdout(help, sizeof help, "%s --help", leaf) == 0,
+                  "cfx %s --help: not exit 0: %s", leaf, help);
+        CHECK_MSG(strncmp(help, usage, strlen(usage)) == 0 &&
+                      (help[strlen(usage)] == ' ' || help[strlen(usage)] == '\n'),
+                  "cfx %s --help: %s", leaf, help);
+        CHECK_MSG(strstr(help, "\n  -h, --help ") != NULL, "cfx %s --help: %s", leaf, help);
+        CHECK_MSG(cfx_test_run_cli_stdout(out, sizeof out, "%s -h", leaf) == 0 &&
+                      strcmp(out, help) == 0,
+                  "cfx %s -h is not --help: %s", leaf, out);
+        check_usage_error(leaf, "--bogus", "unknown option --bogus");
+        check_usage_error(leaf, "-x", "unknown option -x");
+        /* Every option that takes a value, given last without it; and its name cut short,
+         * which is no abbreviation (unless that is another option's name). A trailing --bogus
+         * keeps a broken parser from running the command (--ou x would write x). */
+        char names[32][32], args[64], want[96];
+        int n = value_options(help, names, 32);
+        total += n;
+        for (int k = 0; k < n; k++) {
+            snprintf(args, sizeof args, "--%.31s", names[k]);
+            snprintf(want, sizeof want, "--%.31s needs a value", names[k]);
+            check_usage_error(leaf, args, want);
+            snprintf(args, sizeof args, "\n  --%.*s ", (int)strlen(names[k]) - 1, names[k]);
+            if (strlen(names[k]) < 2 || strstr(help, args)) continue;
+            snprintf(args, sizeof args, "--%.*s x --bogus", (int)strlen(names[k]) - 1, names[k]);
+            snprintf(want, sizeof want, "unknown option --%.*s", (int)strlen(names[k]) - 1,
+                     names[k]);
+            check_usage_error(leaf, args, want);
+        }
+        /* --threads, where there is one: the shared range. */
+        bool threads = strstr(help, "\n  --threads N ") != NULL;
+        CHECK_MSG(threads == leaves[i].threads, "cfx %s: --threads %s expected", leaf,
+                  threads ? "not" : "");
+        if (threads) {
+            check_usage_error(leaf, "--threads 5000 --bogus", "--threads must be 0..1024");
+            check_usage_error(leaf, "--threads two --bogus", "--threads must be 0..1024");
+        }
+    }
+    /* The help texts were read: the leaves have some 90 options with a value in all. */
+    CHECK_MSG(total > 80, "only %d options with a value found in the help texts", total);
+}
+
+/* What the review of the five old parsers found, one check each. The paths named do not
+ * exist, so a broken parser fails to load them instead of writing anything. */
+CFX_TEST(cli, old_parser_bugs_stay_fixed) {
+    char dir[600], out[8192];
+    if (!cli_ready(dir, sizeof dir)) return;
+    /* eval had train's options: now each is unknown to it. */
+    check_usage_error("eval classifier", "--model m.onnx --data d --epochs 3",
+                      "unknown option --epochs");
+    check_usage_error("eval autoencoder", "--model m.onnx --data d --resume",
+                      "unknown option --resume");
+    check_usage_error("eval classifier", "--model m.onnx --data d --lr 0.1", "unknown option --lr");
+    check_usage_error("train classifier", "--data d --out m.onnx --latent 8",
+                      "unknown option --latent");
+    /* Exact names only: getopt_long took --dat for --data. */
+    check_usage_error("train classifier", "--dat d --out m.onnx", "unknown option --dat");
+    check_usage_error("eval classifier", "--mod m.onnx --data d", "unknown option --mod");
+    /* An unknown option is unknown, not "needs a value", even given last. */
+    check_usage_error("concepts nearest", "--data d --labels l --bogus", "unknown option --bogus");
+    /* Another option is no value. */
+    check_usage_error("data preview", "--data --out x.png", "--data needs a value");
+    /* Required options and arguments, values out of range, choices, positionals. */
+    check_usage_error("train classifier", "--out m.onnx", "--data is required");
+    check_usage_error("model info", "", "FILE is required");
+    check_usage_error("model info", "a.onnx b.onnx", "unexpected argument 'b.onnx'");
+    check_usage_error("train classifier", "--data d --out m.onnx --lr -1",
+                      "--lr must be a number > 0");
+    check_usage_error("data fashion-mnist", "--calib-frac nan --bogus --out d",
+                      "--calib-frac must be a number in (0, 1)");
+    check_usage_error("concepts order", "--data d --labels l --query 1 --mode far",
+                      "--mode must be one of local, global, local-global");
+    check_usage_error("concepts order", "--data d --labels l", "--query is required");
+    check_usage_error("version", "--json=yes", "--json takes no value");
+    /* Values after '=' and after "--" are taken as they stand. */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "model info -- %s/none.onnx", dir), 1);
+    CHECK_MSG(strstr(out, "none.onnx") != NULL, "got: %s", out);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "version --json"), 0);
+    CHECK_MSG(strstr(out, "{\"version\": ") == out, "got: %s", out);
 }
