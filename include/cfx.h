@@ -1,15 +1,17 @@
 /*
  * cfx.h - counterfactual explanations for image classifiers.
  *
- * The one public header of libcfx. A short example, compiled and run by the tests
- * (tests/test_example.c), builds a tiny model, runs it, and differentiates a scalar of its
- * output with respect to the input image, which is what every counterfactual method needs:
+ * The one public header of libcfx. A short example builds a tiny model, runs it, and
+ * differentiates a scalar of its output with respect to the input image, which is what every
+ * counterfactual method needs. The indented lines of this comment are that example: the build
+ * copies them out of this header and tests/test_example.c compiles and runs them as they are.
  *
  *     cfx_graph *g = cfx_graph_new();
  *     int x = cfx_graph_input(g, "image", 4, (int64_t[]){1, 1, 8, 8});
  *     int w = cfx_graph_param(g, "w", 4, (int64_t[]){4, 1, 3, 3});
- *     int y = cfx_op_conv2d(g, x, w, -1, &(cfx_conv2d_attr){.stride = {1, 1}, .pad = {1, 1, 1,
- * 1}}); int s = cfx_op_reduce(g, cfx_op_relu(g, y), CFX_REDUCE_SUM, NULL, 0, 0);
+ *     cfx_conv2d_attr conv = {.stride = {1, 1}, .pad = {1, 1, 1, 1}};
+ *     int y = cfx_op_conv2d(g, x, w, -1, &conv);
+ *     int s = cfx_op_reduce(g, cfx_op_relu(g, y), CFX_REDUCE_SUM, NULL, 0, 0);
  *     cfx_graph_requires_grad(g, x, 1);
  *     if (cfx_graph_compile(g) != CFX_OK) fprintf(stderr, "%s\n", cfx_last_error());
  *     cfx_rng rng;
