@@ -50,6 +50,14 @@ $(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
 	$(CC) $(CFLAGS) -Wno-pedantic -c $< -o $@
 $(filter $(BUILD)/$(ONNX_DIR)/%,$(LIB_OBJ)): $(BUILD)/gen/onnx.pb-c.h
 
+# The usage example is kept once, as the indented lines of include/cfx.h's opening comment;
+# tests/test_example.c includes them from here, so editing the example changes the test.
+$(BUILD)/gen/header_example.inc: include/cfx.h
+	@mkdir -p $(BUILD)/gen
+	awk 'NR > 1 && /\*\//{exit} sub(/^ \*     /, "") {print "#line " NR " \"" FILENAME "\""; print}' \
+	    $< > $@.tmp && test -s $@.tmp && mv $@.tmp $@
+$(BUILD)/tests/test_example.o: $(BUILD)/gen/header_example.inc
+
 $(BUILD)/libcfx.a: $(LIB_OBJ) $(BUILD)/gen/onnx.pb-c.o
 	@rm -f $@
 	ar rcs $@ $^

@@ -1,15 +1,17 @@
 /*
  * cfx.h - counterfactual explanations for image classifiers.
  *
- * The one public header of libcfx. A short example, compiled and run by the tests
- * (tests/test_example.c), builds a tiny model, runs it, and differentiates a scalar of its
- * output with respect to the input image, which is what every counterfactual method needs:
+ * The one public header of libcfx. A short example builds a tiny model, runs it, and
+ * differentiates a scalar of its output with respect to the input image, which is what every
+ * counterfactual method needs. The indented lines of this comment are that example: the build
+ * copies them out of this header and tests/test_example.c compiles and runs them as they are.
  *
  *     cfx_graph *g = cfx_graph_new();
  *     int x = cfx_graph_input(g, "image", 4, (int64_t[]){1, 1, 8, 8});
  *     int w = cfx_graph_param(g, "w", 4, (int64_t[]){4, 1, 3, 3});
- *     int y = cfx_op_conv2d(g, x, w, -1, &(cfx_conv2d_attr){.stride = {1, 1}, .pad = {1, 1, 1,
- * 1}}); int s = cfx_op_reduce(g, cfx_op_relu(g, y), CFX_REDUCE_SUM, NULL, 0, 0);
+ *     cfx_conv2d_attr conv = {.stride = {1, 1}, .pad = {1, 1, 1, 1}};
+ *     int y = cfx_op_conv2d(g, x, w, -1, &conv);
+ *     int s = cfx_op_reduce(g, cfx_op_relu(g, y), CFX_REDUCE_SUM, NULL, 0, 0);
  *     cfx_graph_requires_grad(g, x, 1);
  *     if (cfx_graph_compile(g) != CFX_OK) fprintf(stderr, "%s\n", cfx_last_error());
  *     cfx_rng rng;
@@ -24,6 +26,37 @@
  * cfx_last_error(); constructors return NULL on failure. Images are float32 NCHW in [0, 1].
  * Nothing here prints to stdout, exits, or aborts on bad input.
  */
+
+/*
+ * Contents, bottom-up: five layers (a ### banner each), as in src/, where a layer uses only
+ * those above it. Each section below opens with a banner "=== <name> ===".
+ *
+ *   base      status      status codes, cfx_last_error, error context
+ *             allocation  the one allocation hook; aligned blocks
+ *             log         levels and the log callback
+ *             rng         seeded xoshiro256** streams, one per worker
+ *             progress    progress callbacks and a ready-made stderr bar
+ *             threads     one thread count for every kernel; the clock
+ *             file        atomic output files, clean-up on signals, whole-file reads
+ *   engine    tensor      dense float32 tensors
+ *             blas        the GEMM every product goes through
+ *             graph       static graphs: build, compile, forward, reverse-mode backward
+ *             ops         the op builders cfx_op_*, by family
+ *             onnx        ONNX import and export, autoencoder split, file summaries
+ *   learn     optim       SGD and Adam with torch.optim's rules
+ *             layers      layers with PyTorch's init; the reference classifier and autoencoder
+ *             train       training loops, the step-by-step trainer, evaluation
+ *   data      npy         NumPy .npy files
+ *             idx         IDX files (MNIST, Fashion-MNIST)
+ *             image       PNG/JPEG in, PNG out, image grids
+ *             dataset     datasets in memory, image folders, dataset folders and their writers
+ *             signs       generated speed-limit sign photographs
+ *             corrupt     the six causes of low competency and their image operations
+ *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
+ *             hungarian   rectangular assignment with forbidden pairs
+ *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
+ *                         importance, edit orders
+ */
 #ifndef CFX_H
 #define CFX_H
 
@@ -36,6 +69,10 @@ extern "C" {
 #endif
 
 #define CFX_VERSION "0.1.0"
+
+/* #########################################################################################
+ * base (src/base/): errors, allocation, logging, random numbers, progress, threads, atomic files
+ * ###################################################################################### */
 
 /* ===================================================================== status === */
 
@@ -182,6 +219,10 @@ void cfx_set_signal_note(const char *note);
 /* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
 cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
 
+/* #########################################################################################
+ * engine (src/engine/): tensors, GEMM, the differentiable graph and its ops, ONNX files
+ * ###################################################################################### */
+
 /* ===================================================================== tensor === */
 /* A dense float32 tensor, row-major (images NCHW). Fields are public for reading; a tensor that
  * a graph owns must not be freed or resized by the caller. */
@@ -215,7 +256,7 @@ int64_t cfx_tensor_find_nonfinite(const cfx_tensor *t);
 
 /* Row-major C = alpha op(A) op(B) + beta C with op(A) M x K, op(B) K x N. Every GEMM in cfx
  * goes through here (oneDNN's dnnl_sgemm, plain vectorised loops for thin products; see
- * src/blas.c); cfx_blas_sgemm_ref is the plain loop the tests compare to. */
+ * src/engine/blas.c); cfx_blas_sgemm_ref is the plain loop the tests compare to. */
 void cfx_blas_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                     int64_t ldc);
@@ -309,7 +350,7 @@ size_t cfx_graph_num_params(const cfx_graph *g);
  * in the comments: x (N,C,H,W) is an image batch. Every op has a backward for each of its
  * float inputs except argmax. Broadcasting follows NumPy (and ONNX) rules. */
 
-/* --- elementwise (src/elementwise.c) --- */
+/* --- elementwise (src/engine/ops/elementwise.c) --- */
 int cfx_op_add(cfx_graph *g, int a, int b);
 int cfx_op_sub(cfx_graph *g, int a, int b);
 int cfx_op_mul(cfx_graph *g, int a, int b);
@@ -335,7 +376,7 @@ int cfx_op_normal_cdf(cfx_graph *g, int x);
 /* scale * x + shift. */
 int cfx_op_affine(cfx_graph *g, int x, float scale, float shift);
 
-/* --- matrix products (src/linear.c) --- */
+/* --- matrix products (src/engine/ops/linear.c) --- */
 typedef struct cfx_gemm_attr {
     int trans_a, trans_b; /* transpose A (K,M) / B (N,K) before multiplying */
     float alpha, beta;    /* alpha op(A) op(B) + beta C; each reads as 1 when 0 (no C: beta 0) */
@@ -347,7 +388,7 @@ int cfx_op_linear(cfx_graph *g, int x, int w, int b);
 /* NumPy matmul: (...,M,K) x (...,K,N) -> (...,M,N), batch dimensions broadcast. */
 int cfx_op_matmul(cfx_graph *g, int a, int b);
 
-/* --- convolution (src/conv.c) --- */
+/* --- convolution (src/engine/ops/conv.c) --- */
 typedef struct cfx_conv2d_attr {
     int stride[2];         /* (h, w); 0 reads as 1 */
     int pad[4];            /* top, left, bottom, right */
@@ -362,7 +403,7 @@ int cfx_op_conv2d(cfx_graph *g, int x, int w, int b, const cfx_conv2d_attr *attr
  * P = (H-1) stride - pad_top - pad_bottom + dilation (R-1) + output_padding + 1. */
 int cfx_op_conv_transpose2d(cfx_graph *g, int x, int w, int b, const cfx_conv2d_attr *attr);
 
-/* --- pooling (src/pool.c) --- */
+/* --- pooling (src/engine/ops/pool.c) --- */
 typedef struct cfx_pool2d_attr {
     int kernel[2];
     int stride[2];   /* 0 reads as the kernel size */
@@ -376,7 +417,7 @@ int cfx_op_avg_pool2d(cfx_graph *g, int x, const cfx_pool2d_attr *attr);
 /* x (N,C,H,W) -> (N,C,1,1). */
 int cfx_op_global_avg_pool(cfx_graph *g, int x);
 
-/* --- reductions and softmax (src/reduce.c) --- */
+/* --- reductions and softmax (src/engine/ops/reduce.c) --- */
 typedef enum { CFX_REDUCE_SUM, CFX_REDUCE_MEAN, CFX_REDUCE_MAX } cfx_reduce_kind;
 /* Reduces over axes (negative counts from the end; naxes 0 means all). Max sends its gradient
  * to the first maximal element. */
@@ -387,7 +428,7 @@ int cfx_op_argmax(cfx_graph *g, int x, int axis, int keepdims);
 int cfx_op_softmax(cfx_graph *g, int x, int axis);
 int cfx_op_log_softmax(cfx_graph *g, int x, int axis);
 
-/* --- normalization and dropout (src/norm.c) --- */
+/* --- normalization and dropout (src/engine/ops/norm.c) --- */
 typedef struct cfx_batch_norm_attr {
     float eps;      /* 0 reads as 1e-5 */
     float momentum; /* PyTorch's: running = (1 - m) running + m batch; 0 reads as 0.1 */
@@ -399,7 +440,7 @@ int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int va
 /* Inverted dropout with probability p in training mode; the identity otherwise. */
 int cfx_op_dropout(cfx_graph *g, int x, float p);
 
-/* --- shapes (src/shape.c) --- */
+/* --- shapes (src/engine/ops/shape.c) --- */
 /* (d0..dk-1, dk..) -> (d0*..*dk-1, dk*..) as ONNX Flatten. */
 int cfx_op_flatten(cfx_graph *g, int x, int axis);
 /* ONNX Reshape: 0 copies the input's dimension, -1 is inferred. */
@@ -413,7 +454,7 @@ typedef enum { CFX_PAD_CONSTANT, CFX_PAD_REFLECT, CFX_PAD_EDGE } cfx_pad_mode;
 /* pads: begin of every axis, then end of every axis (ONNX order); negative pads crop. */
 int cfx_op_pad(cfx_graph *g, int x, const int64_t *pads, cfx_pad_mode mode, float value);
 
-/* --- resize (src/resize.c) --- */
+/* --- resize (src/engine/ops/resize.c) --- */
 typedef enum { CFX_RESIZE_NEAREST, CFX_RESIZE_BILINEAR } cfx_resize_mode;
 typedef enum {
     CFX_COORD_HALF_PIXEL, /* ONNX default and PyTorch align_corners=False */
@@ -437,7 +478,7 @@ typedef struct cfx_resize_attr {
 /* x (N,C,H,W) -> (N,C,out_h,out_w). */
 int cfx_op_resize(cfx_graph *g, int x, const cfx_resize_attr *attr);
 
-/* --- similarities and losses (src/loss.c) --- */
+/* --- similarities and losses (src/engine/ops/loss.c) --- */
 typedef enum { CFX_REDUCTION_MEAN, CFX_REDUCTION_SUM, CFX_REDUCTION_NONE } cfx_reduction;
 /* Cosine similarity along axis: sum(a b) / (max(|a|, eps) max(|b|, eps)) as PyTorch 1.13;
  * eps 0 reads as 1e-8. */
@@ -449,6 +490,94 @@ int cfx_op_loss(cfx_graph *g, int a, int b, cfx_loss_kind kind, cfx_reduction re
 /* Cross-entropy of logits (N,C) against targets: class indices (N) stored as floats, or soft
  * targets (N,C) that sum to 1 per row. */
 int cfx_op_cross_entropy(cfx_graph *g, int logits, int target, cfx_reduction reduction);
+
+/* ======================================================================= onnx === */
+/* ONNX is cfx's model file format. Import reads opsets 11 to 17 (the op list and the attributes
+ * supported are in the README); integer shape arithmetic (Shape, Gather, Concat, ... as PyTorch
+ * emits for flatten and view) is folded while importing, so the graph holds only float ops.
+ * Export writes opset 13 that onnx.checker accepts. Example: a classifier with its penultimate
+ * features as a second output, and the gradient of one logit with respect to the image:
+ *
+ *     const char *feats[] = {"/avgpool/GlobalAveragePool_output_0"};
+ *     cfx_onnx_options o = {.batch = 8, .extra_outputs = feats, .n_extra_outputs = 1};
+ *     cfx_graph *g = cfx_onnx_load("classifier.onnx", &o);   // NULL: cfx_last_error()
+ *     int x = cfx_graph_find(g, "input"), logits = cfx_graph_find(g, "logits");
+ *     cfx_graph_requires_grad(g, x, 1);
+ *     cfx_graph_compile(g);                                     // or add more ops first
+ */
+typedef struct cfx_onnx_options {
+    /* Size given to a symbolic (named or unknown) first dimension of an input; 0 reads as 1.
+     * Change it later with cfx_graph_reshape_input. */
+    int64_t batch;
+    /* Non-zero: float initializers become frozen constants instead of trainable parameters.
+     * (Batch-norm running mean and variance are always constants.) */
+    int frozen;
+    /* Intermediate tensors also marked as outputs (penultimate features, a latent code). */
+    const char *const *extra_outputs;
+    int n_extra_outputs;
+    /* Non-zero: only the extra outputs are outputs, and only the nodes they need are imported
+     * (the encoder half of an autoencoder file). */
+    int outputs_only;
+    /* Intermediate tensors that become graph inputs: the nodes that produced them are not
+     * imported (the decoder half of an autoencoder file, fed with a latent). */
+    const char *const *inputs;
+    int n_inputs;
+    /* Prepended to every value name (to put several models in one graph); NULL: none. */
+    const char *prefix;
+} cfx_onnx_options;
+
+/* Reads an ONNX model into a new, not yet compiled graph (add ops, then cfx_graph_compile).
+ * Graph inputs are the model's inputs that the outputs need, then o->inputs; outputs are
+ * marked with cfx_graph_set_output under their ONNX names; every value keeps its tensor name
+ * (with o->prefix), so cfx_graph_find locates inputs, outputs and parameters. o may be NULL.
+ * Returns NULL with a message for an unreadable or corrupt file, an external-data file that
+ * is missing, or ops cfx lacks (all of them named with node and opset). The caller owns the
+ * graph (cfx_graph_free). */
+cfx_graph *cfx_onnx_load(const char *path, const cfx_onnx_options *o);
+/* Adds a model to an existing graph that is not compiled. Model input i is bound to the
+ * existing value bind[i] for i < nbind (bind[i] < 0: a new input); the ids of the model's
+ * outputs (as chosen by o) go to outputs[0..cap) and their number to *noutputs. On failure
+ * the graph may hold part of the model: free it. */
+cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_options *o,
+                           const int *bind, int nbind, int *outputs, int cap, int *noutputs);
+/* Writes the part of g that computes outputs[0..n) (n 0: every value marked as an output) as
+ * an ONNX model, opset 13: inputs get a symbolic first dimension "batch", parameters and
+ * constants become initializers with their current values. Ops without an ONNX equivalent
+ * (losses) are refused by name; NormalCdf and Affine become small subgraphs. Atomic write.
+ * g may be compiled or not. */
+cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int n);
+/* Splits one autoencoder file at the tensor named latent into encoder_path (the model's inputs
+ * to latent) and decoder_path (latent to the model's outputs), both complete ONNX files that
+ * keep the original nodes, weights and opset. */
+cfx_status cfx_onnx_split(const char *path, const char *latent, const char *encoder_path,
+                          const char *decoder_path);
+
+/* What a file holds, read without importing it (so it works for unsupported models too). */
+typedef struct cfx_onnx_tensor_info {
+    char *name;
+    int elem_type; /* ONNX TensorProto.DataType: 1 float, 7 int64, ... */
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS]; /* -1 for a symbolic dimension */
+} cfx_onnx_tensor_info;
+typedef struct cfx_onnx_info {
+    int64_t ir_version, opset;
+    char *producer; /* "pytorch 1.13.0" */
+    int n_inputs, n_outputs;
+    cfx_onnx_tensor_info *inputs, *outputs; /* initializers are not listed as inputs */
+    int n_nodes, n_op_types;
+    char **op_types;   /* distinct op types in order of first use */
+    int *op_counts;    /* nodes of each type */
+    int *op_supported; /* non-zero when cfx imports that op type */
+    int n_initializers;
+    int64_t n_weights; /* elements in all initializers */
+} cfx_onnx_info;
+/* NULL with a message on an unreadable or corrupt file. Free with cfx_onnx_info_free. */
+cfx_onnx_info *cfx_onnx_info_load(const char *path);
+void cfx_onnx_info_free(cfx_onnx_info *info);
+
+/* #########################################################################################
+ * learn (src/learn/): optimizers, layers and the reference models, training and evaluation
+ * ###################################################################################### */
 
 /* ====================================================================== optim === */
 /* Optimizers over a flat float array: a graph's parameter block (cfx_graph_params and
@@ -588,89 +717,9 @@ cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *i
 cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
                                 int batch, double *mse);
 
-/* ======================================================================= onnx === */
-/* ONNX is cfx's model file format. Import reads opsets 11 to 17 (the op list and the attributes
- * supported are in the README); integer shape arithmetic (Shape, Gather, Concat, ... as PyTorch
- * emits for flatten and view) is folded while importing, so the graph holds only float ops.
- * Export writes opset 13 that onnx.checker accepts. Example: a classifier with its penultimate
- * features as a second output, and the gradient of one logit with respect to the image:
- *
- *     const char *feats[] = {"/avgpool/GlobalAveragePool_output_0"};
- *     cfx_onnx_options o = {.batch = 8, .extra_outputs = feats, .n_extra_outputs = 1};
- *     cfx_graph *g = cfx_onnx_load("classifier.onnx", &o);   // NULL: cfx_last_error()
- *     int x = cfx_graph_find(g, "input"), logits = cfx_graph_find(g, "logits");
- *     cfx_graph_requires_grad(g, x, 1);
- *     cfx_graph_compile(g);                                     // or add more ops first
- */
-typedef struct cfx_onnx_options {
-    /* Size given to a symbolic (named or unknown) first dimension of an input; 0 reads as 1.
-     * Change it later with cfx_graph_reshape_input. */
-    int64_t batch;
-    /* Non-zero: float initializers become frozen constants instead of trainable parameters.
-     * (Batch-norm running mean and variance are always constants.) */
-    int frozen;
-    /* Intermediate tensors also marked as outputs (penultimate features, a latent code). */
-    const char *const *extra_outputs;
-    int n_extra_outputs;
-    /* Non-zero: only the extra outputs are outputs, and only the nodes they need are imported
-     * (the encoder half of an autoencoder file). */
-    int outputs_only;
-    /* Intermediate tensors that become graph inputs: the nodes that produced them are not
-     * imported (the decoder half of an autoencoder file, fed with a latent). */
-    const char *const *inputs;
-    int n_inputs;
-    /* Prepended to every value name (to put several models in one graph); NULL: none. */
-    const char *prefix;
-} cfx_onnx_options;
-
-/* Reads an ONNX model into a new, not yet compiled graph (add ops, then cfx_graph_compile).
- * Graph inputs are the model's inputs that the outputs need, then o->inputs; outputs are
- * marked with cfx_graph_set_output under their ONNX names; every value keeps its tensor name
- * (with o->prefix), so cfx_graph_find locates inputs, outputs and parameters. o may be NULL.
- * Returns NULL with a message for an unreadable or corrupt file, an external-data file that
- * is missing, or ops cfx lacks (all of them named with node and opset). The caller owns the
- * graph (cfx_graph_free). */
-cfx_graph *cfx_onnx_load(const char *path, const cfx_onnx_options *o);
-/* Adds a model to an existing graph that is not compiled. Model input i is bound to the
- * existing value bind[i] for i < nbind (bind[i] < 0: a new input); the ids of the model's
- * outputs (as chosen by o) go to outputs[0..cap) and their number to *noutputs. On failure
- * the graph may hold part of the model: free it. */
-cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_options *o,
-                           const int *bind, int nbind, int *outputs, int cap, int *noutputs);
-/* Writes the part of g that computes outputs[0..n) (n 0: every value marked as an output) as
- * an ONNX model, opset 13: inputs get a symbolic first dimension "batch", parameters and
- * constants become initializers with their current values. Ops without an ONNX equivalent
- * (losses) are refused by name; NormalCdf and Affine become small subgraphs. Atomic write.
- * g may be compiled or not. */
-cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int n);
-/* Splits one autoencoder file at the tensor named latent into encoder_path (the model's inputs
- * to latent) and decoder_path (latent to the model's outputs), both complete ONNX files that
- * keep the original nodes, weights and opset. */
-cfx_status cfx_onnx_split(const char *path, const char *latent, const char *encoder_path,
-                          const char *decoder_path);
-
-/* What a file holds, read without importing it (so it works for unsupported models too). */
-typedef struct cfx_onnx_tensor_info {
-    char *name;
-    int elem_type; /* ONNX TensorProto.DataType: 1 float, 7 int64, ... */
-    int ndim;
-    int64_t shape[CFX_MAX_DIMS]; /* -1 for a symbolic dimension */
-} cfx_onnx_tensor_info;
-typedef struct cfx_onnx_info {
-    int64_t ir_version, opset;
-    char *producer; /* "pytorch 1.13.0" */
-    int n_inputs, n_outputs;
-    cfx_onnx_tensor_info *inputs, *outputs; /* initializers are not listed as inputs */
-    int n_nodes, n_op_types;
-    char **op_types;   /* distinct op types in order of first use */
-    int *op_counts;    /* nodes of each type */
-    int *op_supported; /* non-zero when cfx imports that op type */
-    int n_initializers;
-    int64_t n_weights; /* elements in all initializers */
-} cfx_onnx_info;
-/* NULL with a message on an unreadable or corrupt file. Free with cfx_onnx_info_free. */
-cfx_onnx_info *cfx_onnx_info_load(const char *path);
-void cfx_onnx_info_free(cfx_onnx_info *info);
+/* #########################################################################################
+ * data (src/data/): array and image files, dataset folders, generated signs
+ * ###################################################################################### */
 
 /* ======================================================================== npy === */
 /* NumPy .npy files (format 1.0-3.0, C order). Reading converts float32, float64, uint8, int32
@@ -840,6 +889,10 @@ cfx_status cfx_corrupt_u8(cfx_cause cause, double factor, const uint8_t *in, uin
  * refused, naming the image and element. */
 cfx_status cfx_corrupt(cfx_cause cause, double factor, const cfx_tensor *in, cfx_tensor *out,
                        cfx_rng *rng);
+
+/* #########################################################################################
+ * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)
+ * ###################################################################################### */
 
 /* ==================================================================== wordnet === */
 /* The WordNet 3.0 noun hierarchy, read once from the Princeton database files (Debian's

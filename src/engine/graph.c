@@ -1,11 +1,23 @@
 /* graph.c - the static graph: values, nodes, buffer planning, forward and reverse-mode backward.
  *
  * Nodes are stored in creation order, and a node can only read values that existed when it
- * was added, so creation order is a topological order. Planning (at compile, and again after
- * an input changes shape) re-infers every shape, decides which values carry a gradient, and
- * (re)allocates buffers only when they grow; forward and backward then allocate nothing.
- * Backward zeroes every gradient, seeds the output, and walks the nodes that reach the output
- * in reverse, each op adding its inputs' gradients, so values read twice sum both paths. */
+ * was added, so creation order is a topological order. Compile moves the parameters into one
+ * block (their gradients into another). Planning (at compile, and again after an input changes
+ * shape) re-infers every shape, decides which values carry a gradient, (re)allocates buffers
+ * only when they grow, chooses the values held in oneDNN's blocked layout between two ops
+ * (plan_blocked_chains) and the ReLUs fused into the op before them (plan_relu_fusion), and
+ * lets each op prepare its primitives; forward and backward then allocate nothing.
+ *
+ * Backward marks the values that reach the output (CFX__MARK_REACH), seeds the output's
+ * gradient, and walks the nodes that reach it in reverse. Each gradient buffer is written first
+ * by one op of the pass, which claims it (claim_grads, CFX__MARK_CLAIMED): when that op can
+ * store (cfx__op_def.assigns_grads) and the buffer is not also another input of the same node,
+ * it stores instead of adding (cfx__op_args.din_fresh) and the buffer is not zeroed
+ * (CFX__MARK_FRESH). Only the other buffers are zeroed before the pass: those whose first
+ * writer can only add. Every later op adds into what the first wrote, so values read twice sum
+ * both paths. Gradients are overwritten, not accumulated: requested input gradients and
+ * parameter gradients the pass does not reach are zeroed too (except for a trainer's head,
+ * which writes those itself: cfx__graph_backward's zero_unreached). */
 #include "engine/graph.h"
 
 #include <stdarg.h>
