@@ -501,8 +501,9 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
     for (struct dirent *e; dd && (e = readdir(dd));)
         CHECK_MSG(strncmp(e->d_name, "n.jsonl.tmp", 11) != 0, "%s/%s is left", dir, e->d_name);
     if (dd) closedir(dd);
+    /* Neither --query nor --all: a usage error, exit 2 like every usage error. */
     CHECK_INT_EQ(run_cli("concepts nearest --data " VG " --labels claude-3-haiku", out, sizeof out),
-                 1);
+                 2);
     CHECK_MSG(strstr(out, "--query ID or --all") != NULL, "got: %s", out);
     /* Images without concepts: kept by default (VG image 217 then costs 0 to another empty
      * image), left out with --empty skip. */
