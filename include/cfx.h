@@ -28,7 +28,7 @@
  */
 
 /*
- * Contents, bottom-up: five layers (a ### banner each), as in src/, where a layer uses only
+ * Contents, bottom-up: six layers (a ### banner each), as in src/, where a layer uses only
  * those above it. Each section below opens with a banner "=== <name> ===".
  *
  *   base      status      status codes, cfx_last_error, error context
@@ -52,6 +52,8 @@
  *             dataset     datasets in memory, image folders, dataset folders and their writers
  *             signs       generated speed-limit sign photographs
  *             corrupt     the six causes of low competency and their image operations
+ *   competency
+ *             parce       calibration, scores, rho and its gradients to images and latents
  *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
@@ -889,6 +891,111 @@ cfx_status cfx_corrupt_u8(cfx_cause cause, double factor, const uint8_t *in, uin
  * refused, naming the image and element. */
 cfx_status cfx_corrupt(cfx_cause cause, double factor, const cfx_tensor *in, cfx_tensor *out,
                        cfx_rng *rng);
+
+/* #########################################################################################
+ * competency (src/competency/): PaRCE calibration, scoring, rho and its gradients
+ * ###################################################################################### */
+
+/* ================================================================= competency === */
+/* PaRCE (the competency paper): a classifier's competency on an image is the probability
+ * that its prediction is correct, estimated from the softmax p and the reconstruction loss of
+ * an autoencoder, calibrated on a held-out set:
+ *   L(X)  = mean over channels and pixels of (X - decode(encode(X)))^2
+ *   P_c   = 1 - Phi((L - s mu_c) / sigma_c - z)   (mu_c, sigma_c: L over calib images of class
+ *                                                  c, population deviation; s = 2 as the
+ *                                                  reference code)
+ *   rho   = max_c p_c * sum_c p_c P_c
+ * with z chosen on the grid 0, 0.05, ..., 4.95 so that the mean of rho over the calibration
+ * set is closest to the classifier's accuracy there. rho is differentiable with respect to the
+ * image and, through the decoder, to a latent code: that is what the counterfactual methods
+ * optimise. An image is low-competency when rho < threshold (0.9). */
+typedef enum {
+    CFX_OUTPUT_AUTO,   /* probabilities when the classifier's output comes from a Softmax */
+    CFX_OUTPUT_LOGITS, /* softmax is applied by cfx */
+    CFX_OUTPUT_PROBS   /* used as they are */
+} cfx_classifier_output;
+
+/* The networks, as ONNX files: the classifier, and the autoencoder as an encoder and a
+ * decoder file or as one file with the name of its latent tensor. */
+typedef struct cfx_competency_models {
+    const char *classifier;
+    const char *encoder, *decoder;
+    const char *autoencoder, *latent;
+    /* The classifier tensor compared by feature similarity; NULL: a tensor named "features",
+     * else the input of the classifier's last Gemm, MatMul or Linear. */
+    const char *features;
+    cfx_classifier_output output;
+} cfx_competency_models;
+
+/* A calibration. mu and sigma are owned (cfx_parce_deinit frees them). */
+typedef struct cfx_parce {
+    int num_classes;
+    double *mu, *sigma;
+    double z, loss_scale, threshold;
+    double accuracy, mean_rho; /* on the calibration set, after fitting */
+    int64_t n_calib;
+} cfx_parce;
+void cfx_parce_deinit(cfx_parce *p);
+
+/* The three networks in one graph with rho on top, for batches of images (and, built on first
+ * use, a second graph from a latent code through the decoder). NULL with a message naming the
+ * file when a model cannot be read or the models do not fit together (image shape, channels,
+ * the autoencoder's output, a missing latent or feature tensor). Owned by the caller. */
+typedef struct cfx_competency cfx_competency;
+cfx_competency *cfx_competency_new(const cfx_competency_models *m, int64_t batch);
+void cfx_competency_free(cfx_competency *c);
+/* Installs a calibration (copied); num_classes must match the classifier's outputs. */
+cfx_status cfx_competency_set_parce(cfx_competency *c, const cfx_parce *p);
+const cfx_parce *cfx_competency_parce(const cfx_competency *c); /* NULL before one is set */
+
+typedef struct cfx_competency_shape {
+    int c, h, w;          /* the image */
+    int num_classes;      /* the classifier's outputs */
+    int latent_dim;       /* elements of one latent code */
+    int feature_dim;      /* elements of one feature tensor */
+    const char *features; /* the feature tensor's name in the classifier */
+    int probs_output;     /* non-zero: the classifier's output is used as probabilities */
+} cfx_competency_shape;
+void cfx_competency_shape_of(const cfx_competency *c, cfx_competency_shape *out);
+
+/* Per-image results of a batch of n; every pointer may be NULL. predicted and the rest hold n
+ * entries, probs n x num_classes, latent n x latent_dim, features n x feature_dim. Without a
+ * calibration, rho and in_distribution are not computed (left untouched). */
+typedef struct cfx_competency_scores {
+    int32_t *predicted;
+    float *softmax_max, *loss;
+    float *in_distribution; /* sum_c p_c P_c */
+    float *rho;
+    float *probs, *latent, *features;
+} cfx_competency_scores;
+/* Scores images (n,C,H,W) in [0,1], in batches of at most the competency's batch. grad (may be
+ * NULL) receives d rho_i / d image_i (n x C x H x W floats): one forward and one backward
+ * through each network. No allocation when calls keep the batch size. */
+cfx_status cfx_competency_score(cfx_competency *c, const cfx_tensor *images,
+                                const cfx_competency_scores *out, float *grad);
+/* The same for latent codes (n, latent_dim...): rho of decode(code) and d rho / d code
+ * (grad, n x latent_dim); decoded (may be NULL) receives decode(code), n x C x H x W. */
+cfx_status cfx_competency_score_latent(cfx_competency *c, const cfx_tensor *codes,
+                                       const cfx_competency_scores *out, float *grad,
+                                       float *decoded);
+
+typedef struct cfx_parce_fit_options {
+    double loss_scale; /* 0 reads as 2, the reference code's factor */
+    double threshold;  /* 0 reads as 0.9 */
+    int fixed_z;       /* non-zero: use z below instead of the grid search */
+    double z;
+    cfx_progress progress;
+} cfx_parce_fit_options;
+/* Fits a calibration on a labelled calibration set (labels 0..num_classes-1): every image's
+ * loss and softmax from the same forward pass, per-class statistics (each class needs at
+ * least 2 images and a non-zero deviation), accuracy, z; installs it in c. latents (n x
+ * latent_dim) and rho (n), if not NULL, receive the calibration images' codes and their
+ * competency under the fitted calibration (what LNN searches). out is owned by the caller. */
+cfx_status cfx_parce_fit(cfx_competency *c, const cfx_dataset *calib,
+                         const cfx_parce_fit_options *o, cfx_parce *out, float *latents,
+                         float *rho);
+/* Phi, the standard normal CDF, in double precision (both tails accurate). */
+double cfx_normal_cdf(double x);
 
 /* #########################################################################################
  * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)
