@@ -130,7 +130,7 @@ static void help(const char *path, const char *about, const cli_opt *opts, size_
     printf("usage: cfx %s", path);
     for (size_t k = 0; k < n; k++)
         if (opts[k].positional) {
-            printf(opts[k].required ? " %s" : " [%s]", opts[k].name);
+            printf(opts[k].required ? " %s%s" : " [%s%s]", opts[k].name, opts[k].list ? "..." : "");
             positionals++;
         }
     for (size_t k = 0; k < n; k++) {
@@ -175,6 +175,14 @@ void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t 
             while (next_positional < n && !opts[next_positional].positional) next_positional++;
             if (next_positional == n) cli_usage_error(path, "unexpected argument '%s'", a);
             given[next_positional] = true;
+            cli_list *l = opts[next_positional].list;
+            if (l) { /* takes this and every later bare argument */
+                const char **items = realloc(l->items, (size_t)(l->n + 1) * sizeof *items);
+                if (!items) cli_usage_error(path, "out of memory");
+                items[l->n++] = a;
+                l->items = items;
+                continue;
+            }
             *opts[next_positional++].str = a;
             continue;
         }

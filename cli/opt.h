@@ -18,7 +18,8 @@
  * What an entry takes follows from the one destination it sets: .flag (an int set to 1 by
  * --name), .str (a string: --name VALUE), .i (a whole number in lo..hi), .num (a finite number
  * strictly between min and max) or .pick (the index of VALUE in the NULL-terminated .choices).
- * An entry with .positional takes a bare argument instead of --name (.str only).
+ * An entry with .positional takes a bare argument instead of --name (.str), or, as the last
+ * positional with .list, every remaining bare argument ("INPUT...").
  *
  * Every usage error prints one line, "cfx <path>: <what> (see cfx <path> --help)", and exits 2:
  *     --x needs a value         unknown option --x          unexpected argument 'x'
@@ -34,6 +35,13 @@
 
 #define CLI_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The arguments a variadic positional took, in order (items point into argv; the array is the
+ * parser's and lives until the program ends). */
+typedef struct {
+    const char **items;
+    int n;
+} cli_list;
+
 typedef struct {
     const char *name;  /* "out" for --out; a positional's name as help shows it, "FILE" */
     const char *value; /* what help calls the value: "DIR", "N" (NULL for a flag) */
@@ -45,6 +53,7 @@ typedef struct {
     long long *i;
     double *num;
     int *pick;
+    cli_list *list;             /* a positional that takes every remaining bare argument */
     long long lo, hi;           /* .i: the accepted range */
     double min, max;            /* .num: the open interval (min, max); max may be INFINITY */
     const char *const *choices; /* .pick: the accepted words, NULL-terminated */

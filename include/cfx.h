@@ -54,6 +54,7 @@
  *             corrupt     the six causes of low competency and their image operations
  *   competency
  *             parce       calibration, scores, rho and its gradients to images and latents
+ *             bundle      the competency bundle folder
  *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
@@ -996,6 +997,34 @@ cfx_status cfx_parce_fit(cfx_competency *c, const cfx_dataset *calib,
                          float *rho);
 /* Phi, the standard normal CDF, in double precision (both tails accurate). */
 double cfx_normal_cdf(double x);
+
+/* A competency bundle: one folder with the three models, the calibration and the calibration
+ * set's latent codes and rho (see src/competency/bundle.c), written by `cfx competency fit`. */
+typedef struct cfx_bundle_spec {
+    const char *out; /* the folder to create (atomically) */
+    int force;       /* replace an existing non-empty folder */
+    const cfx_competency_models *models;
+    const cfx_competency *competency; /* fitted (cfx_parce_fit) */
+    const char *const *class_names;   /* num_classes names, or NULL ("0", "1", ...) */
+    const float *latents, *scores;    /* the calibration images' codes (n x latent) and rho */
+    int64_t n;
+    const char *dataset; /* recorded in bundle.json; may be NULL */
+} cfx_bundle_spec;
+cfx_status cfx_bundle_write(const cfx_bundle_spec *spec);
+
+typedef struct cfx_bundle {
+    cfx_competency *competency; /* with the calibration installed */
+    int num_classes;
+    char **class_names;
+    char fingerprint[17]; /* FNV-1a of every file of the bundle, 16 hex digits */
+    char *dir;
+} cfx_bundle;
+/* Opens a bundle for batches of up to `batch` images. NULL with a message naming the file on
+ * a missing or malformed part. Free with cfx_bundle_free. */
+cfx_bundle *cfx_bundle_load(const char *dir, int64_t batch);
+void cfx_bundle_free(cfx_bundle *b);
+/* Reads the calibration codes (N, latent) and their rho (N); the caller frees both. */
+cfx_status cfx_bundle_calibration(const cfx_bundle *b, cfx_tensor **latents, cfx_tensor **scores);
 
 /* #########################################################################################
  * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)
