@@ -725,21 +725,23 @@ static cfx_status fold_reshape(ctx *c, entry *src, int ndim, const int64_t *shap
 
 typedef cfx_status (*import_fn)(ctx *c);
 
-#define IN(k) in_name(c->node, k)
-#define N     (c->node)
+/* The name of input k of the node being imported, or NULL when absent. */
+static const char *input(const ctx *c, size_t k) {
+    return in_name(c->node, k);
+}
 
 static cfx_status imp_constant(ctx *c) {
     const Onnx__AttributeProto *a;
     entry *e;
-    if ((a = attr(N, "value")) && a->t) {
-        e = define(c, out_name(N, 0));
+    if ((a = attr(c->node, "value")) && a->t) {
+        e = define(c, out_name(c->node, 0));
         if (!e) return CFX_ENOMEM;
         CFX_TRY(entry_from_tensor(c, e, a->t, false));
         return entry_decode(c, e);
     }
-    if ((a = attr(N, "value_float")) || (a = attr(N, "value_int"))) {
+    if ((a = attr(c->node, "value_float")) || (a = attr(c->node, "value_int"))) {
         bool isf = a->has_f;
-        if (!(e = new_const(c, out_name(N, 0), isf ? T_FLOAT : T_INT64, 0, NULL)))
+        if (!(e = new_const(c, out_name(c->node, 0), isf ? T_FLOAT : T_INT64, 0, NULL)))
             return CFX_ENOMEM;
         if (isf)
             e->f[0] = a->f;
@@ -747,10 +749,11 @@ static cfx_status imp_constant(ctx *c) {
             e->i[0] = a->i;
         return CFX_OK;
     }
-    if ((a = attr(N, "value_floats")) || (a = attr(N, "value_ints"))) {
+    if ((a = attr(c->node, "value_floats")) || (a = attr(c->node, "value_ints"))) {
         bool isf = a->n_floats > 0 || a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
         int64_t n = (int64_t)(isf ? a->n_floats : a->n_ints);
-        if (!(e = new_const(c, out_name(N, 0), isf ? T_FLOAT : T_INT64, 1, &n))) return CFX_ENOMEM;
+        if (!(e = new_const(c, out_name(c->node, 0), isf ? T_FLOAT : T_INT64, 1, &n)))
+            return CFX_ENOMEM;
         for (int64_t k = 0; k < n; k++) {
             if (isf)
                 e->f[k] = a->floats[k];
@@ -767,8 +770,9 @@ static cfx_status imp_identity(ctx *c) {
 }
 
 static cfx_status imp_shape(ctx *c) {
-    entry *s = lookup(c, IN(0) ? IN(0) : "");
-    if (!s) return fail(c, CFX_EFORMAT, "input '%s' has no value", IN(0) ? IN(0) : "");
+    const char *nm = input(c, 0) ? input(c, 0) : "";
+    entry *s = lookup(c, nm);
+    if (!s) return fail(c, CFX_EFORMAT, "input '%s' has no value", nm);
     int ndim;
     int64_t shape[CFX_MAX_DIMS];
     bool from_graph = s->id >= 0;
@@ -780,13 +784,13 @@ static cfx_status imp_shape(ctx *c) {
         ndim = s->ndim;
         memcpy(shape, s->shape, sizeof shape);
     }
-    int64_t start = attr_int(N, "start", 0), end = attr_int(N, "end", ndim);
+    int64_t start = attr_int(c->node, "start", 0), end = attr_int(c->node, "end", ndim);
     if (start < 0) start += ndim;
     if (end < 0) end += ndim;
     start = start < 0 ? 0 : start > ndim ? ndim : start;
     end = end < start ? start : end > ndim ? ndim : end;
     int64_t n = end - start;
-    entry *o = new_const(c, out_name(N, 0), T_INT64, 1, &n);
+    entry *o = new_const(c, out_name(c->node, 0), T_INT64, 1, &n);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < n; k++) {
         o->i[k] = shape[start + k];
@@ -796,8 +800,8 @@ static cfx_status imp_shape(ctx *c) {
 }
 
 static cfx_status imp_cast(ctx *c) {
-    int64_t to = attr_int(N, "to", T_FLOAT);
-    entry *s = const_of(c, IN(0));
+    int64_t to = attr_int(c->node, "to", T_FLOAT);
+    entry *s = const_of(c, input(c, 0));
     if (!s) {
         /* On a graph value (float already), a cast to float is the identity. */
         if (to == T_FLOAT || to == T_DOUBLE) return alias_out(c, 0, 0);
@@ -808,7 +812,7 @@ static cfx_status imp_cast(ctx *c) {
     }
     entry cs = *s;
     bool ints = is_int_type((int)to);
-    entry *o = new_const(c, out_name(N, 0), ints ? T_INT64 : T_FLOAT, cs.ndim, cs.shape);
+    entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, cs.ndim, cs.shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < cs.numel; k++) {
         double v = cget(&cs, k);
@@ -826,7 +830,7 @@ static cfx_status imp_constant_of_shape(ctx *c) {
     int64_t shape[CFX_MAX_DIMS];
     int nd = const_ints(c, 0, shape, CFX_MAX_DIMS, NULL);
     if (nd < 0) return CFX_EUNSUPPORTED;
-    const Onnx__AttributeProto *a = attr(N, "value");
+    const Onnx__AttributeProto *a = attr(c->node, "value");
     int dt = T_FLOAT;
     double v = 0;
     if (a && a->t) {
@@ -841,7 +845,7 @@ static cfx_status imp_constant_of_shape(ctx *c) {
             v = fv;
         }
     }
-    entry *o = new_const(c, out_name(N, 0), dt, nd, shape);
+    entry *o = new_const(c, out_name(c->node, 0), dt, nd, shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < o->numel; k++) {
         if (dt == T_INT64)
@@ -853,7 +857,8 @@ static cfx_status imp_constant_of_shape(ctx *c) {
 }
 
 static cfx_status imp_range(ctx *c) {
-    entry *s = const_of(c, IN(0)), *l = const_of(c, IN(1)), *d = const_of(c, IN(2));
+    entry *s = const_of(c, input(c, 0)), *l = const_of(c, input(c, 1)),
+          *d = const_of(c, input(c, 2));
     if (!s || !l || !d)
         return fail(c, CFX_EUNSUPPORTED, "start, limit and delta must be constants");
     double a = cget(s, 0), b = cget(l, 0), st = cget(d, 0);
@@ -861,7 +866,7 @@ static cfx_status imp_range(ctx *c) {
     int64_t n = (int64_t)ceil((b - a) / st);
     if (n < 0) n = 0;
     bool ints = s->dtype == T_INT64;
-    entry *o = new_const(c, out_name(N, 0), ints ? T_INT64 : T_FLOAT, 1, &n);
+    entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, 1, &n);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < n; k++) {
         if (ints)
@@ -875,13 +880,13 @@ static cfx_status imp_range(ctx *c) {
 /* Gather: folded when data and indices are constant; on a graph value, a constant scalar
  * index becomes Slice + Reshape (x[:, i]). */
 static cfx_status imp_gather(ctx *c) {
-    entry *ind = const_of(c, IN(1));
+    entry *ind = const_of(c, input(c, 1));
     if (!ind) return fail(c, CFX_EUNSUPPORTED, "indices must be constant");
     entry ci = *ind;
-    entry *d = const_of(c, IN(0));
+    entry *d = const_of(c, input(c, 0));
     if (d) {
         entry cd = *d;
-        int axis = norm_axis(attr_int(N, "axis", 0), cd.ndim);
+        int axis = norm_axis(attr_int(c->node, "axis", 0), cd.ndim);
         if (axis < 0 || axis >= cd.ndim) return fail(c, CFX_EINVAL, "axis out of range");
         if (cd.ndim > CFX_MAX_DIMS || cd.ndim + ci.ndim - 1 > CFX_MAX_DIMS)
             return fail(c, CFX_EUNSUPPORTED, "too many dims");
@@ -890,10 +895,10 @@ static cfx_status imp_gather(ctx *c) {
         for (int k = 0; k < axis; k++) shape[nd++] = cd.shape[k], outer *= cd.shape[k];
         for (int k = 0; k < ci.ndim; k++) shape[nd++] = ci.shape[k];
         for (int k = axis + 1; k < cd.ndim; k++) shape[nd++] = cd.shape[k], inner *= cd.shape[k];
-        entry *o = new_const(c, out_name(N, 0), cd.dtype, nd, shape);
+        entry *o = new_const(c, out_name(c->node, 0), cd.dtype, nd, shape);
         if (!o) return CFX_ENOMEM;
-        d = lookup(c, IN(0));
-        ind = lookup(c, IN(1));
+        d = lookup(c, input(c, 0));
+        ind = lookup(c, input(c, 1));
         int64_t q = 0;
         for (int64_t a = 0; a < outer; a++)
             for (int64_t j = 0; j < ci.numel; j++) {
@@ -911,10 +916,10 @@ static cfx_status imp_gather(ctx *c) {
             }
         return CFX_OK;
     }
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     const cfx_tensor *t = vt(c, x);
-    int axis = norm_axis(attr_int(N, "axis", 0), t->ndim);
+    int axis = norm_axis(attr_int(c->node, "axis", 0), t->ndim);
     if (ci.ndim != 0 || axis < 0 || axis >= t->ndim)
         return fail(c, CFX_EUNSUPPORTED,
                     "on a computed tensor only a scalar constant index is "
@@ -934,8 +939,8 @@ static cfx_status imp_gather(ctx *c) {
 
 /* Axes from an attribute (older opsets) or input 1 (opset 13 on). */
 static int axes_of(ctx *c, int64_t *axes, bool from_input) {
-    if (from_input) return IN(1) ? const_ints(c, 1, axes, CFX_MAX_DIMS, NULL) : 0;
-    int n = attr_ints(N, "axes", axes, CFX_MAX_DIMS);
+    if (from_input) return input(c, 1) ? const_ints(c, 1, axes, CFX_MAX_DIMS, NULL) : 0;
+    int n = attr_ints(c->node, "axes", axes, CFX_MAX_DIMS);
     return n < 0 ? 0 : n;
 }
 
@@ -956,7 +961,7 @@ static cfx_status imp_squeeze_unsqueeze(ctx *c, bool unsq) {
     int64_t axes[CFX_MAX_DIMS];
     int na = axes_of(c, axes, c->opset >= 13);
     if (na < 0) return CFX_EUNSUPPORTED;
-    entry *e = const_of(c, IN(0));
+    entry *e = const_of(c, input(c, 0));
     int ndim;
     int64_t in[CFX_MAX_DIMS], out[CFX_MAX_DIMS];
     int x = -1;
@@ -964,7 +969,7 @@ static cfx_status imp_squeeze_unsqueeze(ctx *c, bool unsq) {
         ndim = e->ndim;
         memcpy(in, e->shape, sizeof in);
     } else {
-        if ((x = value_of(c, IN(0), false)) < 0) return CFX_EINVAL;
+        if ((x = value_of(c, input(c, 0), false)) < 0) return CFX_EINVAL;
         ndim = vt(c, x)->ndim;
         memcpy(in, vt(c, x)->shape, sizeof in);
     }
@@ -1003,18 +1008,18 @@ static cfx_status imp_unsqueeze(ctx *c) {
 }
 
 static cfx_status imp_concat(ctx *c) {
-    size_t n = N->n_input;
+    size_t n = c->node->n_input;
     bool all_const = true;
-    for (size_t k = 0; k < n; k++) all_const = all_const && const_of(c, IN(k));
+    for (size_t k = 0; k < n; k++) all_const = all_const && const_of(c, input(c, k));
     if (all_const && n > 0) {
-        entry *f = const_of(c, IN(0));
-        int nd = f->ndim, axis = norm_axis(attr_int(N, "axis", 0), nd);
+        entry *f = const_of(c, input(c, 0));
+        int nd = f->ndim, axis = norm_axis(attr_int(c->node, "axis", 0), nd);
         if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range");
         int64_t shape[CFX_MAX_DIMS], outer = 1, inner = 1, total = 0;
         memcpy(shape, f->shape, sizeof shape);
         bool ints = true;
         for (size_t k = 0; k < n; k++) {
-            entry *e = const_of(c, IN(k));
+            entry *e = const_of(c, input(c, k));
             if (e->ndim != nd) return fail(c, CFX_ESHAPE, "inputs differ in rank");
             total += e->shape[axis];
             ints = ints && e->dtype == T_INT64;
@@ -1022,12 +1027,12 @@ static cfx_status imp_concat(ctx *c) {
         for (int k = 0; k < axis; k++) outer *= shape[k];
         for (int k = axis + 1; k < nd; k++) inner *= shape[k];
         shape[axis] = total;
-        entry *o = new_const(c, out_name(N, 0), ints ? T_INT64 : T_FLOAT, nd, shape);
+        entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, nd, shape);
         if (!o) return CFX_ENOMEM;
         int64_t off = 0;
         for (size_t k = 0; k < n; k++) {
-            entry *e = lookup(c, IN(k));
-            o = lookup(c, out_name(N, 0));
+            entry *e = lookup(c, input(c, k));
+            o = lookup(c, out_name(c->node, 0));
             int64_t len = e->shape[axis];
             for (int64_t a = 0; a < outer; a++)
                 for (int64_t j = 0; j < len * inner; j++) {
@@ -1044,15 +1049,15 @@ static cfx_status imp_concat(ctx *c) {
     int ids[64];
     if (n > 64) return fail(c, CFX_EUNSUPPORTED, "more than 64 inputs");
     for (size_t k = 0; k < n; k++)
-        if ((ids[k] = value_of(c, IN(k), false)) < 0) return CFX_EINVAL;
-    int axis = norm_axis(attr_int(N, "axis", 0), vt(c, ids[0])->ndim);
+        if ((ids[k] = value_of(c, input(c, k), false)) < 0) return CFX_EINVAL;
+    int axis = norm_axis(attr_int(c->node, "axis", 0), vt(c, ids[0])->ndim);
     return set_out(c, 0, cfx_op_concat(c->g, ids, (int)n, axis));
 }
 
 static cfx_status imp_binary(ctx *c, char op) {
-    entry *a = const_of(c, IN(0)), *b = const_of(c, IN(1));
+    entry *a = const_of(c, input(c, 0)), *b = const_of(c, input(c, 1));
     if (a && b) return fold_binary(c, a, b, op);
-    int x = value_of(c, IN(0), false), y = value_of(c, IN(1), false);
+    int x = value_of(c, input(c, 0), false), y = value_of(c, input(c, 1), false);
     if (x < 0 || y < 0) return CFX_EINVAL;
     int id = op == '+'   ? cfx_op_add(c->g, x, y)
              : op == '-' ? cfx_op_sub(c->g, x, y)
@@ -1074,52 +1079,82 @@ static cfx_status imp_div(ctx *c) {
 }
 
 static cfx_status imp_sum(ctx *c) {
-    int acc = value_of(c, IN(0), false);
-    for (size_t k = 1; acc >= 0 && k < N->n_input; k++) {
-        int y = value_of(c, IN(k), false);
+    int acc = value_of(c, input(c, 0), false);
+    for (size_t k = 1; acc >= 0 && k < c->node->n_input; k++) {
+        int y = value_of(c, input(c, k), false);
         acc = y < 0 ? -1 : cfx_op_add(c->g, acc, y);
     }
     return acc < 0 ? CFX_EINVAL : set_out(c, 0, acc);
 }
 
 static cfx_status imp_pow(ctx *c) {
-    entry *e = const_of(c, IN(1));
-    int x = value_of(c, IN(0), false);
+    entry *e = const_of(c, input(c, 1));
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     if (e && e->numel == 1) return set_out(c, 0, cfx_op_pow_scalar(c->g, x, (float)cget(e, 0)));
-    int y = value_of(c, IN(1), false);
+    int y = value_of(c, input(c, 1), false);
     return y < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_pow(c->g, x, y));
 }
 
-#define UNARY_IMPORT(fn, call)                                                                     \
-    static cfx_status imp_##fn(ctx *c) {                                                           \
-        int x = value_of(c, IN(0), false);                                                         \
-        return x < 0 ? CFX_EINVAL : set_out(c, 0, call);                                           \
-    }
-UNARY_IMPORT(relu, cfx_op_relu(c->g, x))
-UNARY_IMPORT(sigmoid, cfx_op_sigmoid(c->g, x))
-UNARY_IMPORT(tanh, cfx_op_tanh(c->g, x))
-UNARY_IMPORT(exp, cfx_op_exp(c->g, x))
-UNARY_IMPORT(log, cfx_op_log(c->g, x))
-UNARY_IMPORT(sqrt, cfx_op_sqrt(c->g, x))
-UNARY_IMPORT(abs, cfx_op_abs(c->g, x))
-UNARY_IMPORT(neg, cfx_op_neg(c->g, x))
-UNARY_IMPORT(erf, cfx_op_erf(c->g, x))
-UNARY_IMPORT(leaky_relu, cfx_op_leaky_relu(c->g, x, attr_float(N, "alpha", 0.01f)))
-UNARY_IMPORT(global_avg_pool, cfx_op_global_avg_pool(c->g, x))
-UNARY_IMPORT(global_max_pool, cfx_op_reduce(c->g, x, CFX_REDUCE_MAX, (const int[]){2, 3}, 2, 1))
+/* An op of one input and no attributes that cfx has a builder for. */
+static cfx_status imp_unary(ctx *c, int (*op)(cfx_graph *, int)) {
+    int x = value_of(c, input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : set_out(c, 0, op(c->g, x));
+}
+static cfx_status imp_relu(ctx *c) {
+    return imp_unary(c, cfx_op_relu);
+}
+static cfx_status imp_sigmoid(ctx *c) {
+    return imp_unary(c, cfx_op_sigmoid);
+}
+static cfx_status imp_tanh(ctx *c) {
+    return imp_unary(c, cfx_op_tanh);
+}
+static cfx_status imp_exp(ctx *c) {
+    return imp_unary(c, cfx_op_exp);
+}
+static cfx_status imp_log(ctx *c) {
+    return imp_unary(c, cfx_op_log);
+}
+static cfx_status imp_sqrt(ctx *c) {
+    return imp_unary(c, cfx_op_sqrt);
+}
+static cfx_status imp_abs(ctx *c) {
+    return imp_unary(c, cfx_op_abs);
+}
+static cfx_status imp_neg(ctx *c) {
+    return imp_unary(c, cfx_op_neg);
+}
+static cfx_status imp_erf(ctx *c) {
+    return imp_unary(c, cfx_op_erf);
+}
+static cfx_status imp_global_avg_pool(ctx *c) {
+    return imp_unary(c, cfx_op_global_avg_pool);
+}
+
+static cfx_status imp_leaky_relu(ctx *c) {
+    int x = value_of(c, input(c, 0), false);
+    float alpha = attr_float(c->node, "alpha", 0.01f);
+    return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_leaky_relu(c->g, x, alpha));
+}
+
+static cfx_status imp_global_max_pool(ctx *c) {
+    int x = value_of(c, input(c, 0), false);
+    return x < 0 ? CFX_EINVAL
+                 : set_out(c, 0, cfx_op_reduce(c->g, x, CFX_REDUCE_MAX, (const int[]){2, 3}, 2, 1));
+}
 
 /* Clip: min/max attributes before opset 11, optional constant inputs from 11 on. */
 static cfx_status imp_clip(ctx *c) {
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     float lo = -INFINITY, hi = INFINITY;
     if (c->opset < 11) {
-        lo = attr_float(N, "min", lo);
-        hi = attr_float(N, "max", hi);
+        lo = attr_float(c->node, "min", lo);
+        hi = attr_float(c->node, "max", hi);
     } else {
-        if (IN(1) && const_floats(c, 1, &lo, 1) != 1) return CFX_EUNSUPPORTED;
-        if (IN(2) && const_floats(c, 2, &hi, 1) != 1) return CFX_EUNSUPPORTED;
+        if (input(c, 1) && const_floats(c, 1, &lo, 1) != 1) return CFX_EUNSUPPORTED;
+        if (input(c, 2) && const_floats(c, 2, &hi, 1) != 1) return CFX_EUNSUPPORTED;
     }
     return set_out(c, 0, cfx_op_clip(c->g, x, lo, hi));
 }
@@ -1155,15 +1190,16 @@ static cfx_status window_attrs(ctx *c, const cfx_tensor *x, int64_t kh, int64_t 
                     "has %d dimensions",
                     x->ndim);
     stride[0] = stride[1] = dil[0] = dil[1] = 1;
-    if ((n = attr_ints(N, "strides", v, 8)) == 2) stride[0] = (int)v[0], stride[1] = (int)v[1];
-    if ((n = attr_ints(N, "dilations", v, 8)) == 2) dil[0] = (int)v[0], dil[1] = (int)v[1];
+    if ((n = attr_ints(c->node, "strides", v, 8)) == 2)
+        stride[0] = (int)v[0], stride[1] = (int)v[1];
+    if ((n = attr_ints(c->node, "dilations", v, 8)) == 2) dil[0] = (int)v[0], dil[1] = (int)v[1];
     for (int k = 0; k < 4; k++) pad[k] = 0;
-    if ((n = attr_ints(N, "pads", v, 8)) == 4)
+    if ((n = attr_ints(c->node, "pads", v, 8)) == 4)
         for (int k = 0; k < 4; k++) pad[k] = (int)v[k];
     else if (n >= 0 && n != 4)
         return fail(c, CFX_EINVAL, "pads has %d values, not 4", n);
     char buf[32];
-    const char *ap = attr_str(N, "auto_pad", "NOTSET", buf, sizeof buf);
+    const char *ap = attr_str(c->node, "auto_pad", "NOTSET", buf, sizeof buf);
     if (transpose) {
         if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
             return fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' (give explicit pads)", ap);
@@ -1176,9 +1212,9 @@ static cfx_status window_attrs(ctx *c, const cfx_tensor *x, int64_t kh, int64_t 
 }
 
 static cfx_status imp_conv_any(ctx *c, bool transpose) {
-    int x = value_of(c, IN(0), false), w = value_of(c, IN(1), false);
-    int b = IN(2) ? value_of(c, IN(2), false) : -1;
-    if (x < 0 || w < 0 || (IN(2) && b < 0)) return CFX_EINVAL;
+    int x = value_of(c, input(c, 0), false), w = value_of(c, input(c, 1), false);
+    int b = input(c, 2) ? value_of(c, input(c, 2), false) : -1;
+    if (x < 0 || w < 0 || (input(c, 2) && b < 0)) return CFX_EINVAL;
     const cfx_tensor *xt = vt(c, x), *wt = vt(c, w);
     if (wt->ndim != 4)
         return fail(c, CFX_EUNSUPPORTED,
@@ -1188,12 +1224,12 @@ static cfx_status imp_conv_any(ctx *c, bool transpose) {
     cfx_conv2d_attr at = {0};
     CFX_TRY(
         window_attrs(c, xt, wt->shape[2], wt->shape[3], at.stride, at.dilation, at.pad, transpose));
-    at.groups = (int)attr_int(N, "group", 1);
+    at.groups = (int)attr_int(c->node, "group", 1);
     if (!transpose) return set_out(c, 0, cfx_op_conv2d(c->g, x, w, b, &at));
     int64_t v[4];
-    if (attr_ints(N, "output_padding", v, 4) == 2)
+    if (attr_ints(c->node, "output_padding", v, 4) == 2)
         at.output_padding[0] = (int)v[0], at.output_padding[1] = (int)v[1];
-    if (attr_ints(N, "output_shape", v, 4) == 2) {
+    if (attr_ints(c->node, "output_shape", v, 4) == 2) {
         /* Padding that yields the requested size; extra goes to the end as SAME_UPPER. */
         for (int d = 0; d < 2; d++) {
             int64_t full = (int64_t)at.stride[d] * (xt->shape[2 + d] - 1) + at.output_padding[d] +
@@ -1215,23 +1251,23 @@ static cfx_status imp_conv_transpose(ctx *c) {
 
 static cfx_status imp_pool(ctx *c, bool max) {
     CFX_TRY(only_first_output(c));
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int64_t k[4];
-    if (attr_ints(N, "kernel_shape", k, 4) != 2)
+    if (attr_ints(c->node, "kernel_shape", k, 4) != 2)
         return fail(c, CFX_EUNSUPPORTED, "kernel_shape must have 2 values (2-D pooling only)");
     cfx_pool2d_attr at = {0};
     at.kernel[0] = (int)k[0], at.kernel[1] = (int)k[1];
     int dil[2];
     CFX_TRY(window_attrs(c, vt(c, x), k[0], k[1], at.stride, dil, at.pad, false));
-    at.ceil_mode = (int)attr_int(N, "ceil_mode", 0);
+    at.ceil_mode = (int)attr_int(c->node, "ceil_mode", 0);
     if (max) {
         at.dilation[0] = dil[0], at.dilation[1] = dil[1];
-        if (attr_int(N, "storage_order", 0) != 0)
+        if (attr_int(c->node, "storage_order", 0) != 0)
             return fail(c, CFX_EUNSUPPORTED, "storage_order 1 is not supported");
         return set_out(c, 0, cfx_op_max_pool2d(c->g, x, &at));
     }
-    at.count_include_pad = (int)attr_int(N, "count_include_pad", 0);
+    at.count_include_pad = (int)attr_int(c->node, "count_include_pad", 0);
     return set_out(c, 0, cfx_op_avg_pool2d(c->g, x, &at));
 }
 static cfx_status imp_max_pool(ctx *c) {
@@ -1242,12 +1278,12 @@ static cfx_status imp_avg_pool(ctx *c) {
 }
 
 static cfx_status imp_gemm(ctx *c) {
-    int a = value_of(c, IN(0), false), b = value_of(c, IN(1), false);
-    float alpha = attr_float(N, "alpha", 1.0f), beta = attr_float(N, "beta", 1.0f);
-    int cc = IN(2) && beta != 0 ? value_of(c, IN(2), false) : -1;
-    if (a < 0 || b < 0 || (IN(2) && beta != 0 && cc < 0)) return CFX_EINVAL;
-    cfx_gemm_attr at = {.trans_a = (int)attr_int(N, "transA", 0),
-                        .trans_b = (int)attr_int(N, "transB", 0),
+    int a = value_of(c, input(c, 0), false), b = value_of(c, input(c, 1), false);
+    float alpha = attr_float(c->node, "alpha", 1.0f), beta = attr_float(c->node, "beta", 1.0f);
+    int cc = input(c, 2) && beta != 0 ? value_of(c, input(c, 2), false) : -1;
+    if (a < 0 || b < 0 || (input(c, 2) && beta != 0 && cc < 0)) return CFX_EINVAL;
+    cfx_gemm_attr at = {.trans_a = (int)attr_int(c->node, "transA", 0),
+                        .trans_b = (int)attr_int(c->node, "transB", 0),
                         .alpha = alpha,
                         .beta = cc < 0 ? 1.0f : beta};
     if (alpha == 0) return fail(c, CFX_EUNSUPPORTED, "alpha 0 is not supported");
@@ -1255,40 +1291,41 @@ static cfx_status imp_gemm(ctx *c) {
 }
 
 static cfx_status imp_matmul(ctx *c) {
-    int a = value_of(c, IN(0), false), b = value_of(c, IN(1), false);
+    int a = value_of(c, input(c, 0), false), b = value_of(c, input(c, 1), false);
     return a < 0 || b < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_matmul(c->g, a, b));
 }
 
 static cfx_status imp_batch_norm(ctx *c) {
     CFX_TRY(only_first_output(c));
-    if (attr_int(N, "training_mode", 0))
+    if (attr_int(c->node, "training_mode", 0))
         return fail(c, CFX_EUNSUPPORTED,
                     "training_mode 1 is not supported (export the model "
                     "in eval mode)");
-    int x = value_of(c, IN(0), false), s = value_of(c, IN(1), false), b = value_of(c, IN(2), false);
-    int m = value_of(c, IN(3), true), v = value_of(c, IN(4), true);
+    int x = value_of(c, input(c, 0), false), s = value_of(c, input(c, 1), false),
+        b = value_of(c, input(c, 2), false);
+    int m = value_of(c, input(c, 3), true), v = value_of(c, input(c, 4), true);
     if (x < 0 || s < 0 || b < 0 || m < 0 || v < 0) return CFX_EINVAL;
     /* ONNX: running = momentum running + (1 - momentum) batch; PyTorch's momentum is 1 - it. */
-    float mom = 1.0f - attr_float(N, "momentum", 0.9f);
-    cfx_batch_norm_attr at = {.eps = attr_float(N, "epsilon", 1e-5f),
+    float mom = 1.0f - attr_float(c->node, "momentum", 0.9f);
+    cfx_batch_norm_attr at = {.eps = attr_float(c->node, "epsilon", 1e-5f),
                               .momentum = mom > 0 ? mom : 0.1f};
     return set_out(c, 0, cfx_op_batch_norm(c->g, x, s, b, m, v, &at));
 }
 
 static cfx_status imp_dropout(ctx *c) {
     CFX_TRY(only_first_output(c));
-    float p = c->opset >= 12 ? 0.5f : attr_float(N, "ratio", 0.5f);
-    if (c->opset >= 12 && IN(1) && const_floats(c, 1, &p, 1) != 1) return CFX_EUNSUPPORTED;
-    int x = value_of(c, IN(0), false);
+    float p = c->opset >= 12 ? 0.5f : attr_float(c->node, "ratio", 0.5f);
+    if (c->opset >= 12 && input(c, 1) && const_floats(c, 1, &p, 1) != 1) return CFX_EUNSUPPORTED;
+    int x = value_of(c, input(c, 0), false);
     return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_dropout(c->g, x, p));
 }
 
 static cfx_status imp_flatten(ctx *c) {
-    entry *e = const_of(c, IN(0));
-    int x = e ? -1 : value_of(c, IN(0), false);
+    entry *e = const_of(c, input(c, 0));
+    int x = e ? -1 : value_of(c, input(c, 0), false);
     if (!e && x < 0) return CFX_EINVAL;
     int nd = e ? e->ndim : vt(c, x)->ndim;
-    int axis = norm_axis(attr_int(N, "axis", 1), nd);
+    int axis = norm_axis(attr_int(c->node, "axis", 1), nd);
     if (!e) return set_out(c, 0, cfx_op_flatten(c->g, x, axis));
     int64_t s[2] = {1, 1};
     for (int k = 0; k < nd; k++) s[k >= axis] *= e->shape[k];
@@ -1300,11 +1337,11 @@ static cfx_status imp_reshape(ctx *c) {
     uint8_t batch[CFX_MAX_DIMS];
     int nd = const_ints(c, 1, shape, CFX_MAX_DIMS, batch);
     if (nd < 0) return CFX_EUNSUPPORTED;
-    bool allowzero = attr_int(N, "allowzero", 0) != 0;
+    bool allowzero = attr_int(c->node, "allowzero", 0) != 0;
     for (int k = 0; k < nd; k++)
         if (allowzero && shape[k] == 0)
             return fail(c, CFX_EUNSUPPORTED, "allowzero with a 0 in the shape (an empty tensor)");
-    entry *e = const_of(c, IN(0));
+    entry *e = const_of(c, input(c, 0));
     if (e) {
         int64_t s[CFX_MAX_DIMS], known = 1;
         int infer = -1;
@@ -1318,7 +1355,7 @@ static cfx_status imp_reshape(ctx *c) {
         if (infer >= 0) s[infer] = known ? e->numel / known : 0;
         return fold_reshape(c, e, nd, s);
     }
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     /* A size read from the batch dimension becomes 0, "copy the input's", when it is there. */
     const cfx_tensor *t = vt(c, x);
@@ -1328,12 +1365,12 @@ static cfx_status imp_reshape(ctx *c) {
 }
 
 static cfx_status imp_transpose(ctx *c) {
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int nd = vt(c, x)->ndim;
     int64_t p[CFX_MAX_DIMS];
     int perm[CFX_MAX_DIMS];
-    int n = attr_ints(N, "perm", p, CFX_MAX_DIMS);
+    int n = attr_ints(c->node, "perm", p, CFX_MAX_DIMS);
     for (int k = 0; k < nd; k++) perm[k] = n == nd ? (int)p[k] : nd - 1 - k;
     if (n >= 0 && n != nd) return fail(c, CFX_EINVAL, "perm has %d values for %d dims", n, nd);
     return set_out(c, 0, cfx_op_transpose(c->g, x, perm));
@@ -1343,25 +1380,25 @@ static cfx_status imp_slice(ctx *c) {
     int64_t st[CFX_MAX_DIMS], en[CFX_MAX_DIMS], ax[CFX_MAX_DIMS], sp[CFX_MAX_DIMS];
     int n;
     if (c->opset < 10) {
-        n = attr_ints(N, "starts", st, CFX_MAX_DIMS);
-        if (n < 0 || attr_ints(N, "ends", en, CFX_MAX_DIMS) != n)
+        n = attr_ints(c->node, "starts", st, CFX_MAX_DIMS);
+        if (n < 0 || attr_ints(c->node, "ends", en, CFX_MAX_DIMS) != n)
             return fail(c, CFX_EINVAL, "starts and ends must have the same length");
-        if (attr_ints(N, "axes", ax, CFX_MAX_DIMS) != n)
+        if (attr_ints(c->node, "axes", ax, CFX_MAX_DIMS) != n)
             for (int k = 0; k < n; k++) ax[k] = k;
         for (int k = 0; k < n; k++) sp[k] = 1;
     } else {
         n = const_ints(c, 1, st, CFX_MAX_DIMS, NULL);
         if (n < 0 || const_ints(c, 2, en, CFX_MAX_DIMS, NULL) != n) return CFX_EUNSUPPORTED;
-        if (!IN(3))
+        if (!input(c, 3))
             for (int k = 0; k < n; k++) ax[k] = k;
         else if (const_ints(c, 3, ax, CFX_MAX_DIMS, NULL) != n)
             return CFX_EUNSUPPORTED;
-        if (!IN(4))
+        if (!input(c, 4))
             for (int k = 0; k < n; k++) sp[k] = 1;
         else if (const_ints(c, 4, sp, CFX_MAX_DIMS, NULL) != n)
             return CFX_EUNSUPPORTED;
     }
-    entry *e = const_of(c, IN(0));
+    entry *e = const_of(c, input(c, 0));
     if (e && e->ndim == 1 && n == 1) {
         /* A 1-D constant (a shape): fold, with ONNX's clamping. */
         entry ce = *e;
@@ -1378,9 +1415,9 @@ static cfx_status imp_slice(ctx *c) {
         }
         int64_t cnt = 0;
         for (int64_t q = s; step > 0 ? q < t : q > t; q += step) cnt++;
-        entry *o = new_const(c, out_name(N, 0), ce.dtype, 1, &cnt);
+        entry *o = new_const(c, out_name(c->node, 0), ce.dtype, 1, &cnt);
         if (!o) return CFX_ENOMEM;
-        e = lookup(c, IN(0));
+        e = lookup(c, input(c, 0));
         int64_t j = 0;
         for (int64_t q = s; step > 0 ? q < t : q > t; q += step, j++) {
             if (ce.dtype == T_INT64)
@@ -1390,7 +1427,7 @@ static cfx_status imp_slice(ctx *c) {
         }
         return CFX_OK;
     }
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int axes[CFX_MAX_DIMS];
     for (int k = 0; k < n; k++) axes[k] = (int)ax[k];
@@ -1398,24 +1435,24 @@ static cfx_status imp_slice(ctx *c) {
 }
 
 static cfx_status imp_pad(ctx *c) {
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int nd = vt(c, x)->ndim;
     int64_t pads[2 * CFX_MAX_DIMS];
     float value = 0;
     int n;
     if (c->opset < 11) {
-        n = attr_ints(N, "pads", pads, 2 * CFX_MAX_DIMS);
-        value = attr_float(N, "value", 0);
+        n = attr_ints(c->node, "pads", pads, 2 * CFX_MAX_DIMS);
+        value = attr_float(c->node, "value", 0);
     } else {
         n = const_ints(c, 1, pads, 2 * CFX_MAX_DIMS, NULL);
         if (n < 0) return CFX_EUNSUPPORTED;
-        if (IN(2) && const_floats(c, 2, &value, 1) != 1) return CFX_EUNSUPPORTED;
-        if (IN(3)) return fail(c, CFX_EUNSUPPORTED, "the axes input is not supported");
+        if (input(c, 2) && const_floats(c, 2, &value, 1) != 1) return CFX_EUNSUPPORTED;
+        if (input(c, 3)) return fail(c, CFX_EUNSUPPORTED, "the axes input is not supported");
     }
     if (n != 2 * nd) return fail(c, CFX_EINVAL, "pads has %d values for %d dims", n, nd);
     char buf[32];
-    const char *mode = attr_str(N, "mode", "constant", buf, sizeof buf);
+    const char *mode = attr_str(c->node, "mode", "constant", buf, sizeof buf);
     cfx_pad_mode pm = strcmp(mode, "reflect") == 0 ? CFX_PAD_REFLECT
                       : strcmp(mode, "edge") == 0  ? CFX_PAD_EDGE
                                                    : CFX_PAD_CONSTANT;
@@ -1425,15 +1462,16 @@ static cfx_status imp_pad(ctx *c) {
 }
 
 static cfx_status imp_reduce(ctx *c, cfx_reduce_kind kind, bool axes_input) {
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int64_t a[CFX_MAX_DIMS];
     int na = axes_of(c, a, axes_input);
     if (na < 0) return CFX_EUNSUPPORTED;
-    if (na == 0 && attr_int(N, "noop_with_empty_axes", 0)) return alias_out(c, 0, 0);
+    if (na == 0 && attr_int(c->node, "noop_with_empty_axes", 0)) return alias_out(c, 0, 0);
     int axes[CFX_MAX_DIMS];
     for (int k = 0; k < na; k++) axes[k] = (int)a[k];
-    return set_out(c, 0, cfx_op_reduce(c->g, x, kind, axes, na, (int)attr_int(N, "keepdims", 1)));
+    return set_out(c, 0,
+                   cfx_op_reduce(c->g, x, kind, axes, na, (int)attr_int(c->node, "keepdims", 1)));
 }
 static cfx_status imp_reduce_sum(ctx *c) {
     return imp_reduce(c, CFX_REDUCE_SUM, c->opset >= 13);
@@ -1446,21 +1484,21 @@ static cfx_status imp_reduce_max(ctx *c) {
 }
 
 static cfx_status imp_argmax(ctx *c) {
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    if (attr_int(N, "select_last_index", 0))
+    if (attr_int(c->node, "select_last_index", 0))
         return fail(c, CFX_EUNSUPPORTED, "select_last_index 1 is not supported");
-    int axis = norm_axis(attr_int(N, "axis", 0), vt(c, x)->ndim);
-    return set_out(c, 0, cfx_op_argmax(c->g, x, axis, (int)attr_int(N, "keepdims", 1)));
+    int axis = norm_axis(attr_int(c->node, "axis", 0), vt(c, x)->ndim);
+    return set_out(c, 0, cfx_op_argmax(c->g, x, axis, (int)attr_int(c->node, "keepdims", 1)));
 }
 
 /* Softmax before opset 13 normalises the input flattened to 2-D at axis (default 1); from 13
  * on it runs along one axis (default -1). */
 static cfx_status imp_softmax_any(ctx *c, bool log) {
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int nd = vt(c, x)->ndim;
-    int axis = norm_axis(attr_int(N, "axis", c->opset >= 13 ? -1 : 1), nd);
+    int axis = norm_axis(attr_int(c->node, "axis", c->opset >= 13 ? -1 : 1), nd);
     if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range for %d dims", nd);
     if (c->opset >= 13 || axis == nd - 1)
         return set_out(c, 0,
@@ -1495,12 +1533,13 @@ static cfx_status parse_coord(ctx *c, const char *s, cfx_coord_mode *m) {
 
 /* Resize (opset 10 on: X, roi, scales, sizes) and Upsample (scales as input or attribute). */
 static cfx_status imp_resize_any(ctx *c, bool upsample) {
-    int x = value_of(c, IN(0), false);
+    int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     const cfx_tensor *t = vt(c, x);
-    if (t->ndim != 4) return fail(c, CFX_EUNSUPPORTED, "only 4-D (N,C,H,W) inputs are supported");
+    if (t->ndim != 4)
+        return fail(c, CFX_EUNSUPPORTED, "only 4-D (c->node,C,H,W) inputs are supported");
     char b1[40], b2[40], b3[40];
-    const char *mode = attr_str(N, "mode", "nearest", b1, sizeof b1);
+    const char *mode = attr_str(c->node, "mode", "nearest", b1, sizeof b1);
     cfx_resize_attr at = {0};
     if (strcmp(mode, "nearest") == 0)
         at.mode = CFX_RESIZE_NEAREST;
@@ -1516,7 +1555,7 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
     if (old) {
         at.coord = CFX_COORD_ASYMMETRIC;
         at.nearest = CFX_NEAREST_FLOOR;
-        const Onnx__AttributeProto *a = attr(N, "scales");
+        const Onnx__AttributeProto *a = attr(c->node, "scales");
         if (a && a->n_floats) {
             nsc = (int)a->n_floats;
             for (int k = 0; k < nsc && k < 8; k++) sc[k] = a->floats[k];
@@ -1525,9 +1564,9 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
         }
     } else {
         CFX_TRY(parse_coord(
-            c, attr_str(N, "coordinate_transformation_mode", "half_pixel", b2, sizeof b2),
+            c, attr_str(c->node, "coordinate_transformation_mode", "half_pixel", b2, sizeof b2),
             &at.coord));
-        const char *nm = attr_str(N, "nearest_mode", "round_prefer_floor", b3, sizeof b3);
+        const char *nm = attr_str(c->node, "nearest_mode", "round_prefer_floor", b3, sizeof b3);
         if (strcmp(nm, "round_prefer_floor") == 0)
             at.nearest = CFX_NEAREST_ROUND_PREFER_FLOOR;
         else if (strcmp(nm, "round_prefer_ceil") == 0)
@@ -1538,8 +1577,8 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
             at.nearest = CFX_NEAREST_CEIL;
         else
             return fail(c, CFX_EUNSUPPORTED, "nearest_mode '%s' is not supported", nm);
-        if (IN(2) && (nsc = const_floats(c, 2, sc, 8)) < 0) return CFX_EUNSUPPORTED;
-        if (IN(3) && (nsz = const_ints(c, 3, sz, 8, NULL)) < 0) return CFX_EUNSUPPORTED;
+        if (input(c, 2) && (nsc = const_floats(c, 2, sc, 8)) < 0) return CFX_EUNSUPPORTED;
+        if (input(c, 3) && (nsz = const_ints(c, 3, sz, 8, NULL)) < 0) return CFX_EUNSUPPORTED;
     }
     if (nsz == 4) {
         if (sz[0] != t->shape[0] || sz[1] != t->shape[1])
@@ -1560,9 +1599,6 @@ static cfx_status imp_resize(ctx *c) {
 static cfx_status imp_upsample(ctx *c) {
     return imp_resize_any(c, true);
 }
-
-#undef IN
-#undef N
 
 /* Every op type cfx imports. */
 static const struct {
