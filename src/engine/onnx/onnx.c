@@ -18,6 +18,7 @@
  *
  * Export writes opset 13 from a graph's nodes and their attribute structs; split cuts the
  * protobuf itself, so both halves keep the original nodes exactly. */
+#include "base/strmap.h"
 #include "engine/graph.h"
 #include "engine/ops/ops.h"
 #include "onnx.pb-c.h"
@@ -108,7 +109,6 @@ static int64_t model_opset(const Onnx__ModelProto *m) {
 
 /* What a tensor name stands for while importing. */
 typedef struct entry {
-    const char *name;
     int id;     /* graph value, or -1 */
     bool known; /* folded constant data below (or an initializer not read yet) */
     int dtype;  /* T_FLOAT or T_INT64 once decoded */
@@ -122,6 +122,10 @@ typedef struct entry {
     bool is_init;                  /* a weight (initializer), not a Constant */
 } entry;
 
+/* The tensor table: entries in an array, names mapped to their index. Entries move when the
+ * array grows, that is when define adds a name: a caller that holds an entry * across a call
+ * that may define (define, new_const, set_out, alias_out) copies what it needs first or
+ * looks the entry up again. */
 typedef struct ctx {
     cfx_graph *g;
     const cfx_onnx_options *o;
@@ -130,25 +134,17 @@ typedef struct ctx {
     const Onnx__ModelProto *m;
     int64_t opset;
     const Onnx__NodeProto *node; /* being imported */
-    entry *tab;
-    size_t cap, n;
+    entry *tab;                  /* (n) */
+    size_t n, cap;
+    cfx__strmap names;     /* tensor name (borrowed from the model or the options) -> index */
     const uint8_t *needed; /* per node: imported */
     const char **want;     /* output names */
     int nwant;
 } ctx;
 
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static entry *lookup(ctx *c, const char *name) {
-    if (!c->cap) return NULL;
-    for (size_t k = hash_str(name) & (c->cap - 1);; k = (k + 1) & (c->cap - 1)) {
-        if (!c->tab[k].name) return NULL;
-        if (strcmp(c->tab[k].name, name) == 0) return &c->tab[k];
-    }
+    int32_t k = cfx__strmap_get(&c->names, name, strlen(name));
+    return k < 0 ? NULL : &c->tab[k];
 }
 
 static void entry_clear(entry *e) {
@@ -158,46 +154,32 @@ static void entry_clear(entry *e) {
     e->f = NULL, e->i = NULL, e->batch = NULL;
 }
 
-/* The entry for name, created empty (id -1, nothing known) when new; NULL on no memory. */
+/* The entry for name, created empty (id -1, nothing known) when new; NULL on no memory. The
+ * name is borrowed: it must outlive the table. */
 static entry *define(ctx *c, const char *name) {
     entry *e = lookup(c, name);
-    if (e) {
-        entry_clear(e);
-        const char *nm = e->name;
-        memset(e, 0, sizeof *e);
-        e->name = nm;
-        e->id = -1;
-        return e;
-    }
-    if (2 * (c->n + 1) > c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 256;
-        entry *t = cfx_calloc(cap, sizeof *t);
-        if (!t) return NULL;
-        entry *old = c->tab;
-        size_t ocap = c->cap;
-        c->tab = t, c->cap = cap;
-        for (size_t k = 0; k < ocap; k++) {
-            if (!old[k].name) continue;
-            size_t j = hash_str(old[k].name) & (cap - 1);
-            while (t[j].name) j = (j + 1) & (cap - 1);
-            t[j] = old[k];
+    if (!e) {
+        if (c->n == c->cap) {
+            size_t cap = c->cap ? 2 * c->cap : 128;
+            entry *t = cfx_realloc(c->tab, cap * sizeof *t);
+            if (!t) return NULL;
+            c->tab = t, c->cap = cap;
         }
-        cfx_free(old);
+        if (c->n > INT32_MAX || cfx__strmap_put(&c->names, name, (int32_t)c->n) != CFX_OK)
+            return NULL;
+        e = &c->tab[c->n++];
+    } else {
+        entry_clear(e);
     }
-    size_t k = hash_str(name) & (c->cap - 1);
-    while (c->tab[k].name) k = (k + 1) & (c->cap - 1);
-    e = &c->tab[k];
     memset(e, 0, sizeof *e);
-    e->name = name;
     e->id = -1;
-    c->n++;
     return e;
 }
 
 static void ctx_free(ctx *c) {
-    for (size_t k = 0; k < c->cap; k++)
-        if (c->tab[k].name) entry_clear(&c->tab[k]);
+    for (size_t k = 0; k < c->n; k++) entry_clear(&c->tab[k]);
     cfx_free(c->tab);
+    cfx__strmap_deinit(&c->names);
 }
 
 /* --------------------------------------------------------------------- errors --- */
@@ -1714,6 +1696,11 @@ static bool is_initializer(const Onnx__GraphProto *gr, const char *name) {
     return false;
 }
 
+/* Whether name is a key of the string set m. */
+static bool in_set(const cfx__strmap *m, const char *name) {
+    return cfx__strmap_get(m, name, strlen(name)) >= 0;
+}
+
 static bool in_list(const char *const *list, int n, const char *name) {
     for (int k = 0; k < n; k++)
         if (list[k] && strcmp(list[k], name) == 0) return true;
@@ -1767,7 +1754,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     cfx_status st = CFX_OK;
     uint8_t *needed = cfx_calloc(gr->n_node + 1, 1);
     const char **want = cfx_calloc(gr->n_output + (size_t)o->n_extra_outputs + 1, sizeof *want);
-    ctx need = {0}; /* names the imported nodes read */
+    cfx__strmap need = {0}; /* names the imported nodes read (values unused) */
     char *list = NULL;
     if (!needed || !want) {
         st = CFX_ENOMEM;
@@ -1787,15 +1774,15 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     }
     /* Mark the nodes the outputs need, walking back and stopping at cut tensors. */
     for (int k = 0; k < c.nwant; k++)
-        if (!define(&need, want[k])) st = CFX_ENOMEM;
+        if (cfx__strmap_put(&need, want[k], 0) != CFX_OK) st = CFX_ENOMEM;
     for (size_t k = gr->n_node; st == CFX_OK && k-- > 0;) {
         const Onnx__NodeProto *n = gr->node[k];
         for (size_t j = 0; j < n->n_output && !needed[k]; j++)
-            if (out_name(n, j) && lookup(&need, n->output[j])) needed[k] = 1;
+            if (out_name(n, j) && in_set(&need, n->output[j])) needed[k] = 1;
         if (!needed[k]) continue;
         for (size_t j = 0; j < n->n_input; j++)
             if (in_name(n, j) && !in_list(o->inputs, o->n_inputs, n->input[j]) &&
-                !define(&need, n->input[j]))
+                cfx__strmap_put(&need, n->input[j], 0) != CFX_OK)
                 st = CFX_ENOMEM;
     }
     if (st != CFX_OK) goto done;
@@ -1837,7 +1824,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     }
     for (size_t k = 0; st == CFX_OK && k < gr->n_initializer; k++) {
         const Onnx__TensorProto *t = gr->initializer[k];
-        if (!t->name || !lookup(&need, t->name)) continue;
+        if (!t->name || !in_set(&need, t->name)) continue;
         entry *e = define(&c, t->name);
         st = e ? entry_from_tensor(&c, e, t, true) : CFX_ENOMEM;
     }
@@ -1848,7 +1835,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
         const Onnx__ValueInfoProto *vi = gr->input[k];
         if (!vi->name || is_initializer(gr, vi->name)) continue;
         int idx = ord++;
-        if (!lookup(&need, vi->name) || in_list(o->inputs, o->n_inputs, vi->name)) continue;
+        if (!in_set(&need, vi->name) || in_list(o->inputs, o->n_inputs, vi->name)) continue;
         entry *e = define(&c, vi->name);
         if (!e) {
             st = CFX_ENOMEM;
@@ -1952,7 +1939,7 @@ done:
     cfx_free(list);
     cfx_free(needed);
     cfx_free(want);
-    ctx_free(&need);
+    cfx__strmap_deinit(&need);
     ctx_free(&c);
     return st;
 }
@@ -2151,22 +2138,22 @@ static Onnx__ValueInfoProto *make_vi(arena *a, const char *name, int ndim, const
 /* Marks the nodes that outputs need, stopping at stop (may be NULL). */
 static cfx_status mark_needed(const Onnx__GraphProto *gr, const char *const *outs, int nouts,
                               const char *stop, uint8_t *needed) {
-    ctx need = {0};
+    cfx__strmap need = {0}; /* names the marked nodes read (values unused) */
     cfx_status st = CFX_OK;
     for (int k = 0; k < nouts; k++)
-        if (!define(&need, outs[k])) st = CFX_ENOMEM;
+        if (cfx__strmap_put(&need, outs[k], 0) != CFX_OK) st = CFX_ENOMEM;
     for (size_t k = gr->n_node; st == CFX_OK && k-- > 0;) {
         const Onnx__NodeProto *n = gr->node[k];
         needed[k] = 0;
         for (size_t j = 0; j < n->n_output && !needed[k]; j++)
-            if (out_name(n, j) && lookup(&need, n->output[j])) needed[k] = 1;
+            if (out_name(n, j) && in_set(&need, n->output[j])) needed[k] = 1;
         if (!needed[k]) continue;
         for (size_t j = 0; j < n->n_input; j++)
             if (in_name(n, j) && (!stop || strcmp(stop, n->input[j])) &&
-                !define(&need, n->input[j]))
+                cfx__strmap_put(&need, n->input[j], 0) != CFX_OK)
                 st = CFX_ENOMEM;
     }
-    ctx_free(&need);
+    cfx__strmap_deinit(&need);
     return st;
 }
 
