@@ -2436,6 +2436,297 @@ static cfx_status add_node(exporter *e, const char *op, const char *const *in, i
 #define AIS(nm, p, c)                                                                              \
     { .name = nm, .type = 'I', .ints = (p), .n = (c) }
 
+/* How each op is written: a writer gets the node, the names of its inputs (room for extra
+ * helper inputs after them) and the name of its output, and adds the ONNX nodes. */
+typedef cfx_status (*writer_fn)(exporter *e, const cfx__node *n, const char **in, const char *out);
+
+/* Ops whose ONNX node has the same type, the same inputs and no attributes. */
+static cfx_status write_same(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    return add_node(e, n->op->name, in, n->nin, out, NULL, 0);
+}
+
+/* Pow of two tensors as is; of a tensor and the scalar exponent attribute, with the exponent as a
+ * constant input. */
+static cfx_status write_pow(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    if (n->nin != 1) return write_same(e, n, in, out);
+    in[1] = const_float_init(e, out, ((const cfx__unary_attr *)n->attr)->p);
+    return add_node(e, "Pow", in, 2, out, NULL, 0);
+}
+
+static cfx_status write_leaky_relu(exporter *e, const cfx__node *n, const char **in,
+                                   const char *out) {
+    xattr a[] = {AF("alpha", ((const cfx__unary_attr *)n->attr)->alpha)};
+    return add_node(e, "LeakyRelu", in, 1, out, a, 1);
+}
+
+/* Clip's bounds are optional inputs: an infinite one is left out. */
+static cfx_status write_clip(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx__unary_attr *u = n->attr;
+    in[1] = isinf(u->lo) ? NULL : const_float_init(e, out, u->lo);
+    in[2] = isinf(u->hi) ? NULL : const_float_init(e, out, u->hi);
+    return add_node(e, "Clip", in, in[2] ? 3 : in[1] ? 2 : 1, out, NULL, 0);
+}
+
+/* scale * x + shift as Mul then Add. */
+static cfx_status write_affine(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx__unary_attr *u = n->attr;
+    const char *m = tmp_name(e, out);
+    const char *a1[] = {in[0], const_float_init(e, out, u->scale)};
+    CFX_TRY(add_node(e, "Mul", a1, 2, m, NULL, 0));
+    const char *a2[] = {m, const_float_init(e, out, u->shift)};
+    return add_node(e, "Add", a2, 2, out, NULL, 0);
+}
+
+/* Phi(x) = 0.5 (1 + erf(x / sqrt 2)). */
+static cfx_status write_normal_cdf(exporter *e, const cfx__node *n, const char **in,
+                                   const char *out) {
+    const char *t1 = tmp_name(e, out), *t2 = tmp_name(e, out), *t3 = tmp_name(e, out);
+    const char *a1[] = {in[0], const_float_init(e, out, 0.70710678118654752f)};
+    const char *a2[] = {t1};
+    const char *a3[] = {t2, const_float_init(e, out, 1.0f)};
+    const char *a4[] = {t3, const_float_init(e, out, 0.5f)};
+    CFX_TRY(add_node(e, "Mul", a1, 2, t1, NULL, 0));
+    CFX_TRY(add_node(e, "Erf", a2, 1, t2, NULL, 0));
+    CFX_TRY(add_node(e, "Add", a3, 2, t3, NULL, 0));
+    return add_node(e, "Mul", a4, 2, out, NULL, 0);
+}
+
+/* Conv and ConvTranspose; only the transpose has output_padding. */
+static cfx_status write_conv_any(exporter *e, const cfx__node *n, const char **in, const char *out,
+                                 bool transpose) {
+    const cfx_conv2d_attr *c = n->attr;
+    const cfx_tensor *w = cfx_graph_tensor(e->g, n->in[1]);
+    int64_t *v = ar_alloc(&e->a, 16 * sizeof *v);
+    if (!v) return CFX_ENOMEM;
+    v[0] = w->shape[2], v[1] = w->shape[3];
+    v[2] = c->stride[0] ? c->stride[0] : 1, v[3] = c->stride[1] ? c->stride[1] : 1;
+    for (int k = 0; k < 4; k++) v[4 + k] = c->pad[k];
+    v[8] = c->dilation[0] ? c->dilation[0] : 1, v[9] = c->dilation[1] ? c->dilation[1] : 1;
+    v[10] = c->output_padding[0], v[11] = c->output_padding[1];
+    xattr a[] = {AIS("kernel_shape", v, 2),
+                 AIS("strides", v + 2, 2),
+                 AIS("pads", v + 4, 4),
+                 AIS("dilations", v + 8, 2),
+                 AI("group", c->groups ? c->groups : 1),
+                 AIS("output_padding", v + 10, 2)};
+    return add_node(e, n->op->name, in, n->in[2] >= 0 ? 3 : 2, out, a, transpose ? 6 : 5);
+}
+static cfx_status write_conv(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    return write_conv_any(e, n, in, out, false);
+}
+static cfx_status write_conv_transpose(exporter *e, const cfx__node *n, const char **in,
+                                       const char *out) {
+    return write_conv_any(e, n, in, out, true);
+}
+
+/* MaxPool has dilations, AveragePool count_include_pad. */
+static cfx_status write_pool_any(exporter *e, const cfx__node *n, const char **in, const char *out,
+                                 bool max) {
+    const cfx_pool2d_attr *p = n->attr;
+    int64_t *v = ar_alloc(&e->a, 12 * sizeof *v);
+    if (!v) return CFX_ENOMEM;
+    v[0] = p->kernel[0], v[1] = p->kernel[1];
+    v[2] = p->stride[0] ? p->stride[0] : p->kernel[0];
+    v[3] = p->stride[1] ? p->stride[1] : p->kernel[1];
+    for (int k = 0; k < 4; k++) v[4 + k] = p->pad[k];
+    v[8] = p->dilation[0] ? p->dilation[0] : 1, v[9] = p->dilation[1] ? p->dilation[1] : 1;
+    xattr a[] = {AIS("kernel_shape", v, 2), AIS("strides", v + 2, 2), AIS("pads", v + 4, 4),
+                 AI("ceil_mode", p->ceil_mode),
+                 max ? (xattr)AIS("dilations", v + 8, 2)
+                     : (xattr)AI("count_include_pad", p->count_include_pad)};
+    return add_node(e, n->op->name, in, 1, out, a, 5);
+}
+static cfx_status write_max_pool(exporter *e, const cfx__node *n, const char **in,
+                                 const char *out) {
+    return write_pool_any(e, n, in, out, true);
+}
+static cfx_status write_avg_pool(exporter *e, const cfx__node *n, const char **in,
+                                 const char *out) {
+    return write_pool_any(e, n, in, out, false);
+}
+
+/* Gemm with its attributes; Linear (x W^T + b) is the Gemm with transB. */
+static cfx_status write_gemm_attr(exporter *e, const cfx__node *n, const char **in, const char *out,
+                                  cfx__gemm_attr g) {
+    xattr a[] = {AI("transA", g.trans_a), AI("transB", g.trans_b),
+                 AF("alpha", g.alpha == 0 && g.beta == 0 ? 1 : g.alpha),
+                 AF("beta", g.alpha == 0 && g.beta == 0 ? 1 : g.beta)};
+    return add_node(e, "Gemm", in, n->in[2] >= 0 ? 3 : 2, out, a, 4);
+}
+static cfx_status write_gemm(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    return write_gemm_attr(e, n, in, out, *(const cfx__gemm_attr *)n->attr);
+}
+static cfx_status write_linear(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    return write_gemm_attr(e, n, in, out, (cfx__gemm_attr){.trans_b = 1, .alpha = 1, .beta = 1});
+}
+
+static cfx_status write_batch_norm(exporter *e, const cfx__node *n, const char **in,
+                                   const char *out) {
+    const cfx__bn_attr *b = n->attr;
+    xattr a[] = {AF("epsilon", b->eps ? b->eps : 1e-5f),
+                 AF("momentum", 1.0f - (b->momentum ? b->momentum : 0.1f))};
+    return add_node(e, "BatchNormalization", in, 5, out, a, 2);
+}
+
+static cfx_status write_dropout(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    in[1] = const_float_init(e, out, ((const cfx__dropout_attr *)n->attr)->p);
+    return add_node(e, "Dropout", in, 2, out, NULL, 0);
+}
+
+static cfx_status write_flatten(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    xattr a[] = {AI("axis", ((const cfx__flatten_attr *)n->attr)->axis)};
+    return add_node(e, "Flatten", in, 1, out, a, 1);
+}
+
+static cfx_status write_reshape(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx__reshape_attr *r = n->attr;
+    in[1] = const_ints_init(e, out, r->shape, r->ndim);
+    return add_node(e, "Reshape", in, 2, out, NULL, 0);
+}
+
+static cfx_status write_transpose(exporter *e, const cfx__node *n, const char **in,
+                                  const char *out) {
+    const cfx__perm_attr *p = n->attr;
+    int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
+    if (!v) return CFX_ENOMEM;
+    for (int k = 0; k < p->ndim; k++) v[k] = p->perm[k];
+    xattr a[] = {AIS("perm", v, p->ndim)};
+    return add_node(e, "Transpose", in, 1, out, a, 1);
+}
+
+static cfx_status write_concat(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    xattr a[] = {AI("axis", ((const cfx__concat_attr *)n->attr)->axis)};
+    return add_node(e, "Concat", in, n->nin, out, a, 1);
+}
+
+/* Slice's starts, ends, axes and steps are constant inputs from opset 10 on. */
+static cfx_status write_slice(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx__slice_attr *s = n->attr;
+    int64_t ax[CFX_MAX_DIMS];
+    for (int k = 0; k < s->naxes; k++) ax[k] = s->axes[k];
+    in[1] = const_ints_init(e, out, s->starts, s->naxes);
+    in[2] = const_ints_init(e, out, s->ends, s->naxes);
+    in[3] = const_ints_init(e, out, ax, s->naxes);
+    in[4] = const_ints_init(e, out, s->steps, s->naxes);
+    return add_node(e, "Slice", in, 5, out, NULL, 0);
+}
+
+static cfx_status write_pad(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx__pad_attr *p = n->attr;
+    in[1] = const_ints_init(e, out, p->pads, 2 * p->ndim);
+    in[2] = const_float_init(e, out, p->value);
+    xattr a[] = {AS("mode", p->mode == CFX_PAD_REFLECT ? "reflect"
+                            : p->mode == CFX_PAD_EDGE  ? "edge"
+                                                       : "constant")};
+    return add_node(e, "Pad", in, 3, out, a, 1);
+}
+
+/* ReduceSum takes its axes as an input from opset 13 on; ReduceMean and ReduceMax keep the
+ * attribute until opset 18. */
+static cfx_status write_reduce(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx__reduce_attr *r = n->attr;
+    const char *op = n->op->name;
+    int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
+    if (!v) return CFX_ENOMEM;
+    for (int k = 0; k < r->naxes; k++) v[k] = r->axes[k];
+    xattr a[] = {AI("keepdims", r->keepdims), AIS("axes", v, r->naxes)};
+    if (!strcmp(op, "ReduceSum")) {
+        if (r->naxes) in[1] = const_ints_init(e, out, v, r->naxes);
+        return add_node(e, op, in, r->naxes ? 2 : 1, out, a, 1);
+    }
+    return add_node(e, op, in, 1, out, a, r->naxes ? 2 : 1);
+}
+
+/* Softmax and LogSoftmax along one axis (opset 13). */
+static cfx_status write_softmax(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    xattr a[] = {AI("axis", ((const cfx__axis_attr *)n->attr)->axis)};
+    return add_node(e, n->op->name, in, 1, out, a, 1);
+}
+
+/* ONNX's ArgMax gives int64; cfx's gives floats, so a Cast follows. */
+static cfx_status write_argmax(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx__axis_attr *x = n->attr;
+    const char *t = tmp_name(e, out);
+    xattr a[] = {AI("axis", x->axis), AI("keepdims", x->keepdims)};
+    CFX_TRY(add_node(e, "ArgMax", in, 1, t, a, 2));
+    const char *ci[] = {t};
+    xattr ca[] = {AI("to", T_FLOAT)};
+    return add_node(e, "Cast", ci, 1, out, ca, 1);
+}
+
+/* Resize (opset 13: X, roi, scales, sizes) with either sizes or scales. */
+static cfx_status write_resize(exporter *e, const cfx__node *n, const char **in, const char *out) {
+    const cfx_resize_attr *r = n->attr;
+    const cfx_tensor *x = cfx_graph_tensor(e->g, n->in[0]);
+    static const char *coords[] = {"half_pixel", "asymmetric", "align_corners",
+                                   "pytorch_half_pixel"};
+    static const char *nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+    in[1] = "";
+    if (r->out_h) {
+        int64_t sz[4] = {x->shape[0], x->shape[1], r->out_h, r->out_w};
+        in[2] = "";
+        in[3] = const_ints_init(e, out, sz, 4);
+    } else {
+        float sc[4] = {1, 1, r->scale_h, r->scale_w};
+        const char *nm = tmp_name(e, out);
+        int64_t four = 4;
+        if (!nm || !add_init(e, nm, T_FLOAT, 1, &four, sc, sizeof sc)) return CFX_ENOMEM;
+        in[2] = nm;
+    }
+    xattr a[] = {AS("mode", r->mode == CFX_RESIZE_NEAREST ? "nearest" : "linear"),
+                 AS("coordinate_transformation_mode", coords[r->coord]),
+                 AS("nearest_mode", nearest[r->nearest])};
+    return add_node(e, "Resize", in, r->out_h ? 4 : 3, out, a, 3);
+}
+
+/* Every op cfx exports, by its cfx__op_def name. */
+static const struct {
+    const char *op;
+    writer_fn write;
+} writers[] = {
+    {"Abs", write_same},
+    {"Add", write_same},
+    {"Affine", write_affine},
+    {"ArgMax", write_argmax},
+    {"AveragePool", write_avg_pool},
+    {"BatchNormalization", write_batch_norm},
+    {"Clip", write_clip},
+    {"Concat", write_concat},
+    {"Conv", write_conv},
+    {"ConvTranspose", write_conv_transpose},
+    {"Div", write_same},
+    {"Dropout", write_dropout},
+    {"Erf", write_same},
+    {"Exp", write_same},
+    {"Flatten", write_flatten},
+    {"Gemm", write_gemm},
+    {"GlobalAveragePool", write_same},
+    {"LeakyRelu", write_leaky_relu},
+    {"Linear", write_linear},
+    {"Log", write_same},
+    {"LogSoftmax", write_softmax},
+    {"MatMul", write_same},
+    {"MaxPool", write_max_pool},
+    {"Mul", write_same},
+    {"Neg", write_same},
+    {"NormalCdf", write_normal_cdf},
+    {"Pad", write_pad},
+    {"Pow", write_pow},
+    {"ReduceMax", write_reduce},
+    {"ReduceMean", write_reduce},
+    {"ReduceSum", write_reduce},
+    {"Relu", write_same},
+    {"Reshape", write_reshape},
+    {"Resize", write_resize},
+    {"Sigmoid", write_same},
+    {"Slice", write_slice},
+    {"Softmax", write_softmax},
+    {"Sqrt", write_same},
+    {"Sub", write_same},
+    {"Tanh", write_same},
+    {"Transpose", write_transpose},
+};
+
 /* Writes one graph node as ONNX nodes. */
 static cfx_status export_node(exporter *e, const cfx__node *n) {
     const char *op = n->op->name, *out = vname(e, n->out);
@@ -2445,189 +2736,8 @@ static cfx_status export_node(exporter *e, const cfx__node *n) {
         CFX_TRY(emit_value(e, n->in[k]));
         in[k] = vname(e, n->in[k]);
     }
-    const void *at = n->attr;
-    static const char *same[] = {"Add",     "Sub",  "Mul", "Div",    "Relu",
-                                 "Sigmoid", "Tanh", "Exp", "Log",    "Sqrt",
-                                 "Abs",     "Neg",  "Erf", "MatMul", "GlobalAveragePool"};
-    if (!strcmp(op, "Pow") && n->nin == 1) {
-        in[1] = const_float_init(e, out, ((const cfx__unary_attr *)at)->p);
-        return add_node(e, "Pow", in, 2, out, NULL, 0);
-    }
-    for (size_t k = 0; k < sizeof same / sizeof same[0]; k++)
-        if (!strcmp(op, same[k]) || (!strcmp(op, "Pow") && n->nin == 2))
-            return add_node(e, op, in, n->nin, out, NULL, 0);
-    if (!strcmp(op, "LeakyRelu")) {
-        xattr a[] = {AF("alpha", ((const cfx__unary_attr *)at)->alpha)};
-        return add_node(e, op, in, 1, out, a, 1);
-    }
-    if (!strcmp(op, "Clip")) {
-        const cfx__unary_attr *u = at;
-        in[1] = isinf(u->lo) ? NULL : const_float_init(e, out, u->lo);
-        in[2] = isinf(u->hi) ? NULL : const_float_init(e, out, u->hi);
-        return add_node(e, op, in, in[2] ? 3 : in[1] ? 2 : 1, out, NULL, 0);
-    }
-    if (!strcmp(op, "Affine")) {
-        /* scale * x + shift as Mul then Add. */
-        const cfx__unary_attr *u = at;
-        const char *m = tmp_name(e, out);
-        const char *a1[] = {in[0], const_float_init(e, out, u->scale)};
-        CFX_TRY(add_node(e, "Mul", a1, 2, m, NULL, 0));
-        const char *a2[] = {m, const_float_init(e, out, u->shift)};
-        return add_node(e, "Add", a2, 2, out, NULL, 0);
-    }
-    if (!strcmp(op, "NormalCdf")) {
-        /* Phi(x) = 0.5 (1 + erf(x / sqrt 2)). */
-        const char *t1 = tmp_name(e, out), *t2 = tmp_name(e, out), *t3 = tmp_name(e, out);
-        const char *a1[] = {in[0], const_float_init(e, out, 0.70710678118654752f)};
-        const char *a2[] = {t1};
-        const char *a3[] = {t2, const_float_init(e, out, 1.0f)};
-        const char *a4[] = {t3, const_float_init(e, out, 0.5f)};
-        CFX_TRY(add_node(e, "Mul", a1, 2, t1, NULL, 0));
-        CFX_TRY(add_node(e, "Erf", a2, 1, t2, NULL, 0));
-        CFX_TRY(add_node(e, "Add", a3, 2, t3, NULL, 0));
-        return add_node(e, "Mul", a4, 2, out, NULL, 0);
-    }
-    if (!strcmp(op, "Conv") || !strcmp(op, "ConvTranspose")) {
-        const cfx_conv2d_attr *c = at;
-        const cfx_tensor *w = cfx_graph_tensor(e->g, n->in[1]);
-        int64_t *v = ar_alloc(&e->a, 16 * sizeof *v);
-        if (!v) return CFX_ENOMEM;
-        v[0] = w->shape[2], v[1] = w->shape[3];
-        v[2] = c->stride[0] ? c->stride[0] : 1, v[3] = c->stride[1] ? c->stride[1] : 1;
-        for (int k = 0; k < 4; k++) v[4 + k] = c->pad[k];
-        v[8] = c->dilation[0] ? c->dilation[0] : 1, v[9] = c->dilation[1] ? c->dilation[1] : 1;
-        v[10] = c->output_padding[0], v[11] = c->output_padding[1];
-        xattr a[] = {AIS("kernel_shape", v, 2),
-                     AIS("strides", v + 2, 2),
-                     AIS("pads", v + 4, 4),
-                     AIS("dilations", v + 8, 2),
-                     AI("group", c->groups ? c->groups : 1),
-                     AIS("output_padding", v + 10, 2)};
-        return add_node(e, op, in, n->in[2] >= 0 ? 3 : 2, out, a, op[4] ? 6 : 5);
-    }
-    if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
-        const cfx_pool2d_attr *p = at;
-        int64_t *v = ar_alloc(&e->a, 12 * sizeof *v);
-        if (!v) return CFX_ENOMEM;
-        v[0] = p->kernel[0], v[1] = p->kernel[1];
-        v[2] = p->stride[0] ? p->stride[0] : p->kernel[0];
-        v[3] = p->stride[1] ? p->stride[1] : p->kernel[1];
-        for (int k = 0; k < 4; k++) v[4 + k] = p->pad[k];
-        v[8] = p->dilation[0] ? p->dilation[0] : 1, v[9] = p->dilation[1] ? p->dilation[1] : 1;
-        bool max = op[1] == 'a';
-        xattr a[] = {AIS("kernel_shape", v, 2), AIS("strides", v + 2, 2), AIS("pads", v + 4, 4),
-                     AI("ceil_mode", p->ceil_mode),
-                     max ? (xattr)AIS("dilations", v + 8, 2)
-                         : (xattr)AI("count_include_pad", p->count_include_pad)};
-        return add_node(e, op, in, 1, out, a, 5);
-    }
-    if (!strcmp(op, "Gemm") || !strcmp(op, "Linear")) {
-        cfx__gemm_attr g = {.trans_b = 1, .alpha = 1, .beta = 1};
-        if (op[0] == 'G') g = *(const cfx__gemm_attr *)at;
-        xattr a[] = {AI("transA", g.trans_a), AI("transB", g.trans_b),
-                     AF("alpha", g.alpha == 0 && g.beta == 0 ? 1 : g.alpha),
-                     AF("beta", g.alpha == 0 && g.beta == 0 ? 1 : g.beta)};
-        return add_node(e, "Gemm", in, n->in[2] >= 0 ? 3 : 2, out, a, 4);
-    }
-    if (!strcmp(op, "BatchNormalization")) {
-        const cfx__bn_attr *b = at;
-        xattr a[] = {AF("epsilon", b->eps ? b->eps : 1e-5f),
-                     AF("momentum", 1.0f - (b->momentum ? b->momentum : 0.1f))};
-        return add_node(e, op, in, 5, out, a, 2);
-    }
-    if (!strcmp(op, "Dropout")) {
-        in[1] = const_float_init(e, out, ((const cfx__dropout_attr *)at)->p);
-        return add_node(e, op, in, 2, out, NULL, 0);
-    }
-    if (!strcmp(op, "Flatten")) {
-        xattr a[] = {AI("axis", ((const cfx__flatten_attr *)at)->axis)};
-        return add_node(e, op, in, 1, out, a, 1);
-    }
-    if (!strcmp(op, "Reshape")) {
-        const cfx__reshape_attr *r = at;
-        in[1] = const_ints_init(e, out, r->shape, r->ndim);
-        return add_node(e, op, in, 2, out, NULL, 0);
-    }
-    if (!strcmp(op, "Transpose")) {
-        const cfx__perm_attr *p = at;
-        int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
-        if (!v) return CFX_ENOMEM;
-        for (int k = 0; k < p->ndim; k++) v[k] = p->perm[k];
-        xattr a[] = {AIS("perm", v, p->ndim)};
-        return add_node(e, op, in, 1, out, a, 1);
-    }
-    if (!strcmp(op, "Concat")) {
-        xattr a[] = {AI("axis", ((const cfx__concat_attr *)at)->axis)};
-        return add_node(e, op, in, n->nin, out, a, 1);
-    }
-    if (!strcmp(op, "Slice")) {
-        const cfx__slice_attr *s = at;
-        int64_t ax[CFX_MAX_DIMS];
-        for (int k = 0; k < s->naxes; k++) ax[k] = s->axes[k];
-        in[1] = const_ints_init(e, out, s->starts, s->naxes);
-        in[2] = const_ints_init(e, out, s->ends, s->naxes);
-        in[3] = const_ints_init(e, out, ax, s->naxes);
-        in[4] = const_ints_init(e, out, s->steps, s->naxes);
-        return add_node(e, op, in, 5, out, NULL, 0);
-    }
-    if (!strcmp(op, "Pad")) {
-        const cfx__pad_attr *p = at;
-        in[1] = const_ints_init(e, out, p->pads, 2 * p->ndim);
-        in[2] = const_float_init(e, out, p->value);
-        xattr a[] = {AS("mode", p->mode == CFX_PAD_REFLECT ? "reflect"
-                                : p->mode == CFX_PAD_EDGE  ? "edge"
-                                                           : "constant")};
-        return add_node(e, op, in, 3, out, a, 1);
-    }
-    if (!strcmp(op, "ReduceSum") || !strcmp(op, "ReduceMean") || !strcmp(op, "ReduceMax")) {
-        const cfx__reduce_attr *r = at;
-        int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
-        if (!v) return CFX_ENOMEM;
-        for (int k = 0; k < r->naxes; k++) v[k] = r->axes[k];
-        xattr a[] = {AI("keepdims", r->keepdims), AIS("axes", v, r->naxes)};
-        if (!strcmp(op, "ReduceSum")) {
-            if (r->naxes) in[1] = const_ints_init(e, out, v, r->naxes);
-            return add_node(e, op, in, r->naxes ? 2 : 1, out, a, 1);
-        }
-        return add_node(e, op, in, 1, out, a, r->naxes ? 2 : 1);
-    }
-    if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
-        xattr a[] = {AI("axis", ((const cfx__axis_attr *)at)->axis)};
-        return add_node(e, op, in, 1, out, a, 1);
-    }
-    if (!strcmp(op, "ArgMax")) {
-        /* ONNX's ArgMax gives int64; cfx's gives floats, so a Cast follows. */
-        const cfx__axis_attr *x = at;
-        const char *t = tmp_name(e, out);
-        xattr a[] = {AI("axis", x->axis), AI("keepdims", x->keepdims)};
-        CFX_TRY(add_node(e, op, in, 1, t, a, 2));
-        const char *ci[] = {t};
-        xattr ca[] = {AI("to", T_FLOAT)};
-        return add_node(e, "Cast", ci, 1, out, ca, 1);
-    }
-    if (!strcmp(op, "Resize")) {
-        const cfx_resize_attr *r = at;
-        const cfx_tensor *x = cfx_graph_tensor(e->g, n->in[0]);
-        static const char *coords[] = {"half_pixel", "asymmetric", "align_corners",
-                                       "pytorch_half_pixel"};
-        static const char *nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
-        in[1] = "";
-        if (r->out_h) {
-            int64_t sz[4] = {x->shape[0], x->shape[1], r->out_h, r->out_w};
-            in[2] = "";
-            in[3] = const_ints_init(e, out, sz, 4);
-        } else {
-            float sc[4] = {1, 1, r->scale_h, r->scale_w};
-            const char *nm = tmp_name(e, out);
-            int64_t four = 4;
-            if (!nm || !add_init(e, nm, T_FLOAT, 1, &four, sc, sizeof sc)) return CFX_ENOMEM;
-            in[2] = nm;
-        }
-        xattr a[] = {AS("mode", r->mode == CFX_RESIZE_NEAREST ? "nearest" : "linear"),
-                     AS("coordinate_transformation_mode", coords[r->coord]),
-                     AS("nearest_mode", nearest[r->nearest])};
-        return add_node(e, op, in, r->out_h ? 4 : 3, out, a, 3);
-    }
+    for (size_t k = 0; k < sizeof writers / sizeof writers[0]; k++)
+        if (!strcmp(op, writers[k].op)) return writers[k].write(e, n, in, out);
     return cfx_set_error(CFX_EUNSUPPORTED, "op '%s' (value '%s') has no ONNX export", op, out);
 }
 
