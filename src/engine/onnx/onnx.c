@@ -18,94 +18,13 @@
  *
  * Export writes opset 13 from a graph's nodes and their attribute structs; split cuts the
  * protobuf itself, so both halves keep the original nodes exactly. */
-#include "base/strmap.h"
-#include "engine/graph.h"
-#include "engine/ops/ops.h"
-#include "onnx.pb-c.h"
+#include "engine/onnx/onnx.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/* ---------------------------------------------------------------- protobuf glue --- */
-
-static void *pb_alloc(void *ctx, size_t n) {
-    (void)ctx;
-    return cfx_malloc(n ? n : 1);
-}
-static void pb_free(void *ctx, void *p) {
-    (void)ctx;
-    cfx_free(p);
-}
-static ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, NULL};
-
-enum {
-    T_FLOAT = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
-    T_UINT8 = ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
-    T_INT8 = ONNX__TENSOR_PROTO__DATA_TYPE__INT8,
-    T_INT16 = ONNX__TENSOR_PROTO__DATA_TYPE__INT16,
-    T_INT32 = ONNX__TENSOR_PROTO__DATA_TYPE__INT32,
-    T_INT64 = ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
-    T_BOOL = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL,
-    T_DOUBLE = ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE,
-};
-
-static bool is_int_type(int t) {
-    return t == T_UINT8 || t == T_INT8 || t == T_INT16 || t == T_INT32 || t == T_INT64 ||
-           t == T_BOOL;
-}
-
-/* Reads and parses a model file. NULL with a message. */
-static Onnx__ModelProto *read_model(const char *path) {
-    char *data;
-    size_t size;
-    if (!path) {
-        cfx_set_error(CFX_EINVAL, "model path is NULL");
-        return NULL;
-    }
-    /* One allocation of the file's size (models are large; growing a buffer costs time). */
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cfx_set_error(CFX_EIO, "cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    data = len >= 0 && fseek(f, 0, SEEK_SET) == 0 ? cfx_malloc((size_t)len + 1) : NULL;
-    size = data ? fread(data, 1, (size_t)len, f) : 0;
-    fclose(f);
-    if (!data || size != (size_t)len) {
-        cfx_free(data);
-        cfx_set_error(CFX_EIO, "cannot read '%s'", path);
-        return NULL;
-    }
-    Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_allocator, size, (const uint8_t *)data);
-    cfx_free(data);
-    if (!m) {
-        cfx_set_error(CFX_EFORMAT,
-                      "'%s' is not an ONNX model (the protobuf is truncated or corrupt)", path);
-        return NULL;
-    }
-    if (!m->graph || (m->graph->n_node == 0 && m->graph->n_output == 0)) {
-        onnx__model_proto__free_unpacked(m, &pb_allocator);
-        cfx_set_error(CFX_EFORMAT, "'%s' is not an ONNX model (it has no graph)", path);
-        return NULL;
-    }
-    return m;
-}
-
-/* The version of the default ("" or "ai.onnx") operator set. */
-static int64_t model_opset(const Onnx__ModelProto *m) {
-    for (size_t i = 0; i < m->n_opset_import; i++) {
-        const Onnx__OperatorSetIdProto *o = m->opset_import[i];
-        if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0)
-            return o->has_version ? o->version : 1;
-    }
-    return 1;
-}
-
-/* ---------------------------------------------------------------- tensor table --- */
 
 /* What a tensor name stands for while importing. */
 typedef struct entry {
@@ -182,8 +101,6 @@ static void ctx_free(ctx *c) {
     cfx__strmap_deinit(&c->names);
 }
 
-/* --------------------------------------------------------------------- errors --- */
-
 /* An error about the current node: "node 'conv1' (Conv, opset 13): <msg>". */
 static cfx_status fail(ctx *c, cfx_status st, const char *fmt, ...) {
     char msg[600];
@@ -198,182 +115,12 @@ static cfx_status fail(ctx *c, cfx_status st, const char *fmt, ...) {
     return cfx_set_error(st, "%s", msg);
 }
 
-/* ----------------------------------------------------------- tensor data decode --- */
-
-/* Reads external data ("location", "offset", "length") next to the model into buf. */
-static cfx_status read_external(ctx *c, const Onnx__TensorProto *t, void *buf, size_t bytes) {
-    const char *loc = NULL;
-    long long off = 0, len = -1;
-    for (size_t k = 0; k < t->n_external_data; k++) {
-        const Onnx__StringStringEntryProto *kv = t->external_data[k];
-        if (!kv->key || !kv->value) continue;
-        if (strcmp(kv->key, "location") == 0)
-            loc = kv->value;
-        else if (strcmp(kv->key, "offset") == 0)
-            off = atoll(kv->value);
-        else if (strcmp(kv->key, "length") == 0)
-            len = atoll(kv->value);
-    }
-    if (!loc)
-        return fail(c, CFX_EFORMAT, "tensor '%s' has external data without a location",
-                    t->name ? t->name : "");
-    if (len >= 0 && (size_t)len < bytes)
-        return fail(c, CFX_EFORMAT, "tensor '%s': external data length %lld is below %zu bytes",
-                    t->name, len, bytes);
-    char full[2048];
-    snprintf(full, sizeof full, "%s%s", loc[0] == '/' ? "" : c->dir, loc);
-    FILE *f = fopen(full, "rb");
-    if (!f)
-        return fail(c, CFX_EIO, "tensor '%s': cannot open external data file '%s': %s",
-                    t->name ? t->name : "", full, strerror(errno));
-    bool ok = fseek(f, off, SEEK_SET) == 0 && fread(buf, 1, bytes, f) == bytes;
-    fclose(f);
-    if (!ok)
-        return fail(c, CFX_EFORMAT,
-                    "tensor '%s': external data file '%s' is shorter than %zu "
-                    "bytes at offset %lld",
-                    t->name ? t->name : "", full, bytes, off);
-    return CFX_OK;
-}
-
-static size_t type_size(int t) {
-    switch (t) {
-        case T_FLOAT:
-        case T_INT32:
-            return 4;
-        case T_DOUBLE:
-        case T_INT64:
-            return 8;
-        case T_INT16:
-            return 2;
-        case T_UINT8:
-        case T_INT8:
-        case T_BOOL:
-            return 1;
-        default:
-            return 0;
-    }
-}
-
-static int64_t tensor_numel(const Onnx__TensorProto *t) {
-    int64_t n = 1;
-    for (size_t k = 0; k < t->n_dims; k++) {
-        if (t->dims[k] < 0 || (t->dims[k] && n > INT64_MAX / t->dims[k])) return -1;
-        n *= t->dims[k];
-    }
-    return n;
-}
-
-/* Element k of a raw little-endian buffer of type dt, as double. */
-static double raw_get(const uint8_t *p, int dt, int64_t k) {
-    switch (dt) {
-        case T_FLOAT: {
-            float v;
-            memcpy(&v, p + 4 * k, 4);
-            return v;
-        }
-        case T_DOUBLE: {
-            double v;
-            memcpy(&v, p + 8 * k, 8);
-            return v;
-        }
-        case T_INT64: {
-            int64_t v;
-            memcpy(&v, p + 8 * k, 8);
-            return (double)v;
-        }
-        case T_INT32: {
-            int32_t v;
-            memcpy(&v, p + 4 * k, 4);
-            return v;
-        }
-        case T_INT16: {
-            int16_t v;
-            memcpy(&v, p + 2 * k, 2);
-            return v;
-        }
-        case T_INT8:
-            return (int8_t)p[k];
-        default:
-            return p[k];
-    }
-}
-
-/* Decodes n elements of t into f (floats) or i (int64s), exactly one of them non-NULL. */
-static cfx_status tensor_read(ctx *c, const Onnx__TensorProto *t, float *f, int64_t *i, int64_t n) {
-    int dt = t->data_type;
-    const char *nm = t->name ? t->name : "";
-    size_t es = type_size(dt);
-    if (!es)
-        return fail(c, CFX_EUNSUPPORTED,
-                    "tensor '%s' has data type %d, which cfx does not "
-                    "read (float, double and integer tensors only)",
-                    nm, dt);
-    const uint8_t *raw = NULL;
-    uint8_t *ext = NULL;
-    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-        if (dt == T_FLOAT && f) {
-            /* The common case, read straight into place. */
-            return read_external(c, t, f, (size_t)n * 4);
-        }
-        ext = cfx_malloc((size_t)n * es + 1);
-        if (!ext) return CFX_ENOMEM;
-        cfx_status s = read_external(c, t, ext, (size_t)n * es);
-        if (s != CFX_OK) {
-            cfx_free(ext);
-            return s;
-        }
-        raw = ext;
-    } else if (t->has_raw_data) {
-        if (t->raw_data.len != (size_t)n * es)
-            return fail(c, CFX_EFORMAT,
-                        "tensor '%s' holds %zu bytes of data, not the %lld its "
-                        "shape needs (a truncated or corrupt file)",
-                        nm, t->raw_data.len, (long long)((size_t)n * es));
-        raw = t->raw_data.data;
-        if (dt == T_FLOAT && f) {
-            memcpy(f, raw, (size_t)n * 4);
-            return CFX_OK;
-        }
-    }
-    if (raw) {
-        for (int64_t k = 0; k < n; k++) {
-            double v = raw_get(raw, dt, k);
-            if (f)
-                f[k] = (float)v;
-            else
-                i[k] = (int64_t)v;
-        }
-        cfx_free(ext);
-        return CFX_OK;
-    }
-    /* Typed fields: float_data, double_data, int64_data, or int32_data for the small types. */
-    size_t have = dt == T_FLOAT    ? t->n_float_data
-                  : dt == T_DOUBLE ? t->n_double_data
-                  : dt == T_INT64  ? t->n_int64_data
-                                   : t->n_int32_data;
-    if ((int64_t)have != n)
-        return fail(c, CFX_EFORMAT, "tensor '%s' holds %zu values, not the %lld its shape needs",
-                    nm, have, (long long)n);
-    for (int64_t k = 0; k < n; k++) {
-        double v = dt == T_FLOAT    ? t->float_data[k]
-                   : dt == T_DOUBLE ? t->double_data[k]
-                   : dt == T_INT64  ? (double)t->int64_data[k]
-                                    : t->int32_data[k];
-        if (f)
-            f[k] = (float)v;
-        else
-            i[k] = dt == T_INT64 ? t->int64_data[k] : (int64_t)v;
-    }
-    return CFX_OK;
-}
-
 /* Makes e a folded constant described by tensor t (data read later, on first use). */
 static cfx_status entry_from_tensor(ctx *c, entry *e, const Onnx__TensorProto *t, bool is_init) {
     if (t->n_dims > CFX_MAX_DIMS)
         return fail(c, CFX_EUNSUPPORTED, "tensor '%s' has %zu dimensions (at most %d)",
                     t->name ? t->name : "", t->n_dims, CFX_MAX_DIMS);
-    int64_t n = tensor_numel(t);
+    int64_t n = cfx__onnx_tensor_numel(t);
     if (n < 0) return fail(c, CFX_EFORMAT, "tensor '%s' has a bad shape", t->name ? t->name : "");
     e->known = true;
     e->init = t;
@@ -381,7 +128,7 @@ static cfx_status entry_from_tensor(ctx *c, entry *e, const Onnx__TensorProto *t
     e->ndim = (int)t->n_dims;
     for (size_t k = 0; k < t->n_dims; k++) e->shape[k] = t->dims[k];
     e->numel = n;
-    e->dtype = is_int_type(t->data_type) ? T_INT64 : T_FLOAT;
+    e->dtype = cfx__onnx_is_int_type(t->data_type) ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT;
     return CFX_OK;
 }
 
@@ -389,15 +136,15 @@ static cfx_status entry_from_tensor(ctx *c, entry *e, const Onnx__TensorProto *t
 static cfx_status entry_decode(ctx *c, entry *e) {
     if (!e->init) return CFX_OK;
     size_t n = (size_t)(e->numel ? e->numel : 1);
-    if (e->dtype == T_INT64) {
+    if (e->dtype == CFX__ONNX_INT64) {
         e->i = cfx_calloc(n, sizeof *e->i);
         e->batch = cfx_calloc(n, 1);
         if (!e->i || !e->batch) return CFX_ENOMEM;
-        CFX_TRY(tensor_read(c, e->init, NULL, e->i, e->numel));
+        CFX_TRY(cfx__onnx_tensor_read(c->dir, e->init, NULL, e->i, e->numel));
     } else {
         e->f = cfx_calloc(n, sizeof *e->f);
         if (!e->f) return CFX_ENOMEM;
-        CFX_TRY(tensor_read(c, e->init, e->f, NULL, e->numel));
+        CFX_TRY(cfx__onnx_tensor_read(c->dir, e->init, e->f, NULL, e->numel));
     }
     e->init = NULL;
     return CFX_OK;
@@ -415,7 +162,7 @@ static entry *new_const(ctx *c, const char *name, int dtype, int ndim, const int
     memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
     e->numel = n;
     size_t cnt = (size_t)(n ? n : 1);
-    if (dtype == T_INT64) {
+    if (dtype == CFX__ONNX_INT64) {
         e->i = cfx_calloc(cnt, sizeof *e->i);
         e->batch = cfx_calloc(cnt, 1);
         if (!e->i || !e->batch) return NULL;
@@ -426,53 +173,8 @@ static entry *new_const(ctx *c, const char *name, int dtype, int ndim, const int
 }
 
 static double cget(const entry *e, int64_t k) {
-    return e->dtype == T_INT64 ? (double)e->i[k] : e->f[k];
+    return e->dtype == CFX__ONNX_INT64 ? (double)e->i[k] : e->f[k];
 }
-
-/* ------------------------------------------------------------------ node access --- */
-
-/* Input k's name, or NULL when absent (missing or ""). */
-static const char *in_name(const Onnx__NodeProto *n, size_t k) {
-    return k < n->n_input && n->input[k] && n->input[k][0] ? n->input[k] : NULL;
-}
-static const char *out_name(const Onnx__NodeProto *n, size_t k) {
-    return k < n->n_output && n->output[k] && n->output[k][0] ? n->output[k] : NULL;
-}
-
-static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name) {
-    for (size_t k = 0; k < n->n_attribute; k++)
-        if (n->attribute[k]->name && strcmp(n->attribute[k]->name, name) == 0)
-            return n->attribute[k];
-    return NULL;
-}
-static int64_t attr_int(const Onnx__NodeProto *n, const char *name, int64_t def) {
-    const Onnx__AttributeProto *a = attr(n, name);
-    return a && a->has_i ? a->i : def;
-}
-static float attr_float(const Onnx__NodeProto *n, const char *name, float def) {
-    const Onnx__AttributeProto *a = attr(n, name);
-    return a && a->has_f ? a->f : def;
-}
-/* The string attribute copied into buf (NUL-terminated), or def. */
-static const char *attr_str(const Onnx__NodeProto *n, const char *name, const char *def, char *buf,
-                            size_t size) {
-    const Onnx__AttributeProto *a = attr(n, name);
-    if (!a || !a->has_s) return def;
-    size_t len = a->s.len < size - 1 ? a->s.len : size - 1;
-    memcpy(buf, a->s.data, len);
-    buf[len] = 0;
-    return buf;
-}
-/* Copies an ints attribute into out (at most cap); returns its length, or -1 when absent. */
-static int attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, int cap) {
-    const Onnx__AttributeProto *a = attr(n, name);
-    if (!a || (!a->n_ints && a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS)) return -1;
-    int cnt = (int)a->n_ints;
-    for (int k = 0; k < cnt && k < cap; k++) out[k] = a->ints[k];
-    return cnt;
-}
-
-/* --------------------------------------------------------- values and constants --- */
 
 static cfx_status graph_error(ctx *c) {
     char msg[600];
@@ -509,7 +211,7 @@ static int value_of(ctx *c, const char *name, bool stat) {
         fail(c, CFX_EUNSUPPORTED, "tensor '%s' is empty, which cfx graphs cannot hold", name);
         return -1;
     }
-    bool param = e->is_init && e->dtype == T_FLOAT && !stat && !c->o->frozen;
+    bool param = e->is_init && e->dtype == CFX__ONNX_FLOAT && !stat && !c->o->frozen;
     if (cfx_graph_find(c->g, nb) >= 0)
         snprintf(nb + strlen(nb), 32, ":%d", cfx_graph_num_values(c->g));
     int id = param ? cfx_graph_param(c->g, nb, ndim, shape)
@@ -520,7 +222,7 @@ static int value_of(ctx *c, const char *name, bool stat) {
     }
     float *dst = cfx_graph_tensor(c->g, id)->data;
     if (e->init) {
-        if (tensor_read(c, e->init, dst, NULL, e->numel) != CFX_OK) return -1;
+        if (cfx__onnx_tensor_read(c->dir, e->init, dst, NULL, e->numel) != CFX_OK) return -1;
     } else {
         for (int64_t k = 0; k < e->numel; k++) dst[k] = (float)cget(e, k);
     }
@@ -538,7 +240,7 @@ static entry *const_of(ctx *c, const char *name) {
 
 /* Reads a constant input as int64s (at most cap); returns the count, or -1 with a message. */
 static int const_ints(ctx *c, size_t k, int64_t *out, int cap, uint8_t *batch) {
-    const char *nm = in_name(c->node, k);
+    const char *nm = cfx__onnx_in_name(c->node, k);
     entry *e = const_of(c, nm);
     if (!e) {
         fail(c, CFX_EUNSUPPORTED,
@@ -553,14 +255,14 @@ static int const_ints(ctx *c, size_t k, int64_t *out, int cap, uint8_t *batch) {
         return -1;
     }
     for (int64_t j = 0; j < e->numel; j++) {
-        out[j] = e->dtype == T_INT64 ? e->i[j] : (int64_t)e->f[j];
-        if (batch) batch[j] = e->dtype == T_INT64 && e->batch ? e->batch[j] : 0;
+        out[j] = e->dtype == CFX__ONNX_INT64 ? e->i[j] : (int64_t)e->f[j];
+        if (batch) batch[j] = e->dtype == CFX__ONNX_INT64 && e->batch ? e->batch[j] : 0;
     }
     return (int)e->numel;
 }
 
 static int const_floats(ctx *c, size_t k, float *out, int cap) {
-    const char *nm = in_name(c->node, k);
+    const char *nm = cfx__onnx_in_name(c->node, k);
     entry *e = const_of(c, nm);
     if (!e) {
         fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') must be a constant", k, nm ? nm : "");
@@ -578,7 +280,7 @@ static int const_floats(ctx *c, size_t k, float *out, int cap) {
 /* Records graph value id as output k of the current node, naming it after the tensor. */
 static cfx_status set_out(ctx *c, size_t k, int id) {
     if (id < 0) return graph_error(c);
-    const char *nm = out_name(c->node, k);
+    const char *nm = cfx__onnx_out_name(c->node, k);
     if (!nm) return CFX_OK;
     entry *e = define(c, nm);
     if (!e) return CFX_ENOMEM;
@@ -593,7 +295,7 @@ static cfx_status set_out(ctx *c, size_t k, int id) {
 
 /* Output k of the current node is the same thing as input j (Identity, no-op casts). */
 static cfx_status alias_out(ctx *c, size_t k, size_t j) {
-    const char *nm = out_name(c->node, k), *src = in_name(c->node, j);
+    const char *nm = cfx__onnx_out_name(c->node, k), *src = cfx__onnx_in_name(c->node, j);
     if (!nm) return CFX_OK;
     entry *s = src ? lookup(c, src) : NULL;
     if (!s) return fail(c, CFX_EFORMAT, "input '%s' has no value", src ? src : "");
@@ -609,7 +311,7 @@ static cfx_status alias_out(ctx *c, size_t k, size_t j) {
         if (!d) return CFX_ENOMEM;
         s = lookup(c, src);
         for (int64_t q = 0; q < copy.numel; q++) {
-            if (copy.dtype == T_INT64)
+            if (copy.dtype == CFX__ONNX_INT64)
                 d->i[q] = s->i[q], d->batch[q] = s->batch[q];
             else
                 d->f[q] = s->f[q];
@@ -619,12 +321,23 @@ static cfx_status alias_out(ctx *c, size_t k, size_t j) {
     return CFX_OK;
 }
 
-static bool tensor_used(ctx *c, const char *name);
+/* Whether a node being imported or a requested output reads tensor name. */
+static bool tensor_used(ctx *c, const char *name) {
+    const Onnx__GraphProto *gr = c->m->graph;
+    for (size_t k = 0; k < gr->n_node; k++) {
+        if (!c->needed[k]) continue;
+        for (size_t j = 0; j < gr->node[k]->n_input; j++)
+            if (gr->node[k]->input[j] && strcmp(gr->node[k]->input[j], name) == 0) return true;
+    }
+    for (int k = 0; k < c->nwant; k++)
+        if (strcmp(c->want[k], name) == 0) return true;
+    return false;
+}
 
 /* Fails when any output beyond the first is used (MaxPool indices, BN running stats, ...). */
 static cfx_status only_first_output(ctx *c) {
     for (size_t k = 1; k < c->node->n_output; k++)
-        if (out_name(c->node, k) && tensor_used(c, c->node->output[k]))
+        if (cfx__onnx_out_name(c->node, k) && tensor_used(c, c->node->output[k]))
             return fail(c, CFX_EUNSUPPORTED,
                         "output %zu ('%s') is not supported (only the "
                         "first output is)",
@@ -639,8 +352,6 @@ static int norm_axis(int64_t axis, int ndim) {
 static const cfx_tensor *vt(ctx *c, int id) {
     return cfx_graph_tensor(c->g, id);
 }
-
-/* ------------------------------------------------------------ constant folding --- */
 
 /* Index into a broadcast operand: the flat output index split by the output shape. */
 static int64_t bcast_index(const entry *e, int ndim, const int64_t *oshape, int64_t flat) {
@@ -667,9 +378,10 @@ static cfx_status fold_binary(ctx *c, entry *a, entry *b, char op) {
             return fail(c, CFX_ESHAPE, "constant operands do not broadcast");
         shape[d] = da == 1 ? db : da;
     }
-    bool ints = a->dtype == T_INT64 && b->dtype == T_INT64;
+    bool ints = a->dtype == CFX__ONNX_INT64 && b->dtype == CFX__ONNX_INT64;
     entry ca = *a, cb = *b; /* new_const may move the table */
-    entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, ndim, shape);
+    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
+                         ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, ndim, shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < o->numel; k++) {
         int64_t ia = bcast_index(&ca, ndim, shape, k), ib = bcast_index(&cb, ndim, shape, k);
@@ -691,10 +403,10 @@ static cfx_status fold_binary(ctx *c, entry *a, entry *b, char op) {
 /* The output of a shape-only change of a constant (Reshape, Flatten, Squeeze, Unsqueeze). */
 static cfx_status fold_reshape(ctx *c, entry *src, int ndim, const int64_t *shape) {
     entry s = *src;
-    entry *o = new_const(c, out_name(c->node, 0), s.dtype, ndim, shape);
+    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), s.dtype, ndim, shape);
     if (!o) return CFX_ENOMEM;
     if (o->numel != s.numel) return fail(c, CFX_ESHAPE, "constant reshape changes the size");
-    if (s.dtype == T_INT64) {
+    if (s.dtype == CFX__ONNX_INT64) {
         memcpy(o->i, s.i, (size_t)s.numel * sizeof *o->i);
         memcpy(o->batch, s.batch, (size_t)s.numel);
     } else {
@@ -703,27 +415,27 @@ static cfx_status fold_reshape(ctx *c, entry *src, int ndim, const int64_t *shap
     return CFX_OK;
 }
 
-/* ------------------------------------------------------------------- importers --- */
-
 typedef cfx_status (*import_fn)(ctx *c);
 
 /* The name of input k of the node being imported, or NULL when absent. */
 static const char *input(const ctx *c, size_t k) {
-    return in_name(c->node, k);
+    return cfx__onnx_in_name(c->node, k);
 }
 
 static cfx_status imp_constant(ctx *c) {
     const Onnx__AttributeProto *a;
     entry *e;
-    if ((a = attr(c->node, "value")) && a->t) {
-        e = define(c, out_name(c->node, 0));
+    if ((a = cfx__onnx_attr(c->node, "value")) && a->t) {
+        e = define(c, cfx__onnx_out_name(c->node, 0));
         if (!e) return CFX_ENOMEM;
         CFX_TRY(entry_from_tensor(c, e, a->t, false));
         return entry_decode(c, e);
     }
-    if ((a = attr(c->node, "value_float")) || (a = attr(c->node, "value_int"))) {
+    if ((a = cfx__onnx_attr(c->node, "value_float")) ||
+        (a = cfx__onnx_attr(c->node, "value_int"))) {
         bool isf = a->has_f;
-        if (!(e = new_const(c, out_name(c->node, 0), isf ? T_FLOAT : T_INT64, 0, NULL)))
+        if (!(e = new_const(c, cfx__onnx_out_name(c->node, 0),
+                            isf ? CFX__ONNX_FLOAT : CFX__ONNX_INT64, 0, NULL)))
             return CFX_ENOMEM;
         if (isf)
             e->f[0] = a->f;
@@ -731,10 +443,12 @@ static cfx_status imp_constant(ctx *c) {
             e->i[0] = a->i;
         return CFX_OK;
     }
-    if ((a = attr(c->node, "value_floats")) || (a = attr(c->node, "value_ints"))) {
+    if ((a = cfx__onnx_attr(c->node, "value_floats")) ||
+        (a = cfx__onnx_attr(c->node, "value_ints"))) {
         bool isf = a->n_floats > 0 || a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
         int64_t n = (int64_t)(isf ? a->n_floats : a->n_ints);
-        if (!(e = new_const(c, out_name(c->node, 0), isf ? T_FLOAT : T_INT64, 1, &n)))
+        if (!(e = new_const(c, cfx__onnx_out_name(c->node, 0),
+                            isf ? CFX__ONNX_FLOAT : CFX__ONNX_INT64, 1, &n)))
             return CFX_ENOMEM;
         for (int64_t k = 0; k < n; k++) {
             if (isf)
@@ -766,13 +480,14 @@ static cfx_status imp_shape(ctx *c) {
         ndim = s->ndim;
         memcpy(shape, s->shape, sizeof shape);
     }
-    int64_t start = attr_int(c->node, "start", 0), end = attr_int(c->node, "end", ndim);
+    int64_t start = cfx__onnx_attr_int(c->node, "start", 0),
+            end = cfx__onnx_attr_int(c->node, "end", ndim);
     if (start < 0) start += ndim;
     if (end < 0) end += ndim;
     start = start < 0 ? 0 : start > ndim ? ndim : start;
     end = end < start ? start : end > ndim ? ndim : end;
     int64_t n = end - start;
-    entry *o = new_const(c, out_name(c->node, 0), T_INT64, 1, &n);
+    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), CFX__ONNX_INT64, 1, &n);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < n; k++) {
         o->i[k] = shape[start + k];
@@ -782,25 +497,26 @@ static cfx_status imp_shape(ctx *c) {
 }
 
 static cfx_status imp_cast(ctx *c) {
-    int64_t to = attr_int(c->node, "to", T_FLOAT);
+    int64_t to = cfx__onnx_attr_int(c->node, "to", CFX__ONNX_FLOAT);
     entry *s = const_of(c, input(c, 0));
     if (!s) {
         /* On a graph value (float already), a cast to float is the identity. */
-        if (to == T_FLOAT || to == T_DOUBLE) return alias_out(c, 0, 0);
+        if (to == CFX__ONNX_FLOAT || to == CFX__ONNX_DOUBLE) return alias_out(c, 0, 0);
         return fail(c, CFX_EUNSUPPORTED,
                     "cast of a computed float tensor to type %lld (cfx "
                     "graphs are float)",
                     (long long)to);
     }
     entry cs = *s;
-    bool ints = is_int_type((int)to);
-    entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, cs.ndim, cs.shape);
+    bool ints = cfx__onnx_is_int_type((int)to);
+    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
+                         ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, cs.ndim, cs.shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < cs.numel; k++) {
         double v = cget(&cs, k);
         if (ints) {
-            o->i[k] = to == T_BOOL ? v != 0 : (int64_t)v;
-            o->batch[k] = cs.dtype == T_INT64 ? cs.batch[k] : 0;
+            o->i[k] = to == CFX__ONNX_BOOL ? v != 0 : (int64_t)v;
+            o->batch[k] = cs.dtype == CFX__ONNX_INT64 ? cs.batch[k] : 0;
         } else {
             o->f[k] = (float)v;
         }
@@ -812,25 +528,25 @@ static cfx_status imp_constant_of_shape(ctx *c) {
     int64_t shape[CFX_MAX_DIMS];
     int nd = const_ints(c, 0, shape, CFX_MAX_DIMS, NULL);
     if (nd < 0) return CFX_EUNSUPPORTED;
-    const Onnx__AttributeProto *a = attr(c->node, "value");
-    int dt = T_FLOAT;
+    const Onnx__AttributeProto *a = cfx__onnx_attr(c->node, "value");
+    int dt = CFX__ONNX_FLOAT;
     double v = 0;
     if (a && a->t) {
-        dt = is_int_type(a->t->data_type) ? T_INT64 : T_FLOAT;
-        if (dt == T_INT64) {
+        dt = cfx__onnx_is_int_type(a->t->data_type) ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT;
+        if (dt == CFX__ONNX_INT64) {
             int64_t iv = 0;
-            CFX_TRY(tensor_read(c, a->t, NULL, &iv, 1));
+            CFX_TRY(cfx__onnx_tensor_read(c->dir, a->t, NULL, &iv, 1));
             v = (double)iv;
         } else {
             float fv = 0;
-            CFX_TRY(tensor_read(c, a->t, &fv, NULL, 1));
+            CFX_TRY(cfx__onnx_tensor_read(c->dir, a->t, &fv, NULL, 1));
             v = fv;
         }
     }
-    entry *o = new_const(c, out_name(c->node, 0), dt, nd, shape);
+    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), dt, nd, shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < o->numel; k++) {
-        if (dt == T_INT64)
+        if (dt == CFX__ONNX_INT64)
             o->i[k] = (int64_t)v;
         else
             o->f[k] = (float)v;
@@ -847,8 +563,9 @@ static cfx_status imp_range(ctx *c) {
     if (st == 0) return fail(c, CFX_EINVAL, "delta is 0");
     int64_t n = (int64_t)ceil((b - a) / st);
     if (n < 0) n = 0;
-    bool ints = s->dtype == T_INT64;
-    entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, 1, &n);
+    bool ints = s->dtype == CFX__ONNX_INT64;
+    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
+                         ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, 1, &n);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < n; k++) {
         if (ints)
@@ -868,7 +585,7 @@ static cfx_status imp_gather(ctx *c) {
     entry *d = const_of(c, input(c, 0));
     if (d) {
         entry cd = *d;
-        int axis = norm_axis(attr_int(c->node, "axis", 0), cd.ndim);
+        int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), cd.ndim);
         if (axis < 0 || axis >= cd.ndim) return fail(c, CFX_EINVAL, "axis out of range");
         if (cd.ndim > CFX_MAX_DIMS || cd.ndim + ci.ndim - 1 > CFX_MAX_DIMS)
             return fail(c, CFX_EUNSUPPORTED, "too many dims");
@@ -877,7 +594,7 @@ static cfx_status imp_gather(ctx *c) {
         for (int k = 0; k < axis; k++) shape[nd++] = cd.shape[k], outer *= cd.shape[k];
         for (int k = 0; k < ci.ndim; k++) shape[nd++] = ci.shape[k];
         for (int k = axis + 1; k < cd.ndim; k++) shape[nd++] = cd.shape[k], inner *= cd.shape[k];
-        entry *o = new_const(c, out_name(c->node, 0), cd.dtype, nd, shape);
+        entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), cd.dtype, nd, shape);
         if (!o) return CFX_ENOMEM;
         d = lookup(c, input(c, 0));
         ind = lookup(c, input(c, 1));
@@ -890,7 +607,7 @@ static cfx_status imp_gather(ctx *c) {
                     return fail(c, CFX_EINVAL, "index %lld out of range", (long long)ix);
                 for (int64_t b = 0; b < inner; b++, q++) {
                     int64_t src = (a * len + ix) * inner + b;
-                    if (cd.dtype == T_INT64)
+                    if (cd.dtype == CFX__ONNX_INT64)
                         o->i[q] = d->i[src], o->batch[q] = d->batch[src];
                     else
                         o->f[q] = d->f[src];
@@ -901,7 +618,7 @@ static cfx_status imp_gather(ctx *c) {
     int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     const cfx_tensor *t = vt(c, x);
-    int axis = norm_axis(attr_int(c->node, "axis", 0), t->ndim);
+    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), t->ndim);
     if (ci.ndim != 0 || axis < 0 || axis >= t->ndim)
         return fail(c, CFX_EUNSUPPORTED,
                     "on a computed tensor only a scalar constant index is "
@@ -922,7 +639,7 @@ static cfx_status imp_gather(ctx *c) {
 /* Axes from an attribute (older opsets) or input 1 (opset 13 on). */
 static int axes_of(ctx *c, int64_t *axes, bool from_input) {
     if (from_input) return input(c, 1) ? const_ints(c, 1, axes, CFX_MAX_DIMS, NULL) : 0;
-    int n = attr_ints(c->node, "axes", axes, CFX_MAX_DIMS);
+    int n = cfx__onnx_attr_ints(c->node, "axes", axes, CFX_MAX_DIMS);
     return n < 0 ? 0 : n;
 }
 
@@ -982,9 +699,11 @@ static cfx_status imp_squeeze_unsqueeze(ctx *c, bool unsq) {
     if (e) return fold_reshape(c, e, nd, out);
     return set_out(c, 0, reshape_keep_prefix(c, x, nd, out));
 }
+
 static cfx_status imp_squeeze(ctx *c) {
     return imp_squeeze_unsqueeze(c, false);
 }
+
 static cfx_status imp_unsqueeze(ctx *c) {
     return imp_squeeze_unsqueeze(c, true);
 }
@@ -995,7 +714,7 @@ static cfx_status imp_concat(ctx *c) {
     for (size_t k = 0; k < n; k++) all_const = all_const && const_of(c, input(c, k));
     if (all_const && n > 0) {
         entry *f = const_of(c, input(c, 0));
-        int nd = f->ndim, axis = norm_axis(attr_int(c->node, "axis", 0), nd);
+        int nd = f->ndim, axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), nd);
         if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range");
         int64_t shape[CFX_MAX_DIMS], outer = 1, inner = 1, total = 0;
         memcpy(shape, f->shape, sizeof shape);
@@ -1004,17 +723,18 @@ static cfx_status imp_concat(ctx *c) {
             entry *e = const_of(c, input(c, k));
             if (e->ndim != nd) return fail(c, CFX_ESHAPE, "inputs differ in rank");
             total += e->shape[axis];
-            ints = ints && e->dtype == T_INT64;
+            ints = ints && e->dtype == CFX__ONNX_INT64;
         }
         for (int k = 0; k < axis; k++) outer *= shape[k];
         for (int k = axis + 1; k < nd; k++) inner *= shape[k];
         shape[axis] = total;
-        entry *o = new_const(c, out_name(c->node, 0), ints ? T_INT64 : T_FLOAT, nd, shape);
+        entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
+                             ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, nd, shape);
         if (!o) return CFX_ENOMEM;
         int64_t off = 0;
         for (size_t k = 0; k < n; k++) {
             entry *e = lookup(c, input(c, k));
-            o = lookup(c, out_name(c->node, 0));
+            o = lookup(c, cfx__onnx_out_name(c->node, 0));
             int64_t len = e->shape[axis];
             for (int64_t a = 0; a < outer; a++)
                 for (int64_t j = 0; j < len * inner; j++) {
@@ -1032,7 +752,7 @@ static cfx_status imp_concat(ctx *c) {
     if (n > 64) return fail(c, CFX_EUNSUPPORTED, "more than 64 inputs");
     for (size_t k = 0; k < n; k++)
         if ((ids[k] = value_of(c, input(c, k), false)) < 0) return CFX_EINVAL;
-    int axis = norm_axis(attr_int(c->node, "axis", 0), vt(c, ids[0])->ndim);
+    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), vt(c, ids[0])->ndim);
     return set_out(c, 0, cfx_op_concat(c->g, ids, (int)n, axis));
 }
 
@@ -1047,15 +767,19 @@ static cfx_status imp_binary(ctx *c, char op) {
                          : cfx_op_div(c->g, x, y);
     return set_out(c, 0, id);
 }
+
 static cfx_status imp_add(ctx *c) {
     return imp_binary(c, '+');
 }
+
 static cfx_status imp_sub(ctx *c) {
     return imp_binary(c, '-');
 }
+
 static cfx_status imp_mul(ctx *c) {
     return imp_binary(c, '*');
 }
+
 static cfx_status imp_div(ctx *c) {
     return imp_binary(c, '/');
 }
@@ -1083,40 +807,51 @@ static cfx_status imp_unary(ctx *c, int (*op)(cfx_graph *, int)) {
     int x = value_of(c, input(c, 0), false);
     return x < 0 ? CFX_EINVAL : set_out(c, 0, op(c->g, x));
 }
+
 static cfx_status imp_relu(ctx *c) {
     return imp_unary(c, cfx_op_relu);
 }
+
 static cfx_status imp_sigmoid(ctx *c) {
     return imp_unary(c, cfx_op_sigmoid);
 }
+
 static cfx_status imp_tanh(ctx *c) {
     return imp_unary(c, cfx_op_tanh);
 }
+
 static cfx_status imp_exp(ctx *c) {
     return imp_unary(c, cfx_op_exp);
 }
+
 static cfx_status imp_log(ctx *c) {
     return imp_unary(c, cfx_op_log);
 }
+
 static cfx_status imp_sqrt(ctx *c) {
     return imp_unary(c, cfx_op_sqrt);
 }
+
 static cfx_status imp_abs(ctx *c) {
     return imp_unary(c, cfx_op_abs);
 }
+
 static cfx_status imp_neg(ctx *c) {
     return imp_unary(c, cfx_op_neg);
 }
+
 static cfx_status imp_erf(ctx *c) {
     return imp_unary(c, cfx_op_erf);
 }
+
 static cfx_status imp_global_avg_pool(ctx *c) {
-    return imp_unary(c, cfx_op_global_avg_pool);
+    int x = value_of(c, input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_global_avg_pool(c->g, x));
 }
 
 static cfx_status imp_leaky_relu(ctx *c) {
     int x = value_of(c, input(c, 0), false);
-    float alpha = attr_float(c->node, "alpha", 0.01f);
+    float alpha = cfx__onnx_attr_float(c->node, "alpha", 0.01f);
     return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_leaky_relu(c->g, x, alpha));
 }
 
@@ -1132,8 +867,8 @@ static cfx_status imp_clip(ctx *c) {
     if (x < 0) return CFX_EINVAL;
     float lo = -INFINITY, hi = INFINITY;
     if (c->opset < 11) {
-        lo = attr_float(c->node, "min", lo);
-        hi = attr_float(c->node, "max", hi);
+        lo = cfx__onnx_attr_float(c->node, "min", lo);
+        hi = cfx__onnx_attr_float(c->node, "max", hi);
     } else {
         if (input(c, 1) && const_floats(c, 1, &lo, 1) != 1) return CFX_EUNSUPPORTED;
         if (input(c, 2) && const_floats(c, 2, &hi, 1) != 1) return CFX_EUNSUPPORTED;
@@ -1172,16 +907,17 @@ static cfx_status window_attrs(ctx *c, const cfx_tensor *x, int64_t kh, int64_t 
                     "has %d dimensions",
                     x->ndim);
     stride[0] = stride[1] = dil[0] = dil[1] = 1;
-    if ((n = attr_ints(c->node, "strides", v, 8)) == 2)
+    if ((n = cfx__onnx_attr_ints(c->node, "strides", v, 8)) == 2)
         stride[0] = (int)v[0], stride[1] = (int)v[1];
-    if ((n = attr_ints(c->node, "dilations", v, 8)) == 2) dil[0] = (int)v[0], dil[1] = (int)v[1];
+    if ((n = cfx__onnx_attr_ints(c->node, "dilations", v, 8)) == 2)
+        dil[0] = (int)v[0], dil[1] = (int)v[1];
     for (int k = 0; k < 4; k++) pad[k] = 0;
-    if ((n = attr_ints(c->node, "pads", v, 8)) == 4)
+    if ((n = cfx__onnx_attr_ints(c->node, "pads", v, 8)) == 4)
         for (int k = 0; k < 4; k++) pad[k] = (int)v[k];
     else if (n >= 0 && n != 4)
         return fail(c, CFX_EINVAL, "pads has %d values, not 4", n);
     char buf[32];
-    const char *ap = attr_str(c->node, "auto_pad", "NOTSET", buf, sizeof buf);
+    const char *ap = cfx__onnx_attr_str(c->node, "auto_pad", "NOTSET", buf, sizeof buf);
     if (transpose) {
         if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
             return fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' (give explicit pads)", ap);
@@ -1206,12 +942,12 @@ static cfx_status imp_conv_any(ctx *c, bool transpose) {
     cfx_conv2d_attr at = {0};
     CFX_TRY(
         window_attrs(c, xt, wt->shape[2], wt->shape[3], at.stride, at.dilation, at.pad, transpose));
-    at.groups = (int)attr_int(c->node, "group", 1);
+    at.groups = (int)cfx__onnx_attr_int(c->node, "group", 1);
     if (!transpose) return set_out(c, 0, cfx_op_conv2d(c->g, x, w, b, &at));
     int64_t v[4];
-    if (attr_ints(c->node, "output_padding", v, 4) == 2)
+    if (cfx__onnx_attr_ints(c->node, "output_padding", v, 4) == 2)
         at.output_padding[0] = (int)v[0], at.output_padding[1] = (int)v[1];
-    if (attr_ints(c->node, "output_shape", v, 4) == 2) {
+    if (cfx__onnx_attr_ints(c->node, "output_shape", v, 4) == 2) {
         /* Padding that yields the requested size; extra goes to the end as SAME_UPPER. */
         for (int d = 0; d < 2; d++) {
             int64_t full = (int64_t)at.stride[d] * (xt->shape[2 + d] - 1) + at.output_padding[d] +
@@ -1224,9 +960,11 @@ static cfx_status imp_conv_any(ctx *c, bool transpose) {
     }
     return set_out(c, 0, cfx_op_conv_transpose2d(c->g, x, w, b, &at));
 }
+
 static cfx_status imp_conv(ctx *c) {
     return imp_conv_any(c, false);
 }
+
 static cfx_status imp_conv_transpose(ctx *c) {
     return imp_conv_any(c, true);
 }
@@ -1236,36 +974,39 @@ static cfx_status imp_pool(ctx *c, bool max) {
     int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int64_t k[4];
-    if (attr_ints(c->node, "kernel_shape", k, 4) != 2)
+    if (cfx__onnx_attr_ints(c->node, "kernel_shape", k, 4) != 2)
         return fail(c, CFX_EUNSUPPORTED, "kernel_shape must have 2 values (2-D pooling only)");
     cfx_pool2d_attr at = {0};
     at.kernel[0] = (int)k[0], at.kernel[1] = (int)k[1];
     int dil[2];
     CFX_TRY(window_attrs(c, vt(c, x), k[0], k[1], at.stride, dil, at.pad, false));
-    at.ceil_mode = (int)attr_int(c->node, "ceil_mode", 0);
+    at.ceil_mode = (int)cfx__onnx_attr_int(c->node, "ceil_mode", 0);
     if (max) {
         at.dilation[0] = dil[0], at.dilation[1] = dil[1];
-        if (attr_int(c->node, "storage_order", 0) != 0)
+        if (cfx__onnx_attr_int(c->node, "storage_order", 0) != 0)
             return fail(c, CFX_EUNSUPPORTED, "storage_order 1 is not supported");
         return set_out(c, 0, cfx_op_max_pool2d(c->g, x, &at));
     }
-    at.count_include_pad = (int)attr_int(c->node, "count_include_pad", 0);
+    at.count_include_pad = (int)cfx__onnx_attr_int(c->node, "count_include_pad", 0);
     return set_out(c, 0, cfx_op_avg_pool2d(c->g, x, &at));
 }
+
 static cfx_status imp_max_pool(ctx *c) {
     return imp_pool(c, true);
 }
+
 static cfx_status imp_avg_pool(ctx *c) {
     return imp_pool(c, false);
 }
 
 static cfx_status imp_gemm(ctx *c) {
     int a = value_of(c, input(c, 0), false), b = value_of(c, input(c, 1), false);
-    float alpha = attr_float(c->node, "alpha", 1.0f), beta = attr_float(c->node, "beta", 1.0f);
+    float alpha = cfx__onnx_attr_float(c->node, "alpha", 1.0f),
+          beta = cfx__onnx_attr_float(c->node, "beta", 1.0f);
     int cc = input(c, 2) && beta != 0 ? value_of(c, input(c, 2), false) : -1;
     if (a < 0 || b < 0 || (input(c, 2) && beta != 0 && cc < 0)) return CFX_EINVAL;
-    cfx_gemm_attr at = {.trans_a = (int)attr_int(c->node, "transA", 0),
-                        .trans_b = (int)attr_int(c->node, "transB", 0),
+    cfx_gemm_attr at = {.trans_a = (int)cfx__onnx_attr_int(c->node, "transA", 0),
+                        .trans_b = (int)cfx__onnx_attr_int(c->node, "transB", 0),
                         .alpha = alpha,
                         .beta = cc < 0 ? 1.0f : beta};
     if (alpha == 0) return fail(c, CFX_EUNSUPPORTED, "alpha 0 is not supported");
@@ -1279,7 +1020,7 @@ static cfx_status imp_matmul(ctx *c) {
 
 static cfx_status imp_batch_norm(ctx *c) {
     CFX_TRY(only_first_output(c));
-    if (attr_int(c->node, "training_mode", 0))
+    if (cfx__onnx_attr_int(c->node, "training_mode", 0))
         return fail(c, CFX_EUNSUPPORTED,
                     "training_mode 1 is not supported (export the model "
                     "in eval mode)");
@@ -1288,15 +1029,15 @@ static cfx_status imp_batch_norm(ctx *c) {
     int m = value_of(c, input(c, 3), true), v = value_of(c, input(c, 4), true);
     if (x < 0 || s < 0 || b < 0 || m < 0 || v < 0) return CFX_EINVAL;
     /* ONNX: running = momentum running + (1 - momentum) batch; PyTorch's momentum is 1 - it. */
-    float mom = 1.0f - attr_float(c->node, "momentum", 0.9f);
-    cfx_batch_norm_attr at = {.eps = attr_float(c->node, "epsilon", 1e-5f),
+    float mom = 1.0f - cfx__onnx_attr_float(c->node, "momentum", 0.9f);
+    cfx_batch_norm_attr at = {.eps = cfx__onnx_attr_float(c->node, "epsilon", 1e-5f),
                               .momentum = mom > 0 ? mom : 0.1f};
     return set_out(c, 0, cfx_op_batch_norm(c->g, x, s, b, m, v, &at));
 }
 
 static cfx_status imp_dropout(ctx *c) {
     CFX_TRY(only_first_output(c));
-    float p = c->opset >= 12 ? 0.5f : attr_float(c->node, "ratio", 0.5f);
+    float p = c->opset >= 12 ? 0.5f : cfx__onnx_attr_float(c->node, "ratio", 0.5f);
     if (c->opset >= 12 && input(c, 1) && const_floats(c, 1, &p, 1) != 1) return CFX_EUNSUPPORTED;
     int x = value_of(c, input(c, 0), false);
     return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_dropout(c->g, x, p));
@@ -1307,7 +1048,7 @@ static cfx_status imp_flatten(ctx *c) {
     int x = e ? -1 : value_of(c, input(c, 0), false);
     if (!e && x < 0) return CFX_EINVAL;
     int nd = e ? e->ndim : vt(c, x)->ndim;
-    int axis = norm_axis(attr_int(c->node, "axis", 1), nd);
+    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 1), nd);
     if (!e) return set_out(c, 0, cfx_op_flatten(c->g, x, axis));
     int64_t s[2] = {1, 1};
     for (int k = 0; k < nd; k++) s[k >= axis] *= e->shape[k];
@@ -1319,7 +1060,7 @@ static cfx_status imp_reshape(ctx *c) {
     uint8_t batch[CFX_MAX_DIMS];
     int nd = const_ints(c, 1, shape, CFX_MAX_DIMS, batch);
     if (nd < 0) return CFX_EUNSUPPORTED;
-    bool allowzero = attr_int(c->node, "allowzero", 0) != 0;
+    bool allowzero = cfx__onnx_attr_int(c->node, "allowzero", 0) != 0;
     for (int k = 0; k < nd; k++)
         if (allowzero && shape[k] == 0)
             return fail(c, CFX_EUNSUPPORTED, "allowzero with a 0 in the shape (an empty tensor)");
@@ -1352,7 +1093,7 @@ static cfx_status imp_transpose(ctx *c) {
     int nd = vt(c, x)->ndim;
     int64_t p[CFX_MAX_DIMS];
     int perm[CFX_MAX_DIMS];
-    int n = attr_ints(c->node, "perm", p, CFX_MAX_DIMS);
+    int n = cfx__onnx_attr_ints(c->node, "perm", p, CFX_MAX_DIMS);
     for (int k = 0; k < nd; k++) perm[k] = n == nd ? (int)p[k] : nd - 1 - k;
     if (n >= 0 && n != nd) return fail(c, CFX_EINVAL, "perm has %d values for %d dims", n, nd);
     return set_out(c, 0, cfx_op_transpose(c->g, x, perm));
@@ -1362,10 +1103,10 @@ static cfx_status imp_slice(ctx *c) {
     int64_t st[CFX_MAX_DIMS], en[CFX_MAX_DIMS], ax[CFX_MAX_DIMS], sp[CFX_MAX_DIMS];
     int n;
     if (c->opset < 10) {
-        n = attr_ints(c->node, "starts", st, CFX_MAX_DIMS);
-        if (n < 0 || attr_ints(c->node, "ends", en, CFX_MAX_DIMS) != n)
+        n = cfx__onnx_attr_ints(c->node, "starts", st, CFX_MAX_DIMS);
+        if (n < 0 || cfx__onnx_attr_ints(c->node, "ends", en, CFX_MAX_DIMS) != n)
             return fail(c, CFX_EINVAL, "starts and ends must have the same length");
-        if (attr_ints(c->node, "axes", ax, CFX_MAX_DIMS) != n)
+        if (cfx__onnx_attr_ints(c->node, "axes", ax, CFX_MAX_DIMS) != n)
             for (int k = 0; k < n; k++) ax[k] = k;
         for (int k = 0; k < n; k++) sp[k] = 1;
     } else {
@@ -1397,12 +1138,12 @@ static cfx_status imp_slice(ctx *c) {
         }
         int64_t cnt = 0;
         for (int64_t q = s; step > 0 ? q < t : q > t; q += step) cnt++;
-        entry *o = new_const(c, out_name(c->node, 0), ce.dtype, 1, &cnt);
+        entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), ce.dtype, 1, &cnt);
         if (!o) return CFX_ENOMEM;
         e = lookup(c, input(c, 0));
         int64_t j = 0;
         for (int64_t q = s; step > 0 ? q < t : q > t; q += step, j++) {
-            if (ce.dtype == T_INT64)
+            if (ce.dtype == CFX__ONNX_INT64)
                 o->i[j] = e->i[q], o->batch[j] = e->batch[q];
             else
                 o->f[j] = e->f[q];
@@ -1424,8 +1165,8 @@ static cfx_status imp_pad(ctx *c) {
     float value = 0;
     int n;
     if (c->opset < 11) {
-        n = attr_ints(c->node, "pads", pads, 2 * CFX_MAX_DIMS);
-        value = attr_float(c->node, "value", 0);
+        n = cfx__onnx_attr_ints(c->node, "pads", pads, 2 * CFX_MAX_DIMS);
+        value = cfx__onnx_attr_float(c->node, "value", 0);
     } else {
         n = const_ints(c, 1, pads, 2 * CFX_MAX_DIMS, NULL);
         if (n < 0) return CFX_EUNSUPPORTED;
@@ -1434,7 +1175,7 @@ static cfx_status imp_pad(ctx *c) {
     }
     if (n != 2 * nd) return fail(c, CFX_EINVAL, "pads has %d values for %d dims", n, nd);
     char buf[32];
-    const char *mode = attr_str(c->node, "mode", "constant", buf, sizeof buf);
+    const char *mode = cfx__onnx_attr_str(c->node, "mode", "constant", buf, sizeof buf);
     cfx_pad_mode pm = strcmp(mode, "reflect") == 0 ? CFX_PAD_REFLECT
                       : strcmp(mode, "edge") == 0  ? CFX_PAD_EDGE
                                                    : CFX_PAD_CONSTANT;
@@ -1449,18 +1190,23 @@ static cfx_status imp_reduce(ctx *c, cfx_reduce_kind kind, bool axes_input) {
     int64_t a[CFX_MAX_DIMS];
     int na = axes_of(c, a, axes_input);
     if (na < 0) return CFX_EUNSUPPORTED;
-    if (na == 0 && attr_int(c->node, "noop_with_empty_axes", 0)) return alias_out(c, 0, 0);
+    if (na == 0 && cfx__onnx_attr_int(c->node, "noop_with_empty_axes", 0))
+        return alias_out(c, 0, 0);
     int axes[CFX_MAX_DIMS];
     for (int k = 0; k < na; k++) axes[k] = (int)a[k];
-    return set_out(c, 0,
-                   cfx_op_reduce(c->g, x, kind, axes, na, (int)attr_int(c->node, "keepdims", 1)));
+    return set_out(
+        c, 0,
+        cfx_op_reduce(c->g, x, kind, axes, na, (int)cfx__onnx_attr_int(c->node, "keepdims", 1)));
 }
+
 static cfx_status imp_reduce_sum(ctx *c) {
     return imp_reduce(c, CFX_REDUCE_SUM, c->opset >= 13);
 }
+
 static cfx_status imp_reduce_mean(ctx *c) {
     return imp_reduce(c, CFX_REDUCE_MEAN, c->opset >= 18);
 }
+
 static cfx_status imp_reduce_max(ctx *c) {
     return imp_reduce(c, CFX_REDUCE_MAX, c->opset >= 18);
 }
@@ -1468,10 +1214,11 @@ static cfx_status imp_reduce_max(ctx *c) {
 static cfx_status imp_argmax(ctx *c) {
     int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    if (attr_int(c->node, "select_last_index", 0))
+    if (cfx__onnx_attr_int(c->node, "select_last_index", 0))
         return fail(c, CFX_EUNSUPPORTED, "select_last_index 1 is not supported");
-    int axis = norm_axis(attr_int(c->node, "axis", 0), vt(c, x)->ndim);
-    return set_out(c, 0, cfx_op_argmax(c->g, x, axis, (int)attr_int(c->node, "keepdims", 1)));
+    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), vt(c, x)->ndim);
+    return set_out(c, 0,
+                   cfx_op_argmax(c->g, x, axis, (int)cfx__onnx_attr_int(c->node, "keepdims", 1)));
 }
 
 /* Softmax before opset 13 normalises the input flattened to 2-D at axis (default 1); from 13
@@ -1480,7 +1227,7 @@ static cfx_status imp_softmax_any(ctx *c, bool log) {
     int x = value_of(c, input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int nd = vt(c, x)->ndim;
-    int axis = norm_axis(attr_int(c->node, "axis", c->opset >= 13 ? -1 : 1), nd);
+    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", c->opset >= 13 ? -1 : 1), nd);
     if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range for %d dims", nd);
     if (c->opset >= 13 || axis == nd - 1)
         return set_out(c, 0,
@@ -1492,9 +1239,11 @@ static cfx_status imp_softmax_any(ctx *c, bool log) {
     shape[0] = 0;
     return set_out(c, 0, cfx_op_reshape(c->g, s, nd, shape));
 }
+
 static cfx_status imp_softmax(ctx *c) {
     return imp_softmax_any(c, false);
 }
+
 static cfx_status imp_log_softmax(ctx *c) {
     return imp_softmax_any(c, true);
 }
@@ -1521,7 +1270,7 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
     if (t->ndim != 4)
         return fail(c, CFX_EUNSUPPORTED, "only 4-D (c->node,C,H,W) inputs are supported");
     char b1[40], b2[40], b3[40];
-    const char *mode = attr_str(c->node, "mode", "nearest", b1, sizeof b1);
+    const char *mode = cfx__onnx_attr_str(c->node, "mode", "nearest", b1, sizeof b1);
     cfx_resize_attr at = {0};
     if (strcmp(mode, "nearest") == 0)
         at.mode = CFX_RESIZE_NEAREST;
@@ -1537,7 +1286,7 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
     if (old) {
         at.coord = CFX_COORD_ASYMMETRIC;
         at.nearest = CFX_NEAREST_FLOOR;
-        const Onnx__AttributeProto *a = attr(c->node, "scales");
+        const Onnx__AttributeProto *a = cfx__onnx_attr(c->node, "scales");
         if (a && a->n_floats) {
             nsc = (int)a->n_floats;
             for (int k = 0; k < nsc && k < 8; k++) sc[k] = a->floats[k];
@@ -1545,10 +1294,12 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
             return CFX_EUNSUPPORTED;
         }
     } else {
-        CFX_TRY(parse_coord(
-            c, attr_str(c->node, "coordinate_transformation_mode", "half_pixel", b2, sizeof b2),
-            &at.coord));
-        const char *nm = attr_str(c->node, "nearest_mode", "round_prefer_floor", b3, sizeof b3);
+        CFX_TRY(parse_coord(c,
+                            cfx__onnx_attr_str(c->node, "coordinate_transformation_mode",
+                                               "half_pixel", b2, sizeof b2),
+                            &at.coord));
+        const char *nm =
+            cfx__onnx_attr_str(c->node, "nearest_mode", "round_prefer_floor", b3, sizeof b3);
         if (strcmp(nm, "round_prefer_floor") == 0)
             at.nearest = CFX_NEAREST_ROUND_PREFER_FLOOR;
         else if (strcmp(nm, "round_prefer_ceil") == 0)
@@ -1575,9 +1326,11 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
     }
     return set_out(c, 0, cfx_op_resize(c->g, x, &at));
 }
+
 static cfx_status imp_resize(ctx *c) {
     return imp_resize_any(c, false);
 }
+
 static cfx_status imp_upsample(ctx *c) {
     return imp_resize_any(c, true);
 }
@@ -1646,20 +1399,6 @@ static import_fn find_importer(const Onnx__NodeProto *n) {
     return NULL;
 }
 
-/* ---------------------------------------------------------------------- import --- */
-
-static bool tensor_used(ctx *c, const char *name) {
-    const Onnx__GraphProto *gr = c->m->graph;
-    for (size_t k = 0; k < gr->n_node; k++) {
-        if (!c->needed[k]) continue;
-        for (size_t j = 0; j < gr->node[k]->n_input; j++)
-            if (gr->node[k]->input[j] && strcmp(gr->node[k]->input[j], name) == 0) return true;
-    }
-    for (int k = 0; k < c->nwant; k++)
-        if (strcmp(c->want[k], name) == 0) return true;
-    return false;
-}
-
 static const Onnx__ValueInfoProto *find_info(const Onnx__GraphProto *gr, const char *name) {
     for (size_t k = 0; k < gr->n_input; k++)
         if (gr->input[k]->name && strcmp(gr->input[k]->name, name) == 0) return gr->input[k];
@@ -1669,42 +1408,6 @@ static const Onnx__ValueInfoProto *find_info(const Onnx__GraphProto *gr, const c
     for (size_t k = 0; k < gr->n_output; k++)
         if (gr->output[k]->name && strcmp(gr->output[k]->name, name) == 0) return gr->output[k];
     return NULL;
-}
-
-/* The shape of a value_info (symbolic dimensions as -1); false when it has none. */
-static bool info_shape(const Onnx__ValueInfoProto *vi, int *elem, int *ndim, int64_t *shape) {
-    const Onnx__TypeProto *tp = vi ? vi->type : NULL;
-    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
-        return false;
-    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
-    *elem = tt->has_elem_type ? tt->elem_type : 0;
-    if (!tt->shape || tt->shape->n_dim > CFX_MAX_DIMS) return false;
-    *ndim = (int)tt->shape->n_dim;
-    for (int k = 0; k < *ndim; k++) {
-        const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
-        shape[k] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
-                           d->dim_value > 0
-                       ? d->dim_value
-                       : -1;
-    }
-    return true;
-}
-
-static bool is_initializer(const Onnx__GraphProto *gr, const char *name) {
-    for (size_t k = 0; k < gr->n_initializer; k++)
-        if (gr->initializer[k]->name && strcmp(gr->initializer[k]->name, name) == 0) return true;
-    return false;
-}
-
-/* Whether name is a key of the string set m. */
-static bool in_set(const cfx__strmap *m, const char *name) {
-    return cfx__strmap_get(m, name, strlen(name)) >= 0;
-}
-
-static bool in_list(const char *const *list, int n, const char *name) {
-    for (int k = 0; k < n; k++)
-        if (list[k] && strcmp(list[k], name) == 0) return true;
-    return false;
 }
 
 static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const char *path,
@@ -1718,7 +1421,7 @@ static cfx_status cut_shapes(const Onnx__ModelProto *m, const char *path, const 
     bool all = true;
     for (int k = 0; k < o->n_inputs && all; k++) {
         int elem;
-        all = info_shape(find_info(m->graph, o->inputs[k]), &elem, &ndim[k], shape[k]);
+        all = cfx__onnx_info_shape(find_info(m->graph, o->inputs[k]), &elem, &ndim[k], shape[k]);
         for (int d = 0; all && d < ndim[k]; d++)
             if (shape[k][d] < 0) {
                 shape[k][d] = o->batch > 0 ? o->batch : 1;
@@ -1748,7 +1451,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
                                const cfx_onnx_options *o, const int *bind, int nbind, int *outs,
                                int cap, int *nouts) {
     const Onnx__GraphProto *gr = m->graph;
-    ctx c = {.g = g, .o = o, .path = path, .m = m, .opset = model_opset(m)};
+    ctx c = {.g = g, .o = o, .path = path, .m = m, .opset = cfx__onnx_model_opset(m)};
     const char *slash = strrchr(path, '/');
     snprintf(c.dir, sizeof c.dir, "%.*s", slash ? (int)(slash - path + 1) : 0, path);
     cfx_status st = CFX_OK;
@@ -1764,10 +1467,11 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     c.want = want;
     if (!o->outputs_only)
         for (size_t k = 0; k < gr->n_output; k++)
-            if (!in_list(o->inputs, o->n_inputs, gr->output[k]->name))
+            if (!cfx__onnx_in_list(o->inputs, o->n_inputs, gr->output[k]->name))
                 want[c.nwant++] = gr->output[k]->name;
     for (int k = 0; k < o->n_extra_outputs; k++)
-        if (!in_list(want, c.nwant, o->extra_outputs[k])) want[c.nwant++] = o->extra_outputs[k];
+        if (!cfx__onnx_in_list(want, c.nwant, o->extra_outputs[k]))
+            want[c.nwant++] = o->extra_outputs[k];
     if (c.nwant == 0) {
         st = cfx_set_error(CFX_EINVAL, "no outputs asked for (outputs_only without extra outputs)");
         goto done;
@@ -1778,10 +1482,11 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     for (size_t k = gr->n_node; st == CFX_OK && k-- > 0;) {
         const Onnx__NodeProto *n = gr->node[k];
         for (size_t j = 0; j < n->n_output && !needed[k]; j++)
-            if (out_name(n, j) && in_set(&need, n->output[j])) needed[k] = 1;
+            if (cfx__onnx_out_name(n, j) && cfx__onnx_in_set(&need, n->output[j])) needed[k] = 1;
         if (!needed[k]) continue;
         for (size_t j = 0; j < n->n_input; j++)
-            if (in_name(n, j) && !in_list(o->inputs, o->n_inputs, n->input[j]) &&
+            if (cfx__onnx_in_name(n, j) &&
+                !cfx__onnx_in_list(o->inputs, o->n_inputs, n->input[j]) &&
                 cfx__strmap_put(&need, n->input[j], 0) != CFX_OK)
                 st = CFX_ENOMEM;
     }
@@ -1824,7 +1529,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     }
     for (size_t k = 0; st == CFX_OK && k < gr->n_initializer; k++) {
         const Onnx__TensorProto *t = gr->initializer[k];
-        if (!t->name || !in_set(&need, t->name)) continue;
+        if (!t->name || !cfx__onnx_in_set(&need, t->name)) continue;
         entry *e = define(&c, t->name);
         st = e ? entry_from_tensor(&c, e, t, true) : CFX_ENOMEM;
     }
@@ -1833,9 +1538,11 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     char nb[1100];
     for (size_t k = 0; st == CFX_OK && k < gr->n_input; k++) {
         const Onnx__ValueInfoProto *vi = gr->input[k];
-        if (!vi->name || is_initializer(gr, vi->name)) continue;
+        if (!vi->name || cfx__onnx_is_initializer(gr, vi->name)) continue;
         int idx = ord++;
-        if (!in_set(&need, vi->name) || in_list(o->inputs, o->n_inputs, vi->name)) continue;
+        if (!cfx__onnx_in_set(&need, vi->name) ||
+            cfx__onnx_in_list(o->inputs, o->n_inputs, vi->name))
+            continue;
         entry *e = define(&c, vi->name);
         if (!e) {
             st = CFX_ENOMEM;
@@ -1847,11 +1554,11 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
         }
         int elem = 0, nd = 0;
         int64_t shape[CFX_MAX_DIMS];
-        if (!info_shape(vi, &elem, &nd, shape)) {
+        if (!cfx__onnx_info_shape(vi, &elem, &nd, shape)) {
             st = cfx_set_error(CFX_EFORMAT, "input '%s' has no tensor shape", vi->name);
             break;
         }
-        if (elem != T_FLOAT && elem != T_DOUBLE) {
+        if (elem != CFX__ONNX_FLOAT && elem != CFX__ONNX_DOUBLE) {
             st = cfx_set_error(CFX_EUNSUPPORTED,
                                "input '%s' has element type %d; cfx models take "
                                "float tensors",
@@ -1949,15 +1656,15 @@ cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_option
     cfx_onnx_options def = {0};
     int dummy;
     if (!g) return cfx_set_error(CFX_EINVAL, "load model: graph is NULL");
-    Onnx__ModelProto *m = read_model(path);
+    Onnx__ModelProto *m = cfx__onnx_model_read(path);
     if (!m) return cfx_error_context(CFX_EFORMAT, "load model");
-    int64_t opset = model_opset(m);
+    int64_t opset = cfx__onnx_model_opset(m);
     if (opset < 11 || opset > 17)
         cfx_log(CFX_LOG_WARN, "'%s' uses opset %lld; cfx is tested with opsets 11 to 17", path,
                 (long long)opset);
     cfx_status s = import_model(g, m, path, o ? o : &def, bind, nbind, outputs, cap,
                                 noutputs ? noutputs : &dummy);
-    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    cfx__onnx_model_free(m);
     if (s != CFX_OK) return cfx_error_context(s, "load model '%s'", path);
     return CFX_OK;
 }
@@ -1972,11 +1679,9 @@ cfx_graph *cfx_onnx_load(const char *path, const cfx_onnx_options *o) {
     return g;
 }
 
-/* ------------------------------------------------------------------------ info --- */
-
 static void tensor_info(const Onnx__ValueInfoProto *vi, cfx_onnx_tensor_info *t) {
     t->name = cfx_strdup(vi->name ? vi->name : "");
-    if (!info_shape(vi, &t->elem_type, &t->ndim, t->shape)) t->ndim = 0;
+    if (!cfx__onnx_info_shape(vi, &t->elem_type, &t->ndim, t->shape)) t->ndim = 0;
 }
 
 void cfx_onnx_info_free(cfx_onnx_info *info) {
@@ -1994,7 +1699,7 @@ void cfx_onnx_info_free(cfx_onnx_info *info) {
 }
 
 cfx_onnx_info *cfx_onnx_info_load(const char *path) {
-    Onnx__ModelProto *m = read_model(path);
+    Onnx__ModelProto *m = cfx__onnx_model_read(path);
     if (!m) {
         cfx_error_context(CFX_EFORMAT, "model info");
         return NULL;
@@ -2003,7 +1708,7 @@ cfx_onnx_info *cfx_onnx_info_load(const char *path) {
     cfx_onnx_info *in = cfx_calloc(1, sizeof *in);
     if (!in) goto fail;
     in->ir_version = m->ir_version;
-    in->opset = model_opset(m);
+    in->opset = cfx__onnx_model_opset(m);
     char prod[256];
     snprintf(prod, sizeof prod, "%s%s%s", m->producer_name ? m->producer_name : "",
              m->producer_version && m->producer_version[0] ? " " : "",
@@ -2018,7 +1723,7 @@ cfx_onnx_info *cfx_onnx_info_load(const char *path) {
         !in->op_supported)
         goto fail;
     for (size_t k = 0; k < gr->n_input; k++)
-        if (gr->input[k]->name && !is_initializer(gr, gr->input[k]->name))
+        if (gr->input[k]->name && !cfx__onnx_is_initializer(gr, gr->input[k]->name))
             tensor_info(gr->input[k], &in->inputs[in->n_inputs++]);
     for (size_t k = 0; k < gr->n_output; k++)
         tensor_info(gr->output[k], &in->outputs[in->n_outputs++]);
@@ -2036,19 +1741,17 @@ cfx_onnx_info *cfx_onnx_info_load(const char *path) {
     }
     in->n_initializers = (int)gr->n_initializer;
     for (size_t k = 0; k < gr->n_initializer; k++) {
-        int64_t n = tensor_numel(gr->initializer[k]);
+        int64_t n = cfx__onnx_tensor_numel(gr->initializer[k]);
         if (n > 0) in->n_weights += n;
     }
-    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    cfx__onnx_model_free(m);
     return in;
 fail:
-    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    cfx__onnx_model_free(m);
     cfx_onnx_info_free(in);
     cfx_set_error(CFX_ENOMEM, "model info: out of memory");
     return NULL;
 }
-
-/* --------------------------------------------------------------- writing files --- */
 
 static cfx_status write_model(const Onnx__ModelProto *m, const char *path) {
     size_t size = onnx__model_proto__get_packed_size(m);
@@ -2086,11 +1789,13 @@ static void *ar_alloc(arena *a, size_t size) {
     if (q) a->p[a->n++] = q;
     return q;
 }
+
 static char *ar_str(arena *a, const char *s) {
     char *d = ar_alloc(a, strlen(s) + 1);
     if (d) strcpy(d, s);
     return d;
 }
+
 static void ar_free(arena *a) {
     for (size_t k = 0; k < a->n; k++) cfx_free(a->p[k]);
     cfx_free(a->p);
@@ -2124,7 +1829,7 @@ static Onnx__ValueInfoProto *make_vi(arena *a, const char *name, int ndim, const
     sp->n_dim = (size_t)ndim;
     sp->dim = dims;
     tt->has_elem_type = 1;
-    tt->elem_type = T_FLOAT;
+    tt->elem_type = CFX__ONNX_FLOAT;
     tt->shape = sp;
     tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
     tp->tensor_type = tt;
@@ -2132,8 +1837,6 @@ static Onnx__ValueInfoProto *make_vi(arena *a, const char *name, int ndim, const
     vi->type = tp;
     return vi->name ? vi : NULL;
 }
-
-/* ----------------------------------------------------------------------- split --- */
 
 /* Marks the nodes that outputs need, stopping at stop (may be NULL). */
 static cfx_status mark_needed(const Onnx__GraphProto *gr, const char *const *outs, int nouts,
@@ -2146,10 +1849,10 @@ static cfx_status mark_needed(const Onnx__GraphProto *gr, const char *const *out
         const Onnx__NodeProto *n = gr->node[k];
         needed[k] = 0;
         for (size_t j = 0; j < n->n_output && !needed[k]; j++)
-            if (out_name(n, j) && in_set(&need, n->output[j])) needed[k] = 1;
+            if (cfx__onnx_out_name(n, j) && cfx__onnx_in_set(&need, n->output[j])) needed[k] = 1;
         if (!needed[k]) continue;
         for (size_t j = 0; j < n->n_input; j++)
-            if (in_name(n, j) && (!stop || strcmp(stop, n->input[j])) &&
+            if (cfx__onnx_in_name(n, j) && (!stop || strcmp(stop, n->input[j])) &&
                 cfx__strmap_put(&need, n->input[j], 0) != CFX_OK)
                 st = CFX_ENOMEM;
     }
@@ -2186,7 +1889,8 @@ static cfx_status write_part(Onnx__ModelProto *m, const uint8_t *needed,
     for (size_t k = 0; k < gr->n_initializer; k++)
         if (node_reads(gr, needed, gr->initializer[k]->name)) inits[ni++] = gr->initializer[k];
     for (size_t k = 0; k < gr->n_input; k++)
-        if (!is_initializer(gr, gr->input[k]->name) && node_reads(gr, needed, gr->input[k]->name))
+        if (!cfx__onnx_is_initializer(gr, gr->input[k]->name) &&
+            node_reads(gr, needed, gr->input[k]->name))
             ins[nin++] = gr->input[k];
     if (extra_in) ins[nin++] = extra_in;
     gr->node = nodes, gr->n_node = nn;
@@ -2218,7 +1922,7 @@ cfx_status cfx_onnx_split(const char *path, const char *latent, const char *enco
     cfx_graph_free(g);
     if (ndim == 0) return cfx_set_error(CFX_EINVAL, "split: latent '%s' has no shape", latent);
     shape[0] = -1;
-    Onnx__ModelProto *m = read_model(path);
+    Onnx__ModelProto *m = cfx__onnx_model_read(path);
     if (!m) return cfx_error_context(CFX_EFORMAT, "split");
     arena a = {0};
     cfx_status st = CFX_ENOMEM;
@@ -2247,11 +1951,9 @@ done:
     cfx_free(needed);
     cfx_free(outs);
     ar_free(&a);
-    onnx__model_proto__free_unpacked(m, &pb_allocator);
+    cfx__onnx_model_free(m);
     return st == CFX_OK ? CFX_OK : cfx_error_context(st, "split '%s'", path);
 }
-
-/* ---------------------------------------------------------------------- export --- */
 
 typedef struct exporter {
     cfx_graph *g;
@@ -2313,6 +2015,7 @@ static Onnx__TensorProto *add_init(exporter *e, const char *name, int dtype, int
 }
 
 struct xattr;
+
 static cfx_status add_node(exporter *e, const char *op, const char *const *in, int nin,
                            const char *out, const struct xattr *at, int nat);
 
@@ -2326,12 +2029,14 @@ static const char *const_node(exporter *e, const char *base, int dtype, int ndim
     e->const_tensor = t;
     return add_node(e, "Constant", NULL, 0, nm, NULL, 0) == CFX_OK ? nm : NULL;
 }
+
 static const char *const_ints_init(exporter *e, const char *base, const int64_t *v, int n) {
     int64_t shape[1] = {n};
-    return const_node(e, base, T_INT64, 1, shape, v, (size_t)n * 8);
+    return const_node(e, base, CFX__ONNX_INT64, 1, shape, v, (size_t)n * 8);
 }
+
 static const char *const_float_init(exporter *e, const char *base, float v) {
-    return const_node(e, base, T_FLOAT, 0, NULL, &v, 4);
+    return const_node(e, base, CFX__ONNX_FLOAT, 0, NULL, &v, 4);
 }
 
 /* Makes sure value id exists in the file: an input, or an initializer with its data. */
@@ -2350,7 +2055,7 @@ static cfx_status emit_value(exporter *e, int id) {
         e->ins[e->nin++] = vi;
         return CFX_OK;
     }
-    return add_init(e, vname(e, id), T_FLOAT, t->ndim, t->shape, t->data,
+    return add_init(e, vname(e, id), CFX__ONNX_FLOAT, t->ndim, t->shape, t->data,
                     (size_t)t->numel * sizeof(float))
                ? CFX_OK
                : CFX_ENOMEM;
@@ -2365,6 +2070,7 @@ struct xattr {
     const int64_t *ints;
     int n;
 };
+
 typedef struct xattr xattr;
 
 /* Adds a node op(inputs) -> outputs with attributes. */
@@ -2429,10 +2135,13 @@ static cfx_status add_node(exporter *e, const char *op, const char *const *in, i
 
 #define AI(nm, v)                                                                                  \
     { .name = nm, .type = 'i', .i = (v) }
+
 #define AF(nm, v)                                                                                  \
     { .name = nm, .type = 'f', .f = (v) }
+
 #define AS(nm, v)                                                                                  \
     { .name = nm, .type = 's', .s = (v) }
+
 #define AIS(nm, p, c)                                                                              \
     { .name = nm, .type = 'I', .ints = (p), .n = (c) }
 
@@ -2511,9 +2220,11 @@ static cfx_status write_conv_any(exporter *e, const cfx__node *n, const char **i
                  AIS("output_padding", v + 10, 2)};
     return add_node(e, n->op->name, in, n->in[2] >= 0 ? 3 : 2, out, a, transpose ? 6 : 5);
 }
+
 static cfx_status write_conv(exporter *e, const cfx__node *n, const char **in, const char *out) {
     return write_conv_any(e, n, in, out, false);
 }
+
 static cfx_status write_conv_transpose(exporter *e, const cfx__node *n, const char **in,
                                        const char *out) {
     return write_conv_any(e, n, in, out, true);
@@ -2536,10 +2247,12 @@ static cfx_status write_pool_any(exporter *e, const cfx__node *n, const char **i
                      : (xattr)AI("count_include_pad", p->count_include_pad)};
     return add_node(e, n->op->name, in, 1, out, a, 5);
 }
+
 static cfx_status write_max_pool(exporter *e, const cfx__node *n, const char **in,
                                  const char *out) {
     return write_pool_any(e, n, in, out, true);
 }
+
 static cfx_status write_avg_pool(exporter *e, const cfx__node *n, const char **in,
                                  const char *out) {
     return write_pool_any(e, n, in, out, false);
@@ -2553,9 +2266,11 @@ static cfx_status write_gemm_attr(exporter *e, const cfx__node *n, const char **
                  AF("beta", g.alpha == 0 && g.beta == 0 ? 1 : g.beta)};
     return add_node(e, "Gemm", in, n->in[2] >= 0 ? 3 : 2, out, a, 4);
 }
+
 static cfx_status write_gemm(exporter *e, const cfx__node *n, const char **in, const char *out) {
     return write_gemm_attr(e, n, in, out, *(const cfx__gemm_attr *)n->attr);
 }
+
 static cfx_status write_linear(exporter *e, const cfx__node *n, const char **in, const char *out) {
     return write_gemm_attr(e, n, in, out, (cfx__gemm_attr){.trans_b = 1, .alpha = 1, .beta = 1});
 }
@@ -2650,7 +2365,7 @@ static cfx_status write_argmax(exporter *e, const cfx__node *n, const char **in,
     xattr a[] = {AI("axis", x->axis), AI("keepdims", x->keepdims)};
     CFX_TRY(add_node(e, "ArgMax", in, 1, t, a, 2));
     const char *ci[] = {t};
-    xattr ca[] = {AI("to", T_FLOAT)};
+    xattr ca[] = {AI("to", CFX__ONNX_FLOAT)};
     return add_node(e, "Cast", ci, 1, out, ca, 1);
 }
 
@@ -2670,7 +2385,7 @@ static cfx_status write_resize(exporter *e, const cfx__node *n, const char **in,
         float sc[4] = {1, 1, r->scale_h, r->scale_w};
         const char *nm = tmp_name(e, out);
         int64_t four = 4;
-        if (!nm || !add_init(e, nm, T_FLOAT, 1, &four, sc, sizeof sc)) return CFX_ENOMEM;
+        if (!nm || !add_init(e, nm, CFX__ONNX_FLOAT, 1, &four, sc, sizeof sc)) return CFX_ENOMEM;
         in[2] = nm;
     }
     xattr a[] = {AS("mode", r->mode == CFX_RESIZE_NEAREST ? "nearest" : "linear"),

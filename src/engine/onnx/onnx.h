@@ -1,0 +1,74 @@
+/* onnx.h - the private interface between the modules of src/engine/onnx/, bottom-up:
+ *
+ *   proto.c         reading a model file, tensor data (inline or external), node attributes
+ *   write.c         writing a model file, the arena of the protobuf structs built for one
+ *   tensors.c       the import context: what each tensor name stands for, values, constants
+ *   fold.c          constant folding of the integer shape arithmetic exporters emit
+ *   import_shape.c  importers of constants and shape ops   } each with its table of ONNX op
+ *   import_math.c   importers of elementwise ops, reductions } types, which import.c and info.c
+ *   import_nn.c     importers of layers (conv, pool, ...)    } look an op up in
+ *   import.c        the import driver: cfx_onnx_import, cfx_onnx_load
+ *   info.c          file summaries: cfx_onnx_info_load
+ *   split.c         cutting an autoencoder file in two: cfx_onnx_split
+ *   export.c        writing a graph as ONNX: cfx_onnx_save
+ *
+ * A module uses only those above it in this list (scripts/layers.py checks that the symbol
+ * graph has no cycle). Not part of the public API. */
+#ifndef CFX_ENGINE_ONNX_H
+#define CFX_ENGINE_ONNX_H
+
+#include "base/strmap.h"
+#include "engine/graph.h"
+#include "engine/ops/ops.h"
+#include "onnx.pb-c.h"
+
+/* The ONNX element types cfx reads. */
+enum {
+    CFX__ONNX_FLOAT = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+    CFX__ONNX_UINT8 = ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
+    CFX__ONNX_INT8 = ONNX__TENSOR_PROTO__DATA_TYPE__INT8,
+    CFX__ONNX_INT16 = ONNX__TENSOR_PROTO__DATA_TYPE__INT16,
+    CFX__ONNX_INT32 = ONNX__TENSOR_PROTO__DATA_TYPE__INT32,
+    CFX__ONNX_INT64 = ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+    CFX__ONNX_BOOL = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL,
+    CFX__ONNX_DOUBLE = ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE,
+};
+
+/* ---------------------------------------------------------------------- proto.c --- */
+
+/* Reads and parses a model file; NULL with a message. Free it with cfx__onnx_model_free. */
+Onnx__ModelProto *cfx__onnx_model_read(const char *path);
+/* Frees a model that cfx__onnx_model_read returned; NULL is fine. */
+void cfx__onnx_model_free(Onnx__ModelProto *m);
+/* The version of the default ("" or "ai.onnx") operator set. */
+int64_t cfx__onnx_model_opset(const Onnx__ModelProto *m);
+/* Whether element type t is an integer (or bool) type, which import keeps as int64. */
+bool cfx__onnx_is_int_type(int t);
+/* The element count of t from its dims, or -1 when they are negative or overflow. */
+int64_t cfx__onnx_tensor_numel(const Onnx__TensorProto *t);
+/* Decodes n elements of t into f (floats) or i (int64s), exactly one of them non-NULL; external
+ * data is read relative to dir (the model's folder, with its trailing '/'). */
+cfx_status cfx__onnx_tensor_read(const char *dir, const Onnx__TensorProto *t, float *f, int64_t *i,
+                                 int64_t n);
+/* Input or output k's name, or NULL when absent (missing or ""). */
+const char *cfx__onnx_in_name(const Onnx__NodeProto *n, size_t k);
+const char *cfx__onnx_out_name(const Onnx__NodeProto *n, size_t k);
+/* Attribute lookup by name; the typed forms return def when absent. */
+const Onnx__AttributeProto *cfx__onnx_attr(const Onnx__NodeProto *n, const char *name);
+int64_t cfx__onnx_attr_int(const Onnx__NodeProto *n, const char *name, int64_t def);
+float cfx__onnx_attr_float(const Onnx__NodeProto *n, const char *name, float def);
+/* The string attribute copied into buf (NUL-terminated), or def. */
+const char *cfx__onnx_attr_str(const Onnx__NodeProto *n, const char *name, const char *def,
+                               char *buf, size_t size);
+/* Copies an ints attribute into out (at most cap); returns its length, or -1 when absent. */
+int cfx__onnx_attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, int cap);
+/* The shape of a value_info (symbolic dimensions as -1); false when it has none. */
+bool cfx__onnx_info_shape(const Onnx__ValueInfoProto *vi, int *elem, int *ndim, int64_t *shape);
+/* Whether name is an initializer of gr. */
+bool cfx__onnx_is_initializer(const Onnx__GraphProto *gr, const char *name);
+/* Whether name is a key of the string set m (a map whose values are unused). */
+bool cfx__onnx_in_set(const cfx__strmap *m, const char *name);
+/* Whether name is one of the n strings of list (NULL entries are skipped). */
+bool cfx__onnx_in_list(const char *const *list, int n, const char *name);
+
+#endif
