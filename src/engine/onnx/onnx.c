@@ -1753,91 +1753,6 @@ fail:
     return NULL;
 }
 
-static cfx_status write_model(const Onnx__ModelProto *m, const char *path) {
-    size_t size = onnx__model_proto__get_packed_size(m);
-    uint8_t *buf = cfx_malloc(size ? size : 1);
-    if (!buf) return cfx_set_error(CFX_ENOMEM, "save model: out of memory (%zu bytes)", size);
-    onnx__model_proto__pack(m, buf);
-    cfx_file af;
-    cfx_status s = cfx_file_create(&af, path);
-    if (s == CFX_OK) {
-        if (fwrite(buf, 1, size, af.f) != size) {
-            cfx_file_abort(&af);
-            s = cfx_set_error(CFX_EIO, "cannot write '%s': %s", path, strerror(errno));
-        } else {
-            s = cfx_file_commit(&af);
-        }
-    }
-    cfx_free(buf);
-    return s;
-}
-
-/* Allocations of one export, freed together. */
-typedef struct arena {
-    void **p;
-    size_t n, cap;
-} arena;
-
-static void *ar_alloc(arena *a, size_t size) {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 256;
-        void **np = cfx_realloc(a->p, cap * sizeof *np);
-        if (!np) return NULL;
-        a->p = np, a->cap = cap;
-    }
-    void *q = cfx_calloc(1, size ? size : 1);
-    if (q) a->p[a->n++] = q;
-    return q;
-}
-
-static char *ar_str(arena *a, const char *s) {
-    char *d = ar_alloc(a, strlen(s) + 1);
-    if (d) strcpy(d, s);
-    return d;
-}
-
-static void ar_free(arena *a) {
-    for (size_t k = 0; k < a->n; k++) cfx_free(a->p[k]);
-    cfx_free(a->p);
-}
-
-/* A float tensor's value_info; shape[0] < 0 writes the symbolic dimension "batch". */
-static Onnx__ValueInfoProto *make_vi(arena *a, const char *name, int ndim, const int64_t *shape) {
-    Onnx__ValueInfoProto *vi = ar_alloc(a, sizeof *vi);
-    Onnx__TypeProto *tp = ar_alloc(a, sizeof *tp);
-    Onnx__TypeProto__Tensor *tt = ar_alloc(a, sizeof *tt);
-    Onnx__TensorShapeProto *sp = ar_alloc(a, sizeof *sp);
-    Onnx__TensorShapeProto__Dimension **dims = ar_alloc(a, (size_t)(ndim + 1) * sizeof *dims);
-    if (!vi || !tp || !tt || !sp || !dims) return NULL;
-    onnx__value_info_proto__init(vi);
-    onnx__type_proto__init(tp);
-    onnx__type_proto__tensor__init(tt);
-    onnx__tensor_shape_proto__init(sp);
-    for (int k = 0; k < ndim; k++) {
-        Onnx__TensorShapeProto__Dimension *d = ar_alloc(a, sizeof *d);
-        if (!d) return NULL;
-        onnx__tensor_shape_proto__dimension__init(d);
-        if (shape[k] < 0) {
-            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-            d->dim_param = ar_str(a, "batch");
-        } else {
-            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-            d->dim_value = shape[k];
-        }
-        dims[k] = d;
-    }
-    sp->n_dim = (size_t)ndim;
-    sp->dim = dims;
-    tt->has_elem_type = 1;
-    tt->elem_type = CFX__ONNX_FLOAT;
-    tt->shape = sp;
-    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    tp->tensor_type = tt;
-    vi->name = ar_str(a, name);
-    vi->type = tp;
-    return vi->name ? vi : NULL;
-}
-
 /* Marks the nodes that outputs need, stopping at stop (may be NULL). */
 static cfx_status mark_needed(const Onnx__GraphProto *gr, const char *const *outs, int nouts,
                               const char *stop, uint8_t *needed) {
@@ -1874,13 +1789,13 @@ static cfx_status write_part(Onnx__ModelProto *m, const uint8_t *needed,
                              Onnx__ValueInfoProto *extra_in, Onnx__ValueInfoProto **outs,
                              size_t nouts, const char *path) {
     Onnx__GraphProto *gr = m->graph, saved = *gr;
-    arena a = {0};
+    cfx__onnx_arena a = {0};
     cfx_status st = CFX_OK;
-    Onnx__NodeProto **nodes = ar_alloc(&a, (gr->n_node + 1) * sizeof *nodes);
-    Onnx__TensorProto **inits = ar_alloc(&a, (gr->n_initializer + 1) * sizeof *inits);
-    Onnx__ValueInfoProto **ins = ar_alloc(&a, (gr->n_input + 2) * sizeof *ins);
+    Onnx__NodeProto **nodes = cfx__onnx_arena_alloc(&a, (gr->n_node + 1) * sizeof *nodes);
+    Onnx__TensorProto **inits = cfx__onnx_arena_alloc(&a, (gr->n_initializer + 1) * sizeof *inits);
+    Onnx__ValueInfoProto **ins = cfx__onnx_arena_alloc(&a, (gr->n_input + 2) * sizeof *ins);
     if (!nodes || !inits || !ins) {
-        ar_free(&a);
+        cfx__onnx_arena_free(&a);
         return cfx_set_error(CFX_ENOMEM, "split: out of memory");
     }
     size_t nn = 0, ni = 0, nin = 0;
@@ -1898,9 +1813,9 @@ static cfx_status write_part(Onnx__ModelProto *m, const uint8_t *needed,
     gr->input = ins, gr->n_input = nin;
     gr->output = outs, gr->n_output = nouts;
     gr->n_value_info = 0;
-    st = write_model(m, path);
+    st = cfx__onnx_model_write(m, path);
     *gr = saved;
-    ar_free(&a);
+    cfx__onnx_arena_free(&a);
     return st;
 }
 
@@ -1924,18 +1839,18 @@ cfx_status cfx_onnx_split(const char *path, const char *latent, const char *enco
     shape[0] = -1;
     Onnx__ModelProto *m = cfx__onnx_model_read(path);
     if (!m) return cfx_error_context(CFX_EFORMAT, "split");
-    arena a = {0};
+    cfx__onnx_arena a = {0};
     cfx_status st = CFX_ENOMEM;
     Onnx__GraphProto *gr = m->graph;
     uint8_t *needed = cfx_calloc(gr->n_node + 1, 1);
     const char **outs = cfx_calloc(gr->n_output + 1, sizeof *outs);
-    Onnx__ValueInfoProto *lvi = make_vi(&a, latent, ndim, shape);
+    Onnx__ValueInfoProto *lvi = cfx__onnx_value_info(&a, latent, ndim, shape);
     if (!needed || !outs || !lvi) goto done;
     Onnx__ValueInfoProto *lvo[] = {lvi};
     if ((st = mark_needed(gr, lat, 1, NULL, needed)) != CFX_OK) goto done;
     if ((st = write_part(m, needed, NULL, lvo, 1, encoder_path)) != CFX_OK) goto done;
     /* The decoder's outputs are the model's, less the latent when the model returns it too. */
-    Onnx__ValueInfoProto **dout = ar_alloc(&a, (gr->n_output + 1) * sizeof *dout);
+    Onnx__ValueInfoProto **dout = cfx__onnx_arena_alloc(&a, (gr->n_output + 1) * sizeof *dout);
     size_t nd = 0;
     if (!dout) goto done;
     for (size_t k = 0; k < gr->n_output; k++)
@@ -1950,14 +1865,14 @@ done:
         cfx_set_error(CFX_ENOMEM, "split: out of memory");
     cfx_free(needed);
     cfx_free(outs);
-    ar_free(&a);
+    cfx__onnx_arena_free(&a);
     cfx__onnx_model_free(m);
     return st == CFX_OK ? CFX_OK : cfx_error_context(st, "split '%s'", path);
 }
 
 typedef struct exporter {
     cfx_graph *g;
-    arena a;
+    cfx__onnx_arena a;
     Onnx__NodeProto **nodes;
     size_t nn, ncap;
     Onnx__TensorProto **inits;
@@ -1984,20 +1899,20 @@ static const char *vname(exporter *e, int id) {
     if (n) return n;
     char b[32];
     snprintf(b, sizeof b, "v%d", id);
-    return ar_str(&e->a, b);
+    return cfx__onnx_arena_str(&e->a, b);
 }
 
 static const char *tmp_name(exporter *e, const char *base) {
     char b[600];
     snprintf(b, sizeof b, "%s__%d", base, e->tmp++);
-    return ar_str(&e->a, b);
+    return cfx__onnx_arena_str(&e->a, b);
 }
 
 static Onnx__TensorProto *add_init(exporter *e, const char *name, int dtype, int ndim,
                                    const int64_t *shape, const void *data, size_t bytes) {
-    Onnx__TensorProto *t = ar_alloc(&e->a, sizeof *t);
-    int64_t *dims = ar_alloc(&e->a, (size_t)(ndim + 1) * sizeof *dims);
-    uint8_t *raw = ar_alloc(&e->a, bytes);
+    Onnx__TensorProto *t = cfx__onnx_arena_alloc(&e->a, sizeof *t);
+    int64_t *dims = cfx__onnx_arena_alloc(&e->a, (size_t)(ndim + 1) * sizeof *dims);
+    uint8_t *raw = cfx__onnx_arena_alloc(&e->a, bytes);
     if (!t || !dims || !raw || !grow((void ***)&e->inits, &e->icap, e->ni)) return NULL;
     onnx__tensor_proto__init(t);
     if (ndim) memcpy(dims, shape, (size_t)ndim * sizeof *dims); /* a scalar has no shape */
@@ -2050,7 +1965,7 @@ static cfx_status emit_value(exporter *e, int id) {
         int64_t shape[CFX_MAX_DIMS];
         memcpy(shape, t->shape, sizeof shape);
         if (t->ndim > 0) shape[0] = -1;
-        Onnx__ValueInfoProto *vi = make_vi(&e->a, vname(e, id), t->ndim, shape);
+        Onnx__ValueInfoProto *vi = cfx__onnx_value_info(&e->a, vname(e, id), t->ndim, shape);
         if (!vi || !grow((void ***)&e->ins, &e->incap, e->nin)) return CFX_ENOMEM;
         e->ins[e->nin++] = vi;
         return CFX_OK;
@@ -2076,17 +1991,17 @@ typedef struct xattr xattr;
 /* Adds a node op(inputs) -> outputs with attributes. */
 static cfx_status add_node(exporter *e, const char *op, const char *const *in, int nin,
                            const char *out, const struct xattr *at, int nat) {
-    Onnx__NodeProto *n = ar_alloc(&e->a, sizeof *n);
-    char **ins = ar_alloc(&e->a, (size_t)(nin + 1) * sizeof *ins);
-    char **outs = ar_alloc(&e->a, sizeof *outs);
-    Onnx__AttributeProto **attrs = ar_alloc(&e->a, (size_t)(nat + 1) * sizeof *attrs);
+    Onnx__NodeProto *n = cfx__onnx_arena_alloc(&e->a, sizeof *n);
+    char **ins = cfx__onnx_arena_alloc(&e->a, (size_t)(nin + 1) * sizeof *ins);
+    char **outs = cfx__onnx_arena_alloc(&e->a, sizeof *outs);
+    Onnx__AttributeProto **attrs = cfx__onnx_arena_alloc(&e->a, (size_t)(nat + 1) * sizeof *attrs);
     if (!n || !ins || !outs || !attrs || !grow((void ***)&e->nodes, &e->ncap, e->nn))
         return CFX_ENOMEM;
     onnx__node_proto__init(n);
     for (int k = 0; k < nin; k++) ins[k] = (char *)(in[k] ? in[k] : "");
     outs[0] = (char *)out;
     for (int k = 0; k < nat; k++) {
-        Onnx__AttributeProto *p = ar_alloc(&e->a, sizeof *p);
+        Onnx__AttributeProto *p = cfx__onnx_arena_alloc(&e->a, sizeof *p);
         if (!p) return CFX_ENOMEM;
         onnx__attribute_proto__init(p);
         p->name = (char *)at[k].name;
@@ -2117,8 +2032,8 @@ static cfx_status add_node(exporter *e, const char *op, const char *const *in, i
     n->op_type = (char *)op;
     n->name = (char *)out;
     if (!strcmp(op, "Constant")) {
-        Onnx__AttributeProto *p = ar_alloc(&e->a, sizeof *p);
-        Onnx__AttributeProto **pp = ar_alloc(&e->a, sizeof *pp);
+        Onnx__AttributeProto *p = cfx__onnx_arena_alloc(&e->a, sizeof *p);
+        Onnx__AttributeProto **pp = cfx__onnx_arena_alloc(&e->a, sizeof *pp);
         if (!p || !pp) return CFX_ENOMEM;
         onnx__attribute_proto__init(p);
         p->name = "value";
@@ -2205,7 +2120,7 @@ static cfx_status write_conv_any(exporter *e, const cfx__node *n, const char **i
                                  bool transpose) {
     const cfx_conv2d_attr *c = n->attr;
     const cfx_tensor *w = cfx_graph_tensor(e->g, n->in[1]);
-    int64_t *v = ar_alloc(&e->a, 16 * sizeof *v);
+    int64_t *v = cfx__onnx_arena_alloc(&e->a, 16 * sizeof *v);
     if (!v) return CFX_ENOMEM;
     v[0] = w->shape[2], v[1] = w->shape[3];
     v[2] = c->stride[0] ? c->stride[0] : 1, v[3] = c->stride[1] ? c->stride[1] : 1;
@@ -2234,7 +2149,7 @@ static cfx_status write_conv_transpose(exporter *e, const cfx__node *n, const ch
 static cfx_status write_pool_any(exporter *e, const cfx__node *n, const char **in, const char *out,
                                  bool max) {
     const cfx_pool2d_attr *p = n->attr;
-    int64_t *v = ar_alloc(&e->a, 12 * sizeof *v);
+    int64_t *v = cfx__onnx_arena_alloc(&e->a, 12 * sizeof *v);
     if (!v) return CFX_ENOMEM;
     v[0] = p->kernel[0], v[1] = p->kernel[1];
     v[2] = p->stride[0] ? p->stride[0] : p->kernel[0];
@@ -2302,7 +2217,7 @@ static cfx_status write_reshape(exporter *e, const cfx__node *n, const char **in
 static cfx_status write_transpose(exporter *e, const cfx__node *n, const char **in,
                                   const char *out) {
     const cfx__perm_attr *p = n->attr;
-    int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
+    int64_t *v = cfx__onnx_arena_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
     if (!v) return CFX_ENOMEM;
     for (int k = 0; k < p->ndim; k++) v[k] = p->perm[k];
     xattr a[] = {AIS("perm", v, p->ndim)};
@@ -2341,7 +2256,7 @@ static cfx_status write_pad(exporter *e, const cfx__node *n, const char **in, co
 static cfx_status write_reduce(exporter *e, const cfx__node *n, const char **in, const char *out) {
     const cfx__reduce_attr *r = n->attr;
     const char *op = n->op->name;
-    int64_t *v = ar_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
+    int64_t *v = cfx__onnx_arena_alloc(&e->a, CFX_MAX_DIMS * sizeof *v);
     if (!v) return CFX_ENOMEM;
     for (int k = 0; k < r->naxes; k++) v[k] = r->axes[k];
     xattr a[] = {AI("keepdims", r->keepdims), AIS("axes", v, r->naxes)};
@@ -2496,7 +2411,7 @@ cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int
         st = export_node(&e, &g->nodes[k]);
         if (st != CFX_OK) goto done;
     }
-    Onnx__ValueInfoProto **ovi = ar_alloc(&e.a, (size_t)no * sizeof *ovi);
+    Onnx__ValueInfoProto **ovi = cfx__onnx_arena_alloc(&e.a, (size_t)no * sizeof *ovi);
     if (!ovi) {
         st = CFX_ENOMEM;
         goto done;
@@ -2507,7 +2422,7 @@ cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int
         memcpy(shape, t->shape, sizeof shape);
         if (t->ndim > 0) shape[0] = -1;
         if ((st = emit_value(&e, outs[k])) != CFX_OK) goto done;
-        if (!(ovi[k] = make_vi(&e.a, vname(&e, outs[k]), t->ndim, shape))) {
+        if (!(ovi[k] = cfx__onnx_value_info(&e.a, vname(&e, outs[k]), t->ndim, shape))) {
             st = CFX_ENOMEM;
             goto done;
         }
@@ -2531,7 +2446,7 @@ cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int
     gr.n_initializer = e.ni, gr.initializer = e.inits;
     gr.n_input = e.nin, gr.input = e.ins;
     gr.n_output = (size_t)no, gr.output = ovi;
-    st = write_model(&m, path);
+    st = cfx__onnx_model_write(&m, path);
 done:
     if (st == CFX_ENOMEM && !strstr(cfx_last_error(), "memory"))
         cfx_set_error(CFX_ENOMEM, "out of memory");
@@ -2541,6 +2456,6 @@ done:
     cfx_free(e.nodes);
     cfx_free(e.inits);
     cfx_free(e.ins);
-    ar_free(&e.a);
+    cfx__onnx_arena_free(&e.a);
     return st == CFX_OK ? CFX_OK : cfx_error_context(st, "save model '%s'", path);
 }

@@ -71,4 +71,24 @@ bool cfx__onnx_in_set(const cfx__strmap *m, const char *name);
 /* Whether name is one of the n strings of list (NULL entries are skipped). */
 bool cfx__onnx_in_list(const char *const *list, int n, const char *name);
 
+/* ---------------------------------------------------------------------- write.c --- */
+
+/* Serialises m into path (atomically, through cfx_file). */
+cfx_status cfx__onnx_model_write(const Onnx__ModelProto *m, const char *path);
+
+/* Allocations of one file being built, freed together. A zeroed struct is empty. */
+typedef struct cfx__onnx_arena {
+    void **p;
+    size_t n, cap;
+} cfx__onnx_arena;
+
+/* size zeroed bytes owned by a; NULL when out of memory. */
+void *cfx__onnx_arena_alloc(cfx__onnx_arena *a, size_t size);
+/* A copy of s owned by a. */
+char *cfx__onnx_arena_str(cfx__onnx_arena *a, const char *s);
+void cfx__onnx_arena_free(cfx__onnx_arena *a);
+/* A float tensor's value_info in a; shape[0] < 0 writes the symbolic dimension "batch". */
+Onnx__ValueInfoProto *cfx__onnx_value_info(cfx__onnx_arena *a, const char *name, int ndim,
+                                           const int64_t *shape);
+
 #endif
