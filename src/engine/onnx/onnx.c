@@ -26,335 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* What a tensor name stands for while importing. */
-typedef struct entry {
-    int id;     /* graph value, or -1 */
-    bool known; /* folded constant data below (or an initializer not read yet) */
-    int dtype;  /* T_FLOAT or T_INT64 once decoded */
-    int ndim;
-    int64_t shape[CFX_MAX_DIMS];
-    int64_t numel;
-    float *f;       /* T_FLOAT data */
-    int64_t *i;     /* T_INT64 data */
-    uint8_t *batch; /* ints: element came from a batch dimension (see the file comment) */
-    const Onnx__TensorProto *init; /* an initializer or Constant tensor not yet decoded */
-    bool is_init;                  /* a weight (initializer), not a Constant */
-} entry;
-
-/* The tensor table: entries in an array, names mapped to their index. Entries move when the
- * array grows, that is when define adds a name: a caller that holds an entry * across a call
- * that may define (define, new_const, set_out, alias_out) copies what it needs first or
- * looks the entry up again. */
-typedef struct ctx {
-    cfx_graph *g;
-    const cfx_onnx_options *o;
-    const char *path;
-    char dir[1024]; /* the model's folder, for external data */
-    const Onnx__ModelProto *m;
-    int64_t opset;
-    const Onnx__NodeProto *node; /* being imported */
-    entry *tab;                  /* (n) */
-    size_t n, cap;
-    cfx__strmap names;     /* tensor name (borrowed from the model or the options) -> index */
-    const uint8_t *needed; /* per node: imported */
-    const char **want;     /* output names */
-    int nwant;
-} ctx;
-
-static entry *lookup(ctx *c, const char *name) {
-    int32_t k = cfx__strmap_get(&c->names, name, strlen(name));
-    return k < 0 ? NULL : &c->tab[k];
-}
-
-static void entry_clear(entry *e) {
-    cfx_free(e->f);
-    cfx_free(e->i);
-    cfx_free(e->batch);
-    e->f = NULL, e->i = NULL, e->batch = NULL;
-}
-
-/* The entry for name, created empty (id -1, nothing known) when new; NULL on no memory. The
- * name is borrowed: it must outlive the table. */
-static entry *define(ctx *c, const char *name) {
-    entry *e = lookup(c, name);
-    if (!e) {
-        if (c->n == c->cap) {
-            size_t cap = c->cap ? 2 * c->cap : 128;
-            entry *t = cfx_realloc(c->tab, cap * sizeof *t);
-            if (!t) return NULL;
-            c->tab = t, c->cap = cap;
-        }
-        if (c->n > INT32_MAX || cfx__strmap_put(&c->names, name, (int32_t)c->n) != CFX_OK)
-            return NULL;
-        e = &c->tab[c->n++];
-    } else {
-        entry_clear(e);
-    }
-    memset(e, 0, sizeof *e);
-    e->id = -1;
-    return e;
-}
-
-static void ctx_free(ctx *c) {
-    for (size_t k = 0; k < c->n; k++) entry_clear(&c->tab[k]);
-    cfx_free(c->tab);
-    cfx__strmap_deinit(&c->names);
-}
-
-/* An error about the current node: "node 'conv1' (Conv, opset 13): <msg>". */
-static cfx_status fail(ctx *c, cfx_status st, const char *fmt, ...) {
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (c->node)
-        return cfx_set_error(st, "node '%s' (%s, opset %lld): %s",
-                             c->node->name && c->node->name[0] ? c->node->name : "(unnamed)",
-                             c->node->op_type, (long long)c->opset, msg);
-    return cfx_set_error(st, "%s", msg);
-}
-
-/* Makes e a folded constant described by tensor t (data read later, on first use). */
-static cfx_status entry_from_tensor(ctx *c, entry *e, const Onnx__TensorProto *t, bool is_init) {
-    if (t->n_dims > CFX_MAX_DIMS)
-        return fail(c, CFX_EUNSUPPORTED, "tensor '%s' has %zu dimensions (at most %d)",
-                    t->name ? t->name : "", t->n_dims, CFX_MAX_DIMS);
-    int64_t n = cfx__onnx_tensor_numel(t);
-    if (n < 0) return fail(c, CFX_EFORMAT, "tensor '%s' has a bad shape", t->name ? t->name : "");
-    e->known = true;
-    e->init = t;
-    e->is_init = is_init;
-    e->ndim = (int)t->n_dims;
-    for (size_t k = 0; k < t->n_dims; k++) e->shape[k] = t->dims[k];
-    e->numel = n;
-    e->dtype = cfx__onnx_is_int_type(t->data_type) ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT;
-    return CFX_OK;
-}
-
-/* Decodes an entry's data if it has not been (ints stay ints, the rest becomes float). */
-static cfx_status entry_decode(ctx *c, entry *e) {
-    if (!e->init) return CFX_OK;
-    size_t n = (size_t)(e->numel ? e->numel : 1);
-    if (e->dtype == CFX__ONNX_INT64) {
-        e->i = cfx_calloc(n, sizeof *e->i);
-        e->batch = cfx_calloc(n, 1);
-        if (!e->i || !e->batch) return CFX_ENOMEM;
-        CFX_TRY(cfx__onnx_tensor_read(c->dir, e->init, NULL, e->i, e->numel));
-    } else {
-        e->f = cfx_calloc(n, sizeof *e->f);
-        if (!e->f) return CFX_ENOMEM;
-        CFX_TRY(cfx__onnx_tensor_read(c->dir, e->init, e->f, NULL, e->numel));
-    }
-    e->init = NULL;
-    return CFX_OK;
-}
-
-/* A fresh folded constant for output name, with room for its data. */
-static entry *new_const(ctx *c, const char *name, int dtype, int ndim, const int64_t *shape) {
-    entry *e = define(c, name);
-    if (!e) return NULL;
-    int64_t n = 1;
-    for (int k = 0; k < ndim; k++) n *= shape[k];
-    e->known = true;
-    e->dtype = dtype;
-    e->ndim = ndim;
-    memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
-    e->numel = n;
-    size_t cnt = (size_t)(n ? n : 1);
-    if (dtype == CFX__ONNX_INT64) {
-        e->i = cfx_calloc(cnt, sizeof *e->i);
-        e->batch = cfx_calloc(cnt, 1);
-        if (!e->i || !e->batch) return NULL;
-    } else if (!(e->f = cfx_calloc(cnt, sizeof *e->f))) {
-        return NULL;
-    }
-    return e;
-}
-
-static double cget(const entry *e, int64_t k) {
-    return e->dtype == CFX__ONNX_INT64 ? (double)e->i[k] : e->f[k];
-}
-
-static cfx_status graph_error(ctx *c) {
-    char msg[600];
-    snprintf(msg, sizeof msg, "%s", cfx_last_error());
-    return fail(c, CFX_EINVAL, "%s", msg);
-}
-
-/* The prefixed graph name of a tensor, in buf. */
-static const char *gname(ctx *c, const char *name, char *buf, size_t size) {
-    snprintf(buf, size, "%s%s", c->o->prefix ? c->o->prefix : "", name);
-    return buf;
-}
-
-/* The graph value of tensor name, making a folded constant into a graph value the first time:
- * a float initializer becomes a parameter unless frozen or stat (batch-norm statistics). */
-static int value_of(ctx *c, const char *name, bool stat) {
-    entry *e = name ? lookup(c, name) : NULL;
-    if (!e) {
-        fail(c, CFX_EFORMAT, "input '%s' is not produced by any node, initializer or input",
-             name ? name : "");
-        return -1;
-    }
-    if (e->id >= 0) return e->id;
-    if (!e->known) {
-        fail(c, CFX_EFORMAT, "input '%s' has no value", name);
-        return -1;
-    }
-    char nb[1100];
-    gname(c, name, nb, sizeof nb);
-    int64_t shape[CFX_MAX_DIMS];
-    int ndim = e->ndim;
-    memcpy(shape, e->shape, sizeof shape);
-    if (e->numel == 0) {
-        fail(c, CFX_EUNSUPPORTED, "tensor '%s' is empty, which cfx graphs cannot hold", name);
-        return -1;
-    }
-    bool param = e->is_init && e->dtype == CFX__ONNX_FLOAT && !stat && !c->o->frozen;
-    if (cfx_graph_find(c->g, nb) >= 0)
-        snprintf(nb + strlen(nb), 32, ":%d", cfx_graph_num_values(c->g));
-    int id = param ? cfx_graph_param(c->g, nb, ndim, shape)
-                   : cfx_graph_const(c->g, nb, ndim, shape, NULL);
-    if (id < 0) {
-        graph_error(c);
-        return -1;
-    }
-    float *dst = cfx_graph_tensor(c->g, id)->data;
-    if (e->init) {
-        if (cfx__onnx_tensor_read(c->dir, e->init, dst, NULL, e->numel) != CFX_OK) return -1;
-    } else {
-        for (int64_t k = 0; k < e->numel; k++) dst[k] = (float)cget(e, k);
-    }
-    e->id = id;
-    return id;
-}
-
-/* The folded constant for tensor name (decoded), or NULL when it is a graph value. */
-static entry *const_of(ctx *c, const char *name) {
-    entry *e = name ? lookup(c, name) : NULL;
-    if (!e || !e->known || e->id >= 0) return NULL;
-    if (entry_decode(c, e) != CFX_OK) return NULL;
-    return e;
-}
-
-/* Reads a constant input as int64s (at most cap); returns the count, or -1 with a message. */
-static int const_ints(ctx *c, size_t k, int64_t *out, int cap, uint8_t *batch) {
-    const char *nm = cfx__onnx_in_name(c->node, k);
-    entry *e = const_of(c, nm);
-    if (!e) {
-        fail(c, CFX_EUNSUPPORTED,
-             "input %zu ('%s') must be a constant (an initializer or a "
-             "folded shape computation)",
-             k, nm ? nm : "");
-        return -1;
-    }
-    if (e->numel > cap) {
-        fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') has %lld values, more than %d", k, nm,
-             (long long)e->numel, cap);
-        return -1;
-    }
-    for (int64_t j = 0; j < e->numel; j++) {
-        out[j] = e->dtype == CFX__ONNX_INT64 ? e->i[j] : (int64_t)e->f[j];
-        if (batch) batch[j] = e->dtype == CFX__ONNX_INT64 && e->batch ? e->batch[j] : 0;
-    }
-    return (int)e->numel;
-}
-
-static int const_floats(ctx *c, size_t k, float *out, int cap) {
-    const char *nm = cfx__onnx_in_name(c->node, k);
-    entry *e = const_of(c, nm);
-    if (!e) {
-        fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') must be a constant", k, nm ? nm : "");
-        return -1;
-    }
-    if (e->numel > cap) {
-        fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') has %lld values, more than %d", k, nm,
-             (long long)e->numel, cap);
-        return -1;
-    }
-    for (int64_t j = 0; j < e->numel; j++) out[j] = (float)cget(e, j);
-    return (int)e->numel;
-}
-
-/* Records graph value id as output k of the current node, naming it after the tensor. */
-static cfx_status set_out(ctx *c, size_t k, int id) {
-    if (id < 0) return graph_error(c);
-    const char *nm = cfx__onnx_out_name(c->node, k);
-    if (!nm) return CFX_OK;
-    entry *e = define(c, nm);
-    if (!e) return CFX_ENOMEM;
-    e->id = id;
-    if (!cfx_graph_value_name(c->g, id)) {
-        char nb[1100];
-        gname(c, nm, nb, sizeof nb);
-        if (cfx_graph_find(c->g, nb) < 0) CFX_TRY(cfx_graph_set_name(c->g, id, nb));
-    }
-    return CFX_OK;
-}
-
-/* Output k of the current node is the same thing as input j (Identity, no-op casts). */
-static cfx_status alias_out(ctx *c, size_t k, size_t j) {
-    const char *nm = cfx__onnx_out_name(c->node, k), *src = cfx__onnx_in_name(c->node, j);
-    if (!nm) return CFX_OK;
-    entry *s = src ? lookup(c, src) : NULL;
-    if (!s) return fail(c, CFX_EFORMAT, "input '%s' has no value", src ? src : "");
-    if (s->id < 0 && s->known) CFX_TRY(entry_decode(c, s));
-    entry copy = *s;
-    entry *e = define(c, nm);
-    if (!e) return CFX_ENOMEM;
-    s = lookup(c, src); /* define may have moved the table */
-    e->id = s->id;
-    if (s->id < 0) {
-        /* Copy the folded data. */
-        entry *d = new_const(c, nm, copy.dtype, copy.ndim, copy.shape);
-        if (!d) return CFX_ENOMEM;
-        s = lookup(c, src);
-        for (int64_t q = 0; q < copy.numel; q++) {
-            if (copy.dtype == CFX__ONNX_INT64)
-                d->i[q] = s->i[q], d->batch[q] = s->batch[q];
-            else
-                d->f[q] = s->f[q];
-        }
-        d->is_init = s->is_init;
-    }
-    return CFX_OK;
-}
-
-/* Whether a node being imported or a requested output reads tensor name. */
-static bool tensor_used(ctx *c, const char *name) {
-    const Onnx__GraphProto *gr = c->m->graph;
-    for (size_t k = 0; k < gr->n_node; k++) {
-        if (!c->needed[k]) continue;
-        for (size_t j = 0; j < gr->node[k]->n_input; j++)
-            if (gr->node[k]->input[j] && strcmp(gr->node[k]->input[j], name) == 0) return true;
-    }
-    for (int k = 0; k < c->nwant; k++)
-        if (strcmp(c->want[k], name) == 0) return true;
-    return false;
-}
-
-/* Fails when any output beyond the first is used (MaxPool indices, BN running stats, ...). */
-static cfx_status only_first_output(ctx *c) {
-    for (size_t k = 1; k < c->node->n_output; k++)
-        if (cfx__onnx_out_name(c->node, k) && tensor_used(c, c->node->output[k]))
-            return fail(c, CFX_EUNSUPPORTED,
-                        "output %zu ('%s') is not supported (only the "
-                        "first output is)",
-                        k, c->node->output[k]);
-    return CFX_OK;
-}
-
-static int norm_axis(int64_t axis, int ndim) {
-    return (int)(axis < 0 ? axis + ndim : axis);
-}
-
-static const cfx_tensor *vt(ctx *c, int id) {
-    return cfx_graph_tensor(c->g, id);
-}
-
 /* Index into a broadcast operand: the flat output index split by the output shape. */
-static int64_t bcast_index(const entry *e, int ndim, const int64_t *oshape, int64_t flat) {
+static int64_t bcast_index(const cfx__onnx_entry *e, int ndim, const int64_t *oshape,
+                           int64_t flat) {
     int64_t idx = 0, stride = 1;
     for (int d = ndim - 1, ed = e->ndim - 1; d >= 0; d--, ed--) {
         int64_t coord = flat % oshape[d];
@@ -368,32 +42,33 @@ static int64_t bcast_index(const entry *e, int ndim, const int64_t *oshape, int6
 
 /* Add/Sub/Mul/Div (and Equal-free arithmetic) on two folded constants, NumPy broadcasting;
  * integer division truncates as ONNX's integer Div. */
-static cfx_status fold_binary(ctx *c, entry *a, entry *b, char op) {
+static cfx_status fold_binary(cfx__onnx_ctx *c, cfx__onnx_entry *a, cfx__onnx_entry *b, char op) {
     int ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
     int64_t shape[CFX_MAX_DIMS];
     for (int d = 0; d < ndim; d++) {
         int ia = d - (ndim - a->ndim), ib = d - (ndim - b->ndim);
         int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
         if (da != db && da != 1 && db != 1)
-            return fail(c, CFX_ESHAPE, "constant operands do not broadcast");
+            return cfx__onnx_fail(c, CFX_ESHAPE, "constant operands do not broadcast");
         shape[d] = da == 1 ? db : da;
     }
     bool ints = a->dtype == CFX__ONNX_INT64 && b->dtype == CFX__ONNX_INT64;
-    entry ca = *a, cb = *b; /* new_const may move the table */
-    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
-                         ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, ndim, shape);
+    cfx__onnx_entry ca = *a, cb = *b; /* new_const may move the table */
+    cfx__onnx_entry *o = cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0),
+                                             ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, ndim, shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < o->numel; k++) {
         int64_t ia = bcast_index(&ca, ndim, shape, k), ib = bcast_index(&cb, ndim, shape, k);
         if (ints) {
             int64_t x = ca.i[ia], y = cb.i[ib];
-            if (op == '/' && y == 0) return fail(c, CFX_EINVAL, "integer division by zero");
+            if (op == '/' && y == 0)
+                return cfx__onnx_fail(c, CFX_EINVAL, "integer division by zero");
             o->i[k] = op == '+' ? x + y : op == '-' ? x - y : op == '*' ? x * y : x / y;
             /* A batch size times or divided by 1 is still the batch size. */
             o->batch[k] = (ca.batch[ia] && ((op == '*' && y == 1) || (op == '/' && y == 1))) ||
                           (cb.batch[ib] && op == '*' && x == 1);
         } else {
-            double x = cget(&ca, ia), y = cget(&cb, ib);
+            double x = cfx__onnx_cget(&ca, ia), y = cfx__onnx_cget(&cb, ib);
             o->f[k] = (float)(op == '+' ? x + y : op == '-' ? x - y : op == '*' ? x * y : x / y);
         }
     }
@@ -401,11 +76,14 @@ static cfx_status fold_binary(ctx *c, entry *a, entry *b, char op) {
 }
 
 /* The output of a shape-only change of a constant (Reshape, Flatten, Squeeze, Unsqueeze). */
-static cfx_status fold_reshape(ctx *c, entry *src, int ndim, const int64_t *shape) {
-    entry s = *src;
-    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), s.dtype, ndim, shape);
+static cfx_status fold_reshape(cfx__onnx_ctx *c, cfx__onnx_entry *src, int ndim,
+                               const int64_t *shape) {
+    cfx__onnx_entry s = *src;
+    cfx__onnx_entry *o =
+        cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0), s.dtype, ndim, shape);
     if (!o) return CFX_ENOMEM;
-    if (o->numel != s.numel) return fail(c, CFX_ESHAPE, "constant reshape changes the size");
+    if (o->numel != s.numel)
+        return cfx__onnx_fail(c, CFX_ESHAPE, "constant reshape changes the size");
     if (s.dtype == CFX__ONNX_INT64) {
         memcpy(o->i, s.i, (size_t)s.numel * sizeof *o->i);
         memcpy(o->batch, s.batch, (size_t)s.numel);
@@ -415,27 +93,22 @@ static cfx_status fold_reshape(ctx *c, entry *src, int ndim, const int64_t *shap
     return CFX_OK;
 }
 
-typedef cfx_status (*import_fn)(ctx *c);
+typedef cfx_status (*import_fn)(cfx__onnx_ctx *c);
 
-/* The name of input k of the node being imported, or NULL when absent. */
-static const char *input(const ctx *c, size_t k) {
-    return cfx__onnx_in_name(c->node, k);
-}
-
-static cfx_status imp_constant(ctx *c) {
+static cfx_status imp_constant(cfx__onnx_ctx *c) {
     const Onnx__AttributeProto *a;
-    entry *e;
+    cfx__onnx_entry *e;
     if ((a = cfx__onnx_attr(c->node, "value")) && a->t) {
-        e = define(c, cfx__onnx_out_name(c->node, 0));
+        e = cfx__onnx_define(c, cfx__onnx_out_name(c->node, 0));
         if (!e) return CFX_ENOMEM;
-        CFX_TRY(entry_from_tensor(c, e, a->t, false));
-        return entry_decode(c, e);
+        CFX_TRY(cfx__onnx_entry_from_tensor(c, e, a->t, false));
+        return cfx__onnx_entry_decode(c, e);
     }
     if ((a = cfx__onnx_attr(c->node, "value_float")) ||
         (a = cfx__onnx_attr(c->node, "value_int"))) {
         bool isf = a->has_f;
-        if (!(e = new_const(c, cfx__onnx_out_name(c->node, 0),
-                            isf ? CFX__ONNX_FLOAT : CFX__ONNX_INT64, 0, NULL)))
+        if (!(e = cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0),
+                                      isf ? CFX__ONNX_FLOAT : CFX__ONNX_INT64, 0, NULL)))
             return CFX_ENOMEM;
         if (isf)
             e->f[0] = a->f;
@@ -447,8 +120,8 @@ static cfx_status imp_constant(ctx *c) {
         (a = cfx__onnx_attr(c->node, "value_ints"))) {
         bool isf = a->n_floats > 0 || a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
         int64_t n = (int64_t)(isf ? a->n_floats : a->n_ints);
-        if (!(e = new_const(c, cfx__onnx_out_name(c->node, 0),
-                            isf ? CFX__ONNX_FLOAT : CFX__ONNX_INT64, 1, &n)))
+        if (!(e = cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0),
+                                      isf ? CFX__ONNX_FLOAT : CFX__ONNX_INT64, 1, &n)))
             return CFX_ENOMEM;
         for (int64_t k = 0; k < n; k++) {
             if (isf)
@@ -458,22 +131,23 @@ static cfx_status imp_constant(ctx *c) {
         }
         return CFX_OK;
     }
-    return fail(c, CFX_EUNSUPPORTED, "only value, value_float(s) and value_int(s) are supported");
+    return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                          "only value, value_float(s) and value_int(s) are supported");
 }
 
-static cfx_status imp_identity(ctx *c) {
-    return alias_out(c, 0, 0);
+static cfx_status imp_identity(cfx__onnx_ctx *c) {
+    return cfx__onnx_alias_out(c, 0, 0);
 }
 
-static cfx_status imp_shape(ctx *c) {
-    const char *nm = input(c, 0) ? input(c, 0) : "";
-    entry *s = lookup(c, nm);
-    if (!s) return fail(c, CFX_EFORMAT, "input '%s' has no value", nm);
+static cfx_status imp_shape(cfx__onnx_ctx *c) {
+    const char *nm = cfx__onnx_input(c, 0) ? cfx__onnx_input(c, 0) : "";
+    cfx__onnx_entry *s = cfx__onnx_lookup(c, nm);
+    if (!s) return cfx__onnx_fail(c, CFX_EFORMAT, "input '%s' has no value", nm);
     int ndim;
     int64_t shape[CFX_MAX_DIMS];
     bool from_graph = s->id >= 0;
     if (from_graph) {
-        const cfx_tensor *t = vt(c, s->id);
+        const cfx_tensor *t = cfx__onnx_tensor(c, s->id);
         ndim = t->ndim;
         memcpy(shape, t->shape, sizeof shape);
     } else {
@@ -487,7 +161,8 @@ static cfx_status imp_shape(ctx *c) {
     start = start < 0 ? 0 : start > ndim ? ndim : start;
     end = end < start ? start : end > ndim ? ndim : end;
     int64_t n = end - start;
-    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), CFX__ONNX_INT64, 1, &n);
+    cfx__onnx_entry *o =
+        cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0), CFX__ONNX_INT64, 1, &n);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < n; k++) {
         o->i[k] = shape[start + k];
@@ -496,24 +171,25 @@ static cfx_status imp_shape(ctx *c) {
     return CFX_OK;
 }
 
-static cfx_status imp_cast(ctx *c) {
+static cfx_status imp_cast(cfx__onnx_ctx *c) {
     int64_t to = cfx__onnx_attr_int(c->node, "to", CFX__ONNX_FLOAT);
-    entry *s = const_of(c, input(c, 0));
+    cfx__onnx_entry *s = cfx__onnx_const_of(c, cfx__onnx_input(c, 0));
     if (!s) {
         /* On a graph value (float already), a cast to float is the identity. */
-        if (to == CFX__ONNX_FLOAT || to == CFX__ONNX_DOUBLE) return alias_out(c, 0, 0);
-        return fail(c, CFX_EUNSUPPORTED,
-                    "cast of a computed float tensor to type %lld (cfx "
-                    "graphs are float)",
-                    (long long)to);
+        if (to == CFX__ONNX_FLOAT || to == CFX__ONNX_DOUBLE) return cfx__onnx_alias_out(c, 0, 0);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "cast of a computed float tensor to type %lld (cfx "
+                              "graphs are float)",
+                              (long long)to);
     }
-    entry cs = *s;
+    cfx__onnx_entry cs = *s;
     bool ints = cfx__onnx_is_int_type((int)to);
-    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
-                         ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, cs.ndim, cs.shape);
+    cfx__onnx_entry *o =
+        cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0),
+                            ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, cs.ndim, cs.shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < cs.numel; k++) {
-        double v = cget(&cs, k);
+        double v = cfx__onnx_cget(&cs, k);
         if (ints) {
             o->i[k] = to == CFX__ONNX_BOOL ? v != 0 : (int64_t)v;
             o->batch[k] = cs.dtype == CFX__ONNX_INT64 ? cs.batch[k] : 0;
@@ -524,9 +200,9 @@ static cfx_status imp_cast(ctx *c) {
     return CFX_OK;
 }
 
-static cfx_status imp_constant_of_shape(ctx *c) {
+static cfx_status imp_constant_of_shape(cfx__onnx_ctx *c) {
     int64_t shape[CFX_MAX_DIMS];
-    int nd = const_ints(c, 0, shape, CFX_MAX_DIMS, NULL);
+    int nd = cfx__onnx_const_ints(c, 0, shape, CFX_MAX_DIMS, NULL);
     if (nd < 0) return CFX_EUNSUPPORTED;
     const Onnx__AttributeProto *a = cfx__onnx_attr(c->node, "value");
     int dt = CFX__ONNX_FLOAT;
@@ -543,7 +219,7 @@ static cfx_status imp_constant_of_shape(ctx *c) {
             v = fv;
         }
     }
-    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), dt, nd, shape);
+    cfx__onnx_entry *o = cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0), dt, nd, shape);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < o->numel; k++) {
         if (dt == CFX__ONNX_INT64)
@@ -554,18 +230,19 @@ static cfx_status imp_constant_of_shape(ctx *c) {
     return CFX_OK;
 }
 
-static cfx_status imp_range(ctx *c) {
-    entry *s = const_of(c, input(c, 0)), *l = const_of(c, input(c, 1)),
-          *d = const_of(c, input(c, 2));
+static cfx_status imp_range(cfx__onnx_ctx *c) {
+    cfx__onnx_entry *s = cfx__onnx_const_of(c, cfx__onnx_input(c, 0)),
+                    *l = cfx__onnx_const_of(c, cfx__onnx_input(c, 1)),
+                    *d = cfx__onnx_const_of(c, cfx__onnx_input(c, 2));
     if (!s || !l || !d)
-        return fail(c, CFX_EUNSUPPORTED, "start, limit and delta must be constants");
-    double a = cget(s, 0), b = cget(l, 0), st = cget(d, 0);
-    if (st == 0) return fail(c, CFX_EINVAL, "delta is 0");
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "start, limit and delta must be constants");
+    double a = cfx__onnx_cget(s, 0), b = cfx__onnx_cget(l, 0), st = cfx__onnx_cget(d, 0);
+    if (st == 0) return cfx__onnx_fail(c, CFX_EINVAL, "delta is 0");
     int64_t n = (int64_t)ceil((b - a) / st);
     if (n < 0) n = 0;
     bool ints = s->dtype == CFX__ONNX_INT64;
-    entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
-                         ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, 1, &n);
+    cfx__onnx_entry *o = cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0),
+                                             ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, 1, &n);
     if (!o) return CFX_ENOMEM;
     for (int64_t k = 0; k < n; k++) {
         if (ints)
@@ -578,33 +255,34 @@ static cfx_status imp_range(ctx *c) {
 
 /* Gather: folded when data and indices are constant; on a graph value, a constant scalar
  * index becomes Slice + Reshape (x[:, i]). */
-static cfx_status imp_gather(ctx *c) {
-    entry *ind = const_of(c, input(c, 1));
-    if (!ind) return fail(c, CFX_EUNSUPPORTED, "indices must be constant");
-    entry ci = *ind;
-    entry *d = const_of(c, input(c, 0));
+static cfx_status imp_gather(cfx__onnx_ctx *c) {
+    cfx__onnx_entry *ind = cfx__onnx_const_of(c, cfx__onnx_input(c, 1));
+    if (!ind) return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "indices must be constant");
+    cfx__onnx_entry ci = *ind;
+    cfx__onnx_entry *d = cfx__onnx_const_of(c, cfx__onnx_input(c, 0));
     if (d) {
-        entry cd = *d;
-        int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), cd.ndim);
-        if (axis < 0 || axis >= cd.ndim) return fail(c, CFX_EINVAL, "axis out of range");
+        cfx__onnx_entry cd = *d;
+        int axis = cfx__onnx_norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), cd.ndim);
+        if (axis < 0 || axis >= cd.ndim) return cfx__onnx_fail(c, CFX_EINVAL, "axis out of range");
         if (cd.ndim > CFX_MAX_DIMS || cd.ndim + ci.ndim - 1 > CFX_MAX_DIMS)
-            return fail(c, CFX_EUNSUPPORTED, "too many dims");
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "too many dims");
         int64_t shape[CFX_MAX_DIMS], outer = 1, inner = 1, len = cd.shape[axis];
         int nd = 0;
         for (int k = 0; k < axis; k++) shape[nd++] = cd.shape[k], outer *= cd.shape[k];
         for (int k = 0; k < ci.ndim; k++) shape[nd++] = ci.shape[k];
         for (int k = axis + 1; k < cd.ndim; k++) shape[nd++] = cd.shape[k], inner *= cd.shape[k];
-        entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), cd.dtype, nd, shape);
+        cfx__onnx_entry *o =
+            cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0), cd.dtype, nd, shape);
         if (!o) return CFX_ENOMEM;
-        d = lookup(c, input(c, 0));
-        ind = lookup(c, input(c, 1));
+        d = cfx__onnx_lookup(c, cfx__onnx_input(c, 0));
+        ind = cfx__onnx_lookup(c, cfx__onnx_input(c, 1));
         int64_t q = 0;
         for (int64_t a = 0; a < outer; a++)
             for (int64_t j = 0; j < ci.numel; j++) {
-                int64_t ix = (int64_t)cget(ind, j);
+                int64_t ix = (int64_t)cfx__onnx_cget(ind, j);
                 if (ix < 0) ix += len;
                 if (ix < 0 || ix >= len)
-                    return fail(c, CFX_EINVAL, "index %lld out of range", (long long)ix);
+                    return cfx__onnx_fail(c, CFX_EINVAL, "index %lld out of range", (long long)ix);
                 for (int64_t b = 0; b < inner; b++, q++) {
                     int64_t src = (a * len + ix) * inner + b;
                     if (cd.dtype == CFX__ONNX_INT64)
@@ -615,38 +293,31 @@ static cfx_status imp_gather(ctx *c) {
             }
         return CFX_OK;
     }
-    int x = value_of(c, input(c, 0), false);
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    const cfx_tensor *t = vt(c, x);
-    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), t->ndim);
+    const cfx_tensor *t = cfx__onnx_tensor(c, x);
+    int axis = cfx__onnx_norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), t->ndim);
     if (ci.ndim != 0 || axis < 0 || axis >= t->ndim)
-        return fail(c, CFX_EUNSUPPORTED,
-                    "on a computed tensor only a scalar constant index is "
-                    "supported");
-    int64_t ix = (int64_t)cget(&ci, 0);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "on a computed tensor only a scalar constant index is "
+                              "supported");
+    int64_t ix = (int64_t)cfx__onnx_cget(&ci, 0);
     if (ix < 0) ix += t->shape[axis];
     int ax = axis;
     int64_t st = ix, en = ix + 1, step = 1;
     int y = cfx_op_slice(c->g, x, 1, &ax, &st, &en, &step);
-    if (y < 0) return graph_error(c);
+    if (y < 0) return cfx__onnx_graph_error(c);
     int64_t shape[CFX_MAX_DIMS];
     int nd = 0;
     for (int k = 0; k < t->ndim; k++)
         if (k != axis) shape[nd++] = k < axis ? 0 : t->shape[k];
-    return set_out(c, 0, cfx_op_reshape(c->g, y, nd, shape));
-}
-
-/* Axes from an attribute (older opsets) or input 1 (opset 13 on). */
-static int axes_of(ctx *c, int64_t *axes, bool from_input) {
-    if (from_input) return input(c, 1) ? const_ints(c, 1, axes, CFX_MAX_DIMS, NULL) : 0;
-    int n = cfx__onnx_attr_ints(c->node, "axes", axes, CFX_MAX_DIMS);
-    return n < 0 ? 0 : n;
+    return cfx__onnx_set_out(c, 0, cfx_op_reshape(c->g, y, nd, shape));
 }
 
 /* A reshape of a graph value to an explicit shape; dimensions of the unchanged leading part
  * are written as 0 so they follow the input (a batch size set later). */
-static int reshape_keep_prefix(ctx *c, int x, int nd, const int64_t *shape) {
-    const cfx_tensor *t = vt(c, x);
+static int reshape_keep_prefix(cfx__onnx_ctx *c, int x, int nd, const int64_t *shape) {
+    const cfx_tensor *t = cfx__onnx_tensor(c, x);
     int64_t s[CFX_MAX_DIMS];
     bool same = true;
     for (int k = 0; k < nd; k++) {
@@ -656,11 +327,11 @@ static int reshape_keep_prefix(ctx *c, int x, int nd, const int64_t *shape) {
     return cfx_op_reshape(c->g, x, nd, s);
 }
 
-static cfx_status imp_squeeze_unsqueeze(ctx *c, bool unsq) {
+static cfx_status imp_squeeze_unsqueeze(cfx__onnx_ctx *c, bool unsq) {
     int64_t axes[CFX_MAX_DIMS];
-    int na = axes_of(c, axes, c->opset >= 13);
+    int na = cfx__onnx_axes_of(c, axes, c->opset >= 13);
     if (na < 0) return CFX_EUNSUPPORTED;
-    entry *e = const_of(c, input(c, 0));
+    cfx__onnx_entry *e = cfx__onnx_const_of(c, cfx__onnx_input(c, 0));
     int ndim;
     int64_t in[CFX_MAX_DIMS], out[CFX_MAX_DIMS];
     int x = -1;
@@ -668,73 +339,75 @@ static cfx_status imp_squeeze_unsqueeze(ctx *c, bool unsq) {
         ndim = e->ndim;
         memcpy(in, e->shape, sizeof in);
     } else {
-        if ((x = value_of(c, input(c, 0), false)) < 0) return CFX_EINVAL;
-        ndim = vt(c, x)->ndim;
-        memcpy(in, vt(c, x)->shape, sizeof in);
+        if ((x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false)) < 0) return CFX_EINVAL;
+        ndim = cfx__onnx_tensor(c, x)->ndim;
+        memcpy(in, cfx__onnx_tensor(c, x)->shape, sizeof in);
     }
     int nd = 0;
     if (unsq) {
         nd = ndim + na;
-        if (nd > CFX_MAX_DIMS) return fail(c, CFX_EUNSUPPORTED, "more than %d dims", CFX_MAX_DIMS);
+        if (nd > CFX_MAX_DIMS)
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "more than %d dims", CFX_MAX_DIMS);
         bool ins[CFX_MAX_DIMS] = {0};
         for (int k = 0; k < na; k++) {
-            int a = norm_axis(axes[k], nd);
+            int a = cfx__onnx_norm_axis(axes[k], nd);
             if (a < 0 || a >= nd || ins[a])
-                return fail(c, CFX_EINVAL, "bad axis %lld", (long long)axes[k]);
+                return cfx__onnx_fail(c, CFX_EINVAL, "bad axis %lld", (long long)axes[k]);
             ins[a] = true;
         }
         for (int k = 0, j = 0; k < nd; k++) out[k] = ins[k] ? 1 : in[j++];
     } else {
         bool rm[CFX_MAX_DIMS] = {0};
         for (int k = 0; k < na; k++) {
-            int a = norm_axis(axes[k], ndim);
+            int a = cfx__onnx_norm_axis(axes[k], ndim);
             if (a < 0 || a >= ndim || in[a] != 1)
-                return fail(c, CFX_EINVAL, "axis %lld is not a dimension of size 1",
-                            (long long)axes[k]);
+                return cfx__onnx_fail(c, CFX_EINVAL, "axis %lld is not a dimension of size 1",
+                                      (long long)axes[k]);
             rm[a] = true;
         }
         for (int k = 0; k < ndim; k++)
             if (!(na ? rm[k] : in[k] == 1)) out[nd++] = in[k];
     }
     if (e) return fold_reshape(c, e, nd, out);
-    return set_out(c, 0, reshape_keep_prefix(c, x, nd, out));
+    return cfx__onnx_set_out(c, 0, reshape_keep_prefix(c, x, nd, out));
 }
 
-static cfx_status imp_squeeze(ctx *c) {
+static cfx_status imp_squeeze(cfx__onnx_ctx *c) {
     return imp_squeeze_unsqueeze(c, false);
 }
 
-static cfx_status imp_unsqueeze(ctx *c) {
+static cfx_status imp_unsqueeze(cfx__onnx_ctx *c) {
     return imp_squeeze_unsqueeze(c, true);
 }
 
-static cfx_status imp_concat(ctx *c) {
+static cfx_status imp_concat(cfx__onnx_ctx *c) {
     size_t n = c->node->n_input;
     bool all_const = true;
-    for (size_t k = 0; k < n; k++) all_const = all_const && const_of(c, input(c, k));
+    for (size_t k = 0; k < n; k++)
+        all_const = all_const && cfx__onnx_const_of(c, cfx__onnx_input(c, k));
     if (all_const && n > 0) {
-        entry *f = const_of(c, input(c, 0));
-        int nd = f->ndim, axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), nd);
-        if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range");
+        cfx__onnx_entry *f = cfx__onnx_const_of(c, cfx__onnx_input(c, 0));
+        int nd = f->ndim, axis = cfx__onnx_norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), nd);
+        if (axis < 0 || axis >= nd) return cfx__onnx_fail(c, CFX_EINVAL, "axis out of range");
         int64_t shape[CFX_MAX_DIMS], outer = 1, inner = 1, total = 0;
         memcpy(shape, f->shape, sizeof shape);
         bool ints = true;
         for (size_t k = 0; k < n; k++) {
-            entry *e = const_of(c, input(c, k));
-            if (e->ndim != nd) return fail(c, CFX_ESHAPE, "inputs differ in rank");
+            cfx__onnx_entry *e = cfx__onnx_const_of(c, cfx__onnx_input(c, k));
+            if (e->ndim != nd) return cfx__onnx_fail(c, CFX_ESHAPE, "inputs differ in rank");
             total += e->shape[axis];
             ints = ints && e->dtype == CFX__ONNX_INT64;
         }
         for (int k = 0; k < axis; k++) outer *= shape[k];
         for (int k = axis + 1; k < nd; k++) inner *= shape[k];
         shape[axis] = total;
-        entry *o = new_const(c, cfx__onnx_out_name(c->node, 0),
-                             ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, nd, shape);
+        cfx__onnx_entry *o = cfx__onnx_new_const(
+            c, cfx__onnx_out_name(c->node, 0), ints ? CFX__ONNX_INT64 : CFX__ONNX_FLOAT, nd, shape);
         if (!o) return CFX_ENOMEM;
         int64_t off = 0;
         for (size_t k = 0; k < n; k++) {
-            entry *e = lookup(c, input(c, k));
-            o = lookup(c, cfx__onnx_out_name(c->node, 0));
+            cfx__onnx_entry *e = cfx__onnx_lookup(c, cfx__onnx_input(c, k));
+            o = cfx__onnx_lookup(c, cfx__onnx_out_name(c->node, 0));
             int64_t len = e->shape[axis];
             for (int64_t a = 0; a < outer; a++)
                 for (int64_t j = 0; j < len * inner; j++) {
@@ -742,150 +415,157 @@ static cfx_status imp_concat(ctx *c) {
                     if (ints)
                         o->i[dst] = e->i[src], o->batch[dst] = e->batch[src];
                     else
-                        o->f[dst] = (float)cget(e, src);
+                        o->f[dst] = (float)cfx__onnx_cget(e, src);
                 }
             off += len;
         }
         return CFX_OK;
     }
     int ids[64];
-    if (n > 64) return fail(c, CFX_EUNSUPPORTED, "more than 64 inputs");
+    if (n > 64) return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "more than 64 inputs");
     for (size_t k = 0; k < n; k++)
-        if ((ids[k] = value_of(c, input(c, k), false)) < 0) return CFX_EINVAL;
-    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), vt(c, ids[0])->ndim);
-    return set_out(c, 0, cfx_op_concat(c->g, ids, (int)n, axis));
+        if ((ids[k] = cfx__onnx_value_of(c, cfx__onnx_input(c, k), false)) < 0) return CFX_EINVAL;
+    int axis = cfx__onnx_norm_axis(cfx__onnx_attr_int(c->node, "axis", 0),
+                                   cfx__onnx_tensor(c, ids[0])->ndim);
+    return cfx__onnx_set_out(c, 0, cfx_op_concat(c->g, ids, (int)n, axis));
 }
 
-static cfx_status imp_binary(ctx *c, char op) {
-    entry *a = const_of(c, input(c, 0)), *b = const_of(c, input(c, 1));
+static cfx_status imp_binary(cfx__onnx_ctx *c, char op) {
+    cfx__onnx_entry *a = cfx__onnx_const_of(c, cfx__onnx_input(c, 0)),
+                    *b = cfx__onnx_const_of(c, cfx__onnx_input(c, 1));
     if (a && b) return fold_binary(c, a, b, op);
-    int x = value_of(c, input(c, 0), false), y = value_of(c, input(c, 1), false);
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        y = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
     if (x < 0 || y < 0) return CFX_EINVAL;
     int id = op == '+'   ? cfx_op_add(c->g, x, y)
              : op == '-' ? cfx_op_sub(c->g, x, y)
              : op == '*' ? cfx_op_mul(c->g, x, y)
                          : cfx_op_div(c->g, x, y);
-    return set_out(c, 0, id);
+    return cfx__onnx_set_out(c, 0, id);
 }
 
-static cfx_status imp_add(ctx *c) {
+static cfx_status imp_add(cfx__onnx_ctx *c) {
     return imp_binary(c, '+');
 }
 
-static cfx_status imp_sub(ctx *c) {
+static cfx_status imp_sub(cfx__onnx_ctx *c) {
     return imp_binary(c, '-');
 }
 
-static cfx_status imp_mul(ctx *c) {
+static cfx_status imp_mul(cfx__onnx_ctx *c) {
     return imp_binary(c, '*');
 }
 
-static cfx_status imp_div(ctx *c) {
+static cfx_status imp_div(cfx__onnx_ctx *c) {
     return imp_binary(c, '/');
 }
 
-static cfx_status imp_sum(ctx *c) {
-    int acc = value_of(c, input(c, 0), false);
+static cfx_status imp_sum(cfx__onnx_ctx *c) {
+    int acc = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     for (size_t k = 1; acc >= 0 && k < c->node->n_input; k++) {
-        int y = value_of(c, input(c, k), false);
+        int y = cfx__onnx_value_of(c, cfx__onnx_input(c, k), false);
         acc = y < 0 ? -1 : cfx_op_add(c->g, acc, y);
     }
-    return acc < 0 ? CFX_EINVAL : set_out(c, 0, acc);
+    return acc < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, acc);
 }
 
-static cfx_status imp_pow(ctx *c) {
-    entry *e = const_of(c, input(c, 1));
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_pow(cfx__onnx_ctx *c) {
+    cfx__onnx_entry *e = cfx__onnx_const_of(c, cfx__onnx_input(c, 1));
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    if (e && e->numel == 1) return set_out(c, 0, cfx_op_pow_scalar(c->g, x, (float)cget(e, 0)));
-    int y = value_of(c, input(c, 1), false);
-    return y < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_pow(c->g, x, y));
+    if (e && e->numel == 1)
+        return cfx__onnx_set_out(c, 0, cfx_op_pow_scalar(c->g, x, (float)cfx__onnx_cget(e, 0)));
+    int y = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
+    return y < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_pow(c->g, x, y));
 }
 
 /* An op of one input and no attributes that cfx has a builder for. */
-static cfx_status imp_unary(ctx *c, int (*op)(cfx_graph *, int)) {
-    int x = value_of(c, input(c, 0), false);
-    return x < 0 ? CFX_EINVAL : set_out(c, 0, op(c->g, x));
+static cfx_status imp_unary(cfx__onnx_ctx *c, int (*op)(cfx_graph *, int)) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, op(c->g, x));
 }
 
-static cfx_status imp_relu(ctx *c) {
+static cfx_status imp_relu(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_relu);
 }
 
-static cfx_status imp_sigmoid(ctx *c) {
+static cfx_status imp_sigmoid(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_sigmoid);
 }
 
-static cfx_status imp_tanh(ctx *c) {
+static cfx_status imp_tanh(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_tanh);
 }
 
-static cfx_status imp_exp(ctx *c) {
+static cfx_status imp_exp(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_exp);
 }
 
-static cfx_status imp_log(ctx *c) {
+static cfx_status imp_log(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_log);
 }
 
-static cfx_status imp_sqrt(ctx *c) {
+static cfx_status imp_sqrt(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_sqrt);
 }
 
-static cfx_status imp_abs(ctx *c) {
+static cfx_status imp_abs(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_abs);
 }
 
-static cfx_status imp_neg(ctx *c) {
+static cfx_status imp_neg(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_neg);
 }
 
-static cfx_status imp_erf(ctx *c) {
+static cfx_status imp_erf(cfx__onnx_ctx *c) {
     return imp_unary(c, cfx_op_erf);
 }
 
-static cfx_status imp_global_avg_pool(ctx *c) {
-    int x = value_of(c, input(c, 0), false);
-    return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_global_avg_pool(c->g, x));
+static cfx_status imp_global_avg_pool(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_global_avg_pool(c->g, x));
 }
 
-static cfx_status imp_leaky_relu(ctx *c) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_leaky_relu(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     float alpha = cfx__onnx_attr_float(c->node, "alpha", 0.01f);
-    return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_leaky_relu(c->g, x, alpha));
+    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_leaky_relu(c->g, x, alpha));
 }
 
-static cfx_status imp_global_max_pool(ctx *c) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_global_max_pool(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     return x < 0 ? CFX_EINVAL
-                 : set_out(c, 0, cfx_op_reduce(c->g, x, CFX_REDUCE_MAX, (const int[]){2, 3}, 2, 1));
+                 : cfx__onnx_set_out(
+                       c, 0, cfx_op_reduce(c->g, x, CFX_REDUCE_MAX, (const int[]){2, 3}, 2, 1));
 }
 
 /* Clip: min/max attributes before opset 11, optional constant inputs from 11 on. */
-static cfx_status imp_clip(ctx *c) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_clip(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     float lo = -INFINITY, hi = INFINITY;
     if (c->opset < 11) {
         lo = cfx__onnx_attr_float(c->node, "min", lo);
         hi = cfx__onnx_attr_float(c->node, "max", hi);
     } else {
-        if (input(c, 1) && const_floats(c, 1, &lo, 1) != 1) return CFX_EUNSUPPORTED;
-        if (input(c, 2) && const_floats(c, 2, &hi, 1) != 1) return CFX_EUNSUPPORTED;
+        if (cfx__onnx_input(c, 1) && cfx__onnx_const_floats(c, 1, &lo, 1) != 1)
+            return CFX_EUNSUPPORTED;
+        if (cfx__onnx_input(c, 2) && cfx__onnx_const_floats(c, 2, &hi, 1) != 1)
+            return CFX_EUNSUPPORTED;
     }
-    return set_out(c, 0, cfx_op_clip(c->g, x, lo, hi));
+    return cfx__onnx_set_out(c, 0, cfx_op_clip(c->g, x, lo, hi));
 }
 
 /* SAME_UPPER / SAME_LOWER / VALID / NOTSET padding for one spatial dimension. */
-static cfx_status auto_pad(ctx *c, const char *mode, int64_t in, int64_t k, int64_t s, int64_t d,
-                           int *begin, int *end) {
+static cfx_status auto_pad(cfx__onnx_ctx *c, const char *mode, int64_t in, int64_t k, int64_t s,
+                           int64_t d, int *begin, int *end) {
     if (strcmp(mode, "NOTSET") == 0) return CFX_OK;
     if (strcmp(mode, "VALID") == 0) {
         *begin = *end = 0;
         return CFX_OK;
     }
     if (strcmp(mode, "SAME_UPPER") && strcmp(mode, "SAME_LOWER"))
-        return fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' is not supported", mode);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' is not supported", mode);
     int64_t out = (in + s - 1) / s;
     int64_t total = (out - 1) * s + (k - 1) * d + 1 - in;
     if (total < 0) total = 0;
@@ -897,15 +577,15 @@ static cfx_status auto_pad(ctx *c, const char *mode, int64_t in, int64_t k, int6
 
 /* strides, dilations, pads (ONNX order: begin h, begin w, end h, end w = top, left, bottom,
  * right, as cfx) and auto_pad of a 2-D window op. */
-static cfx_status window_attrs(ctx *c, const cfx_tensor *x, int64_t kh, int64_t kw, int *stride,
-                               int *dil, int *pad, bool transpose) {
+static cfx_status window_attrs(cfx__onnx_ctx *c, const cfx_tensor *x, int64_t kh, int64_t kw,
+                               int *stride, int *dil, int *pad, bool transpose) {
     int64_t v[8];
     int n;
     if (x->ndim != 4)
-        return fail(c, CFX_EUNSUPPORTED,
-                    "only 2-D windows (4-D inputs) are supported, input "
-                    "has %d dimensions",
-                    x->ndim);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "only 2-D windows (4-D inputs) are supported, input "
+                              "has %d dimensions",
+                              x->ndim);
     stride[0] = stride[1] = dil[0] = dil[1] = 1;
     if ((n = cfx__onnx_attr_ints(c->node, "strides", v, 8)) == 2)
         stride[0] = (int)v[0], stride[1] = (int)v[1];
@@ -915,12 +595,12 @@ static cfx_status window_attrs(ctx *c, const cfx_tensor *x, int64_t kh, int64_t 
     if ((n = cfx__onnx_attr_ints(c->node, "pads", v, 8)) == 4)
         for (int k = 0; k < 4; k++) pad[k] = (int)v[k];
     else if (n >= 0 && n != 4)
-        return fail(c, CFX_EINVAL, "pads has %d values, not 4", n);
+        return cfx__onnx_fail(c, CFX_EINVAL, "pads has %d values, not 4", n);
     char buf[32];
     const char *ap = cfx__onnx_attr_str(c->node, "auto_pad", "NOTSET", buf, sizeof buf);
     if (transpose) {
         if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
-            return fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' (give explicit pads)", ap);
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' (give explicit pads)", ap);
         if (strcmp(ap, "VALID") == 0)
             for (int k = 0; k < 4; k++) pad[k] = 0;
         return CFX_OK;
@@ -929,21 +609,22 @@ static cfx_status window_attrs(ctx *c, const cfx_tensor *x, int64_t kh, int64_t 
     return auto_pad(c, ap, x->shape[3], kw, stride[1], dil[1], &pad[1], &pad[3]);
 }
 
-static cfx_status imp_conv_any(ctx *c, bool transpose) {
-    int x = value_of(c, input(c, 0), false), w = value_of(c, input(c, 1), false);
-    int b = input(c, 2) ? value_of(c, input(c, 2), false) : -1;
-    if (x < 0 || w < 0 || (input(c, 2) && b < 0)) return CFX_EINVAL;
-    const cfx_tensor *xt = vt(c, x), *wt = vt(c, w);
+static cfx_status imp_conv_any(cfx__onnx_ctx *c, bool transpose) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        w = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
+    int b = cfx__onnx_input(c, 2) ? cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false) : -1;
+    if (x < 0 || w < 0 || (cfx__onnx_input(c, 2) && b < 0)) return CFX_EINVAL;
+    const cfx_tensor *xt = cfx__onnx_tensor(c, x), *wt = cfx__onnx_tensor(c, w);
     if (wt->ndim != 4)
-        return fail(c, CFX_EUNSUPPORTED,
-                    "only 2-D convolution is supported (weight has %d "
-                    "dimensions)",
-                    wt->ndim);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "only 2-D convolution is supported (weight has %d "
+                              "dimensions)",
+                              wt->ndim);
     cfx_conv2d_attr at = {0};
     CFX_TRY(
         window_attrs(c, xt, wt->shape[2], wt->shape[3], at.stride, at.dilation, at.pad, transpose));
     at.groups = (int)cfx__onnx_attr_int(c->node, "group", 1);
-    if (!transpose) return set_out(c, 0, cfx_op_conv2d(c->g, x, w, b, &at));
+    if (!transpose) return cfx__onnx_set_out(c, 0, cfx_op_conv2d(c->g, x, w, b, &at));
     int64_t v[4];
     if (cfx__onnx_attr_ints(c->node, "output_padding", v, 4) == 2)
         at.output_padding[0] = (int)v[0], at.output_padding[1] = (int)v[1];
@@ -953,118 +634,128 @@ static cfx_status imp_conv_any(ctx *c, bool transpose) {
             int64_t full = (int64_t)at.stride[d] * (xt->shape[2 + d] - 1) + at.output_padding[d] +
                            (wt->shape[2 + d] - 1) * at.dilation[d] + 1;
             int64_t total = full - v[d];
-            if (total < 0) return fail(c, CFX_EINVAL, "output_shape is larger than possible");
+            if (total < 0)
+                return cfx__onnx_fail(c, CFX_EINVAL, "output_shape is larger than possible");
             at.pad[d] = (int)(total / 2);
             at.pad[d + 2] = (int)(total - total / 2);
         }
     }
-    return set_out(c, 0, cfx_op_conv_transpose2d(c->g, x, w, b, &at));
+    return cfx__onnx_set_out(c, 0, cfx_op_conv_transpose2d(c->g, x, w, b, &at));
 }
 
-static cfx_status imp_conv(ctx *c) {
+static cfx_status imp_conv(cfx__onnx_ctx *c) {
     return imp_conv_any(c, false);
 }
 
-static cfx_status imp_conv_transpose(ctx *c) {
+static cfx_status imp_conv_transpose(cfx__onnx_ctx *c) {
     return imp_conv_any(c, true);
 }
 
-static cfx_status imp_pool(ctx *c, bool max) {
-    CFX_TRY(only_first_output(c));
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_pool(cfx__onnx_ctx *c, bool max) {
+    CFX_TRY(cfx__onnx_only_first_output(c));
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int64_t k[4];
     if (cfx__onnx_attr_ints(c->node, "kernel_shape", k, 4) != 2)
-        return fail(c, CFX_EUNSUPPORTED, "kernel_shape must have 2 values (2-D pooling only)");
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "kernel_shape must have 2 values (2-D pooling only)");
     cfx_pool2d_attr at = {0};
     at.kernel[0] = (int)k[0], at.kernel[1] = (int)k[1];
     int dil[2];
-    CFX_TRY(window_attrs(c, vt(c, x), k[0], k[1], at.stride, dil, at.pad, false));
+    CFX_TRY(window_attrs(c, cfx__onnx_tensor(c, x), k[0], k[1], at.stride, dil, at.pad, false));
     at.ceil_mode = (int)cfx__onnx_attr_int(c->node, "ceil_mode", 0);
     if (max) {
         at.dilation[0] = dil[0], at.dilation[1] = dil[1];
         if (cfx__onnx_attr_int(c->node, "storage_order", 0) != 0)
-            return fail(c, CFX_EUNSUPPORTED, "storage_order 1 is not supported");
-        return set_out(c, 0, cfx_op_max_pool2d(c->g, x, &at));
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "storage_order 1 is not supported");
+        return cfx__onnx_set_out(c, 0, cfx_op_max_pool2d(c->g, x, &at));
     }
     at.count_include_pad = (int)cfx__onnx_attr_int(c->node, "count_include_pad", 0);
-    return set_out(c, 0, cfx_op_avg_pool2d(c->g, x, &at));
+    return cfx__onnx_set_out(c, 0, cfx_op_avg_pool2d(c->g, x, &at));
 }
 
-static cfx_status imp_max_pool(ctx *c) {
+static cfx_status imp_max_pool(cfx__onnx_ctx *c) {
     return imp_pool(c, true);
 }
 
-static cfx_status imp_avg_pool(ctx *c) {
+static cfx_status imp_avg_pool(cfx__onnx_ctx *c) {
     return imp_pool(c, false);
 }
 
-static cfx_status imp_gemm(ctx *c) {
-    int a = value_of(c, input(c, 0), false), b = value_of(c, input(c, 1), false);
+static cfx_status imp_gemm(cfx__onnx_ctx *c) {
+    int a = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        b = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
     float alpha = cfx__onnx_attr_float(c->node, "alpha", 1.0f),
           beta = cfx__onnx_attr_float(c->node, "beta", 1.0f);
-    int cc = input(c, 2) && beta != 0 ? value_of(c, input(c, 2), false) : -1;
-    if (a < 0 || b < 0 || (input(c, 2) && beta != 0 && cc < 0)) return CFX_EINVAL;
+    int cc = cfx__onnx_input(c, 2) && beta != 0
+                 ? cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false)
+                 : -1;
+    if (a < 0 || b < 0 || (cfx__onnx_input(c, 2) && beta != 0 && cc < 0)) return CFX_EINVAL;
     cfx_gemm_attr at = {.trans_a = (int)cfx__onnx_attr_int(c->node, "transA", 0),
                         .trans_b = (int)cfx__onnx_attr_int(c->node, "transB", 0),
                         .alpha = alpha,
                         .beta = cc < 0 ? 1.0f : beta};
-    if (alpha == 0) return fail(c, CFX_EUNSUPPORTED, "alpha 0 is not supported");
-    return set_out(c, 0, cfx_op_gemm(c->g, a, b, cc, &at));
+    if (alpha == 0) return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "alpha 0 is not supported");
+    return cfx__onnx_set_out(c, 0, cfx_op_gemm(c->g, a, b, cc, &at));
 }
 
-static cfx_status imp_matmul(ctx *c) {
-    int a = value_of(c, input(c, 0), false), b = value_of(c, input(c, 1), false);
-    return a < 0 || b < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_matmul(c->g, a, b));
+static cfx_status imp_matmul(cfx__onnx_ctx *c) {
+    int a = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        b = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
+    return a < 0 || b < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_matmul(c->g, a, b));
 }
 
-static cfx_status imp_batch_norm(ctx *c) {
-    CFX_TRY(only_first_output(c));
+static cfx_status imp_batch_norm(cfx__onnx_ctx *c) {
+    CFX_TRY(cfx__onnx_only_first_output(c));
     if (cfx__onnx_attr_int(c->node, "training_mode", 0))
-        return fail(c, CFX_EUNSUPPORTED,
-                    "training_mode 1 is not supported (export the model "
-                    "in eval mode)");
-    int x = value_of(c, input(c, 0), false), s = value_of(c, input(c, 1), false),
-        b = value_of(c, input(c, 2), false);
-    int m = value_of(c, input(c, 3), true), v = value_of(c, input(c, 4), true);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "training_mode 1 is not supported (export the model "
+                              "in eval mode)");
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        s = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false),
+        b = cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false);
+    int m = cfx__onnx_value_of(c, cfx__onnx_input(c, 3), true),
+        v = cfx__onnx_value_of(c, cfx__onnx_input(c, 4), true);
     if (x < 0 || s < 0 || b < 0 || m < 0 || v < 0) return CFX_EINVAL;
     /* ONNX: running = momentum running + (1 - momentum) batch; PyTorch's momentum is 1 - it. */
     float mom = 1.0f - cfx__onnx_attr_float(c->node, "momentum", 0.9f);
     cfx_batch_norm_attr at = {.eps = cfx__onnx_attr_float(c->node, "epsilon", 1e-5f),
                               .momentum = mom > 0 ? mom : 0.1f};
-    return set_out(c, 0, cfx_op_batch_norm(c->g, x, s, b, m, v, &at));
+    return cfx__onnx_set_out(c, 0, cfx_op_batch_norm(c->g, x, s, b, m, v, &at));
 }
 
-static cfx_status imp_dropout(ctx *c) {
-    CFX_TRY(only_first_output(c));
+static cfx_status imp_dropout(cfx__onnx_ctx *c) {
+    CFX_TRY(cfx__onnx_only_first_output(c));
     float p = c->opset >= 12 ? 0.5f : cfx__onnx_attr_float(c->node, "ratio", 0.5f);
-    if (c->opset >= 12 && input(c, 1) && const_floats(c, 1, &p, 1) != 1) return CFX_EUNSUPPORTED;
-    int x = value_of(c, input(c, 0), false);
-    return x < 0 ? CFX_EINVAL : set_out(c, 0, cfx_op_dropout(c->g, x, p));
+    if (c->opset >= 12 && cfx__onnx_input(c, 1) && cfx__onnx_const_floats(c, 1, &p, 1) != 1)
+        return CFX_EUNSUPPORTED;
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_dropout(c->g, x, p));
 }
 
-static cfx_status imp_flatten(ctx *c) {
-    entry *e = const_of(c, input(c, 0));
-    int x = e ? -1 : value_of(c, input(c, 0), false);
+static cfx_status imp_flatten(cfx__onnx_ctx *c) {
+    cfx__onnx_entry *e = cfx__onnx_const_of(c, cfx__onnx_input(c, 0));
+    int x = e ? -1 : cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (!e && x < 0) return CFX_EINVAL;
-    int nd = e ? e->ndim : vt(c, x)->ndim;
-    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 1), nd);
-    if (!e) return set_out(c, 0, cfx_op_flatten(c->g, x, axis));
+    int nd = e ? e->ndim : cfx__onnx_tensor(c, x)->ndim;
+    int axis = cfx__onnx_norm_axis(cfx__onnx_attr_int(c->node, "axis", 1), nd);
+    if (!e) return cfx__onnx_set_out(c, 0, cfx_op_flatten(c->g, x, axis));
     int64_t s[2] = {1, 1};
     for (int k = 0; k < nd; k++) s[k >= axis] *= e->shape[k];
     return fold_reshape(c, e, 2, s);
 }
 
-static cfx_status imp_reshape(ctx *c) {
+static cfx_status imp_reshape(cfx__onnx_ctx *c) {
     int64_t shape[CFX_MAX_DIMS];
     uint8_t batch[CFX_MAX_DIMS];
-    int nd = const_ints(c, 1, shape, CFX_MAX_DIMS, batch);
+    int nd = cfx__onnx_const_ints(c, 1, shape, CFX_MAX_DIMS, batch);
     if (nd < 0) return CFX_EUNSUPPORTED;
     bool allowzero = cfx__onnx_attr_int(c->node, "allowzero", 0) != 0;
     for (int k = 0; k < nd; k++)
         if (allowzero && shape[k] == 0)
-            return fail(c, CFX_EUNSUPPORTED, "allowzero with a 0 in the shape (an empty tensor)");
-    entry *e = const_of(c, input(c, 0));
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                                  "allowzero with a 0 in the shape (an empty tensor)");
+    cfx__onnx_entry *e = cfx__onnx_const_of(c, cfx__onnx_input(c, 0));
     if (e) {
         int64_t s[CFX_MAX_DIMS], known = 1;
         int infer = -1;
@@ -1078,55 +769,57 @@ static cfx_status imp_reshape(ctx *c) {
         if (infer >= 0) s[infer] = known ? e->numel / known : 0;
         return fold_reshape(c, e, nd, s);
     }
-    int x = value_of(c, input(c, 0), false);
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     /* A size read from the batch dimension becomes 0, "copy the input's", when it is there. */
-    const cfx_tensor *t = vt(c, x);
+    const cfx_tensor *t = cfx__onnx_tensor(c, x);
     for (int k = 0; k < nd; k++)
         if (batch[k] && k == 0 && t->ndim > 0 && shape[0] == t->shape[0]) shape[k] = 0;
-    return set_out(c, 0, cfx_op_reshape(c->g, x, nd, shape));
+    return cfx__onnx_set_out(c, 0, cfx_op_reshape(c->g, x, nd, shape));
 }
 
-static cfx_status imp_transpose(ctx *c) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_transpose(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    int nd = vt(c, x)->ndim;
+    int nd = cfx__onnx_tensor(c, x)->ndim;
     int64_t p[CFX_MAX_DIMS];
     int perm[CFX_MAX_DIMS];
     int n = cfx__onnx_attr_ints(c->node, "perm", p, CFX_MAX_DIMS);
     for (int k = 0; k < nd; k++) perm[k] = n == nd ? (int)p[k] : nd - 1 - k;
-    if (n >= 0 && n != nd) return fail(c, CFX_EINVAL, "perm has %d values for %d dims", n, nd);
-    return set_out(c, 0, cfx_op_transpose(c->g, x, perm));
+    if (n >= 0 && n != nd)
+        return cfx__onnx_fail(c, CFX_EINVAL, "perm has %d values for %d dims", n, nd);
+    return cfx__onnx_set_out(c, 0, cfx_op_transpose(c->g, x, perm));
 }
 
-static cfx_status imp_slice(ctx *c) {
+static cfx_status imp_slice(cfx__onnx_ctx *c) {
     int64_t st[CFX_MAX_DIMS], en[CFX_MAX_DIMS], ax[CFX_MAX_DIMS], sp[CFX_MAX_DIMS];
     int n;
     if (c->opset < 10) {
         n = cfx__onnx_attr_ints(c->node, "starts", st, CFX_MAX_DIMS);
         if (n < 0 || cfx__onnx_attr_ints(c->node, "ends", en, CFX_MAX_DIMS) != n)
-            return fail(c, CFX_EINVAL, "starts and ends must have the same length");
+            return cfx__onnx_fail(c, CFX_EINVAL, "starts and ends must have the same length");
         if (cfx__onnx_attr_ints(c->node, "axes", ax, CFX_MAX_DIMS) != n)
             for (int k = 0; k < n; k++) ax[k] = k;
         for (int k = 0; k < n; k++) sp[k] = 1;
     } else {
-        n = const_ints(c, 1, st, CFX_MAX_DIMS, NULL);
-        if (n < 0 || const_ints(c, 2, en, CFX_MAX_DIMS, NULL) != n) return CFX_EUNSUPPORTED;
-        if (!input(c, 3))
-            for (int k = 0; k < n; k++) ax[k] = k;
-        else if (const_ints(c, 3, ax, CFX_MAX_DIMS, NULL) != n)
+        n = cfx__onnx_const_ints(c, 1, st, CFX_MAX_DIMS, NULL);
+        if (n < 0 || cfx__onnx_const_ints(c, 2, en, CFX_MAX_DIMS, NULL) != n)
             return CFX_EUNSUPPORTED;
-        if (!input(c, 4))
+        if (!cfx__onnx_input(c, 3))
+            for (int k = 0; k < n; k++) ax[k] = k;
+        else if (cfx__onnx_const_ints(c, 3, ax, CFX_MAX_DIMS, NULL) != n)
+            return CFX_EUNSUPPORTED;
+        if (!cfx__onnx_input(c, 4))
             for (int k = 0; k < n; k++) sp[k] = 1;
-        else if (const_ints(c, 4, sp, CFX_MAX_DIMS, NULL) != n)
+        else if (cfx__onnx_const_ints(c, 4, sp, CFX_MAX_DIMS, NULL) != n)
             return CFX_EUNSUPPORTED;
     }
-    entry *e = const_of(c, input(c, 0));
+    cfx__onnx_entry *e = cfx__onnx_const_of(c, cfx__onnx_input(c, 0));
     if (e && e->ndim == 1 && n == 1) {
         /* A 1-D constant (a shape): fold, with ONNX's clamping. */
-        entry ce = *e;
+        cfx__onnx_entry ce = *e;
         int64_t len = ce.shape[0], s = st[0], t = en[0], step = sp[0];
-        if (step == 0) return fail(c, CFX_EINVAL, "step 0");
+        if (step == 0) return cfx__onnx_fail(c, CFX_EINVAL, "step 0");
         if (s < 0) s += len;
         if (t < 0) t += len;
         if (step > 0) {
@@ -1138,9 +831,10 @@ static cfx_status imp_slice(ctx *c) {
         }
         int64_t cnt = 0;
         for (int64_t q = s; step > 0 ? q < t : q > t; q += step) cnt++;
-        entry *o = new_const(c, cfx__onnx_out_name(c->node, 0), ce.dtype, 1, &cnt);
+        cfx__onnx_entry *o =
+            cfx__onnx_new_const(c, cfx__onnx_out_name(c->node, 0), ce.dtype, 1, &cnt);
         if (!o) return CFX_ENOMEM;
-        e = lookup(c, input(c, 0));
+        e = cfx__onnx_lookup(c, cfx__onnx_input(c, 0));
         int64_t j = 0;
         for (int64_t q = s; step > 0 ? q < t : q > t; q += step, j++) {
             if (ce.dtype == CFX__ONNX_INT64)
@@ -1150,17 +844,17 @@ static cfx_status imp_slice(ctx *c) {
         }
         return CFX_OK;
     }
-    int x = value_of(c, input(c, 0), false);
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int axes[CFX_MAX_DIMS];
     for (int k = 0; k < n; k++) axes[k] = (int)ax[k];
-    return set_out(c, 0, cfx_op_slice(c->g, x, n, axes, st, en, sp));
+    return cfx__onnx_set_out(c, 0, cfx_op_slice(c->g, x, n, axes, st, en, sp));
 }
 
-static cfx_status imp_pad(ctx *c) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_pad(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    int nd = vt(c, x)->ndim;
+    int nd = cfx__onnx_tensor(c, x)->ndim;
     int64_t pads[2 * CFX_MAX_DIMS];
     float value = 0;
     int n;
@@ -1168,87 +862,92 @@ static cfx_status imp_pad(ctx *c) {
         n = cfx__onnx_attr_ints(c->node, "pads", pads, 2 * CFX_MAX_DIMS);
         value = cfx__onnx_attr_float(c->node, "value", 0);
     } else {
-        n = const_ints(c, 1, pads, 2 * CFX_MAX_DIMS, NULL);
+        n = cfx__onnx_const_ints(c, 1, pads, 2 * CFX_MAX_DIMS, NULL);
         if (n < 0) return CFX_EUNSUPPORTED;
-        if (input(c, 2) && const_floats(c, 2, &value, 1) != 1) return CFX_EUNSUPPORTED;
-        if (input(c, 3)) return fail(c, CFX_EUNSUPPORTED, "the axes input is not supported");
+        if (cfx__onnx_input(c, 2) && cfx__onnx_const_floats(c, 2, &value, 1) != 1)
+            return CFX_EUNSUPPORTED;
+        if (cfx__onnx_input(c, 3))
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "the axes input is not supported");
     }
-    if (n != 2 * nd) return fail(c, CFX_EINVAL, "pads has %d values for %d dims", n, nd);
+    if (n != 2 * nd) return cfx__onnx_fail(c, CFX_EINVAL, "pads has %d values for %d dims", n, nd);
     char buf[32];
     const char *mode = cfx__onnx_attr_str(c->node, "mode", "constant", buf, sizeof buf);
     cfx_pad_mode pm = strcmp(mode, "reflect") == 0 ? CFX_PAD_REFLECT
                       : strcmp(mode, "edge") == 0  ? CFX_PAD_EDGE
                                                    : CFX_PAD_CONSTANT;
     if (pm == CFX_PAD_CONSTANT && strcmp(mode, "constant"))
-        return fail(c, CFX_EUNSUPPORTED, "mode '%s' is not supported", mode);
-    return set_out(c, 0, cfx_op_pad(c->g, x, pads, pm, value));
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "mode '%s' is not supported", mode);
+    return cfx__onnx_set_out(c, 0, cfx_op_pad(c->g, x, pads, pm, value));
 }
 
-static cfx_status imp_reduce(ctx *c, cfx_reduce_kind kind, bool axes_input) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_reduce(cfx__onnx_ctx *c, cfx_reduce_kind kind, bool axes_input) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     int64_t a[CFX_MAX_DIMS];
-    int na = axes_of(c, a, axes_input);
+    int na = cfx__onnx_axes_of(c, a, axes_input);
     if (na < 0) return CFX_EUNSUPPORTED;
     if (na == 0 && cfx__onnx_attr_int(c->node, "noop_with_empty_axes", 0))
-        return alias_out(c, 0, 0);
+        return cfx__onnx_alias_out(c, 0, 0);
     int axes[CFX_MAX_DIMS];
     for (int k = 0; k < na; k++) axes[k] = (int)a[k];
-    return set_out(
+    return cfx__onnx_set_out(
         c, 0,
         cfx_op_reduce(c->g, x, kind, axes, na, (int)cfx__onnx_attr_int(c->node, "keepdims", 1)));
 }
 
-static cfx_status imp_reduce_sum(ctx *c) {
+static cfx_status imp_reduce_sum(cfx__onnx_ctx *c) {
     return imp_reduce(c, CFX_REDUCE_SUM, c->opset >= 13);
 }
 
-static cfx_status imp_reduce_mean(ctx *c) {
+static cfx_status imp_reduce_mean(cfx__onnx_ctx *c) {
     return imp_reduce(c, CFX_REDUCE_MEAN, c->opset >= 18);
 }
 
-static cfx_status imp_reduce_max(ctx *c) {
+static cfx_status imp_reduce_max(cfx__onnx_ctx *c) {
     return imp_reduce(c, CFX_REDUCE_MAX, c->opset >= 18);
 }
 
-static cfx_status imp_argmax(ctx *c) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_argmax(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
     if (cfx__onnx_attr_int(c->node, "select_last_index", 0))
-        return fail(c, CFX_EUNSUPPORTED, "select_last_index 1 is not supported");
-    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), vt(c, x)->ndim);
-    return set_out(c, 0,
-                   cfx_op_argmax(c->g, x, axis, (int)cfx__onnx_attr_int(c->node, "keepdims", 1)));
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "select_last_index 1 is not supported");
+    int axis =
+        cfx__onnx_norm_axis(cfx__onnx_attr_int(c->node, "axis", 0), cfx__onnx_tensor(c, x)->ndim);
+    return cfx__onnx_set_out(
+        c, 0, cfx_op_argmax(c->g, x, axis, (int)cfx__onnx_attr_int(c->node, "keepdims", 1)));
 }
 
 /* Softmax before opset 13 normalises the input flattened to 2-D at axis (default 1); from 13
  * on it runs along one axis (default -1). */
-static cfx_status imp_softmax_any(ctx *c, bool log) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_softmax_any(cfx__onnx_ctx *c, bool log) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    int nd = vt(c, x)->ndim;
-    int axis = norm_axis(cfx__onnx_attr_int(c->node, "axis", c->opset >= 13 ? -1 : 1), nd);
-    if (axis < 0 || axis >= nd) return fail(c, CFX_EINVAL, "axis out of range for %d dims", nd);
+    int nd = cfx__onnx_tensor(c, x)->ndim;
+    int axis =
+        cfx__onnx_norm_axis(cfx__onnx_attr_int(c->node, "axis", c->opset >= 13 ? -1 : 1), nd);
+    if (axis < 0 || axis >= nd)
+        return cfx__onnx_fail(c, CFX_EINVAL, "axis out of range for %d dims", nd);
     if (c->opset >= 13 || axis == nd - 1)
-        return set_out(c, 0,
-                       log ? cfx_op_log_softmax(c->g, x, axis) : cfx_op_softmax(c->g, x, axis));
+        return cfx__onnx_set_out(
+            c, 0, log ? cfx_op_log_softmax(c->g, x, axis) : cfx_op_softmax(c->g, x, axis));
     int64_t shape[CFX_MAX_DIMS];
-    memcpy(shape, vt(c, x)->shape, sizeof shape);
+    memcpy(shape, cfx__onnx_tensor(c, x)->shape, sizeof shape);
     int f = cfx_op_flatten(c->g, x, axis);
     int s = log ? cfx_op_log_softmax(c->g, f, 1) : cfx_op_softmax(c->g, f, 1);
     shape[0] = 0;
-    return set_out(c, 0, cfx_op_reshape(c->g, s, nd, shape));
+    return cfx__onnx_set_out(c, 0, cfx_op_reshape(c->g, s, nd, shape));
 }
 
-static cfx_status imp_softmax(ctx *c) {
+static cfx_status imp_softmax(cfx__onnx_ctx *c) {
     return imp_softmax_any(c, false);
 }
 
-static cfx_status imp_log_softmax(ctx *c) {
+static cfx_status imp_log_softmax(cfx__onnx_ctx *c) {
     return imp_softmax_any(c, true);
 }
 
-static cfx_status parse_coord(ctx *c, const char *s, cfx_coord_mode *m) {
+static cfx_status parse_coord(cfx__onnx_ctx *c, const char *s, cfx_coord_mode *m) {
     if (strcmp(s, "half_pixel") == 0)
         *m = CFX_COORD_HALF_PIXEL;
     else if (strcmp(s, "asymmetric") == 0)
@@ -1258,17 +957,18 @@ static cfx_status parse_coord(ctx *c, const char *s, cfx_coord_mode *m) {
     else if (strcmp(s, "pytorch_half_pixel") == 0)
         *m = CFX_COORD_PYTORCH_HALF_PIXEL;
     else
-        return fail(c, CFX_EUNSUPPORTED, "coordinate_transformation_mode '%s' is not supported", s);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "coordinate_transformation_mode '%s' is not supported", s);
     return CFX_OK;
 }
 
 /* Resize (opset 10 on: X, roi, scales, sizes) and Upsample (scales as input or attribute). */
-static cfx_status imp_resize_any(ctx *c, bool upsample) {
-    int x = value_of(c, input(c, 0), false);
+static cfx_status imp_resize_any(cfx__onnx_ctx *c, bool upsample) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (x < 0) return CFX_EINVAL;
-    const cfx_tensor *t = vt(c, x);
+    const cfx_tensor *t = cfx__onnx_tensor(c, x);
     if (t->ndim != 4)
-        return fail(c, CFX_EUNSUPPORTED, "only 4-D (c->node,C,H,W) inputs are supported");
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "only 4-D (c->node,C,H,W) inputs are supported");
     char b1[40], b2[40], b3[40];
     const char *mode = cfx__onnx_attr_str(c->node, "mode", "nearest", b1, sizeof b1);
     cfx_resize_attr at = {0};
@@ -1277,8 +977,8 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
     else if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
         at.mode = CFX_RESIZE_BILINEAR;
     else
-        return fail(c, CFX_EUNSUPPORTED, "mode '%s' is not supported (nearest and linear are)",
-                    mode);
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "mode '%s' is not supported (nearest and linear are)", mode);
     float sc[8];
     int64_t sz[8];
     int nsc = 0, nsz = 0;
@@ -1290,7 +990,7 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
         if (a && a->n_floats) {
             nsc = (int)a->n_floats;
             for (int k = 0; k < nsc && k < 8; k++) sc[k] = a->floats[k];
-        } else if ((nsc = const_floats(c, 1, sc, 8)) < 0) {
+        } else if ((nsc = cfx__onnx_const_floats(c, 1, sc, 8)) < 0) {
             return CFX_EUNSUPPORTED;
         }
     } else {
@@ -1309,29 +1009,31 @@ static cfx_status imp_resize_any(ctx *c, bool upsample) {
         else if (strcmp(nm, "ceil") == 0)
             at.nearest = CFX_NEAREST_CEIL;
         else
-            return fail(c, CFX_EUNSUPPORTED, "nearest_mode '%s' is not supported", nm);
-        if (input(c, 2) && (nsc = const_floats(c, 2, sc, 8)) < 0) return CFX_EUNSUPPORTED;
-        if (input(c, 3) && (nsz = const_ints(c, 3, sz, 8, NULL)) < 0) return CFX_EUNSUPPORTED;
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "nearest_mode '%s' is not supported", nm);
+        if (cfx__onnx_input(c, 2) && (nsc = cfx__onnx_const_floats(c, 2, sc, 8)) < 0)
+            return CFX_EUNSUPPORTED;
+        if (cfx__onnx_input(c, 3) && (nsz = cfx__onnx_const_ints(c, 3, sz, 8, NULL)) < 0)
+            return CFX_EUNSUPPORTED;
     }
     if (nsz == 4) {
         if (sz[0] != t->shape[0] || sz[1] != t->shape[1])
-            return fail(c, CFX_EUNSUPPORTED, "sizes may change only H and W");
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "sizes may change only H and W");
         at.out_h = sz[2], at.out_w = sz[3];
     } else if (nsc == 4) {
         if (sc[0] != 1 || sc[1] != 1)
-            return fail(c, CFX_EUNSUPPORTED, "scales may change only H and W");
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "scales may change only H and W");
         at.scale_h = sc[2], at.scale_w = sc[3];
     } else {
-        return fail(c, CFX_EINVAL, "needs 4 scales or 4 sizes");
+        return cfx__onnx_fail(c, CFX_EINVAL, "needs 4 scales or 4 sizes");
     }
-    return set_out(c, 0, cfx_op_resize(c->g, x, &at));
+    return cfx__onnx_set_out(c, 0, cfx_op_resize(c->g, x, &at));
 }
 
-static cfx_status imp_resize(ctx *c) {
+static cfx_status imp_resize(cfx__onnx_ctx *c) {
     return imp_resize_any(c, false);
 }
 
-static cfx_status imp_upsample(ctx *c) {
+static cfx_status imp_upsample(cfx__onnx_ctx *c) {
     return imp_resize_any(c, true);
 }
 
@@ -1451,7 +1153,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
                                const cfx_onnx_options *o, const int *bind, int nbind, int *outs,
                                int cap, int *nouts) {
     const Onnx__GraphProto *gr = m->graph;
-    ctx c = {.g = g, .o = o, .path = path, .m = m, .opset = cfx__onnx_model_opset(m)};
+    cfx__onnx_ctx c = {.g = g, .o = o, .path = path, .m = m, .opset = cfx__onnx_model_opset(m)};
     const char *slash = strrchr(path, '/');
     snprintf(c.dir, sizeof c.dir, "%.*s", slash ? (int)(slash - path + 1) : 0, path);
     cfx_status st = CFX_OK;
@@ -1530,8 +1232,8 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     for (size_t k = 0; st == CFX_OK && k < gr->n_initializer; k++) {
         const Onnx__TensorProto *t = gr->initializer[k];
         if (!t->name || !cfx__onnx_in_set(&need, t->name)) continue;
-        entry *e = define(&c, t->name);
-        st = e ? entry_from_tensor(&c, e, t, true) : CFX_ENOMEM;
+        cfx__onnx_entry *e = cfx__onnx_define(&c, t->name);
+        st = e ? cfx__onnx_entry_from_tensor(&c, e, t, true) : CFX_ENOMEM;
     }
     /* The model's inputs (initializers listed as inputs, as old exporters do, are not). */
     int ord = 0;
@@ -1543,7 +1245,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
         if (!cfx__onnx_in_set(&need, vi->name) ||
             cfx__onnx_in_list(o->inputs, o->n_inputs, vi->name))
             continue;
-        entry *e = define(&c, vi->name);
+        cfx__onnx_entry *e = cfx__onnx_define(&c, vi->name);
         if (!e) {
             st = CFX_ENOMEM;
             break;
@@ -1577,7 +1279,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
                 shape[d] = o->batch > 0 ? o->batch : 1;
             }
         if (st != CFX_OK) break;
-        e->id = cfx_graph_input(g, gname(&c, vi->name, nb, sizeof nb), nd, shape);
+        e->id = cfx_graph_input(g, cfx__onnx_gname(&c, vi->name, nb, sizeof nb), nd, shape);
         if (e->id < 0) st = CFX_EINVAL;
     }
     /* Cut tensors become inputs. */
@@ -1590,7 +1292,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
         }
         st = cut_shapes(m, path, o, nds, shapes);
         for (int k = 0; st == CFX_OK && k < o->n_inputs; k++) {
-            entry *e = define(&c, o->inputs[k]);
+            cfx__onnx_entry *e = cfx__onnx_define(&c, o->inputs[k]);
             if (!e) {
                 st = CFX_ENOMEM;
                 break;
@@ -1599,8 +1301,8 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
             if (bind && bi < nbind && bind[bi] >= 0)
                 e->id = bind[bi];
             else
-                e->id =
-                    cfx_graph_input(g, gname(&c, o->inputs[k], nb, sizeof nb), nds[k], shapes[k]);
+                e->id = cfx_graph_input(g, cfx__onnx_gname(&c, o->inputs[k], nb, sizeof nb), nds[k],
+                                        shapes[k]);
             if (e->id < 0) st = CFX_EINVAL;
         }
     }
@@ -1611,24 +1313,24 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
         if (st != CFX_OK && !strstr(cfx_last_error(), "node '")) {
             char msg[600];
             snprintf(msg, sizeof msg, "%s", cfx_last_error());
-            st = fail(&c, st, "%s", msg);
+            st = cfx__onnx_fail(&c, st, "%s", msg);
         }
     }
     c.node = NULL;
     *nouts = 0;
     for (int k = 0; st == CFX_OK && k < c.nwant; k++) {
         const char *nm = want[k];
-        entry *e = lookup(&c, nm);
+        cfx__onnx_entry *e = cfx__onnx_lookup(&c, nm);
         if (!e) {
             st = cfx_set_error(CFX_ENOTFOUND, "no tensor named '%s' in the model", nm);
             break;
         }
-        int id = value_of(&c, nm, false);
+        int id = cfx__onnx_value_of(&c, nm, false);
         if (id < 0) {
             st = CFX_EINVAL;
             break;
         }
-        gname(&c, nm, nb, sizeof nb);
+        cfx__onnx_gname(&c, nm, nb, sizeof nb);
         const char *cur = cfx_graph_value_name(g, id);
         if (cur && strcmp(cur, nb) != 0 && cfx_graph_value_kind(g, id) != CFX_VALUE_NODE) {
             /* An output that is an input or a weight itself: give it its own value. */
@@ -1647,7 +1349,7 @@ done:
     cfx_free(needed);
     cfx_free(want);
     cfx__strmap_deinit(&need);
-    ctx_free(&c);
+    cfx__onnx_ctx_free(&c);
     return st;
 }
 

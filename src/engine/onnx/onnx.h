@@ -91,4 +91,89 @@ void cfx__onnx_arena_free(cfx__onnx_arena *a);
 Onnx__ValueInfoProto *cfx__onnx_value_info(cfx__onnx_arena *a, const char *name, int ndim,
                                            const int64_t *shape);
 
+/* -------------------------------------------------------------------- tensors.c --- */
+
+/* What a tensor name stands for while importing. */
+typedef struct cfx__onnx_entry {
+    int id;     /* graph value, or -1 */
+    bool known; /* folded constant data below (or an initializer not read yet) */
+    int dtype;  /* CFX__ONNX_FLOAT or CFX__ONNX_INT64 once decoded */
+    int ndim;
+    int64_t shape[CFX_MAX_DIMS];
+    int64_t numel;
+    float *f;                      /* CFX__ONNX_FLOAT data */
+    int64_t *i;                    /* CFX__ONNX_INT64 data */
+    uint8_t *batch;                /* ints: element came from a batch dimension (see import.c) */
+    const Onnx__TensorProto *init; /* an initializer or Constant tensor not yet decoded */
+    bool is_init;                  /* a weight (initializer), not a Constant */
+} cfx__onnx_entry;
+
+/* One import. The tensor table: entries in an array, names mapped to their index. Entries move
+ * when the array grows, that is when cfx__onnx_define adds a name: a caller that holds an
+ * entry * across a call that may define (define, new_const, set_out, alias_out, the folds)
+ * copies what it needs first or looks the entry up again. */
+typedef struct cfx__onnx_ctx {
+    cfx_graph *g;
+    const cfx_onnx_options *o;
+    const char *path;
+    char dir[1024]; /* the model's folder, for external data */
+    const Onnx__ModelProto *m;
+    int64_t opset;
+    const Onnx__NodeProto *node; /* being imported */
+    cfx__onnx_entry *tab;        /* (n) */
+    size_t n, cap;
+    cfx__strmap names;     /* tensor name (borrowed from the model or the options) -> index */
+    const uint8_t *needed; /* per node: imported */
+    const char **want;     /* output names */
+    int nwant;
+} cfx__onnx_ctx;
+
+/* The entry of a tensor name, or NULL. */
+cfx__onnx_entry *cfx__onnx_lookup(cfx__onnx_ctx *c, const char *name);
+/* The entry for name, created empty (id -1, nothing known) when new; NULL on no memory. The
+ * name is borrowed: it must outlive the table. */
+cfx__onnx_entry *cfx__onnx_define(cfx__onnx_ctx *c, const char *name);
+void cfx__onnx_ctx_free(cfx__onnx_ctx *c);
+/* An error about the current node: "node 'conv1' (Conv, opset 13): <msg>". */
+cfx_status cfx__onnx_fail(cfx__onnx_ctx *c, cfx_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The graph's last error as an error about the current node. */
+cfx_status cfx__onnx_graph_error(cfx__onnx_ctx *c);
+/* Makes e a folded constant described by tensor t (data read later, on first use). */
+cfx_status cfx__onnx_entry_from_tensor(cfx__onnx_ctx *c, cfx__onnx_entry *e,
+                                       const Onnx__TensorProto *t, bool is_init);
+/* Decodes an entry's data if it has not been (ints stay ints, the rest becomes float). */
+cfx_status cfx__onnx_entry_decode(cfx__onnx_ctx *c, cfx__onnx_entry *e);
+/* A fresh folded constant for output name, with room for its data. */
+cfx__onnx_entry *cfx__onnx_new_const(cfx__onnx_ctx *c, const char *name, int dtype, int ndim,
+                                     const int64_t *shape);
+/* Element k of a folded constant, as double. */
+double cfx__onnx_cget(const cfx__onnx_entry *e, int64_t k);
+/* The name of input k of the node being imported, or NULL when absent. */
+const char *cfx__onnx_input(const cfx__onnx_ctx *c, size_t k);
+/* The prefixed graph name of a tensor, in buf. */
+const char *cfx__onnx_gname(cfx__onnx_ctx *c, const char *name, char *buf, size_t size);
+/* The graph value of tensor name, making a folded constant into a graph value the first time:
+ * a float initializer becomes a parameter unless frozen or stat (batch-norm statistics). -1
+ * with a message. */
+int cfx__onnx_value_of(cfx__onnx_ctx *c, const char *name, bool stat);
+/* The folded constant for tensor name (decoded), or NULL when it is a graph value. */
+cfx__onnx_entry *cfx__onnx_const_of(cfx__onnx_ctx *c, const char *name);
+/* Reads constant input k as int64s / floats (at most cap); the count, or -1 with a message.
+ * batch (may be NULL) flags elements that came from a batch dimension. */
+int cfx__onnx_const_ints(cfx__onnx_ctx *c, size_t k, int64_t *out, int cap, uint8_t *batch);
+int cfx__onnx_const_floats(cfx__onnx_ctx *c, size_t k, float *out, int cap);
+/* Axes from an attribute (older opsets) or input 1 (opset 13 on); the count or -1. */
+int cfx__onnx_axes_of(cfx__onnx_ctx *c, int64_t *axes, bool from_input);
+/* Records graph value id as output k of the current node, naming it after the tensor. */
+cfx_status cfx__onnx_set_out(cfx__onnx_ctx *c, size_t k, int id);
+/* Output k of the current node is the same thing as input j (Identity, no-op casts). */
+cfx_status cfx__onnx_alias_out(cfx__onnx_ctx *c, size_t k, size_t j);
+/* Fails when any output beyond the first is used (MaxPool indices, BN running stats, ...). */
+cfx_status cfx__onnx_only_first_output(cfx__onnx_ctx *c);
+/* A possibly negative axis counted from the front. */
+int cfx__onnx_norm_axis(int64_t axis, int ndim);
+/* The tensor of graph value id. */
+const cfx_tensor *cfx__onnx_tensor(cfx__onnx_ctx *c, int id);
+
 #endif
