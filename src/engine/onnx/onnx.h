@@ -176,4 +176,13 @@ int cfx__onnx_norm_axis(int64_t axis, int ndim);
 /* The tensor of graph value id. */
 const cfx_tensor *cfx__onnx_tensor(cfx__onnx_ctx *c, int id);
 
+/* ----------------------------------------------------------------------- fold.c --- */
+
+/* Add/Sub/Mul/Div ('+', '-', '*', '/') of two folded constants into the current node's output,
+ * NumPy broadcasting; integer division truncates as ONNX's integer Div. */
+cfx_status cfx__onnx_fold_binary(cfx__onnx_ctx *c, cfx__onnx_entry *a, cfx__onnx_entry *b, char op);
+/* The output of a shape-only change of a constant (Reshape, Flatten, Squeeze, Unsqueeze). */
+cfx_status cfx__onnx_fold_reshape(cfx__onnx_ctx *c, cfx__onnx_entry *src, int ndim,
+                                  const int64_t *shape);
+
 #endif
