@@ -185,4 +185,18 @@ cfx_status cfx__onnx_fold_binary(cfx__onnx_ctx *c, cfx__onnx_entry *a, cfx__onnx
 cfx_status cfx__onnx_fold_reshape(cfx__onnx_ctx *c, cfx__onnx_entry *src, int ndim,
                                   const int64_t *shape);
 
+/* -------------------------------------------------------------- import_*.c --- */
+
+/* Imports c->node: adds its graph ops, or folds it into constants. */
+typedef cfx_status (*cfx__onnx_import_fn)(cfx__onnx_ctx *c);
+typedef struct cfx__onnx_importer {
+    const char *op; /* ONNX op type */
+    cfx__onnx_import_fn fn;
+} cfx__onnx_importer;
+
+/* Each family's importers, ending with {NULL, NULL}. */
+extern const cfx__onnx_importer cfx__onnx_shape_importers[];
+extern const cfx__onnx_importer cfx__onnx_math_importers[];
+extern const cfx__onnx_importer cfx__onnx_nn_importers[];
+
 #endif
