@@ -199,4 +199,9 @@ extern const cfx__onnx_importer cfx__onnx_shape_importers[];
 extern const cfx__onnx_importer cfx__onnx_math_importers[];
 extern const cfx__onnx_importer cfx__onnx_nn_importers[];
 
+/* --------------------------------------------------------------------- import.c --- */
+
+/* The importer of node n's op, or NULL when cfx lacks it. */
+cfx__onnx_import_fn cfx__onnx_find_importer(const Onnx__NodeProto *n);
+
 #endif
