@@ -1,0 +1,300 @@
+/* import_nn.c - importers of layers: Conv and ConvTranspose, the pools, Gemm and MatMul,
+ * BatchNormalization, Dropout, Resize and Upsample. ONNX's window attributes (strides, pads,
+ * dilations, auto_pad) map onto cfx's 2-D attribute structs here. */
+#include "engine/onnx/onnx.h"
+
+static cfx_status imp_global_avg_pool(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_global_avg_pool(c->g, x));
+}
+
+static cfx_status imp_global_max_pool(cfx__onnx_ctx *c) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    return x < 0 ? CFX_EINVAL
+                 : cfx__onnx_set_out(
+                       c, 0, cfx_op_reduce(c->g, x, CFX_REDUCE_MAX, (const int[]){2, 3}, 2, 1));
+}
+
+/* SAME_UPPER / SAME_LOWER / VALID / NOTSET padding for one spatial dimension. */
+static cfx_status auto_pad(cfx__onnx_ctx *c, const char *mode, int64_t in, int64_t k, int64_t s,
+                           int64_t d, int *begin, int *end) {
+    if (strcmp(mode, "NOTSET") == 0) return CFX_OK;
+    if (strcmp(mode, "VALID") == 0) {
+        *begin = *end = 0;
+        return CFX_OK;
+    }
+    if (strcmp(mode, "SAME_UPPER") && strcmp(mode, "SAME_LOWER"))
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' is not supported", mode);
+    int64_t out = (in + s - 1) / s;
+    int64_t total = (out - 1) * s + (k - 1) * d + 1 - in;
+    if (total < 0) total = 0;
+    bool upper = strcmp(mode, "SAME_UPPER") == 0;
+    *begin = (int)(upper ? total / 2 : total - total / 2);
+    *end = (int)(total - *begin);
+    return CFX_OK;
+}
+
+/* strides, dilations, pads (ONNX order: begin h, begin w, end h, end w = top, left, bottom,
+ * right, as cfx) and auto_pad of a 2-D window op. */
+static cfx_status window_attrs(cfx__onnx_ctx *c, const cfx_tensor *x, int64_t kh, int64_t kw,
+                               int *stride, int *dil, int *pad, bool transpose) {
+    int64_t v[8];
+    int n;
+    if (x->ndim != 4)
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "only 2-D windows (4-D inputs) are supported, input "
+                              "has %d dimensions",
+                              x->ndim);
+    stride[0] = stride[1] = dil[0] = dil[1] = 1;
+    if ((n = cfx__onnx_attr_ints(c->node, "strides", v, 8)) == 2)
+        stride[0] = (int)v[0], stride[1] = (int)v[1];
+    if ((n = cfx__onnx_attr_ints(c->node, "dilations", v, 8)) == 2)
+        dil[0] = (int)v[0], dil[1] = (int)v[1];
+    for (int k = 0; k < 4; k++) pad[k] = 0;
+    if ((n = cfx__onnx_attr_ints(c->node, "pads", v, 8)) == 4)
+        for (int k = 0; k < 4; k++) pad[k] = (int)v[k];
+    else if (n >= 0 && n != 4)
+        return cfx__onnx_fail(c, CFX_EINVAL, "pads has %d values, not 4", n);
+    char buf[32];
+    const char *ap = cfx__onnx_attr_str(c->node, "auto_pad", "NOTSET", buf, sizeof buf);
+    if (transpose) {
+        if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "auto_pad '%s' (give explicit pads)", ap);
+        if (strcmp(ap, "VALID") == 0)
+            for (int k = 0; k < 4; k++) pad[k] = 0;
+        return CFX_OK;
+    }
+    CFX_TRY(auto_pad(c, ap, x->shape[2], kh, stride[0], dil[0], &pad[0], &pad[2]));
+    return auto_pad(c, ap, x->shape[3], kw, stride[1], dil[1], &pad[1], &pad[3]);
+}
+
+static cfx_status imp_conv_any(cfx__onnx_ctx *c, bool transpose) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        w = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
+    int b = cfx__onnx_input(c, 2) ? cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false) : -1;
+    if (x < 0 || w < 0 || (cfx__onnx_input(c, 2) && b < 0)) return CFX_EINVAL;
+    const cfx_tensor *xt = cfx__onnx_tensor(c, x), *wt = cfx__onnx_tensor(c, w);
+    if (wt->ndim != 4)
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "only 2-D convolution is supported (weight has %d "
+                              "dimensions)",
+                              wt->ndim);
+    cfx_conv2d_attr at = {0};
+    CFX_TRY(
+        window_attrs(c, xt, wt->shape[2], wt->shape[3], at.stride, at.dilation, at.pad, transpose));
+    at.groups = (int)cfx__onnx_attr_int(c->node, "group", 1);
+    if (!transpose) return cfx__onnx_set_out(c, 0, cfx_op_conv2d(c->g, x, w, b, &at));
+    int64_t v[4];
+    if (cfx__onnx_attr_ints(c->node, "output_padding", v, 4) == 2)
+        at.output_padding[0] = (int)v[0], at.output_padding[1] = (int)v[1];
+    if (cfx__onnx_attr_ints(c->node, "output_shape", v, 4) == 2) {
+        /* Padding that yields the requested size; extra goes to the end as SAME_UPPER. */
+        for (int d = 0; d < 2; d++) {
+            int64_t full = (int64_t)at.stride[d] * (xt->shape[2 + d] - 1) + at.output_padding[d] +
+                           (wt->shape[2 + d] - 1) * at.dilation[d] + 1;
+            int64_t total = full - v[d];
+            if (total < 0)
+                return cfx__onnx_fail(c, CFX_EINVAL, "output_shape is larger than possible");
+            at.pad[d] = (int)(total / 2);
+            at.pad[d + 2] = (int)(total - total / 2);
+        }
+    }
+    return cfx__onnx_set_out(c, 0, cfx_op_conv_transpose2d(c->g, x, w, b, &at));
+}
+
+static cfx_status imp_conv(cfx__onnx_ctx *c) {
+    return imp_conv_any(c, false);
+}
+
+static cfx_status imp_conv_transpose(cfx__onnx_ctx *c) {
+    return imp_conv_any(c, true);
+}
+
+static cfx_status imp_pool(cfx__onnx_ctx *c, bool max) {
+    CFX_TRY(cfx__onnx_only_first_output(c));
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    if (x < 0) return CFX_EINVAL;
+    int64_t k[4];
+    if (cfx__onnx_attr_ints(c->node, "kernel_shape", k, 4) != 2)
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "kernel_shape must have 2 values (2-D pooling only)");
+    cfx_pool2d_attr at = {0};
+    at.kernel[0] = (int)k[0], at.kernel[1] = (int)k[1];
+    int dil[2];
+    CFX_TRY(window_attrs(c, cfx__onnx_tensor(c, x), k[0], k[1], at.stride, dil, at.pad, false));
+    at.ceil_mode = (int)cfx__onnx_attr_int(c->node, "ceil_mode", 0);
+    if (max) {
+        at.dilation[0] = dil[0], at.dilation[1] = dil[1];
+        if (cfx__onnx_attr_int(c->node, "storage_order", 0) != 0)
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "storage_order 1 is not supported");
+        return cfx__onnx_set_out(c, 0, cfx_op_max_pool2d(c->g, x, &at));
+    }
+    at.count_include_pad = (int)cfx__onnx_attr_int(c->node, "count_include_pad", 0);
+    return cfx__onnx_set_out(c, 0, cfx_op_avg_pool2d(c->g, x, &at));
+}
+
+static cfx_status imp_max_pool(cfx__onnx_ctx *c) {
+    return imp_pool(c, true);
+}
+
+static cfx_status imp_avg_pool(cfx__onnx_ctx *c) {
+    return imp_pool(c, false);
+}
+
+static cfx_status imp_gemm(cfx__onnx_ctx *c) {
+    int a = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        b = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
+    float alpha = cfx__onnx_attr_float(c->node, "alpha", 1.0f),
+          beta = cfx__onnx_attr_float(c->node, "beta", 1.0f);
+    int cc = cfx__onnx_input(c, 2) && beta != 0
+                 ? cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false)
+                 : -1;
+    if (a < 0 || b < 0 || (cfx__onnx_input(c, 2) && beta != 0 && cc < 0)) return CFX_EINVAL;
+    cfx_gemm_attr at = {.trans_a = (int)cfx__onnx_attr_int(c->node, "transA", 0),
+                        .trans_b = (int)cfx__onnx_attr_int(c->node, "transB", 0),
+                        .alpha = alpha,
+                        .beta = cc < 0 ? 1.0f : beta};
+    if (alpha == 0) return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "alpha 0 is not supported");
+    return cfx__onnx_set_out(c, 0, cfx_op_gemm(c->g, a, b, cc, &at));
+}
+
+static cfx_status imp_matmul(cfx__onnx_ctx *c) {
+    int a = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        b = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
+    return a < 0 || b < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_matmul(c->g, a, b));
+}
+
+static cfx_status imp_batch_norm(cfx__onnx_ctx *c) {
+    CFX_TRY(cfx__onnx_only_first_output(c));
+    if (cfx__onnx_attr_int(c->node, "training_mode", 0))
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "training_mode 1 is not supported (export the model "
+                              "in eval mode)");
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        s = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false),
+        b = cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false);
+    int m = cfx__onnx_value_of(c, cfx__onnx_input(c, 3), true),
+        v = cfx__onnx_value_of(c, cfx__onnx_input(c, 4), true);
+    if (x < 0 || s < 0 || b < 0 || m < 0 || v < 0) return CFX_EINVAL;
+    /* ONNX: running = momentum running + (1 - momentum) batch; PyTorch's momentum is 1 - it. */
+    float mom = 1.0f - cfx__onnx_attr_float(c->node, "momentum", 0.9f);
+    cfx_batch_norm_attr at = {.eps = cfx__onnx_attr_float(c->node, "epsilon", 1e-5f),
+                              .momentum = mom > 0 ? mom : 0.1f};
+    return cfx__onnx_set_out(c, 0, cfx_op_batch_norm(c->g, x, s, b, m, v, &at));
+}
+
+static cfx_status imp_dropout(cfx__onnx_ctx *c) {
+    CFX_TRY(cfx__onnx_only_first_output(c));
+    float p = c->opset >= 12 ? 0.5f : cfx__onnx_attr_float(c->node, "ratio", 0.5f);
+    if (c->opset >= 12 && cfx__onnx_input(c, 1) && cfx__onnx_const_floats(c, 1, &p, 1) != 1)
+        return CFX_EUNSUPPORTED;
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_dropout(c->g, x, p));
+}
+
+static cfx_status parse_coord(cfx__onnx_ctx *c, const char *s, cfx_coord_mode *m) {
+    if (strcmp(s, "half_pixel") == 0)
+        *m = CFX_COORD_HALF_PIXEL;
+    else if (strcmp(s, "asymmetric") == 0)
+        *m = CFX_COORD_ASYMMETRIC;
+    else if (strcmp(s, "align_corners") == 0)
+        *m = CFX_COORD_ALIGN_CORNERS;
+    else if (strcmp(s, "pytorch_half_pixel") == 0)
+        *m = CFX_COORD_PYTORCH_HALF_PIXEL;
+    else
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "coordinate_transformation_mode '%s' is not supported", s);
+    return CFX_OK;
+}
+
+/* Resize (opset 10 on: X, roi, scales, sizes) and Upsample (scales as input or attribute). */
+static cfx_status imp_resize_any(cfx__onnx_ctx *c, bool upsample) {
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    if (x < 0) return CFX_EINVAL;
+    const cfx_tensor *t = cfx__onnx_tensor(c, x);
+    if (t->ndim != 4)
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "only 4-D (c->node,C,H,W) inputs are supported");
+    char b1[40], b2[40], b3[40];
+    const char *mode = cfx__onnx_attr_str(c->node, "mode", "nearest", b1, sizeof b1);
+    cfx_resize_attr at = {0};
+    if (strcmp(mode, "nearest") == 0)
+        at.mode = CFX_RESIZE_NEAREST;
+    else if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
+        at.mode = CFX_RESIZE_BILINEAR;
+    else
+        return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
+                              "mode '%s' is not supported (nearest and linear are)", mode);
+    float sc[8];
+    int64_t sz[8];
+    int nsc = 0, nsz = 0;
+    bool old = upsample || c->opset < 11;
+    if (old) {
+        at.coord = CFX_COORD_ASYMMETRIC;
+        at.nearest = CFX_NEAREST_FLOOR;
+        const Onnx__AttributeProto *a = cfx__onnx_attr(c->node, "scales");
+        if (a && a->n_floats) {
+            nsc = (int)a->n_floats;
+            for (int k = 0; k < nsc && k < 8; k++) sc[k] = a->floats[k];
+        } else if ((nsc = cfx__onnx_const_floats(c, 1, sc, 8)) < 0) {
+            return CFX_EUNSUPPORTED;
+        }
+    } else {
+        CFX_TRY(parse_coord(c,
+                            cfx__onnx_attr_str(c->node, "coordinate_transformation_mode",
+                                               "half_pixel", b2, sizeof b2),
+                            &at.coord));
+        const char *nm =
+            cfx__onnx_attr_str(c->node, "nearest_mode", "round_prefer_floor", b3, sizeof b3);
+        if (strcmp(nm, "round_prefer_floor") == 0)
+            at.nearest = CFX_NEAREST_ROUND_PREFER_FLOOR;
+        else if (strcmp(nm, "round_prefer_ceil") == 0)
+            at.nearest = CFX_NEAREST_ROUND_PREFER_CEIL;
+        else if (strcmp(nm, "floor") == 0)
+            at.nearest = CFX_NEAREST_FLOOR;
+        else if (strcmp(nm, "ceil") == 0)
+            at.nearest = CFX_NEAREST_CEIL;
+        else
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "nearest_mode '%s' is not supported", nm);
+        if (cfx__onnx_input(c, 2) && (nsc = cfx__onnx_const_floats(c, 2, sc, 8)) < 0)
+            return CFX_EUNSUPPORTED;
+        if (cfx__onnx_input(c, 3) && (nsz = cfx__onnx_const_ints(c, 3, sz, 8, NULL)) < 0)
+            return CFX_EUNSUPPORTED;
+    }
+    if (nsz == 4) {
+        if (sz[0] != t->shape[0] || sz[1] != t->shape[1])
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "sizes may change only H and W");
+        at.out_h = sz[2], at.out_w = sz[3];
+    } else if (nsc == 4) {
+        if (sc[0] != 1 || sc[1] != 1)
+            return cfx__onnx_fail(c, CFX_EUNSUPPORTED, "scales may change only H and W");
+        at.scale_h = sc[2], at.scale_w = sc[3];
+    } else {
+        return cfx__onnx_fail(c, CFX_EINVAL, "needs 4 scales or 4 sizes");
+    }
+    return cfx__onnx_set_out(c, 0, cfx_op_resize(c->g, x, &at));
+}
+
+static cfx_status imp_resize(cfx__onnx_ctx *c) {
+    return imp_resize_any(c, false);
+}
+
+static cfx_status imp_upsample(cfx__onnx_ctx *c) {
+    return imp_resize_any(c, true);
+}
+
+/* The ops this file imports, by ONNX op type; cfx__onnx_find_importer looks here. */
+const cfx__onnx_importer cfx__onnx_nn_importers[] = {
+    {"AveragePool", imp_avg_pool},
+    {"BatchNormalization", imp_batch_norm},
+    {"Conv", imp_conv},
+    {"ConvTranspose", imp_conv_transpose},
+    {"Dropout", imp_dropout},
+    {"Gemm", imp_gemm},
+    {"GlobalAveragePool", imp_global_avg_pool},
+    {"GlobalMaxPool", imp_global_max_pool},
+    {"MatMul", imp_matmul},
+    {"MaxPool", imp_max_pool},
+    {"Resize", imp_resize},
+    {"Upsample", imp_upsample},
+    {NULL, NULL},
+};
