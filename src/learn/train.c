@@ -2,91 +2,18 @@
  *
  * Determinism: the shuffle comes from a cfx_rng seeded per epoch (seed, epoch), kernels are
  * deterministic for a given thread count, and the loss is reduced in a fixed order, so the
- * same seed and threads give the same parameters bit for bit, resumed or not.
- *
- * A checkpoint is one binary file, written atomically after each epoch:
- *   "CFXCKPT1", u32 epochs done, u64 parameter count, u64 optimizer state count,
- *   parameters (float32), optimizer state (float32), f64 last loss, f64 last accuracy. */
+ * same seed and threads give the same parameters bit for bit, resumed or not (checkpoints:
+ * src/learn/checkpoint.c). */
 #include "engine/graph.h"
 #include "engine/blas.h"
+#include "learn/checkpoint.h"
 #include "learn/optim.h"
 
-#include <errno.h>
 #include <float.h>
 #include <omp.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
-
-typedef struct {
-    uint32_t epoch;
-    double loss, accuracy;
-} ckpt_meta;
-
-static cfx_status ckpt_write(const char *path, cfx_graph *g, const cfx_optim *opt,
-                             const ckpt_meta *m) {
-    size_t np, ns = cfx_optim_state_size(opt);
-    float *p = cfx_graph_params(g, &np);
-    float *state = cfx_malloc(ns * sizeof(float));
-    if (!state) return CFX_ENOMEM;
-    cfx_optim_state_save(opt, state);
-    cfx_file f;
-    cfx_status s = cfx_file_create(&f, path);
-    if (s == CFX_OK) {
-        uint64_t n64 = np, s64 = ns;
-        fwrite("CFXCKPT1", 1, 8, f.f);
-        fwrite(&m->epoch, sizeof m->epoch, 1, f.f);
-        fwrite(&n64, sizeof n64, 1, f.f);
-        fwrite(&s64, sizeof s64, 1, f.f);
-        fwrite(p, sizeof(float), np, f.f);
-        fwrite(state, sizeof(float), ns, f.f);
-        fwrite(&m->loss, sizeof m->loss, 1, f.f);
-        fwrite(&m->accuracy, sizeof m->accuracy, 1, f.f);
-        s = cfx_file_commit(&f);
-    }
-    cfx_free(state);
-    return s == CFX_OK ? s : cfx_error_context(s, "checkpoint");
-}
-
-/* Restores parameters and optimizer state; CFX_ENOTFOUND when there is no checkpoint. */
-static cfx_status ckpt_read(const char *path, cfx_graph *g, cfx_optim *opt, ckpt_meta *m) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT) return CFX_ENOTFOUND;
-        return cfx_set_error(CFX_EIO, "checkpoint '%s': %s", path, strerror(errno));
-    }
-    size_t np, ns = cfx_optim_state_size(opt);
-    float *p = cfx_graph_params(g, &np);
-    char magic[8];
-    uint64_t n64 = 0, s64 = 0;
-    cfx_status s = CFX_OK;
-    float *params = cfx_malloc((np ? np : 1) * sizeof(float));
-    float *state = cfx_malloc(ns * sizeof(float));
-    if (!params || !state) {
-        s = CFX_ENOMEM;
-    } else if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "CFXCKPT1", 8) != 0 ||
-               fread(&m->epoch, sizeof m->epoch, 1, f) != 1 || fread(&n64, 8, 1, f) != 1 ||
-               fread(&s64, 8, 1, f) != 1) {
-        s = cfx_set_error(CFX_EFORMAT, "checkpoint '%s' is not a cfx checkpoint or is truncated",
-                          path);
-    } else if (n64 != np || s64 != ns) {
-        s = cfx_set_error(CFX_EFORMAT,
-                          "checkpoint '%s' holds %llu parameters but this model has %zu; it was "
-                          "written for another model (delete it or pick another --checkpoint)",
-                          path, (unsigned long long)n64, np);
-    } else if (fread(params, sizeof(float), np, f) != np ||
-               fread(state, sizeof(float), ns, f) != ns || fread(&m->loss, 8, 1, f) != 1 ||
-               fread(&m->accuracy, 8, 1, f) != 1) {
-        s = cfx_set_error(CFX_EFORMAT, "checkpoint '%s' is truncated", path);
-    } else {
-        memcpy(p, params, np * sizeof(float));
-        cfx_optim_state_load(opt, state);
-    }
-    fclose(f);
-    cfx_free(params);
-    cfx_free(state);
-    return s;
-}
 
 static cfx_status check_images(const cfx_tensor *images, const cfx_tensor *xt, const char *what) {
     if (!images || images->ndim != 4)
@@ -965,10 +892,10 @@ static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const fl
     int64_t *order = cfx_malloc((size_t)n * sizeof *order);
     if (!order) return CFX_ENOMEM;
     cfx_status s = CFX_OK;
-    ckpt_meta meta = {0, NAN, NAN};
+    cfx__checkpoint_meta meta = {0, NAN, NAN};
     memset(res, 0, sizeof *res);
     if (o.checkpoint && o.resume) {
-        s = ckpt_read(o.checkpoint, g, opt, &meta);
+        s = cfx__checkpoint_read(o.checkpoint, g, opt, &meta);
         if (s == CFX_ENOTFOUND) s = CFX_OK, meta.epoch = 0;
         res->resumed_from = (int)meta.epoch;
     }
@@ -1011,7 +938,7 @@ static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const fl
         meta.epoch = (uint32_t)epoch + 1;
         meta.loss = loss_sum / (double)nbatches;
         meta.accuracy = tr->scores >= 0 ? (double)correct / (double)(nbatches * B) : NAN;
-        if (o.checkpoint) s = ckpt_write(o.checkpoint, g, opt, &meta);
+        if (o.checkpoint) s = cfx__checkpoint_write(o.checkpoint, g, opt, &meta);
     }
     cfx_graph_set_training(g, 0);
     res->epochs_done = (int)meta.epoch;
