@@ -1,4 +1,4 @@
-/* train.c - mini-batch training loops, checkpoints with resume, and evaluation.
+/* train.c - the trainer (its lanes and head) and the mini-batch training loops.
  *
  * Determinism: the shuffle comes from a cfx_rng seeded per epoch (seed, epoch), kernels are
  * deterministic for a given thread count, and the loss is reduced in a fixed order, so the
@@ -7,6 +7,7 @@
 #include "engine/graph.h"
 #include "engine/blas.h"
 #include "learn/checkpoint.h"
+#include "learn/eval.h"
 #include "learn/optim.h"
 
 #include <float.h>
@@ -14,19 +15,6 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
-
-static cfx_status check_images(const cfx_tensor *images, const cfx_tensor *xt, const char *what) {
-    if (!images || images->ndim != 4)
-        return cfx_set_error(CFX_ESHAPE, "%s: images must be (N,C,H,W)", what);
-    for (int d = 1; d < 4; d++)
-        if (images->shape[d] != xt->shape[d]) {
-            char a[96], b[96];
-            return cfx_set_error(CFX_ESHAPE, "%s: images %s do not fit the model's input %s", what,
-                                 cfx__shape_fmt(images, a, sizeof a),
-                                 cfx__shape_fmt(xt, b, sizeof b));
-        }
-    return CFX_OK;
-}
 
 /* ============================================================= the training step === */
 
@@ -439,7 +427,7 @@ static cfx_status check_step(const cfx_trainer *t, const cfx_tensor *images, con
                              const int64_t *rows) {
     if (!t || !images || !rows || (t->target >= 0 && !labels))
         return cfx_set_error(CFX_EINVAL, "train step: NULL argument");
-    CFX_TRY(check_images(images, cfx_graph_tensor(t->g, t->x), "train step"));
+    CFX_TRY(cfx__eval_check_images(images, cfx_graph_tensor(t->g, t->x), "train step"));
     for (int64_t i = 0; i < t->batch; i++)
         if (rows[i] < 0 || rows[i] >= images->shape[0])
             return cfx_set_error(CFX_EINVAL, "train step: row %lld is not an image in 0..%lld",
@@ -954,7 +942,7 @@ static cfx_status check_train_images(cfx_graph *g, int x, const cfx_tensor *imag
                                      const cfx_train_options *o, const char *what) {
     const cfx_tensor *xt = cfx_graph_tensor(g, x);
     if (!xt) return cfx_set_error(CFX_EINVAL, "%s: bad input id", what);
-    CFX_TRY(check_images(images, xt, what));
+    CFX_TRY(cfx__eval_check_images(images, xt, what));
     int64_t B = o && o->batch > 0 ? o->batch : 64;
     if (images->shape[0] < B)
         return cfx_set_error(CFX_EINVAL, "train: %lld images are fewer than one batch of %lld",
@@ -995,94 +983,4 @@ cfx_status cfx_train_autoencoder(cfx_graph *g, int x, int reconstruction, const 
     return train_with(
         cfx_trainer_autoencoder(g, x, reconstruction, o ? o->batch : 0, o ? o->lr : 0), images,
         NULL, o, res);
-}
-
-/* Runs the graph over images in batches of `batch`, calling visit for each batch. */
-static cfx_status batches(cfx_graph *g, int x, const cfx_tensor *images, int batch,
-                          cfx_status (*visit)(cfx_graph *, int64_t first, int64_t count, void *),
-                          void *ctx) {
-    const cfx_tensor *xt = cfx_graph_tensor(g, x);
-    if (!xt) return cfx_set_error(CFX_EINVAL, "eval: bad input id");
-    CFX_TRY(check_images(images, xt, "eval"));
-    if (batch <= 0) batch = 256;
-    const int64_t n = images->shape[0], per = images->numel / n;
-    for (int64_t first = 0; first < n; first += batch) {
-        int64_t count = CFX_MIN((int64_t)batch, n - first);
-        CFX_TRY(cfx_graph_set_batch(g, count));
-        CFX_TRY(cfx_graph_replan(g)); /* the input's buffer is valid from here */
-        memcpy(cfx_graph_tensor(g, x)->data, images->data + first * per,
-               (size_t)(count * per) * sizeof(float));
-        CFX_TRY(cfx_graph_forward(g));
-        CFX_TRY(visit(g, first, count, ctx));
-    }
-    return CFX_OK;
-}
-
-typedef struct {
-    int out, num_classes;
-    const float *labels;
-    int64_t *confusion, correct;
-} eval_ctx;
-
-static cfx_status visit_classify(cfx_graph *g, int64_t first, int64_t count, void *p) {
-    eval_ctx *e = p;
-    const cfx_tensor *sc = cfx_graph_tensor(g, e->out);
-    if (sc->ndim != 2 || sc->shape[1] != e->num_classes)
-        return cfx_set_error(CFX_ESHAPE, "eval: the model gives %lld scores per image, not %d",
-                             (long long)(sc->ndim == 2 ? sc->shape[1] : -1), e->num_classes);
-    for (int64_t i = 0; i < count; i++) {
-        const float *row = sc->data + i * e->num_classes;
-        int best = 0;
-        for (int c = 1; c < e->num_classes; c++)
-            if (row[c] > row[best]) best = c;
-        int truth = (int)e->labels[first + i];
-        if (truth < 0 || truth >= e->num_classes)
-            return cfx_set_error(CFX_EINVAL, "eval: label %lld is %d, not a class in 0..%d",
-                                 (long long)(first + i), truth, e->num_classes - 1);
-        e->correct += best == truth;
-        if (e->confusion) e->confusion[truth * e->num_classes + best]++;
-    }
-    return CFX_OK;
-}
-
-cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
-                               const float *labels, int num_classes, int batch, int64_t *confusion,
-                               double *accuracy) {
-    if (!labels || num_classes < 2)
-        return cfx_set_error(CFX_EINVAL, "eval: labels and at least 2 classes are needed");
-    eval_ctx e = {out, num_classes, labels, confusion, 0};
-    if (confusion)
-        memset(confusion, 0, (size_t)num_classes * (size_t)num_classes * sizeof *confusion);
-    CFX_TRY(batches(g, x, images, batch, visit_classify, &e));
-    *accuracy = (double)e.correct / (double)images->shape[0];
-    return CFX_OK;
-}
-
-typedef struct {
-    int x, rec;
-    double sum;
-} ae_ctx;
-
-static cfx_status visit_reconstruct(cfx_graph *g, int64_t first, int64_t count, void *p) {
-    ae_ctx *e = p;
-    (void)first;
-    const cfx_tensor *xt = cfx_graph_tensor(g, e->x), *rt = cfx_graph_tensor(g, e->rec);
-    int64_t per = xt->numel / count;
-    for (int64_t i = 0; i < count; i++) {
-        double s = 0;
-        for (int64_t k = 0; k < per; k++) {
-            double d = (double)xt->data[i * per + k] - rt->data[i * per + k];
-            s += d * d;
-        }
-        e->sum += s / (double)per;
-    }
-    return CFX_OK;
-}
-
-cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
-                                int batch, double *mse) {
-    ae_ctx e = {x, reconstruction, 0};
-    CFX_TRY(batches(g, x, images, batch, visit_reconstruct, &e));
-    *mse = e.sum / (double)images->shape[0];
-    return CFX_OK;
 }
