@@ -9,6 +9,7 @@
 #include "learn/checkpoint.h"
 #include "learn/eval.h"
 #include "learn/optim.h"
+#include "learn/trainer.h"
 
 #include <float.h>
 #include <omp.h>
@@ -18,50 +19,9 @@
 
 /* ============================================================= the training step === */
 
-/* One fully connected layer of a trainer's head: y = x W^T + b, then a ReLU when relu. */
-typedef struct {
-    size_t w, b; /* offsets of W (out x in) and b (out) in the parameters; b is SIZE_MAX without */
-    int64_t in, out;
-    bool relu;
-} head_layer;
-
 /* The products of a thread's rows of a head layer: forward, input gradient, and the weight
  * gradient of a chunk of rows (chunks have two sizes, head_chunks). */
 enum { PLAN_FWD, PLAN_DX, PLAN_DW, PLAN_DW1, NPLAN };
-
-struct cfx_trainer {
-    cfx_graph *g;
-    int x, target, loss, scores; /* target and scores: -1 for an autoencoder */
-    int64_t batch;
-    cfx_optim *opt;
-    int nlanes;        /* 1: the step runs on g, its ops using the threads */
-    cfx_graph **lane;  /* nlanes copies of g, one slice of the batch each */
-    int64_t *first;    /* lane i trains on rows first[i] .. first[i+1]-1 */
-    cfx_status *st;    /* per lane (per thread in a head step), for one step */
-    double *lane_loss; /* per lane */
-    int64_t *lane_correct;
-    char (*msg)[256];
-    /* The head (nhead > 0): fully connected layers from value `cut` to the logits, run on the
-     * whole batch with each thread owning rows of every weight (see step_head). */
-    int nhead;
-    head_layer *hl;
-    int cut, cut_end, logits; /* lanes run nodes [0, cut_end) */
-    bool cut_grad;            /* whether a gradient flows back into the lanes from the cut */
-    /* Per layer boundary k = 0..nhead: activations and (k > 0) gradients, features x batch. The
-     * gradient at the cut goes to the lanes as the threads' parts (head_part), batch x features. */
-    float **H, **D;
-    float *hbuf, *part, *seed, *hgrad;
-    int64_t part_stride; /* floats a part */
-    /* Per thread q, layer k: its products (plan[(q * nhead + k) * NPLAN + j], head_plan),
-     * made by thread q for plan_T[q] threads. */
-    cfx__gemm_plan **plan;
-    int *plan_T;
-    _Atomic int *claim;  /* per thread: the next of its chunks of weight gradient to claim */
-    _Atomic bool dw_bad; /* a chunk of the head's gradient failed its check */
-    size_t *trunk;       /* ntrunk ranges [trunk[2i], trunk[2i+1]) of parameters outside the head */
-    int ntrunk;
-    size_t trunk_n;
-};
 
 static int max_lanes = -1;   /* test hook: -1 no limit */
 static bool use_head = true; /* test hook */
@@ -174,8 +134,9 @@ static cfx_status find_head(cfx_trainer *t) {
             const cfx__node *c = chain[n - 1 - k];
             const cfx__value *w = &g->values[c->in[1]];
             int b = c->nin > 2 ? c->in[2] : -1;
-            t->hl[k] = (head_layer){w->param_offset, b >= 0 ? g->values[b].param_offset : SIZE_MAX,
-                                    w->t.shape[1], w->t.shape[0], relu[n - 1 - k]};
+            t->hl[k] =
+                (cfx__head_layer){w->param_offset, b >= 0 ? g->values[b].param_offset : SIZE_MAX,
+                                  w->t.shape[1], w->t.shape[0], relu[n - 1 - k]};
         }
         if (s == CFX_OK) {
             t->nhead = n;
@@ -192,7 +153,7 @@ static cfx_status find_head(cfx_trainer *t) {
 /* Whether parameter offset o is in the head. */
 static bool in_head(const cfx_trainer *t, size_t o) {
     for (int k = 0; k < t->nhead; k++) {
-        const head_layer *h = &t->hl[k];
+        const cfx__head_layer *h = &t->hl[k];
         if ((o >= h->w && o < h->w + (size_t)(h->in * h->out)) ||
             (h->b != SIZE_MAX && o >= h->b && o < h->b + (size_t)h->out))
             return true;
@@ -524,7 +485,7 @@ static cfx_status head_plans(cfx_trainer *t, int me, int T) {
     cfx__gemm_plan **pl = t->plan + (size_t)me * (size_t)t->nhead * NPLAN;
     t->plan_T[me] = 0;
     for (int k = 0; k < t->nhead; k++) {
-        const head_layer *h = &t->hl[k];
+        const cfx__head_layer *h = &t->hl[k];
         const int64_t r = split(h->out, me + 1, T) - split(h->out, me, T);
         const int64_t c = h->out / (T * head_chunks(t, k, T)); /* a chunk's rows, or c + 1 */
         cfx__gemm_plan **p = pl + (size_t)k * NPLAN;
@@ -559,7 +520,7 @@ static float *head_part(const cfx_trainer *t, int k, int q) {
 
 /* Layer k of the head forward, thread me's rows of its output: W[rows] H[k] + b, then ReLU. */
 static void head_forward_rows(cfx_trainer *t, int k, int me, int T) {
-    const head_layer *h = &t->hl[k];
+    const cfx__head_layer *h = &t->hl[k];
     const int64_t B = t->batch, r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
     const float *x = t->g->params;
     float *y = t->H[k + 1] + r0 * B;
@@ -575,7 +536,7 @@ static void head_forward_rows(cfx_trainer *t, int k, int me, int T) {
  * gradient into head_part(t, k, me): W[rows]^T D[k+1][rows] (features x batch), or for layer 0
  * D[k+1][rows]^T W[rows] (batch x features). */
 static void head_input_grad_rows(cfx_trainer *t, int k, int me, int T) {
-    const head_layer *h = &t->hl[k];
+    const cfx__head_layer *h = &t->hl[k];
     const int64_t B = t->batch, r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
     float *p = head_part(t, k, me);
     if (r1 <= r0)
@@ -591,7 +552,7 @@ static void head_input_grad_rows(cfx_trainer *t, int k, int me, int T) {
 /* Chunk c of layer k's weight and bias gradients, made by thread me, into hgrad; checked while
  * they are in cache (dw_bad is set when they are not finite; head_row_checks says where). */
 static void head_weight_chunk(cfx_trainer *t, int k, int c, int me, int T) {
-    const head_layer *h = &t->hl[k];
+    const cfx__head_layer *h = &t->hl[k];
     const int n = T * head_chunks(t, k, T);
     const int64_t B = t->batch, r0 = split(h->out, c, n), r1 = split(h->out, c + 1, n);
     const float *dy = t->D[k + 1] + r0 * B;
@@ -692,7 +653,7 @@ static cfx_status trunk_checks(cfx_trainer *t, int me, int T) {
  * order, for an error that names the first bad element whichever thread made which chunk. */
 static cfx_status head_row_checks(cfx_trainer *t, int me, int T) {
     for (int k = 0; k < t->nhead; k++) {
-        const head_layer *h = &t->hl[k];
+        const cfx__head_layer *h = &t->hl[k];
         int64_t r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
         CFX_TRY(cfx__optim_check_range(t->hgrad, h->w + r0 * h->in, h->w + r1 * h->in, FLT_MAX));
         if (h->b != SIZE_MAX)
@@ -711,7 +672,7 @@ static void head_update(cfx_trainer *t, int me, int T) {
         cfx__optim_apply(t->opt, x, ln[0]->param_grads, ln[1]->param_grads, lo, hi);
     });
     for (int k = 0; k < t->nhead; k++) {
-        const head_layer *h = &t->hl[k];
+        const cfx__head_layer *h = &t->hl[k];
         int64_t r0 = split(h->out, me, T), r1 = split(h->out, me + 1, T);
         cfx__optim_apply(t->opt, x, t->hgrad, NULL, h->w + r0 * h->in, h->w + r1 * h->in);
         if (h->b != SIZE_MAX) cfx__optim_apply(t->opt, x, t->hgrad, NULL, h->b + r0, h->b + r1);

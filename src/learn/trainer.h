@@ -1,0 +1,64 @@
+/* trainer.h - the trainer's private state (src/learn/train.c), and its test hooks; not part
+ * of the public API (cfx_trainer is opaque there). */
+#ifndef CFX_LEARN_TRAINER_H
+#define CFX_LEARN_TRAINER_H
+
+#include "base/base.h"
+#include "engine/blas.h"
+
+#include <stdatomic.h>
+
+/* One fully connected layer of a trainer's head: y = x W^T + b, then a ReLU when relu. */
+typedef struct cfx__head_layer {
+    size_t w, b; /* offsets of W (out x in) and b (out) in the parameters; b is SIZE_MAX without */
+    int64_t in, out;
+    bool relu;
+} cfx__head_layer;
+
+struct cfx_trainer {
+    cfx_graph *g;
+    int x, target, loss, scores; /* target and scores: -1 for an autoencoder */
+    int64_t batch;
+    cfx_optim *opt;
+    int nlanes;        /* 1: the step runs on g, its ops using the threads */
+    cfx_graph **lane;  /* nlanes copies of g, one slice of the batch each */
+    int64_t *first;    /* lane i trains on rows first[i] .. first[i+1]-1 */
+    cfx_status *st;    /* per lane (per thread in a head step), for one step */
+    double *lane_loss; /* per lane */
+    int64_t *lane_correct;
+    char (*msg)[256];
+    /* The head (nhead > 0): fully connected layers from value `cut` to the logits, run on the
+     * whole batch with each thread owning rows of every weight (see step_head). */
+    int nhead;
+    cfx__head_layer *hl;
+    int cut, cut_end, logits; /* lanes run nodes [0, cut_end) */
+    bool cut_grad;            /* whether a gradient flows back into the lanes from the cut */
+    /* Per layer boundary k = 0..nhead: activations and (k > 0) gradients, features x batch. The
+     * gradient at the cut goes to the lanes as the threads' parts (head_part), batch x features. */
+    float **H, **D;
+    float *hbuf, *part, *seed, *hgrad;
+    int64_t part_stride; /* floats a part */
+    /* Per thread q, layer k: its products (plan[(q * nhead + k) * NPLAN + j], head_plan),
+     * made by thread q for plan_T[q] threads. */
+    cfx__gemm_plan **plan;
+    int *plan_T;
+    _Atomic int *claim;  /* per thread: the next of its chunks of weight gradient to claim */
+    _Atomic bool dw_bad; /* a chunk of the head's gradient failed its check */
+    size_t *trunk;       /* ntrunk ranges [trunk[2i], trunk[2i+1]) of parameters outside the head */
+    int ntrunk;
+    size_t trunk_n;
+};
+
+/* Test hook: at most n lanes per cfx_trainer (n < 1: as many as threads). */
+void cfx__trainer_max_lanes(int n);
+/* Test hook: whether trainers made from now on run a classifier's fully connected head on the
+ * whole batch, split by weight rows among the threads (default on). */
+void cfx__trainer_use_head(bool on);
+/* Test hook: how many fully connected layers the trainer runs as its head (0: none). */
+int cfx__trainer_head_layers(const cfx_trainer *t);
+/* Test hook: the forward and backward of a cfx_trainer_step without the update: the batch's mean
+ * loss and the gradient of the parameters (cfx_graph_num_params floats), summed over lanes. */
+cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                                 const int64_t *rows, double *loss, float *grad);
+
+#endif
