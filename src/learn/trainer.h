@@ -1,4 +1,4 @@
-/* trainer.h - the trainer's private state, shared by its lanes (src/learn/train.c) and its
+/* trainer.h - the trainer's private state, shared by its lanes (src/learn/trainer.c) and its
  * head (src/learn/head.c), the head's calls, and the trainer's test hooks; not part of the
  * public API (cfx_trainer is opaque there). */
 #ifndef CFX_LEARN_TRAINER_H
