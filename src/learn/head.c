@@ -34,8 +34,8 @@ static const cfx__node *head_linear(const cfx_graph *g, int v, const int *uses) 
     const cfx__node *n = cfx__graph_producer(g, v);
     if (!n || strcmp(n->op->name, "Linear") != 0 || n->in[0] < 0) return NULL;
     int w = n->in[1], b = n->nin > 2 ? n->in[2] : -1;
-    if (g->values[w].kind != CFX_VALUE_PARAM || uses[w] != 1) return NULL;
-    if (b >= 0 && (g->values[b].kind != CFX_VALUE_PARAM || uses[b] != 1)) return NULL;
+    if (cfx_graph_value_kind(g, w) != CFX_VALUE_PARAM || uses[w] != 1) return NULL;
+    if (b >= 0 && (cfx_graph_value_kind(g, b) != CFX_VALUE_PARAM || uses[b] != 1)) return NULL;
     return n;
 }
 
@@ -46,7 +46,7 @@ static cfx_status find_head(cfx_trainer *t) {
     cfx_graph *g = t->g;
     const cfx__node *ce = cfx__graph_producer(g, t->loss);
     if (t->target < 0 || !ce || strcmp(ce->op->name, "CrossEntropy") != 0) return CFX_OK;
-    int *uses = cfx_calloc((size_t)g->nvalues, sizeof *uses);
+    int *uses = cfx_calloc((size_t)cfx_graph_num_values(g), sizeof *uses);
     const cfx__node **chain = cfx_calloc((size_t)g->nnodes, sizeof *chain);
     bool *relu = cfx_calloc((size_t)g->nnodes, sizeof *relu);
     cfx_status s = uses && chain && relu ? CFX_OK : CFX_ENOMEM;
@@ -64,7 +64,7 @@ static cfx_status find_head(cfx_trainer *t) {
         after = r && strcmp(r->op->name, "Relu") == 0;
         l = head_linear(g, after ? r->in[0] : cut, uses);
     }
-    const cfx_tensor *ct = cut >= 0 ? &g->values[cut].t : NULL;
+    const cfx_tensor *ct = cut >= 0 ? cfx_graph_tensor(g, cut) : NULL;
     if (s == CFX_OK && n > 0 && ct->ndim == 2 && ct->shape[0] == t->batch) {
         t->hl = cfx_calloc((size_t)n, sizeof *t->hl);
         if (!t->hl) s = CFX_ENOMEM;
@@ -162,7 +162,7 @@ static cfx_status head_loss(cfx_trainer *t, int64_t *correct) {
     cfx__op_args a;
     cfx__node_args(g, n, &a, false);
     n->op->forward(&a);
-    CFX_TRY(cfx__trainer_check_loss(g->values[t->loss].t.data[0]));
+    CFX_TRY(cfx__trainer_check_loss(cfx_graph_tensor(g, t->loss)->data[0]));
     const float one = 1.0f;
     cfx__node_args(g, n, &a, true);
     a.dout = &one;
@@ -491,7 +491,7 @@ cfx_status cfx__head_step(cfx_trainer *t, const cfx_tensor *images, const float 
     }
     for (int i = 0; i < L; i++)
         if (t->st[i] != CFX_OK) return cfx_set_error(t->st[i], "%s", t->msg[i]);
-    *loss = t->g->values[t->loss].t.data[0];
+    *loss = cfx_graph_tensor(t->g, t->loss)->data[0];
     *correct = right;
     return CFX_OK;
 }
