@@ -1,6 +1,6 @@
 /* test_train.c - layer initialisation, the reference architectures, and training: it learns,
  * it is deterministic, resuming from a checkpoint gives the same bytes, bad input is refused. */
-#include "engine/graph.h"
+#include "learn/trainer.h"
 #include "test.h"
 
 #include <stdio.h>

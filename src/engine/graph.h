@@ -163,17 +163,6 @@ cfx_status cfx__graph_forward_until(cfx_graph *g, int end);
 /* cfx_graph_backward; with zero_unreached false, the gradients of parameters the pass does not
  * reach are left as they are (a trainer's head writes those elsewhere). */
 cfx_status cfx__graph_backward(cfx_graph *g, int out, const float *seed, bool zero_unreached);
-/* Test hook: at most n lanes per cfx_trainer (n < 1: as many as threads). */
-void cfx__trainer_max_lanes(int n);
-/* Test hook: whether trainers made from now on run a classifier's fully connected head on the
- * whole batch, split by weight rows among the threads (default on). */
-void cfx__trainer_use_head(bool on);
-/* Test hook: how many fully connected layers the trainer runs as its head (0: none). */
-int cfx__trainer_head_layers(const cfx_trainer *t);
-/* Test hook: the forward and backward of a cfx_trainer_step without the update: the batch's mean
- * loss and the gradient of the parameters (cfx_graph_num_params floats), summed over lanes. */
-cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
-                                 const int64_t *rows, double *loss, float *grad);
 /* Fills the run-time view of node n: input tensors, gradient slots (with_grads), state. */
 void cfx__node_args(cfx_graph *g, const cfx__node *n, cfx__op_args *a, bool with_grads);
 /* The node that produces value id, or NULL. */
