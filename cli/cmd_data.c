@@ -4,8 +4,10 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *about_data =
     "Writes a dataset folder: manifest.json plus <split>_images.npy (uint8 N,C,H,W) and\n"
@@ -241,12 +243,94 @@ static int data_preview(int argc, char **argv) {
     return 0;
 }
 
+static const char *const causes[] = {"brightness", "contrast",   "saturation",
+                                     "noise",      "pixelation", NULL};
+
+static bool has_suffix(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+static int data_corrupt(int argc, char **argv) {
+    const char *cmd = "data corrupt";
+    const char *in = NULL, *out = NULL;
+    int cause = 0, json = 0;
+    double factor = NAN;
+    long long seed = 0;
+    const cli_opt opts[] = {
+        {"IN", NULL, "a PNG/JPEG image, or a .npy array (N,C,H,W) of floats in [0,1]", .str = &in,
+         .required = true, .positional = true},
+        {"OUT", NULL, "where to write: a PNG for an image, a .npy for an array", .str = &out,
+         .required = true, .positional = true},
+        {"cause", "C", "brightness, contrast, saturation, noise or pixelation", .pick = &cause,
+         .choices = causes},
+        {"factor", "F",
+         "the operation's factor: a blend factor (brightness, contrast, saturation), the noise "
+         "amplitude on 0..255, or the pixelation block",
+         .num = &factor, .min = -1, .max = 1e6, .def = "required"},
+        CLI_OPT_SEED(&seed, "the noise's seed"),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(cmd,
+              "Applies one cause's image operation, as the competency paper's reference code did\n"
+              "(PIL on 8-bit images): brightness blends with black, contrast with the mean grey,\n"
+              "saturation with the greyscale image, noise adds uniform integers in [-F, F] and\n"
+              "clips, pixelation resizes down by F with nearest neighbour and back up.\n",
+              opts, CLI_LEN(opts), argc, argv);
+    if (isnan(factor)) cli_usage_error(cmd, "--factor is required");
+    if (cli_same_path(in, out)) cli_usage_error(cmd, "OUT '%s' is the input", out);
+    bool npy = has_suffix(in, ".npy");
+    if (npy != has_suffix(out, ".npy"))
+        cli_usage_error(cmd, "OUT must be a .npy for a .npy input and a .png for an image");
+    if (!npy && !has_suffix(out, ".png")) cli_usage_error(cmd, "OUT must end in .png");
+    cfx_cause c;
+    cfx_cause_parse(causes[cause], &c);
+    cfx_rng r;
+    cfx_rng_init(&r, (uint64_t)seed);
+    cfx_tensor *x = npy ? cfx_npy_read(in) : cfx_image_read(in, 0);
+    if (!x) return cli_fail(cmd, NULL);
+    cfx_status s = CFX_OK;
+    if (npy && x->ndim != 4) {
+        char shape[64];
+        cfx_tensor_shape_str(x->ndim, x->shape, shape, sizeof shape);
+        s = cfx_set_error(CFX_ESHAPE, "'%s' holds %s, not images (N,C,H,W)", in, shape);
+    }
+    for (int64_t i = 0; s == CFX_OK && i < x->numel; i++)
+        if (!(x->data[i] >= 0 && x->data[i] <= 1))
+            s = cfx_set_error(CFX_EINVAL,
+                              "'%s': element %lld is %g; images must be floats in [0,1]", in,
+                              (long long)i, x->data[i]);
+    cfx_tensor batch = *x;
+    if (s == CFX_OK && !npy) { /* (C,H,W) -> (1,C,H,W) */
+        batch.ndim = 4;
+        for (int d = 3; d > 0; d--) batch.shape[d] = x->shape[d - 1];
+        batch.shape[0] = 1;
+    }
+    if (s == CFX_OK) s = cfx_corrupt(c, factor, &batch, &batch, &r);
+    if (s == CFX_OK) s = npy ? cfx_npy_write(out, x) : cfx_image_write_png(out, x);
+    int rc = 0;
+    if (s != CFX_OK) {
+        rc = cli_fail(cmd, NULL);
+    } else if (json) {
+        printf("{\"cause\": \"%s\", \"factor\": %g, \"images\": %lld, \"out\": ", causes[cause],
+               factor, (long long)batch.shape[0]);
+        cli_json_str(stdout, out);
+        printf("}\n");
+    } else {
+        printf("wrote %s: %lld image%s, %s %g\n", out, (long long)batch.shape[0],
+               batch.shape[0] == 1 ? "" : "s", causes[cause], factor);
+    }
+    cfx_tensor_free(x);
+    return rc;
+}
+
 int cmd_data(int argc, char **argv) {
     static const cli_command leaves[] = {
         {"fashion-mnist", data_fmnist, "Fashion-MNIST from Debian's dataset-fashion-mnist"},
         {"signs", data_signs, "generated photographs of speed-limit signs"},
         {"folder", data_folder, "an image folder (one sub-folder per class)"},
         {"preview", data_preview, "a grid of a split's images"},
+        {"corrupt", data_corrupt, "one cause's image operation on an image or a .npy of images"},
     };
     return cli_dispatch("data", about_data, leaves, CLI_LEN(leaves), argc, argv);
 }

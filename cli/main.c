@@ -8,6 +8,8 @@ static const cli_command commands[] = {
     {"train", cmd_train, "train a classifier or an autoencoder on a dataset folder"},
     {"eval", cmd_eval, "evaluate a classifier or an autoencoder on a dataset split"},
     {"model", cmd_model, "inspect, check and run ONNX models; split an autoencoder"},
+    {"competency", cmd_competency,
+     "how far predictions can be trusted (PaRCE); examples per cause"},
     {"concepts", cmd_concepts,
      "semantic edits over WordNet: costs, closest counterfactuals, importance"},
     {"version", cmd_version, "print the version"},

@@ -28,7 +28,7 @@
  */
 
 /*
- * Contents, bottom-up: six layers (a ### banner each), as in src/, where a layer uses only
+ * Contents, bottom-up: seven layers (a ### banner each), as in src/, where a layer uses only
  * those above it. Each section below opens with a banner "=== <name> ===".
  *
  *   base      status      status codes, cfx_last_error, error context
@@ -54,11 +54,15 @@
  *             corrupt     the six causes of low competency and their image operations
  *   competency
  *             parce       calibration, scores, rho and its gradients to images and latents
+ *             calibration ECE, reliability bins, AUROC
+ *             examples    low-competency examples per cause
  *             bundle      the competency bundle folder
  *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
  *                         importance, edit orders
+ *   report    canvas      an RGB drawing surface with text, written as PNG
+ *             figures     the reliability diagram
  */
 #ifndef CFX_H
 #define CFX_H
@@ -769,6 +773,16 @@ cfx_tensor *cfx_image_grid(const cfx_tensor *images, const cfx_grid_options *o);
 cfx_status cfx_image_write_grid(const char *path, const cfx_tensor *images,
                                 const cfx_grid_options *o);
 
+/* Images named on a command line, as one batch (n,c,h,w) in order: PNG or JPEG files,
+ * folders of them (their image files in name order, not recursive), and .npy arrays
+ * (N,c,h,w) of floats. Images are converted to c channels (1 or 3) and must be h x w; a
+ * file that does not fit, and a non-finite value, are refused naming the file. names (may be
+ * NULL) gets one owned name per image ("dir/a.png", "x.npy[3]"); free it with
+ * cfx_images_names_free(names, n). */
+cfx_status cfx_images_load(const char *const *inputs, int n_inputs, int c, int h, int w,
+                           cfx_tensor **images, char ***names);
+void cfx_images_names_free(char **names, int64_t n);
+
 /* ==================================================================== dataset === */
 /* A labelled image set in memory. Datasets on disk are folders that `cfx data` writes (see
  * README "Data"): manifest.json plus <split>_images.npy (uint8 (N,C,H,W)) and
@@ -997,6 +1011,50 @@ cfx_status cfx_parce_fit(cfx_competency *c, const cfx_dataset *calib,
                          float *rho);
 /* Phi, the standard normal CDF, in double precision (both tails accurate). */
 double cfx_normal_cdf(double x);
+
+/* Calibration and separation of scores (src/competency/calibration.c). The area under the ROC
+ * curve of scores that should be higher for pos than for neg (ties count one half; NaN when a
+ * side is empty). */
+double cfx_auroc(const float *pos, int64_t npos, const float *neg, int64_t nneg);
+typedef struct cfx_calibration_bin {
+    int64_t n;
+    double mean_score, accuracy;
+} cfx_calibration_bin;
+/* Expected calibration error of scores in [0,1] against correct (0/1) over nbins equal-width
+ * bins; bins (nbins entries, may be NULL) gets each bin's count, mean score and accuracy. */
+double cfx_ece(const float *score, const uint8_t *correct, int64_t n, int nbins,
+               cfx_calibration_bin *bins);
+
+/* Low-competency examples per cause (src/competency/examples.c): controls (none), images of
+ * held-out classes with rho below the threshold (spatial), and correctly classified
+ * high-competency test images corrupted with the first factor of the cause's grid, in a seeded
+ * order, that drives rho below the threshold. */
+typedef struct cfx_example {
+    cfx_cause cause;
+    double factor;               /* NAN for none and spatial */
+    int from_ood;                /* the source split: 0 test, 1 ood */
+    int64_t row;                 /* the image's index in that split */
+    int32_t label;               /* its class (test: 0..K-1; ood: the source dataset's id) */
+    float rho_before, rho_after; /* clean and as given (equal for none and spatial) */
+} cfx_example;
+typedef struct cfx_examples_summary {
+    int64_t candidates;                   /* correctly classified test images with high rho */
+    int64_t made[CFX_CAUSE_COUNT];        /* examples per cause */
+    int64_t tried[CFX_CAUSE_COUNT];       /* source images looked at */
+    int64_t no_factor[CFX_CAUSE_COUNT];   /* of those, images no factor (spatial: their rho)
+                                             took below the threshold */
+    const char *skipped[CFX_CAUSE_COUNT]; /* why a cause was skipped, or NULL */
+} cfx_examples_summary;
+typedef struct cfx_examples_options {
+    int64_t per_cause; /* default 100 */
+    uint64_t seed;
+    cfx_progress progress;
+} cfx_examples_options;
+/* Makes the examples from a test split (and an ood split, may be NULL) with c's calibration.
+ * images (n,C,H,W) and examples (n, cfx_free) are the caller's, in cause order. */
+cfx_status cfx_examples_generate(cfx_competency *c, const cfx_dataset *test, const cfx_dataset *ood,
+                                 const cfx_examples_options *o, cfx_tensor **images,
+                                 cfx_example **examples, int64_t *n, cfx_examples_summary *summary);
 
 /* A competency bundle: one folder with the three models, the calibration and the calibration
  * set's latent codes and rho (see src/competency/bundle.c), written by `cfx competency fit`. */
@@ -1231,6 +1289,38 @@ typedef enum {
  * The caller owns *out (cfx_edit_set_deinit). */
 cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
                               const cfx_progress *progress, cfx_edit_set *out);
+
+/* #########################################################################################
+ * report (src/report/): figures as PNG
+ * ###################################################################################### */
+
+/* ===================================================================== canvas === */
+/* An RGB drawing surface: 3 planes (R, G, B) of h x w bytes. Colours are 0xRRGGBB. Text is
+ * DejaVu Sans (fonts-dejavu-core); without the font, text is skipped (has_text is 0). */
+typedef struct cfx_canvas {
+    int w, h;
+    uint8_t *px;
+} cfx_canvas;
+cfx_canvas *cfx_canvas_new(int w, int h, uint32_t rgb);
+void cfx_canvas_free(cfx_canvas *c);
+void cfx_canvas_rect(cfx_canvas *c, int x, int y, int w, int h, uint32_t rgb);
+void cfx_canvas_line(cfx_canvas *c, float x0, float y0, float x1, float y1, float width,
+                     uint32_t rgb);
+/* An image (ch,h,w) in [0,1], ch 1 or 3, at (x, y), each pixel a scale x scale block. */
+void cfx_canvas_image(cfx_canvas *c, const float *chw, int ch, int h, int w, int x, int y,
+                      int scale);
+/* Text of pixel height size with its top at y; align 0 left of x, 1 centred, 2 right. Returns
+ * its width. */
+int cfx_canvas_text(cfx_canvas *c, int x, int y, float size, uint32_t rgb, int align,
+                    const char *text);
+int cfx_canvas_has_text(void);
+cfx_status cfx_canvas_write_png(const cfx_canvas *c, const char *path);
+
+/* ==================================================================== figures === */
+/* The reliability diagram: accuracy per bin of rho against the diagonal, the gap to each bin's
+ * mean shaded, with ECE, accuracy and mean rho in the title. */
+cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *bins, int nbins,
+                                  double ece, double accuracy, double mean_score);
 
 #ifdef __cplusplus
 }

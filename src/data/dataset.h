@@ -12,4 +12,14 @@ cfx_dataset *cfx__dataset_alloc(int64_t n, int c, int h, int w, int num_classes)
 /* cfx_imagefolder_load with the status of a failure. */
 cfx_status cfx__imagefolder_load(const char *dir, int c, int h, int w, cfx_dataset **out);
 
+/* A list of owned strings. */
+typedef struct cfx__strlist {
+    char **v;
+    int n, cap;
+} cfx__strlist;
+void cfx__strlist_free(cfx__strlist *l);
+/* Appends the names of dir's entries that are folders (want_dirs) or PNG/JPEG files (by
+ * extension), sorted by name, to out (src/data/imagefolder.c). */
+cfx_status cfx__list_images(const char *dir, int want_dirs, cfx__strlist *out);
+
 #endif

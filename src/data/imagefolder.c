@@ -9,12 +9,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-typedef struct {
-    char **v;
-    int n, cap;
-} strlist;
-
-static int strlist_push(strlist *l, const char *s) {
+static int strlist_push(cfx__strlist *l, const char *s) {
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 16;
         char **v = cfx_realloc(l->v, (size_t)cap * sizeof *v);
@@ -26,7 +21,7 @@ static int strlist_push(strlist *l, const char *s) {
     return 0;
 }
 
-static void strlist_free(strlist *l) {
+void cfx__strlist_free(cfx__strlist *l) {
     for (int i = 0; i < l->n; i++) cfx_free(l->v[i]);
     cfx_free(l->v);
     memset(l, 0, sizeof *l);
@@ -42,8 +37,7 @@ static int is_image_name(const char *name) {
                    strcasecmp(dot, ".jpeg") == 0);
 }
 
-/* Lists the entries of dir that are folders (want_dirs) or image files, sorted by name. */
-static cfx_status list_dir(const char *dir, int want_dirs, strlist *out) {
+cfx_status cfx__list_images(const char *dir, int want_dirs, cfx__strlist *out) {
     DIR *d = opendir(dir);
     if (!d) return cfx_set_error(CFX_EIO, "cannot open folder '%s': %s", dir, strerror(errno));
     struct dirent *e;
@@ -72,13 +66,13 @@ cfx_status cfx__imagefolder_load(const char *dir, int c, int h, int w, cfx_datas
     if (!dir) return cfx_set_error(CFX_EINVAL, "image folder: path is NULL");
     if (c != 0 && c != 1 && c != 3)
         return cfx_set_error(CFX_EINVAL, "image folder '%s': channels must be 0, 1 or 3", dir);
-    strlist classes = {0}, files = {0};
+    cfx__strlist classes = {0}, files = {0};
     int *first = NULL; /* per class, the index of its first file in files */
     cfx_dataset *d = NULL;
     cfx_tensor *img = NULL;
     char path[8400];
     const int asked = h > 0 && w > 0;
-    cfx_status s = list_dir(dir, 1, &classes);
+    cfx_status s = cfx__list_images(dir, 1, &classes);
     if (s == CFX_OK && classes.n == 0)
         s = cfx_set_error(CFX_ENOTFOUND,
                           "image folder '%s' has no class folders (expected one sub-folder of "
@@ -89,7 +83,7 @@ cfx_status cfx__imagefolder_load(const char *dir, int c, int h, int w, cfx_datas
     for (int k = 0; s == CFX_OK && k < classes.n; k++) {
         first[k] = files.n;
         snprintf(path, sizeof path, "%s/%s", dir, classes.v[k]);
-        s = list_dir(path, 0, &files);
+        s = cfx__list_images(path, 0, &files);
         if (s == CFX_OK && files.n == first[k])
             s = cfx_set_error(CFX_ENOTFOUND, "class folder '%s' has no PNG or JPEG images", path);
     }
@@ -137,8 +131,8 @@ fail:
     if (s == CFX_OK) s = CFX_ENOMEM;
 done:
     cfx_tensor_free(img);
-    strlist_free(&classes);
-    strlist_free(&files);
+    cfx__strlist_free(&classes);
+    cfx__strlist_free(&files);
     cfx_free(first);
     if (s != CFX_OK) {
         cfx_dataset_free(d);

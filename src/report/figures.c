@@ -1,0 +1,63 @@
+/* figures.c - figures as PNG files: the reliability diagram of a competency estimator (the
+ * accuracy in each bin of rho against the diagonal of perfect calibration, with the gap to the
+ * bin's mean rho shaded), drawn on a canvas (canvas.c). */
+#include "base/base.h"
+
+#include <math.h>
+#include <stdio.h>
+
+enum { FIG_W = 480, FIG_H = 470, LEFT = 64, TOP = 56, SIDE = 380 };
+
+static const uint32_t ink = 0x202020, grid = 0xdddddd, bar = 0x3b6fb6, gap = 0xd9534f;
+
+cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *bins, int nbins,
+                                  double ece, double accuracy, double mean_score) {
+    if (nbins < 1 || nbins > 1000)
+        return cfx_set_error(CFX_EINVAL, "reliability diagram: %d bins", nbins);
+    cfx_canvas *c = cfx_canvas_new(FIG_W, FIG_H, 0xffffff);
+    if (!c) return CFX_ENOMEM;
+        /* Plot coordinates: (u, v) in [0,1]^2 -> pixels. */
+#define PX(u) (LEFT + (float)(u)*SIDE)
+#define PY(v) (TOP + (1 - (float)(v)) * SIDE)
+    char buf[160];
+    for (int t = 0; t <= 5; t++) {
+        float u = t / 5.0f;
+        cfx_canvas_line(c, PX(u), PY(0), PX(u), PY(1), 1, grid);
+        cfx_canvas_line(c, PX(0), PY(u), PX(1), PY(u), 1, grid);
+        snprintf(buf, sizeof buf, "%.1f", u);
+        cfx_canvas_text(c, (int)PX(u), (int)PY(0) + 6, 13, ink, 1, buf);
+        cfx_canvas_text(c, LEFT - 8, (int)PY(u) - 8, 13, ink, 2, buf);
+    }
+    for (int b = 0; b < nbins; b++) {
+        if (!bins[b].n) continue;
+        float u0 = (float)b / nbins, u1 = (float)(b + 1) / nbins;
+        int x0 = (int)lrintf(PX(u0)) + 1, x1 = (int)lrintf(PX(u1)) - 1;
+        int ya = (int)lrintf(PY(bins[b].accuracy)), yc = (int)lrintf(PY(bins[b].mean_score));
+        cfx_canvas_rect(c, x0, ya, x1 - x0, (int)PY(0) - ya, bar);
+        /* The gap between accuracy and mean competency, shaded over the bar. */
+        int lo = CFX_MIN(ya, yc), hi = CFX_MAX(ya, yc);
+        for (int y = lo; y < hi; y++)
+            for (int x = x0; x < x1; x++)
+                if ((x + y) % 4 < 2) cfx_canvas_rect(c, x, y, 1, 1, gap);
+    }
+    cfx_canvas_line(c, PX(0), PY(0), PX(1), PY(1), 1.5f, 0x888888);
+    cfx_canvas_line(c, PX(0), PY(0), PX(1), PY(0), 1.5f, ink);
+    cfx_canvas_line(c, PX(0), PY(0), PX(0), PY(1), 1.5f, ink);
+    cfx_canvas_text(c, (int)PX(0.5), (int)PY(0) + 26, 15, ink, 1, "competency rho (bin)");
+    cfx_canvas_text(c, 10, TOP - 24, 15, ink, 0, "accuracy");
+    snprintf(buf, sizeof buf, "ECE %.4f   accuracy %.2f%%   mean rho %.4f", ece, 100 * accuracy,
+             mean_score);
+    cfx_canvas_text(c, FIG_W / 2, 8, 15, ink, 1, buf);
+    /* A legend in the plot's top-left corner. */
+    cfx_canvas_rect(c, LEFT + 10, TOP + 10, 14, 14, bar);
+    cfx_canvas_text(c, LEFT + 30, TOP + 8, 13, ink, 0, "accuracy in the bin");
+    for (int y = 0; y < 14; y++)
+        for (int x = 0; x < 14; x++)
+            if ((x + y) % 4 < 2) cfx_canvas_rect(c, LEFT + 10 + x, TOP + 30 + y, 1, 1, gap);
+    cfx_canvas_text(c, LEFT + 30, TOP + 28, 13, ink, 0, "gap to the bin's mean rho");
+#undef PX
+#undef PY
+    cfx_status s = cfx_canvas_write_png(c, path);
+    cfx_canvas_free(c);
+    return s;
+}
