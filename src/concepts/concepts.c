@@ -23,6 +23,7 @@
  * is solved only while the bound can still beat (or tie with an earlier image) the best so far.
  */
 #include "base/base.h"
+#include "base/strmap.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -33,45 +34,22 @@
 
 /* ------------------------------------------------------------------ string tables --- */
 
-/* Interned strings: an open-addressing table over an array of owned copies. */
+/* Interned strings: an array of owned copies, in insertion order, and the shared string map
+ * from each copy to its index (the map borrows the copies as its keys). */
 typedef struct {
-    char **str;     /* (n) owned copies, in insertion order */
-    int32_t n, cap; /* cap: capacity of str */
-    int32_t *slot;  /* (nslots) index + 1 into str, 0 for empty */
-    size_t nslots;
+    char **str;      /* (n) owned copies, in insertion order */
+    int32_t n, cap;  /* cap: capacity of str */
+    cfx__strmap map; /* str[i] -> i */
 } intern;
 
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static int32_t intern_find(const intern *t, const char *s) {
-    if (!t->nslots) return -1;
-    for (size_t i = hash_str(s) & (t->nslots - 1);; i = (i + 1) & (t->nslots - 1)) {
-        if (!t->slot[i]) return -1;
-        if (strcmp(t->str[t->slot[i] - 1], s) == 0) return t->slot[i] - 1;
-    }
+    return cfx__strmap_get(&t->map, s, strlen(s));
 }
 
 /* Returns the index of s, adding a copy when new; -1 when out of memory. */
 static int32_t intern_add(intern *t, const char *s) {
     int32_t k = intern_find(t, s);
     if (k >= 0) return k;
-    if ((size_t)(t->n + 1) * 2 > t->nslots) {
-        size_t ns = t->nslots ? 2 * t->nslots : 64;
-        int32_t *slot = cfx_calloc(ns, sizeof *slot);
-        if (!slot) return -1;
-        for (int32_t i = 0; i < t->n; i++) {
-            size_t j = hash_str(t->str[i]) & (ns - 1);
-            while (slot[j]) j = (j + 1) & (ns - 1);
-            slot[j] = i + 1;
-        }
-        cfx_free(t->slot);
-        t->slot = slot;
-        t->nslots = ns;
-    }
     if (t->n == t->cap) {
         int32_t cap = t->cap ? 2 * t->cap : 64;
         char **str = cfx_realloc(t->str, (size_t)cap * sizeof *str);
@@ -81,9 +59,10 @@ static int32_t intern_add(intern *t, const char *s) {
     }
     char *copy = cfx_strdup(s);
     if (!copy) return -1;
-    size_t j = hash_str(s) & (t->nslots - 1);
-    while (t->slot[j]) j = (j + 1) & (t->nslots - 1);
-    t->slot[j] = t->n + 1;
+    if (cfx__strmap_put(&t->map, copy, t->n) != CFX_OK) {
+        cfx_free(copy);
+        return -1;
+    }
     t->str[t->n] = copy;
     return t->n++;
 }
@@ -91,7 +70,7 @@ static int32_t intern_add(intern *t, const char *s) {
 static void intern_deinit(intern *t) {
     for (int32_t i = 0; i < t->n; i++) cfx_free(t->str[i]);
     cfx_free(t->str);
-    cfx_free(t->slot);
+    cfx__strmap_deinit(&t->map);
 }
 
 /* ------------------------------------------------------------------- vocabulary --- */
