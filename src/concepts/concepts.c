@@ -22,8 +22,7 @@
  * at most its cost; candidates are visited in increasing order of that bound and the assignment
  * is solved only while the bound can still beat (or tie with an earlier image) the best so far.
  */
-#include "base/base.h"
-#include "base/strmap.h"
+#include "concepts/concepts.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -32,54 +31,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* ------------------------------------------------------------------ string tables --- */
-
-/* Interned strings: an array of owned copies, in insertion order, and the shared string map
- * from each copy to its index (the map borrows the copies as its keys). */
-typedef struct {
-    char **str;      /* (n) owned copies, in insertion order */
-    int32_t n, cap;  /* cap: capacity of str */
-    cfx__strmap map; /* str[i] -> i */
-} intern;
-
-static int32_t intern_find(const intern *t, const char *s) {
-    return cfx__strmap_get(&t->map, s, strlen(s));
-}
-
-/* Returns the index of s, adding a copy when new; -1 when out of memory. */
-static int32_t intern_add(intern *t, const char *s) {
-    int32_t k = intern_find(t, s);
-    if (k >= 0) return k;
-    if (t->n == t->cap) {
-        int32_t cap = t->cap ? 2 * t->cap : 64;
-        char **str = cfx_realloc(t->str, (size_t)cap * sizeof *str);
-        if (!str) return -1;
-        t->str = str;
-        t->cap = cap;
-    }
-    char *copy = cfx_strdup(s);
-    if (!copy) return -1;
-    if (cfx__strmap_put(&t->map, copy, t->n) != CFX_OK) {
-        cfx_free(copy);
-        return -1;
-    }
-    t->str[t->n] = copy;
-    return t->n++;
-}
-
-static void intern_deinit(intern *t) {
-    for (int32_t i = 0; i < t->n; i++) cfx_free(t->str[i]);
-    cfx_free(t->str);
-    cfx__strmap_deinit(&t->map);
-}
-
 /* ------------------------------------------------------------------- vocabulary --- */
 
 struct cfx_concepts {
     const cfx_wordnet *wn;
     cfx_cost_options opt;
-    intern names;        /* concept strings as given (spaces turned into underscores) */
-    intern words;        /* the word part of each concept; element id = wn count + index */
+    cfx__intern names;   /* concept strings as given (spaces turned into underscores) */
+    cfx__intern words;   /* the word part of each concept; element id = wn count + index */
     int32_t *synset;     /* (n) the concept's synset */
     int32_t *word;       /* (n) index into words */
     int32_t *elem_start; /* (n+1) concept i's set: elem[elem_start[i] .. elem_start[i+1]) */
@@ -116,8 +74,8 @@ cfx_concepts *cfx_concepts_new(const cfx_wordnet *wn, const cfx_cost_options *op
 
 void cfx_concepts_free(cfx_concepts *c) {
     if (!c) return;
-    intern_deinit(&c->names);
-    intern_deinit(&c->words);
+    cfx__intern_deinit(&c->names);
+    cfx__intern_deinit(&c->words);
     cfx_free(c->synset);
     cfx_free(c->word);
     cfx_free(c->elem_start);
@@ -170,7 +128,7 @@ cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
         return cfx_set_error(CFX_EINVAL, "concept '%s' is empty or too long",
                              concept ? concept : "(null)");
     for (size_t i = 0; i <= len; i++) norm[i] = concept[i] == ' ' ? '_' : concept[i];
-    int32_t k = intern_find(&c->names, norm);
+    int32_t k = cfx__intern_find(&c->names, norm);
     if (k >= 0) {
         *id = k;
         return CFX_OK;
@@ -188,7 +146,7 @@ cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
     size_t wl = strcspn(norm, ".");
     memcpy(word, norm, wl);
     word[wl] = '\0';
-    int32_t w = intern_add(&c->words, word);
+    int32_t w = cfx__intern_add(&c->words, word);
     if (w < 0) return CFX_ENOMEM;
     path[plen] = cfx_wordnet_count(c->wn) + w;
     qsort(path, (size_t)plen + 1, sizeof *path, cmp_i32);
@@ -212,7 +170,7 @@ cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
     }
     if (c->opt.model == CFX_COST_GRAPH) CFX_TRY(cfx_wordnet_distances(c->wn, s, c->dist));
     /* Everything that can fail is done: commit the concept. */
-    if (intern_add(&c->names, norm) != n) return CFX_ENOMEM;
+    if (cfx__intern_add(&c->names, norm) != n) return CFX_ENOMEM;
     memcpy(c->elem + c->nelem, path, ((size_t)plen + 1) * sizeof *path);
     c->nelem += plen + 1;
     c->elem_start[n + 1] = c->nelem;
@@ -490,7 +448,7 @@ struct cfx_concepts_data {
     int64_t *etotal; /* (n) sum of image i's element counts */
     int32_t maxcon;  /* most concepts in one image */
     int32_t nempty;  /* images without concepts */
-    intern labels;
+    cfx__intern labels;
     /* The inverted index of the element counts, built by the first search after the last
      * change (under a lock) and dropped by cfx_concepts_data_add: element e occurs in images
      * pimg[pstart[e] .. pstart[e+1]) with counts pcnt[...], images ascending. */
@@ -524,7 +482,7 @@ void cfx_concepts_data_free(cfx_concepts_data *d) {
     cfx_free(d->ecode);
     cfx_free(d->ecount);
     cfx_free(d->etotal);
-    intern_deinit(&d->labels);
+    cfx__intern_deinit(&d->labels);
     cfx_free(d->pstart);
     cfx_free(d->pimg);
     cfx_free(d->pcnt);
@@ -574,7 +532,7 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
     int64_t ce = d->capel;
     CFX_TRY(reserve((void **)&d->ecode, &ce, d->nel + nelem, sizeof *d->ecode));
     CFX_TRY(reserve((void **)&d->ecount, &d->capel, d->nel + nelem, sizeof *d->ecount));
-    int32_t lab = intern_add(&d->labels, label);
+    int32_t lab = cfx__intern_add(&d->labels, label);
     if (lab < 0) return CFX_ENOMEM;
     /* Concepts sorted; the element multiset as sorted (element, count) pairs, gathered in the
      * free tail of the element arrays and compacted in place. */
@@ -1035,7 +993,7 @@ static cfx_status class_nearest(const cfx_concepts_data *d, int32_t lab, const c
 }
 
 static cfx_status find_label(const cfx_concepts_data *d, const char *label, int32_t *lab) {
-    *lab = label ? intern_find(&d->labels, label) : -1;
+    *lab = label ? cfx__intern_find(&d->labels, label) : -1;
     if (*lab < 0)
         return cfx_set_error(CFX_ENOTFOUND, "no image has the label '%s'", label ? label : "");
     return CFX_OK;
