@@ -31,212 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* ------------------------------------------------------------------- vocabulary --- */
-
-struct cfx_concepts {
-    const cfx_wordnet *wn;
-    cfx_cost_options opt;
-    cfx__intern names;   /* concept strings as given (spaces turned into underscores) */
-    cfx__intern words;   /* the word part of each concept; element id = wn count + index */
-    int32_t *synset;     /* (n) the concept's synset */
-    int32_t *word;       /* (n) index into words */
-    int32_t *elem_start; /* (n+1) concept i's set: elem[elem_start[i] .. elem_start[i+1]) */
-    int32_t *elem;       /* sorted element ids */
-    int32_t nelem, capelem;
-    int32_t *tri; /* substitution costs, lower triangle: row i at i(i+1)/2, n(n+1)/2 */
-    size_t captri;
-    int32_t *insdel; /* (n) cost of inserting or deleting concept i */
-    int32_t cap;     /* capacity of the per-concept arrays */
-    int32_t *dist;   /* graph model: scratch for distances from one synset */
-};
-
-cfx_concepts *cfx_concepts_new(const cfx_wordnet *wn, const cfx_cost_options *opts) {
-    if (!wn) {
-        cfx_set_error(CFX_EINVAL, "concepts: no WordNet");
-        return NULL;
-    }
-    cfx_concepts *c = cfx_calloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->wn = wn;
-    if (opts) c->opt = *opts;
-    if (c->opt.model != CFX_COST_CECE && c->opt.model != CFX_COST_GRAPH) {
-        cfx_set_error(CFX_EINVAL, "concepts: unknown cost model %d", (int)c->opt.model);
-        cfx_free(c);
-        return NULL;
-    }
-    if (c->opt.model == CFX_COST_GRAPH &&
-        !(c->dist = cfx_malloc((size_t)cfx_wordnet_count(wn) * sizeof *c->dist))) {
-        cfx_free(c);
-        return NULL;
-    }
-    return c;
-}
-
-void cfx_concepts_free(cfx_concepts *c) {
-    if (!c) return;
-    cfx__intern_deinit(&c->names);
-    cfx__intern_deinit(&c->words);
-    cfx_free(c->synset);
-    cfx_free(c->word);
-    cfx_free(c->elem_start);
-    cfx_free(c->elem);
-    cfx_free(c->tri);
-    cfx_free(c->insdel);
-    cfx_free(c->dist);
-    cfx_free(c);
-}
-
-static int cmp_i32(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* |A ^ B| of two sorted sets: |A| + |B| - 2 |A n B|. */
-static int32_t sym_diff(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
-    int32_t i = 0, j = 0, common = 0;
-    while (i < na && j < nb) {
-        if (a[i] == b[j])
-            common++, i++, j++;
-        else if (a[i] < b[j])
-            i++;
-        else
-            j++;
-    }
-    return na + nb - 2 * common;
-}
-
-static cfx_status grow_concepts(cfx_concepts *c) {
-    int32_t cap = c->cap ? 2 * c->cap : 256;
-    int32_t *p;
-    if (!(p = cfx_realloc(c->synset, (size_t)cap * sizeof *p))) return CFX_ENOMEM;
-    c->synset = p;
-    if (!(p = cfx_realloc(c->word, (size_t)cap * sizeof *p))) return CFX_ENOMEM;
-    c->word = p;
-    if (!(p = cfx_realloc(c->insdel, (size_t)cap * sizeof *p))) return CFX_ENOMEM;
-    c->insdel = p;
-    if (!(p = cfx_realloc(c->elem_start, ((size_t)cap + 1) * sizeof *p))) return CFX_ENOMEM;
-    c->elem_start = p;
-    if (c->cap == 0) c->elem_start[0] = 0;
-    c->cap = cap;
-    return CFX_OK;
-}
-
-cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
-    char norm[512];
-    size_t len = concept ? strlen(concept) : 0;
-    if (len == 0 || len >= sizeof norm)
-        return cfx_set_error(CFX_EINVAL, "concept '%s' is empty or too long",
-                             concept ? concept : "(null)");
-    for (size_t i = 0; i <= len; i++) norm[i] = concept[i] == ' ' ? '_' : concept[i];
-    int32_t k = cfx__intern_find(&c->names, norm);
-    if (k >= 0) {
-        *id = k;
-        return CFX_OK;
-    }
-    int32_t s;
-    cfx_status st = cfx_wordnet_lookup(c->wn, norm, &s);
-    if (st != CFX_OK) return st;
-    int32_t n = c->names.n;
-    if (n == c->cap) CFX_TRY(grow_concepts(c));
-    /* The set: the concept path's synsets, then the word (the part before the first dot). */
-    int32_t path[256];
-    int32_t plen = cfx_wordnet_concept_path(c->wn, s, path, 255);
-    CFX_ASSERT(plen <= 255);
-    char word[512];
-    size_t wl = strcspn(norm, ".");
-    memcpy(word, norm, wl);
-    word[wl] = '\0';
-    int32_t w = cfx__intern_add(&c->words, word);
-    if (w < 0) return CFX_ENOMEM;
-    path[plen] = cfx_wordnet_count(c->wn) + w;
-    qsort(path, (size_t)plen + 1, sizeof *path, cmp_i32);
-    if (c->nelem + plen + 1 > c->capelem) {
-        int32_t cap = c->capelem ? 2 * c->capelem : 4096;
-        while (cap < c->nelem + plen + 1) cap *= 2;
-        int32_t *e = cfx_realloc(c->elem, (size_t)cap * sizeof *e);
-        if (!e) return CFX_ENOMEM;
-        c->elem = e;
-        c->capelem = cap;
-    }
-    /* The costs to every earlier concept and to itself: row n of the lower triangle. */
-    size_t need = ((size_t)n + 1) * ((size_t)n + 2) / 2;
-    if (need > c->captri) {
-        size_t cap = c->captri ? 2 * c->captri : 1 << 16;
-        while (cap < need) cap *= 2;
-        int32_t *t = cfx_realloc(c->tri, cap * sizeof *t);
-        if (!t) return CFX_ENOMEM;
-        c->tri = t;
-        c->captri = cap;
-    }
-    if (c->opt.model == CFX_COST_GRAPH) CFX_TRY(cfx_wordnet_distances(c->wn, s, c->dist));
-    /* Everything that can fail is done: commit the concept. */
-    if (cfx__intern_add(&c->names, norm) != n) return CFX_ENOMEM;
-    memcpy(c->elem + c->nelem, path, ((size_t)plen + 1) * sizeof *path);
-    c->nelem += plen + 1;
-    c->elem_start[n + 1] = c->nelem;
-    c->synset[n] = s;
-    c->word[n] = w;
-    int32_t *row = c->tri + (size_t)n * ((size_t)n + 1) / 2;
-    const int32_t *a = c->elem + c->elem_start[n];
-    for (int32_t j = 0; j <= n; j++) {
-        if (c->opt.model == CFX_COST_CECE) {
-            const int32_t *b = c->elem + c->elem_start[j];
-            row[j] = sym_diff(a, plen + 1, b, c->elem_start[j + 1] - c->elem_start[j]);
-        } else {
-            row[j] = c->dist[c->synset[j]];
-        }
-    }
-    c->insdel[n] = c->opt.model == CFX_COST_CECE ? plen + 1 : cfx_wordnet_depth(c->wn, s);
-    *id = n;
-    return CFX_OK;
-}
-
-int32_t cfx_concepts_count(const cfx_concepts *c) {
-    return c->names.n;
-}
-
-const char *cfx_concepts_name(const cfx_concepts *c, int32_t id) {
-    return id >= 0 && id < c->names.n ? c->names.str[id] : NULL;
-}
-
-const char *cfx_concepts_word(const cfx_concepts *c, int32_t id) {
-    return id >= 0 && id < c->names.n ? c->words.str[c->word[id]] : NULL;
-}
-
-int32_t cfx_concepts_synset(const cfx_concepts *c, int32_t id) {
-    return c->synset[id];
-}
-
-int32_t cfx_concepts_set(const cfx_concepts *c, int32_t id, const char **names, int32_t cap) {
-    int32_t n = c->elem_start[id + 1] - c->elem_start[id], nwn = cfx_wordnet_count(c->wn);
-    for (int32_t i = 0; i < n && i < cap; i++) {
-        int32_t e = c->elem[c->elem_start[id] + i];
-        names[i] = e < nwn ? cfx_wordnet_name(c->wn, e) : c->words.str[e - nwn];
-    }
-    return n;
-}
-
-int64_t cfx_concepts_insert_cost(const cfx_concepts *c, int32_t a) {
-    return c->insdel[a];
-}
-
-int64_t cfx_concepts_sub_cost(const cfx_concepts *c, int32_t a, int32_t b) {
-    if (a < b) {
-        int32_t t = a;
-        a = b, b = t;
-    }
-    return c->tri[(size_t)a * ((size_t)a + 1) / 2 + (size_t)b];
-}
-
-/* The price of pairing a with b in the assignment: the substitution when it is allowed and not
- * dearer than deleting a and inserting b, else delete + insert. *sub tells which. */
-static inline int64_t pair_cost(const cfx_concepts *c, int32_t a, int32_t b, bool *sub) {
-    int64_t s = cfx_concepts_sub_cost(c, a, b), di = (int64_t)c->insdel[a] + c->insdel[b];
-    bool ok = (c->opt.max_sub <= 0 || s <= c->opt.max_sub) && s <= di;
-    if (sub) *sub = ok;
-    return ok ? s : di;
-}
-
 /* ------------------------------------------------------------------- edit sets --- */
 
 /* Scratch for one pair of images: the unmatched concepts, a cost matrix and the solver's
@@ -311,7 +105,7 @@ static int64_t fill_matrix(const cfx_concepts *c, pair_ws *w, int32_t np, int32_
         int64_t rmin = np > nq ? c->insdel[w->ps[i]] : INT64_MAX;
         int64_t shift = np > nq ? c->insdel[w->ps[i]] : 0;
         for (int32_t j = 0; j < nq; j++) {
-            int64_t v = pair_cost(c, w->ps[i], w->qs[j], NULL);
+            int64_t v = cfx__costs_pair(c, w->ps[i], w->qs[j], NULL);
             int64_t adj = v - (nq > np ? c->insdel[w->qs[j]] : shift);
             w->m[(size_t)i * (size_t)nq + (size_t)j] = (double)adj;
             if (v < rmin) rmin = v;
@@ -364,7 +158,7 @@ static int32_t *sorted_copy(const int32_t *a, int32_t n) {
     int32_t *s = cfx_malloc(((size_t)n + 1) * sizeof *s);
     if (!s) return NULL;
     if (n) memcpy(s, a, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_i32);
+    qsort(s, (size_t)n, sizeof *s, cfx__concepts_cmp_i32);
     return s;
 }
 
@@ -409,7 +203,7 @@ cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t
         }
         taken[j] = 1;
         bool sub;
-        int64_t v = pair_cost(c, w.ps[i], w.qs[j], &sub);
+        int64_t v = cfx__costs_pair(c, w.ps[i], w.qs[j], &sub);
         if (sub)
             st = push_edit(out, &cap, (cfx_edit){CFX_EDIT_SUBSTITUTE, w.ps[i], w.qs[j], v});
         else
@@ -538,13 +332,13 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
      * free tail of the element arrays and compacted in place. */
     int32_t *con = d->con + d->ncon;
     memcpy(con, concepts, (size_t)n * sizeof *con);
-    qsort(con, (size_t)n, sizeof *con, cmp_i32);
+    qsort(con, (size_t)n, sizeof *con, cfx__concepts_cmp_i32);
     int32_t *codes = d->ecode + d->nel;
     int64_t k = 0;
     for (int32_t i = 0; i < n; i++)
         for (int32_t e = c->elem_start[con[i]]; e < c->elem_start[con[i] + 1]; e++)
             codes[k++] = c->elem[e];
-    qsort(codes, (size_t)k, sizeof *codes, cmp_i32);
+    qsort(codes, (size_t)k, sizeof *codes, cfx__concepts_cmp_i32);
     int64_t m = 0;
     for (int64_t i = 0; i < k; i++) {
         if (m > 0 && codes[m - 1] == codes[i]) {

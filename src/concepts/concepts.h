@@ -3,6 +3,7 @@
  * wordnet and hungarian depend on base only. Above them the concepts modules stack up, each
  * using only the ones before it (the layer check forbids cycles inside a folder):
  *   intern      interned strings: concept names, words, labels
+ *   costs       the vocabulary: concept sets and the cost of every edit
  * (the rest is still in concepts.c). */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
@@ -27,5 +28,51 @@ int32_t cfx__intern_find(const cfx__intern *t, const char *s);
 int32_t cfx__intern_add(cfx__intern *t, const char *s);
 /* Frees the copies and the map. */
 void cfx__intern_deinit(cfx__intern *t);
+
+/* Ascending int32_t, for qsort. */
+static inline int cfx__concepts_cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* ------------------------------------------------------------------- costs.c --- */
+
+/* A vocabulary: concept i's name, word, synset and sorted set of element ids (synsets, then
+ * words numbered from the WordNet count up), and the costs of every edit between concepts. */
+struct cfx_concepts {
+    const cfx_wordnet *wn;
+    cfx_cost_options opt;
+    cfx__intern names;   /* concept strings as given (spaces turned into underscores) */
+    cfx__intern words;   /* the word part of each concept; element id = wn count + index */
+    int32_t *synset;     /* (n) the concept's synset */
+    int32_t *word;       /* (n) index into words */
+    int32_t *elem_start; /* (n+1) concept i's set: elem[elem_start[i] .. elem_start[i+1]) */
+    int32_t *elem;       /* sorted element ids */
+    int32_t nelem, capelem;
+    int32_t *tri; /* substitution costs, lower triangle: row i at i(i+1)/2, n(n+1)/2 */
+    size_t captri;
+    int32_t *insdel; /* (n) cost of inserting or deleting concept i */
+    int32_t cap;     /* capacity of the per-concept arrays */
+    int32_t *dist;   /* graph model: scratch for distances from one synset */
+};
+
+/* cfx_concepts_sub_cost, inline for the assignment's inner loop: the triangle holds row a at
+ * a(a+1)/2, so the larger id picks the row. */
+static inline int64_t cfx__costs_sub(const cfx_concepts *c, int32_t a, int32_t b) {
+    if (a < b) {
+        int32_t t = a;
+        a = b, b = t;
+    }
+    return c->tri[(size_t)a * ((size_t)a + 1) / 2 + (size_t)b];
+}
+
+/* The price of pairing a with b in the assignment: the substitution when it is allowed and not
+ * dearer than deleting a and inserting b, else delete + insert. *sub tells which. */
+static inline int64_t cfx__costs_pair(const cfx_concepts *c, int32_t a, int32_t b, bool *sub) {
+    int64_t s = cfx__costs_sub(c, a, b), di = (int64_t)c->insdel[a] + c->insdel[b];
+    bool ok = (c->opt.max_sub <= 0 || s <= c->opt.max_sub) && s <= di;
+    if (sub) *sub = ok;
+    return ok ? s : di;
+}
 
 #endif
