@@ -31,201 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* ------------------------------------------------------------------- edit sets --- */
-
-/* Scratch for one pair of images: the unmatched concepts, a cost matrix and the solver's
- * work block. Sized for the largest image once, so the search never allocates per pair. */
-typedef struct {
-    int32_t *ps, *qs, *col; /* (maxn) */
-    double *m;              /* (maxn * maxn) */
-    void *work;             /* cfx_hungarian_work_size(maxn, maxn) */
-    int32_t maxn;
-} pair_ws;
-
-static void pair_ws_deinit(pair_ws *w) {
-    cfx_free(w->ps);
-    cfx_free(w->qs);
-    cfx_free(w->col);
-    cfx_free(w->m);
-    cfx_free(w->work);
-    memset(w, 0, sizeof *w);
-}
-
-static cfx_status pair_ws_init(pair_ws *w, int32_t maxn) {
-    memset(w, 0, sizeof *w);
-    if (maxn < 1) maxn = 1;
-    w->maxn = maxn;
-    w->ps = cfx_malloc((size_t)maxn * sizeof(int32_t));
-    w->qs = cfx_malloc((size_t)maxn * sizeof(int32_t));
-    w->col = cfx_malloc((size_t)maxn * sizeof(int32_t));
-    w->m = cfx_malloc((size_t)maxn * (size_t)maxn * sizeof(double));
-    w->work = cfx_malloc(cfx_hungarian_work_size(maxn, maxn));
-    if (!w->ps || !w->qs || !w->col || !w->m || !w->work) {
-        pair_ws_deinit(w);
-        return CFX_ENOMEM;
-    }
-    return CFX_OK;
-}
-
-/* The unmatched concepts after pairing identical ones at cost zero (both inputs sorted). */
-static void cancel_identical(const int32_t *p, int32_t np, const int32_t *q, int32_t nq, pair_ws *w,
-                             int32_t *npo, int32_t *nqo) {
-    int32_t i = 0, j = 0, a = 0, b = 0;
-    while (i < np && j < nq) {
-        if (p[i] == q[j])
-            i++, j++;
-        else if (p[i] < q[j])
-            w->ps[a++] = p[i++];
-        else
-            w->qs[b++] = q[j++];
-    }
-    while (i < np) w->ps[a++] = p[i++];
-    while (j < nq) w->qs[b++] = q[j++];
-    *npo = a;
-    *nqo = b;
-}
-
-/* Fills the assignment matrix of the unmatched concepts and returns a lower bound of their
- * edit cost.
- *
- * With np <= nq every source concept is paired (pairing never costs more than deleting and
- * inserting) and the nq - np targets left over are inserted, so the cost of a matching M is
- * sum_M pair(i,j) + sum_{j not in M} ins(j) = sum_M (pair(i,j) - ins(j)) + sum_j ins(j). The
- * matrix therefore holds pair(i,j) - ins(j): on raw pair costs the solver would happily leave a
- * dear target to be inserted to save a little on a substitution. Symmetrically, with np > nq
- * it holds pair(i,j) - del(i). The constant is added back by solve_matrix.
- *
- * The bound: each concept of the larger side is paired or inserted/deleted, each of the smaller
- * side is paired, so the sum over either side of the cheapest thing each concept can do is a
- * lower bound. It holds for every cost model and costs O(np nq), far less than the solve. */
-static int64_t fill_matrix(const cfx_concepts *c, pair_ws *w, int32_t np, int32_t nq) {
-    int64_t lb_rows = 0, lb_cols = 0;
-    for (int32_t j = 0; j < nq; j++) w->col[j] = INT32_MAX;
-    for (int32_t i = 0; i < np; i++) {
-        int64_t rmin = np > nq ? c->insdel[w->ps[i]] : INT64_MAX;
-        int64_t shift = np > nq ? c->insdel[w->ps[i]] : 0;
-        for (int32_t j = 0; j < nq; j++) {
-            int64_t v = cfx__costs_pair(c, w->ps[i], w->qs[j], NULL);
-            int64_t adj = v - (nq > np ? c->insdel[w->qs[j]] : shift);
-            w->m[(size_t)i * (size_t)nq + (size_t)j] = (double)adj;
-            if (v < rmin) rmin = v;
-            if (v < w->col[j]) w->col[j] = (int32_t)v;
-        }
-        lb_rows += rmin;
-    }
-    for (int32_t j = 0; j < nq; j++) {
-        int64_t v = w->col[j];
-        if ((nq > np || np == 0) && c->insdel[w->qs[j]] < v) v = c->insdel[w->qs[j]];
-        lb_cols += v;
-    }
-    return lb_rows > lb_cols ? lb_rows : lb_cols;
-}
-
-/* The exact cost of the unmatched concepts in w (matrix already filled); the solution stays in
- * w->col for the caller to read the pairs. */
-static int64_t solve_matrix(const cfx_concepts *c, pair_ws *w, int32_t np, int32_t nq) {
-    int64_t cost = 0;
-    if (np == 0 || nq == 0) {
-        for (int32_t i = 0; i < np; i++) cost += c->insdel[w->ps[i]];
-        for (int32_t j = 0; j < nq; j++) cost += c->insdel[w->qs[j]];
-        return cost;
-    }
-    double total;
-    /* Every pair is allowed (a capped pair is priced as delete + insert), so this succeeds. */
-    cfx_status st = cfx_hungarian_solve_work(w->m, np, nq, w->col, &total, w->work);
-    CFX_ASSERT(st == CFX_OK);
-    cost = (int64_t)llround(total);
-    if (nq > np)
-        for (int32_t j = 0; j < nq; j++) cost += c->insdel[w->qs[j]];
-    if (np > nq)
-        for (int32_t i = 0; i < np; i++) cost += c->insdel[w->ps[i]];
-    return cost;
-}
-
-static cfx_status push_edit(cfx_edit_set *out, int32_t *cap, cfx_edit e) {
-    if (out->n == *cap) {
-        int32_t nc = *cap ? 2 * *cap : 16;
-        cfx_edit *g = cfx_realloc(out->edits, (size_t)nc * sizeof *g);
-        if (!g) return CFX_ENOMEM;
-        out->edits = g;
-        *cap = nc;
-    }
-    out->edits[out->n++] = e;
-    return CFX_OK;
-}
-
-static int32_t *sorted_copy(const int32_t *a, int32_t n) {
-    int32_t *s = cfx_malloc(((size_t)n + 1) * sizeof *s);
-    if (!s) return NULL;
-    if (n) memcpy(s, a, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cfx__concepts_cmp_i32);
-    return s;
-}
-
-void cfx_edit_set_deinit(cfx_edit_set *e) {
-    if (!e) return;
-    cfx_free(e->edits);
-    memset(e, 0, sizeof *e);
-}
-
-cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t ns,
-                              const int32_t *dst, int32_t nd, cfx_edit_set *out) {
-    memset(out, 0, sizeof *out);
-    for (int32_t i = 0; i < ns + nd; i++) {
-        int32_t id = i < ns ? src[i] : dst[i - ns];
-        if (id < 0 || id >= c->names.n)
-            return cfx_set_error(CFX_EINVAL, "edits: concept id %d out of range", id);
-    }
-    int32_t *p = sorted_copy(src, ns), *q = sorted_copy(dst, nd);
-    pair_ws w = {0};
-    cfx_status st = CFX_ENOMEM;
-    int32_t cap = 0, np, nq;
-    if (!p || !q || pair_ws_init(&w, ns > nd ? ns : nd) != CFX_OK) goto done;
-    cancel_identical(p, ns, q, nd, &w, &np, &nq);
-    fill_matrix(c, &w, np, nq);
-    out->cost = solve_matrix(c, &w, np, nq);
-    /* Report the pairs: a real substitution, or a capped pair as a deletion and an insertion. */
-    st = CFX_OK;
-    char *taken = cfx_calloc((size_t)nq + 1, 1);
-    if (!taken) {
-        st = CFX_ENOMEM;
-        goto done;
-    }
-    int32_t ndel = 0, nins = 0;
-    int32_t *dels = cfx_malloc(((size_t)np + 1) * sizeof(int32_t));
-    int32_t *ins = cfx_malloc(((size_t)nq + 1) * sizeof(int32_t));
-    if (!dels || !ins) st = CFX_ENOMEM;
-    for (int32_t i = 0; i < np && st == CFX_OK; i++) {
-        int32_t j = nq ? w.col[i] : -1;
-        if (j < 0) {
-            dels[ndel++] = w.ps[i];
-            continue;
-        }
-        taken[j] = 1;
-        bool sub;
-        int64_t v = cfx__costs_pair(c, w.ps[i], w.qs[j], &sub);
-        if (sub)
-            st = push_edit(out, &cap, (cfx_edit){CFX_EDIT_SUBSTITUTE, w.ps[i], w.qs[j], v});
-        else
-            dels[ndel++] = w.ps[i], ins[nins++] = w.qs[j];
-    }
-    for (int32_t j = 0; j < nq && st == CFX_OK; j++)
-        if (!taken[j]) ins[nins++] = w.qs[j];
-    for (int32_t i = 0; i < ndel && st == CFX_OK; i++)
-        st = push_edit(out, &cap, (cfx_edit){CFX_EDIT_DELETE, dels[i], -1, c->insdel[dels[i]]});
-    for (int32_t i = 0; i < nins && st == CFX_OK; i++)
-        st = push_edit(out, &cap, (cfx_edit){CFX_EDIT_INSERT, -1, ins[i], c->insdel[ins[i]]});
-    cfx_free(taken);
-    cfx_free(dels);
-    cfx_free(ins);
-done:
-    if (st != CFX_OK) cfx_edit_set_deinit(out);
-    pair_ws_deinit(&w);
-    cfx_free(p);
-    cfx_free(q);
-    return st;
-}
-
 /* --------------------------------------------------------------------- datasets --- */
 
 struct cfx_concepts_data {
@@ -562,7 +367,7 @@ typedef struct {
     int32_t *order;  /* (n) candidates by increasing bound, then by index */
     int32_t *bucket; /* (maxlb + 2) counting-sort offsets */
     int64_t nbucket;
-    pair_ws pw;
+    cfx__edits_ws pw;
 } search_ws;
 
 static void search_ws_deinit(search_ws *w) {
@@ -571,7 +376,7 @@ static void search_ws_deinit(search_ws *w) {
     cfx_free(w->lb);
     cfx_free(w->order);
     cfx_free(w->bucket);
-    pair_ws_deinit(&w->pw);
+    cfx__edits_ws_deinit(&w->pw);
     memset(w, 0, sizeof *w);
 }
 
@@ -583,7 +388,7 @@ static cfx_status search_ws_init(search_ws *w, const cfx_concepts_data *d) {
     w->lb = cfx_malloc(((size_t)d->n + 1) * sizeof *w->lb);
     w->order = cfx_malloc(((size_t)d->n + 1) * sizeof *w->order);
     if (!w->common || !w->dense || !w->lb || !w->order ||
-        pair_ws_init(&w->pw, d->maxcon) != CFX_OK) {
+        cfx__edits_ws_init(&w->pw, d->maxcon) != CFX_OK) {
         search_ws_deinit(w);
         return CFX_ENOMEM;
     }
@@ -662,11 +467,11 @@ static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaus
         if (lb > best) break;
         if (lb == best && j > best_j) continue;
         int32_t np, nq;
-        cancel_identical(p, np0, d->con + d->cstart[j], d->cstart[j + 1] - d->cstart[j], &w->pw,
-                         &np, &nq);
-        int64_t lb2 = fill_matrix(c, &w->pw, np, nq);
+        cfx__edits_cancel_identical(p, np0, d->con + d->cstart[j], d->cstart[j + 1] - d->cstart[j],
+                                    &w->pw, &np, &nq);
+        int64_t lb2 = cfx__edits_fill_matrix(c, &w->pw, np, nq);
         if (!exhaustive && (lb2 > best || (lb2 == best && j > best_j))) continue;
-        int64_t cost = solve_matrix(c, &w->pw, np, nq);
+        int64_t cost = cfx__edits_solve_matrix(c, &w->pw, np, nq);
         (*solved)++;
         if (cost < best || (cost == best && j < best_j)) best = cost, best_j = j;
     }
@@ -812,7 +617,7 @@ static cfx_status tally(const cfx_concepts_data *d, int32_t lab, const cfx_progr
         for (int32_t e = 0; e < es.n && st == CFX_OK; e++) {
             if (es.edits[e].to >= 0) imp[es.edits[e].to] += 1;
             if (es.edits[e].from >= 0) imp[es.edits[e].from] -= 1;
-            if (edits) st = push_edit(edits, &cap, es.edits[e]);
+            if (edits) st = cfx__edits_push(edits, &cap, es.edits[e]);
         }
         cfx_edit_set_deinit(&es);
     }
@@ -930,7 +735,7 @@ cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_ord
             if (e.from >= 0 && have[e.from] == 0) continue;
             if (e.from >= 0) have[e.from]--;
             if (e.to >= 0) have[e.to]++;
-            st = push_edit(out, &cap, e);
+            st = cfx__edits_push(out, &cap, e);
         }
         cfx_free(have);
         for (int32_t i = 0; i < out->n; i++) out->cost += out->edits[i].cost;

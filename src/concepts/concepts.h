@@ -4,6 +4,7 @@
  * using only the ones before it (the layer check forbids cycles inside a folder):
  *   intern      interned strings: concept names, words, labels
  *   costs       the vocabulary: concept sets and the cost of every edit
+ *   edits       the optimal edit set between two images (an assignment)
  * (the rest is still in concepts.c). */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
@@ -74,5 +75,31 @@ static inline int64_t cfx__costs_pair(const cfx_concepts *c, int32_t a, int32_t 
     if (sub) *sub = ok;
     return ok ? s : di;
 }
+
+/* ------------------------------------------------------------------- edits.c --- */
+
+/* Scratch for one pair of images: the unmatched concepts, a cost matrix and the solver's
+ * work block. Sized for the largest image once, so the search never allocates per pair. */
+typedef struct {
+    int32_t *ps, *qs, *col; /* (maxn) */
+    double *m;              /* (maxn * maxn) */
+    void *work;             /* cfx_hungarian_work_size(maxn, maxn) */
+    int32_t maxn;
+} cfx__edits_ws;
+
+/* A workspace for images of up to maxn concepts (CFX_ENOMEM, leaving w empty, on failure);
+ * deinit frees it and accepts an empty one. */
+cfx_status cfx__edits_ws_init(cfx__edits_ws *w, int32_t maxn);
+void cfx__edits_ws_deinit(cfx__edits_ws *w);
+/* The steps of cfx_concepts_edits, for the search to run one at a time: cancel_identical puts
+ * the concepts of the sorted multisets p and q that do not pair with an identical one into
+ * w->ps[0, *npo) and w->qs[0, *nqo); fill_matrix prices those into w->m and returns a lower
+ * bound of their cost; solve_matrix returns the exact cost, the pairs left in w->col. */
+void cfx__edits_cancel_identical(const int32_t *p, int32_t np, const int32_t *q, int32_t nq,
+                                 cfx__edits_ws *w, int32_t *npo, int32_t *nqo);
+int64_t cfx__edits_fill_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t np, int32_t nq);
+int64_t cfx__edits_solve_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t np, int32_t nq);
+/* Appends e to out, whose edits array has room for *cap (grown by doubling). */
+cfx_status cfx__edits_push(cfx_edit_set *out, int32_t *cap, cfx_edit e);
 
 #endif
