@@ -5,6 +5,7 @@
  *   intern      interned strings: concept names, words, labels
  *   costs       the vocabulary: concept sets and the cost of every edit
  *   edits       the optimal edit set between two images (an assignment)
+ *   concepts_data  a dataset of images (concepts and a label each) and its JSON loader
  * (the rest is still in concepts.c). */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
@@ -101,5 +102,31 @@ int64_t cfx__edits_fill_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t 
 int64_t cfx__edits_solve_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t np, int32_t nq);
 /* Appends e to out, whose edits array has room for *cap (grown by doubling). */
 cfx_status cfx__edits_push(cfx_edit_set *out, int32_t *cap, cfx_edit e);
+
+/* ----------------------------------------------------------- concepts_data.c --- */
+
+/* A dataset: per image its id, label, sorted concepts and sorted element counts. */
+struct cfx_concepts_data {
+    cfx_concepts *c;
+    int32_t n, cap;
+    int64_t *id;     /* (n) the images' ids */
+    int32_t *label;  /* (n) index into labels */
+    int32_t *cstart; /* (n+1) image i's concepts: con[cstart[i] .. cstart[i+1]), sorted */
+    int32_t *con;
+    int64_t ncon, capcon;
+    int64_t *estart; /* (n+1) image i's element counts: (ecode, ecount)[estart[i] ..) */
+    int32_t *ecode, *ecount;
+    int64_t nel, capel;
+    int64_t *etotal; /* (n) sum of image i's element counts */
+    int32_t maxcon;  /* most concepts in one image */
+    int32_t nempty;  /* images without concepts */
+    cfx__intern labels;
+    /* The inverted index of the element counts, built by the first search after the last
+     * change (under a lock) and dropped by cfx_concepts_data_add: element e occurs in images
+     * pimg[pstart[e] .. pstart[e+1]) with counts pcnt[...], images ascending. */
+    int64_t *pstart;
+    int32_t *pimg, *pcnt;
+    int32_t pelems; /* element ids covered */
+};
 
 #endif
