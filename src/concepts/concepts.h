@@ -6,6 +6,7 @@
  *   costs       the vocabulary: concept sets and the cost of every edit
  *   edits       the optimal edit set between two images (an assignment)
  *   concepts_data  a dataset of images (concepts and a label each) and its JSON loader
+ *   search      closest counterfactuals, pruned by a lower bound
  * (the rest is still in concepts.c). */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
