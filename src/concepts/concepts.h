@@ -1,18 +1,34 @@
-/* concepts.h - what the modules of src/concepts/ share (V-CECE); not part of the public API.
+/* concepts.h - what the modules of src/concepts/ share; not part of the public API.
  *
- * wordnet and hungarian depend on base only. Above them the concepts modules stack up, each
- * using only the ones before it (the layer check forbids cycles inside a folder):
- *   intern      interned strings: concept names, words, labels
- *   costs       the vocabulary: concept sets and the cost of every edit
- *   edits       the optimal edit set between two images (an assignment)
+ * V-CECE (Dimitriou et al. 2025) explains a classifier with semantic edits. An image is a
+ * multiset of concepts (WordNet noun synsets or plain words). The layer prices the edits that
+ * turn one image into another, finds the provably cheapest set of insertions, deletions and
+ * substitutions, searches a dataset for each image's closest counterfactual (the cheapest image
+ * with a different label), and tallies which concepts those edits move across a class (global
+ * importance), which also orders the edits.
+ *
+ * The modules, bottom-up; each uses only modules listed before it (scripts/layers.py fails on a
+ * cycle inside the folder):
+ *   wordnet        WordNet 3.0's nouns with NLTK's conventions (base only, public)
+ *   hungarian      the rectangular assignment problem (base only, public)
+ *   intern         interned strings: concept names, words, labels
+ *   costs          the vocabulary: concept sets and the cost of every edit
+ *   edits          the optimal edit set between two images (an assignment)
  *   concepts_data  a dataset of images (concepts and a label each) and its JSON loader
- *   search      closest counterfactuals, pruned by a lower bound
- * (the rest is still in concepts.c). */
+ *   search         closest counterfactuals, pruned by a lower bound
+ *   importance     global importance and the orders of one image's edits
+ * wordnet and hungarian need nothing from this header. */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
 
 #include "base/base.h"
 #include "base/strmap.h"
+
+/* Ascending int32_t, for qsort (concept lists and set elements). */
+static inline int cfx__concepts_cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
 
 /* ------------------------------------------------------------------ intern.c --- */
 
@@ -31,12 +47,6 @@ int32_t cfx__intern_find(const cfx__intern *t, const char *s);
 int32_t cfx__intern_add(cfx__intern *t, const char *s);
 /* Frees the copies and the map. */
 void cfx__intern_deinit(cfx__intern *t);
-
-/* Ascending int32_t, for qsort. */
-static inline int cfx__concepts_cmp_i32(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
 
 /* ------------------------------------------------------------------- costs.c --- */
 

@@ -1,37 +1,20 @@
-/* concepts.c - semantic edits between concept-annotated images (V-CECE, Dimitriou et al. 2025).
+/* importance.c - global concept importance and the order of an image's edits (V-CECE,
+ * Dimitriou et al. 2025).
  *
- * An image is a multiset of concepts (WordNet noun synsets or plain words). This module prices
- * the edits that turn one image into another, finds the provably cheapest set of insertions,
- * deletions and substitutions, searches a dataset for each image's closest counterfactual (the
- * cheapest image with a different label), and tallies which concepts those edits move across a
- * class (global importance), which also orders the edits.
+ * Global importance tallies which concepts the closest counterfactuals of a class move
+ * (DESIGN.md): over every image of the class and every edit to its closest counterfactual, an
+ * insertion of c adds one for c, a deletion subtracts one, and a substitution a -> b adds one for
+ * b and subtracts one for a. The tally also orders edits, each scored by the importance it gains.
  *
- * Cost models (DESIGN.md, "Concepts"):
- * - cece, the released reference code: a concept is the set of synset names on its first
- *   longest hypernym path plus its word; a substitution costs |A symmetric-difference B|, an
- *   insertion or deletion |A|.
- * - graph, the paper's prose: a substitution costs the shortest path between the two synsets over
- *   hypernym and hyponym edges, an insertion or deletion the distance to the root.
- * In both, a substitution never costs more than deleting and inserting (|A^B| <= |A| + |B|, and
- * a path through the root), so forcing min(m, n) substitutions loses nothing. An optional cap
- * makes dearer substitutions non-actionable; such a pair is priced as delete + insert in the
- * assignment and reported as those two edits, which keeps every instance feasible and optimal.
- *
- * Closest counterfactual search is exact. The sum over set elements e of |count_P(e) -
- * count_Q(e)| bounds the cece cost from below, because each edit changes the element counts by
- * at most its cost; candidates are visited in increasing order of that bound and the assignment
- * is solved only while the bound can still beat (or tie with an earlier image) the best so far.
+ * An image's edits in three orders (cfx_order_mode):
+ * - local: its own optimal edits by a heuristic, deletions, then substitutions, then insertions;
+ * - local-global: its own optimal edits, highest score first;
+ * - global: the class's distinct edits, highest score first, then the most frequent, each applied
+ *   in turn where the image allows it.
  */
 #include "concepts/concepts.h"
 
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <math.h>
-#include <omp.h>
-#include <stdio.h>
 #include <stdlib.h>
-
-/* ------------------------------------------------------ importance and ordering --- */
 
 /* An edit's tally key and importance score: inserting x scores imp(x), deleting x scores
  * -imp(x), and substituting a by b scores imp(b) - imp(a). */
