@@ -51,8 +51,10 @@ struct cfx_wordnet {
 };
 
 /* Fills an empty map with the n keys at base + at[k] -> k. A key listed twice keeps its first
- * value: noun.exc lists a few forms on two lines ("aurar", "involucra"), and the first line is
- * the one cfx has always used. */
+ * value: noun.exc lists three forms on two lines (aurar, diastemata, involucra), and cfx reads
+ * the first. NLTK's exception map is a dict filled line by line, so it keeps the last, and the
+ * two differ on aurar (NLTK: eyrir.n.01, cfx: unknown) and involucra (NLTK: unknown, cfx:
+ * involucre.n.01). */
 static cfx_status fill_map(cfx__strmap *m, const char *base, const int64_t *at, int32_t n) {
     CFX_TRY(cfx__strmap_reserve(m, (size_t)n));
     for (int32_t k = 0; k < n; k++) {
