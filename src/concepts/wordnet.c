@@ -20,6 +20,7 @@
  *   "@ targets by name, then @i targets by name", not the order of the data file.
  */
 #include "base/base.h"
+#include "base/strmap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,13 +29,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* An open-addressing string table: key -> value (an index into a side array). */
-typedef struct {
-    const char **keys;
-    int32_t *vals;
-    size_t cap; /* a power of two, at least twice the number of keys */
-} strtab;
 
 struct cfx_wordnet {
     int32_t n;            /* number of noun synsets */
@@ -47,52 +41,27 @@ struct cfx_wordnet {
     int32_t *best_parent; /* (n) parent on the first longest path, -1 at a root */
     int32_t *longest;     /* (n) nodes on the longest root-to-s path, s included */
     int32_t *depth;       /* (n) edges on the shortest path to the root entity.n.01 */
-    strtab lemmas;        /* lemma -> index into lemma_start */
+    cfx__strmap lemmas;   /* lemma -> index into lemma_start (keys in pool) */
     int32_t *lemma_start; /* senses of lemma i: lemma_syn[lemma_start[i] .. lemma_start[i+1]) */
     int32_t *lemma_syn;
-    strtab exc;         /* inflected form -> index into exc_start */
+    cfx__strmap exc;    /* inflected form -> index into exc_start (keys in pool) */
     int32_t *exc_start; /* base forms of form i: exc_base[exc_start[i] .. exc_start[i+1]) */
     const char **exc_base;
     char *pool; /* every string above lives in this block */
 };
 
-/* FNV-1a; the tables only need a fast, well-mixed hash of short ASCII keys. */
-static uint64_t hash_str(const char *s, size_t len) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-static cfx_status strtab_init(strtab *t, size_t nkeys) {
-    t->cap = 16;
-    while (t->cap < 2 * nkeys) t->cap *= 2;
-    t->keys = cfx_calloc(t->cap, sizeof *t->keys);
-    t->vals = cfx_calloc(t->cap, sizeof *t->vals);
-    return t->keys && t->vals ? CFX_OK : CFX_ENOMEM;
-}
-
-static void strtab_deinit(strtab *t) {
-    cfx_free((void *)t->keys);
-    cfx_free(t->vals);
-}
-
-/* Looks up the len bytes at s (not necessarily terminated); -1 when absent. */
-static int32_t strtab_get(const strtab *t, const char *s, size_t len) {
-    size_t mask = t->cap - 1;
-    for (size_t i = hash_str(s, len) & mask;; i = (i + 1) & mask) {
-        const char *k = t->keys[i];
-        if (!k) return -1;
-        if (strncmp(k, s, len) == 0 && k[len] == '\0') return t->vals[i];
+/* Fills an empty map with the n keys at base + at[k] -> k. A key listed twice keeps its first
+ * value: noun.exc lists three forms on two lines (aurar, diastemata, involucra), and cfx reads
+ * the first. NLTK's exception map is a dict filled line by line, so it keeps the last, and the
+ * two differ on aurar (NLTK: eyrir.n.01, cfx: unknown) and involucra (NLTK: unknown, cfx:
+ * involucre.n.01). */
+static cfx_status fill_map(cfx__strmap *m, const char *base, const int64_t *at, int32_t n) {
+    CFX_TRY(cfx__strmap_reserve(m, (size_t)n));
+    for (int32_t k = 0; k < n; k++) {
+        const char *key = base + at[k];
+        if (cfx__strmap_get(m, key, strlen(key)) < 0) CFX_TRY(cfx__strmap_put(m, key, k));
     }
-}
-
-/* Inserts a key the table does not hold yet (the files list each key once). */
-static void strtab_put(strtab *t, const char *key, int32_t val) {
-    size_t mask = t->cap - 1;
-    size_t i = hash_str(key, strlen(key)) & mask;
-    while (t->keys[i]) i = (i + 1) & mask;
-    t->keys[i] = key;
-    t->vals[i] = val;
+    return CFX_OK;
 }
 
 /* A whole file as a NUL-terminated block. Mapping it is several times faster than reading it
@@ -519,8 +488,7 @@ static cfx_status load(cfx_wordnet *wn, const char *dir) {
             goto done;
         }
     }
-    if (strtab_init(&wn->lemmas, (size_t)nlemmas) != CFX_OK) goto done;
-    for (int32_t k = 0; k < nlemmas; k++) strtab_put(&wn->lemmas, pl.p + lemma_at[k], k);
+    if (fill_map(&wn->lemmas, pl.p, lemma_at, nlemmas) != CFX_OK) goto done;
     /* NLTK's names: first lemma lowercased, and the synset's position among that lemma's
      * senses. The table keys point into the pool, which may move while names are added, so
      * the names are made in a scratch block first. */
@@ -529,7 +497,7 @@ static cfx_status load(cfx_wordnet *wn, const char *dir) {
         pool names = {0};
         for (int32_t s = 0; s < wn->n; s++) {
             const char *w = pl.p + first_word[s];
-            int32_t l = strtab_get(&wn->lemmas, w, strlen(w)), sense = 0;
+            int32_t l = cfx__strmap_get(&wn->lemmas, w, strlen(w)), sense = 0;
             for (int32_t k = l < 0 ? 0 : wn->lemma_start[l]; l >= 0 && k < wn->lemma_start[l + 1];
                  k++)
                 if (wn->lemma_syn[k] == s) sense = k - wn->lemma_start[l] + 1;
@@ -559,17 +527,14 @@ static cfx_status load(cfx_wordnet *wn, const char *dir) {
     }
     wn->pool = pl.p;
     pl.p = NULL;
-    strtab_deinit(&wn->lemmas);
-    memset(&wn->lemmas, 0, sizeof wn->lemmas);
-    if (strtab_init(&wn->lemmas, (size_t)nlemmas) != CFX_OK) goto done;
-    for (int32_t k = 0; k < nlemmas; k++) strtab_put(&wn->lemmas, wn->pool + lemma_at[k], k);
+    cfx__strmap_deinit(&wn->lemmas);
+    if (fill_map(&wn->lemmas, wn->pool, lemma_at, nlemmas) != CFX_OK) goto done;
     if (!(wn->name = cfx_malloc((size_t)wn->n * sizeof *wn->name))) goto done;
     for (int32_t s = 0; s < wn->n; s++) wn->name[s] = wn->pool + name_at[s];
     int32_t nbases = wn->exc_start[nforms];
     if (!(wn->exc_base = cfx_malloc(((size_t)nbases + 1) * sizeof *wn->exc_base))) goto done;
     for (int32_t k = 0; k < nbases; k++) wn->exc_base[k] = wn->pool + base_at[k];
-    if (strtab_init(&wn->exc, (size_t)nforms) != CFX_OK) goto done;
-    for (int32_t k = 0; k < nforms; k++) strtab_put(&wn->exc, wn->pool + form_at[k], k);
+    if (fill_map(&wn->exc, wn->pool, form_at, nforms) != CFX_OK) goto done;
     st = build_graph(wn, edges, ne);
 done:
     file_close(&ib);
@@ -653,7 +618,7 @@ cfx_status cfx_wordnet_synset(const cfx_wordnet *wn, const char *name, int32_t *
         lemma[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c == ' ' ? '_' : c;
     }
     lemma[ll] = '\0';
-    int32_t l = strtab_get(&wn->lemmas, lemma, ll);
+    int32_t l = cfx__strmap_get(&wn->lemmas, lemma, ll);
     if (l < 0)
         return cfx_set_error(CFX_ENOTFOUND, "unknown synset '%s': no noun '%s'", name, lemma);
     int32_t nsenses = wn->lemma_start[l + 1] - wn->lemma_start[l];
@@ -675,7 +640,7 @@ static const char *const rule_new[] = {"", "s", "f", "x", "z", "ch", "sh", "man"
 /* Returns the lemma index of the first form in the list that is a noun, -1 if none. */
 static int32_t first_lemma(const cfx_wordnet *wn, char (*forms)[WORD_MAX], int n) {
     for (int i = 0; i < n; i++) {
-        int32_t l = strtab_get(&wn->lemmas, forms[i], strlen(forms[i]));
+        int32_t l = cfx__strmap_get(&wn->lemmas, forms[i], strlen(forms[i]));
         if (l >= 0) return l;
     }
     return -1;
@@ -691,7 +656,7 @@ static int32_t morphy(const cfx_wordnet *wn, const char *form) {
     char(*next)[WORD_MAX] = cur + MORPHY_MAX;
     int32_t found = -1;
     size_t flen = strlen(form);
-    int32_t e = strtab_get(&wn->exc, form, flen);
+    int32_t e = cfx__strmap_get(&wn->exc, form, flen);
     if (e >= 0) {
         int n = 0;
         snprintf(cur[n++], WORD_MAX, "%s", form);
@@ -835,10 +800,10 @@ void cfx_wordnet_free(cfx_wordnet *wn) {
     cfx_free(wn->best_parent);
     cfx_free(wn->longest);
     cfx_free(wn->depth);
-    strtab_deinit(&wn->lemmas);
+    cfx__strmap_deinit(&wn->lemmas);
     cfx_free(wn->lemma_start);
     cfx_free(wn->lemma_syn);
-    strtab_deinit(&wn->exc);
+    cfx__strmap_deinit(&wn->exc);
     cfx_free(wn->exc_start);
     cfx_free((void *)wn->exc_base);
     cfx_free(wn->pool);
