@@ -336,8 +336,8 @@ static int comp_report(int argc, char **argv) {
     static char labels[CFX_CAUSE_COUNT][48];
     for (int k = CFX_CAUSE_BRIGHTNESS; s == CFX_OK && k < CFX_CAUSE_COUNT; k++) {
         if (k == CFX_CAUSE_SATURATION && sh.c != 3) continue;
-        const double *grid;
-        int ng = cfx_cause_grid((cfx_cause)k, &grid);
+        double grid[8];
+        int ng = cfx_cause_grid_fit((cfx_cause)k, sh.h, sh.w, grid);
         int64_t per = d->images->numel / n;
         for (int64_t i = 0; s == CFX_OK && i < n; i++) {
             cfx_rng r;

@@ -898,6 +898,9 @@ cfx_status cfx_cause_parse(const char *name, cfx_cause *out);
  * and contrast 0.25, 0.5, 2, 3, 4, 5; saturation 0, 2, 4, 8, 12, 16; noise 20..120 step 20;
  * pixelation 4..24 step 4. Returns the count (0 for none and spatial). */
 int cfx_cause_grid(cfx_cause c, const double **factors);
+/* The factors of the grid that apply to h x w images (pixelation blocks up to the side) into
+ * out (room for 8); returns their count. */
+int cfx_cause_grid_fit(cfx_cause c, int h, int w, double *out);
 /* One image of 8-bit planes (c,h,w), c 1 or 3, into out (same size, not in). rng: noise only. */
 cfx_status cfx_corrupt_u8(cfx_cause cause, double factor, const uint8_t *in, uint8_t *out, int c,
                           int h, int w, cfx_rng *rng);

@@ -163,12 +163,17 @@ static const struct {
     const char *path;
     bool threads; /* takes --threads */
 } leaves[] = {
-    {"data fashion-mnist", false}, {"data signs", true},       {"data folder", false},
-    {"data preview", false},       {"train classifier", true}, {"train autoencoder", true},
-    {"eval classifier", true},     {"eval autoencoder", true}, {"model info", false},
-    {"model check", true},         {"model run", true},        {"model split", false},
-    {"concepts cost", false},      {"concepts nearest", true}, {"concepts global", true},
-    {"concepts order", true},      {"version", false},
+    {"data fashion-mnist", false}, {"data signs", true},
+    {"data folder", false},        {"data preview", false},
+    {"data corrupt", false},       {"train classifier", true},
+    {"train autoencoder", true},   {"eval classifier", true},
+    {"eval autoencoder", true},    {"model info", false},
+    {"model check", true},         {"model run", true},
+    {"model split", false},        {"concepts cost", false},
+    {"concepts nearest", true},    {"concepts global", true},
+    {"concepts order", true},      {"competency fit", true},
+    {"competency score", true},    {"competency report", true},
+    {"competency examples", true}, {"version", false},
 };
 #define N_LEAVES (sizeof leaves / sizeof leaves[0])
 
@@ -213,7 +218,7 @@ static int listed_commands(const char *help, char names[][32], int cap) {
 CFX_TEST(cli, groups_list_exactly_the_walked_leaves) {
     char dir[600], help[8192], out[8192];
     if (!cli_ready(dir, sizeof dir)) return;
-    const char *groups[] = {"", "data", "train", "eval", "model", "concepts"};
+    const char *groups[] = {"", "data", "train", "eval", "model", "concepts", "competency"};
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         const char *grp = groups[g], *sp = grp[0] ? " " : "";
         char names[16][32], usage[64];

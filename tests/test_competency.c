@@ -5,8 +5,10 @@
 #include "test.h"
 #include "oracle_io.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 enum { C = 3, H = 6, W = 6, K = 3, D = 5 };
 
@@ -378,4 +380,174 @@ CFX_TEST(competency, bad_input_names_the_file) {
     CHECK_ERR(cfx_competency_set_parce(cm, &bad), CFX_EINVAL);
     cfx_tensor_free(grey), cfx_tensor_free(x);
     cfx_competency_free(cm);
+}
+
+/* ------------------------------------------------------------------ the commands --- */
+
+static bool exists_in(const char *dir, const char *name) {
+    char path[2600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* Reads a JSON Lines file into an array of objects (NULL when unreadable). */
+static cJSON *read_lines(const char *path, int *n) {
+    char *text = NULL;
+    *n = 0;
+    if (cfx_file_read_all(path, &text, NULL) != CFX_OK) return NULL;
+    cJSON *all = cJSON_CreateArray();
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *o = cJSON_Parse(line);
+        CHECK_MSG(o != NULL, "%s: not JSON: %s", path, line);
+        if (o) cJSON_AddItemToArray(all, o), (*n)++;
+    }
+    cfx_free(text);
+    return all;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+CFX_TEST(competency, commands_fit_score_report_examples_end_to_end) {
+    if (!cfx_test_cli()) {
+        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
+        return;
+    }
+    char d[600], out[16384], path[1200];
+    snprintf(d, sizeof d, "%s", cfx_test_tmpdir());
+    /* Small signs, a classifier and an autoencoder trained for a moment: enough for the
+     * commands; a low threshold so that some test images count as competent. */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "data signs --out %s/s --size 16 --train 40 --calib 4 --test 10 "
+                                  "--ood 20 --seed 1 --threads 1",
+                                  d),
+                 0);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "train classifier --data %s/s --out %s/clf.onnx --epochs 2 "
+                                  "--batch 16 --threads 1",
+                                  d, d),
+                 0);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "train autoencoder --data %s/s --out %s/ae.onnx --epochs 1 "
+                                  "--batch 16 --latent 16 --threads 1",
+                                  d, d),
+                 0);
+    const char *models = "--classifier %s/clf.onnx --encoder %s/encoder.onnx --decoder "
+                         "%s/decoder.onnx";
+    char m[2000];
+    snprintf(m, sizeof m, models, d, d, d);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "competency fit %s --data %s/s --out %s/b --threshold 0.16 "
+                                  "--threads 1 --json",
+                                  m, d, d),
+                 0);
+    CHECK_MSG(strstr(out, "\"z\": ") && strstr(out, "\"classes\": [{\"name\": \"30\""), "got: %s",
+              out);
+    const char *files[] = {"classifier.onnx", "encoder.onnx",      "decoder.onnx",    "parce.json",
+                           "bundle.json",     "calib_latents.npy", "calib_scores.npy"};
+    snprintf(path, sizeof path, "%s/b", d);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        CHECK_MSG(exists_in(path, files[i]), "the bundle has no %s", files[i]);
+    /* Not over an existing bundle without --force; not over an input. */
+    CHECK_INT_EQ(
+        cfx_test_run_cli(out, sizeof out, "competency fit %s --data %s/s --out %s/b", m, d, d), 1);
+    CHECK_MSG(strstr(out, "--force") != NULL, "got: %s", out);
+    CHECK_INT_EQ(
+        cfx_test_run_cli(out, sizeof out, "competency fit %s --data %s/s --out %s/s", m, d, d), 2);
+    CHECK_MSG(strstr(out, "is one of the inputs") != NULL, "got: %s", out);
+
+    /* Examples: one line per image, contact sheets, every corruption below the threshold. */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "competency examples --bundle %s/b --data %s/s --out %s/ex "
+                                  "--per-cause 3 --seed 2 --threads 1 --json",
+                                  d, d, d),
+                 0);
+    int nex = 0;
+    snprintf(path, sizeof path, "%s/ex/examples.jsonl", d);
+    cJSON *ex = read_lines(path, &nex);
+    snprintf(path, sizeof path, "%s/ex/images.npy", d);
+    cfx_tensor *images = cfx_npy_read(path);
+    CHECK(ex && images && nex > 3 && images->shape[0] == nex);
+    snprintf(path, sizeof path, "%s/ex", d);
+    CHECK(exists_in(path, "spatial.png"));
+    int corrupted = 0;
+    for (const cJSON *e = ex ? ex->child : NULL; e; e = e->next) {
+        const char *cause = cJSON_GetObjectItemCaseSensitive(e, "cause")->valuestring;
+        if (strcmp(cause, "none") != 0) CHECK(num(e, "rho_after") < 0.16);
+        if (strcmp(cause, "none") != 0 && strcmp(cause, "spatial") != 0) {
+            corrupted++;
+            CHECK(num(e, "rho_before") >= 0.16);
+        }
+    }
+    CHECK(corrupted > 0);
+
+    /* Score the examples: each rho is the example's rho after. */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "competency score --bundle %s/b %s/ex/images.npy --out "
+                                  "%s/scores.jsonl --threads 1",
+                                  d, d, d),
+                 0);
+    CHECK_MSG(strstr(out, "scored ") != NULL, "no summary: %s", out);
+    int nsc = 0;
+    snprintf(path, sizeof path, "%s/scores.jsonl", d);
+    cJSON *sc = read_lines(path, &nsc);
+    CHECK_INT_EQ(nsc, nex);
+    const cJSON *a = sc ? sc->child : NULL, *b = ex ? ex->child : NULL;
+    for (; a && b; a = a->next, b = b->next) CHECK_NEAR(num(a, "rho"), num(b, "rho_after"), 2e-6);
+
+    /* data corrupt on the array equals the library call. */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "data corrupt %s/ex/images.npy %s/c.npy --cause contrast "
+                                  "--factor 2",
+                                  d, d),
+                 0);
+    snprintf(path, sizeof path, "%s/c.npy", d);
+    cfx_tensor *c = cfx_npy_read(path), *want = images ? cfx_tensor_new(4, images->shape) : NULL;
+    CHECK(c && want);
+    if (c && want) {
+        CHECK_OK(cfx_corrupt(CFX_CAUSE_CONTRAST, 2, images, want, NULL));
+        CHECK_ARRAY_NEAR(c->data, want->data, want->numel, 0, 0);
+    }
+
+    /* The report: a diagram that decodes, and the numbers. */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "competency report --bundle %s/b --data %s/s --out %s/rep "
+                                  "--threads 1 --json",
+                                  d, d, d),
+                 0);
+    CHECK_MSG(strstr(out, "\"ece\": ") && strstr(out, "clean vs pixelation"), "got: %s", out);
+    snprintf(path, sizeof path, "%s/rep/reliability.png", d);
+    cfx_tensor *png = cfx_image_read(path, 3);
+    CHECK_MSG(png != NULL, "reliability.png: %s", cfx_last_error());
+    cfx_tensor_free(png);
+
+    /* Bad input: a NaN in an array, an image of another size, a class with one calibration
+     * image (nothing written). */
+    if (images) {
+        images->data[5] = NAN;
+        snprintf(path, sizeof path, "%s/nan.npy", d);
+        CHECK_OK(cfx_npy_write(path, images));
+        CHECK_INT_EQ(
+            cfx_test_run_cli(out, sizeof out, "competency score --bundle %s/b %s", d, path), 1);
+        CHECK_MSG(strstr(out, "nan.npy") && strstr(out, "non-finite"), "got: %s", out);
+    }
+    CHECK_INT_EQ(
+        cfx_test_run_cli(out, sizeof out, "competency score --bundle %s/b %s/ex/spatial.png", d, d),
+        1);
+    CHECK_MSG(strstr(out, "spatial.png") && strstr(out, "16x16"), "got: %s", out);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "data signs --out %s/one --size 16 --train 4 --calib 1 --test 2 "
+                                  "--ood 0 --threads 1",
+                                  d),
+                 0);
+    CHECK_INT_EQ(
+        cfx_test_run_cli(out, sizeof out, "competency fit %s --data %s/one --out %s/b1", m, d, d),
+        1);
+    CHECK_MSG(strstr(out, "at least 2 per class") != NULL, "got: %s", out);
+    snprintf(path, sizeof path, "%s", d);
+    CHECK(!exists_in(path, "b1"));
+    cfx_tensor_free(c), cfx_tensor_free(want), cfx_tensor_free(images);
+    cJSON_Delete(ex), cJSON_Delete(sc);
 }

@@ -58,8 +58,9 @@ static cfx_status corrupted(cfx_competency *c, const cfx_dataset *test, const in
                             int64_t ncand, cfx_cause cause, cfx_rng *r, int64_t per_cause,
                             float thr, const float *rho_clean, out_list *out,
                             cfx_examples_summary *sum, const cfx_progress *prog) {
-    const double *grid;
-    int ng = cfx_cause_grid(cause, &grid);
+    double grid[MAX_GRID];
+    int ng = cfx_cause_grid_fit(cause, (int)test->images->shape[2], (int)test->images->shape[3],
+                                grid);
     int64_t per = out->per;
     int64_t *order = cfx_malloc((size_t)ncand * sizeof *order);
     cfx_tensor *batch =

@@ -60,6 +60,14 @@ int cfx_cause_grid(cfx_cause c, const double **factors) {
     return grids[c].n;
 }
 
+int cfx_cause_grid_fit(cfx_cause c, int h, int w, double *out) {
+    const double *grid;
+    int n = cfx_cause_grid(c, &grid), m = 0;
+    for (int i = 0; i < n; i++)
+        if (c != CFX_CAUSE_PIXELATION || (grid[i] <= h && grid[i] <= w)) out[m++] = grid[i];
+    return m;
+}
+
 /* Image.blend(degenerate, image, alpha) for one 8-bit value (Blend.c). */
 static uint8_t blend(int degenerate, int image, float alpha) {
     float t = (float)degenerate + alpha * (float)(image - degenerate);

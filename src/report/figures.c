@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 
-enum { FIG_W = 480, FIG_H = 470, LEFT = 64, TOP = 56, SIDE = 380 };
+enum { FIG_W = 480, FIG_H = 490, LEFT = 64, TOP = 56, SIDE = 380 };
 
 static const uint32_t ink = 0x202020, grid = 0xdddddd, bar = 0x3b6fb6, gap = 0xd9534f;
 
