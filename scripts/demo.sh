@@ -4,6 +4,8 @@
 #     scene class and the cheapest WordNet edit set; then the concepts that matter for one class.
 #  2. Fashion-MNIST (ankle boots held out): prepare the splits, train the reference classifier
 #     and autoencoder, and report test accuracy and reconstruction error.
+#  3. Competency (PaRCE) on those models: calibrate on the calib split, report how well rho is
+#     calibrated on the test split, and make low-competency examples for each cause.
 # Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT.
 set -eu
 cfx=${1:-build/cfx}
@@ -34,4 +36,18 @@ echo
 echo "== evaluate the classifier on the test split"
 "$cfx" eval classifier --model "$out/classifier.onnx" --data "$out/fashion-mnist"
 echo
-echo "demo outputs are in $out/ (reconstructions.png shows test images over their reconstructions)"
+echo "== 3. competency (PaRCE): calibrate on the calib split"
+"$cfx" competency fit --classifier "$out/classifier.onnx" --encoder "$out/encoder.onnx" \
+    --decoder "$out/decoder.onnx" --data "$out/fashion-mnist" --out "$out/bundle" --force \
+    --threads "$threads"
+echo
+echo "== how well competency is calibrated on the test split, and what it separates"
+"$cfx" competency report --bundle "$out/bundle" --data "$out/fashion-mnist" \
+    --out "$out/competency" --force --threads "$threads"
+echo
+echo "== low-competency examples for each cause"
+"$cfx" competency examples --bundle "$out/bundle" --data "$out/fashion-mnist" \
+    --out "$out/examples" --force --threads "$threads"
+echo
+echo "demo outputs are in $out/: reconstructions.png (test images over their reconstructions),"
+echo "competency/reliability.png (the reliability diagram), examples/<cause>.png (examples)"

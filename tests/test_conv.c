@@ -478,6 +478,43 @@ CFX_TEST(conv, blocked_chain_matches_reference) {
     for (int v = 0; v < 3; v++) cfx_graph_free(gs[v]);
 }
 
+/* The first layer of the reference classifier on 3x32x32 images (3 -> 32 channels, 5x5 stride 2)
+ * followed by another convolution, at batch 50, differentiated to the input (what IGD and FGD
+ * do): its dy is blocked between the two convolutions, where oneDNN 2.6 has only a reference
+ * kernel for the GEMM-based data gradient (500 times slower). No reference kernel is built, and
+ * the input gradient is the im2col reference's. */
+CFX_TEST(conv, first_layer_input_gradient_avoids_reference_kernels) {
+    cfx_graph *gs[2];
+    int xs[2];
+    long long before = cfx__conv_dnnl_ref_steps();
+    for (int v = 0; v < 2; v++) {
+        cfx__conv_force_path(v == 0 ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
+        cfx_graph *g = gs[v] = cfx_graph_new();
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){50, 3, 32, 32});
+        int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 3, 5, 5}),
+                              cfx_graph_param(g, "b1", 1, (int64_t[]){32}),
+                              &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {2, 2, 2, 2}});
+        h = cfx_op_conv2d(g, cfx_op_relu(g, h),
+                          cfx_graph_param(g, "w2", 4, (int64_t[]){64, 32, 3, 3}),
+                          cfx_graph_param(g, "b2", 1, (int64_t[]){64}),
+                          &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {1, 1, 1, 1}});
+        int y = cfx_op_tanh(g, h);
+        cfx_graph_requires_grad(g, x, 1);
+        cfx_graph_enable_param_grads(g, 0);
+        CHECK_OK(cfx_graph_compile(g));
+        gradcheck_fill(g, x, 31, 0.1f);
+        CHECK_OK(cfx_graph_forward(g));
+        float *dy = random_seed(cfx_graph_tensor(g, y)->numel, 32);
+        CHECK_OK(cfx_graph_backward(g, y, dy));
+        free(dy);
+    }
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
+    CHECK_INT_EQ(cfx__conv_dnnl_ref_steps() - before, 0);
+    CHECK_ARRAY_NEAR(cfx_graph_grad(gs[1], xs[1]), cfx_graph_grad(gs[0], xs[0]),
+                     (size_t)cfx_graph_tensor(gs[0], xs[0])->numel, 1e-4, 1e-5);
+    for (int v = 0; v < 2; v++) cfx_graph_free(gs[v]);
+}
+
 /* Two convolutions sharing their input, weights and bias: the first backward to reach each
  * gradient stores it (oneDNN: a reorder without the sum, or the primitive writing in place when
  * the layouts agree), the second adds (a sum reorder). On every path, against central

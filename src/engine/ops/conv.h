@@ -82,6 +82,9 @@ bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w,
                              bool fresh);
 /* Passes the oneDNN path has run in this process (tests check that it is taken). */
 long long cfx__conv_dnnl_runs(void);
+/* Primitives built in this process on oneDNN's reference kernels (ref:any), hundreds of times
+ * slower than its JIT ones: tests check that a shape does not land there. */
+long long cfx__conv_dnnl_ref_steps(void);
 /* Whether ops built afterwards split their batch among threads (on by default; tests compare
  * both ways). */
 void cfx__conv_dnnl_split(bool on);

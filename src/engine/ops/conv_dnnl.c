@@ -145,12 +145,18 @@ static void step_free(dn_step *s) {
     memset(s, 0, sizeof *s);
 }
 
+static _Atomic long long runs, ref_steps;
+
 /* Creates the primitive from its descriptor and records its scratchpad need. */
 static bool step_create(cfx__conv_dnnl *d, dn_step *s, const void *desc,
                         const dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint) {
     dnnl_engine_t engine = cfx__dnnl_engine();
     DN_TRY(dnnl_primitive_desc_create(&s->pd, desc, attr, engine, hint));
     DN_TRY(dnnl_primitive_create(&s->prim, s->pd));
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(s->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+        impl && strncmp(impl, "ref", 3) == 0)
+        ref_steps++;
     const dnnl_memory_desc_t *sm = dnnl_primitive_desc_query_md(s->pd, dnnl_query_scratchpad_md, 0);
     size_t bytes = sm ? dnnl_memory_desc_get_size(sm) : 0;
     if (bytes > d->scratch_bytes) d->scratch_bytes = bytes;
@@ -317,8 +323,26 @@ static bool build_steps(cfx__conv_dnnl *d) {
     }
     if (ok && d->o.need_dx) {
         dn_step *s = &d->bwd_d;
-        ok = step_create(d, s, &bdd, attr, d->fwd.pd) &&
-             arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
+        ok = step_create(d, s, &bdd, attr, d->fwd.pd);
+        /* The GEMM-based data gradient (plain_dx) reads a plain dy; with dy blocked between
+         * two convolutions oneDNN 2.6 falls back to its reference kernel for it, 500 times
+         * slower (a 3-channel first layer, 5x5 stride 2, at batch 50). Then the step is made
+         * again without plain_dx, for the JIT kernel in the blocked layout. */
+        const char *impl = NULL;
+        if (ok && d->o.plain_dx &&
+            dnnl_primitive_desc_query(s->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+            impl && strncmp(impl, "ref", 3) == 0) {
+            step_free(s);
+            ref_steps--; /* replaced below */
+            ok = (d->o.transposed
+                      ? dnnl_dilated_deconvolution_backward_data_desc_init(
+                            &bdd, dnnl_deconvolution_direct, &x_a, &w_a, &y_a, st, dl, pl, pr)
+                      : dnnl_dilated_convolution_backward_data_desc_init(
+                            &bdd, dnnl_convolution_direct, &x_a, &w_a, &y_a, st, dl, pl, pr)) ==
+                     dnnl_success &&
+                 step_create(d, s, &bdd, attr, d->fwd.pd);
+        }
+        ok = ok && arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_SRC, ARG_ACC, &x_u, s->pd);
     }
@@ -454,10 +478,12 @@ static bool threads_ok(cfx__conv_dnnl *d) {
     return false;
 }
 
-static _Atomic long long runs;
-
 long long cfx__conv_dnnl_runs(void) {
     return runs;
+}
+
+long long cfx__conv_dnnl_ref_steps(void) {
+    return ref_steps;
 }
 
 /* Runs one step: reorders in, the primitive, reorders out. ptrs[i] is the caller's buffer for
