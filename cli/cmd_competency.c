@@ -86,6 +86,7 @@ static int comp_fit(int argc, char **argv) {
                                 .progress = {cfx_progress_stderr, NULL}};
     double t0 = cfx_now();
     cfx_status s = latents && rho ? cfx_parce_fit(c, d, &fo, &p, latents, rho) : CFX_ENOMEM;
+    if (s != CFX_OK) cfx_error_context(s, "calibrate on the calib split of '%s'", data);
     if (s == CFX_OK) {
         cfx_bundle_spec spec = {.out = out,
                                 .force = force,
