@@ -19,19 +19,13 @@
  * another image's softmax; DESIGN.md.) z is then found on the host, in double precision, over
  * the reference's grid 0, 0.05, ..., 4.95: the first z whose mean rho is closest to the
  * calibration accuracy. */
-#include "base/base.h"
+#include "competency/parce.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The value ids of one competency graph. */
-typedef struct {
-    int x;    /* the image input (image graph) or the decoded image (latent graph) */
-    int code; /* the latent input (latent graph only), else -1 */
-    int probs, loss, indist, rho, latent, features;
-    int a, b; /* (1,K) calibration constants */
-} net;
+typedef cfx__parce_net net;
 
 struct cfx_competency {
     cfx_graph *g, *gl; /* images; latent codes (built on first use) */
@@ -148,8 +142,7 @@ static cfx_status import_autoencoder(cfx_competency *c, cfx_graph *g, int x, con
     return import(g, c->decoder, "decoder", pd, (cfx_onnx_options){0}, *latent, recon, NULL, NULL);
 }
 
-/* The classifier, the autoencoder and the rho ops on image value x of g. */
-static cfx_status build(cfx_competency *c, cfx_graph *g, int x, net *n) {
+cfx_status cfx__competency_build(cfx_competency *c, cfx_graph *g, int x, net *n) {
     int out = -1, recon = -1;
     CFX_TRY(import(g, c->classifier, "classifier", "classifier/", (cfx_onnx_options){0}, x, &out,
                    c->features, &n->features));
@@ -285,7 +278,7 @@ cfx_competency *cfx_competency_new(const cfx_competency_models *m, int64_t batch
             cfx_onnx_info_free(info);
         }
     }
-    if (s == CFX_OK) s = build(c, c->g, c->n.x, &c->n);
+    if (s == CFX_OK) s = cfx__competency_build(c, c->g, c->n.x, &c->n);
     if (s == CFX_OK) s = cfx_graph_requires_grad(c->g, c->n.x, 1);
     if (s == CFX_OK && cfx_graph_compile(c->g) != CFX_OK)
         s = cfx_error_context(CFX_ESHAPE,
@@ -333,6 +326,10 @@ static void write_constants(cfx_graph *g, const net *n, const cfx_parce *p) {
         a[k] = (float)(1.0 / p->sigma[k]);
         b[k] = (float)(-(p->loss_scale * p->mu[k]) / p->sigma[k] - p->z);
     }
+}
+
+void cfx__competency_write_constants(const cfx_competency *c, cfx_graph *g, const net *n) {
+    if (c->has_parce) write_constants(g, n, &c->parce);
 }
 
 cfx_status cfx_competency_set_parce(cfx_competency *c, const cfx_parce *p) {
@@ -456,6 +453,17 @@ cfx_status cfx_competency_score(cfx_competency *c, const cfx_tensor *images,
                grad, NULL);
 }
 
+cfx_status cfx__competency_decoder(cfx_competency *c, cfx_graph *g, int code, const char *prefix,
+                                   int *decoded) {
+    if (c->autoencoder) {
+        const char *cut[1] = {c->latent};
+        return import(g, c->autoencoder, "autoencoder", prefix,
+                      (cfx_onnx_options){.inputs = cut, .n_inputs = 1}, code, decoded, NULL, NULL);
+    }
+    return import(g, c->decoder, "decoder", prefix, (cfx_onnx_options){0}, code, decoded, NULL,
+                  NULL);
+}
+
 /* The latent graph: code -> a decoder -> the image graph's networks and rho. */
 static cfx_status build_latent(cfx_competency *c) {
     cfx_graph *g = cfx_graph_new();
@@ -466,19 +474,10 @@ static cfx_status build_latent(cfx_competency *c) {
     shape[0] = c->batch;
     c->nl.code = cfx_graph_input(g, "code", lat->ndim, shape);
     int decoded = -1;
-    cfx_status s;
-    if (c->autoencoder) {
-        const char *cut[1] = {c->latent};
-        s = import(g, c->autoencoder, "autoencoder", "generator/",
-                   (cfx_onnx_options){.inputs = cut, .n_inputs = 1}, c->nl.code, &decoded, NULL,
-                   NULL);
-    } else {
-        s = import(g, c->decoder, "decoder", "generator/", (cfx_onnx_options){0}, c->nl.code,
-                   &decoded, NULL, NULL);
-    }
+    cfx_status s = cfx__competency_decoder(c, g, c->nl.code, "generator/", &decoded);
     if (s == CFX_OK) {
         c->nl.x = decoded;
-        s = build(c, g, decoded, &c->nl);
+        s = cfx__competency_build(c, g, decoded, &c->nl);
     }
     if (s == CFX_OK) s = cfx_graph_set_output(g, decoded, "decoded");
     if (s == CFX_OK) s = cfx_graph_requires_grad(g, c->nl.code, 1);
