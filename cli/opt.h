@@ -9,8 +9,9 @@
  *     int json = 0;
  *     const cli_opt opts[] = {
  *         {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
- *         {"batch", "N", "size of a symbolic batch dimension", .i = &batch, .lo = 1, .hi = 1 <<
- * 20}, CLI_OPT_THREADS(&threads), CLI_OPT_JSON(&json),
+ *         {"batch", "N", "size of a symbolic batch dimension", .i = &batch, .lo = 1, .hi = 4096},
+ *         CLI_OPT_THREADS(&threads),
+ *         CLI_OPT_JSON(&json),
  *     };
  *     cli_parse("model check", "Loads the model, runs a forward and a backward ...\n", opts,
  *               CLI_LEN(opts), argc, argv);
