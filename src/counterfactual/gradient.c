@@ -42,12 +42,14 @@ cfx_status cfx__cf_gradient_build(cfx_cf *cf) {
         cf->ref = cfx_graph_input(g, "original_code", nd, shape);
         CFX_TRY(cfx__competency_decoder(cf->c, g, cf->var, "generator/", &image));
         CFX_TRY(cfx__competency_build(cf->c, g, image, n));
+        n->x = image, n->code = cf->var;
         cf->term = cfx_op_cosine_similarity(g, cfx_op_flatten(g, cf->ref, 1),
                                             cfx_op_flatten(g, cf->var, 1), 1, 0);
         cf->per = sh->latent_dim;
     } else {
         image = cf->var = cfx_graph_input(g, "counterfactual", 4, img);
         CFX_TRY(cfx__competency_build(cf->c, g, image, n));
+        n->x = image, n->code = -1;
         if (cf->method == CFX_CF_IGD) {
             cf->ref = cfx_graph_input(g, "original", 4, img);
             cfx_loss_kind kind = cf->o.distance == CFX_CF_DISTANCE_L1 ? CFX_LOSS_L1 : CFX_LOSS_L2;
