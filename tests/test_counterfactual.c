@@ -191,3 +191,140 @@ CFX_TEST(counterfactual, each_method_raises_rho_at_the_reference_settings) {
     cfx_tensor_free(x), cfx_tensor_free(out);
     cfx_competency_free(cm);
 }
+
+/* ---------------------------------------------------------------- Adam by hand --- */
+
+/* Update t (from 1) of torch.optim.Adam with the default betas and eps, in double. */
+static void adam_by_hand(double *x, double *m, double *v, const double *g, int64_t n, int t,
+                         double lr) {
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    for (int64_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        x[i] -= lr / (1 - pow(b1, t)) * m[i] / (sqrt(v[i]) / sqrt(1 - pow(b2, t)) + eps);
+    }
+}
+
+/* The counterfactuals of x after exactly `iters` updates (a threshold no image reaches). */
+static void run_updates(cfx_competency *cm, cfx_cf_method method, double gamma, double lr,
+                        int iters, const cfx_tensor *x, cfx_tensor *out) {
+    cfx_cf_options o = {.gamma = gamma,
+                        .adam = {.lr = (float)lr},
+                        .threshold = 0.999,
+                        .max_iter = iters,
+                        .stop = CFX_CF_STOP_PER_BATCH};
+    cfx_cf *cf = cfx_cf_new(cm, method, &o, 4, NULL, NULL);
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (!cf) return;
+    cfx_cf_record rec[8];
+    CHECK_OK(cfx_cf_run(cf, x, out, rec));
+    for (int64_t i = 0; i < x->shape[0]; i++) CHECK_INT_EQ(rec[i].steps, iters);
+    cfx_cf_free(cf);
+}
+
+static double max_diff(const double *a, const float *b, int64_t n) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+    return worst;
+}
+
+/* The gradient of sum_i cos(f(X_i), f(X'_i)) with respect to X' by central differences,
+ * from the competency's feature outputs (independent of the counterfactual graph). */
+static void cos_gradient(cfx_competency *cm, const cfx_tensor *x0, const cfx_tensor *x1,
+                         double *grad) {
+    const int64_t n = x0->shape[0];
+    const float h = 1e-2f;
+    float *f0 = malloc((size_t)(n * F) * sizeof *f0), *f = malloc(2 * IMG * F * sizeof *f);
+    CHECK_OK(cfx_competency_score(cm, x0, &(cfx_competency_scores){.features = f0}, NULL));
+    cfx_tensor *probe = cfx_tensor_new(4, (int64_t[]){2 * IMG, C, H, W});
+    for (int64_t i = 0; i < n; i++) {
+        for (int j = 0; j < IMG; j++) {
+            float *up = probe->data + (2 * j) * IMG, *down = up + IMG;
+            memcpy(up, x1->data + i * IMG, IMG * sizeof(float));
+            memcpy(down, up, IMG * sizeof(float));
+            up[j] += h, down[j] -= h;
+        }
+        CHECK_OK(cfx_competency_score(cm, probe, &(cfx_competency_scores){.features = f}, NULL));
+        const float *a = f0 + i * F;
+        for (int j = 0; j < IMG; j++) {
+            double cs[2];
+            for (int s = 0; s < 2; s++) {
+                const float *b = f + (2 * j + s) * F;
+                double dot = 0, na = 0, nb = 0;
+                for (int k = 0; k < F; k++)
+                    dot += a[k] * b[k], na += a[k] * a[k], nb += b[k] * b[k];
+                cs[s] = dot / (sqrt(na) * sqrt(nb));
+            }
+            grad[i * IMG + j] = (cs[0] - cs[1]) / (2.0 * h);
+        }
+    }
+    cfx_tensor_free(probe);
+    free(f0), free(f);
+}
+
+/* IGD and FGD, two updates each, against Adam by hand on the objective's gradient: the rho
+ * part from the competency API, the distance part by formula (IGD, L2: (X' - X) / |X' - X|,
+ * 0 at X' = X) or by central differences (FGD: the cosine of the features, whose gradient is
+ * 0 at X' = X, so the second update is the one that sees it). */
+static void check_two_updates(cfx_cf_method method) {
+    enum { N = 3 };
+    cfx_competency *cm = open_models(4);
+    if (!cm) return;
+    const double lr = 1e-2, gamma = method == CFX_CF_IGD ? 0.5 : 2.0;
+    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x1 = cfx_tensor_new(4, x->shape);
+    double *X = calloc(N * IMG, sizeof *X), *M = calloc(N * IMG, sizeof *M),
+           *V = calloc(N * IMG, sizeof *V), *G = calloc(N * IMG, sizeof *G),
+           *T = calloc(N * IMG, sizeof *T);
+    float g[N * IMG], rho[N];
+    for (int i = 0; i < N * IMG; i++) X[i] = x->data[i];
+    /* Update 1: the distance term's gradient is 0 at X' = X. */
+    score(cm, x, rho, g);
+    for (int i = 0; i < N * IMG; i++) G[i] = -g[i];
+    adam_by_hand(X, M, V, G, N * IMG, 1, lr);
+    run_updates(cm, method, gamma, lr, 1, x, out);
+    double err1 = max_diff(X, out->data, N * IMG);
+    CHECK_MSG(err1 < 1e-6, "%s update 1: worst difference %.3g", cfx_cf_method_name(method), err1);
+    /* Update 2 from the hand-made X1. */
+    for (int i = 0; i < N * IMG; i++) x1->data[i] = (float)X[i];
+    score(cm, x1, rho, g);
+    if (method == CFX_CF_IGD) {
+        for (int i = 0; i < N; i++) {
+            double norm = 0;
+            for (int j = 0; j < IMG; j++) norm += pow(X[i * IMG + j] - x->data[i * IMG + j], 2);
+            for (int j = 0; j < IMG; j++)
+                T[i * IMG + j] = (X[i * IMG + j] - x->data[i * IMG + j]) / sqrt(norm);
+        }
+    } else {
+        cos_gradient(cm, x, x1, T);
+        for (int i = 0; i < N * IMG; i++) T[i] = -T[i];
+    }
+    for (int i = 0; i < N * IMG; i++) G[i] = -g[i] + gamma * T[i];
+    /* Without the distance term, for comparison: the check below must be able to see it. */
+    double *Xn = malloc(N * IMG * sizeof *Xn), *Mn = malloc(N * IMG * sizeof *Mn),
+           *Vn = malloc(N * IMG * sizeof *Vn), *Gn = malloc(N * IMG * sizeof *Gn);
+    memcpy(Xn, X, N * IMG * sizeof *X), memcpy(Mn, M, N * IMG * sizeof *M);
+    memcpy(Vn, V, N * IMG * sizeof *V);
+    for (int i = 0; i < N * IMG; i++) Gn[i] = -g[i];
+    adam_by_hand(X, M, V, G, N * IMG, 2, lr);
+    adam_by_hand(Xn, Mn, Vn, Gn, N * IMG, 2, lr);
+    run_updates(cm, method, gamma, lr, 2, x, out);
+    double err2 = max_diff(X, out->data, N * IMG), term = 0;
+    for (int i = 0; i < N * IMG; i++) term = fmax(term, fabs(X[i] - Xn[i]));
+    double tol = method == CFX_CF_IGD ? 2e-6 : 5e-5; /* FGD: float features over a 1e-2 step */
+    printf("  (%s update 2: worst difference %.3g; the distance term moves pixels by up to %.3g)\n",
+           cfx_cf_method_name(method), err2, term);
+    CHECK_MSG(err2 < tol, "%s update 2: worst difference %.3g", cfx_cf_method_name(method), err2);
+    CHECK(term > 20 * tol);
+    free(X), free(M), free(V), free(G), free(T), free(Xn), free(Mn), free(Vn), free(Gn);
+    cfx_tensor_free(x), cfx_tensor_free(x1), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+CFX_TEST(counterfactual, igd_l2_updates_are_adam_on_its_objective) {
+    check_two_updates(CFX_CF_IGD);
+}
+
+CFX_TEST(counterfactual, fgd_updates_are_adam_on_its_objective) {
+    check_two_updates(CFX_CF_FGD);
+}
