@@ -328,3 +328,229 @@ CFX_TEST(counterfactual, igd_l2_updates_are_adam_on_its_objective) {
 CFX_TEST(counterfactual, fgd_updates_are_adam_on_its_objective) {
     check_two_updates(CFX_CF_FGD);
 }
+
+/* ------------------------------------------------------------------- stopping --- */
+
+/* Copies images idx[0..n) of x into a new batch. */
+static cfx_tensor *pick(const cfx_tensor *x, const int *idx, int n) {
+    cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, C, H, W});
+    for (int i = 0; i < n; i++)
+        memcpy(t->data + i * IMG, x->data + idx[i] * IMG, IMG * sizeof(float));
+    return t;
+}
+
+/* Runs IGD with the given options and batch on x. */
+static void run_igd(cfx_competency *cm, const cfx_cf_options *o, int64_t batch, const cfx_tensor *x,
+                    cfx_tensor *out, cfx_cf_record *rec) {
+    cfx_cf *cf = cfx_cf_new(cm, CFX_CF_IGD, o, batch, NULL, NULL);
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (cf) CHECK_OK(cfx_cf_run(cf, x, out, rec));
+    cfx_cf_free(cf);
+}
+
+CFX_TEST(counterfactual, stopping_per_image_and_per_batch_follow_their_definitions) {
+    enum { N = 32 };
+    cfx_competency *cm = open_models(N);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_cf_record all[N];
+    run_igd(cm, NULL, N, x, out, all);
+    /* A: competent from the start; B: passes after a few updates; L: never passes. */
+    int a = -1, b = -1, l = -1;
+    for (int i = 0; i < N; i++) {
+        if (a < 0 && all[i].rho_before >= 0.9) a = i;
+        if (b < 0 && all[i].success && all[i].steps >= 3) b = i;
+        if (l < 0 && !all[i].success) l = i;
+    }
+    CHECK(a >= 0 && b >= 0 && l >= 0);
+    if (a < 0 || b < 0 || l < 0) goto done;
+    const int sb = all[b].steps;
+    cfx_cf_record rec[3], one[1];
+    cfx_tensor *abl = pick(x, (int[]){a, b, l}, 3), *y = cfx_tensor_new(4, abl->shape);
+    cfx_tensor *xb = pick(x, (int[]){b}, 1), *yb = cfx_tensor_new(4, xb->shape);
+
+    /* Per image: A is never updated, B stops when it passes, L runs to the cap, and each
+     * image's result is what it gets alone. */
+    run_igd(cm, NULL, 3, abl, y, rec);
+    CHECK_INT_EQ(rec[0].steps, 0);
+    CHECK(memcmp(y->data, abl->data, IMG * sizeof(float)) == 0);
+    CHECK_INT_EQ(rec[1].steps, sb);
+    CHECK_INT_EQ(rec[2].steps, 100);
+    CHECK(rec[1].success && !rec[2].success);
+    CHECK_ARRAY_NEAR(y->data + IMG, out->data + b * IMG, IMG, 0, 1e-6);
+    CHECK_ARRAY_NEAR(y->data + 2 * IMG, out->data + l * IMG, IMG, 0, 1e-6);
+    run_igd(cm, NULL, 1, xb, yb, one);
+    CHECK_INT_EQ(one[0].steps, sb);
+    CHECK_ARRAY_NEAR(y->data + IMG, yb->data, IMG, 0, 1e-6);
+
+    /* Per batch, A and B: both are updated until both pass, after B's sb updates; A's result
+     * is sb plain Adam updates (a run that no threshold stops). */
+    cfx_cf_options pb = {.stop = CFX_CF_STOP_PER_BATCH};
+    cfx_tensor *ab = pick(x, (int[]){a, b}, 2), *yab = cfx_tensor_new(4, ab->shape);
+    run_igd(cm, &pb, 2, ab, yab, rec);
+    CHECK_INT_EQ(rec[0].steps, sb);
+    CHECK_INT_EQ(rec[1].steps, sb);
+    CHECK(rec[0].distance > 0);
+    cfx_tensor *xa = pick(x, (int[]){a}, 1), *ya = cfx_tensor_new(4, xa->shape);
+    cfx_cf_options fixed = {.threshold = 0.999, .max_iter = sb};
+    run_igd(cm, &fixed, 1, xa, ya, one);
+    CHECK_INT_EQ(one[0].steps, sb);
+    CHECK_ARRAY_NEAR(yab->data, ya->data, IMG, 0, 1e-6);
+    CHECK_ARRAY_NEAR(yab->data + IMG, yb->data, IMG, 0, 1e-6);
+    /* Per batch with L: nobody stops before the cap. */
+    run_igd(cm, &pb, 3, abl, y, rec);
+    for (int i = 0; i < 3; i++) CHECK_INT_EQ(rec[i].steps, 100);
+    CHECK(rec[0].success && rec[1].success && !rec[2].success);
+    cfx_tensor_free(ab), cfx_tensor_free(yab), cfx_tensor_free(xa), cfx_tensor_free(ya);
+    cfx_tensor_free(abl), cfx_tensor_free(y), cfx_tensor_free(xb), cfx_tensor_free(yb);
+done:
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+/* ------------------------------------------------------------------ Reco, LNN --- */
+
+CFX_TEST(counterfactual, reco_is_the_reconstruction) {
+    enum { N = 5 };
+    cfx_competency *cm = open_models(2);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 3), *out = cfx_tensor_new(4, x->shape);
+    cfx_cf *cf = cfx_cf_new(cm, CFX_CF_RECO, NULL, 2, NULL, NULL); /* batches of 2, 2, 1 */
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (!cf) goto done;
+    cfx_cf_record rec[N];
+    CHECK_OK(cfx_cf_run(cf, x, out, rec));
+    float z[N * D], rho[N], want[N * IMG];
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z}, NULL));
+    score_codes(cm, z, N, rho, want);
+    CHECK_ARRAY_NEAR(out->data, want, N * IMG, 0, 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(rec[i].rho_after == rho[i]);
+        CHECK_INT_EQ(rec[i].steps, 0);
+        double d = 0;
+        for (int j = 0; j < IMG; j++) d += pow((double)want[i * IMG + j] - x->data[i * IMG + j], 2);
+        CHECK_NEAR(rec[i].distance, sqrt(d), 1e-9);
+    }
+    cfx_cf_free(cf);
+done:
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+/* The L1-nearest row of lat among those with score > thr, by brute force (lower row on a tie). */
+static int64_t brute_nearest(const float *q, const cfx_tensor *lat, const cfx_tensor *sc,
+                             double thr, double *dist) {
+    int64_t best = -1;
+    *dist = INFINITY;
+    for (int64_t r = 0; r < lat->shape[0]; r++) {
+        if (!(sc->data[r] > thr)) continue;
+        double s = 0;
+        for (int k = 0; k < D; k++) s += fabs((double)q[k] - (double)lat->data[r * D + k]);
+        if (s < *dist) *dist = s, best = r;
+    }
+    return best;
+}
+
+CFX_TEST(counterfactual, lnn_finds_the_nearest_candidate_above_the_threshold) {
+    enum { N = 10, M = 700 };
+    cfx_competency *cm = open_models(4);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 4), *out = cfx_tensor_new(4, x->shape);
+    float z[N * D];
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z}, NULL));
+    /* 700 random candidates (three blocks of 256), scores uniform in [0, 1]. Image 0's own code
+     * is row 3 with a score below the threshold (not eligible), and rows 500 and 40 (40
+     * eligible, distance 0: the lower row wins the tie). */
+    cfx_tensor *lat = cfx_tensor_new(2, (int64_t[]){M, D}), *sc = cfx_tensor_new(1, (int64_t[]){M});
+    cfx_rng r;
+    cfx_rng_init(&r, 11);
+    cfx_tensor_fill_uniform(lat, &r, -1.0f, 1.0f);
+    cfx_tensor_fill_uniform(sc, &r, 0.0f, 1.0f);
+    memcpy(lat->data + 3 * D, z, D * sizeof(float));
+    memcpy(lat->data + 40 * D, z, D * sizeof(float));
+    memcpy(lat->data + 500 * D, z, D * sizeof(float));
+    sc->data[3] = 0.5f, sc->data[40] = 0.95f, sc->data[500] = 0.97f;
+    const int64_t blocks[] = {0, 7, 1, 100000};
+    for (int bi = 0; bi < 4; bi++) {
+        cfx_cf_options o = {.lnn_block = blocks[bi]};
+        cfx_cf *cf = cfx_cf_new(cm, CFX_CF_LNN, &o, 4, lat, sc); /* batches of 4, 4, 2 */
+        CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+        if (!cf) continue;
+        cfx_cf_record rec[N];
+        CHECK_OK(cfx_cf_run(cf, x, out, rec));
+        for (int i = 0; i < N; i++) {
+            double d;
+            int64_t want = brute_nearest(z + i * D, lat, sc, 0.9, &d);
+            CHECK_MSG(rec[i].neighbour == want, "block %lld, image %d: row %lld, brute force %lld",
+                      (long long)blocks[bi], i, (long long)rec[i].neighbour, (long long)want);
+            CHECK(rec[i].vector_term == d);
+            float rho, dec[IMG];
+            score_codes(cm, lat->data + want * D, 1, &rho, dec);
+            CHECK_ARRAY_NEAR(out->data + i * IMG, dec, IMG, 0, 0);
+            CHECK(rec[i].rho_after == rho);
+        }
+        CHECK_INT_EQ(rec[0].neighbour, 40);
+        cfx_cf_free(cf);
+    }
+    cfx_tensor_free(lat), cfx_tensor_free(sc);
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+/* ------------------------------------------------------------------ bad input --- */
+
+CFX_TEST(counterfactual, bad_input_gives_clear_errors) {
+    cfx_competency *cm = open_models(2);
+    if (!cm) return;
+    cfx_tensor *x = random_images(2, 5), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *grey = cfx_tensor_new(4, (int64_t[]){2, 1, H, W});
+    cfx_cf *cf = cfx_cf_new(cm, CFX_CF_FGD, NULL, 2, NULL, NULL);
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (cf) {
+        cfx_cf_record rec[2];
+        CHECK_ERR(cfx_cf_run(cf, grey, out, rec), CFX_ESHAPE);
+        CHECK_MSG(strstr(cfx_last_error(), "fgd") && strstr(cfx_last_error(), "(2, 1, 6, 6)") &&
+                      strstr(cfx_last_error(), "(N, 3, 6, 6)"),
+                  "got: %s", cfx_last_error());
+        CHECK_ERR(cfx_cf_run(cf, x, grey, rec), CFX_EINVAL);
+        x->data[IMG + 7] = NAN;
+        CHECK_ERR(cfx_cf_run(cf, x, out, rec), CFX_ENUMERIC);
+        CHECK_MSG(strstr(cfx_last_error(), "images 0..1") && strstr(cfx_last_error(), "input 1"),
+                  "got: %s", cfx_last_error());
+        cfx_cf_free(cf);
+    }
+    /* LNN: no candidates; none above the threshold; mismatched scores. */
+    CHECK(cfx_cf_new(cm, CFX_CF_LNN, NULL, 2, NULL, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "calib_latents.npy"), "got: %s", cfx_last_error());
+    cfx_tensor *lat = cfx_tensor_new(2, (int64_t[]){5, D}), *sc = cfx_tensor_new(1, (int64_t[]){5});
+    cfx_tensor_fill(sc, 0.5f);
+    sc->data[2] = 0.9f; /* not above 0.9 */
+    CHECK(cfx_cf_new(cm, CFX_CF_LNN, NULL, 2, lat, sc) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "none of the 5") && strstr(cfx_last_error(), "0.9"),
+              "got: %s", cfx_last_error());
+    cfx_tensor *sc4 = cfx_tensor_new(1, (int64_t[]){4});
+    CHECK(cfx_cf_new(cm, CFX_CF_LNN, NULL, 2, lat, sc4) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "(5, 5)") && strstr(cfx_last_error(), "(4)"), "got: %s",
+              cfx_last_error());
+    /* Options out of range; a competency without a calibration. */
+    CHECK(cfx_cf_new(cm, CFX_CF_IGD, &(cfx_cf_options){.threshold = 2}, 2, NULL, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "threshold"), "got: %s", cfx_last_error());
+    char c[800], e[800], d[800];
+    const char *dir = cfx_test_tmpdir();
+    write_models(dir);
+    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
+    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
+    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    cfx_competency *raw = cfx_competency_new(
+        &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, 2);
+    CHECK(raw != NULL);
+    if (raw) {
+        CHECK(cfx_cf_new(raw, CFX_CF_IGD, NULL, 2, NULL, NULL) == NULL);
+        CHECK_MSG(strstr(cfx_last_error(), "igd") && strstr(cfx_last_error(), "calibration"),
+                  "got: %s", cfx_last_error());
+    }
+    cfx_competency_free(raw);
+    cfx_tensor_free(lat), cfx_tensor_free(sc), cfx_tensor_free(sc4);
+    cfx_tensor_free(x), cfx_tensor_free(out), cfx_tensor_free(grey);
+    cfx_competency_free(cm);
+}
