@@ -524,9 +524,10 @@ CFX_TEST(counterfactual, bad_input_gives_clear_errors) {
     CHECK_MSG(strstr(cfx_last_error(), "calib_latents.npy"), "got: %s", cfx_last_error());
     cfx_tensor *lat = cfx_tensor_new(2, (int64_t[]){5, D}), *sc = cfx_tensor_new(1, (int64_t[]){5});
     cfx_tensor_fill(sc, 0.5f);
-    sc->data[2] = 0.9f; /* not above 0.9 */
-    CHECK(cfx_cf_new(cm, CFX_CF_LNN, NULL, 2, lat, sc) == NULL);
-    CHECK_MSG(strstr(cfx_last_error(), "none of the 5") && strstr(cfx_last_error(), "0.9"),
+    sc->data[2] = 0.75f; /* at the threshold, not above it */
+    cfx_cf_options at = {.threshold = 0.75};
+    CHECK(cfx_cf_new(cm, CFX_CF_LNN, &at, 2, lat, sc) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "none of the 5") && strstr(cfx_last_error(), "0.75"),
               "got: %s", cfx_last_error());
     cfx_tensor *sc4 = cfx_tensor_new(1, (int64_t[]){4});
     CHECK(cfx_cf_new(cm, CFX_CF_LNN, NULL, 2, lat, sc4) == NULL);
