@@ -62,7 +62,9 @@
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
  *                         importance, edit orders
  *   counterfactual
- *             counterfactual  IGD, FGD, Reco, LGD and LNN behind one interface
+ *             method      IGD, FGD, Reco, LGD and LNN behind one interface; records, stopping
+ *             gradient    IGD, FGD and LGD: one graph per batch, Adam, per-image stopping
+ *             reco, lnn   decode(encode(X)); the nearest competent calibration latent
  *   report    canvas      an RGB drawing surface with text, written as PNG
  *             figures     the reliability diagram
  */

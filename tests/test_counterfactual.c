@@ -555,3 +555,67 @@ CFX_TEST(counterfactual, bad_input_gives_clear_errors) {
     cfx_tensor_free(x), cfx_tensor_free(out), cfx_tensor_free(grey);
     cfx_competency_free(cm);
 }
+
+/* LGD, two updates, against Adam by hand: d rho / d z' from the competency's latent graph and
+ * the cosine's gradient by formula, d cos(z, z') / d z' = z / (|z| |z'|) - cos z' / |z'|^2. */
+CFX_TEST(counterfactual, lgd_updates_are_adam_on_its_objective) {
+    enum { N = 3, P = N * D };
+    cfx_competency *cm = open_models(4);
+    if (!cm) return;
+    const double lr = 1e-2, gamma = 2;
+    cfx_tensor *x = random_images(N, 6), *out = cfx_tensor_new(4, x->shape);
+    float z0[P], g[P], rho[N], want[N * IMG];
+    double Z[P], M[P] = {0}, V[P] = {0}, G[P];
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z0}, NULL));
+    cfx_tensor *z = cfx_tensor_new(2, (int64_t[]){N, D});
+    for (int upd = 1; upd <= 2; upd++) {
+        for (int i = 0; i < P; i++) z->data[i] = upd == 1 ? z0[i] : (float)Z[i];
+        if (upd == 1)
+            for (int i = 0; i < P; i++) Z[i] = z0[i];
+        CHECK_OK(cfx_competency_score_latent(cm, z, &(cfx_competency_scores){.rho = rho}, g, NULL));
+        for (int i = 0; i < N; i++) {
+            const float *a = z0 + i * D;
+            const double *b = Z + i * D;
+            double dot = 0, na = 0, nb = 0;
+            for (int k = 0; k < D; k++) dot += a[k] * b[k], na += a[k] * a[k], nb += b[k] * b[k];
+            na = sqrt(na), nb = sqrt(nb);
+            for (int k = 0; k < D; k++) {
+                double dcos = a[k] / (na * nb) - dot / (na * nb) * b[k] / (nb * nb);
+                G[i * D + k] = -g[i * D + k] - gamma * dcos;
+            }
+        }
+        adam_by_hand(Z, M, V, G, P, upd, lr);
+        run_updates(cm, CFX_CF_LGD, gamma, lr, upd, x, out);
+        /* The result is decode(z') of the hand-made z'. */
+        for (int i = 0; i < P; i++) z->data[i] = (float)Z[i];
+        CHECK_OK(cfx_competency_score_latent(cm, z, &(cfx_competency_scores){0}, NULL, want));
+        CHECK_ARRAY_NEAR(out->data, want, N * IMG, 0, 2e-6);
+    }
+    cfx_tensor_free(z), cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+CFX_TEST(counterfactual, igd_with_the_l1_distance_raises_rho) {
+    enum { N = 8 };
+    cfx_competency *cm = open_models(N);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 7), *out = cfx_tensor_new(4, x->shape);
+    cfx_cf_record rec[N];
+    cfx_cf_options o = {.distance = CFX_CF_DISTANCE_L1, .clip = 1, .adam = {.lr = 5e-3f}};
+    run_igd(cm, &o, N, x, out, rec);
+    float rho[N];
+    score(cm, out, rho, NULL);
+    for (int i = 0; i < N; i++) {
+        CHECK(rec[i].rho_after >= rec[i].rho_before);
+        CHECK_NEAR(rec[i].rho_after, rho[i], 2e-5);
+        double d = 0;
+        for (int j = 0; j < IMG; j++) {
+            float v = out->data[i * IMG + j];
+            CHECK(v >= 0 && v <= 1); /* clipped */
+            d += fabs((double)v - x->data[i * IMG + j]) / IMG;
+        }
+        CHECK_NEAR(rec[i].distance, d, 1e-9);
+    }
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
