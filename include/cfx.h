@@ -28,7 +28,7 @@
  */
 
 /*
- * Contents, bottom-up: seven layers (a ### banner each), as in src/, where a layer uses only
+ * Contents, bottom-up: eight layers (a ### banner each), as in src/, where a layer uses only
  * those above it. Each section below opens with a banner "=== <name> ===".
  *
  *   base      status      status codes, cfx_last_error, error context
@@ -61,6 +61,10 @@
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
  *                         importance, edit orders
+ *   counterfactual
+ *             method      IGD, FGD, Reco, LGD and LNN behind one interface; records, stopping
+ *             gradient    IGD, FGD and LGD: one graph per batch, Adam, per-image stopping
+ *             reco, lnn   decode(encode(X)); the nearest competent calibration latent
  *   report    canvas      an RGB drawing surface with text, written as PNG
  *             figures     the reliability diagram
  */
@@ -1292,6 +1296,101 @@ typedef enum {
  * The caller owns *out (cfx_edit_set_deinit). */
 cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
                               const cfx_progress *progress, cfx_edit_set *out);
+
+/* #########################################################################################
+ * counterfactual (src/counterfactual/): the five counterfactual methods behind one interface
+ * ###################################################################################### */
+
+/* ============================================================= counterfactual === */
+/* High-competency counterfactuals (the competency paper): for an image X, an image X' near X
+ * on which rho (cfx_competency) reaches the threshold. Five methods:
+ *   IGD   minimise -rho(X') + gamma D(X, X') over the pixels of X', from X' = X
+ *   FGD   minimise -rho(X') - gamma cos(f(X), f(X')) over the pixels (f: the classifier's
+ *         feature tensor, cfx_competency_models.features)
+ *   Reco  X' = decode(encode(X)), no optimisation
+ *   LGD   minimise -rho(decode(z')) - gamma cos(z, z') over the latent, from z' = z =
+ *         encode(X); X' = decode(z')
+ *   LNN   among the calibration latents with rho > threshold, the one nearest to encode(X) in
+ *         L1 (ties to the lower row); X' = its decoding
+ * IGD, FGD and LGD run Adam (torch.optim's rule) for at most max_iter updates and stop when
+ * rho >= threshold. Each batch is one graph built once (the competency networks on the
+ * optimised tensor plus the distance term); an iteration runs forward, backward and the
+ * update without allocating. Stopping per image (the default): an image whose rho reaches the
+ * threshold is never updated again. Per batch (the reference code's rule, on batches of 50):
+ * every image of the batch is updated until all of them pass or the cap is reached, which is
+ * plain Adam over the batch tensor. An image's Adam moments are its own either way (Adam is
+ * elementwise and images are independent), so an image's result does not depend on the other
+ * images of its batch under per-image stopping. */
+typedef enum {
+    CFX_CF_IGD,
+    CFX_CF_FGD,
+    CFX_CF_RECO,
+    CFX_CF_LGD,
+    CFX_CF_LNN,
+    CFX_CF_COUNT
+} cfx_cf_method;
+/* "igd", "fgd", "reco", "lgd", "lnn" ("?" out of range). */
+const char *cfx_cf_method_name(cfx_cf_method m);
+/* The method named (case-insensitive); CFX_EINVAL naming the choices otherwise. */
+cfx_status cfx_cf_method_parse(const char *name, cfx_cf_method *out);
+
+/* IGD's image distance D(X, X'), per image: L2 = sqrt(sum (X' - X)^2), L1 = mean |X' - X|.
+ * (The reference's default, LPIPS, is not built in yet.) */
+typedef enum { CFX_CF_DISTANCE_L2, CFX_CF_DISTANCE_L1, CFX_CF_DISTANCE_COUNT } cfx_cf_distance;
+const char *cfx_cf_distance_name(cfx_cf_distance d); /* "l2", "l1" */
+cfx_status cfx_cf_distance_parse(const char *name, cfx_cf_distance *out);
+
+typedef enum {
+    CFX_CF_STOP_PER_IMAGE, /* an image stops when it passes (default) */
+    CFX_CF_STOP_PER_BATCH  /* the batch stops when every image passes (the reference's rule) */
+} cfx_cf_stop;
+
+/* Options; a zeroed struct gives the reference settings. */
+typedef struct cfx_cf_options {
+    double gamma;             /* weight of the distance term; 0 reads as 0.1, < 0 as no term */
+    cfx_adam_options adam;    /* zeros read as lr 1e-3, betas 0.9/0.999, eps 1e-8 */
+    int max_iter;             /* updates at most; 0 reads as 100 */
+    double threshold;         /* 0 reads as the calibration's threshold (0.9) */
+    cfx_cf_distance distance; /* IGD's D, and the image distance every record reports */
+    cfx_cf_stop stop;
+    int clip;          /* keep IGD's and FGD's pixels in [0, 1] after each update */
+    int64_t lnn_block; /* LNN: candidates compared per block; 0 reads as 256 */
+} cfx_cf_options;
+
+/* One image's result. success is rho_after >= threshold, the stopping rule's test (LNN's
+ * candidates are those with rho > threshold, as the reference selects them). */
+typedef struct cfx_cf_record {
+    cfx_cf_method method;
+    float rho_before, rho_after; /* rho(X), rho(X') */
+    int success;
+    int steps;       /* Adam updates applied to this image (0 for Reco and LNN) */
+    double seconds;  /* wall time; see cfx_cf_run */
+    double distance; /* D(X, X') under options.distance, for every method */
+    /* The method's own vector term at X': FGD cos(f(X), f(X')), LGD cos(z, z'), LNN the L1
+     * distance |z - z_nn|_1; NaN for IGD and Reco. */
+    double vector_term;
+    int64_t neighbour; /* LNN: the calibration row chosen; -1 otherwise */
+} cfx_cf_record;
+
+/* A method for batches of up to `batch` images on c, which must hold a calibration
+ * (cfx_competency_set_parce or a bundle) and outlive the result. calib_latents (N,
+ * latent_dim) and calib_scores (N) are LNN's candidates and their rho (cfx_bundle_calibration);
+ * other methods ignore them (may be NULL). The candidates above the threshold are copied. NULL
+ * with a message when the models, options or candidates do not fit (LNN without a candidate
+ * above the threshold). Owned by the caller: free with cfx_cf_free. */
+typedef struct cfx_cf cfx_cf;
+cfx_cf *cfx_cf_new(cfx_competency *c, cfx_cf_method m, const cfx_cf_options *o, int64_t batch,
+                   const cfx_tensor *calib_latents, const cfx_tensor *calib_scores);
+void cfx_cf_free(cfx_cf *cf);
+/* The counterfactuals of images (n,C,H,W) into out (the caller's, the same shape), in batches,
+ * and one record per image into records (n entries). seconds: under per-image stopping, each
+ * iteration's wall time is shared among the images it updated, and the batch's set-up among
+ * all of them; otherwise the batch's wall time is divided by its images. Either way a batch's
+ * records add up to its wall time. */
+cfx_status cfx_cf_run(cfx_cf *cf, const cfx_tensor *images, cfx_tensor *out,
+                      cfx_cf_record *records);
+/* The threshold in use (the option, or the calibration's). */
+double cfx_cf_threshold(const cfx_cf *cf);
 
 /* #########################################################################################
  * report (src/report/): figures as PNG

@@ -464,6 +464,12 @@ cfx_status cfx__competency_decoder(cfx_competency *c, cfx_graph *g, int code, co
                   NULL);
 }
 
+void cfx__competency_latent_shape(cfx_competency *c, int *ndim, int64_t *shape) {
+    const cfx_tensor *lat = cfx_graph_tensor(c->g, c->n.latent);
+    *ndim = lat->ndim;
+    memcpy(shape, lat->shape, sizeof lat->shape);
+}
+
 /* The latent graph: code -> a decoder -> the image graph's networks and rho. */
 static cfx_status build_latent(cfx_competency *c) {
     cfx_graph *g = cfx_graph_new();

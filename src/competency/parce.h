@@ -21,6 +21,9 @@ cfx_status cfx__competency_build(cfx_competency *c, cfx_graph *g, int x, cfx__pa
  * output, an image batch. */
 cfx_status cfx__competency_decoder(cfx_competency *c, cfx_graph *g, int code, const char *prefix,
                                    int *decoded);
+/* The shape of one batch of c's latent codes as the encoder gives them (the batch dimension
+ * is c's batch): the input shape of a decoder built with cfx__competency_decoder. */
+void cfx__competency_latent_shape(cfx_competency *c, int *ndim, int64_t *shape);
 /* After compile: writes c's calibration into the constants of n (no-op without one). */
 void cfx__competency_write_constants(const cfx_competency *c, cfx_graph *g,
                                      const cfx__parce_net *n);

@@ -1,0 +1,621 @@
+/* test_counterfactual.c - the counterfactual methods (src/counterfactual/): each raises rho on a
+ * small model; IGD's and FGD's first updates against Adam written out here from gradients that
+ * come from the competency API (and central differences for the feature term); the two stopping
+ * rules by their definitions; LNN against a brute-force search; Reco against decode(encode(X));
+ * bad input. */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+enum { C = 3, H = 6, W = 6, K = 3, D = 5, F = 8, IMG = C * H * W };
+
+/* Writes dir/classifier.onnx (conv 3x3 -> tanh -> linear 8 "features" -> tanh -> linear K ->
+ * Softmax), dir/encoder.onnx (linear D, tanh) and dir/decoder.onnx (linear, sigmoid, reshape).
+ * The classifier's last weights are scaled by 15 so that it is confident on some images and
+ * not on others, and the decoder's by 4 so that decodings vary: rho of random images then
+ * spans (0, 1) and the methods can raise it (smooth activations throughout, so that central
+ * differences need not step over a kink). */
+static void write_models(const char *dir) {
+    char path[800];
+    cfx_rng r;
+    cfx_rng_init(&r, 7);
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
+    int h = cfx_op_tanh(g, cfx_layer_conv2d(g, x, "c1", 4, 3, 1, 1, &r));
+    int f = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, h, 1), "fc1", F, &r));
+    CHECK_OK(cfx_graph_set_name(g, f, "features"));
+    int y = cfx_op_softmax(g, cfx_layer_linear(g, f, "fc2", K, &r), 1);
+    CHECK_OK(cfx_graph_set_output(g, y, "probs"));
+    CHECK_OK(cfx_graph_compile(g));
+    float *w = cfx_graph_tensor(g, cfx_graph_find(g, "fc2.weight"))->data;
+    for (int i = 0; i < K * F; i++) w[i] *= 15;
+    snprintf(path, sizeof path, "%s/classifier.onnx", dir);
+    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
+    cfx_graph_free(g);
+
+    g = cfx_graph_new();
+    x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
+    int z = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, x, 1), "enc", D, &r));
+    CHECK_OK(cfx_graph_set_output(g, z, "latent"));
+    CHECK_OK(cfx_graph_compile(g));
+    snprintf(path, sizeof path, "%s/encoder.onnx", dir);
+    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
+    cfx_graph_free(g);
+
+    g = cfx_graph_new();
+    z = cfx_graph_input(g, "latent", 2, (int64_t[]){1, D});
+    int o = cfx_op_sigmoid(g, cfx_layer_linear(g, z, "dec", IMG, &r));
+    o = cfx_op_reshape(g, o, 4, (int64_t[]){-1, C, H, W});
+    CHECK_OK(cfx_graph_set_output(g, o, "recon"));
+    CHECK_OK(cfx_graph_compile(g));
+    w = cfx_graph_tensor(g, cfx_graph_find(g, "dec.weight"))->data;
+    for (int i = 0; i < IMG * D; i++) w[i] *= 4;
+    snprintf(path, sizeof path, "%s/decoder.onnx", dir);
+    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
+    cfx_graph_free(g);
+}
+
+static cfx_tensor *random_images(int64_t n, uint64_t seed) {
+    cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, C, H, W});
+    cfx_rng r;
+    cfx_rng_init(&r, seed);
+    cfx_tensor_fill_uniform(t, &r, 0.0f, 1.0f);
+    return t;
+}
+
+/* The models with a calibration that puts the reconstruction term P_c of the images below
+ * near one half, so that rho depends on the autoencoder as well as on the softmax. */
+static cfx_competency *open_models(int64_t batch) {
+    const char *dir = cfx_test_tmpdir();
+    write_models(dir);
+    char c[800], e[800], d[800];
+    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
+    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
+    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    cfx_competency_models m = {.classifier = c, .encoder = e, .decoder = d};
+    cfx_competency *cm = cfx_competency_new(&m, batch);
+    CHECK_MSG(cm != NULL, "cfx_competency_new: %s", cfx_last_error());
+    if (!cm) return NULL;
+    cfx_tensor *x = random_images(64, 100);
+    float loss[64];
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.loss = loss}, NULL));
+    double mean = 0, sd = 0;
+    for (int i = 0; i < 64; i++) mean += loss[i] / 64.0;
+    for (int i = 0; i < 64; i++) sd += (loss[i] - mean) * (loss[i] - mean) / 64.0;
+    double mu[K], sigma[K];
+    for (int k = 0; k < K; k++) mu[k] = mean / 2, sigma[k] = sqrt(sd);
+    cfx_parce p = {
+        .num_classes = K, .mu = mu, .sigma = sigma, .z = 1, .loss_scale = 2, .threshold = 0.9};
+    CHECK_OK(cfx_competency_set_parce(cm, &p));
+    cfx_tensor_free(x);
+    return cm;
+}
+
+static void score(cfx_competency *cm, const cfx_tensor *x, float *rho, float *grad) {
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.rho = rho}, grad));
+}
+
+/* rho of decode(code) for n codes. */
+static void score_codes(cfx_competency *cm, const float *codes, int64_t n, float *rho,
+                        float *decoded) {
+    cfx_tensor *z = cfx_tensor_new(2, (int64_t[]){n, D});
+    memcpy(z->data, codes, (size_t)(n * D) * sizeof(float));
+    CHECK_OK(
+        cfx_competency_score_latent(cm, z, &(cfx_competency_scores){.rho = rho}, NULL, decoded));
+    cfx_tensor_free(z);
+}
+
+CFX_TEST(counterfactual, names_parse_both_ways) {
+    for (int m = 0; m < CFX_CF_COUNT; m++) {
+        cfx_cf_method got = CFX_CF_COUNT;
+        CHECK_OK(cfx_cf_method_parse(cfx_cf_method_name(m), &got));
+        CHECK_INT_EQ(got, m);
+    }
+    cfx_cf_method m;
+    CHECK_OK(cfx_cf_method_parse("LGD", &m));
+    CHECK_INT_EQ(m, CFX_CF_LGD);
+    CHECK_ERR(cfx_cf_method_parse("lpips", &m), CFX_EINVAL);
+    CHECK_MSG(strstr(cfx_last_error(), "'lpips'") && strstr(cfx_last_error(), "igd, fgd"),
+              "got: %s", cfx_last_error());
+    cfx_cf_distance d;
+    CHECK_OK(cfx_cf_distance_parse("l1", &d));
+    CHECK_INT_EQ(d, CFX_CF_DISTANCE_L1);
+    CHECK_STR_EQ(cfx_cf_distance_name(CFX_CF_DISTANCE_L2), "l2");
+    CHECK_ERR(cfx_cf_distance_parse("ssim", &d), CFX_EINVAL);
+}
+
+/* The calibration set for LNN: 64 random images' codes, scored by rho of their decoding (so
+ * that a candidate above the threshold gives a counterfactual above it). */
+static void lnn_candidates(cfx_competency *cm, cfx_tensor **lat, cfx_tensor **sc) {
+    cfx_tensor *x = random_images(64, 200);
+    *lat = cfx_tensor_new(2, (int64_t[]){64, D});
+    *sc = cfx_tensor_new(1, (int64_t[]){64});
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = (*lat)->data}, NULL));
+    score_codes(cm, (*lat)->data, 64, (*sc)->data, NULL);
+    cfx_tensor_free(x);
+}
+
+CFX_TEST(counterfactual, each_method_raises_rho_at_the_reference_settings) {
+    enum { N = 32 };
+    cfx_competency *cm = open_models(8);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *lat = NULL, *sc = NULL;
+    lnn_candidates(cm, &lat, &sc);
+    float rho0[N], rho1[N];
+    score(cm, x, rho0, NULL);
+    for (int m = 0; m < CFX_CF_COUNT; m++) {
+        cfx_cf *cf = cfx_cf_new(cm, m, NULL, 8, lat, sc); /* batches of 8, 8, 8, 8 */
+        CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+        if (!cf) continue;
+        CHECK_NEAR(cfx_cf_threshold(cf), 0.9, 0);
+        cfx_cf_record rec[N];
+        CHECK_OK(cfx_cf_run(cf, x, out, rec));
+        /* rho after is rho of the image returned, scored afresh. */
+        score(cm, out, rho1, NULL);
+        int low = 0, succ = 0, raised = 0;
+        double before = 0, after = 0, secs = 0;
+        for (int i = 0; i < N; i++) {
+            const cfx_cf_record *r = &rec[i];
+            CHECK_INT_EQ(r->method, m);
+            CHECK(r->rho_before == rho0[i]);
+            CHECK_NEAR(r->rho_after, rho1[i], 2e-5);
+            CHECK_INT_EQ(r->success, r->rho_after >= 0.9);
+            CHECK_MSG(r->seconds > 0 && r->distance >= 0, "%s: %g s, distance %g",
+                      cfx_cf_method_name(m), r->seconds, r->distance);
+            bool gradient = m == CFX_CF_IGD || m == CFX_CF_FGD || m == CFX_CF_LGD;
+            if (gradient) CHECK(r->steps >= 0 && r->steps <= 100);
+            if (gradient && !r->success) CHECK_INT_EQ(r->steps, 100);
+            if (m == CFX_CF_IGD || m == CFX_CF_FGD) {
+                /* A competent image is left as it is; the others move. */
+                CHECK_INT_EQ(r->steps == 0, rho0[i] >= 0.9);
+                if (r->steps == 0) CHECK(r->distance == 0);
+            }
+            CHECK_INT_EQ(isnan(r->vector_term), m == CFX_CF_IGD || m == CFX_CF_RECO);
+            CHECK_INT_EQ(r->neighbour >= 0, m == CFX_CF_LNN);
+            if (m == CFX_CF_LNN) CHECK(r->success); /* every candidate decodes above 0.9 */
+            if (rho0[i] >= 0.9) continue;
+            low++, succ += r->success, raised += r->rho_after > r->rho_before;
+            before += r->rho_before, after += r->rho_after, secs += r->seconds;
+        }
+        printf("  (%s: %d of %d low-competency images succeed, mean rho %.3f -> %.3f, %.2g "
+               "s/image)\n",
+               cfx_cf_method_name(m), succ, low, before / low, after / low, secs / low);
+        CHECK(low >= 20);
+        CHECK_MSG(succ * 2 > low, "%s: %d of %d succeed", cfx_cf_method_name(m), succ, low);
+        if (m != CFX_CF_RECO) CHECK_INT_EQ(raised, low);
+        cfx_cf_free(cf);
+    }
+    cfx_tensor_free(lat), cfx_tensor_free(sc);
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+/* ---------------------------------------------------------------- Adam by hand --- */
+
+/* Update t (from 1) of torch.optim.Adam with the default betas and eps, in double. */
+static void adam_by_hand(double *x, double *m, double *v, const double *g, int64_t n, int t,
+                         double lr) {
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    for (int64_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        x[i] -= lr / (1 - pow(b1, t)) * m[i] / (sqrt(v[i]) / sqrt(1 - pow(b2, t)) + eps);
+    }
+}
+
+/* The counterfactuals of x after exactly `iters` updates (a threshold no image reaches). */
+static void run_updates(cfx_competency *cm, cfx_cf_method method, double gamma, double lr,
+                        int iters, const cfx_tensor *x, cfx_tensor *out) {
+    cfx_cf_options o = {.gamma = gamma,
+                        .adam = {.lr = (float)lr},
+                        .threshold = 0.999,
+                        .max_iter = iters,
+                        .stop = CFX_CF_STOP_PER_BATCH};
+    cfx_cf *cf = cfx_cf_new(cm, method, &o, 4, NULL, NULL);
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (!cf) return;
+    cfx_cf_record rec[8];
+    CHECK_OK(cfx_cf_run(cf, x, out, rec));
+    for (int64_t i = 0; i < x->shape[0]; i++) CHECK_INT_EQ(rec[i].steps, iters);
+    cfx_cf_free(cf);
+}
+
+static double max_diff(const double *a, const float *b, int64_t n) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+    return worst;
+}
+
+/* The gradient of sum_i cos(f(X_i), f(X'_i)) with respect to X' by central differences,
+ * from the competency's feature outputs (independent of the counterfactual graph). */
+static void cos_gradient(cfx_competency *cm, const cfx_tensor *x0, const cfx_tensor *x1,
+                         double *grad) {
+    const int64_t n = x0->shape[0];
+    const float h = 1e-2f;
+    float *f0 = malloc((size_t)(n * F) * sizeof *f0), *f = malloc(2 * IMG * F * sizeof *f);
+    CHECK_OK(cfx_competency_score(cm, x0, &(cfx_competency_scores){.features = f0}, NULL));
+    cfx_tensor *probe = cfx_tensor_new(4, (int64_t[]){2 * IMG, C, H, W});
+    for (int64_t i = 0; i < n; i++) {
+        for (int j = 0; j < IMG; j++) {
+            float *up = probe->data + (2 * j) * IMG, *down = up + IMG;
+            memcpy(up, x1->data + i * IMG, IMG * sizeof(float));
+            memcpy(down, up, IMG * sizeof(float));
+            up[j] += h, down[j] -= h;
+        }
+        CHECK_OK(cfx_competency_score(cm, probe, &(cfx_competency_scores){.features = f}, NULL));
+        const float *a = f0 + i * F;
+        for (int j = 0; j < IMG; j++) {
+            double cs[2];
+            for (int s = 0; s < 2; s++) {
+                const float *b = f + (2 * j + s) * F;
+                double dot = 0, na = 0, nb = 0;
+                for (int k = 0; k < F; k++)
+                    dot += a[k] * b[k], na += a[k] * a[k], nb += b[k] * b[k];
+                cs[s] = dot / (sqrt(na) * sqrt(nb));
+            }
+            grad[i * IMG + j] = (cs[0] - cs[1]) / (2.0 * h);
+        }
+    }
+    cfx_tensor_free(probe);
+    free(f0), free(f);
+}
+
+/* IGD and FGD, two updates each, against Adam by hand on the objective's gradient: the rho
+ * part from the competency API, the distance part by formula (IGD, L2: (X' - X) / |X' - X|,
+ * 0 at X' = X) or by central differences (FGD: the cosine of the features, whose gradient is
+ * 0 at X' = X, so the second update is the one that sees it). */
+static void check_two_updates(cfx_cf_method method) {
+    enum { N = 3 };
+    cfx_competency *cm = open_models(4);
+    if (!cm) return;
+    const double lr = 1e-2, gamma = method == CFX_CF_IGD ? 0.5 : 2.0;
+    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x1 = cfx_tensor_new(4, x->shape);
+    double *X = calloc(N * IMG, sizeof *X), *M = calloc(N * IMG, sizeof *M),
+           *V = calloc(N * IMG, sizeof *V), *G = calloc(N * IMG, sizeof *G),
+           *T = calloc(N * IMG, sizeof *T);
+    float g[N * IMG], rho[N];
+    for (int i = 0; i < N * IMG; i++) X[i] = x->data[i];
+    /* Update 1: the distance term's gradient is 0 at X' = X. */
+    score(cm, x, rho, g);
+    for (int i = 0; i < N * IMG; i++) G[i] = -g[i];
+    adam_by_hand(X, M, V, G, N * IMG, 1, lr);
+    run_updates(cm, method, gamma, lr, 1, x, out);
+    double err1 = max_diff(X, out->data, N * IMG);
+    CHECK_MSG(err1 < 1e-6, "%s update 1: worst difference %.3g", cfx_cf_method_name(method), err1);
+    /* Update 2 from the hand-made X1. */
+    for (int i = 0; i < N * IMG; i++) x1->data[i] = (float)X[i];
+    score(cm, x1, rho, g);
+    if (method == CFX_CF_IGD) {
+        for (int i = 0; i < N; i++) {
+            double norm = 0;
+            for (int j = 0; j < IMG; j++) norm += pow(X[i * IMG + j] - x->data[i * IMG + j], 2);
+            for (int j = 0; j < IMG; j++)
+                T[i * IMG + j] = (X[i * IMG + j] - x->data[i * IMG + j]) / sqrt(norm);
+        }
+    } else {
+        cos_gradient(cm, x, x1, T);
+        for (int i = 0; i < N * IMG; i++) T[i] = -T[i];
+    }
+    for (int i = 0; i < N * IMG; i++) G[i] = -g[i] + gamma * T[i];
+    /* Without the distance term, for comparison: the check below must be able to see it. */
+    double *Xn = malloc(N * IMG * sizeof *Xn), *Mn = malloc(N * IMG * sizeof *Mn),
+           *Vn = malloc(N * IMG * sizeof *Vn), *Gn = malloc(N * IMG * sizeof *Gn);
+    memcpy(Xn, X, N * IMG * sizeof *X), memcpy(Mn, M, N * IMG * sizeof *M);
+    memcpy(Vn, V, N * IMG * sizeof *V);
+    for (int i = 0; i < N * IMG; i++) Gn[i] = -g[i];
+    adam_by_hand(X, M, V, G, N * IMG, 2, lr);
+    adam_by_hand(Xn, Mn, Vn, Gn, N * IMG, 2, lr);
+    run_updates(cm, method, gamma, lr, 2, x, out);
+    double err2 = max_diff(X, out->data, N * IMG), term = 0;
+    for (int i = 0; i < N * IMG; i++) term = fmax(term, fabs(X[i] - Xn[i]));
+    double tol = method == CFX_CF_IGD ? 2e-6 : 5e-5; /* FGD: float features over a 1e-2 step */
+    printf("  (%s update 2: worst difference %.3g; the distance term moves pixels by up to %.3g)\n",
+           cfx_cf_method_name(method), err2, term);
+    CHECK_MSG(err2 < tol, "%s update 2: worst difference %.3g", cfx_cf_method_name(method), err2);
+    CHECK(term > 20 * tol);
+    free(X), free(M), free(V), free(G), free(T), free(Xn), free(Mn), free(Vn), free(Gn);
+    cfx_tensor_free(x), cfx_tensor_free(x1), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+CFX_TEST(counterfactual, igd_l2_updates_are_adam_on_its_objective) {
+    check_two_updates(CFX_CF_IGD);
+}
+
+CFX_TEST(counterfactual, fgd_updates_are_adam_on_its_objective) {
+    check_two_updates(CFX_CF_FGD);
+}
+
+/* ------------------------------------------------------------------- stopping --- */
+
+/* Copies images idx[0..n) of x into a new batch. */
+static cfx_tensor *pick(const cfx_tensor *x, const int *idx, int n) {
+    cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, C, H, W});
+    for (int i = 0; i < n; i++)
+        memcpy(t->data + i * IMG, x->data + idx[i] * IMG, IMG * sizeof(float));
+    return t;
+}
+
+/* Runs IGD with the given options and batch on x. */
+static void run_igd(cfx_competency *cm, const cfx_cf_options *o, int64_t batch, const cfx_tensor *x,
+                    cfx_tensor *out, cfx_cf_record *rec) {
+    cfx_cf *cf = cfx_cf_new(cm, CFX_CF_IGD, o, batch, NULL, NULL);
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (cf) CHECK_OK(cfx_cf_run(cf, x, out, rec));
+    cfx_cf_free(cf);
+}
+
+CFX_TEST(counterfactual, stopping_per_image_and_per_batch_follow_their_definitions) {
+    enum { N = 32 };
+    cfx_competency *cm = open_models(N);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_cf_record all[N];
+    run_igd(cm, NULL, N, x, out, all);
+    /* A: competent from the start; B: passes after a few updates; L: never passes. */
+    int a = -1, b = -1, l = -1;
+    for (int i = 0; i < N; i++) {
+        if (a < 0 && all[i].rho_before >= 0.9) a = i;
+        if (b < 0 && all[i].success && all[i].steps >= 3) b = i;
+        if (l < 0 && !all[i].success) l = i;
+    }
+    CHECK(a >= 0 && b >= 0 && l >= 0);
+    if (a < 0 || b < 0 || l < 0) goto done;
+    const int sb = all[b].steps;
+    cfx_cf_record rec[3], one[1];
+    cfx_tensor *abl = pick(x, (int[]){a, b, l}, 3), *y = cfx_tensor_new(4, abl->shape);
+    cfx_tensor *xb = pick(x, (int[]){b}, 1), *yb = cfx_tensor_new(4, xb->shape);
+
+    /* Per image: A is never updated, B stops when it passes, L runs to the cap, and each
+     * image's result is what it gets alone. */
+    run_igd(cm, NULL, 3, abl, y, rec);
+    CHECK_INT_EQ(rec[0].steps, 0);
+    CHECK(memcmp(y->data, abl->data, IMG * sizeof(float)) == 0);
+    CHECK_INT_EQ(rec[1].steps, sb);
+    CHECK_INT_EQ(rec[2].steps, 100);
+    CHECK(rec[1].success && !rec[2].success);
+    CHECK_ARRAY_NEAR(y->data + IMG, out->data + b * IMG, IMG, 0, 1e-6);
+    CHECK_ARRAY_NEAR(y->data + 2 * IMG, out->data + l * IMG, IMG, 0, 1e-6);
+    run_igd(cm, NULL, 1, xb, yb, one);
+    CHECK_INT_EQ(one[0].steps, sb);
+    CHECK_ARRAY_NEAR(y->data + IMG, yb->data, IMG, 0, 1e-6);
+
+    /* Per batch, A and B: both are updated until both pass, after B's sb updates; A's result
+     * is sb plain Adam updates (a run that no threshold stops). */
+    cfx_cf_options pb = {.stop = CFX_CF_STOP_PER_BATCH};
+    cfx_tensor *ab = pick(x, (int[]){a, b}, 2), *yab = cfx_tensor_new(4, ab->shape);
+    run_igd(cm, &pb, 2, ab, yab, rec);
+    CHECK_INT_EQ(rec[0].steps, sb);
+    CHECK_INT_EQ(rec[1].steps, sb);
+    CHECK(rec[0].distance > 0);
+    cfx_tensor *xa = pick(x, (int[]){a}, 1), *ya = cfx_tensor_new(4, xa->shape);
+    cfx_cf_options fixed = {.threshold = 0.999, .max_iter = sb};
+    run_igd(cm, &fixed, 1, xa, ya, one);
+    CHECK_INT_EQ(one[0].steps, sb);
+    CHECK_ARRAY_NEAR(yab->data, ya->data, IMG, 0, 1e-6);
+    CHECK_ARRAY_NEAR(yab->data + IMG, yb->data, IMG, 0, 1e-6);
+    /* Per batch with L: nobody stops before the cap. */
+    run_igd(cm, &pb, 3, abl, y, rec);
+    for (int i = 0; i < 3; i++) CHECK_INT_EQ(rec[i].steps, 100);
+    CHECK(rec[0].success && rec[1].success && !rec[2].success);
+    cfx_tensor_free(ab), cfx_tensor_free(yab), cfx_tensor_free(xa), cfx_tensor_free(ya);
+    cfx_tensor_free(abl), cfx_tensor_free(y), cfx_tensor_free(xb), cfx_tensor_free(yb);
+done:
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+/* ------------------------------------------------------------------ Reco, LNN --- */
+
+CFX_TEST(counterfactual, reco_is_the_reconstruction) {
+    enum { N = 5 };
+    cfx_competency *cm = open_models(2);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 3), *out = cfx_tensor_new(4, x->shape);
+    cfx_cf *cf = cfx_cf_new(cm, CFX_CF_RECO, NULL, 2, NULL, NULL); /* batches of 2, 2, 1 */
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (!cf) goto done;
+    cfx_cf_record rec[N];
+    CHECK_OK(cfx_cf_run(cf, x, out, rec));
+    float z[N * D], rho[N], want[N * IMG];
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z}, NULL));
+    score_codes(cm, z, N, rho, want);
+    CHECK_ARRAY_NEAR(out->data, want, N * IMG, 0, 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(rec[i].rho_after == rho[i]);
+        CHECK_INT_EQ(rec[i].steps, 0);
+        double d = 0;
+        for (int j = 0; j < IMG; j++) d += pow((double)want[i * IMG + j] - x->data[i * IMG + j], 2);
+        CHECK_NEAR(rec[i].distance, sqrt(d), 1e-9);
+    }
+    cfx_cf_free(cf);
+done:
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+/* The L1-nearest row of lat among those with score > thr, by brute force (lower row on a tie). */
+static int64_t brute_nearest(const float *q, const cfx_tensor *lat, const cfx_tensor *sc,
+                             double thr, double *dist) {
+    int64_t best = -1;
+    *dist = INFINITY;
+    for (int64_t r = 0; r < lat->shape[0]; r++) {
+        if (!(sc->data[r] > thr)) continue;
+        double s = 0;
+        for (int k = 0; k < D; k++) s += fabs((double)q[k] - (double)lat->data[r * D + k]);
+        if (s < *dist) *dist = s, best = r;
+    }
+    return best;
+}
+
+CFX_TEST(counterfactual, lnn_finds_the_nearest_candidate_above_the_threshold) {
+    enum { N = 10, M = 700 };
+    cfx_competency *cm = open_models(4);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 4), *out = cfx_tensor_new(4, x->shape);
+    float z[N * D];
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z}, NULL));
+    /* 700 random candidates (three blocks of 256), scores uniform in [0, 1]. Image 0's own code
+     * is row 3 with a score below the threshold (not eligible), and rows 500 and 40 (40
+     * eligible, distance 0: the lower row wins the tie). */
+    cfx_tensor *lat = cfx_tensor_new(2, (int64_t[]){M, D}), *sc = cfx_tensor_new(1, (int64_t[]){M});
+    cfx_rng r;
+    cfx_rng_init(&r, 11);
+    cfx_tensor_fill_uniform(lat, &r, -1.0f, 1.0f);
+    cfx_tensor_fill_uniform(sc, &r, 0.0f, 1.0f);
+    memcpy(lat->data + 3 * D, z, D * sizeof(float));
+    memcpy(lat->data + 40 * D, z, D * sizeof(float));
+    memcpy(lat->data + 500 * D, z, D * sizeof(float));
+    sc->data[3] = 0.5f, sc->data[40] = 0.95f, sc->data[500] = 0.97f;
+    const int64_t blocks[] = {0, 7, 1, 100000};
+    for (int bi = 0; bi < 4; bi++) {
+        cfx_cf_options o = {.lnn_block = blocks[bi]};
+        cfx_cf *cf = cfx_cf_new(cm, CFX_CF_LNN, &o, 4, lat, sc); /* batches of 4, 4, 2 */
+        CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+        if (!cf) continue;
+        cfx_cf_record rec[N];
+        CHECK_OK(cfx_cf_run(cf, x, out, rec));
+        for (int i = 0; i < N; i++) {
+            double d;
+            int64_t want = brute_nearest(z + i * D, lat, sc, 0.9, &d);
+            CHECK_MSG(rec[i].neighbour == want, "block %lld, image %d: row %lld, brute force %lld",
+                      (long long)blocks[bi], i, (long long)rec[i].neighbour, (long long)want);
+            CHECK(rec[i].vector_term == d);
+            float rho, dec[IMG];
+            score_codes(cm, lat->data + want * D, 1, &rho, dec);
+            CHECK_ARRAY_NEAR(out->data + i * IMG, dec, IMG, 0, 0);
+            CHECK(rec[i].rho_after == rho);
+        }
+        CHECK_INT_EQ(rec[0].neighbour, 40);
+        cfx_cf_free(cf);
+    }
+    cfx_tensor_free(lat), cfx_tensor_free(sc);
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+/* ------------------------------------------------------------------ bad input --- */
+
+CFX_TEST(counterfactual, bad_input_gives_clear_errors) {
+    cfx_competency *cm = open_models(2);
+    if (!cm) return;
+    cfx_tensor *x = random_images(2, 5), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *grey = cfx_tensor_new(4, (int64_t[]){2, 1, H, W});
+    cfx_cf *cf = cfx_cf_new(cm, CFX_CF_FGD, NULL, 2, NULL, NULL);
+    CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+    if (cf) {
+        cfx_cf_record rec[2];
+        CHECK_ERR(cfx_cf_run(cf, grey, out, rec), CFX_ESHAPE);
+        CHECK_MSG(strstr(cfx_last_error(), "fgd") && strstr(cfx_last_error(), "(2, 1, 6, 6)") &&
+                      strstr(cfx_last_error(), "(N, 3, 6, 6)"),
+                  "got: %s", cfx_last_error());
+        CHECK_ERR(cfx_cf_run(cf, x, grey, rec), CFX_EINVAL);
+        x->data[IMG + 7] = NAN;
+        CHECK_ERR(cfx_cf_run(cf, x, out, rec), CFX_ENUMERIC);
+        CHECK_MSG(strstr(cfx_last_error(), "images 0..1") && strstr(cfx_last_error(), "input 1"),
+                  "got: %s", cfx_last_error());
+        cfx_cf_free(cf);
+    }
+    /* LNN: no candidates; none above the threshold; mismatched scores. */
+    CHECK(cfx_cf_new(cm, CFX_CF_LNN, NULL, 2, NULL, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "calib_latents.npy"), "got: %s", cfx_last_error());
+    cfx_tensor *lat = cfx_tensor_new(2, (int64_t[]){5, D}), *sc = cfx_tensor_new(1, (int64_t[]){5});
+    cfx_tensor_fill(sc, 0.5f);
+    sc->data[2] = 0.75f; /* at the threshold, not above it */
+    cfx_cf_options at = {.threshold = 0.75};
+    CHECK(cfx_cf_new(cm, CFX_CF_LNN, &at, 2, lat, sc) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "none of the 5") && strstr(cfx_last_error(), "0.75"),
+              "got: %s", cfx_last_error());
+    cfx_tensor *sc4 = cfx_tensor_new(1, (int64_t[]){4});
+    CHECK(cfx_cf_new(cm, CFX_CF_LNN, NULL, 2, lat, sc4) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "(5, 5)") && strstr(cfx_last_error(), "(4)"), "got: %s",
+              cfx_last_error());
+    /* Options out of range; a competency without a calibration. */
+    CHECK(cfx_cf_new(cm, CFX_CF_IGD, &(cfx_cf_options){.threshold = 2}, 2, NULL, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "threshold"), "got: %s", cfx_last_error());
+    char c[800], e[800], d[800];
+    const char *dir = cfx_test_tmpdir();
+    write_models(dir);
+    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
+    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
+    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    cfx_competency *raw = cfx_competency_new(
+        &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, 2);
+    CHECK(raw != NULL);
+    if (raw) {
+        CHECK(cfx_cf_new(raw, CFX_CF_IGD, NULL, 2, NULL, NULL) == NULL);
+        CHECK_MSG(strstr(cfx_last_error(), "igd") && strstr(cfx_last_error(), "calibration"),
+                  "got: %s", cfx_last_error());
+    }
+    cfx_competency_free(raw);
+    cfx_tensor_free(lat), cfx_tensor_free(sc), cfx_tensor_free(sc4);
+    cfx_tensor_free(x), cfx_tensor_free(out), cfx_tensor_free(grey);
+    cfx_competency_free(cm);
+}
+
+/* LGD, two updates, against Adam by hand: d rho / d z' from the competency's latent graph and
+ * the cosine's gradient by formula, d cos(z, z') / d z' = z / (|z| |z'|) - cos z' / |z'|^2. */
+CFX_TEST(counterfactual, lgd_updates_are_adam_on_its_objective) {
+    enum { N = 3, P = N * D };
+    cfx_competency *cm = open_models(4);
+    if (!cm) return;
+    const double lr = 1e-2, gamma = 2;
+    cfx_tensor *x = random_images(N, 6), *out = cfx_tensor_new(4, x->shape);
+    float z0[P], g[P], rho[N], want[N * IMG];
+    double Z[P], M[P] = {0}, V[P] = {0}, G[P];
+    CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z0}, NULL));
+    cfx_tensor *z = cfx_tensor_new(2, (int64_t[]){N, D});
+    for (int upd = 1; upd <= 2; upd++) {
+        for (int i = 0; i < P; i++) z->data[i] = upd == 1 ? z0[i] : (float)Z[i];
+        if (upd == 1)
+            for (int i = 0; i < P; i++) Z[i] = z0[i];
+        CHECK_OK(cfx_competency_score_latent(cm, z, &(cfx_competency_scores){.rho = rho}, g, NULL));
+        for (int i = 0; i < N; i++) {
+            const float *a = z0 + i * D;
+            const double *b = Z + i * D;
+            double dot = 0, na = 0, nb = 0;
+            for (int k = 0; k < D; k++) dot += a[k] * b[k], na += a[k] * a[k], nb += b[k] * b[k];
+            na = sqrt(na), nb = sqrt(nb);
+            for (int k = 0; k < D; k++) {
+                double dcos = a[k] / (na * nb) - dot / (na * nb) * b[k] / (nb * nb);
+                G[i * D + k] = -g[i * D + k] - gamma * dcos;
+            }
+        }
+        adam_by_hand(Z, M, V, G, P, upd, lr);
+        run_updates(cm, CFX_CF_LGD, gamma, lr, upd, x, out);
+        /* The result is decode(z') of the hand-made z'. */
+        for (int i = 0; i < P; i++) z->data[i] = (float)Z[i];
+        CHECK_OK(cfx_competency_score_latent(cm, z, &(cfx_competency_scores){0}, NULL, want));
+        CHECK_ARRAY_NEAR(out->data, want, N * IMG, 0, 2e-6);
+    }
+    cfx_tensor_free(z), cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
+
+CFX_TEST(counterfactual, igd_with_the_l1_distance_raises_rho) {
+    enum { N = 8 };
+    cfx_competency *cm = open_models(N);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 7), *out = cfx_tensor_new(4, x->shape);
+    cfx_cf_record rec[N];
+    cfx_cf_options o = {.distance = CFX_CF_DISTANCE_L1, .clip = 1, .adam = {.lr = 5e-3f}};
+    run_igd(cm, &o, N, x, out, rec);
+    float rho[N];
+    score(cm, out, rho, NULL);
+    for (int i = 0; i < N; i++) {
+        CHECK(rec[i].rho_after >= rec[i].rho_before);
+        CHECK_NEAR(rec[i].rho_after, rho[i], 2e-5);
+        double d = 0;
+        for (int j = 0; j < IMG; j++) {
+            float v = out->data[i * IMG + j];
+            CHECK(v >= 0 && v <= 1); /* clipped */
+            d += fabs((double)v - x->data[i * IMG + j]) / IMG;
+        }
+        CHECK_NEAR(rec[i].distance, d, 1e-9);
+    }
+    cfx_tensor_free(x), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}
