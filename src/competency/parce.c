@@ -143,6 +143,7 @@ static cfx_status import_autoencoder(cfx_competency *c, cfx_graph *g, int x, con
 }
 
 cfx_status cfx__competency_build(cfx_competency *c, cfx_graph *g, int x, net *n) {
+    n->x = x, n->code = -1;
     int out = -1, recon = -1;
     CFX_TRY(import(g, c->classifier, "classifier", "classifier/", (cfx_onnx_options){0}, x, &out,
                    c->features, &n->features));
@@ -478,15 +479,12 @@ static cfx_status build_latent(cfx_competency *c) {
     int64_t shape[CFX_MAX_DIMS];
     memcpy(shape, lat->shape, sizeof shape);
     shape[0] = c->batch;
-    c->nl.code = cfx_graph_input(g, "code", lat->ndim, shape);
-    int decoded = -1;
-    cfx_status s = cfx__competency_decoder(c, g, c->nl.code, "generator/", &decoded);
-    if (s == CFX_OK) {
-        c->nl.x = decoded;
-        s = cfx__competency_build(c, g, decoded, &c->nl);
-    }
+    int code = cfx_graph_input(g, "code", lat->ndim, shape), decoded = -1;
+    cfx_status s = cfx__competency_decoder(c, g, code, "generator/", &decoded);
+    if (s == CFX_OK) s = cfx__competency_build(c, g, decoded, &c->nl);
+    c->nl.code = code;
     if (s == CFX_OK) s = cfx_graph_set_output(g, decoded, "decoded");
-    if (s == CFX_OK) s = cfx_graph_requires_grad(g, c->nl.code, 1);
+    if (s == CFX_OK) s = cfx_graph_requires_grad(g, code, 1);
     if (s == CFX_OK) s = cfx_graph_compile(g);
     if (s != CFX_OK) {
         cfx_graph_free(g);

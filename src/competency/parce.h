@@ -14,7 +14,8 @@ typedef struct cfx__parce_net {
 } cfx__parce_net;
 
 /* Adds c's classifier, encoder and decoder (value names prefixed "classifier/", "encoder/",
- * "decoder/") and the rho ops on image value x of the uncompiled graph g; marks probs, loss,
+ * "decoder/") and the rho ops on image value x of the uncompiled graph g (n->x = x, n->code =
+ * -1: a caller that feeds x from a code sets code); marks probs, loss,
  * in_distribution, rho, latent and features as outputs. The graph may hold other ops. */
 cfx_status cfx__competency_build(cfx_competency *c, cfx_graph *g, int x, cfx__parce_net *n);
 /* Adds c's decoder on latent value code of g (names prefixed with prefix); *decoded gets its
