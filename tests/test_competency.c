@@ -551,3 +551,50 @@ CFX_TEST(competency, commands_fit_score_report_examples_end_to_end) {
     cfx_tensor_free(c), cfx_tensor_free(want), cfx_tensor_free(images);
     cJSON_Delete(ex), cJSON_Delete(sc);
 }
+
+/* AUROC and ECE (src/competency/calibration.c) against SciPy's Mann-Whitney U and a NumPy
+ * computation, on scores with ties; and their edge cases. */
+CFX_TEST(competency, auroc_and_ece_match_scipy) {
+    const char *dir = cfx_test_tmpdir();
+    enum { NP = 300, NN = 200, N = 500 };
+    float pos[NP], neg[NN], score[N], correct_f[N];
+    uint8_t correct[N];
+    cfx_rng r;
+    cfx_rng_init(&r, 12);
+    /* Scores rounded to 1/50, so that many tie, positives shifted up. */
+    for (int i = 0; i < NP; i++)
+        pos[i] = (float)(floor((cfx_rng_uniform(&r) * 0.8 + 0.2) * 50) / 50);
+    for (int i = 0; i < NN; i++) neg[i] = (float)(floor(cfx_rng_uniform(&r) * 0.8 * 50) / 50);
+    for (int i = 0; i < N; i++) {
+        score[i] = (float)cfx_rng_uniform(&r);
+        correct[i] = cfx_rng_uniform(&r) < score[i];
+        correct_f[i] = correct[i];
+    }
+    score[0] = 1.0f, score[1] = 0.0f; /* the closed last bin and the first */
+    CHECK(oracle_write(dir, "pos", 1, (int64_t[]){NP}, pos));
+    CHECK(oracle_write(dir, "neg", 1, (int64_t[]){NN}, neg));
+    CHECK(oracle_write(dir, "score", 1, (int64_t[]){N}, score));
+    CHECK(oracle_write(dir, "correct", 1, (int64_t[]){N}, correct_f));
+    char args[700];
+    snprintf(args, sizeof args, "'%s'", dir);
+    CHECK_INT_EQ(cfx_test_python("calibration_oracle.py", args), 0);
+    float *want = oracle_read(dir, "out", 32);
+    CHECK(want != NULL);
+    if (!want) return;
+    cfx_calibration_bin bins[10];
+    CHECK_NEAR(cfx_auroc(pos, NP, neg, NN), want[0], 1e-6);
+    CHECK_NEAR(cfx_ece(score, correct, N, 10, bins), want[1], 1e-6);
+    for (int b = 0; b < 10; b++) {
+        CHECK_INT_EQ(bins[b].n, (long long)want[2 + 3 * b]);
+        CHECK_NEAR(bins[b].mean_score, want[3 + 3 * b], 1e-6);
+        CHECK_NEAR(bins[b].accuracy, want[4 + 3 * b], 1e-6);
+    }
+    free(want);
+    /* Perfect and reversed separation, all ties, and empty sides. */
+    float hi[3] = {0.9f, 0.8f, 0.7f}, lo[2] = {0.1f, 0.2f}, same[2] = {0.5f, 0.5f};
+    CHECK_NEAR(cfx_auroc(hi, 3, lo, 2), 1.0, 0);
+    CHECK_NEAR(cfx_auroc(lo, 2, hi, 3), 0.0, 0);
+    CHECK_NEAR(cfx_auroc(same, 2, same, 2), 0.5, 0);
+    CHECK(isnan(cfx_auroc(hi, 3, lo, 0)));
+    CHECK(isnan(cfx_ece(score, correct, 0, 10, NULL)));
+}
