@@ -159,12 +159,15 @@ CFX_TEST(conv, matches_pytorch) {
         CHECK_OK(cfx_graph_forward(cg->g));
         CHECK_OK(cfx_graph_backward(cg->g, cg->y, dy));
         /* Every case takes a fast path: the direct kernels (forward and data gradient) for a
-         * small convolution on an AVX-512 CPU, else oneDNN (three steps), except
-         * output_padding >= stride, which oneDNN rejects (its deconvolution would need a
-         * negative end padding) and the reference takes. */
+         * small convolution, transposed or not, on an AVX-512 CPU, else oneDNN (three steps),
+         * except output_padding >= stride, which oneDNN rejects (its deconvolution would need
+         * a negative end padding), and a transposed convolution to at most 4 channels, which
+         * the reference (col2im + GEMM) runs faster. */
         long long dn = cfx__conv_dnnl_runs() - before, di = cfx__conv_direct_runs() - before_direct;
-        bool want_direct = !c->transposed && cfx__conv_direct_preferred();
-        long long want_dn = want_direct || strcmp(c->name, "t_opad_dilation") == 0 ? 0 : 3;
+        int groups = c->at.groups ? c->at.groups : 1;
+        bool few = c->transposed && groups == 1 && c->w[1] <= 4;
+        bool want_direct = cfx__conv_direct_preferred();
+        long long want_dn = want_direct || few || strcmp(c->name, "t_opad_dilation") == 0 ? 0 : 3;
         CHECK_MSG(dn == want_dn && di == (want_direct ? 2 : 0),
                   "%s: %lld oneDNN steps and %lld direct ones, expected %lld and %d", c->name, dn,
                   di, want_dn, want_direct ? 2 : 0);
@@ -263,14 +266,17 @@ CFX_TEST(conv, fast_matches_reference) {
             CHECK_OK(cfx_graph_backward(fast.g, ref.y, dy));
             /* Forward, backward data and backward weights all ran on oneDNN, or (forced, and
              * the automatic choice for a small convolution on an AVX-512 CPU) forward and
-             * backward data on the direct kernels; a transposed one forced direct takes
-             * oneDNN. */
-            bool small =
-                (double)cfx_graph_tensor(ref.g, ref.y)->numel * c->w[1] * c->w[2] * c->w[3] < 1e6;
-            bool direct = !c->transposed &&
-                          (path == CFX__CONV_PATH_DIRECT ||
-                           (path == CFX__CONV_PATH_AUTO && small && cfx__conv_direct_preferred()));
-            CHECK_INT_EQ(cfx__conv_dnnl_runs(), before + (direct ? 0 : 3));
+             * backward data on the direct kernels. A transposed convolution's multiply-adds
+             * are counted over its input, the output of the convolution it reverses; one to at
+             * most 4 channels runs on the reference unless forced. */
+            int64_t over = cfx_graph_tensor(ref.g, c->transposed ? ref.x : ref.y)->numel;
+            bool small = (double)over * c->w[1] * c->w[2] * c->w[3] < 1e6;
+            int groups = c->at.groups ? c->at.groups : 1;
+            bool few = c->transposed && groups == 1 && c->w[1] <= 4;
+            bool direct = path == CFX__CONV_PATH_DIRECT ||
+                          (path == CFX__CONV_PATH_AUTO && small && cfx__conv_direct_preferred());
+            bool on_ref = !direct && path == CFX__CONV_PATH_AUTO && few;
+            CHECK_INT_EQ(cfx__conv_dnnl_runs(), before + (direct || on_ref ? 0 : 3));
             CHECK_INT_EQ(cfx__conv_direct_runs(), before_direct + (direct ? 2 : 0));
             for (int k = 0; k < 4; k++) {
                 if (ids[k] < 0) continue;
