@@ -33,10 +33,9 @@ static int comp_fit(int argc, char **argv) {
         {"loss-scale", "S", "the factor of mu in (L - S mu) / sigma (the reference code's 2)",
          .num = &loss_scale, .min = 0, .max = 1e6},
         {"threshold", "T", "rho below T is low competency", .num = &threshold, .min = 0, .max = 1},
-        {"features", "NAME",
-         "classifier tensor for feature similarity (default: a tensor named features, else the "
-         "input of the last Gemm/MatMul)",
-         .str = &features, .def = "found"},
+        {"features", "NAME", "the classifier tensor compared by feature similarity",
+         .str = &features,
+         .def = "a tensor named features, else the input of the last Gemm or MatMul"},
         {"classifier-output", "KIND",
          "auto (probabilities when the model ends in Softmax), logits or probs", .pick = &output,
          .choices = outputs},
