@@ -366,30 +366,31 @@ typedef struct {
     bool direct;        /* CFX__CONV_PATH_DIRECT */
 } conv_prim;
 
-static cfx_status conv_infer(const cfx__op_args *a, cfx__op_shape *s) {
+/* The output shape, and the work buffer of whichever path the dispatch will take: im2col's
+ * column matrix, or the direct kernels' padded copies. A transposed convolution's output is
+ * the input of the convolution its geometry describes. */
+static cfx_status infer(const cfx__op_args *a, cfx__op_shape *s, bool transposed) {
     cfx__conv_geom g = {0};
-    CFX_TRY(conv_geometry(a, &g));
+    CFX_TRY(transposed ? convt_geometry(a, &g) : conv_geometry(a, &g));
     s->ndim = 4;
-    s->shape[0] = g.N, s->shape[1] = g.Co, s->shape[2] = g.Ho, s->shape[3] = g.Wo;
+    s->shape[0] = g.N;
+    s->shape[1] = transposed ? g.Ci : g.Co;
+    s->shape[2] = transposed ? g.Hi : g.Ho;
+    s->shape[3] = transposed ? g.Wi : g.Wo;
     size_t work = col_floats(&g);
     bool one_thread;
-    if (conv_dispatch(&g, false, &one_thread) == CFX__CONV_PATH_DIRECT)
+    if (conv_dispatch(&g, transposed, &one_thread) == CFX__CONV_PATH_DIRECT)
         work = CFX_MAX(work, cfx__conv_direct_work(&g));
     s->work_bytes = work * sizeof(float);
     return CFX_OK;
 }
 
+static cfx_status conv_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    return infer(a, s, false);
+}
+
 static cfx_status convt_infer(const cfx__op_args *a, cfx__op_shape *s) {
-    cfx__conv_geom g = {0};
-    CFX_TRY(convt_geometry(a, &g));
-    s->ndim = 4;
-    s->shape[0] = g.N, s->shape[1] = g.Ci, s->shape[2] = g.Hi, s->shape[3] = g.Wi;
-    size_t work = col_floats(&g);
-    bool one_thread;
-    if (conv_dispatch(&g, true, &one_thread) == CFX__CONV_PATH_DIRECT)
-        work = CFX_MAX(work, cfx__conv_direct_work(&g));
-    s->work_bytes = work * sizeof(float);
-    return CFX_OK;
+    return infer(a, s, true);
 }
 
 static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transposed) {
