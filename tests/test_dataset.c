@@ -70,6 +70,44 @@ CFX_TEST(dataset, image_folder_loads_in_name_order) {
     cfx_dataset_free(d);
 }
 
+/* Each class's files in name order, whatever the other classes hold: a later class whose names
+ * sort before an earlier one's (zeta in cat, alpha in dog), and classes that share names (000
+ * and 001 in each), read every file once from its own folder. (The listing once sorted every
+ * class's names together: "cannot open 'f/dog/zeta.png'", or cat's 000 twice and dog read as
+ * cat's 001.) */
+CFX_TEST(dataset, image_folder_classes_list_their_own_files) {
+    const char *dir = cfx_test_tmpdir();
+    char root[600];
+    snprintf(root, sizeof root, "%s/f", dir);
+    mkdir(root, 0700);
+    write_png(root, "cat", "zeta.png", 0, 0, 4, 5);
+    write_png(root, "dog", "alpha.png", 1, 0, 4, 5);
+    cfx_dataset *d = cfx_imagefolder_load(root, 0, 0, 0);
+    CHECK_MSG(d != NULL, "%s", cfx_last_error());
+    if (d) {
+        CHECK_INT_EQ(d->n, 2);
+        CHECK_INT_EQ(d->labels[0], 0);
+        CHECK_INT_EQ(d->labels[1], 1);
+        CHECK_NEAR(d->images->data[60] * 255, 100, 1e-4); /* dog's image, second */
+    }
+    cfx_dataset_free(d);
+    snprintf(root, sizeof root, "%s/g", dir);
+    mkdir(root, 0700);
+    write_png(root, "cat", "000.png", 0, 0, 4, 5);
+    write_png(root, "cat", "001.png", 0, 1, 4, 5);
+    write_png(root, "dog", "000.png", 1, 2, 4, 5);
+    d = cfx_imagefolder_load(root, 0, 0, 0);
+    CHECK_MSG(d != NULL, "%s", cfx_last_error());
+    if (d) {
+        CHECK_INT_EQ(d->n, 3);
+        /* pixel 0 of each image encodes (class, index): 0, 5, 110 */
+        const float want[3] = {0, 5, 110};
+        for (int i = 0; i < 3; i++) CHECK_NEAR(d->images->data[i * 60] * 255, want[i], 1e-4);
+        CHECK_INT_EQ(d->labels[2], 1);
+    }
+    cfx_dataset_free(d);
+}
+
 CFX_TEST(dataset, image_folder_errors_name_the_file) {
     const char *dir = cfx_test_tmpdir();
     char root[600], path[800];

@@ -19,7 +19,8 @@ typedef struct cfx__strlist {
 } cfx__strlist;
 void cfx__strlist_free(cfx__strlist *l);
 /* Appends the names of dir's entries that are folders (want_dirs) or PNG/JPEG files (by
- * extension), sorted by name, to out (src/data/imagefolder.c). */
+ * extension), sorted by name among themselves, to out (src/data/imagefolder.c); what out held
+ * before stays as it was. */
 cfx_status cfx__list_images(const char *dir, int want_dirs, cfx__strlist *out);
 
 #endif

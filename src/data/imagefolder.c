@@ -40,6 +40,7 @@ static int is_image_name(const char *name) {
 cfx_status cfx__list_images(const char *dir, int want_dirs, cfx__strlist *out) {
     DIR *d = opendir(dir);
     if (!d) return cfx_set_error(CFX_EIO, "cannot open folder '%s': %s", dir, strerror(errno));
+    int start = out->n; /* sort only what this folder adds */
     struct dirent *e;
     char path[8704];
     cfx_status s = CFX_OK;
@@ -52,7 +53,8 @@ cfx_status cfx__list_images(const char *dir, int want_dirs, cfx__strlist *out) {
         if (ok && strlist_push(out, e->d_name) != 0) s = CFX_ENOMEM;
     }
     closedir(d);
-    if (s == CFX_OK && out->n > 1) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
+    if (s == CFX_OK && out->n - start > 1)
+        qsort(out->v + start, (size_t)(out->n - start), sizeof *out->v, cmp_str);
     return s;
 }
 
