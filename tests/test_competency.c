@@ -4,53 +4,17 @@
  * differences, the fit against PyTorch on models written by torch.onnx.export, and bad input. */
 #include "test.h"
 #include "oracle_io.h"
+#include "tiny_models.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-enum { C = 3, H = 6, W = 6, K = 3, D = 5 };
+enum { C = TINY_C, H = TINY_H, W = TINY_W, K = TINY_K, D = TINY_D };
 
-/* Writes dir/classifier.onnx (conv 3x3 -> tanh -> linear 8 "features" -> tanh -> linear K, with
- * a final Softmax when softmax is set), dir/encoder.onnx (linear D, tanh: "latent") and
- * dir/decoder.onnx (linear, sigmoid, reshape to the image). Smooth activations, so central
- * differences need not step over a kink. Same seed, same weights. */
 static void write_models(const char *dir, bool softmax, const char *clf_name) {
-    char path[800];
-    cfx_rng r;
-    cfx_rng_init(&r, 7);
-    cfx_graph *g = cfx_graph_new();
-    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
-    int h = cfx_op_tanh(g, cfx_layer_conv2d(g, x, "c1", 4, 3, 1, 1, &r));
-    int f = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, h, 1), "fc1", 8, &r));
-    CHECK_OK(cfx_graph_set_name(g, f, "features"));
-    int y = cfx_layer_linear(g, f, "fc2", K, &r);
-    if (softmax) y = cfx_op_softmax(g, y, 1);
-    CHECK_OK(cfx_graph_set_output(g, y, softmax ? "probs" : "logits"));
-    CHECK_OK(cfx_graph_compile(g));
-    snprintf(path, sizeof path, "%s/%s", dir, clf_name);
-    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
-    cfx_graph_free(g);
-
-    g = cfx_graph_new();
-    x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
-    int z = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, x, 1), "enc", D, &r));
-    CHECK_OK(cfx_graph_set_output(g, z, "latent"));
-    CHECK_OK(cfx_graph_compile(g));
-    snprintf(path, sizeof path, "%s/encoder.onnx", dir);
-    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
-    cfx_graph_free(g);
-
-    g = cfx_graph_new();
-    z = cfx_graph_input(g, "latent", 2, (int64_t[]){1, D});
-    int o = cfx_op_sigmoid(g, cfx_layer_linear(g, z, "dec", C * H * W, &r));
-    o = cfx_op_reshape(g, o, 4, (int64_t[]){-1, C, H, W});
-    CHECK_OK(cfx_graph_set_output(g, o, "recon"));
-    CHECK_OK(cfx_graph_compile(g));
-    snprintf(path, sizeof path, "%s/decoder.onnx", dir);
-    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
-    cfx_graph_free(g);
+    tiny_models_write(dir, &(tiny_models){.classifier = clf_name, .logits = !softmax});
 }
 
 static cfx_competency *open_models(const char *dir, const char *clf, cfx_classifier_output out,

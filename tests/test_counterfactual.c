@@ -4,56 +4,18 @@
  * rules by their definitions; LNN against a brute-force search; Reco against decode(encode(X));
  * bad input. */
 #include "test.h"
+#include "tiny_models.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-enum { C = 3, H = 6, W = 6, K = 3, D = 5, F = 8, IMG = C * H * W };
+enum { C = TINY_C, H = TINY_H, W = TINY_W, K = TINY_K, D = TINY_D, F = TINY_F, IMG = C * H * W };
 
-/* Writes dir/classifier.onnx (conv 3x3 -> tanh -> linear 8 "features" -> tanh -> linear K ->
- * Softmax), dir/encoder.onnx (linear D, tanh) and dir/decoder.onnx (linear, sigmoid, reshape).
- * The classifier's last weights are scaled by 15 so that it is confident on some images and
- * not on others, and the decoder's by 4 so that decodings vary: rho of random images then
- * spans (0, 1) and the methods can raise it (smooth activations throughout, so that central
- * differences need not step over a kink). */
+/* The tiny models (tiny_models.h) with the classifier's last weights scaled by 15, so that it
+ * is confident on some images and not on others, and the decoder's by 4 so that decodings
+ * vary: rho of random images then spans (0, 1) and the methods can raise it. */
 static void write_models(const char *dir) {
-    char path[800];
-    cfx_rng r;
-    cfx_rng_init(&r, 7);
-    cfx_graph *g = cfx_graph_new();
-    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
-    int h = cfx_op_tanh(g, cfx_layer_conv2d(g, x, "c1", 4, 3, 1, 1, &r));
-    int f = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, h, 1), "fc1", F, &r));
-    CHECK_OK(cfx_graph_set_name(g, f, "features"));
-    int y = cfx_op_softmax(g, cfx_layer_linear(g, f, "fc2", K, &r), 1);
-    CHECK_OK(cfx_graph_set_output(g, y, "probs"));
-    CHECK_OK(cfx_graph_compile(g));
-    float *w = cfx_graph_tensor(g, cfx_graph_find(g, "fc2.weight"))->data;
-    for (int i = 0; i < K * F; i++) w[i] *= 15;
-    snprintf(path, sizeof path, "%s/classifier.onnx", dir);
-    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
-    cfx_graph_free(g);
-
-    g = cfx_graph_new();
-    x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
-    int z = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, x, 1), "enc", D, &r));
-    CHECK_OK(cfx_graph_set_output(g, z, "latent"));
-    CHECK_OK(cfx_graph_compile(g));
-    snprintf(path, sizeof path, "%s/encoder.onnx", dir);
-    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
-    cfx_graph_free(g);
-
-    g = cfx_graph_new();
-    z = cfx_graph_input(g, "latent", 2, (int64_t[]){1, D});
-    int o = cfx_op_sigmoid(g, cfx_layer_linear(g, z, "dec", IMG, &r));
-    o = cfx_op_reshape(g, o, 4, (int64_t[]){-1, C, H, W});
-    CHECK_OK(cfx_graph_set_output(g, o, "recon"));
-    CHECK_OK(cfx_graph_compile(g));
-    w = cfx_graph_tensor(g, cfx_graph_find(g, "dec.weight"))->data;
-    for (int i = 0; i < IMG * D; i++) w[i] *= 4;
-    snprintf(path, sizeof path, "%s/decoder.onnx", dir);
-    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
-    cfx_graph_free(g);
+    tiny_models_write(dir, &(tiny_models){.head_scale = 15, .decoder_scale = 4});
 }
 
 static cfx_tensor *random_images(int64_t n, uint64_t seed) {

@@ -1,0 +1,68 @@
+/* tiny_models.h - the small competency models the competency and counterfactual tests write:
+ * dir/<classifier> (conv 3x3 4 -> tanh -> linear 8 "features" -> tanh -> linear 3, then a
+ * Softmax unless logits), dir/encoder.onnx (linear 5, tanh: "latent") and dir/decoder.onnx
+ * (linear, sigmoid, reshape to 3x6x6). Smooth activations, so central differences need not step
+ * over a kink. Same seed, same weights; the scales multiply the classifier's last weights and
+ * the decoder's (1: as initialised). */
+#ifndef CFX_TESTS_TINY_MODELS_H
+#define CFX_TESTS_TINY_MODELS_H
+
+#include "test.h"
+
+enum { TINY_C = 3, TINY_H = 6, TINY_W = 6, TINY_K = 3, TINY_D = 5, TINY_F = 8 };
+
+typedef struct {
+    const char *classifier; /* file name in dir; NULL: classifier.onnx */
+    bool logits;            /* no final Softmax (the output is named logits) */
+    float head_scale, decoder_scale;
+} tiny_models;
+
+static inline void tiny_scale(cfx_graph *g, const char *name, int64_t n, float scale) {
+    if (scale == 0 || scale == 1) return;
+    float *w = cfx_graph_tensor(g, cfx_graph_find(g, name))->data;
+    for (int64_t i = 0; i < n; i++) w[i] *= scale;
+}
+
+static inline void tiny_save(cfx_graph *g, const char *dir, const char *name) {
+    char path[800];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
+}
+
+static inline void tiny_models_write(const char *dir, const tiny_models *o) {
+    enum { C = TINY_C, H = TINY_H, W = TINY_W, K = TINY_K, D = TINY_D, F = TINY_F };
+    cfx_rng r;
+    cfx_rng_init(&r, 7);
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
+    int h = cfx_op_tanh(g, cfx_layer_conv2d(g, x, "c1", 4, 3, 1, 1, &r));
+    int f = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, h, 1), "fc1", F, &r));
+    CHECK_OK(cfx_graph_set_name(g, f, "features"));
+    int y = cfx_layer_linear(g, f, "fc2", K, &r);
+    if (!o->logits) y = cfx_op_softmax(g, y, 1);
+    CHECK_OK(cfx_graph_set_output(g, y, o->logits ? "logits" : "probs"));
+    CHECK_OK(cfx_graph_compile(g));
+    tiny_scale(g, "fc2.weight", K * F, o->head_scale);
+    tiny_save(g, dir, o->classifier ? o->classifier : "classifier.onnx");
+    cfx_graph_free(g);
+
+    g = cfx_graph_new();
+    x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
+    int z = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, x, 1), "enc", D, &r));
+    CHECK_OK(cfx_graph_set_output(g, z, "latent"));
+    CHECK_OK(cfx_graph_compile(g));
+    tiny_save(g, dir, "encoder.onnx");
+    cfx_graph_free(g);
+
+    g = cfx_graph_new();
+    z = cfx_graph_input(g, "latent", 2, (int64_t[]){1, D});
+    int out = cfx_op_sigmoid(g, cfx_layer_linear(g, z, "dec", C * H * W, &r));
+    out = cfx_op_reshape(g, out, 4, (int64_t[]){-1, C, H, W});
+    CHECK_OK(cfx_graph_set_output(g, out, "recon"));
+    CHECK_OK(cfx_graph_compile(g));
+    tiny_scale(g, "dec.weight", (int64_t)C * H * W * D, o->decoder_scale);
+    tiny_save(g, dir, "decoder.onnx");
+    cfx_graph_free(g);
+}
+
+#endif
