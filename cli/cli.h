@@ -29,5 +29,6 @@ int cmd_model(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_concepts(int argc, char **argv);
 int cmd_competency(int argc, char **argv);
+int cmd_counterfactual(int argc, char **argv);
 
 #endif

@@ -10,6 +10,8 @@ static const cli_command commands[] = {
     {"model", cmd_model, "inspect, check and run ONNX models; split an autoencoder"},
     {"competency", cmd_competency,
      "how far predictions can be trusted (PaRCE); examples per cause"},
+    {"counterfactual", cmd_counterfactual,
+     "high-competency counterfactuals of low-competency images (IGD, FGD, Reco, LGD, LNN)"},
     {"concepts", cmd_concepts,
      "semantic edits over WordNet: costs, closest counterfactuals, importance"},
     {"version", cmd_version, "print the version"},

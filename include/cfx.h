@@ -229,6 +229,10 @@ void cfx_clean_up_on_signals(void);
 void cfx_set_signal_note(const char *note);
 /* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
 cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
+/* FNV-1a, 64-bit, continuing from h (start with CFX_FNV1A_INIT): the fingerprints that let a
+ * run folder refuse other inputs. Not a cryptographic hash. */
+#define CFX_FNV1A_INIT 1469598103934665603ull
+uint64_t cfx_fnv1a(uint64_t h, const void *data, size_t n);
 
 /* #########################################################################################
  * engine (src/engine/): tensors, GEMM, the differentiable graph and its ops, ONNX files
@@ -739,6 +743,10 @@ cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const c
 cfx_tensor *cfx_npy_read(const char *path);
 cfx_status cfx_npy_write(const char *path, const cfx_tensor *t);
 cfx_status cfx_npy_write_u8(const char *path, const uint8_t *data, int ndim, const int64_t *shape);
+/* For writers that stream the data themselves: the header of a float32 array of this shape
+ * into buf (cap bytes; 640 always suffice); the data follows at offset *len, a multiple of 64. */
+cfx_status cfx_npy_header_f32(int ndim, const int64_t *shape, unsigned char *buf, size_t cap,
+                              size_t *len);
 
 /* ======================================================================== idx === */
 /* IDX files (the MNIST and Fashion-MNIST format), plain or gzip-compressed (detected from the
@@ -1423,6 +1431,19 @@ cfx_status cfx_canvas_write_png(const cfx_canvas *c, const char *path);
  * mean shaded, with ECE, accuracy and mean rho in the title. */
 cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *bins, int nbins,
                                   double ece, double accuracy, double mean_score);
+/* A grid of images with a caption under each and a title over each column (a counterfactual
+ * strip: rows of examples, columns of the original and each method, rho under each). Small
+ * images are enlarged (nearest neighbour) to about 96 pixels a side. */
+typedef struct cfx_figure_grid {
+    const char *title;             /* may be NULL */
+    int rows, cols;
+    int c, h, w;                   /* every image is (c, h, w) in [0, 1], c 1 or 3 */
+    const char *const *col_titles; /* cols entries, may be NULL */
+    const float *const *images;    /* rows * cols, row by row; a NULL entry leaves a blank */
+    const char *const *captions;   /* rows * cols, may be NULL, as may any entry */
+    const uint32_t *caption_rgb;   /* rows * cols colours 0xRRGGBB; NULL: dark grey */
+} cfx_figure_grid;
+cfx_status cfx_figure_image_grid(const char *path, const cfx_figure_grid *g);
 
 #ifdef __cplusplus
 }

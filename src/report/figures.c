@@ -61,3 +61,40 @@ cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *b
     cfx_canvas_free(c);
     return s;
 }
+
+/* ------------------------------------------------------------------------ image grid --- */
+
+cfx_status cfx_figure_image_grid(const char *path, const cfx_figure_grid *g) {
+    if (!g || g->rows < 1 || g->cols < 1 || g->rows * (int64_t)g->cols > 100000 ||
+        (g->c != 1 && g->c != 3) || g->h < 1 || g->w < 1 || g->h > 4096 || g->w > 4096)
+        return cfx_set_error(CFX_EINVAL, "image grid: need rows, columns and (1 or 3, H, W) images");
+    /* Small images are enlarged so that a caption fits under each. */
+    int scale = CFX_MAX(1, (96 + g->w - 1) / g->w);
+    if (g->w * scale > 256) scale = CFX_MAX(1, 256 / g->w);
+    const int iw = g->w * scale, ih = g->h * scale, pad = 10, cap = 20;
+    const int title = g->title ? 30 : 0, head = g->col_titles ? 22 : 0;
+    const int cw = iw + pad, chh = ih + cap + pad;
+    const int64_t W = (int64_t)pad + (int64_t)g->cols * cw, H = (int64_t)title + head + pad +
+                                                               (int64_t)g->rows * chh;
+    if (W > 32768 || H > 32768)
+        return cfx_set_error(CFX_EINVAL, "image grid: %lld x %lld pixels is too large",
+                             (long long)W, (long long)H);
+    cfx_canvas *c = cfx_canvas_new((int)W, (int)H, 0xffffff);
+    if (!c) return CFX_ENOMEM;
+    if (g->title) cfx_canvas_text(c, pad, 8, 16, ink, 0, g->title);
+    for (int j = 0; g->col_titles && j < g->cols; j++)
+        if (g->col_titles[j])
+            cfx_canvas_text(c, pad + j * cw + iw / 2, title + 4, 13, ink, 1, g->col_titles[j]);
+    for (int i = 0; i < g->rows; i++)
+        for (int j = 0; j < g->cols; j++) {
+            int k = i * g->cols + j, x = pad + j * cw, y = title + head + pad / 2 + i * chh;
+            if (g->images && g->images[k])
+                cfx_canvas_image(c, g->images[k], g->c, g->h, g->w, x, y, scale);
+            if (g->captions && g->captions[k])
+                cfx_canvas_text(c, x + iw / 2, y + ih + 3, 13,
+                                g->caption_rgb ? g->caption_rgb[k] : ink, 1, g->captions[k]);
+        }
+    cfx_status s = cfx_canvas_write_png(c, path);
+    cfx_canvas_free(c);
+    return s;
+}
