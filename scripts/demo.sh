@@ -6,12 +6,15 @@
 #     and autoencoder, and report test accuracy and reconstruction error.
 #  3. Competency (PaRCE) on those models: calibrate on the calib split, report how well rho is
 #     calibrated on the test split, and make low-competency examples for each cause.
-# Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT.
+#  4. Counterfactuals: the five methods and best on a seeded sample of those examples.
+# Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT,
+# DEMO_COUNTERFACTUALS (examples given to the methods, default 60).
 set -eu
 cfx=${1:-build/cfx}
 out=${DEMO_OUT:-demo-out}
 epochs=${DEMO_EPOCHS:-10}
 threads=${DEMO_THREADS:-0}
+ncf=${DEMO_COUNTERFACTUALS:-60}
 mkdir -p "$out"
 
 echo "== 1. concepts: nearest counterfactual scene for every Visual Genome image"
@@ -49,5 +52,10 @@ echo "== low-competency examples for each cause"
 "$cfx" competency examples --bundle "$out/bundle" --data "$out/fashion-mnist" \
     --out "$out/examples" --force --threads "$threads"
 echo
+echo "== 4. counterfactuals: IGD, FGD, Reco, LGD, LNN and best on $ncf of the examples"
+"$cfx" counterfactual --bundle "$out/bundle" --examples "$out/examples" --method all,best \
+    --limit "$ncf" --out "$out/counterfactuals" --force --threads "$threads"
+echo
 echo "demo outputs are in $out/: reconstructions.png (test images over their reconstructions),"
-echo "competency/reliability.png (the reliability diagram), examples/<cause>.png (examples)"
+echo "competency/reliability.png (the reliability diagram), examples/<cause>.png (examples),"
+echo "counterfactuals/strips/<cause>.png (each method's counterfactuals, rho under each)"
