@@ -30,5 +30,6 @@ int cmd_data(int argc, char **argv);
 int cmd_concepts(int argc, char **argv);
 int cmd_competency(int argc, char **argv);
 int cmd_counterfactual(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

@@ -771,6 +771,9 @@ cfx_tensor *cfx_image_read(const char *path, int channels);
 cfx_status cfx_image_write_png(const char *path, const cfx_tensor *image);
 /* The same from 8-bit (C,H,W) planes. */
 cfx_status cfx_image_write_png_u8(const char *path, const uint8_t *chw, int c, int h, int w);
+/* A (c,h,w) image in [0,1] (clipped; NaN as 0) as PNG bytes in memory (*png: cfx_free). */
+cfx_status cfx_image_encode_png(const float *chw, int c, int h, int w, unsigned char **png,
+                                size_t *len);
 
 typedef struct cfx_grid_options {
     int cols;        /* images per row; 0: ceil(sqrt(N)) */
@@ -1400,6 +1403,42 @@ cfx_status cfx_cf_run(cfx_cf *cf, const cfx_tensor *images, cfx_tensor *out,
 /* The threshold in use (the option, or the calibration's). */
 double cfx_cf_threshold(const cfx_cf *cf);
 
+/* ================================================================== run folder === */
+/* A run folder written by `cfx counterfactual` (README "Counterfactuals" lists its files), read
+ * whole: the images, each method's counterfactuals and each line of results.jsonl. Methods are
+ * indexed by cfx_cf_method, and CFX_RUN_BEST for best. */
+#define CFX_RUN_BEST    CFX_CF_COUNT
+#define CFX_RUN_METHODS (CFX_CF_COUNT + 1)
+typedef struct cfx_run_result {
+    int present; /* the run has this image and method */
+    double rho_before, rho_after;
+    int success, steps;
+    double seconds, distance, vector_term; /* NaN where results.jsonl has null */
+    int winner;                           /* best: the method it took; -1 otherwise */
+    char failure[96];                     /* why the image stopped early, or "" */
+} cfx_run_result;
+typedef struct cfx_run {
+    char *dir, *run_json; /* run.json's text */
+    int complete;         /* run.json's status is "complete" */
+    int64_t n;            /* images */
+    int c, h, w;
+    int has[CFX_RUN_METHODS];
+    cfx_tensor *images;                           /* (n, c, h, w) */
+    cfx_tensor *counterfactuals[CFX_RUN_METHODS]; /* where has[k] */
+    cfx_run_result *results;                      /* CFX_RUN_METHODS x n, method by method */
+    char **cause;  /* n causes, or NULL when the run's inputs gave none */
+    char **source; /* n names of where each image came from (entries may be NULL) */
+    char *bundle;  /* the bundle's path as given to the run */
+    char bundle_fingerprint[17];
+    char distance[16]; /* the image distance of the records */
+    double threshold;
+} cfx_run;
+/* NULL with a message naming the file that is missing or does not agree with run.json. */
+cfx_run *cfx_run_open(const char *dir);
+void cfx_run_free(cfx_run *r);
+/* cfx_cf_method_name, and "best" for CFX_RUN_BEST. */
+const char *cfx_run_method_name(int k);
+
 /* #########################################################################################
  * report (src/report/): figures as PNG
  * ###################################################################################### */
@@ -1444,6 +1483,20 @@ typedef struct cfx_figure_grid {
     const uint32_t *caption_rgb;   /* rows * cols colours 0xRRGGBB; NULL: dark grey */
 } cfx_figure_grid;
 cfx_status cfx_figure_image_grid(const char *path, const cfx_figure_grid *g);
+
+/* ======================================================================= html === */
+/* The run report: one self-contained HTML file (images embedded, no network access) with the
+ * run's settings and bundle, the reliability diagram of a competency report folder
+ * (`cfx competency report`), the success table per method and per method and cause, a success
+ * chart per cause (inline SVG), a grid per cause (original and each method, rho under each,
+ * green at or above the threshold; a click enlarges), and the run's explanations.jsonl beside
+ * each row when there is one. Light and dark themes follow the system. Atomic. */
+typedef struct cfx_report_options {
+    const char *title;          /* NULL: "cfx counterfactual report" */
+    const char *competency_dir; /* may be NULL */
+    int rows_per_cause;         /* images per grid; 0: 12 */
+} cfx_report_options;
+cfx_status cfx_report_html(const cfx_run *run, const cfx_report_options *o, const char *path);
 
 #ifdef __cplusplus
 }

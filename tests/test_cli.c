@@ -163,17 +163,14 @@ static const struct {
     const char *path;
     bool threads; /* takes --threads */
 } leaves[] = {
-    {"data fashion-mnist", false}, {"data signs", true},
-    {"data folder", false},        {"data preview", false},
-    {"data corrupt", false},       {"train classifier", true},
-    {"train autoencoder", true},   {"eval classifier", true},
-    {"eval autoencoder", true},    {"model info", false},
-    {"model check", true},         {"model run", true},
-    {"model split", false},        {"concepts cost", false},
-    {"concepts nearest", true},    {"concepts global", true},
-    {"concepts order", true},      {"competency fit", true},
-    {"competency score", true},    {"competency report", true},
-    {"competency examples", true}, {"version", false},
+    {"data fashion-mnist", false}, {"data signs", true},        {"data folder", false},
+    {"data preview", false},       {"data corrupt", false},     {"train classifier", true},
+    {"train autoencoder", true},   {"eval classifier", true},   {"eval autoencoder", true},
+    {"model info", false},         {"model check", true},       {"model run", true},
+    {"model split", false},        {"concepts cost", false},    {"concepts nearest", true},
+    {"concepts global", true},     {"concepts order", true},    {"competency fit", true},
+    {"competency score", true},    {"competency report", true}, {"competency examples", true},
+    {"counterfactual", true},      {"report", false},           {"version", false},
 };
 #define N_LEAVES (sizeof leaves / sizeof leaves[0])
 

@@ -112,6 +112,53 @@ cfx_status cfx_image_write_png_u8(const char *path, const uint8_t *chw, int c, i
     return s;
 }
 
+/* A growing buffer for stb_image_write's pieces. */
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    bool failed;
+} membuf;
+
+static void write_to_mem(void *ctx, void *data, int size) {
+    membuf *b = ctx;
+    if (b->failed) return;
+    if (b->n + (size_t)size > b->cap) {
+        size_t cap = CFX_MAX(b->cap * 2, b->n + (size_t)size + 4096);
+        unsigned char *q = cfx_realloc(b->p, cap);
+        if (!q) {
+            b->failed = true;
+            return;
+        }
+        b->p = q, b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, (size_t)size);
+    b->n += (size_t)size;
+}
+
+cfx_status cfx_image_encode_png(const float *chw, int c, int h, int w, unsigned char **png,
+                                size_t *len) {
+    if ((c != 1 && c != 3) || h < 1 || w < 1 || (int64_t)h * w > (1 << 28))
+        return cfx_set_error(CFX_EINVAL, "encode PNG: bad image (%d, %d, %d)", c, h, w);
+    size_t plane = (size_t)h * (size_t)w;
+    uint8_t *hwc = cfx_malloc(plane * (size_t)c);
+    if (!hwc) return CFX_ENOMEM;
+    for (size_t p = 0; p < plane; p++)
+        for (int k = 0; k < c; k++) {
+            float v = chw[(size_t)k * plane + p];
+            v = v > 0 ? (v < 1 ? v : 1) : 0; /* NaN reads as 0 */
+            hwc[p * (size_t)c + (size_t)k] = (uint8_t)lrintf(v * 255.0f);
+        }
+    membuf b = {0};
+    int ok = stbi_write_png_to_func(write_to_mem, &b, w, h, c, hwc, w * c);
+    cfx_free(hwc);
+    if (!ok || b.failed) {
+        cfx_free(b.p);
+        return b.failed ? CFX_ENOMEM : cfx_set_error(CFX_EIO, "encode PNG: stb failed");
+    }
+    *png = b.p, *len = b.n;
+    return CFX_OK;
+}
+
 cfx_status cfx_image_write_png(const char *path, const cfx_tensor *image) {
     if (!image) return cfx_set_error(CFX_EINVAL, "write '%s': image is NULL", path);
     int off = image->ndim == 4 ? 1 : 0;
