@@ -56,6 +56,7 @@ typedef struct {
     int64_t batch, limit;
     long long seed;
     bool all;
+    double lr; /* as given (Adam's option is a float) */
     const char *lpips_model;
 } settings;
 
@@ -284,7 +285,7 @@ static char *run_json(const settings *st, const cfx_bundle *b, const char *bundl
     cJSON_AddNumberToObject(set, "batch", (double)st->batch);
     cJSON_AddNumberToObject(set, "threshold", threshold);
     cJSON_AddNumberToObject(set, "gamma", st->o.gamma);
-    cJSON_AddNumberToObject(set, "lr", st->o.adam.lr);
+    cJSON_AddNumberToObject(set, "lr", st->lr);
     cJSON_AddNumberToObject(set, "max_iter", st->o.max_iter);
     cJSON_AddStringToObject(set, "distance", cfx_cf_distance_name(st->o.distance));
     cJSON_AddStringToObject(set, "stop", stops[st->o.stop]);
@@ -759,9 +760,9 @@ static cfx_status write_strips(const char *dir, const inputs *in, const settings
                 float rho = k < 0 ? in->rho[i] : s->rho_after[k * in->n + i];
                 bool ok = k < 0 ? rho >= threshold : s->success[k * in->n + i];
                 if (k == BEST)
-                    snprintf(text[q], sizeof text[q], "%.2f %s", rho, out_name(s->winner[i]));
+                    snprintf(text[q], sizeof text[q], "%.3f %s", rho, out_name(s->winner[i]));
                 else
-                    snprintf(text[q], sizeof text[q], "%.2f", rho);
+                    snprintf(text[q], sizeof text[q], "%.3f", rho);
                 captions[q] = text[q];
                 colour[q] = ok ? 0x1e7b34 : 0xc0392b;
             }
@@ -880,7 +881,8 @@ int cmd_counterfactual(int argc, char **argv) {
     if (examples && more.n) cli_usage_error(cmd, "unexpected argument '%s'", more.items[0]);
     if (resume && force)
         cli_usage_error(cmd, "--resume continues a run, --force replaces it: give one");
-    settings st = {.batch = batch, .limit = limit, .seed = seed, .all = all, .lpips_model = lpips};
+    settings st = {
+        .batch = batch, .limit = limit, .seed = seed, .all = all, .lr = lr, .lpips_model = lpips};
     parse_methods(methods, &st);
     if (cfx_cf_distance_parse(distance, &st.o.distance) != CFX_OK)
         cli_usage_error(cmd, "--distance: %s", cfx_last_error());

@@ -249,7 +249,7 @@ static cfx_status grid(FILE *f, const cfx_run *r, const char *cause, int rows, c
         snprintf(alt, sizeof alt, "image %lld, original, rho %.3f", (long long)i, rho0);
         fputs("<tr><td>", f);
         CFX_TRY(put_image(f, r->images->data + i * img, r->c, r->h, r->w, alt, "cell"));
-        fprintf(f, "<div class=\"cap %s\">%.2f</div></td>", rho0 >= r->threshold ? "ok" : "bad",
+        fprintf(f, "<div class=\"cap %s\">%.3f</div></td>", rho0 >= r->threshold ? "ok" : "bad",
                 rho0);
         for (int k = 0; k < CFX_RUN_METHODS; k++) {
             if (!r->has[k]) continue;
@@ -260,7 +260,7 @@ static cfx_status grid(FILE *f, const cfx_run *r, const char *cause, int rows, c
                          cfx_run_method_name(k), e->rho_after);
                 CFX_TRY(put_image(f, r->counterfactuals[k]->data + i * img, r->c, r->h, r->w, alt,
                                   "cell"));
-                fprintf(f, "<div class=\"cap %s\">%.2f%s%s</div>", e->success ? "ok" : "bad",
+                fprintf(f, "<div class=\"cap %s\">%.3f%s%s</div>", e->success ? "ok" : "bad",
                         e->rho_after, k == CFX_RUN_BEST && e->winner >= 0 ? " " : "",
                         k == CFX_RUN_BEST && e->winner >= 0 ? cfx_run_method_name(e->winner) : "");
             }
@@ -332,11 +332,11 @@ cfx_status cfx_report_html(const cfx_run *r, const cfx_report_options *o, const 
     cJSON *j = cJSON_Parse(r->run_json);
     const cJSON *set = cJSON_GetObjectItemCaseSensitive(j, "settings");
     for (const cJSON *e = set ? set->child : NULL; e; e = e->next) {
-        char *v = cJSON_PrintUnformatted(e);
+        char *v = cJSON_IsString(e) ? NULL : cJSON_PrintUnformatted(e);
         fputs("<tr><td class=\"l\">", f);
         put_text(f, e->string);
         fputs("</td><td class=\"l\">", f);
-        put_text(f, v);
+        put_text(f, v ? v : e->valuestring);
         fputs("</td></tr>", f);
         cJSON_free(v);
     }
@@ -361,7 +361,7 @@ cfx_status cfx_report_html(const cfx_run *r, const cfx_report_options *o, const 
         fputs("<h2>", f);
         put_text(f, cause[c] ? cause[c] : "Images");
         fprintf(f,
-                "</h2>\n<p class=\"muted\">The first %d images; rho under each (green: at or "
+                "</h2>\n<p class=\"muted\">Up to %d images; rho under each (green: at or "
                 "above %.2f). Click an image to enlarge it.</p>\n",
                 rows, r->threshold);
         s = grid(f, r, cause[c], rows, expl);
