@@ -293,3 +293,32 @@ CFX_TEST(cf_cli, bad_input_is_refused_before_anything_is_written) {
                  2);
     CHECK_MSG(access(run, F_OK) != 0, "a run folder was left at %s", run);
 }
+
+/* The report of a run, opened by a browser: every embedded image decodes, the table holds the
+ * numbers of results.jsonl, and the page is not blank (tests/py/report_check.py). */
+CFX_TEST(cf_cli, report_opens_in_a_browser) {
+    if (!setup()) return;
+    if (system("command -v chromium >/dev/null 2>&1") != 0) {
+        cfx_test_skip("Debian's chromium is not installed (scripts/deps.sh test installs it)");
+        return;
+    }
+    char out[16384], run[800];
+    snprintf(run, sizeof run, "%s/for_report", root);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "counterfactual --bundle %s/b --examples %s/ex --out %s "
+                                  "--method reco,lnn,best --threads 1",
+                                  root, root, run),
+                 0);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "report %s", run), 0);
+    char cmd[4000], res[2000];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tests/py/report_check.py %s %s/report.html %s/shot.png 2>&1", run,
+             run, run);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    if (!p) return;
+    size_t len = fread(res, 1, sizeof res - 1, p);
+    res[len] = '\0';
+    int rc = pclose(p);
+    CHECK_MSG(rc == 0 && !strncmp(res, "ok", 2), "report check: %s", res);
+}
