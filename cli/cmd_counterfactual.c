@@ -581,219 +581,65 @@ static cfx_status run_batch(runner *r, const settings *st, const inputs *in, int
 
 /* ------------------------------------------------------------------- the summary --- */
 
-enum { MAX_CAUSES = 32 };
-
-typedef struct {
-    int64_t n, success, steps;
-    double rho_before, rho_after, seconds;
-} tally;
-
-typedef struct {
-    int ncause;
-    const char *cause[MAX_CAUSES]; /* in order of first appearance */
-    tally all[NOUT], by[NOUT][MAX_CAUSES];
-    float *rho_after;      /* NOUT x n, from the lines */
-    char *success;         /* NOUT x n */
-    unsigned char *winner; /* n: best's winner */
-} summary;
-
-static int cause_of(summary *s, const char *c) {
-    for (int k = 0; k < s->ncause; k++)
-        if (!strcmp(s->cause[k], c)) return k;
-    if (s->ncause == MAX_CAUSES) return -1;
-    s->cause[s->ncause] = c;
-    return s->ncause++;
-}
-
-static void add(tally *t, const cJSON *j) {
-    const cJSON *sb = cJSON_GetObjectItemCaseSensitive(j, "rho_before"),
-                *sa = cJSON_GetObjectItemCaseSensitive(j, "rho_after"),
-                *st = cJSON_GetObjectItemCaseSensitive(j, "steps"),
-                *se = cJSON_GetObjectItemCaseSensitive(j, "seconds");
-    t->n++;
-    t->success += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "success"));
-    t->rho_before += cJSON_IsNumber(sb) ? sb->valuedouble : NAN;
-    t->rho_after += cJSON_IsNumber(sa) ? sa->valuedouble : NAN;
-    t->steps += cJSON_IsNumber(st) ? (int64_t)st->valuedouble : 0;
-    t->seconds += cJSON_IsNumber(se) ? se->valuedouble : 0;
-}
-
-/* Reads the finished results.jsonl back: the tables and the strips come from the file, so a
- * resumed run reports the same as an uninterrupted one. */
-static cfx_status summarise(const char *path, const inputs *in, summary *s) {
-    for (int64_t i = 0; in->cause && i < in->n; i++) cause_of(s, in->cause[i]);
-    s->rho_after = malloc((size_t)(NOUT * in->n) * sizeof *s->rho_after);
-    s->success = calloc((size_t)(NOUT * in->n), 1);
-    s->winner = calloc((size_t)in->n, 1);
-    if (!s->rho_after || !s->success || !s->winner) return CFX_ENOMEM;
-    for (int64_t i = 0; i < NOUT * in->n; i++) s->rho_after[i] = NAN;
-    char *text = NULL;
-    size_t size;
-    TRY(cfx_file_read_all(path, &text, &size));
-    cfx_status st = CFX_OK;
-    int64_t line = 0;
-    for (char *p = text, *nl; st == CFX_OK && p < text + size; p = nl + 1, line++) {
-        nl = strchr(p, '\n');
-        if (!nl) nl = text + size;
-        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
-        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(j, "index"),
-                    *m = cJSON_GetObjectItemCaseSensitive(j, "method");
-        int k = -1;
-        for (int q = 0; cJSON_IsString(m) && q < NOUT; q++)
-            if (!strcmp(m->valuestring, out_name(q))) k = q;
-        if (!cJSON_IsNumber(idx) || idx->valuedouble < 0 || idx->valuedouble >= (double)in->n ||
-            k < 0) {
-            st = cfx_set_error(CFX_EFORMAT, "%s, line %lld: not a result line", path,
-                               (long long)line + 1);
-        } else {
-            int64_t i = (int64_t)idx->valuedouble;
-            add(&s->all[k], j);
-            int c = in->cause ? cause_of(s, in->cause[i]) : -1;
-            if (c >= 0) add(&s->by[k][c], j);
-            const cJSON *ra = cJSON_GetObjectItemCaseSensitive(j, "rho_after"),
-                        *w = cJSON_GetObjectItemCaseSensitive(j, "winner");
-            s->rho_after[k * in->n + i] = cJSON_IsNumber(ra) ? (float)ra->valuedouble : NAN;
-            s->success[k * in->n + i] =
-                (char)cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "success"));
-            for (int q = 0; k == BEST && cJSON_IsString(w) && q < CFX_CF_COUNT; q++)
-                if (!strcmp(w->valuestring, out_name(q))) s->winner[i] = (unsigned char)q;
-        }
-        cJSON_Delete(j);
-    }
-    cfx_free(text);
-    return st;
-}
-
-static void summary_free(summary *s) {
-    free(s->rho_after), free(s->success), free(s->winner);
-}
-
-static void print_row(const char *method, const char *cause, const tally *t) {
+static void print_row(const char *method, const char *cause, const cfx_run_tally *t) {
     if (!t->n) return;
-    double n = (double)t->n;
     printf("| %s |%s%s%s %lld | %.1f%% | %.3f | %.3f | %.1f | %.4f |\n", method, cause ? " " : "",
-           cause ? cause : "", cause ? " |" : "", (long long)t->n, 100.0 * (double)t->success / n,
-           t->rho_before / n, t->rho_after / n, (double)t->steps / n, t->seconds / n);
+           cause ? cause : "", cause ? " |" : "", (long long)t->n,
+           100.0 * (double)t->success / (double)t->n, t->rho_before, t->rho_after, t->steps,
+           t->seconds);
 }
 
-static void print_summary(const summary *s, const settings *st) {
+static void print_summary(const cfx_run *r) {
+    const char *cause[64];
+    int ncause = cfx_run_causes(r, cause, 64);
     printf("| method | images | success | rho before | rho after | steps | seconds/image |\n");
     printf("|---|---|---|---|---|---|---|\n");
-    for (int k = 0; k < NOUT; k++)
-        if (st->use[k]) print_row(out_name(k), NULL, &s->all[k]);
-    if (!s->ncause) return;
+    for (int k = 0; k < CFX_RUN_METHODS; k++) {
+        cfx_run_tally t = cfx_run_tally_of(r, k, NULL);
+        if (r->has[k]) print_row(cfx_run_method_name(k), NULL, &t);
+    }
+    if (!ncause) return;
     printf("\n| method | cause | images | success | rho before | rho after | steps | "
            "seconds/image |\n");
     printf("|---|---|---|---|---|---|---|---|\n");
-    for (int k = 0; k < NOUT; k++)
-        for (int c = 0; st->use[k] && c < s->ncause; c++)
-            print_row(out_name(k), s->cause[c], &s->by[k][c]);
+    for (int k = 0; k < CFX_RUN_METHODS; k++)
+        for (int c = 0; r->has[k] && c < ncause; c++) {
+            cfx_run_tally t = cfx_run_tally_of(r, k, cause[c]);
+            print_row(cfx_run_method_name(k), cause[c], &t);
+        }
 }
 
-static void json_tally(const tally *t) {
-    double n = t->n ? (double)t->n : NAN;
+static void json_tally(const cfx_run_tally *t) {
     printf("{\"images\": %lld, \"success\": %lld", (long long)t->n, (long long)t->success);
-    const double v[] = {t->rho_before / n, t->rho_after / n, (double)t->steps / n, t->seconds / n};
+    const double v[] = {t->rho_before, t->rho_after, t->steps, t->seconds};
     const char *const key[] = {"rho_before", "rho_after", "steps", "seconds_per_image"};
-    for (int q = 0; q < 4; q++)
-        printf(isfinite(v[q]) ? ", \"%s\": %.6g" : ", \"%s\": null", key[q], v[q]);
+    for (int q = 0; q < 4; q++) printf(t->n ? ", \"%s\": %.6g" : ", \"%s\": null", key[q], v[q]);
     printf("}");
 }
 
-static void print_json(const summary *s, const settings *st, const char *out) {
+static void print_json(const cfx_run *r, const char *out) {
+    const char *cause[64];
+    int ncause = cfx_run_causes(r, cause, 64);
     printf("{\"out\": ");
     cli_json_str(stdout, out);
     printf(", \"methods\": {");
     bool first = true;
-    for (int k = 0; k < NOUT; k++) {
-        if (!st->use[k]) continue;
-        printf("%s\"%s\": {\"all\": ", first ? "" : ", ", out_name(k));
+    for (int k = 0; k < CFX_RUN_METHODS; k++) {
+        if (!r->has[k]) continue;
+        printf("%s\"%s\": {\"all\": ", first ? "" : ", ", cfx_run_method_name(k));
         first = false;
-        json_tally(&s->all[k]);
-        for (int c = 0; c < s->ncause; c++) {
+        cfx_run_tally t = cfx_run_tally_of(r, k, NULL);
+        json_tally(&t);
+        for (int c = 0; c < ncause; c++) {
             printf(", ");
-            cli_json_str(stdout, s->cause[c]);
+            cli_json_str(stdout, cause[c]);
             printf(": ");
-            json_tally(&s->by[k][c]);
+            t = cfx_run_tally_of(r, k, cause[c]);
+            json_tally(&t);
         }
         printf("}");
     }
     printf("}}\n");
-}
-
-/* strips/<cause>.png: the first examples of each cause, original then each method, with rho
- * under each image (green when the counterfactual succeeded). */
-static cfx_status write_strips(const char *dir, const inputs *in, const settings *st,
-                               const summary *s, double threshold) {
-    char path[4300];
-    path_in(path, sizeof path, dir, "strips");
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return cfx_set_error(CFX_EIO, "mkdir '%s': %s", path, strerror(errno));
-    cfx_tensor *cf[NOUT] = {0};
-    cfx_status rc = CFX_OK;
-    for (int k = 0; rc == CFX_OK && k < NOUT; k++) {
-        if (!st->use[k]) continue;
-        char name[64];
-        snprintf(name, sizeof name, "counterfactuals_%s.npy", out_name(k));
-        path_in(path, sizeof path, dir, name);
-        if (!(cf[k] = cfx_npy_read(path))) rc = CFX_EFORMAT;
-    }
-    const int64_t img = in->x->numel / in->n;
-    int cols = 1;
-    const char *titles[NOUT + 1] = {"original"};
-    static const char *const upper[NOUT] = {"IGD", "FGD", "Reco", "LGD", "LNN", "best"};
-    int col_of[NOUT + 1] = {-1};
-    for (int k = 0; k < NOUT; k++)
-        if (st->use[k]) col_of[cols] = k, titles[cols++] = upper[k];
-    const float *images[STRIP_ROWS * (NOUT + 1)];
-    char text[STRIP_ROWS * (NOUT + 1)][48];
-    const char *captions[STRIP_ROWS * (NOUT + 1)];
-    uint32_t colour[STRIP_ROWS * (NOUT + 1)];
-    int ncause = s->ncause ? s->ncause : 1;
-    for (int c = 0; rc == CFX_OK && c < ncause; c++) {
-        int rows = 0;
-        for (int64_t i = 0; i < in->n && rows < STRIP_ROWS; i++) {
-            if (s->ncause && strcmp(in->cause[i], s->cause[c])) continue;
-            for (int j = 0; j < cols; j++) {
-                int q = rows * cols + j, k = col_of[j];
-                images[q] = (k < 0 ? in->x->data : cf[k]->data) + i * img;
-                float rho = k < 0 ? in->rho[i] : s->rho_after[k * in->n + i];
-                bool ok = k < 0 ? rho >= threshold : s->success[k * in->n + i];
-                if (k == BEST)
-                    snprintf(text[q], sizeof text[q], "%.3f %s", rho, out_name(s->winner[i]));
-                else
-                    snprintf(text[q], sizeof text[q], "%.3f", rho);
-                captions[q] = text[q];
-                colour[q] = ok ? 0x1e7b34 : 0xc0392b;
-            }
-            rows++;
-        }
-        if (!rows) continue;
-        const char *cause = s->ncause ? s->cause[c] : "images";
-        char title[160], name[128];
-        snprintf(title, sizeof title, "%s: rho under each image (threshold %.2f)", cause,
-                 threshold);
-        /* File names from causes written by another program: keep them plain. */
-        snprintf(name, sizeof name, "strips/%s.png", cause);
-        for (char *p = name + 7; *p; p++)
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || !strcmp(p, ".png")))
-                *p = '_';
-        path_in(path, sizeof path, dir, name);
-        cfx_figure_grid g = {.title = title,
-                             .rows = rows,
-                             .cols = cols,
-                             .c = (int)in->x->shape[1],
-                             .h = (int)in->x->shape[2],
-                             .w = (int)in->x->shape[3],
-                             .col_titles = titles,
-                             .images = images,
-                             .captions = captions,
-                             .caption_rgb = colour};
-        rc = cfx_figure_image_grid(path, &g);
-    }
-    for (int k = 0; k < NOUT; k++) cfx_tensor_free(cf[k]);
-    return rc;
 }
 
 /* ---------------------------------------------------------------------- the command --- */
@@ -918,7 +764,7 @@ int cmd_counterfactual(int argc, char **argv) {
     cfx_competency_shape_of(b->competency, &sh);
     inputs in = {0};
     runner r = {0};
-    summary sum = {0};
+    cfx_run *run = NULL;
     char *json_text = NULL, *old_text = NULL;
     cfx_tensor *lat = NULL, *sco = NULL;
     cfx_status s =
@@ -1037,20 +883,29 @@ int cmd_counterfactual(int argc, char **argv) {
     }
     cfx_set_signal_note(NULL);
 
-    /* The tables and strips from the file, then the run is complete. */
-    if ((s = summarise(r.paths[NOUT], &in, &sum)) != CFX_OK) goto fail;
-    if ((s = write_strips(out, &in, &st, &sum, thr)) != CFX_OK) goto fail;
+    /* The tables and strips from the files, as any reader sees them; then the run is
+     * complete. */
+    if (!(run = cfx_run_open(out))) {
+        s = CFX_EFORMAT;
+        goto fail;
+    }
+    path_in(path, sizeof path, out, "strips");
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        s = cfx_set_error(CFX_EIO, "mkdir '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if ((s = cfx_figure_run_strips(run, path, STRIP_ROWS)) != CFX_OK) goto fail;
     free(json_text);
     json_text = run_json(&st, b, bundle, &in, &sh, thr, true);
     path_in(path, sizeof path, out, "run.json");
     if (!json_text || (s = write_text(path, json_text)) != CFX_OK) goto fail;
     if (json)
-        print_json(&sum, &st, out);
+        print_json(run, out);
     else {
         printf("%lld of %lld images processed (%s), threshold %.3g, %s stop, distance %s\n\n",
                (long long)in.n, (long long)in.offered, st.all ? "all" : "rho below the threshold",
                thr, stops[st.o.stop], cfx_cf_distance_name(st.o.distance));
-        print_summary(&sum, &st);
+        print_summary(run);
         printf("\nwrote %s/: run.json, images.npy, results.jsonl, counterfactuals_<method>.npy, "
                "strips/\n",
                out);
@@ -1061,7 +916,7 @@ int cmd_counterfactual(int argc, char **argv) {
         rc = cli_fail(cmd, NULL);
     }
     cfx_set_signal_note(NULL);
-    summary_free(&sum);
+    cfx_run_free(run);
     runner_free(&r);
     inputs_free(&in);
     cfx_tensor_free(lat), cfx_tensor_free(sco);

@@ -1438,6 +1438,15 @@ cfx_run *cfx_run_open(const char *dir);
 void cfx_run_free(cfx_run *r);
 /* cfx_cf_method_name, and "best" for CFX_RUN_BEST. */
 const char *cfx_run_method_name(int k);
+/* The causes of the run's images in order of first appearance (at most cap; 0 without causes). */
+int cfx_run_causes(const cfx_run *r, const char **out, int cap);
+/* A method's images (of one cause, or all for NULL): their count, successes, and the means of
+ * rho before and after, steps and seconds (zeros when there are none). */
+typedef struct cfx_run_tally {
+    int64_t n, success;
+    double rho_before, rho_after, steps, seconds;
+} cfx_run_tally;
+cfx_run_tally cfx_run_tally_of(const cfx_run *r, int method, const char *cause);
 
 /* #########################################################################################
  * report (src/report/): figures as PNG
@@ -1483,6 +1492,9 @@ typedef struct cfx_figure_grid {
     const uint32_t *caption_rgb;   /* rows * cols colours 0xRRGGBB; NULL: dark grey */
 } cfx_figure_grid;
 cfx_status cfx_figure_image_grid(const char *path, const cfx_figure_grid *g);
+/* A run's strips: dir/<cause>.png (dir/images.png without causes), the first rows images of
+ * each cause, the original and then each method, rho under each (green where it passed). */
+cfx_status cfx_figure_run_strips(const cfx_run *r, const char *dir, int rows);
 
 /* ======================================================================= html === */
 /* The run report: one self-contained HTML file (images embedded, no network access) with the

@@ -193,3 +193,29 @@ cfx_run *cfx_run_open(const char *dir) {
     }
     return r;
 }
+
+int cfx_run_causes(const cfx_run *r, const char **out, int cap) {
+    int n = 0;
+    for (int64_t i = 0; r->cause && i < r->n; i++) {
+        int k = 0;
+        while (k < n && strcmp(out[k], r->cause[i])) k++;
+        if (k == n && n < cap) out[n++] = r->cause[i];
+    }
+    return n;
+}
+
+cfx_run_tally cfx_run_tally_of(const cfx_run *r, int method, const char *cause) {
+    cfx_run_tally t = {0};
+    for (int64_t i = 0; method >= 0 && method < CFX_RUN_METHODS && i < r->n; i++) {
+        const cfx_run_result *e = &r->results[method * r->n + i];
+        if (!e->present || (cause && (!r->cause || strcmp(r->cause[i], cause)))) continue;
+        t.n++, t.success += e->success != 0;
+        t.rho_before += e->rho_before, t.rho_after += e->rho_after;
+        t.steps += e->steps, t.seconds += e->seconds;
+    }
+    if (t.n) {
+        double n = (double)t.n;
+        t.rho_before /= n, t.rho_after /= n, t.steps /= n, t.seconds /= n;
+    }
+    return t;
+}

@@ -91,31 +91,6 @@ static const char *const style =
 static const char *const colours[CFX_RUN_METHODS] = {"#3b6fb6", "#e08a1e", "#5a9e3a",
                                                      "#b04aa8", "#2aa6a6", "#8c6d3a"};
 
-typedef struct {
-    int64_t n, success, steps;
-    double rho_before, rho_after, seconds;
-} tally;
-
-static void add(tally *t, const cfx_run_result *r) {
-    t->n++, t->success += r->success != 0, t->steps += r->steps;
-    t->rho_before += r->rho_before, t->rho_after += r->rho_after, t->seconds += r->seconds;
-}
-
-/* The causes in order of first appearance (one "all images" group without causes). */
-static int causes_of(const cfx_run *r, const char **out, int cap) {
-    if (!r->cause) {
-        out[0] = NULL;
-        return 1;
-    }
-    int n = 0;
-    for (int64_t i = 0; i < r->n; i++) {
-        int k = 0;
-        while (k < n && strcmp(out[k], r->cause[i])) k++;
-        if (k == n && n < cap) out[n++] = r->cause[i];
-    }
-    return n;
-}
-
 static bool in_cause(const cfx_run *r, int64_t i, const char *cause) {
     return !cause || !strcmp(r->cause[i], cause);
 }
@@ -129,13 +104,8 @@ static void summary_table(FILE *f, const cfx_run *r, const char *const *cause, i
     for (int k = 0; k < CFX_RUN_METHODS; k++) {
         if (!r->has[k]) continue;
         for (int c = -1; c < (r->cause ? ncause : 0); c++) {
-            tally t = {0};
-            for (int64_t i = 0; i < r->n; i++) {
-                const cfx_run_result *e = &r->results[k * r->n + i];
-                if (e->present && (c < 0 || in_cause(r, i, cause[c]))) add(&t, e);
-            }
+            cfx_run_tally t = cfx_run_tally_of(r, k, c < 0 ? NULL : cause[c]);
             if (!t.n) continue;
-            double n = (double)t.n;
             fprintf(f, "<tr><td class=\"l\">%s%s%s</td>", c < 0 ? "<b>" : "",
                     cfx_run_method_name(k), c < 0 ? "</b>" : "");
             if (r->cause) {
@@ -146,8 +116,8 @@ static void summary_table(FILE *f, const cfx_run *r, const char *const *cause, i
             fprintf(f,
                     "<td>%lld</td><td>%.1f%%</td><td>%.3f</td><td>%.3f</td><td>%.1f</td>"
                     "<td>%.4f</td></tr>\n",
-                    (long long)t.n, 100.0 * (double)t.success / n, t.rho_before / n,
-                    t.rho_after / n, (double)t.steps / n, t.seconds / n);
+                    (long long)t.n, 100.0 * (double)t.success / (double)t.n, t.rho_before,
+                    t.rho_after, t.steps, t.seconds);
         }
     }
     fputs("</table></div>\n", f);
@@ -174,12 +144,9 @@ static void success_chart(FILE *f, const cfx_run *r, const char *const *cause, i
         int x0 = left + gap / 2 + c * (nm * bar + gap), j = 0;
         for (int k = 0; k < CFX_RUN_METHODS; k++) {
             if (!r->has[k]) continue;
-            int64_t n = 0, ok = 0;
-            for (int64_t i = 0; i < r->n; i++) {
-                const cfx_run_result *e = &r->results[k * r->n + i];
-                if (e->present && in_cause(r, i, cause[c])) n++, ok += e->success != 0;
-            }
-            double rate = n ? (double)ok / (double)n : 0;
+            cfx_run_tally t = cfx_run_tally_of(r, k, cause[c]);
+            double rate = t.n ? (double)t.success / (double)t.n : 0;
+            int64_t n = t.n;
             int hgt = (int)lrint(rate * plot);
             fprintf(f,
                     "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>%s: "
@@ -299,8 +266,8 @@ cfx_status cfx_report_html(const cfx_run *r, const cfx_report_options *o, const 
     cfx_report_options d = o ? *o : (cfx_report_options){0};
     if (!r) return cfx_set_error(CFX_EINVAL, "report: no run");
     int rows = d.rows_per_cause > 0 ? d.rows_per_cause : 12;
-    const char *cause[64];
-    int ncause = causes_of(r, cause, 64);
+    const char *cause[64] = {NULL};
+    int ncause = r->cause ? cfx_run_causes(r, cause, 64) : 1;
     char **expl = read_explanations(r);
     cfx_file af;
     cfx_status s = cfx_file_create(&af, path);
