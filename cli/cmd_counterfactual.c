@@ -868,6 +868,7 @@ int cmd_counterfactual(int argc, char **argv) {
     /* The batches. */
     const cfx_progress bar = {.fn = json ? NULL : cfx_progress_stderr};
     int64_t ok[NOUT] = {0}, seen = 0;
+    cfx_progress_report(&bar, "counterfactuals", done, in.n, "");
     for (int64_t first = done; first < in.n; first += batch) {
         int64_t m = MIN(batch, in.n - first);
         s = run_batch(&r, &st, &in, first, m);
