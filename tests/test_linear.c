@@ -346,20 +346,28 @@ CFX_TEST(linear, double_products_and_lapack_match_their_definitions) {
             for (int i = 0; i < M * ldc; i++) worst = fmax(worst, fabs(c[i] - want[i]));
             CHECK_MSG(worst < 1e-12, "dgemm trans %d%d: worst error %g", ta, tb, worst);
         }
-    /* dsyrk: C = A^T A / 3 + C in the upper triangle of a 9 x 9, the lower one left. */
+    /* dsyrk: C = A^T A / 3 + C (A 17 x 9) in the upper triangle of a 9 x 9 of ones, the lower
+     * one left; first C = B B^T / 3 + C (B 9 x 17, row stride 20). */
     double s[N * N], u[N * N], t[N * N], tw[N * N];
-    for (int i = 0; i < N * N; i++) s[i] = i % N >= i / N ? 1.0 : NAN;
-    cfx__blas_dsyrk(N, K, 1.0 / 3, a, N, 1.0, s, N);
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < N; j++) {
-            double e = 1;
-            for (int p = 0; p < K; p++) e += a[p * N + i] * a[p * N + j] / 3;
-            if (j >= i)
-                CHECK_NEAR(s[i * N + j], e, 1e-12);
-            else
-                CHECK(isnan(s[i * N + j]));
-        }
-    /* Make s symmetric positive definite (A^T A / 3 + I); Cholesky gives U with U^T U = s. */
+    for (int trans = 0; trans < 2; trans++) {
+        for (int i = 0; i < N * N; i++) s[i] = i % N >= i / N ? 1.0 : NAN;
+        if (trans)
+            cfx__blas_dsyrk(1, N, K, 1.0 / 3, a, N, 1.0, s, N);
+        else
+            cfx__blas_dsyrk(0, N, K, 1.0 / 3, b, K + 3, 1.0, s, N);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++) {
+                double e = 1;
+                for (int p = 0; p < K; p++)
+                    e += trans ? a[p * N + i] * a[p * N + j] / 3
+                               : b[i * (K + 3) + p] * b[j * (K + 3) + p] / 3;
+                if (j >= i)
+                    CHECK_NEAR(s[i * N + j], e, 1e-12);
+                else
+                    CHECK(isnan(s[i * N + j]));
+            }
+    }
+    /* Make s symmetric positive definite (A^T A / 3 + 1); Cholesky gives U with U^T U = s. */
     for (int i = 0; i < N; i++)
         for (int j = 0; j < i; j++) s[i * N + j] = s[j * N + i];
     memcpy(u, s, sizeof u);

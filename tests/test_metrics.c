@@ -187,7 +187,7 @@ CFX_TEST(metrics, cosine_statistics_match_pytorch_and_numpy) {
     }
     CHECK(cos[3] == 0);
     CHECK_NEAR(cos[5], 1, 1e-12);
-    /* Nothing selected: count 0 and NaN, no division by zero (UBSan would see one). */
+    /* Nothing selected: count 0 and NaN, not a division by zero. */
     memset(sel, 0, sizeof sel);
     CHECK_OK(cfx_cosine_stats(a, b, sel, NULL, &s));
     CHECK_INT_EQ(s.count, 0);

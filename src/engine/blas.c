@@ -416,12 +416,12 @@ void cfx__blas_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, 
                 (int)ldb, beta, c, (int)ldc);
 }
 
-void cfx__blas_dsyrk(int64_t n, int64_t k, double alpha, const double *a, int64_t lda, double beta,
-                     double *c, int64_t ldc) {
+void cfx__blas_dsyrk(int trans, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
+                     double beta, double *c, int64_t ldc) {
     CFX_ASSERT(n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX && ldc <= INT32_MAX);
     if (n == 0) return;
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)k, alpha, a, (int)lda, beta, c,
-                (int)ldc);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, (int)n, (int)k, alpha,
+                a, (int)lda, beta, c, (int)ldc);
 }
 
 void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const double *u,

@@ -34,10 +34,10 @@ void cfx__transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, f
 void cfx__blas_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha,
                      const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
                      double *c, int64_t ldc);
-/* The upper triangle of C (n x n) = alpha A^T A + beta C for A (k x n); the strictly lower
- * triangle is left as it was. */
-void cfx__blas_dsyrk(int64_t n, int64_t k, double alpha, const double *a, int64_t lda, double beta,
-                     double *c, int64_t ldc);
+/* The upper triangle of C (n x n) = alpha A^T A + beta C for A (k x n) when trans, alpha A A^T
+ * + beta C for A (n x k) otherwise; the strictly lower triangle is left as it was. */
+void cfx__blas_dsyrk(int trans, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
+                     double beta, double *c, int64_t ldc);
 /* B (m x n) = op(U) B (right false) or B op(U) (right true), U upper triangular (its strictly
  * lower triangle is not read), op(U) = U^T when trans. */
 void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const double *u,

@@ -76,7 +76,7 @@ cfx_status cfx_fid_stats_init(cfx_fid_stats *s, const cfx_tensor *features) {
     for (int64_t r0 = 0; r0 < n; r0 += block) {
         int64_t m = CFX_MIN(block, n - r0);
         cfx__metrics_rows_double(x, d, NULL, r0, m, s->mean, t);
-        cfx__blas_dsyrk(d, m, 1.0 / (double)(n - 1), t, d, r0 == 0 ? 0.0 : 1.0, s->cov, d);
+        cfx__blas_dsyrk(1, d, m, 1.0 / (double)(n - 1), t, d, r0 == 0 ? 0.0 : 1.0, s->cov, d);
     }
     cfx_free(t);
     symmetrize(s->cov, d);
