@@ -344,3 +344,30 @@ CFX_TEST(metrics, bad_input_is_refused_with_a_message) {
     cfx_tensor_free(a), cfx_tensor_free(b), cfx_tensor_free(one), cfx_tensor_free(wide);
     cfx_tensor_free(cube);
 }
+
+/* Every allocation of FID (both routes: a singular set takes the eigendecomposition), KID, CMMD
+ * and the cosine statistics failed in turn: CFX_ENOMEM, never a leak, until none fails. */
+CFX_TEST(metrics, allocation_failures_are_reported_without_leaks) {
+    cfx_tensor *a = features(10, 6, 1, 1, 0), *b = features(8, 6, 2, 1, 0);
+    cfx_tensor *few = features(4, 6, 3, 1, 0); /* 4 rows, 6 features: a singular covariance */
+    int failures = 0, limit = 500;
+    for (int k = 1; k <= limit; k++) {
+        cfx_test_alloc_begin(k);
+        double v;
+        cfx_kid_result kr;
+        cfx_cosine_summary cs;
+        cfx_status st = cfx_fid(a, b, &v);
+        if (st == CFX_OK) st = cfx_fid(few, b, &v);
+        if (st == CFX_OK) st = cfx_kid(a, b, NULL, &kr);
+        if (st == CFX_OK) st = cfx_cmmd(a, b, NULL, &v);
+        if (st == CFX_OK) st = cfx_cosine_stats(a, a, NULL, NULL, &cs);
+        long leaks = cfx_test_alloc_end();
+        CHECK_MSG(leaks == 0, "%ld blocks leaked when allocation %d failed", leaks, k);
+        CHECK_MSG(st == CFX_OK || st == CFX_ENOMEM, "allocation %d failed: %s (%s)", k,
+                  cfx_status_str(st), cfx_last_error());
+        if (st == CFX_OK) break;
+        failures++;
+    }
+    CHECK(failures > 10 && failures < limit);
+    cfx_tensor_free(a), cfx_tensor_free(b), cfx_tensor_free(few);
+}
