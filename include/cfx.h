@@ -28,7 +28,7 @@
  */
 
 /*
- * Contents, bottom-up: eight layers (a ### banner each), as in src/, where a layer uses only
+ * Contents, bottom-up: nine layers (a ### banner each), as in src/, where a layer uses only
  * those above it. Each section below opens with a banner "=== <name> ===".
  *
  *   base      status      status codes, cfx_last_error, error context
@@ -65,6 +65,11 @@
  *             method      IGD, FGD, Reco, LGD and LNN behind one interface; records, stopping
  *             gradient    IGD, FGD and LGD: one graph per batch, Adam, per-image stopping
  *             reco, lnn   decode(encode(X)); the nearest competent calibration latent
+ *   metrics   features    feature vectors from the classifier or a user network, labelled
+ *             fid         Frechet distance: means, covariances, LAPACK's symmetric eigensolver
+ *             kid         kernel distance: polynomial-kernel MMD^2 over seeded subsets
+ *             cmmd        Gaussian-kernel MMD^2 as the CMMD paper's code
+ *             cosine      cosine similarity of paired rows over a selection
  *   report    canvas      an RGB drawing surface with text, written as PNG
  *             figures     the reliability diagram
  */
@@ -1447,6 +1452,119 @@ typedef struct cfx_run_tally {
     double rho_before, rho_after, steps, seconds;
 } cfx_run_tally;
 cfx_run_tally cfx_run_tally_of(const cfx_run *r, int method, const char *cause);
+
+/* #########################################################################################
+ * metrics (src/metrics/): feature networks, FID, KID, CMMD, cosine similarity statistics
+ * ###################################################################################### */
+
+/* =================================================================== features === */
+/* The feature vectors FID, KID and CMMD compare, from one of two networks, with a label that
+ * every table prints beside the metric (FID[classifier], FID[inception]):
+ *   - the classifier's own feature tensor (cfx_competency_models.features) through a
+ *     competency, for images of the classifier's shape; label "classifier";
+ *   - a user network: an ONNX file with one input, RGB images (N, 3, H, W) in [0, 1] at its own
+ *     fixed H x W, and the name of its feature tensor (--fid-model F --fid-features NAME).
+ *     Images of the given (c, h, w) are resized to H x W, bilinearly with half-pixel centres
+ *     (PyTorch's F.interpolate(mode="bilinear", align_corners=False), no antialiasing: what
+ *     pytorch-fid does; unchanged when the sizes agree), and grey ones repeated to 3 channels.
+ *     Label: the file name without its folder and ".onnx".
+ * Each image's features are flattened to one row. */
+typedef struct cfx_features_spec {
+    cfx_competency *competency; /* the classifier's features (must outlive the extractor), or */
+    const char *model, *tensor; /* a user network and its feature tensor's name */
+    int c, h, w;                /* model: the images that will be given; c 1 or 3 */
+    const char *label;          /* NULL: the default above */
+    int64_t batch;              /* model: images per forward pass; 0 reads as 32 */
+} cfx_features_spec;
+typedef struct cfx_features cfx_features;
+/* NULL with a message when the spec is incomplete or the network does not fit: not one input,
+ * an input that is not (N, 3, H, W) with fixed H and W, no tensor of that name, or a tensor that
+ * is not one row per image. Owned by the caller: free with cfx_features_free. */
+cfx_features *cfx_features_new(const cfx_features_spec *spec);
+void cfx_features_free(cfx_features *f);
+const char *cfx_features_label(const cfx_features *f);
+int64_t cfx_features_dim(const cfx_features *f); /* floats per image */
+/* The features of images (n, c, h, w) into out (n, dim), the caller's. CFX_ENUMERIC on a
+ * non-finite pixel or feature. */
+cfx_status cfx_features_run(cfx_features *f, const cfx_tensor *images, cfx_tensor *out);
+
+/* The metrics below take feature sets as matrices (n, d) of finite floats, the same d for both
+ * sets, and compute in double precision. A set with too few rows, unequal d or a NaN is refused
+ * with a message naming it. */
+
+/* ======================================================================== fid === */
+/* Frechet distance (FID when the features are Inception's), as pytorch-fid computes it:
+ *   FID = |mu_A - mu_B|^2 + tr(S_A) + tr(S_B) - 2 tr((S_A S_B)^(1/2))
+ * mu: column means; S: unbiased covariances (divisor n - 1, as numpy.cov). The last trace is
+ * the sum of the square roots of the eigenvalues of S_A S_B, found with LAPACK's symmetric
+ * eigensolver on a symmetric matrix similar to it (src/metrics/fid.c): pytorch-fid's trace of
+ * scipy.linalg.sqrtm(S_A S_B), computed exactly and stably. Each set needs 2 rows; with fewer
+ * rows than d + 1 a covariance is singular, which is allowed (but a poor estimate). */
+typedef struct cfx_fid_stats {
+    int64_t n, d;
+    double *mean; /* d */
+    double *cov;  /* d x d, both triangles */
+} cfx_fid_stats;
+/* One set's statistics, to compare with several others (the calibration images against each
+ * method's counterfactuals). Free with cfx_fid_stats_deinit. */
+cfx_status cfx_fid_stats_init(cfx_fid_stats *s, const cfx_tensor *features);
+void cfx_fid_stats_deinit(cfx_fid_stats *s);
+cfx_status cfx_fid_from_stats(const cfx_fid_stats *a, const cfx_fid_stats *b, double *fid);
+cfx_status cfx_fid(const cfx_tensor *a, const cfx_tensor *b, double *fid);
+
+/* ======================================================================== kid === */
+/* Kernel distance (KID on Inception features), as torch-fidelity computes it: the unbiased
+ * MMD^2 estimate with the polynomial kernel k(x, y) = (x.y / d + 1)^3,
+ *   (sum_{i!=j} k(a_i, a_j) + sum_{i!=j} k(b_i, b_j)) / (m (m-1)) - 2 sum_{i,j} k(a_i, b_j) / m^2
+ * on `subsets` pairs of subsets of m rows, then the mean and the population deviation (numpy.std)
+ * of the estimates. The subsets, without replacement, come from one cfx_rng seeded with seed, in
+ * this order: for each subset, m rows of A, then m rows of B, each by a partial Fisher-Yates
+ * shuffle of p = 0, 1, ..., n-1 (fresh for every draw): for j = 0 .. m-1, k = j +
+ * cfx_rng_below(n - j), swap p[j] and p[k]; the subset is p[0], ..., p[m-1] in that order. */
+typedef struct cfx_kid_options {
+    int subsets;         /* 0 reads as 100 */
+    int64_t subset_size; /* 0 reads as min(50, n1, n2); 2 .. min(n1, n2) */
+    uint64_t seed;
+} cfx_kid_options;
+typedef struct cfx_kid_result {
+    double mean, std;
+    int subsets;
+    int64_t subset_size;
+} cfx_kid_result;
+/* o may be NULL (defaults, seed 0). Each set needs at least 2 rows. */
+cfx_status cfx_kid(const cfx_tensor *a, const cfx_tensor *b, const cfx_kid_options *o,
+                   cfx_kid_result *out);
+/* The row indices cfx_kid uses for sets of n1 and n2 rows: subsets x subset_size entries each,
+ * subset after subset, into idx_a and idx_b (the caller's). */
+cfx_status cfx_kid_subsets(int64_t n1, int64_t n2, const cfx_kid_options *o, int64_t *idx_a,
+                           int64_t *idx_b);
+
+/* ======================================================================= cmmd === */
+/* CMMD (Jayasumana et al. 2024) as its reference code computes it (google-research cmmd,
+ * distance.py): the biased MMD^2 estimate, diagonals included, with the Gaussian kernel
+ * k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), times scale:
+ *   scale (mean_{i,j} k(a_i, a_j) + mean_{i,j} k(b_i, b_j) - 2 mean_{i,j} k(a_i, b_j)).
+ * The paper's network is CLIP, whose embeddings have unit norm; sigma 10 is tuned for that.
+ * O((n1 + n2)^2 d) work, memory of a few tiles. */
+typedef struct cfx_cmmd_options {
+    double sigma, scale; /* 0 reads as 10 and 1000 */
+} cfx_cmmd_options;
+/* o may be NULL. */
+cfx_status cfx_cmmd(const cfx_tensor *a, const cfx_tensor *b, const cfx_cmmd_options *o,
+                    double *out);
+
+/* ===================================================================== cosine === */
+/* Cosine similarity of paired rows a_i, b_i of two (n, d) matrices (an image's features or
+ * latent code and its counterfactual's): a_i.b_i / (max(|a_i|, 1e-8) max(|b_i|, 1e-8)), as
+ * torch.nn.functional.cosine_similarity. The summary is over the rows with select[i] != 0
+ * (select NULL: all): their count, mean and population deviation; with count 0 ("none"),
+ * mean and std are NaN. cos (n entries, may be NULL) receives every row's value. */
+typedef struct cfx_cosine_summary {
+    int64_t count;
+    double mean, std;
+} cfx_cosine_summary;
+cfx_status cfx_cosine_stats(const cfx_tensor *a, const cfx_tensor *b, const uint8_t *select,
+                            double *cos, cfx_cosine_summary *out);
 
 /* #########################################################################################
  * report (src/report/): figures as PNG
