@@ -31,5 +31,6 @@ int cmd_concepts(int argc, char **argv);
 int cmd_competency(int argc, char **argv);
 int cmd_counterfactual(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
 
 #endif

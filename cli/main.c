@@ -12,6 +12,7 @@ static const cli_command commands[] = {
      "how far predictions can be trusted (PaRCE); examples per cause"},
     {"counterfactual", cmd_counterfactual,
      "high-competency counterfactuals of low-competency images (IGD, FGD, Reco, LGD, LNN)"},
+    {"evaluate", cmd_evaluate, "metrics of a run: success, similarity, FID, KID, CMMD"},
     {"report", cmd_report, "a run folder as one self-contained HTML page"},
     {"concepts", cmd_concepts,
      "semantic edits over WordNet: costs, closest counterfactuals, importance"},

@@ -1548,7 +1548,11 @@ cfx_status cfx_kid_subsets(int64_t n1, int64_t n2, const cfx_kid_options *o, int
  * O((n1 + n2)^2 d) work, memory of a few tiles. */
 typedef struct cfx_cmmd_options {
     double sigma, scale; /* 0 reads as 10 and 1000 */
+    double b_self;       /* mean k(b_i, b_j) from cfx_cmmd_self, when b is compared often; 0:
+                            computed */
 } cfx_cmmd_options;
+/* The mean kernel value over all pairs of one set (the second term of CMMD). */
+cfx_status cfx_cmmd_self(const cfx_tensor *b, const cfx_cmmd_options *o, double *out);
 /* o may be NULL. */
 cfx_status cfx_cmmd(const cfx_tensor *a, const cfx_tensor *b, const cfx_cmmd_options *o,
                     double *out);
@@ -1565,6 +1569,42 @@ typedef struct cfx_cosine_summary {
 } cfx_cosine_summary;
 cfx_status cfx_cosine_stats(const cfx_tensor *a, const cfx_tensor *b, const uint8_t *select,
                             double *cos, cfx_cosine_summary *out);
+
+/* =================================================================== evaluate === */
+/* The metrics of a run (cfx_run_open), per method and per method and cause, as `cfx evaluate`
+ * reports them: success rate, mean rho after, steps and seconds per image (from the run's
+ * records); the cosine similarity of the classifier's features and of the latent codes of each
+ * image and its counterfactual, over the successful ones; FID and KID (seed o->seed, 100
+ * subsets of up to 50) of all the method's counterfactuals of the group against the reference
+ * images on the FID network's features, and CMMD on the CMMD network's. Without a user network
+ * (o->fid_model, o->cmmd_model) the classifier's feature tensor stands in, and the labels say
+ * "classifier". A group of fewer than 2 images has NaN for FID, KID and CMMD. */
+typedef struct cfx_evaluate_options {
+    const cfx_tensor *reference;            /* (n, c, h, w): the calibration images */
+    const char *fid_model, *fid_features;   /* ONNX file and feature tensor, or NULL */
+    const char *cmmd_model, *cmmd_features; /* likewise */
+    uint64_t seed;                          /* KID's subsets */
+    int64_t batch;                          /* user networks' batch; 0 reads as 64 */
+    cfx_progress progress;                  /* a unit per row */
+} cfx_evaluate_options;
+typedef struct cfx_eval_row {
+    int method;        /* cfx_cf_method, or CFX_RUN_BEST */
+    const char *cause; /* NULL: all the method's images; else the run's cause string */
+    int64_t images, success;
+    double rho_after, steps, seconds; /* means over the images */
+    cfx_cosine_summary feature_similarity, latent_similarity;
+    double fid, kid_mean, kid_std, cmmd;
+} cfx_eval_row;
+typedef struct cfx_evaluation {
+    int nrows;
+    cfx_eval_row *rows; /* per method: all, then each cause in the run's order */
+    char fid_label[64], cmmd_label[64];
+    int64_t reference_images;
+} cfx_evaluation;
+/* c: the run's bundle's competency. The rows' cause strings point into r. */
+cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_options *o,
+                        cfx_evaluation *out);
+void cfx_evaluation_free(cfx_evaluation *e);
 
 /* #########################################################################################
  * report (src/report/): figures as PNG

@@ -85,10 +85,30 @@ cfx_status cfx_cmmd(const cfx_tensor *a, const cfx_tensor *b, const cfx_cmmd_opt
         pairs bb = {b->data, b->data, n2, n2, d, sb, sb, gamma, tx, ty, g};
         pairs ab = {a->data, b->data, n1, n2, d, sa, sb, gamma, tx, ty, g};
         double kaa = kernel_total(&aa) / ((double)n1 * n1);
-        double kbb = kernel_total(&bb) / ((double)n2 * n2);
+        double kbb = o && o->b_self > 0 ? o->b_self : kernel_total(&bb) / ((double)n2 * n2);
         double kab = kernel_total(&ab) / ((double)n1 * n2);
         *out = scale * (kaa + kbb - 2 * kab);
     }
     cfx_free(sa), cfx_free(sb), cfx_free(tx), cfx_free(ty), cfx_free(g);
+    return s;
+}
+
+cfx_status cfx_cmmd_self(const cfx_tensor *b, const cfx_cmmd_options *o, double *out) {
+    CFX_TRY(cfx__metrics_check(b, 1, "CMMD", "the set"));
+    double sigma = o && o->sigma != 0 ? o->sigma : 10;
+    if (!(sigma > 0) || !isfinite(sigma))
+        return cfx_set_error(CFX_EINVAL, "CMMD: sigma %g must be finite and > 0", sigma);
+    const int64_t n = b->shape[0], d = b->shape[1];
+    double *sb = cfx_malloc((size_t)n * sizeof *sb);
+    double *tx = cfx_malloc((size_t)(TILE * d) * sizeof *tx);
+    double *ty = cfx_malloc((size_t)(TILE * d) * sizeof *ty);
+    double *g = cfx_malloc((size_t)TILE * TILE * sizeof *g);
+    cfx_status s = sb && tx && ty && g ? CFX_OK : CFX_ENOMEM;
+    if (s == CFX_OK) {
+        sq_norms(b->data, n, d, sb);
+        pairs bb = {b->data, b->data, n, n, d, sb, sb, 1 / (2 * sigma * sigma), tx, ty, g};
+        *out = kernel_total(&bb) / ((double)n * n);
+    }
+    cfx_free(sb), cfx_free(tx), cfx_free(ty), cfx_free(g);
     return s;
 }
