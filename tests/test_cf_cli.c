@@ -259,6 +259,12 @@ CFX_TEST(cf_cli, resume_after_kill_gives_the_same_files) {
     char *ta = without_seconds(pa), *tb = without_seconds(pb);
     CHECK_MSG(ta && tb && !strcmp(ta, tb), "results.jsonl differs after the resume");
     cfx_free(ta), cfx_free(tb);
+    /* No counterfactual of this run succeeded: the similarities over the successful ones are
+     * "none", not a division by zero. */
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "evaluate %s --threads 1 --json", a), 0);
+    CHECK_MSG(strstr(out, "\"success\": 0, ") && strstr(out, "\"feature_similarity\": null") &&
+                  !strstr(out, "nan"),
+              "got: %s", out);
 }
 
 /* Bad input: a clear error, exit 1 or 2, and no run folder. */
@@ -294,8 +300,9 @@ CFX_TEST(cf_cli, bad_input_is_refused_before_anything_is_written) {
     CHECK_MSG(access(run, F_OK) != 0, "a run folder was left at %s", run);
 }
 
-/* The report of a run, opened by a browser: every embedded image decodes, the table holds the
- * numbers of results.jsonl, and the page is not blank (tests/py/report_check.py). */
+/* The metrics and the report of a run, opened by a browser: every embedded image decodes, the
+ * tables hold the numbers of results.jsonl and metrics.json (whose success counts agree with
+ * results.jsonl), and the page is not blank (tests/py/report_check.py). */
 CFX_TEST(cf_cli, report_opens_in_a_browser) {
     if (!setup()) return;
     if (system("command -v chromium >/dev/null 2>&1") != 0) {
@@ -309,6 +316,9 @@ CFX_TEST(cf_cli, report_opens_in_a_browser) {
                                   "--method reco,lnn,best --threads 1",
                                   root, root, run),
                  0);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "evaluate %s --threads 1", run), 0);
+    CHECK_MSG(strstr(out, "FID[classifier]") != NULL, "the table does not name the network: %s",
+              out);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "report %s", run), 0);
     char cmd[4000], res[2000];
     snprintf(cmd, sizeof cmd,

@@ -123,6 +123,72 @@ static void summary_table(FILE *f, const cfx_run *r, const char *const *cause, i
     fputs("</table></div>\n", f);
 }
 
+/* RUN/metrics.json (cfx evaluate), when present: the similarity and realism columns, each
+ * distribution metric under the name of its network. */
+static void metrics_table(FILE *f, const cfx_run *r) {
+    char path[4200], *text = NULL;
+    size_t size;
+    snprintf(path, sizeof path, "%s/metrics.json", r->dir);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        fputs("<p class=\"muted\">No metrics yet: <code>cfx evaluate RUN</code> adds feature and "
+              "latent similarity, FID, KID and CMMD here.</p>\n",
+              f);
+        return;
+    }
+    fclose(probe);
+    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return;
+    cJSON *j = cJSON_Parse(text);
+    cfx_free(text);
+    const cJSON *nets = cJSON_GetObjectItemCaseSensitive(j, "networks"),
+                *rows = cJSON_GetObjectItemCaseSensitive(j, "rows");
+    const cJSON *fid = cJSON_GetObjectItemCaseSensitive(nets, "fid"),
+                *cmmd = cJSON_GetObjectItemCaseSensitive(nets, "cmmd");
+    if (!cJSON_IsArray(rows) || !cJSON_IsString(fid) || !cJSON_IsString(cmmd)) {
+        fputs("<p class=\"bad\">metrics.json is not cfx evaluate's; run it again.</p>\n", f);
+        cJSON_Delete(j);
+        return;
+    }
+    fputs("<h3>Similarity and realism</h3>\n<p>Cosine similarities are over the successful "
+          "counterfactuals; FID, KID and CMMD compare all of a group's counterfactuals with the "
+          "calibration images, on the network named in brackets.</p>\n",
+          f);
+    fputs("<div class=\"scroll\"><table><tr><th class=\"l\">method</th><th "
+          "class=\"l\">cause</th><th>feature cos[classifier]</th><th>latent cos</th>",
+          f);
+    fputs("<th>FID[", f);
+    put_text(f, fid->valuestring);
+    fputs("]</th><th>KID[", f);
+    put_text(f, fid->valuestring);
+    fputs("]</th><th>CMMD[", f);
+    put_text(f, cmmd->valuestring);
+    fputs("]</th></tr>\n", f);
+    static const char *const keys[] = {"feature_similarity", "latent_similarity", "fid", "kid",
+                                       "cmmd"};
+    static const char *const fmts[] = {"%.4f", "%.4f", "%.4g", "%.4g", "%.4g"};
+    for (const cJSON *w = rows->child; w; w = w->next) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(w, "method"),
+                    *c = cJSON_GetObjectItemCaseSensitive(w, "cause");
+        fputs("<tr><td class=\"l\">", f);
+        put_text(f, cJSON_IsString(m) ? m->valuestring : "?");
+        fputs("</td><td class=\"l\">", f);
+        put_text(f, cJSON_IsString(c) ? c->valuestring : "all");
+        fputs("</td>", f);
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(w, keys[k]);
+            fputs("<td>", f);
+            if (cJSON_IsNumber(v))
+                fprintf(f, fmts[k], v->valuedouble);
+            else
+                fputs("none", f);
+            fputs("</td>", f);
+        }
+        fputs("</tr>\n", f);
+    }
+    fputs("</table></div>\n", f);
+    cJSON_Delete(j);
+}
+
 /* Grouped bars: success rate per cause (groups) and method (bars). */
 static void success_chart(FILE *f, const cfx_run *r, const char *const *cause, int ncause) {
     int nm = 0;
@@ -321,6 +387,7 @@ cfx_status cfx_report_html(const cfx_run *r, const cfx_report_options *o, const 
           "Steps and seconds are per image (seconds: wall time, set-up included).</p>\n",
           f);
     summary_table(f, r, cause, ncause);
+    metrics_table(f, r);
     fputs("<h3>Success rate per cause</h3>\n", f);
     success_chart(f, r, cause, ncause);
 

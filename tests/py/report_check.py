@@ -49,6 +49,30 @@ for method, rs in rows.items():
     if not re.search(want, html):
         fail(f"the table has no row for {method} with {n} images, {success:.1f}% and {after:.3f}")
 
+# metrics.json (cfx evaluate): its success rates agree with results.jsonl, and the report's
+# metrics table holds every row's numbers as printed.
+try:
+    metrics = json.load(open(run + "/metrics.json"))
+except FileNotFoundError:
+    metrics = None
+if metrics is not None:
+    for row in metrics["rows"]:
+        rs = [r for r in rows[row["method"]] if row["cause"] in (None, r.get("cause"))]
+        if row["images"] != len(rs) or row["success"] != sum(r["success"] for r in rs):
+            fail(f"metrics.json row {row['method']}/{row['cause']}: {row['images']} images, "
+                 f"{row['success']} successes; results.jsonl has {len(rs)} and "
+                 f"{sum(r['success'] for r in rs)}")
+        cells = []
+        for key, fmt in (("feature_similarity", "%.4f"), ("latent_similarity", "%.4f"),
+                         ("fid", "%.4g"), ("kid", "%.4g"), ("cmmd", "%.4g")):
+            cells.append("none" if row[key] is None else fmt % row[key])
+        want = (f"<td class=\"l\">{row['method']}</td><td class=\"l\">{row['cause'] or 'all'}"
+                f"</td>" + "".join(f"<td>{c}</td>" for c in cells))
+        if want not in html:
+            fail(f"the metrics table has no row {want}")
+    if f"FID[{metrics['networks']['fid']}]" not in html:
+        fail("the metrics table does not name the FID network")
+
 cmd = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
        "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
        "--window-size=1100,1600", "--screenshot=" + shot, "file://" + report]
