@@ -6,7 +6,8 @@
 #     and autoencoder, and report test accuracy and reconstruction error.
 #  3. Competency (PaRCE) on those models: calibrate on the calib split, report how well rho is
 #     calibrated on the test split, and make low-competency examples for each cause.
-#  4. Counterfactuals: the five methods and best on a seeded sample of those examples.
+#  4. Counterfactuals: the five methods and best on a seeded sample of those examples, their
+#     metrics, and the HTML report.
 # Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT,
 # DEMO_COUNTERFACTUALS (examples given to the methods, default 60).
 set -eu
@@ -56,6 +57,13 @@ echo "== 4. counterfactuals: IGD, FGD, Reco, LGD, LNN and best on $ncf of the ex
 "$cfx" counterfactual --bundle "$out/bundle" --examples "$out/examples" --method all,best \
     --limit "$ncf" --out "$out/counterfactuals" --force --threads "$threads"
 echo
+echo "== the counterfactuals' metrics (FID, KID and CMMD on the classifier's features)"
+"$cfx" evaluate "$out/counterfactuals" --data "$out/fashion-mnist" --threads "$threads"
+echo
+echo "== the report"
+"$cfx" report "$out/counterfactuals" --competency "$out/competency"
+echo
 echo "demo outputs are in $out/: reconstructions.png (test images over their reconstructions),"
 echo "competency/reliability.png (the reliability diagram), examples/<cause>.png (examples),"
-echo "counterfactuals/strips/<cause>.png (each method's counterfactuals, rho under each)"
+echo "counterfactuals/strips/<cause>.png (each method's counterfactuals, rho under each),"
+echo "and the whole run as one page: $out/counterfactuals/report.html"
