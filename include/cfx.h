@@ -57,21 +57,24 @@
  *             calibration ECE, reliability bins, AUROC
  *             examples    low-competency examples per cause
  *             bundle      the competency bundle folder
- *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
- *             hungarian   rectangular assignment with forbidden pairs
- *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
- *                         importance, edit orders
  *   counterfactual
  *             method      IGD, FGD, Reco, LGD and LNN behind one interface; records, stopping
  *             gradient    IGD, FGD and LGD: one graph per batch, Adam, per-image stopping
  *             reco, lnn   decode(encode(X)); the nearest competent calibration latent
+ *             run folder  reading what `cfx counterfactual` wrote; tallies per method and cause
  *   metrics   features    feature vectors from the classifier or a user network, labelled
  *             fid         Frechet distance: means, covariances, LAPACK's symmetric eigensolver
  *             kid         kernel distance: polynomial-kernel MMD^2 over seeded subsets
  *             cmmd        Gaussian-kernel MMD^2 as the CMMD paper's code
  *             cosine      cosine similarity of paired rows over a selection
+ *             evaluate    a run's metrics per method and cause
+ *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
+ *             hungarian   rectangular assignment with forbidden pairs
+ *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
+ *                         importance, edit orders
  *   report    canvas      an RGB drawing surface with text, written as PNG
- *             figures     the reliability diagram
+ *             figures     the reliability diagram, image grids, a run's strips
+ *             html        the run report: one self-contained page
  */
 #ifndef CFX_H
 #define CFX_H
@@ -1108,212 +1111,6 @@ void cfx_bundle_free(cfx_bundle *b);
 cfx_status cfx_bundle_calibration(const cfx_bundle *b, cfx_tensor **latents, cfx_tensor **scores);
 
 /* #########################################################################################
- * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)
- * ###################################################################################### */
-
-/* ==================================================================== wordnet === */
-/* The WordNet 3.0 noun hierarchy, read once from the Princeton database files (Debian's
- * wordnet-base installs them in /usr/share/wordnet). Synsets are numbered 0..count-1 in the
- * order of data.noun. Names, word lookup and path order follow NLTK 3.8, which the V-CECE
- * reference used: "chair.n.01" is the first lemma plus the sense number of index.noun. After
- * cfx_wordnet_load returns, a cfx_wordnet is read-only and safe to share between threads. */
-typedef struct cfx_wordnet cfx_wordnet;
-
-/* Loads index.noun, data.noun and noun.exc from dir (NULL: "/usr/share/wordnet"). Returns NULL
- * on failure; the caller owns the result and frees it with cfx_wordnet_free. */
-cfx_wordnet *cfx_wordnet_load(const char *dir);
-void cfx_wordnet_free(cfx_wordnet *wn);
-int32_t cfx_wordnet_count(const cfx_wordnet *wn);
-/* The NLTK name of synset s ("chair.n.01"), owned by wn; NULL when s is out of range. */
-const char *cfx_wordnet_name(const cfx_wordnet *wn, int32_t s);
-/* The synset's byte offset in data.noun (its WordNet id). */
-int32_t cfx_wordnet_offset(const cfx_wordnet *wn, int32_t s);
-/* Non-zero when s has the form of a noun synset name, "<lemma>.n.<digits>". */
-int cfx_wordnet_is_name(const char *s);
-/* By name: the NN-th sense of the lemma in index.noun (case-insensitive). CFX_ENOTFOUND with a
- * message naming it when there is no such synset. */
-cfx_status cfx_wordnet_synset(const cfx_wordnet *wn, const char *name, int32_t *out);
-/* By word: the first noun sense of the first base form morphy finds (noun.exc, then the
- * detachment rules), as NLTK's synsets(word, 'n')[0]. Spaces count as underscores. */
-cfx_status cfx_wordnet_word(const cfx_wordnet *wn, const char *word, int32_t *out);
-/* A synset name when the string looks like one, else a word. */
-cfx_status cfx_wordnet_lookup(const cfx_wordnet *wn, const char *concept, int32_t *out);
-/* The parents of s (hypernyms sorted by name, then instance hypernyms sorted by name, as NLTK
- * returns them); *parents points into wn. Returns their number. */
-int32_t cfx_wordnet_parents(const cfx_wordnet *wn, int32_t s, const int32_t **parents);
-/* Edges on the shortest path between s and the root entity.n.01 over hypernym and hyponym edges
- * (as cfx_wordnet_distances; a path may step down to a shared child and up again). */
-int32_t cfx_wordnet_depth(const cfx_wordnet *wn, int32_t s);
-/* The concept path of s: the first root-to-s path of maximal length in NLTK's depth-first
- * order (Synset.hypernym_paths()). Writes it root first into path when cap is large enough
- * (path may be NULL) and returns its length (WordNet 3.0: at most 20). */
-int32_t cfx_wordnet_concept_path(const cfx_wordnet *wn, int32_t s, int32_t *path, int32_t cap);
-/* Every root-to-s path in NLTK's order, root first, concatenated into *flat with their lengths
- * in *lens. The caller frees *flat and *lens with cfx_free. */
-cfx_status cfx_wordnet_paths(const cfx_wordnet *wn, int32_t s, int32_t **flat, int32_t **lens,
-                             int32_t *npaths);
-/* Shortest-path lengths from src to every synset over hypernym and hyponym edges (both kinds
- * of pointer, both directions, each edge of length one). dist has cfx_wordnet_count entries. */
-cfx_status cfx_wordnet_distances(const cfx_wordnet *wn, int32_t src, int32_t *dist);
-
-/* ================================================================= hungarian === */
-/* The linear assignment problem on a rectangular nr x nc cost matrix (row-major): choose
- * min(nr, nc) pairs, no row or column twice, with the least total cost. An entry of +INFINITY
- * forbids that pair (as in scipy.optimize.linear_sum_assignment); NaN and -INFINITY are errors.
- * Shortest augmenting paths (Jonker-Volgenant, Crouse's rectangular form), O(min^2 max). */
-
-/* Writes each row's column into col_of_row (nr entries; -1 for the rows left out when nr > nc)
- * and the total cost into *total (may be NULL). Returns CFX_ENOTFOUND ("infeasible") when the
- * forbidden pairs leave no complete assignment, CFX_EINVAL on NaN or -inf. Allocates scratch. */
-cfx_status cfx_hungarian_solve(const double *cost, int nr, int nc, int *col_of_row, double *total);
-/* The same without allocating: work is a caller-owned block of cfx_hungarian_work_size(nr, nc)
- * bytes, aligned for double (cfx_malloc's blocks are). For hot loops and worker threads. */
-size_t cfx_hungarian_work_size(int nr, int nc);
-cfx_status cfx_hungarian_solve_work(const double *cost, int nr, int nc, int *col_of_row,
-                                    double *total, void *work);
-
-/* =================================================================== concepts === */
-/* Semantic edits between images annotated with concepts (V-CECE). A concept is a WordNet noun
- * synset name ("chair.n.01") or a plain word ("chairs", its first noun sense). Example:
- *
- *     cfx_wordnet *wn = cfx_wordnet_load(NULL);
- *     cfx_concepts *c = cfx_concepts_new(wn, NULL);            // the reference's cece costs
- *     cfx_concepts_data *d = cfx_concepts_data_load(c, "vg.json", "claude-3-haiku",
- *                                                  CFX_UNKNOWN_ERROR, NULL);
- *     cfx_nearest r;
- *     int32_t q = cfx_concepts_data_find(d, 11);
- *     cfx_concepts_nearest(d, &q, 1, NULL, &r);               // r.target, r.cost
- *     cfx_edit_set es;                                         // and the edits themselves
- *     ... cfx_concepts_edits(c, src, ns, dst, nd, &es); cfx_edit_set_deinit(&es);
- *     cfx_concepts_data_free(d); cfx_concepts_free(c); cfx_wordnet_free(wn);
- */
-
-typedef enum {
-    CFX_COST_CECE = 0, /* the reference code: concept = path synsets + word; sub |A^B|, ins |A| */
-    CFX_COST_GRAPH = 1 /* the paper's prose: sub = shortest path, ins/del = distance to root */
-} cfx_cost_model;
-
-typedef struct cfx_cost_options {
-    cfx_cost_model model; /* default (0): CFX_COST_CECE */
-    /* 0 (default): no cap. > 0: a substitution dearer than this is not actionable; the edit set
-     * then deletes the source concept and inserts the target instead. */
-    int64_t max_sub;
-} cfx_cost_options;
-
-/* A vocabulary of concepts with their sets and all pairwise costs (kept as a triangle of
- * n(n+1)/2 int32, filled as concepts are added: about 2 MB for VG's 767 concepts). Adding is
- * not thread-safe; everything else is read-only and may run in parallel. */
-typedef struct cfx_concepts cfx_concepts;
-
-/* wn must outlive the result; opts NULL means the defaults. NULL on failure. */
-cfx_concepts *cfx_concepts_new(const cfx_wordnet *wn, const cfx_cost_options *opts);
-void cfx_concepts_free(cfx_concepts *c);
-/* Interns a concept (spaces become underscores) and returns its id (0, 1, ... in order of
- * first appearance). CFX_ENOTFOUND with a message naming it for an unknown synset or word. */
-cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id);
-int32_t cfx_concepts_count(const cfx_concepts *c);
-/* The concept as added, and its word (the part before the first dot); owned by c. */
-const char *cfx_concepts_name(const cfx_concepts *c, int32_t id);
-const char *cfx_concepts_word(const cfx_concepts *c, int32_t id);
-int32_t cfx_concepts_synset(const cfx_concepts *c, int32_t id);
-/* The concept's set (synset names and the word, in element order; strings owned by the
- * WordNet or by c): writes up to cap names, returns the set's size. */
-int32_t cfx_concepts_set(const cfx_concepts *c, int32_t id, const char **names, int32_t cap);
-/* Insertion (= deletion) cost, and the substitution cost before any cap. */
-int64_t cfx_concepts_insert_cost(const cfx_concepts *c, int32_t a);
-int64_t cfx_concepts_sub_cost(const cfx_concepts *c, int32_t a, int32_t b);
-
-typedef enum { CFX_EDIT_INSERT, CFX_EDIT_DELETE, CFX_EDIT_SUBSTITUTE } cfx_edit_kind;
-typedef struct cfx_edit {
-    cfx_edit_kind kind;
-    int32_t from, to; /* concept ids; from is -1 for an insertion, to is -1 for a deletion */
-    int64_t cost;
-} cfx_edit;
-/* An owned list of edits; release with cfx_edit_set_deinit. */
-typedef struct cfx_edit_set {
-    int64_t cost; /* total cost */
-    cfx_edit *edits;
-    int32_t n;
-} cfx_edit_set;
-void cfx_edit_set_deinit(cfx_edit_set *e);
-
-/* The optimal edit set turning the multiset src into dst: identical concepts pair at cost 0,
- * the rest is an optimal rectangular assignment, leftovers are deleted or inserted. Edits are
- * listed substitutions first, then deletions, then insertions. */
-cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t ns,
-                              const int32_t *dst, int32_t nd, cfx_edit_set *out);
-
-/* A dataset of images: id, concepts (a multiset) and one label each. */
-typedef struct cfx_concepts_data cfx_concepts_data;
-typedef enum {
-    CFX_UNKNOWN_ERROR = 0, /* an unknown concept fails the load, naming it and its image */
-    CFX_UNKNOWN_SKIP = 1   /* unknown concepts are dropped and counted */
-} cfx_unknown_policy;
-
-/* An empty dataset over the vocabulary c (which must outlive it). */
-cfx_concepts_data *cfx_concepts_data_new(cfx_concepts *c);
-/* Appends an image (concept ids of c; n may be 0). The label string is copied. Not to be
- * called while a search on d runs. */
-cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t *concepts,
-                                 int32_t n, const char *label);
-/* Reads {"images": [{"id": 11, "objects": ["chair.n.01", ...], "labels": {"key": "office"}},
- * ...]}, labelling each image by labels[label_key]. Adds the concepts to c. NULL on failure
- * with a message: malformed JSON gives file, line and column; a missing label key names the
- * image and the keys it has. *skipped (may be NULL) counts concepts dropped by
- * CFX_UNKNOWN_SKIP. The caller frees the result with cfx_concepts_data_free. */
-cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
-                                          cfx_unknown_policy unknown, int64_t *skipped);
-void cfx_concepts_data_free(cfx_concepts_data *d);
-int32_t cfx_concepts_data_count(const cfx_concepts_data *d);
-int64_t cfx_concepts_data_id(const cfx_concepts_data *d, int32_t i);
-const char *cfx_concepts_data_label(const cfx_concepts_data *d, int32_t i);
-/* Image i's concepts, sorted by id (owned by d). */
-const int32_t *cfx_concepts_data_image(const cfx_concepts_data *d, int32_t i, int32_t *n);
-/* The index of the first image with this id, -1 if none. */
-int32_t cfx_concepts_data_find(const cfx_concepts_data *d, int64_t id);
-/* How many images have no concepts (their edits are pure insertions or deletions). */
-int32_t cfx_concepts_data_empty(const cfx_concepts_data *d);
-
-/* Closest counterfactual of an image: the image with another label and the least edit cost,
- * ties going to the earlier image in the dataset. */
-typedef struct cfx_nearest {
-    int32_t query, target; /* image indices; target -1 when every image has the query's label */
-    int64_t cost;          /* -1 when there is no target */
-    int32_t candidates;    /* images with another label */
-} cfx_nearest;
-typedef struct cfx_nearest_options {
-    const cfx_progress *progress; /* default NULL */
-    int exhaustive;               /* default 0; 1 solves every candidate (for checking) */
-    int64_t *solved;              /* if not NULL, receives the number of assignments solved */
-} cfx_nearest_options;
-/* Searches for each of the nq query indices, in parallel over queries with cfx_get_threads()
- * threads; results do not depend on the thread count. opts NULL means the defaults. A search of
- * 16 or more queries (cece costs) first builds an inverted index of the images' set elements
- * inside d, under a lock, so concurrent searches on one dataset are safe; adding an image
- * drops it. Exact: the count bound only skips candidates that cannot win. */
-cfx_status cfx_concepts_nearest(const cfx_concepts_data *d, const int32_t *queries, int32_t nq,
-                                const cfx_nearest_options *opts, cfx_nearest *out);
-
-/* Global importance of every concept over the images labelled `label` (one entry per concept
- * of the vocabulary in imp): insertions of c minus deletions of c plus substitutions that
- * bring c in minus substitutions that take c out, over each image's optimal edits to its
- * closest counterfactual. *nimages (may be NULL) gets the class's size. */
-cfx_status cfx_concepts_importance(const cfx_concepts_data *d, const char *label,
-                                   const cfx_progress *progress, double *imp, int32_t *nimages);
-
-typedef enum {
-    CFX_ORDER_LOCAL,       /* this image's edits, heuristic order: deletions, substitutions,
-                              insertions, each cheapest first (a vision LLM may replace it) */
-    CFX_ORDER_GLOBAL,      /* the class's edits by importance, those this image allows */
-    CFX_ORDER_LOCAL_GLOBAL /* this image's edits ordered by the class's importance */
-} cfx_order_mode;
-/* The edits to apply to image `query`, in order. An edit's importance score is imp(to) for an
- * insertion, -imp(from) for a deletion, imp(to) - imp(from) for a substitution; higher first.
- * The caller owns *out (cfx_edit_set_deinit). */
-cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
-                              const cfx_progress *progress, cfx_edit_set *out);
-
-/* #########################################################################################
  * counterfactual (src/counterfactual/): the five counterfactual methods behind one interface
  * ###################################################################################### */
 
@@ -1607,7 +1404,213 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
 void cfx_evaluation_free(cfx_evaluation *e);
 
 /* #########################################################################################
- * report (src/report/): figures as PNG
+ * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)
+ * ###################################################################################### */
+
+/* ==================================================================== wordnet === */
+/* The WordNet 3.0 noun hierarchy, read once from the Princeton database files (Debian's
+ * wordnet-base installs them in /usr/share/wordnet). Synsets are numbered 0..count-1 in the
+ * order of data.noun. Names, word lookup and path order follow NLTK 3.8, which the V-CECE
+ * reference used: "chair.n.01" is the first lemma plus the sense number of index.noun. After
+ * cfx_wordnet_load returns, a cfx_wordnet is read-only and safe to share between threads. */
+typedef struct cfx_wordnet cfx_wordnet;
+
+/* Loads index.noun, data.noun and noun.exc from dir (NULL: "/usr/share/wordnet"). Returns NULL
+ * on failure; the caller owns the result and frees it with cfx_wordnet_free. */
+cfx_wordnet *cfx_wordnet_load(const char *dir);
+void cfx_wordnet_free(cfx_wordnet *wn);
+int32_t cfx_wordnet_count(const cfx_wordnet *wn);
+/* The NLTK name of synset s ("chair.n.01"), owned by wn; NULL when s is out of range. */
+const char *cfx_wordnet_name(const cfx_wordnet *wn, int32_t s);
+/* The synset's byte offset in data.noun (its WordNet id). */
+int32_t cfx_wordnet_offset(const cfx_wordnet *wn, int32_t s);
+/* Non-zero when s has the form of a noun synset name, "<lemma>.n.<digits>". */
+int cfx_wordnet_is_name(const char *s);
+/* By name: the NN-th sense of the lemma in index.noun (case-insensitive). CFX_ENOTFOUND with a
+ * message naming it when there is no such synset. */
+cfx_status cfx_wordnet_synset(const cfx_wordnet *wn, const char *name, int32_t *out);
+/* By word: the first noun sense of the first base form morphy finds (noun.exc, then the
+ * detachment rules), as NLTK's synsets(word, 'n')[0]. Spaces count as underscores. */
+cfx_status cfx_wordnet_word(const cfx_wordnet *wn, const char *word, int32_t *out);
+/* A synset name when the string looks like one, else a word. */
+cfx_status cfx_wordnet_lookup(const cfx_wordnet *wn, const char *concept, int32_t *out);
+/* The parents of s (hypernyms sorted by name, then instance hypernyms sorted by name, as NLTK
+ * returns them); *parents points into wn. Returns their number. */
+int32_t cfx_wordnet_parents(const cfx_wordnet *wn, int32_t s, const int32_t **parents);
+/* Edges on the shortest path between s and the root entity.n.01 over hypernym and hyponym edges
+ * (as cfx_wordnet_distances; a path may step down to a shared child and up again). */
+int32_t cfx_wordnet_depth(const cfx_wordnet *wn, int32_t s);
+/* The concept path of s: the first root-to-s path of maximal length in NLTK's depth-first
+ * order (Synset.hypernym_paths()). Writes it root first into path when cap is large enough
+ * (path may be NULL) and returns its length (WordNet 3.0: at most 20). */
+int32_t cfx_wordnet_concept_path(const cfx_wordnet *wn, int32_t s, int32_t *path, int32_t cap);
+/* Every root-to-s path in NLTK's order, root first, concatenated into *flat with their lengths
+ * in *lens. The caller frees *flat and *lens with cfx_free. */
+cfx_status cfx_wordnet_paths(const cfx_wordnet *wn, int32_t s, int32_t **flat, int32_t **lens,
+                             int32_t *npaths);
+/* Shortest-path lengths from src to every synset over hypernym and hyponym edges (both kinds
+ * of pointer, both directions, each edge of length one). dist has cfx_wordnet_count entries. */
+cfx_status cfx_wordnet_distances(const cfx_wordnet *wn, int32_t src, int32_t *dist);
+
+/* ================================================================= hungarian === */
+/* The linear assignment problem on a rectangular nr x nc cost matrix (row-major): choose
+ * min(nr, nc) pairs, no row or column twice, with the least total cost. An entry of +INFINITY
+ * forbids that pair (as in scipy.optimize.linear_sum_assignment); NaN and -INFINITY are errors.
+ * Shortest augmenting paths (Jonker-Volgenant, Crouse's rectangular form), O(min^2 max). */
+
+/* Writes each row's column into col_of_row (nr entries; -1 for the rows left out when nr > nc)
+ * and the total cost into *total (may be NULL). Returns CFX_ENOTFOUND ("infeasible") when the
+ * forbidden pairs leave no complete assignment, CFX_EINVAL on NaN or -inf. Allocates scratch. */
+cfx_status cfx_hungarian_solve(const double *cost, int nr, int nc, int *col_of_row, double *total);
+/* The same without allocating: work is a caller-owned block of cfx_hungarian_work_size(nr, nc)
+ * bytes, aligned for double (cfx_malloc's blocks are). For hot loops and worker threads. */
+size_t cfx_hungarian_work_size(int nr, int nc);
+cfx_status cfx_hungarian_solve_work(const double *cost, int nr, int nc, int *col_of_row,
+                                    double *total, void *work);
+
+/* =================================================================== concepts === */
+/* Semantic edits between images annotated with concepts (V-CECE). A concept is a WordNet noun
+ * synset name ("chair.n.01") or a plain word ("chairs", its first noun sense). Example:
+ *
+ *     cfx_wordnet *wn = cfx_wordnet_load(NULL);
+ *     cfx_concepts *c = cfx_concepts_new(wn, NULL);            // the reference's cece costs
+ *     cfx_concepts_data *d = cfx_concepts_data_load(c, "vg.json", "claude-3-haiku",
+ *                                                  CFX_UNKNOWN_ERROR, NULL);
+ *     cfx_nearest r;
+ *     int32_t q = cfx_concepts_data_find(d, 11);
+ *     cfx_concepts_nearest(d, &q, 1, NULL, &r);               // r.target, r.cost
+ *     cfx_edit_set es;                                         // and the edits themselves
+ *     ... cfx_concepts_edits(c, src, ns, dst, nd, &es); cfx_edit_set_deinit(&es);
+ *     cfx_concepts_data_free(d); cfx_concepts_free(c); cfx_wordnet_free(wn);
+ */
+
+typedef enum {
+    CFX_COST_CECE = 0, /* the reference code: concept = path synsets + word; sub |A^B|, ins |A| */
+    CFX_COST_GRAPH = 1 /* the paper's prose: sub = shortest path, ins/del = distance to root */
+} cfx_cost_model;
+
+typedef struct cfx_cost_options {
+    cfx_cost_model model; /* default (0): CFX_COST_CECE */
+    /* 0 (default): no cap. > 0: a substitution dearer than this is not actionable; the edit set
+     * then deletes the source concept and inserts the target instead. */
+    int64_t max_sub;
+} cfx_cost_options;
+
+/* A vocabulary of concepts with their sets and all pairwise costs (kept as a triangle of
+ * n(n+1)/2 int32, filled as concepts are added: about 2 MB for VG's 767 concepts). Adding is
+ * not thread-safe; everything else is read-only and may run in parallel. */
+typedef struct cfx_concepts cfx_concepts;
+
+/* wn must outlive the result; opts NULL means the defaults. NULL on failure. */
+cfx_concepts *cfx_concepts_new(const cfx_wordnet *wn, const cfx_cost_options *opts);
+void cfx_concepts_free(cfx_concepts *c);
+/* Interns a concept (spaces become underscores) and returns its id (0, 1, ... in order of
+ * first appearance). CFX_ENOTFOUND with a message naming it for an unknown synset or word. */
+cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id);
+int32_t cfx_concepts_count(const cfx_concepts *c);
+/* The concept as added, and its word (the part before the first dot); owned by c. */
+const char *cfx_concepts_name(const cfx_concepts *c, int32_t id);
+const char *cfx_concepts_word(const cfx_concepts *c, int32_t id);
+int32_t cfx_concepts_synset(const cfx_concepts *c, int32_t id);
+/* The concept's set (synset names and the word, in element order; strings owned by the
+ * WordNet or by c): writes up to cap names, returns the set's size. */
+int32_t cfx_concepts_set(const cfx_concepts *c, int32_t id, const char **names, int32_t cap);
+/* Insertion (= deletion) cost, and the substitution cost before any cap. */
+int64_t cfx_concepts_insert_cost(const cfx_concepts *c, int32_t a);
+int64_t cfx_concepts_sub_cost(const cfx_concepts *c, int32_t a, int32_t b);
+
+typedef enum { CFX_EDIT_INSERT, CFX_EDIT_DELETE, CFX_EDIT_SUBSTITUTE } cfx_edit_kind;
+typedef struct cfx_edit {
+    cfx_edit_kind kind;
+    int32_t from, to; /* concept ids; from is -1 for an insertion, to is -1 for a deletion */
+    int64_t cost;
+} cfx_edit;
+/* An owned list of edits; release with cfx_edit_set_deinit. */
+typedef struct cfx_edit_set {
+    int64_t cost; /* total cost */
+    cfx_edit *edits;
+    int32_t n;
+} cfx_edit_set;
+void cfx_edit_set_deinit(cfx_edit_set *e);
+
+/* The optimal edit set turning the multiset src into dst: identical concepts pair at cost 0,
+ * the rest is an optimal rectangular assignment, leftovers are deleted or inserted. Edits are
+ * listed substitutions first, then deletions, then insertions. */
+cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t ns,
+                              const int32_t *dst, int32_t nd, cfx_edit_set *out);
+
+/* A dataset of images: id, concepts (a multiset) and one label each. */
+typedef struct cfx_concepts_data cfx_concepts_data;
+typedef enum {
+    CFX_UNKNOWN_ERROR = 0, /* an unknown concept fails the load, naming it and its image */
+    CFX_UNKNOWN_SKIP = 1   /* unknown concepts are dropped and counted */
+} cfx_unknown_policy;
+
+/* An empty dataset over the vocabulary c (which must outlive it). */
+cfx_concepts_data *cfx_concepts_data_new(cfx_concepts *c);
+/* Appends an image (concept ids of c; n may be 0). The label string is copied. Not to be
+ * called while a search on d runs. */
+cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t *concepts,
+                                 int32_t n, const char *label);
+/* Reads {"images": [{"id": 11, "objects": ["chair.n.01", ...], "labels": {"key": "office"}},
+ * ...]}, labelling each image by labels[label_key]. Adds the concepts to c. NULL on failure
+ * with a message: malformed JSON gives file, line and column; a missing label key names the
+ * image and the keys it has. *skipped (may be NULL) counts concepts dropped by
+ * CFX_UNKNOWN_SKIP. The caller frees the result with cfx_concepts_data_free. */
+cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
+                                          cfx_unknown_policy unknown, int64_t *skipped);
+void cfx_concepts_data_free(cfx_concepts_data *d);
+int32_t cfx_concepts_data_count(const cfx_concepts_data *d);
+int64_t cfx_concepts_data_id(const cfx_concepts_data *d, int32_t i);
+const char *cfx_concepts_data_label(const cfx_concepts_data *d, int32_t i);
+/* Image i's concepts, sorted by id (owned by d). */
+const int32_t *cfx_concepts_data_image(const cfx_concepts_data *d, int32_t i, int32_t *n);
+/* The index of the first image with this id, -1 if none. */
+int32_t cfx_concepts_data_find(const cfx_concepts_data *d, int64_t id);
+/* How many images have no concepts (their edits are pure insertions or deletions). */
+int32_t cfx_concepts_data_empty(const cfx_concepts_data *d);
+
+/* Closest counterfactual of an image: the image with another label and the least edit cost,
+ * ties going to the earlier image in the dataset. */
+typedef struct cfx_nearest {
+    int32_t query, target; /* image indices; target -1 when every image has the query's label */
+    int64_t cost;          /* -1 when there is no target */
+    int32_t candidates;    /* images with another label */
+} cfx_nearest;
+typedef struct cfx_nearest_options {
+    const cfx_progress *progress; /* default NULL */
+    int exhaustive;               /* default 0; 1 solves every candidate (for checking) */
+    int64_t *solved;              /* if not NULL, receives the number of assignments solved */
+} cfx_nearest_options;
+/* Searches for each of the nq query indices, in parallel over queries with cfx_get_threads()
+ * threads; results do not depend on the thread count. opts NULL means the defaults. A search of
+ * 16 or more queries (cece costs) first builds an inverted index of the images' set elements
+ * inside d, under a lock, so concurrent searches on one dataset are safe; adding an image
+ * drops it. Exact: the count bound only skips candidates that cannot win. */
+cfx_status cfx_concepts_nearest(const cfx_concepts_data *d, const int32_t *queries, int32_t nq,
+                                const cfx_nearest_options *opts, cfx_nearest *out);
+
+/* Global importance of every concept over the images labelled `label` (one entry per concept
+ * of the vocabulary in imp): insertions of c minus deletions of c plus substitutions that
+ * bring c in minus substitutions that take c out, over each image's optimal edits to its
+ * closest counterfactual. *nimages (may be NULL) gets the class's size. */
+cfx_status cfx_concepts_importance(const cfx_concepts_data *d, const char *label,
+                                   const cfx_progress *progress, double *imp, int32_t *nimages);
+
+typedef enum {
+    CFX_ORDER_LOCAL,       /* this image's edits, heuristic order: deletions, substitutions,
+                              insertions, each cheapest first (a vision LLM may replace it) */
+    CFX_ORDER_GLOBAL,      /* the class's edits by importance, those this image allows */
+    CFX_ORDER_LOCAL_GLOBAL /* this image's edits ordered by the class's importance */
+} cfx_order_mode;
+/* The edits to apply to image `query`, in order. An edit's importance score is imp(to) for an
+ * insertion, -imp(from) for a deletion, imp(to) - imp(from) for a substitution; higher first.
+ * The caller owns *out (cfx_edit_set_deinit). */
+cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
+                              const cfx_progress *progress, cfx_edit_set *out);
+
+/* #########################################################################################
+ * report (src/report/): figures as PNG and the HTML report
  * ###################################################################################### */
 
 /* ===================================================================== canvas === */
