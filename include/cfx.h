@@ -494,6 +494,10 @@ typedef enum { CFX_REDUCTION_MEAN, CFX_REDUCTION_SUM, CFX_REDUCTION_NONE } cfx_r
 /* Cosine similarity along axis: sum(a b) / (max(|a|, eps) max(|b|, eps)) as PyTorch 1.13;
  * eps 0 reads as 1e-8. */
 int cfx_op_cosine_similarity(cfx_graph *g, int a, int b, int axis, float eps);
+/* x / (sqrt(sum x^2 along axis) + eps), same shape (LPIPS's normalize_tensor); eps 0 reads
+ * as 1e-10. An all-zero vector gets the gradient's limit, g / eps, where the formula through
+ * Sqrt would give NaN. No ONNX export. */
+int cfx_op_normalize(cfx_graph *g, int x, int axis, float eps);
 /* Per-sample losses over all but the first axis, then reduced over the batch:
  * L1 = mean |a-b|, MSE = mean (a-b)^2, L2 = sqrt(sum (a-b)^2). */
 typedef enum { CFX_LOSS_L1, CFX_LOSS_MSE, CFX_LOSS_L2 } cfx_loss_kind;
