@@ -58,6 +58,8 @@ typedef struct {
     bool all;
     double lr; /* as given (Adam's option is a float) */
     const char *lpips_model;
+    char lpips_fingerprint[17];
+    const char *distance_label; /* "LPIPS[classifier]", "L2", ... */
 } settings;
 
 static const char *out_name(int k) {
@@ -288,6 +290,12 @@ static char *run_json(const settings *st, const cfx_bundle *b, const char *bundl
     cJSON_AddNumberToObject(set, "lr", st->lr);
     cJSON_AddNumberToObject(set, "max_iter", st->o.max_iter);
     cJSON_AddStringToObject(set, "distance", cfx_cf_distance_name(st->o.distance));
+    cJSON_AddStringToObject(set, "distance_label", st->distance_label);
+    cJSON_AddStringToObject(set, "vector_distance", cfx_cf_vector_name(st->o.vector));
+    if (st->lpips_model) {
+        cJSON_AddStringToObject(set, "lpips_model", st->lpips_model);
+        cJSON_AddStringToObject(set, "lpips_model_fingerprint", st->lpips_fingerprint);
+    }
     cJSON_AddStringToObject(set, "stop", stops[st->o.stop]);
     cJSON_AddBoolToObject(set, "clip", st->o.clip);
     cJSON_AddItemToObject(j, "settings", set);
@@ -531,6 +539,10 @@ static char *format_line(char *p, int64_t index, const inputs *in, int k, const 
     put_num(&p, "vector_term", r->vector_term, "%.9g");
     if (r->neighbour >= 0) p += sprintf(p, ", \"neighbour\": %lld", (long long)r->neighbour);
     if (k == BEST) p += sprintf(p, ", \"winner\": \"%s\"", out_name(winner));
+    if (r->failure[0]) {
+        p += sprintf(p, ", \"failure\": ");
+        put_str(&p, r->failure);
+    }
     p += sprintf(p, ", \"source\": ");
     put_str(&p, in->source[index]);
     p += sprintf(p, "}\n");
@@ -665,7 +677,7 @@ static void note_of(char *buf, size_t size, const settings *st, const int64_t *o
 
 int cmd_counterfactual(int argc, char **argv) {
     const char *bundle = NULL, *examples = NULL, *image = NULL, *out = NULL, *methods = "all",
-               *distance = "l2", *lpips = NULL;
+               *distance = "lpips", *vector = "default", *lpips = NULL;
     cli_list more = {0};
     double gamma = 0.1, lr = 1e-3, threshold = NAN;
     long long max_iter = 100, batch = 50, seed = 0, limit = 0, threads = 0;
@@ -692,10 +704,19 @@ int cmd_counterfactual(int argc, char **argv) {
          .hi = 1000000},
         {"threshold", "T", "rho that counts as competent", .num = &threshold, .min = 0, .max = 1,
          .def = "the bundle's (0.9)"},
-        {"distance", "D", "IGD's image distance, also reported for every method: l2 or l1",
-         .str = &distance, .def = "l2"},
+        {"distance", "D",
+         "IGD's image distance, also reported for every method and used by best: lpips (the "
+         "reference's; without --lpips-model the LPIPS formula on the classifier's feature maps), "
+         "l2, l1 or ssim (1 - SSIM)",
+         .str = &distance, .def = "lpips"},
+        {"vector-distance", "V",
+         "FGD's, LGD's and LNN's vector term: cos, l1 or l2 (default: cosine for FGD and LGD, L1 "
+         "for LNN, as the reference)",
+         .str = &vector, .def = "default"},
         {"lpips-model", "FILE",
-         "an LPIPS network (ONNX, two images in [-1,1]) for --distance lpips", .str = &lpips},
+         "an LPIPS network (ONNX: two images in [-1,1], one distance per image) for --distance "
+         "lpips",
+         .str = &lpips, .def = "the built-in formula on the classifier"},
         {"stop", "RULE",
          "per-image: each image stops when it passes; per-batch: a batch stops when all pass "
          "(the reference code)",
@@ -732,7 +753,11 @@ int cmd_counterfactual(int argc, char **argv) {
     parse_methods(methods, &st);
     if (cfx_cf_distance_parse(distance, &st.o.distance) != CFX_OK)
         cli_usage_error(cmd, "--distance: %s", cfx_last_error());
-    if (lpips) cli_usage_error(cmd, "--lpips-model needs --distance lpips");
+    if (cfx_cf_vector_parse(vector, &st.o.vector) != CFX_OK)
+        cli_usage_error(cmd, "--vector-distance: %s", cfx_last_error());
+    if (lpips && st.o.distance != CFX_CF_DISTANCE_LPIPS)
+        cli_usage_error(cmd, "--lpips-model needs --distance lpips");
+    st.o.lpips_model = lpips;
     st.o.gamma = gamma == 0 ? -1 : gamma;
     st.o.adam.lr = lr;
     st.o.max_iter = (int)max_iter;
@@ -774,6 +799,16 @@ int cmd_counterfactual(int argc, char **argv) {
         if (st.use[k] &&
             !(r.cf[k] = cfx_cf_new(b->competency, (cfx_cf_method)k, &st.o, batch, lat, sco)))
             s = CFX_EINVAL;
+    for (int k = 0; s == CFX_OK && !st.distance_label && k < CFX_CF_COUNT; k++)
+        if (r.cf[k]) st.distance_label = cfx_cf_distance_label(r.cf[k]);
+    if (s == CFX_OK && lpips) {
+        char *bytes = NULL;
+        size_t size = 0;
+        if ((s = cfx_file_read_all(lpips, &bytes, &size)) == CFX_OK)
+            snprintf(st.lpips_fingerprint, sizeof st.lpips_fingerprint, "%016llx",
+                     (unsigned long long)cfx_fnv1a(CFX_FNV1A_INIT, bytes, size));
+        cfx_free(bytes);
+    }
     if (s != CFX_OK) goto fail;
     json_text = run_json(&st, b, bundle, &in, &sh, thr, false);
     if (!json_text) {
@@ -837,7 +872,7 @@ int cmd_counterfactual(int argc, char **argv) {
     }
     int nout = 0;
     for (int k = 0; k < NOUT; k++) nout += st.use[k];
-    r.lines = malloc((size_t)(nout * batch) * (600 + 6 * longest));
+    r.lines = malloc((size_t)(nout * batch) * (1200 + 6 * longest));
     r.winner = malloc((size_t)batch * sizeof *r.winner);
     if (!r.lines || !r.winner) s = CFX_ENOMEM;
     for (int k = 0; s == CFX_OK && k < NOUT; k++) {

@@ -61,6 +61,8 @@
  *             method      IGD, FGD, Reco, LGD and LNN behind one interface; records, stopping
  *             gradient    IGD, FGD and LGD: one graph per batch, Adam, per-image stopping
  *             reco, lnn   decode(encode(X)); the nearest competent calibration latent
+ *             distance    image distances D(X, X'): LPIPS (a user's model or the built-in
+ *                         formula on the classifier), L2, L1, 1 - SSIM
  *             run folder  reading what `cfx counterfactual` wrote; tallies per method and cause
  *   metrics   features    feature vectors from the classifier or a user network, labelled
  *             fid         Frechet distance: means, covariances, LAPACK's symmetric eigensolver
@@ -506,6 +508,10 @@ typedef enum { CFX_REDUCTION_MEAN, CFX_REDUCTION_SUM, CFX_REDUCTION_NONE } cfx_r
 /* Cosine similarity along axis: sum(a b) / (max(|a|, eps) max(|b|, eps)) as PyTorch 1.13;
  * eps 0 reads as 1e-8. */
 int cfx_op_cosine_similarity(cfx_graph *g, int a, int b, int axis, float eps);
+/* x / (sqrt(sum x^2 along axis) + eps), same shape (LPIPS's normalize_tensor); eps 0 reads
+ * as 1e-10. An all-zero vector gets the gradient's limit, g / eps, where the formula through
+ * Sqrt would give NaN. No ONNX export. */
+int cfx_op_normalize(cfx_graph *g, int x, int axis, float eps);
 /* Per-sample losses over all but the first axis, then reduced over the batch:
  * L1 = mean |a-b|, MSE = mean (a-b)^2, L2 = sqrt(sum (a-b)^2). */
 typedef enum { CFX_LOSS_L1, CFX_LOSS_MSE, CFX_LOSS_L2 } cfx_loss_kind;
@@ -1117,7 +1123,8 @@ cfx_status cfx_bundle_calibration(const cfx_bundle *b, cfx_tensor **latents, cfx
 /* ============================================================= counterfactual === */
 /* High-competency counterfactuals (the competency paper): for an image X, an image X' near X
  * on which rho (cfx_competency) reaches the threshold. Five methods:
- *   IGD   minimise -rho(X') + gamma D(X, X') over the pixels of X', from X' = X
+ *   IGD   minimise -rho(X') + gamma D(X, X') over the pixels of X', from X' = X (D: LPIPS,
+ *         L2, L1 or 1 - SSIM, cfx_cf_distance)
  *   FGD   minimise -rho(X') - gamma cos(f(X), f(X')) over the pixels (f: the classifier's
  *         feature tensor, cfx_competency_models.features)
  *   Reco  X' = decode(encode(X)), no optimisation
@@ -1125,6 +1132,7 @@ cfx_status cfx_bundle_calibration(const cfx_bundle *b, cfx_tensor **latents, cfx
  *         encode(X); X' = decode(z')
  *   LNN   among the calibration latents with rho > threshold, the one nearest to encode(X) in
  *         L1 (ties to the lower row); X' = its decoding
+ * (FGD's, LGD's and LNN's vector term is an option too: cfx_cf_vector.)
  * IGD, FGD and LGD run Adam (torch.optim's rule) for at most max_iter updates and stop when
  * rho >= threshold. Each batch is one graph built once (the competency networks on the
  * optimised tensor plus the distance term); an iteration runs forward, backward and the
@@ -1147,11 +1155,39 @@ const char *cfx_cf_method_name(cfx_cf_method m);
 /* The method named (case-insensitive); CFX_EINVAL naming the choices otherwise. */
 cfx_status cfx_cf_method_parse(const char *name, cfx_cf_method *out);
 
-/* IGD's image distance D(X, X'), per image: L2 = sqrt(sum (X' - X)^2), L1 = mean |X' - X|.
- * (The reference's default, LPIPS, is not built in yet.) */
-typedef enum { CFX_CF_DISTANCE_L2, CFX_CF_DISTANCE_L1, CFX_CF_DISTANCE_COUNT } cfx_cf_distance;
-const char *cfx_cf_distance_name(cfx_cf_distance d); /* "l2", "l1" */
+/* The image distance D(X, X') of IGD, and of every record (see cfx_distance below):
+ *   LPIPS  a user's LPIPS network (cfx_cf_options.lpips_model), or without one the LPIPS
+ *          formula over the classifier's convolution feature maps, "LPIPS[classifier]"
+ *   L2     sqrt(sum (X' - X)^2)
+ *   L1     mean |X' - X|
+ *   SSIM   1 - SSIM(X, X') as pytorch_msssim computes SSIM (Gaussian window 11, sigma 1.5)
+ * LPIPS is the reference's and comes first, so that a zeroed struct gives it. */
+typedef enum {
+    CFX_CF_DISTANCE_LPIPS,
+    CFX_CF_DISTANCE_L2,
+    CFX_CF_DISTANCE_L1,
+    CFX_CF_DISTANCE_SSIM,
+    CFX_CF_DISTANCE_COUNT
+} cfx_cf_distance;
+const char *cfx_cf_distance_name(cfx_cf_distance d); /* "lpips", "l2", "l1", "ssim" */
+/* The distance named (case-insensitive); CFX_EINVAL naming the choices otherwise. */
 cfx_status cfx_cf_distance_parse(const char *name, cfx_cf_distance *out);
+
+/* The vector term of FGD (features), LGD (latents) and LNN's search (latents). DEFAULT is the
+ * method's reference term: the cosine similarity for FGD and LGD, the L1 norm |z - z'|_1 (a
+ * sum) for LNN. COS is the cosine similarity (PyTorch's, eps 1e-8), L1 the mean |v - v'|, L2
+ * the Euclidean distance. FGD and LGD minimise -rho - gamma cos, or -rho + gamma d for l1 and
+ * l2; LNN takes the candidate with the largest cosine, or the smallest distance (l1 and the
+ * default choose the same candidate). IGD and Reco have no vector term. */
+typedef enum {
+    CFX_CF_VECTOR_DEFAULT,
+    CFX_CF_VECTOR_COS,
+    CFX_CF_VECTOR_L1,
+    CFX_CF_VECTOR_L2,
+    CFX_CF_VECTOR_COUNT
+} cfx_cf_vector;
+const char *cfx_cf_vector_name(cfx_cf_vector v); /* "default", "cos", "l1", "l2" */
+cfx_status cfx_cf_vector_parse(const char *name, cfx_cf_vector *out);
 
 typedef enum {
     CFX_CF_STOP_PER_IMAGE, /* an image stops when it passes (default) */
@@ -1165,6 +1201,10 @@ typedef struct cfx_cf_options {
     int max_iter;             /* updates at most; 0 reads as 100 */
     double threshold;         /* 0 reads as the calibration's threshold (0.9) */
     cfx_cf_distance distance; /* IGD's D, and the image distance every record reports */
+    cfx_cf_vector vector;     /* FGD's, LGD's and LNN's vector term */
+    /* With distance LPIPS: an LPIPS network as an ONNX file (cfx_distance_new); NULL: the
+     * built-in formula on the classifier. */
+    const char *lpips_model;
     cfx_cf_stop stop;
     int clip;          /* keep IGD's and FGD's pixels in [0, 1] after each update */
     int64_t lnn_block; /* LNN: candidates compared per block; 0 reads as 256 */
@@ -1179,10 +1219,17 @@ typedef struct cfx_cf_record {
     int steps;       /* Adam updates applied to this image (0 for Reco and LNN) */
     double seconds;  /* wall time; see cfx_cf_run */
     double distance; /* D(X, X') under options.distance, for every method */
-    /* The method's own vector term at X': FGD cos(f(X), f(X')), LGD cos(z, z'), LNN the L1
-     * distance |z - z_nn|_1; NaN for IGD and Reco. */
+    /* The vector term actually used, at X': FGD and LGD cos(f(X), f(X')) or cos(z, z') (or the
+     * l1 or l2 distance chosen), LNN the distance (or cosine) to the candidate chosen; NaN for
+     * IGD and Reco. */
     double vector_term;
     int64_t neighbour; /* LNN: the calibration row chosen; -1 otherwise */
+    /* Why the image failed, "" when it did not: "non-finite gradient at iteration 7" (that
+     * iteration's image, after 6 updates, is kept), "non-finite rho at iteration 7" (rho of
+     * the image after 6 updates is not finite: the image after 5 is kept, with its rho), "non-
+     * finite rho" (Reco, LNN), "no finite distance to any candidate" (LNN). Such an image
+     * stops, is not successful, and the other images of its batch go on. */
+    char failure[96];
 } cfx_cf_record;
 
 /* A method for batches of up to `batch` images on c, which must hold a calibration
@@ -1190,7 +1237,8 @@ typedef struct cfx_cf_record {
  * latent_dim) and calib_scores (N) are LNN's candidates and their rho (cfx_bundle_calibration);
  * other methods ignore them (may be NULL). The candidates above the threshold are copied. NULL
  * with a message when the models, options or candidates do not fit (LNN without a candidate
- * above the threshold). Owned by the caller: free with cfx_cf_free. */
+ * above the threshold, an LPIPS model that does not take two images: see cfx_distance_new).
+ * Owned by the caller: free with cfx_cf_free. */
 typedef struct cfx_cf cfx_cf;
 cfx_cf *cfx_cf_new(cfx_competency *c, cfx_cf_method m, const cfx_cf_options *o, int64_t batch,
                    const cfx_tensor *calib_latents, const cfx_tensor *calib_scores);
@@ -1199,11 +1247,53 @@ void cfx_cf_free(cfx_cf *cf);
  * and one record per image into records (n entries). seconds: under per-image stopping, each
  * iteration's wall time is shared among the images it updated, and the batch's set-up among
  * all of them; otherwise the batch's wall time is divided by its images. Either way a batch's
- * records add up to its wall time. */
+ * records add up to its wall time, apart from computing the records' distances (a measurement,
+ * not part of the method). An image whose rho or gradient stops being finite is
+ * recorded as a failure (cfx_cf_record.failure) and does not fail the run. */
 cfx_status cfx_cf_run(cfx_cf *cf, const cfx_tensor *images, cfx_tensor *out,
                       cfx_cf_record *records);
 /* The threshold in use (the option, or the calibration's). */
 double cfx_cf_threshold(const cfx_cf *cf);
+/* The name of the records' distance for tables: see cfx_distance_label. Owned by cf. */
+const char *cfx_cf_distance_label(const cfx_cf *cf);
+
+/* =================================================================== distance === */
+/* Image distances D(X, X') per image pair, for the records and the metrics. How each is
+ * computed (src/counterfactual/distance.c):
+ *   L2, L1  in double precision over the pixels.
+ *   SSIM    1 - SSIM with pytorch_msssim's rules, data range 1: a Gaussian window of 11 taps
+ *           (sigma 1.5), applied as two 1-D valid convolutions, each only along a side of at
+ *           least 11 pixels (pytorch_msssim skips the smoothing along a shorter side); K1 0.01,
+ *           K2 0.03; the SSIM map averaged over channels and positions.
+ *   LPIPS   with lpips_model: an ONNX graph with two image inputs in [-1, 1] (reference first)
+ *           and one output, the distance of each pair, e.g. the LPIPS module exported with two
+ *           inputs. Images are mapped x * 2 - 1, grey images repeated to 3 channels when the
+ *           model takes 3, and resized bilinearly (half-pixel centres, as PyTorch's
+ *           align_corners=False) to the model's H and W when they are fixed and differ; a side
+ *           the model leaves dynamic is resized up to 32 when it is shorter. IGD differentiates
+ *           through the model.
+ *           Without one: the LPIPS formula without learned heads on the classifier's own
+ *           convolution feature maps, labelled "LPIPS[classifier]": for each Conv node of the
+ *           classifier, its output, taken past a BatchNormalization that is its only reader and
+ *           then past an activation (Relu, LeakyRelu, Tanh, Sigmoid, Clip) that is the only
+ *           reader; each position's channel vector unit-normalised as LPIPS's normalize_tensor
+ *           (x / (sqrt(sum x^2) + 1e-10), cfx_op_normalize); the squared difference summed over
+ *           channels, averaged over positions, summed over the layers. */
+typedef struct cfx_distance cfx_distance;
+/* A distance for batches of up to `batch` image pairs of c's image shape; c must outlive it.
+ * lpips_model is used with CFX_CF_DISTANCE_LPIPS only (NULL: the built-in formula). NULL with
+ * a message naming the file when the classifier has no convolution (built-in LPIPS) or the
+ * model does not fit: not two inputs and one output, inputs not (N,C,H,W) with the images'
+ * channels (or 3 for grey images), an output that is not one value per image. Owned by the
+ * caller: free with cfx_distance_free. */
+cfx_distance *cfx_distance_new(cfx_competency *c, cfx_cf_distance kind, const char *lpips_model,
+                               int64_t batch);
+/* D(x_i, y_i) for image batches x and y (n,C,H,W) into out (n values), in batches. */
+cfx_status cfx_distance_run(cfx_distance *d, const cfx_tensor *x, const cfx_tensor *y, double *out);
+/* The name to print in tables: "LPIPS" (a user's model), "LPIPS[classifier]" (built in),
+ * "L2", "L1", "1-SSIM". Owned by d. */
+const char *cfx_distance_label(const cfx_distance *d);
+void cfx_distance_free(cfx_distance *d);
 
 /* ================================================================== run folder === */
 /* A run folder written by `cfx counterfactual` (README "Counterfactuals" lists its files), read
@@ -1232,7 +1322,7 @@ typedef struct cfx_run {
     char **source; /* n names of where each image came from (entries may be NULL) */
     char *bundle;  /* the bundle's path as given to the run */
     char bundle_fingerprint[17];
-    char distance[16]; /* the image distance of the records */
+    char distance[32]; /* the image distance of the records, as tables name it */
     double threshold;
 } cfx_run;
 /* NULL with a message naming the file that is missing or does not agree with run.json. */

@@ -6,10 +6,13 @@
  *   IGD  term = D(X, X')              objective = -rho + gamma term
  *   FGD  term = cos(f(X), f(X'))      objective = -rho - gamma term
  *   LGD  term = cos(z, z')            objective = -rho - gamma term
- * The objective is one value per image. Backward from it with no seed is the gradient of the
- * batch's sum, and since the images never meet in the networks (inference mode: batch norm uses
- * its running statistics) each image's rows of that gradient are the gradient of its own
- * objective.
+ * D is distance.c's (cfx__distance_add, the same graph-building as the records' distances;
+ * the built-in LPIPS reads the feature maps of the classifier that rho already runs on X', and
+ * takes X's as inputs filled once per batch). FGD's and LGD's vector term may be an l1 or l2
+ * distance instead of the cosine, which is then added like D. The objective is one value per
+ * image. Backward from it with no seed is the gradient of the batch's sum, and since the
+ * images never meet in the networks (inference mode: batch norm uses its running statistics)
+ * each image's rows of that gradient are the gradient of its own objective.
  *
  * The loop: forward; an image whose rho reached the threshold stops (per-image rule) or, under
  * the per-batch rule, all stop together once every rho has; after max_iter updates all stop;
@@ -18,12 +21,31 @@
  * Because an image, once stopped, is never updated again, every active image has been updated
  * at every iteration so far: its step count is the optimiser's and its moments are its own, so
  * it follows exactly plain Adam on its own pixels. Under the per-batch rule every image is
- * active at every update, which is plain Adam over the whole batch tensor. */
+ * active at every update, which is plain Adam over the whole batch tensor.
+ *
+ * Failures are per image. An image whose gradient is not finite stops where it is; one whose
+ * rho is not finite goes back to its state before the last update (kept in prev: one copy of
+ * the image's floats per update, next to the update's own passes over them) and stops there.
+ * Either way it is recorded as failed and the others go on; the per-batch rule then waits for
+ * the images that have not failed. */
 #include "counterfactual/cf.h"
 #include "learn/optim.h"
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
+
+/* FGD's and LGD's vector term between ref and v (N, D...): a similarity or a distance. */
+static int vector_term(const cfx_cf *cf, cfx_graph *g, int ref, int v) {
+    switch (cf->o.vector) {
+        case CFX_CF_VECTOR_L1:
+            return cfx_op_loss(g, v, ref, CFX_LOSS_L1, CFX_REDUCTION_NONE);
+        case CFX_CF_VECTOR_L2:
+            return cfx_op_loss(g, v, ref, CFX_LOSS_L2, CFX_REDUCTION_NONE);
+        default:
+            return cfx_op_cosine_similarity(g, ref, v, 1, 0);
+    }
+}
 
 cfx_status cfx__cf_gradient_build(cfx_cf *cf) {
     cfx_graph *g = cfx_graph_new();
@@ -43,8 +65,7 @@ cfx_status cfx__cf_gradient_build(cfx_cf *cf) {
         CFX_TRY(cfx__competency_decoder(cf->c, g, cf->var, "generator/", &image));
         CFX_TRY(cfx__competency_build(cf->c, g, image, n));
         n->x = image, n->code = cf->var;
-        cf->term = cfx_op_cosine_similarity(g, cfx_op_flatten(g, cf->ref, 1),
-                                            cfx_op_flatten(g, cf->var, 1), 1, 0);
+        cf->term = vector_term(cf, g, cfx_op_flatten(g, cf->ref, 1), cfx_op_flatten(g, cf->var, 1));
         cf->per = sh->latent_dim;
     } else {
         image = cf->var = cfx_graph_input(g, "counterfactual", 4, img);
@@ -52,18 +73,19 @@ cfx_status cfx__cf_gradient_build(cfx_cf *cf) {
         n->x = image, n->code = -1;
         if (cf->method == CFX_CF_IGD) {
             cf->ref = cfx_graph_input(g, "original", 4, img);
-            cfx_loss_kind kind = cf->o.distance == CFX_CF_DISTANCE_L1 ? CFX_LOSS_L1 : CFX_LOSS_L2;
-            cf->term = cfx_op_loss(g, image, cf->ref, kind, CFX_REDUCTION_NONE);
+            CFX_TRY(cfx__distance_add(cf->dist, g, cf->ref, image, "classifier/", &cf->dterm));
+            cf->term = cf->dterm.term;
         } else {
             cf->ref =
                 cfx_graph_input(g, "original_features", 2, (int64_t[]){cf->batch, sh->feature_dim});
-            cf->term =
-                cfx_op_cosine_similarity(g, cf->ref, cfx_op_flatten(g, n->features, 1), 1, 0);
+            cf->term = vector_term(cf, g, cf->ref, cfx_op_flatten(g, n->features, 1));
         }
         cf->per = cf->img;
     }
     /* A distance is added, a similarity subtracted. */
-    double sign = cf->method == CFX_CF_IGD ? 1 : -1;
+    bool distance = cf->method == CFX_CF_IGD || cf->o.vector == CFX_CF_VECTOR_L1 ||
+                    cf->o.vector == CFX_CF_VECTOR_L2;
+    double sign = distance ? 1 : -1;
     cf->objective = cfx_op_neg(g, n->rho);
     if (cf->gamma > 0)
         cf->objective =
@@ -75,9 +97,13 @@ cfx_status cfx__cf_gradient_build(cfx_cf *cf) {
     CFX_TRY(cfx_graph_requires_grad(g, cf->var, 1));
     CFX_TRY(cfx_graph_compile(g));
     cfx__competency_write_constants(cf->c, g, n);
-    cf->opt = cfx_optim_adam((size_t)(cf->batch * cf->per), &cf->o.adam);
-    cf->active = cfx_calloc((size_t)cf->batch, sizeof *cf->active);
-    if (!cf->opt || !cf->active) return CFX_ENOMEM;
+    size_t b = (size_t)cf->batch;
+    cf->opt = cfx_optim_adam(b * (size_t)cf->per, &cf->o.adam);
+    cf->active = cfx_calloc(b, sizeof *cf->active);
+    cf->failed = cfx_calloc(b, sizeof *cf->failed);
+    cf->restored = cfx_calloc(b, sizeof *cf->restored);
+    cf->prev = cfx_malloc(b * (size_t)cf->per * sizeof *cf->prev);
+    if (!cf->opt || !cf->active || !cf->failed || !cf->restored || !cf->prev) return CFX_ENOMEM;
     return CFX_OK;
 }
 
@@ -86,23 +112,46 @@ static void clip01(float *x, int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++) x[i] = fminf(fmaxf(x[i], 0.0f), 1.0f);
 }
 
+/* Stops active image i as failed, with the reason. */
+static void fail(cfx_cf *cf, int64_t i, int64_t *active, cfx_cf_record *rec, const char *what,
+                 int iteration) {
+    cf->active[i] = false, cf->failed[i] = true, (*active)--;
+    snprintf(rec[i].failure, sizeof rec[i].failure, "non-finite %s at iteration %d", what,
+             iteration);
+}
+
 /* The iterations on the m images already loaded into the graph (see the file's comment). */
 static cfx_status optimise(cfx_cf *cf, int64_t m, cfx_cf_record *rec) {
     cfx_graph *g = cf->g;
     float *var = cfx_graph_tensor(g, cf->var)->data;
     const int64_t per = cf->per;
+    const size_t bytes = (size_t)per * sizeof *var;
     const bool per_batch = cf->o.stop == CFX_CF_STOP_PER_BATCH;
     const bool clip = cf->o.clip && cf->method != CFX_CF_LGD;
+    const bool vector = cf->method != CFX_CF_IGD;
     int64_t active = m;
-    for (int64_t i = 0; i < m; i++) cf->active[i] = true;
+    bool restored = false;
+    for (int64_t i = 0; i < m; i++) cf->active[i] = true, cf->failed[i] = cf->restored[i] = false;
     cfx_optim_reset(cf->opt);
     double t = cfx_now();
     for (int it = 0;; it++) {
         CFX_TRY(cfx_graph_forward(g));
         const float *rho = cfx_graph_tensor(g, cf->n.rho)->data;
         const float *term = cfx_graph_tensor(g, cf->term)->data;
+        /* A non-finite rho: back to the state before the last update, whose rho was finite. */
+        for (int64_t i = 0; i < m; i++) {
+            if (!cf->active[i] || isfinite(rho[i])) continue;
+            fail(cf, i, &active, rec, "rho", it + 1);
+            rec[i].steps = it > 0 ? it - 1 : 0;
+            rec[i].rho_after = rho[i];
+            if (vector) rec[i].vector_term = term[i];
+            if (it > 0) {
+                memcpy(var + i * per, cf->prev + i * per, bytes);
+                cf->restored[i] = restored = true;
+            }
+        }
         bool all = true;
-        for (int64_t i = 0; i < m; i++) all = all && rho[i] >= cf->threshold;
+        for (int64_t i = 0; i < m; i++) all = all && (cf->failed[i] || rho[i] >= cf->threshold);
         for (int64_t i = 0; i < m; i++) {
             if (!cf->active[i]) continue;
             bool passed = per_batch ? all : rho[i] >= cf->threshold;
@@ -110,20 +159,25 @@ static cfx_status optimise(cfx_cf *cf, int64_t m, cfx_cf_record *rec) {
             cf->active[i] = false, active--;
             rec[i].steps = it;
             rec[i].rho_after = rho[i];
-            if (cf->method != CFX_CF_IGD) rec[i].vector_term = term[i];
+            if (vector) rec[i].vector_term = term[i];
         }
         if (active == 0) break;
         CFX_TRY(cfx_graph_backward(g, cf->objective, NULL));
         const float *grad = cfx_graph_grad(g, cf->var);
         if (!grad) return cfx_set_error(CFX_EINTERNAL, "no gradient for the optimised input");
-        for (int64_t i = 0; i < m; i++)
-            if (cf->active[i] && cfx__optim_check_range(grad, (size_t)(i * per),
-                                                        (size_t)((i + 1) * per), FLT_MAX) != CFX_OK)
-                return cfx_error_context(CFX_ENUMERIC, "image %lld of the batch, iteration %d",
-                                         (long long)i, it + 1);
+        /* A non-finite gradient: the image stays where it is. */
+        for (int64_t i = 0; i < m; i++) {
+            if (!cf->active[i] || cfx__optim_within(grad + i * per, per, FLT_MAX)) continue;
+            fail(cf, i, &active, rec, "gradient", it + 1);
+            rec[i].steps = it;
+            rec[i].rho_after = rho[i];
+            if (vector) rec[i].vector_term = term[i];
+        }
+        if (active == 0) break;
         cfx__optim_tick(cf->opt);
         for (int64_t i = 0; i < m; i++) {
             if (!cf->active[i]) continue;
+            memcpy(cf->prev + i * per, var + i * per, bytes);
             cfx__optim_apply(cf->opt, var, grad, NULL, i * per, (i + 1) * per);
             if (clip) clip01(var, i * per, (i + 1) * per);
         }
@@ -132,6 +186,17 @@ static cfx_status optimise(cfx_cf *cf, int64_t m, cfx_cf_record *rec) {
         for (int64_t i = 0; i < m; i++)
             if (cf->active[i]) rec[i].seconds += (now - t) / (double)active;
         t = now;
+    }
+    if (restored) {
+        /* One more forward for the restored images' rho, term and (LGD) decoding. */
+        CFX_TRY(cfx_graph_forward(g));
+        const float *rho = cfx_graph_tensor(g, cf->n.rho)->data;
+        const float *term = cfx_graph_tensor(g, cf->term)->data;
+        for (int64_t i = 0; i < m; i++) {
+            if (!cf->restored[i]) continue;
+            rec[i].rho_after = rho[i];
+            if (vector) rec[i].vector_term = term[i];
+        }
     }
     return CFX_OK;
 }
@@ -146,6 +211,7 @@ cfx_status cfx__cf_gradient_run(cfx_cf *cf, const float *x, int64_t m, float *ou
     switch (cf->method) {
         case CFX_CF_IGD:
             memcpy(var, x, img), memcpy(ref, x, img);
+            CFX_TRY(cfx__distance_reference(cf->dist, g, &cf->dterm, x, m));
             break;
         case CFX_CF_FGD:
             memcpy(var, x, img);

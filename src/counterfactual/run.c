@@ -79,7 +79,8 @@ static cfx_status read_run_json(cfx_run *r) {
         r->bundle = dup_str(cJSON_GetObjectItemCaseSensitive(j, "bundle"));
         snprintf(r->bundle_fingerprint, sizeof r->bundle_fingerprint, "%s", fp->valuestring);
         r->threshold = num(set, "threshold");
-        const cJSON *dist = cJSON_GetObjectItemCaseSensitive(set, "distance");
+        const cJSON *dist = cJSON_GetObjectItemCaseSensitive(set, "distance_label");
+        if (!cJSON_IsString(dist)) dist = cJSON_GetObjectItemCaseSensitive(set, "distance");
         snprintf(r->distance, sizeof r->distance, "%s",
                  cJSON_IsString(dist) ? dist->valuestring : "?");
         if (!(r->threshold > 0 && r->threshold <= 1))
