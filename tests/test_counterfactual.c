@@ -826,3 +826,43 @@ CFX_TEST(counterfactual, a_non_finite_rho_or_gradient_fails_one_image_and_the_ot
     cfx_tensor_free(x), cfx_tensor_free(out);
     cfx_competency_free(cm);
 }
+
+/* Per-image stopping packs the images still optimised into a smaller batch once half have
+ * stopped. Each image's result is still its own: for IGD, FGD and LGD, a batch of 32 gives
+ * every image the steps and X' it gets alone (X' within float rounding: the batch size may
+ * change the order of a few sums). */
+CFX_TEST(counterfactual, packing_the_active_images_keeps_each_result) {
+    enum { N = 32 };
+    cfx_competency *cm = open_models(N);
+    if (!cm) return;
+    cfx_tensor *x = random_images(N, 5), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *one = cfx_tensor_new(4, (int64_t[]){1, C, H, W}),
+               *y = cfx_tensor_new(4, one->shape);
+    const cfx_cf_method methods[3] = {CFX_CF_IGD, CFX_CF_FGD, CFX_CF_LGD};
+    const cfx_cf_options o = {.distance = CFX_CF_DISTANCE_L2};
+    for (int q = 0; q < 3; q++) {
+        cfx_cf_record rec[N], r1;
+        cfx_cf *cf = cfx_cf_new(cm, methods[q], &o, N, NULL, NULL);
+        CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+        if (!cf) continue;
+        CHECK_OK(cfx_cf_run(cf, x, out, rec));
+        /* Packing happens when half the batch has stopped while others go on. */
+        int most = 0, before = 0;
+        for (int i = 0; i < N; i++) most = rec[i].steps > most ? rec[i].steps : most;
+        for (int i = 0; i < N; i++) before += rec[i].steps < most;
+        CHECK_MSG(before >= N / 2,
+                  "%s: only %d images stop before the last (%d steps): packing "
+                  "is not tested",
+                  cfx_cf_method_name(methods[q]), before, most);
+        for (int i = 0; i < N; i++) {
+            memcpy(one->data, x->data + i * IMG, IMG * sizeof(float));
+            CHECK_OK(cfx_cf_run(cf, one, y, &r1));
+            CHECK_MSG(r1.steps == rec[i].steps, "%s image %d: %d steps alone, %d in the batch",
+                      cfx_cf_method_name(methods[q]), i, r1.steps, rec[i].steps);
+            CHECK_ARRAY_NEAR(y->data, out->data + i * IMG, IMG, 0, 1e-5);
+        }
+        cfx_cf_free(cf);
+    }
+    cfx_tensor_free(x), cfx_tensor_free(out), cfx_tensor_free(one), cfx_tensor_free(y);
+    cfx_competency_free(cm);
+}

@@ -39,6 +39,9 @@ struct cfx_cf {
      * before the last update (prev, batch x per floats, holds that state). */
     bool *active, *failed, *restored;
     float *prev;
+    /* Per-image stopping packs the images still optimised to the front of the graph's batch:
+     * slot[j] is the image (of the batch) at row j. */
+    int64_t *slot;
     /* LNN: the candidates above the threshold (ncand x latent_dim, copied), their rows in the
      * calibration set, their norms (for the cosine), and the search's per-image results. */
     float *cand;

@@ -103,7 +103,9 @@ cfx_status cfx__cf_gradient_build(cfx_cf *cf) {
     cf->failed = cfx_calloc(b, sizeof *cf->failed);
     cf->restored = cfx_calloc(b, sizeof *cf->restored);
     cf->prev = cfx_malloc(b * (size_t)cf->per * sizeof *cf->prev);
-    if (!cf->opt || !cf->active || !cf->failed || !cf->restored || !cf->prev) return CFX_ENOMEM;
+    cf->slot = cfx_malloc(b * sizeof *cf->slot);
+    if (!cf->opt || !cf->active || !cf->failed || !cf->restored || !cf->prev || !cf->slot)
+        return CFX_ENOMEM;
     return CFX_OK;
 }
 
@@ -120,71 +122,140 @@ static void fail(cfx_cf *cf, int64_t i, int64_t *active, cfx_cf_record *rec, con
              iteration);
 }
 
-/* The iterations on the m images already loaded into the graph (see the file's comment). */
-static cfx_status optimise(cfx_cf *cf, int64_t m, cfx_cf_record *rec) {
+/* The values of the graph that hold one row per image (the optimised input, the constant it is
+ * compared with, the distance's reference feature maps), for compaction. */
+static int per_image_values(const cfx_cf *cf, int *ids) {
+    int n = 0;
+    ids[n++] = cf->var, ids[n++] = cf->ref;
+    for (int k = 0; k < cf->dterm.nref && n < 64; k++) ids[n++] = cf->dterm.ref[k];
+    return n;
+}
+
+/* Per-image stopping on a batch of *cur images of which only some are still optimised: the
+ * stopped ones leave their X' in out (the last forward computed it, and they have not moved
+ * since), the active ones move to the front, their rows of every per-image value and of Adam's
+ * moments with them, and the graph is cut to their number. An image's arithmetic does not
+ * change, only the batch it is computed in. */
+static cfx_status compact(cfx_cf *cf, int64_t *cur, int64_t active, float *out) {
     cfx_graph *g = cf->g;
-    float *var = cfx_graph_tensor(g, cf->var)->data;
+    const int64_t n = *cur, per = cf->per, img = cf->img;
+    const float *x = cfx_graph_tensor(g, cf->method == CFX_CF_LGD ? cf->n.x : cf->var)->data;
+    for (int64_t j = 0; j < n; j++)
+        if (!cf->active[cf->slot[j]])
+            memcpy(out + cf->slot[j] * img, x + j * img, (size_t)img * sizeof *out);
+    int ids[64];
+    const int nv = per_image_values(cf, ids);
+    float *keep[64] = {0};
+    int64_t row[64];
+    cfx_status s = CFX_OK;
+    for (int v = 0; v < nv && s == CFX_OK; v++) {
+        const cfx_tensor *t = cfx_graph_tensor(g, ids[v]);
+        row[v] = t->numel / n;
+        if (!(keep[v] = cfx_malloc((size_t)(active * row[v]) * sizeof(float)))) s = CFX_ENOMEM;
+        for (int64_t j = 0, k = 0; s == CFX_OK && j < n; j++)
+            if (cf->active[cf->slot[j]])
+                memcpy(keep[v] + (k++) * row[v], t->data + j * row[v],
+                       (size_t)row[v] * sizeof(float));
+    }
+    if (s == CFX_OK) {
+        for (int64_t j = 0, k = 0; j < n; j++) {
+            if (!cf->active[cf->slot[j]]) continue;
+            if (k != j) cfx__optim_move(cf->opt, k * per, j * per, per);
+            cf->slot[k++] = cf->slot[j];
+        }
+        s = cfx_graph_set_batch(g, active);
+        if (s == CFX_OK) s = cfx_graph_replan(g);
+    }
+    for (int v = 0; v < nv && s == CFX_OK; v++)
+        memcpy(cfx_graph_tensor(g, ids[v])->data, keep[v],
+               (size_t)(active * row[v]) * sizeof(float));
+    for (int v = 0; v < nv; v++) cfx_free(keep[v]);
+    if (s == CFX_OK) *cur = active;
+    return s;
+}
+
+/* The iterations on the m images already loaded into the graph (see the file's comment); X'
+ * into out (m x img floats). */
+static cfx_status optimise(cfx_cf *cf, int64_t m, cfx_cf_record *rec, float *out) {
+    cfx_graph *g = cf->g;
     const int64_t per = cf->per;
-    const size_t bytes = (size_t)per * sizeof *var;
+    const size_t bytes = (size_t)per * sizeof(float);
     const bool per_batch = cf->o.stop == CFX_CF_STOP_PER_BATCH;
     const bool clip = cf->o.clip && cf->method != CFX_CF_LGD;
     const bool vector = cf->method != CFX_CF_IGD;
-    int64_t active = m;
+    int64_t active = m, cur = m; /* images still optimised; images in the graph */
     bool restored = false;
-    for (int64_t i = 0; i < m; i++) cf->active[i] = true, cf->failed[i] = cf->restored[i] = false;
+    for (int64_t i = 0; i < m; i++) {
+        cf->active[i] = true, cf->failed[i] = cf->restored[i] = false;
+        cf->slot[i] = i;
+    }
     cfx_optim_reset(cf->opt);
     double t = cfx_now();
     for (int it = 0;; it++) {
         CFX_TRY(cfx_graph_forward(g));
+        float *var = cfx_graph_tensor(g, cf->var)->data;
         const float *rho = cfx_graph_tensor(g, cf->n.rho)->data;
         const float *term = cfx_graph_tensor(g, cf->term)->data;
         /* A non-finite rho: back to the state before the last update, whose rho was finite. */
-        for (int64_t i = 0; i < m; i++) {
-            if (!cf->active[i] || isfinite(rho[i])) continue;
+        for (int64_t j = 0; j < cur; j++) {
+            int64_t i = cf->slot[j];
+            if (!cf->active[i] || isfinite(rho[j])) continue;
             fail(cf, i, &active, rec, "rho", it + 1);
             rec[i].steps = it > 0 ? it - 1 : 0;
-            rec[i].rho_after = rho[i];
-            if (vector) rec[i].vector_term = term[i];
+            rec[i].rho_after = rho[j];
+            if (vector) rec[i].vector_term = term[j];
             if (it > 0) {
-                memcpy(var + i * per, cf->prev + i * per, bytes);
+                memcpy(var + j * per, cf->prev + j * per, bytes);
                 cf->restored[i] = restored = true;
             }
         }
         bool all = true;
-        for (int64_t i = 0; i < m; i++) all = all && (cf->failed[i] || rho[i] >= cf->threshold);
-        for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < cur; j++)
+            all = all && (cf->failed[cf->slot[j]] || rho[j] >= cf->threshold);
+        for (int64_t j = 0; j < cur; j++) {
+            int64_t i = cf->slot[j];
             if (!cf->active[i]) continue;
-            bool passed = per_batch ? all : rho[i] >= cf->threshold;
+            bool passed = per_batch ? all : rho[j] >= cf->threshold;
             if (!passed && it < cf->o.max_iter) continue;
             cf->active[i] = false, active--;
             rec[i].steps = it;
-            rec[i].rho_after = rho[i];
-            if (vector) rec[i].vector_term = term[i];
+            rec[i].rho_after = rho[j];
+            if (vector) rec[i].vector_term = term[j];
         }
         if (active == 0) break;
+        /* Once half the batch has stopped, the rest runs in a batch of its own size. (A restored
+         * image's X' needs another forward, so a batch with one is left as it is.) */
+        if (!per_batch && !restored && cur >= 4 && active <= cur / 2) {
+            CFX_TRY(compact(cf, &cur, active, out));
+            CFX_TRY(cfx_graph_forward(g));
+            var = cfx_graph_tensor(g, cf->var)->data;
+        }
         CFX_TRY(cfx_graph_backward(g, cf->objective, NULL));
         const float *grad = cfx_graph_grad(g, cf->var);
         if (!grad) return cfx_set_error(CFX_EINTERNAL, "no gradient for the optimised input");
+        rho = cfx_graph_tensor(g, cf->n.rho)->data;
+        term = cfx_graph_tensor(g, cf->term)->data;
         /* A non-finite gradient: the image stays where it is. */
-        for (int64_t i = 0; i < m; i++) {
-            if (!cf->active[i] || cfx__optim_within(grad + i * per, per, FLT_MAX)) continue;
+        for (int64_t j = 0; j < cur; j++) {
+            int64_t i = cf->slot[j];
+            if (!cf->active[i] || cfx__optim_within(grad + j * per, per, FLT_MAX)) continue;
             fail(cf, i, &active, rec, "gradient", it + 1);
             rec[i].steps = it;
-            rec[i].rho_after = rho[i];
-            if (vector) rec[i].vector_term = term[i];
+            rec[i].rho_after = rho[j];
+            if (vector) rec[i].vector_term = term[j];
         }
         if (active == 0) break;
         cfx__optim_tick(cf->opt);
-        for (int64_t i = 0; i < m; i++) {
-            if (!cf->active[i]) continue;
-            memcpy(cf->prev + i * per, var + i * per, bytes);
-            cfx__optim_apply(cf->opt, var, grad, NULL, i * per, (i + 1) * per);
-            if (clip) clip01(var, i * per, (i + 1) * per);
+        for (int64_t j = 0; j < cur; j++) {
+            if (!cf->active[cf->slot[j]]) continue;
+            memcpy(cf->prev + j * per, var + j * per, bytes);
+            cfx__optim_apply(cf->opt, var, grad, NULL, j * per, (j + 1) * per);
+            if (clip) clip01(var, j * per, (j + 1) * per);
         }
         /* The iteration's time goes to the images it updated. */
         double now = cfx_now();
-        for (int64_t i = 0; i < m; i++)
-            if (cf->active[i]) rec[i].seconds += (now - t) / (double)active;
+        for (int64_t j = 0; j < cur; j++)
+            if (cf->active[cf->slot[j]]) rec[cf->slot[j]].seconds += (now - t) / (double)active;
         t = now;
     }
     if (restored) {
@@ -192,12 +263,17 @@ static cfx_status optimise(cfx_cf *cf, int64_t m, cfx_cf_record *rec) {
         CFX_TRY(cfx_graph_forward(g));
         const float *rho = cfx_graph_tensor(g, cf->n.rho)->data;
         const float *term = cfx_graph_tensor(g, cf->term)->data;
-        for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < cur; j++) {
+            int64_t i = cf->slot[j];
             if (!cf->restored[i]) continue;
-            rec[i].rho_after = rho[i];
-            if (vector) rec[i].vector_term = term[i];
+            rec[i].rho_after = rho[j];
+            if (vector) rec[i].vector_term = term[j];
         }
     }
+    /* The images still in the graph: the last forward saw their final state. */
+    const float *x = cfx_graph_tensor(g, cf->method == CFX_CF_LGD ? cf->n.x : cf->var)->data;
+    for (int64_t j = 0; j < cur; j++)
+        memcpy(out + cf->slot[j] * cf->img, x + j * cf->img, (size_t)cf->img * sizeof(float));
     return CFX_OK;
 }
 
@@ -222,9 +298,5 @@ cfx_status cfx__cf_gradient_run(cfx_cf *cf, const float *x, int64_t m, float *ou
             memcpy(ref, cf->latent, (size_t)(m * cf->per) * sizeof(float));
             break;
     }
-    CFX_TRY(optimise(cf, m, rec));
-    /* The last forward saw every image's final state (a stopped image's stays put). */
-    int image = cf->method == CFX_CF_LGD ? cf->n.x : cf->var;
-    memcpy(out, cfx_graph_tensor(g, image)->data, img);
-    return CFX_OK;
+    return optimise(cf, m, rec, out);
 }

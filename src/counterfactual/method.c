@@ -129,6 +129,7 @@ void cfx_cf_free(cfx_cf *cf) {
     cfx_graph_free(cf->g);
     cfx_optim_free(cf->opt);
     cfx_free(cf->active), cfx_free(cf->failed), cfx_free(cf->restored), cfx_free(cf->prev);
+    cfx_free(cf->slot);
     cfx_free(cf->rho0), cfx_free(cf->rho1);
     cfx_free(cf->latent), cfx_free(cf->codes), cfx_free(cf->features);
     cfx_distance_free(cf->dist);
