@@ -24,7 +24,10 @@ NaN on the first step, where d = 0).
 Usage (the benchmark; medians of REPEATS runs):
   counterfactual_torch.py steps BUNDLE THREADS REPEATS STEPS
       IGD, FGD and LGD for STEPS updates (threshold 1, which no image reaches) and Reco and LNN,
-      at batch 1 and 50, on uniform random images: lines "METHOD BATCH s_per_image s_per_step"
+      at batch 1 and 50, on uniform random images: lines "METHOD BATCH s_per_image s_per_step";
+      also LNN among 9,164 candidates (the calibration codes repeated), as "lnn9164"
+  counterfactual_torch.py candidates BUNDLE
+      the number of LNN's candidates (calibration images with rho above the threshold)
   counterfactual_torch.py examples BUNDLE IMAGES.npy THREADS STOP
       IGD, FGD and LGD at the reference settings (100 updates at most, threshold of the bundle)
       on the images, batches of 50, STOP per-batch or per-image: lines "METHOD s_per_image
@@ -98,12 +101,19 @@ def reco(bun, x):
                      "steps": torch.zeros(x.shape[0], dtype=torch.int64)}
 
 
-class Lnn:
-    """LNN's candidates: the calibration latents whose rho is above the threshold."""
+REF_CANDIDATES = 9164  # the reference's LNN candidate count (issue 18)
 
-    def __init__(self, bun, threshold=None):
+
+class Lnn:
+    """LNN's candidates: the calibration latents whose rho is above the threshold (or, with
+    tile, the calibration latents repeated to that many rows, all eligible)."""
+
+    def __init__(self, bun, threshold=None, tile=None):
         thr = bun.threshold if threshold is None else threshold
         lat, sc = bun.calibration()
+        if tile:
+            lat = lat[torch.arange(tile) % lat.shape[0]]
+            sc = torch.ones(tile)
         self.rows = torch.nonzero(sc > thr).flatten()
         self.cand = lat[self.rows]
 
@@ -126,11 +136,11 @@ def median(v):
 
 def bench_steps(bun, threads, repeats, steps):
     torch.set_num_threads(threads)
-    lnn = Lnn(bun)
+    lnn, big = Lnn(bun), Lnn(bun, tile=REF_CANDIDATES)
     for batch in (1, 50):
         torch.manual_seed(1)
         x = torch.rand((batch,) + bun.shape)
-        for method in GRADIENT + ("reco", "lnn"):
+        for method in GRADIENT + ("reco", "lnn", "lnn%d" % REF_CANDIDATES):
             def run():
                 if method in GRADIENT:
                     _, rec = gradient_method(bun, method, x, max_iter=steps, threshold=1.0,
@@ -139,8 +149,10 @@ def bench_steps(bun, threads, repeats, steps):
                         raise SystemExit("counterfactual_torch.py: an image reached rho 1")
                 elif method == "reco":
                     reco(bun, x)
-                else:
+                elif method == "lnn":
                     lnn(bun, x)
+                else:
+                    big(bun, x)
             # LNN and Reco are fast: several calls per timed run, as in bench_counterfactual.c.
             calls = 1 if method in GRADIENT else (20 if batch == 1 else 4)
             run()
@@ -173,6 +185,8 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "steps" and len(sys.argv) == 6:
         bench_steps(Bundle(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    elif mode == "candidates" and len(sys.argv) == 3:
+        print(Lnn(Bundle(sys.argv[2])).cand.shape[0])
     elif mode == "examples" and len(sys.argv) == 6:
         bench_examples(Bundle(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:
