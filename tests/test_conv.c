@@ -521,6 +521,79 @@ CFX_TEST(conv, first_layer_input_gradient_avoids_reference_kernels) {
     for (int v = 0; v < 2; v++) cfx_graph_free(gs[v]);
 }
 
+/* The layers next to an image's few channels take the direct kernels at any batch when the
+ * input gradient is wanted (conv_dispatch): a 3 -> 32 5x5 stride-2 convolution and a 32 -> 3
+ * transposed one at batch 50, forward and both backward passes, on 1 thread and split over 2,
+ * against the reference path. Each image is computed whole by one thread, so the output and
+ * the input gradient are the same bits on 1 and 2 threads. Without the input gradient the
+ * convolution stays on oneDNN (its forward is faster there) and the transposed one is direct. */
+CFX_TEST(conv, few_channel_layers_take_the_direct_kernels_at_any_batch) {
+    if (!cfx__conv_direct_preferred() || !cfx__conv_dnnl_available()) {
+        cfx_test_skip("the direct kernels are preferred on AVX-512 CPUs with oneDNN only");
+        return;
+    }
+    enum { REF, ONE, TWO, SCORE, NG };
+    cfx_graph *gs[NG];
+    int xs[NG], ys[NG];
+    for (int v = 0; v < NG; v++) {
+        cfx__conv_force_path(v == REF ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
+        cfx_set_threads(v == TWO ? 2 : 1);
+        cfx_graph *g = gs[v] = cfx_graph_new();
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){50, 3, 32, 32});
+        int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 3, 5, 5}),
+                              cfx_graph_param(g, "b1", 1, (int64_t[]){32}),
+                              &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {2, 2, 2, 2}});
+        ys[v] = cfx_op_conv_transpose2d(
+            g, cfx_op_tanh(g, h), cfx_graph_param(g, "w2", 4, (int64_t[]){32, 3, 5, 5}),
+            cfx_graph_param(g, "b2", 1, (int64_t[]){3}),
+            &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {2, 2, 2, 2}, .output_padding = {1, 1}});
+        if (v != SCORE) cfx_graph_requires_grad(g, x, 1);
+        CHECK_OK(cfx_graph_compile(g));
+        gradcheck_fill(g, x, 51, 0.2f);
+        long long direct = cfx__conv_direct_runs(), dn = cfx__conv_dnnl_runs();
+        long long split = cfx__conv_direct_split_runs();
+        CHECK_OK(cfx_graph_forward(g));
+        float *dy = random_seed(cfx_graph_tensor(g, ys[v])->numel, 52);
+        CHECK_OK(cfx_graph_backward(g, ys[v], dy));
+        free(dy);
+        /* Forward and data gradient of both on the direct kernels (weight gradients on the
+         * reference), each split on 2 threads. Scoring: the convolution's forward and weight
+         * gradient on oneDNN; the transposed one's forward and data gradient (wanted for the
+         * convolution's weight gradient) direct. */
+        long long want_direct = v == REF ? 0 : v == SCORE ? 2 : 4;
+        CHECK_MSG(cfx__conv_direct_runs() - direct == want_direct,
+                  "graph %d: %lld direct passes, expected %lld", v,
+                  cfx__conv_direct_runs() - direct, want_direct);
+        CHECK_INT_EQ(cfx__conv_direct_split_runs() - split, v == TWO ? 4 : 0);
+        CHECK_INT_EQ(cfx__conv_dnnl_runs() - dn, v == SCORE ? 2 : 0);
+    }
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
+    cfx_set_threads(1);
+    for (int v = ONE; v < NG; v++) {
+        size_t n = (size_t)cfx_graph_tensor(gs[REF], ys[REF])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_tensor(gs[v], ys[v])->data,
+                              cfx_graph_tensor(gs[REF], ys[REF])->data, n, 1e-4, 1e-5))
+            printf("  (output, graph %d)\n", v);
+        size_t np;
+        cfx_graph_params(gs[REF], &np);
+        if (!CHECK_ARRAY_NEAR(cfx_graph_param_grads(gs[v], NULL),
+                              cfx_graph_param_grads(gs[REF], NULL), np, 1e-4, 1e-4))
+            printf("  (parameter gradients, graph %d)\n", v);
+        if (v == SCORE) continue;
+        n = (size_t)cfx_graph_tensor(gs[REF], xs[REF])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_grad(gs[v], xs[v]), cfx_graph_grad(gs[REF], xs[REF]), n,
+                              1e-4, 1e-5))
+            printf("  (input gradient, graph %d)\n", v);
+    }
+    size_t ny = (size_t)cfx_graph_tensor(gs[ONE], ys[ONE])->numel,
+           nx = (size_t)cfx_graph_tensor(gs[ONE], xs[ONE])->numel;
+    CHECK(memcmp(cfx_graph_tensor(gs[ONE], ys[ONE])->data, cfx_graph_tensor(gs[TWO], ys[TWO])->data,
+                 ny * sizeof(float)) == 0);
+    CHECK(memcmp(cfx_graph_grad(gs[ONE], xs[ONE]), cfx_graph_grad(gs[TWO], xs[TWO]),
+                 nx * sizeof(float)) == 0);
+    for (int v = 0; v < NG; v++) cfx_graph_free(gs[v]);
+}
+
 /* Two convolutions sharing their input, weights and bias: the first backward to reach each
  * gradient stores it (oneDNN: a reorder without the sum, or the primitive writing in place when
  * the layouts agree), the second adds (a sum reorder). On every path, against central

@@ -52,6 +52,8 @@ typedef enum {
 void cfx__conv_force_path(cfx__conv_path path);
 /* Direct-kernel calls (forward or data gradient) in this process: tests check the path taken. */
 long long cfx__conv_direct_runs(void);
+/* Of those, the ones split by batch among several threads. */
+long long cfx__conv_direct_split_runs(void);
 
 /* The oneDNN path. The op's own view: x is the op input, y its output (for a transposed conv
  * x (N,C,H,W) -> y (N,K,P,Q)). new returns NULL when oneDNN is missing or rejects the geometry.
