@@ -270,7 +270,7 @@ CFX_TEST(conv, fast_matches_reference) {
              * are counted over its input, the output of the convolution it reverses; one to at
              * most 4 channels runs on the reference unless forced. */
             int64_t over = cfx_graph_tensor(ref.g, c->transposed ? ref.x : ref.y)->numel;
-            bool small = (double)over * c->w[1] * c->w[2] * c->w[3] < 1e6;
+            bool small = (double)over * c->w[1] * c->w[2] * c->w[3] < CFX__CONV_DIRECT_MACS;
             int groups = c->at.groups ? c->at.groups : 1;
             bool few = c->transposed && groups == 1 && c->w[1] <= 4;
             bool direct = path == CFX__CONV_PATH_DIRECT ||
@@ -432,7 +432,7 @@ CFX_TEST(conv, blocked_chain_matches_reference) {
     for (int v = 0; v < 3; v++) {
         cfx__conv_force_path(v == 0 ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
         cfx_graph *g = gs[v] = cfx_graph_new();
-        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){8, 16, 12, 12});
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){16, 16, 12, 12});
         int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 16, 3, 3}),
                               cfx_graph_param(g, "b1", 1, (int64_t[]){32}),
                               &(cfx_conv2d_attr){.pad = {1, 1, 1, 1}});
@@ -621,11 +621,12 @@ CFX_TEST(conv, shared_input_and_weights_accumulate_on_every_path) {
     cfx__conv_force_path(CFX__CONV_PATH_AUTO);
 }
 
-/* Split among threads by batch (src/conv_dnnl.c): on 2 threads, a batch of 5 (slices of 2 and
- * 3 images) through a blocked chain, weights shared by two convolutions (the second adds to the
- * first's weight gradient, each summing its slices) and a transposed convolution must give the
- * reference path's output, input gradient and parameter gradients, with the split taken on
- * every oneDNN pass, and the same as oneDNN without the split. */
+/* Split among threads by batch (src/conv_dnnl.c): on 2 threads, a batch of 9 (slices of 4 and
+ * 5 images; every convolution above the direct kernels' size) through a blocked chain, weights
+ * shared by two convolutions (the second adds to the first's weight gradient, each summing its
+ * slices) and a transposed convolution must give the reference path's output, input gradient and
+ * parameter gradients, with the split taken on every oneDNN pass, and the same as oneDNN without
+ * the split. */
 CFX_TEST(conv, batch_split_matches_reference) {
     enum { REF, SPLIT, NOSPLIT, NG };
     cfx_graph *gs[NG];
@@ -635,7 +636,7 @@ CFX_TEST(conv, batch_split_matches_reference) {
         cfx__conv_dnnl_split(v != NOSPLIT);
         cfx_set_threads(v == REF ? 1 : 2);
         cfx_graph *g = gs[v] = cfx_graph_new();
-        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){5, 16, 12, 12});
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){9, 16, 12, 12});
         int w1 = cfx_graph_param(g, "w1", 4, (int64_t[]){32, 16, 3, 3});
         int b1 = cfx_graph_param(g, "b1", 1, (int64_t[]){32});
         int w2 = cfx_graph_param(g, "w2", 4, (int64_t[]){32, 32, 3, 3});

@@ -347,6 +347,11 @@ long long cfx__conv_direct_split_runs(void) {
  * rejects the geometry (prepare then keeps it) or when forced. Below a million multiply-adds per
  * forward pass the op runs on one thread whatever cfx_set_threads says: b1 1->32 28x28 forward +
  * backward took 0.307 ms at 2 threads (fork/join on two busy cores) and 0.025 ms on one.
+ * Below CFX__CONV_DIRECT_MACS (2 million) the direct kernels run it: at batch 1 the reference
+ * classifier's 32 -> 64 3x3 stride-2 convolution on 16x16 and the decoder's 64 -> 32 transposed
+ * one to 16x16 (1.2 million each) took 156 and 162 us forward + data gradient direct against
+ * 155 and 223 on oneDNN (best of 6 runs of 300 on a busy machine; medians 172 and 191 against
+ * 212 and 276).
  * The layers that touch an image's few channels go to the direct kernels at any batch size
  * when their data gradient is wanted (a counterfactual search differentiates to the image):
  * the first convolution of a classifier or encoder (at most 4 input channels) and the last
@@ -367,7 +372,7 @@ static cfx__conv_path conv_dispatch(const cfx__conv_geom *g, bool transposed, bo
      * have that too: its forward runs on their backward data, its data gradient on their
      * forward. */
     bool direct = cfx__conv_direct_preferred();
-    if (macs < 1e6 && direct) return CFX__CONV_PATH_DIRECT;
+    if (macs < CFX__CONV_DIRECT_MACS && direct) return CFX__CONV_PATH_DIRECT;
     /* In geometry terms a transposed convolution's output channels are Ci. */
     bool few_image_channels = g->G == 1 && g->Ci <= 4;
     if (direct && few_image_channels && (transposed || need_dx)) return CFX__CONV_PATH_DIRECT;
