@@ -270,7 +270,7 @@ CFX_TEST(conv, fast_matches_reference) {
              * are counted over its input, the output of the convolution it reverses; one to at
              * most 4 channels runs on the reference unless forced. */
             int64_t over = cfx_graph_tensor(ref.g, c->transposed ? ref.x : ref.y)->numel;
-            bool small = (double)over * c->w[1] * c->w[2] * c->w[3] < 1e6;
+            bool small = (double)over * c->w[1] * c->w[2] * c->w[3] < CFX__CONV_DIRECT_MACS;
             int groups = c->at.groups ? c->at.groups : 1;
             bool few = c->transposed && groups == 1 && c->w[1] <= 4;
             bool direct = path == CFX__CONV_PATH_DIRECT ||
@@ -432,7 +432,7 @@ CFX_TEST(conv, blocked_chain_matches_reference) {
     for (int v = 0; v < 3; v++) {
         cfx__conv_force_path(v == 0 ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
         cfx_graph *g = gs[v] = cfx_graph_new();
-        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){8, 16, 12, 12});
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){16, 16, 12, 12});
         int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 16, 3, 3}),
                               cfx_graph_param(g, "b1", 1, (int64_t[]){32}),
                               &(cfx_conv2d_attr){.pad = {1, 1, 1, 1}});
@@ -521,6 +521,79 @@ CFX_TEST(conv, first_layer_input_gradient_avoids_reference_kernels) {
     for (int v = 0; v < 2; v++) cfx_graph_free(gs[v]);
 }
 
+/* The layers next to an image's few channels take the direct kernels at any batch when the
+ * input gradient is wanted (conv_dispatch): a 3 -> 32 5x5 stride-2 convolution and a 32 -> 3
+ * transposed one at batch 50, forward and both backward passes, on 1 thread and split over 2,
+ * against the reference path. Each image is computed whole by one thread, so the output and
+ * the input gradient are the same bits on 1 and 2 threads. Without the input gradient the
+ * convolution stays on oneDNN (its forward is faster there) and the transposed one is direct. */
+CFX_TEST(conv, few_channel_layers_take_the_direct_kernels_at_any_batch) {
+    if (!cfx__conv_direct_preferred() || !cfx__conv_dnnl_available()) {
+        cfx_test_skip("the direct kernels are preferred on AVX-512 CPUs with oneDNN only");
+        return;
+    }
+    enum { REF, ONE, TWO, SCORE, NG };
+    cfx_graph *gs[NG];
+    int xs[NG], ys[NG];
+    for (int v = 0; v < NG; v++) {
+        cfx__conv_force_path(v == REF ? CFX__CONV_PATH_REF : CFX__CONV_PATH_AUTO);
+        cfx_set_threads(v == TWO ? 2 : 1);
+        cfx_graph *g = gs[v] = cfx_graph_new();
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){50, 3, 32, 32});
+        int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 3, 5, 5}),
+                              cfx_graph_param(g, "b1", 1, (int64_t[]){32}),
+                              &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {2, 2, 2, 2}});
+        ys[v] = cfx_op_conv_transpose2d(
+            g, cfx_op_tanh(g, h), cfx_graph_param(g, "w2", 4, (int64_t[]){32, 3, 5, 5}),
+            cfx_graph_param(g, "b2", 1, (int64_t[]){3}),
+            &(cfx_conv2d_attr){.stride = {2, 2}, .pad = {2, 2, 2, 2}, .output_padding = {1, 1}});
+        if (v != SCORE) cfx_graph_requires_grad(g, x, 1);
+        CHECK_OK(cfx_graph_compile(g));
+        gradcheck_fill(g, x, 51, 0.2f);
+        long long direct = cfx__conv_direct_runs(), dn = cfx__conv_dnnl_runs();
+        long long split = cfx__conv_direct_split_runs();
+        CHECK_OK(cfx_graph_forward(g));
+        float *dy = random_seed(cfx_graph_tensor(g, ys[v])->numel, 52);
+        CHECK_OK(cfx_graph_backward(g, ys[v], dy));
+        free(dy);
+        /* Forward and data gradient of both on the direct kernels (weight gradients on the
+         * reference), each split on 2 threads. Scoring: the convolution's forward and weight
+         * gradient on oneDNN; the transposed one's forward and data gradient (wanted for the
+         * convolution's weight gradient) direct. */
+        long long want_direct = v == REF ? 0 : v == SCORE ? 2 : 4;
+        CHECK_MSG(cfx__conv_direct_runs() - direct == want_direct,
+                  "graph %d: %lld direct passes, expected %lld", v,
+                  cfx__conv_direct_runs() - direct, want_direct);
+        CHECK_INT_EQ(cfx__conv_direct_split_runs() - split, v == TWO ? 4 : 0);
+        CHECK_INT_EQ(cfx__conv_dnnl_runs() - dn, v == SCORE ? 2 : 0);
+    }
+    cfx__conv_force_path(CFX__CONV_PATH_AUTO);
+    cfx_set_threads(1);
+    for (int v = ONE; v < NG; v++) {
+        size_t n = (size_t)cfx_graph_tensor(gs[REF], ys[REF])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_tensor(gs[v], ys[v])->data,
+                              cfx_graph_tensor(gs[REF], ys[REF])->data, n, 1e-4, 1e-5))
+            printf("  (output, graph %d)\n", v);
+        size_t np;
+        cfx_graph_params(gs[REF], &np);
+        if (!CHECK_ARRAY_NEAR(cfx_graph_param_grads(gs[v], NULL),
+                              cfx_graph_param_grads(gs[REF], NULL), np, 1e-4, 1e-4))
+            printf("  (parameter gradients, graph %d)\n", v);
+        if (v == SCORE) continue;
+        n = (size_t)cfx_graph_tensor(gs[REF], xs[REF])->numel;
+        if (!CHECK_ARRAY_NEAR(cfx_graph_grad(gs[v], xs[v]), cfx_graph_grad(gs[REF], xs[REF]), n,
+                              1e-4, 1e-5))
+            printf("  (input gradient, graph %d)\n", v);
+    }
+    size_t ny = (size_t)cfx_graph_tensor(gs[ONE], ys[ONE])->numel,
+           nx = (size_t)cfx_graph_tensor(gs[ONE], xs[ONE])->numel;
+    CHECK(memcmp(cfx_graph_tensor(gs[ONE], ys[ONE])->data, cfx_graph_tensor(gs[TWO], ys[TWO])->data,
+                 ny * sizeof(float)) == 0);
+    CHECK(memcmp(cfx_graph_grad(gs[ONE], xs[ONE]), cfx_graph_grad(gs[TWO], xs[TWO]),
+                 nx * sizeof(float)) == 0);
+    for (int v = 0; v < NG; v++) cfx_graph_free(gs[v]);
+}
+
 /* Two convolutions sharing their input, weights and bias: the first backward to reach each
  * gradient stores it (oneDNN: a reorder without the sum, or the primitive writing in place when
  * the layouts agree), the second adds (a sum reorder). On every path, against central
@@ -548,11 +621,12 @@ CFX_TEST(conv, shared_input_and_weights_accumulate_on_every_path) {
     cfx__conv_force_path(CFX__CONV_PATH_AUTO);
 }
 
-/* Split among threads by batch (src/conv_dnnl.c): on 2 threads, a batch of 5 (slices of 2 and
- * 3 images) through a blocked chain, weights shared by two convolutions (the second adds to the
- * first's weight gradient, each summing its slices) and a transposed convolution must give the
- * reference path's output, input gradient and parameter gradients, with the split taken on
- * every oneDNN pass, and the same as oneDNN without the split. */
+/* Split among threads by batch (src/conv_dnnl.c): on 2 threads, a batch of 9 (slices of 4 and
+ * 5 images; every convolution above the direct kernels' size) through a blocked chain, weights
+ * shared by two convolutions (the second adds to the first's weight gradient, each summing its
+ * slices) and a transposed convolution must give the reference path's output, input gradient and
+ * parameter gradients, with the split taken on every oneDNN pass, and the same as oneDNN without
+ * the split. */
 CFX_TEST(conv, batch_split_matches_reference) {
     enum { REF, SPLIT, NOSPLIT, NG };
     cfx_graph *gs[NG];
@@ -562,7 +636,7 @@ CFX_TEST(conv, batch_split_matches_reference) {
         cfx__conv_dnnl_split(v != NOSPLIT);
         cfx_set_threads(v == REF ? 1 : 2);
         cfx_graph *g = gs[v] = cfx_graph_new();
-        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){5, 16, 12, 12});
+        int x = xs[v] = cfx_graph_input(g, "x", 4, (int64_t[]){9, 16, 12, 12});
         int w1 = cfx_graph_param(g, "w1", 4, (int64_t[]){32, 16, 3, 3});
         int b1 = cfx_graph_param(g, "b1", 1, (int64_t[]){32});
         int w2 = cfx_graph_param(g, "w2", 4, (int64_t[]){32, 32, 3, 3});

@@ -18,6 +18,8 @@
 #include "engine/ops/conv.h"
 #include "engine/blas.h"
 
+#include <omp.h>
+
 /* ------------------------------------------------------------------ geometry --- */
 
 static void normalize(const cfx_conv2d_attr *at, int st[2], int pd[4], int dl[2], int *groups) {
@@ -321,6 +323,12 @@ long long cfx__conv_direct_runs(void) {
     return direct_runs;
 }
 
+static _Atomic long long direct_split_runs;
+
+long long cfx__conv_direct_split_runs(void) {
+    return direct_split_runs;
+}
+
 /* The one place that chooses the implementation for a geometry. Measured on this machine
  * (AMD EPYC, 2 cores shared with other jobs, AVX-512; oneDNN 2.6.3), 1 thread, best of 5, ms
  * per forward + backward (to x only for the batch-1 cases, to x, w, b otherwise), 3x3 pad 1:
@@ -338,8 +346,24 @@ long long cfx__conv_direct_runs(void) {
  * ungrouped conv has at most 4 input channels; the reference only when oneDNN is missing or
  * rejects the geometry (prepare then keeps it) or when forced. Below a million multiply-adds per
  * forward pass the op runs on one thread whatever cfx_set_threads says: b1 1->32 28x28 forward +
- * backward took 0.307 ms at 2 threads (fork/join on two busy cores) and 0.025 ms on one. */
-static cfx__conv_path conv_dispatch(const cfx__conv_geom *g, bool transposed, bool *one_thread) {
+ * backward took 0.307 ms at 2 threads (fork/join on two busy cores) and 0.025 ms on one.
+ * Below CFX__CONV_DIRECT_MACS (2 million) the direct kernels run it: at batch 1 the reference
+ * classifier's 32 -> 64 3x3 stride-2 convolution on 16x16 and the decoder's 64 -> 32 transposed
+ * one to 16x16 (1.2 million each) took 156 and 162 us forward + data gradient direct against
+ * 155 and 223 on oneDNN (best of 6 runs of 300 on a busy machine; medians 172 and 191 against
+ * 212 and 276).
+ * The layers that touch an image's few channels go to the direct kernels at any batch size
+ * when their data gradient is wanted (a counterfactual search differentiates to the image):
+ * the first convolution of a classifier or encoder (at most 4 input channels) and the last
+ * transposed convolution of a decoder (at most 4 output channels). There oneDNN pads the
+ * channels to its block (or runs a GEMM on a thin matrix) and the reference's col2im is scalar:
+ * at batch 50, one thread, the reference classifier's 3 -> 32 5x5 stride-2 convolution on
+ * 32x32 took 2.2 + 11.3 ms forward + data gradient on oneDNN and 3.0 + 2.9 direct; the decoder's
+ * 32 -> 3 transposed one 5.2 + 4.6 ms on the reference path and 3.5 + 1.7 direct (best of 5
+ * runs on a busy machine). Without the data gradient (scoring) oneDNN's forward is the faster
+ * one and stays. need_dx: the op's input gradient is computed. */
+static cfx__conv_path conv_dispatch(const cfx__conv_geom *g, bool transposed, bool need_dx,
+                                    bool *one_thread) {
     /* Multiply-adds of one forward pass. */
     double macs = (double)g->N * g->Co * g->Ho * g->Wo * (g->Ci / g->G) * g->R * g->S;
     *one_thread = macs < 1e6;
@@ -347,12 +371,16 @@ static cfx__conv_path conv_dispatch(const cfx__conv_geom *g, bool transposed, bo
     /* A transposed convolution is the data gradient of a convolution, and the direct kernels
      * have that too: its forward runs on their backward data, its data gradient on their
      * forward. */
-    if (macs < 1e6 && cfx__conv_direct_preferred()) return CFX__CONV_PATH_DIRECT;
+    bool direct = cfx__conv_direct_preferred();
+    if (macs < CFX__CONV_DIRECT_MACS && direct) return CFX__CONV_PATH_DIRECT;
+    /* In geometry terms a transposed convolution's output channels are Ci. */
+    bool few_image_channels = g->G == 1 && g->Ci <= 4;
+    if (direct && few_image_channels && (transposed || need_dx)) return CFX__CONV_PATH_DIRECT;
     if (!cfx__conv_dnnl_available()) return CFX__CONV_PATH_REF;
     /* A transposed convolution to a few channels (an image decoder's last layer) runs 2.7x
      * faster as col2im + GEMM than on oneDNN 2.6's deconvolution (32 -> 3 channels, 5x5 stride
      * 2, 16 -> 32 pixels, batch 50: 2.4 ms against 6.6, one thread). */
-    if (transposed && g->G == 1 && g->Ci <= 4) return CFX__CONV_PATH_REF;
+    if (transposed && few_image_channels) return CFX__CONV_PATH_REF;
     int64_t in_channels = transposed ? g->Co : g->Ci;
     if (g->G == 1 && in_channels <= 4) return CFX__CONV_PATH_DNNL_PLAIN_DX;
     return CFX__CONV_PATH_DNNL;
@@ -364,7 +392,47 @@ typedef struct {
     cfx__conv_geom geom;
     cfx__conv_dnnl *dn; /* NULL: reference path (or direct) */
     bool direct;        /* CFX__CONV_PATH_DIRECT */
+    /* Direct on several threads: the batch is split into at most nparts slices, one a thread;
+     * the first works in the graph's work buffer, the others in parts_work (part_floats each). */
+    int nparts;
+    float *parts_work;
+    size_t part_floats;
 } conv_prim;
+
+/* The direct kernels on images [lo, hi) of the batch, on work. fwd: src is the geometry's
+ * input (N,Ci,Hi,Wi), dst its output, overwritten. Otherwise the data gradient: src is dout
+ * (N,Co,Ho,Wo), dst din, added into. */
+static void direct_slice(const cfx__conv_geom *g, bool fwd, const float *src, const float *w,
+                         const float *b, float *dst, float *work, int64_t lo, int64_t hi) {
+    if (hi <= lo) return;
+    cfx__conv_geom s = *g;
+    s.N = hi - lo;
+    int64_t xs = g->Ci * g->Hi * g->Wi, ys = g->Co * g->Ho * g->Wo;
+    if (fwd)
+        cfx__conv_direct_fwd(&s, src + lo * xs, w, b, dst + lo * ys, work);
+    else
+        cfx__conv_direct_bwd_data(&s, src + lo * ys, w, dst + lo * xs, work);
+}
+
+/* direct_slice over the batch, split among the threads (at most nparts) when the op has part
+ * buffers. Each image is computed whole by one thread, so the result does not depend on the
+ * split. */
+static void direct_run(const conv_prim *p, bool fwd, const float *src, const float *w,
+                       const float *b, float *dst, float *work) {
+    const cfx__conv_geom *g = &p->geom;
+    int parts = CFX_MIN(p->nparts, omp_get_max_threads());
+    if (parts <= 1) {
+        direct_slice(g, fwd, src, w, b, dst, work, 0, g->N);
+        return;
+    }
+    direct_split_runs++;
+#pragma omp parallel num_threads(parts)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        float *wk = t == 0 ? work : p->parts_work + (size_t)(t - 1) * p->part_floats;
+        direct_slice(g, fwd, src, w, b, dst, wk, g->N * t / T, g->N * (t + 1) / T);
+    }
+}
 
 /* The output shape, and the work buffer of whichever path the dispatch will take: im2col's
  * column matrix, or the direct kernels' padded copies. A transposed convolution's output is
@@ -379,7 +447,8 @@ static cfx_status infer(const cfx__op_args *a, cfx__op_shape *s, bool transposed
     s->shape[3] = transposed ? g.Wi : g.Wo;
     size_t work = col_floats(&g);
     bool one_thread;
-    if (conv_dispatch(&g, transposed, &one_thread) == CFX__CONV_PATH_DIRECT)
+    /* Whether the data gradient will be wanted is known at prepare: room for either path. */
+    if (conv_dispatch(&g, transposed, true, &one_thread) == CFX__CONV_PATH_DIRECT)
         work = CFX_MAX(work, cfx__conv_direct_work(&g));
     s->work_bytes = work * sizeof(float);
     return CFX_OK;
@@ -404,8 +473,20 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
     bool has_bias = a->nin > 2 && a->in[2];
     /* A geometry oneDNN rejects keeps the reference path; that is not an error. */
     bool one_thread;
-    cfx__conv_path path = conv_dispatch(&p->geom, transposed, &one_thread);
+    cfx__conv_path path = conv_dispatch(&p->geom, transposed, a->din[0] != NULL, &one_thread);
     p->direct = path == CFX__CONV_PATH_DIRECT;
+    /* The direct kernels on a batch big enough to share: a work buffer per extra thread. */
+    int nthr = omp_get_max_threads();
+    if (p->direct && !one_thread && nthr > 1 && p->geom.N > 1) {
+        p->nparts = (int)CFX_MIN((int64_t)nthr, p->geom.N);
+        p->part_floats = cfx__conv_direct_work(&p->geom);
+        p->parts_work =
+            cfx_malloc((size_t)(p->nparts - 1) * p->part_floats * sizeof *p->parts_work);
+        if (!p->parts_work) {
+            cfx_free(p);
+            return CFX_ENOMEM;
+        }
+    }
     cfx__conv_dnnl_opts o = {
         .transposed = transposed,
         .bias = has_bias,
@@ -436,7 +517,7 @@ static bool conv_blocked_ok(const cfx__op_args *a, bool in0, bool out) {
     cfx__conv_geom g = {0};
     if (conv_geometry(a, &g) != CFX_OK || g.G != 1 || g.dh != 1 || g.dw != 1) return false;
     bool one_thread;
-    cfx__conv_path path = conv_dispatch(&g, false, &one_thread);
+    cfx__conv_path path = conv_dispatch(&g, false, a->din[0] != NULL, &one_thread);
     if (in0 && (path != CFX__CONV_PATH_DNNL || g.Ci % 16)) return false;
     if (out && ((path != CFX__CONV_PATH_DNNL && path != CFX__CONV_PATH_DNNL_PLAIN_DX) || g.Co % 16))
         return false;
@@ -455,6 +536,7 @@ static void conv_release(void *prim) {
     conv_prim *p = prim;
     if (!p) return;
     cfx__conv_dnnl_free(p->dn);
+    cfx_free(p->parts_work);
     cfx_free(p);
 }
 
@@ -468,7 +550,7 @@ static void conv_forward(const cfx__op_args *a) {
     const cfx__conv_geom *g = &p->geom;
     const float *b = bias_of(a);
     if (p->direct) {
-        cfx__conv_direct_fwd(g, a->in[0]->data, a->in[1]->data, b, a->out->data, a->work);
+        direct_run(p, true, a->in[0]->data, a->in[1]->data, b, a->out->data, a->work);
         direct_runs++;
     } else {
         /* oneDNN applies a fused ReLU itself (a post-op). */
@@ -514,7 +596,7 @@ static void conv_backward(const cfx__op_args *a) {
                                                         a->din_fresh[0]))) {
         zero_fresh(a, 0, (size_t)a->in[0]->numel);
         if (p->direct) {
-            cfx__conv_direct_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
+            direct_run(p, false, a->dout, a->in[1]->data, NULL, a->din[0], a->work);
             direct_runs++;
         } else {
             cfx__conv_ref_bwd_data(g, a->dout, a->in[1]->data, a->din[0], a->work);
@@ -530,7 +612,7 @@ static void convt_forward(const cfx__op_args *a) {
     if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data)) return;
     memset(a->out->data, 0, (size_t)a->out->numel * sizeof(float));
     if (p->direct) {
-        cfx__conv_direct_bwd_data(g, a->in[0]->data, a->in[1]->data, a->out->data, a->work);
+        direct_run(p, false, a->in[0]->data, a->in[1]->data, NULL, a->out->data, a->work);
         direct_runs++;
     } else {
         cfx__conv_ref_bwd_data(g, a->in[0]->data, a->in[1]->data, a->out->data, a->work);
@@ -547,7 +629,7 @@ static void convt_backward(const cfx__op_args *a) {
                                                         a->din_fresh[0])))
         return;
     if (p->direct && a->din_fresh[0]) { /* the direct forward overwrites: only a fresh dx */
-        cfx__conv_direct_fwd(g, a->dout, a->in[1]->data, NULL, a->din[0], a->work);
+        direct_run(p, true, a->dout, a->in[1]->data, NULL, a->din[0], a->work);
         direct_runs++;
     } else {
         cfx__conv_ref_fwd(g, a->dout, a->in[1]->data, a->din[0], a->din_fresh[0] ? 0.0f : 1.0f,

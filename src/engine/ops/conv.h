@@ -50,8 +50,13 @@ typedef enum {
         3 /* direct forward and data gradient; weight gradient by the reference */
 } cfx__conv_path;
 void cfx__conv_force_path(cfx__conv_path path);
+/* Convolutions of fewer multiply-adds per forward pass take the direct kernels (conv.c,
+ * conv_dispatch) on a CPU where they are preferred. */
+#define CFX__CONV_DIRECT_MACS 2e6
 /* Direct-kernel calls (forward or data gradient) in this process: tests check the path taken. */
 long long cfx__conv_direct_runs(void);
+/* Of those, the ones split by batch among several threads. */
+long long cfx__conv_direct_split_runs(void);
 
 /* The oneDNN path. The op's own view: x is the op input, y its output (for a transposed conv
  * x (N,C,H,W) -> y (N,K,P,Q)). new returns NULL when oneDNN is missing or rejects the geometry.
