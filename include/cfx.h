@@ -724,7 +724,8 @@ void cfx_trainer_free(cfx_trainer *t);
 cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
                                const float *labels, int num_classes, int batch, int64_t *confusion,
                                double *accuracy);
-/* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder. */
+/* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder;
+ * CFX_ESHAPE when its output is not shaped like its input (a classifier, say). */
 cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
                                 int batch, double *mse);
 

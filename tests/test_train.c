@@ -433,3 +433,24 @@ CFX_TEST(train, graphs_that_mix_the_batch_train_whole) {
     }
     cfx_set_threads(1);
 }
+
+/* Issue 22: a classifier evaluated as an autoencoder read past the end of its (N, classes)
+ * output as if it were a reconstruction of the (N,C,H,W) input, and reported "MSE -nan". */
+CFX_TEST(train, eval_autoencoder_refuses_a_model_that_does_not_reconstruct) {
+    float labels[8];
+    cfx_tensor *im = toy_images(8, labels, 3);
+    cfx_rng r;
+    cfx_rng_init(&r, 1);
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 28, 28});
+    cfx_classifier_ids c;
+    CHECK_OK(cfx_model_classifier(g, x, 2, &r, &c));
+    CHECK_OK(cfx_graph_compile(g));
+    double mse = -1;
+    CHECK_ERR(cfx_eval_autoencoder(g, x, c.probs, im, 4, &mse), CFX_ESHAPE);
+    CHECK_MSG(strstr(cfx_last_error(), "(4, 2)") && strstr(cfx_last_error(), "(4, 1, 28, 28)"),
+              "the message names neither shape: %s", cfx_last_error());
+    CHECK_NEAR(mse, -1, 0); /* untouched */
+    cfx_graph_free(g);
+    cfx_tensor_free(im);
+}
