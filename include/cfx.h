@@ -854,7 +854,9 @@ extern const int cfx_signs_speeds[CFX_SIGNS_NUM_SPEEDS];
 typedef struct cfx_signs_options {
     int size;              /* output side in pixels; default 32 */
     int supersample;       /* samples per pixel side for the sign; default 4 */
-    const char *font_path; /* default /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf */
+    const char *font_path; /* a TrueType (glyf) font, checked before use (CFX_EFORMAT naming it
+                            * if it is corrupt); default
+                            * /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf */
 } cfx_signs_options;
 
 /* Draws n signs with the given speeds (each one of cfx_signs_speeds) into out, uint8
