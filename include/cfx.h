@@ -401,9 +401,9 @@ int cfx_op_matmul(cfx_graph *g, int a, int b);
 
 /* --- convolution (src/engine/ops/conv.c) --- */
 typedef struct cfx_conv2d_attr {
-    int stride[2];         /* (h, w); 0 reads as 1 */
-    int pad[4];            /* top, left, bottom, right */
-    int dilation[2];       /* 0 reads as 1 */
+    int stride[2];         /* (h, w), at most 65536; 0 reads as 1 */
+    int pad[4];            /* top, left, bottom, right; at most 2^24 */
+    int dilation[2];       /* at most 65536; 0 reads as 1 */
     int groups;            /* 0 reads as 1; groups == C == K is depthwise */
     int output_padding[2]; /* conv-transpose only: extra rows/columns at the bottom/right */
 } cfx_conv2d_attr;
