@@ -735,8 +735,10 @@ cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const c
 
 /* ======================================================================== npy === */
 /* NumPy .npy files (format 1.0-3.0, C order). Reading converts float32, float64, uint8, int32
- * and int64 arrays to float32 with values unchanged; the caller frees the tensor. Writing is
- * atomic: a temporary file is renamed into place, so a failure leaves nothing half-written. */
+ * and int64 arrays to float32 with values unchanged; the caller frees the tensor. An array
+ * holding a NaN or an infinity is refused (CFX_ENUMERIC), naming the file and the element.
+ * Writing is atomic: a temporary file is renamed into place, so a failure leaves nothing
+ * half-written. */
 cfx_tensor *cfx_npy_read(const char *path);
 cfx_status cfx_npy_write(const char *path, const cfx_tensor *t);
 cfx_status cfx_npy_write_u8(const char *path, const uint8_t *data, int ndim, const int64_t *shape);

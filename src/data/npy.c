@@ -171,6 +171,26 @@ cfx_tensor *cfx_npy_read(const char *path) {
                 t->data[i + (int64_t)k] = convert(buf + k * isize, type);
         i += (int64_t)want;
     }
+    /* The one finiteness check of array inputs: ReLU maps NaN to 0 (as oneDNN's post-op does),
+     * so a NaN image would otherwise flow through a model and be scored as a picture. */
+    int64_t bad = cfx_tensor_find_nonfinite(t);
+    if (bad >= 0) {
+        char at[160];
+        size_t n = 0;
+        int64_t rest = bad, stride = t->numel;
+        for (int d = 0; d < t->ndim && n < sizeof at; d++) {
+            stride /= t->shape[d];
+            n += (size_t)snprintf(at + n, sizeof at - n, "%s%lld", d ? ", " : "",
+                                  (long long)(rest / stride));
+            rest %= stride;
+        }
+        cfx_set_error(CFX_ENUMERIC,
+                      "'%s': element %lld [%s] is a non-finite value (%g); every cfx input "
+                      "must be finite",
+                      path, (long long)bad, at, (double)t->data[bad]);
+        cfx_tensor_free(t);
+        t = NULL;
+    }
 done:
     cfx_free(header);
     fclose(f);
