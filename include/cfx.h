@@ -197,7 +197,9 @@ double cfx_now(void);
 /* ======================================================================= file === */
 
 /* Atomic output: cfx_file_create opens "<path>.tmp.<pid>" for writing; cfx_file_commit closes it
- * and renames it over path (checking every write); cfx_file_abort closes and removes it. */
+ * and renames it over path (checking every write); cfx_file_abort closes and removes it. Both
+ * cfx_file_create and cfx_dir_create first remove the temporaries of path that a killed
+ * process left (those whose pid no longer exists). */
 typedef struct cfx_file {
     FILE *f;
     char *path, *tmp;
@@ -218,6 +220,24 @@ typedef struct cfx_dir {
 cfx_status cfx_dir_create(cfx_dir *d, const char *path, int force);
 cfx_status cfx_dir_commit(cfx_dir *d);
 void cfx_dir_abort(cfx_dir *d);
+/* Outputs committed together or not at all: between cfx_outputs_begin and cfx_outputs_commit,
+ * each cfx_file the calling thread commits (every file cfx writes goes through one) is
+ * complete and closed but keeps its temporary name; cfx_outputs_commit renames them all into
+ * place once all are written, cfx_outputs_abort removes them all (a signal too, as for any
+ * temporary). So a command that fails half-way leaves none of its outputs. Until the commit, an
+ * output is read at cfx_outputs_path(o, path) (its temporary, or path when it is not in the
+ * group). A group begun while one is open on the thread joins it: its commit and abort leave
+ * the work to the outer group. Files written into a cfx_dir's folder belong to the folder. */
+typedef struct cfx_outputs {
+    int n, cap;
+    char **path, **tmp;
+    int *slot;
+    int joined;
+} cfx_outputs;
+cfx_status cfx_outputs_begin(cfx_outputs *o);
+cfx_status cfx_outputs_commit(cfx_outputs *o);
+void cfx_outputs_abort(cfx_outputs *o);
+const char *cfx_outputs_path(const cfx_outputs *o, const char *path);
 /* For programs: on SIGINT, SIGTERM or SIGHUP, removes the temporaries of the atomic outputs in
  * progress (cfx_file, and the folders cfx_data_* write), then dies of the signal as before, so
  * an interrupted command leaves nothing behind (a finished checkpoint stays). Signals the
@@ -559,7 +579,7 @@ cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_option
 cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int n);
 /* Splits one autoencoder file at the tensor named latent into encoder_path (the model's inputs
  * to latent) and decoder_path (latent to the model's outputs), both complete ONNX files that
- * keep the original nodes, weights and opset. */
+ * keep the original nodes, weights and opset. Both are written or neither (cfx_outputs). */
 cfx_status cfx_onnx_split(const char *path, const char *latent, const char *encoder_path,
                           const char *decoder_path);
 
