@@ -3,7 +3,6 @@
 
 #include <stdarg.h>
 #include <string.h>
-#include <sys/stat.h>
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "cfx %s: ", cmd);
@@ -42,15 +41,4 @@ void cli_json_str(FILE *f, const char *s) {
 
 void cli_set_threads(long long n) {
     cfx_set_threads((int)n);
-}
-
-bool cli_same_path(const char *a, const char *b) {
-    if (!a || !b) return false;
-    struct stat sa, sb;
-    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    size_t la = strlen(a), lb = strlen(b);
-    while (la > 1 && a[la - 1] == '/') la--;
-    while (lb > 1 && b[lb - 1] == '/') lb--;
-    return la == lb && strncmp(a, b, la) == 0;
 }
