@@ -1267,8 +1267,9 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
                                  int32_t n, const char *label);
 /* Reads {"images": [{"id": 11, "objects": ["chair.n.01", ...], "labels": {"key": "office"}},
  * ...]}, labelling each image by labels[label_key]. Adds the concepts to c. NULL on failure
- * with a message: malformed JSON gives file, line and column; a missing label key names the
- * image and the keys it has. *skipped (may be NULL) counts concepts dropped by
+ * with a message: malformed JSON (or text after the document) gives file, line and column; a
+ * missing label key names the image and the keys it has; ids must be whole numbers within
+ * +-2^53 and unique. *skipped (may be NULL) counts concepts dropped by
  * CFX_UNKNOWN_SKIP. The caller frees the result with cfx_concepts_data_free. */
 cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
                                           cfx_unknown_policy unknown, int64_t *skipped);
