@@ -219,7 +219,7 @@ static int train_main(int argc, char **argv) {
     }
     free(conf);
     if (s != CFX_OK) {
-        cli_fail_status(cmd, "evaluate");
+        cli_fail(cmd, NULL); /* "eval: ..." */
         goto fail;
     }
     /* The model, and an autoencoder's halves and grid, are renamed into place together, once
@@ -336,7 +336,7 @@ static int eval_main(int argc, char **argv) {
         s = cfx_eval_autoencoder(g, x, y, d->images, (int)a.batch, &metric);
     }
     if (s != CFX_OK) {
-        cli_fail_status(cmd, "evaluate");
+        cli_fail(cmd, NULL); /* "eval: ..." */
         goto done;
     }
     if (a.json) {

@@ -117,7 +117,8 @@ const char *cfx_last_error(void);
 /* Sets the calling thread's message and returns code. For callers that wrap cfx. */
 cfx_status cfx_set_error(cfx_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Prefixes the current message with "<context>: " (for example a file name); returns code. */
+/* Prefixes the current message with "<context>: " (for example a file name), unless it already
+ * starts with exactly that; returns code. */
 cfx_status cfx_error_context(cfx_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

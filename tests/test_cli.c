@@ -525,3 +525,77 @@ CFX_TEST(cli, outputs_never_replace_inputs_and_need_force) {
                  0);
     CHECK(exists(dir, "s2/manifest.json"));
 }
+
+/* Issue 22's cosmetic findings: each message says a thing once and names the right thing.
+ * ("load model: load model:", "train: train:", "evaluate: eval:", "Conv: Conv:", garbage after
+ * an npy type, an overflowing npy shape blaming one dimension, "stb: Not a PNG" for a JPEG.) Two
+ * were fixed by the option parser before: --lr inf or nan is one line, and an extra positional
+ * argument is refused; they are checked here too. */
+CFX_TEST(cli, messages_say_each_thing_once) {
+    char dir[600], out[8192], path[800];
+    if (!cli_ready(dir, sizeof dir) || !small_models(dir)) return;
+    snprintf(path, sizeof path, "%s/bad.onnx", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs("not a model", f), fclose(f);
+    static const char *doubled[] = {"load model: load model", "train: train",
+                                    "evaluate: eval",         "eval: eval",
+                                    "signs: signs",           "Conv: Conv"};
+    const char *runs[][2] = {
+        {"train classifier --data %s/s --out %s/m.onnx --model %s/bad.onnx", "load model: '"},
+        {"eval classifier --data %s/s --model %s/bad.onnx", "load model: '"},
+        {"eval autoencoder --data %s/s --model %s/clf.onnx", "is not a reconstruction"},
+        {"data signs --out %s/s9 --train 2 --font %s/bad.onnx", "not a TrueType font"},
+    };
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        cfx_test_run_cli(out, sizeof out, runs[k][0], dir, dir, dir);
+        CHECK_MSG(strstr(out, runs[k][1]) != NULL, "%s: %s", runs[k][0], out);
+        for (size_t d = 0; d < sizeof doubled / sizeof doubled[0]; d++)
+            CHECK_MSG(!strstr(out, doubled[d]), "'%s' in: %s", doubled[d], out);
+    }
+    /* The library's context: a prefix already there is not added again. */
+    cfx_set_error(CFX_EIO, "load model: 'x' is missing");
+    cfx_error_context(CFX_EIO, "load model");
+    CHECK_STR_EQ(cfx_last_error(), "load model: 'x' is missing");
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 8, 8});
+    int w = cfx_graph_param(g, "w", 4, (int64_t[]){2, 3, 3, 3});
+    CHECK(cfx_op_conv2d(g, x, w, -1, &(cfx_conv2d_attr){0}) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "Conv: channel mismatch") &&
+                  !strstr(cfx_last_error(), "Conv: Conv"),
+              "%s", cfx_last_error());
+    cfx_graph_free(g);
+    /* .npy headers: the type as written, and an overflowing shape named whole. */
+    const char *headers[][2] = {
+        {"{'descr': '<c16', 'fortran_order': False, 'shape': (2, 3), }",
+         "array type '<c16' is not supported"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1000000000000, 3), }",
+         "a tensor of shape (2, 1000000000000, 3) would have more than 2^40 elements"},
+    };
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/h%d.npy", dir, k);
+        f = fopen(path, "wb");
+        char h[128];
+        memset(h, ' ', sizeof h);
+        memcpy(h, headers[k][0], strlen(headers[k][0]));
+        h[117] = '\n';
+        fwrite("\x93NUMPY\x01\x00\x76\x00", 1, 10, f);
+        fwrite(h, 1, 118, f);
+        fclose(f);
+        CHECK(cfx_npy_read(path) == NULL);
+        CHECK_MSG(strstr(cfx_last_error(), headers[k][1]) != NULL, "%s", cfx_last_error());
+    }
+    /* A JPEG whose decoder gives up without a reason (three bytes of a small JPEG changed): the
+     * message said the PNG test's "Not a PNG". */
+    cfx_tensor *im = cfx_image_read("tests/data/jpeg_stb_gives_up.jpg", 0);
+    CHECK(im == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "cannot decode the JPEG") &&
+                  !strstr(cfx_last_error(), "PNG"),
+              "%s", cfx_last_error());
+    cfx_tensor_free(im);
+    /* Options: --lr inf and nan are one usage line each; an extra argument is refused. */
+    check_usage_error("train classifier", "--data d --out m.onnx --lr inf",
+                      "--lr must be a number > 0");
+    check_usage_error("train classifier", "--data d --out m.onnx --lr nan",
+                      "--lr must be a number > 0");
+    check_usage_error("model check", "a.onnx b.onnx", "unexpected argument 'b.onnx'");
+}

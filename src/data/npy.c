@@ -37,11 +37,13 @@ static cfx_status parse_header(const char *path, const char *h, npy_type *type, 
     size_t k;
     for (k = 0; k < sizeof npy_types / sizeof npy_types[0]; k++)
         if (strncmp(d + 1, npy_types[k].descr, 3) == 0 && d[4] == '\'') break;
-    if (k == sizeof npy_types / sizeof npy_types[0])
+    if (k == sizeof npy_types / sizeof npy_types[0]) {
+        int len = (int)strcspn(d + 1, "'"); /* the type as written, without what follows */
         return cfx_set_error(CFX_EUNSUPPORTED,
-                             "'%s': array type %.8s is not supported (use float32, float64, "
+                             "'%s': array type '%.*s' is not supported (use float32, float64, "
                              "uint8, int32 or int64, little endian)",
-                             path, d);
+                             path, len < 16 ? len : 16, d + 1);
+    }
     *type = npy_types[k].type;
     *isize = npy_types[k].size;
     const char *f = dict_value(h, "fortran_order");
