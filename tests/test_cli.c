@@ -300,6 +300,11 @@ CFX_TEST(cli, every_leaf_takes_options_the_same_way) {
                      names[k]);
             check_usage_error(leaf, args, want);
         }
+        /* A leaf that writes files takes --force, and then cli_parse checks its outputs against
+         * its inputs (the option table gives each path its role; opt.h). */
+        if (strstr(help, "\n  --out ") || strstr(help, "\n  OUT "))
+            CHECK_MSG(strstr(help, "\n  --force ") != NULL,
+                      "cfx %s writes files (--out) but has no --force", leaf);
         /* --threads, where there is one: the shared range. */
         bool threads = strstr(help, "\n  --threads N ") != NULL;
         CHECK_MSG(threads == leaves[i].threads, "cfx %s: --threads %s expected", leaf,
@@ -517,7 +522,11 @@ CFX_TEST(cli, outputs_never_replace_inputs_and_need_force) {
                                   "--batch 16 --threads 1 --force",
                                   dir, dir),
                  0);
-    /* A folder output named with a trailing slash is that folder. */
+    /* A file output that ends in '/' is refused by name before the work (it failed at the
+     * save, after training); a folder output named with a trailing slash is that folder. */
+    check_fails_and_changes_nothing(dir, 1, "ends in '/', but it is a file",
+                                    "train classifier --data %s/s --out %s/models/ --threads 1",
+                                    dir, dir);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
                                   "data signs --out %s/s2/ --train 2 --calib 1 --test 1 --ood 1 "
                                   "--threads 1",
