@@ -107,7 +107,8 @@ void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t 
 bool cli_same_path(const char *a, const char *b);
 
 /* Checks outputs a command derives itself (train's encoder.onnx beside --out) as cli_parse
- * checked the table's, against the inputs and --force of the table it parsed last; role is
+ * checked the table's, against the inputs and --force of the table it parsed last (call it
+ * while that table is in scope, and with a path that lives until the program ends); role is
  * CLI_OUT, CLI_OUT_DIR or CLI_WORK; what names the output in messages ("the encoder"). Exits
  * as cli_parse does on a failure. */
 void cli_check_output(const char *what, const char *file, int role);

@@ -37,7 +37,8 @@
  *             rng         seeded xoshiro256** streams, one per worker
  *             progress    progress callbacks and a ready-made stderr bar
  *             threads     one thread count for every kernel; the clock
- *             file        atomic output files, clean-up on signals, whole-file reads
+ *             file        atomic output files and folders, outputs committed together,
+ *                         clean-up on signals, whole-file reads
  *   engine    tensor      dense float32 tensors
  *             blas        the GEMM every product goes through
  *             graph       static graphs: build, compile, forward, reverse-mode backward
