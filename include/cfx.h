@@ -225,8 +225,9 @@ void cfx_dir_abort(cfx_dir *d);
 /* Outputs committed together or not at all: between cfx_outputs_begin and cfx_outputs_commit,
  * each cfx_file the calling thread commits (every file cfx writes goes through one) is
  * complete and closed but keeps its temporary name; cfx_outputs_commit renames them all into
- * place once all are written, cfx_outputs_abort removes them all (a signal too, as for any
- * temporary). So a command that fails half-way leaves none of its outputs. Until the commit, an
+ * place once all are written (a rename that fails then, which is rare, leaves those before it
+ * in place), cfx_outputs_abort removes them all (a signal too, as for any temporary). So a
+ * command that fails half-way leaves none of its outputs. Until the commit, an
  * output is read at cfx_outputs_path(o, path) (its temporary, or path when it is not in the
  * group). A group begun while one is open on the thread joins it: its commit and abort leave
  * the work to the outer group. Files written into a cfx_dir's folder belong to the folder. */
