@@ -37,7 +37,8 @@
  *             rng         seeded xoshiro256** streams, one per worker
  *             progress    progress callbacks and a ready-made stderr bar
  *             threads     one thread count for every kernel; the clock
- *             file        atomic output files, clean-up on signals, whole-file reads
+ *             file        atomic output files and folders, outputs committed together,
+ *                         clean-up on signals, whole-file reads
  *   engine    tensor      dense float32 tensors
  *             blas        the GEMM every product goes through
  *             graph       static graphs: build, compile, forward, reverse-mode backward
@@ -127,7 +128,8 @@ const char *cfx_last_error(void);
 /* Sets the calling thread's message and returns code. For callers that wrap cfx. */
 cfx_status cfx_set_error(cfx_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Prefixes the current message with "<context>: " (for example a file name); returns code. */
+/* Prefixes the current message with "<context>: " (for example a file name), unless it already
+ * starts with exactly that; returns code. */
 cfx_status cfx_error_context(cfx_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -207,7 +209,9 @@ double cfx_now(void);
 /* ======================================================================= file === */
 
 /* Atomic output: cfx_file_create opens "<path>.tmp.<pid>" for writing; cfx_file_commit closes it
- * and renames it over path (checking every write); cfx_file_abort closes and removes it. */
+ * and renames it over path (checking every write); cfx_file_abort closes and removes it. Both
+ * cfx_file_create and cfx_dir_create first remove the temporaries of path that a killed
+ * process left (those whose pid no longer exists). */
 typedef struct cfx_file {
     FILE *f;
     char *path, *tmp;
@@ -228,6 +232,25 @@ typedef struct cfx_dir {
 cfx_status cfx_dir_create(cfx_dir *d, const char *path, int force);
 cfx_status cfx_dir_commit(cfx_dir *d);
 void cfx_dir_abort(cfx_dir *d);
+/* Outputs committed together or not at all: between cfx_outputs_begin and cfx_outputs_commit,
+ * each cfx_file the calling thread commits (every file cfx writes goes through one) is
+ * complete and closed but keeps its temporary name; cfx_outputs_commit renames them all into
+ * place once all are written (a rename that fails then, which is rare, leaves those before it
+ * in place), cfx_outputs_abort removes them all (a signal too, as for any temporary). So a
+ * command that fails half-way leaves none of its outputs. Until the commit, an
+ * output is read at cfx_outputs_path(o, path) (its temporary, or path when it is not in the
+ * group). A group begun while one is open on the thread joins it: its commit and abort leave
+ * the work to the outer group. Files written into a cfx_dir's folder belong to the folder. */
+typedef struct cfx_outputs {
+    int n, cap;
+    char **path, **tmp;
+    int *slot;
+    int joined;
+} cfx_outputs;
+cfx_status cfx_outputs_begin(cfx_outputs *o);
+cfx_status cfx_outputs_commit(cfx_outputs *o);
+void cfx_outputs_abort(cfx_outputs *o);
+const char *cfx_outputs_path(const cfx_outputs *o, const char *path);
 /* For programs: on SIGINT, SIGTERM or SIGHUP, removes the temporaries of the atomic outputs in
  * progress (cfx_file, and the folders cfx_data_* write), then dies of the signal as before, so
  * an interrupted command leaves nothing behind (a finished checkpoint stays). Signals the
@@ -415,9 +438,9 @@ int cfx_op_matmul(cfx_graph *g, int a, int b);
 
 /* --- convolution (src/engine/ops/conv.c) --- */
 typedef struct cfx_conv2d_attr {
-    int stride[2];         /* (h, w); 0 reads as 1 */
-    int pad[4];            /* top, left, bottom, right */
-    int dilation[2];       /* 0 reads as 1 */
+    int stride[2];         /* (h, w), at most 65536; 0 reads as 1 */
+    int pad[4];            /* top, left, bottom, right; at most 2^24 */
+    int dilation[2];       /* at most 65536; 0 reads as 1 */
     int groups;            /* 0 reads as 1; groups == C == K is depthwise */
     int output_padding[2]; /* conv-transpose only: extra rows/columns at the bottom/right */
 } cfx_conv2d_attr;
@@ -577,7 +600,7 @@ cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_option
 cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int n);
 /* Splits one autoencoder file at the tensor named latent into encoder_path (the model's inputs
  * to latent) and decoder_path (latent to the model's outputs), both complete ONNX files that
- * keep the original nodes, weights and opset. */
+ * keep the original nodes, weights and opset. Both are written or neither (cfx_outputs). */
 cfx_status cfx_onnx_split(const char *path, const char *latent, const char *encoder_path,
                           const char *decoder_path);
 
@@ -742,7 +765,8 @@ void cfx_trainer_free(cfx_trainer *t);
 cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
                                const float *labels, int num_classes, int batch, int64_t *confusion,
                                double *accuracy);
-/* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder. */
+/* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder;
+ * CFX_ESHAPE when its output is not shaped like its input (a classifier, say). */
 cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
                                 int batch, double *mse);
 
@@ -752,8 +776,10 @@ cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const c
 
 /* ======================================================================== npy === */
 /* NumPy .npy files (format 1.0-3.0, C order). Reading converts float32, float64, uint8, int32
- * and int64 arrays to float32 with values unchanged; the caller frees the tensor. Writing is
- * atomic: a temporary file is renamed into place, so a failure leaves nothing half-written. */
+ * and int64 arrays to float32 with values unchanged; the caller frees the tensor. An array
+ * holding a NaN or an infinity is refused (CFX_ENUMERIC), naming the file and the element.
+ * Writing is atomic: a temporary file is renamed into place, so a failure leaves nothing
+ * half-written. */
 cfx_tensor *cfx_npy_read(const char *path);
 cfx_status cfx_npy_write(const char *path, const cfx_tensor *t);
 cfx_status cfx_npy_write_u8(const char *path, const uint8_t *data, int ndim, const int64_t *shape);
@@ -878,7 +904,9 @@ extern const int cfx_signs_speeds[CFX_SIGNS_NUM_SPEEDS];
 typedef struct cfx_signs_options {
     int size;              /* output side in pixels; default 32 */
     int supersample;       /* samples per pixel side for the sign; default 4 */
-    const char *font_path; /* default /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf */
+    const char *font_path; /* a TrueType (glyf) font, checked before use (CFX_EFORMAT naming it
+                            * if it is corrupt); default
+                            * /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf */
 } cfx_signs_options;
 
 /* Draws n signs with the given speeds (each one of cfx_signs_speeds) into out, uint8
@@ -1644,8 +1672,9 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
                                  int32_t n, const char *label);
 /* Reads {"images": [{"id": 11, "objects": ["chair.n.01", ...], "labels": {"key": "office"}},
  * ...]}, labelling each image by labels[label_key]. Adds the concepts to c. NULL on failure
- * with a message: malformed JSON gives file, line and column; a missing label key names the
- * image and the keys it has. *skipped (may be NULL) counts concepts dropped by
+ * with a message: malformed JSON (or text after the document) gives file, line and column; a
+ * missing label key names the image and the keys it has; ids must be whole numbers within
+ * +-2^53 and unique. *skipped (may be NULL) counts concepts dropped by
  * CFX_UNKNOWN_SKIP. The caller frees the result with cfx_concepts_data_free. */
 cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
                                           cfx_unknown_policy unknown, int64_t *skipped);

@@ -20,7 +20,7 @@ mkdir -p "$out"
 
 echo "== 1. concepts: nearest counterfactual scene for every Visual Genome image"
 "$cfx" concepts nearest --data data/vg_random.json --labels claude-3-5-sonnet --all \
-    --out "$out/nearest.jsonl" --threads "$threads"
+    --out "$out/nearest.jsonl" --force --threads "$threads"
 echo
 echo "== concepts whose edits most often move an image out of 'kitchen'"
 "$cfx" concepts global --data data/vg_random.json --labels claude-3-5-sonnet --class kitchen | head -n 15
@@ -30,11 +30,11 @@ echo "== 2. Fashion-MNIST: splits (class 9, ankle boot, held out)"
 "$cfx" data fashion-mnist --out "$out/fashion-mnist" --force
 echo
 echo "== train the reference classifier ($epochs epochs)"
-"$cfx" train classifier --data "$out/fashion-mnist" --out "$out/classifier.onnx" \
+"$cfx" train classifier --data "$out/fashion-mnist" --out "$out/classifier.onnx" --force \
     --epochs "$epochs" --threads "$threads"
 echo
 echo "== train the reference autoencoder ($epochs epochs)"
-"$cfx" train autoencoder --data "$out/fashion-mnist" --out "$out/autoencoder.onnx" \
+"$cfx" train autoencoder --data "$out/fashion-mnist" --out "$out/autoencoder.onnx" --force \
     --epochs "$epochs" --threads "$threads"
 echo
 echo "== evaluate the classifier on the test split"

@@ -40,6 +40,18 @@
 /* stb declares static functions that this file never calls; GCC reports them at the end. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 
+/* The reason stb gives for a failure, as a message can use it. stb tries its decoders in turn
+ * and keeps the last reason set, so a JPEG that its decoder gives up on without one reported
+ * the PNG test's "Not a PNG": for a file that starts like a JPEG, only a JPEG reason is kept. */
+static const char *stb_reason(bool jpeg) {
+    const char *r = stbi_failure_reason();
+    if (!r) r = "unknown";
+    if (jpeg && !strstr(r, "JPEG") && !strstr(r, "jpeg"))
+        r = "corrupt JPEG data, or a JPEG kind stb_image does not read (it reads baseline and "
+            "progressive 8-bit JPEG)";
+    return r;
+}
+
 cfx_tensor *cfx_image_read(const char *path, int channels) {
     if (channels != 0 && channels != 1 && channels != 3) {
         cfx_set_error(CFX_EINVAL, "read '%s': channels must be 0, 1 or 3, not %d", path, channels);
@@ -55,9 +67,11 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
     }
     int w, h, comp;
     const stbi_uc *bytes = (const stbi_uc *)buf;
+    bool jpeg = size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff;
     if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
-        cfx_set_error(CFX_EFORMAT, "read '%s': not a PNG or JPEG image (stb: %s)", path,
-                      stbi_failure_reason());
+        cfx_set_error(CFX_EFORMAT, "read '%s': %s (stb: %s)", path,
+                      jpeg ? "cannot decode the JPEG" : "not a PNG or JPEG image",
+                      stb_reason(jpeg));
         cfx_free(buf);
         return NULL;
     }
@@ -65,8 +79,8 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
     stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, want);
     cfx_free(buf);
     if (!px) {
-        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the image (stb: %s)", path,
-                      stbi_failure_reason());
+        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the %s (stb: %s)", path,
+                      jpeg ? "JPEG" : "image", stb_reason(jpeg));
         return NULL;
     }
     cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){want, h, w});

@@ -37,11 +37,13 @@ static cfx_status parse_header(const char *path, const char *h, npy_type *type, 
     size_t k;
     for (k = 0; k < sizeof npy_types / sizeof npy_types[0]; k++)
         if (strncmp(d + 1, npy_types[k].descr, 3) == 0 && d[4] == '\'') break;
-    if (k == sizeof npy_types / sizeof npy_types[0])
+    if (k == sizeof npy_types / sizeof npy_types[0]) {
+        int len = (int)strcspn(d + 1, "'"); /* the type as written, without what follows */
         return cfx_set_error(CFX_EUNSUPPORTED,
-                             "'%s': array type %.8s is not supported (use float32, float64, "
+                             "'%s': array type '%.*s' is not supported (use float32, float64, "
                              "uint8, int32 or int64, little endian)",
-                             path, d);
+                             path, len < 16 ? len : 16, d + 1);
+    }
     *type = npy_types[k].type;
     *isize = npy_types[k].size;
     const char *f = dict_value(h, "fortran_order");
@@ -170,6 +172,26 @@ cfx_tensor *cfx_npy_read(const char *path) {
             for (size_t k = 0; k < want; k++)
                 t->data[i + (int64_t)k] = convert(buf + k * isize, type);
         i += (int64_t)want;
+    }
+    /* The one finiteness check of array inputs: ReLU maps NaN to 0 (as oneDNN's post-op does),
+     * so a NaN image would otherwise flow through a model and be scored as a picture. */
+    int64_t bad = cfx_tensor_find_nonfinite(t);
+    if (bad >= 0) {
+        char at[160];
+        size_t n = 0;
+        int64_t rest = bad, stride = t->numel;
+        for (int d = 0; d < t->ndim && n < sizeof at; d++) {
+            stride /= t->shape[d];
+            n += (size_t)snprintf(at + n, sizeof at - n, "%s%lld", d ? ", " : "",
+                                  (long long)(rest / stride));
+            rest %= stride;
+        }
+        cfx_set_error(CFX_ENUMERIC,
+                      "'%s': element %lld [%s] is a non-finite value (%g); every cfx input "
+                      "must be finite",
+                      path, (long long)bad, at, (double)t->data[bad]);
+        cfx_tensor_free(t);
+        t = NULL;
     }
 done:
     cfx_free(header);
