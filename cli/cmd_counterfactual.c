@@ -684,19 +684,21 @@ int cmd_counterfactual(int argc, char **argv) {
     int stop = 0, clip = 0, all = 0, resume = 0, force = 0, json = 0;
     const cli_opt opts[] = {
         {"bundle", "DIR", "a competency bundle written by cfx competency fit", .str = &bundle,
-         .required = true},
+         .required = true, .role = CLI_IN},
         {"examples", "DIR", "a folder written by cfx competency examples (its causes are kept)",
-         .str = &examples},
+         .str = &examples, .role = CLI_IN},
         {"images", "INPUT",
          "PNG/JPEG files, folders of them, or .npy arrays (N,C,H,W) in [0,1]; "
          "more may follow as bare arguments",
-         .str = &image},
-        {"INPUT", NULL, "more image inputs after --images", .list = &more, .positional = true},
+         .str = &image, .role = CLI_IN},
+        {"INPUT", NULL, "more image inputs after --images", .list = &more, .positional = true,
+         .role = CLI_IN},
         {"method", "LIST",
          "igd, fgd, reco, lgd, lnn, comma-separated, or all; add best to keep per image the "
          "successful counterfactual nearest to the original",
          .str = &methods, .def = "all"},
-        CLI_OPT_OUT(&out, "RUN", "the run folder to write"),
+        /* Checked below: a folder that --resume continues is not empty. */
+        {"out", "RUN", "the run folder to write", .str = &out, .required = true},
         {"gamma", "G", "weight of the distance or similarity term", .num = &gamma, .min = 0,
          .max = INFINITY},
         {"lr", "LR", "Adam's learning rate", .num = &lr, .min = 0, .max = INFINITY},
@@ -716,7 +718,7 @@ int cmd_counterfactual(int argc, char **argv) {
         {"lpips-model", "FILE",
          "an LPIPS network (ONNX: two images in [-1,1], one distance per image) for --distance "
          "lpips",
-         .str = &lpips, .def = "the built-in formula on the classifier"},
+         .str = &lpips, .def = "the built-in formula on the classifier", .role = CLI_IN},
         {"stop", "RULE",
          "per-image: each image stops when it passes; per-batch: a batch stops when all pass "
          "(the reference code)",

@@ -8,16 +8,18 @@ int cmd_report(int argc, char **argv) {
     const char *cmd = "report";
     const char *run = NULL, *out = NULL, *competency = NULL, *title = NULL;
     long long rows = 12;
-    int json = 0;
+    int json = 0, force = 0;
     const cli_opt opts[] = {
         {"RUN", NULL, "a run folder written by cfx counterfactual", .str = &run, .required = true,
          .positional = true},
-        {"out", "FILE", "the HTML file to write", .str = &out, .def = "RUN/report.html"},
+        {"out", "FILE", "the HTML file to write", .str = &out, .def = "RUN/report.html",
+         .role = CLI_OUT},
         {"competency", "DIR",
          "a folder written by cfx competency report, whose reliability diagram is shown",
          .str = &competency},
         {"title", "TEXT", "the page's title", .str = &title, .def = "cfx counterfactual report"},
         {"rows", "N", "images shown per cause", .i = &rows, .lo = 1, .hi = 100000},
+        CLI_OPT_FORCE(&force),
         CLI_OPT_JSON(&json),
     };
     cli_parse(cmd,
@@ -26,10 +28,11 @@ int cmd_report(int argc, char **argv) {
               "a grid of counterfactuals per cause with rho under each image. It opens from the\n"
               "file, with no network access.\n",
               opts, CLI_LEN(opts), argc, argv);
-    char path[4200];
+    static char path[4200]; /* cli_check_output keeps it */
     if (!out) {
         snprintf(path, sizeof path, "%s/report.html", run);
         out = path;
+        cli_check_output("the report", out, CLI_OUT);
     }
     cfx_run *r = cfx_run_open(run);
     if (!r) return cli_fail(cmd, NULL);

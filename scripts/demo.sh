@@ -61,7 +61,7 @@ echo "== the counterfactuals' metrics (FID, KID and CMMD on the classifier's fea
 "$cfx" evaluate "$out/counterfactuals" --data "$out/fashion-mnist" --threads "$threads"
 echo
 echo "== the report"
-"$cfx" report "$out/counterfactuals" --competency "$out/competency"
+"$cfx" report "$out/counterfactuals" --competency "$out/competency" --force
 echo
 echo "demo outputs are in $out/: reconstructions.png (test images over their reconstructions),"
 echo "competency/reliability.png (the reliability diagram), examples/<cause>.png (examples),"
