@@ -1414,8 +1414,10 @@ typedef struct cfx_cf_record {
     /* Why the image failed, "" when it did not: "non-finite gradient at iteration 7" (that
      * iteration's image, after 6 updates, is kept), "non-finite rho at iteration 7" (rho of
      * the image after 6 updates is not finite: the image after 5 is kept, with its rho), "non-
-     * finite rho" (Reco, LNN), "no finite distance to any candidate" (LNN). Such an image
-     * stops, is not successful, and the other images of its batch go on. */
+     * finite rho" (Reco, LNN), "non-finite latent code" (Reco), "no finite distance to any
+     * candidate" (LNN). Such an image
+     * stops, is not successful, and the other images of its batch go on; one left without a
+     * finite X' (a decoded non-finite code) keeps X, with rho_after = rho_before. */
     char failure[96];
 } cfx_cf_record;
 
