@@ -1480,7 +1480,7 @@ cfx_distance *cfx_distance_new(cfx_competency *c, cfx_cf_distance kind, const ch
 /* D(x_i, y_i) for image batches x and y (n,C,H,W) into out (n values), in batches. */
 cfx_status cfx_distance_run(cfx_distance *d, const cfx_tensor *x, const cfx_tensor *y, double *out);
 /* The name to print in tables: "LPIPS" (a user's model), "LPIPS[classifier]" (built in),
- * "L2", "L1", "1-SSIM". Owned by d. */
+ * "L2", "L1", "1-SSIM" ("?" for NULL). Owned by d. */
 const char *cfx_distance_label(const cfx_distance *d);
 void cfx_distance_free(cfx_distance *d);
 

@@ -10,6 +10,7 @@
 #include "tiny_models.h"
 
 #include "competency/parce.h"
+#include "counterfactual/cf.h"
 #include "counterfactual/distance.h"
 
 #include <stdlib.h>
@@ -291,6 +292,31 @@ CFX_TEST(distance, builtin_lpips_and_its_gradient_match_torch) {
         cfx_tensor_free(x), cfx_tensor_free(y);
         cfx_competency_free(cm);
     }
+}
+
+/* IGD's graph with the built-in LPIPS runs the classifier once per iteration: its Conv nodes
+ * are the competency's own (two in this classifier, none in the autoencoder), the reference's
+ * maps being inputs. */
+CFX_TEST(distance, igd_with_the_builtin_lpips_runs_the_classifier_once) {
+    char dir[600];
+    cfx_competency *cm = open_models(dir, &(tiny_models){.two_convs = true}, 2);
+    if (!cm) return;
+    for (int k = 0; k < 2; k++) {
+        cfx_cf_options o = {.distance = k ? CFX_CF_DISTANCE_L2 : CFX_CF_DISTANCE_LPIPS};
+        cfx_cf *cf = cfx_cf_new(cm, CFX_CF_IGD, &o, 2, NULL, NULL);
+        CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+        if (!cf) continue;
+        int convs = 0, inputs = 0;
+        for (int id = 0; id < cfx_graph_num_values(cf->g); id++) {
+            const char *op = cfx_graph_value_op(cf->g, id);
+            convs += op && !strcmp(op, "Conv");
+            inputs += cfx_graph_value_kind(cf->g, id) == CFX_VALUE_INPUT;
+        }
+        CHECK_INT_EQ(convs, 2);
+        CHECK_INT_EQ(inputs, k ? 2 : 4); /* X', X and, for LPIPS, X's two normalised maps */
+        cfx_cf_free(cf);
+    }
+    cfx_competency_free(cm);
 }
 
 /* A user's LPIPS network from torch.onnx.export: at the images' own size; at a fixed 16x16

@@ -495,6 +495,7 @@ void cfx_distance_free(cfx_distance *d) {
 }
 
 const char *cfx_distance_label(const cfx_distance *d) {
+    if (!d) return "?";
     switch (d->kind) {
         case CFX_CF_DISTANCE_LPIPS:
             return d->model ? "LPIPS" : "LPIPS[classifier]";
@@ -509,6 +510,7 @@ const char *cfx_distance_label(const cfx_distance *d) {
 
 cfx_status cfx_distance_run(cfx_distance *d, const cfx_tensor *x, const cfx_tensor *y,
                             double *out) {
+    if (!d) return cfx_set_error(CFX_EINVAL, "distance: no distance object");
     const cfx_competency_shape *sh = &d->sh;
     if (!x || !y || !out || x->ndim != 4 || !cfx_tensor_same_shape(x, y) || x->shape[0] < 1 ||
         x->shape[1] != sh->c || x->shape[2] != sh->h || x->shape[3] != sh->w) {

@@ -144,7 +144,7 @@ double cfx_cf_threshold(const cfx_cf *cf) {
 }
 
 const char *cfx_cf_distance_label(const cfx_cf *cf) {
-    return cfx_distance_label(cf->dist);
+    return cf ? cfx_distance_label(cf->dist) : "?";
 }
 
 /* One batch of m images: x (m x img) -> out, records rec. */
