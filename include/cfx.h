@@ -1255,8 +1255,10 @@ typedef struct cfx_cf_record {
     /* Why the image failed, "" when it did not: "non-finite gradient at iteration 7" (that
      * iteration's image, after 6 updates, is kept), "non-finite rho at iteration 7" (rho of
      * the image after 6 updates is not finite: the image after 5 is kept, with its rho), "non-
-     * finite rho" (Reco, LNN), "no finite distance to any candidate" (LNN). Such an image
-     * stops, is not successful, and the other images of its batch go on. */
+     * finite rho" (Reco, LNN), "non-finite latent code" (Reco), "no finite distance to any
+     * candidate" (LNN). Such an image
+     * stops, is not successful, and the other images of its batch go on; one left without a
+     * finite X' (a decoded non-finite code) keeps X, with rho_after = rho_before. */
     char failure[96];
 } cfx_cf_record;
 
@@ -1319,7 +1321,7 @@ cfx_distance *cfx_distance_new(cfx_competency *c, cfx_cf_distance kind, const ch
 /* D(x_i, y_i) for image batches x and y (n,C,H,W) into out (n values), in batches. */
 cfx_status cfx_distance_run(cfx_distance *d, const cfx_tensor *x, const cfx_tensor *y, double *out);
 /* The name to print in tables: "LPIPS" (a user's model), "LPIPS[classifier]" (built in),
- * "L2", "L1", "1-SSIM". Owned by d. */
+ * "L2", "L1", "1-SSIM" ("?" for NULL). Owned by d. */
 const char *cfx_distance_label(const cfx_distance *d);
 void cfx_distance_free(cfx_distance *d);
 

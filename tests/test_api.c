@@ -28,6 +28,12 @@ CFX_TEST(api, null_arguments_are_errors_not_crashes) {
     CHECK_ERR(cfx_graph_requires_grad(NULL, 0, 1), CFX_EINVAL);
     CHECK_INT_EQ(cfx_graph_find(NULL, "x"), -1);
     CHECK(cfx_op_conv2d(NULL, 0, 1, -1, NULL) < 0);
+    CHECK(cfx_op_normalize(NULL, 0, 1, 0) < 0);
+    CHECK_NULL_MSG(cfx_distance_new(NULL, CFX_CF_DISTANCE_L2, NULL, 1));
+    CHECK_ERR(cfx_distance_run(NULL, NULL, NULL, NULL), CFX_EINVAL);
+    CHECK_STR_EQ(cfx_distance_label(NULL), "?");
+    CHECK_STR_EQ(cfx_cf_distance_label(NULL), "?");
+    cfx_distance_free(NULL);
     /* Builders on a real graph with NULL attributes or lists refuse them. */
     cfx_graph *g = cfx_graph_new();
     int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 4, 4});

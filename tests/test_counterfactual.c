@@ -866,3 +866,61 @@ CFX_TEST(counterfactual, packing_the_active_images_keeps_each_result) {
     cfx_tensor_free(x), cfx_tensor_free(out), cfx_tensor_free(one), cfx_tensor_free(y);
     cfx_competency_free(cm);
 }
+
+/* An encoder through a Sqrt, so that an image with a negative pixel (finite, so accepted) has a
+ * NaN code and rho: every method fails that image alone, and it keeps X. */
+CFX_TEST(counterfactual, an_image_with_a_non_finite_code_fails_alone_in_every_method) {
+    enum { N = 3 };
+    const char *dir = cfx_test_tmpdir();
+    write_models(dir);
+    cfx_rng r;
+    cfx_rng_init(&r, 5);
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
+    int z = cfx_layer_linear(g, cfx_op_flatten(g, cfx_op_sqrt(g, x), 1), "enc", D, &r);
+    CHECK_OK(cfx_graph_set_output(g, cfx_op_tanh(g, z), "latent"));
+    CHECK_OK(cfx_graph_compile(g));
+    char c[800], e[800], d[800];
+    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
+    snprintf(e, sizeof e, "%s/sqrt_encoder.onnx", dir);
+    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    CHECK_OK(cfx_onnx_save(g, e, NULL, 0));
+    cfx_graph_free(g);
+    cfx_competency *cm = cfx_competency_new(
+        &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, 4);
+    CHECK_MSG(cm != NULL, "%s", cfx_last_error());
+    if (!cm) return;
+    double mu[K] = {0.02, 0.02, 0.02}, sigma[K] = {0.02, 0.02, 0.02};
+    cfx_parce p = {
+        .num_classes = K, .mu = mu, .sigma = sigma, .z = 1, .loss_scale = 2, .threshold = 0.9};
+    CHECK_OK(cfx_competency_set_parce(cm, &p));
+    cfx_tensor *xs = random_images(N, 21), *out = cfx_tensor_new(4, xs->shape);
+    xs->data[IMG + 5] = -0.5f;
+    cfx_tensor *lat = NULL, *sc = NULL;
+    lnn_candidates(cm, &lat, &sc);
+    for (int m = 0; m < CFX_CF_COUNT; m++) {
+        cfx_cf_options o = {.distance = CFX_CF_DISTANCE_L2, .threshold = 0.5, .max_iter = 5};
+        cfx_cf *cf = cfx_cf_new(cm, m, &o, 4, lat, sc);
+        CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+        if (!cf) continue;
+        cfx_cf_record rec[N];
+        CHECK_OK(cfx_cf_run(cf, xs, out, rec));
+        cfx_cf_free(cf);
+        printf("  (%s: \"%s\")\n", cfx_cf_method_name(m), rec[1].failure);
+        const char *want = m == CFX_CF_RECO  ? "non-finite latent code"
+                           : m == CFX_CF_LNN ? "no finite distance to any candidate"
+                                             : "non-finite rho at iteration 1";
+        CHECK_MSG(!strncmp(rec[1].failure, want, strlen(want)), "%s: \"%s\"", cfx_cf_method_name(m),
+                  rec[1].failure);
+        CHECK(!rec[1].success && rec[1].steps == 0);
+        CHECK(memcmp(out->data + IMG, xs->data + IMG, IMG * sizeof(float)) == 0);
+        CHECK(isnan(rec[1].rho_before) && isnan(rec[1].rho_after));
+        for (int i = 0; i < N; i += 2) {
+            CHECK_STR_EQ(rec[i].failure, "");
+            CHECK(isfinite(rec[i].rho_after) && isfinite(rec[i].distance));
+        }
+    }
+    cfx_tensor_free(lat), cfx_tensor_free(sc);
+    cfx_tensor_free(xs), cfx_tensor_free(out);
+    cfx_competency_free(cm);
+}

@@ -10,6 +10,7 @@
 #include "tiny_models.h"
 
 #include "competency/parce.h"
+#include "counterfactual/cf.h"
 #include "counterfactual/distance.h"
 
 #include <stdlib.h>
@@ -293,6 +294,31 @@ CFX_TEST(distance, builtin_lpips_and_its_gradient_match_torch) {
     }
 }
 
+/* IGD's graph with the built-in LPIPS runs the classifier once per iteration: its Conv nodes
+ * are the competency's own (two in this classifier, none in the autoencoder), the reference's
+ * maps being inputs. */
+CFX_TEST(distance, igd_with_the_builtin_lpips_runs_the_classifier_once) {
+    char dir[600];
+    cfx_competency *cm = open_models(dir, &(tiny_models){.two_convs = true}, 2);
+    if (!cm) return;
+    for (int k = 0; k < 2; k++) {
+        cfx_cf_options o = {.distance = k ? CFX_CF_DISTANCE_L2 : CFX_CF_DISTANCE_LPIPS};
+        cfx_cf *cf = cfx_cf_new(cm, CFX_CF_IGD, &o, 2, NULL, NULL);
+        CHECK_MSG(cf != NULL, "%s", cfx_last_error());
+        if (!cf) continue;
+        int convs = 0, inputs = 0;
+        for (int id = 0; id < cfx_graph_num_values(cf->g); id++) {
+            const char *op = cfx_graph_value_op(cf->g, id);
+            convs += op && !strcmp(op, "Conv");
+            inputs += cfx_graph_value_kind(cf->g, id) == CFX_VALUE_INPUT;
+        }
+        CHECK_INT_EQ(convs, 2);
+        CHECK_INT_EQ(inputs, k ? 2 : 4); /* X', X and, for LPIPS, X's two normalised maps */
+        cfx_cf_free(cf);
+    }
+    cfx_competency_free(cm);
+}
+
 /* A user's LPIPS network from torch.onnx.export: at the images' own size; at a fixed 16x16
  * with grey images (repeated to 3 channels and resized); with a dynamic size (resized to
  * 32x32). */
@@ -461,4 +487,70 @@ CFX_TEST(distance, builtin_lpips_without_a_convolution_is_refused) {
     CHECK_MSG(ssim != NULL, "%s", cfx_last_error());
     cfx_distance_free(ssim);
     cfx_competency_free(cm);
+}
+
+/* ------------------------------------------------------------- out of memory --- */
+
+/* Fails each allocation in turn, from opening the models to a run of IGD with the built-in
+ * LPIPS and of the 1 - SSIM distance: every failure comes back as an error (never a crash) and
+ * nothing leaks. Ends after 30 attempts in a row that succeed (the allocations ran out). A few
+ * allocations are optional (cfx_onnx_info_load goes on without a tensor's name) and let the run
+ * succeed; they are counted. */
+CFX_TEST(distance, every_failed_allocation_is_an_error_without_leaks) {
+    char dir[600];
+    cfx_competency *cm = open_models(dir, &(tiny_models){.two_convs = true}, 2);
+    cfx_competency_free(cm);
+    char c[800], e[800], d[800];
+    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
+    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
+    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    double mu[TINY_K] = {0.05, 0.05, 0.05}, sigma[TINY_K] = {0.05, 0.05, 0.05};
+    cfx_parce p = {
+        .num_classes = TINY_K, .mu = mu, .sigma = sigma, .loss_scale = 2, .threshold = 0.9};
+    /* Under valgrind and the sanitizers (the fast subset), every 13th allocation. */
+    const long step = cfx_test_fast() ? 13 : 1;
+    long fail = 1, failures = 0, streak = 0, got_past = 0;
+    for (; streak < 30 && fail < 20000; fail += step) {
+        cfx_test_alloc_begin(fail);
+        cfx_competency *m = cfx_competency_new(
+            &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, 2);
+        cfx_distance *ssim = NULL;
+        cfx_cf *cf = NULL;
+        cfx_tensor *x = NULL, *out = NULL;
+        bool ok = m && cfx_competency_set_parce(m, &p) == CFX_OK;
+        if (ok)
+            ok = (cf = cfx_cf_new(m, CFX_CF_IGD, &(cfx_cf_options){.max_iter = 2}, 2, NULL,
+                                  NULL)) != NULL;
+        if (ok) ok = (ssim = cfx_distance_new(m, CFX_CF_DISTANCE_SSIM, NULL, 2)) != NULL;
+        if (ok) {
+            x = cfx_tensor_new(4, (int64_t[]){3, TINY_C, TINY_H, TINY_W});
+            out = x ? cfx_tensor_new(4, x->shape) : NULL;
+            ok = x && out;
+        }
+        if (ok) {
+            cfx_tensor_fill(x, 0.5f);
+            cfx_cf_record rec[3];
+            double dist[3];
+            ok = cfx_cf_run(cf, x, out, rec) == CFX_OK &&
+                 cfx_distance_run(ssim, x, out, dist) == CFX_OK;
+        }
+        if (!ok) {
+            failures++;
+            CHECK_MSG(cfx_last_error()[0], "failing allocation %ld: no message", fail);
+        }
+        cfx_tensor_free(x), cfx_tensor_free(out);
+        cfx_distance_free(ssim);
+        cfx_cf_free(cf);
+        cfx_competency_free(m);
+        long live = cfx_test_alloc_end();
+        CHECK_MSG(live == 0, "failing allocation %ld leaked %ld blocks", fail, live);
+        if (!ok && streak > 0) got_past += streak;
+        streak = ok ? streak + 1 : 0;
+        if (live != 0) break;
+    }
+    printf("  (%ld failed allocations were errors without leaks, %ld were got past, before %ld "
+           "allocations ran out)\n",
+           failures, got_past, fail - step * 30);
+    CHECK_MSG(streak >= 30, "still failing at allocation %ld", fail);
+    CHECK(failures > 1000 && got_past < 10);
 }

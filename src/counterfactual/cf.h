@@ -59,10 +59,10 @@ cfx_status cfx__cf_gradient_build(cfx_cf *cf);
 cfx_status cfx__cf_gradient_run(cfx_cf *cf, const float *x, int64_t m, float *out,
                                 cfx_cf_record *rec);
 /* reco.c: decodes m codes (m x latent_dim) into out and sets rec's rho_after. Reco decodes
- * cf->latent. */
+ * cf->latent (an image x whose code is not finite fails and keeps x). */
 cfx_status cfx__cf_decode(cfx_cf *cf, const float *codes, int64_t m, float *out,
                           cfx_cf_record *rec);
-cfx_status cfx__cf_reco_run(cfx_cf *cf, int64_t m, float *out, cfx_cf_record *rec);
+cfx_status cfx__cf_reco_run(cfx_cf *cf, const float *x, int64_t m, float *out, cfx_cf_record *rec);
 /* lnn.c: keeps the candidates with rho > threshold; finds and decodes each image's nearest
  * (x: the batch's images, kept as they are for an image without a finite distance). */
 cfx_status cfx__cf_lnn_init(cfx_cf *cf, const cfx_tensor *latents, const cfx_tensor *scores);

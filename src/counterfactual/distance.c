@@ -346,13 +346,13 @@ static cfx_status check_model(cfx_distance *d, const char *path) {
             s = cfx_set_error(CFX_ESHAPE,
                               "LPIPS model '%s': its input '%s' %s is not an image "
                               "batch (N,C,H,W) with a fixed C; %s",
-                              path, in->name, buf, want);
+                              path, in->name ? in->name : "?", buf, want);
         else if (ch != sh->c && !(ch == 3 && sh->c == 1))
             s = cfx_set_error(CFX_ESHAPE,
                               "LPIPS model '%s': its input '%s' %s takes %d channel%s but the "
                               "images have %d (grey images are repeated to 3 channels, "
                               "nothing else is converted)",
-                              path, in->name, buf, ch, ch == 1 ? "" : "s", sh->c);
+                              path, in->name ? in->name : "?", buf, ch, ch == 1 ? "" : "s", sh->c);
         else if (k == 0)
             d->mc = ch, d->mh = (int)in->shape[2], d->mw = (int)in->shape[3];
         else if (ch != d->mc || in->shape[2] != d->mh || in->shape[3] != d->mw)
@@ -367,7 +367,7 @@ static cfx_status check_model(cfx_distance *d, const char *path) {
             s = cfx_set_error(CFX_ESHAPE,
                               "LPIPS model '%s': its output '%s' %s is not one value per "
                               "image; %s",
-                              path, o->name, buf, want);
+                              path, o->name ? o->name : "?", buf, want);
         }
     /* A fixed side is what the model takes; a dynamic one at least LPIPS_MIN_SIDE. */
     if (d->mh < 1) d->mh = CFX_MAX(sh->h, LPIPS_MIN_SIDE);
@@ -495,6 +495,7 @@ void cfx_distance_free(cfx_distance *d) {
 }
 
 const char *cfx_distance_label(const cfx_distance *d) {
+    if (!d) return "?";
     switch (d->kind) {
         case CFX_CF_DISTANCE_LPIPS:
             return d->model ? "LPIPS" : "LPIPS[classifier]";
@@ -509,6 +510,7 @@ const char *cfx_distance_label(const cfx_distance *d) {
 
 cfx_status cfx_distance_run(cfx_distance *d, const cfx_tensor *x, const cfx_tensor *y,
                             double *out) {
+    if (!d) return cfx_set_error(CFX_EINVAL, "distance: no distance object");
     const cfx_competency_shape *sh = &d->sh;
     if (!x || !y || !out || x->ndim != 4 || !cfx_tensor_same_shape(x, y) || x->shape[0] < 1 ||
         x->shape[1] != sh->c || x->shape[2] != sh->h || x->shape[3] != sh->w) {

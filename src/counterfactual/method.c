@@ -145,7 +145,7 @@ double cfx_cf_threshold(const cfx_cf *cf) {
 }
 
 const char *cfx_cf_distance_label(const cfx_cf *cf) {
-    return cfx_distance_label(cf->dist);
+    return cf ? cfx_distance_label(cf->dist) : "?";
 }
 
 /* One batch of m images: x (m x img) -> out, records rec. */
@@ -161,7 +161,7 @@ static cfx_status run_batch(cfx_cf *cf, const float *x, int64_t m, float *out, c
             .method = cf->method, .rho_before = cf->rho0[i], .vector_term = NAN, .neighbour = -1};
     switch (cf->method) {
         case CFX_CF_RECO:
-            CFX_TRY(cfx__cf_reco_run(cf, m, out, rec));
+            CFX_TRY(cfx__cf_reco_run(cf, x, m, out, rec));
             break;
         case CFX_CF_LNN:
             CFX_TRY(cfx__cf_lnn_run(cf, x, m, out, rec));
@@ -176,16 +176,22 @@ static cfx_status run_batch(cfx_cf *cf, const float *x, int64_t m, float *out, c
     double own = 0;
     for (int64_t i = 0; i < m; i++) own += rec[i].seconds;
     double rest = fmax(cfx_now() - t0 - own, 0) / (double)m;
-    cfx_tensor after = view;
-    after.data = out;
-    CFX_TRY(cfx_distance_run(cf->dist, &view, &after, cf->dist_out));
     for (int64_t i = 0; i < m; i++) {
         rec[i].seconds += rest;
         if (!rec[i].failure[0] && !isfinite(rec[i].rho_after))
             snprintf(rec[i].failure, sizeof rec[i].failure, "non-finite rho");
         rec[i].success = !rec[i].failure[0] && rec[i].rho_after >= cf->threshold;
-        rec[i].distance = cf->dist_out[i];
+        /* A failed image that has no finite X' (a decoding of a non-finite code) keeps X. */
+        cfx_tensor xi = {.data = out + i * cf->img, .ndim = 1, .numel = cf->img};
+        if (rec[i].failure[0] && cfx_tensor_find_nonfinite(&xi) >= 0) {
+            memcpy(xi.data, x + i * cf->img, (size_t)cf->img * sizeof(float));
+            rec[i].rho_after = rec[i].rho_before;
+        }
     }
+    cfx_tensor after = view;
+    after.data = out;
+    CFX_TRY(cfx_distance_run(cf->dist, &view, &after, cf->dist_out));
+    for (int64_t i = 0; i < m; i++) rec[i].distance = cf->dist_out[i];
     return CFX_OK;
 }
 
