@@ -1754,7 +1754,8 @@ cfx_status cfx_figure_run_strips(const cfx_run *r, const char *dir, int rows);
  * (`cfx competency report`), the success table per method and per method and cause, a success
  * chart per cause (inline SVG), a grid per cause (original and each method, rho under each,
  * green at or above the threshold; a click enlarges), and the run's explanations.jsonl beside
- * each row when there is one. Light and dark themes follow the system. Atomic. */
+ * each row when there is one, with the image's competency map (RUN/maps/<index>.png). Light and
+ * dark themes follow the system. Atomic. */
 typedef struct cfx_report_options {
     const char *title;          /* NULL: "cfx counterfactual report" */
     const char *competency_dir; /* may be NULL */

@@ -283,11 +283,35 @@ static double times(double a, double b) {
     return a > b ? a / b : b / a;
 }
 
-static void sentence(const cfx_explanation *x, int region_known, double rho_before,
-                     double rho_after, char *out, size_t cap) {
+/* The statistic that shows a cause. */
+static int shown_by(cfx_cause c) {
+    switch (c) {
+        case CFX_CAUSE_BRIGHTNESS:
+            return CFX_STAT_BRIGHTNESS;
+        case CFX_CAUSE_CONTRAST:
+            return CFX_STAT_CONTRAST;
+        case CFX_CAUSE_SATURATION:
+            return CFX_STAT_SATURATION;
+        case CFX_CAUSE_NOISE:
+            return CFX_STAT_NOISE_MEDIAN;
+        default:
+            return CFX_STAT_BLOCKINESS;
+    }
+}
+
+/* The sentence compares the image with its counterfactual, or with the calibration images when
+ * there is none or when they differ more on the cause's statistic (a brightened image's
+ * reconstruction is bright too, so the calibration images show the change). */
+static void sentence(const cfx_explanation *x, const double *calib, int region_known,
+                     double rho_before, double rho_after, char *out, size_t cap) {
     const double *v = x->stats, *ref = x->reference;
     const char *than =
         x->with_counterfactual ? "its counterfactual" : "the images the model was calibrated on";
+    int st = shown_by(x->cause);
+    double by_cf = st == CFX_STAT_BLOCKINESS ? fabs(v[st] - ref[st]) : times(v[st], ref[st]),
+           by_calib = st == CFX_STAT_BLOCKINESS ? fabs(v[st] - calib[st]) : times(v[st], calib[st]);
+    if (x->with_counterfactual && by_calib > by_cf)
+        ref = calib, than = "the images the model was calibrated on";
     char what[320];
     const char *repair = "changing it";
     switch (x->cause) {
@@ -319,7 +343,8 @@ static void sentence(const cfx_explanation *x, int region_known, double rho_befo
                      "(colour spread %.2f against %.2f)",
                      times(v[CFX_STAT_SATURATION], ref[CFX_STAT_SATURATION]),
                      less ? "less" : "more",
-                     x->with_counterfactual ? "its counterfactual" : "the calibration images",
+                     ref == calib || !x->with_counterfactual ? "the calibration images"
+                                                             : "its counterfactual",
                      v[CFX_STAT_SATURATION], ref[CFX_STAT_SATURATION]);
             repair = less ? "restoring its colours" : "toning its colours down";
             break;
@@ -349,9 +374,9 @@ static void sentence(const cfx_explanation *x, int region_known, double rho_befo
             repair = "replacing that content";
     }
     if (x->with_counterfactual)
-        snprintf(out, cap,
-                 "%s; %s, as the counterfactual does, raised competency from %.2f to %.2f.", what,
-                 repair, rho_before, rho_after);
+        snprintf(out, cap, "%s; %s, as the counterfactual does, %s competency from %.2f to %.2f.",
+                 what, repair, rho_after > rho_before ? "raised" : "changed", rho_before,
+                 rho_after);
     else
         snprintf(out, cap, "%s; competency is %.2f.", what, rho_before);
 }
@@ -407,6 +432,7 @@ cfx_status cfx_explain_image(const cfx_explainer *e, const float *image, const f
         cfx_competency_map_region(map, e->h, e->w, out->region);
     else
         out->region[2] = e->w, out->region[3] = e->h;
-    sentence(out, map != NULL, rho_before, rho_after, out->sentence, sizeof out->sentence);
+    sentence(out, e->median, map != NULL, rho_before, rho_after, out->sentence,
+             sizeof out->sentence);
     return CFX_OK;
 }
