@@ -1643,7 +1643,7 @@ cfx_status cfx_image_stats(const float *chw, int c, int h, int w, double out[CFX
 cfx_status cfx_competency_map(const float *grad, const float *image, const float *cf, int c, int h,
                               int w, float *map);
 /* The region of a map: the bounding box (x, y, w, h) of the pixels at or above half its
- * maximum (the whole image for an empty map). */
+ * maximum (the whole image for an empty or NULL map). */
 void cfx_competency_map_region(const float *map, int h, int w, int region[4]);
 /* The map as a heatmap over the image's luminance, each pixel a scale x scale block: a new
  * (3, h scale, w scale) tensor for cfx_image_write_png (the caller frees it). */

@@ -56,8 +56,9 @@ cfx_status cfx_competency_map(const float *grad, const float *image, const float
 }
 
 void cfx_competency_map_region(const float *map, int h, int w, int region[4]) {
+    if (!region) return;
     float top = 0;
-    for (int64_t i = 0; i < (int64_t)h * w; i++) top = fmaxf(top, map[i]);
+    for (int64_t i = 0; map && i < (int64_t)h * w; i++) top = fmaxf(top, map[i]);
     int x0 = w, y0 = h, x1 = -1, y1 = -1;
     for (int y = 0; top > 0 && y < h; y++)
         for (int x = 0; x < w; x++)
@@ -65,7 +66,7 @@ void cfx_competency_map_region(const float *map, int h, int w, int region[4]) {
                 x0 = CFX_MIN(x0, x), x1 = CFX_MAX(x1, x);
                 y0 = CFX_MIN(y0, y), y1 = CFX_MAX(y1, y);
             }
-    if (x1 < 0) x0 = 0, y0 = 0, x1 = w - 1, y1 = h - 1;
+    if (x1 < 0) x0 = 0, y0 = 0, x1 = CFX_MAX(0, w - 1), y1 = CFX_MAX(0, h - 1);
     region[0] = x0, region[1] = y0, region[2] = x1 - x0 + 1, region[3] = y1 - y0 + 1;
 }
 
