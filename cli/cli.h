@@ -29,5 +29,6 @@ int cmd_competency(int argc, char **argv);
 int cmd_counterfactual(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
 
 #endif

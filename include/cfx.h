@@ -28,7 +28,7 @@
  */
 
 /*
- * Contents, bottom-up: nine layers (a ### banner each), as in src/, where a layer uses only
+ * Contents, bottom-up: ten layers (a ### banner each), as in src/, where a layer uses only
  * those above it. Each section below opens with a banner "=== <name> ===".
  *
  *   base      status      status codes, cfx_last_error, error context
@@ -71,6 +71,9 @@
  *             cmmd        Gaussian-kernel MMD^2 as the CMMD paper's code
  *             cosine      cosine similarity of paired rows over a selection
  *             evaluate    a run's metrics per method and cause
+ *   explain   stats       what the explainer measures on an image
+ *             map         competency maps: where on an image competency is lost
+ *             measured    the measured explainer: the cause, its confidence, one sentence
  *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
@@ -1524,6 +1527,97 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
 void cfx_evaluation_free(cfx_evaluation *e);
 
 /* #########################################################################################
+ * explain (src/explain/): explanations in words, competency maps
+ * ###################################################################################### */
+
+/* ===================================================================== stats === */
+/* What the explainer measures on one image (src/explain/stats.c says why each one): */
+typedef enum {
+    CFX_STAT_BRIGHTNESS,   /* mean luminance (0.299 R + 0.587 G + 0.114 B; grey: the value) */
+    CFX_STAT_CONTRAST,     /* population deviation of the luminance */
+    CFX_STAT_DARK,         /* its 2nd percentile (the ceil(0.02 n)-th smallest) */
+    CFX_STAT_LIGHT,        /* its 98th percentile */
+    CFX_STAT_BLACK,        /* share of luminance values <= 0.5/255 */
+    CFX_STAT_WHITE,        /* share >= 1 - 0.5/255 */
+    CFX_STAT_SHADOWS,      /* share <= 0.1 (comparable with a smooth counterfactual's) */
+    CFX_STAT_HIGHLIGHTS,   /* share >= 0.9 */
+    CFX_STAT_SATURATION,   /* mean over pixels of the largest minus the smallest channel */
+    CFX_STAT_NOISE,        /* RMS over interior values of x - the mean of its 4 neighbours */
+    CFX_STAT_NOISE_MEDIAN, /* the median of |x - the mean of its 4 neighbours| */
+    CFX_STAT_BLOCKINESS,   /* share of identical neighbouring columns and rows (values within
+                              0.5/255), among those pairs not both constant */
+    CFX_STAT_COUNT
+} cfx_stat;
+const char *cfx_stat_name(cfx_stat s); /* "brightness", "contrast", ..., "blockiness" */
+/* The statistics of one image (c,h,w) in [0,1], c 1 or 3, h and w at least 3. */
+cfx_status cfx_image_stats(const float *chw, int c, int h, int w, double out[CFX_STAT_COUNT]);
+
+/* ======================================================================= map === */
+/* A competency map: where on an image competency is lost, in [0, 1] per pixel (h x w). It is
+ * the sum over channels of |d rho / d X| (cfx_competency_score's grad), and, with a
+ * counterfactual X', of |X' - X|, each blurred by a 3x3 box (edges clamped) and divided by
+ * its maximum; with both, their mean. cf may be NULL. */
+cfx_status cfx_competency_map(const float *grad, const float *image, const float *cf, int c, int h,
+                              int w, float *map);
+/* The region of a map: the bounding box (x, y, w, h) of the pixels at or above half its
+ * maximum (the whole image for an empty or NULL map). */
+void cfx_competency_map_region(const float *map, int h, int w, int region[4]);
+/* The map as a heatmap over the image's luminance, each pixel a scale x scale block: a new
+ * (3, h scale, w scale) tensor for cfx_image_write_png (the caller frees it). */
+cfx_tensor *cfx_competency_map_render(const float *map, const float *image, int c, int h, int w,
+                                      int scale);
+
+/* =================================================================== measured === */
+/* The measured explainer (the default): it says which of the six causes most likely lowered
+ * competency on an image, with the measured numbers, and needs no language model. It learns
+ * what each cause does to the statistics above on the bundle's own calibration images: every
+ * image operation of src/data/corrupt.c at every factor of its grid is applied to a seeded
+ * sample of competent calibration images, the results whose rho falls below the threshold are
+ * kept (as `cfx competency examples` keeps them), and so are the calibration images that are
+ * low-competency as they are (the "spatial" cause: nothing measurable is wrong with them, so
+ * their content is unfamiliar). Without a counterfactual an image is described by its
+ * statistics; with one, also by their difference to the counterfactual's (for learning, the
+ * counterfactual of a sample is its reconstruction, decode(encode(X))). The cause is the vote
+ * of the k nearest samples in standardized statistics, each class weighted by one over its
+ * size; the confidence is the winner's share of the vote. */
+typedef struct cfx_explainer_options {
+    int64_t sources; /* calibration images corrupted per cause and factor; 0 reads as 300 */
+    int k;           /* neighbours that vote; 0 reads as 15 */
+    uint64_t seed;   /* the sample of calibration images and the noise */
+    /* LNN's candidates (cfx_bundle_calibration), to learn how LNN's counterfactuals compare;
+     * NULL: they are compared as reconstructions are. */
+    const cfx_tensor *calib_latents, *calib_scores;
+    cfx_progress progress;
+} cfx_explainer_options;
+typedef struct cfx_explainer cfx_explainer;
+/* c: a competency with its calibration (it must outlive the call only); calib: its
+ * calibration images, and calib_rho their rho in the same order (cfx_bundle_calibration).
+ * NULL with a message when the data do not fit or a cause has no sample. Owned by the caller. */
+cfx_explainer *cfx_explainer_new(cfx_competency *c, const cfx_dataset *calib,
+                                 const float *calib_rho, const cfx_explainer_options *o);
+void cfx_explainer_free(cfx_explainer *e);
+/* Learning samples per cause (0 for none, and for saturation on grey images). */
+int64_t cfx_explainer_samples(const cfx_explainer *e, cfx_cause cause);
+
+typedef struct cfx_explanation {
+    cfx_cause cause;                  /* the most likely cause */
+    double confidence;                /* its share of the vote, in (0, 1] */
+    double share[CFX_CAUSE_COUNT];    /* every cause's share */
+    int region[4];                    /* x, y, w, h: the map's region (the whole image without) */
+    double stats[CFX_STAT_COUNT];     /* the image's */
+    double reference[CFX_STAT_COUNT]; /* the counterfactual's, or the calibration medians */
+    int with_counterfactual;
+    char sentence[512]; /* one sentence with the measured numbers */
+} cfx_explanation;
+/* Explains one image (c,h,w) of the explainer's shape: cf is its counterfactual or NULL and
+ * cf_method the cfx_cf_method that made it (LNN's are compared as learned for LNN, the others as
+ * reconstructions), map its competency map (h x w) or NULL, rho_after the counterfactual's rho
+ * (ignored without one). */
+cfx_status cfx_explain_image(const cfx_explainer *e, const float *image, const float *cf,
+                             int cf_method, const float *map, double rho_before, double rho_after,
+                             cfx_explanation *out);
+
+/* #########################################################################################
  * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)
  * ###################################################################################### */
 
@@ -1784,7 +1878,8 @@ cfx_status cfx_figure_run_strips(const cfx_run *r, const char *dir, int rows);
  * (`cfx competency report`), the success table per method and per method and cause, a success
  * chart per cause (inline SVG), a grid per cause (original and each method, rho under each,
  * green at or above the threshold; a click enlarges), and the run's explanations.jsonl beside
- * each row when there is one. Light and dark themes follow the system. Atomic. */
+ * each row when there is one, with the image's competency map (RUN/maps/<index>.png). Light and
+ * dark themes follow the system. Atomic. */
 typedef struct cfx_report_options {
     const char *title;          /* NULL: "cfx counterfactual report" */
     const char *competency_dir; /* may be NULL */

@@ -188,6 +188,7 @@ static const struct {
     {"counterfactual", true},
     {"report", false},
     {"evaluate", true},
+    {"explain", true},
     {"version", false},
 };
 #define N_LEAVES (sizeof leaves / sizeof leaves[0])

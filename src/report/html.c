@@ -263,12 +263,30 @@ static char **read_explanations(const cfx_run *r) {
     return s;
 }
 
+/* The competency map cfx explain wrote for image i (RUN/maps/<i>.png), embedded; nothing when
+ * there is none. */
+static void put_map(FILE *f, const cfx_run *r, int64_t i) {
+    char path[4200], *data = NULL;
+    size_t size;
+    snprintf(path, sizeof path, "%s/maps/%lld.png", r->dir, (long long)i);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) return;
+    fclose(probe);
+    if (cfx_file_read_all(path, &data, &size) != CFX_OK) return;
+    fprintf(f,
+            "<img class=\"cell\" alt=\"image %lld, competency map\" src=\"data:image/png;base64,",
+            (long long)i);
+    put_base64(f, (const unsigned char *)data, size);
+    fputs("\"><br>", f);
+    cfx_free(data);
+}
+
 static cfx_status grid(FILE *f, const cfx_run *r, const char *cause, int rows, char *const *expl) {
     const int64_t img = (int64_t)r->c * r->h * r->w;
     fputs("<div class=\"scroll\"><table class=\"grid\"><tr><th>original</th>", f);
     for (int k = 0; k < CFX_RUN_METHODS; k++)
         if (r->has[k]) fprintf(f, "<th>%s</th>", cfx_run_method_name(k));
-    if (expl) fputs("<th class=\"l\">explanation</th>", f);
+    if (expl) fputs("<th class=\"l\">explanation (and competency map)</th>", f);
     fputs("</tr>\n", f);
     int shown = 0;
     char alt[160];
@@ -301,6 +319,7 @@ static cfx_status grid(FILE *f, const cfx_run *r, const char *cause, int rows, c
         }
         if (expl) {
             fputs("<td class=\"expl\">", f);
+            put_map(f, r, i);
             put_text(f, expl[i] ? expl[i] : "");
             fputs("</td>", f);
         }
