@@ -50,6 +50,8 @@ static void write_json(FILE *f, const cfx_run *r, const cfx_evaluation *e, const
             "\"classifier\", \"fid\": ",
             (long long)e->reference_images, r->threshold);
     cli_json_str(f, e->fid_label);
+    fprintf(f, ", \"lpips\": ");
+    cli_json_str(f, e->lpips_label);
     fprintf(f, ", \"kid\": ");
     cli_json_str(f, e->fid_label);
     fprintf(f, ", \"cmmd\": ");
@@ -71,6 +73,8 @@ static void write_json(FILE *f, const cfx_run *r, const cfx_evaluation *e, const
             const char *key;
             double v;
         } v[] = {{"rho_after", w->rho_after},
+                 {"lpips", w->lpips.mean},
+                 {"lpips_std", w->lpips.std},
                  {"feature_similarity", w->feature_similarity.mean},
                  {"feature_similarity_std", w->feature_similarity.std},
                  {"latent_similarity", w->latent_similarity.mean},
@@ -95,15 +99,16 @@ static void write_json(FILE *f, const cfx_run *r, const cfx_evaluation *e, const
 static void write_table(FILE *f, const cfx_evaluation *e, bool md) {
     const char *s = md ? " | " : ",";
     char fid[96], kid[96], cmmd[96];
+    const char *lpips = e->lpips_label;
     snprintf(fid, sizeof fid, "FID[%s]", e->fid_label);
     snprintf(kid, sizeof kid, "KID[%s]", e->fid_label);
     snprintf(cmmd, sizeof cmmd, "CMMD[%s]", e->cmmd_label);
     if (md) fputs("| ", f);
     fprintf(f,
-            "method%scause%simages%ssuccess%srho after%sfeature cos[classifier]%slatent "
+            "method%scause%simages%ssuccess%srho after%s%s%sfeature cos[classifier]%slatent "
             "cos%s%s%s%s%s%s%ssteps%sseconds/image",
-            s, s, s, s, s, s, s, fid, s, kid, s, cmmd, s, s);
-    fputs(md ? " |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n" : "\n", f);
+            s, s, s, s, s, lpips, s, s, s, fid, s, kid, s, cmmd, s, s);
+    fputs(md ? " |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" : "\n", f);
     for (int i = 0; i < e->nrows; i++) {
         const cfx_eval_row *w = &e->rows[i];
         if (md) fputs("| ", f);
@@ -112,6 +117,8 @@ static void write_table(FILE *f, const cfx_evaluation *e, bool md) {
         cell(f, w->images ? 100.0 * (double)w->success / (double)w->images : NAN, "%.1f%%");
         fputs(s, f);
         cell(f, w->rho_after, "%.3f");
+        fputs(s, f);
+        cell(f, w->lpips.mean, "%.4f");
         fputs(s, f);
         cell(f, w->feature_similarity.mean, "%.4f");
         fputs(s, f);
@@ -132,7 +139,7 @@ static void write_table(FILE *f, const cfx_evaluation *e, bool md) {
 
 int cmd_evaluate(int argc, char **argv) {
     const char *run_dir = NULL, *data = NULL, *fid_model = NULL, *fid_features = NULL,
-               *cmmd_model = NULL, *cmmd_features = NULL;
+               *cmmd_model = NULL, *cmmd_features = NULL, *lpips_model = NULL;
     long long seed = 0, batch = 64, threads = 0;
     int json = 0;
     const cli_opt opts[] = {
@@ -146,6 +153,9 @@ int cmd_evaluate(int argc, char **argv) {
         {"cmmd-model", "FILE", "an ONNX network for CMMD (CLIP's image tower in the paper)",
          .str = &cmmd_model, .def = "the classifier's features"},
         {"cmmd-features", "NAME", "the CMMD network's feature tensor", .str = &cmmd_features},
+        {"lpips-model", "FILE",
+         "an LPIPS network (ONNX: two images in [-1,1], one distance per image)",
+         .str = &lpips_model, .def = "the LPIPS formula on the classifier's feature maps"},
         CLI_OPT_SEED(&seed, "seed of KID's subsets"),
         {"batch", "N", "images per forward pass", .i = &batch, .lo = 1, .hi = 100000},
         CLI_OPT_THREADS(&threads),
@@ -203,6 +213,7 @@ int cmd_evaluate(int argc, char **argv) {
                               .fid_features = fid_features,
                               .cmmd_model = cmmd_model,
                               .cmmd_features = cmmd_features,
+                              .lpips_model = lpips_model,
                               .seed = (uint64_t)seed,
                               .batch = batch,
                               .progress = {.fn = json ? NULL : cfx_progress_stderr}};

@@ -1493,7 +1493,8 @@ cfx_status cfx_cosine_stats(const cfx_tensor *a, const cfx_tensor *b, const uint
 /* =================================================================== evaluate === */
 /* The metrics of a run (cfx_run_open), per method and per method and cause, as `cfx evaluate`
  * reports them: success rate, mean rho after, steps and seconds per image (from the run's
- * records); the cosine similarity of the classifier's features and of the latent codes of each
+ * records); LPIPS (cfx_distance: the user's network, or the built-in formula on the classifier)
+ * and the cosine similarity of the classifier's features and of the latent codes of each
  * image and its counterfactual, over the successful ones; FID and KID (seed o->seed, 100
  * subsets of up to 50) of all the method's counterfactuals of the group against the reference
  * images on the FID network's features, and CMMD on the CMMD network's. Without a user network
@@ -1503,6 +1504,7 @@ typedef struct cfx_evaluate_options {
     const cfx_tensor *reference;            /* (n, c, h, w): the calibration images */
     const char *fid_model, *fid_features;   /* ONNX file and feature tensor, or NULL */
     const char *cmmd_model, *cmmd_features; /* likewise */
+    const char *lpips_model;                /* cfx_distance_new's; NULL: the built-in formula */
     uint64_t seed;                          /* KID's subsets */
     int64_t batch;                          /* user networks' batch; 0 reads as 64 */
     cfx_progress progress;                  /* a unit per row */
@@ -1513,12 +1515,13 @@ typedef struct cfx_eval_row {
     int64_t images, success;
     double rho_after, steps, seconds; /* means over the images */
     cfx_cosine_summary feature_similarity, latent_similarity;
+    cfx_cosine_summary lpips; /* LPIPS(X, X') over the successful ones (count, mean, std) */
     double fid, kid_mean, kid_std, cmmd;
 } cfx_eval_row;
 typedef struct cfx_evaluation {
     int nrows;
     cfx_eval_row *rows; /* per method: all, then each cause in the run's order */
-    char fid_label[64], cmmd_label[64];
+    char fid_label[64], cmmd_label[64], lpips_label[64]; /* "classifier", "LPIPS[classifier]" */
     int64_t reference_images;
 } cfx_evaluation;
 /* c: the run's bundle's competency. The rows' cause strings point into r. */

@@ -58,11 +58,13 @@ static cfx_status latents_of(cfx_competency *c, const cfx_tensor *images, int64_
 /* Per method: the features of its counterfactuals on each network, and their latents. */
 typedef struct {
     cfx_tensor *fid, *cmmd, *cls, *lat;
+    double *lpips; /* LPIPS(X, X') of every image */
 } method_features;
 
 static void method_features_free(method_features *m) {
     cfx_tensor_free(m->fid), cfx_tensor_free(m->cmmd), cfx_tensor_free(m->cls);
     cfx_tensor_free(m->lat);
+    cfx_free(m->lpips);
     *m = (method_features){0};
 }
 
@@ -94,6 +96,15 @@ static cfx_status evaluate_row(const cfx_run *r, const nets *nt, const method_fe
         ok[i] = sel[i] && e->success;
     }
     cfx_status s = cfx_cosine_stats(nt->orig_cls, mf->cls, ok, NULL, &row->feature_similarity);
+    /* LPIPS over the successful ones too: how far a valid counterfactual moved. */
+    double sum = 0, sq = 0;
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (ok[i]) sum += mf->lpips[i], sq += mf->lpips[i] * mf->lpips[i], cnt++;
+    row->lpips.count = cnt;
+    row->lpips.mean = cnt ? sum / (double)cnt : NAN;
+    row->lpips.std =
+        cnt ? sqrt(fmax(sq / (double)cnt - row->lpips.mean * row->lpips.mean, 0)) : NAN;
     if (s == CFX_OK) s = cfx_cosine_stats(nt->orig_lat, mf->lat, ok, NULL, &row->latent_similarity);
     row->fid = row->kid_mean = row->kid_std = row->cmmd = NAN;
     /* The distribution metrics over the method's counterfactuals of this group, successful or
@@ -134,6 +145,7 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
                              r->c, r->h, r->w);
     nets nt = {.seed = o->seed};
     method_features mf[CFX_RUN_METHODS] = {{0}};
+    cfx_distance *lpips = NULL;
     const char *cause[64];
     int ncause = cfx_run_causes(r, cause, 64);
     int nrows = 0;
@@ -166,6 +178,8 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
     if (s == CFX_OK && !nt.ref_cmmd) nt.ref_cmmd = nt.ref_fid;
     if (s == CFX_OK) s = cfx_fid_stats_init(&nt.ref_stats, nt.ref_fid);
     if (s == CFX_OK) s = cfx_cmmd_self(nt.ref_cmmd, NULL, &nt.ref_cmmd_self);
+    if (s == CFX_OK && !(lpips = cfx_distance_new(c, CFX_CF_DISTANCE_LPIPS, o->lpips_model, batch)))
+        s = CFX_EINVAL;
     if (s == CFX_OK) s = features_of(nt.cls, r->images, &nt.orig_cls);
     if (s == CFX_OK) s = latents_of(c, r->images, sh.latent_dim, &nt.orig_lat);
     cfx_progress_report(&o->progress, "metrics", 0, nrows, NULL);
@@ -174,6 +188,9 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
         if (!r->has[k]) continue;
         const cfx_tensor *x = r->counterfactuals[k];
         s = features_of(nt.cls, x, &mf[k].cls);
+        if (s == CFX_OK && !(mf[k].lpips = cfx_malloc((size_t)r->n * sizeof(double))))
+            s = CFX_ENOMEM;
+        if (s == CFX_OK) s = cfx_distance_run(lpips, r->images, x, mf[k].lpips);
         if (s == CFX_OK) s = latents_of(c, x, sh.latent_dim, &mf[k].lat);
         if (s == CFX_OK && nt.fid != nt.cls) s = features_of(nt.fid, x, &mf[k].fid);
         if (s == CFX_OK && nt.cmmd != nt.cls && nt.cmmd != nt.fid)
@@ -181,8 +198,11 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
         /* Borrowed views, not freed twice: method_features_free skips them below. */
         const cfx_tensor *fid = mf[k].fid ? mf[k].fid : mf[k].cls;
         const cfx_tensor *cm = mf[k].cmmd ? mf[k].cmmd : nt.cmmd == nt.fid ? fid : mf[k].cls;
-        method_features view = {
-            .fid = (cfx_tensor *)fid, .cmmd = (cfx_tensor *)cm, .cls = mf[k].cls, .lat = mf[k].lat};
+        method_features view = {.fid = (cfx_tensor *)fid,
+                                .cmmd = (cfx_tensor *)cm,
+                                .cls = mf[k].cls,
+                                .lat = mf[k].lat,
+                                .lpips = mf[k].lpips};
         for (int q = -1; s == CFX_OK && q < ncause; q++) {
             s = evaluate_row(r, &nt, &view, k, q < 0 ? NULL : cause[q], &out->rows[row++]);
             cfx_progress_report(&o->progress, "metrics", row, nrows, NULL);
@@ -192,8 +212,11 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
     out->nrows = row;
     out->reference_images = ref->shape[0];
     snprintf(out->fid_label, sizeof out->fid_label, "%s", nt.fid ? cfx_features_label(nt.fid) : "");
+    snprintf(out->lpips_label, sizeof out->lpips_label, "%s",
+             lpips ? cfx_distance_label(lpips) : "");
     snprintf(out->cmmd_label, sizeof out->cmmd_label, "%s",
              nt.cmmd ? cfx_features_label(nt.cmmd) : "");
+    cfx_distance_free(lpips);
     cfx_fid_stats_deinit(&nt.ref_stats);
     if (nt.ref_cmmd != nt.ref_fid) cfx_tensor_free(nt.ref_cmmd);
     cfx_tensor_free(nt.ref_fid), cfx_tensor_free(nt.orig_cls), cfx_tensor_free(nt.orig_lat);

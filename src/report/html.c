@@ -143,19 +143,24 @@ static void metrics_table(FILE *f, const cfx_run *r) {
     const cJSON *nets = cJSON_GetObjectItemCaseSensitive(j, "networks"),
                 *rows = cJSON_GetObjectItemCaseSensitive(j, "rows");
     const cJSON *fid = cJSON_GetObjectItemCaseSensitive(nets, "fid"),
-                *cmmd = cJSON_GetObjectItemCaseSensitive(nets, "cmmd");
-    if (!cJSON_IsArray(rows) || !cJSON_IsString(fid) || !cJSON_IsString(cmmd)) {
+                *cmmd = cJSON_GetObjectItemCaseSensitive(nets, "cmmd"),
+                *lpips = cJSON_GetObjectItemCaseSensitive(nets, "lpips");
+    if (!cJSON_IsArray(rows) || !cJSON_IsString(fid) || !cJSON_IsString(cmmd) ||
+        !cJSON_IsString(lpips)) {
         fputs("<p class=\"bad\">metrics.json is not cfx evaluate's; run it again.</p>\n", f);
         cJSON_Delete(j);
         return;
     }
-    fputs("<h3>Similarity and realism</h3>\n<p>Cosine similarities are over the successful "
-          "counterfactuals; FID, KID and CMMD compare all of a group's counterfactuals with the "
+    fputs("<h3>Similarity and realism</h3>\n<p>LPIPS and the cosine similarities are over the "
+          "successful counterfactuals; FID, KID and CMMD compare all of a group's counterfactuals "
+          "with the "
           "calibration images, on the network named in brackets.</p>\n",
           f);
     fputs("<div class=\"scroll\"><table><tr><th class=\"l\">method</th><th "
-          "class=\"l\">cause</th><th>feature cos[classifier]</th><th>latent cos</th>",
+          "class=\"l\">cause</th><th>",
           f);
+    put_text(f, lpips->valuestring);
+    fputs("</th><th>feature cos[classifier]</th><th>latent cos</th>", f);
     fputs("<th>FID[", f);
     put_text(f, fid->valuestring);
     fputs("]</th><th>KID[", f);
@@ -163,9 +168,9 @@ static void metrics_table(FILE *f, const cfx_run *r) {
     fputs("]</th><th>CMMD[", f);
     put_text(f, cmmd->valuestring);
     fputs("]</th></tr>\n", f);
-    static const char *const keys[] = {"feature_similarity", "latent_similarity", "fid", "kid",
-                                       "cmmd"};
-    static const char *const fmts[] = {"%.4f", "%.4f", "%.4g", "%.4g", "%.4g"};
+    static const char *const keys[] = {
+        "lpips", "feature_similarity", "latent_similarity", "fid", "kid", "cmmd"};
+    static const char *const fmts[] = {"%.4f", "%.4f", "%.4f", "%.4g", "%.4g", "%.4g"};
     for (const cJSON *w = rows->child; w; w = w->next) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(w, "method"),
                     *c = cJSON_GetObjectItemCaseSensitive(w, "cause");

@@ -63,7 +63,7 @@ if metrics is not None:
                  f"{row['success']} successes; results.jsonl has {len(rs)} and "
                  f"{sum(r['success'] for r in rs)}")
         cells = []
-        for key, fmt in (("feature_similarity", "%.4f"), ("latent_similarity", "%.4f"),
+        for key, fmt in (("lpips", "%.4f"), ("feature_similarity", "%.4f"), ("latent_similarity", "%.4f"),
                          ("fid", "%.4g"), ("kid", "%.4g"), ("cmmd", "%.4g")):
             cells.append("none" if row[key] is None else fmt % row[key])
         want = (f"<td class=\"l\">{row['method']}</td><td class=\"l\">{row['cause'] or 'all'}"
