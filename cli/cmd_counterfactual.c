@@ -531,8 +531,8 @@ static char *format_line(char *p, int64_t index, const inputs *in, int k, const 
         p += sprintf(p, ", \"cause\": ");
         put_str(&p, in->cause[index]);
     }
-    p += sprintf(p, ", \"rho_before\": %.9g, \"rho_after\": ", r->rho_before);
-    p += isfinite(r->rho_after) ? sprintf(p, "%.9g", r->rho_after) : sprintf(p, "null");
+    put_num(&p, "rho_before", r->rho_before, "%.9g");
+    put_num(&p, "rho_after", r->rho_after, "%.9g");
     p += sprintf(p, ", \"success\": %s, \"steps\": %d", r->success ? "true" : "false", r->steps);
     put_num(&p, "seconds", r->seconds, "%.6f");
     put_num(&p, "distance", r->distance, "%.9g");
@@ -625,7 +625,8 @@ static void json_tally(const cfx_run_tally *t) {
     printf("{\"images\": %lld, \"success\": %lld", (long long)t->n, (long long)t->success);
     const double v[] = {t->rho_before, t->rho_after, t->steps, t->seconds};
     const char *const key[] = {"rho_before", "rho_after", "steps", "seconds_per_image"};
-    for (int q = 0; q < 4; q++) printf(t->n ? ", \"%s\": %.6g" : ", \"%s\": null", key[q], v[q]);
+    for (int q = 0; q < 4; q++)
+        printf(t->n && isfinite(v[q]) ? ", \"%s\": %.6g" : ", \"%s\": null", key[q], v[q]);
     printf("}");
 }
 

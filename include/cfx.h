@@ -1366,7 +1366,8 @@ const char *cfx_run_method_name(int k);
 /* The causes of the run's images in order of first appearance (at most cap; 0 without causes). */
 int cfx_run_causes(const cfx_run *r, const char **out, int cap);
 /* A method's images (of one cause, or all for NULL): their count, successes, and the means of
- * rho before and after, steps and seconds (zeros when there are none). */
+ * rho before and after (over the images where it is finite; NaN when none is), steps and seconds
+ * (zeros when there are no images). */
 typedef struct cfx_run_tally {
     int64_t n, success;
     double rho_before, rho_after, steps, seconds;

@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -166,6 +167,34 @@ CFX_TEST(cf_cli, run_folder_holds_each_method_and_best) {
     size_t size;
     CHECK_OK(cfx_file_read_all(path, &text, &size));
     CHECK(text && strstr(text, "\"status\":\t\"complete\""));
+    cfx_free(text);
+    /* An image whose rho was not finite is written with null and left out of the means. */
+    snprintf(path, sizeof path, "%s/results.jsonl", run);
+    CHECK_OK(cfx_file_read_all(path, &text, &size));
+    char *at = text ? strstr(text, "\"rho_before\": ") : NULL;
+    CHECK(at != NULL);
+    if (at && res && res->child) {
+        at += strlen("\"rho_before\": ");
+        size_t len = strcspn(at, ",");
+        FILE *f = fopen(path, "wb");
+        fprintf(f, "%.*snull%s", (int)(at - text), text, at + len);
+        fclose(f);
+        const char *m0 = cJSON_GetObjectItem(res->child, "method")->valuestring;
+        double sum = 0;
+        int count = 0;
+        for (const cJSON *j = res->child->next; j; j = j->next)
+            if (!strcmp(cJSON_GetObjectItem(j, "method")->valuestring, m0))
+                sum += cJSON_GetObjectItem(j, "rho_before")->valuedouble, count++;
+        cfx_run *r = cfx_run_open(run);
+        CHECK_MSG(r != NULL, "%s", cfx_last_error());
+        int k = 0;
+        while (r && k < CFX_RUN_METHODS && strcmp(cfx_run_method_name(k), m0)) k++;
+        cfx_run_tally t = r ? cfx_run_tally_of(r, k, NULL) : (cfx_run_tally){0};
+        CHECK_MSG(t.n == count + 1 && fabs(t.rho_before - sum / count) < 1e-6,
+                  "%s: %lld images, rho before %g, expected %g over %d", m0, (long long)t.n,
+                  t.rho_before, sum / count, count);
+        cfx_run_free(r);
+    }
     cfx_free(text);
     cJSON_Delete(res);
     cfx_tensor_free(x);

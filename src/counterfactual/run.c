@@ -207,16 +207,20 @@ int cfx_run_causes(const cfx_run *r, const char **out, int cap) {
 
 cfx_run_tally cfx_run_tally_of(const cfx_run *r, int method, const char *cause) {
     cfx_run_tally t = {0};
+    int64_t before = 0, after = 0; /* rho is null for an image whose rho was not finite */
     for (int64_t i = 0; method >= 0 && method < CFX_RUN_METHODS && i < r->n; i++) {
         const cfx_run_result *e = &r->results[method * r->n + i];
         if (!e->present || (cause && (!r->cause || strcmp(r->cause[i], cause)))) continue;
         t.n++, t.success += e->success != 0;
-        t.rho_before += e->rho_before, t.rho_after += e->rho_after;
+        if (isfinite(e->rho_before)) t.rho_before += e->rho_before, before++;
+        if (isfinite(e->rho_after)) t.rho_after += e->rho_after, after++;
         t.steps += e->steps, t.seconds += e->seconds;
     }
     if (t.n) {
         double n = (double)t.n;
-        t.rho_before /= n, t.rho_after /= n, t.steps /= n, t.seconds /= n;
+        t.rho_before = before ? t.rho_before / (double)before : NAN;
+        t.rho_after = after ? t.rho_after / (double)after : NAN;
+        t.steps /= n, t.seconds /= n;
     }
     return t;
 }
