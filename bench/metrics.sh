@@ -15,8 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '| %s x %s features | threads | cfx s | NumPy/SciPy s | speed-up |\n' "$n" "$d"
-printf '|---|---|---|---|---|\n'
+printf '| %s x %s features | threads | cfx s | NumPy/SciPy s | speed-up | cfx CPU s | NumPy/SciPy CPU s | speed-up in CPU time |\n' "$n" "$d"
+printf '|---|---|---|---|---|---|---|---|\n'
 for t in 1 2; do
     c=$(OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$build/bench/bench_metrics" "$work" "$n" "$d" "$t" "$repeats")
     p=$(/usr/bin/python3 bench/metrics_np.py "$work" "$t" "$repeats")
@@ -27,14 +27,17 @@ for t in 1 2; do
             FNR == NR { c[$1] = $2; next } { p[$1] = $2 }
             END {
                 c["fidkid"] = c["fid_s"] + c["kid_s"]; p["fidkid"] = p["fid_s"] + p["kid_s"]
-                p["trace_eigen_s"] = p["trace_s"]
+                c["fidkid_cpu"] = c["fid_cpu"] + c["kid_cpu"]; p["fidkid_cpu"] = p["fid_cpu"] + p["kid_cpu"]
+                p["trace_eigen_s"] = p["trace_s"]; p["trace_eigen_cpu"] = p["trace_cpu"]
+                r = row; sub(/_s$/, "", r); cr = r "_cpu"
+                if (row == "fidkid") cr = "fidkid_cpu"
                 name["fid_s"] = "FID (statistics of both sets, distance)"
                 name["stats_s"] = "  mean and covariance of one set"
                 name["trace_s"] = "  tr((S_A S_B)^(1/2)): cfx Cholesky route; SciPy sqrtm"
                 name["trace_eigen_s"] = "  the same by the eigendecomposition of S_A; sqrtm"
                 name["kid_s"] = "KID (100 subsets of 50)"
                 name["fidkid"] = "**FID + KID**"
-                printf "| %s | %s | %.3f | %.3f | %.1fx |\n", name[row], t, c[row], p[row], p[row] / c[row]
+                printf "| %s | %s | %.3f | %.3f | %.1fx | %.3f | %.3f | %.1fx |\n", name[row], t, c[row], p[row], p[row] / c[row], c[cr], p[cr], p[cr] / c[cr]
             }' "$work/c$t" "$work/p$t"
     done
 done

@@ -38,6 +38,8 @@ void cfx__blas_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, 
  * + beta C for A (n x k) otherwise; the strictly lower triangle is left as it was. */
 void cfx__blas_dsyrk(int trans, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
                      double beta, double *c, int64_t ldc);
+/* Single precision: the upper triangle of C (n x n) = A^T A for A (k x n). */
+void cfx__blas_ssyrk(int64_t n, int64_t k, const float *a, int64_t lda, float *c, int64_t ldc);
 /* B (m x n) = op(U) B (right false) or B op(U) (right true), U upper triangular (its strictly
  * lower triangle is not read), op(U) = U^T when trans. */
 void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const double *u,
@@ -46,7 +48,7 @@ void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const d
  * (the strictly lower one is left as it was). CFX_ENUMERIC when A is not positive definite. */
 cfx_status cfx__lapack_cholesky_upper(int64_t n, double *a);
 /* The eigenvalues of the symmetric A (n x n; its upper triangle is read) in ascending order
- * into w (n), by LAPACK's divide and conquer (dsyevd). vectors: row j of a becomes the unit
+ * into w (n), by LAPACK's divide and conquer (dsyevd; two-stage without vectors). vectors: row j of a becomes the unit
  * eigenvector of w[j]; otherwise a is destroyed. */
 cfx_status cfx__lapack_eigh(int64_t n, double *a, double *w, bool vectors);
 
