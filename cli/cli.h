@@ -17,6 +17,12 @@ int cli_fail_status(const char *cmd, const char *what);
 void cli_json_str(FILE *f, const char *s);
 /* Applies --threads; n <= 0 means all cores. */
 void cli_set_threads(long long n);
+/* path made absolute (realpath; a copy of path when that fails), for the files that record
+ * where their inputs were. Free with free(). */
+char *cli_absolute(const char *path);
+/* The dataset folder a competency bundle was fitted on, as its bundle.json records it (NULL
+ * when it does not). Free with free(). */
+char *cli_bundle_dataset(const char *bundle);
 
 /* Subcommands (one file each). */
 int cmd_version(int argc, char **argv);

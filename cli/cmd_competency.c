@@ -84,6 +84,7 @@ static int comp_fit(int argc, char **argv) {
     cfx_status s = latents && rho ? cfx_parce_fit(c, d, &fo, &p, latents, rho) : CFX_ENOMEM;
     if (s != CFX_OK) cfx_error_context(s, "calibrate on the calib split of '%s'", data);
     if (s == CFX_OK) {
+        char *data_abs = cli_absolute(data); /* so evaluate and explain find it from anywhere */
         cfx_bundle_spec spec = {.out = out,
                                 .force = force,
                                 .models = &m,
@@ -92,8 +93,9 @@ static int comp_fit(int argc, char **argv) {
                                 .latents = latents,
                                 .scores = rho,
                                 .n = d->n,
-                                .dataset = data};
+                                .dataset = data_abs ? data_abs : data};
         s = cfx_bundle_write(&spec);
+        free(data_abs);
     }
     int rc = 0;
     if (s != CFX_OK) {

@@ -270,7 +270,9 @@ static char *run_json(const settings *st, const cfx_bundle *b, const char *bundl
     cJSON_AddNumberToObject(j, "version", 1);
     cJSON_AddStringToObject(j, "cfx", CFX_VERSION);
     cJSON_AddStringToObject(j, "status", complete ? "complete" : "running");
-    cJSON_AddStringToObject(j, "bundle", bundle_path);
+    char *abs = cli_absolute(bundle_path);
+    cJSON_AddStringToObject(j, "bundle", abs ? abs : bundle_path);
+    free(abs);
     cJSON_AddStringToObject(j, "bundle_fingerprint", b->fingerprint);
     snprintf(fp, sizeof fp, "%016llx", (unsigned long long)in->fingerprint);
     cJSON_AddStringToObject(j, "images_fingerprint", fp);

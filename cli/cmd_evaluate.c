@@ -11,20 +11,6 @@
 
 static const char *const cmd = "evaluate";
 
-/* The dataset the bundle was fitted on, as bundle.json records it (NULL when it does not). */
-static char *bundle_dataset(const char *bundle) {
-    char path[4200], *text = NULL;
-    size_t size;
-    snprintf(path, sizeof path, "%s/bundle.json", bundle);
-    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
-    cJSON *j = cJSON_Parse(text);
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dataset");
-    char *out = cJSON_IsString(d) ? strdup(d->valuestring) : NULL;
-    cJSON_Delete(j);
-    cfx_free(text);
-    return out;
-}
-
 static void num(FILE *f, double v, const char *fmt) {
     if (isfinite(v))
         fprintf(f, fmt, v);
@@ -199,7 +185,7 @@ int cmd_evaluate(int argc, char **argv) {
                       r->bundle, b->fingerprint, r->bundle_fingerprint);
         goto done;
     }
-    if (!data && !(data = recorded = bundle_dataset(r->bundle))) {
+    if (!data && !(data = recorded = cli_bundle_dataset(r->bundle))) {
         rc = cli_fail(cmd, "the bundle does not name its dataset: give --data DIR");
         goto done;
     }

@@ -21,20 +21,6 @@ static const char *row_name(int k) {
     return k == ROW_NONE ? "none" : cfx_run_method_name(k);
 }
 
-/* The dataset the bundle was fitted on, as bundle.json records it (NULL when it does not). */
-static char *bundle_dataset(const char *bundle) {
-    char path[4200], *text = NULL;
-    size_t size;
-    snprintf(path, sizeof path, "%s/bundle.json", bundle);
-    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
-    cJSON *j = cJSON_Parse(text);
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dataset");
-    char *out = cJSON_IsString(d) ? strdup(d->valuestring) : NULL;
-    cJSON_Delete(j);
-    cfx_free(text);
-    return out;
-}
-
 /* d rho / d X of every image of the run, n x C x H x W. */
 static float *gradients(cfx_competency *c, const cfx_tensor *images) {
     float *g = malloc((size_t)images->numel * sizeof *g);
@@ -207,7 +193,7 @@ int cmd_explain(int argc, char **argv) {
                       r->bundle, b->fingerprint, r->bundle_fingerprint);
         goto done;
     }
-    if (!data && !(data = recorded = bundle_dataset(r->bundle))) {
+    if (!data && !(data = recorded = cli_bundle_dataset(r->bundle))) {
         rc = cli_fail(cmd, "the bundle does not name its dataset: give --data DIR");
         goto done;
     }

@@ -1,7 +1,10 @@
 /* util.c - error printing and JSON string output for the subcommands (options: opt.c). */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Whether msg opens with "<word>: " for a word of the command ("train" of "train classifier"),
@@ -57,4 +60,22 @@ void cli_json_str(FILE *f, const char *s) {
 
 void cli_set_threads(long long n) {
     cfx_set_threads((int)n);
+}
+
+char *cli_absolute(const char *path) {
+    char *r = realpath(path, NULL);
+    return r ? r : strdup(path);
+}
+
+char *cli_bundle_dataset(const char *bundle) {
+    char path[PATH_MAX + 16], *text = NULL;
+    size_t size;
+    snprintf(path, sizeof path, "%s/bundle.json", bundle);
+    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dataset");
+    char *out = cJSON_IsString(d) && d->valuestring[0] ? strdup(d->valuestring) : NULL;
+    cJSON_Delete(j);
+    cfx_free(text);
+    return out;
 }

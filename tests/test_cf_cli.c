@@ -167,6 +167,12 @@ CFX_TEST(cf_cli, run_folder_holds_each_method_and_best) {
     size_t size;
     CHECK_OK(cfx_file_read_all(path, &text, &size));
     CHECK(text && strstr(text, "\"status\":\t\"complete\""));
+    /* The paths recorded for the readers are absolute, so they work from any folder. */
+    CHECK_MSG(text && strstr(text, "\"bundle\":\t\"/"), "run.json: %s", text);
+    cfx_free(text);
+    snprintf(path, sizeof path, "%s/b/bundle.json", root);
+    CHECK_OK(cfx_file_read_all(path, &text, &size));
+    CHECK_MSG(text && strstr(text, "\"dataset\":\t\"/"), "bundle.json: %s", text);
     cfx_free(text);
     /* An image whose rho was not finite is written with null and left out of the means. */
     snprintf(path, sizeof path, "%s/results.jsonl", run);
