@@ -171,6 +171,18 @@ cfx_run *cfx_run_open(const char *dir) {
         if (!r->results || !r->cause || !r->source) s = CFX_ENOMEM;
     }
     if (s == CFX_OK) s = read_results(r);
+    /* A complete run has a line for every image and method. */
+    int64_t missing = 0, want = 0;
+    for (int k = 0; s == CFX_OK && r->complete && k < CFX_RUN_METHODS; k++)
+        for (int64_t i = 0; r->has[k] && i < r->n; i++)
+            want++, missing += !r->results[k * r->n + i].present;
+    if (missing) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "holds %lld of the %lld results of a run that run.json says is complete",
+                 (long long)(want - missing), (long long)want);
+        s = fail(r->dir, "results.jsonl", what);
+    }
     if (s == CFX_OK) s = read_array(r, "images.npy", &r->images);
     for (int k = 0; s == CFX_OK && k < CFX_RUN_METHODS; k++) {
         if (!r->has[k]) continue;
