@@ -351,12 +351,15 @@ static bool exists(const char *p) {
 }
 
 /* Whether dir is missing or an empty folder. */
+/* Whether dir is missing or holds nothing but temporaries ("*.tmp.<pid>", which a killed
+ * process leaves and the next write sweeps). */
 static bool empty_or_missing(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT;
     struct dirent *e;
     bool empty = true;
-    while (empty && (e = readdir(d))) empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    while (empty && (e = readdir(d)))
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || strstr(e->d_name, ".tmp.");
     closedir(d);
     return empty;
 }
@@ -825,6 +828,8 @@ int cmd_counterfactual(int argc, char **argv) {
     char path[4300];
     path_in(path, sizeof path, out, "run.json");
     bool have_run = exists(path);
+    /* A run killed before its run.json was written has nothing to continue: it starts. */
+    if (resume && !have_run && empty_or_missing(out)) resume = false;
     if (resume) {
         size_t size;
         if (!have_run) {
@@ -856,10 +861,11 @@ int cmd_counterfactual(int argc, char **argv) {
         s = cfx_set_error(CFX_EIO, "mkdir '%s': %s (does its folder exist?)", out, strerror(errno));
         goto fail;
     }
-    if (!resume) {
+    if (!resume) { /* run.json last: a folder with it has its images */
+        char images[4300];
+        path_in(images, sizeof images, out, "images.npy");
+        if ((s = cfx_npy_write(images, in.x)) != CFX_OK) goto fail;
         if ((s = write_text(path, json_text)) != CFX_OK) goto fail;
-        path_in(path, sizeof path, out, "images.npy");
-        if ((s = cfx_npy_write(path, in.x)) != CFX_OK) goto fail;
     }
     char note[512];
     snprintf(note, sizeof note,

@@ -5,9 +5,12 @@
  * folder is as it was: no output, no temporary, no input changed. */
 #include "test.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Small signs, models, a bundle, examples, a run and a few loose files, made once. */
@@ -243,4 +246,116 @@ CFX_TEST(promises, each_corrupted_input_is_named_and_nothing_is_written) {
         }
     }
     printf("  (%d corrupted inputs over %zu commands)\n", tried, N_COMMANDS);
+}
+
+/* ------------------------------------------------------------------ kills --- */
+
+/* A command killed (SIGKILL) at a random moment and then run again (train and counterfactual
+ * with --resume) ends with the same files, byte for byte, as a run that was never killed, and
+ * no temporary survives the rerun. @O is the output; results.jsonl's wall-clock "seconds" are
+ * the one thing two runs do not share. */
+typedef struct {
+    const char *args, *rerun, *out;
+} killable;
+
+static const killable killables[] = {
+    {"data signs --out @O --size 16 --train 300 --calib 20 --test 20 --ood 20 --seed 3 "
+     "--threads 1",
+     "", "s"},
+    {"train classifier --data @D/s --out @O --epochs 4 --batch 16 --threads 1", " --resume",
+     "c/c.onnx"},
+    {"counterfactual --bundle @D/b --examples @D/ex --out @O --method igd,lnn --max-iter 30 "
+     "--batch 2 --threads 1",
+     " --resume", "run"},
+};
+
+/* The files under dir (relative names, sorted) with their checksums; results.jsonl without
+ * its seconds. The caller frees the text. */
+static char *tree(const char *dir) {
+    char cmd[3000], path[1400];
+    snprintf(path, sizeof path, "%s.tree", dir);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && find . -type f | sort | while read -r f; do case \"$f\" in "
+             "*results.jsonl) echo \"$f $(sed 's/\"seconds\": [0-9.e+-]*//' \"$f\" | md5sum)\";; "
+             "*) echo \"$f $(md5sum < \"$f\")\";; esac; done > '%s'",
+             dir, path);
+    if (system(cmd) != 0) return NULL;
+    char *text = NULL;
+    size_t size;
+    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
+    return text;
+}
+
+/* Runs `cfx <args>` in the background, its output thrown away; the pid. */
+static pid_t start(const char *args) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "exec %s %s >/dev/null 2>&1", cfx_test_cli(), args);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+CFX_TEST(promises, a_kill_at_any_moment_then_a_rerun_gives_the_same_files) {
+    if (!setup()) return;
+    cfx_rng rng;
+    cfx_rng_init(&rng, 22);
+    char args[4096], out[1400], dir[1300], cmd[3000];
+    int kills = 0, rounds = 0;
+    for (size_t i = 0; i < sizeof killables / sizeof killables[0]; i++) {
+        const killable *k = &killables[i];
+        /* The uninterrupted run, timed. */
+        snprintf(dir, sizeof dir, "%s/k%zu_ref", root, i);
+        CHECK(mkdir(dir, 0700) == 0);
+        snprintf(out, sizeof out, "%s/%s", dir, k->out);
+        if (strchr(k->out, '/')) {
+            snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", out);
+            CHECK(system(cmd) == 0);
+        }
+        expand(args, sizeof args, k->args, out);
+        double t0 = cfx_now();
+        char text[8192];
+        CHECK_MSG(cfx_test_run_cli(text, sizeof text, "%s", args) == 0, "cfx %s: %s", args, text);
+        double took = cfx_now() - t0;
+        char *want = tree(dir);
+        for (int round = 0; round < 3; round++) {
+            snprintf(dir, sizeof dir, "%s/k%zu_%d", root, i, round);
+            CHECK(mkdir(dir, 0700) == 0);
+            snprintf(out, sizeof out, "%s/%s", dir, k->out);
+            if (strchr(k->out, '/')) {
+                snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", out);
+                CHECK(system(cmd) == 0);
+            }
+            expand(args, sizeof args, k->args, out);
+            /* Between a tenth and nine tenths of the uninterrupted run's time. */
+            double at = took * (0.1 + 0.8 * cfx_rng_uniform(&rng));
+            pid_t pid = start(args);
+            nanosleep(&(struct timespec){(time_t)at, (long)((at - (double)(time_t)at) * 1e9)},
+                      NULL);
+            kill(pid, SIGKILL);
+            int st = 0;
+            CHECK(waitpid(pid, &st, 0) == pid);
+            bool killed = WIFSIGNALED(st);
+            kills += killed, rounds++;
+            if (killed) {
+                char again[4200];
+                snprintf(again, sizeof again, "%s%s", args, k->rerun);
+                CHECK_MSG(cfx_test_run_cli(text, sizeof text, "%s", again) == 0,
+                          "after a kill at %.2f s: cfx %s: %s", at, again, text);
+            }
+            char *got = tree(dir);
+            CHECK_MSG(want && got && !strcmp(want, got),
+                      "cfx %s, killed at %.2f s of %.2f%s: the files differ:\n%s---\n%s", args, at,
+                      took, killed ? " and run again" : " (it had finished)", want ? want : "",
+                      got ? got : "");
+            CHECK_MSG(got && !strstr(got, ".tmp."), "a temporary survived: %s", got ? got : "");
+            cfx_free(got);
+        }
+        cfx_free(want);
+    }
+    printf("  (%d of %d runs were killed before they finished)\n", kills, rounds);
+    CHECK_MSG(kills * 2 > rounds, "only %d of %d runs were killed", kills, rounds);
 }
