@@ -1,6 +1,7 @@
-/* cmd_model.c - `cfx model info|check|run|split`: look inside an ONNX model, check that cfx can
- * run and differentiate it, run it on a .npy input (with a vector-Jacobian product for checking
- * cfx against another framework), and split an autoencoder at its latent tensor. */
+/* cmd_model.c - `cfx model info|check|run|bench|split`: look inside an ONNX model, check that
+ * cfx can run and differentiate it, run it on a .npy input (with a vector-Jacobian product for
+ * checking cfx against another framework), time it, and split an autoencoder at its latent
+ * tensor. */
 #include "cli.h"
 
 #include <math.h>
@@ -358,13 +359,126 @@ static int model_split(int argc, char **argv) {
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of the sorted v (n >= 1), linearly interpolated. */
+static double quantile(const double *v, int n, double q) {
+    double at = q * (n - 1);
+    int lo = (int)at;
+    return lo + 1 < n ? v[lo] + (at - lo) * (v[lo + 1] - v[lo]) : v[n - 1];
+}
+
+static int model_bench(int argc, char **argv) {
+    const char *file = NULL;
+    long long batch = 1, seed = 0, threads = 1, runs = 10, warmup = 2;
+    int json = 0, backward = 0;
+    const cli_opt opts[] = {
+        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true,
+         .role = CLI_IN},
+        {"batch", "N", "size of a symbolic batch dimension", .i = &batch, .lo = 1, .hi = 1 << 20},
+        {"runs", "R", "timed passes", .i = &runs, .lo = 1, .hi = 1000000},
+        {"warmup", "W", "untimed passes first", .i = &warmup, .lo = 0, .hi = 1000000},
+        {"backward", NULL,
+         "time forward plus backward to the inputs (the gradient of the sum of "
+         "the first output), as a counterfactual search's step runs it",
+         .flag = &backward},
+        CLI_OPT_SEED(&seed, "seed of the random input"),
+        CLI_OPT_THREADS(&threads),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse("model bench",
+              "Loads and plans the model, runs W untimed passes on uniform random input in\n"
+              "[0, 1], then times R passes: the median, the spread (fastest, 10th and 90th\n"
+              "percentiles, slowest) and GFLOP/s from the multiply-adds of the Conv,\n"
+              "ConvTranspose, Gemm and MatMul nodes (2 FLOPs each; a backward to the inputs\n"
+              "counted as much again). Weight gradients are not computed.\n",
+              opts, CLI_LEN(opts), argc, argv);
+    cli_set_threads(threads);
+    double t0 = cfx_now();
+    cfx_onnx_options o = {.batch = batch};
+    cfx_graph *g = cfx_onnx_load(file, &o);
+    if (!g) return cli_fail("model bench", NULL);
+    double t_load = cfx_now() - t0;
+    int inputs[64], ni = 0, out = -1, rc = 0;
+    double *t = NULL;
+    for (int i = 0; i < cfx_graph_num_values(g); i++)
+        if (cfx_graph_value_kind(g, i) == CFX_VALUE_INPUT && ni < 64) inputs[ni++] = i;
+    cfx_onnx_info *info = cfx_onnx_info_load(file);
+    if (info && info->n_outputs > 0) out = cfx_graph_find(g, info->outputs[0].name);
+    cfx_onnx_info_free(info);
+    if (out < 0) {
+        rc = cli_fail("model bench", "%s: cannot find the first output", file);
+        goto done;
+    }
+    for (int k = 0; backward && k < ni; k++) cfx_graph_requires_grad(g, inputs[k], 1);
+    t0 = cfx_now();
+    if (cfx_graph_compile(g) != CFX_OK) {
+        rc = cli_fail("model bench", "%s: %s", file, cfx_last_error());
+        goto done;
+    }
+    double t_plan = cfx_now() - t0;
+    cfx_rng rng;
+    cfx_rng_init(&rng, (uint64_t)seed);
+    for (int k = 0; k < ni; k++)
+        cfx_tensor_fill_uniform(cfx_graph_tensor(g, inputs[k]), &rng, 0, 1);
+    t = malloc((size_t)runs * sizeof *t);
+    if (!t) {
+        rc = cli_fail("model bench", "out of memory");
+        goto done;
+    }
+    for (long long r = -warmup; r < runs; r++) {
+        t0 = cfx_now();
+        cfx_status s = cfx_graph_forward(g);
+        if (s == CFX_OK && backward) s = cfx_graph_backward(g, out, NULL);
+        if (s != CFX_OK) {
+            rc = cli_fail("model bench", "%s: %s: %s", file, backward ? "backward" : "forward",
+                          cfx_last_error());
+            goto done;
+        }
+        if (r >= 0) t[r] = cfx_now() - t0;
+    }
+    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    const int n = (int)runs;
+    const double med = quantile(t, n, 0.5),
+                 gflop = 2e-9 * cfx_graph_forward_macs(g) * (backward ? 2 : 1);
+    if (json) {
+        printf("{\"file\": ");
+        cli_json_str(stdout, file);
+        printf(", \"batch\": %lld, \"threads\": %d, \"backward\": %s, \"runs\": %d, "
+               "\"load_s\": %.6f, \"plan_s\": %.6f, \"median_s\": %.6f, \"min_s\": %.6f, "
+               "\"p10_s\": %.6f, \"p90_s\": %.6f, \"max_s\": %.6f, \"gflop\": %.6f, "
+               "\"gflops\": %.3f}\n",
+               batch, cfx_get_threads(), backward ? "true" : "false", n, t_load, t_plan, med, t[0],
+               quantile(t, n, 0.1), quantile(t, n, 0.9), t[n - 1], gflop, gflop / med);
+    } else {
+        printf("%s: batch %lld, %d thread%s, %s\n", file, batch, cfx_get_threads(),
+               cfx_get_threads() == 1 ? "" : "s",
+               backward ? "forward + backward to the inputs" : "forward");
+        printf("  load %.3f s, plan %.3f s, %lld warm-up pass%s\n", t_load, t_plan, warmup,
+               warmup == 1 ? "" : "es");
+        printf("  median %.3f ms over %d runs (fastest %.3f, 10%% %.3f, 90%% %.3f, slowest "
+               "%.3f ms)\n",
+               1e3 * med, n, 1e3 * t[0], 1e3 * quantile(t, n, 0.1), 1e3 * quantile(t, n, 0.9),
+               1e3 * t[n - 1]);
+        printf("  %.3f GFLOP a pass, %.2f GFLOP/s at the median\n", gflop, gflop / med);
+    }
+done:
+    free(t);
+    cfx_graph_free(g);
+    return rc;
+}
+
 int cmd_model(int argc, char **argv) {
     static const cli_command leaves[] = {
         {"info", model_info, "what an ONNX file holds (inputs, outputs, op counts, parameters)"},
         {"check", model_check, "load, forward and backward on random input; name unsupported ops"},
         {"run", model_run, "run on a .npy input; optionally the input gradient of sum(out * W)"},
+        {"bench", model_bench, "time forward (or forward + backward) passes on random input"},
         {"split", model_split, "cut an autoencoder at its latent tensor into encoder and decoder"},
     };
-    return cli_dispatch("model", "Looks inside, checks, runs and splits ONNX models.\n", leaves,
-                        CLI_LEN(leaves), argc, argv);
+    return cli_dispatch("model", "Looks inside, checks, runs, times and splits ONNX models.\n",
+                        leaves, CLI_LEN(leaves), argc, argv);
 }

@@ -395,6 +395,10 @@ const char *cfx_graph_value_op(const cfx_graph *g, int id);
 int cfx_graph_value_input(const cfx_graph *g, int id, int k);
 /* Number of trainable parameters (floats). */
 size_t cfx_graph_num_params(const cfx_graph *g);
+/* The multiply-adds of one forward pass (after compile) in its Conv, ConvTranspose, Gemm,
+ * Linear and MatMul nodes, the work that dominates a network; other ops are not counted. A
+ * forward pass is about 2x this in FLOPs, and a backward to the inputs about as much again. */
+double cfx_graph_forward_macs(const cfx_graph *g);
 
 /* ======================================================================== ops === */
 /* Builders add one op to a graph and return its output value id (or -1; see cfx_graph). Shapes
@@ -1339,8 +1343,8 @@ typedef struct cfx_run_result {
     double rho_before, rho_after;
     int success, steps;
     double seconds, distance, vector_term; /* NaN where results.jsonl has null */
-    int winner;                           /* best: the method it took; -1 otherwise */
-    char failure[96];                     /* why the image stopped early, or "" */
+    int winner;                            /* best: the method it took; -1 otherwise */
+    char failure[96];                      /* why the image stopped early, or "" */
 } cfx_run_result;
 typedef struct cfx_run {
     char *dir, *run_json; /* run.json's text */
@@ -1863,7 +1867,7 @@ cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *b
  * strip: rows of examples, columns of the original and each method, rho under each). Small
  * images are enlarged (nearest neighbour) to about 96 pixels a side. */
 typedef struct cfx_figure_grid {
-    const char *title;             /* may be NULL */
+    const char *title; /* may be NULL */
     int rows, cols;
     int c, h, w;                   /* every image is (c, h, w) in [0, 1], c 1 or 3 */
     const char *const *col_titles; /* cols entries, may be NULL */

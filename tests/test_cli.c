@@ -3,7 +3,9 @@
  * the tree takes its options the same way (help, wording of each usage error, exit codes). */
 #include "test.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -176,6 +178,7 @@ static const struct {
     {"model info", false},
     {"model check", true},
     {"model run", true},
+    {"model bench", true},
     {"model split", false},
     {"concepts cost", false},
     {"concepts nearest", true},
@@ -622,4 +625,38 @@ CFX_TEST(cli, messages_say_each_thing_once) {
     check_usage_error("train classifier", "--data d --out m.onnx --lr nan",
                       "--lr must be a number > 0");
     check_usage_error("model check", "a.onnx b.onnx", "unexpected argument 'b.onnx'");
+}
+
+/* model bench: the timings are ordered, the FLOPs a pass are the graph's multiply-adds twice (and
+ * twice again with --backward), and a file that is no model is refused. */
+CFX_TEST(cli, model_bench_reports_ordered_times_and_flops) {
+    char dir[600], out[8192];
+    if (!cli_ready(dir, sizeof dir) || !small_models(dir)) return;
+    double gflop[2] = {0};
+    for (int back = 0; back < 2; back++) {
+        int rc = cfx_test_run_cli_stdout(out, sizeof out,
+                                         "model bench %s/clf.onnx --batch 4 --runs 5 --warmup 1 "
+                                         "--json%s",
+                                         dir, back ? " --backward" : "");
+        cJSON *j = cJSON_Parse(out);
+        CHECK_MSG(rc == 0 && j, "exit %d: %s", rc, out);
+        if (!j) continue;
+        double v[5];
+        const char *keys[5] = {"min_s", "p10_s", "median_s", "p90_s", "max_s"};
+        for (int k = 0; k < 5; k++) {
+            cJSON *e = cJSON_GetObjectItem(j, keys[k]);
+            v[k] = cJSON_IsNumber(e) ? e->valuedouble : -1;
+            CHECK_MSG(v[k] > 0 && (k == 0 || v[k] >= v[k - 1]), "%s out of order: %s", keys[k],
+                      out);
+        }
+        gflop[back] = cJSON_GetObjectItem(j, "gflop")->valuedouble;
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "backward")) == back);
+        cJSON_Delete(j);
+    }
+    /* The reference classifier at 32x32: its convolutions and layers are counted. */
+    CHECK_MSG(gflop[0] > 1e-3 && fabs(gflop[1] - 2 * gflop[0]) < 2e-6, "%g %g", gflop[0], gflop[1]);
+    snprintf(out, sizeof out, "%s/s/manifest.json", dir);
+    char msg[8192];
+    CHECK_INT_EQ(cfx_test_run_cli(msg, sizeof msg, "model bench %s", out), 1);
+    CHECK_MSG(strstr(msg, "manifest.json"), "%s", msg);
 }

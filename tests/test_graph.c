@@ -240,3 +240,29 @@ CFX_TEST(graph, relu_fused_into_the_op_before_it) {
     }
     cfx__conv_force_path(CFX__CONV_PATH_AUTO);
 }
+
+/* The multiply-adds counted by hand: a grouped, strided convolution; a transposed one; a fully
+ * connected layer and a batched matrix product. A ReLU adds nothing. */
+CFX_TEST(graph, forward_multiply_adds_by_hand) {
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){2, 4, 9, 9});
+    int w1 = cfx_graph_param(g, "w1", 4, (int64_t[]){6, 2, 3, 3});
+    int y = cfx_op_conv2d(g, x, w1, -1, &(cfx_conv2d_attr){.stride = {2, 2}, .groups = 2});
+    /* y: 2 x 6 x 4 x 4 = 192 elements, each 2 x 3 x 3 = 18 multiply-adds: 3456. */
+    int w2 = cfx_graph_param(g, "w2", 4, (int64_t[]){6, 3, 2, 2});
+    int z = cfx_op_relu(g, cfx_op_conv_transpose2d(g, y, w2, -1, NULL));
+    /* Each of y's 192 elements meets 3 x 2 x 2 = 12 weights: 2304. z: 2 x 3 x 5 x 5. */
+    int f = cfx_op_flatten(g, z, 1);
+    int w3 = cfx_graph_param(g, "w3", 2, (int64_t[]){7, 75});
+    int l = cfx_op_linear(g, f, w3, -1); /* 2 x 75 x 7 = 1050 */
+    int a = cfx_graph_input(g, "a", 3, (int64_t[]){3, 4, 5});
+    int b = cfx_graph_input(g, "b", 3, (int64_t[]){3, 5, 6});
+    int m = cfx_op_matmul(g, a, b); /* 3 x 4 x 6 outputs, 5 each: 360 */
+    CHECK(l >= 0 && m >= 0);
+    CHECK_OK(cfx_graph_set_output(g, l, "l"));
+    CHECK_OK(cfx_graph_set_output(g, m, "m"));
+    CHECK_OK(cfx_graph_compile(g));
+    CHECK_MSG(cfx_graph_forward_macs(g) == 3456 + 2304 + 1050 + 360, "%g",
+              cfx_graph_forward_macs(g));
+    cfx_graph_free(g);
+}

@@ -784,6 +784,27 @@ size_t cfx_graph_num_params(const cfx_graph *g) {
     return n;
 }
 
+double cfx_graph_forward_macs(const cfx_graph *g) {
+    double macs = 0;
+    for (int i = 0; g && i < g->nnodes; i++) {
+        const cfx__node *n = &g->nodes[i];
+        const char *op = n->op->name;
+        const cfx_tensor *x = &g->values[n->in[0]].t, *y = &g->values[n->out].t;
+        const cfx_tensor *w = n->nin > 1 ? &g->values[n->in[1]].t : NULL;
+        if (!x->ndim || !y->ndim) continue;
+        if ((!strcmp(op, "Conv") || !strcmp(op, "ConvTranspose")) && w && w->ndim >= 3) {
+            /* Each output (Conv) or input (ConvTranspose) element meets w's inner block. */
+            double inner = (double)w->numel / (double)w->shape[0];
+            macs += (double)(op[4] ? x->numel : y->numel) * inner;
+        } else if (!strcmp(op, "MatMul")) {
+            macs += (double)y->numel * (double)x->shape[x->ndim - 1];
+        } else if (!strcmp(op, "Gemm") || !strcmp(op, "Linear")) {
+            macs += (double)x->numel * (double)y->shape[y->ndim - 1];
+        }
+    }
+    return macs;
+}
+
 int cfx_graph_num_values(const cfx_graph *g) {
     return g ? g->nvalues : 0;
 }
