@@ -299,23 +299,29 @@ static pid_t start(const char *args) {
     return pid;
 }
 
+/* A fresh folder dir for k's output (and the output's own folder); args, k's command line. */
+static void prepare(const killable *k, const char *dir, char *args, size_t n) {
+    char out[1400], cmd[3000];
+    CHECK(mkdir(dir, 0700) == 0);
+    snprintf(out, sizeof out, "%s/%s", dir, k->out);
+    if (strchr(k->out, '/')) {
+        snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", out);
+        CHECK(system(cmd) == 0);
+    }
+    expand(args, n, k->args, out);
+}
+
 CFX_TEST(promises, a_kill_at_any_moment_then_a_rerun_gives_the_same_files) {
     if (!setup()) return;
     cfx_rng rng;
     cfx_rng_init(&rng, 22);
-    char args[4096], out[1400], dir[1300], cmd[3000];
+    char args[4096], dir[1300];
     int kills = 0, rounds = 0;
     for (size_t i = 0; i < sizeof killables / sizeof killables[0]; i++) {
         const killable *k = &killables[i];
         /* The uninterrupted run, timed. */
         snprintf(dir, sizeof dir, "%s/k%zu_ref", root, i);
-        CHECK(mkdir(dir, 0700) == 0);
-        snprintf(out, sizeof out, "%s/%s", dir, k->out);
-        if (strchr(k->out, '/')) {
-            snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", out);
-            CHECK(system(cmd) == 0);
-        }
-        expand(args, sizeof args, k->args, out);
+        prepare(k, dir, args, sizeof args);
         double t0 = cfx_now();
         char text[8192];
         CHECK_MSG(cfx_test_run_cli(text, sizeof text, "%s", args) == 0, "cfx %s: %s", args, text);
@@ -323,13 +329,7 @@ CFX_TEST(promises, a_kill_at_any_moment_then_a_rerun_gives_the_same_files) {
         char *want = tree(dir);
         for (int round = 0; round < 3; round++) {
             snprintf(dir, sizeof dir, "%s/k%zu_%d", root, i, round);
-            CHECK(mkdir(dir, 0700) == 0);
-            snprintf(out, sizeof out, "%s/%s", dir, k->out);
-            if (strchr(k->out, '/')) {
-                snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", out);
-                CHECK(system(cmd) == 0);
-            }
-            expand(args, sizeof args, k->args, out);
+            prepare(k, dir, args, sizeof args);
             /* Between a tenth and nine tenths of the uninterrupted run's time. */
             double at = took * (0.1 + 0.8 * cfx_rng_uniform(&rng));
             pid_t pid = start(args);
