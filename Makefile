@@ -101,7 +101,7 @@ asan:
 	    build-asan/cfx_tests $(CFX_TEST_ARGS)
 
 memcheck: all
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 valgrind --error-exitcode=1 \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 valgrind --error-exitcode=1 --suppressions=tests/valgrind.supp \
 	    --leak-check=full --errors-for-leak-kinds=definite $(BUILD)/cfx_tests $(CFX_TEST_ARGS)
 
 install: $(BUILD)/cfx $(BUILD)/libcfx.a
