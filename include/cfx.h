@@ -1638,7 +1638,10 @@ cfx_status cfx_explain_image(const cfx_explainer *e, const float *image, const f
 typedef struct cfx_wordnet cfx_wordnet;
 
 /* Loads index.noun, data.noun and noun.exc from dir (NULL: "/usr/share/wordnet"). Returns NULL
- * on failure; the caller owns the result and frees it with cfx_wordnet_free. */
+ * on failure; the caller owns the result and frees it with cfx_wordnet_free. The parsed tables
+ * are kept in a binary cache ($CFX_CACHE_DIR, else $XDG_CACHE_HOME/cfx, else ~/.cache/cfx;
+ * CFX_CACHE_DIR=off for none), keyed by the files' sizes, times and inodes and checked on
+ * reading: 0.15 s of parsing become 0.03 s. A cache that cannot be written is no error. */
 cfx_wordnet *cfx_wordnet_load(const char *dir);
 void cfx_wordnet_free(cfx_wordnet *wn);
 int32_t cfx_wordnet_count(const cfx_wordnet *wn);

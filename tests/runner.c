@@ -129,6 +129,10 @@ int main(int argc, char **argv) {
     }
     atexit(cleanup_tmp);
     setenv("CFX_TEST_TMP", tmproot, 1);
+    /* Caches (WordNet's tables) go to the tests' folder, not the user's home. */
+    char cache[300];
+    snprintf(cache, sizeof cache, "%s/cache", tmproot);
+    setenv("CFX_CACHE_DIR", cache, 1);
     /* The sanitizer build tests its own cfx: the program beside this binary. */
     const char *bin = getenv("CFX_BIN");
     if (bin)

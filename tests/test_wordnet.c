@@ -1,7 +1,9 @@
 /* test_wordnet.c - the WordNet reader against NLTK's (tests/py/wordnet_oracle.py) and its errors.
  */
+#include "concepts/concepts.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 
 /* The concept set as the oracle writes it: path names, then the word, space-separated. */
@@ -181,7 +183,99 @@ CFX_TEST(wordnet, concurrent_lookups) {
 
 /* An allocation that fails anywhere in loading returns NULL with a message and leaks nothing.
  * Every allocation fails once in turn (every 4th under the sanitizers) until a load succeeds. */
+/* The CFX_CACHE_DIR the runner set, to put back. */
+static char saved_cache[600];
+
+static void cache_dir(const char *dir) {
+    if (!saved_cache[0]) snprintf(saved_cache, sizeof saved_cache, "%s", getenv("CFX_CACHE_DIR"));
+    setenv("CFX_CACHE_DIR", dir ? dir : saved_cache, 1);
+}
+
+/* Every table of b as in a: names, offsets, parents, depths, longest paths, and the lookups
+ * of names, words, inflected words (noun.exc and morphy) and unknown ones. */
+static void check_same_wordnet(const cfx_wordnet *a, const cfx_wordnet *b, const char *what) {
+    CHECK_INT_EQ(cfx_wordnet_count(a), cfx_wordnet_count(b));
+    int32_t n = cfx_wordnet_count(a), bad = -1;
+    for (int32_t s = 0; s < n && bad < 0; s++) {
+        const int32_t *pa, *pb;
+        int32_t na = cfx_wordnet_parents(a, s, &pa), nb = cfx_wordnet_parents(b, s, &pb);
+        int32_t qa[64], qb[64];
+        int32_t la = cfx_wordnet_concept_path(a, s, qa, 64),
+                lb = cfx_wordnet_concept_path(b, s, qb, 64);
+        if (strcmp(cfx_wordnet_name(a, s), cfx_wordnet_name(b, s)) ||
+            cfx_wordnet_offset(a, s) != cfx_wordnet_offset(b, s) || na != nb ||
+            memcmp(pa, pb, (size_t)na * sizeof *pa) ||
+            cfx_wordnet_depth(a, s) != cfx_wordnet_depth(b, s) || la != lb ||
+            memcmp(qa, qb, (size_t)la * sizeof *qa))
+            bad = s;
+    }
+    CHECK_MSG(bad < 0, "%s: synset %d (%s) differs", what, bad,
+              bad < 0 ? "" : cfx_wordnet_name(a, bad));
+    const char *words[] = {"chair.n.01", "table.n.02", "chairs",  "geese",  "mice",  "involucra",
+                           "aurar",      "dogs",       "kitchen", "entity", "xyzzy", "dog.n.99"};
+    for (size_t k = 0; k < sizeof words / sizeof *words; k++) {
+        int32_t x = -2, y = -2;
+        cfx_status sa = cfx_wordnet_lookup(a, words[k], &x),
+                   sb = cfx_wordnet_lookup(b, words[k], &y);
+        CHECK_MSG(sa == sb && (sa != CFX_OK || x == y), "%s: '%s' looked up as %d and %d", what,
+                  words[k], x, y);
+    }
+}
+
+/* The cache file in dir (the first wordnet-*.bin), into path; false when there is none. */
+static bool cache_file(const char *dir, char *path, size_t n) {
+    DIR *d = opendir(dir);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d));)
+        if (!strncmp(e->d_name, "wordnet-", 8) && strstr(e->d_name, ".bin") &&
+            !strstr(e->d_name, ".tmp."))
+            found = snprintf(path, n, "%s/%s", dir, e->d_name) < (int)n;
+    if (d) closedir(d);
+    return found;
+}
+
+/* The binary cache: written on the first load, read on the next with the same tables as the
+ * text gives; a cache cut short, emptied or with one byte changed is parsed again (and
+ * rewritten), never trusted. */
+CFX_TEST(wordnet, the_cache_gives_the_parsed_tables_and_a_damaged_one_is_not_trusted) {
+    char dir[700], path[1000];
+    snprintf(dir, sizeof dir, "%s/wordnet-cache", cfx_test_tmpdir());
+    cache_dir("off");
+    cfx_wordnet *ref = cfx_wordnet_load(NULL);
+    CHECK_MSG(ref && !cfx__wordnet_from_cache(ref), "%s", cfx_last_error());
+    cache_dir(dir);
+    cfx_wordnet *first = cfx_wordnet_load(NULL), *second = cfx_wordnet_load(NULL);
+    CHECK(first && !cfx__wordnet_from_cache(first));
+    CHECK(second && cfx__wordnet_from_cache(second));
+    CHECK(cache_file(dir, path, sizeof path));
+    if (ref && second) check_same_wordnet(ref, second, "from the cache");
+    cfx_wordnet_free(first), cfx_wordnet_free(second);
+    char *good = NULL;
+    size_t size = 0;
+    CHECK_OK(cfx_file_read_all(path, &good, &size));
+    for (int damage = 0; good && damage < 3; damage++) {
+        FILE *f = fopen(path, "wb");
+        if (damage == 1) good[size / 3] ^= 0x10;
+        fwrite(good, 1, damage == 0 ? size / 2 : damage == 1 ? size : 0, f);
+        fclose(f);
+        if (damage == 1) good[size / 3] ^= 0x10;
+        cfx_wordnet *wn = cfx_wordnet_load(NULL);
+        CHECK_MSG(wn && !cfx__wordnet_from_cache(wn), "damage %d: trusted or failed", damage);
+        if (ref && wn) check_same_wordnet(ref, wn, "after a damaged cache");
+        cfx_wordnet_free(wn);
+        wn = cfx_wordnet_load(NULL); /* rewritten */
+        CHECK_MSG(wn && cfx__wordnet_from_cache(wn), "damage %d: the cache was not rewritten",
+                  damage);
+        cfx_wordnet_free(wn);
+    }
+    cfx_free(good);
+    cfx_wordnet_free(ref);
+    cache_dir(NULL);
+}
+
 CFX_TEST(wordnet, allocation_failures_do_not_leak) {
+    /* The parse, without a cache; then reading the cache, which falls back to the parse. */
+    cache_dir("off");
     int failures = 0, step = cfx_test_fast() ? 4 : 1, done = 0;
     for (int k = 1; k < 500 && !done; k += step) {
         cfx_test_alloc_begin(k);
@@ -198,4 +292,17 @@ CFX_TEST(wordnet, allocation_failures_do_not_leak) {
     }
     CHECK(done);
     CHECK_MSG(failures >= 8, "only %d failing loads", failures);
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/wordnet-cache", cfx_test_tmpdir());
+    cache_dir(dir);
+    cfx_wordnet_free(cfx_wordnet_load(NULL)); /* writes the cache */
+    for (int k = 1; k < 40; k += step) {      /* (the cache read makes some 30 allocations) */
+        cfx_test_alloc_begin(k);
+        cfx_wordnet *wn = cfx_wordnet_load(NULL);
+        if (!wn) CHECK(strstr(cfx_last_error(), "out of memory") != NULL);
+        cfx_wordnet_free(wn);
+        long leaks = cfx_test_alloc_end();
+        CHECK_MSG(leaks == 0, "%ld blocks leaked when allocation %d failed (cache)", leaks, k);
+    }
+    cache_dir(NULL);
 }

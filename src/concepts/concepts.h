@@ -17,12 +17,15 @@
  *   concepts_data  a dataset of images (concepts and a label each) and its JSON loader
  *   search         closest counterfactuals, pruned by a lower bound
  *   importance     global importance and the orders of one image's edits
- * wordnet and hungarian need nothing from this header. */
+ * hungarian needs nothing from this header; wordnet only declares its test hook here. */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
 
 #include "base/base.h"
 #include "base/strmap.h"
+
+/* Whether wn was read from its binary cache (wordnet.c) rather than parsed: for the tests. */
+bool cfx__wordnet_from_cache(const cfx_wordnet *wn);
 
 /* Ascending int32_t, for qsort (concept lists and set elements). */
 static inline int cfx__concepts_cmp_i32(const void *a, const void *b) {

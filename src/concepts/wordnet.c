@@ -21,6 +21,7 @@
  */
 #include "base/base.h"
 #include "base/strmap.h"
+#include "concepts/concepts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,9 @@ struct cfx_wordnet {
     int32_t *exc_start; /* base forms of form i: exc_base[exc_start[i] .. exc_start[i+1]) */
     const char **exc_base;
     char *pool; /* every string above lives in this block */
+    size_t pool_len;
+    int32_t nlemmas, nsenses, nforms, nbases; /* lengths of the lemma and exception tables */
+    bool from_cache;
 };
 
 /* Fills an empty map with the n keys at base + at[k] -> k. A key listed twice keeps its first
@@ -479,7 +483,7 @@ static cfx_status load(cfx_wordnet *wn, const char *dir) {
     /* The lemma table (still pointing at offsets into the growing pool, so it is filled after
      * the names below are added) and the senses as synset indices. */
     st = CFX_ENOMEM;
-    int32_t nsenses = wn->lemma_start[nlemmas];
+    int32_t nsenses = wn->lemma_start[nlemmas], nbases = wn->exc_start[nforms];
     if (!(wn->lemma_syn = cfx_malloc(((size_t)nsenses + 1) * sizeof *wn->lemma_syn))) goto done;
     for (int32_t k = 0; k < nsenses; k++) {
         if ((wn->lemma_syn[k] = find_offset(wn, sense_off[k])) < 0) {
@@ -526,12 +530,13 @@ static cfx_status load(cfx_wordnet *wn, const char *dir) {
         for (int32_t s = 0; s < wn->n; s++) name_at[s] += (int64_t)base;
     }
     wn->pool = pl.p;
+    wn->pool_len = pl.len;
+    wn->nlemmas = nlemmas, wn->nsenses = nsenses, wn->nforms = nforms, wn->nbases = nbases;
     pl.p = NULL;
     cfx__strmap_deinit(&wn->lemmas);
     if (fill_map(&wn->lemmas, wn->pool, lemma_at, nlemmas) != CFX_OK) goto done;
     if (!(wn->name = cfx_malloc((size_t)wn->n * sizeof *wn->name))) goto done;
     for (int32_t s = 0; s < wn->n; s++) wn->name[s] = wn->pool + name_at[s];
-    int32_t nbases = wn->exc_start[nforms];
     if (!(wn->exc_base = cfx_malloc(((size_t)nbases + 1) * sizeof *wn->exc_base))) goto done;
     for (int32_t k = 0; k < nbases; k++) wn->exc_base[k] = wn->pool + base_at[k];
     if (fill_map(&wn->exc, wn->pool, form_at, nforms) != CFX_OK) goto done;
@@ -551,11 +556,300 @@ done:
     return st;
 }
 
+/* ------------------------------------------------------------------ the binary cache --- */
+
+/* Parsing the three text files and building the tables takes about 0.15 s; the tables written
+ * as one binary file load in a few milliseconds. The cache lives in $CFX_CACHE_DIR, else
+ * $XDG_CACHE_HOME/cfx, else ~/.cache/cfx (CFX_CACHE_DIR=off: no cache), named by a hash of the
+ * database folder's real path and each source file's size, modification time and inode, so an
+ * edited or replaced database is parsed again. The file ends in a checksum of all before it,
+ * and every index in it is checked on reading, so a damaged cache is never trusted: it is
+ * parsed again from the text (and rewritten). A cache that cannot be written is not an error.
+ *
+ * Layout (native byte order; the key includes the machine's word size and order): magic
+ * "CFXWN001", the u64 key, eight i32 counts (n, parents, children, lemmas, senses, forms, bases,
+ * 0), the u64 pool length, then the arrays: offset, name (pool offsets), par_start, par,
+ * child_start, child, best_parent, longest, depth, lemma keys and values (pool offsets and
+ * indices), lemma_start, lemma_syn, exception keys and values, exc_start, exc_base (pool
+ * offsets), the pool, and the u64 FNV-1a of everything before it. */
+static const char cache_magic[8] = {'C', 'F', 'X', 'W', 'N', '0', '0', '1'};
+
+/* The cache file's path for the database in dir; false when there is to be no cache. */
+static bool cache_path(const char *dir, char *out, size_t cap, uint64_t *key) {
+    const char *env = getenv("CFX_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
+    char folder[4096];
+    if (env && !strcmp(env, "off")) return false;
+    if (env && *env)
+        snprintf(folder, sizeof folder, "%s", env);
+    else if (xdg && *xdg)
+        snprintf(folder, sizeof folder, "%s/cfx", xdg);
+    else if (home && *home)
+        snprintf(folder, sizeof folder, "%s/.cache/cfx", home);
+    else
+        return false;
+    char *real = realpath(dir, NULL);
+    if (!real) return false;
+    uint64_t h = cfx_fnv1a(CFX_FNV1A_INIT, real, strlen(real) + 1);
+    const uint32_t shape = (uint32_t)sizeof(void *) | 0x01020300u; /* word size, byte order */
+    h = cfx_fnv1a(h, &shape, sizeof shape);
+    static const char *const files[] = {"index.noun", "data.noun", "noun.exc"};
+    for (int i = 0; i < 3; i++) {
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", real, files[i]);
+        if (stat(path, &st) != 0) {
+            free(real);
+            return false;
+        }
+        int64_t v[4] = {(int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec,
+                        (int64_t)st.st_mtim.tv_nsec, (int64_t)st.st_ino};
+        h = cfx_fnv1a(h, v, sizeof v);
+    }
+    free(real);
+    *key = h;
+    /* (mkdir -p of the cache folder, one level at a time) */
+    for (char *p = folder + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(folder, 0755);
+            *p = '/';
+        }
+    mkdir(folder, 0755);
+    return snprintf(out, cap, "%s/wordnet-%016llx.bin", folder, (unsigned long long)h) < (int)cap;
+}
+
+/* A growing byte buffer for the writer. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} bytes;
+
+static void put(bytes *b, const void *data, size_t n) {
+    if (b->failed) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 22;
+        while (b->len + n > cap) cap *= 2;
+        char *q = cfx_realloc(b->p, cap);
+        if (!q) {
+            b->failed = true;
+            return;
+        }
+        b->p = q, b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+/* A map's entries as (pool offset of the key, value) pairs in slot order. */
+static void put_map(bytes *b, const cfx__strmap *m, const char *strings) {
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i]) {
+            int64_t kv[2] = {m->keys[i] - strings, m->vals[i]};
+            put(b, kv, sizeof kv);
+        }
+}
+
+static void put_strings(bytes *b, const char *const *s, int32_t n, const char *strings) {
+    for (int32_t i = 0; i < n; i++) {
+        int64_t at = s[i] - strings;
+        put(b, &at, sizeof at);
+    }
+}
+
+/* Writes the cache (atomically: a temporary renamed into place); failures are ignored. */
+static void cache_write(const cfx_wordnet *wn, const char *path, uint64_t key) {
+    bytes b = {0};
+    const int32_t npar = wn->par_start[wn->n], nchild = wn->child_start[wn->n];
+    const int32_t counts[8] = {
+        wn->n, npar, nchild, (int32_t)wn->lemmas.n, wn->nsenses, (int32_t)wn->exc.n, wn->nbases, 0};
+    const int32_t nl = wn->nlemmas, nf = wn->nforms;
+    uint64_t pool_len = wn->pool_len;
+    put(&b, cache_magic, sizeof cache_magic);
+    put(&b, &key, sizeof key);
+    put(&b, counts, sizeof counts);
+    put(&b, &pool_len, sizeof pool_len);
+    put(&b, &nl, sizeof nl);
+    put(&b, &nf, sizeof nf);
+    put(&b, wn->offset, (size_t)wn->n * sizeof(int32_t));
+    put_strings(&b, wn->name, wn->n, wn->pool);
+    put(&b, wn->par_start, ((size_t)wn->n + 1) * sizeof(int32_t));
+    put(&b, wn->par, (size_t)npar * sizeof(int32_t));
+    put(&b, wn->child_start, ((size_t)wn->n + 1) * sizeof(int32_t));
+    put(&b, wn->child, (size_t)nchild * sizeof(int32_t));
+    put(&b, wn->best_parent, (size_t)wn->n * sizeof(int32_t));
+    put(&b, wn->longest, (size_t)wn->n * sizeof(int32_t));
+    put(&b, wn->depth, (size_t)wn->n * sizeof(int32_t));
+    put_map(&b, &wn->lemmas, wn->pool);
+    put(&b, wn->lemma_start, ((size_t)nl + 1) * sizeof(int32_t));
+    put(&b, wn->lemma_syn, (size_t)wn->nsenses * sizeof(int32_t));
+    put_map(&b, &wn->exc, wn->pool);
+    put(&b, wn->exc_start, ((size_t)nf + 1) * sizeof(int32_t));
+    put_strings(&b, wn->exc_base, wn->nbases, wn->pool);
+    put(&b, wn->pool, wn->pool_len);
+    uint64_t sum = b.failed ? 0 : cfx_fnv1a(CFX_FNV1A_INIT, b.p, b.len);
+    put(&b, &sum, sizeof sum);
+    if (!b.failed) {
+        char tmp[4500];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+        FILE *f = fopen(tmp, "wb");
+        bool ok = f && fwrite(b.p, 1, b.len, f) == b.len;
+        if (f) ok = fclose(f) == 0 && ok;
+        if (!ok || rename(tmp, path) != 0) unlink(tmp);
+    }
+    cfx_free(b.p);
+}
+
+/* A reader over the cache's bytes; any read past the end or any bad index sets bad. */
+typedef struct {
+    const char *p, *end;
+    bool bad;
+} reader;
+
+static void *take(reader *r, size_t n, size_t extra) {
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return NULL;
+    }
+    void *out = cfx_malloc(n + extra);
+    if (!out) {
+        r->bad = true;
+        return NULL;
+    }
+    memcpy(out, r->p, n);
+    r->p += n;
+    return out;
+}
+
+static void get(reader *r, void *out, size_t n) {
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return;
+    }
+    memcpy(out, r->p, n);
+    r->p += n;
+}
+
+/* An index array: n values, each in [lo, hi). */
+static int32_t *take_index(reader *r, int32_t n, int32_t lo, int32_t hi, size_t extra) {
+    int32_t *a = take(r, (size_t)n * sizeof *a, extra * sizeof *a);
+    for (int32_t i = 0; a && i < n; i++)
+        if (a[i] < lo || a[i] >= hi) r->bad = true;
+    return a;
+}
+
+/* A start array: n + 1 non-decreasing values from 0 to total. */
+static int32_t *take_starts(reader *r, int32_t n, int32_t total, size_t extra) {
+    int32_t *a = take_index(r, n + 1, 0, total + 1, extra);
+    for (int32_t i = 0; a && i < n; i++)
+        if (a[i] > a[i + 1]) r->bad = true;
+    if (a && (a[0] != 0 || a[n] != total)) r->bad = true;
+    return a;
+}
+
+/* Pool offsets made pointers: each must start a string inside the pool. */
+static const char **take_strings(reader *r, int32_t n, const char *strings, size_t len) {
+    int64_t *at = take(r, (size_t)n * sizeof *at, 0);
+    const char **s = at ? cfx_malloc(((size_t)n + 1) * sizeof *s) : NULL;
+    if (at && !s) r->bad = true;
+    for (int32_t i = 0; s && i < n; i++) {
+        if (at[i] < 0 || (uint64_t)at[i] >= len) r->bad = true;
+        s[i] = r->bad ? strings : strings + at[i];
+    }
+    cfx_free(at);
+    return s;
+}
+
+/* A map's (key offset, value) pairs into m, values in [0, hi). */
+static void take_map(reader *r, cfx__strmap *m, int32_t n, int32_t hi, const char *strings,
+                     size_t len) {
+    int64_t *kv = take(r, (size_t)n * 2 * sizeof *kv, 0);
+    if (kv && cfx__strmap_reserve(m, (size_t)n) != CFX_OK) r->bad = true;
+    for (int32_t i = 0; kv && !r->bad && i < n; i++) {
+        if (kv[2 * i] < 0 || (uint64_t)kv[2 * i] >= len || kv[2 * i + 1] < 0 ||
+            kv[2 * i + 1] >= hi || cfx__strmap_put(m, strings + kv[2 * i], (int32_t)kv[2 * i + 1]))
+            r->bad = true;
+    }
+    cfx_free(kv);
+}
+
+/* Fills wn from the cache file at path; false (wn left for cfx_wordnet_free) when it is
+ * missing, from another key, damaged or out of memory. */
+static bool cache_read(cfx_wordnet *wn, const char *path, uint64_t key) {
+    char *data = NULL;
+    size_t size = 0;
+    if (access(path, R_OK) != 0 || cfx_file_read_all(path, &data, &size) != CFX_OK) return false;
+    reader r = {data, data + size, false};
+    char magic[8];
+    uint64_t k = 0, pool_len = 0, sum = 0;
+    int32_t c[8] = {0}, nl = 0, nf = 0;
+    if (size < sizeof sum || (memcpy(&sum, data + size - sizeof sum, sizeof sum),
+                              sum != cfx_fnv1a(CFX_FNV1A_INIT, data, size - sizeof sum)))
+        r.bad = true;
+    r.end -= sizeof sum;
+    get(&r, magic, sizeof magic);
+    get(&r, &k, sizeof k);
+    get(&r, c, sizeof c);
+    get(&r, &pool_len, sizeof pool_len);
+    get(&r, &nl, sizeof nl);
+    get(&r, &nf, sizeof nf);
+    if (r.bad || memcmp(magic, cache_magic, sizeof magic) || k != key || c[0] < 1 || c[1] < 0 ||
+        c[2] < 0 || c[3] < 0 || c[4] < 0 || c[5] < 0 || c[6] < 0 || nl < c[3] || nf < c[5] ||
+        pool_len < 1 || pool_len > size)
+        r.bad = true;
+    const int32_t n = c[0];
+    /* The pool sits at the end: find it first, so string offsets can be checked as read. */
+    if (!r.bad) {
+        const char *pool_at = r.end - pool_len;
+        if (pool_at < r.p || pool_at[pool_len - 1] != '\0') r.bad = true;
+        if (!r.bad && (wn->pool = cfx_malloc(pool_len))) memcpy(wn->pool, pool_at, pool_len);
+        if (!wn->pool) r.bad = true;
+        r.end = pool_at;
+        wn->pool_len = pool_len;
+    }
+    if (!r.bad) {
+        wn->n = n, wn->nlemmas = nl, wn->nsenses = c[4], wn->nforms = nf, wn->nbases = c[6];
+        wn->offset = take(&r, (size_t)n * sizeof(int32_t), 0);
+        wn->name = take_strings(&r, n, wn->pool, pool_len);
+        wn->par_start = take_starts(&r, n, c[1], 0);
+        wn->par = take_index(&r, c[1], 0, n, 1);
+        wn->child_start = take_starts(&r, n, c[2], 1);
+        wn->child = take_index(&r, c[2], 0, n, 1);
+        wn->best_parent = take_index(&r, n, -1, n, 0);
+        wn->longest = take_index(&r, n, 1, n + 1, 0);
+        wn->depth = take_index(&r, n, -1, n, 0);
+        take_map(&r, &wn->lemmas, c[3], nl, wn->pool, pool_len);
+        wn->lemma_start = take_starts(&r, nl, c[4], 0);
+        wn->lemma_syn = take_index(&r, c[4], 0, n, 1);
+        take_map(&r, &wn->exc, c[5], nf, wn->pool, pool_len);
+        wn->exc_start = take_starts(&r, nf, c[6], 0);
+        wn->exc_base = take_strings(&r, c[6], wn->pool, pool_len);
+        for (int32_t i = 1; !r.bad && i < n; i++)
+            if (wn->offset[i - 1] >= wn->offset[i]) r.bad = true; /* searched by bisection */
+        if (r.p != r.end) r.bad = true;
+    }
+    cfx_free(data);
+    return !r.bad;
+}
+
+/* Frees every table of wn and zeroes it (a cache that failed half-way). */
+static void clear(cfx_wordnet *wn);
+
 cfx_wordnet *cfx_wordnet_load(const char *dir) {
     if (!dir) dir = "/usr/share/wordnet";
     cfx_wordnet *wn = cfx_calloc(1, sizeof *wn);
     if (!wn) return NULL;
+    char cache[4400];
+    uint64_t key = 0;
+    bool cached = cache_path(dir, cache, sizeof cache, &key);
+    if (cached && cache_read(wn, cache, key)) {
+        wn->from_cache = true;
+        return wn;
+    }
+    clear(wn);
     cfx_status st = load(wn, dir);
+    if (st == CFX_OK && cached) cache_write(wn, cache, key);
     if (st != CFX_OK) {
         if (st == CFX_ENOMEM) cfx_set_error(CFX_ENOMEM, "out of memory");
         cfx_error_context(st, "load WordNet from '%s'", dir);
@@ -563,6 +857,10 @@ cfx_wordnet *cfx_wordnet_load(const char *dir) {
         return NULL;
     }
     return wn;
+}
+
+bool cfx__wordnet_from_cache(const cfx_wordnet *wn) {
+    return wn->from_cache;
 }
 
 int32_t cfx_wordnet_count(const cfx_wordnet *wn) {
@@ -791,6 +1089,11 @@ cfx_status cfx_wordnet_distances(const cfx_wordnet *wn, int32_t src, int32_t *di
 
 void cfx_wordnet_free(cfx_wordnet *wn) {
     if (!wn) return;
+    clear(wn);
+    cfx_free(wn);
+}
+
+static void clear(cfx_wordnet *wn) {
     cfx_free(wn->offset);
     cfx_free((void *)wn->name);
     cfx_free(wn->par_start);
@@ -807,5 +1110,5 @@ void cfx_wordnet_free(cfx_wordnet *wn) {
     cfx_free(wn->exc_start);
     cfx_free((void *)wn->exc_base);
     cfx_free(wn->pool);
-    cfx_free(wn);
+    memset(wn, 0, sizeof *wn);
 }
