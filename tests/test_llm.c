@@ -100,7 +100,8 @@ static void make_image(float *x, int c, int h, int w, int px, int seed) {
     for (int ch = 0; ch < c; ch++)
         for (int y = 0; y < h; y++)
             for (int i = 0; i < w; i++)
-                x[(ch * h + y) * w + i] = (float)(0.3 + 0.2 * sin(0.4 * i + seed + ch) * cos(0.3 * y));
+                x[(ch * h + y) * w + i] =
+                    (float)(0.3 + 0.2 * sin(0.4 * i + seed + ch) * cos(0.3 * y));
     for (int ch = 0; ch < c; ch++) x[ch * h * w] = (float)px / 255.0f;
 }
 
@@ -147,8 +148,7 @@ CFX_TEST(llm, request_is_the_api_with_the_papers_prompts) {
         char *shown = cJSON_PrintUnformatted(e);
         CHECK_MSG(cJSON_GetArraySize(cJSON_GetObjectItem(e, "problems")) == 0, "problems: %s",
                   shown);
-        CHECK_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(e, "path")),
-                     "/v1/chat/completions");
+        CHECK_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(e, "path")), "/v1/chat/completions");
         CHECK_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(e, "authorization")),
                      "Bearer sk-test-7f3a9c-never-shown");
         CHECK_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(e, "model")), "test-vlm");
@@ -162,8 +162,9 @@ CFX_TEST(llm, request_is_the_api_with_the_papers_prompts) {
         const char *sys = cJSON_GetStringValue(cJSON_GetObjectItem(e, "system")),
                    *ins = cJSON_GetStringValue(cJSON_GetObjectItem(e, "instruction"));
         /* B.2 (signs) then B.3; B.4 without a counterfactual, B.5 with one. */
-        CHECK_MSG(sys && strstr(sys, "seven (7) different speed limits: 30, 50, 60, 70, 80, 100, "
-                                     "and 120 km/hr.") &&
+        CHECK_MSG(sys &&
+                      strstr(sys, "seven (7) different speed limits: 30, 50, 60, 70, 80, 100, "
+                                  "and 120 km/hr.") &&
                       strstr(sys, "reconstruction-based competency estimator"),
                   "system: %s", sys ? sys : "NULL");
         CHECK_MSG(ins && strstr(ins, k == 0 ? "Here is an image for which the classifier is not "
@@ -178,7 +179,8 @@ CFX_TEST(llm, request_is_the_api_with_the_papers_prompts) {
                      k == 0 ? W : 2 * W + 30);
         CHECK_INT_EQ((int)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "height")),
                      k == 0 ? H : H + 20);
-        CHECK_INT_EQ((int)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "pixel")), k == 0 ? 100 : 110);
+        CHECK_INT_EQ((int)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "pixel")),
+                     k == 0 ? 100 : 110);
         free(shown);
     }
     cJSON_Delete(log);
@@ -240,14 +242,10 @@ CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
     int64_t failed = -1;
     CHECK_OK(cfx_llm_ask(l, jobs, N, 1, H, W, NULL, &failed));
     CHECK_INT_EQ(failed, 5);
-    const char *want[N] = {NULL,
-                           "no complete reply within 1 s",
-                           NULL,
-                           "not a JSON object",
-                           "no choices",
-                           "after 2 attempts",
-                           "no text",
-                           NULL};
+    const char *want[N] = {NULL,         "no complete reply within 1 s",
+                           NULL,         "not a JSON object",
+                           "no choices", "after 2 attempts",
+                           "no text",    NULL};
     const cfx_status code[N] = {CFX_OK,      CFX_ETIMEOUT, CFX_OK,      CFX_EFORMAT,
                                 CFX_EFORMAT, CFX_ENET,     CFX_EFORMAT, CFX_OK};
     for (int i = 0; i < N; i++) {
@@ -307,7 +305,8 @@ CFX_TEST(llm, unreachable_server_and_bad_options_get_clear_messages) {
     if (l) {
         CHECK_OK(cfx_llm_ask(l, &job, 1, 1, 4, 4, NULL, &failed));
         CHECK_INT_EQ(failed, 1);
-        CHECK_MSG(job.status == CFX_ENET && strstr(job.error, "http://127.0.0.1:1/v1/chat/completions") &&
+        CHECK_MSG(job.status == CFX_ENET &&
+                      strstr(job.error, "http://127.0.0.1:1/v1/chat/completions") &&
                       strstr(job.error, "after 2 attempts"),
                   "%s: %s", cfx_status_str(job.status), job.error);
     }
@@ -391,4 +390,302 @@ CFX_TEST(llm, keyword_rules_and_true_sentences) {
     CHECK_MSG(d && strstr(d, "Fashion-MNIST") && strstr(d, "2 different classes: Shirt, and Bag."),
               "%s", d ? d : "NULL");
     cfx_free(d);
+}
+
+/* ----------------------------------------------------------------- the CLI === */
+
+/* A small signs run (as tests/test_explain.c makes one), once for the suite. */
+static char root[600];
+
+static bool setup_run(void) {
+    if (!cfx_test_cli()) {
+        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
+        return false;
+    }
+    if (root[0]) return true;
+    char out[16384];
+    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
+    const char *d = root;
+    int rc = cfx_test_run_cli(out, sizeof out,
+                              "data signs --out %s/s --size 16 --train 60 --calib 30 --test 30 "
+                              "--ood 20 --seed 1 --threads 1",
+                              d);
+    if (!rc)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "train classifier --data %s/s --out %s/clf.onnx --epochs 6 "
+                              "--batch 16 --threads 1",
+                              d, d);
+    if (!rc)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "train autoencoder --data %s/s --out %s/ae.onnx --epochs 2 "
+                              "--batch 16 --latent 16 --threads 1",
+                              d, d);
+    if (!rc)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "competency fit --classifier %s/clf.onnx --encoder %s/encoder.onnx "
+                              "--decoder %s/decoder.onnx --data %s/s --out %s/b --threshold 0.17 "
+                              "--threads 1",
+                              d, d, d, d, d);
+    if (!rc)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "competency examples --bundle %s/b --data %s/s --out %s/ex "
+                              "--per-cause 2 --seed 2 --threads 1",
+                              d, d, d);
+    if (!rc)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "counterfactual --bundle %s/b --examples %s/ex --method reco "
+                              "--out %s/run --threads 1",
+                              d, d, d);
+    CHECK_MSG(rc == 0, "setting up the bundle and the run failed: %s", out);
+    if (rc) root[0] = '\0';
+    return rc == 0;
+}
+
+/* The lines of RUN/explanations.jsonl of one explainer (cJSON_Delete the array). */
+static cJSON *rows_of(const char *explainer) {
+    char path[800], *text = NULL;
+    size_t size;
+    cJSON *all = cJSON_CreateArray();
+    snprintf(path, sizeof path, "%s/run/explanations.jsonl", root);
+    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return all;
+    for (char *p = text, *nl; p < text + size; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + size - p));
+        if (!nl) nl = text + size;
+        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        const char *e = cJSON_GetStringValue(cJSON_GetObjectItem(j, "explainer"));
+        if (e && !strcmp(e, explainer))
+            cJSON_AddItemToArray(all, j);
+        else
+            cJSON_Delete(j);
+    }
+    cfx_free(text);
+    return all;
+}
+
+static bool file_has(const char *path, const char *needle) {
+    char *text = NULL;
+    size_t size;
+    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return false;
+    bool has = strstr(text, needle) != NULL;
+    cfx_free(text);
+    return has;
+}
+
+/* Decodes standard base64 (the test's own decoder, for the export's images). */
+static size_t unbase64(const char *s, unsigned char *out, size_t cap) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = 0;
+    unsigned v = 0;
+    int bits = 0;
+    for (; *s && *s != '='; s++) {
+        const char *p = strchr(A, *s);
+        if (!p) return 0;
+        v = v << 6 | (unsigned)(p - A), bits += 6;
+        if (bits >= 8) {
+            if (n == cap) return 0;
+            out[n++] = (unsigned char)(v >> (bits - 8)), bits -= 8;
+        }
+    }
+    return n;
+}
+
+CFX_TEST(llm, cli_asks_keeps_answers_scores_and_exports) {
+    if (!setup_run()) return;
+    server sv;
+    if (!server_start(&sv)) return;
+    char out[32768], path[900];
+    setenv("CFX_TEST_LLM_KEY", key, 1);
+    /* Half the requests fail (HTTP 500 after the retry): each failed row records its error,
+     * the others their answer, and the command says how many failed (exit 1). */
+    server_mode(&sv, "fail-half");
+    int rc = cfx_test_run_cli(out, sizeof out,
+                              "explain %s/run --llm http://127.0.0.1:%d/v1 --llm-model vlm "
+                              "--api-key-env CFX_TEST_LLM_KEY --retries 1 --timeout 5 "
+                              "--concurrency 2",
+                              root, sv.port);
+    CHECK_MSG(!strstr(out, key), "the output shows the key: %s", out);
+    cJSON *rows = rows_of("llm:vlm"), *row;
+    int n = cJSON_GetArraySize(rows), errors = 0;
+    cfx_run *r = NULL;
+    snprintf(path, sizeof path, "%s/run", root);
+    r = cfx_run_open(path);
+    CHECK(r != NULL);
+    if (r) CHECK_INT_EQ(n, 2 * r->n); /* none and reco */
+    cJSON_ArrayForEach(row, rows) {
+        bool err = cJSON_IsString(cJSON_GetObjectItem(row, "error"));
+        errors += err;
+        CHECK(cJSON_IsString(cJSON_GetObjectItem(row, "cause")));
+        if (err)
+            CHECK_MSG(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(row, "error")), "HTTP 500"),
+                      "%s", cJSON_GetStringValue(cJSON_GetObjectItem(row, "error")));
+        else
+            CHECK_MSG(
+                !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(row, "predicted_cause")),
+                        "brightness") &&
+                    strstr(cJSON_GetStringValue(cJSON_GetObjectItem(row, "sentence")), "too dark"),
+                "a row without the answer's cause or sentence");
+    }
+    cJSON_Delete(rows);
+    CHECK_MSG(errors > 0 && errors < n, "%d of %d failed: the server fails about half", errors, n);
+    char msg[80];
+    snprintf(msg, sizeof msg, "%d of %d requests failed", errors, n);
+    CHECK_MSG(rc == 1 && strstr(out, msg) && strstr(out, "again"), "exit %d: %s", rc, out);
+    cJSON *log = server_log(&sv);
+    int before = cJSON_GetArraySize(log);
+    CHECK_INT_EQ(before, (n - errors) + 2 * errors);
+    cJSON_Delete(log);
+    /* Again with a server that answers: only the failed ones are asked. */
+    server_mode(&sv, "ok");
+    rc = cfx_test_run_cli_stdout(out, sizeof out,
+                                 "explain %s/run --llm http://127.0.0.1:%d/v1 --llm-model vlm "
+                                 "--api-key-env CFX_TEST_LLM_KEY --json",
+                                 root, sv.port);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
+    cJSON *j = cJSON_Parse(out);
+    CHECK_MSG(j && (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "sent")) == errors &&
+                  (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "cached")) == n - errors,
+              "%s", out);
+    cJSON_Delete(j);
+    log = server_log(&sv);
+    CHECK_INT_EQ(cJSON_GetArraySize(log) - before, errors);
+    cJSON_Delete(log);
+    rows = rows_of("llm:vlm");
+    CHECK_INT_EQ(cJSON_GetArraySize(rows), n);
+    cJSON_ArrayForEach(row, rows) CHECK(cJSON_GetObjectItem(row, "error") == NULL);
+    cJSON_Delete(rows);
+    const char *files[] = {"explanations.jsonl", "llm_cache.jsonl"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/run/%s", root, files[k]);
+        CHECK_MSG(!file_has(path, key), "%s holds the key", path);
+    }
+    /* The measured explainer's rows and the LLM's live side by side. */
+    rc = cfx_test_run_cli(out, sizeof out, "explain %s/run --sources 40 --no-maps --threads 1",
+                          root);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
+    rows = rows_of("measured");
+    CHECK_INT_EQ(cJSON_GetArraySize(rows), n);
+    cJSON_Delete(rows);
+    rows = rows_of("llm:vlm");
+    CHECK_INT_EQ(cJSON_GetArraySize(rows), n);
+    cJSON_Delete(rows);
+
+    /* Score: the CSV for a person, and a table per explainer. The test server's answers all
+     * say "too dark", so the LLM is right exactly on the brightness images. */
+    rc = cfx_test_run_cli_stdout(out, sizeof out, "explain score %s/run", root);
+    CHECK_MSG(rc == 0 && strstr(out, "llm:vlm:") && strstr(out, "measured:") &&
+                  strstr(out, "| Method | spatial | brightness |") && strstr(out, "| None |") &&
+                  strstr(out, "| reco |"),
+              "exit %d: %s", rc, out);
+    const char *llm_table = strstr(out, "llm:vlm:");
+    CHECK_MSG(llm_table && strstr(llm_table, "| None | 0% | 100% | 0% | 0% | 0% | 0% | 16.67% |"),
+              "the LLM's table: %s", llm_table ? llm_table : out);
+    char csv[900];
+    snprintf(csv, sizeof csv, "%s/run/explanations_score.csv", root);
+    char *text = NULL;
+    size_t size;
+    CHECK_OK(cfx_file_read_all(csv, &text, &size));
+    int lines = 0;
+    for (char *p = text; p && *p; p++) lines += *p == '\n';
+    CHECK_INT_EQ(lines, 1 + 2 * n);
+    const char *header = "index,method,explainer,true cause,predicted cause,sentence,correct\n";
+    CHECK_MSG(text && !strncmp(text, header, strlen(header)), "header: %.80s", text ? text : "");
+    /* A person marks every LLM answer right: its accuracy becomes 100% everywhere. */
+    char corrected[900];
+    snprintf(corrected, sizeof corrected, "%s/corrected.csv", root);
+    FILE *f = fopen(corrected, "w");
+    CHECK(f != NULL);
+    for (char *p = text, *nl; f && p && *p; p = nl + 1) {
+        nl = strchr(p, '\n');
+        if (!nl) break;
+        if (strstr(p, "\"llm:vlm\"") && strstr(p, "\"llm:vlm\"") < nl && nl[-1] == '0')
+            fprintf(f, "%.*s1\n", (int)(nl - p - 1), p);
+        else
+            fprintf(f, "%.*s\n", (int)(nl - p), p);
+    }
+    if (f) fclose(f);
+    rc = cfx_test_run_cli_stdout(out, sizeof out, "explain score %s/run --corrected %s", root,
+                                 corrected);
+    llm_table = strstr(out, "llm:vlm:");
+    CHECK_MSG(rc == 0 && llm_table &&
+                  strstr(llm_table, "| None | 100% | 100% | 100% | 100% | 100% | 100% | 100.00% |"),
+              "exit %d: %s", rc, out);
+    /* An unknown cause in the corrected file: the row is named. */
+    f = fopen(corrected, "w");
+    if (f) {
+        fprintf(f, "index,method,explainer,true cause,predicted cause,sentence,correct\n"
+                   "0,none,\"llm:vlm\",brightness,brightness,\"Dark, very.\",1\n"
+                   "1,none,\"llm:vlm\",noise,glare,\"Glare.\",\n");
+        fclose(f);
+    }
+    rc = cfx_test_run_cli(out, sizeof out, "explain score %s/run --corrected %s", root, corrected);
+    CHECK_MSG(rc == 1 && strstr(out, "row 3") && strstr(out, "unknown predicted cause 'glare'"),
+              "exit %d: %s", rc, out);
+    cfx_free(text);
+
+    /* Export: every line is a chat with a decodable image and the true cause's sentence. */
+    char jl[900];
+    snprintf(jl, sizeof jl, "%s/ft.jsonl", root);
+    rc = cfx_test_run_cli(out, sizeof out, "explain export-finetune %s/run --out %s", root, jl);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
+    text = NULL;
+    CHECK_OK(cfx_file_read_all(jl, &text, &size));
+    int examples = 0;
+    for (char *p = text, *nl; text && p < text + size; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + size - p));
+        if (!nl) break;
+        cJSON *e = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        const cJSON *m = cJSON_GetObjectItem(e, "messages");
+        const char *sys =
+            cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 0), "content"));
+        const cJSON *parts = cJSON_GetObjectItem(cJSON_GetArrayItem(m, 1), "content");
+        const char *answer =
+            cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 2), "content"));
+        const char *uri = cJSON_GetStringValue(cJSON_GetObjectItem(
+            cJSON_GetObjectItem(cJSON_GetArrayItem(parts, 1), "image_url"), "url"));
+        CHECK_MSG(cJSON_GetArraySize(m) == 3 && sys && strstr(sys, "speed limit") && answer &&
+                      uri && !strncmp(uri, "data:image/png;base64,", 22),
+                  "line %d: %.*s", examples + 1, (int)(nl - p > 300 ? 300 : nl - p), p);
+        if (uri && r && examples < 4) {
+            static unsigned char png[1 << 16];
+            size_t len = unbase64(uri + 22, png, sizeof png);
+            char pp[900];
+            snprintf(pp, sizeof pp, "%s/ft%d.png", root, examples);
+            FILE *pf = fopen(pp, "wb");
+            if (pf) fwrite(png, 1, len, pf), fclose(pf);
+            cfx_tensor *im = cfx_image_read(pp, 3);
+            bool pair = strstr(cJSON_GetStringValue(
+                                   cJSON_GetObjectItem(cJSON_GetArrayItem(parts, 0), "text")),
+                               "side-by-side") != NULL;
+            CHECK_MSG(im && im->shape[1] == r->h + (pair ? 20 : 0) &&
+                          im->shape[2] == (pair ? 2 * r->w + 30 : r->w),
+                      "example %d's image does not decode to its size", examples);
+            cfx_tensor_free(im);
+        }
+        cJSON_Delete(e);
+        examples++;
+    }
+    cfx_free(text);
+    CHECK_INT_EQ(examples, n);
+
+    /* An unreachable server, a missing key variable, --llm without a model. */
+    rc = cfx_test_run_cli(out, sizeof out,
+                          "explain %s/run --llm http://127.0.0.1:1/v1 --llm-model other "
+                          "--retries 0 --no-counterfactual",
+                          root);
+    CHECK_MSG(rc == 1 && strstr(out, "requests failed") && strstr(out, "127.0.0.1:1"),
+              "exit %d: %s", rc, out);
+    rows = rows_of("llm:vlm");
+    CHECK_INT_EQ(cJSON_GetArraySize(rows), n); /* what was answered is kept */
+    cJSON_Delete(rows);
+    rc = cfx_test_run_cli(out, sizeof out,
+                          "explain %s/run --llm http://127.0.0.1:%d/v1 --llm-model vlm "
+                          "--api-key-env CFX_TEST_NO_SUCH_VAR",
+                          root, sv.port);
+    CHECK_MSG(rc == 1 && strstr(out, "CFX_TEST_NO_SUCH_VAR"), "exit %d: %s", rc, out);
+    rc = cfx_test_run_cli(out, sizeof out, "explain %s/run --llm http://127.0.0.1:%d/v1", root,
+                          sv.port);
+    CHECK_MSG(rc == 2 && strstr(out, "--llm-model"), "exit %d: %s", rc, out);
+    cfx_run_free(r);
+    unsetenv("CFX_TEST_LLM_KEY");
+    server_stop(&sv);
 }
