@@ -217,10 +217,10 @@ CFX_TEST(llm, request_is_the_api_with_the_papers_prompts) {
 CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
     server sv;
     if (!server_start(&sv)) return;
-    enum { H = 8, W = 8, N = 8 };
+    enum { H = 8, W = 8, N = 9 };
     /* Pixel codes of tests/py/llm_server.py: 120 and 130 answer; 20 slow, 30 500 then an
-     * answer, 40 malformed JSON, 50 no choices, 60 cut mid-reply, 70 no text. */
-    const int px[N] = {120, 20, 30, 40, 50, 60, 70, 130};
+     * answer, 40 malformed JSON, 50 no choices, 60 cut mid-reply, 70 no text, 90 HTTP 401. */
+    const int px[N] = {120, 20, 30, 40, 50, 60, 70, 130, 90};
     float img[N][H * W];
     cfx_llm_job jobs[N];
     memset(jobs, 0, sizeof jobs);
@@ -241,13 +241,18 @@ CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
     if (!l) goto done;
     int64_t failed = -1;
     CHECK_OK(cfx_llm_ask(l, jobs, N, 1, H, W, NULL, &failed));
-    CHECK_INT_EQ(failed, 5);
-    const char *want[N] = {NULL,         "no complete reply within 1 s",
-                           NULL,         "not a JSON object",
-                           "no choices", "after 2 attempts",
-                           "no text",    NULL};
-    const cfx_status code[N] = {CFX_OK,      CFX_ETIMEOUT, CFX_OK,      CFX_EFORMAT,
-                                CFX_EFORMAT, CFX_ENET,     CFX_EFORMAT, CFX_OK};
+    CHECK_INT_EQ(failed, 6);
+    const char *want[N] = {NULL,
+                           "no complete reply within 1 s",
+                           NULL,
+                           "not a JSON object",
+                           "no choices",
+                           "after 2 attempts",
+                           "no text",
+                           NULL,
+                           "HTTP 401: {\"error\": {\"message\": \"invalid API key\"}}"};
+    const cfx_status code[N] = {CFX_OK,   CFX_ETIMEOUT, CFX_OK, CFX_EFORMAT, CFX_EFORMAT,
+                                CFX_ENET, CFX_EFORMAT,  CFX_OK, CFX_ENET};
     for (int i = 0; i < N; i++) {
         CHECK_MSG(jobs[i].status == code[i], "pixel %d: status %s, expected %s (%s)", px[i],
                   cfx_status_str(jobs[i].status), cfx_status_str(code[i]), jobs[i].error);
@@ -267,8 +272,8 @@ CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
               jobs[1].error);
     cJSON *log = server_log(&sv);
     /* Retried: the timeout, the 500 and the cut reply (twice each); not the answers with a bad
-     * body, which a repeat would not mend. */
-    const int sent[N] = {1, 2, 2, 1, 1, 2, 1, 1};
+     * body, which a repeat would not mend, nor the 401. */
+    const int sent[N] = {1, 2, 2, 1, 1, 2, 1, 1, 1};
     for (int i = 0; i < N; i++)
         CHECK_MSG(requests_with_pixel(log, px[i]) == sent[i], "pixel %d: %d requests, expected %d",
                   px[i], requests_with_pixel(log, px[i]), sent[i]);
@@ -281,11 +286,11 @@ CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
     CHECK(l != NULL);
     if (!l) goto done;
     CHECK_OK(cfx_llm_ask(l, jobs, N, 1, H, W, NULL, &failed));
-    CHECK_INT_EQ(failed, 5);
-    CHECK_INT_EQ(cfx_llm_sent(l), 5);
+    CHECK_INT_EQ(failed, 6);
+    CHECK_INT_EQ(cfx_llm_sent(l), 6);
     for (int i = 0; i < N; i++) CHECK_INT_EQ(jobs[i].cached, code[i] == CFX_OK);
     log = server_log(&sv);
-    CHECK_INT_EQ(cJSON_GetArraySize(log) - before, 2 + 1 + 1 + 2 + 1);
+    CHECK_INT_EQ(cJSON_GetArraySize(log) - before, 2 + 1 + 1 + 2 + 1 + 1);
     cJSON_Delete(log);
     for (int i = 0; i < N; i++) cfx_free(jobs[i].reply);
     cfx_llm_free(l);

@@ -172,7 +172,7 @@ static cJSON *messages(const char *description, const float *image, const float 
 static char *print_json(cJSON *j) {
     char *p = j ? cJSON_PrintUnformatted(j) : NULL;
     char *s = p ? cfx_strdup(p) : NULL;
-    free(p);
+    cJSON_free(p);
     if (!s) cfx_set_error(CFX_ENOMEM, "print JSON: out of memory");
     return s;
 }
@@ -432,7 +432,7 @@ static cfx_status append(cfx_llm *l, uint64_t key, const char *reply) {
     cJSON_Delete(j);
     if (!line) return cfx_set_error(CFX_ENOMEM, "the answer cache: out of memory");
     bool ok = fprintf(l->cache, "%s\n", line) > 0 && fflush(l->cache) == 0;
-    free(line);
+    cJSON_free(line);
     return ok ? CFX_OK
               : cfx_set_error(CFX_EIO, "the answer cache '%s': cannot write: %s", l->cache_path,
                               strerror(errno));

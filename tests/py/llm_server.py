@@ -13,7 +13,7 @@ with an even hex digit, "ok" otherwise):
   20 a reply slower than any test timeout (3 s)
   30 HTTP 500 the first time a body is seen, then a normal answer
   40 malformed JSON          50 an empty choice list     60 a connection closed mid-reply
-  70 a message with no text  80 HTTP 500 always
+  70 a message with no text  80 HTTP 500 always         90 HTTP 401 (a bad key)
 """
 import base64
 import hashlib
@@ -116,13 +116,15 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "ok":
             fault = 10
         else:
-            fault = px if px in (10, 20, 30, 40, 50, 60, 70, 80) else 10
+            fault = px if px in (10, 20, 30, 40, 50, 60, 70, 80, 90) else 10
         try:
             if fault == 20:
                 time.sleep(3)
                 self.send(200, answer("Too late."))
             elif fault == 30 and first or fault == 80:
                 self.send(500, {"error": {"message": "the model is loading"}})
+            elif fault == 90:
+                self.send(401, {"error": {"message": "invalid API key"}})
             elif fault == 40:
                 self.send(200, b'{"choices": [{"message": ')
             elif fault == 50:
