@@ -202,14 +202,17 @@ static int explain_llm(const cfx_run *r, const char *run_dir, const bool *rows, 
     cfx_llm *l = desc ? cfx_llm_new(&o) : NULL;
     cfx_free(desc);
     if (!l) return cli_fail(cmd, NULL);
-    /* One job per image and row, in the order the measured explainer writes them. */
+    /* One row per image and row kind, in the order the measured explainer writes them, and a
+     * job per row, except that best's row shares the job of the method it took when that row
+     * is asked too (the same counterfactual: the same request). */
     const int order[] = {CFX_RUN_BEST, CFX_CF_IGD, CFX_CF_FGD, CFX_CF_RECO,
                          CFX_CF_LGD,   CFX_CF_LNN, ROW_NONE};
-    int64_t per = (int64_t)r->c * r->h * r->w, n = 0;
+    int64_t per = (int64_t)r->c * r->h * r->w, n = 0, nj = 0;
     cfx_llm_job *jobs = calloc((size_t)r->n * NROWS, sizeof *jobs);
-    int64_t *which = malloc((size_t)r->n * NROWS * sizeof *which);
-    if (!jobs || !which) {
-        free(jobs), free(which);
+    int64_t *which = malloc((size_t)r->n * NROWS * sizeof *which),
+            *job_of = malloc((size_t)r->n * NROWS * sizeof *job_of);
+    if (!jobs || !which || !job_of) {
+        free(jobs), free(which), free(job_of);
         cfx_llm_free(l);
         return cli_fail(cmd, "out of memory");
     }
@@ -217,20 +220,33 @@ static int explain_llm(const cfx_run *r, const char *run_dir, const bool *rows, 
         for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
             int m = order[k];
             if (!rows[m] || (m != ROW_NONE && !r->results[m * r->n + i].present)) continue;
-            jobs[n].image = r->images->data + i * per;
-            jobs[n].cf = m == ROW_NONE ? NULL : r->counterfactuals[m]->data + i * per;
-            which[n++] = i * NROWS + m;
+            const float *cf = m == ROW_NONE ? NULL : r->counterfactuals[m]->data + i * per;
+            int w = m == CFX_RUN_BEST ? r->results[m * r->n + i].winner : -1;
+            which[n] = i * NROWS + m;
+            if (w >= 0 && w < CFX_RUN_BEST && rows[w] && r->results[w * r->n + i].present &&
+                !memcmp(cf, r->counterfactuals[w]->data + i * per, (size_t)per * sizeof *cf)) {
+                job_of[n++] = -1 - w; /* resolved below, once the winner's row has its job */
+                continue;
+            }
+            jobs[nj].image = r->images->data + i * per;
+            jobs[nj].cf = cf;
+            job_of[n++] = nj++;
         }
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t q = j + 1; job_of[j] < 0 && q < n; q++)
+            if (which[q] == which[j] - CFX_RUN_BEST + (-1 - job_of[j])) job_of[j] = job_of[q];
     int64_t failed = 0;
     cfx_status s =
-        cfx_llm_ask(l, jobs, n, r->c, r->h, r->w,
+        cfx_llm_ask(l, jobs, nj, r->c, r->h, r->w,
                     &(cfx_progress){.fn = a->json ? NULL : cfx_progress_stderr}, &failed);
     cfx_file af = {0};
     snprintf(path, sizeof path, "%s/explanations.jsonl", run_dir);
     if (s == CFX_OK) s = cfx_file_create(&af, path);
     if (s == CFX_OK) copy_other_rows(af.f, run_dir, explainer);
     int64_t cached = 0, first_failed = -1;
+    for (int64_t j = 0; j < nj; j++) cached += jobs[j].cached;
     for (int64_t j = 0; s == CFX_OK && j < n; j++) {
+        const cfx_llm_job *job = &jobs[job_of[j]];
         int64_t i = which[j] / NROWS;
         int m = (int)(which[j] % NROWS);
         fprintf(af.f, "{\"index\": %lld, \"method\": \"%s\", \"explainer\": ", (long long)i,
@@ -240,18 +256,17 @@ static int explain_llm(const cfx_run *r, const char *run_dir, const bool *rows, 
             fputs(", \"cause\": ", af.f);
             cli_json_str(af.f, r->cause[i]);
         }
-        if (jobs[j].reply) {
+        if (job->reply) {
             fprintf(af.f, ", \"predicted_cause\": \"%s\", \"sentence\": ",
-                    cfx_cause_name(cfx_explain_keyword_cause(jobs[j].reply)));
-            cli_json_str(af.f, jobs[j].reply);
+                    cfx_cause_name(cfx_explain_keyword_cause(job->reply)));
+            cli_json_str(af.f, job->reply);
             fprintf(af.f, ", \"reference\": \"%s\"}\n", m == ROW_NONE ? "none" : "counterfactual");
         } else {
             fputs(", \"error\": ", af.f);
-            cli_json_str(af.f, jobs[j].error);
+            cli_json_str(af.f, job->error);
             fputs("}\n", af.f);
             if (first_failed < 0) first_failed = j;
         }
-        cached += jobs[j].cached;
     }
     if (s == CFX_OK)
         s = cfx_file_commit(&af);
@@ -266,21 +281,21 @@ static int explain_llm(const cfx_run *r, const char *run_dir, const bool *rows, 
         printf(", \"explainer\": ");
         cli_json_str(stdout, explainer);
         printf(", \"requests\": %lld, \"sent\": %lld, \"cached\": %lld, \"failed\": %lld}\n",
-               (long long)n, (long long)cfx_llm_sent(l), (long long)cached, (long long)failed);
+               (long long)nj, (long long)cfx_llm_sent(l), (long long)cached, (long long)failed);
     } else
         printf("wrote %s/explanations.jsonl: %lld answers of %s (%lld asked, %lld from the "
                "cache, %lld failed)\n",
-               run_dir, (long long)(n - failed), explainer, (long long)cfx_llm_sent(l),
+               run_dir, (long long)(nj - failed), explainer, (long long)cfx_llm_sent(l),
                (long long)cached, (long long)failed);
     if (rc == 0 && failed > 0)
         rc = cli_fail(cmd,
                       "%lld of %lld requests failed, for example image %lld: %s; their rows in "
                       "explanations.jsonl say why; the answers are kept (RUN/llm_cache.jsonl), so "
                       "running the same command again asks only the failed ones",
-                      (long long)failed, (long long)n, (long long)(which[first_failed] / NROWS),
-                      jobs[first_failed].error);
-    for (int64_t j = 0; j < n; j++) cfx_free(jobs[j].reply);
-    free(jobs), free(which);
+                      (long long)failed, (long long)nj, (long long)(which[first_failed] / NROWS),
+                      jobs[job_of[first_failed]].error);
+    for (int64_t j = 0; j < nj; j++) cfx_free(jobs[j].reply);
+    free(jobs), free(which), free(job_of);
     cfx_llm_free(l);
     return rc;
 }
