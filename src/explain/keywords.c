@@ -57,6 +57,7 @@ cfx_cause cfx_explain_keyword_cause(const char *text) {
 
 void cfx_explain_true_sentence(cfx_cause cause, const float *image, const float *reference, int c,
                                int h, int w, char *out, size_t cap) {
+    if (!out || cap == 0) return;
     double a[CFX_STAT_COUNT], b[CFX_STAT_COUNT];
     /* The direction of a change, when both images can be measured: -1 less, 1 more, 0 unknown. */
     int dir[CFX_STAT_COUNT] = {0};
