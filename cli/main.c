@@ -14,7 +14,8 @@ static const cli_command commands[] = {
      "high-competency counterfactuals of low-competency images (IGD, FGD, Reco, LGD, LNN)"},
     {"evaluate", cmd_evaluate, "metrics of a run: success, similarity, FID, KID, CMMD"},
     {"explain", cmd_explain,
-     "why competency is low on each image of a run, in words, with competency maps"},
+     "why competency is low on each image of a run, in words (measured, or a vision LLM with "
+     "--llm), with competency maps; explain score, explain export-finetune"},
     {"report", cmd_report, "a run folder as one self-contained HTML page"},
     {"concepts", cmd_concepts,
      "semantic edits over WordNet: costs, closest counterfactuals, importance"},

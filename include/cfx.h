@@ -74,6 +74,8 @@
  *   explain   stats       what the explainer measures on an image
  *             map         competency maps: where on an image competency is lost
  *             measured    the measured explainer: the cause, its confidence, one sentence
+ *             keywords    the keyword rules that read a cause out of a sentence
+ *             llm         an OpenAI-compatible vision LLM client with the paper's prompts
  *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
@@ -1624,6 +1626,87 @@ typedef struct cfx_explanation {
 cfx_status cfx_explain_image(const cfx_explainer *e, const float *image, const float *cf,
                              int cf_method, const float *map, double rho_before, double rho_after,
                              cfx_explanation *out);
+
+/* ==================================================================== keywords === */
+/* The keyword rules that read a cause out of a sentence (src/explain/keywords.c holds the one
+ * table, the README lists it): the cause whose keyword comes first in the text, case aside,
+ * with spatial's keywords ("unfamiliar", "object", ...) counted only when no other cause's
+ * appears; CFX_CAUSE_NONE when none does. */
+cfx_cause cfx_explain_keyword_cause(const char *text);
+/* The explanation a person would give for a known cause, for fine-tuning: "The original image
+ * is darker than the images the classifier was trained on." The direction (darker or brighter,
+ * less or more contrast or colour) comes from comparing image with reference (its
+ * counterfactual; NULL: the generic "too dark or too bright"). Always matches
+ * cfx_explain_keyword_cause. Writes at most cap bytes into out. */
+void cfx_explain_true_sentence(cfx_cause cause, const float *image, const float *reference, int c,
+                               int h, int w, char *out, size_t cap);
+
+/* ======================================================================== llm === */
+/* A client for any server that speaks the OpenAI chat-completions API with images (llama.cpp
+ * server, vLLM, Ollama), asking the competency paper's questions (its appendix B): the system
+ * message describes the dataset (B.1/B.2) and the competency estimator (B.3); the user message
+ * holds the instruction (B.4 without a counterfactual, B.5 with one) and the image as a PNG
+ * data URI: the image alone, or side by side with its counterfactual. HTTP goes through libcurl
+ * with a timeout per attempt and retries with exponential backoff on timeouts, connection
+ * errors and 5xx. Answers are cached by a 64-bit FNV-1a hash of the exact request body, so
+ * asking again sends nothing for what was answered. The API key is sent as a header only: it is
+ * never in a message, the cache or the request body. */
+typedef struct cfx_llm_options {
+    const char *url;         /* the API's base ("http://127.0.0.1:8080/v1"); requests go to
+                                <url>/chat/completions (or to url when it already ends so) */
+    const char *model;       /* required */
+    const char *api_key;     /* sent as "Authorization: Bearer <key>"; NULL: no header */
+    double temperature;      /* as given (0 is greedy) */
+    int max_tokens;          /* 0 reads as 128 */
+    double timeout;          /* seconds per attempt; 0 reads as 60 */
+    int retries;             /* attempts after the first */
+    double backoff;          /* seconds before the first retry, doubled after; 0 reads as 1 */
+    int concurrency;         /* requests in flight at once; 0 reads as 2 */
+    const char *description; /* the dataset's (cfx_llm_dataset_description); NULL: generic */
+    const char *cache;       /* a JSON Lines file of answers, read when it exists and appended
+                                and flushed after each answer; NULL: no cache */
+} cfx_llm_options;
+typedef struct cfx_llm cfx_llm;
+/* Checks the options and reads the cache. NULL with a message on bad options or a cache that
+ * cannot be read. Owned by the caller. */
+cfx_llm *cfx_llm_new(const cfx_llm_options *o);
+void cfx_llm_free(cfx_llm *l);
+/* The description of a dataset folder's classifier, from its manifest's name and class names:
+ * the paper's B.2 for "signs", Fashion-MNIST's own, and a generic one with the class names for
+ * others (classes may be NULL). A new string (cfx_free). */
+char *cfx_llm_dataset_description(const char *name, const char *const *classes, int nclasses);
+/* The original (c,h,w) left and its counterfactual right, on white with 10 pixels of padding
+ * around and between: a new (c, h + 20, 2w + 30) tensor. */
+cfx_tensor *cfx_llm_side_by_side(const float *image, const float *cf, int c, int h, int w);
+/* The chat messages for one image as JSON text (an array; cfx_free): system (the description
+ * and B.3), user (a text part with B.4, or B.5 when cf is given, and an image_url part with the
+ * image, or the side-by-side pair, as a PNG data URI) and, when assistant is not NULL, an
+ * assistant message with that text (for fine-tuning files). NULL with a message on failure. */
+char *cfx_llm_messages(const char *description, const float *image, const float *cf, int c, int h,
+                       int w, const char *assistant);
+/* The whole request body for one image (the messages, model, temperature, max_tokens), as sent
+ * and as hashed for the cache (cfx_free). */
+char *cfx_llm_request(const cfx_llm *l, const float *image, const float *cf, int c, int h, int w);
+/* The answer text of a chat-completions reply body: choices[0].message.content (a string, or
+ * the text parts of an array), trimmed. CFX_EFORMAT with a message for a body that is not JSON,
+ * has an "error", no choices, or no text. *text: cfx_free. */
+cfx_status cfx_llm_parse_reply(const char *body, char **text);
+
+typedef struct cfx_llm_job {
+    const float *image, *cf; /* (c,h,w) each; cf NULL: asked without a counterfactual */
+    /* Out: */
+    cfx_status status; /* CFX_OK when answered */
+    char *reply;       /* the answer (cfx_free), NULL when it failed */
+    char error[600];   /* why it failed ("" when answered) */
+    int cached;        /* answered from the cache, nothing was sent */
+} cfx_llm_job;
+/* Asks for every job, at most the options' concurrency at a time; a job that fails (after its
+ * retries) records its error and the others go on. Each answer is appended to the cache as it
+ * comes. *failed counts the failed jobs. Returns an error only for bad arguments. */
+cfx_status cfx_llm_ask(cfx_llm *l, cfx_llm_job *jobs, int64_t n, int c, int h, int w,
+                       const cfx_progress *progress, int64_t *failed);
+/* Requests sent over the HTTP connection so far (not counting cached answers). */
+int64_t cfx_llm_sent(const cfx_llm *l);
 
 /* #########################################################################################
  * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)

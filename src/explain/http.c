@@ -1,0 +1,203 @@
+/* http.c - POST a JSON body and read the reply, over libcurl, with a total timeout per attempt
+ * and retries with exponential backoff on what a later attempt may fix: timeouts, connection
+ * errors, replies cut short and 5xx statuses. A 4xx is the request's fault, so it is not
+ * retried. Each call has its own easy handle, so calls from several threads never share a
+ * connection; curl_global_init, which is not thread-safe, runs once under pthread_once. Error
+ * messages name the URL, with any user:password part replaced, and never a header: the caller
+ * puts API keys there. */
+#include "explain/http.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+
+/* Replies larger than this are refused: a chat reply is a few kilobytes. */
+#define MAX_REPLY ((size_t)64 << 20)
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static CURLcode global_status = CURLE_OK;
+
+static void global_init(void) {
+    global_status = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void cfx__http_reply_deinit(cfx__http_reply *r) {
+    if (!r) return;
+    cfx_free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+/* The URL as messages show it: user:password@ becomes ***@ when the URL carries credentials. */
+static void shown_url(const char *url, char *out, size_t cap) {
+    const char *start = strstr(url, "://");
+    start = start ? start + 3 : url;
+    const char *end = start + strcspn(start, "/?#"),
+               *at = memchr(start, '@', (size_t)(end - start));
+    if (at)
+        snprintf(out, cap, "%.*s***%s", (int)(start - url), url, at);
+    else
+        snprintf(out, cap, "%s", url);
+}
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    bool too_big, no_memory;
+} buffer;
+
+static size_t on_data(char *p, size_t size, size_t n, void *user) {
+    buffer *b = user;
+    size_t add = size * n;
+    if (b->len + add + 1 > MAX_REPLY) {
+        b->too_big = true;
+        return 0;
+    }
+    if (b->len + add + 1 > b->cap) {
+        size_t cap = CFX_MAX(b->cap * 2, b->len + add + 1);
+        cap = CFX_MAX(cap, (size_t)4096);
+        char *d = cfx_realloc(b->data, cap);
+        if (!d) {
+            b->no_memory = true;
+            return 0;
+        }
+        b->data = d, b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, add);
+    b->len += add;
+    b->data[b->len] = '\0';
+    return add;
+}
+
+static void sleep_seconds(double s) {
+    if (s <= 0) return;
+    struct timespec t = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&t, &t) != 0) {
+    }
+}
+
+/* Whether an attempt that failed in transport may succeed when repeated. */
+static bool transient(CURLcode c) {
+    switch (c) {
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_URL_MALFORMAT:
+        case CURLE_OUT_OF_MEMORY:
+        case CURLE_WRITE_ERROR: /* our buffer refused the reply: too big or no memory */
+        case CURLE_BAD_FUNCTION_ARGUMENT:
+            return false;
+        default:
+            return true;
+    }
+}
+
+char *cfx__base64(const unsigned char *p, size_t n) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = cfx_malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (!out) return NULL;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
+        *o++ = A[v >> 18], *o++ = A[v >> 12 & 63], *o++ = A[v >> 6 & 63], *o++ = A[v & 63];
+    }
+    if (i < n) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0);
+        *o++ = A[v >> 18], *o++ = A[v >> 12 & 63];
+        *o++ = i + 1 < n ? A[v >> 6 & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+cfx_status cfx__http_post(const cfx__http_request *r, cfx__http_reply *out) {
+    if (!out) return cfx_set_error(CFX_EINVAL, "http: no reply to fill");
+    memset(out, 0, sizeof *out);
+    if (!r || !r->url || !r->body) return cfx_set_error(CFX_EINVAL, "http: no URL or body");
+    char url[512];
+    shown_url(r->url, url, sizeof url);
+    if (strncmp(r->url, "http://", 7) && strncmp(r->url, "https://", 8))
+        return cfx_set_error(CFX_EINVAL, "POST %s: the URL must start with http:// or https://",
+                             url);
+    pthread_once(&once, global_init);
+    if (global_status != CURLE_OK)
+        return cfx_set_error(CFX_ENET, "POST %s: curl_global_init failed: %s", url,
+                             curl_easy_strerror(global_status));
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    /* Without this, curl waits up to a second for "100 Continue" before bodies over 1 MB. */
+    struct curl_slist *more = hdr ? curl_slist_append(hdr, "Expect:") : NULL;
+    for (int i = 0; more && i < r->nheaders; i++) more = curl_slist_append(more, r->headers[i]);
+    if (!h || !more) {
+        curl_slist_free_all(more ? more : hdr);
+        curl_easy_cleanup(h);
+        return cfx_set_error(CFX_ENOMEM, "POST %s: out of memory", url);
+    }
+    hdr = more;
+    double timeout = r->timeout > 0 ? r->timeout : 60;
+    char why[CURL_ERROR_SIZE];
+    buffer b = {0};
+    curl_easy_setopt(h, CURLOPT_URL, r->url);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for timeouts: we may be threaded */
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "cfx");
+    cfx_status s = CFX_OK;
+    double wait = r->backoff > 0 ? r->backoff : 0;
+    for (int attempt = 0;; attempt++) {
+        b.len = 0, b.too_big = b.no_memory = false;
+        if (b.data) b.data[0] = '\0';
+        why[0] = '\0';
+        CURLcode c = curl_easy_perform(h);
+        out->attempts = attempt + 1;
+        out->status = 0;
+        bool again;
+        if (c == CURLE_OK) {
+            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+            if (out->status >= 200 && out->status < 300) {
+                s = CFX_OK;
+                break;
+            }
+            /* The first line of the body says what the server did not like. */
+            int show = (int)strcspn(b.data ? b.data : "", "\n");
+            s = cfx_set_error(CFX_ENET, "POST %s: the server answered HTTP %ld%s%.*s%s", url,
+                              out->status, show ? ": " : "", CFX_MIN(show, 300),
+                              b.data ? b.data : "", show > 300 ? "..." : "");
+            again = out->status >= 500;
+        } else if (b.too_big || b.no_memory) {
+            s = cfx_set_error(b.no_memory ? CFX_ENOMEM : CFX_ENET, "POST %s: %s", url,
+                              b.no_memory ? "out of memory for the reply"
+                                          : "the reply is larger than 64 MiB");
+            again = false;
+        } else {
+            const char *what = why[0] ? why : curl_easy_strerror(c);
+            if (c == CURLE_OPERATION_TIMEDOUT)
+                s = cfx_set_error(CFX_ETIMEOUT, "POST %s: no complete reply within %g s (%s)", url,
+                                  timeout, what);
+            else
+                s = cfx_set_error(c == CURLE_URL_MALFORMAT ? CFX_EINVAL : CFX_ENET, "POST %s: %s",
+                                  url, what);
+            again = transient(c);
+        }
+        if (!again || attempt >= r->retries) {
+            if (attempt > 0) {
+                char m[1200];
+                snprintf(m, sizeof m, "%s", cfx_last_error());
+                cfx_set_error(s, "%s (after %d attempts)", m, attempt + 1);
+            }
+            break;
+        }
+        sleep_seconds(CFX_MIN(wait, 30.0));
+        wait *= 2;
+    }
+    out->body = b.data, out->len = b.len;
+    if (!out->body && (out->body = cfx_malloc(1))) out->body[0] = '\0';
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    return s;
+}

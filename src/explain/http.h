@@ -1,0 +1,40 @@
+/* http.h - a small HTTP client over libcurl (src/explain/http.c); not part of the public API.
+ * The LLM client POSTs chat requests with it, and the V-CECE editors (src/concepts/) POST JSON
+ * to image-editing servers, so it knows nothing of either. */
+#ifndef CFX_EXPLAIN_HTTP_H
+#define CFX_EXPLAIN_HTTP_H
+
+#include "base/base.h"
+
+typedef struct cfx__http_request {
+    const char *url;
+    const char *body; /* the JSON body, body_len bytes */
+    size_t body_len;
+    /* Extra header lines ("Authorization: Bearer ..."); Content-Type: application/json is
+     * always sent. Headers never appear in an error message. */
+    const char *const *headers;
+    int nheaders;
+    double timeout; /* seconds for a whole attempt (connect, send, reply); <= 0: 60 */
+    int retries;    /* attempts after the first, on timeouts, connection errors and 5xx */
+    double backoff; /* seconds before the first retry, doubled for each next one; < 0: 0 */
+} cfx__http_request;
+
+typedef struct cfx__http_reply {
+    long status;  /* the last attempt's HTTP status, 0 when none came */
+    char *body;   /* its body, NUL-terminated (cfx_free; cfx__http_reply_deinit) */
+    size_t len;   /* bytes of body without the NUL */
+    int attempts; /* requests sent */
+} cfx__http_reply;
+
+/* POSTs the body, retrying as the request says. CFX_OK with a 2xx status; otherwise
+ * CFX_ETIMEOUT (every attempt timed out on the last one), CFX_ENET (connection errors, a
+ * reply cut short, a 4xx or 5xx status) or CFX_EINVAL (a bad URL), with a message that names
+ * the URL (without any user:password part) and what failed. out holds the last reply either
+ * way and is the caller's to deinit. Thread-safe: each call has its own connection. */
+cfx_status cfx__http_post(const cfx__http_request *r, cfx__http_reply *out);
+void cfx__http_reply_deinit(cfx__http_reply *r);
+
+/* base64 of n bytes (RFC 4648, with padding) as a new NUL-terminated string (cfx_free). */
+char *cfx__base64(const unsigned char *p, size_t n);
+
+#endif
