@@ -132,7 +132,7 @@ static cfx_status write_line(FILE *f, int64_t i, int k, const cfx_run *r,
 /* The description of the run's dataset for the LLM's prompt: from the manifest of the dataset
  * the bundle was fitted on (its name and class names), generic when there is none. */
 static char *run_description(const cfx_run *r) {
-    char *dir = bundle_dataset(r->bundle), path[4200], *text = NULL, *out = NULL;
+    char *dir = cli_bundle_dataset(r->bundle), path[4200], *text = NULL, *out = NULL;
     size_t size;
     cJSON *m = NULL;
     if (dir) {
