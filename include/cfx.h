@@ -1620,8 +1620,9 @@ typedef struct cfx_explanation {
     char sentence[512]; /* one sentence with the measured numbers */
 } cfx_explanation;
 /* Explains one image (c,h,w) of the explainer's shape: cf is its counterfactual or NULL and
- * cf_method the cfx_cf_method that made it (LNN's are compared as learned for LNN, the others as
- * reconstructions), map its competency map (h x w) or NULL, rho_after the counterfactual's rho
+ * cf_method the cfx_cf_method that made it (LNN's are compared as learned for LNN; IGD's and
+ * FGD's, small moves of the image's pixels, only give the sentence its numbers, the cause being
+ * read from the image alone; the others are compared as reconstructions), map its competency map (h x w) or NULL, rho_after the counterfactual's rho
  * (ignored without one). */
 cfx_status cfx_explain_image(const cfx_explainer *e, const float *image, const float *cf,
                              int cf_method, const float *map, double rho_before, double rho_after,
