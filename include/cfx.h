@@ -1556,9 +1556,11 @@ typedef enum {
     CFX_STAT_NOISE_MEDIAN, /* the median of |x - the mean of its 4 neighbours| */
     CFX_STAT_BLOCKINESS,   /* share of identical neighbouring columns and rows (values within
                               0.5/255), among those pairs not both constant */
+    CFX_STAT_TONES,        /* deviation over mean of the luminance values above 0.5/255 (0
+                              with fewer than 2): brightening scales them, contrast spreads them */
     CFX_STAT_COUNT
 } cfx_stat;
-const char *cfx_stat_name(cfx_stat s); /* "brightness", "contrast", ..., "blockiness" */
+const char *cfx_stat_name(cfx_stat s); /* "brightness", "contrast", ..., "tones" */
 /* The statistics of one image (c,h,w) in [0,1], c 1 or 3, h and w at least 3. */
 cfx_status cfx_image_stats(const float *chw, int c, int h, int w, double out[CFX_STAT_COUNT]);
 
@@ -1622,8 +1624,8 @@ typedef struct cfx_explanation {
 /* Explains one image (c,h,w) of the explainer's shape: cf is its counterfactual or NULL and
  * cf_method the cfx_cf_method that made it (LNN's are compared as learned for LNN; IGD's and
  * FGD's, small moves of the image's pixels, only give the sentence its numbers, the cause being
- * read from the image alone; the others are compared as reconstructions), map its competency map (h x w) or NULL, rho_after the counterfactual's rho
- * (ignored without one). */
+ * read from the image alone; the others are compared as reconstructions), map its competency map (h
+ * x w) or NULL, rho_after the counterfactual's rho (ignored without one). */
 cfx_status cfx_explain_image(const cfx_explainer *e, const float *image, const float *cf,
                              int cf_method, const float *map, double rho_before, double rho_after,
                              cfx_explanation *out);

@@ -17,8 +17,8 @@
 #include <string.h>
 
 static const char *const stat_names[CFX_STAT_COUNT] = {
-    "brightness", "contrast",   "dark",       "light", "black",        "white",
-    "shadows",    "highlights", "saturation", "noise", "noise_median", "blockiness"};
+    "brightness", "contrast",   "dark",  "light",        "black",      "white", "shadows",
+    "highlights", "saturation", "noise", "noise_median", "blockiness", "tones"};
 
 const char *cfx_stat_name(cfx_stat s) {
     return s >= 0 && s < CFX_STAT_COUNT ? stat_names[s] : "?";
@@ -133,6 +133,15 @@ cfx_status cfx_image_stats(const float *chw, int c, int h, int w, double out[CFX
     out[CFX_STAT_NOISE_MEDIAN] =
         nres % 2 ? res[nres / 2] : 0.5 * (res[nres / 2 - 1] + res[nres / 2]);
     out[CFX_STAT_BLOCKINESS] = blockiness(chw, c, h, w);
+    /* The spread of the tones of what is not black, relative to their level: brightening
+     * scales every tone and keeps it, contrast moves them apart around the image's mean (on a
+     * black background both whiten a garment; only contrast also darkens its darker half). */
+    double tsum = 0, tsq = 0;
+    int64_t tn = 0;
+    for (int64_t i = 0; i < hw; i++)
+        if (lum[i] > CFX__STAT_TOL) tsum += lum[i], tsq += lum[i] * lum[i], tn++;
+    double tmean = tn ? tsum / (double)tn : 0;
+    out[CFX_STAT_TONES] = tn >= 2 ? sqrt(fmax(tsq / (double)tn - tmean * tmean, 0.0)) / tmean : 0.0;
     cfx_free(lum);
     return CFX_OK;
 }

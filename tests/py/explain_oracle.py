@@ -3,7 +3,7 @@
 usage: explain_oracle.py MODE DIR   reads the arrays cfx wrote in DIR and writes DIR/MODE.npy
   stats     images.npy (n, c, h, w): the statistics of each image, (n, 12) float64, in the order
             of cfx_stat: brightness, contrast, dark, light, black, white, shadows, highlights,
-            saturation, noise, noise_median, blockiness (definitions in include/cfx.h, written here independently
+            saturation, noise, noise_median, blockiness, tones (definitions in include/cfx.h, written here independently
             with NumPy's own reductions: np.std, np.percentile(method="inverted_cdf"),
             np.median, and array comparisons for the blockiness)
   map       grad.npy, image.npy, cf.npy (c, h, w), and flags.npy [with_cf]: the competency
@@ -40,6 +40,11 @@ def blockiness(x):
     return same / counted if counted else 0.0
 
 
+def tones(lum):
+    t = lum[lum > TOL]
+    return float(t.std() / t.mean()) if t.size >= 2 else 0.0
+
+
 def stats(x):
     lum = luminance(x)
     xd = x.astype(np.float64)
@@ -59,6 +64,7 @@ def stats(x):
         np.sqrt(np.mean(res**2)),
         np.median(np.abs(res)),
         blockiness(x),
+        tones(lum),
     ]
 
 
