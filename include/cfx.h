@@ -52,6 +52,7 @@
  *             image       PNG/JPEG in, PNG out, image grids
  *             dataset     datasets in memory, image folders, dataset folders and their writers
  *             signs       generated speed-limit sign photographs
+ *             scenes      Fashion-MNIST items composed into scenes with a class rule
  *             corrupt     the six causes of low competency and their image operations
  *   competency
  *             parce       calibration, scores, rho and its gradients to images and latents
@@ -932,6 +933,38 @@ typedef struct cfx_signs_counts {
 cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_options *o_signs,
                                   const cfx_signs_counts *counts);
 
+/* ===================================================================== scenes === */
+/* Scenes with known answers for concept edits (V-CECE): RGB images of 1 to 4 distinct real
+ * Fashion-MNIST items, one per cell of a 2x2 grid, each with a box and a mask, on a textured
+ * background. Item k (the Fashion-MNIST class) is the concept cfx_scenes_synsets[k], a WordNet
+ * 3.0 noun synset. A scene's class (cfx_scenes_classes) follows from cfx_scenes_rule_text. */
+#define CFX_SCENES_NUM_ITEMS   10
+#define CFX_SCENES_NUM_CLASSES 4
+#define CFX_SCENES_MAX_ITEMS   4
+extern const char *const cfx_scenes_synsets[CFX_SCENES_NUM_ITEMS];
+extern const char *const cfx_scenes_classes[CFX_SCENES_NUM_CLASSES];
+extern const char *const cfx_scenes_rule_text;
+/* The class index of an item set (bit k: item k present). */
+int cfx_scenes_rule(unsigned items);
+/* The least number of edits (remove while 2+ items remain, insert while 3 or fewer, replace by
+ * an absent item) that changes the class of an item set of 1 to 4 items; -1 for another set. */
+int cfx_scenes_min_edits(unsigned items);
+
+typedef struct cfx_scenes_options {
+    int size;           /* image side; default 96 (32..1024) */
+    int count;          /* scenes in all, split 70/10/20 into train/calib/test; default 2000 */
+    const char *source; /* Fashion-MNIST IDX folder; NULL: /usr/share/datasets/fashion-mnist */
+} cfx_scenes_options;
+/* Writes a dataset folder of scenes (classes balanced in each split; train and calib scenes
+ * use items of the official training set, test scenes those of the test set) plus
+ * images/<id>.png for every scene, rule.txt, and concepts.json in the shape of
+ * data/vg_random.json: {"images": [{"id", "file", "split", "size": [h, w], "objects":
+ * [synsets], "boxes": [[x0, y0, x1, y1]] (x1, y1 exclusive), "masks": [runs], "labels":
+ * {"rule": class}, "min_edits"}]}. A mask is a list of run lengths over the image in row-major
+ * order, alternating outside and inside the object and starting outside. Ids are 0..count-1,
+ * train first. Deterministic for a seed. */
+cfx_status cfx_data_prepare_scenes(const cfx_data_options *o, const cfx_scenes_options *so);
+
 /* ==================================================================== corrupt === */
 /* The six causes of low competency the competency paper studies, and the image operations
  * that make five of them, with the reference code's semantics (PIL on 8-bit images; see
@@ -1339,8 +1372,8 @@ typedef struct cfx_run_result {
     double rho_before, rho_after;
     int success, steps;
     double seconds, distance, vector_term; /* NaN where results.jsonl has null */
-    int winner;                           /* best: the method it took; -1 otherwise */
-    char failure[96];                     /* why the image stopped early, or "" */
+    int winner;                            /* best: the method it took; -1 otherwise */
+    char failure[96];                      /* why the image stopped early, or "" */
 } cfx_run_result;
 typedef struct cfx_run {
     char *dir, *run_json; /* run.json's text */
@@ -1862,7 +1895,7 @@ cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *b
  * strip: rows of examples, columns of the original and each method, rho under each). Small
  * images are enlarged (nearest neighbour) to about 96 pixels a side. */
 typedef struct cfx_figure_grid {
-    const char *title;             /* may be NULL */
+    const char *title; /* may be NULL */
     int rows, cols;
     int c, h, w;                   /* every image is (c, h, w) in [0, 1], c 1 or 3 */
     const char *const *col_titles; /* cols entries, may be NULL */
