@@ -186,9 +186,16 @@ static int concepts_edit(int argc, char **argv) {
     if (wn) c = cfx_concepts_new(wn, NULL);
     bool relabel = strcmp(labels, "classifier") == 0;
     /* With relabelling, any label key does for loading: the first the file has. */
+    /* Images with a concept WordNet lacks are recorded with an error by the loop. */
+    int64_t skipped = 0;
     if (c)
         d = cfx_concepts_data_load(c, data, relabel ? first_label_key(data) : labels,
-                                   CFX_UNKNOWN_ERROR, NULL);
+                                   CFX_UNKNOWN_SKIP, &skipped);
+    if (skipped)
+        fprintf(stderr,
+                "cfx %s: %lld concepts are not in WordNet; their images are recorded with an "
+                "error naming them\n",
+                cmd, (long long)skipped);
     if (!d) {
         rc = cli_fail(cmd, NULL);
         goto done;
@@ -276,7 +283,7 @@ typedef struct {
 
 typedef struct {
     char mode[32], path[4096];
-    int images, flipped, errors, cap, exhausted, with_min;
+    int images, flipped, errors, cap, exhausted, with_min, agree, agree_flipped;
     double edits, min_edits, excess; /* sums over flipped loops (min: those with a minimum) */
 } run_row;
 
@@ -315,7 +322,8 @@ static int concepts_evaluate(int argc, char **argv) {
     cli_parse(cmd,
               "Per run: the share of loops that flipped the label, the mean number of edits of\n"
               "those, and beside it the mean least number of edits that changes the class by\n"
-              "the data's rule (min_edits, on scenes); then, over the flipped loops of all runs,\n"
+              "the data's rule (min_edits, on scenes), and the success over the images whose\n"
+              "label the classifier got right (agrees); then, over the flipped loops of all runs,\n"
               "the concepts the edits brought in and took out, and how often each was in the\n"
               "flipping step.\n",
               opts, CLI_LEN(opts), argc, argv);
@@ -355,6 +363,10 @@ static int concepts_evaluate(int argc, char **argv) {
             R->errors += strcmp(why, "error") == 0;
             R->cap += strcmp(why, "cap") == 0;
             R->exhausted += strcmp(why, "exhausted") == 0;
+            if (cJSON_IsTrue(cJSON_GetObjectItem(j, "agrees"))) {
+                R->agree++;
+                R->agree_flipped += cJSON_IsTrue(fl);
+            }
             if (cJSON_IsTrue(fl)) {
                 R->flipped++;
                 R->edits += steps->valuedouble;
@@ -391,12 +403,14 @@ static int concepts_evaluate(int argc, char **argv) {
                 cli_json_str(stdout, R->path);
                 printf(", \"mode\": \"%s\", \"images\": %d, \"flipped\": %d, \"success_rate\": "
                        "%.4f, \"mean_edits\": %.4f, \"mean_min_edits\": %.4f, \"mean_excess\": "
-                       "%.4f, \"errors\": %d, \"cap\": %d, \"exhausted\": %d}",
+                       "%.4f, \"errors\": %d, \"cap\": %d, \"exhausted\": %d, \"agrees\": %d, "
+                       "\"agrees_flipped\": %d}",
                        R->mode, R->images, R->flipped,
                        R->images ? (double)R->flipped / R->images : 0,
                        R->flipped ? R->edits / R->flipped : 0,
                        R->with_min ? R->min_edits / R->with_min : 0,
-                       R->with_min ? R->excess / R->with_min : 0, R->errors, R->cap, R->exhausted);
+                       R->with_min ? R->excess / R->with_min : 0, R->errors, R->cap, R->exhausted,
+                       R->agree, R->agree_flipped);
             }
             printf("], \"concepts\": [");
             for (int i = 0; i < shown; i++)
@@ -405,8 +419,9 @@ static int concepts_evaluate(int argc, char **argv) {
                        i ? ", " : "", rows[i].name, rows[i].add, rows[i].remove, rows[i].flip);
             printf("]}\n");
         } else {
-            printf("%-13s %7s %8s %8s %11s %10s %7s %5s %10s\n", "mode", "images", "flipped",
-                   "success", "mean edits", "rule min", "errors", "cap", "exhausted");
+            printf("%-13s %7s %8s %8s %11s %10s %7s %5s %10s %15s\n", "mode", "images", "flipped",
+                   "success", "mean edits", "rule min", "errors", "cap", "exhausted",
+                   "success(agree)");
             for (int r = 0; r < runs.n; r++) {
                 run_row *R = &rr[r];
                 char mn[32] = "-";

@@ -143,6 +143,17 @@ struct cfx_concepts_data {
     int32_t pelems; /* element ids covered */
 };
 
+/* -------------------------------------------------------------- importance.c --- */
+
+/* The tally of label lab's images (imp: one entry per concept) and, when edits is not NULL,
+ * all their edits; and cfx_concepts_order with that tally given (imp NULL: computed), so a
+ * caller ordering many images of one class tallies it once. */
+cfx_status cfx__concepts_tally(const cfx_concepts_data *d, int32_t lab, double *imp,
+                               cfx_edit_set *edits);
+cfx_status cfx__concepts_order_with(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
+                                    const cfx_progress *progress, const double *imp,
+                                    const cfx_edit_set *cls, cfx_edit_set *out);
+
 /* ------------------------------------------------------------------ editor.c --- */
 
 /* The per-image annotations of a concepts JSON that the loop and the built-in editor need

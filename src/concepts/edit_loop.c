@@ -186,6 +186,9 @@ typedef struct {
     cfx__annots a;
     cfx_edit_planner *planner; /* o->planner or the built-in one */
     int own_planner;
+    /* Global orders: each class's tally, computed when its first image comes. */
+    double **imp;      /* (labels) NULL until computed */
+    cfx_edit_set *cls; /* (labels) */
 } loop;
 
 /* The image's region for an edit: the object's mask, or the insertion place filled. */
@@ -235,6 +238,26 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
     if (ai < 0) {
         st = cfx_set_error(CFX_ENOTFOUND, "image %lld is not in '%s'", (long long)id,
                            o->annotations);
+        goto done;
+    }
+    /* An image that lost concepts when the data was loaded (CFX_UNKNOWN_SKIP) cannot be
+     * edited faithfully: name the concept WordNet lacks. */
+    int32_t ncon;
+    cfx_concepts_data_image(d, q, &ncon);
+    if (ncon != cfx__annots_count(&L->a, ai)) {
+        const char *bad = "?";
+        for (int k = 0; k < cfx__annots_count(&L->a, ai); k++) {
+            const char *name = cfx__annots_object(&L->a, ai, k);
+            int32_t syn;
+            if (name && cfx_wordnet_lookup(c->wn, name, &syn) != CFX_OK) {
+                bad = name;
+                break;
+            }
+        }
+        st = cfx_set_error(CFX_ENOTFOUND,
+                           "concept '%s' is not in WordNet 3.0, so this image is left out (name "
+                           "a noun synset such as coat.n.01, or a noun)",
+                           bad);
         goto done;
     }
     int mn = cfx__annots_int(&L->a, ai, "min_edits", -1);
@@ -289,6 +312,9 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
         goto done;
     }
     cJSON_AddItemToArray(labels, cJSON_CreateString(clf->classes[label0]));
+    /* Whether the classifier agrees with the data's label (on scenes: the rule's class). */
+    cJSON_AddBoolToObject(rec, "agrees",
+                          strcmp(clf->classes[label0], cfx_concepts_data_label(d, q)) == 0);
     if (nr->target < 0) {
         st = cfx_set_error(CFX_ENOTFOUND, "every image has the label '%s': no counterfactual",
                            cfx_concepts_data_label(d, q));
@@ -301,7 +327,21 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
                       *dst = cfx_concepts_data_image(d, nr->target, &nd);
         st = cfx_concepts_edits(c, src, ns, dst, nd, &es);
     } else {
-        st = cfx_concepts_order(d, q, o->mode, NULL, &es);
+        int32_t cl = d->label[q];
+        if (!L->imp[cl]) {
+            if (!(L->imp[cl] = cfx_malloc(((size_t)c->names.n + 1) * sizeof **L->imp))) {
+                st = CFX_ENOMEM;
+                goto done;
+            }
+            st = cfx__concepts_tally(d, cl, L->imp[cl],
+                                     o->mode == CFX_ORDER_GLOBAL ? &L->cls[cl] : NULL);
+            if (st != CFX_OK) {
+                cfx_free(L->imp[cl]);
+                L->imp[cl] = NULL;
+                goto done;
+            }
+        }
+        st = cfx__concepts_order_with(d, q, o->mode, NULL, L->imp[cl], &L->cls[cl], &es);
     }
     if (st != CFX_OK) goto done;
     regions = cfx_calloc((size_t)es.n + 1, sizeof *regions);
@@ -557,6 +597,10 @@ cfx_status cfx_edit_loop_run(const cfx_edit_loop_options *o, cfx_edit_loop_summa
     FILE *f = NULL;
     cfx_status st = cfx__annots_load(&L.a, o->annotations);
     if (st != CFX_OK) return st;
+    int32_t nlab = d->labels.n;
+    L.imp = cfx_calloc((size_t)nlab + 1, sizeof *L.imp);
+    L.cls = cfx_calloc((size_t)nlab + 1, sizeof *L.cls);
+    if (!L.imp || !L.cls) st = cfx_set_error(CFX_ENOMEM, "out of memory");
     if (!L.planner) {
         L.planner = cfx_edit_planner_builtin(o->classifier);
         L.own_planner = 1;
@@ -640,6 +684,12 @@ cfx_status cfx_edit_loop_run(const cfx_edit_loop_options *o, cfx_edit_loop_summa
     if (f && fclose(f) != 0 && st == CFX_OK)
         st = cfx_set_error(CFX_EIO, "cannot write '%s': %s", path, strerror(errno));
     if (L.own_planner) cfx_edit_planner_free(L.planner);
+    for (int32_t k = 0; k < nlab && L.imp && L.cls; k++) {
+        cfx_free(L.imp[k]);
+        cfx_edit_set_deinit(&L.cls[k]);
+    }
+    cfx_free(L.imp);
+    cfx_free(L.cls);
     cfx__annots_deinit(&L.a);
     cfx_free(done_ids);
     cfx_free(qs);

@@ -42,18 +42,20 @@ const char *const cfx_scenes_classes[CFX_SCENES_NUM_CLASSES] = {"winter", "summe
                                                                 "casual"};
 
 const char *const cfx_scenes_rule_text =
-    "winter: at least two of coat.n.01, pullover.n.01 and boot.n.01 (warm clothes)\n"
-    "summer: not winter, and sandal.n.01\n"
-    "travel: not winter, no sandal.n.01, and bag.n.04\n"
+    "winter: boot.n.01 (an ankle boot)\n"
+    "summer: no boot.n.01, and sandal.n.01\n"
+    "travel: no boot.n.01, no sandal.n.01, and bag.n.04\n"
     "casual: everything else\n"
     "A scene holds 1 to 4 distinct items; one edit removes an item (while 2 or more remain),\n"
     "inserts one (while 3 or fewer are there) or replaces one by an item not in the scene.\n";
 
-enum { COAT = 4, PULLOVER = 2, BOOT = 9, SANDAL = 5, BAG = 8 };
+/* The rule asks only whether three items are there, each among the easiest for a small CNN to
+ * tell apart in Fashion-MNIST (a first rule that counted warm clothes, coat, pullover and
+ * boot, left the reference classifier at 61% test accuracy on 14,000 training scenes). */
+enum { BOOT = 9, SANDAL = 5, BAG = 8 };
 
 int cfx_scenes_rule(unsigned items) {
-    int warm = !!(items & 1u << COAT) + !!(items & 1u << PULLOVER) + !!(items & 1u << BOOT);
-    if (warm >= 2) return 0;
+    if (items & 1u << BOOT) return 0;
     if (items & 1u << SANDAL) return 1;
     if (items & 1u << BAG) return 2;
     return 3;

@@ -16,7 +16,7 @@ ITEMS = ["jersey.n.03", "trouser.n.01", "pullover.n.01", "dress.n.01", "coat.n.0
 
 
 def rule(s):
-    if len(s & {"coat.n.01", "pullover.n.01", "boot.n.01"}) >= 2:
+    if "boot.n.01" in s:
         return "winter"
     if "sandal.n.01" in s:
         return "summer"
