@@ -426,9 +426,14 @@ static int concepts_evaluate(int argc, char **argv) {
                 run_row *R = &rr[r];
                 char mn[32] = "-";
                 if (R->with_min) snprintf(mn, sizeof mn, "%.2f", R->min_edits / R->with_min);
-                printf("%-13s %7d %8d %7.1f%% %11.2f %10s %7d %5d %10d\n", R->mode, R->images,
+                char ag[48] = "-";
+                if (R->agree)
+                    snprintf(ag, sizeof ag, "%.1f%% of %d", 100.0 * R->agree_flipped / R->agree,
+                             R->agree);
+                printf("%-13s %7d %8d %7.1f%% %11.2f %10s %7d %5d %10d %15s\n", R->mode, R->images,
                        R->flipped, R->images ? 100.0 * R->flipped / R->images : 0,
-                       R->flipped ? R->edits / R->flipped : 0, mn, R->errors, R->cap, R->exhausted);
+                       R->flipped ? R->edits / R->flipped : 0, mn, R->errors, R->cap, R->exhausted,
+                       ag);
             }
             printf("\nconcepts moved by the loops that flipped (all runs):\n");
             printf("%-24s %10s %10s %16s\n", "concept", "brought in", "taken out",
