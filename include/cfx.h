@@ -1962,14 +1962,15 @@ typedef struct cfx_edit_loop_options {
 typedef struct cfx_edit_loop_summary {
     int32_t images, done_before, flipped, failed; /* failed: images recorded with an error */
 } cfx_edit_loop_summary;
-/* Runs the loop over the queries and appends one JSON line per image to out/results.jsonl:
- * query, target, mode, source and target labels, labels (the classifier's after each step,
- * the original first), edits (action, from, to), steps, flipped, stop_reason ("flip",
- * "exhausted", "cap" or "error" with "error"), min_edits when the annotations have it, and
- * the step images. A problem with one image (no boxes or masks, an unreadable image, an answer
- * outside the class list, an editor's image of another size) is recorded for that image and
- * the run goes on. Lines are flushed as they are written; with resume, images already there
- * are skipped and a torn last line is dropped. out must exist. */
+/* Runs the loop over the queries and writes one JSON line per image to out/results.jsonl
+ * (a new file; with resume, appended to): query, target, mode, source and target labels, cost,
+ * labels (the classifier's after each step, the original first), agrees (its original label
+ * is the data's), edits (action, from, to), steps, flipped, stop_reason ("flip", "exhausted",
+ * "cap", or "error" with "error"), min_edits when the annotations have it, and the step
+ * images. A problem with one image (a concept WordNet lacks, no boxes or masks, an unreadable
+ * image, an answer outside the class list, an editor's image of another size) is recorded for
+ * that image and the run goes on. Lines are flushed and synced as they are written; with
+ * resume, images already there are skipped and a torn last line is dropped. out must exist. */
 cfx_status cfx_edit_loop_run(const cfx_edit_loop_options *o, cfx_edit_loop_summary *sum);
 /* A copy of d (same vocabulary) labelled by the classifier instead: V-CECE searches the
  * counterfactuals among the labels of the classifier it explains. Each image is read through
