@@ -1,4 +1,5 @@
-/* cmd_concepts.c - `cfx concepts cost|nearest|global|order`: semantic edits over WordNet (V-CECE).
+/* cmd_concepts.c - `cfx concepts cost|nearest|global|order` (edit and evaluate:
+ * cmd_concepts_edit.c): semantic edits over WordNet (V-CECE).
  */
 #include "cli.h"
 
@@ -519,6 +520,9 @@ int cmd_concepts(int argc, char **argv) {
          "closest counterfactual (cheapest image of another label) per image"},
         {"global", concepts_main, "importance of each concept for the images of --class"},
         {"order", concepts_main, "the edits of --query in the order of --mode"},
+        {"edit", cmd_concepts_loop,
+         "edit images concept by concept until the classifier's label flips"},
+        {"evaluate", cmd_concepts_loop, "success rate, edits and concepts of edit runs"},
     };
     return cli_dispatch("concepts",
                         "Explains a classifier with semantic edits between concept-annotated "

@@ -152,6 +152,39 @@ static int data_signs(int argc, char **argv) {
     return report(cmd, o.out, cfx_now() - t0, json);
 }
 
+static int data_scenes(int argc, char **argv) {
+    const char *cmd = "data scenes";
+    cfx_data_options o = {.progress = {cfx_progress_stderr, NULL}};
+    cfx_scenes_options so = {0};
+    long long size = 96, count = 2000, seed = 0;
+    int json = 0;
+    const cli_opt opts[] = {
+        CLI_OPT_OUT_DIR(&o.out, "DIR", "folder to write"),
+        {"count", "N", "scenes in all (70% train, 10% calib, 20% test)", .i = &count, .lo = 10,
+         .hi = 1000000},
+        {"size", "N", "image side in pixels", .i = &size, .lo = 32, .hi = 1024},
+        CLI_OPT_SEED(&seed, "seed; the same seed gives the same bytes"),
+        {"source", "DIR", "the Fashion-MNIST gzip IDX files", .str = &so.source,
+         .def = "/usr/share/datasets/fashion-mnist", .role = CLI_IN},
+        CLI_OPT_FORCE(&o.force),
+        CLI_OPT_JSON(&json),
+    };
+    cli_parse(cmd,
+              "Composes RGB scenes of 1 to 4 real Fashion-MNIST items (one per cell of a 2x2\n"
+              "grid, each a WordNet concept with a box and a mask) on textured backgrounds. A\n"
+              "scene's class follows from a rule over its concepts (DIR/rule.txt), so the least\n"
+              "number of edits that changes it is known. Besides the dataset files, writes\n"
+              "DIR/images/<id>.png and DIR/concepts.json (objects, boxes, masks, labels.rule,\n"
+              "min_edits) for `cfx concepts edit`.\n",
+              opts, CLI_LEN(opts), argc, argv);
+    so.size = (int)size;
+    so.count = (int)count;
+    o.seed = (uint64_t)seed;
+    double t0 = cfx_now();
+    if (cfx_data_prepare_scenes(&o, &so) != CFX_OK) return cli_fail(cmd, NULL);
+    return report(cmd, o.out, cfx_now() - t0, json);
+}
+
 static int data_folder(int argc, char **argv) {
     const char *cmd = "data folder";
     cfx_data_options o = {.progress = {cfx_progress_stderr, NULL}};
@@ -330,6 +363,7 @@ int cmd_data(int argc, char **argv) {
     static const cli_command leaves[] = {
         {"fashion-mnist", data_fmnist, "Fashion-MNIST from Debian's dataset-fashion-mnist"},
         {"signs", data_signs, "generated photographs of speed-limit signs"},
+        {"scenes", data_scenes, "scenes of Fashion-MNIST items with a class rule (V-CECE)"},
         {"folder", data_folder, "an image folder (one sub-folder per class)"},
         {"preview", data_preview, "a grid of a split's images"},
         {"corrupt", data_corrupt, "one cause's image operation on an image or a .npy of images"},

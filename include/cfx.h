@@ -52,6 +52,7 @@
  *             image       PNG/JPEG in, PNG out, image grids
  *             dataset     datasets in memory, image folders, dataset folders and their writers
  *             signs       generated speed-limit sign photographs
+ *             scenes      Fashion-MNIST items composed into scenes with a class rule
  *             corrupt     the six causes of low competency and their image operations
  *   competency
  *             parce       calibration, scores, rho and its gradients to images and latents
@@ -80,6 +81,9 @@
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
  *                         importance, edit orders
+ *             classify    image classifiers behind one interface: ONNX, a command
+ *             editor      image editors behind one interface: the built-in editor
+ *             edit_loop   the V-CECE loop: plan, edit, classify until the label flips
  *   report    canvas      an RGB drawing surface with text, written as PNG
  *             figures     the reliability diagram, image grids, a run's strips
  *             html        the run report: one self-contained page
@@ -937,6 +941,38 @@ typedef struct cfx_signs_counts {
  * from its own stream of o->seed. */
 cfx_status cfx_data_prepare_signs(const cfx_data_options *o, const cfx_signs_options *o_signs,
                                   const cfx_signs_counts *counts);
+
+/* ===================================================================== scenes === */
+/* Scenes with known answers for concept edits (V-CECE): RGB images of 1 to 4 distinct real
+ * Fashion-MNIST items, one per cell of a 2x2 grid, each with a box and a mask, on a textured
+ * background. Item k (the Fashion-MNIST class) is the concept cfx_scenes_synsets[k], a WordNet
+ * 3.0 noun synset. A scene's class (cfx_scenes_classes) follows from cfx_scenes_rule_text. */
+#define CFX_SCENES_NUM_ITEMS   10
+#define CFX_SCENES_NUM_CLASSES 4
+#define CFX_SCENES_MAX_ITEMS   4
+extern const char *const cfx_scenes_synsets[CFX_SCENES_NUM_ITEMS];
+extern const char *const cfx_scenes_classes[CFX_SCENES_NUM_CLASSES];
+extern const char *const cfx_scenes_rule_text;
+/* The class index of an item set (bit k: item k present). */
+int cfx_scenes_rule(unsigned items);
+/* The least number of edits (remove while 2+ items remain, insert while 3 or fewer, replace by
+ * an absent item) that changes the class of an item set of 1 to 4 items; -1 for another set. */
+int cfx_scenes_min_edits(unsigned items);
+
+typedef struct cfx_scenes_options {
+    int size;           /* image side; default 96 (32..1024) */
+    int count;          /* scenes in all, split 70/10/20 into train/calib/test; default 2000 */
+    const char *source; /* Fashion-MNIST IDX folder; NULL: /usr/share/datasets/fashion-mnist */
+} cfx_scenes_options;
+/* Writes a dataset folder of scenes (classes balanced in each split; train and calib scenes
+ * use items of the official training set, test scenes those of the test set) plus
+ * images/<id>.png for every scene, rule.txt, and concepts.json in the shape of
+ * data/vg_random.json: {"images": [{"id", "file", "split", "size": [h, w], "objects":
+ * [synsets], "boxes": [[x0, y0, x1, y1]] (x1, y1 exclusive), "masks": [runs], "labels":
+ * {"rule": class}, "min_edits"}]}. A mask is a list of run lengths over the image in row-major
+ * order, alternating outside and inside the object and starting outside. Ids are 0..count-1,
+ * train first. Deterministic for a seed. */
+cfx_status cfx_data_prepare_scenes(const cfx_data_options *o, const cfx_scenes_options *so);
 
 /* ==================================================================== corrupt === */
 /* The six causes of low competency the competency paper studies, and the image operations
@@ -1920,6 +1956,122 @@ typedef enum {
  * The caller owns *out (cfx_edit_set_deinit). */
 cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
                               const cfx_progress *progress, cfx_edit_set *out);
+
+/* ================================================================ edit loop === */
+/* V-CECE's loop on pixels: an image, its concepts (with boxes and masks), a black-box
+ * classifier; the edits to the image's closest counterfactual are applied one a step by an
+ * image editor, in the order of a mode, and the classifier is asked after every step until its
+ * label flips, the edits run out, or a step cap. Classifiers, editors and planners are structs
+ * of function pointers and user data, so other implementations (an LLM, an inpainting server)
+ * plug in without changing the loop. Images are (3,H,W) floats in [0,1]. */
+
+/* A classifier over a fixed class list. classify writes the class index to *label, or -1
+ * when the answer is outside the list (then `answer`, of answer_cap bytes, holds it); scores
+ * (num_classes, may be NULL) receive class probabilities when has_scores is set. A failure to
+ * run at all returns an error with a message. */
+typedef struct cfx_image_classifier {
+    cfx_status (*classify)(void *user, const cfx_tensor *image, int *label, float *scores,
+                           char *answer, size_t answer_cap);
+    void (*free)(void *user); /* releases user; may be NULL */
+    void *user;
+    int num_classes;
+    char **classes; /* (num_classes) owned copies */
+    int has_scores;
+} cfx_image_classifier;
+/* An ONNX classifier with one image input (1,3,H,W) and one output of num_classes scores
+ * (probabilities when its last op is a Softmax, else logits). NULL with a message. */
+cfx_image_classifier *cfx_image_classifier_onnx(const char *path, const char *const *classes,
+                                                int num_classes);
+/* Any program: command is a shell command in which {image} is replaced by the path of a PNG
+ * of the image (quoted); its stdout, trimmed, is the label, matched without regard to case.
+ * tmpdir holds the PNG (NULL: /tmp). NULL with a message (no {image} in the command). */
+cfx_image_classifier *cfx_image_classifier_command(const char *command, const char *const *classes,
+                                                   int num_classes, const char *tmpdir);
+/* Frees the classifier (and its user data); accepts NULL. */
+void cfx_image_classifier_free(cfx_image_classifier *c);
+
+/* One edit for an editor: remove `from` (a DELETE), put `to` in (an INSERT), or both (a
+ * SUBSTITUTE). mask (h*w bytes, non-zero inside) is the old concept's region, NULL for an
+ * insertion; box (x0, y0, x1, y1, exclusive) is the old concept's box or the place to insert. */
+typedef struct cfx_edit_request {
+    cfx_edit_kind kind;
+    const char *from, *to; /* concept names (NULL when absent) */
+    const uint8_t *mask;
+    int box[4];
+    int64_t image_id; /* the image being edited (an editor may vary its choices by it) */
+    int step;         /* 1 for the first edit */
+} cfx_edit_request;
+/* An editor returns the edited image as a new tensor (*out, owned by the caller; the loop
+ * refuses one of another size) and, when it knows it, the inserted concept's region in
+ * new_mask (h*w bytes) with *has_mask set. */
+typedef struct cfx_image_editor {
+    cfx_status (*edit)(void *user, const cfx_edit_request *req, const cfx_tensor *image,
+                       cfx_tensor **out, uint8_t *new_mask, int *has_mask);
+    void (*free)(void *user);
+    void *user;
+} cfx_image_editor;
+/* The built-in editor (no model): removal inpaints the mask (dilated by 2 pixels) from its
+ * surroundings by diffusion from the border inward; insertion pastes an exemplar of the concept
+ * (the concept's box and mask cut from an image of the concept bank: the images of data, a
+ * concepts JSON with boxes and masks, read from images/<file>) scaled into the box with a
+ * feathered mask; substitution does both. NULL with a message. */
+cfx_image_editor *cfx_image_editor_builtin(const char *data, const char *images);
+void cfx_image_editor_free(cfx_image_editor *e);
+/* Fills the pixels where mask (h*w) is non-zero from the pixels around them: a pass from the
+ * border inward sets each to the mean of its known neighbours, then Jacobi sweeps smooth the
+ * fill. image is (c,h,w), changed in place. */
+cfx_status cfx_image_inpaint(float *image, int c, int h, int w, const uint8_t *mask);
+
+/* A planner picks the next of n remaining edits (local mode). regions[i] (h*w bytes) is the
+ * region edit i touches: its old concept's mask, or the place an insertion would take. */
+typedef struct cfx_edit_planner {
+    cfx_status (*next)(void *user, const cfx_tensor *image, int current, const cfx_edit *edits,
+                       const uint8_t *const *regions, int n, int *choice);
+    void (*free)(void *user);
+    void *user;
+} cfx_edit_planner;
+/* The built-in planner: the edit whose region, inpainted, drops the classifier's score of the
+ * current label most (or, for a classifier without scores, changes the label); ties go to the
+ * earlier edit. The classifier must outlive the planner. */
+cfx_edit_planner *cfx_edit_planner_builtin(cfx_image_classifier *classifier);
+void cfx_edit_planner_free(cfx_edit_planner *p);
+
+typedef struct cfx_edit_loop_options {
+    const cfx_concepts_data *data; /* the concepts and labels (nearest counterfactuals) */
+    const char *annotations;       /* the same JSON, read for files, boxes and masks */
+    const char *images;            /* folder of the images (an image's "file", else <id>.png) */
+    cfx_image_classifier *classifier;
+    cfx_image_editor *editor;
+    cfx_edit_planner *planner; /* local mode; NULL: the built-in planner */
+    cfx_order_mode mode;
+    const char *out;        /* the run folder: results.jsonl, steps/<id>/<k>.png */
+    const int64_t *queries; /* image ids; NULL: every image */
+    int32_t nqueries;
+    const char *split; /* NULL, or only the images whose "split" is this */
+    int32_t limit;     /* > 0: only the first limit images of the selection */
+    int max_steps;     /* default 10 */
+    int resume;        /* non-zero: keep the images already in results.jsonl */
+    cfx_progress progress;
+} cfx_edit_loop_options;
+typedef struct cfx_edit_loop_summary {
+    int32_t images, done_before, flipped, failed; /* failed: images recorded with an error */
+} cfx_edit_loop_summary;
+/* Runs the loop over the queries and writes one JSON line per image to out/results.jsonl
+ * (a new file; with resume, appended to): query, target, mode, source and target labels, cost,
+ * labels (the classifier's after each step, the original first), agrees (its original label
+ * is the data's), edits (action, from, to), steps, flipped, stop_reason ("flip", "exhausted",
+ * "cap", or "error" with "error"), min_edits when the annotations have it, and the step
+ * images. A problem with one image (a concept WordNet lacks, no boxes or masks, an unreadable
+ * image, an answer outside the class list, an editor's image of another size) is recorded for
+ * that image and the run goes on. Lines are flushed and synced as they are written; with
+ * resume, images already there are skipped and a torn last line is dropped. out must exist. */
+cfx_status cfx_edit_loop_run(const cfx_edit_loop_options *o, cfx_edit_loop_summary *sum);
+/* A copy of d (same vocabulary) labelled by the classifier instead: V-CECE searches the
+ * counterfactuals among the labels of the classifier it explains. Each image is read through
+ * the annotations from images. The caller frees *out. */
+cfx_status cfx_edit_loop_relabel(const cfx_concepts_data *d, const char *annotations,
+                                 const char *images, cfx_image_classifier *clf,
+                                 const cfx_progress *progress, cfx_concepts_data **out);
 
 /* #########################################################################################
  * report (src/report/): figures as PNG and the HTML report

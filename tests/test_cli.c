@@ -168,6 +168,7 @@ static const struct {
 } leaves[] = {
     {"data fashion-mnist", false},
     {"data signs", true},
+    {"data scenes", false},
     {"data folder", false},
     {"data preview", false},
     {"data corrupt", false},
@@ -184,6 +185,8 @@ static const struct {
     {"concepts nearest", true},
     {"concepts global", true},
     {"concepts order", true},
+    {"concepts edit", true},
+    {"concepts evaluate", false},
     {"competency fit", true},
     {"competency score", true},
     {"competency report", true},
@@ -367,6 +370,15 @@ CFX_TEST(cli, old_parser_bugs_stay_fixed) {
     check_usage_error("concepts order", "--data d --labels l --query 1 --mode far",
                       "--mode must be one of local, global, local-global");
     check_usage_error("concepts order", "--data d --labels l", "--query is required");
+    check_usage_error("concepts edit", "--data d --images i --labels l --out r --all",
+                      "give either --classifier FILE or --classifier-cmd CMD");
+    check_usage_error("concepts edit",
+                      "--data d --images i --labels l --out r --classifier c --query 1 --all",
+                      "give either --query ID or --all");
+    check_usage_error("concepts edit",
+                      "--data d --images i --labels l --out r --all "
+                      "--classifier c --editor sd",
+                      "--editor must be one of builtin");
     check_usage_error("version", "--json=yes", "--json takes no value");
     /* Values after '=' and after "--" are taken as they stand. */
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "model info -- %s/none.onnx", dir), 1);

@@ -17,6 +17,9 @@
  *   concepts_data  a dataset of images (concepts and a label each) and its JSON loader
  *   search         closest counterfactuals, pruned by a lower bound
  *   importance     global importance and the orders of one image's edits
+ *   classify       image classifiers behind one interface (ONNX, a command)
+ *   editor         the images' boxes and masks, and the built-in image editor
+ *   edit_loop      the loop on pixels: plan, edit, classify until the label flips
  * hungarian needs nothing from this header; wordnet only declares its test hook here. */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
@@ -142,5 +145,46 @@ struct cfx_concepts_data {
     int32_t *pimg, *pcnt;
     int32_t pelems; /* element ids covered */
 };
+
+/* -------------------------------------------------------------- importance.c --- */
+
+/* The tally of label lab's images (imp: one entry per concept) and, when edits is not NULL,
+ * all their edits; and cfx_concepts_order with that tally given (imp NULL: computed), so a
+ * caller ordering many images of one class tallies it once. */
+cfx_status cfx__concepts_tally(const cfx_concepts_data *d, int32_t lab, double *imp,
+                               cfx_edit_set *edits);
+cfx_status cfx__concepts_order_with(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
+                                    const cfx_progress *progress, const double *imp,
+                                    const cfx_edit_set *cls, cfx_edit_set *out);
+
+/* ------------------------------------------------------------------ editor.c --- */
+
+/* The per-image annotations of a concepts JSON that the loop and the built-in editor need
+ * beyond the concepts: file, size, boxes and masks (kept as the parsed JSON, read on use). */
+typedef struct cfx__annots {
+    void *root;   /* the cJSON document */
+    void **image; /* (n) each image's cJSON object */
+    int64_t *id;  /* (n) */
+    int32_t n;
+} cfx__annots;
+/* Reads path; CFX_EFORMAT/CFX_EIO with a message naming it. */
+cfx_status cfx__annots_load(cfx__annots *a, const char *path);
+void cfx__annots_deinit(cfx__annots *a);
+/* The index of the image with this id, or -1. */
+int32_t cfx__annots_find(const cfx__annots *a, int64_t id);
+/* Image i's object count, k-th object name, and file (NULL when it has none). */
+int cfx__annots_count(const cfx__annots *a, int32_t i);
+const char *cfx__annots_object(const cfx__annots *a, int32_t i, int k);
+const char *cfx__annots_file(const cfx__annots *a, int32_t i);
+/* Image i's string field key (split), or NULL. */
+const char *cfx__annots_str(const cfx__annots *a, int32_t i, const char *key);
+/* Image i's integer field key (min_edits), or def when absent. */
+int cfx__annots_int(const cfx__annots *a, int32_t i, const char *key, int def);
+/* Object k's box and mask (h*w bytes) for an image of h x w pixels; CFX_ENOTFOUND when the
+ * image has no boxes or masks, CFX_EFORMAT when they do not fit the image. */
+cfx_status cfx__annots_region(const cfx__annots *a, int32_t i, int k, int h, int w, int box[4],
+                              uint8_t *mask);
+/* Reads image i as (3,h,w) from dir (its "file", else <id>.png); NULL with a message. */
+cfx_tensor *cfx__annots_read_image(const cfx__annots *a, int32_t i, const char *dir);
 
 #endif

@@ -131,8 +131,19 @@ static void fill_ranked(const cfx_concepts *c, ranked *r, const cfx_edit *e, con
     r->b = e->to >= 0 ? c->names.str[e->to] : "";
 }
 
+cfx_status cfx__concepts_tally(const cfx_concepts_data *d, int32_t lab, double *imp,
+                               cfx_edit_set *edits) {
+    return tally(d, lab, NULL, imp, edits, NULL);
+}
+
 cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
                               const cfx_progress *progress, cfx_edit_set *out) {
+    return cfx__concepts_order_with(d, query, mode, progress, NULL, NULL, out);
+}
+
+cfx_status cfx__concepts_order_with(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
+                                    const cfx_progress *progress, const double *imp_given,
+                                    const cfx_edit_set *cls_given, cfx_edit_set *out) {
     const cfx_concepts *c = d->c;
     memset(out, 0, sizeof *out);
     if (query < 0 || query >= d->n)
@@ -156,9 +167,18 @@ cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_ord
     st = CFX_ENOMEM;
     if (mode != CFX_ORDER_LOCAL) {
         if (!(imp = cfx_malloc(((size_t)c->names.n + 1) * sizeof *imp))) goto done;
-        if ((st = tally(d, d->label[query], progress, imp, mode == CFX_ORDER_GLOBAL ? &cls : NULL,
-                        NULL)) != CFX_OK)
+        if (imp_given) { /* the class's tally, computed once by the caller */
+            memcpy(imp, imp_given, (size_t)c->names.n * sizeof *imp);
+            if (mode == CFX_ORDER_GLOBAL && cls_given && cls_given->n) {
+                cls.edits = cfx_malloc((size_t)cls_given->n * sizeof *cls.edits);
+                if (!cls.edits) goto done;
+                memcpy(cls.edits, cls_given->edits, (size_t)cls_given->n * sizeof *cls.edits);
+                cls.n = cls_given->n;
+            }
+        } else if ((st = tally(d, d->label[query], progress, imp,
+                               mode == CFX_ORDER_GLOBAL ? &cls : NULL, NULL)) != CFX_OK) {
             goto done;
+        }
         st = CFX_ENOMEM;
     }
     const cfx_edit_set *src = mode == CFX_ORDER_GLOBAL ? &cls : &local;

@@ -23,4 +23,20 @@ void cfx__strlist_free(cfx__strlist *l);
  * before stays as it was. */
 cfx_status cfx__list_images(const char *dir, int want_dirs, cfx__strlist *out);
 
+/* One drawn scene (scenes.c): its items (Fashion-MNIST classes, in drawing order), their
+ * boxes (x0, y0, x1, y1; x1, y1 exclusive) and masks (0/1 bytes, (CFX_SCENES_MAX_ITEMS, S, S),
+ * owned by the caller), and the item set as bits. */
+typedef struct cfx__scene {
+    int n;
+    int item[CFX_SCENES_MAX_ITEMS];
+    int box[CFX_SCENES_MAX_ITEMS][4];
+    uint8_t *mask;
+    unsigned set;
+} cfx__scene;
+/* Draws a scene of class target into img (uint8 (3,S,S)) from the Fashion-MNIST images items
+ * (uint8 (N,28,28)); by_class[k][0..nby[k]) index the images of class k. */
+cfx_status cfx__scenes_draw(int S, cfx_rng *r, int target, const uint8_t *items,
+                            const int64_t *const *by_class, const int64_t *nby, uint8_t *img,
+                            cfx__scene *sc);
+
 #endif

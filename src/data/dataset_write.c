@@ -10,6 +10,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <sys/stat.h>
 
 static const char *split_names[] = {"train", "calib", "test", "ood"};
 
@@ -434,5 +436,165 @@ cfx_status cfx_data_prepare_folder(const cfx_data_options *o, const char *src, i
     cfx_free(held);
     cfx_free(map);
     cfx_dataset_free(d);
+    return s;
+}
+
+/* ----------------------------------------------------------------------- scenes --- */
+
+/* A mask (0/1 bytes over n pixels) as run lengths, outside first. */
+static cJSON *mask_runs(const uint8_t *m, size_t n) {
+    cJSON *a = cJSON_CreateArray();
+    uint8_t cur = 0;
+    size_t run = 0;
+    for (size_t i = 0; a && i < n; i++) {
+        if (m[i] != cur) {
+            cJSON_AddItemToArray(a, cJSON_CreateNumber((double)run));
+            cur = m[i], run = 0;
+        }
+        run++;
+    }
+    if (a) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)run));
+    return a;
+}
+
+/* Writes text to dir/name atomically. */
+static cfx_status write_text(const char *dir, const char *name, const char *text) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    cfx_file af;
+    CFX_TRY(cfx_file_create(&af, path));
+    fputs(text, af.f);
+    return cfx_file_commit(&af);
+}
+
+cfx_status cfx_data_prepare_scenes(const cfx_data_options *o, const cfx_scenes_options *o_sc) {
+    cfx_scenes_options so = o_sc ? *o_sc : (cfx_scenes_options){0};
+    if (!so.size) so.size = 96;
+    if (!so.count) so.count = 2000;
+    if (!so.source) so.source = "/usr/share/datasets/fashion-mnist";
+    if (so.size < 32 || so.size > 1024)
+        return cfx_set_error(CFX_EINVAL, "scene size %d is not 32..1024", so.size);
+    if (so.count < 10 || so.count > 1000000)
+        return cfx_set_error(CFX_EINVAL, "scene count %d is not 10..1000000", so.count);
+    const int S = so.size;
+    const size_t P = (size_t)S * (size_t)S;
+    /* 70% train, 10% calib, 20% test. */
+    const int64_t per[3] = {so.count - so.count / 10 - so.count / 5, so.count / 10, so.count / 5};
+    uint8_t *it[2] = {NULL, NULL}, *il[2] = {NULL, NULL}, *img = NULL, *lab = NULL, *mask = NULL;
+    int64_t ni[2] = {0, 0}, *by = NULL, *tmp = NULL;
+    cJSON *cj = NULL;
+    writer wr = {0};
+    cfx_progress_report(o ? &o->progress : NULL, "read", 0, 0, so.source);
+    cfx_status s = read_idx_pair(so.source, "train", &it[0], &il[0], &ni[0]);
+    if (s == CFX_OK) s = read_idx_pair(so.source, "t10k", &it[1], &il[1], &ni[1]);
+    if (s != CFX_OK) {
+        cfx_error_context(s, "scenes: the Fashion-MNIST items (Debian package "
+                             "dataset-fashion-mnist)");
+        goto done;
+    }
+    if ((s = writer_begin(&wr, o, "scenes")) != CFX_OK) goto done;
+    wr.c = 3, wr.h = S, wr.w = S;
+    int held[CFX_SCENES_NUM_CLASSES] = {0};
+    writer_classes(&wr, cfx_scenes_classes, CFX_SCENES_NUM_CLASSES, held);
+    cJSON_AddStringToObject(wr.manifest, "source", so.source);
+    cJSON_AddStringToObject(wr.manifest, "rule", cfx_scenes_rule_text);
+    int64_t nmax = CFX_MAX(per[0], CFX_MAX(ni[0], ni[1]));
+    img = cfx_malloc((size_t)nmax * 3 * P);
+    lab = cfx_malloc((size_t)nmax);
+    mask = cfx_malloc((size_t)CFX_SCENES_MAX_ITEMS * P);
+    by = cfx_malloc((size_t)(ni[0] + ni[1]) * sizeof *by);
+    tmp = cfx_malloc((size_t)nmax * sizeof *tmp);
+    cj = cJSON_CreateObject();
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/images", wr.dir.tmp);
+    if (!img || !lab || !mask || !by || !tmp || !cj) {
+        s = cfx_set_error(CFX_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (mkdir(dir, 0777) != 0) {
+        s = cfx_set_error(CFX_EIO, "scenes: cannot create '%s': %s", dir, strerror(errno));
+        goto done;
+    }
+    cJSON_AddStringToObject(
+        cj, "description",
+        "Scenes of Fashion-MNIST items written by `cfx data scenes`: per image its items as "
+        "WordNet 3.0 synsets (objects), their boxes [x0, y0, x1, y1] (x1, y1 exclusive) and masks "
+        "(run lengths over the image in row-major order, alternating outside and inside, "
+        "starting outside), its class by the rule under labels.rule, and min_edits, the least "
+        "number of edits that changes the class.");
+    cJSON_AddStringToObject(cj, "rule", cfx_scenes_rule_text);
+    cJSON *jimages = cJSON_AddArrayToObject(cj, "images");
+    cfx_rng base;
+    cfx_rng_init(&base, o->seed);
+    int64_t id = 0;
+    for (int sp = 0; sp < 3 && s == CFX_OK; sp++) {
+        /* The items of this split's source set, by class. */
+        int src = sp == 2;
+        const int64_t *byk[10];
+        int64_t nby[10] = {0}, at = 0;
+        for (int k = 0; k < 10; k++) {
+            byk[k] = by + at;
+            for (int64_t i = 0; i < ni[src]; i++)
+                if (il[src][i] == k) by[at + nby[k]++] = i;
+            at += nby[k];
+        }
+        cfx_rng r_lab, r_img;
+        cfx_rng_split(&base, 2 * (uint64_t)sp, &r_lab);
+        cfx_rng_split(&base, 2 * (uint64_t)sp + 1, &r_img);
+        balanced_labels(&r_lab, per[sp], CFX_SCENES_NUM_CLASSES, lab, tmp);
+        for (int64_t i = 0; i < per[sp] && s == CFX_OK; i++, id++) {
+            cfx_rng r;
+            cfx_rng_split(&r_img, (uint64_t)i, &r);
+            cfx__scene sc = {.mask = mask};
+            uint8_t *im = img + (size_t)i * 3 * P;
+            s = cfx__scenes_draw(S, &r, lab[i], it[src], byk, nby, im, &sc);
+            char file[64], path[4300];
+            snprintf(file, sizeof file, "images/%lld.png", (long long)id);
+            snprintf(path, sizeof path, "%s/%s", wr.dir.tmp, file);
+            if (s == CFX_OK) s = cfx_image_write_png_u8(path, im, 3, S, S);
+            if (s != CFX_OK) break;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddItemToArray(jimages, e);
+            cJSON_AddNumberToObject(e, "id", (double)id);
+            cJSON_AddStringToObject(e, "file", file);
+            cJSON_AddStringToObject(e, "split", split_names[sp]);
+            cJSON *sz = cJSON_AddArrayToObject(e, "size");
+            cJSON_AddItemToArray(sz, cJSON_CreateNumber(S));
+            cJSON_AddItemToArray(sz, cJSON_CreateNumber(S));
+            cJSON *objs = cJSON_AddArrayToObject(e, "objects");
+            cJSON *boxes = cJSON_AddArrayToObject(e, "boxes");
+            cJSON *masks = cJSON_AddArrayToObject(e, "masks");
+            for (int k = 0; k < sc.n; k++) {
+                cJSON_AddItemToArray(objs, cJSON_CreateString(cfx_scenes_synsets[sc.item[k]]));
+                cJSON_AddItemToArray(boxes, cJSON_CreateIntArray(sc.box[k], 4));
+                cJSON_AddItemToArray(masks, mask_runs(mask + (size_t)k * P, P));
+            }
+            cJSON *labels = cJSON_AddObjectToObject(e, "labels");
+            cJSON_AddStringToObject(labels, "rule", cfx_scenes_classes[lab[i]]);
+            cJSON_AddNumberToObject(e, "min_edits", cfx_scenes_min_edits(sc.set));
+            if ((i + 1) % 64 == 0 || i + 1 == per[sp])
+                cfx_progress_report(&o->progress, split_names[sp], i + 1, per[sp], NULL);
+        }
+        if (s == CFX_OK)
+            s = writer_split(&wr, split_names[sp], img, lab, per[sp], "index",
+                             "generated scenes (cfx data scenes)");
+    }
+    if (s == CFX_OK) s = writer_split(&wr, "ood", img, lab, 0, "original", "none");
+    if (s == CFX_OK) {
+        char *text = cJSON_PrintUnformatted(cj);
+        s = text ? write_text(wr.dir.tmp, "concepts.json", text) : CFX_ENOMEM;
+        cJSON_free(text);
+    }
+    if (s == CFX_OK) s = write_text(wr.dir.tmp, "rule.txt", cfx_scenes_rule_text);
+    if (s == CFX_OK) s = writer_finish(&wr);
+done:
+    if (s != CFX_OK && wr.manifest) writer_abort(&wr);
+    cJSON_Delete(cj);
+    for (int k = 0; k < 2; k++) cfx_free(it[k]), cfx_free(il[k]);
+    cfx_free(img);
+    cfx_free(lab);
+    cfx_free(mask);
+    cfx_free(by);
+    cfx_free(tmp);
     return s;
 }
