@@ -12,7 +12,7 @@ BUILD     ?= build
 CC        ?= cc
 OPT       ?= -O3 -fno-math-errno -fno-trapping-math
 PKGS      := openblas libcjson libprotobuf-c
-PKGS      += zlib
+PKGS      += zlib lapacke
 # -Wno-missing-field-initializers: op tables (cfx_op_def) leave trailing optional fields out.
 CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp -MMD -MP \

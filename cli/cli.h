@@ -15,9 +15,6 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 int cli_fail_status(const char *cmd, const char *what);
 /* Writes s as a JSON string literal (with quotes). */
 void cli_json_str(FILE *f, const char *s);
-/* Whether two paths name the same file or folder (both existing), or are the same string
- * once trailing slashes are dropped. An output must not be one of a command's inputs. */
-bool cli_same_path(const char *a, const char *b);
 /* Applies --threads; n <= 0 means all cores. */
 void cli_set_threads(long long n);
 
@@ -29,5 +26,9 @@ int cmd_model(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_concepts(int argc, char **argv);
 int cmd_competency(int argc, char **argv);
+int cmd_counterfactual(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
 
 #endif

@@ -19,15 +19,16 @@ static int comp_fit(int argc, char **argv) {
     int output = 0, force = 0, json = 0;
     long long batch = 100, threads = 0;
     const cli_opt opts[] = {
-        {"classifier", "FILE", "the classifier (ONNX)", .str = &classifier, .required = true},
+        {"classifier", "FILE", "the classifier (ONNX)", .str = &classifier, .required = true,
+         .role = CLI_IN},
         {"autoencoder", "FILE", "the autoencoder as one ONNX file (with --latent)",
-         .str = &autoencoder},
+         .str = &autoencoder, .role = CLI_IN},
         {"latent", "NAME", "the autoencoder's latent tensor", .str = &latent},
-        {"encoder", "FILE", "the encoder (ONNX), with --decoder", .str = &encoder},
-        {"decoder", "FILE", "the decoder (ONNX), with --encoder", .str = &decoder},
+        {"encoder", "FILE", "the encoder (ONNX), with --decoder", .str = &encoder, .role = CLI_IN},
+        {"decoder", "FILE", "the decoder (ONNX), with --encoder", .str = &decoder, .role = CLI_IN},
         {"data", "DIR", "a dataset folder written by cfx data; its calib split is used",
-         .str = &data, .required = true},
-        CLI_OPT_OUT(&out, "BUNDLE", "the bundle folder to write"),
+         .str = &data, .required = true, .role = CLI_IN},
+        CLI_OPT_OUT_DIR(&out, "BUNDLE", "the bundle folder to write"),
         {"z", "Z", "use this z instead of searching the grid 0, 0.05, ..., 4.95", .num = &z,
          .min = -100, .max = 100, .def = "searched"},
         {"loss-scale", "S", "the factor of mu in (L - S mu) / sigma (the reference code's 2)",
@@ -54,10 +55,6 @@ static int comp_fit(int argc, char **argv) {
         (!encoder && decoder) || (latent && !autoencoder))
         cli_usage_error(cmd, "give --autoencoder FILE --latent NAME, or --encoder FILE "
                              "--decoder FILE");
-    const char *inputs[] = {classifier, autoencoder, encoder, decoder, data};
-    for (size_t k = 0; k < CLI_LEN(inputs); k++)
-        if (inputs[k] && cli_same_path(out, inputs[k]))
-            cli_usage_error(cmd, "--out '%s' is one of the inputs", out);
     cli_set_threads(threads);
     cfx_dataset *d = cfx_dataset_load(data, "calib");
     if (!d) return cli_fail(cmd, NULL);
@@ -144,24 +141,23 @@ static int comp_score(int argc, char **argv) {
     const char *bundle = NULL, *out = NULL;
     cli_list inputs = {0};
     long long batch = 100, threads = 0;
+    int force = 0;
     const cli_opt opts[] = {
         {"bundle", "DIR", "a bundle written by cfx competency fit", .str = &bundle,
-         .required = true},
+         .required = true, .role = CLI_IN},
         {"INPUT", NULL, "PNG/JPEG files, folders of them, or .npy arrays (N,C,H,W) in [0,1]",
-         .list = &inputs, .required = true, .positional = true},
+         .list = &inputs, .required = true, .positional = true, .role = CLI_IN},
         {"out", "FILE", "write the JSON lines here (atomically) instead of to stdout", .str = &out,
-         .def = "stdout"},
+         .def = "stdout", .role = CLI_OUT},
         {"batch", "N", "images per forward pass", .i = &batch, .lo = 1, .hi = 100000},
         CLI_OPT_THREADS(&threads),
+        CLI_OPT_FORCE(&force),
     };
     cli_parse(cmd,
               "Scores images with a bundle: one JSON line per image with index, file, predicted\n"
               "class, softmax_max, loss, in_distribution (sum_c p_c P_c), rho and low (rho below\n"
               "the threshold). A one-line summary goes to stderr.\n",
               opts, CLI_LEN(opts), argc, argv);
-    for (int k = 0; out && k < inputs.n; k++)
-        if (cli_same_path(out, inputs.items[k]))
-            cli_usage_error(cmd, "--out '%s' is one of the inputs", out);
     cli_set_threads(threads);
     cfx_bundle *b = cfx_bundle_load(bundle, batch);
     if (!b) return cli_fail(cmd, NULL);
@@ -250,10 +246,11 @@ static int comp_report(int argc, char **argv) {
     int json = 0, force = 0;
     const cli_opt opts[] = {
         {"bundle", "DIR", "a bundle written by cfx competency fit", .str = &bundle,
-         .required = true},
-        {"data", "DIR", "a dataset folder written by cfx data", .str = &data, .required = true},
+         .required = true, .role = CLI_IN},
+        {"data", "DIR", "a dataset folder written by cfx data", .str = &data, .required = true,
+         .role = CLI_IN},
         {"split", "NAME", "the split to evaluate (train, calib, test)", .str = &split},
-        CLI_OPT_OUT(&out, "DIR", "folder for reliability.png and report.json"),
+        CLI_OPT_OUT_DIR(&out, "DIR", "folder for reliability.png and report.json"),
         {"bins", "N", "bins of the calibration error and the diagram", .i = &bins, .lo = 2,
          .hi = 100},
         {"batch", "N", "images per forward pass", .i = &batch, .lo = 1, .hi = 100000},
@@ -271,8 +268,6 @@ static int comp_report(int argc, char **argv) {
         "cause's grid).\n",
         opts, CLI_LEN(opts), argc, argv);
     if (strcmp(split, "ood") == 0) cli_usage_error(cmd, "--split must be train, calib or test");
-    if (cli_same_path(out, data) || cli_same_path(out, bundle))
-        cli_usage_error(cmd, "--out '%s' is one of the inputs", out);
     cli_set_threads(threads);
     cfx_bundle *b = cfx_bundle_load(bundle, batch);
     if (!b) return cli_fail(cmd, NULL);
@@ -434,10 +429,10 @@ static int comp_examples(int argc, char **argv) {
     int force = 0, json = 0;
     const cli_opt opts[] = {
         {"bundle", "DIR", "a bundle written by cfx competency fit", .str = &bundle,
-         .required = true},
+         .required = true, .role = CLI_IN},
         {"data", "DIR", "a dataset folder (its test and ood splits are used)", .str = &data,
-         .required = true},
-        CLI_OPT_OUT(&out, "DIR", "the examples folder to write"),
+         .required = true, .role = CLI_IN},
+        CLI_OPT_OUT_DIR(&out, "DIR", "the examples folder to write"),
         {"per-cause", "N", "examples per cause", .i = &per_cause, .lo = 1, .hi = 1000000},
         CLI_OPT_SEED(&seed, "the order of images and factors, and the noise"),
         {"batch", "N", "images per forward pass", .i = &batch, .lo = 1, .hi = 100000},
@@ -454,8 +449,6 @@ static int comp_examples(int argc, char **argv) {
         "images as controls (none). Writes images.npy, examples.jsonl and a PNG contact\n"
         "sheet per cause.\n",
         opts, CLI_LEN(opts), argc, argv);
-    if (cli_same_path(out, data) || cli_same_path(out, bundle))
-        cli_usage_error(cmd, "--out '%s' is one of the inputs", out);
     cli_set_threads(threads);
     cfx_bundle *b = cfx_bundle_load(bundle, batch);
     if (!b) return cli_fail(cmd, NULL);

@@ -9,7 +9,7 @@
 typedef struct {
     const char *data, *labels, *class_name, *out, *wordnet, *a, *b;
     long long query, top, max_sub, threads;
-    int all, json, unknown_skip, empty_skip, cost_model, mode;
+    int all, json, unknown_skip, empty_skip, cost_model, mode, force;
     cfx_cost_options cost;
 } opts;
 
@@ -41,10 +41,13 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
                        .str = &o->b,
                        .required = true,
                        .positional = true},
-                  data = {"data", "FILE",
+                  data = {"data",
+                          "FILE",
                           "images as JSON: {\"images\": [{\"id\", \"objects\", "
                           "\"labels\"}]}",
-                          .str = &o->data, .required = true},
+                          .str = &o->data,
+                          .required = true,
+                          .role = CLI_IN},
                   labels = {"labels", "KEY",
                             "which classifier's label to use (a key of each "
                             "image's \"labels\")",
@@ -63,7 +66,7 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
                   mode = {"mode", "M", "the order of the edits", .pick = &o->mode,
                           .choices = mode_words},
                   out = {"out", "FILE", "write one JSON record per query to FILE (JSON Lines)",
-                         .str = &o->out},
+                         .str = &o->out, .role = CLI_OUT},
                   cost = {"cost", "MODEL",
                           "cece (the reference code's set costs) or graph "
                           "(WordNet path lengths)",
@@ -84,9 +87,14 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
                            .pick = &o->empty_skip, .choices = empty_words},
                   top = {"top",        "N",     "rows of the importance table; 0: all non-zero",
                          .i = &o->top, .lo = 0, .hi = INT32_MAX},
-                  wordnet = {"wordnet", "DIR", "WordNet 3.0 database folder", .str = &o->wordnet,
-                             .def = "/usr/share/wordnet"},
-                  threads = CLI_OPT_THREADS(&o->threads), json = CLI_OPT_JSON(&o->json);
+                  wordnet = {"wordnet",
+                             "DIR",
+                             "WordNet 3.0 database folder",
+                             .str = &o->wordnet,
+                             .def = "/usr/share/wordnet",
+                             .role = CLI_IN},
+                  threads = CLI_OPT_THREADS(&o->threads), json = CLI_OPT_JSON(&o->json),
+                  force = CLI_OPT_FORCE(&o->force);
     if (strcmp(action, "cost") == 0) {
         const cli_opt t[] = {a, b, cost, max_sub, unknown, wordnet, json};
         cli_parse(path,
@@ -94,8 +102,8 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
                   "concepts A to\nthe concepts B and their cost.\n",
                   t, CLI_LEN(t), argc, argv);
     } else if (strcmp(action, "nearest") == 0) {
-        const cli_opt t[] = {data,    labels,  query, all,     out,     cost,
-                             max_sub, unknown, empty, wordnet, threads, json};
+        const cli_opt t[] = {data,    labels, query,   all,     out,   cost, max_sub,
+                             unknown, empty,  wordnet, threads, force, json};
         cli_parse(path,
                   "Finds the closest counterfactual of an image (--query) or of every image "
                   "(--all): the\ncheapest image with another label, and the edits to it.\n",

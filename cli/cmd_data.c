@@ -63,14 +63,14 @@ static int data_fmnist(int argc, char **argv) {
     double frac = 0.1;
     int json = 0;
     const cli_opt opts[] = {
-        CLI_OPT_OUT(&o.out, "DIR", "folder to write"),
+        CLI_OPT_OUT_DIR(&o.out, "DIR", "folder to write"),
         {"holdout", "K", "class id held out of training, 0..9, or -1 for none", .i = &holdout,
          .lo = -1, .hi = 9, .def = "9, \"Ankle boot\""},
         {"calib-frac", "F", "fraction of the training set for calibration", .num = &frac, .min = 0,
          .max = 1},
         CLI_OPT_SEED(&seed, "seed of the calibration draw"),
         {"source", "DIR", "the gzip IDX files", .str = &source,
-         .def = "/usr/share/datasets/fashion-mnist"},
+         .def = "/usr/share/datasets/fashion-mnist", .role = CLI_IN},
         CLI_OPT_FORCE(&o.force),
         CLI_OPT_JSON(&json),
     };
@@ -95,7 +95,7 @@ static int data_signs(int argc, char **argv) {
     long long train = -1, calib = -1, test = -1, per_class = -1; /* -1: not given */
     int json = 0;
     const cli_opt opts[] = {
-        CLI_OPT_OUT(&o.out, "DIR", "folder to write"),
+        CLI_OPT_OUT_DIR(&o.out, "DIR", "folder to write"),
         {"size", "N", "image side in pixels", .i = &size, .lo = 8, .hi = 1024},
         {"train", "N", "training images per class", .i = &train, .lo = 0, .hi = 1000000,
          .def = "10000"},
@@ -111,7 +111,7 @@ static int data_signs(int argc, char **argv) {
         {"supersample", "K", "samples per pixel side when drawing the sign", .i = &supersample,
          .lo = 1, .hi = 16},
         {"font", "PATH", "TrueType font", .str = &so.font_path,
-         .def = "DejaVu Sans Bold from fonts-dejavu-core"},
+         .def = "DejaVu Sans Bold from fonts-dejavu-core", .role = CLI_IN},
         CLI_OPT_SEED(&seed, "seed; the same seed gives the same bytes"),
         CLI_OPT_THREADS(&threads),
         CLI_OPT_FORCE(&o.force),
@@ -161,8 +161,8 @@ static int data_folder(int argc, char **argv) {
     int channels = -1, h = 0, w = 0, json = 0;
     double cf = 0.1, tf = 0.2;
     const cli_opt opts[] = {
-        {"src", "DIR", "the image folder", .str = &src, .required = true},
-        CLI_OPT_OUT(&o.out, "DIR", "folder to write"),
+        {"src", "DIR", "the image folder", .str = &src, .required = true, .role = CLI_IN},
+        CLI_OPT_OUT_DIR(&o.out, "DIR", "folder to write"),
         {"channels", "C", "1 (grey) or 3 (RGB)", .pick = &channels, .choices = channel_words,
          .def = "that of the first image"},
         {"size", "HxW", "image size every file must have", .str = &size,
@@ -200,15 +200,17 @@ static int data_preview(int argc, char **argv) {
     const char *cmd = "data preview";
     const char *data = NULL, *out = NULL, *split = "test";
     long long n = 64, cols = 0, scale = 0;
-    int json = 0;
+    int json = 0, force = 0;
     const cli_opt opts[] = {
-        {"data", "DIR", "a dataset folder written by cfx data", .str = &data, .required = true},
+        {"data", "DIR", "a dataset folder written by cfx data", .str = &data, .required = true,
+         .role = CLI_IN},
         CLI_OPT_OUT(&out, "PNG", "the grid to write"),
         {"split", "NAME", "train, calib, test or ood", .str = &split},
         {"n", "N", "images to show", .i = &n, .lo = 1, .hi = 100000},
         {"cols", "N", "images per row", .i = &cols, .lo = 1, .hi = 10000, .def = "a square"},
         {"scale", "K", "upscaling factor", .i = &scale, .lo = 1, .hi = 64,
          .def = "4 for images up to 32 pixels, else 1"},
+        CLI_OPT_FORCE(&force),
         CLI_OPT_JSON(&json),
     };
     cli_parse(cmd, "Writes the first N images of a split as one PNG grid.\n", opts, CLI_LEN(opts),
@@ -254,14 +256,14 @@ static bool has_suffix(const char *s, const char *suffix) {
 static int data_corrupt(int argc, char **argv) {
     const char *cmd = "data corrupt";
     const char *in = NULL, *out = NULL;
-    int cause = 0, json = 0;
+    int cause = 0, json = 0, force = 0;
     double factor = NAN;
     long long seed = 0;
     const cli_opt opts[] = {
         {"IN", NULL, "a PNG/JPEG image, or a .npy array (N,C,H,W) of floats in [0,1]", .str = &in,
-         .required = true, .positional = true},
+         .required = true, .positional = true, .role = CLI_IN},
         {"OUT", NULL, "where to write: a PNG for an image, a .npy for an array", .str = &out,
-         .required = true, .positional = true},
+         .required = true, .positional = true, .role = CLI_OUT},
         {"cause", "C", "brightness, contrast, saturation, noise or pixelation", .pick = &cause,
          .choices = causes},
         {"factor", "F",
@@ -269,6 +271,7 @@ static int data_corrupt(int argc, char **argv) {
          "amplitude on 0..255, or the pixelation block",
          .num = &factor, .min = -1, .max = 1e6, .def = "required"},
         CLI_OPT_SEED(&seed, "the noise's seed"),
+        CLI_OPT_FORCE(&force),
         CLI_OPT_JSON(&json),
     };
     cli_parse(cmd,
@@ -278,7 +281,6 @@ static int data_corrupt(int argc, char **argv) {
               "clips, pixelation resizes down by F with nearest neighbour and back up.\n",
               opts, CLI_LEN(opts), argc, argv);
     if (isnan(factor)) cli_usage_error(cmd, "--factor is required");
-    if (cli_same_path(in, out)) cli_usage_error(cmd, "OUT '%s' is the input", out);
     bool npy = has_suffix(in, ".npy");
     if (npy != has_suffix(out, ".npy"))
         cli_usage_error(cmd, "OUT must be a .npy for a .npy input and a .png for an image");

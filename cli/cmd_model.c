@@ -35,7 +35,8 @@ static int model_info(int argc, char **argv) {
     const char *file = NULL;
     int json = 0;
     const cli_opt opts[] = {
-        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
+        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true,
+         .role = CLI_IN},
         CLI_OPT_JSON(&json),
     };
     cli_parse(
@@ -98,7 +99,8 @@ static int model_check(int argc, char **argv) {
     long long batch = 1, seed = 0, threads = 1;
     int json = 0;
     const cli_opt opts[] = {
-        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
+        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true,
+         .role = CLI_IN},
         {"batch", "N", "size of a symbolic batch dimension", .i = &batch, .lo = 1, .hi = 1 << 20},
         CLI_OPT_SEED(&seed, "seed of the random input"),
         CLI_OPT_THREADS(&threads),
@@ -195,15 +197,19 @@ done:
 static int model_run(int argc, char **argv) {
     const char *file = NULL, *xin = NULL, *yout = NULL, *vjp = NULL, *gout = NULL, *oname = NULL;
     long long threads = 1;
-    int json = 0;
+    int json = 0, force = 0;
     const cli_opt opts[] = {
-        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true},
-        {"input", "X.npy", "input array", .str = &xin, .required = true},
+        {"FILE", NULL, "an ONNX model", .str = &file, .required = true, .positional = true,
+         .role = CLI_IN},
+        {"input", "X.npy", "input array", .str = &xin, .required = true, .role = CLI_IN},
         CLI_OPT_OUT(&yout, "Y.npy", "output array"),
         {"output", "NAME", "any tensor of the model", .str = &oname, .def = "its first output"},
-        {"vjp", "W.npy", "weights of the vector-Jacobian product", .str = &vjp, .def = "none"},
-        {"grad-out", "G.npy", "where the input gradient goes (required with --vjp)", .str = &gout},
+        {"vjp", "W.npy", "weights of the vector-Jacobian product", .str = &vjp, .def = "none",
+         .role = CLI_IN},
+        {"grad-out", "G.npy", "where the input gradient goes (required with --vjp)", .str = &gout,
+         .role = CLI_OUT},
         CLI_OPT_THREADS(&threads),
+        CLI_OPT_FORCE(&force),
         CLI_OPT_JSON(&json),
     };
     cli_parse(
@@ -228,6 +234,8 @@ static int model_run(int argc, char **argv) {
     int rc = 0, outs[8], nout = 0, in = -1;
     cfx_graph *g = cfx_graph_new();
     float *seed = NULL;
+    cfx_outputs written; /* --out and --grad-out: both or neither */
+    cfx_outputs_begin(&written);
     if (cfx_onnx_import(g, file, &o, NULL, 0, outs, 8, &nout) != CFX_OK) {
         rc = cli_fail("model run", NULL);
         goto done;
@@ -293,6 +301,10 @@ static int model_run(int argc, char **argv) {
             goto done;
         }
     }
+    if (cfx_outputs_commit(&written) != CFX_OK) {
+        rc = cli_fail_status("model run", "write");
+        goto done;
+    }
     char shp[128];
     cfx_tensor_shape_str(y->ndim, y->shape, shp, sizeof shp);
     if (json) {
@@ -315,6 +327,7 @@ static int model_run(int argc, char **argv) {
                shp, yout, gout ? ", input gradient -> " : "", gout ? gout : "", t1 - t0);
     }
 done:
+    if (rc) cfx_outputs_abort(&written);
     free(seed);
     cfx_graph_free(g);
     cfx_tensor_free(x);
@@ -324,11 +337,16 @@ done:
 
 static int model_split(int argc, char **argv) {
     const char *file = NULL, *latent = NULL, *enc = NULL, *dec = NULL;
+    int force = 0;
     const cli_opt opts[] = {
-        {"FILE", NULL, "an ONNX autoencoder", .str = &file, .required = true, .positional = true},
+        {"FILE", NULL, "an ONNX autoencoder", .str = &file, .required = true, .positional = true,
+         .role = CLI_IN},
         {"latent", "NAME", "the tensor to cut at", .str = &latent, .required = true},
-        {"encoder", "E.onnx", "where the encoder goes", .str = &enc, .required = true},
-        {"decoder", "D.onnx", "where the decoder goes", .str = &dec, .required = true},
+        {"encoder", "E.onnx", "where the encoder goes", .str = &enc, .required = true,
+         .role = CLI_OUT},
+        {"decoder", "D.onnx", "where the decoder goes", .str = &dec, .required = true,
+         .role = CLI_OUT},
+        CLI_OPT_FORCE(&force),
     };
     cli_parse(
         "model split",

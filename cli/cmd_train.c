@@ -16,7 +16,7 @@ typedef struct {
     const char *data, *out, *model, *checkpoint, *split, *grid;
     long long epochs, batch, seed, threads, latent;
     double lr;
-    int resume, json, constant_lr;
+    int resume, json, constant_lr, force;
 } train_args;
 
 /* The first input and first output of a graph loaded from ONNX, found by name. */
@@ -75,10 +75,10 @@ static int train_main(int argc, char **argv) {
     const char *cmd = is_clf ? "train classifier" : "train autoencoder";
     train_args a = {.epochs = 10, .batch = 64, .lr = 1e-3, .latent = 256};
     const cli_opt opts[] = {
-        {"data", "DIR", "dataset folder", .str = &a.data, .required = true},
+        {"data", "DIR", "dataset folder", .str = &a.data, .required = true, .role = CLI_IN},
         CLI_OPT_OUT(&a.out, "FILE", "output model"),
         {"model", "FILE", "train this ONNX model instead of the built-in architecture",
-         .str = &a.model},
+         .str = &a.model, .role = CLI_IN},
         {"epochs", "N", "epochs", .i = &a.epochs, .lo = 1, .hi = 100000},
         {"batch", "N", "batch size", .i = &a.batch, .lo = 1, .hi = 65536},
         {"lr", "X", "Adam learning rate, decayed to 0 along a cosine over the run", .num = &a.lr,
@@ -87,13 +87,14 @@ static int train_main(int argc, char **argv) {
         CLI_OPT_SEED(&a.seed, "seed of the initialisation and the shuffling"),
         CLI_OPT_THREADS(&a.threads),
         {"checkpoint", "FILE", "checkpoint written after every epoch", .str = &a.checkpoint,
-         .def = "OUT.ckpt"},
+         .def = "OUT.ckpt", .role = CLI_WORK},
         {"resume", NULL, "continue from the checkpoint if it exists", .flag = &a.resume},
+        CLI_OPT_FORCE(&a.force),
         CLI_OPT_JSON(&a.json),
         /* The autoencoder's own options come last: the classifier's table stops before them. */
         {"latent", "N", "latent size", .i = &a.latent, .lo = 1, .hi = 65536},
         {"grid", "FILE", "reconstruction grid", .str = &a.grid,
-         .def = "reconstructions.png beside OUT"},
+         .def = "reconstructions.png beside OUT", .role = CLI_OUT},
     };
     cli_parse(cmd,
               is_clf ? "Trains a classifier on the train split of a dataset folder written by `cfx "
@@ -109,10 +110,24 @@ static int train_main(int argc, char **argv) {
                        "instead.\n",
               opts, CLI_LEN(opts) - (is_clf ? 2 : 0), argc, argv);
     cli_set_threads(a.threads);
-    char ckpt[4096];
+    /* The outputs the table does not name, checked like its own before any work: a folder
+     * that does not exist fails now, not after training. */
+    char ckpt[4096], enc[4096] = "", dec[4096] = "", grid[4096] = "";
     if (!a.checkpoint) {
         snprintf(ckpt, sizeof ckpt, "%s.ckpt", a.out);
         a.checkpoint = ckpt;
+        cli_check_output("the checkpoint", a.checkpoint, CLI_WORK);
+    }
+    if (!is_clf) {
+        beside(enc, sizeof enc, a.out, "encoder.onnx");
+        beside(dec, sizeof dec, a.out, "decoder.onnx");
+        cli_check_output("the encoder", enc, CLI_OUT);
+        cli_check_output("the decoder", dec, CLI_OUT);
+        if (!a.grid) {
+            beside(grid, sizeof grid, a.out, "reconstructions.png");
+            a.grid = grid;
+            cli_check_output("the grid", a.grid, CLI_OUT);
+        }
     }
     cfx_dataset *train = cfx_dataset_load(a.data, "train");
     if (!train) return cli_fail_status(cmd, "load data");
@@ -204,30 +219,34 @@ static int train_main(int argc, char **argv) {
     }
     free(conf);
     if (s != CFX_OK) {
-        cli_fail_status(cmd, "evaluate");
+        cli_fail(cmd, NULL); /* "eval: ..." */
         goto fail;
     }
+    /* The model, and an autoencoder's halves and grid, are renamed into place together, once
+     * all are written. */
+    cfx_outputs outs;
+    cfx_outputs_begin(&outs);
     if (cfx_onnx_save(g, a.out, &y, 1) != CFX_OK) {
+        cfx_outputs_abort(&outs);
         cli_fail_status(cmd, "save model");
         goto fail;
     }
-    char enc[4096] = "", dec[4096] = "", grid[4096] = "";
     if (!is_clf) {
-        beside(enc, sizeof enc, a.out, "encoder.onnx");
-        beside(dec, sizeof dec, a.out, "decoder.onnx");
-        if (cfx_onnx_split(a.out, "latent", enc, dec) != CFX_OK) {
+        if (cfx_onnx_split(cfx_outputs_path(&outs, a.out), "latent", enc, dec) != CFX_OK) {
+            cfx_outputs_abort(&outs);
             cli_fail_status(cmd, "split autoencoder");
             goto fail;
         }
-        if (a.grid)
-            snprintf(grid, sizeof grid, "%s", a.grid);
-        else
-            beside(grid, sizeof grid, a.out, "reconstructions.png");
-        s = write_recon_grid(g, x, y, test->images, grid);
+        s = write_recon_grid(g, x, y, test->images, a.grid);
         if (s != CFX_OK) {
+            cfx_outputs_abort(&outs);
             cli_fail_status(cmd, "write grid");
             goto fail;
         }
+    }
+    if (cfx_outputs_commit(&outs) != CFX_OK) {
+        cli_fail_status(cmd, "save");
+        goto fail;
     }
     if (a.json) {
         printf("{\"model\": ");
@@ -249,7 +268,7 @@ static int train_main(int argc, char **argv) {
             printf("train loss %.5f, test reconstruction MSE %.5f (%lld images)\n", res.loss,
                    metric, (long long)test->n);
         printf("wrote %s\n", a.out);
-        if (!is_clf) printf("wrote %s, %s, %s\n", enc, dec, grid);
+        if (!is_clf) printf("wrote %s, %s, %s\n", enc, dec, a.grid);
     }
     cfx_graph_free(g);
     cfx_dataset_free(train);
@@ -268,8 +287,8 @@ static int eval_main(int argc, char **argv) {
     const char *cmd = is_clf ? "eval classifier" : "eval autoencoder";
     train_args a = {.batch = 256, .split = "test"};
     const cli_opt opts[] = {
-        {"model", "FILE", "ONNX model", .str = &a.model, .required = true},
-        {"data", "DIR", "dataset folder", .str = &a.data, .required = true},
+        {"model", "FILE", "ONNX model", .str = &a.model, .required = true, .role = CLI_IN},
+        {"data", "DIR", "dataset folder", .str = &a.data, .required = true, .role = CLI_IN},
         {"split", "NAME", "train, calib, test or ood", .str = &a.split},
         {"batch", "N", "batch size", .i = &a.batch, .lo = 1, .hi = 65536},
         CLI_OPT_THREADS(&a.threads),
@@ -317,7 +336,7 @@ static int eval_main(int argc, char **argv) {
         s = cfx_eval_autoencoder(g, x, y, d->images, (int)a.batch, &metric);
     }
     if (s != CFX_OK) {
-        cli_fail_status(cmd, "evaluate");
+        cli_fail(cmd, NULL); /* "eval: ..." */
         goto done;
     }
     if (a.json) {

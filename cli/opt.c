@@ -4,6 +4,7 @@
  * argument or after '=' (--threads=4); "--" ends the options. */
 #include "opt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define HELP_WIDTH 100 /* help wraps before this column */
 #define NAME_WIDTH 20  /* "--name VALUE" longer than this puts its help on the next line */
@@ -152,6 +155,175 @@ static void help(const char *path, const char *about, const cli_opt *opts, size_
     help_line(&(cli_opt){"-h, --help", NULL, "print this help", .positional = true}, width + 4);
 }
 
+/* ------------------------------------------------------------- outputs and inputs --- */
+
+/* The table cli_parse took last, for cli_check_output, and the outputs checked so far. */
+static struct {
+    const char *path;
+    const cli_opt *opts;
+    size_t n;
+    bool given[MAX_OPTS];
+    int force;
+    const char *outs[16];
+    char out_names[16][48];
+    int nouts;
+} last;
+
+/* A runtime failure found before the work: "cfx <path>: <message>", exit 1. */
+_Noreturn static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...) {
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "cfx %s: %s\n", last.path, msg);
+    exit(1);
+}
+
+/* "--out" or "OUT", as the user wrote the entry. */
+static void entry_name(const cli_opt *o, char *buf, size_t size) {
+    snprintf(buf, size, "%s%s", o->positional ? "" : "--", o->name);
+}
+
+bool cli_same_path(const char *a, const char *b) {
+    if (!a || !b) return false;
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && a[la - 1] == '/') la--;
+    while (lb > 1 && b[lb - 1] == '/') lb--;
+    return la == lb && strncmp(a, b, la) == 0;
+}
+
+/* Whether path names something inside the folder dir (both existing; links resolved). */
+static bool inside(const char *path, const char *dir) {
+    char *rp = realpath(path, NULL), *rd = realpath(dir, NULL);
+    size_t n = rd ? strlen(rd) : 0;
+    bool in = rp && rd && strncmp(rp, rd, n) == 0 && (rp[n] == '/' || (n == 1 && rd[0] == '/')) &&
+              strcmp(rp, rd) != 0;
+    free(rp);
+    free(rd);
+    return in;
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool dir_empty(const char *path) {
+    DIR *d = opendir(path);
+    bool empty = d != NULL;
+    for (struct dirent *e; empty && (e = readdir(d));)
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    if (d) closedir(d);
+    return empty;
+}
+
+/* Checks one output against the inputs of the last table, the outputs checked before it, and
+ * the file system (see opt.h). */
+static void check_output(const char *what, const char *file, int role) {
+    struct stat st;
+    bool exists = stat(file, &st) == 0;
+    for (size_t k = 0; k < last.n; k++) {
+        const cli_opt *o = &last.opts[k];
+        if (o->role != CLI_IN) continue; /* given or a default */
+        char in_name[48];
+        entry_name(o, in_name, sizeof in_name);
+        int m = o->list ? o->list->n : 1;
+        for (int j = 0; j < m; j++) {
+            const char *in = o->list ? o->list->items[j] : *o->str;
+            if (!in) continue;
+            if (cli_same_path(file, in))
+                cli_usage_error(last.path,
+                                "%s '%s' is also the input %s; an output must not "
+                                "replace an input",
+                                what, file, in_name);
+            if (role != CLI_OUT_DIR && exists && is_dir(in) && inside(file, in))
+                cli_usage_error(last.path, "%s '%s' is a file of the input %s '%s'", what, file,
+                                in_name, in);
+            if (role == CLI_OUT_DIR && exists && inside(in, file))
+                cli_usage_error(last.path,
+                                "%s '%s' holds the input %s '%s' (replacing it would delete the "
+                                "input)",
+                                what, file, in_name, in);
+        }
+    }
+    for (int k = 0; k < last.nouts; k++)
+        if (cli_same_path(file, last.outs[k]))
+            cli_usage_error(last.path, "%s and %s are the same file '%s'", last.out_names[k], what,
+                            file);
+    if (last.nouts < 16) {
+        last.outs[last.nouts] = file;
+        snprintf(last.out_names[last.nouts++], sizeof last.out_names[0], "%s", what);
+    }
+    /* The folder it goes into exists and takes files; what is there already may be replaced. */
+    size_t len = strlen(file);
+    while (len > 1 && file[len - 1] == '/') len--; /* "out/" names the folder out */
+    if (role != CLI_OUT_DIR && len < strlen(file))
+        fail("%s '%s' ends in '/', but it is a file (give its name)", what, file);
+    char parent[4200];
+    snprintf(parent, sizeof parent, "%.*s", (int)len, file);
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
+        *slash = '\0';
+    if (!is_dir(parent))
+        fail("cannot write %s '%s': the folder '%s' does not exist", what, file, parent);
+    if (access(parent, W_OK | X_OK) != 0)
+        fail("cannot write %s '%s': the folder '%s' is not writable", what, file, parent);
+    if (!exists) return;
+    if (role == CLI_OUT_DIR) {
+        if (!S_ISDIR(st.st_mode)) fail("'%s' exists and is not a folder", file);
+        if (!last.force && !dir_empty(file))
+            fail("'%s' exists and is not empty (use --force to replace it)", file);
+    } else {
+        if (S_ISDIR(st.st_mode)) fail("%s '%s' is a folder; give a file name", what, file);
+        if (role == CLI_OUT && !last.force) fail("'%s' exists (use --force to replace it)", file);
+    }
+}
+
+void cli_check_output(const char *what, const char *file, int role) {
+    if (file) check_output(what, file, role);
+}
+
+/* Every output of the table just parsed. */
+static void check_table_outputs(const char *path, const cli_opt *opts, size_t n,
+                                const bool *given) {
+    last.path = path, last.opts = opts, last.n = n, last.force = 0, last.nouts = 0;
+    bool outputs = false, has_force = false;
+    for (size_t k = 0; k < n; k++) {
+        last.given[k] = given[k];
+        if (opts[k].flag && strcmp(opts[k].name, "force") == 0)
+            has_force = true, last.force = *opts[k].flag;
+        outputs |= opts[k].role == CLI_OUT || opts[k].role == CLI_OUT_DIR;
+    }
+    if (outputs && !has_force) {
+        fprintf(stderr, "cfx %s: a table with outputs has no CLI_OPT_FORCE\n", path);
+        abort(); /* a broken table, not a user's mistake */
+    }
+    for (size_t k = 0; k < n; k++) {
+        const cli_opt *o = &opts[k];
+        if (o->role == CLI_NONE || o->role == CLI_IN || !o->str || !*o->str) continue;
+        size_t len = strlen(*o->str);
+        if (o->role == CLI_OUT_DIR && len > 1 && (*o->str)[len - 1] == '/') {
+            /* "out/" names the folder out (a copy, kept until the program ends) */
+            char *trimmed = strdup(*o->str);
+            if (!trimmed) fail("out of memory");
+            while (len > 1 && trimmed[len - 1] == '/') trimmed[--len] = '\0';
+            *o->str = trimmed;
+        }
+        char name[48];
+        entry_name(o, name, sizeof name);
+        check_output(name, *o->str, o->role);
+    }
+}
+
 void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t n, int argc,
                char **argv) {
     bool given[MAX_OPTS] = {0};
@@ -213,6 +385,7 @@ void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t 
         if (opts[k].required && !given[k])
             cli_usage_error(path, opts[k].positional ? "%s is required" : "--%s is required",
                             opts[k].name);
+    check_table_outputs(path, opts, n, given);
 }
 
 int cli_dispatch(const char *path, const char *about, const cli_command *cmds, size_t n, int argc,

@@ -22,6 +22,17 @@
  * An entry with .positional takes a bare argument instead of --name (.str), or, as the last
  * positional with .list, every remaining bare argument ("INPUT...").
  *
+ * Paths carry a role (.role): CLI_IN for what a command reads, CLI_OUT for a file it writes,
+ * CLI_OUT_DIR for a folder it writes whole, CLI_WORK for a file it keeps rewriting (a
+ * checkpoint). After parsing, cli_parse checks them the same way for every command, before any
+ * work (cli_check_outputs, also for outputs a command derives itself):
+ *     an output that is an input, or an existing file inside an input folder, or a folder
+ *     that holds an input, or the same path as another output    usage error, exit 2
+ *     a file output that exists without --force; a folder output that is not empty without
+ *     --force; an output whose folder does not exist or cannot be written   "cfx <path>:
+ *     <message>" on one line, exit 1
+ * A table with an output must have CLI_OPT_FORCE.
+ *
  * Every usage error prints one line, "cfx <path>: <what> (see cfx <path> --help)", and exits 2:
  *     --x needs a value         unknown option --x          unexpected argument 'x'
  *     --threads must be 0..1024 --lr must be a number > 0   --mode must be one of a, b, c
@@ -43,6 +54,9 @@ typedef struct {
     int n;
 } cli_list;
 
+/* What a path option is to its command (cli_parse checks outputs against inputs). */
+enum { CLI_NONE, CLI_IN, CLI_OUT, CLI_OUT_DIR, CLI_WORK };
+
 typedef struct {
     const char *name;  /* "out" for --out; a positional's name as help shows it, "FILE" */
     const char *value; /* what help calls the value: "DIR", "N" (NULL for a flag) */
@@ -61,6 +75,7 @@ typedef struct {
     const char *def;            /* the default in words, for help ("all cores") */
     bool required;              /* a .str entry that must be given (its destination starts NULL) */
     bool positional;
+    int role; /* a path's: CLI_IN, CLI_OUT, CLI_OUT_DIR or CLI_WORK (.str or .list) */
 } cli_opt;
 
 /* Shared definitions, the same for every command that has them. */
@@ -71,9 +86,14 @@ typedef struct {
 #define CLI_OPT_JSON(p)                                                                            \
     { "json", NULL, "print one JSON object instead of the summary", .flag = (p) }
 #define CLI_OPT_FORCE(p)                                                                           \
-    { "force", NULL, "replace the output if it exists and is not empty", .flag = (p) }
+    {                                                                                              \
+        "force", NULL, "replace outputs that exist (a folder even when it is not empty)",          \
+            .flag = (p)                                                                            \
+    }
 #define CLI_OPT_OUT(p, value, help)                                                                \
-    { "out", value, help, .str = (p), .required = true }
+    { "out", value, help, .str = (p), .required = true, .role = CLI_OUT }
+#define CLI_OPT_OUT_DIR(p, value, help)                                                            \
+    { "out", value, help, .str = (p), .required = true, .role = CLI_OUT_DIR }
 
 /* Parses argv[1..argc-1] (argv[0] is the leaf's name) against the table. Returns when every
  * argument was taken and every required entry given; prints help and exits 0 on -h or --help;
@@ -81,6 +101,17 @@ typedef struct {
  * "data signs"; about is the paragraph help shows under the usage line. */
 void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t n, int argc,
                char **argv);
+
+/* Whether two paths name the same file or folder (both existing), or are the same string
+ * once trailing slashes are dropped. */
+bool cli_same_path(const char *a, const char *b);
+
+/* Checks outputs a command derives itself (train's encoder.onnx beside --out) as cli_parse
+ * checked the table's, against the inputs and --force of the table it parsed last (call it
+ * while that table is in scope, and with a path that lives until the program ends); role is
+ * CLI_OUT, CLI_OUT_DIR or CLI_WORK; what names the output in messages ("the encoder"). Exits
+ * as cli_parse does on a failure. */
+void cli_check_output(const char *what, const char *file, int role);
 
 /* A usage error found after parsing ("--vjp and --grad-out go together"): prints
  * "cfx <path>: <message> (see cfx <path> --help)" and exits 2. */

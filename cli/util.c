@@ -3,24 +3,39 @@
 
 #include <stdarg.h>
 #include <string.h>
-#include <sys/stat.h>
+
+/* Whether msg opens with "<word>: " for a word of the command ("train" of "train classifier"),
+ * which the line's "cfx train classifier: " already says; the length to skip, or 0. */
+static size_t said(const char *cmd, const char *msg) {
+    for (const char *w = cmd; *w;) {
+        size_t n = strcspn(w, " ");
+        if (n && strncmp(msg, w, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') return n + 2;
+        w += n;
+        while (*w == ' ') w++;
+    }
+    return 0;
+}
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
-    fprintf(stderr, "cfx %s: ", cmd);
+    char msg[2048];
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
     } else {
-        fputs(cfx_last_error(), stderr);
+        snprintf(msg, sizeof msg, "%s", cfx_last_error());
     }
-    fputc('\n', stderr);
+    fprintf(stderr, "cfx %s: %s\n", cmd, msg + said(cmd, msg));
     return 1;
 }
 
 int cli_fail_status(const char *cmd, const char *what) {
-    return cli_fail(cmd, "%s: %s", what, cfx_last_error());
+    const char *m = cfx_last_error();
+    size_t n = strlen(what);
+    if (strncmp(m, what, n) == 0 && m[n] == ':' && m[n + 1] == ' ') /* said once */
+        return cli_fail(cmd, "%s", m);
+    return cli_fail(cmd, "%s: %s", what, m);
 }
 
 void cli_json_str(FILE *f, const char *s) {
@@ -42,15 +57,4 @@ void cli_json_str(FILE *f, const char *s) {
 
 void cli_set_threads(long long n) {
     cfx_set_threads((int)n);
-}
-
-bool cli_same_path(const char *a, const char *b) {
-    if (!a || !b) return false;
-    struct stat sa, sb;
-    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-    size_t la = strlen(a), lb = strlen(b);
-    while (la > 1 && a[la - 1] == '/') la--;
-    while (lb > 1 && b[lb - 1] == '/') lb--;
-    return la == lb && strncmp(a, b, la) == 0;
 }

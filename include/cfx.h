@@ -28,7 +28,7 @@
  */
 
 /*
- * Contents, bottom-up: eight layers (a ### banner each), as in src/, where a layer uses only
+ * Contents, bottom-up: ten layers (a ### banner each), as in src/, where a layer uses only
  * those above it. Each section below opens with a banner "=== <name> ===".
  *
  *   base      status      status codes, cfx_last_error, error context
@@ -37,7 +37,8 @@
  *             rng         seeded xoshiro256** streams, one per worker
  *             progress    progress callbacks and a ready-made stderr bar
  *             threads     one thread count for every kernel; the clock
- *             file        atomic output files, clean-up on signals, whole-file reads
+ *             file        atomic output files and folders, outputs committed together,
+ *                         clean-up on signals, whole-file reads
  *   engine    tensor      dense float32 tensors
  *             blas        the GEMM every product goes through
  *             graph       static graphs: build, compile, forward, reverse-mode backward
@@ -57,16 +58,29 @@
  *             calibration ECE, reliability bins, AUROC
  *             examples    low-competency examples per cause
  *             bundle      the competency bundle folder
- *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
- *             hungarian   rectangular assignment with forbidden pairs
- *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
- *                         importance, edit orders
  *   counterfactual
  *             method      IGD, FGD, Reco, LGD and LNN behind one interface; records, stopping
  *             gradient    IGD, FGD and LGD: one graph per batch, Adam, per-image stopping
  *             reco, lnn   decode(encode(X)); the nearest competent calibration latent
+ *             distance    image distances D(X, X'): LPIPS (a user's model or the built-in
+ *                         formula on the classifier), L2, L1, 1 - SSIM
+ *             run folder  reading what `cfx counterfactual` wrote; tallies per method and cause
+ *   metrics   features    feature vectors from the classifier or a user network, labelled
+ *             fid         Frechet distance: means, covariances, LAPACK's symmetric eigensolver
+ *             kid         kernel distance: polynomial-kernel MMD^2 over seeded subsets
+ *             cmmd        Gaussian-kernel MMD^2 as the CMMD paper's code
+ *             cosine      cosine similarity of paired rows over a selection
+ *             evaluate    a run's metrics per method and cause
+ *   explain   stats       what the explainer measures on an image
+ *             map         competency maps: where on an image competency is lost
+ *             measured    the measured explainer: the cause, its confidence, one sentence
+ *   concepts  wordnet     the WordNet 3.0 noun hierarchy with NLTK's names
+ *             hungarian   rectangular assignment with forbidden pairs
+ *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
+ *                         importance, edit orders
  *   report    canvas      an RGB drawing surface with text, written as PNG
- *             figures     the reliability diagram
+ *             figures     the reliability diagram, image grids, a run's strips
+ *             html        the run report: one self-contained page
  */
 #ifndef CFX_H
 #define CFX_H
@@ -117,7 +131,8 @@ const char *cfx_last_error(void);
 /* Sets the calling thread's message and returns code. For callers that wrap cfx. */
 cfx_status cfx_set_error(cfx_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Prefixes the current message with "<context>: " (for example a file name); returns code. */
+/* Prefixes the current message with "<context>: " (for example a file name), unless it already
+ * starts with exactly that; returns code. */
 cfx_status cfx_error_context(cfx_status code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -197,7 +212,9 @@ double cfx_now(void);
 /* ======================================================================= file === */
 
 /* Atomic output: cfx_file_create opens "<path>.tmp.<pid>" for writing; cfx_file_commit closes it
- * and renames it over path (checking every write); cfx_file_abort closes and removes it. */
+ * and renames it over path (checking every write); cfx_file_abort closes and removes it. Both
+ * cfx_file_create and cfx_dir_create first remove the temporaries of path that a killed
+ * process left (those whose pid no longer exists). */
 typedef struct cfx_file {
     FILE *f;
     char *path, *tmp;
@@ -218,6 +235,25 @@ typedef struct cfx_dir {
 cfx_status cfx_dir_create(cfx_dir *d, const char *path, int force);
 cfx_status cfx_dir_commit(cfx_dir *d);
 void cfx_dir_abort(cfx_dir *d);
+/* Outputs committed together or not at all: between cfx_outputs_begin and cfx_outputs_commit,
+ * each cfx_file the calling thread commits (every file cfx writes goes through one) is
+ * complete and closed but keeps its temporary name; cfx_outputs_commit renames them all into
+ * place once all are written (a rename that fails then, which is rare, leaves those before it
+ * in place), cfx_outputs_abort removes them all (a signal too, as for any temporary). So a
+ * command that fails half-way leaves none of its outputs. Until the commit, an
+ * output is read at cfx_outputs_path(o, path) (its temporary, or path when it is not in the
+ * group). A group begun while one is open on the thread joins it: its commit and abort leave
+ * the work to the outer group. Files written into a cfx_dir's folder belong to the folder. */
+typedef struct cfx_outputs {
+    int n, cap;
+    char **path, **tmp;
+    int *slot;
+    int joined;
+} cfx_outputs;
+cfx_status cfx_outputs_begin(cfx_outputs *o);
+cfx_status cfx_outputs_commit(cfx_outputs *o);
+void cfx_outputs_abort(cfx_outputs *o);
+const char *cfx_outputs_path(const cfx_outputs *o, const char *path);
 /* For programs: on SIGINT, SIGTERM or SIGHUP, removes the temporaries of the atomic outputs in
  * progress (cfx_file, and the folders cfx_data_* write), then dies of the signal as before, so
  * an interrupted command leaves nothing behind (a finished checkpoint stays). Signals the
@@ -229,6 +265,10 @@ void cfx_clean_up_on_signals(void);
 void cfx_set_signal_note(const char *note);
 /* Reads a whole file into a NUL-terminated buffer (caller frees with cfx_free). */
 cfx_status cfx_file_read_all(const char *path, char **data, size_t *size);
+/* FNV-1a, 64-bit, continuing from h (start with CFX_FNV1A_INIT): the fingerprints that let a
+ * run folder refuse other inputs. Not a cryptographic hash. */
+#define CFX_FNV1A_INIT 1469598103934665603ull
+uint64_t cfx_fnv1a(uint64_t h, const void *data, size_t n);
 
 /* #########################################################################################
  * engine (src/engine/): tensors, GEMM, the differentiable graph and its ops, ONNX files
@@ -401,9 +441,9 @@ int cfx_op_matmul(cfx_graph *g, int a, int b);
 
 /* --- convolution (src/engine/ops/conv.c) --- */
 typedef struct cfx_conv2d_attr {
-    int stride[2];         /* (h, w); 0 reads as 1 */
-    int pad[4];            /* top, left, bottom, right */
-    int dilation[2];       /* 0 reads as 1 */
+    int stride[2];         /* (h, w), at most 65536; 0 reads as 1 */
+    int pad[4];            /* top, left, bottom, right; at most 2^24 */
+    int dilation[2];       /* at most 65536; 0 reads as 1 */
     int groups;            /* 0 reads as 1; groups == C == K is depthwise */
     int output_padding[2]; /* conv-transpose only: extra rows/columns at the bottom/right */
 } cfx_conv2d_attr;
@@ -494,6 +534,10 @@ typedef enum { CFX_REDUCTION_MEAN, CFX_REDUCTION_SUM, CFX_REDUCTION_NONE } cfx_r
 /* Cosine similarity along axis: sum(a b) / (max(|a|, eps) max(|b|, eps)) as PyTorch 1.13;
  * eps 0 reads as 1e-8. */
 int cfx_op_cosine_similarity(cfx_graph *g, int a, int b, int axis, float eps);
+/* x / (sqrt(sum x^2 along axis) + eps), same shape (LPIPS's normalize_tensor); eps 0 reads
+ * as 1e-10. An all-zero vector gets the gradient's limit, g / eps, where the formula through
+ * Sqrt would give NaN. No ONNX export. */
+int cfx_op_normalize(cfx_graph *g, int x, int axis, float eps);
 /* Per-sample losses over all but the first axis, then reduced over the batch:
  * L1 = mean |a-b|, MSE = mean (a-b)^2, L2 = sqrt(sum (a-b)^2). */
 typedef enum { CFX_LOSS_L1, CFX_LOSS_MSE, CFX_LOSS_L2 } cfx_loss_kind;
@@ -559,7 +603,7 @@ cfx_status cfx_onnx_import(cfx_graph *g, const char *path, const cfx_onnx_option
 cfx_status cfx_onnx_save(cfx_graph *g, const char *path, const int *outputs, int n);
 /* Splits one autoencoder file at the tensor named latent into encoder_path (the model's inputs
  * to latent) and decoder_path (latent to the model's outputs), both complete ONNX files that
- * keep the original nodes, weights and opset. */
+ * keep the original nodes, weights and opset. Both are written or neither (cfx_outputs). */
 cfx_status cfx_onnx_split(const char *path, const char *latent, const char *encoder_path,
                           const char *decoder_path);
 
@@ -724,7 +768,8 @@ void cfx_trainer_free(cfx_trainer *t);
 cfx_status cfx_eval_classifier(cfx_graph *g, int x, int out, const cfx_tensor *images,
                                const float *labels, int num_classes, int batch, int64_t *confusion,
                                double *accuracy);
-/* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder. */
+/* Mean reconstruction error (mean over pixels, then images) of a compiled autoencoder;
+ * CFX_ESHAPE when its output is not shaped like its input (a classifier, say). */
 cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const cfx_tensor *images,
                                 int batch, double *mse);
 
@@ -734,11 +779,17 @@ cfx_status cfx_eval_autoencoder(cfx_graph *g, int x, int reconstruction, const c
 
 /* ======================================================================== npy === */
 /* NumPy .npy files (format 1.0-3.0, C order). Reading converts float32, float64, uint8, int32
- * and int64 arrays to float32 with values unchanged; the caller frees the tensor. Writing is
- * atomic: a temporary file is renamed into place, so a failure leaves nothing half-written. */
+ * and int64 arrays to float32 with values unchanged; the caller frees the tensor. An array
+ * holding a NaN or an infinity is refused (CFX_ENUMERIC), naming the file and the element.
+ * Writing is atomic: a temporary file is renamed into place, so a failure leaves nothing
+ * half-written. */
 cfx_tensor *cfx_npy_read(const char *path);
 cfx_status cfx_npy_write(const char *path, const cfx_tensor *t);
 cfx_status cfx_npy_write_u8(const char *path, const uint8_t *data, int ndim, const int64_t *shape);
+/* For writers that stream the data themselves: the header of a float32 array of this shape
+ * into buf (cap bytes; 640 always suffice); the data follows at offset *len, a multiple of 64. */
+cfx_status cfx_npy_header_f32(int ndim, const int64_t *shape, unsigned char *buf, size_t cap,
+                              size_t *len);
 
 /* ======================================================================== idx === */
 /* IDX files (the MNIST and Fashion-MNIST format), plain or gzip-compressed (detected from the
@@ -763,6 +814,9 @@ cfx_tensor *cfx_image_read(const char *path, int channels);
 cfx_status cfx_image_write_png(const char *path, const cfx_tensor *image);
 /* The same from 8-bit (C,H,W) planes. */
 cfx_status cfx_image_write_png_u8(const char *path, const uint8_t *chw, int c, int h, int w);
+/* A (c,h,w) image in [0,1] (clipped; NaN as 0) as PNG bytes in memory (*png: cfx_free). */
+cfx_status cfx_image_encode_png(const float *chw, int c, int h, int w, unsigned char **png,
+                                size_t *len);
 
 typedef struct cfx_grid_options {
     int cols;        /* images per row; 0: ceil(sqrt(N)) */
@@ -853,7 +907,9 @@ extern const int cfx_signs_speeds[CFX_SIGNS_NUM_SPEEDS];
 typedef struct cfx_signs_options {
     int size;              /* output side in pixels; default 32 */
     int supersample;       /* samples per pixel side for the sign; default 4 */
-    const char *font_path; /* default /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf */
+    const char *font_path; /* a TrueType (glyf) font, checked before use (CFX_EFORMAT naming it
+                            * if it is corrupt); default
+                            * /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf */
 } cfx_signs_options;
 
 /* Draws n signs with the given speeds (each one of cfx_signs_speeds) into out, uint8
@@ -1092,6 +1148,479 @@ void cfx_bundle_free(cfx_bundle *b);
 cfx_status cfx_bundle_calibration(const cfx_bundle *b, cfx_tensor **latents, cfx_tensor **scores);
 
 /* #########################################################################################
+ * counterfactual (src/counterfactual/): the five counterfactual methods behind one interface
+ * ###################################################################################### */
+
+/* ============================================================= counterfactual === */
+/* High-competency counterfactuals (the competency paper): for an image X, an image X' near X
+ * on which rho (cfx_competency) reaches the threshold. Five methods:
+ *   IGD   minimise -rho(X') + gamma D(X, X') over the pixels of X', from X' = X (D: LPIPS,
+ *         L2, L1 or 1 - SSIM, cfx_cf_distance)
+ *   FGD   minimise -rho(X') - gamma cos(f(X), f(X')) over the pixels (f: the classifier's
+ *         feature tensor, cfx_competency_models.features)
+ *   Reco  X' = decode(encode(X)), no optimisation
+ *   LGD   minimise -rho(decode(z')) - gamma cos(z, z') over the latent, from z' = z =
+ *         encode(X); X' = decode(z')
+ *   LNN   among the calibration latents with rho > threshold, the one nearest to encode(X) in
+ *         L1 (ties to the lower row); X' = its decoding
+ * (FGD's, LGD's and LNN's vector term is an option too: cfx_cf_vector.)
+ * IGD, FGD and LGD run Adam (torch.optim's rule) for at most max_iter updates and stop when
+ * rho >= threshold. Each batch is one graph built once (the competency networks on the
+ * optimised tensor plus the distance term); an iteration runs forward, backward and the
+ * update without allocating. Stopping per image (the default): an image whose rho reaches the
+ * threshold is never updated again. Per batch (the reference code's rule, on batches of 50):
+ * every image of the batch is updated until all of them pass or the cap is reached, which is
+ * plain Adam over the batch tensor. An image's Adam moments are its own either way (Adam is
+ * elementwise and images are independent), so an image's result does not depend on the other
+ * images of its batch under per-image stopping. */
+typedef enum {
+    CFX_CF_IGD,
+    CFX_CF_FGD,
+    CFX_CF_RECO,
+    CFX_CF_LGD,
+    CFX_CF_LNN,
+    CFX_CF_COUNT
+} cfx_cf_method;
+/* "igd", "fgd", "reco", "lgd", "lnn" ("?" out of range). */
+const char *cfx_cf_method_name(cfx_cf_method m);
+/* The method named (case-insensitive); CFX_EINVAL naming the choices otherwise. */
+cfx_status cfx_cf_method_parse(const char *name, cfx_cf_method *out);
+
+/* The image distance D(X, X') of IGD, and of every record (see cfx_distance below):
+ *   LPIPS  a user's LPIPS network (cfx_cf_options.lpips_model), or without one the LPIPS
+ *          formula over the classifier's convolution feature maps, "LPIPS[classifier]"
+ *   L2     sqrt(sum (X' - X)^2)
+ *   L1     mean |X' - X|
+ *   SSIM   1 - SSIM(X, X') as pytorch_msssim computes SSIM (Gaussian window 11, sigma 1.5)
+ * LPIPS is the reference's and comes first, so that a zeroed struct gives it. */
+typedef enum {
+    CFX_CF_DISTANCE_LPIPS,
+    CFX_CF_DISTANCE_L2,
+    CFX_CF_DISTANCE_L1,
+    CFX_CF_DISTANCE_SSIM,
+    CFX_CF_DISTANCE_COUNT
+} cfx_cf_distance;
+const char *cfx_cf_distance_name(cfx_cf_distance d); /* "lpips", "l2", "l1", "ssim" */
+/* The distance named (case-insensitive); CFX_EINVAL naming the choices otherwise. */
+cfx_status cfx_cf_distance_parse(const char *name, cfx_cf_distance *out);
+
+/* The vector term of FGD (features), LGD (latents) and LNN's search (latents). DEFAULT is the
+ * method's reference term: the cosine similarity for FGD and LGD, the L1 norm |z - z'|_1 (a
+ * sum) for LNN. COS is the cosine similarity (PyTorch's, eps 1e-8), L1 the mean |v - v'|, L2
+ * the Euclidean distance. FGD and LGD minimise -rho - gamma cos, or -rho + gamma d for l1 and
+ * l2; LNN takes the candidate with the largest cosine, or the smallest distance (l1 and the
+ * default choose the same candidate). IGD and Reco have no vector term. */
+typedef enum {
+    CFX_CF_VECTOR_DEFAULT,
+    CFX_CF_VECTOR_COS,
+    CFX_CF_VECTOR_L1,
+    CFX_CF_VECTOR_L2,
+    CFX_CF_VECTOR_COUNT
+} cfx_cf_vector;
+const char *cfx_cf_vector_name(cfx_cf_vector v); /* "default", "cos", "l1", "l2" */
+cfx_status cfx_cf_vector_parse(const char *name, cfx_cf_vector *out);
+
+typedef enum {
+    CFX_CF_STOP_PER_IMAGE, /* an image stops when it passes (default) */
+    CFX_CF_STOP_PER_BATCH  /* the batch stops when every image passes (the reference's rule) */
+} cfx_cf_stop;
+
+/* Options; a zeroed struct gives the reference settings. */
+typedef struct cfx_cf_options {
+    double gamma;             /* weight of the distance term; 0 reads as 0.1, < 0 as no term */
+    cfx_adam_options adam;    /* zeros read as lr 1e-3, betas 0.9/0.999, eps 1e-8 */
+    int max_iter;             /* updates at most; 0 reads as 100 */
+    double threshold;         /* 0 reads as the calibration's threshold (0.9) */
+    cfx_cf_distance distance; /* IGD's D, and the image distance every record reports */
+    cfx_cf_vector vector;     /* FGD's, LGD's and LNN's vector term */
+    /* With distance LPIPS: an LPIPS network as an ONNX file (cfx_distance_new); NULL: the
+     * built-in formula on the classifier. */
+    const char *lpips_model;
+    cfx_cf_stop stop;
+    int clip;          /* keep IGD's and FGD's pixels in [0, 1] after each update */
+    int64_t lnn_block; /* LNN: candidates compared per block; 0 reads as 256 */
+} cfx_cf_options;
+
+/* One image's result. success is rho_after >= threshold, the stopping rule's test (LNN's
+ * candidates are those with rho > threshold, as the reference selects them). */
+typedef struct cfx_cf_record {
+    cfx_cf_method method;
+    float rho_before, rho_after; /* rho(X), rho(X') */
+    int success;
+    int steps;       /* Adam updates applied to this image (0 for Reco and LNN) */
+    double seconds;  /* wall time; see cfx_cf_run */
+    double distance; /* D(X, X') under options.distance, for every method */
+    /* The vector term actually used, at X': FGD and LGD cos(f(X), f(X')) or cos(z, z') (or the
+     * l1 or l2 distance chosen), LNN the distance (or cosine) to the candidate chosen; NaN for
+     * IGD and Reco. */
+    double vector_term;
+    int64_t neighbour; /* LNN: the calibration row chosen; -1 otherwise */
+    /* Why the image failed, "" when it did not: "non-finite gradient at iteration 7" (that
+     * iteration's image, after 6 updates, is kept), "non-finite rho at iteration 7" (rho of
+     * the image after 6 updates is not finite: the image after 5 is kept, with its rho), "non-
+     * finite rho" (Reco, LNN), "non-finite latent code" (Reco), "no finite distance to any
+     * candidate" (LNN). Such an image
+     * stops, is not successful, and the other images of its batch go on; one left without a
+     * finite X' (a decoded non-finite code) keeps X, with rho_after = rho_before. */
+    char failure[96];
+} cfx_cf_record;
+
+/* A method for batches of up to `batch` images on c, which must hold a calibration
+ * (cfx_competency_set_parce or a bundle) and outlive the result. calib_latents (N,
+ * latent_dim) and calib_scores (N) are LNN's candidates and their rho (cfx_bundle_calibration);
+ * other methods ignore them (may be NULL). The candidates above the threshold are copied. NULL
+ * with a message when the models, options or candidates do not fit (LNN without a candidate
+ * above the threshold, an LPIPS model that does not take two images: see cfx_distance_new).
+ * Owned by the caller: free with cfx_cf_free. */
+typedef struct cfx_cf cfx_cf;
+cfx_cf *cfx_cf_new(cfx_competency *c, cfx_cf_method m, const cfx_cf_options *o, int64_t batch,
+                   const cfx_tensor *calib_latents, const cfx_tensor *calib_scores);
+void cfx_cf_free(cfx_cf *cf);
+/* The counterfactuals of images (n,C,H,W) into out (the caller's, the same shape), in batches,
+ * and one record per image into records (n entries). seconds: under per-image stopping, each
+ * iteration's wall time is shared among the images it updated, and the batch's set-up among
+ * all of them; otherwise the batch's wall time is divided by its images. Either way a batch's
+ * records add up to its wall time, apart from computing the records' distances (a measurement,
+ * not part of the method). An image whose rho or gradient stops being finite is
+ * recorded as a failure (cfx_cf_record.failure) and does not fail the run. */
+cfx_status cfx_cf_run(cfx_cf *cf, const cfx_tensor *images, cfx_tensor *out,
+                      cfx_cf_record *records);
+/* The threshold in use (the option, or the calibration's). */
+double cfx_cf_threshold(const cfx_cf *cf);
+/* The name of the records' distance for tables: see cfx_distance_label. Owned by cf. */
+const char *cfx_cf_distance_label(const cfx_cf *cf);
+
+/* =================================================================== distance === */
+/* Image distances D(X, X') per image pair, for the records and the metrics. How each is
+ * computed (src/counterfactual/distance.c):
+ *   L2, L1  in double precision over the pixels.
+ *   SSIM    1 - SSIM with pytorch_msssim's rules, data range 1: a Gaussian window of 11 taps
+ *           (sigma 1.5), applied as two 1-D valid convolutions, each only along a side of at
+ *           least 11 pixels (pytorch_msssim skips the smoothing along a shorter side); K1 0.01,
+ *           K2 0.03; the SSIM map averaged over channels and positions.
+ *   LPIPS   with lpips_model: an ONNX graph with two image inputs in [-1, 1] (reference first)
+ *           and one output, the distance of each pair, e.g. the LPIPS module exported with two
+ *           inputs. Images are mapped x * 2 - 1, grey images repeated to 3 channels when the
+ *           model takes 3, and resized bilinearly (half-pixel centres, as PyTorch's
+ *           align_corners=False) to the model's H and W when they are fixed and differ; a side
+ *           the model leaves dynamic is resized up to 32 when it is shorter. IGD differentiates
+ *           through the model.
+ *           Without one: the LPIPS formula without learned heads on the classifier's own
+ *           convolution feature maps, labelled "LPIPS[classifier]": for each Conv node of the
+ *           classifier, its output, taken past a BatchNormalization that is its only reader and
+ *           then past an activation (Relu, LeakyRelu, Tanh, Sigmoid, Clip) that is the only
+ *           reader; each position's channel vector unit-normalised as LPIPS's normalize_tensor
+ *           (x / (sqrt(sum x^2) + 1e-10), cfx_op_normalize); the squared difference summed over
+ *           channels, averaged over positions, summed over the layers. */
+typedef struct cfx_distance cfx_distance;
+/* A distance for batches of up to `batch` image pairs of c's image shape; c must outlive it.
+ * lpips_model is used with CFX_CF_DISTANCE_LPIPS only (NULL: the built-in formula). NULL with
+ * a message naming the file when the classifier has no convolution (built-in LPIPS) or the
+ * model does not fit: not two inputs and one output, inputs not (N,C,H,W) with the images'
+ * channels (or 3 for grey images), an output that is not one value per image. Owned by the
+ * caller: free with cfx_distance_free. */
+cfx_distance *cfx_distance_new(cfx_competency *c, cfx_cf_distance kind, const char *lpips_model,
+                               int64_t batch);
+/* D(x_i, y_i) for image batches x and y (n,C,H,W) into out (n values), in batches. */
+cfx_status cfx_distance_run(cfx_distance *d, const cfx_tensor *x, const cfx_tensor *y, double *out);
+/* The name to print in tables: "LPIPS" (a user's model), "LPIPS[classifier]" (built in),
+ * "L2", "L1", "1-SSIM" ("?" for NULL). Owned by d. */
+const char *cfx_distance_label(const cfx_distance *d);
+void cfx_distance_free(cfx_distance *d);
+
+/* ================================================================== run folder === */
+/* A run folder written by `cfx counterfactual` (README "Counterfactuals" lists its files), read
+ * whole: the images, each method's counterfactuals and each line of results.jsonl. Methods are
+ * indexed by cfx_cf_method, and CFX_RUN_BEST for best. */
+#define CFX_RUN_BEST    CFX_CF_COUNT
+#define CFX_RUN_METHODS (CFX_CF_COUNT + 1)
+typedef struct cfx_run_result {
+    int present; /* the run has this image and method */
+    double rho_before, rho_after;
+    int success, steps;
+    double seconds, distance, vector_term; /* NaN where results.jsonl has null */
+    int winner;                           /* best: the method it took; -1 otherwise */
+    char failure[96];                     /* why the image stopped early, or "" */
+} cfx_run_result;
+typedef struct cfx_run {
+    char *dir, *run_json; /* run.json's text */
+    int complete;         /* run.json's status is "complete" */
+    int64_t n;            /* images */
+    int c, h, w;
+    int has[CFX_RUN_METHODS];
+    cfx_tensor *images;                           /* (n, c, h, w) */
+    cfx_tensor *counterfactuals[CFX_RUN_METHODS]; /* where has[k] */
+    cfx_run_result *results;                      /* CFX_RUN_METHODS x n, method by method */
+    char **cause;  /* n causes, or NULL when the run's inputs gave none */
+    char **source; /* n names of where each image came from (entries may be NULL) */
+    char *bundle;  /* the bundle's path as given to the run */
+    char bundle_fingerprint[17];
+    char distance[32]; /* the image distance of the records, as tables name it */
+    double threshold;
+} cfx_run;
+/* NULL with a message naming the file that is missing or does not agree with run.json. */
+cfx_run *cfx_run_open(const char *dir);
+void cfx_run_free(cfx_run *r);
+/* cfx_cf_method_name, and "best" for CFX_RUN_BEST. */
+const char *cfx_run_method_name(int k);
+/* The causes of the run's images in order of first appearance (at most cap; 0 without causes). */
+int cfx_run_causes(const cfx_run *r, const char **out, int cap);
+/* A method's images (of one cause, or all for NULL): their count, successes, and the means of
+ * rho before and after, steps and seconds (zeros when there are none). */
+typedef struct cfx_run_tally {
+    int64_t n, success;
+    double rho_before, rho_after, steps, seconds;
+} cfx_run_tally;
+cfx_run_tally cfx_run_tally_of(const cfx_run *r, int method, const char *cause);
+
+/* #########################################################################################
+ * metrics (src/metrics/): feature networks, FID, KID, CMMD, cosine similarity statistics
+ * ###################################################################################### */
+
+/* =================================================================== features === */
+/* The feature vectors FID, KID and CMMD compare, from one of two networks, with a label that
+ * every table prints beside the metric (FID[classifier], FID[inception]):
+ *   - the classifier's own feature tensor (cfx_competency_models.features) through a
+ *     competency, for images of the classifier's shape; label "classifier";
+ *   - a user network: an ONNX file with one input, RGB images (N, 3, H, W) in [0, 1] at its own
+ *     fixed H x W, and the name of its feature tensor (--fid-model F --fid-features NAME).
+ *     Images of the given (c, h, w) are resized to H x W, bilinearly with half-pixel centres
+ *     (PyTorch's F.interpolate(mode="bilinear", align_corners=False), no antialiasing: what
+ *     pytorch-fid does; unchanged when the sizes agree), and grey ones repeated to 3 channels.
+ *     Label: the file name without its folder and ".onnx".
+ * Each image's features are flattened to one row. */
+typedef struct cfx_features_spec {
+    cfx_competency *competency; /* the classifier's features (must outlive the extractor), or */
+    const char *model, *tensor; /* a user network and its feature tensor's name */
+    int c, h, w;                /* model: the images that will be given; c 1 or 3 */
+    const char *label;          /* NULL: the default above */
+    int64_t batch;              /* model: images per forward pass; 0 reads as 32 */
+} cfx_features_spec;
+typedef struct cfx_features cfx_features;
+/* NULL with a message when the spec is incomplete or the network does not fit: not one input,
+ * an input that is not (N, 3, H, W) with fixed H and W, no tensor of that name, or a tensor that
+ * is not one row per image. Owned by the caller: free with cfx_features_free. */
+cfx_features *cfx_features_new(const cfx_features_spec *spec);
+void cfx_features_free(cfx_features *f);
+const char *cfx_features_label(const cfx_features *f);
+int64_t cfx_features_dim(const cfx_features *f); /* floats per image */
+/* The features of images (n, c, h, w) into out (n, dim), the caller's. CFX_ENUMERIC on a
+ * non-finite pixel or feature. */
+cfx_status cfx_features_run(cfx_features *f, const cfx_tensor *images, cfx_tensor *out);
+
+/* The metrics below take feature sets as matrices (n, d) of finite floats, the same d for both
+ * sets, and compute in double precision. A set with too few rows, unequal d or a NaN is refused
+ * with a message naming it. */
+
+/* ======================================================================== fid === */
+/* Frechet distance (FID when the features are Inception's), as pytorch-fid computes it:
+ *   FID = |mu_A - mu_B|^2 + tr(S_A) + tr(S_B) - 2 tr((S_A S_B)^(1/2))
+ * mu: column means; S: unbiased covariances (divisor n - 1, as numpy.cov). The last trace is
+ * the sum of the square roots of the eigenvalues of S_A S_B, found with LAPACK's symmetric
+ * eigensolver on a symmetric matrix similar to it (src/metrics/fid.c): pytorch-fid's trace of
+ * scipy.linalg.sqrtm(S_A S_B), computed exactly and stably. Each set needs 2 rows; with fewer
+ * rows than d + 1 a covariance is singular, which is allowed (but a poor estimate). */
+typedef struct cfx_fid_stats {
+    int64_t n, d;
+    double *mean; /* d */
+    double *cov;  /* d x d, both triangles */
+} cfx_fid_stats;
+/* One set's statistics, to compare with several others (the calibration images against each
+ * method's counterfactuals). Free with cfx_fid_stats_deinit. */
+cfx_status cfx_fid_stats_init(cfx_fid_stats *s, const cfx_tensor *features);
+void cfx_fid_stats_deinit(cfx_fid_stats *s);
+cfx_status cfx_fid_from_stats(const cfx_fid_stats *a, const cfx_fid_stats *b, double *fid);
+cfx_status cfx_fid(const cfx_tensor *a, const cfx_tensor *b, double *fid);
+
+/* ======================================================================== kid === */
+/* Kernel distance (KID on Inception features), as torch-fidelity computes it: the unbiased
+ * MMD^2 estimate with the polynomial kernel k(x, y) = (x.y / d + 1)^3,
+ *   (sum_{i!=j} k(a_i, a_j) + sum_{i!=j} k(b_i, b_j)) / (m (m-1)) - 2 sum_{i,j} k(a_i, b_j) / m^2
+ * on `subsets` pairs of subsets of m rows, then the mean and the population deviation (numpy.std)
+ * of the estimates. The subsets, without replacement, come from one cfx_rng seeded with seed, in
+ * this order: for each subset, m rows of A, then m rows of B, each by a partial Fisher-Yates
+ * shuffle of p = 0, 1, ..., n-1 (fresh for every draw): for j = 0 .. m-1, k = j +
+ * cfx_rng_below(n - j), swap p[j] and p[k]; the subset is p[0], ..., p[m-1] in that order. */
+typedef struct cfx_kid_options {
+    int subsets;         /* 0 reads as 100 */
+    int64_t subset_size; /* 0 reads as min(50, n1, n2); 2 .. min(n1, n2) */
+    uint64_t seed;
+} cfx_kid_options;
+typedef struct cfx_kid_result {
+    double mean, std;
+    int subsets;
+    int64_t subset_size;
+} cfx_kid_result;
+/* o may be NULL (defaults, seed 0). Each set needs at least 2 rows. */
+cfx_status cfx_kid(const cfx_tensor *a, const cfx_tensor *b, const cfx_kid_options *o,
+                   cfx_kid_result *out);
+/* The row indices cfx_kid uses for sets of n1 and n2 rows: subsets x subset_size entries each,
+ * subset after subset, into idx_a and idx_b (the caller's). */
+cfx_status cfx_kid_subsets(int64_t n1, int64_t n2, const cfx_kid_options *o, int64_t *idx_a,
+                           int64_t *idx_b);
+
+/* ======================================================================= cmmd === */
+/* CMMD (Jayasumana et al. 2024) as its reference code computes it (google-research cmmd,
+ * distance.py): the biased MMD^2 estimate, diagonals included, with the Gaussian kernel
+ * k(x, y) = exp(-|x - y|^2 / (2 sigma^2)), times scale:
+ *   scale (mean_{i,j} k(a_i, a_j) + mean_{i,j} k(b_i, b_j) - 2 mean_{i,j} k(a_i, b_j)).
+ * The paper's network is CLIP, whose embeddings have unit norm; sigma 10 is tuned for that.
+ * O((n1 + n2)^2 d) work, memory of a few tiles. */
+typedef struct cfx_cmmd_options {
+    double sigma, scale; /* 0 reads as 10 and 1000 */
+    double b_self;       /* mean k(b_i, b_j) from cfx_cmmd_self, when b is compared often; 0:
+                            computed */
+} cfx_cmmd_options;
+/* The mean kernel value over all pairs of one set (the second term of CMMD). */
+cfx_status cfx_cmmd_self(const cfx_tensor *b, const cfx_cmmd_options *o, double *out);
+/* o may be NULL. */
+cfx_status cfx_cmmd(const cfx_tensor *a, const cfx_tensor *b, const cfx_cmmd_options *o,
+                    double *out);
+
+/* ===================================================================== cosine === */
+/* Cosine similarity of paired rows a_i, b_i of two (n, d) matrices (an image's features or
+ * latent code and its counterfactual's): a_i.b_i / (max(|a_i|, 1e-8) max(|b_i|, 1e-8)), as
+ * torch.nn.functional.cosine_similarity. The summary is over the rows with select[i] != 0
+ * (select NULL: all): their count, mean and population deviation; with count 0 ("none"),
+ * mean and std are NaN. cos (n entries, may be NULL) receives every row's value. */
+typedef struct cfx_cosine_summary {
+    int64_t count;
+    double mean, std;
+} cfx_cosine_summary;
+cfx_status cfx_cosine_stats(const cfx_tensor *a, const cfx_tensor *b, const uint8_t *select,
+                            double *cos, cfx_cosine_summary *out);
+
+/* =================================================================== evaluate === */
+/* The metrics of a run (cfx_run_open), per method and per method and cause, as `cfx evaluate`
+ * reports them: success rate, mean rho after, steps and seconds per image (from the run's
+ * records); LPIPS (cfx_distance: the user's network, or the built-in formula on the classifier)
+ * and the cosine similarity of the classifier's features and of the latent codes of each
+ * image and its counterfactual, over the successful ones; FID and KID (seed o->seed, 100
+ * subsets of up to 50) of all the method's counterfactuals of the group against the reference
+ * images on the FID network's features, and CMMD on the CMMD network's. Without a user network
+ * (o->fid_model, o->cmmd_model) the classifier's feature tensor stands in, and the labels say
+ * "classifier". A group of fewer than 2 images has NaN for FID, KID and CMMD. */
+typedef struct cfx_evaluate_options {
+    const cfx_tensor *reference;            /* (n, c, h, w): the calibration images */
+    const char *fid_model, *fid_features;   /* ONNX file and feature tensor, or NULL */
+    const char *cmmd_model, *cmmd_features; /* likewise */
+    const char *lpips_model;                /* cfx_distance_new's; NULL: the built-in formula */
+    uint64_t seed;                          /* KID's subsets */
+    int64_t batch;                          /* user networks' batch; 0 reads as 64 */
+    cfx_progress progress;                  /* a unit per row */
+} cfx_evaluate_options;
+typedef struct cfx_eval_row {
+    int method;        /* cfx_cf_method, or CFX_RUN_BEST */
+    const char *cause; /* NULL: all the method's images; else the run's cause string */
+    int64_t images, success;
+    double rho_after, steps, seconds; /* means over the images */
+    cfx_cosine_summary feature_similarity, latent_similarity;
+    cfx_cosine_summary lpips; /* LPIPS(X, X') over the successful ones (count, mean, std) */
+    double fid, kid_mean, kid_std, cmmd;
+} cfx_eval_row;
+typedef struct cfx_evaluation {
+    int nrows;
+    cfx_eval_row *rows; /* per method: all, then each cause in the run's order */
+    char fid_label[64], cmmd_label[64], lpips_label[64]; /* "classifier", "LPIPS[classifier]" */
+    int64_t reference_images;
+} cfx_evaluation;
+/* c: the run's bundle's competency. The rows' cause strings point into r. */
+cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_options *o,
+                        cfx_evaluation *out);
+void cfx_evaluation_free(cfx_evaluation *e);
+
+/* #########################################################################################
+ * explain (src/explain/): explanations in words, competency maps
+ * ###################################################################################### */
+
+/* ===================================================================== stats === */
+/* What the explainer measures on one image (src/explain/stats.c says why each one): */
+typedef enum {
+    CFX_STAT_BRIGHTNESS,   /* mean luminance (0.299 R + 0.587 G + 0.114 B; grey: the value) */
+    CFX_STAT_CONTRAST,     /* population deviation of the luminance */
+    CFX_STAT_DARK,         /* its 2nd percentile (the ceil(0.02 n)-th smallest) */
+    CFX_STAT_LIGHT,        /* its 98th percentile */
+    CFX_STAT_BLACK,        /* share of luminance values <= 0.5/255 */
+    CFX_STAT_WHITE,        /* share >= 1 - 0.5/255 */
+    CFX_STAT_SHADOWS,      /* share <= 0.1 (comparable with a smooth counterfactual's) */
+    CFX_STAT_HIGHLIGHTS,   /* share >= 0.9 */
+    CFX_STAT_SATURATION,   /* mean over pixels of the largest minus the smallest channel */
+    CFX_STAT_NOISE,        /* RMS over interior values of x - the mean of its 4 neighbours */
+    CFX_STAT_NOISE_MEDIAN, /* the median of |x - the mean of its 4 neighbours| */
+    CFX_STAT_BLOCKINESS,   /* share of identical neighbouring columns and rows (values within
+                              0.5/255), among those pairs not both constant */
+    CFX_STAT_COUNT
+} cfx_stat;
+const char *cfx_stat_name(cfx_stat s); /* "brightness", "contrast", ..., "blockiness" */
+/* The statistics of one image (c,h,w) in [0,1], c 1 or 3, h and w at least 3. */
+cfx_status cfx_image_stats(const float *chw, int c, int h, int w, double out[CFX_STAT_COUNT]);
+
+/* ======================================================================= map === */
+/* A competency map: where on an image competency is lost, in [0, 1] per pixel (h x w). It is
+ * the sum over channels of |d rho / d X| (cfx_competency_score's grad), and, with a
+ * counterfactual X', of |X' - X|, each blurred by a 3x3 box (edges clamped) and divided by
+ * its maximum; with both, their mean. cf may be NULL. */
+cfx_status cfx_competency_map(const float *grad, const float *image, const float *cf, int c, int h,
+                              int w, float *map);
+/* The region of a map: the bounding box (x, y, w, h) of the pixels at or above half its
+ * maximum (the whole image for an empty or NULL map). */
+void cfx_competency_map_region(const float *map, int h, int w, int region[4]);
+/* The map as a heatmap over the image's luminance, each pixel a scale x scale block: a new
+ * (3, h scale, w scale) tensor for cfx_image_write_png (the caller frees it). */
+cfx_tensor *cfx_competency_map_render(const float *map, const float *image, int c, int h, int w,
+                                      int scale);
+
+/* =================================================================== measured === */
+/* The measured explainer (the default): it says which of the six causes most likely lowered
+ * competency on an image, with the measured numbers, and needs no language model. It learns
+ * what each cause does to the statistics above on the bundle's own calibration images: every
+ * image operation of src/data/corrupt.c at every factor of its grid is applied to a seeded
+ * sample of competent calibration images, the results whose rho falls below the threshold are
+ * kept (as `cfx competency examples` keeps them), and so are the calibration images that are
+ * low-competency as they are (the "spatial" cause: nothing measurable is wrong with them, so
+ * their content is unfamiliar). Without a counterfactual an image is described by its
+ * statistics; with one, also by their difference to the counterfactual's (for learning, the
+ * counterfactual of a sample is its reconstruction, decode(encode(X))). The cause is the vote
+ * of the k nearest samples in standardized statistics, each class weighted by one over its
+ * size; the confidence is the winner's share of the vote. */
+typedef struct cfx_explainer_options {
+    int64_t sources; /* calibration images corrupted per cause and factor; 0 reads as 300 */
+    int k;           /* neighbours that vote; 0 reads as 15 */
+    uint64_t seed;   /* the sample of calibration images and the noise */
+    /* LNN's candidates (cfx_bundle_calibration), to learn how LNN's counterfactuals compare;
+     * NULL: they are compared as reconstructions are. */
+    const cfx_tensor *calib_latents, *calib_scores;
+    cfx_progress progress;
+} cfx_explainer_options;
+typedef struct cfx_explainer cfx_explainer;
+/* c: a competency with its calibration (it must outlive the call only); calib: its
+ * calibration images, and calib_rho their rho in the same order (cfx_bundle_calibration).
+ * NULL with a message when the data do not fit or a cause has no sample. Owned by the caller. */
+cfx_explainer *cfx_explainer_new(cfx_competency *c, const cfx_dataset *calib,
+                                 const float *calib_rho, const cfx_explainer_options *o);
+void cfx_explainer_free(cfx_explainer *e);
+/* Learning samples per cause (0 for none, and for saturation on grey images). */
+int64_t cfx_explainer_samples(const cfx_explainer *e, cfx_cause cause);
+
+typedef struct cfx_explanation {
+    cfx_cause cause;                  /* the most likely cause */
+    double confidence;                /* its share of the vote, in (0, 1] */
+    double share[CFX_CAUSE_COUNT];    /* every cause's share */
+    int region[4];                    /* x, y, w, h: the map's region (the whole image without) */
+    double stats[CFX_STAT_COUNT];     /* the image's */
+    double reference[CFX_STAT_COUNT]; /* the counterfactual's, or the calibration medians */
+    int with_counterfactual;
+    char sentence[512]; /* one sentence with the measured numbers */
+} cfx_explanation;
+/* Explains one image (c,h,w) of the explainer's shape: cf is its counterfactual or NULL and
+ * cf_method the cfx_cf_method that made it (LNN's are compared as learned for LNN, the others as
+ * reconstructions), map its competency map (h x w) or NULL, rho_after the counterfactual's rho
+ * (ignored without one). */
+cfx_status cfx_explain_image(const cfx_explainer *e, const float *image, const float *cf,
+                             int cf_method, const float *map, double rho_before, double rho_after,
+                             cfx_explanation *out);
+
+/* #########################################################################################
  * concepts (src/concepts/): WordNet, optimal assignment, semantic edits (V-CECE)
  * ###################################################################################### */
 
@@ -1242,8 +1771,9 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
                                  int32_t n, const char *label);
 /* Reads {"images": [{"id": 11, "objects": ["chair.n.01", ...], "labels": {"key": "office"}},
  * ...]}, labelling each image by labels[label_key]. Adds the concepts to c. NULL on failure
- * with a message: malformed JSON gives file, line and column; a missing label key names the
- * image and the keys it has. *skipped (may be NULL) counts concepts dropped by
+ * with a message: malformed JSON (or text after the document) gives file, line and column; a
+ * missing label key names the image and the keys it has; ids must be whole numbers within
+ * +-2^53 and unique. *skipped (may be NULL) counts concepts dropped by
  * CFX_UNKNOWN_SKIP. The caller frees the result with cfx_concepts_data_free. */
 cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
                                           cfx_unknown_policy unknown, int64_t *skipped);
@@ -1298,102 +1828,7 @@ cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_ord
                               const cfx_progress *progress, cfx_edit_set *out);
 
 /* #########################################################################################
- * counterfactual (src/counterfactual/): the five counterfactual methods behind one interface
- * ###################################################################################### */
-
-/* ============================================================= counterfactual === */
-/* High-competency counterfactuals (the competency paper): for an image X, an image X' near X
- * on which rho (cfx_competency) reaches the threshold. Five methods:
- *   IGD   minimise -rho(X') + gamma D(X, X') over the pixels of X', from X' = X
- *   FGD   minimise -rho(X') - gamma cos(f(X), f(X')) over the pixels (f: the classifier's
- *         feature tensor, cfx_competency_models.features)
- *   Reco  X' = decode(encode(X)), no optimisation
- *   LGD   minimise -rho(decode(z')) - gamma cos(z, z') over the latent, from z' = z =
- *         encode(X); X' = decode(z')
- *   LNN   among the calibration latents with rho > threshold, the one nearest to encode(X) in
- *         L1 (ties to the lower row); X' = its decoding
- * IGD, FGD and LGD run Adam (torch.optim's rule) for at most max_iter updates and stop when
- * rho >= threshold. Each batch is one graph built once (the competency networks on the
- * optimised tensor plus the distance term); an iteration runs forward, backward and the
- * update without allocating. Stopping per image (the default): an image whose rho reaches the
- * threshold is never updated again. Per batch (the reference code's rule, on batches of 50):
- * every image of the batch is updated until all of them pass or the cap is reached, which is
- * plain Adam over the batch tensor. An image's Adam moments are its own either way (Adam is
- * elementwise and images are independent), so an image's result does not depend on the other
- * images of its batch under per-image stopping. */
-typedef enum {
-    CFX_CF_IGD,
-    CFX_CF_FGD,
-    CFX_CF_RECO,
-    CFX_CF_LGD,
-    CFX_CF_LNN,
-    CFX_CF_COUNT
-} cfx_cf_method;
-/* "igd", "fgd", "reco", "lgd", "lnn" ("?" out of range). */
-const char *cfx_cf_method_name(cfx_cf_method m);
-/* The method named (case-insensitive); CFX_EINVAL naming the choices otherwise. */
-cfx_status cfx_cf_method_parse(const char *name, cfx_cf_method *out);
-
-/* IGD's image distance D(X, X'), per image: L2 = sqrt(sum (X' - X)^2), L1 = mean |X' - X|.
- * (The reference's default, LPIPS, is not built in yet.) */
-typedef enum { CFX_CF_DISTANCE_L2, CFX_CF_DISTANCE_L1, CFX_CF_DISTANCE_COUNT } cfx_cf_distance;
-const char *cfx_cf_distance_name(cfx_cf_distance d); /* "l2", "l1" */
-cfx_status cfx_cf_distance_parse(const char *name, cfx_cf_distance *out);
-
-typedef enum {
-    CFX_CF_STOP_PER_IMAGE, /* an image stops when it passes (default) */
-    CFX_CF_STOP_PER_BATCH  /* the batch stops when every image passes (the reference's rule) */
-} cfx_cf_stop;
-
-/* Options; a zeroed struct gives the reference settings. */
-typedef struct cfx_cf_options {
-    double gamma;             /* weight of the distance term; 0 reads as 0.1, < 0 as no term */
-    cfx_adam_options adam;    /* zeros read as lr 1e-3, betas 0.9/0.999, eps 1e-8 */
-    int max_iter;             /* updates at most; 0 reads as 100 */
-    double threshold;         /* 0 reads as the calibration's threshold (0.9) */
-    cfx_cf_distance distance; /* IGD's D, and the image distance every record reports */
-    cfx_cf_stop stop;
-    int clip;          /* keep IGD's and FGD's pixels in [0, 1] after each update */
-    int64_t lnn_block; /* LNN: candidates compared per block; 0 reads as 256 */
-} cfx_cf_options;
-
-/* One image's result. success is rho_after >= threshold, the stopping rule's test (LNN's
- * candidates are those with rho > threshold, as the reference selects them). */
-typedef struct cfx_cf_record {
-    cfx_cf_method method;
-    float rho_before, rho_after; /* rho(X), rho(X') */
-    int success;
-    int steps;       /* Adam updates applied to this image (0 for Reco and LNN) */
-    double seconds;  /* wall time; see cfx_cf_run */
-    double distance; /* D(X, X') under options.distance, for every method */
-    /* The method's own vector term at X': FGD cos(f(X), f(X')), LGD cos(z, z'), LNN the L1
-     * distance |z - z_nn|_1; NaN for IGD and Reco. */
-    double vector_term;
-    int64_t neighbour; /* LNN: the calibration row chosen; -1 otherwise */
-} cfx_cf_record;
-
-/* A method for batches of up to `batch` images on c, which must hold a calibration
- * (cfx_competency_set_parce or a bundle) and outlive the result. calib_latents (N,
- * latent_dim) and calib_scores (N) are LNN's candidates and their rho (cfx_bundle_calibration);
- * other methods ignore them (may be NULL). The candidates above the threshold are copied. NULL
- * with a message when the models, options or candidates do not fit (LNN without a candidate
- * above the threshold). Owned by the caller: free with cfx_cf_free. */
-typedef struct cfx_cf cfx_cf;
-cfx_cf *cfx_cf_new(cfx_competency *c, cfx_cf_method m, const cfx_cf_options *o, int64_t batch,
-                   const cfx_tensor *calib_latents, const cfx_tensor *calib_scores);
-void cfx_cf_free(cfx_cf *cf);
-/* The counterfactuals of images (n,C,H,W) into out (the caller's, the same shape), in batches,
- * and one record per image into records (n entries). seconds: under per-image stopping, each
- * iteration's wall time is shared among the images it updated, and the batch's set-up among
- * all of them; otherwise the batch's wall time is divided by its images. Either way a batch's
- * records add up to its wall time. */
-cfx_status cfx_cf_run(cfx_cf *cf, const cfx_tensor *images, cfx_tensor *out,
-                      cfx_cf_record *records);
-/* The threshold in use (the option, or the calibration's). */
-double cfx_cf_threshold(const cfx_cf *cf);
-
-/* #########################################################################################
- * report (src/report/): figures as PNG
+ * report (src/report/): figures as PNG and the HTML report
  * ###################################################################################### */
 
 /* ===================================================================== canvas === */
@@ -1423,6 +1858,37 @@ cfx_status cfx_canvas_write_png(const cfx_canvas *c, const char *path);
  * mean shaded, with ECE, accuracy and mean rho in the title. */
 cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *bins, int nbins,
                                   double ece, double accuracy, double mean_score);
+/* A grid of images with a caption under each and a title over each column (a counterfactual
+ * strip: rows of examples, columns of the original and each method, rho under each). Small
+ * images are enlarged (nearest neighbour) to about 96 pixels a side. */
+typedef struct cfx_figure_grid {
+    const char *title;             /* may be NULL */
+    int rows, cols;
+    int c, h, w;                   /* every image is (c, h, w) in [0, 1], c 1 or 3 */
+    const char *const *col_titles; /* cols entries, may be NULL */
+    const float *const *images;    /* rows * cols, row by row; a NULL entry leaves a blank */
+    const char *const *captions;   /* rows * cols, may be NULL, as may any entry */
+    const uint32_t *caption_rgb;   /* rows * cols colours 0xRRGGBB; NULL: dark grey */
+} cfx_figure_grid;
+cfx_status cfx_figure_image_grid(const char *path, const cfx_figure_grid *g);
+/* A run's strips: dir/<cause>.png (dir/images.png without causes), the first rows images of
+ * each cause, the original and then each method, rho under each (green where it passed). */
+cfx_status cfx_figure_run_strips(const cfx_run *r, const char *dir, int rows);
+
+/* ======================================================================= html === */
+/* The run report: one self-contained HTML file (images embedded, no network access) with the
+ * run's settings and bundle, the reliability diagram of a competency report folder
+ * (`cfx competency report`), the success table per method and per method and cause, a success
+ * chart per cause (inline SVG), a grid per cause (original and each method, rho under each,
+ * green at or above the threshold; a click enlarges), and the run's explanations.jsonl beside
+ * each row when there is one, with the image's competency map (RUN/maps/<index>.png). Light and
+ * dark themes follow the system. Atomic. */
+typedef struct cfx_report_options {
+    const char *title;          /* NULL: "cfx counterfactual report" */
+    const char *competency_dir; /* may be NULL */
+    int rows_per_cause;         /* images per grid; 0: 12 */
+} cfx_report_options;
+cfx_status cfx_report_html(const cfx_run *run, const cfx_report_options *o, const char *path);
 
 #ifdef __cplusplus
 }

@@ -6,17 +6,21 @@
 #     and autoencoder, and report test accuracy and reconstruction error.
 #  3. Competency (PaRCE) on those models: calibrate on the calib split, report how well rho is
 #     calibrated on the test split, and make low-competency examples for each cause.
-# Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT.
+#  4. Counterfactuals: the five methods and best on a seeded sample of those examples, their
+#     metrics, and the HTML report.
+# Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT,
+# DEMO_COUNTERFACTUALS (examples given to the methods, default 60).
 set -eu
 cfx=${1:-build/cfx}
 out=${DEMO_OUT:-demo-out}
 epochs=${DEMO_EPOCHS:-10}
 threads=${DEMO_THREADS:-0}
+ncf=${DEMO_COUNTERFACTUALS:-60}
 mkdir -p "$out"
 
 echo "== 1. concepts: nearest counterfactual scene for every Visual Genome image"
 "$cfx" concepts nearest --data data/vg_random.json --labels claude-3-5-sonnet --all \
-    --out "$out/nearest.jsonl" --threads "$threads"
+    --out "$out/nearest.jsonl" --force --threads "$threads"
 echo
 echo "== concepts whose edits most often move an image out of 'kitchen'"
 "$cfx" concepts global --data data/vg_random.json --labels claude-3-5-sonnet --class kitchen | head -n 15
@@ -26,11 +30,11 @@ echo "== 2. Fashion-MNIST: splits (class 9, ankle boot, held out)"
 "$cfx" data fashion-mnist --out "$out/fashion-mnist" --force
 echo
 echo "== train the reference classifier ($epochs epochs)"
-"$cfx" train classifier --data "$out/fashion-mnist" --out "$out/classifier.onnx" \
+"$cfx" train classifier --data "$out/fashion-mnist" --out "$out/classifier.onnx" --force \
     --epochs "$epochs" --threads "$threads"
 echo
 echo "== train the reference autoencoder ($epochs epochs)"
-"$cfx" train autoencoder --data "$out/fashion-mnist" --out "$out/autoencoder.onnx" \
+"$cfx" train autoencoder --data "$out/fashion-mnist" --out "$out/autoencoder.onnx" --force \
     --epochs "$epochs" --threads "$threads"
 echo
 echo "== evaluate the classifier on the test split"
@@ -49,5 +53,17 @@ echo "== low-competency examples for each cause"
 "$cfx" competency examples --bundle "$out/bundle" --data "$out/fashion-mnist" \
     --out "$out/examples" --force --threads "$threads"
 echo
+echo "== 4. counterfactuals: IGD, FGD, Reco, LGD, LNN and best on $ncf of the examples"
+"$cfx" counterfactual --bundle "$out/bundle" --examples "$out/examples" --method all,best \
+    --limit "$ncf" --out "$out/counterfactuals" --force --threads "$threads"
+echo
+echo "== the counterfactuals' metrics (FID, KID and CMMD on the classifier's features)"
+"$cfx" evaluate "$out/counterfactuals" --data "$out/fashion-mnist" --threads "$threads"
+echo
+echo "== the report"
+"$cfx" report "$out/counterfactuals" --competency "$out/competency" --force
+echo
 echo "demo outputs are in $out/: reconstructions.png (test images over their reconstructions),"
-echo "competency/reliability.png (the reliability diagram), examples/<cause>.png (examples)"
+echo "competency/reliability.png (the reliability diagram), examples/<cause>.png (examples),"
+echo "counterfactuals/strips/<cause>.png (each method's counterfactuals, rho under each),"
+echo "and the whole run as one page: $out/counterfactuals/report.html"

@@ -7,7 +7,7 @@ set -eu
 build="gcc make pkg-config libopenblas-dev libdnnl-dev libstb-dev libprotobuf-c-dev
 protobuf-c-compiler libcjson-dev libcurl4-openssl-dev liblapacke-dev zlib1g-dev"
 data="wordnet-base dataset-fashion-mnist fonts-dejavu-core"
-test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nltk python3-torchvision python3-pil"
+test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nltk python3-torchvision python3-pil chromium"
 
 want=""
 for set in "$@"; do

@@ -11,6 +11,24 @@
         CHECK_MSG(cfx_last_error()[0] != '\0', "%s failed without a message", #expr);              \
     } while (0)
 
+CFX_TEST(api, explain_null_arguments_are_errors_not_crashes) {
+    double stats[CFX_STAT_COUNT];
+    float map[4];
+    CHECK_ERR(cfx_image_stats(NULL, 1, 3, 3, stats), CFX_EINVAL);
+    CHECK_ERR(cfx_competency_map(NULL, NULL, NULL, 1, 2, 2, map), CFX_EINVAL);
+    CHECK_NULL_MSG(cfx_competency_map_render(NULL, NULL, 1, 2, 2, 1));
+    int region[4] = {-1, -1, -1, -1};
+    cfx_competency_map_region(NULL, 2, 3, region);
+    CHECK(region[0] == 0 && region[1] == 0 && region[2] == 3 && region[3] == 2);
+    cfx_competency_map_region(map, 2, 2, NULL);
+    CHECK_NULL_MSG(cfx_explainer_new(NULL, NULL, NULL, NULL));
+    cfx_explainer_free(NULL);
+    CHECK_INT_EQ(cfx_explainer_samples(NULL, CFX_CAUSE_NOISE), 0);
+    cfx_explanation ex;
+    CHECK_ERR(cfx_explain_image(NULL, NULL, NULL, -1, NULL, 0, 0, &ex), CFX_EINVAL);
+    CHECK_STR_EQ(cfx_stat_name(CFX_STAT_COUNT), "?");
+}
+
 CFX_TEST(api, null_arguments_are_errors_not_crashes) {
     CHECK_NULL_MSG(cfx_tensor_new(2, NULL));
     CHECK_ERR(cfx_tensor_copy(NULL, NULL), CFX_EINVAL);
@@ -28,6 +46,12 @@ CFX_TEST(api, null_arguments_are_errors_not_crashes) {
     CHECK_ERR(cfx_graph_requires_grad(NULL, 0, 1), CFX_EINVAL);
     CHECK_INT_EQ(cfx_graph_find(NULL, "x"), -1);
     CHECK(cfx_op_conv2d(NULL, 0, 1, -1, NULL) < 0);
+    CHECK(cfx_op_normalize(NULL, 0, 1, 0) < 0);
+    CHECK_NULL_MSG(cfx_distance_new(NULL, CFX_CF_DISTANCE_L2, NULL, 1));
+    CHECK_ERR(cfx_distance_run(NULL, NULL, NULL, NULL), CFX_EINVAL);
+    CHECK_STR_EQ(cfx_distance_label(NULL), "?");
+    CHECK_STR_EQ(cfx_cf_distance_label(NULL), "?");
+    cfx_distance_free(NULL);
     /* Builders on a real graph with NULL attributes or lists refuse them. */
     cfx_graph *g = cfx_graph_new();
     int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 4, 4});

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -174,7 +175,7 @@ CFX_TEST(base, string_map_matches_a_list) {
             bad++;
     }
     CHECK_INT_EQ(bad, 0);
-    CHECK_INT_EQ(cfx__strmap_get(&m, "k1", 1), -1);     /* "k", a prefix of keys */
+    CHECK_INT_EQ(cfx__strmap_get(&m, "k1", 1), -1); /* "k", a prefix of keys */
     CHECK_INT_EQ(cfx__strmap_get(&m, "absent", 6), -1);
     /* Growth that runs out of memory fails and keeps what was there. */
     cfx__strmap small = {0};
@@ -227,4 +228,75 @@ CFX_TEST(base, atomic_folder_commits_whole_or_nothing) {
     CHECK(access(out, F_OK) == 0);
     /* A file in the way is refused. */
     CHECK_ERR(cfx_dir_create(&d, "/etc/passwd", 1), CFX_EINVAL);
+}
+
+/* Issue 22: failing commands left partial outputs (the model written, then the grid failed).
+ * A group of outputs is renamed into place only when every one is written; an abort, or a
+ * failure inside a library call that writes two files (cfx_onnx_split), leaves none. */
+CFX_TEST(base, outputs_are_committed_together_or_not_at_all) {
+    const char *dir = cfx_test_tmpdir();
+    char a[700], b[700], bad[700];
+    snprintf(a, sizeof a, "%s/a.npy", dir);
+    snprintf(b, sizeof b, "%s/b.npy", dir);
+    snprintf(bad, sizeof bad, "%s/missing/c.npy", dir);
+    cfx_tensor *t = cfx_tensor_new(1, (int64_t[]){3});
+    cfx_outputs o;
+    CHECK_OK(cfx_outputs_begin(&o));
+    CHECK_OK(cfx_npy_write(a, t));
+    CHECK(access(a, F_OK) != 0); /* written, not yet in place */
+    cfx_tensor *back = cfx_npy_read(cfx_outputs_path(&o, a));
+    CHECK_MSG(back && back->numel == 3, "%s", cfx_last_error());
+    cfx_tensor_free(back);
+    CHECK(cfx_npy_write(bad, t) != CFX_OK);
+    cfx_outputs_abort(&o);
+    CHECK(access(a, F_OK) != 0);
+    /* Committed: both appear. */
+    CHECK_OK(cfx_outputs_begin(&o));
+    CHECK_OK(cfx_npy_write(a, t));
+    CHECK_OK(cfx_npy_write(b, t));
+    CHECK_OK(cfx_outputs_commit(&o));
+    CHECK(access(a, F_OK) == 0 && access(b, F_OK) == 0);
+    /* No temporary is left in the folder. */
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls '%s' | grep tmp)\"", dir);
+    CHECK_MSG(system(cmd) == 0, "a temporary was left in %s", dir);
+    /* Outside a group, files commit one by one, as before. */
+    remove(a);
+    CHECK_OK(cfx_npy_write(a, t));
+    CHECK(access(a, F_OK) == 0);
+    cfx_tensor_free(t);
+}
+
+/* Issue 22: a temporary left by a process killed with SIGKILL (which no handler sees) was never
+ * removed. The next output to the same path removes those of processes that no longer exist,
+ * files and folders, and leaves a live process's alone. */
+CFX_TEST(base, temporaries_of_dead_processes_are_swept) {
+    const char *dir = cfx_test_tmpdir();
+    fflush(stdout);
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0); /* now no process has that pid (until it is reused) */
+    char path[700], file_tmp[800], dir_tmp[800], live_tmp[800], inner[900], out[700];
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    snprintf(file_tmp, sizeof file_tmp, "%s.tmp.%ld", path, (long)dead);
+    snprintf(live_tmp, sizeof live_tmp, "%s.tmp.1", path); /* init is always alive */
+    snprintf(out, sizeof out, "%s/folder", dir);
+    snprintf(dir_tmp, sizeof dir_tmp, "%s.tmp.%ld", out, (long)dead);
+    snprintf(inner, sizeof inner, "%s/half.npy", dir_tmp);
+    const char *files[] = {file_tmp, live_tmp, inner};
+    CHECK(mkdir(dir_tmp, 0700) == 0);
+    for (int k = 0; k < 3; k++) {
+        FILE *f = fopen(files[k], "w");
+        CHECK(f != NULL);
+        if (f) fputs("half-written", f), fclose(f);
+    }
+    cfx_tensor *t = cfx_tensor_new(1, (int64_t[]){3});
+    CHECK_OK(cfx_npy_write(path, t));
+    CHECK_MSG(access(file_tmp, F_OK) != 0, "%s was not swept", file_tmp);
+    CHECK_MSG(access(live_tmp, F_OK) == 0, "%s (a live pid's) was removed", live_tmp);
+    cfx_dir d;
+    CHECK_OK(cfx_dir_create(&d, out, 0));
+    CHECK_MSG(access(dir_tmp, F_OK) != 0, "%s was not swept", dir_tmp);
+    cfx_dir_abort(&d);
+    cfx_tensor_free(t);
 }

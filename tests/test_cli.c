@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -163,17 +164,32 @@ static const struct {
     const char *path;
     bool threads; /* takes --threads */
 } leaves[] = {
-    {"data fashion-mnist", false}, {"data signs", true},
-    {"data folder", false},        {"data preview", false},
-    {"data corrupt", false},       {"train classifier", true},
-    {"train autoencoder", true},   {"eval classifier", true},
-    {"eval autoencoder", true},    {"model info", false},
-    {"model check", true},         {"model run", true},
-    {"model split", false},        {"concepts cost", false},
-    {"concepts nearest", true},    {"concepts global", true},
-    {"concepts order", true},      {"competency fit", true},
-    {"competency score", true},    {"competency report", true},
-    {"competency examples", true}, {"version", false},
+    {"data fashion-mnist", false},
+    {"data signs", true},
+    {"data folder", false},
+    {"data preview", false},
+    {"data corrupt", false},
+    {"train classifier", true},
+    {"train autoencoder", true},
+    {"eval classifier", true},
+    {"eval autoencoder", true},
+    {"model info", false},
+    {"model check", true},
+    {"model run", true},
+    {"model split", false},
+    {"concepts cost", false},
+    {"concepts nearest", true},
+    {"concepts global", true},
+    {"concepts order", true},
+    {"competency fit", true},
+    {"competency score", true},
+    {"competency report", true},
+    {"competency examples", true},
+    {"counterfactual", true},
+    {"report", false},
+    {"evaluate", true},
+    {"explain", true},
+    {"version", false},
 };
 #define N_LEAVES (sizeof leaves / sizeof leaves[0])
 
@@ -299,6 +315,11 @@ CFX_TEST(cli, every_leaf_takes_options_the_same_way) {
                      names[k]);
             check_usage_error(leaf, args, want);
         }
+        /* A leaf that writes files takes --force, and then cli_parse checks its outputs against
+         * its inputs (the option table gives each path its role; opt.h). */
+        if (strstr(help, "\n  --out ") || strstr(help, "\n  OUT "))
+            CHECK_MSG(strstr(help, "\n  --force ") != NULL,
+                      "cfx %s writes files (--out) but has no --force", leaf);
         /* --threads, where there is one: the shared range. */
         bool threads = strstr(help, "\n  --threads N ") != NULL;
         CHECK_MSG(threads == leaves[i].threads, "cfx %s: --threads %s expected", leaf,
@@ -349,4 +370,256 @@ CFX_TEST(cli, old_parser_bugs_stay_fixed) {
     CHECK_MSG(strstr(out, "none.onnx") != NULL, "got: %s", out);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "version --json"), 0);
     CHECK_MSG(strstr(out, "{\"version\": ") == out, "got: %s", out);
+}
+
+/* ------------------------------------------------- outputs and inputs (issue 22) --- */
+
+/* A small signs dataset (s), a classifier (clf.onnx) and an autoencoder (ae.onnx with
+ * encoder.onnx and decoder.onnx) in dir, of one epoch each. */
+static bool small_models(const char *dir) {
+    char out[8192];
+    int rc = cfx_test_run_cli(out, sizeof out,
+                              "data signs --out %s/s --train 32 --calib 4 --test 8 --ood 8 "
+                              "--threads 1",
+                              dir);
+    if (rc == 0)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "train classifier --data %s/s --out %s/clf.onnx --epochs 1 --batch "
+                              "16 --threads 1",
+                              dir, dir);
+    if (rc == 0)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "train autoencoder --data %s/s --out %s/ae.onnx --epochs 1 --batch "
+                              "16 --latent 8 --threads 1",
+                              dir, dir);
+    CHECK_MSG(rc == 0, "making the small models: %s", out);
+    return rc == 0;
+}
+
+/* The bytes of a file (NULL when it cannot be read); the caller frees them. */
+static char *slurp(const char *path, size_t *n) {
+    char *data = NULL;
+    if (cfx_file_read_all(path, &data, n) != CFX_OK) return NULL;
+    return data;
+}
+
+/* `cfx <args>` fails with exit rc and one line holding want, and every file of dir is as it
+ * was (none added, removed or changed; no temporary). */
+static void check_fails_and_changes_nothing(const char *dir, int rc, const char *want,
+                                            const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void check_fails_and_changes_nothing(const char *dir, int rc, const char *want,
+                                            const char *fmt, ...) {
+    char args[2000], out[8192], cmd[1400], before[1200], after[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(before, sizeof before, "%s.before", dir);
+    snprintf(after, sizeof after, "%s.after", dir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . -type f | sort | xargs md5sum > '%s'", dir,
+             before);
+    CHECK(system(cmd) == 0);
+    int got = cfx_test_run_cli(out, sizeof out, "%s", args);
+    const char *nl = strchr(out, '\n');
+    CHECK_MSG(got == rc && strstr(out, want) && nl && !nl[1],
+              "cfx %s: exit %d (wanted %d), wanted one line with '%s', got: %s", args, got, rc,
+              want, out);
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . -type f | sort | xargs md5sum > '%s'", dir, after);
+    CHECK(system(cmd) == 0);
+    size_t n1 = 0, n2 = 0;
+    char *a = slurp(before, &n1), *b = slurp(after, &n2);
+    CHECK_MSG(a && b && n1 == n2 && memcmp(a, b, n1) == 0, "cfx %s changed files in %s:\n%s---\n%s",
+              args, dir, a ? a : "", b ? b : "");
+    cfx_free(a);
+    cfx_free(b);
+}
+
+/* A command's outputs are committed together or not at all: model run wrote --out before the
+ * --vjp weights turned out wrong; model split wrote the encoder before the decoder's folder
+ * failed; train autoencoder wrote the model (after all the training) before the grid's folder
+ * failed. Paths that cannot be written now fail before any work. */
+CFX_TEST(cli, failing_commands_leave_no_outputs) {
+    char dir[600];
+    if (!cli_ready(dir, sizeof dir) || !small_models(dir)) return;
+    char path[800];
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    cfx_tensor *x = cfx_tensor_new(4, (int64_t[]){2, 3, 32, 32}),
+               *w = cfx_tensor_new(1, (int64_t[]){3});
+    CHECK_OK(cfx_npy_write(path, x));
+    snprintf(path, sizeof path, "%s/w3.npy", dir);
+    CHECK_OK(cfx_npy_write(path, w));
+    cfx_tensor_free(x), cfx_tensor_free(w);
+    check_fails_and_changes_nothing(dir, 1, "--vjp has 3 values",
+                                    "model run %s/clf.onnx --input %s/x.npy --out %s/y.npy --vjp "
+                                    "%s/w3.npy --grad-out %s/g.npy",
+                                    dir, dir, dir, dir, dir);
+    check_fails_and_changes_nothing(dir, 1, "the folder '/nonexistent' does not exist",
+                                    "model split %s/ae.onnx --latent latent --encoder %s/e.onnx "
+                                    "--decoder /nonexistent/d.onnx",
+                                    dir, dir);
+    double t0 = cfx_now();
+    check_fails_and_changes_nothing(dir, 1, "the folder '/nonexistent' does not exist",
+                                    "train autoencoder --data %s/s --out %s/ae2.onnx --epochs 50 "
+                                    "--batch 16 --latent 8 --threads 1 --grid /nonexistent/g.png",
+                                    dir, dir);
+    check_fails_and_changes_nothing(
+        dir, 1, "/nodir' does not exist",
+        "train classifier --data %s/s --out %s/nodir/m.onnx --epochs 50 "
+        "--batch 16 --threads 1",
+        dir, dir);
+    CHECK_MSG(cfx_now() - t0 < 10, "the failing trainings ran first (%.1f s)", cfx_now() - t0);
+    /* The library's split: the decoder's write fails after the encoder's, and neither stays. */
+    char ae[800], enc[800], dec[800];
+    snprintf(ae, sizeof ae, "%s/ae.onnx", dir);
+    snprintf(enc, sizeof enc, "%s/e.onnx", dir);
+    snprintf(dec, sizeof dec, "%s/gone/d.onnx", dir);
+    CHECK(cfx_onnx_split(ae, "latent", enc, dec) != CFX_OK);
+    CHECK_MSG(!exists(dir, "e.onnx"), "the encoder was written though the decoder failed");
+}
+
+/* An output equal to an input destroyed the input (model run --out MODEL, --out = --input,
+ * train --out DATA/manifest.json, data folder --out SRC --force, concepts nearest --out DATA,
+ * the encoder = the model in model split); train --out over an existing model replaced it
+ * without --force although cfx data asks for it. Refused the same way everywhere. */
+CFX_TEST(cli, outputs_never_replace_inputs_and_need_force) {
+    char dir[600];
+    if (!cli_ready(dir, sizeof dir) || !small_models(dir)) return;
+    char path[800], out[8192];
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    cfx_tensor *x = cfx_tensor_new(4, (int64_t[]){2, 3, 32, 32});
+    CHECK_OK(cfx_npy_write(path, x));
+    cfx_tensor_free(x);
+    snprintf(path, sizeof path, "%s/imgs", dir);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof path, "%s/imgs/a", dir);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof path, "%s/imgs/a/1.png", dir);
+    uint8_t px[3 * 4 * 4] = {0};
+    CHECK_OK(cfx_image_write_png_u8(path, px, 3, 4, 4));
+    snprintf(path, sizeof path, "%s/vg.json", dir);
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "cp data/vg_random.json '%s'", path); /* (tests run in the tree) */
+    CHECK(system(cmd) == 0);
+    const char *same = "an output must not replace an input";
+    check_fails_and_changes_nothing(
+        dir, 2, same, "model run %s/clf.onnx --input %s/x.npy --out %s/clf.onnx", dir, dir, dir);
+    check_fails_and_changes_nothing(
+        dir, 2, same, "model run %s/clf.onnx --input %s/x.npy --out %s/x.npy", dir, dir, dir);
+    check_fails_and_changes_nothing(dir, 2, "is a file of the input --data",
+                                    "train classifier --data %s/s --out %s/s/manifest.json", dir,
+                                    dir);
+    check_fails_and_changes_nothing(dir, 2, same, "data folder --src %s/imgs --out %s/imgs --force",
+                                    dir, dir);
+    check_fails_and_changes_nothing(dir, 2, "holds the input --src",
+                                    "data folder --src %s/imgs/a --out %s/imgs --force", dir, dir);
+    check_fails_and_changes_nothing(dir, 2, same,
+                                    "concepts nearest --data %s/vg.json --labels "
+                                    "claude-3-5-sonnet --query 1 --out %s/vg.json",
+                                    dir, dir);
+    check_fails_and_changes_nothing(dir, 2, same,
+                                    "model split %s/ae.onnx --latent latent --encoder %s/ae.onnx "
+                                    "--decoder %s/d.onnx",
+                                    dir, dir, dir);
+    check_fails_and_changes_nothing(dir, 2, "are the same file",
+                                    "model run %s/clf.onnx --input %s/x.npy --out %s/y.npy --vjp "
+                                    "%s/x.npy --grad-out %s/y.npy",
+                                    dir, dir, dir, dir, dir);
+    /* An existing output needs --force, for a model as for a dataset folder. */
+    check_fails_and_changes_nothing(dir, 1, "clf.onnx' exists (use --force to replace it)",
+                                    "train classifier --data %s/s --out %s/clf.onnx --epochs 1 "
+                                    "--batch 16 --threads 1",
+                                    dir, dir);
+    check_fails_and_changes_nothing(dir, 1, "exists and is not empty (use --force",
+                                    "data signs --out %s/s --train 2 --calib 1 --test 1", dir);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "train classifier --data %s/s --out %s/clf.onnx --epochs 1 "
+                                  "--batch 16 --threads 1 --force",
+                                  dir, dir),
+                 0);
+    /* A file output that ends in '/' is refused by name before the work (it failed at the
+     * save, after training); a folder output named with a trailing slash is that folder. */
+    check_fails_and_changes_nothing(dir, 1, "ends in '/', but it is a file",
+                                    "train classifier --data %s/s --out %s/models/ --threads 1",
+                                    dir, dir);
+    CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
+                                  "data signs --out %s/s2/ --train 2 --calib 1 --test 1 --ood 1 "
+                                  "--threads 1",
+                                  dir),
+                 0);
+    CHECK(exists(dir, "s2/manifest.json"));
+}
+
+/* Issue 22's cosmetic findings: each message says a thing once and names the right thing.
+ * ("load model: load model:", "train: train:", "evaluate: eval:", "Conv: Conv:", garbage after
+ * an npy type, an overflowing npy shape blaming one dimension, "stb: Not a PNG" for a JPEG.) Two
+ * were fixed by the option parser before: --lr inf or nan is one line, and an extra positional
+ * argument is refused; they are checked here too. */
+CFX_TEST(cli, messages_say_each_thing_once) {
+    char dir[600], out[8192], path[800];
+    if (!cli_ready(dir, sizeof dir) || !small_models(dir)) return;
+    snprintf(path, sizeof path, "%s/bad.onnx", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs("not a model", f), fclose(f);
+    static const char *doubled[] = {"load model: load model", "train: train",
+                                    "evaluate: eval",         "eval: eval",
+                                    "signs: signs",           "Conv: Conv"};
+    const char *runs[][2] = {
+        {"train classifier --data %s/s --out %s/m.onnx --model %s/bad.onnx", "load model: '"},
+        {"eval classifier --data %s/s --model %s/bad.onnx", "load model: '"},
+        {"eval autoencoder --data %s/s --model %s/clf.onnx", "is not a reconstruction"},
+        {"data signs --out %s/s9 --train 2 --font %s/bad.onnx", "not a TrueType font"},
+    };
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        cfx_test_run_cli(out, sizeof out, runs[k][0], dir, dir, dir);
+        CHECK_MSG(strstr(out, runs[k][1]) != NULL, "%s: %s", runs[k][0], out);
+        for (size_t d = 0; d < sizeof doubled / sizeof doubled[0]; d++)
+            CHECK_MSG(!strstr(out, doubled[d]), "'%s' in: %s", doubled[d], out);
+    }
+    /* The library's context: a prefix already there is not added again. */
+    cfx_set_error(CFX_EIO, "load model: 'x' is missing");
+    cfx_error_context(CFX_EIO, "load model");
+    CHECK_STR_EQ(cfx_last_error(), "load model: 'x' is missing");
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 8, 8});
+    int w = cfx_graph_param(g, "w", 4, (int64_t[]){2, 3, 3, 3});
+    CHECK(cfx_op_conv2d(g, x, w, -1, &(cfx_conv2d_attr){0}) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "Conv: channel mismatch") &&
+                  !strstr(cfx_last_error(), "Conv: Conv"),
+              "%s", cfx_last_error());
+    cfx_graph_free(g);
+    /* .npy headers: the type as written, and an overflowing shape named whole. */
+    const char *headers[][2] = {
+        {"{'descr': '<c16', 'fortran_order': False, 'shape': (2, 3), }",
+         "array type '<c16' is not supported"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1000000000000, 3), }",
+         "a tensor of shape (2, 1000000000000, 3) would have more than 2^40 elements"},
+    };
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/h%d.npy", dir, k);
+        f = fopen(path, "wb");
+        char h[128];
+        memset(h, ' ', sizeof h);
+        memcpy(h, headers[k][0], strlen(headers[k][0]));
+        h[117] = '\n';
+        fwrite("\x93NUMPY\x01\x00\x76\x00", 1, 10, f);
+        fwrite(h, 1, 118, f);
+        fclose(f);
+        CHECK(cfx_npy_read(path) == NULL);
+        CHECK_MSG(strstr(cfx_last_error(), headers[k][1]) != NULL, "%s", cfx_last_error());
+    }
+    /* A JPEG whose decoder gives up without a reason (three bytes of a small JPEG changed): the
+     * message said the PNG test's "Not a PNG". */
+    cfx_tensor *im = cfx_image_read("tests/data/jpeg_stb_gives_up.jpg", 0);
+    CHECK(im == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "cannot decode the JPEG") &&
+                  !strstr(cfx_last_error(), "PNG"),
+              "%s", cfx_last_error());
+    cfx_tensor_free(im);
+    /* Options: --lr inf and nan are one usage line each; an extra argument is refused. */
+    check_usage_error("train classifier", "--data d --out m.onnx --lr inf",
+                      "--lr must be a number > 0");
+    check_usage_error("train classifier", "--data d --out m.onnx --lr nan",
+                      "--lr must be a number > 0");
+    check_usage_error("model check", "a.onnx b.onnx", "unexpected argument 'b.onnx'");
 }

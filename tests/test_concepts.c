@@ -519,3 +519,63 @@ CFX_TEST(concepts, cli_exit_codes_and_messages) {
     CHECK_MSG(strstr(out, "\"queries\": 420") != NULL, "got: %s", out);
     CHECK_INT_EQ(run_cli("concepts --help", out, sizeof out), 0);
 }
+
+/* Issue 22: a JSON id of 1e300 was converted to int64 (undefined; printed as INT64_MIN), two
+ * images could share an id (a query took the first), text after the document was ignored,
+ * and a dataset whose images all lack objects made the loader memcpy from NULL. */
+CFX_TEST(concepts, hostile_concept_files) {
+    cfx_wordnet *wn = cfx_test_wordnet();
+    if (!wn) return;
+    cfx_concepts *c = cfx_concepts_new(wn, NULL);
+    const char *dir = cfx_test_tmpdir();
+    char path[600];
+    snprintf(path, sizeof path, "%s/c.json", dir);
+    static const struct {
+        const char *json, *want;
+    } bad[] = {
+        {"{\"images\": [{\"id\": 1e300, \"objects\": [], \"labels\": {\"k\": \"a\"}}]}",
+         "whole number within +-2^53"},
+        {"{\"images\": [{\"id\": -9007199254740994, \"objects\": [], \"labels\": {\"k\": \"a\"}}]}",
+         "whole number within +-2^53"},
+        {"{\"images\": [{\"id\": 3, \"objects\": [\"dog\"], \"labels\": {\"k\": \"a\"}},\n"
+         " {\"id\": 4, \"objects\": [], \"labels\": {\"k\": \"b\"}},\n"
+         " {\"id\": 3, \"objects\": [\"cat\"], \"labels\": {\"k\": \"b\"}}]}",
+         "images #0 and #2 have the same id 3"},
+        {"{\"images\": []}\n  trailing words", "text after the JSON document at line 2, column 3"},
+        {"{\"images\": []}{\"images\": []}", "text after the JSON document at line 1, column 15"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        write_file(path, bad[k].json);
+        cfx_set_error(CFX_OK, "%s", "");
+        cfx_concepts_data *d = cfx_concepts_data_load(c, path, "k", 0, NULL);
+        CHECK_MSG(d == NULL && strstr(cfx_last_error(), bad[k].want) &&
+                      strstr(cfx_last_error(), "c.json"),
+                  "case %zu: loaded %s (first id %lld): %s", k, d ? "fine" : "not",
+                  d && cfx_concepts_data_count(d) ? (long long)cfx_concepts_data_id(d, 0) : 0LL,
+                  cfx_last_error());
+        cfx_concepts_data_free(d);
+    }
+    /* White space after the document is fine, and so is a data set of images without objects:
+     * every search runs (pure label differences at cost 0). */
+    write_file(path, "{\"images\": [{\"id\": 1, \"objects\": [], \"labels\": {\"k\": \"a\"}},\n"
+                     "{\"id\": 2, \"objects\": [], \"labels\": {\"k\": \"b\"}}]}\n\n  \t\n");
+    cfx_concepts_data *d = cfx_concepts_data_load(c, path, "k", 0, NULL);
+    CHECK_MSG(d != NULL, "%s", cfx_last_error());
+    if (d) {
+        cfx_nearest r[2];
+        int32_t q[2] = {0, 1}, nimg = 0;
+        CHECK_OK(cfx_concepts_nearest(d, q, 2, NULL, r));
+        CHECK_INT_EQ(r[0].target, 1);
+        CHECK_INT_EQ(r[0].cost, 0);
+        double imp[64] = {0};
+        if (cfx_concepts_count(c) <= 64)
+            CHECK_OK(cfx_concepts_importance(d, "a", NULL, imp, &nimg));
+        CHECK_INT_EQ(nimg, 1);
+        cfx_edit_set es = {0};
+        CHECK_OK(cfx_concepts_order(d, 0, CFX_ORDER_GLOBAL, NULL, &es));
+        CHECK_INT_EQ(es.n, 0);
+        cfx_edit_set_deinit(&es);
+    }
+    cfx_concepts_data_free(d);
+    cfx_concepts_free(c);
+}

@@ -318,3 +318,105 @@ CFX_TEST(linear, gemm_plans_match_reference) {
     CHECK_ARRAY_NEAR(c, want, (size_t)(2 * m * n), 1e-5, 1e-4 * sqrt((double)k));
     free(a), free(b), free(c), free(want);
 }
+
+/* The double-precision wrappers of src/engine/blas.c (the metrics' covariances and FID's square
+ * root) against their definitions: dgemm, dsyrk and dtrmm against plain loops, with odd leading
+ * dimensions and NaN where a routine must not read or write; Cholesky by U^T U = A; the
+ * eigendecomposition by A v = w v, orthonormal v, ascending w, and the same w without vectors. */
+CFX_TEST(linear, double_products_and_lapack_match_their_definitions) {
+    cfx_rng r;
+    cfx_rng_init(&r, 5);
+    enum { M = 13, N = 9, K = 17, L = 20 };
+    double a[K * L], b[K * L], c[M * L], want[M * L];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 1;
+            for (int i = 0; i < K * L; i++) a[i] = cfx_rng_normal(&r), b[i] = cfx_rng_normal(&r);
+            for (int i = 0; i < M * ldc; i++) c[i] = want[i] = i % ldc < N ? 1.0 : 7.0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int p = 0; p < K; p++)
+                        s += (ta ? a[p * lda + i] : a[i * lda + p]) *
+                             (tb ? b[j * ldb + p] : b[p * ldb + j]);
+                    want[i * ldc + j] = 2 * s + 0.5;
+                }
+            cfx__blas_dgemm(ta, tb, M, N, K, 2.0, a, lda, b, ldb, 0.5, c, ldc);
+            double worst = 0;
+            for (int i = 0; i < M * ldc; i++) worst = fmax(worst, fabs(c[i] - want[i]));
+            CHECK_MSG(worst < 1e-12, "dgemm trans %d%d: worst error %g", ta, tb, worst);
+        }
+    /* dsyrk: C = A^T A / 3 + C (A 17 x 9) in the upper triangle of a 9 x 9 of ones, the lower
+     * one left; first C = B B^T / 3 + C (B 9 x 17, row stride 20). */
+    double s[N * N], u[N * N], t[N * N], tw[N * N];
+    for (int trans = 0; trans < 2; trans++) {
+        for (int i = 0; i < N * N; i++) s[i] = i % N >= i / N ? 1.0 : NAN;
+        if (trans)
+            cfx__blas_dsyrk(1, N, K, 1.0 / 3, a, N, 1.0, s, N);
+        else
+            cfx__blas_dsyrk(0, N, K, 1.0 / 3, b, K + 3, 1.0, s, N);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++) {
+                double e = 1;
+                for (int p = 0; p < K; p++)
+                    e += trans ? a[p * N + i] * a[p * N + j] / 3
+                               : b[i * (K + 3) + p] * b[j * (K + 3) + p] / 3;
+                if (j >= i)
+                    CHECK_NEAR(s[i * N + j], e, 1e-12);
+                else
+                    CHECK(isnan(s[i * N + j]));
+            }
+    }
+    /* Make s symmetric positive definite (A^T A / 3 + 1); Cholesky gives U with U^T U = s. */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < i; j++) s[i * N + j] = s[j * N + i];
+    memcpy(u, s, sizeof u);
+    CHECK_OK(cfx__lapack_cholesky_upper(N, u));
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            CHECK(j >= i || u[i * N + j] == s[i * N + j]); /* the lower triangle is left */
+            double e = 0;
+            for (int p = 0; p <= CFX_MIN(i, j); p++) e += u[p * N + i] * u[p * N + j];
+            CHECK_NEAR(e, s[i * N + j], 1e-10);
+        }
+    /* dtrmm with U's upper triangle (the lower one is NaN, so a read would show). */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < i; j++) u[i * N + j] = NAN;
+    for (int right = 0; right < 2; right++)
+        for (int trans = 0; trans < 2; trans++) {
+            for (int i = 0; i < N * N; i++) t[i] = cfx_rng_normal(&r);
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < N; j++) {
+                    double e = 0;
+                    for (int p = 0; p < N; p++) {
+                        int ui = right ? p : i, uj = right ? j : p; /* op(U)[ui][uj] */
+                        if (trans) ui ^= uj, uj ^= ui, ui ^= uj;
+                        double uv = uj >= ui ? u[ui * N + uj] : 0;
+                        e += right ? t[i * N + p] * uv : uv * t[p * N + j];
+                    }
+                    tw[i * N + j] = e;
+                }
+            cfx__blas_dtrmm_upper(right, trans, N, N, u, N, t, N);
+            for (int i = 0; i < N * N; i++) CHECK_NEAR(t[i], tw[i], 1e-11);
+        }
+    /* Not positive definite: refused. */
+    double np[4] = {1, 2, 2, 1};
+    CHECK_ERR(cfx__lapack_cholesky_upper(2, np), CFX_ENUMERIC);
+    /* Eigen: s v_j = w_j v_j with v_j row j. */
+    double v[N * N], w[N], w2[N];
+    memcpy(v, s, sizeof v);
+    CHECK_OK(cfx__lapack_eigh(N, v, w, true));
+    for (int j = 0; j < N; j++) {
+        CHECK(j == 0 || w[j] >= w[j - 1]);
+        for (int i = 0; i < N; i++) {
+            double sv = 0, dot = 0;
+            for (int p = 0; p < N; p++) sv += s[i * N + p] * v[j * N + p];
+            CHECK_NEAR(sv, w[j] * v[j * N + i], 1e-10);
+            for (int p = 0; p < N; p++) dot += v[i * N + p] * v[j * N + p];
+            CHECK_NEAR(dot, i == j, 1e-12);
+        }
+    }
+    memcpy(v, s, sizeof v);
+    CHECK_OK(cfx__lapack_eigh(N, v, w2, false));
+    for (int j = 0; j < N; j++) CHECK_NEAR(w2[j], w[j], 1e-12 * fabs(w[N - 1]));
+}

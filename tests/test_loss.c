@@ -1,6 +1,6 @@
-/* test_loss.c - cosine similarity, L1/MSE/L2 and cross-entropy (hard and soft targets) under
- * every reduction: gradient checks, hand-computed values, PyTorch values and gradients, bad
- * labels and bad shapes. */
+/* test_loss.c - cosine similarity, LPIPS's normalisation, L1/MSE/L2 and cross-entropy (hard and
+ * soft targets) under every reduction: gradient checks, hand-computed values, PyTorch values
+ * and gradients, bad labels and bad shapes. */
 #include "gradcheck.h"
 #include "ops_oracle.h"
 
@@ -59,6 +59,62 @@ CFX_TEST(loss, cosine_gradients_and_values) {
     g = cos_graph(2, (int64_t[]){3, 4}, 1, 0.5f, ins, &y);
     fill(g, ins[0], 5, -0.05f, 0.05f);
     CHECK_GRADS(g, y, &(gradcheck_opts){.eps = 1e-4});
+    cfx_graph_free(g);
+}
+
+/* x of the given shape normalised along axis. */
+static cfx_graph *normalize_graph(int ndim, const int64_t *shape, int axis, float eps, int *x,
+                                  int *y) {
+    cfx_graph *g = cfx_graph_new();
+    *x = grad_input(g, "x", ndim, shape);
+    *y = cfx_op_normalize(g, *x, axis, eps);
+    CHECK(*y >= 0);
+    CHECK_OK(cfx_graph_compile(g));
+    fill(g, *x, 8, -1, 1);
+    return g;
+}
+
+CFX_TEST(loss, normalize_gradients_values_and_zero_vectors) {
+    int x, y;
+    int axes[] = {0, 1, -1};
+    for (int a = 0; a < 3; a++) {
+        cfx_graph *g = normalize_graph(3, (int64_t[]){3, 4, 5}, axes[a], 0, &x, &y);
+        CHECK_INT_EQ(cfx_graph_tensor(g, y)->numel, 60);
+        if (CHECK_GRADS(g, y, NULL)) printf("  (normalize axis %d)\n", axes[a]);
+        cfx_graph_free(g);
+    }
+    /* Values: (3, 4) / (5 + eps); a zero vector stays 0 and its gradient is g / eps (the
+     * limit), where sqrt's would be NaN; eps large enough to see. */
+    cfx_graph *g = normalize_graph(2, (int64_t[]){2, 2}, 1, 0.5f, &x, &y);
+    memcpy(cfx_graph_tensor(g, x)->data, (float[]){3, 4, 0, 0}, 4 * sizeof(float));
+    CHECK_OK(cfx_graph_forward(g));
+    CHECK_ARRAY_NEAR(cfx_graph_tensor(g, y)->data, ((float[]){3 / 5.5f, 4 / 5.5f, 0, 0}), 4, 1e-6,
+                     0);
+    CHECK_OK(cfx_graph_backward(g, y, (float[]){1, 0, 2, -1}));
+    const float *dx = cfx_graph_grad(g, x);
+    /* Row 0: dx = g / s - x (x . g) / (r s^2) with r = 5, s = 5.5, g = (1, 0). */
+    CHECK_NEAR(dx[0], 1 / 5.5 - 3 * 3 / (5 * 5.5 * 5.5), 1e-6);
+    CHECK_NEAR(dx[1], -4 * 3 / (5 * 5.5 * 5.5), 1e-6);
+    CHECK_NEAR(dx[2], 2 / 0.5, 1e-6);
+    CHECK_NEAR(dx[3], -1 / 0.5, 1e-6);
+    cfx_graph_free(g);
+    /* The default eps is LPIPS's 1e-10: a zero vector's gradient is g * 1e10. */
+    g = normalize_graph(2, (int64_t[]){1, 3}, 1, 0, &x, &y);
+    memset(cfx_graph_tensor(g, x)->data, 0, 3 * sizeof(float));
+    CHECK_OK(cfx_graph_forward(g));
+    CHECK_OK(cfx_graph_backward(g, y, (float[]){1, 2, 3}));
+    CHECK_NEAR(cfx_graph_grad(g, x)[1] / 2e10, 1, 1e-6);
+    cfx_graph_free(g);
+    /* Bad axis and eps. */
+    g = cfx_graph_new();
+    x = cfx_graph_input(g, "x", 2, (int64_t[]){2, 3});
+    CHECK(cfx_op_normalize(g, x, 2, 0) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "axis 2"), "%s", cfx_last_error());
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    x = cfx_graph_input(g, "x", 2, (int64_t[]){2, 3});
+    CHECK(cfx_op_normalize(g, x, 1, -1) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "eps"), "%s", cfx_last_error());
     cfx_graph_free(g);
 }
 
@@ -214,6 +270,15 @@ CFX_TEST(loss, values_and_gradients_match_torch) {
     cfx_graph_free(g);
     g = cos_graph(3, (int64_t[]){3, 4, 5}, 0, 0, ins, &y);
     ORACLE_ADD(&o, "cosine", "0 1e-8", g, y, ins, 2, NULL);
+    cfx_graph_free(g);
+    /* normalize along channels of an image batch, one position's vector all zeros */
+    int x;
+    g = normalize_graph(4, (int64_t[]){2, 5, 3, 4}, 1, 0, &x, &y);
+    for (int c = 0; c < 5; c++) cfx_graph_tensor(g, x)->data[c * 12 + 7] = 0;
+    ORACLE_ADD(&o, "normalize", "1 1e-10", g, y, &x, 1, NULL);
+    cfx_graph_free(g);
+    g = normalize_graph(3, (int64_t[]){4, 3, 2}, -1, 0.1f, &x, &y);
+    ORACLE_ADD(&o, "normalize", "-1 0.1", g, y, &x, 1, NULL);
     cfx_graph_free(g);
     ORACLE_RUN(&o);
 }

@@ -415,3 +415,103 @@ CFX_TEST(onnx, cli_model_run_check_info) {
              dir);
     CHECK_INT_EQ(system(cmd), 0);
 }
+
+/* ------------------------------------------------------------ hostile files (issue 22) --- */
+
+/* The models onnx_models.py writes for these tests, in dir/model/; NULL (and a failed check)
+ * when Python cannot write them. */
+static const char *hostile_models(void) {
+    static char dir[600];
+    snprintf(dir, sizeof dir, "%s", cfx_test_tmpdir());
+    char args[700];
+    snprintf(args, sizeof args, "hostile '%s'", dir);
+    int rc = cfx_test_python("onnx_models.py", args);
+    CHECK_INT_EQ(rc, 0);
+    return rc == 0 ? dir : NULL;
+}
+
+/* Loads dir/model/name.onnx, which must fail with a message holding want. */
+static void check_refused(const char *dir, const char *name, const char *want) {
+    char path[800];
+    snprintf(path, sizeof path, "%s/model/%s.onnx", dir, name);
+    cfx_set_error(CFX_OK, "%s", "");
+    cfx_graph *g = cfx_onnx_load(path, NULL);
+    CHECK_MSG(g == NULL && strstr(cfx_last_error(), want) && strstr(cfx_last_error(), name),
+              "%s: loaded %s, message '%s' (wanted '%s')", name, g ? "fine" : "not",
+              cfx_last_error(), want);
+    cfx_graph_free(g);
+}
+
+/* An external data location may not leave the model's folder: not absolute, no "..", no
+ * symbolic link that points out (ONNX Runtime's rule, and the links resolved). Before, all
+ * three read the file outside into the weights. */
+CFX_TEST(onnx, external_data_stays_in_the_model_folder) {
+    const char *dir = hostile_models();
+    if (!dir) return;
+    check_refused(dir, "ext_abs", "outside the model's folder");
+    check_refused(dir, "ext_up", "outside the model's folder");
+    check_refused(dir, "ext_link", "outside the model's folder");
+    char path[800];
+    snprintf(path, sizeof path, "%s/model/ext_inside.onnx", dir); /* weights/w.data: fine */
+    cfx_graph *g = cfx_onnx_load(path, NULL);
+    CHECK_MSG(g != NULL, "%s", cfx_last_error());
+    int w = g ? cfx_graph_find(g, "W") : -1;
+    CHECK(w >= 0);
+    if (w >= 0) CHECK_NEAR(cfx_graph_tensor(g, w)->data[11], 1.0, 0);
+    cfx_graph_free(g);
+}
+
+/* A node whose output is already a tensor (its own input, an initializer): the import freed the
+ * constant the node was reading (heap use after free in Cast) or silently replaced the graph
+ * input (Identity). ONNX graphs assign each tensor once; such a file is refused by name. */
+CFX_TEST(onnx, a_tensor_assigned_twice_is_refused) {
+    const char *dir = hostile_models();
+    if (!dir) return;
+    check_refused(dir, "ssa_cast", "its output 'shape' is already an initializer");
+    check_refused(dir, "ssa_identity", "its output 'x' is already a graph input");
+}
+
+/* A truncated integer initializer that a Cast tries as a constant and then as a graph value:
+ * the second decode leaked the first one's buffers. The message names the short tensor, for a
+ * Reshape too (it said "must be a constant"). */
+CFX_TEST(onnx, corrupt_initializer_read_twice_leaks_nothing) {
+    const char *dir = hostile_models();
+    if (!dir) return;
+    cfx_test_alloc_begin(0);
+    check_refused(dir, "cut_cast", "tensor 'shape' holds 13 bytes of data, not the 16");
+    CHECK_INT_EQ(cfx_test_alloc_end(), 0);
+    check_refused(dir, "cut_shape", "tensor 'shape' holds 13 bytes of data, not the 16");
+}
+
+/* Conv attributes ONNX forbids were taken as cfx's defaults (0 reads as 1) or truncated to
+ * int; a kernel_shape that disagrees with the weight was ignored. Sizes that overflow int64
+ * (padding 2^30 into the im2col size, a Reshape whose target's product wraps to the input's
+ * 64 elements) were signed overflows, and the Reshape was accepted. */
+CFX_TEST(onnx, conv_attributes_and_sizes_that_overflow_are_refused) {
+    const char *dir = hostile_models();
+    if (!dir) return;
+    check_refused(dir, "conv_stride0", "strides value 0 is not in 1..");
+    check_refused(dir, "conv_dilation0", "dilations value 0 is not in 1..");
+    check_refused(dir, "conv_group0", "group 0 is not in 1..");
+    check_refused(dir, "conv_kernel",
+                  "kernel_shape has 2 values (5, 5) but the weight's kernel "
+                  "is 3x3");
+    check_refused(dir, "conv_pads", "pads value 1073741824 is not in 0..");
+    check_refused(dir, "conv_pads_neg", "pads value -1 is not in 0..");
+    check_refused(dir, "reshape_overflow", "cannot be reshaped to (4611686018427387905, 64)");
+    /* A size of 0 is no symbolic dimension (the message called it one). */
+    check_refused(dir, "zero_dim", "input 'x': dimension 1 is 0;");
+    char path[800];
+    snprintf(path, sizeof path, "%s/model/conv_ok.onnx", dir);
+    cfx_graph *g = cfx_onnx_load(path, NULL);
+    CHECK_MSG(g != NULL, "%s", cfx_last_error());
+    cfx_graph_free(g);
+    /* The op itself, with padding past its bound. */
+    g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 8, 8});
+    int w = cfx_graph_param(g, "w", 4, (int64_t[]){2, 1, 3, 3});
+    cfx_conv2d_attr at = {.pad = {1 << 30, 1 << 30, 1 << 30, 1 << 30}};
+    CHECK(cfx_op_conv2d(g, x, w, -1, &at) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "padding must be 0..") != NULL, "%s", cfx_last_error());
+    cfx_graph_free(g);
+}

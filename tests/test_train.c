@@ -173,7 +173,7 @@ CFX_TEST(train, bad_input_is_refused) {
     CHECK_ERR(cfx_train_classifier(g, x, c.logits, im, labels, NULL, &res), CFX_ESHAPE);
     CHECK(strstr(cfx_last_error(), "do not fit") != NULL);
     cfx_graph_free(g);
-    /* A checkpoint from another model. */
+    /* A checkpoint of the first format, which did not record the run's settings. */
     char ckpt[600];
     snprintf(ckpt, sizeof ckpt, "%s/other.bin", cfx_test_tmpdir());
     FILE *f = fopen(ckpt, "wb");
@@ -186,7 +186,7 @@ CFX_TEST(train, bad_input_is_refused) {
                   g, x, c.logits, im, labels,
                   &(cfx_train_options){.epochs = 1, .checkpoint = ckpt, .resume = 1}, &res),
               CFX_EFORMAT);
-    CHECK(strstr(cfx_last_error(), "another model") != NULL);
+    CHECK(strstr(cfx_last_error(), "older cfx") != NULL);
     cfx_graph_free(g);
     cfx_tensor_free(im);
 }
@@ -432,4 +432,116 @@ CFX_TEST(train, graphs_that_mix_the_batch_train_whole) {
         cfx_graph_free(g);
     }
     cfx_set_threads(1);
+}
+
+/* Issue 22: a classifier evaluated as an autoencoder read past the end of its (N, classes)
+ * output as if it were a reconstruction of the (N,C,H,W) input, and reported "MSE -nan". */
+CFX_TEST(train, eval_autoencoder_refuses_a_model_that_does_not_reconstruct) {
+    float labels[8];
+    cfx_tensor *im = toy_images(8, labels, 3);
+    cfx_rng r;
+    cfx_rng_init(&r, 1);
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 28, 28});
+    cfx_classifier_ids c;
+    CHECK_OK(cfx_model_classifier(g, x, 2, &r, &c));
+    CHECK_OK(cfx_graph_compile(g));
+    double mse = -1;
+    CHECK_ERR(cfx_eval_autoencoder(g, x, c.probs, im, 4, &mse), CFX_ESHAPE);
+    CHECK_MSG(strstr(cfx_last_error(), "(4, 2)") && strstr(cfx_last_error(), "(4, 1, 28, 28)"),
+              "the message names neither shape: %s", cfx_last_error());
+    CHECK_NEAR(mse, -1, 0); /* untouched */
+    cfx_graph_free(g);
+    cfx_tensor_free(im);
+}
+
+/* Trains the reference classifier for `classes` classes (seed 3) with the options o; the
+ * status, and the result in *res. */
+static cfx_status train_with_options(const cfx_tensor *im, const float *labels, int classes,
+                                     const cfx_train_options *o, cfx_train_result *res) {
+    cfx_rng r;
+    cfx_rng_init(&r, 3);
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, 1, 28, 28});
+    cfx_classifier_ids c;
+    cfx_status s = cfx_model_classifier(g, x, classes, &r, &c);
+    if (s == CFX_OK) s = cfx_train_classifier(g, x, c.probs, im, labels, o, res);
+    cfx_graph_free(g);
+    return s;
+}
+
+/* Overwrites 4 bytes of a file at offset at. */
+static void patch_u32(const char *path, long at, uint32_t v) {
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (!f) return;
+    fseek(f, at, SEEK_SET);
+    fwrite(&v, 4, 1, f);
+    fclose(f);
+}
+
+/* Issue 22: a checkpoint's epoch count was trusted (0x80000000 ran about 2^31 epochs), and a
+ * checkpoint did not record the run's settings, so --resume with another batch, learning rate,
+ * seed, dataset or epoch count silently broke "the same bytes as an uninterrupted run". */
+CFX_TEST(train, resume_refuses_a_corrupt_count_or_other_settings) {
+    float labels[64];
+    cfx_tensor *im = toy_images(64, labels, 11);
+    char ckpt[600];
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", cfx_test_tmpdir());
+    cfx_train_options o = {
+        .epochs = 3, .stop_after = 1, .batch = 32, .seed = 9, .lr = 1e-3f, .checkpoint = ckpt};
+    cfx_train_result res;
+    CHECK_OK(train_with_options(im, labels, 2, &o, &res));
+    o.stop_after = 1, o.resume = 1;
+    /* The same settings resume (one more epoch, as asked). */
+    o.stop_after = 2;
+    CHECK_OK(train_with_options(im, labels, 2, &o, &res));
+    CHECK_INT_EQ(res.resumed_from, 1);
+    CHECK_INT_EQ(res.epochs_done, 2);
+    /* A checkpoint that claims more epochs than the run has: corrupt. */
+    patch_u32(ckpt, 8, 5);
+    o.stop_after = 0;
+    cfx_status s = train_with_options(im, labels, 2, &o, &res);
+    CHECK_MSG(s == CFX_EFORMAT && strstr(cfx_last_error(), "corrupt") &&
+                  strstr(cfx_last_error(), "run.ckpt"),
+              "5 of 3 epochs: %s, %s (epochs done %d)", cfx_status_str(s), cfx_last_error(),
+              res.epochs_done);
+    if (s == CFX_EFORMAT) { /* (before the check this would run for about 2^31 epochs) */
+        patch_u32(ckpt, 8, 0x80000000u);
+        CHECK_ERR(train_with_options(im, labels, 2, &o, &res), CFX_EFORMAT);
+    }
+    patch_u32(ckpt, 8, 2);
+    /* Each setting, changed on resuming, is refused by name. */
+    struct {
+        cfx_train_options o;
+        int change_data;
+        const char *want;
+    } cases[] = {
+        {o, 0, NULL},
+        {o, 0, "batch 32, this run 16"},
+        {o, 0, "learning rate 0.001, this run 0.002"},
+        {o, 0, "seed 9, this run 10"},
+        {o, 0, "epochs 3, this run 4"},
+        {o, 0, "a decaying learning rate, this run a constant one"},
+        {o, 1, "other training data"},
+    };
+    cases[1].o.batch = 16, cases[2].o.lr = 2e-3f, cases[3].o.seed = 10, cases[4].o.epochs = 4;
+    cases[5].o.constant_lr = 1;
+    for (size_t k = 1; k < sizeof cases / sizeof cases[0]; k++) {
+        float keep = im->data[100];
+        if (cases[k].change_data) im->data[100] = keep + 0.25f;
+        s = train_with_options(im, labels, 2, &cases[k].o, &res);
+        im->data[100] = keep;
+        CHECK_MSG(s == CFX_EINVAL && strstr(cfx_last_error(), cases[k].want),
+                  "wanted '%s', got %s: %s", cases[k].want, cfx_status_str(s), cfx_last_error());
+    }
+    /* Another model (3 classes, so more parameters), and a changed optimizer state count (the
+     * message said "holds N parameters but this model has N"). */
+    CHECK_ERR(train_with_options(im, labels, 3, &o, &res), CFX_EFORMAT);
+    CHECK(strstr(cfx_last_error(), "parameters but this model has") != NULL);
+    patch_u32(ckpt, 52, 7);
+    CHECK_ERR(train_with_options(im, labels, 2, &o, &res), CFX_EFORMAT);
+    CHECK_MSG(strstr(cfx_last_error(), "values of optimizer state") != NULL, "%s",
+              cfx_last_error());
+    cfx_tensor_free(im);
 }

@@ -1,9 +1,11 @@
-/* tiny_models.h - the small competency models the competency and counterfactual tests write:
- * dir/<classifier> (conv 3x3 4 -> tanh -> linear 8 "features" -> tanh -> linear 3, then a
- * Softmax unless logits), dir/encoder.onnx (linear 5, tanh: "latent") and dir/decoder.onnx
- * (linear, sigmoid, reshape to 3x6x6). Smooth activations, so central differences need not step
- * over a kink. Same seed, same weights; the scales multiply the classifier's last weights and
- * the decoder's (1: as initialised). */
+/* tiny_models.h - the small competency models the competency, counterfactual and distance
+ * tests write: dir/<classifier> (conv 3x3 4 -> tanh -> linear 8 "features" -> tanh -> linear 3,
+ * then a Softmax unless logits), dir/encoder.onnx (linear 5, tanh: "latent") and
+ * dir/decoder.onnx (linear, sigmoid, reshape to the image). Smooth activations, so central
+ * differences need not step over a kink. Same seed, same weights; the scales multiply the
+ * classifier's last weights and the decoder's (1: as initialised). Images are 3x6x6 unless
+ * c, h, w say otherwise. two_convs gives the classifier a second convolution for the LPIPS
+ * tests: conv 3x3 4 -> relu -> conv 3x3 stride 2 6 -> batch norm -> tanh -> linear 8 ... */
 #ifndef CFX_TESTS_TINY_MODELS_H
 #define CFX_TESTS_TINY_MODELS_H
 
@@ -15,6 +17,8 @@ typedef struct {
     const char *classifier; /* file name in dir; NULL: classifier.onnx */
     bool logits;            /* no final Softmax (the output is named logits) */
     float head_scale, decoder_scale;
+    int c, h, w;    /* the image; 0: TINY_C, TINY_H, TINY_W */
+    bool two_convs; /* conv, relu, conv, batch norm, tanh (see above) */
 } tiny_models;
 
 static inline void tiny_scale(cfx_graph *g, const char *name, int64_t n, float scale) {
@@ -29,13 +33,29 @@ static inline void tiny_save(cfx_graph *g, const char *dir, const char *name) {
     CHECK_OK(cfx_onnx_save(g, path, NULL, 0));
 }
 
+/* The second convolution of two_convs and its batch norm (random statistics). */
+static inline int tiny_second_conv(cfx_graph *g, int h, cfx_rng *r) {
+    h = cfx_layer_conv2d(g, cfx_op_relu(g, h), "c2", 6, 3, 2, 1, r);
+    int p[4];
+    const char *names[4] = {"bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"};
+    const float lo[4] = {0.5f, -0.2f, -0.1f, 0.5f}, hi[4] = {1.5f, 0.2f, 0.1f, 1.5f};
+    for (int k = 0; k < 4; k++) {
+        p[k] = k < 2 ? cfx_graph_param(g, names[k], 1, (int64_t[]){6})
+                     : cfx_graph_const(g, names[k], 1, (int64_t[]){6}, NULL);
+        cfx_tensor_fill_uniform(cfx_graph_tensor(g, p[k]), r, lo[k], hi[k]);
+    }
+    return cfx_op_tanh(g, cfx_op_batch_norm(g, h, p[0], p[1], p[2], p[3], NULL));
+}
+
 static inline void tiny_models_write(const char *dir, const tiny_models *o) {
-    enum { C = TINY_C, H = TINY_H, W = TINY_W, K = TINY_K, D = TINY_D, F = TINY_F };
+    enum { K = TINY_K, D = TINY_D, F = TINY_F };
+    const int C = o->c ? o->c : TINY_C, H = o->h ? o->h : TINY_H, W = o->w ? o->w : TINY_W;
     cfx_rng r;
     cfx_rng_init(&r, 7);
     cfx_graph *g = cfx_graph_new();
     int x = cfx_graph_input(g, "x", 4, (int64_t[]){1, C, H, W});
-    int h = cfx_op_tanh(g, cfx_layer_conv2d(g, x, "c1", 4, 3, 1, 1, &r));
+    int h = cfx_layer_conv2d(g, x, "c1", 4, 3, 1, 1, &r);
+    h = o->two_convs ? tiny_second_conv(g, h, &r) : cfx_op_tanh(g, h);
     int f = cfx_op_tanh(g, cfx_layer_linear(g, cfx_op_flatten(g, h, 1), "fc1", F, &r));
     CHECK_OK(cfx_graph_set_name(g, f, "features"));
     int y = cfx_layer_linear(g, f, "fc2", K, &r);

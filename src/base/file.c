@@ -111,6 +111,112 @@ void cfx_clean_up_on_signals(void) {
 
 /* ------------------------------------------------------------------ atomic output --- */
 
+static void remove_tree(const char *path);
+
+/* Removes the temporaries "<name>.tmp.<pid>" of path that a process left when it was killed
+ * with no chance to clean up (SIGKILL, a power cut): those of processes that no longer exist.
+ * A temporary of a live process (another cfx writing the same output) is left alone. */
+static void sweep_dead(const char *path) {
+    char dir[4200];
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    size_t blen = strlen(base);
+    if (!blen) return;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(n + blen + 5, &end, 10);
+        if (end == n + blen + 5 || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours) */
+        char full[8400];
+        snprintf(full, sizeof full, "%s/%s", dir, n);
+        remove_tree(full);
+    }
+    if (d) closedir(d);
+}
+
+/* The group of outputs open on this thread (cfx_outputs_begin), and how many cfx_dir folders
+ * are being filled: files written into a folder's temporary are the folder's, not the group's. */
+static _Thread_local cfx_outputs *group;
+static _Thread_local int dirs_open;
+
+/* Keeps a written, closed temporary in the group instead of renaming it (the group owns tmp
+ * and path from here). */
+static cfx_status group_add(cfx_outputs *g, char *path, char *tmp, int slot) {
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->path[i], path) == 0) { /* written again: the same temporary, replaced */
+            cfx__tmp_untrack(g->slot[i]);
+            cfx_free(g->path[i]), cfx_free(g->tmp[i]);
+            g->path[i] = path, g->tmp[i] = tmp, g->slot[i] = slot;
+            return CFX_OK;
+        }
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 8;
+        char **p = cfx_realloc(g->path, (size_t)cap * sizeof *p);
+        if (p) g->path = p;
+        char **t = p ? cfx_realloc(g->tmp, (size_t)cap * sizeof *t) : NULL;
+        if (t) g->tmp = t;
+        int *sl = t ? cfx_realloc(g->slot, (size_t)cap * sizeof *sl) : NULL;
+        if (!sl) return CFX_ENOMEM;
+        g->slot = sl, g->cap = cap;
+    }
+    g->path[g->n] = path, g->tmp[g->n] = tmp, g->slot[g->n] = slot;
+    g->n++;
+    return CFX_OK;
+}
+
+cfx_status cfx_outputs_begin(cfx_outputs *o) {
+    memset(o, 0, sizeof *o);
+    if (group) { /* inside another group: its owner commits or aborts */
+        o->joined = 1;
+        return CFX_OK;
+    }
+    group = o;
+    return CFX_OK;
+}
+
+static void outputs_release(cfx_outputs *o) {
+    for (int i = 0; i < o->n; i++) {
+        cfx__tmp_untrack(o->slot[i]);
+        cfx_free(o->path[i]), cfx_free(o->tmp[i]);
+    }
+    cfx_free(o->path), cfx_free(o->tmp), cfx_free(o->slot);
+    if (group == o) group = NULL;
+    memset(o, 0, sizeof *o);
+}
+
+cfx_status cfx_outputs_commit(cfx_outputs *o) {
+    if (o->joined) return CFX_OK;
+    if (group == o) group = NULL; /* what follows writes nothing more into it */
+    /* Every output is complete before the first is renamed: a failure up to here left none. */
+    cfx_status s = CFX_OK;
+    for (int i = 0; i < o->n; i++)
+        if (s == CFX_OK && rename(o->tmp[i], o->path[i]) != 0)
+            s = cfx_set_error(CFX_EIO, "cannot write '%s': %s", o->path[i], strerror(errno));
+        else if (s != CFX_OK)
+            remove(o->tmp[i]);
+    outputs_release(o);
+    return s;
+}
+
+void cfx_outputs_abort(cfx_outputs *o) {
+    if (!o || o->joined) return;
+    for (int i = 0; i < o->n; i++) remove(o->tmp[i]);
+    outputs_release(o);
+}
+
+const char *cfx_outputs_path(const cfx_outputs *o, const char *path) {
+    const cfx_outputs *g = o && o->joined ? group : o;
+    for (int i = 0; g && i < g->n; i++)
+        if (strcmp(g->path[i], path) == 0) return g->tmp[i];
+    return path;
+}
+
 cfx_status cfx_file_create(cfx_file *af, const char *path) {
     memset(af, 0, sizeof *af);
     af->slot = -1;
@@ -124,6 +230,7 @@ cfx_status cfx_file_create(cfx_file *af, const char *path) {
         return CFX_ENOMEM;
     }
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    if (!dirs_open) sweep_dead(path); /* (a folder being filled is new: nothing to sweep) */
     af->slot = cfx__tmp_track(af->tmp, false);
     af->f = fopen(af->tmp, "wb");
     if (!af->f) {
@@ -152,6 +259,16 @@ cfx_status cfx_file_commit(cfx_file *af) {
     int err = bad ? EIO : 0;
     if (fclose(af->f) != 0 && !bad) bad = 1, err = errno;
     af->f = NULL;
+    if (!bad && group && !dirs_open) { /* the group renames it, with the others */
+        cfx_status s = group_add(group, af->path, af->tmp, af->slot);
+        if (s == CFX_OK) {
+            af->path = af->tmp = NULL, af->slot = -1;
+            return CFX_OK;
+        }
+        remove(af->tmp);
+        release(af);
+        return s;
+    }
     if (!bad && rename(af->tmp, af->path) != 0) bad = 1, err = errno;
     if (bad) {
         cfx_status s = cfx_set_error(CFX_EIO, "cannot write '%s': %s", af->path, strerror(err));
@@ -207,7 +324,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return 0;
 }
 
-/* Removes a folder and everything under it (no symlinks are followed). */
+/* Removes a folder and everything under it, or a file (no symlinks are followed). */
 static void remove_tree(const char *path) {
     nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -239,14 +356,16 @@ cfx_status cfx_dir_create(cfx_dir *d, const char *path, int force) {
     while (n > 1 && path[n - 1] == '/') n--; /* "out/" names the folder out */
     d->path = cfx_malloc(n + 1);
     d->tmp = cfx_malloc(n + 32);
-    if (!d->path || !d->tmp) {
-        cfx_dir_abort(d);
+    if (!d->path || !d->tmp) { /* (nothing made yet: the names are not even filled in) */
+        cfx_free(d->path), cfx_free(d->tmp);
+        d->path = d->tmp = NULL;
         return CFX_ENOMEM;
     }
     memcpy(d->path, path, n);
     d->path[n] = '\0';
     snprintf(d->tmp, n + 32, "%s.tmp.%ld", d->path, (long)getpid());
     remove_tree(d->tmp);
+    sweep_dead(d->path);
     d->slot = cfx__tmp_track(d->tmp, true);
     if (mkdir(d->tmp, 0777) != 0) {
         cfx_status s = cfx_set_error(CFX_EIO, "cannot create '%s': %s", d->tmp, strerror(errno));
@@ -256,6 +375,7 @@ cfx_status cfx_dir_create(cfx_dir *d, const char *path, int force) {
         cfx_dir_abort(d);
         return s;
     }
+    dirs_open++;
     return CFX_OK;
 }
 
@@ -280,15 +400,22 @@ cfx_status cfx_dir_commit(cfx_dir *d) {
         d->slot = -1;
         cfx_free(d->tmp), d->tmp = NULL;
         cfx_free(d->path), d->path = NULL;
+        dirs_open--;
     }
     cfx_free(old);
     return s;
 }
 
 void cfx_dir_abort(cfx_dir *d) {
-    if (d->tmp) remove_tree(d->tmp);
+    if (d->tmp) remove_tree(d->tmp), dirs_open--;
     cfx__tmp_untrack(d->slot);
     d->slot = -1;
     cfx_free(d->tmp), d->tmp = NULL;
     cfx_free(d->path), d->path = NULL;
+}
+
+uint64_t cfx_fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
 }

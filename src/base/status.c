@@ -39,6 +39,13 @@ cfx_status cfx_error_context(cfx_status code, const char *fmt, ...) {
     va_end(ap);
     memcpy(old, errmsg, sizeof old);
     if (old[0] == '\0') snprintf(old, sizeof old, "%s", cfx_status_str(code));
+    /* A message that already opens with this context keeps one copy of it (a layer and its
+     * caller both saying "load model" read "load model: load model: ..."). */
+    size_t n = strlen(prefix);
+    if (strncmp(old, prefix, n) == 0 && old[n] == ':' && old[n + 1] == ' ') {
+        memcpy(errmsg, old, sizeof errmsg);
+        return code;
+    }
     snprintf(errmsg, sizeof errmsg, "%.500s: %.500s", prefix, old);
     return code;
 }

@@ -179,11 +179,6 @@ static bool doubles(const cJSON *o, const char *key, int n, double *out) {
     return true;
 }
 
-static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
 void cfx_bundle_free(cfx_bundle *b) {
     if (!b) return;
     cfx_competency_free(b->competency);
@@ -201,15 +196,15 @@ cfx_bundle *cfx_bundle_load(const char *dir, int64_t batch) {
     char path[3][4200];
     cfx_status s = (b->dir = cfx_strdup(dir)) ? CFX_OK : CFX_ENOMEM;
     /* The fingerprint, and a clear message for a file that is missing. */
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = CFX_FNV1A_INIT;
     for (int f = 0; s == CFX_OK && f < NFILES; f++) {
         char p[4200], *data = NULL;
         size_t size = 0;
         snprintf(p, sizeof p, "%s/%s", dir, bundle_files[f]);
         s = cfx_file_read_all(p, &data, &size);
         if (s != CFX_OK) break;
-        h = fnv(h, (const unsigned char *)bundle_files[f], strlen(bundle_files[f]) + 1);
-        h = fnv(h, (const unsigned char *)data, size);
+        h = cfx_fnv1a(h, bundle_files[f], strlen(bundle_files[f]) + 1);
+        h = cfx_fnv1a(h, data, size);
         cfx_free(data);
     }
     snprintf(b->fingerprint, sizeof b->fingerprint, "%016llx", (unsigned long long)h);

@@ -59,8 +59,8 @@ static cfx_status corrupted(cfx_competency *c, const cfx_dataset *test, const in
                             float thr, const float *rho_clean, out_list *out,
                             cfx_examples_summary *sum, const cfx_progress *prog) {
     double grid[MAX_GRID];
-    int ng = cfx_cause_grid_fit(cause, (int)test->images->shape[2], (int)test->images->shape[3],
-                                grid);
+    int ng =
+        cfx_cause_grid_fit(cause, (int)test->images->shape[2], (int)test->images->shape[3], grid);
     int64_t per = out->per;
     int64_t *order = cfx_malloc((size_t)ncand * sizeof *order);
     cfx_tensor *batch =

@@ -465,6 +465,10 @@ cfx_status cfx__competency_decoder(cfx_competency *c, cfx_graph *g, int code, co
                   NULL);
 }
 
+const char *cfx__competency_classifier(const cfx_competency *c) {
+    return c->classifier;
+}
+
 void cfx__competency_latent_shape(cfx_competency *c, int *ndim, int64_t *shape) {
     const cfx_tensor *lat = cfx_graph_tensor(c->g, c->n.latent);
     *ndim = lat->ndim;

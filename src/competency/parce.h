@@ -25,6 +25,8 @@ cfx_status cfx__competency_decoder(cfx_competency *c, cfx_graph *g, int code, co
 /* The shape of one batch of c's latent codes as the encoder gives them (the batch dimension
  * is c's batch): the input shape of a decoder built with cfx__competency_decoder. */
 void cfx__competency_latent_shape(cfx_competency *c, int *ndim, int64_t *shape);
+/* The classifier's ONNX file (owned by c): the built-in LPIPS reads its convolutions. */
+const char *cfx__competency_classifier(const cfx_competency *c);
 /* After compile: writes c's calibration into the constants of n (no-op without one). */
 void cfx__competency_write_constants(const cfx_competency *c, cfx_graph *g,
                                      const cfx__parce_net *n);

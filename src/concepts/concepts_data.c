@@ -97,15 +97,15 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
     if (lab < 0) return CFX_ENOMEM;
     /* Concepts sorted; the element multiset as sorted (element, count) pairs, gathered in the
      * free tail of the element arrays and compacted in place. */
-    int32_t *con = d->con + d->ncon;
-    memcpy(con, concepts, (size_t)n * sizeof *con);
-    qsort(con, (size_t)n, sizeof *con, cfx__concepts_cmp_i32);
+    int32_t *con = d->con + d->ncon; /* (NULL + 0 while every image so far is empty) */
+    if (n) memcpy(con, concepts, (size_t)n * sizeof *con);
+    if (n) qsort(con, (size_t)n, sizeof *con, cfx__concepts_cmp_i32);
     int32_t *codes = d->ecode + d->nel;
     int64_t k = 0;
     for (int32_t i = 0; i < n; i++)
         for (int32_t e = c->elem_start[con[i]]; e < c->elem_start[con[i] + 1]; e++)
             codes[k++] = c->elem[e];
-    qsort(codes, (size_t)k, sizeof *codes, cfx__concepts_cmp_i32);
+    if (k) qsort(codes, (size_t)k, sizeof *codes, cfx__concepts_cmp_i32);
     int64_t m = 0;
     for (int64_t i = 0; i < k; i++) {
         if (m > 0 && codes[m - 1] == codes[i]) {
@@ -184,6 +184,28 @@ static void key_list(const cJSON *labels, char *buf, size_t n) {
     if (!at) snprintf(buf, n, "none");
 }
 
+/* An image id names one image: a file that gives two images the same id is refused (a query
+ * by id would silently take the first). */
+static int cmp_id(const void *a, const void *b) {
+    const int64_t *x = a, *y = b; /* (id, index) pairs */
+    return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : (x[1] < y[1] ? -1 : x[1] > y[1]);
+}
+
+static cfx_status check_unique_ids(const cfx_concepts_data *d) {
+    int64_t *pairs = cfx_malloc(((size_t)d->n + 1) * 2 * sizeof *pairs);
+    if (!pairs) return CFX_ENOMEM;
+    for (int32_t i = 0; i < d->n; i++) pairs[2 * i] = d->id[i], pairs[2 * i + 1] = i;
+    qsort(pairs, (size_t)d->n, 2 * sizeof *pairs, cmp_id);
+    cfx_status st = CFX_OK;
+    for (int32_t i = 1; i < d->n && st == CFX_OK; i++)
+        if (pairs[2 * i] == pairs[2 * i - 2])
+            st = cfx_set_error(CFX_EFORMAT, "images #%lld and #%lld have the same id %lld",
+                               (long long)pairs[2 * i - 1], (long long)pairs[2 * i + 1],
+                               (long long)pairs[2 * i]);
+    cfx_free(pairs);
+    return st;
+}
+
 static cfx_status load_images(cfx_concepts_data *d, const cJSON *root, const char *label_key,
                               cfx_unknown_policy unknown, int64_t *skipped) {
     const cJSON *images =
@@ -199,8 +221,12 @@ static cfx_status load_images(cfx_concepts_data *d, const cJSON *root, const cha
         const cJSON *jid = cJSON_GetObjectItemCaseSensitive(im, "id");
         const cJSON *objs = cJSON_GetObjectItemCaseSensitive(im, "objects");
         const cJSON *labels = cJSON_GetObjectItemCaseSensitive(im, "labels");
-        if (!cJSON_IsNumber(jid) || jid->valuedouble != floor(jid->valuedouble)) {
-            st = cfx_set_error(CFX_EFORMAT, "image #%d has no whole-number \"id\"", index);
+        /* A double holds whole numbers exactly up to 2^53; 1e300 converted to int64 is UB
+         * (and printed as INT64_MIN). */
+        if (!cJSON_IsNumber(jid) || jid->valuedouble != floor(jid->valuedouble) ||
+            fabs(jid->valuedouble) > 9007199254740992.0) {
+            st = cfx_set_error(
+                CFX_EFORMAT, "image #%d has no \"id\" that is a whole number within +-2^53", index);
             break;
         }
         int64_t id = (int64_t)jid->valuedouble;
@@ -252,7 +278,7 @@ static cfx_status load_images(cfx_concepts_data *d, const cJSON *root, const cha
         index++;
     }
     cfx_free(ids);
-    return st;
+    return st == CFX_OK ? check_unique_ids(d) : st;
 }
 
 cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, const char *label_key,
@@ -296,13 +322,18 @@ cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, con
     text[len] = '\0';
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!root) {
+    /* Only white space may follow the document (cJSON stops after it). */
+    const char *rest = root && end ? end : NULL;
+    while (rest && rest < text + len && strchr(" \t\r\n", *rest)) rest++;
+    if (!root || (rest && rest < text + len)) {
         int line, col;
         size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : len;
+        if (rest) off = (size_t)(rest - text);
         line_col(text, off, &line, &col);
         cfx_free(text);
-        cfx_set_error(CFX_EFORMAT, "load '%s': malformed JSON at line %d, column %d", path, line,
-                      col);
+        cJSON_Delete(root);
+        cfx_set_error(CFX_EFORMAT, "load '%s': %s at line %d, column %d", path,
+                      root ? "text after the JSON document" : "malformed JSON", line, col);
         return NULL;
     }
     cfx_free(text);

@@ -167,7 +167,7 @@ cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_ord
         /* The class's distinct edits with their frequency, best score first; then the ones
          * this image allows, applied in turn to a copy of its concepts: a deletion or a
          * substitution needs its concept present, an insertion always applies. */
-        qsort(cls.edits, (size_t)cls.n, sizeof *cls.edits, cmp_edit_key);
+        if (cls.n) qsort(cls.edits, (size_t)cls.n, sizeof *cls.edits, cmp_edit_key);
         for (int32_t i = 0; i < cls.n; i++) {
             if (nr_ > 0 && cmp_edit_key(&r[nr_ - 1].e, &cls.edits[i]) == 0) {
                 r[nr_ - 1].count++;

@@ -1,16 +1,24 @@
 /* lnn.c - LNN, the latent nearest neighbour (the competency paper): among the calibration
  * images whose competency is above the threshold, the one whose latent code is nearest to
- * encode(X) in L1; the counterfactual is the decoding of that code.
+ * encode(X) in L1; the counterfactual is the decoding of that code. The vector option changes
+ * "nearest": l2 (Euclidean), or cos (the largest cosine similarity); l1 chooses as the default
+ * does and reports the mean |z - z'| instead of the sum.
  *
  * The search is exact and blocked: a block of candidates (256 by default, 256 x latent_dim
  * floats, which stays in cache) is compared with every image of the batch before the next
- * block is read, and each image keeps only its best row and distance so far. Memory is the
- * same for any number of candidates and no distance matrix is formed. Distances are summed in
- * double in element order; a candidate replaces the best only when strictly nearer, so ties go
- * to the lower calibration row. */
+ * block is read, and each image keeps only its best row and score so far. Memory is the
+ * same for any number of candidates and no distance matrix is formed. Scores are summed in
+ * double in element order (a sum of |d|, a sum of d^2, or minus the cosine, with the
+ * candidates' norms computed once); a candidate replaces the best only when strictly lower,
+ * so ties go to the lower calibration row. An image with no finite score (a non-finite code)
+ * fails on its own: it keeps X, and the batch goes on. */
 #include "counterfactual/cf.h"
 
 #include <math.h>
+#include <stdio.h>
+
+/* The norms' clamp of the cosine, as cfx_op_cosine_similarity's default. */
+static const double cos_eps = 1e-8;
 
 cfx_status cfx__cf_lnn_init(cfx_cf *cf, const cfx_tensor *latents, const cfx_tensor *scores) {
     const int64_t d = cf->sh.latent_dim;
@@ -55,42 +63,99 @@ cfx_status cfx__cf_lnn_init(cfx_cf *cf, const cfx_tensor *latents, const cfx_ten
         memcpy(cf->cand + k * d, row, (size_t)d * sizeof *row);
         cf->cand_row[k++] = i;
     }
+    if (cf->o.vector == CFX_CF_VECTOR_COS) {
+        cf->cand_norm = cfx_malloc((size_t)cf->ncand * sizeof *cf->cand_norm);
+        if (!cf->cand_norm) return CFX_ENOMEM;
+        for (int64_t j = 0; j < cf->ncand; j++) {
+            double ss = 0;
+            for (int64_t e = 0; e < d; e++) ss += (double)cf->cand[j * d + e] * cf->cand[j * d + e];
+            cf->cand_norm[j] = fmax(sqrt(ss), cos_eps);
+        }
+    }
     return CFX_OK;
 }
 
+/* The score of candidate c for query q (lower is nearer): sum |q - c|, sum (q - c)^2, or
+ * -cos(q, c) with the norms clamped at eps as cfx_op_cosine_similarity (qn, cn). */
+static inline double score(cfx_cf_vector kind, const float *restrict q, const float *restrict c,
+                           int64_t d, double qn, double cn) {
+    double s = 0;
+    switch (kind) {
+        case CFX_CF_VECTOR_L2:
+            for (int64_t k = 0; k < d; k++) {
+                double e = (double)q[k] - (double)c[k];
+                s += e * e;
+            }
+            return s;
+        case CFX_CF_VECTOR_COS:
+            for (int64_t k = 0; k < d; k++) s += (double)q[k] * (double)c[k];
+            return -s / (qn * cn);
+        default:
+            for (int64_t k = 0; k < d; k++) s += fabs((double)q[k] - (double)c[k]);
+            return s;
+    }
+}
+
 /* Images [lo, hi) of the batch q (d floats each): the nearest of the ncand candidates. */
-static void nearest(const float *restrict q, const float *restrict cand, int64_t ncand, int64_t d,
-                    int64_t block, int64_t *restrict best, double *restrict best_d, int64_t lo,
-                    int64_t hi) {
+static void nearest(cfx_cf_vector kind, const float *restrict q, const float *restrict cand,
+                    const double *restrict cand_norm, int64_t ncand, int64_t d, int64_t block,
+                    int64_t *restrict best, double *restrict best_d, int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++) best[i] = -1, best_d[i] = INFINITY;
     for (int64_t b0 = 0; b0 < ncand; b0 += block) {
         int64_t b1 = CFX_MIN(b0 + block, ncand);
         for (int64_t i = lo; i < hi; i++) {
             const float *qi = q + i * d;
+            double qn = 1;
+            if (kind == CFX_CF_VECTOR_COS) {
+                double ss = 0;
+                for (int64_t k = 0; k < d; k++) ss += (double)qi[k] * qi[k];
+                qn = fmax(sqrt(ss), cos_eps);
+            }
             for (int64_t j = b0; j < b1; j++) {
-                const float *cj = cand + j * d;
-                double s = 0;
-                for (int64_t k = 0; k < d; k++) s += fabs((double)qi[k] - (double)cj[k]);
+                double s = score(kind, qi, cand + j * d, d, qn, cand_norm ? cand_norm[j] : 1);
                 if (s < best_d[i]) best_d[i] = s, best[i] = j;
             }
         }
     }
 }
 
-cfx_status cfx__cf_lnn_run(cfx_cf *cf, int64_t m, float *out, cfx_cf_record *rec) {
-    const int64_t d = cf->sh.latent_dim;
-    CFX_PARALLEL_RANGE(
-        m, m > 1,
-        nearest(cf->latent, cf->cand, cf->ncand, d, cf->o.lnn_block, cf->best, cf->best_d, lo, hi));
-    for (int64_t i = 0; i < m; i++) {
-        if (cf->best[i] < 0)
-            return cfx_set_error(CFX_ENUMERIC,
-                                 "LNN: image %lld of the batch has no finite distance to any "
-                                 "candidate (a non-finite latent code?)",
-                                 (long long)i);
-        memcpy(cf->codes + i * d, cf->cand + cf->best[i] * d, (size_t)d * sizeof(float));
-        rec[i].neighbour = cf->cand_row[cf->best[i]];
-        rec[i].vector_term = cf->best_d[i];
+/* The record's term from a score: the sum itself (default), the mean, the Euclidean distance,
+ * or the cosine. */
+static double reported(cfx_cf_vector kind, double s, int64_t d) {
+    switch (kind) {
+        case CFX_CF_VECTOR_L1:
+            return s / (double)d;
+        case CFX_CF_VECTOR_L2:
+            return sqrt(s);
+        case CFX_CF_VECTOR_COS:
+            return -s;
+        default:
+            return s;
     }
-    return cfx__cf_decode(cf, cf->codes, m, out, rec);
+}
+
+cfx_status cfx__cf_lnn_run(cfx_cf *cf, const float *x, int64_t m, float *out, cfx_cf_record *rec) {
+    const int64_t d = cf->sh.latent_dim;
+    const cfx_cf_vector kind = cf->o.vector;
+    CFX_PARALLEL_RANGE(m, m > 1,
+                       nearest(kind, cf->latent, cf->cand, cf->cand_norm, cf->ncand, d,
+                               cf->o.lnn_block, cf->best, cf->best_d, lo, hi));
+    for (int64_t i = 0; i < m; i++) {
+        /* Without a finite score the image is decoded from the first candidate, then put
+         * back. */
+        int64_t j = cf->best[i] >= 0 ? cf->best[i] : 0;
+        memcpy(cf->codes + i * d, cf->cand + j * d, (size_t)d * sizeof(float));
+        if (cf->best[i] < 0) continue;
+        rec[i].neighbour = cf->cand_row[j];
+        rec[i].vector_term = reported(kind, cf->best_d[i], d);
+    }
+    CFX_TRY(cfx__cf_decode(cf, cf->codes, m, out, rec));
+    for (int64_t i = 0; i < m; i++) {
+        if (cf->best[i] >= 0) continue;
+        snprintf(rec[i].failure, sizeof rec[i].failure,
+                 "no finite distance to any candidate (a non-finite latent code)");
+        memcpy(out + i * cf->img, x + i * cf->img, (size_t)cf->img * sizeof(float));
+        rec[i].rho_after = rec[i].rho_before;
+    }
+    return CFX_OK;
 }

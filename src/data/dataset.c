@@ -162,8 +162,20 @@ cfx_dataset *cfx_dataset_load(const char *dir, const char *split) {
         d->labels[i] = idx;
         d->orig_labels[i] = original ? l : d->class_ids[idx];
     }
-    /* Stored as bytes 0..255; cfx images are floats in [0,1]. */
-    for (int64_t i = 0; i < img->numel; i++) img->data[i] /= 255.0f;
+    /* Stored as bytes 0..255 (a float array is read too, so its values are checked: 1e30 would
+     * train to a loss of 1e29); cfx images are floats in [0,1]. */
+    snprintf(path, sizeof path, "%s/%s", dir, fi->valuestring);
+    for (int64_t i = 0; i < img->numel; i++) {
+        float v = img->data[i];
+        if (!(v >= 0 && v <= 255 && v == floorf(v))) {
+            s = cfx_set_error(CFX_EFORMAT,
+                              "'%s': element %lld (image %lld) is %g; dataset images are bytes "
+                              "0..255 (uint8), as `cfx data` writes them",
+                              path, (long long)i, (long long)(i / (img->numel / count)), (double)v);
+            goto done;
+        }
+        img->data[i] = v / 255.0f;
+    }
     d->images = img;
     img = NULL;
     goto done;

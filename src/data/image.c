@@ -40,6 +40,18 @@
 /* stb declares static functions that this file never calls; GCC reports them at the end. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 
+/* The reason stb gives for a failure, as a message can use it. stb tries its decoders in turn
+ * and keeps the last reason set, so a JPEG that its decoder gives up on without one reported
+ * the PNG test's "Not a PNG": for a file that starts like a JPEG, only a JPEG reason is kept. */
+static const char *stb_reason(bool jpeg) {
+    const char *r = stbi_failure_reason();
+    if (!r) r = "unknown";
+    if (jpeg && !strstr(r, "JPEG") && !strstr(r, "jpeg"))
+        r = "corrupt JPEG data, or a JPEG kind stb_image does not read (it reads baseline and "
+            "progressive 8-bit JPEG)";
+    return r;
+}
+
 cfx_tensor *cfx_image_read(const char *path, int channels) {
     if (channels != 0 && channels != 1 && channels != 3) {
         cfx_set_error(CFX_EINVAL, "read '%s': channels must be 0, 1 or 3, not %d", path, channels);
@@ -55,9 +67,11 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
     }
     int w, h, comp;
     const stbi_uc *bytes = (const stbi_uc *)buf;
+    bool jpeg = size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff;
     if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
-        cfx_set_error(CFX_EFORMAT, "read '%s': not a PNG or JPEG image (stb: %s)", path,
-                      stbi_failure_reason());
+        cfx_set_error(CFX_EFORMAT, "read '%s': %s (stb: %s)", path,
+                      jpeg ? "cannot decode the JPEG" : "not a PNG or JPEG image",
+                      stb_reason(jpeg));
         cfx_free(buf);
         return NULL;
     }
@@ -65,8 +79,8 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
     stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, want);
     cfx_free(buf);
     if (!px) {
-        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the image (stb: %s)", path,
-                      stbi_failure_reason());
+        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the %s (stb: %s)", path,
+                      jpeg ? "JPEG" : "image", stb_reason(jpeg));
         return NULL;
     }
     cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){want, h, w});
@@ -110,6 +124,53 @@ cfx_status cfx_image_write_png_u8(const char *path, const uint8_t *chw, int c, i
     }
     cfx_free(hwc);
     return s;
+}
+
+/* A growing buffer for stb_image_write's pieces. */
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    bool failed;
+} membuf;
+
+static void write_to_mem(void *ctx, void *data, int size) {
+    membuf *b = ctx;
+    if (b->failed) return;
+    if (b->n + (size_t)size > b->cap) {
+        size_t cap = CFX_MAX(b->cap * 2, b->n + (size_t)size + 4096);
+        unsigned char *q = cfx_realloc(b->p, cap);
+        if (!q) {
+            b->failed = true;
+            return;
+        }
+        b->p = q, b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, (size_t)size);
+    b->n += (size_t)size;
+}
+
+cfx_status cfx_image_encode_png(const float *chw, int c, int h, int w, unsigned char **png,
+                                size_t *len) {
+    if ((c != 1 && c != 3) || h < 1 || w < 1 || (int64_t)h * w > (1 << 28))
+        return cfx_set_error(CFX_EINVAL, "encode PNG: bad image (%d, %d, %d)", c, h, w);
+    size_t plane = (size_t)h * (size_t)w;
+    uint8_t *hwc = cfx_malloc(plane * (size_t)c);
+    if (!hwc) return CFX_ENOMEM;
+    for (size_t p = 0; p < plane; p++)
+        for (int k = 0; k < c; k++) {
+            float v = chw[(size_t)k * plane + p];
+            v = v > 0 ? (v < 1 ? v : 1) : 0; /* NaN reads as 0 */
+            hwc[p * (size_t)c + (size_t)k] = (uint8_t)lrintf(v * 255.0f);
+        }
+    membuf b = {0};
+    int ok = stbi_write_png_to_func(write_to_mem, &b, w, h, c, hwc, w * c);
+    cfx_free(hwc);
+    if (!ok || b.failed) {
+        cfx_free(b.p);
+        return b.failed ? CFX_ENOMEM : cfx_set_error(CFX_EIO, "encode PNG: stb failed");
+    }
+    *png = b.p, *len = b.n;
+    return CFX_OK;
 }
 
 cfx_status cfx_image_write_png(const char *path, const cfx_tensor *image) {

@@ -69,11 +69,6 @@ static cfx_status add_npy(batch *b, const char *path, int c, int h, int w) {
         s = cfx_set_error(CFX_ESHAPE, "'%s' holds an array %s; the models take (N, %d, %d, %d)",
                           path, shape, c, h, w);
     }
-    for (int64_t i = 0; s == CFX_OK && i < t->numel; i++)
-        if (!isfinite(t->data[i]))
-            s = cfx_set_error(CFX_ENUMERIC,
-                              "'%s': image %lld holds a non-finite value (element %lld)", path,
-                              (long long)(i / b->per), (long long)(i % b->per));
     if (s == CFX_OK) s = grow(b, t->shape[0]);
     for (int64_t i = 0; s == CFX_OK && i < t->shape[0]; i++) {
         memcpy(b->data + (b->n + i) * b->per, t->data + i * b->per, (size_t)b->per * sizeof(float));

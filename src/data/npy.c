@@ -37,11 +37,13 @@ static cfx_status parse_header(const char *path, const char *h, npy_type *type, 
     size_t k;
     for (k = 0; k < sizeof npy_types / sizeof npy_types[0]; k++)
         if (strncmp(d + 1, npy_types[k].descr, 3) == 0 && d[4] == '\'') break;
-    if (k == sizeof npy_types / sizeof npy_types[0])
+    if (k == sizeof npy_types / sizeof npy_types[0]) {
+        int len = (int)strcspn(d + 1, "'"); /* the type as written, without what follows */
         return cfx_set_error(CFX_EUNSUPPORTED,
-                             "'%s': array type %.8s is not supported (use float32, float64, "
+                             "'%s': array type '%.*s' is not supported (use float32, float64, "
                              "uint8, int32 or int64, little endian)",
-                             path, d);
+                             path, len < 16 ? len : 16, d + 1);
+    }
     *type = npy_types[k].type;
     *isize = npy_types[k].size;
     const char *f = dict_value(h, "fortran_order");
@@ -171,14 +173,36 @@ cfx_tensor *cfx_npy_read(const char *path) {
                 t->data[i + (int64_t)k] = convert(buf + k * isize, type);
         i += (int64_t)want;
     }
+    /* The one finiteness check of array inputs: ReLU maps NaN to 0 (as oneDNN's post-op does),
+     * so a NaN image would otherwise flow through a model and be scored as a picture. */
+    int64_t bad = cfx_tensor_find_nonfinite(t);
+    if (bad >= 0) {
+        char at[160];
+        size_t n = 0;
+        int64_t rest = bad, stride = t->numel;
+        for (int d = 0; d < t->ndim && n < sizeof at; d++) {
+            stride /= t->shape[d];
+            n += (size_t)snprintf(at + n, sizeof at - n, "%s%lld", d ? ", " : "",
+                                  (long long)(rest / stride));
+            rest %= stride;
+        }
+        cfx_set_error(CFX_ENUMERIC,
+                      "'%s': element %lld [%s] is a non-finite value (%g); every cfx input "
+                      "must be finite",
+                      path, (long long)bad, at, (double)t->data[bad]);
+        cfx_tensor_free(t);
+        t = NULL;
+    }
 done:
     cfx_free(header);
     fclose(f);
     return t;
 }
 
-static cfx_status write_npy(const char *path, const char *descr, const void *data, size_t isize,
-                            int ndim, const int64_t *shape) {
+/* The header of an array of type descr: magic, version 1.0, length and the dict, padded with
+ * spaces and a newline so that the data starts at a multiple of 64. */
+static cfx_status npy_header(const char *descr, int ndim, const int64_t *shape,
+                             unsigned char *buf, size_t cap, size_t *len) {
     int64_t numel;
     CFX_TRY(cfx_tensor_check_shape(ndim, shape, &numel));
     char dict[512];
@@ -188,26 +212,33 @@ static cfx_status write_npy(const char *path, const char *descr, const void *dat
         n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld,%s", (long long)shape[i],
                       i + 1 < ndim ? " " : "");
     n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
-    /* Pad with spaces and a newline so magic + length + header is a multiple of 64. */
     size_t total = ((size_t)10 + (size_t)n + 1 + 63) / 64 * 64;
+    if (total > cap) return cfx_set_error(CFX_EINVAL, "npy header: %zu bytes do not fit", total);
     size_t hlen = total - 10;
-    char header[600];
-    memset(header, ' ', hlen);
-    memcpy(header, dict, (size_t)n);
-    header[hlen - 1] = '\n';
-    unsigned char pre[10] = {0x93,
-                             'N',
-                             'U',
-                             'M',
-                             'P',
-                             'Y',
-                             1,
-                             0,
-                             (unsigned char)(hlen & 0xff),
-                             (unsigned char)(hlen >> 8)};
+    const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                   (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
+    memcpy(buf, pre, 10);
+    memset(buf + 10, ' ', hlen);
+    memcpy(buf + 10, dict, (size_t)n);
+    buf[total - 1] = '\n';
+    *len = total;
+    return CFX_OK;
+}
+
+cfx_status cfx_npy_header_f32(int ndim, const int64_t *shape, unsigned char *buf, size_t cap,
+                              size_t *len) {
+    return npy_header("<f4", ndim, shape, buf, cap, len);
+}
+
+static cfx_status write_npy(const char *path, const char *descr, const void *data, size_t isize,
+                            int ndim, const int64_t *shape) {
+    unsigned char header[640];
+    size_t hlen;
+    CFX_TRY(npy_header(descr, ndim, shape, header, sizeof header, &hlen));
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= shape[i];
     cfx_file af;
     CFX_TRY(cfx_file_create(&af, path));
-    fwrite(pre, 1, 10, af.f);
     fwrite(header, 1, hlen, af.f);
     fwrite(data, isize, (size_t)numel, af.f);
     return cfx_file_commit(&af);

@@ -12,7 +12,7 @@
  *   3. the camera: lighting gradient and exposure, colour cast, mild contrast and saturation
  *      changes, anisotropic Gaussian blur, and sensor noise, then 8-bit quantisation.
  * Image i uses cfx_rng_split(r, i), so the bytes depend on the seed only, never on threads. */
-#include "base/base.h"
+#include "data/font.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,7 +46,8 @@ typedef struct {
     int w, h;
 } text_mask;
 
-static cfx_status render_number(const stbtt_fontinfo *font, int speed, text_mask *m) {
+static cfx_status render_number(const stbtt_fontinfo *font, const char *path, int speed,
+                                text_mask *m) {
     char txt[8];
     snprintf(txt, sizeof txt, "%d", speed);
     float scale = stbtt_ScaleForPixelHeight(font, MASK_H * 1.45f);
@@ -66,8 +67,7 @@ static cfx_status render_number(const stbtt_fontinfo *font, int speed, text_mask
         if (ox >= 0 && oy >= 0 && ox + (x1 - x0) <= cw && oy + (y1 - y0) <= ch)
             stbtt_MakeCodepointBitmapSubpixel(font, canvas + oy * cw + ox, x1 - x0, y1 - y0, cw,
                                               scale, scale, x - floorf(x), 0, *p);
-        x += adv * scale;
-        if (p[1]) x += scale * stbtt_GetCodepointKernAdvance(font, p[0], p[1]);
+        x += adv * scale; /* no kerning: sign numerals are tabular (DejaVu has no digit pairs) */
     }
     /* Crop to the ink so the number can be fitted into the disc exactly. */
     int bx0 = cw, by0 = ch, bx1 = -1, by1 = -1;
@@ -79,7 +79,7 @@ static cfx_status render_number(const stbtt_fontinfo *font, int speed, text_mask
             }
     if (bx1 < 0) {
         cfx_free(canvas);
-        return cfx_set_error(CFX_EFORMAT, "signs: the font has no glyphs for '%s'", txt);
+        return cfx_set_error(CFX_EFORMAT, "signs: the font '%s' draws nothing for '%s'", path, txt);
     }
     m->w = bx1 - bx0 + 1, m->h = by1 - by0 + 1;
     m->a = cfx_malloc((size_t)m->w * (size_t)m->h * sizeof *m->a);
@@ -410,11 +410,14 @@ cfx_status cfx_signs_generate(const cfx_signs_options *o, const cfx_rng *r, cons
     stbtt_fontinfo font;
     text_mask masks[CFX_SIGNS_NUM_SPEEDS] = {{0}};
     cfx_status s = CFX_OK;
-    if (!stbtt_InitFont(&font, (unsigned char *)ttf,
-                        stbtt_GetFontOffsetForIndex((unsigned char *)ttf, 0)))
-        s = cfx_set_error(CFX_EFORMAT, "signs: '%s' is not a TrueType font", so.font_path);
+    /* stb_truetype trusts the file: check every byte it will read for the digits first. */
+    s = cfx__font_check((const uint8_t *)ttf, ttf_size, so.font_path, "0123456789");
+    if (s == CFX_OK && !stbtt_InitFont(&font, (unsigned char *)ttf,
+                                       stbtt_GetFontOffsetForIndex((unsigned char *)ttf, 0)))
+        s = cfx_set_error(CFX_EFORMAT, "'%s' is not a TrueType font", so.font_path);
+    if (s != CFX_OK) cfx_error_context(s, "signs");
     for (int k = 0; s == CFX_OK && k < CFX_SIGNS_NUM_SPEEDS; k++)
-        if (which[k]) s = render_number(&font, cfx_signs_speeds[k], &masks[k]);
+        if (which[k]) s = render_number(&font, so.font_path, cfx_signs_speeds[k], &masks[k]);
     const int S = so.size, P = S * S;
     /* Chunks keep progress reports on the calling thread; inside one, images run in parallel. */
     const int64_t chunk = 256;

@@ -1,4 +1,5 @@
-/* blas.c - the one place GEMM is called, and a reference loop the tests compare to.
+/* blas.c - the one place GEMM is called, and a reference loop the tests compare to; also the
+ * double-precision products and the LAPACK routines the metrics need (at the end).
  *
  * The choice: oneDNN's dnnl_sgemm (JIT kernels for the CPU at hand, AVX-512 here; threads from
  * the same OpenMP pool as every other kernel). OpenBLAS (Debian 0.3.21, pthreads build) is the
@@ -12,6 +13,7 @@
 
 #include <cblas.h>
 #include <dnnl.h>
+#include <lapacke.h>
 #include <stdlib.h>
 
 static int use_openblas = -1;
@@ -392,4 +394,80 @@ void cfx_blas_sgemm_ref(int trans_a, int trans_b, int64_t m, int64_t n, int64_t 
             /* beta == 0 overwrites, so NaN in an uninitialised C does not leak through. */
             c[i * ldc + j] = (float)(alpha * acc + (beta == 0 ? 0 : beta * c[i * ldc + j]));
         }
+}
+
+/* ------------------------------------------------- double precision, for the metrics --- */
+
+/* The feature statistics of src/metrics/ (covariances, Gram matrices, FID's matrix square
+ * root) run in double. oneDNN has no double GEMM, so these go to OpenBLAS (its threads sized
+ * by cfx_set_threads) and to the LAPACK that Debian's OpenBLAS provides, through LAPACKE. The
+ * LAPACK calls use the _work variants with workspace from cfx_malloc, so every allocation
+ * still goes through the one hook, and column-major storage: for the symmetric matrices they
+ * take, a row-major upper triangle is the column-major lower one, and no copy is made. */
+
+void cfx__blas_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                     double *c, int64_t ldc) {
+    CFX_ASSERT(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX &&
+               ldb <= INT32_MAX && ldc <= INT32_MAX);
+    if (m == 0 || n == 0) return;
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
+                (int)ldb, beta, c, (int)ldc);
+}
+
+void cfx__blas_dsyrk(int trans, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
+                     double beta, double *c, int64_t ldc) {
+    CFX_ASSERT(n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX && ldc <= INT32_MAX);
+    if (n == 0) return;
+    cblas_dsyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, (int)n, (int)k, alpha,
+                a, (int)lda, beta, c, (int)ldc);
+}
+
+void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const double *u,
+                           int64_t ldu, double *b, int64_t ldb) {
+    CFX_ASSERT(m <= INT32_MAX && n <= INT32_MAX && ldu <= INT32_MAX && ldb <= INT32_MAX);
+    if (m == 0 || n == 0) return;
+    cblas_dtrmm(CblasRowMajor, right ? CblasRight : CblasLeft, CblasUpper,
+                trans ? CblasTrans : CblasNoTrans, CblasNonUnit, (int)m, (int)n, 1.0, u, (int)ldu,
+                b, (int)ldb);
+}
+
+cfx_status cfx__lapack_cholesky_upper(int64_t n, double *a) {
+    CFX_ASSERT(n >= 1 && n <= INT32_MAX);
+    /* Column-major lower L with A = L L^T is, read row-major, the upper U = L^T. */
+    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, a, (lapack_int)n);
+    if (info > 0)
+        return cfx_set_error(CFX_ENUMERIC, "the matrix is not positive definite (leading minor %d)",
+                             (int)info);
+    if (info < 0) return cfx_set_error(CFX_EINTERNAL, "dpotrf: argument %d is bad", (int)-info);
+    return CFX_OK;
+}
+
+cfx_status cfx__lapack_eigh(int64_t n, double *a, double *w, bool vectors) {
+    CFX_ASSERT(n >= 1 && n <= INT32_MAX);
+    char jobz = vectors ? 'V' : 'N';
+    lapack_int ni = (lapack_int)n, liwork = -1, lwork_i = 0;
+    double lwork_d = 0;
+    /* A workspace query first: dsyevd reports the sizes it wants. */
+    lapack_int info =
+        LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, jobz, 'L', ni, a, ni, w, &lwork_d, -1, &lwork_i, -1);
+    if (info != 0) return cfx_set_error(CFX_EINTERNAL, "dsyevd workspace query: info %d", info);
+    lapack_int lwork = (lapack_int)lwork_d;
+    liwork = lwork_i;
+    double *work = cfx_malloc((size_t)CFX_MAX(lwork, 1) * sizeof *work);
+    lapack_int *iwork = cfx_malloc((size_t)CFX_MAX(liwork, 1) * sizeof *iwork);
+    if (!work || !iwork) {
+        cfx_free(work), cfx_free(iwork);
+        return CFX_ENOMEM;
+    }
+    info =
+        LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, jobz, 'L', ni, a, ni, w, work, lwork, iwork, liwork);
+    cfx_free(work), cfx_free(iwork);
+    if (info > 0)
+        return cfx_set_error(CFX_ENUMERIC,
+                             "the symmetric eigendecomposition did not converge (dsyevd info %d)",
+                             (int)info);
+    if (info < 0) return cfx_set_error(CFX_EINTERNAL, "dsyevd: argument %d is bad", (int)-info);
+    return CFX_OK;
 }

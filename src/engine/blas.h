@@ -29,4 +29,25 @@ void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc);
 void cfx__transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
                     int64_t ldd);
 
+/* Double precision (OpenBLAS and LAPACK; the end of src/engine/blas.c), row-major like the rest.
+ * C (m x n) = alpha op(A) op(B) + beta C. */
+void cfx__blas_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                     double *c, int64_t ldc);
+/* The upper triangle of C (n x n) = alpha A^T A + beta C for A (k x n) when trans, alpha A A^T
+ * + beta C for A (n x k) otherwise; the strictly lower triangle is left as it was. */
+void cfx__blas_dsyrk(int trans, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
+                     double beta, double *c, int64_t ldc);
+/* B (m x n) = op(U) B (right false) or B op(U) (right true), U upper triangular (its strictly
+ * lower triangle is not read), op(U) = U^T when trans. */
+void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const double *u,
+                           int64_t ldu, double *b, int64_t ldb);
+/* A (n x n, symmetric; its upper triangle is read) = U^T U: U overwrites the upper triangle
+ * (the strictly lower one is left as it was). CFX_ENUMERIC when A is not positive definite. */
+cfx_status cfx__lapack_cholesky_upper(int64_t n, double *a);
+/* The eigenvalues of the symmetric A (n x n; its upper triangle is read) in ascending order
+ * into w (n), by LAPACK's divide and conquer (dsyevd). vectors: row j of a becomes the unit
+ * eigenvector of w[j]; otherwise a is destroyed. */
+cfx_status cfx__lapack_eigh(int64_t n, double *a, double *w, bool vectors);
+
 #endif

@@ -110,7 +110,8 @@ int cfx__graph_fail(cfx_graph *g, const char *op, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cfx_set_error(CFX_EINVAL, "%s: %s", op, msg);
+    cfx_set_error(CFX_EINVAL, "%s", msg);
+    cfx_error_context(CFX_EINVAL, "%s", op); /* (once: an op's own check may have said it) */
     if (g && !g->broken) {
         g->broken = true;
         snprintf(g->error, sizeof g->error, "%s", cfx_last_error());

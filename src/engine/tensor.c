@@ -9,19 +9,22 @@ cfx_status cfx_tensor_check_shape(int ndim, const int64_t *shape, int64_t *numel
         return cfx_set_error(CFX_ESHAPE, "a tensor has 0 to %d dimensions, not %d", CFX_MAX_DIMS,
                              ndim);
     if (ndim > 0 && !shape) return cfx_set_error(CFX_EINVAL, "shape is NULL");
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < ndim; i++)
         if (shape[i] < 1) {
             char buf[128];
             cfx_tensor_shape_str(ndim, shape, buf, sizeof buf);
             return cfx_set_error(CFX_ESHAPE, "dimension %d of shape %s is %lld; it must be >= 1", i,
                                  buf, (long long)shape[i]);
         }
-        /* Keep byte counts representable: at most 2^40 elements. */
-        if (shape[i] > ((int64_t)1 << 40) / n)
-            return cfx_set_error(CFX_ESHAPE, "tensor size overflows (dimension %d is %lld)", i,
-                                 (long long)shape[i]);
-        n *= shape[i];
+    int64_t n = 1;
+    for (int i = 0; i < ndim && n > 0; i++)
+        n = shape[i] > ((int64_t)1 << 40) / n ? -1 : n * shape[i];
+    /* Keep byte counts representable: at most 2^40 elements. No one dimension is to blame. */
+    if (n < 0) {
+        char buf[160];
+        cfx_tensor_shape_str(ndim, shape, buf, sizeof buf);
+        return cfx_set_error(CFX_ESHAPE, "a tensor of shape %s would have more than 2^40 elements",
+                             buf);
     }
     if (numel) *numel = n;
     return CFX_OK;

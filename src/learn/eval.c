@@ -92,6 +92,13 @@ static cfx_status visit_reconstruct(cfx_graph *g, int64_t first, int64_t count, 
     ae_ctx *e = p;
     (void)first;
     const cfx_tensor *xt = cfx_graph_tensor(g, e->x), *rt = cfx_graph_tensor(g, e->rec);
+    if (!cfx_tensor_same_shape(xt, rt)) { /* a classifier, say: its output is no image */
+        char a[96], b[96];
+        return cfx_set_error(CFX_ESHAPE,
+                             "eval: the model's output %s is not a reconstruction of its input %s "
+                             "(is it an autoencoder?)",
+                             cfx__shape_fmt(rt, a, sizeof a), cfx__shape_fmt(xt, b, sizeof b));
+    }
     int64_t per = xt->numel / count;
     for (int64_t i = 0; i < count; i++) {
         double s = 0;

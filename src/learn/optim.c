@@ -13,6 +13,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <string.h>
 
 typedef enum { OPT_SGD, OPT_ADAM } opt_kind;
 
@@ -171,6 +172,11 @@ void cfx__optim_apply(cfx_optim *o, float *x, const float *g0, const float *g1, 
     const float step = (float)(a->lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2));
     adam_update(x, g0, g1, o->m, o->v, step, rbc2, a->beta1, a->beta2, a->eps, a->weight_decay, lo,
                 hi);
+}
+
+void cfx__optim_move(cfx_optim *o, int64_t to, int64_t from, int64_t n) {
+    memmove(o->m + to, o->m + from, (size_t)n * sizeof *o->m);
+    if (o->v) memmove(o->v + to, o->v + from, (size_t)n * sizeof *o->v);
 }
 
 cfx_status cfx__optim_step2(cfx_optim *o, float *x, const float *g0, const float *g1) {

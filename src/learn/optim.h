@@ -21,5 +21,8 @@ bool cfx__optim_within(const float *g, int64_t n, float bound);
 void cfx__optim_tick(cfx_optim *o);
 void cfx__optim_apply(cfx_optim *o, float *x, const float *g0, const float *g1, int64_t lo,
                       int64_t hi);
+/* Moves the state (moments) of elements [from, from + n) to [to, to + n), as memmove: for a
+ * caller that packs the rows it still optimises (the counterfactual methods' compaction). */
+void cfx__optim_move(cfx_optim *o, int64_t to, int64_t from, int64_t n);
 
 #endif

@@ -24,8 +24,15 @@ static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const fl
     int64_t *order = cfx_malloc((size_t)n * sizeof *order);
     if (!order) return CFX_ENOMEM;
     cfx_status s = CFX_OK;
-    cfx__checkpoint_meta meta = {0, NAN, NAN};
+    cfx__checkpoint_meta meta = {.loss = NAN,
+                                 .accuracy = NAN,
+                                 .epochs = (uint32_t)o.epochs,
+                                 .batch = (uint32_t)B,
+                                 .constant_lr = o.constant_lr != 0,
+                                 .lr = o.lr,
+                                 .seed = o.seed};
     memset(res, 0, sizeof *res);
+    if (o.checkpoint) meta.data = cfx__checkpoint_fingerprint(images, labels);
     if (o.checkpoint && o.resume) {
         s = cfx__checkpoint_read(o.checkpoint, g, opt, &meta);
         if (s == CFX_ENOTFOUND) s = CFX_OK, meta.epoch = 0;

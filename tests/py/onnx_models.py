@@ -2,6 +2,8 @@
 
 usage: onnx_models.py make OUTDIR     writes bad_ops.onnx (LSTM and NonZero nodes) and
                                       external.onnx whose weights sit in a file that is removed
+       onnx_models.py hostile OUTDIR  writes OUTDIR/model/*.onnx, each wrong in one way that a
+                                      hostile file can be (issue 22), and the files they point at
        onnx_models.py check FILE      onnx.checker.check_model(full_check=True) on FILE
 """
 import os
@@ -16,6 +18,83 @@ if cmd == "check":
     m = onnx.load(arg)
     onnx.checker.check_model(m, full_check=True)
     print("checker ok:", arg, [n.op_type for n in m.graph.node][:8], "...")
+    sys.exit(0)
+
+
+def save(graph, path):
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def external(name, location, shape=(4, 3)):
+    """A float initializer of ones whose data is external, at location (as written)."""
+    t = numpy_helper.from_array(np.ones(shape, np.float32), name)
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(4 * int(np.prod(shape))))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+if cmd == "hostile":
+    mdir = os.path.join(arg, "model")
+    os.makedirs(os.path.join(mdir, "weights"), exist_ok=True)
+    ones = np.ones((4, 3), np.float32).tobytes()
+    # Weights files: one beside the model (allowed), one a folder up and one absolute (both
+    # outside the model's folder), and a link inside the folder that points outside.
+    for p in ("weights/w.data", "../outside.data"):
+        with open(os.path.join(mdir, p), "wb") as f:
+            f.write(ones)
+    os.symlink(os.path.abspath(os.path.join(arg, "outside.data")), os.path.join(mdir, "link.data"))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    mm = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    for name, loc in (("ext_inside", "weights/w.data"), ("ext_up", "../outside.data"),
+                      ("ext_abs", os.path.abspath(os.path.join(arg, "outside.data"))),
+                      ("ext_link", "link.data")):
+        save(helper.make_graph(mm, name, [x], [y], [external("W", loc)]),
+             os.path.join(mdir, name + ".onnx"))
+    # A node whose output is its own input: a Cast of a folded shape, and an Identity of x.
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    yo = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    shape = numpy_helper.from_array(np.array([1, 64], np.int64), "shape")
+    save(helper.make_graph([helper.make_node("Cast", ["shape"], ["shape"], name="cast", to=7),
+                            helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+                           "ssa_cast", [xi], [yo], [shape]), os.path.join(mdir, "ssa_cast.onnx"))
+    save(helper.make_graph([helper.make_node("Identity", ["x"], ["x"], name="ident"),
+                            helper.make_node("Relu", ["x"], ["y"], name="relu")],
+                           "ssa_identity", [xi], [yo]), os.path.join(mdir, "ssa_identity.onnx"))
+    # A Reshape whose target's product overflows int64 to exactly x's 64 elements:
+    # (2^62 + 1) * 64 = 2^68 + 64.
+    big = numpy_helper.from_array(np.array([2 ** 62 + 1, 64], np.int64), "big")
+    save(helper.make_graph([helper.make_node("Reshape", ["x", "big"], ["y"], name="reshape")],
+                           "reshape_overflow", [xi], [yo], [big]),
+         os.path.join(mdir, "reshape_overflow.onnx"))
+    # An int64 shape initializer whose raw data is 3 bytes short of its 2 elements, read by a
+    # Reshape, and cast to float (which tries it as a constant, then as a graph value).
+    cut = numpy_helper.from_array(np.array([1, 64], np.int64), "shape")
+    cut.raw_data = cut.raw_data[:13]
+    save(helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+                           "cut_shape", [xi], [yo], [cut]), os.path.join(mdir, "cut_shape.onnx"))
+    save(helper.make_graph([helper.make_node("Cast", ["shape"], ["y"], name="cast", to=1)],
+                           "cut_cast", [xi], [yo], [cut]), os.path.join(mdir, "cut_cast.onnx"))
+    # Conv attributes a valid model cannot have.
+    xc = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])
+    wc = numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "W")
+    for name, attrs in (("conv_stride0", {"strides": [0, 1]}),
+                        ("conv_dilation0", {"dilations": [1, 0]}),
+                        ("conv_group0", {"group": 0}),
+                        ("conv_kernel", {"kernel_shape": [5, 5]}),
+                        ("conv_pads", {"pads": [2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30]}),
+                        ("conv_pads_neg", {"pads": [-1, 0, 0, 0]}),
+                        ("conv_ok", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})):
+        save(helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], name="conv",
+                                                 **attrs)], name, [xc], [yo], [wc]),
+             os.path.join(mdir, name + ".onnx"))
+    # An input with a zero dimension (not a symbolic one).
+    xz = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 0, 4])
+    save(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "zero_dim",
+                           [xz], [yo]), os.path.join(mdir, "zero_dim.onnx"))
     sys.exit(0)
 
 x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])

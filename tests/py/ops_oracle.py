@@ -1,4 +1,5 @@
-"""PyTorch as the oracle for the op families in src/linear.c, reduce.c, norm.c and loss.c.
+"""PyTorch as the oracle for the op families in src/linear.c, reduce.c, norm.c and loss.c
+(normalize: LPIPS's normalize_tensor).
 
 Usage: ops_oracle.py <case folder>...
 
@@ -61,6 +62,12 @@ def compute(op, attrs, ins):
     elif op == "cosine":
         leaves(0, 1)
         out = F.cosine_similarity(ins[0], ins[1], dim=int(attrs[0]), eps=float(attrs[1]))
+    elif op == "normalize":
+        leaves(0)
+        axis, eps = int(attrs[0]), float(attrs[1])
+        # vector_norm's backward is 0 at a zero vector (the gradient's limit; torch.sqrt's
+        # would be NaN there).
+        out = ins[0] / (torch.linalg.vector_norm(ins[0], dim=axis, keepdim=True) + eps)
     elif op == "batch_norm":
         training, momentum, eps = attrs[0] == "1", float(attrs[1]), float(attrs[2])
         leaves(0, 1, 2)

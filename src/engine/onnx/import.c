@@ -85,6 +85,47 @@ static cfx_status cut_shapes(const Onnx__ModelProto *m, const char *path, const 
     return s;
 }
 
+/* ONNX graphs assign each tensor once (single static assignment; onnx.checker enforces it): a
+ * node output that is already a graph input, an initializer or another node's output is
+ * refused. The import's tensor table relies on it: a name defined again frees what the old
+ * entry held while the node being imported still reads it. */
+static cfx_status check_single_assignment(const Onnx__GraphProto *gr) {
+    cfx__strmap def = {0}; /* name -> 0 graph input, 1 initializer, 2 + k node k */
+    cfx_status st = CFX_OK;
+    for (size_t k = 0; st == CFX_OK && k < gr->n_input; k++)
+        if (gr->input[k]->name) st = cfx__strmap_put(&def, gr->input[k]->name, 0);
+    for (size_t k = 0; st == CFX_OK && k < gr->n_initializer; k++)
+        if (gr->initializer[k]->name) st = cfx__strmap_put(&def, gr->initializer[k]->name, 1);
+    for (size_t k = 0; st == CFX_OK && k < gr->n_node; k++) {
+        const Onnx__NodeProto *n = gr->node[k];
+        for (size_t j = 0; st == CFX_OK && j < n->n_output; j++) {
+            const char *nm = cfx__onnx_out_name(n, j);
+            int32_t was = nm ? cfx__strmap_get(&def, nm, strlen(nm)) : -1;
+            if (was < 0 && nm) {
+                st = k + 2 > INT32_MAX ? CFX_EUNSUPPORTED
+                                       : cfx__strmap_put(&def, nm, (int32_t)k + 2);
+            } else if (was >= 0) {
+                const Onnx__NodeProto *prev = was >= 2 ? gr->node[was - 2] : NULL;
+                char what[300];
+                if (was < 2)
+                    snprintf(what, sizeof what, "%s", was ? "an initializer" : "a graph input");
+                else if (prev == n)
+                    snprintf(what, sizeof what, "another of its outputs");
+                else
+                    snprintf(what, sizeof what, "the output of node '%.200s'",
+                             prev->name && prev->name[0] ? prev->name : "(unnamed)");
+                st = cfx_set_error(CFX_EFORMAT,
+                                   "node '%s' (%s): its output '%s' is already %s (an ONNX graph "
+                                   "assigns each tensor once)",
+                                   n->name && n->name[0] ? n->name : "(unnamed)",
+                                   n->op_type ? n->op_type : "?", nm, what);
+            }
+        }
+    }
+    cfx__strmap_deinit(&def);
+    return st;
+}
+
 static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const char *path,
                                const cfx_onnx_options *o, const int *bind, int nbind, int *outs,
                                int cap, int *nouts) {
@@ -101,6 +142,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
         st = CFX_ENOMEM;
         goto done;
     }
+    if ((st = check_single_assignment(gr)) != CFX_OK) goto done;
     c.needed = needed;
     c.want = want;
     if (!o->outputs_only)
@@ -203,7 +245,13 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
                                vi->name, elem);
             break;
         }
-        for (int d = 0; d < nd; d++)
+        for (int d = 0; d < nd && st == CFX_OK; d++)
+            if (shape[d] == 0)
+                st = cfx_set_error(CFX_EUNSUPPORTED,
+                                   "input '%s': dimension %d is 0; cfx tensors have sizes of at "
+                                   "least 1",
+                                   vi->name, d);
+        for (int d = 0; d < nd && st == CFX_OK; d++)
             if (shape[d] < 0) {
                 if (d > 0) {
                     st = cfx_set_error(CFX_EUNSUPPORTED,

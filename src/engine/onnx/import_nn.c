@@ -45,16 +45,26 @@ static cfx_status window_attrs(cfx__onnx_ctx *c, const cfx_tensor *x, int64_t kh
                               "only 2-D windows (4-D inputs) are supported, input "
                               "has %d dimensions",
                               x->ndim);
+    /* ONNX has no "0 means the default" (cfx's attribute structs do): a stride or dilation
+     * below 1 is an error, as is any value that does not fit the structs' ints. */
     stride[0] = stride[1] = dil[0] = dil[1] = 1;
-    if ((n = cfx__onnx_attr_ints(c->node, "strides", v, 8)) == 2)
-        stride[0] = (int)v[0], stride[1] = (int)v[1];
-    if ((n = cfx__onnx_attr_ints(c->node, "dilations", v, 8)) == 2)
-        dil[0] = (int)v[0], dil[1] = (int)v[1];
+    static const char *const names[3] = {"strides", "dilations", "pads"};
+    int *dst[3] = {stride, dil, pad};
+    const int want[3] = {2, 2, 4};
+    const int64_t lo[3] = {1, 1, 0};
     for (int k = 0; k < 4; k++) pad[k] = 0;
-    if ((n = cfx__onnx_attr_ints(c->node, "pads", v, 8)) == 4)
-        for (int k = 0; k < 4; k++) pad[k] = (int)v[k];
-    else if (n >= 0 && n != 4)
-        return cfx__onnx_fail(c, CFX_EINVAL, "pads has %d values, not 4", n);
+    for (int a = 0; a < 3; a++) {
+        if ((n = cfx__onnx_attr_ints(c->node, names[a], v, 8)) < 0) continue;
+        if (n != want[a])
+            return cfx__onnx_fail(c, CFX_EINVAL, "%s has %d values, not %d (2-D only)", names[a], n,
+                                  want[a]);
+        for (int k = 0; k < n; k++) {
+            if (v[k] < lo[a] || v[k] > (1 << 24))
+                return cfx__onnx_fail(c, CFX_EINVAL, "%s value %lld is not in %lld..%d", names[a],
+                                      (long long)v[k], (long long)lo[a], 1 << 24);
+            dst[a][k] = (int)v[k];
+        }
+    }
     char buf[32];
     const char *ap = cfx__onnx_attr_str(c->node, "auto_pad", "NOTSET", buf, sizeof buf);
     if (transpose) {
@@ -79,15 +89,34 @@ static cfx_status imp_conv_any(cfx__onnx_ctx *c, bool transpose) {
                               "only 2-D convolution is supported (weight has %d "
                               "dimensions)",
                               wt->ndim);
+    int64_t ks[4];
+    int nk = cfx__onnx_attr_ints(c->node, "kernel_shape", ks, 4);
+    if (nk >= 0 && (nk != 2 || ks[0] != wt->shape[2] || ks[1] != wt->shape[3]))
+        return cfx__onnx_fail(c, CFX_EINVAL,
+                              "kernel_shape has %d values (%lld, %lld) but the weight's kernel is "
+                              "%lldx%lld",
+                              nk, (long long)(nk > 0 ? ks[0] : 0), (long long)(nk > 1 ? ks[1] : 0),
+                              (long long)wt->shape[2], (long long)wt->shape[3]);
     cfx_conv2d_attr at = {0};
     CFX_TRY(
         window_attrs(c, xt, wt->shape[2], wt->shape[3], at.stride, at.dilation, at.pad, transpose));
-    at.groups = (int)cfx__onnx_attr_int(c->node, "group", 1);
+    int64_t group = cfx__onnx_attr_int(c->node, "group", 1);
+    if (group < 1 || group > xt->shape[1])
+        return cfx__onnx_fail(c, CFX_EINVAL, "group %lld is not in 1..%lld (the input's channels)",
+                              (long long)group, (long long)xt->shape[1]);
+    at.groups = (int)group;
     if (!transpose) return cfx__onnx_set_out(c, 0, cfx_op_conv2d(c->g, x, w, b, &at));
     int64_t v[4];
-    if (cfx__onnx_attr_ints(c->node, "output_padding", v, 4) == 2)
+    if (cfx__onnx_attr_ints(c->node, "output_padding", v, 4) == 2) {
+        if (v[0] < 0 || v[1] < 0 || v[0] > 65536 || v[1] > 65536)
+            return cfx__onnx_fail(c, CFX_EINVAL, "output_padding (%lld, %lld) is not in 0..65536",
+                                  (long long)v[0], (long long)v[1]);
         at.output_padding[0] = (int)v[0], at.output_padding[1] = (int)v[1];
+    }
     if (cfx__onnx_attr_ints(c->node, "output_shape", v, 4) == 2) {
+        if (v[0] < 1 || v[1] < 1)
+            return cfx__onnx_fail(c, CFX_EINVAL, "output_shape (%lld, %lld) is not positive",
+                                  (long long)v[0], (long long)v[1]);
         /* Padding that yields the requested size; extra goes to the end as SAME_UPPER. */
         for (int d = 0; d < 2; d++) {
             int64_t full = (int64_t)at.stride[d] * (xt->shape[2 + d] - 1) + at.output_padding[d] +
@@ -95,6 +124,11 @@ static cfx_status imp_conv_any(cfx__onnx_ctx *c, bool transpose) {
             int64_t total = full - v[d];
             if (total < 0)
                 return cfx__onnx_fail(c, CFX_EINVAL, "output_shape is larger than possible");
+            if (total > 2 * (1 << 24))
+                return cfx__onnx_fail(c, CFX_EINVAL,
+                                      "output_shape %lld is far below the %lld "
+                                      "the convolution gives",
+                                      (long long)v[d], (long long)full);
             at.pad[d] = (int)(total / 2);
             at.pad[d + 2] = (int)(total - total / 2);
         }
@@ -118,6 +152,9 @@ static cfx_status imp_pool(cfx__onnx_ctx *c, bool max) {
     if (cfx__onnx_attr_ints(c->node, "kernel_shape", k, 4) != 2)
         return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
                               "kernel_shape must have 2 values (2-D pooling only)");
+    if (k[0] < 1 || k[1] < 1 || k[0] > 65536 || k[1] > 65536)
+        return cfx__onnx_fail(c, CFX_EINVAL, "kernel_shape (%lld, %lld) is not in 1..65536",
+                              (long long)k[0], (long long)k[1]);
     cfx_pool2d_attr at = {0};
     at.kernel[0] = (int)k[0], at.kernel[1] = (int)k[1];
     int dil[2];

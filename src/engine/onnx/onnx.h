@@ -62,7 +62,8 @@ const char *cfx__onnx_attr_str(const Onnx__NodeProto *n, const char *name, const
                                char *buf, size_t size);
 /* Copies an ints attribute into out (at most cap); returns its length, or -1 when absent. */
 int cfx__onnx_attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, int cap);
-/* The shape of a value_info (symbolic dimensions as -1); false when it has none. */
+/* The shape of a value_info (symbolic dimensions as -1, a size of 0 as 0); false when it has
+ * none. */
 bool cfx__onnx_info_shape(const Onnx__ValueInfoProto *vi, int *elem, int *ndim, int64_t *shape);
 /* Whether name is an initializer of gr. */
 bool cfx__onnx_is_initializer(const Onnx__GraphProto *gr, const char *name);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static void *pb_alloc(void *opaque, size_t n) {
     (void)opaque;
@@ -77,6 +78,28 @@ int64_t cfx__onnx_model_opset(const Onnx__ModelProto *m) {
     return 1;
 }
 
+/* Whether an external data location stays inside the model's folder: a relative path without a
+ * ".." component (as ONNX Runtime requires) that, when the file exists, still names a file under
+ * the folder with symbolic links resolved. A model must not read /etc/passwd or ../../secrets
+ * into its weights. */
+static bool location_inside(const char *dir, const char *loc, const char *full) {
+    if (!loc[0] || loc[0] == '/') return false;
+    for (const char *p = loc; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') return false;
+        p += n;
+        while (*p == '/') p++;
+    }
+    if (access(full, F_OK) != 0) return true; /* missing: the caller says so */
+    char *rdir = realpath(dir[0] ? dir : ".", NULL), *rfile = realpath(full, NULL);
+    size_t n = rdir ? strlen(rdir) : 0;
+    bool inside = rdir && rfile && strncmp(rfile, rdir, n) == 0 &&
+                  (rfile[n] == '/' || (n == 1 && rdir[0] == '/'));
+    free(rdir); /* realpath's memory is the C library's, not cfx's */
+    free(rfile);
+    return inside;
+}
+
 /* Reads external data ("location", "offset", "length") next to the model into buf. */
 static cfx_status read_external(const char *dir, const Onnx__TensorProto *t, void *buf,
                                 size_t bytes) {
@@ -99,8 +122,16 @@ static cfx_status read_external(const char *dir, const Onnx__TensorProto *t, voi
         return cfx_set_error(CFX_EFORMAT,
                              "tensor '%s': external data length %lld is below %zu bytes", t->name,
                              len, bytes);
+    if (off < 0)
+        return cfx_set_error(CFX_EFORMAT, "tensor '%s': external data offset %lld is negative",
+                             t->name ? t->name : "", off);
     char full[2048];
     snprintf(full, sizeof full, "%s%s", loc[0] == '/' ? "" : dir, loc);
+    if (!location_inside(dir, loc, full))
+        return cfx_set_error(CFX_EFORMAT,
+                             "tensor '%s': external data location '%s' is outside the model's "
+                             "folder (only relative paths inside it are read)",
+                             t->name ? t->name : "", loc);
     FILE *f = fopen(full, "rb");
     if (!f)
         return cfx_set_error(CFX_EIO, "tensor '%s': cannot open external data file '%s': %s",
@@ -216,6 +247,11 @@ cfx_status cfx__onnx_tensor_read(const char *dir, const Onnx__TensorProto *t, fl
             return CFX_OK;
         }
     }
+    if (raw && dt == CFX__ONNX_INT64 && i) { /* exact: a double holds 53 bits */
+        memcpy(i, raw, (size_t)n * 8);
+        cfx_free(ext);
+        return CFX_OK;
+    }
     if (raw) {
         for (int64_t k = 0; k < n; k++) {
             double v = raw_get(raw, dt, k);
@@ -295,7 +331,8 @@ int cfx__onnx_attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out
     return cnt;
 }
 
-/* The shape of a value_info (symbolic dimensions as -1); false when it has none. */
+/* The shape of a value_info (symbolic dimensions as -1, a size of 0 as 0); false when it has
+ * none. */
 bool cfx__onnx_info_shape(const Onnx__ValueInfoProto *vi, int *elem, int *ndim, int64_t *shape) {
     const Onnx__TypeProto *tp = vi ? vi->type : NULL;
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
@@ -307,7 +344,7 @@ bool cfx__onnx_info_shape(const Onnx__ValueInfoProto *vi, int *elem, int *ndim, 
     for (int k = 0; k < *ndim; k++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
         shape[k] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
-                           d->dim_value > 0
+                           d->dim_value >= 0
                        ? d->dim_value
                        : -1;
     }

@@ -90,6 +90,7 @@ cfx_status cfx_onnx_split(const char *path, const char *latent, const char *enco
     Onnx__ModelProto *m = cfx__onnx_model_read(path);
     if (!m) return cfx_error_context(CFX_EFORMAT, "split");
     cfx__onnx_arena a = {0};
+    cfx_outputs both = {0};
     cfx_status st = CFX_ENOMEM;
     Onnx__GraphProto *gr = m->graph;
     uint8_t *needed = cfx_calloc(gr->n_node + 1, 1);
@@ -97,6 +98,9 @@ cfx_status cfx_onnx_split(const char *path, const char *latent, const char *enco
     Onnx__ValueInfoProto *lvi = cfx__onnx_value_info(&a, latent, ndim, shape);
     if (!needed || !outs || !lvi) goto done;
     Onnx__ValueInfoProto *lvo[] = {lvi};
+    /* Both halves or neither: the encoder is renamed into place only once the decoder is
+     * written too. */
+    cfx_outputs_begin(&both);
     if ((st = mark_needed(gr, lat, 1, NULL, needed)) != CFX_OK) goto done;
     if ((st = write_part(m, needed, NULL, lvo, 1, encoder_path)) != CFX_OK) goto done;
     /* The decoder's outputs are the model's, less the latent when the model returns it too. */
@@ -110,7 +114,9 @@ cfx_status cfx_onnx_split(const char *path, const char *latent, const char *enco
         }
     if ((st = mark_needed(gr, outs, (int)nd, latent, needed)) != CFX_OK) goto done;
     st = write_part(m, needed, lvi, dout, nd, decoder_path);
+    if (st == CFX_OK) st = cfx_outputs_commit(&both);
 done:
+    if (st != CFX_OK) cfx_outputs_abort(&both);
     if (st == CFX_ENOMEM && !strstr(cfx_last_error(), "memory"))
         cfx_set_error(CFX_ENOMEM, "split: out of memory");
     cfx_free(needed);

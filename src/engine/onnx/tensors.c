@@ -87,15 +87,22 @@ cfx_status cfx__onnx_entry_from_tensor(cfx__onnx_ctx *c, cfx__onnx_entry *e,
 cfx_status cfx__onnx_entry_decode(cfx__onnx_ctx *c, cfx__onnx_entry *e) {
     if (!e->init) return CFX_OK;
     size_t n = (size_t)(e->numel ? e->numel : 1);
+    cfx_status s;
     if (e->dtype == CFX__ONNX_INT64) {
         e->i = cfx_calloc(n, sizeof *e->i);
         e->batch = cfx_calloc(n, 1);
-        if (!e->i || !e->batch) return CFX_ENOMEM;
-        CFX_TRY(cfx__onnx_tensor_read(c->dir, e->init, NULL, e->i, e->numel));
+        s = !e->i || !e->batch ? CFX_ENOMEM
+                               : cfx__onnx_tensor_read(c->dir, e->init, NULL, e->i, e->numel);
     } else {
         e->f = cfx_calloc(n, sizeof *e->f);
-        if (!e->f) return CFX_ENOMEM;
-        CFX_TRY(cfx__onnx_tensor_read(c->dir, e->init, e->f, NULL, e->numel));
+        s = !e->f ? CFX_ENOMEM : cfx__onnx_tensor_read(c->dir, e->init, e->f, NULL, e->numel);
+    }
+    /* A failure leaves the entry undecoded and owning nothing: importers that find no constant
+     * try the same tensor another way (Cast falls back to the graph value), which decodes it
+     * again. */
+    if (s != CFX_OK) {
+        entry_clear(e);
+        return s;
     }
     e->init = NULL;
     return CFX_OK;
@@ -198,9 +205,16 @@ cfx__onnx_entry *cfx__onnx_const_of(cfx__onnx_ctx *c, const char *name) {
 }
 
 /* Reads a constant input as int64s (at most cap); returns the count, or -1 with a message. */
+/* Whether tensor name is a constant whose data could not be decoded (the message says why). */
+static bool undecodable(cfx__onnx_ctx *c, const char *name) {
+    cfx__onnx_entry *e = name ? cfx__onnx_lookup(c, name) : NULL;
+    return e && e->known && e->id < 0 && e->init;
+}
+
 int cfx__onnx_const_ints(cfx__onnx_ctx *c, size_t k, int64_t *out, int cap, uint8_t *batch) {
     const char *nm = cfx__onnx_in_name(c->node, k);
     cfx__onnx_entry *e = cfx__onnx_const_of(c, nm);
+    if (!e && undecodable(c, nm)) return -1;
     if (!e) {
         cfx__onnx_fail(c, CFX_EUNSUPPORTED,
                        "input %zu ('%s') must be a constant (an initializer or a "
@@ -223,6 +237,7 @@ int cfx__onnx_const_ints(cfx__onnx_ctx *c, size_t k, int64_t *out, int cap, uint
 int cfx__onnx_const_floats(cfx__onnx_ctx *c, size_t k, float *out, int cap) {
     const char *nm = cfx__onnx_in_name(c->node, k);
     cfx__onnx_entry *e = cfx__onnx_const_of(c, nm);
+    if (!e && undecodable(c, nm)) return -1;
     if (!e) {
         cfx__onnx_fail(c, CFX_EUNSUPPORTED, "input %zu ('%s') must be a constant", k, nm ? nm : "");
         return -1;

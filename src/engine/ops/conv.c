@@ -31,13 +31,18 @@ static void normalize(const cfx_conv2d_attr *at, int st[2], int pd[4], int dl[2]
     *groups = at->groups ? at->groups : 1;
 }
 
+/* Strides, dilations and padding larger than these are no convolution anyone runs; the bounds
+ * keep every size computed from them inside int64_t. */
+#define MAX_STRIDE (1 << 16)
+#define MAX_PAD    (1 << 24)
+
 static cfx_status check_attr(const cfx_conv2d_attr *at, bool transposed) {
     for (int i = 0; i < 2; i++) {
-        if (at->stride[i] < 0)
-            return cfx_set_error(CFX_EINVAL, "stride must be positive, got (%d, %d)", at->stride[0],
-                                 at->stride[1]);
-        if (at->dilation[i] < 0)
-            return cfx_set_error(CFX_EINVAL, "dilation must be positive, got (%d, %d)",
+        if (at->stride[i] < 0 || at->stride[i] > MAX_STRIDE)
+            return cfx_set_error(CFX_EINVAL, "stride must be 1..%d, got (%d, %d)", MAX_STRIDE,
+                                 at->stride[0], at->stride[1]);
+        if (at->dilation[i] < 0 || at->dilation[i] > MAX_STRIDE)
+            return cfx_set_error(CFX_EINVAL, "dilation must be 1..%d, got (%d, %d)", MAX_STRIDE,
                                  at->dilation[0], at->dilation[1]);
         if (at->output_padding[i] < 0 || (!transposed && at->output_padding[i] != 0))
             return cfx_set_error(CFX_EINVAL,
@@ -45,8 +50,8 @@ static cfx_status check_attr(const cfx_conv2d_attr *at, bool transposed) {
                                  at->output_padding[0], at->output_padding[1]);
     }
     for (int i = 0; i < 4; i++)
-        if (at->pad[i] < 0)
-            return cfx_set_error(CFX_EINVAL, "padding must be >= 0, got (%d, %d, %d, %d)",
+        if (at->pad[i] < 0 || at->pad[i] > MAX_PAD)
+            return cfx_set_error(CFX_EINVAL, "padding must be 0..%d, got (%d, %d, %d, %d)", MAX_PAD,
                                  at->pad[0], at->pad[1], at->pad[2], at->pad[3]);
     if (at->groups < 0) return cfx_set_error(CFX_EINVAL, "groups must be >= 1, got %d", at->groups);
     return CFX_OK;
@@ -157,6 +162,15 @@ static cfx_status convt_geometry(const cfx__op_args *a, cfx__conv_geom *g) {
 static bool is_pointwise(const cfx__conv_geom *g) {
     return g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && !g->pt && !g->pl && !g->pb &&
            !g->pr && g->Ho == g->Hi && g->Wo == g->Wi;
+}
+
+/* The output, the input and one im2col matrix must be tensors cfx can hold (at most 2^40
+ * elements): huge padding or strides would otherwise overflow the sizes computed from them. */
+static cfx_status check_sizes(const cfx__conv_geom *g) {
+    int64_t n;
+    CFX_TRY(cfx_tensor_check_shape(4, (int64_t[]){g->N, g->Co, g->Ho, g->Wo}, &n));
+    CFX_TRY(cfx_tensor_check_shape(4, (int64_t[]){g->N, g->Ci, g->Hi, g->Wi}, &n));
+    return cfx_tensor_check_shape(5, (int64_t[]){g->Ci / g->G, g->R, g->S, g->Ho, g->Wo}, &n);
 }
 
 /* Floats of one im2col matrix (one image, one group): (Ci/G R S) x (Ho Wo). */
@@ -440,6 +454,7 @@ static void direct_run(const conv_prim *p, bool fwd, const float *src, const flo
 static cfx_status infer(const cfx__op_args *a, cfx__op_shape *s, bool transposed) {
     cfx__conv_geom g = {0};
     CFX_TRY(transposed ? convt_geometry(a, &g) : conv_geometry(a, &g));
+    CFX_TRY(check_sizes(&g));
     s->ndim = 4;
     s->shape[0] = g.N;
     s->shape[1] = transposed ? g.Ci : g.Co;

@@ -1,4 +1,5 @@
-/* loss.c - cosine similarity and the training losses: L1, MSE, L2 and cross-entropy.
+/* loss.c - cosine similarity, LPIPS's normalisation, and the training losses: L1, MSE, L2 and
+ * cross-entropy.
  *
  * Cosine similarity follows PyTorch 1.13 (Debian's python3-torch), which clamps each norm on
  * its own:  cos(a, b) = sum(a b) / (max(|a|, eps) max(|b|, eps)),  not max(|a| |b|, eps).
@@ -134,6 +135,104 @@ int cfx_op_cosine_similarity(cfx_graph *g, int a, int b, int axis, float eps) {
     if (!(eps >= 0)) return cfx__graph_fail(g, "CosineSimilarity", "eps must be >= 0, not %g", eps);
     cos_attr at = {axis, eps > 0 ? eps : 1e-8f};
     return cfx__graph_add(g, &cos_def, (int[]){a, b}, 2, &at);
+}
+
+/* --------------------------------------------------------------------- normalize --- */
+
+/* LPIPS's normalize_tensor along an axis: y = x / s with s = r + eps, r = |x| = sqrt(sum x^2).
+ * Its gradient is dx = g / s - x (x . g) / (r s^2). The second term is taken as 0 where r = 0,
+ * which is its limit (x x^T / r has norm r), so an all-zero vector (a position where every
+ * channel of a ReLU is off) gets g / eps; the same formula built from Sqrt and Div gets
+ * 0.5 / sqrt(0) * 0 = NaN there (so does PyTorch's autograd through torch.sqrt). */
+typedef struct {
+    int axis;
+    float eps;
+} normalize_attr;
+
+static cfx_status normalize_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const normalize_attr *at = a->attr;
+    const cfx_tensor *x = a->in[0];
+    char b[96];
+    if (!x) return cfx_set_error(CFX_EINVAL, "needs an input");
+    int ax = at->axis < 0 ? at->axis + x->ndim : at->axis;
+    if (ax < 0 || ax >= x->ndim)
+        return cfx_set_error(CFX_EINVAL, "axis %d is out of range for input %s", at->axis,
+                             cfx__shape_fmt(x, b, sizeof b));
+    cfx__shape_copy(s, x);
+    return CFX_OK;
+}
+
+/* The (outer, L, inner) view around the axis (cos_dims's, for one input). */
+static void normalize_dims(const cfx__op_args *a, int64_t *outer, int64_t *len, int64_t *inner) {
+    const normalize_attr *at = a->attr;
+    const cfx_tensor *x = a->in[0];
+    int ax = at->axis < 0 ? at->axis + x->ndim : at->axis;
+    *outer = prod(x->shape, 0, ax);
+    *len = x->shape[ax];
+    *inner = prod(x->shape, ax + 1, x->ndim);
+}
+
+/* Vectors [lo, hi) of outer * inner strided ones: y = x / (|x| + eps), the norm in double. */
+static void normalize_forward_rows(const float *restrict X, float *restrict Y, int64_t len,
+                                   int64_t inner, float eps, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t off = (r / inner) * len * inner + r % inner;
+        double ss = 0;
+        for (int64_t l = 0; l < len; l++) ss += (double)X[off + l * inner] * X[off + l * inner];
+        double k = 1.0 / (sqrt(ss) + eps);
+        for (int64_t l = 0; l < len; l++) Y[off + l * inner] = (float)(X[off + l * inner] * k);
+    }
+}
+
+// x (outer, L, inner) -> y (outer, L, inner)
+static void normalize_forward(const cfx__op_args *a) {
+    const normalize_attr *at = a->attr;
+    int64_t outer, len, inner;
+    normalize_dims(a, &outer, &len, &inner);
+    int64_t rows = outer * inner;
+    CFX_PARALLEL_RANGE(
+        rows, rows * len > 32768,
+        normalize_forward_rows(a->in[0]->data, a->out->data, len, inner, at->eps, lo, hi));
+}
+
+static void normalize_backward_rows(const float *restrict X, const float *restrict G,
+                                    float *restrict D, int64_t len, int64_t inner, float eps,
+                                    int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t off = (r / inner) * len * inner + r % inner;
+        double ss = 0, xg = 0;
+        for (int64_t l = 0; l < len; l++) {
+            double x = X[off + l * inner];
+            ss += x * x;
+            xg += x * G[off + l * inner];
+        }
+        double n = sqrt(ss), s = n + eps;
+        double k = 1.0 / s, kx = n > 0 ? xg / (n * s * s) : 0;
+        for (int64_t l = 0; l < len; l++) {
+            int64_t i = off + l * inner;
+            D[i] += (float)(G[i] * k - X[i] * kx);
+        }
+    }
+}
+
+static void normalize_backward(const cfx__op_args *a) {
+    const normalize_attr *at = a->attr;
+    int64_t outer, len, inner;
+    normalize_dims(a, &outer, &len, &inner);
+    int64_t rows = outer * inner;
+    CFX_PARALLEL_RANGE(
+        rows, rows * len > 32768,
+        normalize_backward_rows(a->in[0]->data, a->dout, a->din[0], len, inner, at->eps, lo, hi));
+}
+
+static const cfx__op_def normalize_def = {
+    "Normalize", sizeof(normalize_attr), normalize_infer,   NULL,
+    NULL,        normalize_forward,      normalize_backward};
+
+int cfx_op_normalize(cfx_graph *g, int x, int axis, float eps) {
+    if (!(eps >= 0)) return cfx__graph_fail(g, "Normalize", "eps must be >= 0, not %g", eps);
+    normalize_attr at = {axis, eps > 0 ? eps : 1e-10f};
+    return cfx__graph_add(g, &normalize_def, &x, 1, &at);
 }
 
 /* ------------------------------------------------------------ reduction helpers --- */

@@ -115,6 +115,9 @@ static cfx_status reshape_infer(const cfx__op_args *a, cfx__op_shape *s) {
             return cfx_set_error(CFX_EINVAL, "target %s has a negative dimension", c);
         }
         s->shape[d] = v;
+        if (v > 0 && known > INT64_MAX / v) /* more elements than any input has */
+            return cfx_set_error(CFX_ESHAPE, "input %s (%lld elements) cannot be reshaped to %s",
+                                 cfx__shape_fmt(x, b, sizeof b), (long long)x->numel, c);
         known *= v;
     }
     if (infer_at >= 0) {
