@@ -6,12 +6,14 @@
  *       IGD (L2), FGD and LGD for exactly STEPS updates (threshold 1, which no image reaches:
  *       checked) and Reco and LNN, at batch 1 and 50, on uniform random images; medians of
  *       REPEATS runs. Also LNN among 9,164 candidates (the reference's count: the calibration
- *       codes repeated, all eligible), as "lnn9164". Prints "METHOD BATCH s_per_image s_per_step
- * gflop_per_step" ("-" where not applicable) and "peak_gflops P": the better of three 1024^3 SGEMMs
- * through cfx_blas_sgemm, the GEMM the graphs use, on the same threads. bench_counterfactual
- * examples BUNDLE IMAGES.npy THREADS STOP IGD (L2), FGD and LGD at the reference settings (at most
- * 100 updates, the bundle's threshold) on the images in batches of 50, STOP per-image or per-batch.
- * Prints "METHOD s_per_image success_rate mean_updates".
+ *       codes repeated, all eligible), as "lnn9164". Prints "METHOD BATCH s_per_image
+ *       s_per_step gflop_per_step cpu_s_per_image cpu_s_per_step" ("-" where not applicable),
+ *       then "peak_gflops P": the better of three 1024^3 SGEMMs through cfx_blas_sgemm, the
+ *       GEMM the graphs use, on the same threads.
+ *   bench_counterfactual examples BUNDLE IMAGES.npy THREADS STOP
+ *       IGD (L2), FGD and LGD at the reference settings (at most 100 updates, the bundle's
+ *       threshold) on the images in batches of 50, STOP per-image or per-batch. Prints
+ *       "METHOD s_per_image success_rate mean_updates".
  *
  * The FLOPs of a step are counted from the models' shapes: a step is a forward pass of the
  * networks on the optimised tensor and a backward pass to it (no weight gradients), and each
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The reference's LNN candidate count (issue 18: its batch x candidates x latent tensor took
  * 1.8 GB for 9,164 candidates). */
@@ -90,6 +93,36 @@ static bool gradient(cfx_cf_method m) {
     return m == CFX_CF_IGD || m == CFX_CF_FGD || m == CFX_CF_LGD;
 }
 
+/* CPU seconds of this process: on the shared machine, a one-thread run's CPU time moves far
+ * less with the other jobs' load than its wall time. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Medians over repeats (after one warm-up) of the wall and CPU seconds of `calls` runs of cf on
+ * x, per run. steps > 0: every image must have had exactly that many updates. */
+static void time_runs(cfx_cf *cf, const cfx_tensor *x, cfx_tensor *out, cfx_cf_record *rec,
+                      int calls, int repeats, int steps, double *wall, double *cpu) {
+    double *t = malloc((size_t)repeats * sizeof *t), *c = malloc((size_t)repeats * sizeof *c);
+    for (int k = -1; k < repeats; k++) {
+        double t0 = cfx_now(), c0 = cpu_now();
+        for (int i = 0; i < calls; i++)
+            if (cfx_cf_run(cf, x, out, rec) != CFX_OK) die("run");
+        if (k >= 0) t[k] = (cfx_now() - t0) / calls, c[k] = (cpu_now() - c0) / calls;
+        for (int64_t i = 0; steps > 0 && i < x->shape[0]; i++)
+            if (rec[i].steps != steps) {
+                fprintf(stderr,
+                        "bench_counterfactual: image %lld stopped after %d updates, not %d\n",
+                        (long long)i, rec[i].steps, steps);
+                exit(1);
+            }
+    }
+    *wall = median(t, repeats), *cpu = median(c, repeats);
+    free(t), free(c);
+}
+
 static int bench_steps(const char *dir, int repeats, int steps) {
     cfx_tensor *lat = NULL, *sc = NULL;
     double clf = model_macs(dir, "classifier.onnx"), enc = model_macs(dir, "encoder.onnx");
@@ -107,7 +140,7 @@ static int bench_steps(const char *dir, int repeats, int steps) {
         cfx_rng_init(&r, 1);
         cfx_tensor_fill_uniform(x, &r, 0, 1);
         cfx_cf_record *rec = malloc((size_t)b * sizeof *rec);
-        double *t = malloc((size_t)repeats * sizeof *t);
+        double s, c;
         for (int m = 0; m < CFX_CF_COUNT; m++) {
             cfx_cf_options o = {.distance = CFX_CF_DISTANCE_L2};
             if (gradient(m)) o.max_iter = steps, o.threshold = 1.0, o.stop = CFX_CF_STOP_PER_BATCH;
@@ -115,27 +148,13 @@ static int bench_steps(const char *dir, int repeats, int steps) {
             if (!cf) die(cfx_cf_method_name(m));
             /* Reco and LNN are fast: several calls per timed run, as in the PyTorch peer. */
             int calls = gradient(m) ? 1 : b == 1 ? 20 : 4;
-            for (int k = -1; k < repeats; k++) { /* k = -1 warms up */
-                double t0 = cfx_now();
-                for (int c = 0; c < calls; c++)
-                    if (cfx_cf_run(cf, x, out, rec) != CFX_OK) die(cfx_cf_method_name(m));
-                if (k >= 0) t[k] = (cfx_now() - t0) / calls;
-                for (int i = 0; gradient(m) && i < b; i++)
-                    if (rec[i].steps != steps) {
-                        fprintf(stderr,
-                                "bench_counterfactual: %s: image %d stopped after %d "
-                                "updates, not %d\n",
-                                cfx_cf_method_name(m), i, rec[i].steps, steps);
-                        return 1;
-                    }
-            }
-            double s = median(t, repeats);
+            time_runs(cf, x, out, rec, calls, repeats, gradient(m) ? steps : 0, &s, &c);
             if (gradient(m)) {
                 double per = clf + enc + dec + (m == CFX_CF_LGD ? dec : 0);
-                printf("%s %d %.6g %.6g %.6g\n", cfx_cf_method_name(m), b, s / b, s / steps,
-                       4.0 * per * b / 1e9);
+                printf("%s %d %.6g %.6g %.6g %.6g %.6g\n", cfx_cf_method_name(m), b, s / b,
+                       s / steps, 4.0 * per * b / 1e9, c / b, c / steps);
             } else {
-                printf("%s %d %.6g - -\n", cfx_cf_method_name(m), b, s / b);
+                printf("%s %d %.6g - - %.6g -\n", cfx_cf_method_name(m), b, s / b, c / b);
             }
             fflush(stdout);
             cfx_cf_free(cf);
@@ -150,17 +169,11 @@ static int bench_steps(const char *dir, int repeats, int steps) {
         }
         cfx_cf *cf = cfx_cf_new(bu->competency, CFX_CF_LNN, NULL, b, big, ones);
         if (!cf) die("lnn");
-        int calls = b == 1 ? 20 : 4;
-        for (int k = -1; k < repeats; k++) {
-            double t0 = cfx_now();
-            for (int c = 0; c < calls; c++)
-                if (cfx_cf_run(cf, x, out, rec) != CFX_OK) die("lnn");
-            if (k >= 0) t[k] = (cfx_now() - t0) / calls;
-        }
-        printf("lnn%d %d %.6g - -\n", REF_CANDIDATES, b, median(t, repeats) / b);
+        time_runs(cf, x, out, rec, b == 1 ? 20 : 4, repeats, 0, &s, &c);
+        printf("lnn%d %d %.6g - - %.6g -\n", REF_CANDIDATES, b, s / b, c / b);
         cfx_cf_free(cf);
         cfx_tensor_free(big), cfx_tensor_free(ones);
-        free(rec), free(t);
+        free(rec);
         cfx_tensor_free(x), cfx_tensor_free(out);
         cfx_tensor_free(lat), cfx_tensor_free(sc);
         cfx_bundle_free(bu);

@@ -9,9 +9,11 @@
 #     practical peak (the better of three 1024^3 SGEMMs through cfx's GEMM on those threads);
 #  2. on real low-competency examples (`cfx competency examples`, PER_CAUSE per cause, the
 #     controls left out), at the reference settings (at most 100 updates, threshold 0.9,
-#     batches of 50, EX_THREADS threads): cfx's default per-image stop and the reference's
-#     per-batch rule in cfx, and the per-batch rule in PyTorch: seconds per image, success rate
-#     (rho >= threshold at the end) and mean updates per image.
+#     batches of 50, EX_THREADS threads, default 1): cfx's default per-image stop and the
+#     reference's per-batch rule in cfx, and the per-batch rule in PyTorch: seconds per image,
+#     success rate (rho >= threshold at the end) and mean updates per image.
+# Wall times are medians of REPEATS runs, the better of ROUNDS rounds; a third table gives the
+# one-thread runs' process CPU time, which the other jobs on the machine disturb far less.
 # The bundle and examples are built once into BUILD_DIR/bench-data/cf-signs (signs with 3,000
 # training images per class, 4 epochs each for the classifier and the autoencoder: a few
 # minutes; speed does not depend on the weights). CF_BUNDLE and CF_DATA name another bundle and
@@ -23,7 +25,7 @@ repeats=${REPEATS:-3}
 rounds=${ROUNDS:-3}
 steps=${STEPS:-10}
 per_cause=${PER_CAUSE:-10}
-ex_threads=${EX_THREADS:-2}
+ex_threads=${EX_THREADS:-1}
 cfx="$build/cfx"
 cache="$build/bench-data/cf-signs"
 mkdir -p "$cache"
@@ -75,15 +77,21 @@ for r in $(seq "$rounds"); do
             | sed "s/^/torch $t /" >>"$work/steps"
     done
 done
-# The best round per side, method, batch and threads (by the time per image).
+# The best round per side, method, batch and threads, for each time (wall and CPU) on its own.
 awk '
     $3 == "peak_gflops" { if ($4 > peak[$2]) peak[$2] = $4; next }
     {
         key = $1 " " $2 " " $3 " " $4
-        if (!(key in best) || $5 < best[key]) { best[key] = $5; line[key] = $0 }
+        if (!(key in seen)) { seen[key] = 1; for (i = 1; i <= 9; i++) f[key, i] = $i }
+        for (i = 5; i <= 9; i++)
+            if ($i != "-" && $i + 0 < f[key, i] + 0) f[key, i] = $i
     }
     END {
-        for (k in line) print line[k]
+        for (k in seen) {
+            s = f[k, 1]
+            for (i = 2; i <= 9; i++) s = s " " f[k, i]
+            print s
+        }
         for (t in peak) print "cfx " t " peak_gflops " peak[t]
     }' "$work/steps" >"$work/best"
 mv "$work/best" "$work/steps"
@@ -126,6 +134,27 @@ awk '
             target = m[i] == "reco" ? "2x" : m[i] ~ /^lnn/ ? "10x" : "-"
             printf "| %s | %d | %d | %.3f | %.3f | %.2fx | %s |\n", m[i], batch, t, 1e3 * c,
                 1e3 * p, p / c, target
+        }
+    }' "$work/steps"
+echo
+echo "One thread, process CPU time (what each side's own work took; it moves much less than wall"
+echo "time with the shared machine's load): per step for IGD, FGD and LGD, per image for the rest."
+echo
+printf '| method | batch | cfx CPU ms | PyTorch CPU ms | PyTorch / cfx | target |\n'
+printf '|---|---|---|---|---|---|\n'
+awk '
+    $2 == 1 && $3 != "peak_gflops" {
+        key = $3 " " $4
+        cpu[$1, key] = $9 != "-" ? $9 : $8 # per step where there are steps, else per image
+    }
+    END {
+        n = split("igd fgd lgd reco lnn lnn9164", m, " ")
+        for (b = 1; b <= 2; b++) for (i = 1; i <= n; i++) {
+            batch = b == 1 ? 1 : 50; key = m[i] " " batch
+            c = cpu["cfx", key]; p = cpu["torch", key]
+            target = m[i] == "reco" ? "2x" : m[i] ~ /^lnn/ ? "10x" : batch == 1 ? "5x" : "2x"
+            printf "| %s | %d | %.3f | %.3f | %.2fx | %s |\n", m[i], batch, 1e3 * c, 1e3 * p,
+                p / c, target
         }
     }' "$work/steps"
 echo

@@ -24,8 +24,10 @@ NaN on the first step, where d = 0).
 Usage (the benchmark; medians of REPEATS runs):
   counterfactual_torch.py steps BUNDLE THREADS REPEATS STEPS
       IGD, FGD and LGD for STEPS updates (threshold 1, which no image reaches) and Reco and LNN,
-      at batch 1 and 50, on uniform random images: lines "METHOD BATCH s_per_image s_per_step";
-      also LNN among 9,164 candidates (the calibration codes repeated), as "lnn9164"
+      at batch 1 and 50, on uniform random images: lines "METHOD BATCH s_per_image s_per_step -
+      cpu_s_per_image cpu_s_per_step" (wall and process CPU seconds; "-" where not applicable,
+      the third field being bench_counterfactual.c's FLOP count); also LNN among 9,164
+      candidates (the calibration codes repeated), as "lnn9164"
   counterfactual_torch.py candidates BUNDLE
       the number of LNN's candidates (calibration images with rho above the threshold)
   counterfactual_torch.py examples BUNDLE IMAGES.npy THREADS STOP
@@ -156,15 +158,19 @@ def bench_steps(bun, threads, repeats, steps):
             # LNN and Reco are fast: several calls per timed run, as in bench_counterfactual.c.
             calls = 1 if method in GRADIENT else (20 if batch == 1 else 4)
             run()
-            times = []
+            times, cpus = [], []
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(calls):
                     run()
                 times.append((time.perf_counter() - t0) / calls)
-            t = median(times)
-            per_step = "%.6g" % (t / steps) if method in GRADIENT else "-"
-            print("%s %d %.6g %s" % (method, batch, t / batch, per_step), flush=True)
+                cpus.append((time.process_time() - c0) / calls)
+            t, c = median(times), median(cpus)
+            if method in GRADIENT:
+                print("%s %d %.6g %.6g - %.6g %.6g" % (method, batch, t / batch, t / steps,
+                                                       c / batch, c / steps), flush=True)
+            else:
+                print("%s %d %.6g - - %.6g -" % (method, batch, t / batch, c / batch), flush=True)
 
 
 def bench_examples(bun, images, threads, stop):

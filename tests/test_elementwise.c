@@ -1,6 +1,8 @@
 /* test_elementwise.c - unary and broadcasting binary ops: values and gradient checks. */
 #include "gradcheck.h"
 
+#include <math.h>
+
 typedef int (*unary_fn)(cfx_graph *, int);
 
 /* Builds y = f(x) over a (2,3,4) input with values in [lo, hi] and checks its gradient. */
@@ -60,6 +62,40 @@ CFX_TEST(elementwise, normal_cdf_values) {
     memcpy(cfx_graph_tensor(g, x)->data, xs, sizeof xs);
     CHECK_OK(cfx_graph_forward(g));
     CHECK_ARRAY_NEAR(cfx_graph_tensor(g, y)->data, want, 5, 1e-5, 0);
+    cfx_graph_free(g);
+}
+
+/* Sigmoid's own exponential (elementwise.c) against the logistic in double: within 4 ulp over
+ * [-100, 100] (a million points, both tails where the value is a normal float), exactly 0.5 at
+ * +-0, the limits at +-inf and far out, NaN kept. */
+CFX_TEST(elementwise, sigmoid_values) {
+    enum { N = 1000001, S = 8 };
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 1, (int64_t[]){N + S});
+    int y = cfx_op_sigmoid(g, x);
+    CHECK_OK(cfx_graph_compile(g));
+    float *xs = cfx_graph_tensor(g, x)->data;
+    for (int i = 0; i < N; i++) xs[i] = -100.0f + 200.0f * (float)i / (N - 1);
+    const float special[S] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e30f, -1e30f, 88.0f};
+    memcpy(xs + N, special, sizeof special);
+    CHECK_OK(cfx_graph_forward(g));
+    const float *ys = cfx_graph_tensor(g, y)->data;
+    double worst = 0;
+    int at = 0;
+    for (int i = 0; i < N; i++) {
+        double want = 1.0 / (1.0 + exp(-(double)xs[i]));
+        if (want < 1e-37) continue; /* denormal results: absolute error below 1e-37 */
+        double ulp = nextafterf((float)want, INFINITY) - (float)want;
+        double err = fabs(ys[i] - want) / ulp;
+        if (err > worst) worst = err, at = i;
+    }
+    CHECK_MSG(worst <= 4, "sigmoid(%.9g) = %.9g: %.2f ulp from %.9g", xs[at], ys[at], worst,
+              1.0 / (1.0 + exp(-(double)xs[at])));
+    const float *sy = ys + N;
+    CHECK(sy[0] == 0.5f && sy[1] == 0.5f);
+    CHECK(sy[2] == 1.0f && sy[3] >= 0 && sy[3] < 1e-37f);
+    CHECK(isnan(sy[4]));
+    CHECK(sy[5] == 1.0f && sy[6] >= 0 && sy[6] < 1e-37f && sy[7] == 1.0f);
     cfx_graph_free(g);
 }
 

@@ -42,8 +42,9 @@ struct cfx_cf {
     /* Per-image stopping packs the images still optimised to the front of the graph's batch:
      * slot[j] is the image (of the batch) at row j. */
     int64_t *slot;
-    /* LNN: the candidates above the threshold (ncand x latent_dim, copied), their rows in the
-     * calibration set, their norms (for the cosine), and the search's per-image results. */
+    /* LNN: the candidates above the threshold (copied, interleaved in groups of 8: lnn.c), their
+     * rows in the calibration set, their norms (for the cosine), and the search's per-image
+     * results. */
     float *cand;
     int64_t *cand_row, ncand;
     double *cand_norm;

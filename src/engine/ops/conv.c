@@ -624,7 +624,11 @@ static void convt_forward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
     const cfx__conv_geom *g = &p->geom;
     const float *b = bias_of(a);
-    if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data)) return;
+    /* oneDNN's deconvolution runs without the bias (conv_dnnl.c): it is added here. */
+    if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, NULL, a->out->data)) {
+        if (b) bias_fwd(a->out->data, b, g->N, g->Ci, g->Hi * g->Wi);
+        return;
+    }
     memset(a->out->data, 0, (size_t)a->out->numel * sizeof(float));
     if (p->direct) {
         direct_run(p, false, a->in[0]->data, a->in[1]->data, NULL, a->out->data, a->work);

@@ -81,6 +81,8 @@ typedef struct cfx__conv_dnnl_opts {
 } cfx__conv_dnnl_opts;
 cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, const cfx__conv_dnnl_opts *o);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
+/* b: a Conv's bias, applied by oneDNN; a ConvTranspose's forward is built without one (its
+ * caller adds the bias). */
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
                         float *y);
 bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx,

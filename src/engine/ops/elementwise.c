@@ -176,6 +176,49 @@ static float normal_cdf(float x) {
     return 0.5f * erfcf(-x * 0.70710678118654752f);
 }
 
+/* The logistic function without a call to expf, so that its loop vectorises (glibc's expf is
+ * scalar here: the decoder's Sigmoid over a batch of 50 3x32x32 images took 1.2 ms, 8 ns a
+ * value). With e = e^-|x| in (0, 1], sigmoid(|x|) = 1 / (1 + e) and sigmoid(-|x|) = e / (1 + e),
+ * so the exponential never overflows. e^t for t = -min(|x|, 87.3) (2^n then stays a normal
+ * float; beyond, the result is 1 or below 1.3e-38): t = n ln2 + r with n = round(t / ln2) and
+ * ln2 split in two (Cody and Waite) so that r in [-ln2/2, ln2/2] is exact to float precision,
+ * e^r by Cephes' degree-7 polynomial, 2^n put into the exponent bits. Against the logistic in
+ * double over [-100, 100] the worst error is 2.6 ulp (relative 1.8e-7). The selections (|x|
+ * clamped, the sign, NaN kept) are done on the bits with masks: GCC does not vectorise a loop
+ * with a float comparison's select in it. */
+static inline float sigmoid_value(float x) {
+    int32_t xb, cb, db, edb;
+    memcpy(&xb, &x, sizeof xb);
+    int32_t ab = xb & 0x7fffffff;           /* |x| */
+    cb = ab < 0x42ae999a ? ab : 0x42ae999a; /* min(|x|, 87.3f), on the bits */
+    float a;
+    memcpy(&a, &cb, sizeof a);
+    float t = -a, v = t * 1.44269504088896341f;
+    int32_t ni = (int32_t)(v - 0.5f); /* round(v), v <= 0 */
+    float n = (float)ni;
+    float r = t - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = (ni + 127) * (1 << 23), neg, nan;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    float e = p * scale, d = 1.0f / (1.0f + e), ed = e * d;
+    memcpy(&db, &d, sizeof db);
+    memcpy(&edb, &ed, sizeof edb);
+    neg = -(int32_t)((uint32_t)xb >> 31);                /* all ones for x < 0 */
+    nan = -(int32_t)((uint32_t)(0x7f800000 - ab) >> 31); /* all ones for a NaN */
+    int32_t yb = (((db & ~neg) | (edb & neg)) & ~nan) | (xb & nan);
+    float y;
+    memcpy(&y, &yb, sizeof y);
+    return y;
+}
+
 /* The gradient loop of a unary op: D[i] op G[i] * deriv, op being += (accumulate) or = (the
  * first writer of a fresh buffer, see din_fresh). */
 #define UNARY_BWD_RANGE(name, deriv, op)                                                           \
@@ -235,7 +278,7 @@ static float normal_cdf(float x) {
  * fused into the op before it (cfx__op_def.is_relu) never sees its input. */
 UNARY_OP_DEF(relu, "Relu", x > 0 ? x : 0.0f, y > 0 ? 1.0f : 0.0f, .is_relu = true)
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)
-UNARY_OP(sigmoid, "Sigmoid", 1.0f / (1.0f + expf(-x)), y *(1.0f - y))
+UNARY_OP(sigmoid, "Sigmoid", sigmoid_value(x), y *(1.0f - y))
 UNARY_OP(tanh, "Tanh", tanhf(x), 1.0f - y * y)
 UNARY_OP(clip, "Clip", x < at->lo ? at->lo : (x > at->hi ? at->hi : x),
          (x >= at->lo && x <= at->hi) ? 1.0f : 0.0f)
