@@ -52,6 +52,37 @@ static const char *stb_reason(bool jpeg) {
     return r;
 }
 
+/* Debian's stb_image builds a JPEG Huffman table from the 16 code counts of a DHT segment
+ * without checking that they add up to at most 256 symbols, and writes past its 257-entry array
+ * when they do not (found by fuzzing, fuzz/fuzz_image.c). This walks the file's segments as stb
+ * does, through the entropy-coded data (where a marker is 0xFF and a byte other than 0x00), and
+ * finds such a table first. Valid files always pass: their tables hold at most 256 codes. */
+static bool jpeg_huffman_ok(const unsigned char *b, size_t n) {
+    for (size_t p = 2; p + 1 < n;) {
+        unsigned m = b[p + 1];
+        if (b[p] != 0xFF || m == 0xFF) { /* entropy-coded data, or a fill byte */
+            p++;
+            continue;
+        }
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD9)) { /* segments without length */
+            p += 2;
+            continue;
+        }
+        size_t len = p + 3 < n ? (size_t)b[p + 2] << 8 | b[p + 3] : 0;
+        /* DHT: tables of a class byte, 16 counts and the symbols, as long as the length lasts
+         * (stb reads zeros past the end of the file). */
+        for (long left = (long)len - 2, q = (long)p + 4; m == 0xC4 && left > 0;) {
+            int codes = 0;
+            for (long i = q + 1; i < q + 17; i++) codes += i < (long)n ? b[i] : 0;
+            if (codes > 256) return false;
+            q += 17 + codes;
+            left -= 17 + codes;
+        }
+        p += 2 + len;
+    }
+    return true;
+}
+
 cfx_tensor *cfx_image_read(const char *path, int channels) {
     if (channels != 0 && channels != 1 && channels != 3) {
         cfx_set_error(CFX_EINVAL, "read '%s': channels must be 0, 1 or 3, not %d", path, channels);
@@ -68,6 +99,14 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
     int w, h, comp;
     const stbi_uc *bytes = (const stbi_uc *)buf;
     bool jpeg = size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff;
+    if (jpeg && !jpeg_huffman_ok(bytes, size)) {
+        cfx_set_error(CFX_EFORMAT,
+                      "read '%s': cannot decode the JPEG (corrupt: a Huffman table of more than "
+                      "256 codes)",
+                      path);
+        cfx_free(buf);
+        return NULL;
+    }
     if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
         cfx_set_error(CFX_EFORMAT, "read '%s': %s (stb: %s)", path,
                       jpeg ? "cannot decode the JPEG" : "not a PNG or JPEG image",
