@@ -6,6 +6,7 @@
 #include "base/base.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,13 +120,14 @@ static cfx_status read_results(cfx_run *r) {
         if (!nl) nl = text + size;
         cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "method");
-        double idx = num(j, "index");
+        double idx = num(j, "index"), steps = num(j, "steps");
         int k = 0;
         while (k < CFX_RUN_METHODS &&
                (!cJSON_IsString(m) || strcmp(m->valuestring, cfx_run_method_name(k))))
             k++;
+        /* steps becomes an int: anything but a count (NaN, 1e300) is not a result of cfx's. */
         if (!j || k == CFX_RUN_METHODS || !r->has[k] || !(idx >= 0 && idx < (double)r->n) ||
-            idx != floor(idx)) {
+            idx != floor(idx) || !(steps >= 0 && steps <= INT_MAX)) {
             char what[96];
             snprintf(what, sizeof what, "line %lld is not a result of this run",
                      (long long)line + 1);
@@ -140,7 +142,7 @@ static cfx_status read_results(cfx_run *r) {
                                   .rho_after = num(j, "rho_after"),
                                   .success =
                                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "success")),
-                                  .steps = (int)num(j, "steps"),
+                                  .steps = (int)steps,
                                   .seconds = num(j, "seconds"),
                                   .distance = num(j, "distance"),
                                   .vector_term = num(j, "vector_term"),
