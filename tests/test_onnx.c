@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 /* Runs tests/py/onnx_oracle.py KIND into a fresh folder; NULL (with a failure) on error. */
 static const char *oracle(const char *kind) {
@@ -514,4 +515,26 @@ CFX_TEST(onnx, conv_attributes_and_sizes_that_overflow_are_refused) {
     CHECK(cfx_op_conv2d(g, x, w, -1, &at) < 0);
     CHECK_MSG(strstr(cfx_last_error(), "padding must be 0..") != NULL, "%s", cfx_last_error());
     cfx_graph_free(g);
+}
+
+/* Found by fuzzing (fuzz/fuzz_onnx.c; the file is its input, 199 bytes): a graph output without
+ * a name (protobuf-c leaves an absent string NULL) reached strlen(NULL) in the import. Graph
+ * inputs, outputs and initializers without a name are refused when the file is read, for the
+ * import, the summary and the split alike. */
+CFX_TEST(onnx, graph_output_without_a_name_is_refused) {
+    const char *path = "tests/data/fuzz-regressions/onnx/graph_output_without_a_name.onnx";
+    char enc[600], dec[600];
+    snprintf(enc, sizeof enc, "%s/enc.onnx", cfx_test_tmpdir());
+    snprintf(dec, sizeof dec, "%s/dec.onnx", cfx_test_tmpdir());
+    CHECK(cfx_onnx_load(path, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) &&
+                  strstr(cfx_last_error(), "graph output 0 has no name"),
+              "message: %s", cfx_last_error());
+    CHECK(cfx_onnx_info_load(path) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "graph output 0 has no name"), "message: %s",
+              cfx_last_error());
+    CHECK(cfx_onnx_split(path, "x", enc, dec) != CFX_OK);
+    CHECK_MSG(strstr(cfx_last_error(), "graph output 0 has no name"), "message: %s",
+              cfx_last_error());
+    CHECK(access(enc, F_OK) != 0 && access(dec, F_OK) != 0);
 }

@@ -65,6 +65,24 @@ Onnx__ModelProto *cfx__onnx_model_read(const char *path) {
         cfx_set_error(CFX_EFORMAT, "'%s' is not an ONNX model (it has no graph)", path);
         return NULL;
     }
+    /* ONNX requires a name on every graph input, output and initializer; the import, info and
+     * split look them up by name (an output without one reached strlen(NULL), found by
+     * fuzzing). */
+    const Onnx__GraphProto *gr = m->graph;
+    const char *what = NULL;
+    size_t k = 0;
+    for (k = 0; !what && k < gr->n_input; k++)
+        if (!gr->input[k]->name) what = "input";
+    for (k = what ? k : 0; !what && k < gr->n_output; k++)
+        if (!gr->output[k]->name) what = "output";
+    for (k = what ? k : 0; !what && k < gr->n_initializer; k++)
+        if (!gr->initializer[k]->name) what = "initializer";
+    if (what) {
+        cfx__onnx_model_free(m);
+        cfx_set_error(CFX_EFORMAT, "'%s' is not a valid ONNX model: graph %s %zu has no name", path,
+                      what, k - 1);
+        return NULL;
+    }
     return m;
 }
 
