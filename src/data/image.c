@@ -57,8 +57,8 @@ static const char *stb_reason(bool jpeg) {
  * when they do not (found by fuzzing, fuzz/fuzz_image.c). This walks the file's segments as stb
  * does, through the entropy-coded data (where a marker is 0xFF and a byte other than 0x00), and
  * finds such a table first. Valid files always pass: their tables hold at most 256 codes. */
-static bool jpeg_huffman_ok(const unsigned char *b, size_t n) {
-    for (size_t p = 2; p + 1 < n;) {
+static bool jpeg_huffman_ok(const unsigned char *b, size_t n, size_t p) {
+    while (p + 1 < n) {
         unsigned m = b[p + 1];
         if (b[p] != 0xFF || m == 0xFF) { /* entropy-coded data, or a fill byte */
             p++;
@@ -98,8 +98,11 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
     }
     int w, h, comp;
     const stbi_uc *bytes = (const stbi_uc *)buf;
-    bool jpeg = size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff;
-    if (jpeg && !jpeg_huffman_ok(bytes, size)) {
+    /* A JPEG as stb finds one: its start-of-image marker, 0xFF 0xD8, after any 0xFF fill. */
+    size_t soi = 0;
+    while (soi < size && bytes[soi] == 0xff) soi++;
+    bool jpeg = soi > 0 && soi < size && bytes[soi] == 0xd8;
+    if (jpeg && !jpeg_huffman_ok(bytes, size, soi + 1)) {
         cfx_set_error(CFX_EFORMAT,
                       "read '%s': cannot decode the JPEG (corrupt: a Huffman table of more than "
                       "256 codes)",
