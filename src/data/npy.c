@@ -151,10 +151,14 @@ cfx_tensor *cfx_npy_read(const char *path) {
     int ndim = 0;
     int64_t shape[CFX_MAX_DIMS];
     if (parse_header(path, header, &type, &isize, &ndim, shape) != CFX_OK) goto done;
-    /* The header's size against the file's, before allocating: a 160-byte file claimed 13 GB
-     * (found by fuzzing). */
-    double bytes = (double)isize;
-    for (int d = 0; d < ndim; d++) bytes *= (double)shape[d];
+    /* The shape, then its size against the file's, before allocating: a 160-byte file claimed
+     * 13 GB (found by fuzzing). */
+    int64_t numel;
+    if (cfx_tensor_check_shape(ndim, shape, &numel) != CFX_OK) {
+        cfx_error_context(CFX_EFORMAT, "'%s'", path);
+        goto done;
+    }
+    double bytes = (double)isize * (double)numel;
     struct stat st;
     long data_at = ftell(f);
     if (data_at >= 0 && fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
