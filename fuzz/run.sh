@@ -13,6 +13,8 @@ shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 regress="$here/../tests/data/fuzz-regressions"
 mkdir -p "$build/findings" "$build/logs"
+# The targets write each input to a file: in memory when /dev/shm is there.
+if [ -z "${TMPDIR:-}" ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 total=0
 for t in "$@"; do
     case "$t" in
