@@ -9,7 +9,8 @@
 #   idx             IDX files plain and gzip-compressed, of each element type (Python's struct)
 #   image           PNGs written by cfx (the report's figures), and Pillow's PNG and JPEG kinds
 #                   (gray, RGB, RGBA, palette, 16-bit, progressive), tests/data's odd JPEG
-#   onnx            the bundle target's models, `cfx train`'s models when small, and
+#   onnx            the bundle target's models, `cfx train`'s models when small, the tests'
+#                   torch.onnx.export models (tests/py/onnx_oracle.py cnn, ae) and
 #                   tests/py/onnx_models.py's hand-made and hostile files
 #   concepts        the first images of data/vg_random.json
 #   checkpoint      a checkpoint of build-fuzz/fuzz/checkpoint's model (CFX_FUZZ_WRITE_SEED)
@@ -97,6 +98,10 @@ PY
 mkdir -p "$w/onnx"
 run $py "$here/../tests/py/onnx_models.py" make "$w/onnx"
 run $py "$here/../tests/py/onnx_models.py" hostile "$w/onnx"
+for kind in cnn ae; do # torch.onnx.export's graphs (batch norm, pooling, resize, transposed conv)
+    mkdir -p "$w/torch_$kind"
+    run $py "$here/../tests/py/onnx_oracle.py" $kind "$w/torch_$kind"
+done
 find "$w" -name '*.onnx' -size -64k | while read -r f; do
     cp "$f" "$corpus/onnx/$(echo "${f#"$w"/}" | tr / _)"
 done

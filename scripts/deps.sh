@@ -9,8 +9,8 @@ protobuf-c-compiler libcjson-dev libcurl4-openssl-dev liblapacke-dev zlib1g-dev"
 data="wordnet-base dataset-fashion-mnist fonts-dejavu-core"
 test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nltk python3-torchvision python3-pil chromium"
 # make fuzz: clang with libFuzzer and the sanitizers' runtimes, OpenMP for clang; the seeds are
-# written by cfx and by Python (ONNX, Pillow).
-fuzz="clang-14 libclang-rt-14-dev libomp-14-dev python3 python3-numpy python3-onnx python3-pil"
+# written by cfx and by Python (ONNX, PyTorch's exporter, Pillow).
+fuzz="clang-14 libclang-rt-14-dev libomp-14-dev python3 python3-numpy python3-onnx python3-torch python3-pil"
 
 want=""
 for set in "$@"; do
