@@ -947,6 +947,23 @@ CFX_TEST(counterfactual, run_folder_line_without_a_step_count_is_refused) {
     snprintf(path, sizeof path, "%s/counterfactuals_igd.npy", dir);
     CHECK_OK(cfx_npy_write(path, x));
     cfx_tensor_free(x);
+    /* An image_shape beyond 65536 is refused, and not converted to int first (1e111 was: UB,
+     * found by fuzz_run; UBSan failed before the fix). */
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    f = fopen(path, "wb");
+    fputs("{\"format\": \"cfx-counterfactual-run\", \"images\": 1, \"image_shape\": [1e111, 2, "
+          "2], \"methods\": [\"igd\"], \"bundle_fingerprint\": \"0\", \"settings\": "
+          "{\"threshold\": 0.5}}\n",
+          f);
+    fclose(f);
+    CHECK(cfx_run_open(dir) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "a bad image_shape"), "message: %s", cfx_last_error());
+    f = fopen(path, "wb");
+    fputs("{\"format\": \"cfx-counterfactual-run\", \"images\": 1, \"image_shape\": [1, 2, 2], "
+          "\"methods\": [\"igd\"], \"bundle_fingerprint\": \"0\", \"settings\": {\"threshold\": "
+          "0.5}}\n",
+          f);
+    fclose(f);
     const char *steps[] = {"\"steps\": 3, ", "", "\"steps\": null, ", "\"steps\": 1e300, ",
                            "\"steps\": -1, "};
     for (int c = 0; c < 5; c++) {

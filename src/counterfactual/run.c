@@ -61,8 +61,10 @@ static cfx_status read_run_json(cfx_run *r) {
         s = fail(r->dir, "run.json", "not a run written by cfx counterfactual");
     for (int d = 0; s == CFX_OK && d < 3; d++) {
         double v = cJSON_GetArrayItem(shape, d)->valuedouble;
-        if (!(v >= 1 && v <= 65536)) s = fail(r->dir, "run.json", "a bad image_shape");
-        (&r->c)[d] = (int)v;
+        if (!(v >= 1 && v <= 65536))
+            s = fail(r->dir, "run.json", "a bad image_shape");
+        else
+            (&r->c)[d] = (int)v; /* only in range: 1e111 was converted (UB, found by fuzzing) */
     }
     for (const cJSON *m = methods ? methods->child : NULL; s == CFX_OK && m; m = m->next) {
         int k = 0;
