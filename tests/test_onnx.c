@@ -500,6 +500,10 @@ CFX_TEST(onnx, conv_attributes_and_sizes_that_overflow_are_refused) {
     check_refused(dir, "conv_pads", "pads value 1073741824 is not in 0..");
     check_refused(dir, "conv_pads_neg", "pads value -1 is not in 0..");
     check_refused(dir, "reshape_overflow", "cannot be reshaped to (4611686018427387905, 64)");
+    /* Of a constant, folded at import: the product overflowed int64 (UB, found by fuzz_onnx;
+     * UBSan failed on it before the fix). */
+    check_refused(dir, "reshape_fold_overflow",
+                  "the target shape (size 64 in dimension 1) is negative or overflows");
     /* A size of 0 is no symbolic dimension (the message called it one). */
     check_refused(dir, "zero_dim", "input 'x': dimension 1 is 0;");
     char path[800];

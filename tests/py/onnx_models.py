@@ -70,6 +70,11 @@ if cmd == "hostile":
     save(helper.make_graph([helper.make_node("Reshape", ["x", "big"], ["y"], name="reshape")],
                            "reshape_overflow", [xi], [yo], [big]),
          os.path.join(mdir, "reshape_overflow.onnx"))
+    # The same Reshape of a constant (folded at import): the product overflowed there too.
+    c64 = numpy_helper.from_array(np.ones((1, 64), np.float32), "c")
+    save(helper.make_graph([helper.make_node("Reshape", ["c", "big"], ["y"], name="reshape")],
+                           "reshape_fold_overflow", [xi], [yo], [c64, big]),
+         os.path.join(mdir, "reshape_fold_overflow.onnx"))
     # An int64 shape initializer whose raw data is 3 bytes short of its 2 elements, read by a
     # Reshape, and cast to float (which tries it as a constant, then as a graph value).
     cut = numpy_helper.from_array(np.array([1, 64], np.int64), "shape")
