@@ -5,6 +5,7 @@
 #   make bench      benchmarks against PyTorch (never part of the tests)
 #   make asan       tests under AddressSanitizer and UBSan
 #   make memcheck   tests under valgrind
+#   make fuzz       every libFuzzer target of fuzz/ for FUZZ_SECONDS each (clang, ASan + UBSan)
 #   make install    PREFIX=/usr/local
 
 PREFIX    ?= /usr/local
@@ -29,7 +30,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps layers test demo bench asan memcheck clean install format
+.PHONY: all deps layers test demo bench asan memcheck fuzz clean install format
 
 all: $(BUILD)/cfx $(BUILD)/cfx_tests
 
@@ -104,6 +105,25 @@ memcheck: all
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 valgrind --error-exitcode=1 --suppressions=tests/valgrind.supp \
 	    --leak-check=full --errors-for-leak-kinds=definite $(BUILD)/cfx_tests $(CFX_TEST_ARGS)
 
+# Fuzzing (README "Fuzzing"): the library built by clang with libFuzzer's coverage and the
+# sanitizers into build-fuzz/, one program per parser, seeds written by cfx itself
+# (fuzz/seeds.sh), then each target for FUZZ_SECONDS; any crash, leak or UB fails the run.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(sort $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c)))
+FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@scripts/deps.sh fuzz
+	$(MAKE) $(BUILD)/cfx
+	$(MAKE) BUILD=build-fuzz CC=clang-14 \
+	    OPT="-O1 -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	    $(FUZZ_TARGETS:%=build-fuzz/fuzz/%)
+	fuzz/seeds.sh $(BUILD)/cfx build-fuzz
+	fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+$(BUILD)/fuzz/%: fuzz/fuzz_%.c fuzz/fuzz.h $(BUILD)/libcfx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $< $(BUILD)/libcfx.a -o $@ $(LDLIBS)
+
 install: $(BUILD)/cfx $(BUILD)/libcfx.a
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(BUILD)/cfx $(DESTDIR)$(PREFIX)/bin/cfx
@@ -115,9 +135,10 @@ install: $(BUILD)/cfx $(BUILD)/libcfx.a
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cfx.pc
 
 format:
-	clang-format -i include/*.h $(shell find src -name '*.[ch]') cli/*.c cli/*.h tests/*.c tests/*.h bench/*.c
+	clang-format -i include/*.h $(shell find src -name '*.[ch]') cli/*.c cli/*.h tests/*.c tests/*.h bench/*.c fuzz/*.c fuzz/*.h
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/gen/onnx.pb-c.d
+-include $(wildcard $(BUILD)/fuzz/*.d)

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a make target needs, only those that are missing.
-# Usage: scripts/deps.sh build|data|test|bench
+# Usage: scripts/deps.sh build|data|test|bench|fuzz
 # Runs apt-get update once, and only when something has to be installed.
 set -eu
 
@@ -8,6 +8,9 @@ build="gcc make pkg-config libopenblas-dev libdnnl-dev libstb-dev libprotobuf-c-
 protobuf-c-compiler libcjson-dev libcurl4-openssl-dev liblapacke-dev zlib1g-dev"
 data="wordnet-base dataset-fashion-mnist fonts-dejavu-core"
 test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nltk python3-torchvision python3-pil chromium"
+# make fuzz: clang with libFuzzer and the sanitizers' runtimes, OpenMP for clang; the seeds are
+# written by cfx and by Python (ONNX, PyTorch's exporter, Pillow).
+fuzz="clang-14 libclang-rt-14-dev libomp-14-dev python3 python3-numpy python3-onnx python3-torch python3-pil"
 
 want=""
 for set in "$@"; do
@@ -16,7 +19,8 @@ for set in "$@"; do
         data) want="$want $data" ;;
         test) want="$want $build $data $test" ;;
         bench) want="$want $build $data $test" ;;
-        *) echo "deps.sh: unknown set '$set' (build, data, test, bench)" >&2; exit 2 ;;
+        fuzz) want="$want $build $data $fuzz" ;;
+        *) echo "deps.sh: unknown set '$set' (build, data, test, bench, fuzz)" >&2; exit 2 ;;
     esac
 done
 

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 enum { C = TINY_C, H = TINY_H, W = TINY_W, K = TINY_K, D = TINY_D, F = TINY_F, IMG = C * H * W };
 
@@ -923,4 +924,63 @@ CFX_TEST(counterfactual, an_image_with_a_non_finite_code_fails_alone_in_every_me
     cfx_tensor_free(lat), cfx_tensor_free(sc);
     cfx_tensor_free(xs), cfx_tensor_free(out);
     cfx_competency_free(cm);
+}
+
+/* Found by fuzzing (fuzz/fuzz_run.c, tests/data/fuzz-regressions/run/): a results.jsonl line
+ * without a number for "steps" had NaN converted to int (undefined behaviour; INT_MIN steps in
+ * the tallies). cfx writes steps as a count on every line, so anything else is refused, naming
+ * the file and line. */
+CFX_TEST(counterfactual, run_folder_line_without_a_step_count_is_refused) {
+    char dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/run", cfx_test_tmpdir());
+    CHECK(mkdir(dir, 0700) == 0);
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    FILE *f = fopen(path, "wb");
+    fputs("{\"format\": \"cfx-counterfactual-run\", \"images\": 1, \"image_shape\": [1, 2, 2], "
+          "\"methods\": [\"igd\"], \"bundle_fingerprint\": \"0\", \"settings\": {\"threshold\": "
+          "0.5}}\n",
+          f);
+    fclose(f);
+    cfx_tensor *x = cfx_tensor_new(4, (int64_t[]){1, 1, 2, 2});
+    snprintf(path, sizeof path, "%s/images.npy", dir);
+    CHECK_OK(cfx_npy_write(path, x));
+    snprintf(path, sizeof path, "%s/counterfactuals_igd.npy", dir);
+    CHECK_OK(cfx_npy_write(path, x));
+    cfx_tensor_free(x);
+    /* An image_shape beyond 65536 is refused, and not converted to int first (1e111 was: UB,
+     * found by fuzz_run; UBSan failed before the fix). */
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    f = fopen(path, "wb");
+    fputs("{\"format\": \"cfx-counterfactual-run\", \"images\": 1, \"image_shape\": [1e111, 2, "
+          "2], \"methods\": [\"igd\"], \"bundle_fingerprint\": \"0\", \"settings\": "
+          "{\"threshold\": 0.5}}\n",
+          f);
+    fclose(f);
+    CHECK(cfx_run_open(dir) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "a bad image_shape"), "message: %s", cfx_last_error());
+    f = fopen(path, "wb");
+    fputs("{\"format\": \"cfx-counterfactual-run\", \"images\": 1, \"image_shape\": [1, 2, 2], "
+          "\"methods\": [\"igd\"], \"bundle_fingerprint\": \"0\", \"settings\": {\"threshold\": "
+          "0.5}}\n",
+          f);
+    fclose(f);
+    const char *steps[] = {"\"steps\": 3, ", "", "\"steps\": null, ", "\"steps\": 1e300, ",
+                           "\"steps\": -1, "};
+    for (int c = 0; c < 5; c++) {
+        snprintf(path, sizeof path, "%s/results.jsonl", dir);
+        f = fopen(path, "wb");
+        fprintf(f, "{\"method\": \"igd\", \"index\": 0, %s\"success\": true}\n", steps[c]);
+        fclose(f);
+        cfx_run *r = cfx_run_open(dir);
+        if (c == 0) {
+            CHECK_MSG(r && r->results[0].present && r->results[0].steps == 3, "%s",
+                      r ? "steps" : cfx_last_error());
+        } else {
+            CHECK_MSG(r == NULL, "results.jsonl with %s opened", c == 1 ? "no steps" : steps[c]);
+            CHECK_MSG(strstr(cfx_last_error(), "results.jsonl") &&
+                          strstr(cfx_last_error(), "line 1"),
+                      "message: %s", cfx_last_error());
+        }
+        cfx_run_free(r);
+    }
 }

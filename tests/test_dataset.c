@@ -340,3 +340,42 @@ CFX_TEST(dataset, non_finite_or_non_byte_images_are_refused) {
               "%s", cfx_last_error());
     cfx_tensor_free(t);
 }
+
+/* Found by fuzzing (fuzz/fuzz_manifest.c, tests/data/fuzz-regressions/manifest/): a label of
+ * -2.1e33 in a float labels array was converted to int before it was checked (undefined
+ * behaviour: UBSan, as `make asan` and the fuzzer build run, failed before the fix). Labels
+ * that are no whole class number are refused with their value and index. */
+CFX_TEST(dataset, huge_or_fractional_labels_are_refused) {
+    const char *dir = cfx_test_tmpdir();
+    char root[600], out[600], path[800];
+    snprintf(root, sizeof root, "%s/imgs", dir);
+    mkdir(root, 0700);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 5; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "%02d.png", i);
+            write_png(root, k ? "b" : "a", name, k, i, 4, 4);
+        }
+    snprintf(out, sizeof out, "%s/ds", dir);
+    cfx_data_options o = {.out = out, .seed = 1};
+    CHECK_OK(cfx_data_prepare_folder(&o, root, 0, 0, 0, NULL, 0.2, 0.2));
+    cfx_dataset *d = cfx_dataset_load(out, "test");
+    CHECK_MSG(d != NULL, "%s", cfx_last_error());
+    int64_t n = d ? d->n : 1;
+    cfx_dataset_free(d);
+    cfx_tensor *t = cfx_tensor_new(1, (int64_t[]){n});
+    snprintf(path, sizeof path, "%s/test_labels.npy", out);
+    const float bad[3] = {-2.09981e33f, 3e9f, 0.5f};
+    const char *want[3] = {"label -2.09981e+33 at index 0", "label 3e+09 at index 0",
+                           "label 0.5 at index 0"};
+    for (int k = 0; k < 3; k++) {
+        t->data[0] = bad[k];
+        CHECK_OK(cfx_npy_write(path, t));
+        d = cfx_dataset_load(out, "test");
+        CHECK_MSG(d == NULL && strstr(cfx_last_error(), want[k]) &&
+                      strstr(cfx_last_error(), "test_labels.npy"),
+                  "%g: loaded %s: %s", (double)bad[k], d ? "fine" : "not", cfx_last_error());
+        cfx_dataset_free(d);
+    }
+    cfx_tensor_free(t);
+}

@@ -138,3 +138,54 @@ CFX_TEST(idx, truncated_corrupt_and_foreign_files_are_refused) {
     CHECK(cfx_idx_read("/nonexistent/x.gz") == NULL);
     CHECK(strstr(cfx_last_error(), "/nonexistent/x.gz") != NULL);
 }
+
+/* The largest block asked of the allocator while it is installed. */
+static size_t largest;
+static void *largest_realloc(void *p, size_t n, void *ctx) {
+    (void)ctx;
+    if (n > largest) largest = n;
+    return realloc(p, n);
+}
+static void largest_free(void *p, void *ctx) {
+    (void)ctx;
+    free(p);
+}
+
+/* Found by fuzzing (fuzz/fuzz_idx.c, tests/data/fuzz-regressions/idx/): a 37-byte file whose
+ * header claims 2 x 2 x 1129074517 bytes had them allocated (and zeroed) before any data was
+ * read, so the fuzzer ran out of its 2 GiB. The header is now checked against what the file
+ * can hold: its size, or 1032 times it when compressed (deflate's largest ratio). */
+CFX_TEST(idx, a_header_larger_than_the_file_is_refused_before_allocating) {
+    const char *dir = cfx_test_tmpdir();
+    char path[600];
+    /* 2 x 16384 x 16384 floats (2 GiB) in 12 data bytes, plain and gzip-compressed. */
+    const unsigned char head[] = {0, 0, 0x0D, 3, 0, 0, 0, 2, 0, 0, 0x40, 0, 0, 0, 0x40, 0};
+    for (int gz = 0; gz < 2; gz++) {
+        snprintf(path, sizeof path, "%s/huge%s", dir, gz ? ".idx.gz" : ".idx");
+        if (gz) {
+            gzFile g = gzopen(path, "wb");
+            gzwrite(g, head, sizeof head);
+            gzwrite(g, "abcdefghijkl", 12);
+            gzclose(g);
+        } else {
+            FILE *f = fopen(path, "wb");
+            fwrite(head, 1, sizeof head, f);
+            fwrite("abcdefghijkl", 1, 12, f);
+            fclose(f);
+        }
+        largest = 0;
+        cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+        cfx_tensor *t = cfx_idx_read(path);
+        uint8_t *u8 = NULL;
+        int ndim;
+        int64_t shape[CFX_MAX_DIMS];
+        cfx_status s = cfx_idx_read_u8(path, &u8, &ndim, shape);
+        cfx_set_allocator(NULL);
+        CHECK(t == NULL);
+        CHECK(s != CFX_OK);
+        CHECK_MSG(largest < (1 << 20), "%s: a block of %zu bytes was allocated", path, largest);
+        CHECK_MSG(strstr(cfx_last_error(), "more than the file can hold") &&
+                      strstr(cfx_last_error(), path),
+                  "message: %s", cfx_last_error());
+    }
+}

@@ -173,4 +173,68 @@ CFX_TEST(image, pillow_agrees_both_ways) {
         CHECK_ARRAY_NEAR(got->data, want->data, (size_t)want->numel, 0, 6.0 / 255);
     cfx_tensor_free(got);
     cfx_tensor_free(want);
+    snprintf(path, sizeof path, "%s/progressive.jpg", dir);
+    got = cfx_image_read(path, 3), want = oracle(dir, "progressive");
+    CHECK_MSG(got && want && cfx_tensor_same_shape(got, want), "%s", cfx_last_error());
+    if (got && want && cfx_tensor_same_shape(got, want))
+        CHECK_ARRAY_NEAR(got->data, want->data, (size_t)want->numel, 0, 6.0 / 255);
+    cfx_tensor_free(got);
+    cfx_tensor_free(want);
+}
+
+/* Found by fuzzing (fuzz/fuzz_image.c; the file is its input): a JPEG whose Huffman table
+ * (DHT) has code counts adding up to more than 256 made stb_image write past its table (UBSan:
+ * index 257 out of bounds in stbi__build_huffman). cfx checks the tables first and refuses the
+ * file by name. */
+CFX_TEST(image, jpeg_huffman_table_of_more_than_256_codes_is_refused) {
+    const char *path = "tests/data/fuzz-regressions/image/dht_of_more_than_256_codes.jpg";
+    CHECK(cfx_image_read(path, 0) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) && strstr(cfx_last_error(), "Huffman table"),
+              "message: %s", cfx_last_error());
+    /* The same table at the end of a file cut inside it (stb reads zeros past the end). */
+    char *data;
+    size_t n;
+    CHECK_OK(cfx_file_read_all(path, &data, &n));
+    char cut[600];
+    snprintf(cut, sizeof cut, "%s/cut.jpg", cfx_test_tmpdir());
+    FILE *f = fopen(cut, "wb");
+    fwrite(data, 1, 0xe7, f); /* up to the second DHT's last count */
+    fclose(f);
+    cfx_free(data);
+    CHECK(cfx_image_read(cut, 0) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "Huffman table"), "message: %s", cfx_last_error());
+    /* stb takes 0xFF fill bytes before the start-of-image marker; so does the check (the
+     * fuzzer's second input began 0xFF 0xFF 0xD8). */
+    path = "tests/data/fuzz-regressions/image/dht_after_ff_fill_before_soi.jpg";
+    CHECK(cfx_image_read(path, 0) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "Huffman table"), "message: %s", cfx_last_error());
+}
+
+/* The largest block asked of the allocator while it is installed. */
+static size_t largest;
+static void *largest_realloc(void *p, size_t n, void *ctx) {
+    (void)ctx;
+    if (n > largest) largest = n;
+    return realloc(p, n);
+}
+static void largest_free(void *p, void *ctx) {
+    (void)ctx;
+    free(p);
+}
+
+/* Found by fuzzing (fuzz/fuzz_image.c; the file is its input): a 129-byte PNG whose IDAT chunk
+ * states 2 GiB made stb_image grow its buffer to that before finding the bytes missing. Chunks
+ * longer than the rest of the file are refused first. */
+CFX_TEST(image, png_chunk_longer_than_the_file_is_refused_before_allocating) {
+    const char *path = "tests/data/fuzz-regressions/image/idat_of_2_gib_in_129_bytes.png";
+    largest = 0;
+    cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+    cfx_tensor *t = cfx_image_read(path, 0);
+    cfx_set_allocator(NULL);
+    CHECK(t == NULL);
+    cfx_tensor_free(t);
+    CHECK_MSG(largest < (1 << 20), "a block of %zu bytes was allocated", largest);
+    CHECK_MSG(strstr(cfx_last_error(), path) &&
+                  strstr(cfx_last_error(), "truncated or corrupt PNG"),
+              "message: %s", cfx_last_error());
 }

@@ -66,3 +66,47 @@ CFX_TEST(npy, truncated_and_missing_files_fail_clearly) {
     cfx_free(data);
     cfx_tensor_free(t);
 }
+
+/* The largest block asked of the allocator while it is installed. */
+static size_t largest;
+static void *largest_realloc(void *p, size_t n, void *ctx) {
+    (void)ctx;
+    if (n > largest) largest = n;
+    return realloc(p, n);
+}
+static void largest_free(void *p, void *ctx) {
+    (void)ctx;
+    free(p);
+}
+
+/* Found by fuzzing (fuzz/fuzz_npy.c, tests/data/fuzz-regressions/npy/): a 160-byte file whose
+ * header gives 3444444444 int64 values had 13 GB asked of the allocator before its data was
+ * read. The header's size is checked against the file's first. */
+CFX_TEST(npy, a_header_larger_than_the_file_is_refused_before_allocating) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/huge.npy", cfx_test_tmpdir());
+    const char *h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 16384, 16384), }";
+    char head[128];
+    memset(head, ' ', sizeof head);
+    memcpy(head, "\x93NUMPY\x01\x00\x76\x00", 10);
+    memcpy(head + 10, h, strlen(h));
+    head[127] = '\n';
+    FILE *f = fopen(path, "wb");
+    fwrite(head, 1, sizeof head, f);
+    fwrite("abcdefghijkl", 1, 12, f);
+    fclose(f);
+    largest = 0;
+    cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+    cfx_tensor *t = cfx_npy_read(path);
+    cfx_set_allocator(NULL);
+    CHECK(t == NULL);
+    cfx_tensor_free(t);
+    CHECK_MSG(largest < (1 << 20), "a block of %zu bytes was allocated", largest);
+    CHECK_MSG(strstr(cfx_last_error(), "truncated .npy data") && strstr(cfx_last_error(), path) &&
+                  strstr(cfx_last_error(), "2147483648 bytes"),
+              "message: %s", cfx_last_error());
+    t = cfx_npy_read("tests/data/fuzz-regressions/npy/shape_3444444444_in_160_bytes.npy");
+    CHECK(t == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "truncated .npy data"), "message: %s", cfx_last_error());
+    cfx_tensor_free(t);
+}

@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 /* Runs tests/py/onnx_oracle.py KIND into a fresh folder; NULL (with a failure) on error. */
 static const char *oracle(const char *kind) {
@@ -499,6 +500,10 @@ CFX_TEST(onnx, conv_attributes_and_sizes_that_overflow_are_refused) {
     check_refused(dir, "conv_pads", "pads value 1073741824 is not in 0..");
     check_refused(dir, "conv_pads_neg", "pads value -1 is not in 0..");
     check_refused(dir, "reshape_overflow", "cannot be reshaped to (4611686018427387905, 64)");
+    /* Of a constant, folded at import: the product overflowed int64 (UB, found by fuzz_onnx;
+     * UBSan failed on it before the fix). */
+    check_refused(dir, "reshape_fold_overflow",
+                  "the target shape (size 64 in dimension 1) is negative or overflows");
     /* A size of 0 is no symbolic dimension (the message called it one). */
     check_refused(dir, "zero_dim", "input 'x': dimension 1 is 0;");
     char path[800];
@@ -514,4 +519,64 @@ CFX_TEST(onnx, conv_attributes_and_sizes_that_overflow_are_refused) {
     CHECK(cfx_op_conv2d(g, x, w, -1, &at) < 0);
     CHECK_MSG(strstr(cfx_last_error(), "padding must be 0..") != NULL, "%s", cfx_last_error());
     cfx_graph_free(g);
+}
+
+/* Found by fuzzing (fuzz/fuzz_onnx.c; the file is its input, 199 bytes): a graph output without
+ * a name (protobuf-c leaves an absent string NULL) reached strlen(NULL) in the import. Graph
+ * inputs, outputs and initializers without a name are refused when the file is read, for the
+ * import, the summary and the split alike. */
+CFX_TEST(onnx, graph_output_without_a_name_is_refused) {
+    const char *path = "tests/data/fuzz-regressions/onnx/graph_output_without_a_name.onnx";
+    char enc[600], dec[600];
+    snprintf(enc, sizeof enc, "%s/enc.onnx", cfx_test_tmpdir());
+    snprintf(dec, sizeof dec, "%s/dec.onnx", cfx_test_tmpdir());
+    CHECK(cfx_onnx_load(path, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) &&
+                  strstr(cfx_last_error(), "graph output 0 has no name"),
+              "message: %s", cfx_last_error());
+    CHECK(cfx_onnx_info_load(path) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "graph output 0 has no name"), "message: %s",
+              cfx_last_error());
+    CHECK(cfx_onnx_split(path, "x", enc, dec) != CFX_OK);
+    CHECK_MSG(strstr(cfx_last_error(), "graph output 0 has no name"), "message: %s",
+              cfx_last_error());
+    CHECK(access(enc, F_OK) != 0 && access(dec, F_OK) != 0);
+}
+
+/* The largest block asked of the allocator while it is installed. */
+static size_t largest;
+static void *largest_realloc(void *p, size_t n, void *ctx) {
+    (void)ctx;
+    if (n > largest) largest = n;
+    return realloc(p, n);
+}
+static void largest_free(void *p, void *ctx) {
+    (void)ctx;
+    free(p);
+}
+
+/* Found by fuzzing (fuzz/fuzz_onnx.c; tests/data/fuzz-regressions/onnx/ holds its 148-byte
+ * input): a MatMul weight of 503 million elements with 48 bytes of external data had its 2 GB
+ * allocated as a parameter before the data was looked at. A tensor's data is now checked (raw
+ * bytes, typed values, the external file's size) before anything is allocated for it. */
+CFX_TEST(onnx, a_weight_larger_than_its_data_is_refused_before_allocating) {
+    const char *dir = hostile_models();
+    if (!dir) return;
+    const char *cases[][2] = {
+        {"huge_external", "is shorter than 2147483648 bytes"},
+        {"huge_raw", "holds 48 bytes of data, not the 2147483648 its shape needs"},
+        {"", ""}};
+    for (int k = 0; k < 3; k++) {
+        largest = 0;
+        cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+        if (k < 2)
+            check_refused(dir, cases[k][0], cases[k][1]);
+        else
+            CHECK(cfx_onnx_load("tests/data/fuzz-regressions/onnx/"
+                                "weight_of_2_gb_with_48_bytes_external.onnx",
+                                NULL) == NULL);
+        cfx_set_allocator(NULL);
+        CHECK_MSG(largest < (1 << 20), "%s: a block of %zu bytes was allocated",
+                  k < 2 ? cases[k][0] : "the fuzzer's input", largest);
+    }
 }

@@ -1,8 +1,10 @@
 /* test_train.c - layer initialisation, the reference architectures, and training: it learns,
  * it is deterministic, resuming from a checkpoint gives the same bytes, bad input is refused. */
+#include "learn/checkpoint.h"
 #include "learn/trainer.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -544,4 +546,59 @@ CFX_TEST(train, resume_refuses_a_corrupt_count_or_other_settings) {
     CHECK_MSG(strstr(cfx_last_error(), "values of optimizer state") != NULL, "%s",
               cfx_last_error());
     cfx_tensor_free(im);
+}
+
+/* Found by fuzzing (fuzz/fuzz_checkpoint.c, tests/data/fuzz-regressions/checkpoint/): the
+ * optimizer's step count is stored as a float and was converted to an integer unchecked (-4e34:
+ * undefined behaviour), and NaN weights were restored as they came. Both are refused as corrupt,
+ * naming the file; a valid checkpoint still restores its step count and weights. */
+CFX_TEST(train, checkpoint_with_a_bad_step_count_or_nan_is_corrupt) {
+    cfx_rng r;
+    cfx_rng_init(&r, 1);
+    cfx_graph *g = cfx_graph_new();
+    int y = cfx_layer_linear(g, cfx_graph_input(g, "x", 2, (int64_t[]){1, 4}), "fc", 3, &r);
+    CHECK_OK(cfx_graph_set_output(g, y, NULL));
+    CHECK_OK(cfx_graph_compile(g));
+    size_t np;
+    float *p = cfx_graph_params(g, &np);
+    cfx_optim *opt = cfx_optim_adam(np, NULL);
+    float grad[15] = {0.5f};
+    CHECK_INT_EQ(np, 15);
+    for (int k = 0; k < 3; k++) CHECK_OK(cfx_optim_step(opt, p, grad));
+    const float p0 = p[0];
+    char path[600];
+    snprintf(path, sizeof path, "%s/tiny.ckpt", cfx_test_tmpdir());
+    const cfx__checkpoint_meta settings = {.epochs = 3, .batch = 8, .lr = 1e-3f, .seed = 5};
+    cfx__checkpoint_meta m = settings;
+    m.epoch = 1;
+    CHECK_OK(cfx__checkpoint_write(path, g, opt, &m));
+    /* The header is 60 bytes; then the parameters, then the state (step count first). */
+    const long step_at = 60 + 4 * (long)np;
+    const float bad[] = {-4.15384e34f, NAN, 2.5f, 1e30f, -1};
+    for (int k = 0; k < 6; k++) {
+        FILE *f = fopen(path, "r+b");
+        float v = k < 5 ? bad[k] : 3;
+        fseek(f, step_at, SEEK_SET);
+        fwrite(&v, 4, 1, f);
+        fclose(f);
+        p[0] = 7, m = settings;
+        cfx_status s = cfx__checkpoint_read(path, g, opt, &m);
+        if (k < 5)
+            CHECK_MSG(s == CFX_EFORMAT && strstr(cfx_last_error(), "step count") &&
+                          strstr(cfx_last_error(), path),
+                      "step count %g: %s, %s", (double)v, cfx_status_str(s), cfx_last_error());
+        else
+            CHECK_MSG(s == CFX_OK && p[0] == p0 && m.epoch == 1, "%s", cfx_last_error());
+    }
+    /* A NaN weight. */
+    FILE *f = fopen(path, "r+b");
+    float nan = NAN;
+    fseek(f, 60 + 4 * 2, SEEK_SET);
+    fwrite(&nan, 4, 1, f);
+    fclose(f);
+    m = settings;
+    CHECK_ERR(cfx__checkpoint_read(path, g, opt, &m), CFX_EFORMAT);
+    CHECK_MSG(strstr(cfx_last_error(), "parameter 2 is not finite"), "%s", cfx_last_error());
+    cfx_optim_free(opt);
+    cfx_graph_free(g);
 }

@@ -6,6 +6,7 @@
 #include "base/base.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,8 +61,10 @@ static cfx_status read_run_json(cfx_run *r) {
         s = fail(r->dir, "run.json", "not a run written by cfx counterfactual");
     for (int d = 0; s == CFX_OK && d < 3; d++) {
         double v = cJSON_GetArrayItem(shape, d)->valuedouble;
-        if (!(v >= 1 && v <= 65536)) s = fail(r->dir, "run.json", "a bad image_shape");
-        (&r->c)[d] = (int)v;
+        if (!(v >= 1 && v <= 65536))
+            s = fail(r->dir, "run.json", "a bad image_shape");
+        else
+            (&r->c)[d] = (int)v; /* only in range: 1e111 was converted (UB, found by fuzzing) */
     }
     for (const cJSON *m = methods ? methods->child : NULL; s == CFX_OK && m; m = m->next) {
         int k = 0;
@@ -119,13 +122,14 @@ static cfx_status read_results(cfx_run *r) {
         if (!nl) nl = text + size;
         cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "method");
-        double idx = num(j, "index");
+        double idx = num(j, "index"), steps = num(j, "steps");
         int k = 0;
         while (k < CFX_RUN_METHODS &&
                (!cJSON_IsString(m) || strcmp(m->valuestring, cfx_run_method_name(k))))
             k++;
+        /* steps becomes an int: anything but a count (NaN, 1e300) is not a result of cfx's. */
         if (!j || k == CFX_RUN_METHODS || !r->has[k] || !(idx >= 0 && idx < (double)r->n) ||
-            idx != floor(idx)) {
+            idx != floor(idx) || !(steps >= 0 && steps <= INT_MAX)) {
             char what[96];
             snprintf(what, sizeof what, "line %lld is not a result of this run",
                      (long long)line + 1);
@@ -140,7 +144,7 @@ static cfx_status read_results(cfx_run *r) {
                                   .rho_after = num(j, "rho_after"),
                                   .success =
                                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "success")),
-                                  .steps = (int)num(j, "steps"),
+                                  .steps = (int)steps,
                                   .seconds = num(j, "seconds"),
                                   .distance = num(j, "distance"),
                                   .vector_term = num(j, "vector_term"),

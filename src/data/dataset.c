@@ -147,8 +147,10 @@ cfx_dataset *cfx_dataset_load(const char *dir, const char *split) {
         d->class_ids[i] = (int32_t)id;
     }
     for (int64_t i = 0; i < count; i++) {
+        /* A label that is no whole number in 0..2^30 matches no class (-1); converting -2e33
+         * to int was undefined (found by fuzzing). */
         float v = lab->data[i];
-        int32_t l = (int32_t)v, idx = -1;
+        int32_t l = v >= 0 && v <= (float)(1 << 30) && v == floorf(v) ? (int32_t)v : -1, idx = -1;
         if (original) {
             for (int j = 0; j < k; j++)
                 if (d->class_ids[j] == l) idx = j;

@@ -8,6 +8,7 @@
 #include "base/base.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 typedef struct {
@@ -82,6 +83,20 @@ static cfx_status read_header(const char *path, gzFile *g, const idx_type **type
     }
     if ((s = cfx_tensor_check_shape(*ndim, shape, numel)) != CFX_OK) {
         cfx_error_context(s, "'%s'", path);
+        goto fail;
+    }
+    /* The header's size is checked against the file's before anything is allocated: a 40-byte
+     * file must not claim gigabytes. Deflate expands at most 1032:1, so a compressed file of
+     * S bytes holds at most 1032 S. */
+    struct stat st;
+    double bytes = (double)*numel * (double)(*type)->size;
+    double most = stat(path, &st) == 0 ? (double)st.st_size * (gzdirect(*g) ? 1 : 1032) : bytes;
+    if (bytes > most) {
+        s = cfx_set_error(CFX_EFORMAT,
+                          "'%s': the header gives %lld elements of %zu bytes, more than the "
+                          "file can hold (%lld bytes%s); the file is truncated or corrupt",
+                          path, (long long)*numel, (*type)->size, (long long)st.st_size,
+                          gzdirect(*g) ? "" : " compressed");
         goto fail;
     }
     return CFX_OK;

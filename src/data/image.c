@@ -22,6 +22,10 @@
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STBI_NO_STDIO
+/* cfx reads PNG and JPEG only: stb's other decoders (BMP, GIF, PSD, TGA, HDR, ...) would be
+ * more code reading untrusted bytes for formats cfx does not promise. */
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
 #define STBI_WRITE_NO_STDIO
 #define STBI_FAILURE_USERMSG
 #pragma GCC diagnostic push
@@ -52,6 +56,50 @@ static const char *stb_reason(bool jpeg) {
     return r;
 }
 
+/* Debian's stb_image builds a JPEG Huffman table from the 16 code counts of a DHT segment
+ * without checking that they add up to at most 256 symbols, and writes past its 257-entry array
+ * when they do not (found by fuzzing, fuzz/fuzz_image.c). This walks the file's segments as stb
+ * does, through the entropy-coded data (where a marker is 0xFF and a byte other than 0x00), and
+ * finds such a table first. Valid files always pass: their tables hold at most 256 codes. */
+static bool jpeg_huffman_ok(const unsigned char *b, size_t n, size_t p) {
+    while (p + 1 < n) {
+        unsigned m = b[p + 1];
+        if (b[p] != 0xFF || m == 0xFF) { /* entropy-coded data, or a fill byte */
+            p++;
+            continue;
+        }
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD9)) { /* segments without length */
+            p += 2;
+            continue;
+        }
+        size_t len = p + 3 < n ? (size_t)b[p + 2] << 8 | b[p + 3] : 0;
+        /* DHT: tables of a class byte, 16 counts and the symbols, as long as the length lasts
+         * (stb reads zeros past the end of the file). */
+        for (long left = (long)len - 2, q = (long)p + 4; m == 0xC4 && left > 0;) {
+            int codes = 0;
+            for (long i = q + 1; i < q + 17; i++) codes += i < (long)n ? b[i] : 0;
+            if (codes > 256) return false;
+            q += 17 + codes;
+            left -= 17 + codes;
+        }
+        p += 2 + len;
+    }
+    return true;
+}
+
+/* stb_image grows its buffer for a PNG's image data to each IDAT chunk's stated length before
+ * it finds the bytes missing: 129 bytes asked for 2 GiB (found by fuzzing). Every chunk up to
+ * IEND must fit in the file, as in any valid PNG. */
+static bool png_chunks_fit(const unsigned char *b, size_t n) {
+    for (size_t p = 8; p + 8 <= n;) {
+        size_t len = (size_t)b[p] << 24 | (size_t)b[p + 1] << 16 | (size_t)b[p + 2] << 8 | b[p + 3];
+        if (len > n - p - 8) return false;
+        if (memcmp(b + p + 4, "IEND", 4) == 0) return true;
+        p += 12 + len; /* length, type, data, CRC */
+    }
+    return true; /* a file cut between chunks: stb says what is missing */
+}
+
 cfx_tensor *cfx_image_read(const char *path, int channels) {
     if (channels != 0 && channels != 1 && channels != 3) {
         cfx_set_error(CFX_EINVAL, "read '%s': channels must be 0, 1 or 3, not %d", path, channels);
@@ -67,7 +115,26 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
     }
     int w, h, comp;
     const stbi_uc *bytes = (const stbi_uc *)buf;
-    bool jpeg = size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff;
+    /* A JPEG as stb finds one: its start-of-image marker, 0xFF 0xD8, after any 0xFF fill. */
+    size_t soi = 0;
+    while (soi < size && bytes[soi] == 0xff) soi++;
+    bool jpeg = soi > 0 && soi < size && bytes[soi] == 0xd8;
+    if (size >= 8 && memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) == 0 && !png_chunks_fit(bytes, size)) {
+        cfx_set_error(CFX_EFORMAT,
+                      "read '%s': truncated or corrupt PNG (a chunk is longer than the rest of "
+                      "the file)",
+                      path);
+        cfx_free(buf);
+        return NULL;
+    }
+    if (jpeg && !jpeg_huffman_ok(bytes, size, soi + 1)) {
+        cfx_set_error(CFX_EFORMAT,
+                      "read '%s': cannot decode the JPEG (corrupt: a Huffman table of more than "
+                      "256 codes)",
+                      path);
+        cfx_free(buf);
+        return NULL;
+    }
     if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
         cfx_set_error(CFX_EFORMAT, "read '%s': %s (stb: %s)", path,
                       jpeg ? "cannot decode the JPEG" : "not a PNG or JPEG image",

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 typedef enum { NPY_F4, NPY_F8, NPY_U1, NPY_I4, NPY_I8 } npy_type;
 
@@ -150,6 +151,24 @@ cfx_tensor *cfx_npy_read(const char *path) {
     int ndim = 0;
     int64_t shape[CFX_MAX_DIMS];
     if (parse_header(path, header, &type, &isize, &ndim, shape) != CFX_OK) goto done;
+    /* The shape, then its size against the file's, before allocating: a 160-byte file claimed
+     * 13 GB (found by fuzzing). */
+    int64_t numel;
+    if (cfx_tensor_check_shape(ndim, shape, &numel) != CFX_OK) {
+        cfx_error_context(CFX_EFORMAT, "'%s'", path);
+        goto done;
+    }
+    double bytes = (double)isize * (double)numel;
+    struct stat st;
+    long data_at = ftell(f);
+    if (data_at >= 0 && fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+        bytes > (double)st.st_size - (double)data_at) {
+        cfx_set_error(CFX_EFORMAT,
+                      "'%s': truncated .npy data (the header gives %.0f bytes of values, the file "
+                      "holds %lld after the header)",
+                      path, bytes, (long long)st.st_size - data_at);
+        goto done;
+    }
     if (!(t = cfx_tensor_new(ndim, shape))) {
         cfx_error_context(CFX_EFORMAT, "'%s'", path);
         goto done;
@@ -201,8 +220,8 @@ done:
 
 /* The header of an array of type descr: magic, version 1.0, length and the dict, padded with
  * spaces and a newline so that the data starts at a multiple of 64. */
-static cfx_status npy_header(const char *descr, int ndim, const int64_t *shape,
-                             unsigned char *buf, size_t cap, size_t *len) {
+static cfx_status npy_header(const char *descr, int ndim, const int64_t *shape, unsigned char *buf,
+                             size_t cap, size_t *len) {
     int64_t numel;
     CFX_TRY(cfx_tensor_check_shape(ndim, shape, &numel));
     char dict[512];
@@ -215,8 +234,16 @@ static cfx_status npy_header(const char *descr, int ndim, const int64_t *shape,
     size_t total = ((size_t)10 + (size_t)n + 1 + 63) / 64 * 64;
     if (total > cap) return cfx_set_error(CFX_EINVAL, "npy header: %zu bytes do not fit", total);
     size_t hlen = total - 10;
-    const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                                   (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
+    const unsigned char pre[10] = {0x93,
+                                   'N',
+                                   'U',
+                                   'M',
+                                   'P',
+                                   'Y',
+                                   1,
+                                   0,
+                                   (unsigned char)(hlen & 0xff),
+                                   (unsigned char)(hlen >> 8)};
     memcpy(buf, pre, 10);
     memset(buf + 10, ' ', hlen);
     memcpy(buf + 10, dict, (size_t)n);

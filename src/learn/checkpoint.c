@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 
 #define MAGIC "CFXCKPT2"
@@ -88,6 +89,18 @@ static bool differs(const cfx__checkpoint_meta *f, const cfx__checkpoint_meta *w
     return true;
 }
 
+/* Whether an optimizer step count stored as a float is one (floats are exact up to 2^24). */
+static bool finite_count(float t) {
+    return t >= 0 && t <= 16777216.0f && t == floorf(t);
+}
+
+/* The index of the first NaN or infinity in x[0, n), or n. */
+static size_t first_not_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
 cfx_status cfx__checkpoint_read(const char *path, cfx_graph *g, cfx_optim *opt,
                                 cfx__checkpoint_meta *m) {
     FILE *f = fopen(path, "rb");
@@ -95,7 +108,7 @@ cfx_status cfx__checkpoint_read(const char *path, cfx_graph *g, cfx_optim *opt,
         if (errno == ENOENT) return CFX_ENOTFOUND;
         return cfx_set_error(CFX_EIO, "checkpoint '%s': %s", path, strerror(errno));
     }
-    size_t np, ns = cfx_optim_state_size(opt);
+    size_t np, ns = cfx_optim_state_size(opt), bad;
     float *p = cfx_graph_params(g, &np);
     char magic[8] = {0}, why[160];
     uint64_t n64 = 0, s64 = 0;
@@ -143,6 +156,20 @@ cfx_status cfx__checkpoint_read(const char *path, cfx_graph *g, cfx_optim *opt,
                fread(state, sizeof(float), ns, f) != ns || fread(&m->loss, 8, 1, f) != 1 ||
                fread(&m->accuracy, 8, 1, f) != 1) {
         s = cfx_set_error(CFX_EFORMAT, "checkpoint '%s' is truncated", path);
+    } else if (ns > 0 && !finite_count(state[0])) {
+        /* cfx_optim_state_load converts it to an integer: -4e34 was undefined (fuzz_checkpoint). */
+        s = cfx_set_error(CFX_EFORMAT,
+                          "checkpoint '%s' is corrupt: its optimizer step count is %g, not a whole "
+                          "number in 0..2^24",
+                          path, (double)state[0]);
+    } else if ((bad = first_not_finite(params, np)) < np ||
+               (bad = np + first_not_finite(state, ns)) < np + ns) {
+        /* Training refuses non-finite gradients, so cfx never writes NaN or Inf. */
+        s = cfx_set_error(CFX_EFORMAT,
+                          "checkpoint '%s' is corrupt: %s %zu is not finite (delete it to train "
+                          "from the start)",
+                          path, bad < np ? "parameter" : "optimizer state value",
+                          bad < np ? bad : bad - np);
     } else {
         memcpy(p, params, np * sizeof(float));
         cfx_optim_state_load(opt, state);

@@ -70,6 +70,11 @@ if cmd == "hostile":
     save(helper.make_graph([helper.make_node("Reshape", ["x", "big"], ["y"], name="reshape")],
                            "reshape_overflow", [xi], [yo], [big]),
          os.path.join(mdir, "reshape_overflow.onnx"))
+    # The same Reshape of a constant (folded at import): the product overflowed there too.
+    c64 = numpy_helper.from_array(np.ones((1, 64), np.float32), "c")
+    save(helper.make_graph([helper.make_node("Reshape", ["c", "big"], ["y"], name="reshape")],
+                           "reshape_fold_overflow", [xi], [yo], [c64, big]),
+         os.path.join(mdir, "reshape_fold_overflow.onnx"))
     # An int64 shape initializer whose raw data is 3 bytes short of its 2 elements, read by a
     # Reshape, and cast to float (which tries it as a constant, then as a graph value).
     cut = numpy_helper.from_array(np.array([1, 64], np.int64), "shape")
@@ -91,6 +96,18 @@ if cmd == "hostile":
         save(helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], name="conv",
                                                  **attrs)], name, [xc], [yo], [wc]),
              os.path.join(mdir, name + ".onnx"))
+    # A 4 x 2^27 weight (2 GiB) with 48 bytes of data, external and raw: refused before the
+    # 2 GiB are allocated (found by fuzzing).
+    huge = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4, 2 ** 27])
+    huge_raw = TensorProto()
+    huge_raw.CopyFrom(huge)
+    huge_raw.raw_data = ones
+    huge.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "weights/w.data"), ("offset", "0")):
+        e = huge.external_data.add()
+        e.key, e.value = k, v
+    for name, t in (("huge_external", huge), ("huge_raw", huge_raw)):
+        save(helper.make_graph(mm, name, [x], [y], [t]), os.path.join(mdir, name + ".onnx"))
     # An input with a zero dimension (not a symbolic one).
     xz = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 0, 4])
     save(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "zero_dim",

@@ -27,3 +27,7 @@ smooth = np.stack([x * 5, y * 7, (x + y) * 3], axis=2).astype(np.uint8)
 Image.fromarray(smooth, "RGB").save(out + "/smooth.jpg", quality=95)
 dec = np.asarray(Image.open(out + "/smooth.jpg").convert("RGB"))
 np.save(out + "/smooth.npy", np.ascontiguousarray(dec.transpose(2, 0, 1)))
+# Progressive: Huffman tables between the scans (cfx checks them before stb reads them).
+Image.fromarray(smooth, "RGB").save(out + "/progressive.jpg", quality=95, progressive=True)
+dec = np.asarray(Image.open(out + "/progressive.jpg").convert("RGB"))
+np.save(out + "/progressive.npy", np.ascontiguousarray(dec.transpose(2, 0, 1)))

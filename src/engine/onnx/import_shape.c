@@ -367,11 +367,19 @@ static cfx_status imp_reshape(cfx__onnx_ctx *c) {
         int64_t s[CFX_MAX_DIMS], known = 1;
         int infer = -1;
         for (int k = 0; k < nd; k++) {
+            if (shape[k] == 0 && k >= e->ndim)
+                return cfx__onnx_fail(c, CFX_EFORMAT,
+                                      "Reshape: a 0 (copy) in dimension %d of a %d-d input", k,
+                                      e->ndim);
             s[k] = shape[k] == 0 ? e->shape[k] : shape[k];
+            /* The product is checked as it grows (found by fuzzing: it overflowed int64). */
             if (s[k] == -1)
                 infer = k;
-            else
-                known *= s[k];
+            else if (s[k] < 0 || __builtin_mul_overflow(known, s[k], &known))
+                return cfx__onnx_fail(c, CFX_EFORMAT,
+                                      "Reshape: the target shape (size %lld in dimension %d) is "
+                                      "negative or overflows",
+                                      (long long)s[k], k);
         }
         if (infer >= 0) s[infer] = known ? e->numel / known : 0;
         return cfx__onnx_fold_reshape(c, e, nd, s);

@@ -46,6 +46,8 @@ int64_t cfx__onnx_model_opset(const Onnx__ModelProto *m);
 bool cfx__onnx_is_int_type(int t);
 /* The element count of t from its dims, or -1 when they are negative or overflow. */
 int64_t cfx__onnx_tensor_numel(const Onnx__TensorProto *t);
+/* Whether t holds n elements' data (without reading it); check before allocating for it. */
+cfx_status cfx__onnx_tensor_check(const char *dir, const Onnx__TensorProto *t, int64_t n);
 /* Decodes n elements of t into f (floats) or i (int64s), exactly one of them non-NULL; external
  * data is read relative to dir (the model's folder, with its trailing '/'). */
 cfx_status cfx__onnx_tensor_read(const char *dir, const Onnx__TensorProto *t, float *f, int64_t *i,

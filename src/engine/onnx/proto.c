@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void *pb_alloc(void *opaque, size_t n) {
@@ -65,6 +66,24 @@ Onnx__ModelProto *cfx__onnx_model_read(const char *path) {
         cfx_set_error(CFX_EFORMAT, "'%s' is not an ONNX model (it has no graph)", path);
         return NULL;
     }
+    /* ONNX requires a name on every graph input, output and initializer; the import, info and
+     * split look them up by name (an output without one reached strlen(NULL), found by
+     * fuzzing). */
+    const Onnx__GraphProto *gr = m->graph;
+    const char *what = NULL;
+    size_t k = 0;
+    for (k = 0; !what && k < gr->n_input; k++)
+        if (!gr->input[k]->name) what = "input";
+    for (k = what ? k : 0; !what && k < gr->n_output; k++)
+        if (!gr->output[k]->name) what = "output";
+    for (k = what ? k : 0; !what && k < gr->n_initializer; k++)
+        if (!gr->initializer[k]->name) what = "initializer";
+    if (what) {
+        cfx__onnx_model_free(m);
+        cfx_set_error(CFX_EFORMAT, "'%s' is not a valid ONNX model: graph %s %zu has no name", path,
+                      what, k - 1);
+        return NULL;
+    }
     return m;
 }
 
@@ -100,9 +119,10 @@ static bool location_inside(const char *dir, const char *loc, const char *full) 
     return inside;
 }
 
-/* Reads external data ("location", "offset", "length") next to the model into buf. */
-static cfx_status read_external(const char *dir, const Onnx__TensorProto *t, void *buf,
-                                size_t bytes) {
+/* Where external data ("location", "offset", "length") lies: the file (full, size bytes) and
+ * offset, checked to hold bytes inside the model's folder. */
+static cfx_status external_where(const char *dir, const Onnx__TensorProto *t, size_t bytes,
+                                 char *full, size_t size, long long *offset) {
     const char *loc = NULL;
     long long off = 0, len = -1;
     for (size_t k = 0; k < t->n_external_data; k++) {
@@ -125,25 +145,40 @@ static cfx_status read_external(const char *dir, const Onnx__TensorProto *t, voi
     if (off < 0)
         return cfx_set_error(CFX_EFORMAT, "tensor '%s': external data offset %lld is negative",
                              t->name ? t->name : "", off);
-    char full[2048];
-    snprintf(full, sizeof full, "%s%s", loc[0] == '/' ? "" : dir, loc);
+    snprintf(full, size, "%s%s", loc[0] == '/' ? "" : dir, loc);
     if (!location_inside(dir, loc, full))
         return cfx_set_error(CFX_EFORMAT,
                              "tensor '%s': external data location '%s' is outside the model's "
                              "folder (only relative paths inside it are read)",
                              t->name ? t->name : "", loc);
+    *offset = off;
+    return CFX_OK;
+}
+
+static cfx_status external_short(const Onnx__TensorProto *t, const char *full, size_t bytes,
+                                 long long off) {
+    return cfx_set_error(CFX_EFORMAT,
+                         "tensor '%s': external data file '%s' is shorter than %zu bytes at "
+                         "offset %lld",
+                         t->name ? t->name : "", full, bytes, off);
+}
+
+static cfx_status external_open_error(const Onnx__TensorProto *t, const char *full) {
+    return cfx_set_error(CFX_EIO, "tensor '%s': cannot open external data file '%s': %s",
+                         t->name ? t->name : "", full, strerror(errno));
+}
+
+/* Reads external data next to the model into buf. */
+static cfx_status read_external(const char *dir, const Onnx__TensorProto *t, void *buf,
+                                size_t bytes) {
+    char full[2048];
+    long long off;
+    CFX_TRY(external_where(dir, t, bytes, full, sizeof full, &off));
     FILE *f = fopen(full, "rb");
-    if (!f)
-        return cfx_set_error(CFX_EIO, "tensor '%s': cannot open external data file '%s': %s",
-                             t->name ? t->name : "", full, strerror(errno));
+    if (!f) return external_open_error(t, full);
     bool ok = fseek(f, off, SEEK_SET) == 0 && fread(buf, 1, bytes, f) == bytes;
     fclose(f);
-    if (!ok)
-        return cfx_set_error(CFX_EFORMAT,
-                             "tensor '%s': external data file '%s' is shorter than %zu "
-                             "bytes at offset %lld",
-                             t->name ? t->name : "", full, bytes, off);
-    return CFX_OK;
+    return ok ? CFX_OK : external_short(t, full, bytes, off);
 }
 
 static size_t type_size(int t) {
@@ -207,6 +242,49 @@ static double raw_get(const uint8_t *p, int dt, int64_t k) {
         default:
             return p[k];
     }
+}
+
+/* Whether t holds the data of n elements (raw bytes, typed values, or an external file that
+ * long), without reading it, with cfx__onnx_tensor_read's message when not: callers check
+ * before they allocate n elements, so that a small file cannot claim gigabytes (found by
+ * fuzzing: a 148-byte model's 2 GB weight, with 48 bytes of external data). */
+cfx_status cfx__onnx_tensor_check(const char *dir, const Onnx__TensorProto *t, int64_t n) {
+    int dt = t->data_type;
+    const char *nm = t->name ? t->name : "";
+    size_t es = type_size(dt);
+    if (!es)
+        return cfx_set_error(CFX_EUNSUPPORTED,
+                             "tensor '%s' has data type %d, which cfx does not "
+                             "read (float, double and integer tensors only)",
+                             nm, dt);
+    size_t bytes = (size_t)n * es;
+    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        char full[2048];
+        long long off;
+        struct stat st;
+        CFX_TRY(external_where(dir, t, bytes, full, sizeof full, &off));
+        if (stat(full, &st) != 0) return external_open_error(t, full);
+        if (S_ISREG(st.st_mode) && (double)st.st_size < (double)off + (double)bytes)
+            return external_short(t, full, bytes, off);
+        return CFX_OK;
+    }
+    if (t->has_raw_data) {
+        if (t->raw_data.len != bytes)
+            return cfx_set_error(CFX_EFORMAT,
+                                 "tensor '%s' holds %zu bytes of data, not the %lld its "
+                                 "shape needs (a truncated or corrupt file)",
+                                 nm, t->raw_data.len, (long long)bytes);
+        return CFX_OK;
+    }
+    size_t have = dt == CFX__ONNX_FLOAT    ? t->n_float_data
+                  : dt == CFX__ONNX_DOUBLE ? t->n_double_data
+                  : dt == CFX__ONNX_INT64  ? t->n_int64_data
+                                           : t->n_int32_data;
+    if ((int64_t)have != n)
+        return cfx_set_error(CFX_EFORMAT,
+                             "tensor '%s' holds %zu values, not the %lld its shape needs", nm, have,
+                             (long long)n);
+    return CFX_OK;
 }
 
 /* Decodes n elements of t into f (floats) or i (int64s), exactly one of them non-NULL. */

@@ -87,7 +87,8 @@ cfx_status cfx__onnx_entry_from_tensor(cfx__onnx_ctx *c, cfx__onnx_entry *e,
 cfx_status cfx__onnx_entry_decode(cfx__onnx_ctx *c, cfx__onnx_entry *e) {
     if (!e->init) return CFX_OK;
     size_t n = (size_t)(e->numel ? e->numel : 1);
-    cfx_status s;
+    cfx_status s = cfx__onnx_tensor_check(c->dir, e->init, e->numel);
+    if (s != CFX_OK) return s;
     if (e->dtype == CFX__ONNX_INT64) {
         e->i = cfx_calloc(n, sizeof *e->i);
         e->batch = cfx_calloc(n, 1);
@@ -177,6 +178,7 @@ int cfx__onnx_value_of(cfx__onnx_ctx *c, const char *name, bool stat) {
                        name);
         return -1;
     }
+    if (e->init && cfx__onnx_tensor_check(c->dir, e->init, e->numel) != CFX_OK) return -1;
     bool param = e->is_init && e->dtype == CFX__ONNX_FLOAT && !stat && !c->o->frozen;
     if (cfx_graph_find(c->g, nb) >= 0)
         snprintf(nb + strlen(nb), 32, ":%d", cfx_graph_num_values(c->g));

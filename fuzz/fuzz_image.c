@@ -1,0 +1,15 @@
+/* fuzz_image.c - libFuzzer target for the image loader (src/data/image.c: stb_image's PNG and
+ * JPEG decoders behind cfx's checks): the input is the file, read with its own channels and, when
+ * that works, converted to the other count (gray <-> RGB), as a dataset folder does. */
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_init();
+    const char *path = fuzz_write(0, "x.png", data, size);
+    cfx_tensor *t = cfx_image_read(path, 0);
+    if (t) {
+        cfx_tensor_free(cfx_image_read(path, t->shape[0] == 1 ? 3 : 1));
+        cfx_tensor_free(t);
+    }
+    return 0;
+}
