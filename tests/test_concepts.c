@@ -579,3 +579,30 @@ CFX_TEST(concepts, hostile_concept_files) {
     cfx_concepts_data_free(d);
     cfx_concepts_free(c);
 }
+
+/* Found by fuzzing (fuzz/fuzz_concepts.c, tests/data/fuzz-regressions/concepts/): images without
+ * objects before any with made the loader add 0 to a NULL array (undefined behaviour, caught by
+ * UBSan in the fuzzing build); their concept lists are empty and the next image's are right. */
+CFX_TEST(concepts, images_without_objects_first) {
+    cfx_wordnet *wn = cfx_test_wordnet();
+    if (!wn) return;
+    char path[700];
+    snprintf(path, sizeof path, "%s/empty_first.json", cfx_test_tmpdir());
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"images\": [{\"id\": 1, \"objects\": [], \"labels\": {\"k\": \"a\"}},"
+               " {\"id\": 2, \"objects\": [], \"labels\": {\"k\": \"b\"}},"
+               " {\"id\": 3, \"objects\": [\"chair.n.01\"], \"labels\": {\"k\": \"a\"}}]}");
+    fclose(f);
+    cfx_concepts *c = cfx_concepts_new(wn, NULL);
+    cfx_concepts_data *d = cfx_concepts_data_load(c, path, "k", CFX_UNKNOWN_ERROR, NULL);
+    CHECK_MSG(d != NULL, "%s", cfx_last_error());
+    if (d) {
+        int32_t n = -1;
+        cfx_concepts_data_image(d, 0, &n);
+        CHECK_INT_EQ(n, 0);
+        const int32_t *con = cfx_concepts_data_image(d, 2, &n);
+        CHECK(n == 1 && con && !strcmp(cfx_concepts_name(c, con[0]), "chair.n.01"));
+    }
+    cfx_concepts_data_free(d);
+    cfx_concepts_free(c);
+}

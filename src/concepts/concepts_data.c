@@ -97,10 +97,11 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
     if (lab < 0) return CFX_ENOMEM;
     /* Concepts sorted; the element multiset as sorted (element, count) pairs, gathered in the
      * free tail of the element arrays and compacted in place. */
-    int32_t *con = d->con + d->ncon; /* (NULL + 0 while every image so far is empty) */
+    /* (The arrays are NULL while every image so far is empty: no pointer arithmetic on them.) */
+    int32_t *con = d->con ? d->con + d->ncon : NULL;
     if (n) memcpy(con, concepts, (size_t)n * sizeof *con);
     if (n) qsort(con, (size_t)n, sizeof *con, cfx__concepts_cmp_i32);
-    int32_t *codes = d->ecode + d->nel;
+    int32_t *codes = d->ecode ? d->ecode + d->nel : NULL;
     int64_t k = 0;
     for (int32_t i = 0; i < n; i++)
         for (int32_t e = c->elem_start[con[i]]; e < c->elem_start[con[i] + 1]; e++)
@@ -147,7 +148,7 @@ const char *cfx_concepts_data_label(const cfx_concepts_data *d, int32_t i) {
 
 const int32_t *cfx_concepts_data_image(const cfx_concepts_data *d, int32_t i, int32_t *n) {
     *n = d->cstart[i + 1] - d->cstart[i];
-    return d->con + d->cstart[i];
+    return d->con ? d->con + d->cstart[i] : NULL;
 }
 
 int32_t cfx_concepts_data_find(const cfx_concepts_data *d, int64_t id) {
