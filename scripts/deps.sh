@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a make target needs, only those that are missing.
-# Usage: scripts/deps.sh build|data|test|bench
+# Usage: scripts/deps.sh build|data|test|bench|mpi
 # Runs apt-get update once, and only when something has to be installed.
 set -eu
 
@@ -8,15 +8,17 @@ build="gcc make pkg-config libopenblas-dev libdnnl-dev libstb-dev libprotobuf-c-
 protobuf-c-compiler libcjson-dev libcurl4-openssl-dev liblapacke-dev zlib1g-dev"
 data="wordnet-base dataset-fashion-mnist fonts-dejavu-core"
 test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nltk python3-torchvision python3-pil chromium"
+mpi="libopenmpi-dev openmpi-bin"
 
 want=""
 for set in "$@"; do
     case "$set" in
         build) want="$want $build" ;;
         data) want="$want $data" ;;
-        test) want="$want $build $data $test" ;;
+        test) want="$want $build $data $test $mpi" ;;
         bench) want="$want $build $data $test" ;;
-        *) echo "deps.sh: unknown set '$set' (build, data, test, bench)" >&2; exit 2 ;;
+        mpi) want="$want $build $mpi" ;;
+        *) echo "deps.sh: unknown set '$set' (build, data, test, bench, mpi)" >&2; exit 2 ;;
     esac
 done
 
