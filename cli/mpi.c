@@ -70,8 +70,8 @@ void cli_mpi_init(int *argc, char ***argv) {
     for (int i = 1; i < *argc; i++) /* with the terminating NUL: "a b" is not "ab" */
         me.args = cfx_fnv1a(me.args, (*argv)[i], strlen((*argv)[i]) + 1);
     start_record *all = calloc((size_t)the_size, sizeof *all);
-    if (!all || MPI_Allgather(&me, sizeof me, MPI_BYTE, all, sizeof me, MPI_BYTE,
-                              MPI_COMM_WORLD) != MPI_SUCCESS) {
+    if (!all || MPI_Allgather(&me, sizeof me, MPI_BYTE, all, sizeof me, MPI_BYTE, MPI_COMM_WORLD) !=
+                    MPI_SUCCESS) {
         fprintf(stderr, "cfx: rank %d of %d: the start-up check could not run\n", the_rank,
                 the_size);
         MPI_Abort(MPI_COMM_WORLD, 2);
@@ -194,8 +194,7 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
         if (rc != MPI_SUCCESS) return mpi_error("receive", rc);
         MPI_Get_count(&st, MPI_BYTE, &got);
         if (got != c)
-            return cfx_set_error(CFX_EIO, "rank %d sent %d bytes where %d were due", from, got,
-                                 c);
+            return cfx_set_error(CFX_EIO, "rank %d sent %d bytes where %d were due", from, got, c);
         p += c, n -= (size_t)c;
     } while (n);
     return CFX_OK;
