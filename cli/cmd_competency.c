@@ -182,11 +182,15 @@ static int comp_score(int argc, char **argv) {
         cfx_bundle_free(b);
         return cli_fail(cmd, NULL);
     }
-    /* Under mpirun each rank scores a contiguous block of the images and formats its lines;
-     * rank 0 gathers the lines and the rho values in rank order, which is image order. */
+    /* Under mpirun each rank scores a contiguous block of whole batches and formats its lines;
+     * rank 0 gathers the lines and the rho values in rank order, which is image order. Whole
+     * batches, because a forward pass over another batch size rounds differently (the last
+     * digit of softmax_max moves): each rank's batches are those of one process. */
     const int rank = cli_mpi_rank(), size = cli_mpi_size();
     int64_t n = x->shape[0], lo, hi;
-    cli_mpi_block(n, rank, size, &lo, &hi);
+    cli_mpi_block((n + batch - 1) / batch, rank, size, &lo, &hi);
+    lo = lo * batch < n ? lo * batch : n;
+    hi = hi * batch < n ? hi * batch : n;
     if (size > 1 && !cli_mpi_same(cmd, "images", images_fingerprint(x, names))) {
         cfx_images_names_free(names, n);
         cfx_tensor_free(x);

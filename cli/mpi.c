@@ -237,7 +237,8 @@ void cli_mpi_init(int *argc, char ***argv) {
     long n = launched_size();
     if (n > 1) {
         fprintf(stderr,
-                "cfx: this is the plain build, started as one of %ld ranks: each would do the "
+                "cfx: this is not the MPI build, and it was started as one of %ld ranks: each "
+                "would do the "
                 "whole work on the same files; build the MPI one with `make mpi` and run "
                 "build/cfx-mpi under mpirun\n",
                 n);
