@@ -3,9 +3,9 @@
  * With -DCFX_MPI (build/cfx-mpi, `make mpi`) the calls go to Open MPI over MPI_COMM_WORLD; the
  * plain build compiles the same functions as those of one rank: rank 0 of 1, a gather that
  * copies, a send that cannot happen. The plain build needs no MPI, but it knows when mpirun
- * started it as one of several ranks (Open MPI's OMPI_COMM_WORLD_SIZE, Slurm's and PMI's sizes
- * in the environment): then every rank would do the whole work and race on the same files, so
- * it refuses.
+ * started it as one of several ranks (Open MPI's OMPI_COMM_WORLD_SIZE, PMI's and a Slurm job
+ * step's sizes in the environment): then every rank would do the whole work and race on the same
+ * files, so it refuses.
  *
  * The start-up check gathers from every rank its cfx version and an FNV-1a fingerprint of its
  * command line (MPI_Allgather of a small record), so rank 0 can name the rank that differs:
@@ -221,14 +221,13 @@ _Noreturn void cli_mpi_abort(int rc) {
 
 /* The size of the job when mpirun, srun or another PMI launcher started this process, else 1. */
 static long launched_size(void) {
-    const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"};
+    /* Open MPI's mpirun, PMI and PMIx launchers (MPICH, srun --mpi), a Slurm job step. */
+    const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
+                                "SLURM_STEP_NUM_TASKS"};
     for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
         const char *v = getenv(vars[k]);
-        /* Slurm sets SLURM_NTASKS in a batch script too; only a task of a step counts. */
-        if (v && (k < 3 || getenv("SLURM_STEP_ID"))) {
-            long n = strtol(v, NULL, 10);
-            if (n > 1) return n;
-        }
+        long n = v ? strtol(v, NULL, 10) : 0;
+        if (n > 1) return n;
     }
     return 1;
 }
