@@ -630,14 +630,11 @@ static cfx_status send_batch(const runner *r, const settings *st, int64_t m, int
     return CFX_OK;
 }
 
-/* Rank 0's side; *failed is set (and the error is the rank's) when the rank failed. */
-static cfx_status receive_batch(runner *r, const settings *st, int from, int64_t m, int64_t img,
-                                bool *failed) {
+/* Rank 0's side: the batch, or the rank's error when it failed. */
+static cfx_status receive_batch(runner *r, const settings *st, int from, int64_t m, int64_t img) {
     batch_header h;
-    *failed = false;
     TRY(cli_mpi_recv(from, TAG_HEADER, &h, sizeof h));
     if (h.status != CFX_OK) {
-        *failed = true;
         h.message[sizeof h.message - 1] = '\0';
         return cfx_set_error((cfx_status)h.status, "%s", h.message);
     }
@@ -1012,9 +1009,8 @@ int cmd_counterfactual(int argc, char **argv) {
             if (c != CFX_OK) goto quiet; /* rank 0 reports it, with the images */
             continue;
         }
-        bool theirs = false;
         s = owner == 0 ? compute_batch(&r, &st, &in, first, m)
-                       : receive_batch(&r, &st, owner, m, img, &theirs);
+                       : receive_batch(&r, &st, owner, m, img);
         if (s != CFX_OK) {
             if (ranks > 1)
                 cfx_error_context(s, "rank %d of %d, images %lld..%lld (%s ...)", owner, ranks,
