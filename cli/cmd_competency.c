@@ -188,9 +188,7 @@ static int comp_score(int argc, char **argv) {
      * digit of softmax_max moves): each rank's batches are those of one process. */
     const int rank = cli_mpi_rank(), size = cli_mpi_size();
     int64_t n = x->shape[0], lo, hi;
-    cli_mpi_block((n + batch - 1) / batch, rank, size, &lo, &hi);
-    lo = lo * batch < n ? lo * batch : n;
-    hi = hi * batch < n ? hi * batch : n;
+    cli_mpi_batches(n, batch, rank, size, &lo, &hi);
     if (size > 1 && !cli_mpi_same(cmd, "images", images_fingerprint(x, names))) {
         cfx_images_names_free(names, n);
         cfx_tensor_free(x);

@@ -35,6 +35,12 @@ void cli_mpi_block(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
     *hi = *lo + q + (rank < r);
 }
 
+void cli_mpi_batches(int64_t n, int64_t batch, int rank, int size, int64_t *lo, int64_t *hi) {
+    cli_mpi_block((n + batch - 1) / batch, rank, size, lo, hi);
+    *lo = *lo * batch < n ? *lo * batch : n;
+    *hi = *hi * batch < n ? *hi * batch : n;
+}
+
 #ifdef CFX_MPI
 
 static int the_rank, the_size = 1;
@@ -174,6 +180,29 @@ cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total)
     return s;
 }
 
+cfx_status cli_mpi_allgather_rows(void *rows, int64_t n, size_t row_bytes, int64_t batch) {
+    if ((size_t)n * row_bytes > INT_MAX)
+        return cfx_set_error(CFX_EINVAL,
+                             "%lld rows of %zu bytes are more than one MPI message carries",
+                             (long long)n, row_bytes);
+    int *counts = calloc((size_t)the_size, sizeof *counts);
+    int *at = calloc((size_t)the_size, sizeof *at);
+    if (!counts || !at) {
+        free(counts), free(at);
+        return CFX_ENOMEM;
+    }
+    for (int r = 0; r < the_size; r++) {
+        int64_t lo, hi;
+        cli_mpi_batches(n, batch, r, the_size, &lo, &hi);
+        at[r] = (int)((size_t)lo * row_bytes);
+        counts[r] = (int)((size_t)(hi - lo) * row_bytes);
+    }
+    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, counts, at, MPI_BYTE,
+                            MPI_COMM_WORLD);
+    free(counts), free(at);
+    return rc == MPI_SUCCESS ? CFX_OK : mpi_error("all-gather", rc);
+}
+
 cfx_status cli_mpi_send(int to, int tag, const void *data, size_t n) {
     const char *p = data;
     do {
@@ -267,6 +296,10 @@ cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total)
     memcpy(*all, mine, n);
     *total = n;
     return CFX_OK;
+}
+
+cfx_status cli_mpi_allgather_rows(void *rows, int64_t n, size_t row_bytes, int64_t batch) {
+    return CFX_OK; /* one rank holds every row */
 }
 
 /* One rank has nobody to talk to: a call is a broken invariant of the command. */

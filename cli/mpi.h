@@ -22,6 +22,12 @@ int cli_mpi_size(void);
 /* Ranks [lo, hi) of n items in contiguous blocks whose sizes differ by one at most, the larger
  * first: rank r of size ranks. */
 void cli_mpi_block(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
+/* The same in whole batches of `batch` items (the last may be short): [lo, hi) starts at a
+ * multiple of batch, so each rank runs the batches one process runs. */
+void cli_mpi_batches(int64_t n, int64_t batch, int rank, int size, int64_t *lo, int64_t *hi);
+/* rows holds n rows of row_bytes; each rank has filled its cli_mpi_batches part; afterwards
+ * every rank holds all of them (MPI_Allgatherv in place). Collective. */
+cfx_status cli_mpi_allgather_rows(void *rows, int64_t n, size_t row_bytes, int64_t batch);
 /* Whether every rank computed the same fingerprint of what it loaded (what: "the images"): when
  * not, the lowest rank that differs from rank 0 prints "cfx <cmd>: rank R of N loaded other
  * <what> than rank 0 ..." and all return false. Collective. */

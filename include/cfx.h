@@ -1339,8 +1339,8 @@ typedef struct cfx_run_result {
     double rho_before, rho_after;
     int success, steps;
     double seconds, distance, vector_term; /* NaN where results.jsonl has null */
-    int winner;                           /* best: the method it took; -1 otherwise */
-    char failure[96];                     /* why the image stopped early, or "" */
+    int winner;                            /* best: the method it took; -1 otherwise */
+    char failure[96];                      /* why the image stopped early, or "" */
 } cfx_run_result;
 typedef struct cfx_run {
     char *dir, *run_json; /* run.json's text */
@@ -1501,6 +1501,16 @@ cfx_status cfx_cosine_stats(const cfx_tensor *a, const cfx_tensor *b, const uint
  * images on the FID network's features, and CMMD on the CMMD network's. Without a user network
  * (o->fid_model, o->cmmd_model) the classifier's feature tensor stands in, and the labels say
  * "classifier". A group of fewer than 2 images has NaN for FID, KID and CMMD. */
+/* Sharing the per-image work of cfx_evaluate among processes (`cfx evaluate` under mpirun):
+ * part gives this process's rows [lo, hi) of a set of n images, in whole batches so that every
+ * batch is the one a single process would run; fill is called by every process with each (n,
+ * row_bytes) array whose part it computed, and fills in the other processes' rows in place (an
+ * all-gather). The metrics that follow are then the same on every process. */
+typedef struct cfx_evaluate_share {
+    void (*part)(void *ctx, int64_t n, int64_t batch, int64_t *lo, int64_t *hi);
+    cfx_status (*fill)(void *ctx, void *rows, int64_t n, size_t row_bytes, int64_t batch);
+    void *ctx;
+} cfx_evaluate_share;
 typedef struct cfx_evaluate_options {
     const cfx_tensor *reference;            /* (n, c, h, w): the calibration images */
     const char *fid_model, *fid_features;   /* ONNX file and feature tensor, or NULL */
@@ -1509,6 +1519,7 @@ typedef struct cfx_evaluate_options {
     uint64_t seed;                          /* KID's subsets */
     int64_t batch;                          /* user networks' batch; 0 reads as 64 */
     cfx_progress progress;                  /* a unit per row */
+    cfx_evaluate_share share;               /* NULL part and fill: every row here */
 } cfx_evaluate_options;
 typedef struct cfx_eval_row {
     int method;        /* cfx_cf_method, or CFX_RUN_BEST */
@@ -1863,7 +1874,7 @@ cfx_status cfx_figure_reliability(const char *path, const cfx_calibration_bin *b
  * strip: rows of examples, columns of the original and each method, rho under each). Small
  * images are enlarged (nearest neighbour) to about 96 pixels a side. */
 typedef struct cfx_figure_grid {
-    const char *title;             /* may be NULL */
+    const char *title; /* may be NULL */
     int rows, cols;
     int c, h, w;                   /* every image is (c, h, w) in [0, 1], c 1 or 3 */
     const char *const *col_titles; /* cols entries, may be NULL */

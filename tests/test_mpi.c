@@ -1,8 +1,9 @@
 /* test_mpi.c - build/cfx-mpi under `mpirun --oversubscribe` with 2 and 4 ranks on this machine
- * (issue 23): `competency score` and `counterfactual` (per-image stop) write the bytes one process
- * writes (the seconds of results.jsonl aside); a run whose mpirun is killed mid-run resumes under
- * mpirun to the same files; the plain build under mpirun, ranks started with other arguments or
- * seeing other files under the same paths, and commands not yet sharded are refused. */
+ * (issue 23): `competency score`, `counterfactual` (per-image stop) and `evaluate` write the bytes
+ * one process writes (the seconds of results.jsonl aside); a run whose mpirun is killed mid-run
+ * resumes under mpirun to the same files; the plain build under mpirun, ranks started with other
+ * arguments or seeing other files under the same paths, and commands not yet sharded are refused.
+ */
 #include "test.h"
 
 #include <libgen.h>
@@ -323,4 +324,44 @@ CFX_TEST(mpi, plain_build_and_mismatched_ranks_are_refused) {
     CHECK_MSG(strstr(out, "rank 1 of 2 loaded other inputs or settings"), "other files: %s", out);
     snprintf(never, sizeof never, "%s/wrun", root);
     CHECK_MSG(access(never, F_OK) != 0, "the refused run wrote %s", never);
+}
+
+/* cfx evaluate of one run folder, copied: at 2 and 4 ranks (batches of 2 over the images, some
+ * ranks with none) metrics.json, summary.md and summary.csv are one process's, the run's folder
+ * name aside. */
+CFX_TEST(mpi, evaluate_writes_the_files_of_one_process) {
+    if (!setup()) return;
+    static char out[32768];
+    char cmd[4000];
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    "%s counterfactual --bundle %s/b --examples %s/ex --out %s/ev1 --method "
+                    "igd,reco,best --max-iter 10 --batch 3 --threads 1",
+                    plain_bin, root, root, root),
+                 0);
+    snprintf(cmd, sizeof cmd, "cp -r %s/ev1 %s/ev2 && cp -r %s/ev1 %s/ev4", root, root, root, root);
+    CHECK_INT_EQ(system(cmd), 0);
+    CHECK_INT_EQ(
+        sh(out, sizeof out, true, "%s evaluate %s/ev1 --batch 2 --threads 1", plain_bin, root), 0);
+    const char *files[] = {"metrics.json", "summary.md", "summary.csv"};
+    for (int k = 2; k <= 4; k += 2) {
+        CHECK_INT_EQ(sh(out, sizeof out, true,
+                        MPIRUN " -n %d %s evaluate %s/ev%d --batch 2 --threads 1", k, mpi_bin, root,
+                        k),
+                     0);
+        for (size_t q = 0; q < sizeof files / sizeof files[0]; q++) {
+            char a[1200], b[1200];
+            snprintf(a, sizeof a, "%s/ev1/%s", root, files[q]);
+            snprintf(b, sizeof b, "%s/ev%d/%s", root, k, files[q]);
+            char *x = NULL, *y = NULL;
+            size_t nx = 0, ny = 0;
+            CHECK(cfx_file_read_all(a, &x, &nx) == CFX_OK);
+            CHECK(cfx_file_read_all(b, &y, &ny) == CFX_OK);
+            /* The one difference allowed: "ev1" where the run names its folder. */
+            char *at = y ? strstr(y, "/ev") : NULL;
+            if (at && at[3] == '0' + k) at[3] = '1';
+            CHECK_MSG(x && y && nx == ny && !memcmp(x, y, nx), "%s differs at %d ranks", files[q],
+                      k);
+            cfx_free(x), cfx_free(y);
+        }
+    }
 }
