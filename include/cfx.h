@@ -1492,15 +1492,6 @@ cfx_status cfx_cosine_stats(const cfx_tensor *a, const cfx_tensor *b, const uint
                             double *cos, cfx_cosine_summary *out);
 
 /* =================================================================== evaluate === */
-/* The metrics of a run (cfx_run_open), per method and per method and cause, as `cfx evaluate`
- * reports them: success rate, mean rho after, steps and seconds per image (from the run's
- * records); LPIPS (cfx_distance: the user's network, or the built-in formula on the classifier)
- * and the cosine similarity of the classifier's features and of the latent codes of each
- * image and its counterfactual, over the successful ones; FID and KID (seed o->seed, 100
- * subsets of up to 50) of all the method's counterfactuals of the group against the reference
- * images on the FID network's features, and CMMD on the CMMD network's. Without a user network
- * (o->fid_model, o->cmmd_model) the classifier's feature tensor stands in, and the labels say
- * "classifier". A group of fewer than 2 images has NaN for FID, KID and CMMD. */
 /* Sharing the per-image work of cfx_evaluate among processes (`cfx evaluate` under mpirun):
  * part gives this process's rows [lo, hi) of a set of n images, in whole batches so that every
  * batch is the one a single process would run; fill is called by every process with each (n,
@@ -1511,13 +1502,22 @@ typedef struct cfx_evaluate_share {
     cfx_status (*fill)(void *ctx, void *rows, int64_t n, size_t row_bytes, int64_t batch);
     void *ctx;
 } cfx_evaluate_share;
+/* The metrics of a run (cfx_run_open), per method and per method and cause, as `cfx evaluate`
+ * reports them: success rate, mean rho after, steps and seconds per image (from the run's
+ * records); LPIPS (cfx_distance: the user's network, or the built-in formula on the classifier)
+ * and the cosine similarity of the classifier's features and of the latent codes of each
+ * image and its counterfactual, over the successful ones; FID and KID (seed o->seed, 100
+ * subsets of up to 50) of all the method's counterfactuals of the group against the reference
+ * images on the FID network's features, and CMMD on the CMMD network's. Without a user network
+ * (o->fid_model, o->cmmd_model) the classifier's feature tensor stands in, and the labels say
+ * "classifier". A group of fewer than 2 images has NaN for FID, KID and CMMD. */
 typedef struct cfx_evaluate_options {
     const cfx_tensor *reference;            /* (n, c, h, w): the calibration images */
     const char *fid_model, *fid_features;   /* ONNX file and feature tensor, or NULL */
     const char *cmmd_model, *cmmd_features; /* likewise */
     const char *lpips_model;                /* cfx_distance_new's; NULL: the built-in formula */
     uint64_t seed;                          /* KID's subsets */
-    int64_t batch;                          /* user networks' batch; 0 reads as 64 */
+    int64_t batch;                          /* networks' batch, share's unit; 0 reads as 64 */
     cfx_progress progress;                  /* a unit per row */
     cfx_evaluate_share share;               /* NULL part and fill: every row here */
 } cfx_evaluate_options;

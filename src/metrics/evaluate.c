@@ -4,7 +4,9 @@
  * image and its counterfactual, over the successful ones; FID and KID of the counterfactuals
  * against reference images (the calibration split) on the FID network's features, and CMMD on
  * the CMMD network's; steps and seconds per image. The networks are the user's when given,
- * else the classifier's own feature tensor, and the labels say which. */
+ * else the classifier's own feature tensor, and the labels say which. With a share (cfx evaluate
+ * under mpirun) each process runs the networks on its whole batches of every image set and the
+ * share's all-gather completes the rows; the metrics are then computed on each process. */
 #include "metrics/metrics.h"
 
 #include <math.h>
