@@ -224,8 +224,9 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
     snprintf(b, sizeof b, "%s/killed", root);
     snprintf(bundle, sizeof bundle, "%s/b", root);
     snprintf(ex, sizeof ex, "%s/ex", root);
-    /* A threshold nothing reaches: every batch runs all its steps. */
-    const char *args = "--method igd,lgd,reco,best --threshold 0.999 --max-iter 60 --batch 2 "
+    /* A threshold nothing reaches: every batch runs all its steps, enough of them (a batch of
+     * one image) that mpirun's SIGTERM, which takes a while to reach the ranks, lands mid-run. */
+    const char *args = "--method igd,lgd,reco,best --threshold 0.999 --max-iter 300 --batch 1 "
                        "--threads 1";
     CHECK_INT_EQ(sh(out, sizeof out, true,
                     "%s counterfactual --bundle %s --examples %s --out %s %s", plain_bin, bundle,
@@ -239,7 +240,7 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
         execlp("mpirun", "mpirun", "--oversubscribe", "--allow-run-as-root", "-n", "2", mpi_bin,
                "counterfactual", "--bundle", bundle, "--examples", ex, "--out", b, "--method",
-               "igd,lgd,reco,best", "--threshold", "0.999", "--max-iter", "60", "--batch", "2",
+               "igd,lgd,reco,best", "--threshold", "0.999", "--max-iter", "300", "--batch", "1",
                "--threads", "1", (char *)NULL);
         _exit(127);
     }
