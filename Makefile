@@ -1,6 +1,7 @@
 # cfx: counterfactual explanations for image classifiers. Plain GNU make.
 #   make            build build/libcfx.a and build/cfx
 #   make test       install missing Debian packages, build, check the layers, run every test
+#   make mpi        build/cfx-mpi, the CLI for mpirun (Open MPI)
 #   make demo       install missing Debian packages, build, run the demo on built-in data
 #   make bench      benchmarks against PyTorch (never part of the tests)
 #   make asan       tests under AddressSanitizer and UBSan
@@ -30,7 +31,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps layers test demo bench asan memcheck fuzz clean install format
+.PHONY: all deps layers test demo bench asan memcheck fuzz clean install format mpi
 
 all: $(BUILD)/cfx $(BUILD)/cfx_tests
 
@@ -81,8 +82,23 @@ layers: all
 # The tests run single-threaded (timing-free, deterministic); CFX_TEST_ARGS picks suites.
 test:
 	@scripts/deps.sh test
-	$(MAKE) layers
+	$(MAKE) layers $(BUILD)/cfx-mpi
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BUILD)/cfx_tests $(CFX_TEST_ARGS)
+
+# The MPI build (issue 23): cli/ again with mpicc and -DCFX_MPI, into $(BUILD)/mpi/, linked to
+# the same libcfx.a; cli/mpi.c holds everything that differs.
+MPICC     ?= mpicc
+MPI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/mpi/%.o)
+mpi:
+	@scripts/deps.sh mpi
+	$(MAKE) $(BUILD)/cfx-mpi
+
+$(BUILD)/mpi/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) -DCFX_MPI -c $< -o $@
+
+$(BUILD)/cfx-mpi: $(MPI_OBJ) $(BUILD)/libcfx.a
+	$(MPICC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 demo:
 	@scripts/deps.sh build data
@@ -140,5 +156,5 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/gen/onnx.pb-c.d
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/gen/onnx.pb-c.d $(MPI_OBJ:.o=.d)
 -include $(wildcard $(BUILD)/fuzz/*.d)

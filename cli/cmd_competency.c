@@ -2,7 +2,9 @@
  * prediction can be trusted), calibrated on a dataset's calib split, and the low-competency
  * examples of the six causes. */
 #include "cli.h"
+#include "mpi.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +140,14 @@ static int comp_fit(int argc, char **argv) {
 
 /* ------------------------------------------------------------------------- score --- */
 
+/* What the ranks must agree they loaded: the pixels and the names. */
+static uint64_t images_fingerprint(const cfx_tensor *x, char **names) {
+    uint64_t h = cfx_fnv1a(CFX_FNV1A_INIT, x->shape, sizeof x->shape);
+    h = cfx_fnv1a(h, x->data, (size_t)x->numel * sizeof(float));
+    for (int64_t i = 0; i < x->shape[0]; i++) h = cfx_fnv1a(h, names[i], strlen(names[i]) + 1);
+    return h;
+}
+
 static int comp_score(int argc, char **argv) {
     const char *cmd = "competency score";
     const char *bundle = NULL, *out = NULL;
@@ -172,47 +182,84 @@ static int comp_score(int argc, char **argv) {
         cfx_bundle_free(b);
         return cli_fail(cmd, NULL);
     }
-    int64_t n = x->shape[0];
-    int32_t *pred = malloc((size_t)n * sizeof *pred);
-    float *buf = malloc((size_t)n * 5 * sizeof *buf);
+    /* Under mpirun each rank scores a contiguous block of whole batches and formats its lines;
+     * rank 0 gathers the lines and the rho values in rank order, which is image order. Whole
+     * batches, because a forward pass over another batch size rounds differently (the last
+     * digit of softmax_max moves): each rank's batches are those of one process. */
+    const int rank = cli_mpi_rank(), size = cli_mpi_size();
+    int64_t n = x->shape[0], lo, hi;
+    cli_mpi_batches(n, batch, rank, size, &lo, &hi);
+    if (size > 1 && !cli_mpi_same(cmd, "images", images_fingerprint(x, names))) {
+        cfx_images_names_free(names, n);
+        cfx_tensor_free(x);
+        cfx_bundle_free(b);
+        return 1;
+    }
+    const int64_t m = hi - lo, img = x->numel / (n ? n : 1);
+    int32_t *pred = malloc((size_t)(m ? m : 1) * sizeof *pred);
+    float *buf = malloc((size_t)(m ? m : 1) * 5 * sizeof *buf);
     double t0 = cfx_now();
     cfx_competency_scores sc = {0};
     if (pred && buf)
         sc = (cfx_competency_scores){.predicted = pred,
                                      .softmax_max = buf,
-                                     .loss = buf + n,
-                                     .in_distribution = buf + 2 * n,
-                                     .rho = buf + 3 * n};
-    s = pred && buf ? cfx_competency_score(b->competency, x, &sc, NULL) : CFX_ENOMEM;
+                                     .loss = buf + m,
+                                     .in_distribution = buf + 2 * m,
+                                     .rho = buf + 3 * m};
+    cfx_tensor block = {.data = x->data + lo * img, .ndim = 4, .numel = m * img};
+    memcpy(block.shape, x->shape, sizeof block.shape);
+    block.shape[0] = m;
+    s = !pred || !buf ? CFX_ENOMEM
+        : m           ? cfx_competency_score(b->competency, &block, &sc, NULL)
+                      : CFX_OK;
+    float thr = (float)cfx_competency_parce(b->competency)->threshold;
+    char *lines = NULL, *all = NULL, *rho = NULL;
+    size_t len = 0, total = 0, nrho = 0;
+    FILE *mem = s == CFX_OK ? open_memstream(&lines, &len) : NULL;
+    if (s == CFX_OK && !mem) s = CFX_ENOMEM;
+    for (int64_t j = 0; s == CFX_OK && j < m; j++) {
+        int64_t i = lo + j;
+        fprintf(mem, "{\"index\": %lld, \"file\": ", (long long)i);
+        cli_json_str(mem, names[i]);
+        fprintf(mem, ", \"predicted\": %d, \"class\": ", pred[j]);
+        cli_json_str(mem, b->class_names[pred[j]]);
+        fprintf(mem,
+                ", \"softmax_max\": %.7g, \"loss\": %.7g, \"in_distribution\": %.7g, \"rho\": "
+                "%.7g, \"low\": %s}\n",
+                sc.softmax_max[j], sc.loss[j], sc.in_distribution[j], sc.rho[j],
+                sc.rho[j] < thr ? "true" : "false");
+    }
+    if (mem && fclose(mem) != 0 && s == CFX_OK) s = CFX_ENOMEM;
+    int failed = cli_mpi_first_failure(s != CFX_OK);
+    if (failed < 0 && (s = cli_mpi_gather(lines, len, &all, &total)) == CFX_OK)
+        s = cli_mpi_gather(sc.rho, (size_t)m * sizeof(float), &rho, &nrho);
     double secs = cfx_now() - t0;
     cfx_file f = {0};
     FILE *o = stdout;
-    if (s == CFX_OK && out) {
+    if (failed < 0 && s == CFX_OK && rank == 0 && out) {
         s = cfx_file_create(&f, out);
         o = f.f;
     }
-    int64_t low = 0;
-    double sum = 0;
-    float thr = (float)cfx_competency_parce(b->competency)->threshold;
-    for (int64_t i = 0; s == CFX_OK && i < n; i++) {
-        low += sc.rho[i] < thr;
-        sum += sc.rho[i];
-        fprintf(o, "{\"index\": %lld, \"file\": ", (long long)i);
-        cli_json_str(o, names[i]);
-        fprintf(o, ", \"predicted\": %d, \"class\": ", pred[i]);
-        cli_json_str(o, b->class_names[pred[i]]);
-        fprintf(o,
-                ", \"softmax_max\": %.7g, \"loss\": %.7g, \"in_distribution\": %.7g, \"rho\": "
-                "%.7g, \"low\": %s}\n",
-                sc.softmax_max[i], sc.loss[i], sc.in_distribution[i], sc.rho[i],
-                sc.rho[i] < thr ? "true" : "false");
-    }
-    if (s == CFX_OK && out) s = cfx_file_commit(&f);
+    if (failed < 0 && s == CFX_OK && rank == 0 && fwrite(all, 1, total, o) != total)
+        s = cfx_set_error(CFX_EIO, "write '%s': %s", out ? out : "stdout", strerror(errno));
+    if (failed < 0 && s == CFX_OK && rank == 0 && out) s = cfx_file_commit(&f);
     int rc = 0;
-    if (s != CFX_OK) {
+    if (failed >= 0 || s != CFX_OK) {
         if (f.f) cfx_file_abort(&f);
-        rc = cli_fail(cmd, NULL);
-    } else {
+        rc = 1;
+        if (size == 1)
+            cli_fail(cmd, NULL);
+        else if (s != CFX_OK && (failed < 0 || failed == rank))
+            cli_fail(cmd, "rank %d of %d, images %lld..%lld: %s", rank, size, (long long)lo,
+                     (long long)hi - 1, cfx_last_error());
+    } else if (rank == 0) {
+        int64_t low = 0;
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float r = ((const float *)rho)[i];
+            low += r < thr;
+            sum += r;
+        }
         fflush(stdout);
         fprintf(stderr,
                 "scored %lld image%s: %lld with low competency (rho < %g), mean rho %.4f, "
@@ -220,6 +267,7 @@ static int comp_score(int argc, char **argv) {
                 (long long)n, n == 1 ? "" : "s", (long long)low, thr, sum / (double)n,
                 secs > 0 ? (double)n / secs : 0.0, out ? "; wrote " : "", out ? out : "");
     }
+    free(lines), free(all), free(rho);
     cfx_images_names_free(names, n);
     cfx_tensor_free(x);
     free(pred), free(buf), free(inputs.items);

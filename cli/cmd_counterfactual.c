@@ -16,6 +16,7 @@
  * does not depend on the other images of its batch, so the files end up with the same bytes as
  * an uninterrupted run's, except the wall-time "seconds" of each line. */
 #include "cli.h"
+#include "mpi.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -565,9 +566,10 @@ typedef struct {
     char paths[NOUT + 1][4300];
 } runner;
 
-/* Processes images [first, first + m): every method, best, the rows, then the lines. */
-static cfx_status run_batch(runner *r, const settings *st, const inputs *in, int64_t first,
-                            int64_t m) {
+/* Computes images [first, first + m): every method, then best, into r->out, r->rec and
+ * r->winner. */
+static cfx_status compute_batch(runner *r, const settings *st, const inputs *in, int64_t first,
+                                int64_t m) {
     const int64_t img = in->x->numel / in->n;
     cfx_tensor view = {.data = in->x->data + first * img, .ndim = 4, .numel = m * img};
     memcpy(view.shape, in->x->shape, sizeof view.shape);
@@ -579,6 +581,13 @@ static cfx_status run_batch(runner *r, const settings *st, const inputs *in, int
         TRY(cfx_cf_run(r->cf[k], &view, &out, r->rec[k]));
     }
     if (st->use[BEST]) pick_best(st, m, img, r->out, r->rec, r->out[BEST], r->rec[BEST], r->winner);
+    return CFX_OK;
+}
+
+/* Writes a computed batch: the rows into the .npy files, synced, then the lines. */
+static cfx_status write_batch(runner *r, const settings *st, const inputs *in, int64_t first,
+                              int64_t m) {
+    const int64_t img = in->x->numel / in->n;
     for (int k = 0; k < NOUT; k++) {
         if (!st->use[k]) continue;
         off_t at = (off_t)(r->data_at[k] + (size_t)(first * img) * sizeof(float));
@@ -593,6 +602,49 @@ static cfx_status run_batch(runner *r, const settings *st, const inputs *in, int
     TRY(write_all(r->results, r->lines, (size_t)(p - r->lines), -1, r->paths[NOUT]));
     if (fdatasync(r->results) != 0)
         return cfx_set_error(CFX_EIO, "sync '%s': %s", r->paths[NOUT], strerror(errno));
+    return CFX_OK;
+}
+
+/* Under mpirun, a batch computed by another rank travels to rank 0 as a header (the rank's
+ * status and error message) and, when it succeeded, the rows, records and winners: the same
+ * arrays compute_batch fills, so rank 0 writes them with write_batch as if it had computed
+ * them. The records go as bytes: every rank runs the same build (checked at start-up). */
+typedef struct {
+    int32_t status;
+    char message[1020];
+} batch_header;
+enum { TAG_HEADER = 1, TAG_ROWS, TAG_RECORDS, TAG_WINNERS };
+
+static cfx_status send_batch(const runner *r, const settings *st, int64_t m, int64_t img,
+                             cfx_status computed) {
+    batch_header h = {.status = computed};
+    if (computed != CFX_OK) snprintf(h.message, sizeof h.message, "%s", cfx_last_error());
+    TRY(cli_mpi_send(0, TAG_HEADER, &h, sizeof h));
+    for (int k = 0; computed == CFX_OK && k < NOUT; k++) {
+        if (!st->use[k]) continue;
+        TRY(cli_mpi_send(0, TAG_ROWS, r->out[k], (size_t)(m * img) * sizeof(float)));
+        TRY(cli_mpi_send(0, TAG_RECORDS, r->rec[k], (size_t)m * sizeof(cfx_cf_record)));
+    }
+    if (computed == CFX_OK && st->use[BEST])
+        TRY(cli_mpi_send(0, TAG_WINNERS, r->winner, (size_t)m * sizeof *r->winner));
+    return CFX_OK;
+}
+
+/* Rank 0's side: the batch, or the rank's error when it failed. */
+static cfx_status receive_batch(runner *r, const settings *st, int from, int64_t m, int64_t img) {
+    batch_header h;
+    TRY(cli_mpi_recv(from, TAG_HEADER, &h, sizeof h));
+    if (h.status != CFX_OK) {
+        h.message[sizeof h.message - 1] = '\0';
+        return cfx_set_error((cfx_status)h.status, "%s", h.message);
+    }
+    for (int k = 0; k < NOUT; k++) {
+        if (!st->use[k]) continue;
+        TRY(cli_mpi_recv(from, TAG_ROWS, r->out[k], (size_t)(m * img) * sizeof(float)));
+        TRY(cli_mpi_recv(from, TAG_RECORDS, r->rec[k], (size_t)m * sizeof(cfx_cf_record)));
+    }
+    if (st->use[BEST])
+        TRY(cli_mpi_recv(from, TAG_WINNERS, r->winner, (size_t)m * sizeof *r->winner));
     return CFX_OK;
 }
 
@@ -670,6 +722,72 @@ static void runner_free(runner *r) {
     }
     if (r->results > 0) close(r->results);
     free(r->winner), free(r->lines);
+}
+
+/* Rank 0's part of the start: the run folder new (or replaced with --force) with images.npy and
+ * run.json, or resumed (*resume is cleared for a run killed before its run.json, which starts
+ * over); the .npy files and results.jsonl opened in r; *done, the images of the whole batches
+ * already on disk. */
+static cfx_status open_run(runner *r, const char *out, int *resume, bool force,
+                           const char *json_text, const inputs *in, const settings *st,
+                           int64_t batch, int nout, int64_t *done) {
+    char path[4300];
+    path_in(path, sizeof path, out, "run.json");
+    bool have_run = exists(path);
+    *done = 0;
+    /* A run killed before its run.json was written has nothing to continue: it starts. */
+    if (*resume && !have_run && empty_or_missing(out)) *resume = false;
+    if (*resume) {
+        if (!have_run)
+            return cfx_set_error(CFX_EINVAL, "--resume: '%s' is not a run folder (no run.json)",
+                                 out);
+        char *old_text = NULL;
+        size_t size;
+        TRY(cfx_file_read_all(path, &old_text, &size));
+        char *why = run_mismatch(old_text, json_text);
+        cfx_free(old_text);
+        if (why) {
+            cfx_status s = cfx_set_error(CFX_EINVAL,
+                                         "--resume: '%s' is a run of other inputs or settings: "
+                                         "%s; run again with those, or start over with --force",
+                                         out, why);
+            free(why);
+            return s;
+        }
+    } else if (!empty_or_missing(out)) {
+        if (!force || !have_run)
+            return cfx_set_error(CFX_EINVAL,
+                                 force ? "'%s' is not empty and not a run folder; choose another "
+                                         "--out"
+                                       : "'%s' exists and is not empty (--resume continues it, "
+                                         "--force replaces it)",
+                                 out);
+        remove_run(out);
+    }
+    if (mkdir(out, 0755) != 0 && errno != EEXIST)
+        return cfx_set_error(CFX_EIO, "mkdir '%s': %s (does its folder exist?)", out,
+                             strerror(errno));
+    if (!*resume) { /* run.json last: a folder with it has its images */
+        char images[4300];
+        path_in(images, sizeof images, out, "images.npy");
+        TRY(cfx_npy_write(images, in->x));
+        TRY(write_text(path, json_text));
+    }
+    for (int k = 0; k < NOUT; k++) {
+        if (!st->use[k]) continue;
+        char name[64];
+        snprintf(name, sizeof name, "counterfactuals_%s.npy", out_name(k));
+        path_in(r->paths[k], sizeof r->paths[k], out, name);
+        TRY(open_npy(out, k, in, *resume, &r->fd[k], &r->data_at[k]));
+    }
+    path_in(r->paths[NOUT], sizeof r->paths[NOUT], out, "results.jsonl");
+    if (*resume) TRY(resume_point(r->paths[NOUT], in, batch, nout, done));
+    r->results = open(r->paths[NOUT], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (r->results < 0)
+        return cfx_set_error(CFX_EIO, "open '%s': %s", r->paths[NOUT], strerror(errno));
+    if (!*resume && ftruncate(r->results, 0) != 0)
+        return cfx_set_error(CFX_EIO, "truncate '%s': %s", r->paths[NOUT], strerror(errno));
+    return CFX_OK;
 }
 
 /* The progress note: success so far per method, over the images of this invocation. */
@@ -798,8 +916,11 @@ int cmd_counterfactual(int argc, char **argv) {
     inputs in = {0};
     runner r = {0};
     cfx_run *run = NULL;
-    char *json_text = NULL, *old_text = NULL;
+    char *json_text = NULL;
     cfx_tensor *lat = NULL, *sco = NULL;
+    const int rank = cli_mpi_rank(), ranks = cli_mpi_size();
+    bool running = false; /* in the batches, under mpirun: a failure ends every rank */
+    int rc = 0;
     cfx_status s =
         load_inputs(b, examples, image ? &(cli_list){files, nfiles} : NULL, &st, thr, &in);
     if (s == CFX_OK && st.use[CFX_CF_LNN]) s = cfx_bundle_calibration(b, &lat, &sco);
@@ -817,117 +938,98 @@ int cmd_counterfactual(int argc, char **argv) {
                      (unsigned long long)cfx_fnv1a(CFX_FNV1A_INIT, bytes, size));
         cfx_free(bytes);
     }
-    if (s != CFX_OK) goto fail;
-    json_text = run_json(&st, b, bundle, &in, &sh, thr, false);
-    if (!json_text) {
+    if (s == CFX_OK && !(json_text = run_json(&st, b, bundle, &in, &sh, thr, false)))
         s = CFX_ENOMEM;
-        goto fail;
-    }
 
-    /* The run folder: new (or replaced with --force), or resumed. */
-    char path[4300];
-    path_in(path, sizeof path, out, "run.json");
-    bool have_run = exists(path);
-    /* A run killed before its run.json was written has nothing to continue: it starts. */
-    if (resume && !have_run && empty_or_missing(out)) resume = false;
-    if (resume) {
-        size_t size;
-        if (!have_run) {
-            s = cfx_set_error(CFX_EINVAL, "--resume: '%s' is not a run folder (no run.json)", out);
-            goto fail;
-        }
-        if ((s = cfx_file_read_all(path, &old_text, &size)) != CFX_OK) goto fail;
-        char *why = run_mismatch(old_text, json_text);
-        if (why) {
-            s = cfx_set_error(CFX_EINVAL,
-                              "--resume: '%s' is a run of other inputs or settings: %s; run "
-                              "again with those, or start over with --force",
-                              out, why);
-            free(why);
-            goto fail;
-        }
-    } else if (!empty_or_missing(out)) {
-        if (!force || !have_run) {
-            s = cfx_set_error(CFX_EINVAL,
-                              force ? "'%s' is not empty and not a run folder; choose another --out"
-                                    : "'%s' exists and is not empty (--resume continues it, "
-                                      "--force replaces it)",
-                              out);
-            goto fail;
-        }
-        remove_run(out);
-    }
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        s = cfx_set_error(CFX_EIO, "mkdir '%s': %s (does its folder exist?)", out, strerror(errno));
-        goto fail;
-    }
-    if (!resume) { /* run.json last: a folder with it has its images */
-        char images[4300];
-        path_in(images, sizeof images, out, "images.npy");
-        if ((s = cfx_npy_write(images, in.x)) != CFX_OK) goto fail;
-        if ((s = write_text(path, json_text)) != CFX_OK) goto fail;
-    }
-    char note[512];
-    snprintf(note, sizeof note,
-             "cfx counterfactual: interrupted; the finished batches are in %s: run the same "
-             "command with --resume to continue",
-             out);
-    cfx_set_signal_note(note);
-
-    /* Buffers and files. */
-    const int64_t img = in.x->numel / in.n;
+    /* Buffers for one batch, on every rank. */
+    const int64_t img = in.x ? in.x->numel / in.n : 0;
     size_t longest = 0;
-    for (int64_t i = 0; i < in.n; i++) {
+    for (int64_t i = 0; s == CFX_OK && i < in.n; i++) {
         size_t len = strlen(in.source[i]) + (in.cause ? strlen(in.cause[i]) : 0);
         longest = len > longest ? len : longest;
     }
     int nout = 0;
     for (int k = 0; k < NOUT; k++) nout += st.use[k];
-    r.lines = malloc((size_t)(nout * batch) * (1200 + 6 * longest));
-    r.winner = malloc((size_t)batch * sizeof *r.winner);
-    if (!r.lines || !r.winner) s = CFX_ENOMEM;
+    if (s == CFX_OK) {
+        r.lines = malloc((size_t)(nout * batch) * (1200 + 6 * longest));
+        r.winner = malloc((size_t)batch * sizeof *r.winner);
+        if (!r.lines || !r.winner) s = CFX_ENOMEM;
+    }
     for (int k = 0; s == CFX_OK && k < NOUT; k++) {
         if (!st.use[k]) continue;
-        char name[64];
-        snprintf(name, sizeof name, "counterfactuals_%s.npy", out_name(k));
-        path_in(r.paths[k], sizeof r.paths[k], out, name);
         r.out[k] = malloc((size_t)(batch * img) * sizeof(float));
         r.rec[k] = malloc((size_t)batch * sizeof(cfx_cf_record));
         if (!r.out[k] || !r.rec[k]) s = CFX_ENOMEM;
-        if (s == CFX_OK) s = open_npy(out, k, &in, resume, &r.fd[k], &r.data_at[k]);
     }
-    path_in(r.paths[NOUT], sizeof r.paths[NOUT], out, "results.jsonl");
-    int64_t done = 0;
-    if (s == CFX_OK && resume) s = resume_point(r.paths[NOUT], &in, batch, nout, &done);
-    if (s == CFX_OK) {
-        r.results = open(r.paths[NOUT], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (r.results < 0)
-            s = cfx_set_error(CFX_EIO, "open '%s': %s", r.paths[NOUT], strerror(errno));
-        else if (!resume && ftruncate(r.results, 0) != 0)
-            s = cfx_set_error(CFX_EIO, "truncate '%s': %s", r.paths[NOUT], strerror(errno));
+    /* Under mpirun every rank has loaded and checked the inputs: the lowest rank that failed
+     * says why, and the ranks must agree on what they loaded (run.json holds the fingerprints
+     * of the bundle and the images, and the settings). */
+    int failed = cli_mpi_first_failure(s != CFX_OK);
+    if (failed >= 0) {
+        if (failed == rank) goto fail;
+        goto quiet;
     }
-    if (s != CFX_OK) goto fail;
-    if (resume && done)
-        fprintf(stderr, "cfx %s: resuming after %lld of %lld images\n", cmd, (long long)done,
-                (long long)in.n);
+    if (ranks > 1 && !cli_mpi_same(cmd, "inputs or settings (run.json)",
+                                   cfx_fnv1a(CFX_FNV1A_INIT, json_text, strlen(json_text))))
+        goto quiet;
 
-    /* The batches. */
-    const cfx_progress bar = {.fn = json ? NULL : cfx_progress_stderr};
+    /* The run folder, which rank 0 alone touches; the others learn where it resumes. */
+    int64_t done = 0;
+    if (rank == 0) s = open_run(&r, out, &resume, force, json_text, &in, &st, batch, nout, &done);
+    if (ranks > 1 && (failed = cli_mpi_first_failure(s != CFX_OK)) < 0)
+        s = cli_mpi_broadcast(&done, sizeof done);
+    if (failed >= 0 && failed != rank) goto quiet;
+    if (s != CFX_OK) goto fail;
+    char note[512];
+    if (rank == 0) {
+        snprintf(note, sizeof note,
+                 "cfx counterfactual: interrupted; the finished batches are in %s: run the same "
+                 "command with --resume to continue",
+                 out);
+        cfx_set_signal_note(note);
+        if (resume && done)
+            fprintf(stderr, "cfx %s: resuming after %lld of %lld images\n", cmd, (long long)done,
+                    (long long)in.n);
+    }
+
+    /* The batches: batch j (counted from the resume point) is rank j % ranks's; rank 0 writes
+     * every batch in order, its own as it computes them, the others' as they arrive, so the
+     * files are those one process writes. */
+    const cfx_progress bar = {.fn = json || rank ? NULL : cfx_progress_stderr};
     int64_t ok[NOUT] = {0}, seen = 0;
+    running = ranks > 1;
     cfx_progress_report(&bar, "counterfactuals", done, in.n, "");
-    for (int64_t first = done; first < in.n; first += batch) {
-        int64_t m = MIN(batch, in.n - first);
-        s = run_batch(&r, &st, &in, first, m);
+    for (int64_t j = 0, first = done; first < in.n; j++, first += batch) {
+        const int64_t m = MIN(batch, in.n - first);
+        const int owner = (int)(j % ranks);
+        if (rank > 0) {
+            if (owner != rank) continue;
+            cfx_status c = compute_batch(&r, &st, &in, first, m);
+            if ((s = send_batch(&r, &st, m, img, c)) != CFX_OK) goto fail;
+            if (c != CFX_OK) goto quiet; /* rank 0 reports it, with the images */
+            continue;
+        }
+        s = owner == 0 ? compute_batch(&r, &st, &in, first, m)
+                       : receive_batch(&r, &st, owner, m, img);
         if (s != CFX_OK) {
-            cfx_error_context(s, "images %lld..%lld", (long long)first, (long long)(first + m - 1));
+            if (ranks > 1)
+                cfx_error_context(s, "rank %d of %d, images %lld..%lld (%s ...)", owner, ranks,
+                                  (long long)first, (long long)(first + m - 1), in.source[first]);
+            else
+                cfx_error_context(s, "images %lld..%lld", (long long)first,
+                                  (long long)(first + m - 1));
             goto fail;
         }
+        if ((s = write_batch(&r, &st, &in, first, m)) != CFX_OK) goto fail;
         seen += m;
         for (int k = 0; k < NOUT; k++)
             for (int64_t i = 0; st.use[k] && i < m; i++) ok[k] += r.rec[k][i].success;
         note_of(note, sizeof note, &st, ok, seen);
         cfx_progress_report(&bar, "counterfactuals", first + m, in.n, note);
     }
+    running = false;
+    if (rank > 0) goto clean_up;
+    char path[4300];
     cfx_set_signal_note(NULL);
 
     /* The tables and strips from the files, as any reader sees them; then the run is
@@ -957,17 +1059,33 @@ int cmd_counterfactual(int argc, char **argv) {
                "strips/\n",
                out);
     }
-    int rc = 0;
     if (0) {
     fail:
-        rc = cli_fail(cmd, NULL);
+        if (ranks > 1 && !running && rank > 0)
+            rc = cli_fail(cmd, "rank %d of %d: %s", rank, ranks, cfx_last_error());
+        else
+            rc = cli_fail(cmd, NULL);
+        /* A failure during the batches ends every rank; the finished batches stay. */
+        if (running) {
+            if (rank == 0)
+                fprintf(stderr,
+                        "cfx %s: the finished batches are in %s: run the same command with "
+                        "--resume to continue\n",
+                        cmd, out);
+            cli_mpi_abort(1);
+        }
     }
+    if (0) {
+    quiet: /* another rank said why */
+        rc = 1;
+    }
+clean_up:
     cfx_set_signal_note(NULL);
     cfx_run_free(run);
     runner_free(&r);
     inputs_free(&in);
     cfx_tensor_free(lat), cfx_tensor_free(sco);
-    free(json_text), cfx_free(old_text);
+    free(json_text);
     cfx_bundle_free(b);
     return rc;
 }

@@ -3,6 +3,7 @@
  * RUN/summary.csv. Every distribution metric carries the name of the network it ran on:
  * FID[classifier] without a user network. */
 #include "cli.h"
+#include "mpi.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -123,6 +124,27 @@ static void write_table(FILE *f, const cfx_evaluation *e, bool md) {
     }
 }
 
+/* Under mpirun: each rank's rows are its whole batches, and the all-gather fills the rest. */
+static void share_part(void *ctx, int64_t n, int64_t batch, int64_t *lo, int64_t *hi) {
+    cli_mpi_batches(n, batch, cli_mpi_rank(), cli_mpi_size(), lo, hi);
+}
+
+static cfx_status share_fill(void *ctx, void *rows, int64_t n, size_t row_bytes, int64_t batch) {
+    return cli_mpi_allgather_rows(rows, n, row_bytes, batch);
+}
+
+/* What the ranks must agree they loaded: the run's images and counterfactuals, the bundle and
+ * the reference images. */
+static uint64_t inputs_fingerprint(const cfx_run *r, const cfx_bundle *b, const cfx_dataset *d) {
+    uint64_t h = cfx_fnv1a(CFX_FNV1A_INIT, r->images->data, (size_t)r->images->numel * 4);
+    for (int k = 0; k < CFX_RUN_METHODS; k++)
+        if (r->has[k])
+            h = cfx_fnv1a(h, r->counterfactuals[k]->data,
+                          (size_t)r->counterfactuals[k]->numel * sizeof(float));
+    h = cfx_fnv1a(h, b->fingerprint, strlen(b->fingerprint));
+    return cfx_fnv1a(h, d->images->data, (size_t)d->images->numel * sizeof(float));
+}
+
 int cmd_evaluate(int argc, char **argv) {
     const char *run_dir = NULL, *data = NULL, *fid_model = NULL, *fid_features = NULL,
                *cmmd_model = NULL, *cmmd_features = NULL, *lpips_model = NULL;
@@ -161,37 +183,53 @@ int cmd_evaluate(int argc, char **argv) {
     if (!cmmd_model != !cmmd_features)
         cli_usage_error(cmd, "--cmmd-model and --cmmd-features go together");
     cli_set_threads(threads);
-    cfx_run *r = cfx_run_open(run_dir);
-    if (!r) return cli_fail(cmd, NULL);
+    const int rank = cli_mpi_rank(), ranks = cli_mpi_size();
     int rc = 0;
     char *recorded = NULL;
     cfx_bundle *b = NULL;
     cfx_dataset *d = NULL;
     cfx_evaluation e = {0};
     cfx_file f[3] = {{0}};
+    cfx_run *r = cfx_run_open(run_dir);
+    if (!r) {
+        rc = cli_fail(cmd, NULL);
+        goto agree;
+    }
     if (!r->complete) {
         rc = cli_fail(cmd,
                       "run '%s' is not complete: finish it with cfx counterfactual ... --resume",
                       run_dir);
-        goto done;
+        goto agree;
     }
     if (!(b = cfx_bundle_load(r->bundle, batch))) {
         rc = cli_fail(cmd, NULL);
-        goto done;
+        goto agree;
     }
     if (strcmp(b->fingerprint, r->bundle_fingerprint)) {
         rc = cli_fail(cmd,
                       "the bundle '%s' has changed since the run (fingerprint %s, the run's %s)",
                       r->bundle, b->fingerprint, r->bundle_fingerprint);
-        goto done;
+        goto agree;
     }
     if (!data && !(data = recorded = cli_bundle_dataset(r->bundle))) {
         rc = cli_fail(cmd, "the bundle does not name its dataset: give --data DIR");
-        goto done;
+        goto agree;
     }
     if (!(d = cfx_dataset_load(data, "calib"))) {
         rc = cli_fail(cmd, "%s (the reference images are the calib split of --data)",
                       cfx_last_error());
+        goto agree;
+    }
+    /* Every rank has loaded its inputs: a rank that failed has said why, and the ranks must
+     * have loaded the same (the per-image work is shared below, the metrics computed on each). */
+agree:
+    if (cli_mpi_first_failure(rc != 0) >= 0) {
+        rc = 1;
+        goto done;
+    }
+    if (ranks > 1 &&
+        !cli_mpi_same(cmd, "run, bundle or reference images", inputs_fingerprint(r, b, d))) {
+        rc = 1;
         goto done;
     }
     cfx_evaluate_options o = {.reference = d->images,
@@ -202,11 +240,18 @@ int cmd_evaluate(int argc, char **argv) {
                               .lpips_model = lpips_model,
                               .seed = (uint64_t)seed,
                               .batch = batch,
-                              .progress = {.fn = json ? NULL : cfx_progress_stderr}};
+                              .progress = {.fn = json || rank ? NULL : cfx_progress_stderr}};
+    if (ranks > 1) o.share = (cfx_evaluate_share){.part = share_part, .fill = share_fill};
     if (cfx_evaluate(r, b->competency, &o, &e) != CFX_OK) {
-        rc = cli_fail(cmd, NULL);
-        goto done;
+        if (ranks == 1) {
+            rc = cli_fail(cmd, NULL);
+            goto done;
+        }
+        /* The other ranks may wait for this one's rows: end them all. */
+        cli_fail(cmd, "rank %d of %d: %s", rank, ranks, cfx_last_error());
+        cli_mpi_abort(1);
     }
+    if (rank > 0) goto done; /* rank 0 writes */
     const char *names[3] = {"metrics.json", "summary.md", "summary.csv"};
     cfx_status s = CFX_OK;
     for (int k = 0; k < 3 && s == CFX_OK; k++) {

@@ -1,6 +1,8 @@
 /* main.c - `cfx <command> [options]`: dispatches to one file per subcommand. */
 #include "cli.h"
+#include "mpi.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const cli_command commands[] = {
@@ -22,7 +24,30 @@ static const cli_command commands[] = {
     {"version", cmd_version, "print the version"},
 };
 
+/* Under mpirun, the commands that share their work among the ranks (and `version`); any other
+ * would run whole on every rank, over the same files. */
+static bool sharded(int argc, char **argv) {
+    const char *const ok[] = {"version", "--version", "counterfactual", "competency score",
+                              "evaluate"};
+    for (size_t k = 0; k < CLI_LEN(ok); k++) {
+        size_t n = strcspn(ok[k], " ");
+        if (argc > 1 && strlen(argv[1]) == n && !strncmp(argv[1], ok[k], n) &&
+            (!ok[k][n] || (argc > 2 && !strcmp(argv[2], ok[k] + n + 1))))
+            return true;
+    }
+    return false;
+}
+
 int main(int argc, char **argv) {
+    cli_mpi_init(&argc, &argv); /* one rank, or every rank of an MPI job agreeing */
+    if (cli_mpi_size() > 1 && !sharded(argc, argv)) {
+        if (cli_mpi_rank() == 0)
+            fprintf(stderr,
+                    "cfx: under mpirun only `cfx competency score`, `cfx counterfactual` and `cfx "
+                    "evaluate` share their work among the ranks so far; run this command with one "
+                    "rank\n");
+        return 2;
+    }
     cfx_clean_up_on_signals(); /* an interrupted command leaves no temporaries behind */
     char help[] = "--help";    /* `cfx help` is `cfx --help` */
     if (argc > 1 && strcmp(argv[1], "help") == 0) argv[1] = help;

@@ -1534,6 +1534,16 @@ cfx_status cfx_cosine_stats(const cfx_tensor *a, const cfx_tensor *b, const uint
                             double *cos, cfx_cosine_summary *out);
 
 /* =================================================================== evaluate === */
+/* Sharing the per-image work of cfx_evaluate among processes (`cfx evaluate` under mpirun):
+ * part gives this process's rows [lo, hi) of a set of n images, in whole batches so that every
+ * batch is the one a single process would run; fill is called by every process with each (n,
+ * row_bytes) array whose part it computed, and fills in the other processes' rows in place (an
+ * all-gather). The metrics that follow are then the same on every process. */
+typedef struct cfx_evaluate_share {
+    void (*part)(void *ctx, int64_t n, int64_t batch, int64_t *lo, int64_t *hi);
+    cfx_status (*fill)(void *ctx, void *rows, int64_t n, size_t row_bytes, int64_t batch);
+    void *ctx;
+} cfx_evaluate_share;
 /* The metrics of a run (cfx_run_open), per method and per method and cause, as `cfx evaluate`
  * reports them: success rate, mean rho after, steps and seconds per image (from the run's
  * records); LPIPS (cfx_distance: the user's network, or the built-in formula on the classifier)
@@ -1549,8 +1559,9 @@ typedef struct cfx_evaluate_options {
     const char *cmmd_model, *cmmd_features; /* likewise */
     const char *lpips_model;                /* cfx_distance_new's; NULL: the built-in formula */
     uint64_t seed;                          /* KID's subsets */
-    int64_t batch;                          /* user networks' batch; 0 reads as 64 */
+    int64_t batch;                          /* networks' batch, share's unit; 0 reads as 64 */
     cfx_progress progress;                  /* a unit per row */
+    cfx_evaluate_share share;               /* NULL part and fill: every row here */
 } cfx_evaluate_options;
 typedef struct cfx_eval_row {
     int method;        /* cfx_cf_method, or CFX_RUN_BEST */

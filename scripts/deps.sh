@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages a make target needs, only those that are missing.
-# Usage: scripts/deps.sh build|data|test|bench|fuzz
+# Usage: scripts/deps.sh build|data|test|bench|fuzz|mpi
 # Runs apt-get update once, and only when something has to be installed.
 set -eu
 
@@ -11,16 +11,18 @@ test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nlt
 # make fuzz: clang with libFuzzer and the sanitizers' runtimes, OpenMP for clang; the seeds are
 # written by cfx and by Python (ONNX, PyTorch's exporter, Pillow).
 fuzz="clang-14 libclang-rt-14-dev libomp-14-dev python3 python3-numpy python3-onnx python3-torch python3-pil"
+mpi="libopenmpi-dev openmpi-bin"
 
 want=""
 for set in "$@"; do
     case "$set" in
         build) want="$want $build" ;;
         data) want="$want $data" ;;
-        test) want="$want $build $data $test" ;;
+        test) want="$want $build $data $test $mpi" ;;
         bench) want="$want $build $data $test" ;;
         fuzz) want="$want $build $data $fuzz" ;;
-        *) echo "deps.sh: unknown set '$set' (build, data, test, bench, fuzz)" >&2; exit 2 ;;
+        mpi) want="$want $build $mpi" ;;
+        *) echo "deps.sh: unknown set '$set' (build, data, test, bench, fuzz, mpi)" >&2; exit 2 ;;
     esac
 done
 

@@ -4,7 +4,9 @@
  * image and its counterfactual, over the successful ones; FID and KID of the counterfactuals
  * against reference images (the calibration split) on the FID network's features, and CMMD on
  * the CMMD network's; steps and seconds per image. The networks are the user's when given,
- * else the classifier's own feature tensor, and the labels say which. */
+ * else the classifier's own feature tensor, and the labels say which. With a share (cfx evaluate
+ * under mpirun) each process runs the networks on its whole batches of every image set and the
+ * share's all-gather completes the rows; the metrics are then computed on each process. */
 #include "metrics/metrics.h"
 
 #include <math.h>
@@ -28,11 +30,43 @@ static cfx_tensor *rows_of(const cfx_tensor *t, const uint8_t *sel, int64_t coun
     return out;
 }
 
-/* Features of images through f into a new (n, dim) tensor. */
-static cfx_status features_of(cfx_features *f, const cfx_tensor *images, cfx_tensor **out) {
-    cfx_tensor *t = cfx_tensor_new(2, (int64_t[]){images->shape[0], cfx_features_dim(f)});
+/* This process's part of n images: all of them, or the share's block (whole batches). */
+static void part_of(const cfx_evaluate_share *sh, int64_t n, int64_t batch, int64_t *lo,
+                    int64_t *hi) {
+    *lo = 0, *hi = n;
+    if (sh->part) sh->part(sh->ctx, n, batch, lo, hi);
+}
+
+/* Rows [lo, hi) of images as a view (no copy). */
+static cfx_tensor rows_view(const cfx_tensor *images, int64_t lo, int64_t hi) {
+    const int64_t img = images->numel / images->shape[0];
+    cfx_tensor v = *images;
+    v.data = images->data + lo * img;
+    v.shape[0] = hi - lo;
+    v.numel = (hi - lo) * img;
+    return v;
+}
+
+static cfx_status share_fill(const cfx_evaluate_share *sh, void *rows, int64_t n, size_t row_bytes,
+                             int64_t batch) {
+    return sh->fill ? sh->fill(sh->ctx, rows, n, row_bytes, batch) : CFX_OK;
+}
+
+/* Features of images through f into a new (n, dim) tensor: this process's rows, then the
+ * others' from the share. */
+static cfx_status features_of(cfx_features *f, const cfx_tensor *images,
+                              const cfx_evaluate_share *sh, int64_t batch, cfx_tensor **out) {
+    const int64_t n = images->shape[0], dim = cfx_features_dim(f);
+    cfx_tensor *t = cfx_tensor_new(2, (int64_t[]){n, dim});
     if (!t) return CFX_ENOMEM;
-    cfx_status s = cfx_features_run(f, images, t);
+    int64_t lo, hi;
+    part_of(sh, n, batch, &lo, &hi);
+    cfx_status s = CFX_OK;
+    if (hi > lo) {
+        cfx_tensor x = rows_view(images, lo, hi), y = rows_view(t, lo, hi);
+        s = cfx_features_run(f, &x, &y);
+    }
+    if (s == CFX_OK) s = share_fill(sh, t->data, n, (size_t)dim * sizeof(float), batch);
     if (s != CFX_OK) {
         cfx_tensor_free(t);
         return s;
@@ -42,17 +76,39 @@ static cfx_status features_of(cfx_features *f, const cfx_tensor *images, cfx_ten
 }
 
 static cfx_status latents_of(cfx_competency *c, const cfx_tensor *images, int64_t dim,
-                             cfx_tensor **out) {
-    cfx_tensor *t = cfx_tensor_new(2, (int64_t[]){images->shape[0], dim});
+                             const cfx_evaluate_share *sh, int64_t batch, cfx_tensor **out) {
+    const int64_t n = images->shape[0];
+    cfx_tensor *t = cfx_tensor_new(2, (int64_t[]){n, dim});
     if (!t) return CFX_ENOMEM;
-    cfx_status s =
-        cfx_competency_score(c, images, &(cfx_competency_scores){.latent = t->data}, NULL);
+    int64_t lo, hi;
+    part_of(sh, n, batch, &lo, &hi);
+    cfx_status s = CFX_OK;
+    if (hi > lo) {
+        cfx_tensor x = rows_view(images, lo, hi);
+        s = cfx_competency_score(c, &x, &(cfx_competency_scores){.latent = t->data + lo * dim},
+                                 NULL);
+    }
+    if (s == CFX_OK) s = share_fill(sh, t->data, n, (size_t)dim * sizeof(float), batch);
     if (s != CFX_OK) {
         cfx_tensor_free(t);
         return s;
     }
     *out = t;
     return CFX_OK;
+}
+
+/* LPIPS(X, X') of every image into out (n doubles), shared the same way. */
+static cfx_status lpips_of(cfx_distance *d, const cfx_tensor *x, const cfx_tensor *y,
+                           const cfx_evaluate_share *sh, int64_t batch, double *out) {
+    const int64_t n = x->shape[0];
+    int64_t lo, hi;
+    part_of(sh, n, batch, &lo, &hi);
+    if (hi > lo) {
+        cfx_tensor a = rows_view(x, lo, hi), b = rows_view(y, lo, hi);
+        cfx_status s = cfx_distance_run(d, &a, &b, out + lo);
+        if (s != CFX_OK) return s;
+    }
+    return share_fill(sh, out, n, sizeof(double), batch);
 }
 
 /* Per method: the features of its counterfactuals on each network, and their latents. */
@@ -134,11 +190,12 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
     if (!r || !c || !o || !o->reference)
         return cfx_set_error(CFX_EINVAL, "evaluate: need a run, its competency and reference "
                                          "images");
-    cfx_competency_shape sh;
-    cfx_competency_shape_of(c, &sh);
+    cfx_competency_shape shape;
+    cfx_competency_shape_of(c, &shape);
     const cfx_tensor *ref = o->reference;
-    if (sh.c != r->c || sh.h != r->h || sh.w != r->w || ref->ndim != 4 || ref->shape[1] != r->c ||
-        ref->shape[2] != r->h || ref->shape[3] != r->w || ref->shape[0] < 2)
+    if (shape.c != r->c || shape.h != r->h || shape.w != r->w || ref->ndim != 4 ||
+        ref->shape[1] != r->c || ref->shape[2] != r->h || ref->shape[3] != r->w ||
+        ref->shape[0] < 2)
         return cfx_set_error(CFX_ESHAPE,
                              "evaluate: the run's images (%d, %d, %d), the bundle's and the "
                              "reference images (at least 2) must have one shape",
@@ -173,28 +230,30 @@ cfx_status cfx_evaluate(const cfx_run *r, cfx_competency *c, const cfx_evaluate_
                                                           .batch = batch})))
         s = CFX_EINVAL;
     /* The reference set, and the originals. */
-    if (s == CFX_OK) s = features_of(nt.fid, ref, &nt.ref_fid);
-    if (s == CFX_OK) s = nt.cmmd == nt.fid ? CFX_OK : features_of(nt.cmmd, ref, &nt.ref_cmmd);
+    const cfx_evaluate_share *sh = &o->share;
+    if (s == CFX_OK) s = features_of(nt.fid, ref, sh, batch, &nt.ref_fid);
+    if (s == CFX_OK)
+        s = nt.cmmd == nt.fid ? CFX_OK : features_of(nt.cmmd, ref, sh, batch, &nt.ref_cmmd);
     if (s == CFX_OK && !nt.ref_cmmd) nt.ref_cmmd = nt.ref_fid;
     if (s == CFX_OK) s = cfx_fid_stats_init(&nt.ref_stats, nt.ref_fid);
     if (s == CFX_OK) s = cfx_cmmd_self(nt.ref_cmmd, NULL, &nt.ref_cmmd_self);
     if (s == CFX_OK && !(lpips = cfx_distance_new(c, CFX_CF_DISTANCE_LPIPS, o->lpips_model, batch)))
         s = CFX_EINVAL;
-    if (s == CFX_OK) s = features_of(nt.cls, r->images, &nt.orig_cls);
-    if (s == CFX_OK) s = latents_of(c, r->images, sh.latent_dim, &nt.orig_lat);
+    if (s == CFX_OK) s = features_of(nt.cls, r->images, sh, batch, &nt.orig_cls);
+    if (s == CFX_OK) s = latents_of(c, r->images, shape.latent_dim, sh, batch, &nt.orig_lat);
     cfx_progress_report(&o->progress, "metrics", 0, nrows, NULL);
     int row = 0;
     for (int k = 0; s == CFX_OK && k < CFX_RUN_METHODS; k++) {
         if (!r->has[k]) continue;
         const cfx_tensor *x = r->counterfactuals[k];
-        s = features_of(nt.cls, x, &mf[k].cls);
+        s = features_of(nt.cls, x, sh, batch, &mf[k].cls);
         if (s == CFX_OK && !(mf[k].lpips = cfx_malloc((size_t)r->n * sizeof(double))))
             s = CFX_ENOMEM;
-        if (s == CFX_OK) s = cfx_distance_run(lpips, r->images, x, mf[k].lpips);
-        if (s == CFX_OK) s = latents_of(c, x, sh.latent_dim, &mf[k].lat);
-        if (s == CFX_OK && nt.fid != nt.cls) s = features_of(nt.fid, x, &mf[k].fid);
+        if (s == CFX_OK) s = lpips_of(lpips, r->images, x, sh, batch, mf[k].lpips);
+        if (s == CFX_OK) s = latents_of(c, x, shape.latent_dim, sh, batch, &mf[k].lat);
+        if (s == CFX_OK && nt.fid != nt.cls) s = features_of(nt.fid, x, sh, batch, &mf[k].fid);
         if (s == CFX_OK && nt.cmmd != nt.cls && nt.cmmd != nt.fid)
-            s = features_of(nt.cmmd, x, &mf[k].cmmd);
+            s = features_of(nt.cmmd, x, sh, batch, &mf[k].cmmd);
         /* Borrowed views, not freed twice: method_features_free skips them below. */
         const cfx_tensor *fid = mf[k].fid ? mf[k].fid : mf[k].cls;
         const cfx_tensor *cm = mf[k].cmmd ? mf[k].cmmd : nt.cmmd == nt.fid ? fid : mf[k].cls;

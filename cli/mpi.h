@@ -1,0 +1,50 @@
+/* mpi.h - the CLI's seam to MPI (issue 23): rank and size, the start-up agreement of all ranks,
+ * and the collectives the sharded commands use. Compiled with -DCFX_MPI (make mpi: build/cfx-mpi)
+ * the calls go to Open MPI; in the plain build they are the calls of a single rank (rank 0 of
+ * 1), so a command is written once and runs the same as one process. */
+#ifndef CFX_CLI_MPI_H
+#define CFX_CLI_MPI_H
+
+#include "cfx.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Starts MPI (the MPI build) and checks that every rank runs the same cfx version with the same
+ * command line; on a mismatch rank 0 names the rank and every rank exits 2. The plain build
+ * started by mpirun as one of several ranks says it is not the MPI build and exits 2. Registers
+ * MPI_Finalize at exit. Call first in main. */
+void cli_mpi_init(int *argc, char ***argv);
+/* This process's rank (0..size-1) and the number of ranks. */
+int cli_mpi_rank(void);
+int cli_mpi_size(void);
+/* Ranks [lo, hi) of n items in contiguous blocks whose sizes differ by one at most, the larger
+ * first: rank r of size ranks. */
+void cli_mpi_block(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
+/* The same in whole batches of `batch` items (the last may be short): [lo, hi) starts at a
+ * multiple of batch, so each rank runs the batches one process runs. */
+void cli_mpi_batches(int64_t n, int64_t batch, int rank, int size, int64_t *lo, int64_t *hi);
+/* rows holds n rows of row_bytes; each rank has filled its cli_mpi_batches part; afterwards
+ * every rank holds all of them (MPI_Allgatherv in place). Collective. */
+cfx_status cli_mpi_allgather_rows(void *rows, int64_t n, size_t row_bytes, int64_t batch);
+/* Whether every rank computed the same fingerprint of what it loaded (what: "the images"): when
+ * not, the lowest rank that differs from rank 0 prints "cfx <cmd>: rank R of N loaded other
+ * <what> than rank 0 ..." and all return false. Collective. */
+bool cli_mpi_same(const char *cmd, const char *what, uint64_t fingerprint);
+/* The lowest rank with failed set, or -1 when none failed. Collective. */
+int cli_mpi_first_failure(bool failed);
+/* Rank 0 receives every rank's n bytes concatenated in rank order in *all (malloc'd, *total
+ * bytes; the caller frees it); the other ranks get NULL.
+ * Collective. */
+cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total);
+/* Point to point, for ordered streams of results: a message of n bytes to rank `to` with tag;
+ * recv waits for exactly n bytes from rank `from` with tag. */
+cfx_status cli_mpi_send(int to, int tag, const void *data, size_t n);
+cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n);
+/* rank 0's value of *v on every rank. Collective. */
+cfx_status cli_mpi_broadcast(void *v, size_t n);
+/* Ends every rank with exit code rc (MPI_Abort); in the plain build, exit(rc). */
+_Noreturn void cli_mpi_abort(int rc);
+
+#endif
