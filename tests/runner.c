@@ -211,6 +211,35 @@ int cfx_test_run_cli_stdout(char *out, size_t n, const char *fmt, ...) {
     return rc;
 }
 
+int cfx_test_make_bundle(const char *d, const cfx_test_bundle_spec *s, char *out, size_t n) {
+    int rc = cfx_test_run_cli(out, n,
+                              "data signs --out %s/s --size 16 --train %d --calib %d --test %d "
+                              "--ood %d --seed 1 --threads 1",
+                              d, s->train, s->calib, s->test, s->ood);
+    if (!rc)
+        rc = cfx_test_run_cli(out, n,
+                              "train classifier --data %s/s --out %s/clf.onnx --epochs %d "
+                              "--batch 16 --threads 1",
+                              d, d, s->clf_epochs);
+    if (!rc)
+        rc = cfx_test_run_cli(out, n,
+                              "train autoencoder --data %s/s --out %s/ae.onnx --epochs %d "
+                              "--batch 16 --latent 16 --threads 1",
+                              d, d, s->ae_epochs);
+    if (!rc)
+        rc = cfx_test_run_cli(out, n,
+                              "competency fit --classifier %s/clf.onnx --encoder %s/encoder.onnx "
+                              "--decoder %s/decoder.onnx --data %s/s --out %s/b --threshold %g "
+                              "--threads 1",
+                              d, d, d, d, d, s->threshold);
+    if (!rc)
+        rc = cfx_test_run_cli(out, n,
+                              "competency examples --bundle %s/b --data %s/s --out %s/ex "
+                              "--per-cause %d --seed 2 --threads 1",
+                              d, d, d, s->per_cause);
+    return rc;
+}
+
 static cfx_wordnet *shared_wn;
 
 static void free_wordnet(void) {

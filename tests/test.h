@@ -105,6 +105,17 @@ int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...)
 int cfx_test_run_cli_stdout(char *out, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A small competency bundle made with the cfx program in dir, as the CLI suites share it: s/
+ * (signs at 16 pixels, seed 1), clf.onnx, ae.onnx with encoder.onnx and decoder.onnx (latent 16),
+ * b/ (competency fit at threshold) and ex/ (per_cause examples of each cause, seed 2). Returns
+ * the first failing command's exit status (0 when all ran), its output in out. */
+typedef struct cfx_test_bundle_spec {
+    int train, calib, test, ood; /* images per class of each split */
+    int clf_epochs, ae_epochs, per_cause;
+    double threshold;
+} cfx_test_bundle_spec;
+int cfx_test_make_bundle(const char *dir, const cfx_test_bundle_spec *spec, char *out, size_t n);
+
 /* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
  * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */
 cfx_wordnet *cfx_test_wordnet(void);

@@ -169,31 +169,16 @@ static bool setup(void) {
     char out[16384];
     snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
     const char *d = root;
-    int rc = cfx_test_run_cli(out, sizeof out,
-                              "data signs --out %s/s --size 16 --train 60 --calib 30 --test 30 "
-                              "--ood 20 --seed 1 --threads 1",
-                              d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "train classifier --data %s/s --out %s/clf.onnx --epochs 6 "
-                              "--batch 16 --threads 1",
-                              d, d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "train autoencoder --data %s/s --out %s/ae.onnx --epochs 2 "
-                              "--batch 16 --latent 16 --threads 1",
-                              d, d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "competency fit --classifier %s/clf.onnx --encoder %s/encoder.onnx "
-                              "--decoder %s/decoder.onnx --data %s/s --out %s/b --threshold 0.17 "
-                              "--threads 1",
-                              d, d, d, d, d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "competency examples --bundle %s/b --data %s/s --out %s/ex "
-                              "--per-cause 4 --seed 2 --threads 1",
-                              d, d, d);
+    int rc = cfx_test_make_bundle(d,
+                                  &(cfx_test_bundle_spec){.train = 60,
+                                                          .calib = 30,
+                                                          .test = 30,
+                                                          .ood = 20,
+                                                          .clf_epochs = 6,
+                                                          .ae_epochs = 2,
+                                                          .threshold = 0.17,
+                                                          .per_cause = 4},
+                                  out, sizeof out);
     if (!rc)
         rc = cfx_test_run_cli(out, sizeof out,
                               "counterfactual --bundle %s/b --examples %s/ex --method reco,lnn "

@@ -46,31 +46,16 @@ static bool setup(void) {
     char out[16384];
     snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
     const char *d = root;
-    int rc = cfx_test_run_cli(out, sizeof out,
-                              "data signs --out %s/s --size 16 --train 40 --calib 8 --test 12 "
-                              "--ood 12 --seed 1 --threads 1",
-                              d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "train classifier --data %s/s --out %s/clf.onnx --epochs 2 "
-                              "--batch 16 --threads 1",
-                              d, d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "train autoencoder --data %s/s --out %s/ae.onnx --epochs 1 "
-                              "--batch 16 --latent 16 --threads 1",
-                              d, d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "competency fit --classifier %s/clf.onnx --encoder %s/encoder.onnx "
-                              "--decoder %s/decoder.onnx --data %s/s --out %s/b --threshold 0.16 "
-                              "--threads 1",
-                              d, d, d, d, d);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "competency examples --bundle %s/b --data %s/s --out %s/ex "
-                              "--per-cause 3 --seed 2 --threads 1",
-                              d, d, d);
+    int rc = cfx_test_make_bundle(d,
+                                  &(cfx_test_bundle_spec){.train = 40,
+                                                          .calib = 8,
+                                                          .test = 12,
+                                                          .ood = 12,
+                                                          .clf_epochs = 2,
+                                                          .ae_epochs = 1,
+                                                          .threshold = 0.16,
+                                                          .per_cause = 3},
+                                  out, sizeof out);
     CHECK_MSG(rc == 0, "setting up the bundle failed: %s", out);
     if (rc) root[0] = '\0';
     return rc == 0;

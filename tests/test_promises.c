@@ -45,25 +45,21 @@ static bool setup(void) {
     if (root[0]) return true;
     snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
     const char *d = root;
-    bool ok = run_ok("data signs --out %s/s --size 16 --train 40 --calib 8 --test 12 --ood 12 "
-                     "--seed 1 --threads 1",
-                     d) &&
-              run_ok("train classifier --data %s/s --out %s/clf.onnx --epochs 1 --batch 16 "
-                     "--threads 1",
-                     d, d) &&
-              run_ok("train autoencoder --data %s/s --out %s/ae.onnx --epochs 1 --batch 16 "
-                     "--latent 16 --threads 1",
-                     d, d) &&
-              run_ok("competency fit --classifier %s/clf.onnx --encoder %s/encoder.onnx "
-                     "--decoder %s/decoder.onnx --data %s/s --out %s/b --threshold 0.16 "
-                     "--threads 1",
-                     d, d, d, d, d) &&
-              run_ok("competency examples --bundle %s/b --data %s/s --out %s/ex --per-cause 2 "
-                     "--seed 2 --threads 1",
-                     d, d, d) &&
-              run_ok("counterfactual --bundle %s/b --examples %s/ex --out %s/run --method "
-                     "reco,lnn --threads 1",
-                     d, d, d);
+    char text[16384];
+    int rc = cfx_test_make_bundle(d,
+                                  &(cfx_test_bundle_spec){.train = 40,
+                                                          .calib = 8,
+                                                          .test = 12,
+                                                          .ood = 12,
+                                                          .clf_epochs = 1,
+                                                          .ae_epochs = 1,
+                                                          .threshold = 0.16,
+                                                          .per_cause = 2},
+                                  text, sizeof text);
+    CHECK_MSG(rc == 0, "setting up the bundle failed: %s", text);
+    bool ok = rc == 0 && run_ok("counterfactual --bundle %s/b --examples %s/ex --out %s/run "
+                                "--method reco,lnn --threads 1",
+                                d, d, d);
     /* Loose inputs: an array, a PNG, an image folder, the concept annotations, and a plain
      * file that output paths try to use as a folder. */
     cfx_tensor *x = cfx_tensor_new(4, (int64_t[]){2, 3, 16, 16});
