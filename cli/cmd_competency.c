@@ -270,7 +270,7 @@ static int comp_score(int argc, char **argv) {
     free(lines), free(all), free(rho);
     cfx_images_names_free(names, n);
     cfx_tensor_free(x);
-    free(pred), free(buf), free(inputs.items);
+    free(pred), free(buf);
     cfx_bundle_free(b);
     return rc;
 }

@@ -324,6 +324,28 @@ static void check_table_outputs(const char *path, const cli_opt *opts, size_t n,
     }
 }
 
+/* The arrays of the list positionals: the parser's, freed when the program ends (opt.h), so a
+ * command that returns early leaks nothing. */
+static const char **owned_lists[8];
+
+static void free_lists(void) {
+    for (size_t i = 0; i < sizeof owned_lists / sizeof *owned_lists; i++) {
+        free(owned_lists[i]);
+        owned_lists[i] = NULL;
+    }
+}
+
+/* was (NULL for a new array) became now. */
+static void own_list(const char **was, const char **now) {
+    static bool registered;
+    if (!registered) registered = atexit(free_lists) == 0;
+    for (size_t i = 0; i < sizeof owned_lists / sizeof *owned_lists; i++)
+        if (owned_lists[i] == was) {
+            owned_lists[i] = now;
+            return;
+        }
+}
+
 void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t n, int argc,
                char **argv) {
     bool given[MAX_OPTS] = {0};
@@ -352,6 +374,7 @@ void cli_parse(const char *path, const char *about, const cli_opt *opts, size_t 
                 const char **items = realloc(l->items, (size_t)(l->n + 1) * sizeof *items);
                 if (!items) cli_usage_error(path, "out of memory");
                 items[l->n++] = a;
+                own_list(l->items, items);
                 l->items = items;
                 continue;
             }
