@@ -238,3 +238,110 @@ CFX_TEST(image, png_chunk_longer_than_the_file_is_refused_before_allocating) {
                   strstr(cfx_last_error(), "truncated or corrupt PNG"),
               "message: %s", cfx_last_error());
 }
+
+/* The offset of the first marker 0xFF m of a JPEG, or -1. */
+static long marker_at(const unsigned char *b, size_t n, unsigned m) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (b[i] == 0xFF && b[i + 1] == m) return (long)i;
+    return -1;
+}
+
+/* Reads a copy of src with byte at..at+len replaced by rep (rep NULL: removed) and checks the
+ * loader refuses it with a message holding want. */
+static void check_patched_jpeg(const unsigned char *src, size_t n, long at, size_t len,
+                               const unsigned char *rep, const char *want) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/patched.jpg", cfx_test_tmpdir());
+    FILE *f = fopen(path, "wb");
+    fwrite(src, 1, (size_t)at, f);
+    if (rep) fwrite(rep, 1, len, f);
+    fwrite(src + at + (long)len, 1, n - (size_t)at - len, f);
+    fclose(f);
+    cfx_tensor *t = cfx_image_read(path, 0);
+    CHECK_MSG(t == NULL && strstr(cfx_last_error(), want), "want '%s', got: %s", want,
+              t ? "an image" : cfx_last_error());
+    cfx_tensor_free(t);
+}
+
+/* Found by fuzzing (fuzz/fuzz_image.c; the files are its inputs). A scan that uses a Huffman
+ * table no DHT defined made stb_image decode with uninitialised memory (valgrind: conditional
+ * jumps on it in stbi__jpeg_decode_block) and, depending on that memory, shift a 32-bit value
+ * by 32 (UBSan); the same holds for an undefined quantization table. A 1 KB JPEG declaring
+ * 4101 x 8455 pixels decoded, zeros for the missing data, into 104 MB of pixels (60 s under
+ * ASan). cfx refuses each before stb runs; files Pillow writes still decode. */
+CFX_TEST(image, jpeg_scans_with_undefined_tables_or_too_little_data_are_refused) {
+    const char *path = "tests/data/fuzz-regressions/image/scan_uses_undefined_huffman_table.jpg";
+    CHECK(cfx_image_read(path, 0) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) &&
+                  strstr(cfx_last_error(), "a scan uses a Huffman table that is not defined"),
+              "message: %s", cfx_last_error());
+    path = "tests/data/fuzz-regressions/image/1kb_declaring_4101x8455_pixels.jpg";
+    CHECK(cfx_image_read(path, 0) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) && strstr(cfx_last_error(), "truncated"),
+              "message: %s", cfx_last_error());
+    /* The same faults made by hand in files Pillow wrote (baseline and progressive). */
+    char dir[512], png[600], args[1400], jpg[700];
+    snprintf(dir, sizeof dir, "%s", cfx_test_tmpdir()); /* the next call reuses its buffer */
+    cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){3, 10, 12});
+    cfx_tensor_fill(t, 0.5f);
+    snprintf(png, sizeof png, "%s/cfx.png", dir);
+    CHECK_OK(cfx_image_write_png(png, t));
+    cfx_tensor_free(t);
+    snprintf(args, sizeof args, "png_oracle.py %s %s", png, dir);
+    CHECK_INT_EQ(cfx_test_python(args, ""), 0);
+    const char *names[] = {"smooth.jpg", "progressive.jpg"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(jpg, sizeof jpg, "%s/%s", dir, names[k]);
+        char *data;
+        size_t n;
+        CHECK_OK(cfx_file_read_all(jpg, &data, &n));
+        const unsigned char *b = (const unsigned char *)data;
+        cfx_tensor_free(cfx_image_read(jpg, 0));
+        long dht = marker_at(b, n, 0xC4), dqt = marker_at(b, n, 0xDB);
+        long sof = marker_at(b, n, k ? 0xC2 : 0xC0);
+        CHECK(dht > 0 && dqt > 0 && sof > 0);
+        if (dht <= 0 || dqt <= 0 || sof <= 0) {
+            cfx_free(data);
+            continue;
+        }
+        /* Every DHT gets the table id 3, which no scan of Pillow's uses. */
+        unsigned char *c = cfx_malloc(n);
+        memcpy(c, b, n);
+        for (long p = dht; p >= 0 && p < marker_at(b, n, 0xDA);) {
+            c[p + 4] = (unsigned char)((c[p + 4] & 0xF0) | 3);
+            long next = marker_at(b + p + 2, n - (size_t)p - 2, 0xC4);
+            p = next < 0 ? -1 : p + 2 + next;
+        }
+        check_patched_jpeg(c, n, 0, 0, NULL, "Huffman table that is not defined");
+        cfx_free(c);
+        /* The first DQT segment removed. */
+        size_t qlen = 2 + ((size_t)b[dqt + 2] << 8 | b[dqt + 3]);
+        check_patched_jpeg(b, n, dqt, qlen, NULL, "quantization table that is not defined");
+        /* A frame of 65535 x 65535 pixels. */
+        check_patched_jpeg(b, n, sof + 5, 4, (const unsigned char *)"\xff\xff\xff\xff",
+                           "truncated");
+        cfx_free(data);
+    }
+}
+
+/* A file of a few bytes can declare 65535 x 65535 pixels: images beyond Pillow's limit, or
+ * CFX_MAX_IMAGE_PIXELS, are refused with a message that says how to raise it. */
+CFX_TEST(image, images_beyond_the_pixel_limit_are_refused) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/a.png", cfx_test_tmpdir());
+    cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){1, 10, 12});
+    cfx_tensor_fill(t, 0.25f);
+    CHECK_OK(cfx_image_write_png(path, t));
+    cfx_tensor_free(t);
+    setenv("CFX_MAX_IMAGE_PIXELS", "119", 1);
+    t = cfx_image_read(path, 0);
+    CHECK(t == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) && strstr(cfx_last_error(), "12 x 10 pixels") &&
+                  strstr(cfx_last_error(), "CFX_MAX_IMAGE_PIXELS"),
+              "message: %s", cfx_last_error());
+    setenv("CFX_MAX_IMAGE_PIXELS", "120", 1);
+    t = cfx_image_read(path, 0);
+    CHECK(t && t->numel == 120);
+    cfx_tensor_free(t);
+    unsetenv("CFX_MAX_IMAGE_PIXELS");
+}

@@ -56,12 +56,22 @@ static const char *stb_reason(bool jpeg) {
     return r;
 }
 
-/* Debian's stb_image builds a JPEG Huffman table from the 16 code counts of a DHT segment
- * without checking that they add up to at most 256 symbols, and writes past its 257-entry array
- * when they do not (found by fuzzing, fuzz/fuzz_image.c). This walks the file's segments as stb
- * does, through the entropy-coded data (where a marker is 0xFF and a byte other than 0x00), and
- * finds such a table first. Valid files always pass: their tables hold at most 256 codes. */
-static bool jpeg_huffman_ok(const unsigned char *b, size_t n, size_t p) {
+/* Checks of a JPEG's segments before stb_image decodes it, each for a fault of Debian's
+ * stb_image 2.27 found by fuzzing (fuzz/fuzz_image.c). The walk follows the segments as stb
+ * does, through the entropy-coded data (where a marker is 0xFF and a byte other than 0x00); stb
+ * reads zeros past the end of the file, and so does the walk. Valid files pass every check.
+ *   - A Huffman table (DHT) whose 16 code counts add up to more than 256: stb writes past its
+ *     257-entry array.
+ *   - A scan that uses a Huffman or quantization table no earlier segment defined: stb decodes
+ *     with its tables' uninitialised memory (valgrind), and on some of it shifts a 32-bit value
+ *     by 32 (UBSan, in stbi__grow_buffer_unsafe).
+ *   - A frame too large for the file: every 8x8 block of every component takes at least one
+ *     bit of coded data, so a 1 KB file that declares 4101 x 8455 pixels is cut short; stb
+ *     would decode it, zeros for the missing data, into 104 MB of pixels. */
+static const char *jpeg_check(const unsigned char *b, size_t n, size_t p) {
+#define JB(i) ((size_t)(i) < n ? b[(i)] : 0u)
+    bool dc[4] = {0}, ac[4] = {0}, quant[4] = {0};
+    int ncomp = 0, cid[4] = {0}, ctq[4] = {0};
     while (p + 1 < n) {
         unsigned m = b[p + 1];
         if (b[p] != 0xFF || m == 0xFF) { /* entropy-coded data, or a fill byte */
@@ -72,19 +82,62 @@ static bool jpeg_huffman_ok(const unsigned char *b, size_t n, size_t p) {
             p += 2;
             continue;
         }
-        size_t len = p + 3 < n ? (size_t)b[p + 2] << 8 | b[p + 3] : 0;
-        /* DHT: tables of a class byte, 16 counts and the symbols, as long as the length lasts
-         * (stb reads zeros past the end of the file). */
-        for (long left = (long)len - 2, q = (long)p + 4; m == 0xC4 && left > 0;) {
-            int codes = 0;
-            for (long i = q + 1; i < q + 17; i++) codes += i < (long)n ? b[i] : 0;
-            if (codes > 256) return false;
-            q += 17 + codes;
-            left -= 17 + codes;
+        size_t len = JB(p + 2) << 8 | JB(p + 3), q = p + 4;
+        long left = (long)len - 2;
+        if (m == 0xC4) /* DHT: a class/id byte, 16 counts and the symbols, per table */
+            for (; left > 0;) {
+                unsigned tc = JB(q) >> 4, th = JB(q) & 15;
+                int codes = 0;
+                for (size_t i = q + 1; i < q + 17; i++) codes += JB(i);
+                if (codes > 256) return "corrupt: a Huffman table of more than 256 codes";
+                if (th < 4) (tc ? ac : dc)[th] = true;
+                q += 17 + (size_t)codes;
+                left -= 17 + codes;
+            }
+        else if (m == 0xDB) /* DQT: a precision/id byte and 64 entries of 1 or 2 bytes */
+            for (; left > 0;) {
+                unsigned pq = JB(q) >> 4, tq = JB(q) & 15;
+                if (tq < 4) quant[tq] = true;
+                q += pq ? 129 : 65;
+                left -= pq ? 129 : 65;
+            }
+        else if (m >= 0xC0 && m <= 0xC2) { /* SOF: baseline, extended, progressive */
+            size_t h = JB(q + 1) << 8 | JB(q + 2), w = JB(q + 3) << 8 | JB(q + 4);
+            ncomp = (int)JB(q + 5) < 4 ? (int)JB(q + 5) : 4;
+            unsigned hmax = 1, vmax = 1;
+            for (int k = 0; k < ncomp; k++) {
+                unsigned hv = JB(q + 7 + 3 * k);
+                if (hv >> 4 > hmax) hmax = hv >> 4;
+                if ((hv & 15) > vmax) vmax = hv & 15;
+            }
+            double blocks = 0;
+            for (int k = 0; k < ncomp; k++) {
+                cid[k] = (int)JB(q + 6 + 3 * k);
+                ctq[k] = (int)JB(q + 8 + 3 * k);
+                unsigned hv = JB(q + 7 + 3 * k);
+                double cw = ceil((double)w * (hv >> 4) / hmax),
+                       ch = ceil((double)h * (hv & 15) / vmax);
+                blocks += ceil(cw / 8) * ceil(ch / 8);
+            }
+            if (blocks / 8 > (double)n)
+                return "truncated: the frame has more pixels than the file holds data for";
+        } else if (m == 0xDA) { /* SOS: the scan's components and their tables */
+            int ns = (int)JB(q);
+            unsigned ss = JB(q + 1 + 2 * (size_t)ns), se = JB(q + 2 + 2 * (size_t)ns);
+            for (int k = 0; k < ns; k++) {
+                int c = (int)JB(q + 1 + 2 * (size_t)k);
+                unsigned td = JB(q + 2 + 2 * (size_t)k) >> 4, ta = JB(q + 2 + 2 * (size_t)k) & 15;
+                for (int i = 0; i < ncomp; i++)
+                    if (cid[i] == c && ctq[i] < 4 && !quant[ctq[i]])
+                        return "corrupt: a scan uses a quantization table that is not defined";
+                if ((ss == 0 && td < 4 && !dc[td]) || (se > 0 && ta < 4 && !ac[ta]))
+                    return "corrupt: a scan uses a Huffman table that is not defined";
+            }
         }
         p += 2 + len;
     }
-    return true;
+    return NULL;
+#undef JB
 }
 
 /* stb_image grows its buffer for a PNG's image data to each IDAT chunk's stated length before
@@ -98,6 +151,16 @@ static bool png_chunks_fit(const unsigned char *b, size_t n) {
         p += 12 + len; /* length, type, data, CRC */
     }
     return true; /* a file cut between chunks: stb says what is missing */
+}
+
+/* The most pixels an image may have: Pillow's MAX_IMAGE_PIXELS (a quarter GiB of 24-bit pixels),
+ * or the environment's CFX_MAX_IMAGE_PIXELS. A file of a few bytes can declare 65535 x 65535
+ * pixels; this keeps such a file from taking gigabytes of memory and minutes of decoding. */
+static int64_t max_pixels(void) {
+    const char *e = getenv("CFX_MAX_IMAGE_PIXELS");
+    char *end;
+    long long v = e ? strtoll(e, &end, 10) : 0;
+    return e && *e && !*end && v > 0 ? (int64_t)v : 89478485;
 }
 
 cfx_tensor *cfx_image_read(const char *path, int channels) {
@@ -127,11 +190,9 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
         cfx_free(buf);
         return NULL;
     }
-    if (jpeg && !jpeg_huffman_ok(bytes, size, soi + 1)) {
-        cfx_set_error(CFX_EFORMAT,
-                      "read '%s': cannot decode the JPEG (corrupt: a Huffman table of more than "
-                      "256 codes)",
-                      path);
+    const char *bad = jpeg ? jpeg_check(bytes, size, soi + 1) : NULL;
+    if (bad) {
+        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the JPEG (%s)", path, bad);
         cfx_free(buf);
         return NULL;
     }
@@ -139,6 +200,15 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
         cfx_set_error(CFX_EFORMAT, "read '%s': %s (stb: %s)", path,
                       jpeg ? "cannot decode the JPEG" : "not a PNG or JPEG image",
                       stb_reason(jpeg));
+        cfx_free(buf);
+        return NULL;
+    }
+    int64_t limit = max_pixels();
+    if ((int64_t)w * h > limit) {
+        cfx_set_error(CFX_EUNSUPPORTED,
+                      "read '%s': %d x %d pixels is more than cfx's limit of %lld pixels "
+                      "(set CFX_MAX_IMAGE_PIXELS to raise it)",
+                      path, w, h, (long long)limit);
         cfx_free(buf);
         return NULL;
     }
