@@ -144,30 +144,6 @@ static int concepts_edit(int argc, char **argv) {
                               : "'%s' exists and is not empty (--resume continues it, --force "
                                 "replaces it)",
                         out);
-    if (mkdir(out, 0755) != 0 && errno != EEXIST)
-        return cli_fail(cmd, "mkdir '%s': %s (does its folder exist?)", out, strerror(errno));
-    /* A resumed run must be the same run. */
-    char runjson[4200], settings[8192];
-    snprintf(runjson, sizeof runjson, "%s/run.json", out);
-    snprintf(settings, sizeof settings,
-             "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld}\n",
-             mode_words[mode], labels, editor_words[editor], max_steps);
-    if (resume) {
-        char *old = NULL;
-        if (cfx_file_read_all(runjson, &old, NULL) == CFX_OK && strcmp(old, settings) != 0) {
-            cfx_free(old);
-            return cli_fail(cmd,
-                            "--resume: '%s' is a run of other settings (%s); run again with "
-                            "those, or start over with --force",
-                            out, runjson);
-        }
-        cfx_free(old);
-    } else {
-        cfx_file af;
-        if (cfx_file_create(&af, runjson) != CFX_OK) return cli_fail(cmd, NULL);
-        fputs(settings, af.f);
-        if (cfx_file_commit(&af) != CFX_OK) return cli_fail(cmd, NULL);
-    }
     /* The classes. */
     int ncls = 0;
     char **cls = classes ? split_list(classes, &ncls) : manifest_classes(images, &ncls);
@@ -209,6 +185,40 @@ static int concepts_edit(int argc, char **argv) {
     if (!(ed = cfx_image_editor_builtin(data, images))) {
         rc = cli_fail(cmd, NULL);
         goto done;
+    }
+    /* The run folder, once every input has loaded: a bad input leaves nothing behind. */
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        rc = cli_fail(cmd, "mkdir '%s': %s (does its folder exist?)", out, strerror(errno));
+        goto done;
+    }
+    /* A resumed run must be the same run. */
+    char runjson[4200], settings[8192];
+    snprintf(runjson, sizeof runjson, "%s/run.json", out);
+    snprintf(settings, sizeof settings,
+             "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld}\n",
+             mode_words[mode], labels, editor_words[editor], max_steps);
+    if (resume) {
+        char *old = NULL;
+        if (cfx_file_read_all(runjson, &old, NULL) == CFX_OK && strcmp(old, settings) != 0) {
+            cfx_free(old);
+            rc = cli_fail(cmd,
+                          "--resume: '%s' is a run of other settings (%s); run again with "
+                          "those, or start over with --force",
+                          out, runjson);
+            goto done;
+        }
+        cfx_free(old);
+    } else {
+        cfx_file af;
+        if (cfx_file_create(&af, runjson) != CFX_OK) {
+            rc = cli_fail(cmd, NULL);
+            goto done;
+        }
+        fputs(settings, af.f);
+        if (cfx_file_commit(&af) != CFX_OK) {
+            rc = cli_fail(cmd, NULL);
+            goto done;
+        }
     }
     if (relabel) {
         cfx_concepts_data *nd;

@@ -60,6 +60,12 @@ static bool setup(void) {
     bool ok = rc == 0 && run_ok("counterfactual --bundle %s/b --examples %s/ex --out %s/run "
                                 "--method reco,lnn --threads 1",
                                 d, d, d);
+    /* Scenes from Fashion-MNIST (a package make test installs) and a classifier of them, for
+     * the V-CECE loop. */
+    ok = ok && run_ok("data scenes --out %s/sc --size 32 --count 40 --seed 1", d) &&
+         run_ok("train classifier --data %s/sc --out %s/sc.onnx --epochs 1 --batch 16 "
+                "--threads 1",
+                d, d);
     /* Loose inputs: an array, a PNG, an image folder, the concept annotations, and a plain
      * file that output paths try to use as a folder. */
     cfx_tensor *x = cfx_tensor_new(4, (int64_t[]){2, 3, 16, 16});
@@ -137,6 +143,11 @@ static const command commands[] = {
     {"report @D/run --out @O",
      "r.html",
      {"run/run.json", "run/results.jsonl", "run/counterfactuals_reco.npy"}},
+    {"data scenes --out @O --size 32 --count 10", "sc2", {0}},
+    {"concepts edit --data @D/sc/concepts.json --images @D/sc --labels rule --classifier "
+     "@D/sc.onnx --mode global --all --limit 3 --max-steps 2 --out @O --threads 1",
+     "e",
+     {"sc/concepts.json", "sc.onnx", "sc/manifest.json"}},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -247,9 +258,9 @@ CFX_TEST(promises, each_corrupted_input_is_named_and_nothing_is_written) {
 /* ------------------------------------------------------------------ kills --- */
 
 /* A command killed (SIGKILL) at a random moment and then run again (train and counterfactual
- * with --resume) ends with the same files, byte for byte, as a run that was never killed, and
- * no temporary survives the rerun. @O is the output; results.jsonl's wall-clock "seconds" are
- * the one thing two runs do not share. */
+ * with --resume; the V-CECE loop too) ends with the same files, byte for byte, as a run that was
+ * never killed, and no temporary survives the rerun. @O is the output; results.jsonl's wall-clock
+ * "seconds" are the one thing two runs do not share. */
 typedef struct {
     const char *args, *rerun, *out;
     bool atomic; /* the output appears whole or not at all: present after a kill, it is done */
@@ -264,6 +275,9 @@ static const killable killables[] = {
     {"counterfactual --bundle @D/b --examples @D/ex --out @O --method igd,lnn --max-iter 30 "
      "--batch 2 --threads 1",
      " --resume", "run", false},
+    {"concepts edit --data @D/sc/concepts.json --images @D/sc --labels rule --classifier "
+     "@D/sc.onnx --mode local --all --max-steps 4 --out @O --threads 1",
+     " --resume", "edit", false},
 };
 
 /* The files under dir (relative names, sorted) with their checksums; results.jsonl without
