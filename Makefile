@@ -117,9 +117,12 @@ asan:
 	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 \
 	    build-asan/cfx_tests $(CFX_TEST_ARGS)
 
+# Each test in its own valgrind, MEMCHECK_JOBS at a time (scripts/memcheck.sh); logs in
+# $(BUILD)/memcheck/.
+MEMCHECK_JOBS ?= 2
 memcheck: all
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 valgrind --error-exitcode=1 --suppressions=tests/valgrind.supp \
-	    --leak-check=full --errors-for-leak-kinds=definite $(BUILD)/cfx_tests $(CFX_TEST_ARGS)
+	@scripts/deps.sh test
+	scripts/memcheck.sh $(BUILD) $(MEMCHECK_JOBS) $(CFX_TEST_ARGS)
 
 # Fuzzing (README "Fuzzing"): the library built by clang with libFuzzer's coverage and the
 # sanitizers into build-fuzz/, one program per parser, seeds written by cfx itself

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Runs every test of the suite (or those matching the arguments) under valgrind's memcheck, each
+# test in its own valgrind process, JOBS at a time, and prints a line per test and a summary.
+# A test fails on any memcheck error or a definite leak; its log is kept in BUILD/memcheck/.
+# usage: scripts/memcheck.sh BUILD JOBS [SUITE | SUITE/NAME ...]
+set -u
+build=$1
+jobs=$2
+shift 2
+logs="$build/memcheck"
+rm -rf "$logs"
+mkdir -p "$logs"
+"$build/cfx_tests" --list "$@" >"$logs/tests" || {
+    echo "memcheck: cannot list the tests of $build/cfx_tests" >&2
+    exit 2
+}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 logs build
+start=$(date +%s)
+# One valgrind a test; each writes "rc seconds name" to its own status file.
+xargs -P "$jobs" -I{} sh -c '
+    t="$1"; f="$logs/$(echo "$t" | tr / _)"; s=$(date +%s)
+    valgrind -q --error-exitcode=99 --suppressions=tests/valgrind.supp --leak-check=full \
+        --errors-for-leak-kinds=definite "$build/cfx_tests" "$t" >"$f.log" 2>&1
+    rc=$?; e=$(( $(date +%s) - s ))
+    case $rc in 0) w=ok ;; 99) w=ERRORS ;; *) w=FAIL ;; esac
+    printf "%-6s %4ds %s\n" "$w" "$e" "$t"
+    echo "$rc" >"$f.rc"' _ {} <"$logs/tests"
+total=$(wc -l <"$logs/tests")
+bad=$(grep -L '^0$' "$logs"/*.rc | wc -l)
+echo "memcheck: $total tests, $((total - bad)) clean, $bad failed or with errors, in $(( $(date +%s) - start )) s"
+[ "$bad" -eq 0 ]
