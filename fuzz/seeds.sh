@@ -14,6 +14,8 @@
 #                   tests/py/onnx_models.py's hand-made and hostile files
 #   concepts        the first images of data/vg_random.json
 #   checkpoint      a checkpoint of build-fuzz/fuzz/checkpoint's model (CFX_FUZZ_WRITE_SEED)
+#   llm             chat-completions replies (a string, text parts, an error, no choices), each
+#                   with a two-line answer cache
 #   bundle, run     `cfx competency fit` (on the bundle target's models) and `cfx counterfactual`
 #                   on tiny signs, packed by fuzz/pack.py
 set -eu
@@ -22,6 +24,30 @@ build=$2
 here=$(cd "$(dirname "$0")" && pwd)
 corpus="$build/corpus"
 py=/usr/bin/python3
+# Model-server replies and the answer cache (written whenever missing: this target came after
+# the others' seeds).
+if [ ! -d "$corpus/llm" ]; then
+    mkdir -p "$corpus/llm"
+    $py - "$corpus/llm" <<'PY'
+import json, sys
+sep = "\n--cfx-fuzz-file--\n"
+out = sys.argv[1]
+cache = "\n".join(json.dumps({"key": k, "reply": r}) for k, r in
+                  [("00000000000000aa", "The image is dark."), ("0123456789abcdef", "Noise.")]) + "\n"
+replies = {
+    "string": {"id": "c1", "object": "chat.completion", "model": "m", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": " The image is too dark. "},
+         "finish_reason": "stop"}]},
+    "parts": {"choices": [{"message": {"role": "assistant", "content": [
+        {"type": "text", "text": "Part one."}, {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "text", "text": "Part two."}]}}]},
+    "error": {"error": {"message": "invalid API key", "type": "auth"}},
+    "empty": {"choices": []},
+}
+for name, r in replies.items():
+    open(f"{out}/{name}", "w").write(json.dumps(r) + sep + cache)
+PY
+fi
 if [ -f "$corpus/.done" ]; then exit 0; fi
 rm -rf "$corpus" "$build/seedwork"
 mkdir -p "$build/seedwork"
