@@ -580,3 +580,13 @@ CFX_TEST(onnx, a_weight_larger_than_its_data_is_refused_before_allocating) {
                   k < 2 ? cases[k][0] : "the fuzzer's input", largest);
     }
 }
+
+/* Found by fuzzing (fuzz/fuzz_onnx.c; tests/data/fuzz-regressions/onnx/ holds its input): a
+ * Concat node without inputs read its first input's id from an uninitialised array and crashed
+ * (a null tensor in the normal build). A Concat needs at least one input. */
+CFX_TEST(onnx, concat_without_inputs_is_refused) {
+    const char *path = "tests/data/fuzz-regressions/onnx/concat_without_inputs.onnx";
+    CHECK(cfx_onnx_load(path, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) && strstr(cfx_last_error(), "at least one input"),
+              "message: %s", cfx_last_error());
+}

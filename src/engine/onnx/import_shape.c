@@ -292,6 +292,7 @@ static cfx_status imp_unsqueeze(cfx__onnx_ctx *c) {
 
 static cfx_status imp_concat(cfx__onnx_ctx *c) {
     size_t n = c->node->n_input;
+    if (n == 0) return cfx__onnx_fail(c, CFX_EINVAL, "a Concat needs at least one input");
     bool all_const = true;
     for (size_t k = 0; k < n; k++)
         all_const = all_const && cfx__onnx_const_of(c, cfx__onnx_input(c, k));
