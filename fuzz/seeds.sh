@@ -24,9 +24,10 @@ build=$2
 here=$(cd "$(dirname "$0")" && pwd)
 corpus="$build/corpus"
 py=/usr/bin/python3
-# Model-server replies and the answer cache (written whenever missing: this target came after
-# the others' seeds).
-if [ ! -d "$corpus/llm" ]; then
+# Model-server replies and the answer cache, written whenever missing (this target came after
+# the others' corpora were made).
+llm_seeds() {
+    [ -d "$corpus/llm" ] && return 0
     mkdir -p "$corpus/llm"
     $py - "$corpus/llm" <<'PY'
 import json, sys
@@ -47,12 +48,14 @@ replies = {
 for name, r in replies.items():
     open(f"{out}/{name}", "w").write(json.dumps(r) + sep + cache)
 PY
-fi
+}
+llm_seeds
 if [ -f "$corpus/.done" ]; then exit 0; fi
 rm -rf "$corpus" "$build/seedwork"
 mkdir -p "$build/seedwork"
 w=$(realpath "$build/seedwork")
 for t in npy idx image onnx manifest concepts checkpoint bundle run; do mkdir -p "$corpus/$t"; done
+llm_seeds
 log="$w/seeds.log"
 run() { "$@" >>"$log" 2>&1 || { echo "seeds.sh: failed: $* (see $log)" >&2; tail -n 5 "$log" >&2; exit 1; }; }
 
