@@ -44,11 +44,17 @@ void cli_mpi_batches(int64_t n, int64_t batch, int rank, int size, int64_t *lo, 
 #ifdef CFX_MPI
 
 static int the_rank, the_size = 1;
+static double in_mpi; /* seconds inside MPI calls (cli_mpi_seconds) */
 
-static void finalize(void) {
-    int done = 0;
-    MPI_Finalized(&done);
-    if (!done) MPI_Finalize();
+/* Times an MPI call: T(MPI_Send(...)) is the call's return code. */
+#define T(call) timed_call(MPI_Wtime(), (call))
+static int timed_call(double t0, int rc) {
+    in_mpi += MPI_Wtime() - t0;
+    return rc;
+}
+
+double cli_mpi_seconds(void) {
+    return in_mpi;
 }
 
 static cfx_status mpi_error(const char *what, int code) {
@@ -56,6 +62,25 @@ static cfx_status mpi_error(const char *what, int code) {
     int len = 0;
     MPI_Error_string(code, msg, &len);
     return cfx_set_error(CFX_EIO, "MPI %s on rank %d of %d: %s", what, the_rank, the_size, msg);
+}
+
+cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd) {
+    (void)user;
+    for (size_t at = 0; at < n;) {
+        int c = (int)(n - at < PIECE ? n - at : PIECE);
+        int rc = T(MPI_Allreduce(MPI_IN_PLACE, f + at, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        if (rc != MPI_SUCCESS) return mpi_error("all-reduce", rc);
+        at += (size_t)c;
+    }
+    int rc = nd ? T(MPI_Allreduce(MPI_IN_PLACE, d, nd, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD))
+                : MPI_SUCCESS;
+    return rc == MPI_SUCCESS ? CFX_OK : mpi_error("all-reduce", rc);
+}
+
+static void finalize(void) {
+    int done = 0;
+    MPI_Finalized(&done);
+    if (!done) MPI_Finalize();
 }
 
 /* What every rank must agree on before it starts. */
@@ -111,15 +136,15 @@ int cli_mpi_size(void) {
 
 int cli_mpi_first_failure(bool failed) {
     int mine = failed ? the_rank : the_size, first = mine;
-    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (T(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD)) != MPI_SUCCESS)
         return failed ? the_rank : 0;
     return first < the_size ? first : -1;
 }
 
 bool cli_mpi_same(const char *cmd, const char *what, uint64_t fingerprint) {
     uint64_t *all = calloc((size_t)the_size, sizeof *all);
-    bool same = all && MPI_Allgather(&fingerprint, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T,
-                                     MPI_COMM_WORLD) == MPI_SUCCESS;
+    bool same = all && T(MPI_Allgather(&fingerprint, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T,
+                                       MPI_COMM_WORLD)) == MPI_SUCCESS;
     for (int r = 1; same && r < the_size; r++)
         if (all[r] != all[0]) {
             same = false;
@@ -151,7 +176,7 @@ cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total)
             counts = at = NULL;
         }
     }
-    int rc = MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    int rc = T(MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (rc != MPI_SUCCESS) {
         free(counts), free(at);
         return mpi_error("gather", rc);
@@ -173,7 +198,7 @@ cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total)
         *total = sum;
     }
     /* Rank 0 that cannot receive still takes part, into nothing, and reports. */
-    rc = MPI_Gatherv(mine, count, MPI_BYTE, *all, counts, at, MPI_BYTE, 0, MPI_COMM_WORLD);
+    rc = T(MPI_Gatherv(mine, count, MPI_BYTE, *all, counts, at, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (s == CFX_OK && rc != MPI_SUCCESS) s = mpi_error("gather", rc);
     free(counts), free(at);
     if (s != CFX_OK) free(*all), *all = NULL, *total = 0;
@@ -197,8 +222,8 @@ cfx_status cli_mpi_allgather_rows(void *rows, int64_t n, size_t row_bytes, int64
         at[r] = (int)((size_t)lo * row_bytes);
         counts[r] = (int)((size_t)(hi - lo) * row_bytes);
     }
-    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, counts, at, MPI_BYTE,
-                            MPI_COMM_WORLD);
+    int rc = T(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, counts, at, MPI_BYTE,
+                              MPI_COMM_WORLD));
     free(counts), free(at);
     return rc == MPI_SUCCESS ? CFX_OK : mpi_error("all-gather", rc);
 }
@@ -207,7 +232,7 @@ cfx_status cli_mpi_send(int to, int tag, const void *data, size_t n) {
     const char *p = data;
     do {
         int c = (int)(n < PIECE ? n : PIECE);
-        int rc = MPI_Send(p, c, MPI_BYTE, to, tag, MPI_COMM_WORLD);
+        int rc = T(MPI_Send(p, c, MPI_BYTE, to, tag, MPI_COMM_WORLD));
         if (rc != MPI_SUCCESS) return mpi_error("send", rc);
         p += c, n -= (size_t)c;
     } while (n);
@@ -219,7 +244,7 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
     do {
         int c = (int)(n < PIECE ? n : PIECE), got = 0;
         MPI_Status st;
-        int rc = MPI_Recv(p, c, MPI_BYTE, from, tag, MPI_COMM_WORLD, &st);
+        int rc = T(MPI_Recv(p, c, MPI_BYTE, from, tag, MPI_COMM_WORLD, &st));
         if (rc != MPI_SUCCESS) return mpi_error("receive", rc);
         MPI_Get_count(&st, MPI_BYTE, &got);
         if (got != c)
@@ -233,7 +258,7 @@ cfx_status cli_mpi_broadcast(void *v, size_t n) {
     char *p = v;
     do {
         int c = (int)(n < PIECE ? n : PIECE);
-        int rc = MPI_Bcast(p, c, MPI_BYTE, 0, MPI_COMM_WORLD);
+        int rc = T(MPI_Bcast(p, c, MPI_BYTE, 0, MPI_COMM_WORLD));
         if (rc != MPI_SUCCESS) return mpi_error("broadcast", rc);
         p += c, n -= (size_t)c;
     } while (n);
@@ -313,6 +338,14 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
 
 cfx_status cli_mpi_broadcast(void *v, size_t n) {
     return CFX_OK;
+}
+
+cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd) {
+    return CFX_OK; /* the sum over one rank */
+}
+
+double cli_mpi_seconds(void) {
+    return 0;
 }
 
 _Noreturn void cli_mpi_abort(int rc) {

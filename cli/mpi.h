@@ -44,6 +44,12 @@ cfx_status cli_mpi_send(int to, int tag, const void *data, size_t n);
 cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n);
 /* rank 0's value of *v on every rank. Collective. */
 cfx_status cli_mpi_broadcast(void *v, size_t n);
+/* Sums n floats and nd doubles in place over all ranks (MPI_Allreduce): the gradient sum of
+ * data-parallel training, as a cfx_train_shard's sum (user unused). Collective. */
+cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd);
+/* Seconds this rank has spent inside MPI calls since it started (MPI_Wtime around each); 0 in
+ * the plain build. For the benchmarks' share of time in communication. */
+double cli_mpi_seconds(void);
 /* Ends every rank with exit code rc (MPI_Abort); in the plain build, exit(rc). */
 _Noreturn void cli_mpi_abort(int rc);
 
