@@ -27,9 +27,9 @@ static const cli_command commands[] = {
 /* Under mpirun, the commands that share their work among the ranks (and `version`); any other
  * would run whole on every rank, over the same files. */
 static bool sharded(int argc, char **argv) {
-    const char *const ok[] = {"version",          "--version", "counterfactual",
-                              "competency score", "evaluate",  "train classifier",
-                              "train autoencoder"};
+    const char *const ok[] = {"version",           "--version",       "counterfactual",
+                              "competency score",  "evaluate",        "train classifier",
+                              "train autoencoder", "concepts nearest"};
     for (size_t k = 0; k < CLI_LEN(ok); k++) {
         size_t n = strcspn(ok[k], " ");
         if (argc > 1 && strlen(argv[1]) == n && !strncmp(argv[1], ok[k], n) &&
@@ -45,7 +45,8 @@ int main(int argc, char **argv) {
         if (cli_mpi_rank() == 0)
             fprintf(stderr,
                     "cfx: under mpirun only `cfx competency score`, `cfx counterfactual`, `cfx "
-                    "evaluate` and `cfx train` share their work among the ranks so far; run this "
+                    "evaluate`, `cfx train` and `cfx concepts nearest` share their work among the "
+                    "ranks so far; run this "
                     "command with one rank\n");
         return 2;
     }

@@ -41,6 +41,40 @@ void cli_mpi_batches(int64_t n, int64_t batch, int rank, int size, int64_t *lo, 
     *hi = *hi * batch < n ? *hi * batch : n;
 }
 
+/* Greedy balance (longest processing time first); the order of equal costs is the units'. */
+static const double *sort_cost;
+static int by_cost(const void *a, const void *b) {
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    if (sort_cost[i] != sort_cost[j]) return sort_cost[i] > sort_cost[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+void cli_mpi_assign(const double *cost, int64_t n, int size, int *owner) {
+    const char *mode = getenv("CFX_MPI_BALANCE");
+    int64_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    double *load = calloc((size_t)size, sizeof *load);
+    if (!order || !load || (mode && !strcmp(mode, "count"))) { /* blocks by count */
+        for (int r = 0; r < size; r++) {
+            int64_t lo, hi;
+            cli_mpi_block(n, r, size, &lo, &hi);
+            for (int64_t i = lo; i < hi; i++) owner[i] = r;
+        }
+        free(order), free(load);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    sort_cost = cost;
+    qsort(order, (size_t)n, sizeof *order, by_cost);
+    for (int64_t k = 0; k < n; k++) {
+        int best = 0;
+        for (int r = 1; r < size; r++)
+            if (load[r] < load[best]) best = r;
+        owner[order[k]] = best;
+        load[best] += cost[order[k]] > 0 ? cost[order[k]] : 0;
+    }
+    free(order), free(load);
+}
+
 #ifdef CFX_MPI
 
 static int the_rank, the_size = 1;
@@ -55,6 +89,19 @@ static int timed_call(double t0, int rc) {
 
 double cli_mpi_seconds(void) {
     return in_mpi;
+}
+
+static double started; /* MPI_Wtime at cli_mpi_init */
+
+void cli_mpi_stats(const char *cmd, int64_t units, double work_seconds) {
+    const char *on = getenv("CFX_MPI_STATS");
+    if (!on || strcmp(on, "1") || the_size < 2) return;
+    double wall = MPI_Wtime() - started;
+    fprintf(stderr,
+            "cfx %s: rank %d of %d: %lld units, %.3f s of work, %.3f s in MPI calls (%.1f%% of "
+            "%.3f s)\n",
+            cmd, the_rank, the_size, (long long)units, work_seconds, in_mpi,
+            wall > 0 ? 100 * in_mpi / wall : 0.0, wall);
 }
 
 static cfx_status mpi_error(const char *what, int code) {
@@ -91,6 +138,7 @@ typedef struct {
 
 void cli_mpi_init(int *argc, char ***argv) {
     MPI_Init(argc, argv);
+    started = MPI_Wtime();
     atexit(finalize);
     MPI_Comm_rank(MPI_COMM_WORLD, &the_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &the_size);
@@ -347,6 +395,8 @@ cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd) {
 double cli_mpi_seconds(void) {
     return 0;
 }
+
+void cli_mpi_stats(const char *cmd, int64_t units, double work_seconds) {}
 
 _Noreturn void cli_mpi_abort(int rc) {
     fflush(stdout), fflush(stderr);

@@ -423,3 +423,54 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
                   k == 3 ? 2 : 4, d, base);
     }
 }
+
+/* concepts nearest --all over the repository's 499 VG images: the ranks share the queries by
+ * estimated cost; --out at 2 and 4 ranks holds one process's bytes, and the summary line is one
+ * process's up to its seconds. Ranks that loaded other data are refused. */
+CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
+    if (!setup()) return;
+    static char one[4096], many[4096];
+    char data[1200], a[800], b[800];
+    char *abs = realpath("data/vg_random.json", NULL);
+    if (!abs) {
+        cfx_test_skip("data/vg_random.json is not here (run the tests from the repository)");
+        return;
+    }
+    snprintf(data, sizeof data, "%s", abs);
+    free(abs);
+    const char *args = "--labels claude-3-haiku --all --threads 1 --json";
+    snprintf(a, sizeof a, "%s/near1.jsonl", root);
+    CHECK_INT_EQ(sh(one, sizeof one, false, "%s concepts nearest --data %s %s --out %s", plain_bin,
+                    data, args, a),
+                 0);
+    CHECK_MSG(strstr(one, "\"queries\": 499") != NULL, "one process: %s", one);
+    char *cut = strstr(one, "\"seconds\"");
+    for (int k = 2; k <= 4; k += 2) {
+        snprintf(b, sizeof b, "%s/near%d.jsonl", root, k);
+        CHECK_INT_EQ(sh(many, sizeof many, false,
+                        MPIRUN " -n %d %s concepts nearest --data %s %s --out %s", k, mpi_bin, data,
+                        args, b),
+                     0);
+        CHECK_MSG(same_file(a, b), "%d ranks wrote another %s than one process", k, b);
+        CHECK_MSG(cut && !strncmp(one, many, (size_t)(cut - one)),
+                  "%d ranks printed another summary: %s", k, many);
+    }
+    /* The data under the same name differs on rank 1: one image's label. */
+    char cmd[8000];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/n1 %s/n2 && cp %s %s/n1/vg.json && sed '0,/\"claude-3-haiku\": "
+             "\"[a-z]*\"/s//\"claude-3-haiku\": \"zzz\"/' %s > %s/n2/vg.json",
+             root, root, data, root, data, root);
+    CHECK_INT_EQ(system(cmd), 0);
+    snprintf(a, sizeof a, "%s/n1/vg.json", root);
+    snprintf(b, sizeof b, "%s/n2/vg.json", root);
+    CHECK_MSG(!same_file(a, b), "the edited copy is the same as the data");
+    CHECK_INT_EQ(sh(many, sizeof many, true,
+                    MPIRUN " -n 1 --wdir %s/n1 %s concepts nearest --data vg.json --labels "
+                           "claude-3-haiku --all : -n 1 --wdir %s/n2 %s concepts nearest --data "
+                           "vg.json --labels claude-3-haiku --all",
+                    root, mpi_bin, root, mpi_bin),
+                 1);
+    CHECK_MSG(strstr(many, "rank 1 of 2 loaded other concept data than rank 0"), "other data: %s",
+              many);
+}
