@@ -27,9 +27,9 @@ static const cli_command commands[] = {
 /* Under mpirun, the commands that share their work among the ranks (and `version`); any other
  * would run whole on every rank, over the same files. */
 static bool sharded(int argc, char **argv) {
-    const char *const ok[] = {"version",           "--version",       "counterfactual",
-                              "competency score",  "evaluate",        "train classifier",
-                              "train autoencoder", "concepts nearest"};
+    const char *const ok[] = {"version",           "--version",        "counterfactual",
+                              "competency score",  "evaluate",         "train classifier",
+                              "train autoencoder", "concepts nearest", "concepts edit"};
     for (size_t k = 0; k < CLI_LEN(ok); k++) {
         size_t n = strcspn(ok[k], " ");
         if (argc > 1 && strlen(argv[1]) == n && !strncmp(argv[1], ok[k], n) &&
@@ -43,11 +43,12 @@ int main(int argc, char **argv) {
     cli_mpi_init(&argc, &argv); /* one rank, or every rank of an MPI job agreeing */
     if (cli_mpi_size() > 1 && !sharded(argc, argv)) {
         if (cli_mpi_rank() == 0)
-            fprintf(stderr,
-                    "cfx: under mpirun only `cfx competency score`, `cfx counterfactual`, `cfx "
-                    "evaluate`, `cfx train` and `cfx concepts nearest` share their work among the "
-                    "ranks so far; run this "
-                    "command with one rank\n");
+            fprintf(
+                stderr,
+                "cfx: under mpirun only `cfx competency score`, `cfx counterfactual`, `cfx "
+                "evaluate`, `cfx train` and `cfx concepts nearest|edit` share their work among the "
+                "ranks so far; run this "
+                "command with one rank\n");
         return 2;
     }
     cfx_clean_up_on_signals(); /* an interrupted command leaves no temporaries behind */

@@ -302,6 +302,79 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
     return CFX_OK;
 }
 
+/* The posted messages not yet known to have gone, with their copies. */
+static struct posted {
+    MPI_Request req;
+    void *copy;
+} *posted;
+static int nposted, posted_cap;
+
+/* Frees the copies of the posted messages that have gone; all of them when wait. */
+static cfx_status reap(bool wait) {
+    int kept = 0, rc = MPI_SUCCESS;
+    for (int k = 0; k < nposted; k++) {
+        int done = 0;
+        int r = wait ? T(MPI_Wait(&posted[k].req, MPI_STATUS_IGNORE))
+                     : T(MPI_Test(&posted[k].req, &done, MPI_STATUS_IGNORE));
+        if (r != MPI_SUCCESS) rc = r, done = 1;
+        if (wait || done)
+            free(posted[k].copy);
+        else
+            posted[kept++] = posted[k];
+    }
+    nposted = kept;
+    return rc == MPI_SUCCESS ? CFX_OK : mpi_error("send", rc);
+}
+
+cfx_status cli_mpi_post(int to, int tag, const void *data, size_t n) {
+    if (n > INT_MAX)
+        return cfx_set_error(CFX_EINVAL, "rank %d of %d: a message of %zu bytes is too long",
+                             the_rank, the_size, n);
+    cfx_status s = reap(false);
+    if (s != CFX_OK) return s;
+    if (nposted == posted_cap) {
+        int cap = posted_cap ? 2 * posted_cap : 64;
+        struct posted *g = realloc(posted, (size_t)cap * sizeof *g);
+        if (!g) return CFX_ENOMEM;
+        posted = g, posted_cap = cap;
+    }
+    void *copy = malloc(n ? n : 1);
+    if (!copy) return CFX_ENOMEM;
+    memcpy(copy, data, n);
+    int rc = T(MPI_Isend(copy, (int)n, MPI_BYTE, to, tag, MPI_COMM_WORLD, &posted[nposted].req));
+    if (rc != MPI_SUCCESS) {
+        free(copy);
+        return mpi_error("send", rc);
+    }
+    posted[nposted++].copy = copy;
+    return CFX_OK;
+}
+
+cfx_status cli_mpi_flush(void) {
+    cfx_status s = reap(true);
+    free(posted);
+    posted = NULL, posted_cap = 0;
+    return s;
+}
+
+cfx_status cli_mpi_recv_any(int from, int tag, char **data, size_t *n) {
+    MPI_Status st;
+    int count = 0;
+    *data = NULL, *n = 0;
+    int rc = T(MPI_Probe(from, tag, MPI_COMM_WORLD, &st));
+    if (rc == MPI_SUCCESS) MPI_Get_count(&st, MPI_BYTE, &count);
+    if (rc != MPI_SUCCESS) return mpi_error("receive", rc);
+    if (!(*data = malloc((size_t)count + 1))) return CFX_ENOMEM;
+    rc = T(MPI_Recv(*data, count, MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    if (rc != MPI_SUCCESS) {
+        free(*data), *data = NULL;
+        return mpi_error("receive", rc);
+    }
+    (*data)[count] = '\0';
+    *n = (size_t)count;
+    return CFX_OK;
+}
+
 cfx_status cli_mpi_broadcast(void *v, size_t n) {
     char *p = v;
     do {
@@ -386,6 +459,19 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
 
 cfx_status cli_mpi_broadcast(void *v, size_t n) {
     return CFX_OK;
+}
+
+cfx_status cli_mpi_post(int to, int tag, const void *data, size_t n) {
+    return cfx_set_error(CFX_EINVAL, "send to rank %d: the plain build has one rank", to);
+}
+
+cfx_status cli_mpi_flush(void) {
+    return CFX_OK;
+}
+
+cfx_status cli_mpi_recv_any(int from, int tag, char **data, size_t *n) {
+    *data = NULL, *n = 0;
+    return cfx_set_error(CFX_EINVAL, "receive from rank %d: the plain build has one rank", from);
 }
 
 cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd) {

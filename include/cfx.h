@@ -2078,7 +2078,22 @@ typedef struct cfx_edit_loop_options {
     int max_steps;     /* default 10 */
     int resume;        /* non-zero: keep the images already in results.jsonl */
     cfx_progress progress;
+    const struct cfx_edit_loop_shard *shard; /* images shared among processes; NULL: none */
 } cfx_edit_loop_options;
+/* The loop's images shared among processes (cfx-mpi's concepts edit), each running the loop
+ * with the same options and out (a folder all of them see: each writes its images' steps).
+ * Image i of the n to run (counted after those resume keeps) is run by the process whose
+ * mine(user, i) is non-zero. The writer alone writes results.jsonl, every line in order: its own,
+ * and those take(user, i, &line) returns (malloc'd; the loop frees it) for the others; the
+ * other processes hand each line they make to give(user, i, line). The summary counts the
+ * lines a process wrote or gave. */
+typedef struct cfx_edit_loop_shard {
+    int (*mine)(void *user, int32_t i);
+    cfx_status (*take)(void *user, int32_t i, char **line);
+    cfx_status (*give)(void *user, int32_t i, const char *line);
+    int writer;
+    void *user;
+} cfx_edit_loop_shard;
 typedef struct cfx_edit_loop_summary {
     int32_t images, done_before, flipped, failed; /* failed: images recorded with an error */
 } cfx_edit_loop_summary;
