@@ -474,3 +474,84 @@ CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
     CHECK_MSG(strstr(many, "rank 1 of 2 loaded other concept data than rank 0"), "other data: %s",
               many);
 }
+
+/* Waits (up to a minute) until path holds more than `bytes` bytes. */
+static bool grows_past(const char *path, off_t bytes) {
+    struct stat st;
+    for (int i = 0; i < 120000; i++) {
+        if (stat(path, &st) == 0 && st.st_size > bytes) return true;
+        nanosleep(&(struct timespec){0, 500000}, NULL);
+    }
+    return false;
+}
+
+/* concepts edit over 40 scenes (local mode, an ONNX classifier): at 2 and 4 ranks the run
+ * folder -- results.jsonl and every step image -- is one process's, byte for byte. Then a run
+ * with a slow command classifier, its mpirun killed once rank 0 has written a line, resumed
+ * under mpirun with 4 ranks: one process's folder again. */
+CFX_TEST(mpi, edit_writes_the_files_of_one_process_and_resumes) {
+    if (!setup()) return;
+    static char out[16384];
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    "%s data scenes --out %s/sc --count 40 --size 32 --force && %s train "
+                    "classifier --data %s/sc --out %s/sc.onnx --epochs 1 --batch 16 --threads 1",
+                    plain_bin, root, plain_bin, root, root),
+                 0);
+    char args[2000];
+    snprintf(args, sizeof args,
+             "concepts edit --data %s/sc/concepts.json --images %s/sc --labels rule --all "
+             "--threads 1 --max-steps 6",
+             root, root);
+    CHECK_INT_EQ(sh(out, sizeof out, true, "%s %s --classifier %s/sc.onnx --out %s/e1", plain_bin,
+                    args, root, root),
+                 0);
+    CHECK_MSG(strstr(out, "40 images edited") != NULL, "one process: %s", out);
+    for (int k = 2; k <= 4; k += 2) {
+        CHECK_INT_EQ(sh(out, sizeof out, true,
+                        MPIRUN " -n %d %s %s --classifier %s/sc.onnx --out %s/e%d", k, mpi_bin,
+                        args, root, root, k),
+                     0);
+        CHECK_MSG(strstr(out, "40 images edited") != NULL, "%d ranks: %s", k, out);
+        CHECK_INT_EQ(sh(out, sizeof out, true, "diff -r %s/e1 %s/e%d", root, root, k), 0);
+        CHECK_MSG(!out[0], "%d ranks wrote other files: %.500s", k, out);
+    }
+    /* A classifier that answers "casual" after 60 ms, every time: each image runs all its
+     * steps, long enough for the kill to land mid-run. */
+    char slow[2400];
+    snprintf(slow, sizeof slow,
+             "%s --limit 16 --classifier-cmd 'sleep 0.06; echo casual # {image}'", args);
+    CHECK_INT_EQ(sh(out, sizeof out, true, "%s %s --out %s/s1", plain_bin, slow, root), 0);
+    char b[800], pb[1200], cmd[8000];
+    snprintf(b, sizeof b, "%s/sk", root);
+    snprintf(pb, sizeof pb, "%s/results.jsonl", b);
+    snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --allow-run-as-root -n 2 %s %s --out %s",
+             mpi_bin, slow, b);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    bool started = grows_past(pb, 0);
+    kill(pid, SIGTERM);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(started && !(WIFEXITED(status) && WEXITSTATUS(status) == 0),
+              "mpirun was not killed in the middle (status %d)", status);
+    char pa[1200];
+    snprintf(pa, sizeof pa, "%s/s1/results.jsonl", root);
+    struct stat sa, sb;
+    CHECK(stat(pa, &sa) == 0 && stat(pb, &sb) == 0);
+    CHECK_MSG(sb.st_size > 0 && sb.st_size < sa.st_size, "killed after %lld of %lld bytes",
+              (long long)sb.st_size, (long long)sa.st_size);
+    CHECK_INT_EQ(
+        sh(out, sizeof out, true, MPIRUN " -n 4 %s %s --out %s --resume", mpi_bin, slow, b), 0);
+    CHECK_MSG(strstr(out, "kept from before") && !strstr(out, "(0 kept from before)"),
+              "the run did not resume: %s", out);
+    /* The command classifier's image files of the killed images stay behind (its temporaries,
+     * cfx-classify-*.png, are not removed on a kill): not part of the run. */
+    CHECK_INT_EQ(sh(out, sizeof out, true, "diff -r -x 'cfx-classify-*' %s/s1 %s", root, b), 0);
+    CHECK_MSG(!out[0], "the resumed run differs: %.500s", out);
+}
