@@ -30,6 +30,9 @@ static bool sharded(int argc, char **argv) {
     const char *const ok[] = {"version",           "--version",        "counterfactual",
                               "competency score",  "evaluate",         "train classifier",
                               "train autoencoder", "concepts nearest", "concepts edit"};
+    /* explain RUN, not explain score or export-finetune */
+    if (argc > 2 && !strcmp(argv[1], "explain"))
+        return strcmp(argv[2], "score") && strcmp(argv[2], "export-finetune");
     for (size_t k = 0; k < CLI_LEN(ok); k++) {
         size_t n = strcspn(ok[k], " ");
         if (argc > 1 && strlen(argv[1]) == n && !strncmp(argv[1], ok[k], n) &&
@@ -43,12 +46,12 @@ int main(int argc, char **argv) {
     cli_mpi_init(&argc, &argv); /* one rank, or every rank of an MPI job agreeing */
     if (cli_mpi_size() > 1 && !sharded(argc, argv)) {
         if (cli_mpi_rank() == 0)
-            fprintf(
-                stderr,
-                "cfx: under mpirun only `cfx competency score`, `cfx counterfactual`, `cfx "
-                "evaluate`, `cfx train` and `cfx concepts nearest|edit` share their work among the "
-                "ranks so far; run this "
-                "command with one rank\n");
+            fprintf(stderr,
+                    "cfx: under mpirun only `cfx competency score`, `cfx counterfactual`, `cfx "
+                    "evaluate`, `cfx train`, `cfx explain` and `cfx concepts nearest|edit` share "
+                    "their work among the "
+                    "ranks so far; run this "
+                    "command with one rank\n");
         return 2;
     }
     cfx_clean_up_on_signals(); /* an interrupted command leaves no temporaries behind */

@@ -306,7 +306,7 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
 static struct posted {
     MPI_Request req;
     void *copy;
-} *posted;
+} * posted;
 static int nposted, posted_cap;
 
 /* Frees the copies of the posted messages that have gone; all of them when wait. */

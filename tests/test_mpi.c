@@ -555,3 +555,34 @@ CFX_TEST(mpi, edit_writes_the_files_of_one_process_and_resumes) {
     CHECK_INT_EQ(sh(out, sizeof out, true, "diff -r -x 'cfx-classify-*' %s/s1 %s", root, b), 0);
     CHECK_MSG(!out[0], "the resumed run differs: %.500s", out);
 }
+
+/* cfx explain of one run folder, copied: at 2 and 4 ranks (whole batches of 2 over the images)
+ * explanations.jsonl and every map are one process's, and so is the accuracy table. */
+CFX_TEST(mpi, explain_writes_the_files_of_one_process) {
+    if (!setup()) return;
+    static char one[16384], many[16384];
+    CHECK_INT_EQ(sh(one, sizeof one, true,
+                    "%s counterfactual --bundle %s/b --examples %s/ex --out %s/x1 --method "
+                    "igd,reco,best --max-iter 10 --batch 3 --threads 1 && cp -r %s/x1 %s/x2 && "
+                    "cp -r %s/x1 %s/x4",
+                    plain_bin, root, root, root, root, root, root, root),
+                 0);
+    CHECK_INT_EQ(sh(one, sizeof one, false,
+                    "%s explain %s/x1 --data %s/s --sources 60 --accuracy "
+                    "--batch 2 --threads 1",
+                    plain_bin, root, root),
+                 0);
+    CHECK_MSG(strstr(one, "| Method |") != NULL, "one process: %s", one);
+    for (int k = 2; k <= 4; k += 2) {
+        CHECK_INT_EQ(sh(many, sizeof many, false,
+                        MPIRUN " -n %d %s explain %s/x%d --data %s/s --sources 60 --accuracy "
+                               "--batch 2 --threads 1",
+                        k, mpi_bin, root, k, root),
+                     0);
+        char *a = strstr(one, "\nwrote"), *b = strstr(many, "\nwrote");
+        CHECK_MSG(a && b && a - one == b - many && !strncmp(one, many, (size_t)(a - one)),
+                  "%d ranks printed another table: %s", k, many);
+        CHECK_INT_EQ(sh(many, sizeof many, true, "diff -r %s/x1 %s/x%d", root, root, k), 0);
+        CHECK_MSG(!many[0], "%d ranks wrote other files: %.500s", k, many);
+    }
+}
