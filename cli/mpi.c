@@ -302,7 +302,9 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
     return CFX_OK;
 }
 
-/* The posted messages not yet known to have gone, with their copies. */
+/* The posted messages not yet known to have gone, with their copies; at most MAX_POSTED, so
+ * that a sender far ahead of its receiver holds a bounded memory. */
+enum { MAX_POSTED = 64 };
 static struct posted {
     MPI_Request req;
     void *copy;
@@ -332,6 +334,12 @@ cfx_status cli_mpi_post(int to, int tag, const void *data, size_t n) {
                              the_rank, the_size, n);
     cfx_status s = reap(false);
     if (s != CFX_OK) return s;
+    if (nposted >= MAX_POSTED) { /* the receiver is far behind: wait for the oldest */
+        int rc = T(MPI_Wait(&posted[0].req, MPI_STATUS_IGNORE));
+        free(posted[0].copy);
+        memmove(posted, posted + 1, (size_t)--nposted * sizeof *posted);
+        if (rc != MPI_SUCCESS) return mpi_error("send", rc);
+    }
     if (nposted == posted_cap) {
         int cap = posted_cap ? 2 * posted_cap : 64;
         struct posted *g = realloc(posted, (size_t)cap * sizeof *g);

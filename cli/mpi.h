@@ -48,9 +48,10 @@ cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total)
 cfx_status cli_mpi_send(int to, int tag, const void *data, size_t n);
 cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n);
 /* A copy of n bytes (less than 2 GiB) to rank `to` with tag, sent without waiting for rank
- * `to` to take it (MPI_Isend), so the sender runs ahead of the receiver; cli_mpi_flush waits
- * until every posted message has gone. recv_any takes one message of any size from rank `from`
- * with tag: *data (malloc'd, n bytes and a NUL after them; the caller frees it). */
+ * `to` to take it (MPI_Isend), so the sender runs ahead of the receiver (by 64 messages at
+ * most: then it waits for the oldest); cli_mpi_flush waits until every posted message has gone.
+ * recv_any takes one message of any size from rank `from` with tag: *data (malloc'd, n bytes and a
+ * NUL after them; the caller frees it). */
 cfx_status cli_mpi_post(int to, int tag, const void *data, size_t n);
 cfx_status cli_mpi_flush(void);
 cfx_status cli_mpi_recv_any(int from, int tag, char **data, size_t *n);
