@@ -386,11 +386,11 @@ static int nearest_sharded(const cfx_concepts_data *d, const int32_t *q, int32_t
         if (owner[i] == rank) mine[m++] = q[i];
     nearest_header h = {0};
     cfx_nearest *out = (cfx_nearest *)(msg + sizeof h);
-    double t0 = cfx_now();
+    double t0 = cfx_now(), c0 = cli_mpi_cpu();
     cfx_nearest_options no = {.progress = rank ? NULL : pr, .solved = &h.solved};
     if ((h.status = cfx_concepts_nearest(d, mine, m, &no, out)) != CFX_OK)
         snprintf(h.message, sizeof h.message, "%s", cfx_last_error());
-    double work = cfx_now() - t0;
+    double work = cfx_now() - t0, cpu = cli_mpi_cpu() - c0;
     memcpy(msg, &h, sizeof h);
     size_t total = 0;
     cfx_status s = cli_mpi_gather(msg, sizeof h + (size_t)m * sizeof *out, &all, &total);
@@ -417,7 +417,7 @@ static int nearest_sharded(const cfx_concepts_data *d, const int32_t *q, int32_t
         }
         *solved += h.solved;
     }
-    cli_mpi_stats(what, m, work);
+    cli_mpi_stats(what, m, work, cpu);
     free(all);
     free(owner), free(cost), free(mine), free(msg);
     /* Rank 0 says whether it wrote; the others end with its code. */

@@ -349,7 +349,7 @@ static int concepts_edit(int argc, char **argv) {
                                 .progress = {shard.rank ? NULL : cfx_progress_stderr, NULL},
                                 .shard = shard.ranks > 1 ? &shard.s : NULL};
     cfx_edit_loop_summary sum;
-    double t0 = cfx_now();
+    double t0 = cfx_now(), c0 = cli_mpi_cpu();
     if (cfx_edit_loop_run(&lo, &sum) != CFX_OK) {
         if (shard.ranks == 1) {
             rc = cli_fail(cmd, NULL);
@@ -360,7 +360,7 @@ static int concepts_edit(int argc, char **argv) {
     double secs = cfx_now() - t0;
     if (shard.ranks > 1) {
         cli_mpi_stats(cmd, shard.rank ? shard.ran : (sum.images + shard.ranks - 1) / shard.ranks,
-                      secs);
+                      secs, cli_mpi_cpu() - c0);
         if (cli_mpi_flush() != CFX_OK) mpi_failed(cmd, &shard, results);
         if (shard.rank > 0) goto done; /* rank 0 reports */
     }

@@ -999,7 +999,7 @@ int cmd_counterfactual(int argc, char **argv) {
      * files are those one process writes. */
     const cfx_progress bar = {.fn = json || rank ? NULL : cfx_progress_stderr};
     int64_t ok[NOUT] = {0}, seen = 0, units = 0; /* units: images this rank computed */
-    double work = 0;                             /* seconds this rank computed */
+    double work = 0, cpu = 0;                    /* wall and CPU seconds this rank computed */
     running = ranks > 1;
     cfx_progress_report(&bar, "counterfactuals", done, in.n, "");
     for (int64_t j = 0, first = done; first < in.n; j++, first += batch) {
@@ -1007,9 +1007,9 @@ int cmd_counterfactual(int argc, char **argv) {
         const int owner = (int)(j % ranks);
         if (rank > 0) {
             if (owner != rank) continue;
-            double t0 = cfx_now();
+            double t0 = cfx_now(), c0 = cli_mpi_cpu();
             cfx_status c = compute_batch(&r, &st, &in, first, m);
-            work += cfx_now() - t0, units += m;
+            work += cfx_now() - t0, cpu += cli_mpi_cpu() - c0, units += m;
             if ((s = send_batch(&r, &st, m, img, c)) != CFX_OK) goto fail;
             if (c != CFX_OK) {
                 cli_mpi_flush(); /* rank 0 takes it and reports it, with the images */
@@ -1017,10 +1017,10 @@ int cmd_counterfactual(int argc, char **argv) {
             }
             continue;
         }
-        double t0 = cfx_now();
+        double t0 = cfx_now(), c0 = cli_mpi_cpu();
         s = owner == 0 ? compute_batch(&r, &st, &in, first, m)
                        : receive_batch(&r, &st, owner, m, img);
-        if (owner == 0) work += cfx_now() - t0, units += m;
+        if (owner == 0) work += cfx_now() - t0, cpu += cli_mpi_cpu() - c0, units += m;
         if (s != CFX_OK) {
             if (ranks > 1)
                 cfx_error_context(s, "rank %d of %d, images %lld..%lld (%s ...)", owner, ranks,
@@ -1039,7 +1039,7 @@ int cmd_counterfactual(int argc, char **argv) {
     }
     if (rank > 0 && (s = cli_mpi_flush()) != CFX_OK) goto fail;
     running = false;
-    cli_mpi_stats(cmd, units, work);
+    cli_mpi_stats(cmd, units, work, cpu);
     if (rank > 0) goto clean_up;
     char path[4300];
     cfx_set_signal_note(NULL);

@@ -542,7 +542,7 @@ int cmd_explain(int argc, char **argv) {
         if (r->has[m]) map_method = m;
     const int order[] = {CFX_RUN_BEST, CFX_CF_IGD, CFX_CF_FGD, CFX_CF_RECO,
                          CFX_CF_LGD,   CFX_CF_LNN, ROW_NONE};
-    double t0 = cfx_now();
+    double t0 = cfx_now(), c0 = cli_mpi_cpu();
     for (int64_t i = lo; s == CFX_OK && i < hi; i++) {
         const float *x = r->images->data + i * per;
         const cfx_run_result *mr = &r->results[map_method * r->n + i];
@@ -583,7 +583,7 @@ int cmd_explain(int argc, char **argv) {
         }
     }
     if (mf && fclose(mf) != 0 && s == CFX_OK) s = cfx_set_error(CFX_ENOMEM, "out of memory");
-    double work = cfx_now() - t0;
+    double work = cfx_now() - t0, cpu = cli_mpi_cpu() - c0;
     /* Under mpirun the lowest rank that failed says why, with its images. */
     int failed = cli_mpi_first_failure(s != CFX_OK);
     if (failed >= 0) {
@@ -600,7 +600,7 @@ int cmd_explain(int argc, char **argv) {
     s = cli_mpi_gather(mine, nmine, &all, &nall);
     free(mine);
     if (s == CFX_OK && ranks > 1) s = sum_tally(t);
-    cli_mpi_stats(cmd, hi - lo, work);
+    cli_mpi_stats(cmd, hi - lo, work, cpu);
     if (rank > 0) {
         free(all);
         if (s != CFX_OK) rc = cli_fail(cmd, NULL);

@@ -61,9 +61,11 @@ cfx_status cli_mpi_broadcast(void *v, size_t n);
  * data-parallel training, as a cfx_train_shard's sum (user unused). Collective. */
 cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd);
 /* With CFX_MPI_STATS=1 in the environment, every rank prints to stderr one line "cfx <cmd>:
- * rank R of N: U units, W s of work, C s in MPI calls (P% of T s)" (under mpirun only); work is
- * the seconds of the rank's own share, T its wall time since start. */
-void cli_mpi_stats(const char *cmd, int64_t units, double work_seconds);
+ * rank R of N: U units, W s of work (C CPU s), M s in MPI calls (P% of T s)" (under mpirun
+ * only): W and C the wall and CPU seconds of the rank's own share, T its wall time since start.
+ * cli_mpi_cpu is the process's CPU seconds so far (for C: a difference). */
+void cli_mpi_stats(const char *cmd, int64_t units, double work_seconds, double work_cpu);
+double cli_mpi_cpu(void);
 /* Seconds this rank has spent inside MPI calls since it started (MPI_Wtime around each); 0 in
  * the plain build. For the benchmarks' share of time in communication. */
 double cli_mpi_seconds(void);

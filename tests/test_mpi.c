@@ -352,6 +352,16 @@ CFX_TEST(mpi, evaluate_writes_the_files_of_one_process) {
     }
 }
 
+/* Waits (up to a minute) until path holds more than `bytes` bytes. */
+static bool grows_past(const char *path, off_t bytes) {
+    struct stat st;
+    for (int i = 0; i < 120000; i++) {
+        if (stat(path, &st) == 0 && st.st_size > bytes) return true;
+        nanosleep(&(struct timespec){0, 500000}, NULL);
+    }
+    return false;
+}
+
 /* The largest |a - b| over the parameters of two ONNX models of one architecture, and the
  * largest |a|; false when they do not load or differ in size. */
 static bool weight_diff(const char *a, const char *b, double *diff, double *scale) {
@@ -422,6 +432,39 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
         CHECK_MSG(d <= 1e-4, "%d ranks: weights %g from one process's (1 vs 2 threads: %g)",
                   k == 3 ? 2 : 4, d, base);
     }
+    /* 2 ranks killed once rank 0 has written the first epoch's checkpoint, then --resume on 2
+     * ranks: the model of an uninterrupted 2-rank run, byte for byte. */
+    char ckpt[1200], cmd[4000];
+    snprintf(a, sizeof a, "%s/t_m2.onnx", root);
+    snprintf(b, sizeof b, "%s/t_killed.onnx", root);
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", b);
+    const char *four = "--epochs 4 --batch 32 --threads 1";
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s --force", mpi_bin,
+                    root, a, four),
+                 0);
+    snprintf(cmd, sizeof cmd, "exec " MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s",
+             mpi_bin, root, b, four);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    bool started = grows_past(ckpt, 0);
+    kill(pid, SIGTERM);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(started && !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && access(b, F_OK) != 0,
+              "training was not killed in the middle (status %d)", status);
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s --resume", mpi_bin,
+                    root, b, four),
+                 0);
+    CHECK_MSG(strstr(out, "(resumed)") != NULL, "the training did not resume: %s", out);
+    CHECK_MSG(same_file(a, b), "the resumed 2-rank training wrote another model");
 }
 
 /* concepts nearest --all over the repository's 499 VG images: the ranks share the queries by
@@ -473,16 +516,6 @@ CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
                  1);
     CHECK_MSG(strstr(many, "rank 1 of 2 loaded other concept data than rank 0"), "other data: %s",
               many);
-}
-
-/* Waits (up to a minute) until path holds more than `bytes` bytes. */
-static bool grows_past(const char *path, off_t bytes) {
-    struct stat st;
-    for (int i = 0; i < 120000; i++) {
-        if (stat(path, &st) == 0 && st.st_size > bytes) return true;
-        nanosleep(&(struct timespec){0, 500000}, NULL);
-    }
-    return false;
 }
 
 /* concepts edit over 40 scenes (local mode, an ONNX classifier): at 2 and 4 ranks the run
