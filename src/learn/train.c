@@ -27,8 +27,9 @@ static void shard_block(int64_t B, const cfx_train_shard *sh, int64_t *lo, int64
 
 /* One data-parallel step: this process's gradient of its rows, weighted by their share of the
  * batch (tr->share, which the lanes' loss seeds carry), summed with the loss and right answers
- * over the processes, then the Adam step. grad holds the graph's parameter count of floats. A process whose gradient fails still takes part in the
- * sum, with a NaN loss, so that every process stops at the same step. */
+ * over the processes, then the Adam step. grad holds the graph's parameter count of floats. A
+ * process whose gradient fails still takes part in the sum, with a NaN loss, so that every process
+ * stops at the same step. */
 static cfx_status shard_step(cfx_trainer *tr, const cfx_train_shard *sh, const cfx_tensor *images,
                              const float *labels, const int64_t *rows, double share, float *grad,
                              double *loss, int64_t *correct) {
