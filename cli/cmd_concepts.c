@@ -2,6 +2,7 @@
  * cmd_concepts_edit.c): semantic edits over WordNet (V-CECE).
  */
 #include "cli.h"
+#include "mpi.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -263,7 +264,8 @@ static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_conc
         cfx_wordnet_free(*wn);
         return cli_fail(what, NULL);
     }
-    if (skipped)
+    const bool quiet = cli_mpi_rank() > 0; /* under mpirun rank 0 alone notes */
+    if (skipped && !quiet)
         fprintf(stderr, "cfx %s: skipped %lld unknown concepts\n", what, (long long)skipped);
     int32_t empty = cfx_concepts_data_empty(*d), n = cfx_concepts_data_count(*d);
     if (empty && o->empty_skip) {
@@ -283,8 +285,10 @@ static int open_data(const opts *o, const char *what, cfx_wordnet **wn, cfx_conc
             close_data(*wn, *c, *d);
             return cli_fail(what, NULL);
         }
-        fprintf(stderr, "cfx %s: skipped %d of %d images that have no concepts\n", what, empty, n);
-    } else if (empty) {
+        if (!quiet)
+            fprintf(stderr, "cfx %s: skipped %d of %d images that have no concepts\n", what, empty,
+                    n);
+    } else if (empty && !quiet) {
         fprintf(stderr,
                 "cfx %s: note: %d of %d images have no concepts (edits to or from them are pure "
                 "insertions or deletions; two of them with different labels cost 0; --empty "
@@ -303,12 +307,135 @@ static int find_query(const cfx_concepts_data *d, const opts *o, const char *wha
     return 0;
 }
 
+/* Under mpirun (cfx-mpi) the queries are shared by estimated cost: a query's search weighs its
+ * candidates (images with another label) against its concepts, so each gets
+ * candidates * (concepts + 1) (cli_mpi_assign). Each rank searches its queries; rank 0 gathers
+ * the results, as one message per rank (this header and its results in query order), computes
+ * the edits and writes what one process writes. */
+typedef struct {
+    int32_t status;
+    int64_t solved;
+    char message[500];
+} nearest_header;
+
+/* A fingerprint of the loaded data (ids, labels, concepts), which every rank must share. */
+static uint64_t data_fingerprint(const cfx_concepts_data *d) {
+    uint64_t h = CFX_FNV1A_INIT;
+    for (int32_t i = 0, n = cfx_concepts_data_count(d); i < n; i++) {
+        int64_t id = cfx_concepts_data_id(d, i);
+        int32_t k;
+        const int32_t *im = cfx_concepts_data_image(d, i, &k);
+        const char *label = cfx_concepts_data_label(d, i);
+        h = cfx_fnv1a(h, &id, sizeof id);
+        h = cfx_fnv1a(h, label, strlen(label) + 1);
+        h = cfx_fnv1a(h, &k, sizeof k);
+        h = cfx_fnv1a(h, im, (size_t)k * sizeof *im);
+    }
+    return h;
+}
+
+static const cfx_concepts_data *label_data;
+static int by_label(const void *a, const void *b) {
+    return strcmp(cfx_concepts_data_label(label_data, *(const int32_t *)a),
+                  cfx_concepts_data_label(label_data, *(const int32_t *)b));
+}
+
+/* Each query's estimated cost (see above); false when out of memory. */
+static bool query_costs(const cfx_concepts_data *d, const int32_t *q, int32_t nq, double *cost) {
+    int32_t n = cfx_concepts_data_count(d);
+    int32_t *idx = malloc(((size_t)n + 1) * sizeof *idx), *same = malloc(((size_t)n + 1) * 4);
+    if (!idx || !same) {
+        free(idx), free(same);
+        return false;
+    }
+    for (int32_t i = 0; i < n; i++) idx[i] = i;
+    label_data = d;
+    qsort(idx, (size_t)n, sizeof *idx, by_label);
+    for (int32_t a = 0, b; a < n; a = b) { /* runs of one label */
+        for (b = a + 1; b < n && !by_label(&idx[a], &idx[b]);) b++;
+        for (int32_t k = a; k < b; k++) same[idx[k]] = b - a;
+    }
+    for (int32_t i = 0; i < nq; i++) {
+        int32_t k;
+        cfx_concepts_data_image(d, q[i], &k);
+        cost[i] = (double)(n - same[q[i]]) * (double)(k + 1);
+    }
+    free(idx), free(same);
+    return true;
+}
+
+/* The search of queries q[0..nq) shared among the ranks: res in query order and *solved on rank
+ * 0; on every rank, nonzero after a failure, which the failing rank (or rank 0, for another
+ * rank's) has reported. */
+static int nearest_sharded(const cfx_concepts_data *d, const int32_t *q, int32_t nq,
+                           const cfx_progress *pr, cfx_nearest *res, int64_t *solved) {
+    const char *what = "concepts nearest";
+    const int rank = cli_mpi_rank(), ranks = cli_mpi_size();
+    int *owner = malloc(((size_t)nq + 1) * sizeof *owner);
+    double *cost = malloc(((size_t)nq + 1) * sizeof *cost);
+    int32_t *mine = malloc(((size_t)nq + 1) * sizeof *mine), m = 0;
+    size_t bytes = sizeof(nearest_header) + ((size_t)nq + 1) * sizeof(cfx_nearest);
+    char *msg = malloc(bytes), *all = NULL;
+    bool ok = owner && cost && mine && msg && query_costs(d, q, nq, cost);
+    if (cli_mpi_first_failure(!ok) >= 0) {
+        free(owner), free(cost), free(mine), free(msg);
+        return ok ? 1 : cli_fail(what, "out of memory");
+    }
+    cli_mpi_assign(cost, nq, ranks, owner);
+    for (int32_t i = 0; i < nq; i++)
+        if (owner[i] == rank) mine[m++] = q[i];
+    nearest_header h = {0};
+    cfx_nearest *out = (cfx_nearest *)(msg + sizeof h);
+    double t0 = cfx_now(), c0 = cli_mpi_cpu();
+    cfx_nearest_options no = {.progress = rank ? NULL : pr, .solved = &h.solved};
+    if ((h.status = cfx_concepts_nearest(d, mine, m, &no, out)) != CFX_OK)
+        snprintf(h.message, sizeof h.message, "%s", cfx_last_error());
+    double work = cfx_now() - t0, cpu = cli_mpi_cpu() - c0;
+    memcpy(msg, &h, sizeof h);
+    size_t total = 0;
+    cfx_status s = cli_mpi_gather(msg, sizeof h + (size_t)m * sizeof *out, &all, &total);
+    int rc = s == CFX_OK ? 0 : cli_fail(what, NULL);
+    /* Rank 0 takes each rank's results back to the queries' order. */
+    for (int r = 0, at = 0; rank == 0 && !rc && r < ranks; r++) {
+        memcpy(&h, all + at, sizeof h);
+        const cfx_nearest *got = (const cfx_nearest *)(all + at + sizeof h);
+        int32_t k = 0;
+        for (int32_t i = 0; i < nq; i++)
+            if (owner[i] == r) res[i] = got[k++];
+        at += (int)(sizeof h + (size_t)k * sizeof *got);
+        if (h.status != CFX_OK) {
+            char ids[200] = "";
+            int len = 0, shown = 0;
+            for (int32_t i = 0; i < nq && len < 150; i++)
+                if (owner[i] == r && shown++ < 8)
+                    len += snprintf(ids + len, sizeof ids - (size_t)len, "%s%lld", len ? ", " : "",
+                                    (long long)cfx_concepts_data_id(d, q[i]));
+            h.message[sizeof h.message - 1] = '\0';
+            rc = ranks > 1 ? cli_fail(what, "rank %d of %d (%d queries: images %s%s): %s", r, ranks,
+                                      k, ids, k > shown ? ", ..." : "", h.message)
+                           : cli_fail(what, "search: %s", h.message);
+        }
+        *solved += h.solved;
+    }
+    cli_mpi_stats(what, m, work, cpu);
+    free(all);
+    free(owner), free(cost), free(mine), free(msg);
+    /* Rank 0 says whether it wrote; the others end with its code. */
+    int32_t code = rank == 0 ? rc : 0;
+    if (ranks > 1 && cli_mpi_broadcast(&code, sizeof code) != CFX_OK) code = 1;
+    return code;
+}
+
 static int run_nearest(const opts *o) {
     const char *what = "concepts nearest";
     cfx_wordnet *wn;
     cfx_concepts *c;
     cfx_concepts_data *d;
-    if (open_data(o, what, &wn, &c, &d)) return 1;
+    const int rank = cli_mpi_rank(), ranks = cli_mpi_size();
+    if (open_data(o, what, &wn, &c, &d)) {
+        cli_mpi_first_failure(true); /* the other ranks stop too */
+        return 1;
+    }
     int32_t n = cfx_concepts_data_count(d), nq = 0, *q = malloc(((size_t)n + 1) * sizeof *q);
     cfx_nearest *res = malloc(((size_t)n + 1) * sizeof *res);
     int rc = 0;
@@ -317,23 +444,38 @@ static int run_nearest(const opts *o) {
         for (int32_t i = 0; i < n; i++) q[nq++] = i;
     else if (!rc && !(rc = find_query(d, o, what, &q[0])))
         nq = 1;
+    /* Under mpirun the ranks agree that all loaded the same data before any search. */
+    if (cli_mpi_first_failure(rc != 0) >= 0 ||
+        (ranks > 1 && !cli_mpi_same(what, "concept data", data_fingerprint(d)))) {
+        free(q), free(res);
+        close_data(wn, c, d);
+        return 1;
+    }
     /* Records go to a temporary renamed into place only when all are written (cfx_file); it is
-     * opened before the search so a bad path fails at once. */
+     * opened before the search so a bad path fails at once. Rank 0 alone writes. */
     cfx_file af = {0};
     FILE *f = NULL;
-    if (!rc && o->out) {
+    if (!rc && o->out && rank == 0) {
         if (cfx_file_create(&af, o->out) == CFX_OK)
             f = af.f;
         else
             rc = cli_fail(what, "%s", cfx_last_error());
     }
+    if (ranks > 1) {
+        int32_t code = rc;
+        if (cli_mpi_broadcast(&code, sizeof code) != CFX_OK) code = 1;
+        rc = code;
+    }
     double t0 = cfx_now();
     int64_t solved = 0;
     cfx_progress pr = {cfx_progress_stderr, NULL};
-    cfx_nearest_options no = {.progress = o->all ? &pr : NULL, .solved = &solved};
-    if (!rc && cfx_concepts_nearest(d, q, nq, &no, res) != CFX_OK)
-        rc = cli_fail_status(what, "search");
+    if (!rc) rc = nearest_sharded(d, q, nq, o->all ? &pr : NULL, res, &solved);
     double secs = cfx_now() - t0;
+    if (rank > 0) {
+        free(q), free(res);
+        close_data(wn, c, d);
+        return rc;
+    }
     int64_t total = 0;
     int32_t none = 0;
     for (int32_t i = 0; i < nq && !rc; i++) {

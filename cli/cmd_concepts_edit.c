@@ -2,6 +2,7 @@
  * concept until the classifier's label flips) and `cfx concepts evaluate` (its success rate,
  * edits against the rule's minimum, and which concepts the flips moved). */
 #include "cli.h"
+#include "mpi.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -74,6 +75,127 @@ static bool is_empty_dir(const char *path) {
     return empty;
 }
 
+/* Checks the run folder out (results: its results.jsonl) for a new run or --resume, makes it,
+ * and writes run.json (settings), or checks that a resumed run has those settings. */
+static int make_run(const char *cmd, const char *out, const char *results, int resume, int force,
+                    const char *settings) {
+    bool is_run = access(results, F_OK) == 0;
+    if (resume && !is_run)
+        return cli_fail(cmd, "--resume: '%s' is not a run folder (no results.jsonl)", out);
+    if (!resume && !is_empty_dir(out) && !(force && is_run))
+        return cli_fail(cmd,
+                        force ? "'%s' is not empty and not a run folder; choose another --out"
+                              : "'%s' exists and is not empty (--resume continues it, --force "
+                                "replaces it)",
+                        out);
+    if (mkdir(out, 0755) != 0 && errno != EEXIST)
+        return cli_fail(cmd, "mkdir '%s': %s (does its folder exist?)", out, strerror(errno));
+    /* A resumed run must be the same run. */
+    char runjson[4200];
+    snprintf(runjson, sizeof runjson, "%s/run.json", out);
+    if (resume) {
+        char *old = NULL;
+        if (cfx_file_read_all(runjson, &old, NULL) == CFX_OK && strcmp(old, settings) != 0) {
+            cfx_free(old);
+            return cli_fail(cmd,
+                            "--resume: '%s' is a run of other settings (%s); run again with "
+                            "those, or start over with --force",
+                            out, runjson);
+        }
+        cfx_free(old);
+    } else {
+        cfx_file af;
+        if (cfx_file_create(&af, runjson) != CFX_OK) return cli_fail(cmd, NULL);
+        fputs(settings, af.f);
+        if (cfx_file_commit(&af) != CFX_OK) return cli_fail(cmd, NULL);
+    }
+    return 0;
+}
+
+/* Under mpirun the images of the run are dealt round-robin (image i of the run to rank
+ * i % ranks): rank 0 writes every line in order as it comes, its own as it makes them, so the
+ * deal keeps the ranks' shares of any stretch of the run equal and rank 0 seldom waits; the
+ * others post their lines (cli_mpi_post) and run ahead. A message is 'L' and a line, or 'E' and
+ * the error that stopped its rank. */
+typedef struct {
+    cfx_edit_loop_shard s;
+    int rank, ranks;
+    int64_t ran; /* images this rank ran */
+} edit_shard;
+enum { TAG_LINE = 11 };
+
+static int mine(void *user, int32_t i) {
+    const edit_shard *e = user;
+    return i % e->ranks == e->rank;
+}
+
+static cfx_status take(void *user, int32_t i, char **line) {
+    const edit_shard *e = user;
+    char *msg = NULL;
+    size_t n = 0;
+    int from = (int)(i % e->ranks);
+    cfx_status s = cli_mpi_recv_any(from, TAG_LINE, &msg, &n);
+    if (s != CFX_OK) return s;
+    if (n < 1 || msg[0] != 'L') {
+        s = cfx_set_error(CFX_EIO, "%s", n > 1 ? msg + 1 : "an empty message");
+        free(msg);
+        return s;
+    }
+    memmove(msg, msg + 1, n); /* the line and its NUL */
+    *line = msg;
+    return CFX_OK;
+}
+
+static cfx_status give(void *user, int32_t i, const char *line) {
+    edit_shard *e = user;
+    size_t n = strlen(line);
+    char *msg = malloc(n + 1);
+    if (!msg) return CFX_ENOMEM;
+    msg[0] = 'L';
+    memcpy(msg + 1, line, n);
+    cfx_status s = cli_mpi_post(0, TAG_LINE, msg, n + 1);
+    free(msg);
+    e->ran++;
+    return s;
+}
+
+/* Whether the ranks failed to load or differ in the data or the run so far (rank 0 or the
+ * lowest failing rank says why). Collective. */
+static bool mpi_agree(const char *cmd, const char *data, const char *results, int resume) {
+    if (cli_mpi_size() == 1) return false;
+    if (cli_mpi_first_failure(false) >= 0) return true;
+    uint64_t h = CFX_FNV1A_INIT;
+    char *bytes = NULL;
+    size_t size = 0;
+    if (cfx_file_read_all(data, &bytes, &size) == CFX_OK) h = cfx_fnv1a(h, bytes, size);
+    cfx_free(bytes), bytes = NULL;
+    if (resume && cfx_file_read_all(results, &bytes, &size) == CFX_OK)
+        h = cfx_fnv1a(h, bytes, size);
+    cfx_free(bytes);
+    return !cli_mpi_same(cmd, resume ? "data or results.jsonl" : "data", h);
+}
+
+/* A failure during the loop under mpirun: rank 0 says why and ends every rank; another rank
+ * sends its error to rank 0, which says it (naming the rank and its images) and ends all. */
+static _Noreturn void mpi_failed(const char *cmd, edit_shard *e, const char *results) {
+    char msg[1400];
+    if (e->rank == 0) {
+        cli_fail(cmd, NULL);
+        fprintf(stderr,
+                "cfx %s: the finished images are in %s: run the same command with --resume to "
+                "continue\n",
+                cmd, results);
+        cli_mpi_abort(1);
+    }
+    snprintf(msg, sizeof msg,
+             "Erank %d of %d (images %d, %d, ... of the run, every %d-th, %lld of them done): %s",
+             e->rank, e->ranks, e->rank, e->rank + e->ranks, e->ranks, (long long)e->ran,
+             cfx_last_error());
+    cli_mpi_post(0, TAG_LINE, msg, strlen(msg));
+    cli_mpi_flush(); /* rank 0 takes it, says it and ends every rank */
+    cli_mpi_abort(1);
+}
+
 static int concepts_edit(int argc, char **argv) {
     const char *cmd = "concepts edit";
     const char *data = NULL, *images = NULL, *labels = NULL, *clf_path = NULL, *clf_cmd = NULL,
@@ -135,15 +257,10 @@ static int concepts_edit(int argc, char **argv) {
     cli_set_threads(threads);
     char results[4200];
     snprintf(results, sizeof results, "%s/results.jsonl", out);
-    bool is_run = access(results, F_OK) == 0;
-    if (resume && !is_run)
-        return cli_fail(cmd, "--resume: '%s' is not a run folder (no results.jsonl)", out);
-    if (!resume && !is_empty_dir(out) && !(force && is_run))
-        return cli_fail(cmd,
-                        force ? "'%s' is not empty and not a run folder; choose another --out"
-                              : "'%s' exists and is not empty (--resume continues it, --force "
-                                "replaces it)",
-                        out);
+    char settings[8192];
+    snprintf(settings, sizeof settings,
+             "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld}\n",
+             mode_words[mode], labels, editor_words[editor], max_steps);
     /* The classes. */
     int ncls = 0;
     char **cls = classes ? split_list(classes, &ncls) : manifest_classes(images, &ncls);
@@ -153,6 +270,7 @@ static int concepts_edit(int argc, char **argv) {
                                  : "no class list: give --classes, or --images a dataset folder "
                                    "with manifest.json (as cfx data scenes writes)");
     int rc = 0;
+    bool agreed = cli_mpi_size() == 1; /* under mpirun: whether the ranks have agreed to start */
     cfx_wordnet *wn = NULL;
     cfx_concepts *c = NULL;
     cfx_concepts_data *d = NULL;
@@ -167,7 +285,7 @@ static int concepts_edit(int argc, char **argv) {
     if (c)
         d = cfx_concepts_data_load(c, data, relabel ? first_label_key(data) : labels,
                                    CFX_UNKNOWN_SKIP, &skipped);
-    if (skipped)
+    if (skipped && cli_mpi_rank() == 0)
         fprintf(stderr,
                 "cfx %s: %lld concepts are not in WordNet; their images are recorded with an "
                 "error naming them\n",
@@ -186,39 +304,13 @@ static int concepts_edit(int argc, char **argv) {
         rc = cli_fail(cmd, NULL);
         goto done;
     }
-    /* The run folder, once every input has loaded: a bad input leaves nothing behind. */
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        rc = cli_fail(cmd, "mkdir '%s': %s (does its folder exist?)", out, strerror(errno));
+    /* The run folder, once every input has loaded: a bad input leaves nothing behind. Under
+     * mpirun rank 0 alone checks and makes it; the others learn how it went. */
+    int32_t made = cli_mpi_rank() == 0 ? make_run(cmd, out, results, resume, force, settings) : 0;
+    if (cli_mpi_size() > 1 && cli_mpi_broadcast(&made, sizeof made) != CFX_OK) made = 1;
+    if (made) {
+        rc = 1;
         goto done;
-    }
-    /* A resumed run must be the same run. */
-    char runjson[4200], settings[8192];
-    snprintf(runjson, sizeof runjson, "%s/run.json", out);
-    snprintf(settings, sizeof settings,
-             "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld}\n",
-             mode_words[mode], labels, editor_words[editor], max_steps);
-    if (resume) {
-        char *old = NULL;
-        if (cfx_file_read_all(runjson, &old, NULL) == CFX_OK && strcmp(old, settings) != 0) {
-            cfx_free(old);
-            rc = cli_fail(cmd,
-                          "--resume: '%s' is a run of other settings (%s); run again with "
-                          "those, or start over with --force",
-                          out, runjson);
-            goto done;
-        }
-        cfx_free(old);
-    } else {
-        cfx_file af;
-        if (cfx_file_create(&af, runjson) != CFX_OK) {
-            rc = cli_fail(cmd, NULL);
-            goto done;
-        }
-        fputs(settings, af.f);
-        if (cfx_file_commit(&af) != CFX_OK) {
-            rc = cli_fail(cmd, NULL);
-            goto done;
-        }
     }
     if (relabel) {
         cfx_concepts_data *nd;
@@ -230,12 +322,20 @@ static int concepts_edit(int argc, char **argv) {
         cfx_concepts_data_free(d);
         d = nd;
     }
+    /* Under mpirun: every rank has loaded, and all agree on the data and the run so far. */
+    agreed = true;
+    if (mpi_agree(cmd, data, results, resume)) {
+        rc = 1;
+        goto done;
+    }
+    edit_shard shard = {
+        {mine, take, give, cli_mpi_rank() == 0, &shard}, cli_mpi_rank(), cli_mpi_size()};
     char note[4400];
     snprintf(note, sizeof note,
              "cfx concepts edit: interrupted; the finished images are in %s: run the same "
              "command with --resume to continue",
              results);
-    cfx_set_signal_note(note);
+    if (shard.rank == 0) cfx_set_signal_note(note);
     int64_t qid = query;
     cfx_edit_loop_options lo = {.data = d,
                                 .annotations = data,
@@ -250,14 +350,24 @@ static int concepts_edit(int argc, char **argv) {
                                 .limit = (int32_t)limit,
                                 .max_steps = (int)max_steps,
                                 .resume = resume,
-                                .progress = {cfx_progress_stderr, NULL}};
+                                .progress = {shard.rank ? NULL : cfx_progress_stderr, NULL},
+                                .shard = shard.ranks > 1 ? &shard.s : NULL};
     cfx_edit_loop_summary sum;
-    double t0 = cfx_now();
+    double t0 = cfx_now(), c0 = cli_mpi_cpu();
     if (cfx_edit_loop_run(&lo, &sum) != CFX_OK) {
-        rc = cli_fail(cmd, NULL);
-        goto done;
+        if (shard.ranks == 1) {
+            rc = cli_fail(cmd, NULL);
+            goto done;
+        }
+        mpi_failed(cmd, &shard, results); /* does not return */
     }
     double secs = cfx_now() - t0;
+    if (shard.ranks > 1) {
+        cli_mpi_stats(cmd, shard.rank ? shard.ran : (sum.images + shard.ranks - 1) / shard.ranks,
+                      secs, cli_mpi_cpu() - c0);
+        if (cli_mpi_flush() != CFX_OK) mpi_failed(cmd, &shard, results);
+        if (shard.rank > 0) goto done; /* rank 0 reports */
+    }
     if (json) {
         printf("{\"out\": ");
         cli_json_str(stdout, out);
@@ -274,6 +384,7 @@ static int concepts_edit(int argc, char **argv) {
         fprintf(stderr, "cfx %s: %d images have an error; results.jsonl says which and why\n", cmd,
                 sum.failed);
 done:
+    if (!agreed) cli_mpi_first_failure(true); /* the other ranks stop too */
     for (int k = 0; k < ncls; k++) free(cls[k]);
     free(cls);
     cfx_image_editor_free(ed);

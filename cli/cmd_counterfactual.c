@@ -608,7 +608,9 @@ static cfx_status write_batch(runner *r, const settings *st, const inputs *in, i
 /* Under mpirun, a batch computed by another rank travels to rank 0 as a header (the rank's
  * status and error message) and, when it succeeded, the rows, records and winners: the same
  * arrays compute_batch fills, so rank 0 writes them with write_batch as if it had computed
- * them. The records go as bytes: every rank runs the same build (checked at start-up). */
+ * them. The records go as bytes: every rank runs the same build (checked at start-up). They
+ * are posted (cli_mpi_post), so a rank whose batches stop early runs ahead of rank 0's order
+ * instead of waiting for rank 0 to take each one. */
 typedef struct {
     int32_t status;
     char message[1020];
@@ -619,14 +621,14 @@ static cfx_status send_batch(const runner *r, const settings *st, int64_t m, int
                              cfx_status computed) {
     batch_header h = {.status = computed};
     if (computed != CFX_OK) snprintf(h.message, sizeof h.message, "%s", cfx_last_error());
-    TRY(cli_mpi_send(0, TAG_HEADER, &h, sizeof h));
+    TRY(cli_mpi_post(0, TAG_HEADER, &h, sizeof h));
     for (int k = 0; computed == CFX_OK && k < NOUT; k++) {
         if (!st->use[k]) continue;
-        TRY(cli_mpi_send(0, TAG_ROWS, r->out[k], (size_t)(m * img) * sizeof(float)));
-        TRY(cli_mpi_send(0, TAG_RECORDS, r->rec[k], (size_t)m * sizeof(cfx_cf_record)));
+        TRY(cli_mpi_post(0, TAG_ROWS, r->out[k], (size_t)(m * img) * sizeof(float)));
+        TRY(cli_mpi_post(0, TAG_RECORDS, r->rec[k], (size_t)m * sizeof(cfx_cf_record)));
     }
     if (computed == CFX_OK && st->use[BEST])
-        TRY(cli_mpi_send(0, TAG_WINNERS, r->winner, (size_t)m * sizeof *r->winner));
+        TRY(cli_mpi_post(0, TAG_WINNERS, r->winner, (size_t)m * sizeof *r->winner));
     return CFX_OK;
 }
 
@@ -996,7 +998,8 @@ int cmd_counterfactual(int argc, char **argv) {
      * every batch in order, its own as it computes them, the others' as they arrive, so the
      * files are those one process writes. */
     const cfx_progress bar = {.fn = json || rank ? NULL : cfx_progress_stderr};
-    int64_t ok[NOUT] = {0}, seen = 0;
+    int64_t ok[NOUT] = {0}, seen = 0, units = 0; /* units: images this rank computed */
+    double work = 0, cpu = 0;                    /* wall and CPU seconds this rank computed */
     running = ranks > 1;
     cfx_progress_report(&bar, "counterfactuals", done, in.n, "");
     for (int64_t j = 0, first = done; first < in.n; j++, first += batch) {
@@ -1004,13 +1007,20 @@ int cmd_counterfactual(int argc, char **argv) {
         const int owner = (int)(j % ranks);
         if (rank > 0) {
             if (owner != rank) continue;
+            double t0 = cfx_now(), c0 = cli_mpi_cpu();
             cfx_status c = compute_batch(&r, &st, &in, first, m);
+            work += cfx_now() - t0, cpu += cli_mpi_cpu() - c0, units += m;
             if ((s = send_batch(&r, &st, m, img, c)) != CFX_OK) goto fail;
-            if (c != CFX_OK) goto quiet; /* rank 0 reports it, with the images */
+            if (c != CFX_OK) {
+                cli_mpi_flush(); /* rank 0 takes it and reports it, with the images */
+                goto quiet;
+            }
             continue;
         }
+        double t0 = cfx_now(), c0 = cli_mpi_cpu();
         s = owner == 0 ? compute_batch(&r, &st, &in, first, m)
                        : receive_batch(&r, &st, owner, m, img);
+        if (owner == 0) work += cfx_now() - t0, cpu += cli_mpi_cpu() - c0, units += m;
         if (s != CFX_OK) {
             if (ranks > 1)
                 cfx_error_context(s, "rank %d of %d, images %lld..%lld (%s ...)", owner, ranks,
@@ -1027,7 +1037,9 @@ int cmd_counterfactual(int argc, char **argv) {
         note_of(note, sizeof note, &st, ok, seen);
         cfx_progress_report(&bar, "counterfactuals", first + m, in.n, note);
     }
+    if (rank > 0 && (s = cli_mpi_flush()) != CFX_OK) goto fail;
     running = false;
+    cli_mpi_stats(cmd, units, work, cpu);
     if (rank > 0) goto clean_up;
     char path[4300];
     cfx_set_signal_note(NULL);

@@ -3,8 +3,12 @@
  * competency map per image. Writes RUN/explanations.jsonl (one line per image and method,
  * atomically) and RUN/maps/<index>.png; with --accuracy, when the run knows its causes, prints
  * the share of right causes per cause and method in the layout of the competency paper's
- * tables 3 and 4. */
+ * tables 3 and 4. Under mpirun (cfx-mpi) the ranks explain contiguous blocks of whole batches
+ * of the images (each image costs about the same), each writing its images' maps into the run
+ * folder; rank 0 gathers their lines, in order, and the counts, and writes what one process writes.
+ */
 #include "cli.h"
+#include "mpi.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -35,12 +39,47 @@ static float *gradients(cfx_competency *c, const cfx_tensor *images) {
     return g;
 }
 
+/* d rho / d X of images lo..hi-1 of the run, (hi - lo) x C x H x W. */
+static float *block_gradients(cfx_competency *c, const cfx_tensor *images, int64_t lo, int64_t hi) {
+    if (lo == 0 && hi == images->shape[0]) return gradients(c, images);
+    if (hi == lo) return malloc(1);
+    int64_t shape[4] = {hi - lo, images->shape[1], images->shape[2], images->shape[3]};
+    cfx_tensor *part = cfx_tensor_new(images->ndim, shape);
+    if (!part) {
+        cfx_set_error(CFX_ENOMEM, "out of memory");
+        return NULL;
+    }
+    int64_t per = images->numel / images->shape[0];
+    memcpy(part->data, images->data + lo * per, (size_t)part->numel * sizeof(float));
+    float *g = gradients(c, part);
+    cfx_tensor_free(part);
+    return g;
+}
+
 /* Correct and total explanations per row and cause (causes by their index in the run). */
 typedef struct {
     int ncause;
     const char *cause[64];
     int64_t right[NROWS][64], total[NROWS][64];
 } tally;
+
+/* Under mpirun: the counts summed over the ranks, on every rank (exact below 2^53). */
+static cfx_status sum_tally(tally *t) {
+    enum { N = 2 * NROWS * 64 };
+    double *v = malloc(N * sizeof *v);
+    if (!v) return CFX_ENOMEM;
+    for (int k = 0; k < NROWS * 64; k++) {
+        v[k] = (double)t->right[k / 64][k % 64];
+        v[NROWS * 64 + k] = (double)t->total[k / 64][k % 64];
+    }
+    cfx_status s = cli_mpi_sum(NULL, NULL, 0, v, N);
+    for (int k = 0; s == CFX_OK && k < NROWS * 64; k++) {
+        t->right[k / 64][k % 64] = (int64_t)v[k];
+        t->total[k / 64][k % 64] = (int64_t)v[NROWS * 64 + k];
+    }
+    free(v);
+    return s;
+}
 
 static void print_accuracy(FILE *f, const tally *t, const bool *rows) {
     fputs("| Method |", f);
@@ -360,7 +399,10 @@ int cmd_explain(int argc, char **argv) {
               opts, CLI_LEN(opts), argc, argv);
     bool rows[NROWS] = {false};
     cli_set_threads(threads);
+    const int rank = cli_mpi_rank(), ranks = cli_mpi_size();
+    bool agreed = ranks == 1; /* under mpirun: whether the ranks have agreed to start */
     cfx_run *r = cfx_run_open(run_dir);
+    if (!r && !agreed) cli_mpi_first_failure(true); /* the other ranks stop too */
     if (!r)
         return cli_fail(cmd,
                         "%s (give a run folder written by cfx counterfactual --bundle B "
@@ -406,6 +448,7 @@ int cmd_explain(int argc, char **argv) {
     }
     if (la.url || la.model) {
         if (!la.url || !la.model) cli_usage_error(cmd, "--llm and --llm-model go together");
+        if (ranks > 1) cli_usage_error(cmd, "--llm runs on one rank: start it without mpirun");
         la.json = json;
         rc = explain_llm(r, run_dir, rows, &la);
         goto done;
@@ -453,12 +496,15 @@ int cmd_explain(int argc, char **argv) {
                                 .seed = (uint64_t)seed,
                                 .calib_latents = lat,
                                 .calib_scores = scores,
-                                .progress = {.fn = json ? NULL : cfx_progress_stderr}};
+                                .progress = {.fn = json || rank ? NULL : cfx_progress_stderr}};
     if (!(e = cfx_explainer_new(b->competency, d, scores->data, &eo))) {
         rc = cli_fail(cmd, NULL);
         goto done;
     }
-    if (!(grad = gradients(b->competency, r->images))) {
+    /* This rank's block of the images, and their gradients. */
+    int64_t lo = 0, hi = r->n;
+    cli_mpi_batches(r->n, batch, rank, ranks, &lo, &hi); /* one process's batches */
+    if (!(grad = block_gradients(b->competency, r->images, lo, hi))) {
         rc = cli_fail(cmd, NULL);
         goto done;
     }
@@ -470,9 +516,25 @@ int cmd_explain(int argc, char **argv) {
         rc = cli_fail(cmd, "cannot make '%s': %s", path, map ? strerror(errno) : "out of memory");
         goto done;
     }
+    /* Under mpirun: every rank has loaded, and all explain the same run. */
+    if (!agreed) {
+        agreed = true;
+        uint64_t h =
+            cfx_fnv1a(CFX_FNV1A_INIT, r->images->data, (size_t)r->images->numel * sizeof(float));
+        h = cfx_fnv1a(h, r->bundle_fingerprint, strlen(r->bundle_fingerprint));
+        if (cli_mpi_first_failure(false) >= 0 || !cli_mpi_same(cmd, "run or data", h)) {
+            rc = 1;
+            goto done;
+        }
+    }
     snprintf(path, sizeof path, "%s/explanations.jsonl", run_dir);
-    cfx_status s = cfx_file_create(&af, path);
-    if (s == CFX_OK) copy_other_rows(af.f, run_dir, "measured");
+    cfx_status s = rank == 0 ? cfx_file_create(&af, path) : CFX_OK;
+    if (s == CFX_OK && rank == 0) copy_other_rows(af.f, run_dir, "measured");
+    /* This rank's lines, in memory until rank 0 has them all. */
+    char *mine = NULL, *all = NULL;
+    size_t nmine = 0, nall = 0;
+    FILE *mf = s == CFX_OK ? open_memstream(&mine, &nmine) : NULL;
+    if (s == CFX_OK && !mf) s = cfx_set_error(CFX_ENOMEM, "out of memory");
     t->ncause = cfx_run_causes(r, t->cause, 64);
     /* The map of each image uses the first method's counterfactual (best when the run has it). */
     int map_method = r->has[CFX_RUN_BEST] ? CFX_RUN_BEST : -1;
@@ -480,11 +542,12 @@ int cmd_explain(int argc, char **argv) {
         if (r->has[m]) map_method = m;
     const int order[] = {CFX_RUN_BEST, CFX_CF_IGD, CFX_CF_FGD, CFX_CF_RECO,
                          CFX_CF_LGD,   CFX_CF_LNN, ROW_NONE};
-    for (int64_t i = 0; s == CFX_OK && i < r->n; i++) {
+    double t0 = cfx_now(), c0 = cli_mpi_cpu();
+    for (int64_t i = lo; s == CFX_OK && i < hi; i++) {
         const float *x = r->images->data + i * per;
         const cfx_run_result *mr = &r->results[map_method * r->n + i];
         const float *mcf = mr->present ? r->counterfactuals[map_method]->data + i * per : NULL;
-        s = cfx_competency_map(grad + i * per, x, mcf, r->c, r->h, r->w, map);
+        s = cfx_competency_map(grad + (i - lo) * per, x, mcf, r->c, r->h, r->w, map);
         if (s == CFX_OK && !no_maps) {
             cfx_tensor *png = cfx_competency_map_render(map, x, r->c, r->h, r->w,
                                                         r->h < 96 ? (96 + r->h - 1) / r->h : 1);
@@ -512,13 +575,40 @@ int cmd_explain(int argc, char **argv) {
                 cfx_error_context(s, "image %lld, %s", (long long)i, row_name(m));
                 break;
             }
-            write_line(af.f, i, m, r, &ex);
+            write_line(mf, i, m, r, &ex);
             if (r->cause && ci < t->ncause) {
                 t->total[m][ci]++;
                 t->right[m][ci] += !strcmp(cfx_cause_name(ex.cause), r->cause[i]);
             }
         }
     }
+    if (mf && fclose(mf) != 0 && s == CFX_OK) s = cfx_set_error(CFX_ENOMEM, "out of memory");
+    double work = cfx_now() - t0, cpu = cli_mpi_cpu() - c0;
+    /* Under mpirun the lowest rank that failed says why, with its images. */
+    int failed = cli_mpi_first_failure(s != CFX_OK);
+    if (failed >= 0) {
+        if (rank == 0) cfx_file_abort(&af);
+        if (failed == rank && ranks > 1)
+            rc = cli_fail(cmd, "rank %d of %d (images %lld..%lld): %s", rank, ranks, (long long)lo,
+                          (long long)hi - 1, cfx_last_error());
+        else
+            rc = failed == rank ? cli_fail(cmd, NULL) : 1;
+        free(mine);
+        goto done;
+    }
+    /* Rank 0 takes the lines in rank order, which is the images' order, and the counts. */
+    s = cli_mpi_gather(mine, nmine, &all, &nall);
+    free(mine);
+    if (s == CFX_OK && ranks > 1) s = sum_tally(t);
+    cli_mpi_stats(cmd, hi - lo, work, cpu);
+    if (rank > 0) {
+        free(all);
+        if (s != CFX_OK) rc = cli_fail(cmd, NULL);
+        goto done;
+    }
+    if (s == CFX_OK && nall && fwrite(all, 1, nall, af.f) != nall)
+        s = cfx_set_error(CFX_EIO, "cannot write '%s': %s", path, strerror(errno));
+    free(all);
     if (s == CFX_OK)
         s = cfx_file_commit(&af);
     else
@@ -558,6 +648,7 @@ int cmd_explain(int argc, char **argv) {
                no_maps ? "" : " and maps/<index>.png", (long long)r->n);
     }
 done:
+    if (!agreed) cli_mpi_first_failure(true); /* the other ranks stop too */
     cfx_explainer_free(e);
     cfx_tensor_free(lat), cfx_tensor_free(scores);
     cfx_dataset_free(d);

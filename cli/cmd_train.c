@@ -1,5 +1,9 @@
-/* cmd_train.c - `cfx train classifier|autoencoder` and `cfx eval classifier|autoencoder`. */
+/* cmd_train.c - `cfx train classifier|autoencoder` and `cfx eval classifier|autoencoder`.
+ * Under mpirun (cfx-mpi) training is data parallel: every rank loads the data and builds the
+ * model alike, trains its block of every batch (cfx_train_shard, gradients summed by
+ * cli_mpi_sum), and rank 0 alone writes the checkpoint, the model and the report. */
 #include "cli.h"
+#include "mpi.h"
 
 #include <libgen.h>
 #include <math.h>
@@ -38,6 +42,20 @@ static float *labels_as_floats(const cfx_dataset *d) {
     float *l = malloc((size_t)d->n * sizeof *l);
     for (int64_t i = 0; l && i < d->n; i++) l[i] = (float)d->labels[i];
     return l;
+}
+
+/* Under mpirun: whether every rank loaded the same training images and labels and, resuming,
+ * the same checkpoint (rank 0 names the one that differs). Collective. */
+static bool same_on_every_rank(const char *cmd, const cfx_dataset *d, const char *ckpt,
+                               bool resume) {
+    uint64_t h =
+        cfx_fnv1a(CFX_FNV1A_INIT, d->images->data, (size_t)d->images->numel * sizeof(float));
+    h = cfx_fnv1a(h, d->labels, (size_t)d->n * sizeof *d->labels);
+    char *bytes = NULL;
+    size_t size = 0;
+    if (resume && cfx_file_read_all(ckpt, &bytes, &size) == CFX_OK) h = cfx_fnv1a(h, bytes, size);
+    cfx_free(bytes);
+    return cli_mpi_same(cmd, resume ? "training data or checkpoint" : "training data", h);
 }
 
 /* A path beside `model`: dirname(model)/name. */
@@ -129,14 +147,16 @@ static int train_main(int argc, char **argv) {
             cli_check_output("the grid", a.grid, CLI_OUT);
         }
     }
-    cfx_dataset *train = cfx_dataset_load(a.data, "train");
-    if (!train) return cli_fail_status(cmd, "load data");
-    cfx_dataset *test = cfx_dataset_load(a.data, "test");
-    if (!test) {
-        cfx_dataset_free(train);
-        return cli_fail_status(cmd, "load data");
-    }
+    /* Under mpirun the ranks agree (cli_mpi_first_failure) once all have loaded and built, so
+     * that one rank's failure before then ends all, the lowest failing rank saying why. */
+    const int rank = cli_mpi_rank(), ranks = cli_mpi_size();
+    bool agreed = ranks == 1;
     cfx_graph *g = NULL;
+    cfx_dataset *test = NULL, *train = cfx_dataset_load(a.data, "train");
+    if (!train || !(test = cfx_dataset_load(a.data, "test"))) {
+        cli_fail_status(cmd, "load data");
+        goto fail;
+    }
     int x = -1, y = -1;
     cfx_rng rng;
     cfx_rng_init(&rng, (uint64_t)a.seed);
@@ -173,6 +193,12 @@ static int train_main(int argc, char **argv) {
             goto fail;
         }
     }
+    if (!agreed) {
+        int failed = cli_mpi_first_failure(false);
+        agreed = true;
+        if (failed >= 0 || !same_on_every_rank(cmd, train, a.checkpoint, a.resume)) goto fail;
+    }
+    cfx_train_shard shard = {rank, ranks, cli_mpi_sum, NULL};
     cfx_train_options o = {.epochs = (int)a.epochs,
                            .batch = (int)a.batch,
                            .lr = (float)a.lr,
@@ -180,13 +206,14 @@ static int train_main(int argc, char **argv) {
                            .seed = (uint64_t)a.seed,
                            .checkpoint = a.checkpoint,
                            .resume = a.resume,
-                           .progress = {cfx_progress_stderr, NULL}};
+                           .progress = {rank ? NULL : cfx_progress_stderr, NULL},
+                           .shard = ranks > 1 ? &shard : NULL};
     char note[4200];
     snprintf(note, sizeof note,
              "cfx %s: interrupted. The same command with --resume continues from the last "
              "finished epoch (checkpoint '%s'), if there is one.",
              cmd, a.checkpoint);
-    cfx_set_signal_note(note);
+    if (rank == 0) cfx_set_signal_note(note);
     cfx_train_result res;
     float *labels = is_clf ? labels_as_floats(train) : NULL;
     if (is_clf && !labels) {
@@ -197,8 +224,20 @@ static int train_main(int argc, char **argv) {
                : cfx_train_autoencoder(g, x, y, im, &o, &res);
     free(labels);
     if (s != CFX_OK) {
-        cli_fail_status(cmd, "train");
+        int64_t lo, hi;
+        cli_mpi_block(a.batch, rank, ranks, &lo, &hi);
+        if (ranks > 1)
+            cli_fail(cmd, "rank %d of %d (images %lld..%lld of each batch): %s", rank, ranks,
+                     (long long)lo, (long long)hi - 1, cfx_last_error());
+        else
+            cli_fail_status(cmd, "train");
         goto fail;
+    }
+    if (rank > 0) { /* rank 0 evaluates and writes */
+        cfx_graph_free(g);
+        cfx_dataset_free(train);
+        cfx_dataset_free(test);
+        return 0;
     }
     double metric = 0;
     int64_t *conf = NULL;
@@ -275,6 +314,7 @@ static int train_main(int argc, char **argv) {
     cfx_dataset_free(test);
     return 0;
 fail:
+    if (!agreed) cli_mpi_first_failure(true); /* the other ranks learn and stop */
     cfx_graph_free(g);
     cfx_dataset_free(train);
     cfx_dataset_free(test);

@@ -27,8 +27,12 @@ static const cli_command commands[] = {
 /* Under mpirun, the commands that share their work among the ranks (and `version`); any other
  * would run whole on every rank, over the same files. */
 static bool sharded(int argc, char **argv) {
-    const char *const ok[] = {"version", "--version", "counterfactual", "competency score",
-                              "evaluate"};
+    const char *const ok[] = {"version",           "--version",        "counterfactual",
+                              "competency score",  "evaluate",         "train classifier",
+                              "train autoencoder", "concepts nearest", "concepts edit"};
+    /* explain RUN, not explain score or export-finetune */
+    if (argc > 2 && !strcmp(argv[1], "explain"))
+        return strcmp(argv[2], "score") && strcmp(argv[2], "export-finetune");
     for (size_t k = 0; k < CLI_LEN(ok); k++) {
         size_t n = strcspn(ok[k], " ");
         if (argc > 1 && strlen(argv[1]) == n && !strncmp(argv[1], ok[k], n) &&
@@ -43,9 +47,11 @@ int main(int argc, char **argv) {
     if (cli_mpi_size() > 1 && !sharded(argc, argv)) {
         if (cli_mpi_rank() == 0)
             fprintf(stderr,
-                    "cfx: under mpirun only `cfx competency score`, `cfx counterfactual` and `cfx "
-                    "evaluate` share their work among the ranks so far; run this command with one "
-                    "rank\n");
+                    "cfx: under mpirun only `cfx competency score`, `cfx counterfactual`, `cfx "
+                    "evaluate`, `cfx train`, `cfx explain` and `cfx concepts nearest|edit` share "
+                    "their work among the "
+                    "ranks so far; run this "
+                    "command with one rank\n");
         return 2;
     }
     cfx_clean_up_on_signals(); /* an interrupted command leaves no temporaries behind */

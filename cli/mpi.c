@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef CFX_MPI
 #include <mpi.h>
@@ -41,14 +42,75 @@ void cli_mpi_batches(int64_t n, int64_t batch, int rank, int size, int64_t *lo, 
     *hi = *hi * batch < n ? *hi * batch : n;
 }
 
+/* Greedy balance (longest processing time first); the order of equal costs is the units'. */
+static const double *sort_cost;
+static int by_cost(const void *a, const void *b) {
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    if (sort_cost[i] != sort_cost[j]) return sort_cost[i] > sort_cost[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+void cli_mpi_assign(const double *cost, int64_t n, int size, int *owner) {
+    const char *mode = getenv("CFX_MPI_BALANCE");
+    int64_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    double *load = calloc((size_t)size, sizeof *load);
+    if (!order || !load || (mode && !strcmp(mode, "count"))) { /* blocks by count */
+        for (int r = 0; r < size; r++) {
+            int64_t lo, hi;
+            cli_mpi_block(n, r, size, &lo, &hi);
+            for (int64_t i = lo; i < hi; i++) owner[i] = r;
+        }
+        free(order), free(load);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    sort_cost = cost;
+    qsort(order, (size_t)n, sizeof *order, by_cost);
+    for (int64_t k = 0; k < n; k++) {
+        int best = 0;
+        for (int r = 1; r < size; r++)
+            if (load[r] < load[best]) best = r;
+        owner[order[k]] = best;
+        load[best] += cost[order[k]] > 0 ? cost[order[k]] : 0;
+    }
+    free(order), free(load);
+}
+
+double cli_mpi_cpu(void) {
+    struct timespec t;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t) != 0) return 0;
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 #ifdef CFX_MPI
 
 static int the_rank, the_size = 1;
+static double in_mpi; /* seconds inside MPI calls (cli_mpi_seconds) */
 
-static void finalize(void) {
-    int done = 0;
-    MPI_Finalized(&done);
-    if (!done) MPI_Finalize();
+/* Times an MPI call: T(MPI_Send(...)) is the call's return code. The comma operator reads the
+ * clock before the call is evaluated (function arguments have no such order). */
+static double call_start;
+#define T(call) (call_start = MPI_Wtime(), timed_call(call))
+static int timed_call(int rc) {
+    in_mpi += MPI_Wtime() - call_start;
+    return rc;
+}
+
+double cli_mpi_seconds(void) {
+    return in_mpi;
+}
+
+static double started; /* MPI_Wtime at cli_mpi_init */
+
+void cli_mpi_stats(const char *cmd, int64_t units, double work_seconds, double work_cpu) {
+    const char *on = getenv("CFX_MPI_STATS");
+    if (!on || strcmp(on, "1") || the_size < 2) return;
+    double wall = MPI_Wtime() - started;
+    fprintf(stderr,
+            "cfx %s: rank %d of %d: %lld units, %.3f s of work (%.3f CPU s), %.3f s in MPI calls "
+            "(%.1f%% of %.3f s)\n",
+            cmd, the_rank, the_size, (long long)units, work_seconds, work_cpu, in_mpi,
+            wall > 0 ? 100 * in_mpi / wall : 0.0, wall);
 }
 
 static cfx_status mpi_error(const char *what, int code) {
@@ -56,6 +118,25 @@ static cfx_status mpi_error(const char *what, int code) {
     int len = 0;
     MPI_Error_string(code, msg, &len);
     return cfx_set_error(CFX_EIO, "MPI %s on rank %d of %d: %s", what, the_rank, the_size, msg);
+}
+
+cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd) {
+    (void)user;
+    for (size_t at = 0; at < n;) {
+        int c = (int)(n - at < PIECE ? n - at : PIECE);
+        int rc = T(MPI_Allreduce(MPI_IN_PLACE, f + at, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        if (rc != MPI_SUCCESS) return mpi_error("all-reduce", rc);
+        at += (size_t)c;
+    }
+    int rc = nd ? T(MPI_Allreduce(MPI_IN_PLACE, d, nd, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD))
+                : MPI_SUCCESS;
+    return rc == MPI_SUCCESS ? CFX_OK : mpi_error("all-reduce", rc);
+}
+
+static void finalize(void) {
+    int done = 0;
+    MPI_Finalized(&done);
+    if (!done) MPI_Finalize();
 }
 
 /* What every rank must agree on before it starts. */
@@ -66,6 +147,7 @@ typedef struct {
 
 void cli_mpi_init(int *argc, char ***argv) {
     MPI_Init(argc, argv);
+    started = MPI_Wtime();
     atexit(finalize);
     MPI_Comm_rank(MPI_COMM_WORLD, &the_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &the_size);
@@ -111,15 +193,15 @@ int cli_mpi_size(void) {
 
 int cli_mpi_first_failure(bool failed) {
     int mine = failed ? the_rank : the_size, first = mine;
-    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS)
+    if (T(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD)) != MPI_SUCCESS)
         return failed ? the_rank : 0;
     return first < the_size ? first : -1;
 }
 
 bool cli_mpi_same(const char *cmd, const char *what, uint64_t fingerprint) {
     uint64_t *all = calloc((size_t)the_size, sizeof *all);
-    bool same = all && MPI_Allgather(&fingerprint, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T,
-                                     MPI_COMM_WORLD) == MPI_SUCCESS;
+    bool same = all && T(MPI_Allgather(&fingerprint, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T,
+                                       MPI_COMM_WORLD)) == MPI_SUCCESS;
     for (int r = 1; same && r < the_size; r++)
         if (all[r] != all[0]) {
             same = false;
@@ -151,7 +233,7 @@ cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total)
             counts = at = NULL;
         }
     }
-    int rc = MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    int rc = T(MPI_Gather(&count, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (rc != MPI_SUCCESS) {
         free(counts), free(at);
         return mpi_error("gather", rc);
@@ -173,7 +255,7 @@ cfx_status cli_mpi_gather(const void *mine, size_t n, char **all, size_t *total)
         *total = sum;
     }
     /* Rank 0 that cannot receive still takes part, into nothing, and reports. */
-    rc = MPI_Gatherv(mine, count, MPI_BYTE, *all, counts, at, MPI_BYTE, 0, MPI_COMM_WORLD);
+    rc = T(MPI_Gatherv(mine, count, MPI_BYTE, *all, counts, at, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (s == CFX_OK && rc != MPI_SUCCESS) s = mpi_error("gather", rc);
     free(counts), free(at);
     if (s != CFX_OK) free(*all), *all = NULL, *total = 0;
@@ -197,8 +279,8 @@ cfx_status cli_mpi_allgather_rows(void *rows, int64_t n, size_t row_bytes, int64
         at[r] = (int)((size_t)lo * row_bytes);
         counts[r] = (int)((size_t)(hi - lo) * row_bytes);
     }
-    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, counts, at, MPI_BYTE,
-                            MPI_COMM_WORLD);
+    int rc = T(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, counts, at, MPI_BYTE,
+                              MPI_COMM_WORLD));
     free(counts), free(at);
     return rc == MPI_SUCCESS ? CFX_OK : mpi_error("all-gather", rc);
 }
@@ -207,7 +289,7 @@ cfx_status cli_mpi_send(int to, int tag, const void *data, size_t n) {
     const char *p = data;
     do {
         int c = (int)(n < PIECE ? n : PIECE);
-        int rc = MPI_Send(p, c, MPI_BYTE, to, tag, MPI_COMM_WORLD);
+        int rc = T(MPI_Send(p, c, MPI_BYTE, to, tag, MPI_COMM_WORLD));
         if (rc != MPI_SUCCESS) return mpi_error("send", rc);
         p += c, n -= (size_t)c;
     } while (n);
@@ -219,7 +301,7 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
     do {
         int c = (int)(n < PIECE ? n : PIECE), got = 0;
         MPI_Status st;
-        int rc = MPI_Recv(p, c, MPI_BYTE, from, tag, MPI_COMM_WORLD, &st);
+        int rc = T(MPI_Recv(p, c, MPI_BYTE, from, tag, MPI_COMM_WORLD, &st));
         if (rc != MPI_SUCCESS) return mpi_error("receive", rc);
         MPI_Get_count(&st, MPI_BYTE, &got);
         if (got != c)
@@ -229,11 +311,92 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
     return CFX_OK;
 }
 
+/* The posted messages not yet known to have gone, with their copies; at most MAX_POSTED, so
+ * that a sender far ahead of its receiver holds a bounded memory. */
+enum { MAX_POSTED = 64 };
+static struct posted {
+    MPI_Request req;
+    void *copy;
+} * posted;
+static int nposted, posted_cap;
+
+/* Frees the copies of the posted messages that have gone; all of them when wait. */
+static cfx_status reap(bool wait) {
+    int kept = 0, rc = MPI_SUCCESS;
+    for (int k = 0; k < nposted; k++) {
+        int done = 0;
+        int r = wait ? T(MPI_Wait(&posted[k].req, MPI_STATUS_IGNORE))
+                     : T(MPI_Test(&posted[k].req, &done, MPI_STATUS_IGNORE));
+        if (r != MPI_SUCCESS) rc = r, done = 1;
+        if (wait || done)
+            free(posted[k].copy);
+        else
+            posted[kept++] = posted[k];
+    }
+    nposted = kept;
+    return rc == MPI_SUCCESS ? CFX_OK : mpi_error("send", rc);
+}
+
+cfx_status cli_mpi_post(int to, int tag, const void *data, size_t n) {
+    if (n > INT_MAX)
+        return cfx_set_error(CFX_EINVAL, "rank %d of %d: a message of %zu bytes is too long",
+                             the_rank, the_size, n);
+    cfx_status s = reap(false);
+    if (s != CFX_OK) return s;
+    if (nposted >= MAX_POSTED) { /* the receiver is far behind: wait for the oldest */
+        int rc = T(MPI_Wait(&posted[0].req, MPI_STATUS_IGNORE));
+        free(posted[0].copy);
+        memmove(posted, posted + 1, (size_t)--nposted * sizeof *posted);
+        if (rc != MPI_SUCCESS) return mpi_error("send", rc);
+    }
+    if (nposted == posted_cap) {
+        int cap = posted_cap ? 2 * posted_cap : 64;
+        struct posted *g = realloc(posted, (size_t)cap * sizeof *g);
+        if (!g) return CFX_ENOMEM;
+        posted = g, posted_cap = cap;
+    }
+    void *copy = malloc(n ? n : 1);
+    if (!copy) return CFX_ENOMEM;
+    memcpy(copy, data, n);
+    int rc = T(MPI_Isend(copy, (int)n, MPI_BYTE, to, tag, MPI_COMM_WORLD, &posted[nposted].req));
+    if (rc != MPI_SUCCESS) {
+        free(copy);
+        return mpi_error("send", rc);
+    }
+    posted[nposted++].copy = copy;
+    return CFX_OK;
+}
+
+cfx_status cli_mpi_flush(void) {
+    cfx_status s = reap(true);
+    free(posted);
+    posted = NULL, posted_cap = 0;
+    return s;
+}
+
+cfx_status cli_mpi_recv_any(int from, int tag, char **data, size_t *n) {
+    MPI_Status st;
+    int count = 0;
+    *data = NULL, *n = 0;
+    int rc = T(MPI_Probe(from, tag, MPI_COMM_WORLD, &st));
+    if (rc == MPI_SUCCESS) MPI_Get_count(&st, MPI_BYTE, &count);
+    if (rc != MPI_SUCCESS) return mpi_error("receive", rc);
+    if (!(*data = malloc((size_t)count + 1))) return CFX_ENOMEM;
+    rc = T(MPI_Recv(*data, count, MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    if (rc != MPI_SUCCESS) {
+        free(*data), *data = NULL;
+        return mpi_error("receive", rc);
+    }
+    (*data)[count] = '\0';
+    *n = (size_t)count;
+    return CFX_OK;
+}
+
 cfx_status cli_mpi_broadcast(void *v, size_t n) {
     char *p = v;
     do {
         int c = (int)(n < PIECE ? n : PIECE);
-        int rc = MPI_Bcast(p, c, MPI_BYTE, 0, MPI_COMM_WORLD);
+        int rc = T(MPI_Bcast(p, c, MPI_BYTE, 0, MPI_COMM_WORLD));
         if (rc != MPI_SUCCESS) return mpi_error("broadcast", rc);
         p += c, n -= (size_t)c;
     } while (n);
@@ -314,6 +477,29 @@ cfx_status cli_mpi_recv(int from, int tag, void *data, size_t n) {
 cfx_status cli_mpi_broadcast(void *v, size_t n) {
     return CFX_OK;
 }
+
+cfx_status cli_mpi_post(int to, int tag, const void *data, size_t n) {
+    return cfx_set_error(CFX_EINVAL, "send to rank %d: the plain build has one rank", to);
+}
+
+cfx_status cli_mpi_flush(void) {
+    return CFX_OK;
+}
+
+cfx_status cli_mpi_recv_any(int from, int tag, char **data, size_t *n) {
+    *data = NULL, *n = 0;
+    return cfx_set_error(CFX_EINVAL, "receive from rank %d: the plain build has one rank", from);
+}
+
+cfx_status cli_mpi_sum(void *user, float *f, size_t n, double *d, int nd) {
+    return CFX_OK; /* the sum over one rank */
+}
+
+double cli_mpi_seconds(void) {
+    return 0;
+}
+
+void cli_mpi_stats(const char *cmd, int64_t units, double work_seconds, double work_cpu) {}
 
 _Noreturn void cli_mpi_abort(int rc) {
     fflush(stdout), fflush(stderr);

@@ -732,7 +732,22 @@ typedef struct cfx_train_options {
     int stop_after;         /* stop once this many epochs are done, as if interrupted (the
                              * schedule still spans `epochs`; resume continues); 0: never */
     cfx_progress progress;  /* one unit per batch, note "loss .. acc .." */
+    const struct cfx_train_shard *shard; /* data-parallel training; NULL: one process */
 } cfx_train_options;
+
+/* Data-parallel training over `ranks` processes (an MPI job: cfx-mpi's `cfx train`). Each
+ * process trains on block `rank` of every batch's rows (blocks whose sizes differ by one at
+ * most, the larger first; batch >= ranks), its gradient weighted by its share of the batch;
+ * sum then adds, in place and over all processes, the n gradient floats and the nstats doubles
+ * of stats (the batch's loss and right answers), and every process takes the same Adam step.
+ * Each process must start from the same parameters, images and options; only rank 0 writes
+ * the checkpoint. One rank gives the bits of one process on one thread; more ranks differ only
+ * by the order of the float sums (tests/test_mpi.c measures it). */
+typedef struct cfx_train_shard {
+    int rank, ranks;
+    cfx_status (*sum)(void *user, float *grad, size_t n, double *stats, int nstats);
+    void *user;
+} cfx_train_shard;
 
 typedef struct cfx_train_result {
     int epochs_done;  /* including those restored from a checkpoint */
@@ -2063,7 +2078,22 @@ typedef struct cfx_edit_loop_options {
     int max_steps;     /* default 10 */
     int resume;        /* non-zero: keep the images already in results.jsonl */
     cfx_progress progress;
+    const struct cfx_edit_loop_shard *shard; /* images shared among processes; NULL: none */
 } cfx_edit_loop_options;
+/* The loop's images shared among processes (cfx-mpi's concepts edit), each running the loop
+ * with the same options and out (a folder all of them see: each writes its images' steps).
+ * Image i of the n to run (counted after those resume keeps) is run by the process whose
+ * mine(user, i) is non-zero. The writer alone writes results.jsonl, every line in order: its own,
+ * and those take(user, i, &line) returns (malloc'd; the loop frees it) for the others; the
+ * other processes hand each line they make to give(user, i, line). The summary counts the
+ * lines a process wrote or gave. */
+typedef struct cfx_edit_loop_shard {
+    int (*mine)(void *user, int32_t i);
+    cfx_status (*take)(void *user, int32_t i, char **line);
+    cfx_status (*give)(void *user, int32_t i, const char *line);
+    int writer;
+    void *user;
+} cfx_edit_loop_shard;
 typedef struct cfx_edit_loop_summary {
     int32_t images, done_before, flipped, failed; /* failed: images recorded with an error */
 } cfx_edit_loop_summary;

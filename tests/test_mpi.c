@@ -351,3 +351,271 @@ CFX_TEST(mpi, evaluate_writes_the_files_of_one_process) {
         }
     }
 }
+
+/* Waits (up to a minute) until path holds more than `bytes` bytes. */
+static bool grows_past(const char *path, off_t bytes) {
+    struct stat st;
+    for (int i = 0; i < 120000; i++) {
+        if (stat(path, &st) == 0 && st.st_size > bytes) return true;
+        nanosleep(&(struct timespec){0, 500000}, NULL);
+    }
+    return false;
+}
+
+/* The largest |a - b| over the parameters of two ONNX models of one architecture, and the
+ * largest |a|; false when they do not load or differ in size. */
+static bool weight_diff(const char *a, const char *b, double *diff, double *scale) {
+    cfx_graph *ga = cfx_onnx_load(a, NULL), *gb = cfx_onnx_load(b, NULL);
+    size_t na = 0, nb = 0;
+    if (ga && cfx_graph_compile(ga) != CFX_OK) cfx_graph_free(ga), ga = NULL;
+    if (gb && cfx_graph_compile(gb) != CFX_OK) cfx_graph_free(gb), gb = NULL;
+    const float *pa = ga ? cfx_graph_params(ga, &na) : NULL;
+    const float *pb = gb ? cfx_graph_params(gb, &nb) : NULL;
+    bool ok = pa && pb && na == nb && na > 0;
+    *diff = *scale = 0;
+    for (size_t i = 0; ok && i < na; i++) {
+        double d = fabs((double)pa[i] - (double)pb[i]);
+        *diff = d > *diff ? d : *diff;
+        *scale = fabs(pa[i]) > *scale ? fabs(pa[i]) : *scale;
+    }
+    cfx_graph_free(ga), cfx_graph_free(gb);
+    return ok;
+}
+
+/* Data-parallel training. An autoencoder on 2 ranks of one thread is, byte for byte, the one
+ * process on 2 threads (the same halves of each batch, the same sum of two gradients). A
+ * classifier on 2 and 4 ranks differs from one process only by the order of its float sums:
+ * after 2 epochs of batches of 32 its weights are within 1e-4 of one process's on one thread
+ * (measured: 2e-5, where one process on 2 threads differs from 1 thread by 1e-5), while another
+ * seed moves them by more than 1e-2. */
+CFX_TEST(mpi, training_is_one_process_within_rounding) {
+    if (!setup()) return;
+    static char out[16384];
+    const char *args = "--epochs 2 --batch 32 --threads";
+    char a[800], b[800];
+    snprintf(a, sizeof a, "%s/t_ae2/ae.onnx", root);
+    snprintf(b, sizeof b, "%s/t_aem2/ae.onnx", root);
+    CHECK_INT_EQ(sh(out, sizeof out, true, "mkdir -p %s/t_ae2 %s/t_aem2", root, root), 0);
+    CHECK_INT_EQ(sh(out, sizeof out, true, "%s train autoencoder --data %s/s --out %s %s 2",
+                    plain_bin, root, a, args),
+                 0);
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n 2 %s train autoencoder --data %s/s --out %s %s 1", mpi_bin, root, b,
+                    args),
+                 0);
+    CHECK_MSG(strstr(out, "wrote") != NULL, "2 ranks: %s", out);
+    CHECK_MSG(same_file(a, b), "2 ranks of 1 thread wrote another autoencoder than 1 process of 2");
+    /* The classifier: one process on 1 and 2 threads, another seed, 2 and 4 ranks. */
+    const char *name[] = {"c1", "c2", "cseed", "m2", "m4"};
+    for (int k = 0; k < 5; k++) {
+        bool mpi = k >= 3;
+        CHECK_INT_EQ(sh(out, sizeof out, true,
+                        "%s%s%s train classifier --data %s/s --out %s/t_%s.onnx %s %d%s",
+                        mpi ? MPIRUN " -n " : "", mpi ? (k == 3 ? "2 " : "4 ") : "",
+                        mpi ? mpi_bin : plain_bin, root, root, name[k], args, k == 1 ? 2 : 1,
+                        k == 2 ? " --seed 7" : ""),
+                     0);
+    }
+    double base, scale, d, seed;
+    snprintf(a, sizeof a, "%s/t_c1.onnx", root);
+    snprintf(b, sizeof b, "%s/t_c2.onnx", root);
+    CHECK(weight_diff(a, b, &base, &scale));
+    snprintf(b, sizeof b, "%s/t_cseed.onnx", root);
+    CHECK(weight_diff(a, b, &seed, &scale));
+    CHECK_MSG(seed > 1e-2, "another seed moved the weights by %g only: the test cannot tell", seed);
+    for (int k = 3; k < 5; k++) {
+        snprintf(b, sizeof b, "%s/t_%s.onnx", root, name[k]);
+        CHECK(weight_diff(a, b, &d, &scale));
+        printf("  # training on %d ranks: max |w - w_1| %.3g (1 vs 2 threads: %.3g; max |w| "
+               "%.3g)\n",
+               k == 3 ? 2 : 4, d, base, scale);
+        CHECK_MSG(d <= 1e-4, "%d ranks: weights %g from one process's (1 vs 2 threads: %g)",
+                  k == 3 ? 2 : 4, d, base);
+    }
+    /* 2 ranks killed once rank 0 has written the first epoch's checkpoint, then --resume on 2
+     * ranks: the model of an uninterrupted 2-rank run, byte for byte. */
+    char ckpt[1200], cmd[4000];
+    snprintf(a, sizeof a, "%s/t_m2.onnx", root);
+    snprintf(b, sizeof b, "%s/t_killed.onnx", root);
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", b);
+    const char *four = "--epochs 4 --batch 32 --threads 1";
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s --force", mpi_bin,
+                    root, a, four),
+                 0);
+    snprintf(cmd, sizeof cmd, "exec " MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s",
+             mpi_bin, root, b, four);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    bool started = grows_past(ckpt, 0);
+    kill(pid, SIGTERM);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(started && !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && access(b, F_OK) != 0,
+              "training was not killed in the middle (status %d)", status);
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s --resume", mpi_bin,
+                    root, b, four),
+                 0);
+    CHECK_MSG(strstr(out, "(resumed)") != NULL, "the training did not resume: %s", out);
+    CHECK_MSG(same_file(a, b), "the resumed 2-rank training wrote another model");
+}
+
+/* concepts nearest --all over the repository's 499 VG images: the ranks share the queries by
+ * estimated cost; --out at 2 and 4 ranks holds one process's bytes, and the summary line is one
+ * process's up to its seconds. Ranks that loaded other data are refused. */
+CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
+    if (!setup()) return;
+    static char one[4096], many[4096];
+    char data[1200], a[800], b[800];
+    char *abs = realpath("data/vg_random.json", NULL);
+    if (!abs) {
+        cfx_test_skip("data/vg_random.json is not here (run the tests from the repository)");
+        return;
+    }
+    snprintf(data, sizeof data, "%s", abs);
+    free(abs);
+    const char *args = "--labels claude-3-haiku --all --threads 1 --json";
+    snprintf(a, sizeof a, "%s/near1.jsonl", root);
+    CHECK_INT_EQ(sh(one, sizeof one, false, "%s concepts nearest --data %s %s --out %s", plain_bin,
+                    data, args, a),
+                 0);
+    CHECK_MSG(strstr(one, "\"queries\": 499") != NULL, "one process: %s", one);
+    char *cut = strstr(one, "\"seconds\"");
+    for (int k = 2; k <= 4; k += 2) {
+        snprintf(b, sizeof b, "%s/near%d.jsonl", root, k);
+        CHECK_INT_EQ(sh(many, sizeof many, false,
+                        MPIRUN " -n %d %s concepts nearest --data %s %s --out %s", k, mpi_bin, data,
+                        args, b),
+                     0);
+        CHECK_MSG(same_file(a, b), "%d ranks wrote another %s than one process", k, b);
+        CHECK_MSG(cut && !strncmp(one, many, (size_t)(cut - one)),
+                  "%d ranks printed another summary: %s", k, many);
+    }
+    /* The data under the same name differs on rank 1: one image's label. */
+    char cmd[8000];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/n1 %s/n2 && cp %s %s/n1/vg.json && sed '0,/\"claude-3-haiku\": "
+             "\"[a-z]*\"/s//\"claude-3-haiku\": \"zzz\"/' %s > %s/n2/vg.json",
+             root, root, data, root, data, root);
+    CHECK_INT_EQ(system(cmd), 0);
+    snprintf(a, sizeof a, "%s/n1/vg.json", root);
+    snprintf(b, sizeof b, "%s/n2/vg.json", root);
+    CHECK_MSG(!same_file(a, b), "the edited copy is the same as the data");
+    CHECK_INT_EQ(sh(many, sizeof many, true,
+                    MPIRUN " -n 1 --wdir %s/n1 %s concepts nearest --data vg.json --labels "
+                           "claude-3-haiku --all : -n 1 --wdir %s/n2 %s concepts nearest --data "
+                           "vg.json --labels claude-3-haiku --all",
+                    root, mpi_bin, root, mpi_bin),
+                 1);
+    CHECK_MSG(strstr(many, "rank 1 of 2 loaded other concept data than rank 0"), "other data: %s",
+              many);
+}
+
+/* concepts edit over 40 scenes (local mode, an ONNX classifier): at 2 and 4 ranks the run
+ * folder -- results.jsonl and every step image -- is one process's, byte for byte. Then a run
+ * with a slow command classifier, its mpirun killed once rank 0 has written a line, resumed
+ * under mpirun with 4 ranks: one process's folder again. */
+CFX_TEST(mpi, edit_writes_the_files_of_one_process_and_resumes) {
+    if (!setup()) return;
+    static char out[16384];
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    "%s data scenes --out %s/sc --count 40 --size 32 --force && %s train "
+                    "classifier --data %s/sc --out %s/sc.onnx --epochs 1 --batch 16 --threads 1",
+                    plain_bin, root, plain_bin, root, root),
+                 0);
+    char args[2000];
+    snprintf(args, sizeof args,
+             "concepts edit --data %s/sc/concepts.json --images %s/sc --labels rule --all "
+             "--threads 1 --max-steps 6",
+             root, root);
+    CHECK_INT_EQ(sh(out, sizeof out, true, "%s %s --classifier %s/sc.onnx --out %s/e1", plain_bin,
+                    args, root, root),
+                 0);
+    CHECK_MSG(strstr(out, "40 images edited") != NULL, "one process: %s", out);
+    for (int k = 2; k <= 4; k += 2) {
+        CHECK_INT_EQ(sh(out, sizeof out, true,
+                        MPIRUN " -n %d %s %s --classifier %s/sc.onnx --out %s/e%d", k, mpi_bin,
+                        args, root, root, k),
+                     0);
+        CHECK_MSG(strstr(out, "40 images edited") != NULL, "%d ranks: %s", k, out);
+        CHECK_INT_EQ(sh(out, sizeof out, true, "diff -r %s/e1 %s/e%d", root, root, k), 0);
+        CHECK_MSG(!out[0], "%d ranks wrote other files: %.500s", k, out);
+    }
+    /* A classifier that answers "casual" after 60 ms, every time: each image runs all its
+     * steps, long enough for the kill to land mid-run. */
+    char slow[2400];
+    snprintf(slow, sizeof slow,
+             "%s --limit 16 --classifier-cmd 'sleep 0.06; echo casual # {image}'", args);
+    CHECK_INT_EQ(sh(out, sizeof out, true, "%s %s --out %s/s1", plain_bin, slow, root), 0);
+    char b[800], pb[1200], cmd[8000];
+    snprintf(b, sizeof b, "%s/sk", root);
+    snprintf(pb, sizeof pb, "%s/results.jsonl", b);
+    snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --allow-run-as-root -n 2 %s %s --out %s",
+             mpi_bin, slow, b);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    bool started = grows_past(pb, 0);
+    kill(pid, SIGTERM);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(started && !(WIFEXITED(status) && WEXITSTATUS(status) == 0),
+              "mpirun was not killed in the middle (status %d)", status);
+    char pa[1200];
+    snprintf(pa, sizeof pa, "%s/s1/results.jsonl", root);
+    struct stat sa, sb;
+    CHECK(stat(pa, &sa) == 0 && stat(pb, &sb) == 0);
+    CHECK_MSG(sb.st_size > 0 && sb.st_size < sa.st_size, "killed after %lld of %lld bytes",
+              (long long)sb.st_size, (long long)sa.st_size);
+    CHECK_INT_EQ(
+        sh(out, sizeof out, true, MPIRUN " -n 4 %s %s --out %s --resume", mpi_bin, slow, b), 0);
+    CHECK_MSG(strstr(out, "kept from before") && !strstr(out, "(0 kept from before)"),
+              "the run did not resume: %s", out);
+    /* The command classifier's image files of the killed images stay behind (its temporaries,
+     * cfx-classify-*.png, are not removed on a kill): not part of the run. */
+    CHECK_INT_EQ(sh(out, sizeof out, true, "diff -r -x 'cfx-classify-*' %s/s1 %s", root, b), 0);
+    CHECK_MSG(!out[0], "the resumed run differs: %.500s", out);
+}
+
+/* cfx explain of one run folder, copied: at 2 and 4 ranks (whole batches of 2 over the images)
+ * explanations.jsonl and every map are one process's, and so is the accuracy table. */
+CFX_TEST(mpi, explain_writes_the_files_of_one_process) {
+    if (!setup()) return;
+    static char one[16384], many[16384];
+    CHECK_INT_EQ(sh(one, sizeof one, true,
+                    "%s counterfactual --bundle %s/b --examples %s/ex --out %s/x1 --method "
+                    "igd,reco,best --max-iter 10 --batch 3 --threads 1 && cp -r %s/x1 %s/x2 && "
+                    "cp -r %s/x1 %s/x4",
+                    plain_bin, root, root, root, root, root, root, root),
+                 0);
+    CHECK_INT_EQ(sh(one, sizeof one, false,
+                    "%s explain %s/x1 --data %s/s --sources 60 --accuracy "
+                    "--batch 2 --threads 1",
+                    plain_bin, root, root),
+                 0);
+    CHECK_MSG(strstr(one, "| Method |") != NULL, "one process: %s", one);
+    for (int k = 2; k <= 4; k += 2) {
+        CHECK_INT_EQ(sh(many, sizeof many, false,
+                        MPIRUN " -n %d %s explain %s/x%d --data %s/s --sources 60 --accuracy "
+                               "--batch 2 --threads 1",
+                        k, mpi_bin, root, k, root),
+                     0);
+        char *a = strstr(one, "\nwrote"), *b = strstr(many, "\nwrote");
+        CHECK_MSG(a && b && a - one == b - many && !strncmp(one, many, (size_t)(a - one)),
+                  "%d ranks printed another table: %s", k, many);
+        CHECK_INT_EQ(sh(many, sizeof many, true, "diff -r %s/x1 %s/x%d", root, root, k), 0);
+        CHECK_MSG(!many[0], "%d ranks wrote other files: %.500s", k, many);
+    }
+}

@@ -17,7 +17,8 @@
  * Every image's record is one line of RUN/results.jsonl, written and flushed when the image is
  * done, after its step images (RUN/steps/<id>/<k>.png, 0 the original); resuming skips the
  * images already recorded and drops a torn last line, so a killed run loses at most the image
- * it was editing. */
+ * it was editing. Shared among processes (o->shard), each runs its images and the writer writes
+ * every line in order. */
 #include "concepts/concepts.h"
 
 #include <cjson/cJSON.h>
@@ -635,11 +636,45 @@ cfx_status cfx_edit_loop_run(const cfx_edit_loop_options *o, cfx_edit_loop_summa
         }
         qs[nq++] = q;
     }
-    if (st == CFX_OK && nq) st = cfx_concepts_nearest(d, qs, nq, NULL, res);
-    if (st == CFX_OK && !(f = fopen(path, o->resume ? "a" : "w")))
+    const cfx_edit_loop_shard *sh = o->shard;
+    if (st == CFX_OK && nq && sh) { /* the nearest counterfactuals of this process's images */
+        int32_t *mq = cfx_malloc((size_t)nq * sizeof *mq), m = 0;
+        cfx_nearest *mres = cfx_malloc((size_t)nq * sizeof *mres);
+        if (!mq || !mres) st = cfx_set_error(CFX_ENOMEM, "out of memory");
+        for (int32_t i = 0; st == CFX_OK && i < nq; i++)
+            if (sh->mine(sh->user, i)) mq[m++] = qs[i];
+        if (st == CFX_OK && m) st = cfx_concepts_nearest(d, mq, m, NULL, mres);
+        for (int32_t i = 0, k = 0; st == CFX_OK && i < nq; i++)
+            if (sh->mine(sh->user, i)) res[i] = mres[k++];
+        cfx_free(mq), cfx_free(mres);
+    }
+    if (st == CFX_OK && nq && !sh) st = cfx_concepts_nearest(d, qs, nq, NULL, res);
+    if (st == CFX_OK && (!sh || sh->writer) && !(f = fopen(path, o->resume ? "a" : "w")))
         st = cfx_set_error(CFX_EIO, "cannot open '%s': %s", path, strerror(errno));
     int32_t flipped = 0;
     for (int32_t i = 0; i < nq && st == CFX_OK; i++) {
+        if (sh && !sh->mine(sh->user, i)) { /* another process's image */
+            char *given = NULL;
+            if (!sh->writer) continue;
+            if ((st = sh->take(sh->user, i, &given)) != CFX_OK) break;
+            cJSON *j = cJSON_Parse(given);
+            const cJSON *fl = cJSON_GetObjectItemCaseSensitive(j, "flipped");
+            const cJSON *why = cJSON_GetObjectItemCaseSensitive(j, "stop_reason");
+            flipped += cJSON_IsTrue(fl);
+            if (sum)
+                sum->images++, sum->flipped += cJSON_IsTrue(fl),
+                    sum->failed += cJSON_IsString(why) && !strcmp(why->valuestring, "error");
+            cJSON_Delete(j);
+            fputs(given, f);
+            fputc('\n', f);
+            free(given);
+            if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+                st = cfx_set_error(CFX_EIO, "cannot write '%s': %s", path, strerror(errno));
+            char note[64];
+            snprintf(note, sizeof note, "%d of %d flipped", flipped, i + 1);
+            cfx_progress_report(&o->progress, "edit", i + 1, nq, note);
+            continue;
+        }
         cJSON *rec = cJSON_CreateObject();
         if (!rec) {
             st = cfx_set_error(CFX_ENOMEM, "out of memory");
@@ -671,6 +706,11 @@ cfx_status cfx_edit_loop_run(const cfx_edit_loop_options *o, cfx_edit_loop_summa
         if (!line) {
             st = cfx_set_error(CFX_ENOMEM, "out of memory");
             break;
+        }
+        if (sh && !sh->writer) { /* the writer writes it */
+            st = sh->give(sh->user, i, line);
+            cJSON_free(line);
+            continue;
         }
         fputs(line, f);
         fputc('\n', f);

@@ -4,13 +4,54 @@
  * Determinism: the shuffle comes from a cfx_rng seeded per epoch (seed, epoch), kernels are
  * deterministic for a given thread count, and the loss is reduced in a fixed order, so the
  * same seed and threads give the same parameters bit for bit, resumed or not (checkpoints:
- * src/learn/checkpoint.c). */
+ * src/learn/checkpoint.c).
+ *
+ * Data parallel (o->shard): every process shuffles alike and trains on its block of each batch;
+ * its gradient, weighted by the block's share, is summed over the processes by the caller's
+ * callback before the one Adam step, so all keep the same parameters. */
 #include "learn/checkpoint.h"
 #include "learn/eval.h"
+#include "learn/optim.h"
 #include "learn/trainer.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
+
+/* A process's block [lo, hi) of a batch of B rows (cfx_train_shard). */
+static void shard_block(int64_t B, const cfx_train_shard *sh, int64_t *lo, int64_t *hi) {
+    int64_t q = B / sh->ranks, r = B % sh->ranks, k = sh->rank;
+    *lo = k * q + (k < r ? k : r);
+    *hi = *lo + q + (k < r);
+}
+
+/* One data-parallel step: this process's gradient of its rows, weighted by their share of the
+ * batch (tr->share, which the lanes' loss seeds carry), summed with the loss and right answers
+ * over the processes, then the Adam step. grad holds the graph's parameter count of floats. A
+ * process whose gradient fails still takes part in the sum, with a NaN loss, so that every process
+ * stops at the same step. */
+static cfx_status shard_step(cfx_trainer *tr, const cfx_train_shard *sh, const cfx_tensor *images,
+                             const float *labels, const int64_t *rows, double share, float *grad,
+                             double *loss, int64_t *correct) {
+    size_t np;
+    float *params = cfx_graph_params(tr->g, &np);
+    double lv = 0;
+    int64_t right = 0;
+    cfx_status mine = cfx__trainer_grad(tr, images, labels, rows, &lv, &right, grad);
+    if (mine != CFX_OK)
+        memset(grad, 0, np * sizeof *grad), lv = NAN;
+    else if (tr->nhead && share != 1.0) /* the lanes weigh their losses by tr->share; a head not */
+        for (size_t i = 0; i < np; i++) grad[i] = (float)((double)grad[i] * share);
+    double stats[2] = {lv * share, (double)right};
+    CFX_TRY(sh->sum(sh->user, grad, np, stats, 2));
+    if (mine != CFX_OK) return mine;
+    CFX_TRY(cfx__trainer_check_loss(stats[0]));
+    CFX_TRY(cfx__optim_check_grad(grad, np, FLT_MAX));
+    CFX_TRY(cfx__optim_step2(tr->opt, params, grad, NULL));
+    *loss = stats[0];
+    *correct = (int64_t)stats[1];
+    return CFX_OK;
+}
 
 /* Runs epochs of trainer steps over images in a seeded shuffle, with checkpoints. */
 static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const float *labels,
@@ -20,9 +61,16 @@ static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const fl
     if (o.lr <= 0) o.lr = 1e-3f;
     cfx_graph *g = tr->g;
     cfx_optim *opt = tr->opt;
-    const int64_t n = images->shape[0], B = tr->batch;
+    const cfx_train_shard *sh = o.shard;
+    const int64_t n = images->shape[0], B = sh ? (o.batch > 0 ? o.batch : 64) : tr->batch;
+    int64_t lo = 0, hi = B;
+    if (sh) shard_block(B, sh, &lo, &hi), tr->share = (double)(hi - lo) / (double)B;
     int64_t *order = cfx_malloc((size_t)n * sizeof *order);
-    if (!order) return CFX_ENOMEM;
+    float *grad = sh ? cfx_malloc(cfx_graph_num_params(g) * sizeof *grad) : NULL;
+    if (!order || (sh && !grad)) {
+        cfx_free(order), cfx_free(grad);
+        return CFX_ENOMEM;
+    }
     cfx_status s = CFX_OK;
     cfx__checkpoint_meta meta = {.loss = NAN,
                                  .accuracy = NAN,
@@ -59,7 +107,10 @@ static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const fl
             }
             double lv;
             int64_t right;
-            if ((s = cfx_trainer_step(tr, images, labels, order + b * B, &lv, &right)) != CFX_OK) {
+            s = sh ? shard_step(tr, sh, images, labels, order + b * B + lo,
+                                (double)(hi - lo) / (double)B, grad, &lv, &right)
+                   : cfx_trainer_step(tr, images, labels, order + b * B, &lv, &right);
+            if (s != CFX_OK) {
                 cfx_error_context(s, "train: epoch %d, batch %lld", epoch + 1, (long long)b + 1);
                 break;
             }
@@ -77,7 +128,8 @@ static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const fl
         meta.epoch = (uint32_t)epoch + 1;
         meta.loss = loss_sum / (double)nbatches;
         meta.accuracy = tr->scores >= 0 ? (double)correct / (double)(nbatches * B) : NAN;
-        if (o.checkpoint) s = cfx__checkpoint_write(o.checkpoint, g, opt, &meta);
+        if (o.checkpoint && (!sh || sh->rank == 0))
+            s = cfx__checkpoint_write(o.checkpoint, g, opt, &meta);
     }
     cfx_graph_set_training(g, 0);
     res->epochs_done = (int)meta.epoch;
@@ -85,6 +137,7 @@ static cfx_status train_loop(cfx_trainer *tr, const cfx_tensor *images, const fl
     res->accuracy = meta.accuracy;
     res->seconds = cfx_now() - t0;
     cfx_free(order);
+    cfx_free(grad);
     return s;
 }
 
@@ -98,7 +151,23 @@ static cfx_status check_train_images(cfx_graph *g, int x, const cfx_tensor *imag
     if (images->shape[0] < B)
         return cfx_set_error(CFX_EINVAL, "train: %lld images are fewer than one batch of %lld",
                              (long long)images->shape[0], (long long)B);
+    const cfx_train_shard *sh = o ? o->shard : NULL;
+    if (sh && (sh->ranks < 1 || sh->rank < 0 || sh->rank >= sh->ranks || !sh->sum))
+        return cfx_set_error(CFX_EINVAL, "train: shard %d of %d (or its sum) is not valid",
+                             sh->rank, sh->ranks);
+    if (sh && B < sh->ranks)
+        return cfx_set_error(CFX_EINVAL,
+                             "train: a batch of %lld images cannot be shared by %d processes: "
+                             "use --batch %d or more, or fewer processes",
+                             (long long)B, sh->ranks, sh->ranks);
     return CFX_OK;
+}
+
+/* The trainer's batch: the whole batch, or this process's block of it. */
+static int trainer_batch(const cfx_train_options *o) {
+    int64_t B = o && o->batch > 0 ? o->batch : 64, lo = 0, hi = B;
+    if (o && o->shard) shard_block(B, o->shard, &lo, &hi);
+    return (int)(hi - lo);
 }
 
 static cfx_status train_with(cfx_trainer *tr, const cfx_tensor *images, const float *labels,
@@ -124,7 +193,7 @@ cfx_status cfx_train_classifier(cfx_graph *g, int x, int out, const cfx_tensor *
             return cfx_set_error(CFX_EINVAL,
                                  "train classifier: label %lld is %g, not a class in 0..%lld",
                                  (long long)i, (double)labels[i], (long long)C - 1);
-    return train_with(cfx_trainer_classifier(g, x, out, o ? o->batch : 0, o ? o->lr : 0), images,
+    return train_with(cfx_trainer_classifier(g, x, out, trainer_batch(o), o ? o->lr : 0), images,
                       labels, o, res);
 }
 
@@ -132,6 +201,6 @@ cfx_status cfx_train_autoencoder(cfx_graph *g, int x, int reconstruction, const 
                                  const cfx_train_options *o, cfx_train_result *res) {
     CFX_TRY(check_train_images(g, x, images, o, "train autoencoder"));
     return train_with(
-        cfx_trainer_autoencoder(g, x, reconstruction, o ? o->batch : 0, o ? o->lr : 0), images,
+        cfx_trainer_autoencoder(g, x, reconstruction, trainer_batch(o), o ? o->lr : 0), images,
         NULL, o, res);
 }

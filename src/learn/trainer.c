@@ -120,7 +120,7 @@ static cfx_trainer *trainer_new(cfx_graph *g, int x, int target, int loss, int s
     }
     cfx_trainer *t = cfx_calloc(1, sizeof *t);
     if (!t) return NULL;
-    *t = (cfx_trainer){g, x, target, loss, scores, batch > 0 ? batch : 64};
+    *t = (cfx_trainer){g, x, target, loss, scores, batch > 0 ? batch : 64, 1.0};
     cfx_status s = cfx_graph_set_batch(g, t->batch);
     if (s == CFX_OK) s = cfx_graph_compile(g);
     if (s == CFX_OK) s = cfx_graph_replan(g);
@@ -229,7 +229,8 @@ static cfx_status step_grads(cfx_trainer *t, const cfx_tensor *images, const flo
                              const int64_t *rows, double *loss, int64_t *correct, const float **g0,
                              const float **g1) {
     if (t->nlanes == 1) {
-        CFX_TRY(run_checked(t, t->g, images, labels, rows, t->batch, 1.0f, 1, loss, correct));
+        CFX_TRY(run_checked(t, t->g, images, labels, rows, t->batch, (float)t->share, 1, loss,
+                            correct));
         *g0 = cfx_graph_param_grads(t->g, NULL);
         *g1 = NULL;
         return CFX_OK;
@@ -241,8 +242,8 @@ static cfx_status step_grads(cfx_trainer *t, const cfx_tensor *images, const flo
         for (int i = omp_get_thread_num(); i < L; i += omp_get_num_threads()) {
             int64_t n = t->first[i + 1] - t->first[i];
             t->st[i] = run_checked(t, t->lane[i], images, labels, rows + t->first[i], n,
-                                   (float)((double)n / (double)t->batch), L, &t->lane_loss[i],
-                                   &t->lane_correct[i]);
+                                   (float)(t->share * (double)n / (double)t->batch), L,
+                                   &t->lane_loss[i], &t->lane_correct[i]);
             if (t->st[i] != CFX_OK) snprintf(t->msg[i], sizeof t->msg[i], "%s", cfx_last_error());
         }
     }
@@ -281,17 +282,22 @@ cfx_status cfx_trainer_step(cfx_trainer *t, const cfx_tensor *images, const floa
     return CFX_OK;
 }
 
-cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
-                                 const int64_t *rows, double *loss, float *grad) {
-    int64_t right;
+cfx_status cfx__trainer_grad(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                             const int64_t *rows, double *loss, int64_t *correct, float *grad) {
     const float *g0, *g1;
     CFX_TRY(check_step(t, images, labels, rows));
     if (t->nhead) {
-        CFX_TRY(cfx__head_step(t, images, labels, rows, false, loss, &right));
+        CFX_TRY(cfx__head_step(t, images, labels, rows, false, loss, correct));
         cfx__head_gradient(t, grad);
         return CFX_OK;
     }
-    CFX_TRY(step_grads(t, images, labels, rows, loss, &right, &g0, &g1));
+    CFX_TRY(step_grads(t, images, labels, rows, loss, correct, &g0, &g1));
     for (size_t i = 0; i < t->g->nparams; i++) grad[i] = g1 ? g0[i] + g1[i] : g0[i];
     return CFX_OK;
+}
+
+cfx_status cfx__trainer_gradient(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                                 const int64_t *rows, double *loss, float *grad) {
+    int64_t right;
+    return cfx__trainer_grad(t, images, labels, rows, loss, &right, grad);
 }

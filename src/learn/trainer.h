@@ -21,6 +21,7 @@ struct cfx_trainer {
     cfx_graph *g;
     int x, target, loss, scores; /* target and scores: -1 for an autoencoder */
     int64_t batch;
+    double share; /* the loss's weight: this process's share of a data-parallel batch, else 1 */
     cfx_optim *opt;
     int nlanes;        /* 1: the step runs on g, its ops using the threads */
     cfx_graph **lane;  /* nlanes copies of g, one slice of the batch each */
@@ -111,6 +112,12 @@ cfx_status cfx__head_step(cfx_trainer *t, const cfx_tensor *images, const float 
 void cfx__head_gradient(const cfx_trainer *t, float *grad);
 /* Frees the head's buffers (none when there is no head). */
 void cfx__head_free(cfx_trainer *t);
+
+/* The forward and backward of a cfx_trainer_step without the update, on unchecked arguments
+ * (checked here): the batch's mean loss, its right answers, and the parameters' gradient
+ * (cfx_graph_num_params floats) summed over lanes; for data-parallel training (train.c). */
+cfx_status cfx__trainer_grad(cfx_trainer *t, const cfx_tensor *images, const float *labels,
+                             const int64_t *rows, double *loss, int64_t *correct, float *grad);
 
 /* ============================================================ the trainer's test hooks === */
 
