@@ -11,7 +11,7 @@
 typedef struct {
     const char *data, *labels, *class_name, *out, *wordnet, *a, *b;
     long long query, top, max_sub, threads;
-    int all, json, unknown_skip, empty_skip, cost_model, mode, force;
+    int all, json, unknown_skip, empty_skip, cost_model, assignment, mode, force;
     cfx_cost_options cost;
 } opts;
 
@@ -19,6 +19,8 @@ typedef struct {
 
 static const char *const cost_words[] = {"cece", "graph", NULL};
 static const cfx_cost_model cost_models[] = {CFX_COST_CECE, CFX_COST_GRAPH};
+static const char *const assignment_words[] = {"optimal", "reference", NULL};
+static const cfx_assignment assignments[] = {CFX_ASSIGN_OPTIMAL, CFX_ASSIGN_REFERENCE};
 static const char *const mode_words[] = {"local", "global", "local-global", NULL};
 static const cfx_order_mode modes[] = {CFX_ORDER_LOCAL, CFX_ORDER_GLOBAL, CFX_ORDER_LOCAL_GLOBAL};
 static const char *const unknown_words[] = {"error", "skip", NULL};
@@ -73,6 +75,10 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
                           "cece (the reference code's set costs) or graph "
                           "(WordNet path lengths)",
                           .pick = &o->cost_model, .choices = cost_words},
+                  assignment = {"assignment", "A",
+                                "optimal (the least cost) or reference (the released V-CECE "
+                                "code's matching, which can cost more)",
+                                .pick = &o->assignment, .choices = assignment_words},
                   max_sub = {"max-sub",
                              "N",
                              "substitutions dearer than N are not actionable; "
@@ -98,14 +104,15 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
                   threads = CLI_OPT_THREADS(&o->threads), json = CLI_OPT_JSON(&o->json),
                   force = CLI_OPT_FORCE(&o->force);
     if (strcmp(action, "cost") == 0) {
-        const cli_opt t[] = {a, b, cost, max_sub, unknown, wordnet, json};
+        const cli_opt t[] = {a, b, cost, assignment, max_sub, unknown, wordnet, json};
         cli_parse(path,
-                  "Prints the optimal edits (insertions, deletions, substitutions) from the "
-                  "concepts A to\nthe concepts B and their cost.\n",
+                  "Prints the cheapest edits (insertions, deletions, substitutions) from the "
+                  "concepts A\nto the concepts B and their cost (--assignment reference: the "
+                  "released V-CECE\ncode's edits).\n",
                   t, CLI_LEN(t), argc, argv);
     } else if (strcmp(action, "nearest") == 0) {
-        const cli_opt t[] = {data,    labels, query,   all,     out,   cost, max_sub,
-                             unknown, empty,  wordnet, threads, force, json};
+        const cli_opt t[] = {data,    labels,  query, all,     out,     cost,  assignment,
+                             max_sub, unknown, empty, wordnet, threads, force, json};
         cli_parse(path,
                   "Finds the closest counterfactual of an image (--query) or of every image "
                   "(--all): the\ncheapest image with another label, and the edits to it.\n",
@@ -113,16 +120,16 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
         if (o->all == (o->query != NO_QUERY))
             cli_usage_error(path, "give either --query ID or --all");
     } else if (strcmp(action, "global") == 0) {
-        const cli_opt t[] = {data,    labels, class_name, top,     cost, max_sub,
-                             unknown, empty,  wordnet,    threads, json};
+        const cli_opt t[] = {data,    labels,  class_name, top,     cost,    assignment,
+                             max_sub, unknown, empty,      wordnet, threads, json};
         cli_parse(path,
                   "Ranks the concepts by their importance for the images of --class: over each "
                   "image's\nedits to its closest counterfactual, the times a concept is "
                   "brought in minus the\ntimes it is taken out.\n",
                   t, CLI_LEN(t), argc, argv);
     } else {
-        const cli_opt t[] = {data,    labels, query,   mode,    cost, max_sub,
-                             unknown, empty,  wordnet, threads, json};
+        const cli_opt t[] = {data,    labels,  query, mode,    cost,    assignment,
+                             max_sub, unknown, empty, wordnet, threads, json};
         cli_parse(path,
                   "Lists the edits of --query to its closest counterfactual in the order of "
                   "--mode: local\n(this image's edits, deletions first), global (the "
@@ -130,7 +137,9 @@ static void parse(const char *action, int argc, char **argv, opts *o) {
                   "(this image's edits by the class's importance).\n",
                   t, CLI_LEN(t), argc, argv);
     }
-    o->cost = (cfx_cost_options){.model = cost_models[o->cost_model], .max_sub = o->max_sub};
+    o->cost = (cfx_cost_options){.model = cost_models[o->cost_model],
+                                 .max_sub = o->max_sub,
+                                 .assignment = assignments[o->assignment]};
     cli_set_threads(o->threads);
 }
 
@@ -481,8 +490,8 @@ static int run_nearest(const opts *o) {
     for (int32_t i = 0; i < nq && !rc; i++) {
         const cfx_nearest *r = &res[i];
         int32_t na, nb = 0;
-        const int32_t *a = cfx_concepts_data_image(d, r->query, &na), *b = NULL;
-        if (r->target >= 0) b = cfx_concepts_data_image(d, r->target, &nb);
+        const int32_t *a = cfx_concepts_data_listed(d, r->query, &na), *b = NULL;
+        if (r->target >= 0) b = cfx_concepts_data_listed(d, r->target, &nb);
         cfx_edit_set es = {0};
         if (r->target >= 0 && cfx_concepts_edits(c, a, na, b, nb, &es) != CFX_OK) {
             rc = cli_fail_status(what, "edits");

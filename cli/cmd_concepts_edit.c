@@ -17,6 +17,7 @@
 static const char *const mode_words[] = {"local", "global", "local-global", NULL};
 static const cfx_order_mode modes[] = {CFX_ORDER_LOCAL, CFX_ORDER_GLOBAL, CFX_ORDER_LOCAL_GLOBAL};
 static const char *const editor_words[] = {"builtin", NULL};
+static const char *const assignment_words[] = {"optimal", "reference", NULL};
 
 /* Splits a comma-separated list into owned strings (*n of them); NULL on failure. */
 static char **split_list(const char *s, int *n) {
@@ -201,7 +202,7 @@ static int concepts_edit(int argc, char **argv) {
     const char *data = NULL, *images = NULL, *labels = NULL, *clf_path = NULL, *clf_cmd = NULL,
                *classes = NULL, *out = NULL, *wordnet = NULL, *split = NULL;
     long long query = LLONG_MIN, max_steps = 10, threads = 0, limit = 0;
-    int all = 0, mode = 0, editor = 0, resume = 0, force = 0, json = 0;
+    int all = 0, mode = 0, editor = 0, resume = 0, force = 0, json = 0, assignment = 0;
     const cli_opt opts[] = {
         {"data", "FILE", "images as JSON with boxes and masks (concepts.json of cfx data scenes)",
          .str = &data, .required = true, .role = CLI_IN},
@@ -222,6 +223,9 @@ static int concepts_edit(int argc, char **argv) {
          .choices = editor_words},
         {"mode", "M", "local, global or local-global: the order of the edits", .pick = &mode,
          .choices = mode_words},
+        {"assignment", "A",
+         "optimal (the cheapest edits) or reference (the released V-CECE code's matching)",
+         .pick = &assignment, .choices = assignment_words},
         /* Checked below: a folder that --resume continues is not empty. */
         {"out", "RUN", "the run folder: results.jsonl and steps/<id>/<k>.png", .str = &out,
          .required = true},
@@ -259,8 +263,9 @@ static int concepts_edit(int argc, char **argv) {
     snprintf(results, sizeof results, "%s/results.jsonl", out);
     char settings[8192];
     snprintf(settings, sizeof settings,
-             "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld}\n",
-             mode_words[mode], labels, editor_words[editor], max_steps);
+             "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld%s}\n",
+             mode_words[mode], labels, editor_words[editor], max_steps,
+             assignment ? ", \"assignment\": \"reference\"" : "");
     /* The classes. */
     int ncls = 0;
     char **cls = classes ? split_list(classes, &ncls) : manifest_classes(images, &ncls);
@@ -277,7 +282,10 @@ static int concepts_edit(int argc, char **argv) {
     cfx_image_classifier *clf = NULL;
     cfx_image_editor *ed = NULL;
     wn = cfx_wordnet_load(wordnet);
-    if (wn) c = cfx_concepts_new(wn, NULL);
+    if (wn)
+        c = cfx_concepts_new(wn,
+                             &(cfx_cost_options){.assignment = assignment ? CFX_ASSIGN_REFERENCE
+                                                                          : CFX_ASSIGN_OPTIMAL});
     bool relabel = strcmp(labels, "classifier") == 0;
     /* With relabelling, any label key does for loading: the first the file has. */
     /* Images with a concept WordNet lacks are recorded with an error by the loop. */

@@ -1862,11 +1862,21 @@ typedef enum {
     CFX_COST_GRAPH = 1 /* the paper's prose: sub = shortest path, ins/del = distance to root */
 } cfx_cost_model;
 
+/* How the concepts left after pairing identical ones are matched. */
+typedef enum {
+    CFX_ASSIGN_OPTIMAL = 0,  /* the least total cost: the assignment weighs each pair against
+                                deleting and inserting its concepts (the true minimum) */
+    CFX_ASSIGN_REFERENCE = 1 /* the released V-CECE code: an assignment on substitution costs
+                                alone (scipy's linear_sum_assignment), leftovers inserted or
+                                deleted afterwards; never cheaper, sometimes dearer */
+} cfx_assignment;
+
 typedef struct cfx_cost_options {
     cfx_cost_model model; /* default (0): CFX_COST_CECE */
     /* 0 (default): no cap. > 0: a substitution dearer than this is not actionable; the edit set
      * then deletes the source concept and inserts the target instead. */
     int64_t max_sub;
+    cfx_assignment assignment; /* default (0): CFX_ASSIGN_OPTIMAL */
 } cfx_cost_options;
 
 /* A vocabulary of concepts with their sets and all pairwise costs (kept as a triangle of
@@ -1906,9 +1916,10 @@ typedef struct cfx_edit_set {
 } cfx_edit_set;
 void cfx_edit_set_deinit(cfx_edit_set *e);
 
-/* The optimal edit set turning the multiset src into dst: identical concepts pair at cost 0,
- * the rest is an optimal rectangular assignment, leftovers are deleted or inserted. Edits are
- * listed substitutions first, then deletions, then insertions. */
+/* The edit set turning the multiset src into dst: identical concepts pair at cost 0, the rest
+ * is a rectangular assignment, leftovers are deleted or inserted. With CFX_ASSIGN_OPTIMAL (the
+ * default) the set is the cheapest; with CFX_ASSIGN_REFERENCE it is the released V-CECE code's.
+ * Edits are listed substitutions first, then deletions, then insertions. */
 cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t ns,
                               const int32_t *dst, int32_t nd, cfx_edit_set *out);
 
@@ -1939,6 +1950,9 @@ int64_t cfx_concepts_data_id(const cfx_concepts_data *d, int32_t i);
 const char *cfx_concepts_data_label(const cfx_concepts_data *d, int32_t i);
 /* Image i's concepts, sorted by id (owned by d). */
 const int32_t *cfx_concepts_data_image(const cfx_concepts_data *d, int32_t i, int32_t *n);
+/* Image i's concepts in the order they were given (owned by d): the order in which
+ * CFX_ASSIGN_REFERENCE matches them, as the released code did. */
+const int32_t *cfx_concepts_data_listed(const cfx_concepts_data *d, int32_t i, int32_t *n);
 /* The index of the first image with this id, -1 if none. */
 int32_t cfx_concepts_data_find(const cfx_concepts_data *d, int64_t id);
 /* How many images have no concepts (their edits are pure insertions or deletions). */

@@ -102,6 +102,7 @@ typedef struct {
     int32_t *ps, *qs, *col; /* (maxn) */
     double *m;              /* (maxn * maxn) */
     void *work;             /* cfx_hungarian_work_size(maxn, maxn) */
+    char *used;             /* (maxn) cfx__edits_cancel_listed's paired targets */
     int32_t maxn;
 } cfx__edits_ws;
 
@@ -115,6 +116,10 @@ void cfx__edits_ws_deinit(cfx__edits_ws *w);
  * bound of their cost; solve_matrix returns the exact cost, the pairs left in w->col. */
 void cfx__edits_cancel_identical(const int32_t *p, int32_t np, const int32_t *q, int32_t nq,
                                  cfx__edits_ws *w, int32_t *npo, int32_t *nqo);
+/* cancel_identical for CFX_ASSIGN_REFERENCE, on the concepts as listed (unsorted): the
+ * leftovers keep the listed order. */
+void cfx__edits_cancel_listed(const int32_t *p, int32_t np, const int32_t *q, int32_t nq,
+                              cfx__edits_ws *w, int32_t *npo, int32_t *nqo);
 int64_t cfx__edits_fill_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t np, int32_t nq);
 int64_t cfx__edits_solve_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t np, int32_t nq);
 /* Appends e to out, whose edits array has room for *cap (grown by doubling). */
@@ -130,6 +135,7 @@ struct cfx_concepts_data {
     int32_t *label;  /* (n) index into labels */
     int32_t *cstart; /* (n+1) image i's concepts: con[cstart[i] .. cstart[i+1]), sorted */
     int32_t *con;
+    int32_t *listed; /* the same concepts in the order given (the reference matching's) */
     int64_t ncon, capcon;
     int64_t *estart; /* (n+1) image i's element counts: (ecode, ecount)[estart[i] ..) */
     int32_t *ecode, *ecount;

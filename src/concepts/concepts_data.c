@@ -39,6 +39,7 @@ void cfx_concepts_data_free(cfx_concepts_data *d) {
     cfx_free(d->label);
     cfx_free(d->cstart);
     cfx_free(d->con);
+    cfx_free(d->listed);
     cfx_free(d->estart);
     cfx_free(d->ecode);
     cfx_free(d->ecount);
@@ -89,6 +90,8 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
         d->estart = g;
         d->cap = (int32_t)nc;
     }
+    int64_t cc = d->capcon;
+    CFX_TRY(reserve((void **)&d->listed, &cc, d->ncon + n, sizeof *d->listed));
     CFX_TRY(reserve((void **)&d->con, &d->capcon, d->ncon + n, sizeof *d->con));
     int64_t ce = d->capel;
     CFX_TRY(reserve((void **)&d->ecode, &ce, d->nel + nelem, sizeof *d->ecode));
@@ -100,6 +103,7 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
     /* (The arrays are NULL while every image so far is empty: no pointer arithmetic on them.) */
     int32_t *con = d->con ? d->con + d->ncon : NULL;
     if (n) memcpy(con, concepts, (size_t)n * sizeof *con);
+    if (n) memcpy(d->listed + d->ncon, concepts, (size_t)n * sizeof *con);
     if (n) qsort(con, (size_t)n, sizeof *con, cfx__concepts_cmp_i32);
     int32_t *codes = d->ecode ? d->ecode + d->nel : NULL;
     int64_t k = 0;
@@ -149,6 +153,11 @@ const char *cfx_concepts_data_label(const cfx_concepts_data *d, int32_t i) {
 const int32_t *cfx_concepts_data_image(const cfx_concepts_data *d, int32_t i, int32_t *n) {
     *n = d->cstart[i + 1] - d->cstart[i];
     return d->con ? d->con + d->cstart[i] : NULL;
+}
+
+const int32_t *cfx_concepts_data_listed(const cfx_concepts_data *d, int32_t i, int32_t *n) {
+    *n = d->cstart[i + 1] - d->cstart[i];
+    return d->listed ? d->listed + d->cstart[i] : NULL;
 }
 
 int32_t cfx_concepts_data_find(const cfx_concepts_data *d, int64_t id) {

@@ -33,6 +33,11 @@ cfx_concepts *cfx_concepts_new(const cfx_wordnet *wn, const cfx_cost_options *op
         cfx_free(c);
         return NULL;
     }
+    if (c->opt.assignment != CFX_ASSIGN_OPTIMAL && c->opt.assignment != CFX_ASSIGN_REFERENCE) {
+        cfx_set_error(CFX_EINVAL, "concepts: unknown assignment %d", (int)c->opt.assignment);
+        cfx_free(c);
+        return NULL;
+    }
     if (c->opt.model == CFX_COST_GRAPH &&
         !(c->dist = cfx_malloc((size_t)cfx_wordnet_count(wn) * sizeof *c->dist))) {
         cfx_free(c);

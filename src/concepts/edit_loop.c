@@ -324,8 +324,8 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
     /* The plan. */
     if (o->mode == CFX_ORDER_LOCAL) {
         int32_t ns, nd;
-        const int32_t *src = cfx_concepts_data_image(d, q, &ns),
-                      *dst = cfx_concepts_data_image(d, nr->target, &nd);
+        const int32_t *src = cfx_concepts_data_listed(d, q, &ns),
+                      *dst = cfx_concepts_data_listed(d, nr->target, &nd);
         st = cfx_concepts_edits(c, src, ns, dst, nd, &es);
     } else {
         int32_t cl = d->label[q];

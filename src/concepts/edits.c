@@ -8,6 +8,13 @@
  * dearer substitutions non-actionable; such a pair is priced as delete + insert in the
  * assignment and reported as those two edits, which keeps every instance feasible and optimal.
  *
+ * The released V-CECE code matches differently (CFX_ASSIGN_REFERENCE): the assignment sees the
+ * substitution costs alone, and whatever it leaves unmatched is inserted or deleted afterwards.
+ * It may then leave a dear concept to be inserted to save a little on a substitution, so its
+ * cost is never below the optimum and sometimes above it. Both run the same solver, whose ties
+ * follow scipy's linear_sum_assignment; the reference keeps the unmatched concepts in the order
+ * the images list them (as the released code's lists do), since that order breaks its ties.
+ *
  * The closest-counterfactual search (search.c) runs the same steps one at a time on a workspace
  * sized once: it cancels identical concepts, fills the matrix (which also gives a lower bound)
  * and solves only while the bound can still win.
@@ -23,6 +30,7 @@ void cfx__edits_ws_deinit(cfx__edits_ws *w) {
     cfx_free(w->col);
     cfx_free(w->m);
     cfx_free(w->work);
+    cfx_free(w->used);
     memset(w, 0, sizeof *w);
 }
 
@@ -35,7 +43,8 @@ cfx_status cfx__edits_ws_init(cfx__edits_ws *w, int32_t maxn) {
     w->col = cfx_malloc((size_t)maxn * sizeof(int32_t));
     w->m = cfx_malloc((size_t)maxn * (size_t)maxn * sizeof(double));
     w->work = cfx_malloc(cfx_hungarian_work_size(maxn, maxn));
-    if (!w->ps || !w->qs || !w->col || !w->m || !w->work) {
+    w->used = cfx_malloc((size_t)maxn);
+    if (!w->ps || !w->qs || !w->col || !w->m || !w->work || !w->used) {
         cfx__edits_ws_deinit(w);
         return CFX_ENOMEM;
     }
@@ -60,6 +69,27 @@ void cfx__edits_cancel_identical(const int32_t *p, int32_t np, const int32_t *q,
     *nqo = b;
 }
 
+/* The same for the reference matching, on the concepts as listed: each source concept in turn
+ * pairs with the first unpaired identical target concept; the leftovers keep their order, which
+ * decides the solver's choice among equally cheap assignments. O(np nq), as is the matrix. */
+void cfx__edits_cancel_listed(const int32_t *p, int32_t np, const int32_t *q, int32_t nq,
+                              cfx__edits_ws *w, int32_t *npo, int32_t *nqo) {
+    int32_t a = 0, b = 0;
+    memset(w->used, 0, (size_t)nq);
+    for (int32_t i = 0; i < np; i++) {
+        int32_t j = 0;
+        while (j < nq && (w->used[j] || q[j] != p[i])) j++;
+        if (j < nq)
+            w->used[j] = 1;
+        else
+            w->ps[a++] = p[i];
+    }
+    for (int32_t j = 0; j < nq; j++)
+        if (!w->used[j]) w->qs[b++] = q[j];
+    *npo = a;
+    *nqo = b;
+}
+
 /* Fills the assignment matrix of the unmatched concepts and returns a lower bound of their
  * edit cost.
  *
@@ -68,20 +98,22 @@ void cfx__edits_cancel_identical(const int32_t *p, int32_t np, const int32_t *q,
  * sum_M pair(i,j) + sum_{j not in M} ins(j) = sum_M (pair(i,j) - ins(j)) + sum_j ins(j). The
  * matrix therefore holds pair(i,j) - ins(j): on raw pair costs the solver would happily leave a
  * dear target to be inserted to save a little on a substitution. Symmetrically, with np > nq
- * it holds pair(i,j) - del(i). The constant is added back by cfx__edits_solve_matrix.
+ * it holds pair(i,j) - del(i). The constant is added back by cfx__edits_solve_matrix. The
+ * reference assignment is exactly that solver on raw pair costs, so it gets them unshifted.
  *
  * The bound: each concept of the larger side is paired or inserted/deleted, each of the smaller
  * side is paired, so the sum over either side of the cheapest thing each concept can do is a
  * lower bound. It holds for every cost model and costs O(np nq), far less than the solve. */
 int64_t cfx__edits_fill_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t np, int32_t nq) {
     int64_t lb_rows = 0, lb_cols = 0;
+    bool ref = c->opt.assignment == CFX_ASSIGN_REFERENCE;
     for (int32_t j = 0; j < nq; j++) w->col[j] = INT32_MAX;
     for (int32_t i = 0; i < np; i++) {
         int64_t rmin = np > nq ? c->insdel[w->ps[i]] : INT64_MAX;
-        int64_t shift = np > nq ? c->insdel[w->ps[i]] : 0;
+        int64_t shift = np > nq && !ref ? c->insdel[w->ps[i]] : 0;
         for (int32_t j = 0; j < nq; j++) {
             int64_t v = cfx__costs_pair(c, w->ps[i], w->qs[j], NULL);
-            int64_t adj = v - (nq > np ? c->insdel[w->qs[j]] : shift);
+            int64_t adj = v - (nq > np && !ref ? c->insdel[w->qs[j]] : shift);
             w->m[(size_t)i * (size_t)nq + (size_t)j] = (double)adj;
             if (v < rmin) rmin = v;
             if (v < w->col[j]) w->col[j] = (int32_t)v;
@@ -110,6 +142,16 @@ int64_t cfx__edits_solve_matrix(const cfx_concepts *c, cfx__edits_ws *w, int32_t
     cfx_status st = cfx_hungarian_solve_work(w->m, np, nq, w->col, &total, w->work);
     CFX_ASSERT(st == CFX_OK);
     cost = (int64_t)llround(total);
+    if (c->opt.assignment == CFX_ASSIGN_REFERENCE) {
+        /* Raw pair costs: add the leftovers, the targets no row took or the rows left out. */
+        if (nq > np) {
+            for (int32_t j = 0; j < nq; j++) cost += c->insdel[w->qs[j]];
+            for (int32_t i = 0; i < np; i++) cost -= c->insdel[w->qs[w->col[i]]];
+        }
+        for (int32_t i = 0; i < np && np > nq; i++)
+            if (w->col[i] < 0) cost += c->insdel[w->ps[i]];
+        return cost;
+    }
     if (nq > np)
         for (int32_t j = 0; j < nq; j++) cost += c->insdel[w->qs[j]];
     if (np > nq)
@@ -156,7 +198,10 @@ cfx_status cfx_concepts_edits(const cfx_concepts *c, const int32_t *src, int32_t
     cfx_status st = CFX_ENOMEM;
     int32_t cap = 0, np, nq;
     if (!p || !q || cfx__edits_ws_init(&w, ns > nd ? ns : nd) != CFX_OK) goto done;
-    cfx__edits_cancel_identical(p, ns, q, nd, &w, &np, &nq);
+    if (c->opt.assignment == CFX_ASSIGN_REFERENCE)
+        cfx__edits_cancel_listed(src, ns, dst, nd, &w, &np, &nq);
+    else
+        cfx__edits_cancel_identical(p, ns, q, nd, &w, &np, &nq);
     cfx__edits_fill_matrix(c, &w, np, nq);
     out->cost = cfx__edits_solve_matrix(c, &w, np, nq);
     /* Report the pairs: a real substitution, or a capped pair as a deletion and an insertion. */

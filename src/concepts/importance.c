@@ -61,8 +61,8 @@ static cfx_status tally(const cfx_concepts_data *d, int32_t lab, const cfx_progr
     for (int32_t k = 0; k < n && st == CFX_OK; k++) {
         if (res[k].target < 0) continue;
         int32_t na, nb;
-        const int32_t *a = cfx_concepts_data_image(d, res[k].query, &na);
-        const int32_t *b = cfx_concepts_data_image(d, res[k].target, &nb);
+        const int32_t *a = cfx_concepts_data_listed(d, res[k].query, &na);
+        const int32_t *b = cfx_concepts_data_listed(d, res[k].target, &nb);
         cfx_edit_set es;
         if ((st = cfx_concepts_edits(d->c, a, na, b, nb, &es)) != CFX_OK) break;
         for (int32_t e = 0; e < es.n && st == CFX_OK; e++) {
@@ -157,8 +157,8 @@ cfx_status cfx__concepts_order_with(const cfx_concepts_data *d, int32_t query, c
         return cfx_set_error(CFX_ENOTFOUND, "order: image %lld has no image of another label",
                              (long long)d->id[query]);
     int32_t na, nb;
-    const int32_t *a = cfx_concepts_data_image(d, query, &na);
-    const int32_t *b = cfx_concepts_data_image(d, nr.target, &nb);
+    const int32_t *a = cfx_concepts_data_listed(d, query, &na);
+    const int32_t *b = cfx_concepts_data_listed(d, nr.target, &nb);
     cfx_edit_set local = {0}, cls = {0};
     double *imp = NULL;
     ranked *r = NULL;

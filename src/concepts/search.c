@@ -117,7 +117,10 @@ static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaus
      * in the dataset (ties go to dataset order). */
     int64_t best = INT64_MAX;
     int32_t best_j = -1;
-    const int32_t *p = d->con + d->cstart[q];
+    /* The reference matching works on the concepts as listed. */
+    bool ref = c->opt.assignment == CFX_ASSIGN_REFERENCE;
+    const int32_t *con = ref ? d->listed : d->con;
+    const int32_t *p = con + d->cstart[q];
     int32_t np0 = d->cstart[q + 1] - d->cstart[q];
     for (int32_t t = 0; t < ncand; t++) {
         int32_t j = w->order[t];
@@ -125,8 +128,12 @@ static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaus
         if (lb > best) break;
         if (lb == best && j > best_j) continue;
         int32_t np, nq;
-        cfx__edits_cancel_identical(p, np0, d->con + d->cstart[j], d->cstart[j + 1] - d->cstart[j],
-                                    &w->pw, &np, &nq);
+        if (ref)
+            cfx__edits_cancel_listed(p, np0, con + d->cstart[j], d->cstart[j + 1] - d->cstart[j],
+                                     &w->pw, &np, &nq);
+        else
+            cfx__edits_cancel_identical(p, np0, con + d->cstart[j], d->cstart[j + 1] - d->cstart[j],
+                                        &w->pw, &np, &nq);
         int64_t lb2 = cfx__edits_fill_matrix(c, &w->pw, np, nq);
         if (!exhaustive && (lb2 > best || (lb2 == best && j > best_j))) continue;
         int64_t cost = cfx__edits_solve_matrix(c, &w->pw, np, nq);

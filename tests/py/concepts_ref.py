@@ -1,6 +1,6 @@
 """concepts_ref.py - an independent Python implementation of V-CECE's cost model (cece costs).
 
-Usage: concepts_ref.py DATA.json LABEL_KEY OUT.tsv [--queries N] [--time]
+Usage: concepts_ref.py DATA.json LABEL_KEY OUT.tsv [--queries N] [--time] [--reference]
 Writes "query_id<TAB>target_id<TAB>cost" for the closest counterfactual of each image (the first
 N images with --queries): the image with another label and the least edit cost, ties to the
 earlier image. Plain and simple: NLTK for the concept sets (first longest hypernym path plus
@@ -8,6 +8,13 @@ the word), the symmetric difference for substitutions, the set size for insertio
 deletions, identical concepts paired first, scipy's linear_sum_assignment on the square matrix
 with dummy rows and columns for the rest, and every candidate solved (no pruning). With --time, prints the search's seconds on
 stderr (loading WordNet and building the cost table excluded). Shares nothing with the C code.
+
+With --reference, the edit cost is the released V-CECE code's instead: identical concepts
+paired first (each source concept, in the image's order, takes the first untaken identical
+target concept), then scipy's linear_sum_assignment on the rectangular matrix of substitution
+costs alone (rows: the source's leftover concepts, columns: the target's, each in the order the
+image lists them, which decides scipy's choice among equally cheap assignments), and whatever
+it leaves unmatched deleted or inserted at its set size.
 """
 import json
 import os
@@ -50,12 +57,40 @@ def edit_cost(p, q, sub, size):
     return int(round(c[r, k].sum()))
 
 
+def unmatched(a, b):
+    """The items of list a left after each takes the first untaken identical item of b, in
+    a's order."""
+    taken = [False] * len(b)
+    rest = []
+    for x in a:
+        j = next((j for j, y in enumerate(b) if y == x and not taken[j]), None)
+        if j is None:
+            rest.append(x)
+        else:
+            taken[j] = True
+    return rest
+
+
+def reference_cost(p, q, sub, size):
+    """The released code's matching: rectangular assignment on substitutions, then leftovers.
+    p and q are the images' concept lists as the file gives them."""
+    rest_p = unmatched(p, q)
+    rest_q = unmatched(q, p)
+    if not rest_p or not rest_q:
+        return int(size[rest_p].sum() + size[rest_q].sum())
+    c = sub[np.ix_(rest_p, rest_q)]
+    r, k = linear_sum_assignment(c)
+    left_p = [rest_p[i] for i in sorted(set(range(len(rest_p))) - set(r))]
+    left_q = [rest_q[j] for j in sorted(set(range(len(rest_q))) - set(k))]
+    return int(c[r, k].sum() + size[left_p].sum() + size[left_q].sum())
+
+
 def main():
     path, key, out = sys.argv[1], sys.argv[2], sys.argv[3]
     nq = int(sys.argv[sys.argv.index("--queries") + 1]) if "--queries" in sys.argv else None
     images = json.load(open(path))["images"]
     wn, tmp = wn_nltk.open_wordnet()
-    names = sorted({o for im in images for o in im["objects"]})
+    names = sorted({o.replace(" ", "_") for im in images for o in im["objects"]})
     index = {n: i for i, n in enumerate(names)}
     sets = [set(wn_nltk.concept_set(wn, n)) for n in names]
     elements = sorted(set().union(*sets))
@@ -66,7 +101,10 @@ def main():
     size = inc.sum(axis=1)
     # |A ^ B| = |A| + |B| - 2 |A n B|, for every pair of concepts at once.
     sub = size[:, None] + size[None, :] - 2 * (inc @ inc.T)
-    bags = [Counter(index[o] for o in im["objects"]) for im in images]
+    bags = [Counter(index[o.replace(" ", "_")] for o in im["objects"]) for im in images]
+    if "--reference" in sys.argv:
+        bags = [[index[o.replace(" ", "_")] for o in im["objects"]] for im in images]
+    cost_of = reference_cost if "--reference" in sys.argv else edit_cost
     labels = [im["labels"][key] for im in images]
     t0 = time.perf_counter()
     rows = []
@@ -75,7 +113,7 @@ def main():
         for j in range(len(images)):
             if labels[j] == labels[qi]:
                 continue
-            cost = edit_cost(bags[qi], bags[j], sub, size)
+            cost = cost_of(bags[qi], bags[j], sub, size)
             if best is None or cost < best:
                 best, best_j = cost, j
         rows.append((images[qi]["id"], images[best_j]["id"] if best_j >= 0 else -1,
