@@ -103,7 +103,7 @@ static void runs_table(FILE *f, const cfx_loop_run *const *runs, int nruns,
 static cfx_status strip(FILE *f, const cfx_loop_run *r, const cfx_loop_record *rec) {
     fprintf(f, "<div class=\"strip\"><p><b>image %lld</b> ", (long long)rec->query);
     if (rec->target >= 0) {
-        fprintf(f, "&rarr; nearest %lld (", (long long)rec->target);
+        fprintf(f, "&rarr; nearest %lld (data: ", (long long)rec->target);
         cfx__report_text(f, rec->source_label);
         fputs(" &rarr; ", f);
         cfx__report_text(f, rec->target_label);
@@ -250,7 +250,8 @@ cfx_status cfx_report_study_html(const cfx_loop_run *const *runs, int nruns, int
     fputs(cfx__report_style, f);
     fputs("<style>section.item{border:1px solid var(--line);border-radius:6px;padding:8px "
           "12px;margin:14px 0}fieldset{border:none;padding:2px 0;margin:0}label{margin-right:"
-          "1em;white-space:nowrap}textarea{width:100%;height:8em}</style>\n",
+          "1em;white-space:nowrap}textarea{width:100%;height:8em}td.step{vertical-align:top;"
+          "max-width:110px}</style>\n",
           f);
     fputs("</head><body>\n<h1>Which edit should change the label?</h1>\n<p>Each sequence below "
           "starts from a source image (step 0) and changes it one edit at a time. For each "
