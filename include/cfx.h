@@ -2074,7 +2074,8 @@ typedef struct cfx_edit_loop_summary {
  * (a new file; with resume, appended to): query, target, mode, source and target labels, cost,
  * labels (the classifier's after each step, the original first), agrees (its original label
  * is the data's), edits (action, from, to), steps, flipped, stop_reason ("flip", "exhausted",
- * "cap", or "error" with "error"), min_edits when the annotations have it, and the step
+ * "cap", or "error" with "error"), seconds (order, plan, edit, classify: wall time per phase),
+ * min_edits when the annotations have it, and the step
  * images. A problem with one image (a concept WordNet lacks, no boxes or masks, an unreadable
  * image, an answer outside the class list, an editor's image of another size) is recorded for
  * that image and the run goes on. Lines are flushed and synced as they are written; with
