@@ -149,7 +149,8 @@ static cfx_status strip(FILE *f, const cfx_loop_run *r, const cfx_loop_record *r
 }
 
 static const char *const loop_style =
-    "<style>td.step{vertical-align:top;max-width:110px}td.step.flip img.cell{border:3px solid "
+    "<style>body{max-width:1500px}td.step{vertical-align:top;max-width:110px}td.step.flip "
+    "img.cell{border:3px solid "
     "var(--ok)}td.step.flip{background:var(--card)}.strip p{margin:.8em 0 .2em}</style>\n";
 
 static const char *const zoom =
