@@ -60,14 +60,14 @@ static cfx_status parse_record(const cJSON *j, cfx_loop_record *rec) {
     rec->flipped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "flipped"));
     rec->agrees = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "agrees"));
     rec->min_edits = cJSON_IsNumber(mn) ? (int)mn->valuedouble : -1;
-    rec->stop_reason = cfx_strdup(stop->valuestring);
+    if (!(rec->stop_reason = cfx_strdup(stop->valuestring))) return CFX_ENOMEM;
     rec->error = dup_or_null(cJSON_GetObjectItemCaseSensitive(j, "error"));
     rec->source_label = dup_or_null(cJSON_GetObjectItemCaseSensitive(j, "source_label"));
     rec->target_label = dup_or_null(cJSON_GetObjectItemCaseSensitive(j, "target_label"));
     /* Steps: the original and one per edit; a record that stopped with an error may hold
      * fewer labels or images than steps + 1. */
+    if (!(rec->step = cfx_calloc((size_t)rec->steps + 1, sizeof *rec->step))) return CFX_ENOMEM;
     rec->nsteps = rec->steps + 1;
-    if (!(rec->step = cfx_calloc((size_t)rec->nsteps, sizeof *rec->step))) return CFX_ENOMEM;
     for (int k = 0; k < rec->nsteps; k++) {
         cfx_loop_step *s = &rec->step[k];
         s->label = dup_or_null(cJSON_GetArrayItem(labels, k));
