@@ -31,7 +31,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_concepts(int argc, char **argv);
-int cmd_concepts_loop(int argc, char **argv); /* concepts edit|evaluate */
+int cmd_concepts_loop(int argc, char **argv);     /* concepts edit|evaluate */
+int cmd_concepts_evaluate(int argc, char **argv); /* cmd_concepts_evaluate.c */
 int cmd_competency(int argc, char **argv);
 int cmd_counterfactual(int argc, char **argv);
 int cmd_report(int argc, char **argv);

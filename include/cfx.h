@@ -84,9 +84,12 @@
  *             classify    image classifiers behind one interface: ONNX, a command
  *             editor      image editors behind one interface: the built-in editor
  *             edit_loop   the V-CECE loop: plan, edit, classify until the label flips
+ *             loop_run    a loop's run folder read back; FID, CMMD and S3 of its flips
+ *             study       the human study's answers (CSV) against the loops (Table 2)
  *   report    canvas      an RGB drawing surface with text, written as PNG
  *             figures     the reliability diagram, image grids, a run's strips
  *             html        the run report: one self-contained page
+ *             loop_html   the concepts loop's report with step strips; the study sheet
  */
 #ifndef CFX_H
 #define CFX_H
@@ -2115,7 +2118,8 @@ typedef struct cfx_edit_loop_summary {
  * (a new file; with resume, appended to): query, target, mode, source and target labels, cost,
  * labels (the classifier's after each step, the original first), agrees (its original label
  * is the data's), edits (action, from, to), steps, flipped, stop_reason ("flip", "exhausted",
- * "cap", or "error" with "error"), min_edits when the annotations have it, and the step
+ * "cap", or "error" with "error"), seconds (order, plan, edit, classify: wall time per phase),
+ * min_edits when the annotations have it, and the step
  * images. A problem with one image (a concept WordNet lacks, no boxes or masks, an unreadable
  * image, an answer outside the class list, an editor's image of another size) is recorded for
  * that image and the run goes on. Lines are flushed and synced as they are written; with
@@ -2127,6 +2131,88 @@ cfx_status cfx_edit_loop_run(const cfx_edit_loop_options *o, cfx_edit_loop_summa
 cfx_status cfx_edit_loop_relabel(const cfx_concepts_data *d, const char *annotations,
                                  const char *images, cfx_image_classifier *clf,
                                  const cfx_progress *progress, cfx_concepts_data **out);
+
+/* =================================================================== loop_run === */
+/* A run folder of cfx_edit_loop_run read back (results.jsonl; a torn last line is ignored), and
+ * its realism metrics. Step 0 of a record is the original image; step k the image after edit k
+ * (action "insert", "remove" or "replace"; from/to the concepts, NULL when none), with the
+ * classifier's label after it. Strings and arrays are owned by the run. */
+typedef struct cfx_loop_step {
+    char *action, *from, *to; /* NULL for step 0 */
+    char *label;              /* the classifier's label of this image; NULL when not recorded */
+    char *image;              /* the step's PNG, relative to the run folder; NULL when none */
+} cfx_loop_step;
+typedef struct cfx_loop_record {
+    int64_t query, target; /* image ids; target -1 when there is none */
+    char *source_label, *target_label, *stop_reason, *error; /* NULL when absent */
+    int steps, flipped, agrees, min_edits;                   /* min_edits -1 when unknown */
+    int nsteps;                                              /* entries of step (steps + 1) */
+    cfx_loop_step *step;
+} cfx_loop_record;
+typedef struct cfx_loop_run {
+    char *dir, *name; /* the folder, and its last component (the run's name in tables) */
+    char *mode;       /* local, global or local-global: the first record's */
+    int32_t n;
+    cfx_loop_record *rec;
+} cfx_loop_run;
+/* NULL with a message naming the file and line when dir has no readable results.jsonl or a
+ * line is not a record of cfx concepts edit. Free with cfx_loop_run_free. */
+cfx_loop_run *cfx_loop_run_open(const char *dir);
+void cfx_loop_run_free(cfx_loop_run *r);
+
+/* FID, CMMD and S3 of the loops that flipped (the counterfactual examples), V-CECE's realism
+ * metrics after Jeanneret et al.: FID and CMMD (src/metrics) between the set of source images
+ * (step 0) and the set of final images (the flipping step), and S3 the cosine similarity of
+ * each source image's features and its counterfactual's (the paper's network is SimSiam),
+ * summarised by cfx_cosine_stats. Each metric uses its own network when given (an ONNX feature
+ * network as cfx_features_new takes it, labelled by its file name), else the fallback
+ * classifier's feature tensor, labelled "classifier" as cfx_evaluate labels it; with neither
+ * the metric is NaN and its label empty. All the run's images must have one size. Fewer than
+ * 2 flipped loops: FID and CMMD are NaN (S3 has its count). */
+typedef struct cfx_loop_metrics_options {
+    const char *classifier, *classifier_features; /* ONNX classifier; tensor NULL: "features" */
+    const char *fid_model, *fid_features;         /* or NULL */
+    const char *cmmd_model, *cmmd_features;       /* or NULL */
+    const char *s3_model, *s3_features;           /* or NULL */
+    int64_t batch;                                /* images per forward pass; 0 reads as 32 */
+} cfx_loop_metrics_options;
+typedef struct cfx_loop_metrics {
+    int64_t pairs; /* flipped loops: the (source, counterfactual) pairs measured */
+    double fid, cmmd;
+    cfx_cosine_summary s3;
+    char fid_label[64], cmmd_label[64], s3_label[64]; /* "classifier", "inception", or "" */
+} cfx_loop_metrics;
+cfx_status cfx_loop_run_metrics(const cfx_loop_run *r, const cfx_loop_metrics_options *o,
+                                cfx_loop_metrics *out);
+
+/* ====================================================================== study === */
+/* The human study of V-CECE (its Table 2): people see each flipped loop's source image and its
+ * numbered steps (cfx_report_study_html), mark the step at which the label should change (or
+ * none) and whether the final image is free of visible artifacts. Their answers are a CSV file
+ * with the header participant,run,query,flip_step,artifact_free: run is a run's name, query an
+ * image id, flip_step a step number from 1 or "none", artifact_free "yes" or "no". */
+typedef struct cfx_study_answer {
+    char *participant, *run;
+    int64_t query;
+    int flip_step; /* 0: none */
+    int artifact_free;
+} cfx_study_answer;
+typedef struct cfx_study_answers {
+    int32_t n;
+    cfx_study_answer *a;
+} cfx_study_answers;
+/* NULL with "answers 'x.csv': line N: ..." on a malformed line. Free with cfx_study_free. */
+cfx_study_answers *cfx_study_load(const char *path);
+void cfx_study_free(cfx_study_answers *s);
+/* Per run, over its flipped loops that have answers: the model's mean flip step (the loop's
+ * steps), the people's mean flip step (over the answers that name a step), how many answers
+ * said none, and the share of answers that found the final image free of artifacts. An answer
+ * for a query the run has not flipped is an error naming it (the sheet shows only those). */
+typedef struct cfx_study_row {
+    int32_t loops, answers, none, artifact_free;
+    double model_step, human_step; /* NaN when there is nothing to average */
+} cfx_study_row;
+cfx_status cfx_study_tally(const cfx_study_answers *s, const cfx_loop_run *r, cfx_study_row *out);
 
 /* #########################################################################################
  * report (src/report/): figures as PNG and the HTML report
@@ -2190,6 +2276,23 @@ typedef struct cfx_report_options {
     int rows_per_cause;         /* images per grid; 0: 12 */
 } cfx_report_options;
 cfx_status cfx_report_html(const cfx_run *run, const cfx_report_options *o, const char *path);
+
+/* The report of runs of cfx concepts edit: one self-contained HTML page with a table per run
+ * (success, mean edits beside the rule's minimum, FID, CMMD and S3 with their networks'
+ * labels, the human study when given) and a strip per image: the source and each step's image
+ * with its edit and the classifier's label, the flipping step marked. metrics and study may be
+ * NULL (not shown), else one entry per run; strips: at most that many images per run (0: all).
+ * Written atomically. */
+cfx_status cfx_report_loop_html(const cfx_loop_run *const *runs, int nruns,
+                                const cfx_loop_metrics *metrics, const cfx_study_row *study,
+                                int strips, const char *path);
+/* The human-study sheet: one self-contained HTML page (images inlined) showing each flipped
+ * loop's source image and numbered steps with their edits, asking at which step the label
+ * should change and whether the final image is free of visible artifacts, and saving the
+ * answers as CSV in cfx_study_load's format (a button; the browser downloads the file).
+ * limit: at most that many loops per run (0: all). Written atomically. */
+cfx_status cfx_report_study_html(const cfx_loop_run *const *runs, int nruns, int limit,
+                                 const char *path);
 
 #ifdef __cplusplus
 }

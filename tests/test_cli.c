@@ -186,7 +186,7 @@ static const struct {
     {"concepts global", true},
     {"concepts order", true},
     {"concepts edit", true},
-    {"concepts evaluate", false},
+    {"concepts evaluate", true},
     {"competency fit", true},
     {"competency score", true},
     {"competency report", true},

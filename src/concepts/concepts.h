@@ -20,6 +20,8 @@
  *   classify       image classifiers behind one interface (ONNX, a command)
  *   editor         the images' boxes and masks, and the built-in image editor
  *   edit_loop      the loop on pixels: plan, edit, classify until the label flips
+ *   loop_run       a run of the loop read back; FID, CMMD and S3 of its flips
+ *   study          the human study's answers beside the loops (Table 2)
  * hungarian needs nothing from this header; wordnet only declares its test hook here. */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H

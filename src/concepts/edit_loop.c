@@ -233,6 +233,9 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
     cfx_status st = CFX_OK;
     int steps = 0, flipped = 0, h = 0, w = 0;
     const char *stop = "exhausted";
+    /* Seconds per phase (bench/loop.sh): ordering the edits, the planner's choices, the
+     * editor, and the classifier on each image (the original's label included). */
+    double t_order = 0, t_plan = 0, t_edit = 0, t_classify = 0, t0;
     char ans[256], path[4400];
 
     int32_t ai = cfx__annots_find(&L->a, id);
@@ -304,7 +307,10 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
     cJSON_AddItemToArray(jimages, cJSON_CreateString(path + strlen(o->out) + 1));
     /* The original label. */
     int label0, lab;
-    if ((st = clf->classify(clf->user, img, &label0, NULL, ans, sizeof ans)) != CFX_OK) goto done;
+    t0 = cfx_now();
+    st = clf->classify(clf->user, img, &label0, NULL, ans, sizeof ans);
+    t_classify += cfx_now() - t0;
+    if (st != CFX_OK) goto done;
     if (label0 < 0) {
         st = cfx_set_error(CFX_EINVAL,
                            "the classifier answered '%s', which is not one of its "
@@ -322,6 +328,7 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
         goto done;
     }
     /* The plan. */
+    t0 = cfx_now();
     if (o->mode == CFX_ORDER_LOCAL) {
         int32_t ns, nd;
         const int32_t *src = cfx_concepts_data_listed(d, q, &ns),
@@ -344,6 +351,7 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
         }
         st = cfx__concepts_order_with(d, q, o->mode, NULL, L->imp[cl], &L->cls[cl], &es);
     }
+    t_order += cfx_now() - t0;
     if (st != CFX_OK) goto done;
     regions = cfx_calloc((size_t)es.n + 1, sizeof *regions);
     used = cfx_calloc((size_t)es.n + 1, sizeof *used);
@@ -386,8 +394,10 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
         }
         int pick = 0;
         if (o->mode == CFX_ORDER_LOCAL) {
+            t0 = cfx_now();
             st = L->planner->next(L->planner->user, img, label0, cand,
                                   (const uint8_t *const *)regions, nc, &pick);
+            t_plan += cfx_now() - t0;
             if (st != CFX_OK) {
                 cfx_error_context(st, "planner");
                 goto done;
@@ -407,7 +417,9 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
         req.mask = ob >= 0 ? s.mask[ob] : NULL;
         cfx_tensor *out = NULL;
         int has_mask = 0;
+        t0 = cfx_now();
         st = o->editor->edit(o->editor->user, &req, img, &out, newmask, &has_mask);
+        t_edit += cfx_now() - t0;
         if (st != CFX_OK) {
             cfx_error_context(st, "editor, step %d (%s %s)", steps + 1, action_word(e->kind),
                               req.to ? req.to : req.from);
@@ -452,7 +464,10 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
         snprintf(path, sizeof path, "%s/steps/%lld/%d.png", o->out, (long long)id, steps);
         if ((st = cfx_image_write_png(path, img)) != CFX_OK) goto done;
         cJSON_AddItemToArray(jimages, cJSON_CreateString(path + strlen(o->out) + 1));
-        if ((st = clf->classify(clf->user, img, &lab, NULL, ans, sizeof ans)) != CFX_OK) goto done;
+        t0 = cfx_now();
+        st = clf->classify(clf->user, img, &lab, NULL, ans, sizeof ans);
+        t_classify += cfx_now() - t0;
+        if (st != CFX_OK) goto done;
         if (lab < 0) {
             st = cfx_set_error(CFX_EINVAL,
                                "step %d: the classifier answered '%s', which is not one of its "
@@ -469,6 +484,11 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
     }
 done:
     cJSON_AddNumberToObject(rec, "steps", steps);
+    cJSON *js = cJSON_AddObjectToObject(rec, "seconds");
+    cJSON_AddNumberToObject(js, "order", t_order);
+    cJSON_AddNumberToObject(js, "plan", t_plan);
+    cJSON_AddNumberToObject(js, "edit", t_edit);
+    cJSON_AddNumberToObject(js, "classify", t_classify);
     cJSON_AddBoolToObject(rec, "flipped", flipped);
     if (st != CFX_OK && st != CFX_ENOMEM) {
         cJSON_AddStringToObject(rec, "stop_reason", "error");

@@ -5,7 +5,7 @@
  * original and each method; rho under every image, green at or above the threshold, red
  * below; a click enlarges an image). Light and dark themes follow the system setting; the
  * grids scroll sideways on a narrow screen. */
-#include "base/base.h"
+#include "report/report.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -14,7 +14,7 @@
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static void put_base64(FILE *f, const unsigned char *p, size_t n) {
+void cfx__report_base64(FILE *f, const unsigned char *p, size_t n) {
     for (size_t i = 0; i < n; i += 3) {
         unsigned v = (unsigned)p[i] << 16;
         if (i + 1 < n) v |= (unsigned)p[i + 1] << 8;
@@ -27,7 +27,7 @@ static void put_base64(FILE *f, const unsigned char *p, size_t n) {
 }
 
 /* Text for HTML: &, <, >, " escaped. */
-static void put_text(FILE *f, const char *s) {
+void cfx__report_text(FILE *f, const char *s) {
     for (; s && *s; s++) switch (*s) {
             case '&':
                 fputs("&amp;", f);
@@ -52,15 +52,15 @@ static cfx_status put_image(FILE *f, const float *chw, int c, int h, int w, cons
     size_t len = 0;
     CFX_TRY(cfx_image_encode_png(chw, c, h, w, &png, &len));
     fprintf(f, "<img class=\"%s\" alt=\"", cls);
-    put_text(f, alt);
+    cfx__report_text(f, alt);
     fputs("\" src=\"data:image/png;base64,", f);
-    put_base64(f, png, len);
+    cfx__report_base64(f, png, len);
     fputs("\">", f);
     cfx_free(png);
     return CFX_OK;
 }
 
-static const char *const style =
+const char *const cfx__report_style =
     "<style>\n"
     ":root{--bg:#fff;--fg:#1d1f21;--muted:#5f6368;--line:#d9dce1;--card:#f6f7f9;"
     "--ok:#1e7b34;--bad:#c0392b;--bar1:#3b6fb6;}\n"
@@ -110,7 +110,7 @@ static void summary_table(FILE *f, const cfx_run *r, const char *const *cause, i
                     cfx_run_method_name(k), c < 0 ? "</b>" : "");
             if (r->cause) {
                 fputs("<td class=\"l\">", f);
-                put_text(f, c < 0 ? "all" : cause[c]);
+                cfx__report_text(f, c < 0 ? "all" : cause[c]);
                 fputs("</td>", f);
             }
             fprintf(f,
@@ -159,14 +159,14 @@ static void metrics_table(FILE *f, const cfx_run *r) {
     fputs("<div class=\"scroll\"><table><tr><th class=\"l\">method</th><th "
           "class=\"l\">cause</th><th>",
           f);
-    put_text(f, lpips->valuestring);
+    cfx__report_text(f, lpips->valuestring);
     fputs("</th><th>feature cos[classifier]</th><th>latent cos</th>", f);
     fputs("<th>FID[", f);
-    put_text(f, fid->valuestring);
+    cfx__report_text(f, fid->valuestring);
     fputs("]</th><th>KID[", f);
-    put_text(f, fid->valuestring);
+    cfx__report_text(f, fid->valuestring);
     fputs("]</th><th>CMMD[", f);
-    put_text(f, cmmd->valuestring);
+    cfx__report_text(f, cmmd->valuestring);
     fputs("]</th></tr>\n", f);
     static const char *const keys[] = {
         "lpips", "feature_similarity", "latent_similarity", "fid", "kid", "cmmd"};
@@ -175,9 +175,9 @@ static void metrics_table(FILE *f, const cfx_run *r) {
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(w, "method"),
                     *c = cJSON_GetObjectItemCaseSensitive(w, "cause");
         fputs("<tr><td class=\"l\">", f);
-        put_text(f, cJSON_IsString(m) ? m->valuestring : "?");
+        cfx__report_text(f, cJSON_IsString(m) ? m->valuestring : "?");
         fputs("</td><td class=\"l\">", f);
-        put_text(f, cJSON_IsString(c) ? c->valuestring : "all");
+        cfx__report_text(f, cJSON_IsString(c) ? c->valuestring : "all");
         fputs("</td>", f);
         for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(w, keys[k]);
@@ -228,7 +228,7 @@ static void success_chart(FILE *f, const cfx_run *r, const char *const *cause, i
         }
         fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", x0 + nm * bar / 2,
                 top + plot + 16);
-        put_text(f, cause[c] ? cause[c] : "all images");
+        cfx__report_text(f, cause[c] ? cause[c] : "all images");
         fputs("</text>\n", f);
     }
     int x = left;
@@ -281,7 +281,7 @@ static void put_map(FILE *f, const cfx_run *r, int64_t i) {
     fprintf(f,
             "<img class=\"cell\" alt=\"image %lld, competency map\" src=\"data:image/png;base64,",
             (long long)i);
-    put_base64(f, (const unsigned char *)data, size);
+    cfx__report_base64(f, (const unsigned char *)data, size);
     fputs("\"><br>", f);
     cfx_free(data);
 }
@@ -325,7 +325,7 @@ static cfx_status grid(FILE *f, const cfx_run *r, const char *cause, int rows, c
         if (expl) {
             fputs("<td class=\"expl\">", f);
             put_map(f, r, i);
-            put_text(f, expl[i] ? expl[i] : "");
+            cfx__report_text(f, expl[i] ? expl[i] : "");
             fputs("</td>", f);
         }
         fputs("</tr>\n", f);
@@ -346,7 +346,7 @@ static bool calibration_figure(FILE *f, const char *dir) {
     fputs("<img class=\"fig\" alt=\"reliability diagram of rho on the test split\" "
           "src=\"data:image/png;base64,",
           f);
-    put_base64(f, (const unsigned char *)data, size);
+    cfx__report_base64(f, (const unsigned char *)data, size);
     fputs("\">\n", f);
     cfx_free(data);
     return true;
@@ -368,17 +368,17 @@ cfx_status cfx_report_html(const cfx_run *r, const cfx_report_options *o, const 
           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
           "<meta name=\"color-scheme\" content=\"light dark\">\n<title>",
           f);
-    put_text(f, title);
+    cfx__report_text(f, title);
     fputs("</title>\n", f);
-    fputs(style, f);
+    fputs(cfx__report_style, f);
     fputs("</head><body>\n<h1>", f);
-    put_text(f, title);
+    cfx__report_text(f, title);
     fputs("</h1>\n<p class=\"muted\">run <code>", f);
-    put_text(f, r->dir);
+    cfx__report_text(f, r->dir);
     fputs("</code>", f);
     if (!r->complete) fputs(" <b class=\"bad\">(incomplete: resume it)</b>", f);
     fputs("<br>bundle <code>", f);
-    put_text(f, r->bundle ? r->bundle : "?");
+    cfx__report_text(f, r->bundle ? r->bundle : "?");
     fprintf(f,
             "</code> (fingerprint %s) &middot; %lld images of %d&times;%d&times;%d &middot; "
             "threshold %.3g &middot; image distance %s</p>\n",
@@ -391,9 +391,9 @@ cfx_status cfx_report_html(const cfx_run *r, const cfx_report_options *o, const 
     for (const cJSON *e = set ? set->child : NULL; e; e = e->next) {
         char *v = cJSON_IsString(e) ? NULL : cJSON_PrintUnformatted(e);
         fputs("<tr><td class=\"l\">", f);
-        put_text(f, e->string);
+        cfx__report_text(f, e->string);
         fputs("</td><td class=\"l\">", f);
-        put_text(f, v ? v : e->valuestring);
+        cfx__report_text(f, v ? v : e->valuestring);
         fputs("</td></tr>", f);
         cJSON_free(v);
     }
@@ -417,7 +417,7 @@ cfx_status cfx_report_html(const cfx_run *r, const cfx_report_options *o, const 
 
     for (int c = 0; c < ncause && s == CFX_OK; c++) {
         fputs("<h2>", f);
-        put_text(f, cause[c] ? cause[c] : "Images");
+        cfx__report_text(f, cause[c] ? cause[c] : "Images");
         fprintf(f,
                 "</h2>\n<p class=\"muted\">Up to %d images; rho under each (green: at or "
                 "above %.2f). Click an image to enlarge it.</p>\n",
