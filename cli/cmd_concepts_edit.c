@@ -15,7 +15,6 @@
 
 static const char *const mode_words[] = {"local", "global", "local-global", NULL};
 static const cfx_order_mode modes[] = {CFX_ORDER_LOCAL, CFX_ORDER_GLOBAL, CFX_ORDER_LOCAL_GLOBAL};
-static const char *const editor_words[] = {"builtin", NULL};
 
 /* Splits a comma-separated list into owned strings (*n of them); NULL on failure. */
 static char **split_list(const char *s, int *n) {
@@ -77,9 +76,11 @@ static bool is_empty_dir(const char *path) {
 static int concepts_edit(int argc, char **argv) {
     const char *cmd = "concepts edit";
     const char *data = NULL, *images = NULL, *labels = NULL, *clf_path = NULL, *clf_cmd = NULL,
-               *classes = NULL, *out = NULL, *wordnet = NULL, *split = NULL;
-    long long query = LLONG_MIN, max_steps = 10, threads = 0, limit = 0;
-    int all = 0, mode = 0, editor = 0, resume = 0, force = 0, json = 0;
+               *classes = NULL, *out = NULL, *wordnet = NULL, *split = NULL, *editor = "builtin",
+               *clf_llm = NULL, *planner_llm = NULL, *llm_model = NULL, *key_env = NULL;
+    long long query = LLONG_MIN, max_steps = 10, threads = 0, limit = 0, votes = 7, retries = 2;
+    double temperature = 1, timeout = 0;
+    int all = 0, mode = 0, resume = 0, force = 0, json = 0;
     const cli_opt opts[] = {
         {"data", "FILE", "images as JSON with boxes and masks (concepts.json of cfx data scenes)",
          .str = &data, .required = true, .role = CLI_IN},
@@ -96,8 +97,33 @@ static int concepts_edit(int argc, char **argv) {
          .str = &clf_cmd},
         {"classes", "LIST", "the classifier's classes, comma-separated, in its output order",
          .str = &classes, .def = "the classes of DIR/manifest.json (--images)"},
-        {"editor", "E", "builtin (inpainting and pasting from the concept bank)", .pick = &editor,
-         .choices = editor_words},
+        {"classifier-llm", "URL",
+         "a vision LLM behind an OpenAI-compatible API (http://host:8080/v1) with V-CECE's "
+         "prompt and --llm-votes self-consistency",
+         .str = &clf_llm},
+        {"editor", "E",
+         "builtin (inpainting and pasting from the concept bank), replacer:URL (the web UI's "
+         "Replacer extension, POST URL/replacer/replace) or img2img:URL (POST "
+         "URL/sdapi/v1/img2img with a mask)",
+         .str = &editor, .def = "builtin"},
+        {"planner-llm", "URL",
+         "local mode: a vision LLM (OpenAI-compatible API) picks each next edit from the image; "
+         "the built-in planner when its answer names no remaining edit twice",
+         .str = &planner_llm, .def = "the built-in planner"},
+        {"llm-model", "NAME", "the model the LLM server should answer with (required with an LLM)",
+         .str = &llm_model},
+        {"llm-votes", "N", "fresh requests per classification; the majority wins", .i = &votes,
+         .lo = 1, .hi = 1000},
+        {"llm-temperature", "T", "the LLMs' sampling temperature (votes need it above 0)",
+         .num = &temperature, .min = 0, .max = 2},
+        {"llm-key-env", "VAR",
+         "the environment variable holding the LLM server's API key (sent as a bearer token, "
+         "never printed or stored)",
+         .str = &key_env, .def = "no key"},
+        {"timeout", "S", "seconds for one HTTP request, reply included", .num = &timeout,
+         .max = INFINITY, .def = "60 for LLMs, 300 for editors"},
+        {"retries", "N", "HTTP attempts after the first on timeouts, connection errors and 5xx",
+         .i = &retries, .lo = 0, .hi = 100},
         {"mode", "M", "local, global or local-global: the order of the edits", .pick = &mode,
          .choices = mode_words},
         /* Checked below: a folder that --resume continues is not empty. */
@@ -125,11 +151,29 @@ static int concepts_edit(int argc, char **argv) {
               "each next edit as the one the classifier is most sensitive to (its label's score\n"
               "drops most when the concept's region is inpainted away); global and local-global\n"
               "order the edits by the class's concept importance. Writes RUN/results.jsonl (one\n"
-              "line per image) and every step's image; --resume continues a killed run.\n",
+              "line per image) and every step's image; --resume continues a killed run.\n"
+              "With --classifier-llm each label is the majority of --llm-votes answers, recorded\n"
+              "per step with its stability; an HTTP editor's or server's fault is recorded for\n"
+              "that image and the run goes on.\n",
               opts, CLI_LEN(opts), argc, argv);
     if (all == (query != LLONG_MIN)) cli_usage_error(cmd, "give either --query ID or --all");
-    if (!clf_path == !clf_cmd)
-        cli_usage_error(cmd, "give either --classifier FILE or --classifier-cmd CMD");
+    if (!!clf_path + !!clf_cmd + !!clf_llm != 1)
+        cli_usage_error(cmd, "give one of --classifier FILE, --classifier-cmd CMD and "
+                             "--classifier-llm URL");
+    if ((clf_llm || planner_llm) && !llm_model)
+        cli_usage_error(cmd, "--classifier-llm and --planner-llm need --llm-model NAME");
+    if (planner_llm && modes[mode] != CFX_ORDER_LOCAL)
+        cli_usage_error(cmd, "--planner-llm plans local mode: add --mode local");
+    const char *editor_url = strchr(editor, ':') ? strchr(editor, ':') + 1 : NULL;
+    bool replacer = !strncmp(editor, "replacer:", 9), img2img = !strncmp(editor, "img2img:", 8);
+    if (strcmp(editor, "builtin") && !replacer && !img2img)
+        cli_usage_error(cmd, "--editor is builtin, replacer:URL or img2img:URL");
+    const char *key = NULL;
+    if (key_env && (!(key = getenv(key_env)) || !*key))
+        return cli_fail(cmd,
+                        "the environment variable %s (--llm-key-env) is not set or empty: "
+                        "export it with the server's API key",
+                        key_env);
     if (resume && force)
         cli_usage_error(cmd, "--resume continues a run, --force replaces it: give one");
     cli_set_threads(threads);
@@ -151,7 +195,7 @@ static int concepts_edit(int argc, char **argv) {
     snprintf(runjson, sizeof runjson, "%s/run.json", out);
     snprintf(settings, sizeof settings,
              "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld}\n",
-             mode_words[mode], labels, editor_words[editor], max_steps);
+             mode_words[mode], labels, editor, max_steps);
     if (resume) {
         char *old = NULL;
         if (cfx_file_read_all(runjson, &old, NULL) == CFX_OK && strcmp(old, settings) != 0) {
@@ -182,6 +226,7 @@ static int concepts_edit(int argc, char **argv) {
     cfx_concepts_data *d = NULL;
     cfx_image_classifier *clf = NULL;
     cfx_image_editor *ed = NULL;
+    cfx_edit_planner *planner = NULL;
     wn = cfx_wordnet_load(wordnet);
     if (wn) c = cfx_concepts_new(wn, NULL);
     bool relabel = strcmp(labels, "classifier") == 0;
@@ -200,15 +245,33 @@ static int concepts_edit(int argc, char **argv) {
         rc = cli_fail(cmd, NULL);
         goto done;
     }
-    clf = clf_path ? cfx_image_classifier_onnx(clf_path, (const char *const *)cls, ncls)
-                   : cfx_image_classifier_command(clf_cmd, (const char *const *)cls, ncls, out);
+    cfx_llm_options llo = {.url = clf_llm,
+                           .model = llm_model,
+                           .api_key = key,
+                           .temperature = temperature,
+                           .timeout = timeout,
+                           .retries = (int)retries};
+    clf = clf_path  ? cfx_image_classifier_onnx(clf_path, (const char *const *)cls, ncls)
+          : clf_cmd ? cfx_image_classifier_command(clf_cmd, (const char *const *)cls, ncls, out)
+                    : cfx_image_classifier_llm(&llo, (int)votes, (const char *const *)cls, ncls);
     if (!clf) {
         rc = cli_fail(cmd, NULL);
         goto done;
     }
-    if (!(ed = cfx_image_editor_builtin(data, images))) {
+    cfx_http_editor_options eo = {.timeout = timeout, .retries = (int)retries};
+    ed = replacer  ? cfx_image_editor_replacer(editor_url, &eo)
+         : img2img ? cfx_image_editor_img2img(editor_url, &eo)
+                   : cfx_image_editor_builtin(data, images);
+    if (!ed) {
         rc = cli_fail(cmd, NULL);
         goto done;
+    }
+    if (planner_llm) {
+        llo.url = planner_llm;
+        if (!(planner = cfx_edit_planner_llm(&llo, c, clf))) {
+            rc = cli_fail(cmd, NULL);
+            goto done;
+        }
     }
     if (relabel) {
         cfx_concepts_data *nd;
@@ -232,6 +295,7 @@ static int concepts_edit(int argc, char **argv) {
                                 .images = images,
                                 .classifier = clf,
                                 .editor = ed,
+                                .planner = planner,
                                 .mode = modes[mode],
                                 .out = out,
                                 .queries = all ? NULL : &qid,
@@ -266,6 +330,7 @@ static int concepts_edit(int argc, char **argv) {
 done:
     for (int k = 0; k < ncls; k++) free(cls[k]);
     free(cls);
+    cfx_edit_planner_free(planner);
     cfx_image_editor_free(ed);
     cfx_image_classifier_free(clf);
     cfx_concepts_data_free(d);
@@ -285,6 +350,8 @@ typedef struct {
     char mode[32], path[4096];
     int images, flipped, errors, cap, exhausted, with_min, agree, agree_flipped;
     double edits, min_edits, excess; /* sums over flipped loops (min: those with a minimum) */
+    double stability;                /* sum over the LLM classifier's labels, nstab of them */
+    int nstab;
 } run_row;
 
 static concept_row *row_of(concept_row **rows, int *n, int *cap, const char *name) {
@@ -363,6 +430,11 @@ static int concepts_evaluate(int argc, char **argv) {
             R->errors += strcmp(why, "error") == 0;
             R->cap += strcmp(why, "cap") == 0;
             R->exhausted += strcmp(why, "exhausted") == 0;
+            const cJSON *v, *st;
+            cJSON_ArrayForEach(v, cJSON_GetObjectItem(j, "votes")) {
+                if (cJSON_IsNumber(st = cJSON_GetObjectItem(v, "stability")))
+                    R->stability += st->valuedouble, R->nstab++;
+            }
             if (cJSON_IsTrue(cJSON_GetObjectItem(j, "agrees"))) {
                 R->agree++;
                 R->agree_flipped += cJSON_IsTrue(fl);
@@ -404,13 +476,15 @@ static int concepts_evaluate(int argc, char **argv) {
                 printf(", \"mode\": \"%s\", \"images\": %d, \"flipped\": %d, \"success_rate\": "
                        "%.4f, \"mean_edits\": %.4f, \"mean_min_edits\": %.4f, \"mean_excess\": "
                        "%.4f, \"errors\": %d, \"cap\": %d, \"exhausted\": %d, \"agrees\": %d, "
-                       "\"agrees_flipped\": %d}",
+                       "\"agrees_flipped\": %d",
                        R->mode, R->images, R->flipped,
                        R->images ? (double)R->flipped / R->images : 0,
                        R->flipped ? R->edits / R->flipped : 0,
                        R->with_min ? R->min_edits / R->with_min : 0,
                        R->with_min ? R->excess / R->with_min : 0, R->errors, R->cap, R->exhausted,
                        R->agree, R->agree_flipped);
+                if (R->nstab) printf(", \"mean_stability\": %.4f", R->stability / R->nstab);
+                printf("}");
             }
             printf("], \"concepts\": [");
             for (int i = 0; i < shown; i++)
@@ -435,6 +509,10 @@ static int concepts_evaluate(int argc, char **argv) {
                        R->flipped ? R->edits / R->flipped : 0, mn, R->errors, R->cap, R->exhausted,
                        ag);
             }
+            for (int r = 0; r < runs.n; r++)
+                if (rr[r].nstab)
+                    printf("%s: mean stability of the LLM's labels %.3f over %d labels\n",
+                           rr[r].path, rr[r].stability / rr[r].nstab, rr[r].nstab);
             printf("\nconcepts moved by the loops that flipped (all runs):\n");
             printf("%-24s %10s %10s %16s\n", "concept", "brought in", "taken out",
                    "in flipping step");
