@@ -1762,8 +1762,8 @@ cfx_status cfx_llm_ask(cfx_llm *l, cfx_llm_job *jobs, int64_t n, int c, int h, i
  * (c,h,w) is given, the image as a PNG data URI; the model, temperature and token limit are the
  * client's. fresh: neither answered from nor kept in the cache (a vote of self-consistency
  * must be a new sample). Retries as the options say. *reply: the trimmed answer (cfx_free). */
-cfx_status cfx_llm_chat(cfx_llm *l, const char *system, const char *text, const float *image,
-                        int c, int h, int w, int fresh, char **reply);
+cfx_status cfx_llm_chat(cfx_llm *l, const char *system, const char *text, const float *image, int c,
+                        int h, int w, int fresh, char **reply);
 /* Requests sent over the HTTP connection so far (not counting cached answers). */
 int64_t cfx_llm_sent(const cfx_llm *l);
 

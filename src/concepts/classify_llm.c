@@ -120,8 +120,9 @@ static cfx_status llm_classify(void *user, const cfx_tensor *image, int *label, 
 cfx_image_classifier *cfx_image_classifier_llm(const cfx_llm_options *o, int votes,
                                                const char *const *classes, int num_classes) {
     if (votes < 0 || votes > 1000 || num_classes > 1024) {
-        cfx_set_error(CFX_EINVAL, "LLM classifier: %d votes (0 reads as 7; at most 1000) and %d "
-                                  "classes (at most 1024)",
+        cfx_set_error(CFX_EINVAL,
+                      "LLM classifier: %d votes (0 reads as 7; at most 1000) and %d "
+                      "classes (at most 1024)",
                       votes, num_classes);
         return NULL;
     }

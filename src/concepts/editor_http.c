@@ -155,7 +155,8 @@ static char *request_body(const http_editor *e, const cfx_edit_request *req,
 }
 
 /* The image of a reply body, decoded; NULL with a message. */
-static cfx_tensor *reply_image(const http_editor *e, const char *body) {
+static cfx_tensor *reply_image(const http_editor *e, const char *body, cfx_status *st) {
+    *st = CFX_EFORMAT;
     cJSON *j = cJSON_Parse(body);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
@@ -173,10 +174,10 @@ static cfx_tensor *reply_image(const http_editor *e, const char *body) {
         if (!cJSON_IsString(why)) why = cJSON_GetObjectItemCaseSensitive(j, "error");
         if (!cJSON_IsString(why)) why = cJSON_GetObjectItemCaseSensitive(j, "message");
         cfx_set_error(CFX_ENOTFOUND, "the server returned no image%s%.300s%s",
-                      cJSON_IsString(why) ? " (" : "",
-                      cJSON_IsString(why) ? why->valuestring : "", cJSON_IsString(why) ? ")" : "");
-        if (e->kind == REPLACER)
-            cfx_error_context(CFX_ENOTFOUND, "nothing detected? Replacer");
+                      cJSON_IsString(why) ? " (" : "", cJSON_IsString(why) ? why->valuestring : "",
+                      cJSON_IsString(why) ? ")" : "");
+        *st = CFX_ENOTFOUND;
+        if (e->kind == REPLACER) cfx_error_context(CFX_ENOTFOUND, "nothing detected?");
         cJSON_Delete(j);
         return NULL;
     }
@@ -191,6 +192,7 @@ static cfx_tensor *reply_image(const http_editor *e, const char *body) {
         cfx_error_context(CFX_EFORMAT, "the editor's image");
     cfx_free(bytes);
     cJSON_Delete(j);
+    if (t) *st = CFX_OK;
     return t;
 }
 
@@ -216,7 +218,7 @@ static cfx_status http_edit(void *user, const cfx_edit_request *req, const cfx_t
     cfx_status st = cfx__http_post(&rq, &rp);
     cfx_free(body);
     cfx_tensor *t = NULL;
-    if (st == CFX_OK && !(t = reply_image(e, rp.body))) st = CFX_EFORMAT;
+    if (st == CFX_OK) t = reply_image(e, rp.body, &st);
     cfx__http_reply_deinit(&rp);
     if (st != CFX_OK) return cfx_error_context(st, "%s editor", name);
     if (t->shape[1] != h || t->shape[2] != w) {

@@ -73,7 +73,8 @@ static void clean(const char *s, size_t n, char *out, size_t cap) {
     while (n && (isspace((unsigned char)*s) || strchr("\"'`*[(", *s))) s++, n--;
     while (n && (isspace((unsigned char)s[n - 1]) || strchr("\"'`*.])", s[n - 1]))) n--;
     size_t k = 0;
-    for (; k < n && k + 1 < cap; k++) out[k] = s[k] == '_' ? ' ' : (char)tolower((unsigned char)s[k]);
+    for (; k < n && k + 1 < cap; k++)
+        out[k] = s[k] == '_' ? ' ' : (char)tolower((unsigned char)s[k]);
     out[k] = '\0';
 }
 
@@ -91,8 +92,10 @@ static cfx_edit_kind action_of(const char *a, bool *ok) {
 static int parse_answer(const llm_planner *p, const char *answer, const cfx_edit *edits,
                         char where[][32], int n) {
     const char *s = strchr(answer, '['), *e = s ? strchr(s, ']') : NULL;
-    if (!s || !e) s = answer, e = answer + strlen(answer);
-    else s++;
+    if (!s || !e)
+        s = answer, e = answer + strlen(answer);
+    else
+        s++;
     char f[3][256] = {"", "", ""};
     for (int k = 0; k < 3 && s <= e; k++) {
         const char *comma = memchr(s, ',', (size_t)(e - s));
@@ -114,10 +117,10 @@ static int parse_answer(const llm_planner *p, const char *answer, const cfx_edit
         clean(f[1], strlen(f[1]), name, sizeof name);
         char *dot = strchr(name, '.'); /* a synset name: its word */
         if (dot && strchr(dot + 1, '.')) *dot = '\0';
-        bool hit = kind == CFX_EDIT_DELETE   ? !strcmp(name, from)
-                   : kind == CFX_EDIT_INSERT ? !strcmp(name, to)
-                                             : !strcmp(name, both) || !strcmp(name, to) ||
-                                                   !strcmp(name, from);
+        bool hit = kind == CFX_EDIT_DELETE ? !strcmp(name, from)
+                   : kind == CFX_EDIT_INSERT
+                       ? !strcmp(name, to)
+                       : !strcmp(name, both) || !strcmp(name, to) || !strcmp(name, from);
         if (!hit) continue;
         /* The first that fits, unless a later one's place fits the answer and its does not. */
         if (pick < 0 || (strcmp(f[2], where[pick]) && !strcmp(f[2], where[i]))) pick = i;
@@ -141,8 +144,8 @@ static cfx_status llm_next(void *user, const cfx_tensor *image, int current, con
         cfx_free(where), cfx_free(text), cJSON_Delete(rep);
         return cfx_set_error(CFX_ENOMEM, "out of memory");
     }
-    const char *label = current >= 0 && current < p->clf->num_classes ? p->clf->classes[current]
-                                                                       : "?";
+    const char *label =
+        current >= 0 && current < p->clf->num_classes ? p->clf->classes[current] : "?";
     size_t at = (size_t)snprintf(
         text, cap,
         "This image is classified as '%s'. We edit it one concept at a time until the "
@@ -176,16 +179,18 @@ static cfx_status llm_next(void *user, const cfx_tensor *image, int current, con
                 st = cfx_set_error(CFX_ENOMEM, "out of memory");
                 break;
             }
-            snprintf(ask, m, "%s\nYour previous answer '%s' is not one of the listed edits.",
-                     text, first);
+            snprintf(ask, m, "%s\nYour previous answer '%s' is not one of the listed edits.", text,
+                     first);
         }
         st = cfx_llm_chat(p->llm, NULL, ask, image->data, c, h, w, 1, &reply);
         if (ask != text) cfx_free(ask);
         if (st != CFX_OK) break;
         cJSON_AddItemToArray(answers, cJSON_CreateString(reply));
         pick = parse_answer(p, reply, edits, where, n);
-        if (!attempt) first = reply;
-        else cfx_free(reply);
+        if (!attempt)
+            first = reply;
+        else
+            cfx_free(reply);
     }
     cfx_free(first);
     cfx_free(text);

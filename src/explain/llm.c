@@ -495,8 +495,8 @@ static cfx_status ask_one(batch *b, cfx_llm_job *job) {
     return send_body(b->l, body, 0, &job->reply, &job->cached);
 }
 
-cfx_status cfx_llm_chat(cfx_llm *l, const char *system, const char *text, const float *image,
-                        int c, int h, int w, int fresh, char **reply) {
+cfx_status cfx_llm_chat(cfx_llm *l, const char *system, const char *text, const float *image, int c,
+                        int h, int w, int fresh, char **reply) {
     if (reply) *reply = NULL;
     if (!l || !text || !reply || (image && (c < 1 || h < 1 || w < 1)))
         return cfx_set_error(CFX_EINVAL, "chat: no client, text, reply or image size");
