@@ -587,3 +587,93 @@ CFX_TEST(vcece_http, cli_loop_over_http_flips_records_votes_and_goes_on_past_fau
     CHECK_MSG(rc == 0 && strstr(out, "\"mean_stability\": 1.0000"), "%s", out);
     server_stop(&sv);
 }
+
+CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_llm_planner) {
+    if (!cfx_test_cli()) {
+        cfx_test_skip("no build/cfx beside the tests");
+        return;
+    }
+    char root[700], out[16384], path[800];
+    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
+    int rc = cfx_test_run_cli(out, sizeof out,
+                              "data scenes --out %s/sc --size 48 --count 30 --seed 5", root);
+    if (rc != 0 && strstr(out, "Fashion-MNIST")) {
+        cfx_test_skip("no scenes (Fashion-MNIST from dataset-fashion-mnist?): %s", out);
+        return;
+    }
+    CHECK_MSG(rc == 0, "%s", out);
+    /* The classifier: summer once the image has more than 20 pure red pixels (what the fake
+     * img2img paints over its mask), winter before. */
+    snprintf(path, sizeof path, "%s/clf.py", root);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("import sys\nfrom PIL import Image\n"
+          "im = Image.open(sys.argv[1]).convert('RGB')\n"
+          "red = sum(1 for p in im.getdata() if p == (255, 0, 0))\n"
+          "print('summer' if red > 20 else 'winter')\n",
+          f);
+    fclose(f);
+    server sv;
+    if (!server_start(&sv)) return;
+    /* The planner's first question gets two answers that name no edit: it falls back. */
+    server_script(&sv, "answers.json", "[\"paint it\", \"[insert, unicorn, top]\"]");
+    rc = cfx_test_run_cli(out, sizeof out,
+                          "concepts edit --data %s/sc/concepts.json --images %s/sc --labels rule "
+                          "--classifier-cmd '/usr/bin/python3 %s {image}' --editor img2img:%s "
+                          "--planner-llm %s/v1 --llm-model p --retries 0 --mode local --all "
+                          "--split test --max-steps 3 --out %s/run",
+                          root, root, path, sv.url, sv.url, root);
+    CHECK_MSG(rc == 0, "%s", out);
+    char *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/run/results.jsonl", root);
+    CHECK_OK(cfx_file_read_all(path, &text, &len));
+    int lines = 0, flips = 0, planned = 0, fallbacks = 0;
+    for (char *p = text, *nl; text && p < text + len; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + len - p));
+        if (!nl) break;
+        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        lines++;
+        /* winter first, summer after the first edit: a flip at step 1. */
+        if (!strcmp(str_of(j, "stop_reason"), "flip")) {
+            flips++;
+            CHECK_NEAR(num_of(j, "steps"), 1, 0);
+            const cJSON *lab = cJSON_GetObjectItem(j, "labels");
+            CHECK_STR_EQ(cJSON_GetArrayItem(lab, 0)->valuestring, "winter");
+            CHECK_STR_EQ(cJSON_GetArrayItem(lab, 1)->valuestring, "summer");
+        } else {
+            CHECK_MSG(false, "%.*s", (int)(nl - p), p);
+        }
+        const cJSON *pl, *plans = cJSON_GetObjectItem(j, "planner");
+        cJSON_ArrayForEach(pl, plans) {
+            if (cJSON_IsNull(pl)) continue; /* a single edit left: nothing asked */
+            planned++;
+            fallbacks += cJSON_IsTrue(cJSON_GetObjectItem(pl, "fallback"));
+        }
+        cJSON_Delete(j);
+    }
+    cfx_free(text);
+    CHECK_INT_EQ(lines, 6);
+    CHECK_INT_EQ(flips, 6);
+    CHECK_MSG(planned >= 1, "no image had two edits to choose from");
+    CHECK_INT_EQ(fallbacks, 1);
+    /* Every editor request was img2img with a mask over the 48x48 image. */
+    cJSON *log = server_log(&sv);
+    int edits = 0, chats = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, log) {
+        if (!strcmp(str_of(e, "path"), "/sdapi/v1/img2img")) {
+            edits++;
+            CHECK(num_of(cJSON_GetObjectItem(e, "mask"), "count") > 20);
+            CHECK_NEAR(num_of(cJSON_GetObjectItem(e, "mask"), "width"), 48, 0);
+        } else {
+            chats++;
+            CHECK_STR_EQ(str_of(e, "path"), "/v1/chat/completions");
+        }
+    }
+    cJSON_Delete(log);
+    CHECK_INT_EQ(edits, 6);
+    CHECK_INT_EQ(chats, planned + 1); /* the fallback's question was asked twice */
+    server_stop(&sv);
+}
