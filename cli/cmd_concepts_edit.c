@@ -167,7 +167,7 @@ static int concepts_edit(int argc, char **argv) {
     const char *editor_url = strchr(editor, ':') ? strchr(editor, ':') + 1 : NULL;
     bool replacer = !strncmp(editor, "replacer:", 9), img2img = !strncmp(editor, "img2img:", 8);
     if (strcmp(editor, "builtin") && !replacer && !img2img)
-        cli_usage_error(cmd, "--editor is builtin, replacer:URL or img2img:URL");
+        cli_usage_error(cmd, "--editor must be one of builtin, replacer:URL, img2img:URL");
     const char *key = NULL;
     if (key_env && (!(key = getenv(key_env)) || !*key))
         return cli_fail(cmd,
