@@ -677,3 +677,32 @@ CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_
     CHECK_INT_EQ(chats, planned + 1); /* the fallback's question was asked twice */
     server_stop(&sv);
 }
+
+CFX_TEST(vcece_http, cli_refuses_incomplete_llm_and_editor_options_with_one_line) {
+    if (!cfx_test_cli()) {
+        cfx_test_skip("no build/cfx beside the tests");
+        return;
+    }
+    char out[4096];
+    const char *base = "concepts edit --data d.json --images i --labels rule --all --out r";
+    struct {
+        const char *args, *says;
+        int rc;
+    } cases[] = {
+        {"--classifier-llm http://h/v1", "need --llm-model NAME", 2},
+        {"--classifier c.onnx --classifier-llm http://h/v1 --llm-model m", "give one of", 2},
+        {"--classifier-cmd 'x {image}' --planner-llm http://h/v1 --llm-model m --mode global",
+         "--planner-llm plans local mode", 2},
+        {"--classifier-cmd 'x {image}' --editor sd:http://h", "--editor must be one of", 2},
+        {"--classifier-llm http://h/v1 --llm-model m --llm-key-env CFX_VCECE_UNSET_VAR",
+         "CFX_VCECE_UNSET_VAR (--llm-key-env) is not set", 1},
+    };
+    unsetenv("CFX_VCECE_UNSET_VAR");
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        int rc = cfx_test_run_cli(out, sizeof out, "%s %s", base, cases[k].args);
+        CHECK_MSG(rc == cases[k].rc && strstr(out, cases[k].says) &&
+                      !strchr(strchr(out, '\n') ? strchr(out, '\n') + 1 : "", '\n'),
+                  "%s: exit %d, want %d and one line with '%s': %s", cases[k].args, rc, cases[k].rc,
+                  cases[k].says, out);
+    }
+}
