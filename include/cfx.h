@@ -81,9 +81,12 @@
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
  *                         importance, edit orders
- *             classify    image classifiers behind one interface: ONNX, a command
- *             editor      image editors behind one interface: the built-in editor
- *             edit_loop   the V-CECE loop: plan, edit, classify until the label flips
+ *             classify    image classifiers behind one interface: ONNX, a command, a
+ *                         vision LLM with n-vote self-consistency
+ *             editor      image editors behind one interface: the built-in editor, the web
+ *                         UI's Replacer extension and img2img over HTTP
+ *             edit_loop   the V-CECE loop: plan (built-in or a vision LLM), edit, classify
+ *                         until the label flips
  *   report    canvas      an RGB drawing surface with text, written as PNG
  *             figures     the reliability diagram, image grids, a run's strips
  *             html        the run report: one self-contained page
