@@ -16,7 +16,6 @@
 
 static const char *const mode_words[] = {"local", "global", "local-global", NULL};
 static const cfx_order_mode modes[] = {CFX_ORDER_LOCAL, CFX_ORDER_GLOBAL, CFX_ORDER_LOCAL_GLOBAL};
-static const char *const editor_words[] = {"builtin", NULL};
 static const char *const assignment_words[] = {"optimal", "reference", NULL};
 
 /* Splits a comma-separated list into owned strings (*n of them); NULL on failure. */
@@ -200,9 +199,11 @@ static _Noreturn void mpi_failed(const char *cmd, edit_shard *e, const char *res
 static int concepts_edit(int argc, char **argv) {
     const char *cmd = "concepts edit";
     const char *data = NULL, *images = NULL, *labels = NULL, *clf_path = NULL, *clf_cmd = NULL,
-               *classes = NULL, *out = NULL, *wordnet = NULL, *split = NULL;
-    long long query = LLONG_MIN, max_steps = 10, threads = 0, limit = 0;
-    int all = 0, mode = 0, editor = 0, resume = 0, force = 0, json = 0, assignment = 0;
+               *classes = NULL, *out = NULL, *wordnet = NULL, *split = NULL, *editor = "builtin",
+               *clf_llm = NULL, *planner_llm = NULL, *llm_model = NULL, *key_env = NULL;
+    long long query = LLONG_MIN, max_steps = 10, threads = 0, limit = 0, votes = 7, retries = 2;
+    double temperature = 1, timeout = 0;
+    int all = 0, mode = 0, resume = 0, force = 0, json = 0, assignment = 0;
     const cli_opt opts[] = {
         {"data", "FILE", "images as JSON with boxes and masks (concepts.json of cfx data scenes)",
          .str = &data, .required = true, .role = CLI_IN},
@@ -219,8 +220,33 @@ static int concepts_edit(int argc, char **argv) {
          .str = &clf_cmd},
         {"classes", "LIST", "the classifier's classes, comma-separated, in its output order",
          .str = &classes, .def = "the classes of DIR/manifest.json (--images)"},
-        {"editor", "E", "builtin (inpainting and pasting from the concept bank)", .pick = &editor,
-         .choices = editor_words},
+        {"classifier-llm", "URL",
+         "a vision LLM behind an OpenAI-compatible API (http://host:8080/v1) with V-CECE's "
+         "prompt and --llm-votes self-consistency",
+         .str = &clf_llm},
+        {"editor", "E",
+         "builtin (inpainting and pasting from the concept bank), replacer:URL (the web UI's "
+         "Replacer extension, POST URL/replacer/replace) or img2img:URL (POST "
+         "URL/sdapi/v1/img2img with a mask)",
+         .str = &editor, .def = "builtin"},
+        {"planner-llm", "URL",
+         "local mode: a vision LLM (OpenAI-compatible API) picks each next edit from the image; "
+         "the built-in planner when its answer names no remaining edit twice",
+         .str = &planner_llm, .def = "the built-in planner"},
+        {"llm-model", "NAME", "the model the LLM server should answer with (required with an LLM)",
+         .str = &llm_model},
+        {"llm-votes", "N", "fresh requests per classification; the majority wins", .i = &votes,
+         .lo = 1, .hi = 1000},
+        {"llm-temperature", "T", "the LLMs' sampling temperature (votes need it above 0)",
+         .num = &temperature, .min = 0, .max = 2},
+        {"llm-key-env", "VAR",
+         "the environment variable holding the LLM server's API key (sent as a bearer token, "
+         "never printed or stored)",
+         .str = &key_env, .def = "no key"},
+        {"timeout", "S", "seconds for one HTTP request, reply included", .num = &timeout,
+         .max = INFINITY, .def = "60 for LLMs, 300 for editors"},
+        {"retries", "N", "HTTP attempts after the first on timeouts, connection errors and 5xx",
+         .i = &retries, .lo = 0, .hi = 100},
         {"mode", "M", "local, global or local-global: the order of the edits", .pick = &mode,
          .choices = mode_words},
         {"assignment", "A",
@@ -251,11 +277,29 @@ static int concepts_edit(int argc, char **argv) {
               "each next edit as the one the classifier is most sensitive to (its label's score\n"
               "drops most when the concept's region is inpainted away); global and local-global\n"
               "order the edits by the class's concept importance. Writes RUN/results.jsonl (one\n"
-              "line per image) and every step's image; --resume continues a killed run.\n",
+              "line per image) and every step's image; --resume continues a killed run.\n"
+              "With --classifier-llm each label is the majority of --llm-votes answers, recorded\n"
+              "per step with its stability; an HTTP editor's or server's fault is recorded for\n"
+              "that image and the run goes on.\n",
               opts, CLI_LEN(opts), argc, argv);
     if (all == (query != LLONG_MIN)) cli_usage_error(cmd, "give either --query ID or --all");
-    if (!clf_path == !clf_cmd)
-        cli_usage_error(cmd, "give either --classifier FILE or --classifier-cmd CMD");
+    if (!!clf_path + !!clf_cmd + !!clf_llm != 1)
+        cli_usage_error(cmd, "give one of --classifier FILE, --classifier-cmd CMD and "
+                             "--classifier-llm URL");
+    if ((clf_llm || planner_llm) && !llm_model)
+        cli_usage_error(cmd, "--classifier-llm and --planner-llm need --llm-model NAME");
+    if (planner_llm && modes[mode] != CFX_ORDER_LOCAL)
+        cli_usage_error(cmd, "--planner-llm plans local mode: add --mode local");
+    const char *editor_url = strchr(editor, ':') ? strchr(editor, ':') + 1 : NULL;
+    bool replacer = !strncmp(editor, "replacer:", 9), img2img = !strncmp(editor, "img2img:", 8);
+    if (strcmp(editor, "builtin") && !replacer && !img2img)
+        cli_usage_error(cmd, "--editor must be one of builtin, replacer:URL, img2img:URL");
+    const char *key = NULL;
+    if (key_env && (!(key = getenv(key_env)) || !*key))
+        return cli_fail(cmd,
+                        "the environment variable %s (--llm-key-env) is not set or empty: "
+                        "export it with the server's API key",
+                        key_env);
     if (resume && force)
         cli_usage_error(cmd, "--resume continues a run, --force replaces it: give one");
     cli_set_threads(threads);
@@ -264,7 +308,7 @@ static int concepts_edit(int argc, char **argv) {
     char settings[8192];
     snprintf(settings, sizeof settings,
              "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld%s}\n",
-             mode_words[mode], labels, editor_words[editor], max_steps,
+             mode_words[mode], labels, editor, max_steps,
              assignment ? ", \"assignment\": \"reference\"" : "");
     /* The classes. */
     int ncls = 0;
@@ -281,6 +325,7 @@ static int concepts_edit(int argc, char **argv) {
     cfx_concepts_data *d = NULL;
     cfx_image_classifier *clf = NULL;
     cfx_image_editor *ed = NULL;
+    cfx_edit_planner *planner = NULL;
     wn = cfx_wordnet_load(wordnet);
     if (wn)
         c = cfx_concepts_new(wn,
@@ -302,15 +347,33 @@ static int concepts_edit(int argc, char **argv) {
         rc = cli_fail(cmd, NULL);
         goto done;
     }
-    clf = clf_path ? cfx_image_classifier_onnx(clf_path, (const char *const *)cls, ncls)
-                   : cfx_image_classifier_command(clf_cmd, (const char *const *)cls, ncls, out);
+    cfx_llm_options llo = {.url = clf_llm,
+                           .model = llm_model,
+                           .api_key = key,
+                           .temperature = temperature,
+                           .timeout = timeout,
+                           .retries = (int)retries};
+    clf = clf_path  ? cfx_image_classifier_onnx(clf_path, (const char *const *)cls, ncls)
+          : clf_cmd ? cfx_image_classifier_command(clf_cmd, (const char *const *)cls, ncls, out)
+                    : cfx_image_classifier_llm(&llo, (int)votes, (const char *const *)cls, ncls);
     if (!clf) {
         rc = cli_fail(cmd, NULL);
         goto done;
     }
-    if (!(ed = cfx_image_editor_builtin(data, images))) {
+    cfx_http_editor_options eo = {.timeout = timeout, .retries = (int)retries};
+    ed = replacer  ? cfx_image_editor_replacer(editor_url, &eo)
+         : img2img ? cfx_image_editor_img2img(editor_url, &eo)
+                   : cfx_image_editor_builtin(data, images);
+    if (!ed) {
         rc = cli_fail(cmd, NULL);
         goto done;
+    }
+    if (planner_llm) {
+        llo.url = planner_llm;
+        if (!(planner = cfx_edit_planner_llm(&llo, c, clf))) {
+            rc = cli_fail(cmd, NULL);
+            goto done;
+        }
     }
     /* The run folder, once every input has loaded: a bad input leaves nothing behind. Under
      * mpirun rank 0 alone checks and makes it; the others learn how it went. */
@@ -350,6 +413,7 @@ static int concepts_edit(int argc, char **argv) {
                                 .images = images,
                                 .classifier = clf,
                                 .editor = ed,
+                                .planner = planner,
                                 .mode = modes[mode],
                                 .out = out,
                                 .queries = all ? NULL : &qid,
@@ -395,6 +459,7 @@ done:
     if (!agreed) cli_mpi_first_failure(true); /* the other ranks stop too */
     for (int k = 0; k < ncls; k++) free(cls[k]);
     free(cls);
+    cfx_edit_planner_free(planner);
     cfx_image_editor_free(ed);
     cfx_image_classifier_free(clf);
     cfx_concepts_data_free(d);

@@ -16,6 +16,8 @@ typedef struct {
 typedef struct {
     int images, flipped, errors, cap, exhausted, with_min, agree, agree_flipped;
     double edits, min_edits, excess; /* sums over flipped loops (min: those with a minimum) */
+    double stability;                /* sum over the LLM classifier's labels, nstab of them */
+    int nstab;
 } run_row;
 
 static concept_row *row_of(concept_row **rows, int *n, int *cap, const char *name) {
@@ -49,6 +51,7 @@ static void tally(const cfx_loop_run *r, run_row *R, concept_row **rows, int *nr
         R->cap += strcmp(rec->stop_reason, "cap") == 0;
         R->exhausted += strcmp(rec->stop_reason, "exhausted") == 0;
         if (rec->agrees) R->agree++, R->agree_flipped += rec->flipped;
+        R->stability += rec->stability, R->nstab += rec->nstability;
         if (!rec->flipped) continue;
         R->flipped++;
         R->edits += rec->steps;
@@ -234,6 +237,7 @@ int cmd_concepts_evaluate(int argc, char **argv) {
                    R->with_min ? R->min_edits / R->with_min : 0,
                    R->with_min ? R->excess / R->with_min : 0, R->errors, R->cap, R->exhausted,
                    R->agree, R->agree_flipped);
+            if (R->nstab) printf(", \"mean_stability\": %.4f", R->stability / R->nstab);
             if (metrics) {
                 printf(", \"pairs\": %lld, \"fid\": ", (long long)m[i].pairs);
                 json_num(m[i].fid, "%.6g");
@@ -316,6 +320,10 @@ int cmd_concepts_evaluate(int argc, char **argv) {
                 printf("\n");
             }
         }
+        for (int i = 0; i < n; i++)
+            if (rr[i].nstab)
+                printf("%s: mean stability of the LLM's labels %.3f over %d labels\n", r[i]->name,
+                       rr[i].stability / rr[i].nstab, rr[i].nstab);
         printf("\nconcepts moved by the loops that flipped (all runs):\n");
         printf("%-24s %10s %10s %16s\n", "concept", "brought in", "taken out", "in flipping step");
         for (int i = 0; i < shown; i++)

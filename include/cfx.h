@@ -81,9 +81,12 @@
  *             hungarian   rectangular assignment with forbidden pairs
  *             concepts    V-CECE: costs, optimal edit sets, closest counterfactuals,
  *                         importance, edit orders
- *             classify    image classifiers behind one interface: ONNX, a command
- *             editor      image editors behind one interface: the built-in editor
- *             edit_loop   the V-CECE loop: plan, edit, classify until the label flips
+ *             classify    image classifiers behind one interface: ONNX, a command, a
+ *                         vision LLM with n-vote self-consistency
+ *             editor      image editors behind one interface: the built-in editor, the web
+ *                         UI's Replacer extension and img2img over HTTP
+ *             edit_loop   the V-CECE loop: plan (built-in or a vision LLM), edit, classify
+ *                         until the label flips
  *             loop_run    a loop's run folder read back; FID, CMMD and S3 of its flips
  *             study       the human study's answers (CSV) against the loops (Table 2)
  *   report    canvas      an RGB drawing surface with text, written as PNG
@@ -837,6 +840,9 @@ cfx_status cfx_idx_read_u8(const char *path, uint8_t **data, int *ndim, int64_t 
  * colour 3; alpha is dropped), 1 converts to grey, 3 to RGB. The caller frees the tensor;
  * NULL with "read 'x.png': not a PNG or JPEG image (stb: ...)" on a bad file. */
 cfx_tensor *cfx_image_read(const char *path, int channels);
+/* The same from size bytes in memory (a server's reply); name ("the editor's image") goes into
+ * messages: "decode the editor's image: not a PNG or JPEG image (stb: ...)". */
+cfx_tensor *cfx_image_decode(const void *bytes, size_t size, int channels, const char *name);
 /* Writes a (C,H,W) or (1,C,H,W) image with C 1 or 3 as an 8-bit PNG; values are clipped to
  * [0,1] and rounded. Atomic (cfx_file_create). */
 cfx_status cfx_image_write_png(const char *path, const cfx_tensor *image);
@@ -1773,6 +1779,12 @@ typedef struct cfx_llm_job {
  * comes. *failed counts the failed jobs. Returns an error only for bad arguments. */
 cfx_status cfx_llm_ask(cfx_llm *l, cfx_llm_job *jobs, int64_t n, int c, int h, int w,
                        const cfx_progress *progress, int64_t *failed);
+/* One chat of its own: an optional system message and a user message with text and, when image
+ * (c,h,w) is given, the image as a PNG data URI; the model, temperature and token limit are the
+ * client's. fresh: neither answered from nor kept in the cache (a vote of self-consistency
+ * must be a new sample). Retries as the options say. *reply: the trimmed answer (cfx_free). */
+cfx_status cfx_llm_chat(cfx_llm *l, const char *system, const char *text, const float *image, int c,
+                        int h, int w, int fresh, char **reply);
 /* Requests sent over the HTTP connection so far (not counting cached answers). */
 int64_t cfx_llm_sent(const cfx_llm *l);
 
@@ -2020,6 +2032,10 @@ typedef struct cfx_image_classifier {
     int num_classes;
     char **classes; /* (num_classes) owned copies */
     int has_scores;
+    /* May be NULL: what the last classify call saw, as a JSON object the loop records with
+     * the step (the LLM classifier's votes, dropped answers and stability); owned by the
+     * classifier, valid until its next call; NULL when there is nothing to say. */
+    const char *(*report)(void *user);
 } cfx_image_classifier;
 /* An ONNX classifier with one image input (1,3,H,W) and one output of num_classes scores
  * (probabilities when its last op is a Softmax, else logits). NULL with a message. */
@@ -2030,6 +2046,16 @@ cfx_image_classifier *cfx_image_classifier_onnx(const char *path, const char *co
  * tmpdir holds the PNG (NULL: /tmp). NULL with a message (no {image} in the command). */
 cfx_image_classifier *cfx_image_classifier_command(const char *command, const char *const *classes,
                                                    int num_classes, const char *tmpdir);
+/* A vision LLM behind the OpenAI chat-completions API (o as for cfx_llm_new; its cache is not
+ * used), asked V-CECE's classification prompt with the class list ("Valid classes are summer,
+ * winter and only these, ...") and the image, `votes` times in fresh requests (0 reads as 7).
+ * Answers are matched to the classes without regard to case, quotes, white space or a final
+ * full stop; others are dropped. The label is the majority of the kept votes, ties to the class
+ * answered first; -1 when every answer was dropped (`answer` then holds the first). report
+ * gives {"votes": [...], "dropped": [...], "stability": share of kept votes that agree with
+ * the label}. A request failing after its retries fails the call. NULL with a message. */
+cfx_image_classifier *cfx_image_classifier_llm(const cfx_llm_options *o, int votes,
+                                               const char *const *classes, int num_classes);
 /* Frees the classifier (and its user data); accepts NULL. */
 void cfx_image_classifier_free(cfx_image_classifier *c);
 
@@ -2059,6 +2085,27 @@ typedef struct cfx_image_editor {
  * concepts JSON with boxes and masks, read from images/<file>) scaled into the box with a
  * feathered mask; substitution does both. NULL with a message. */
 cfx_image_editor *cfx_image_editor_builtin(const char *data, const char *images);
+/* Editors behind HTTP, for an AUTOMATIC1111-compatible web UI at url ("http://host:7860").
+ * replacer: POST url/replacer/replace (the Replacer extension, as V-CECE ran it): input_image
+ * (base64 PNG), detection_prompt (the old concept's word, or `region` for an insertion),
+ * positive_prompt (the new concept's word, or `background` for a removal), V-CECE's
+ * negative_prompt, mask_blur 10, cfg_scale 10, denoise 1, steps 40, use_hires_fix true.
+ * img2img: POST url/sdapi/v1/img2img with init_images, mask (base64 PNG of the concept's mask,
+ * or the insertion's box, dilated by 2 pixels and blurred), prompt, negative_prompt,
+ * denoising_strength 1, inpainting_fill 1, inpaint_full_res, mask_blur 10, steps 40,
+ * cfg_scale 10, width and height. The reply's "image" (or "images"[0], base64 PNG or JPEG)
+ * must have the input's size; a reply without one ("nothing detected"), a reply that is not
+ * JSON, an image that does not decode or of another size is an error for that edit. NULL with
+ * a message on a bad URL or options. */
+typedef struct cfx_http_editor_options {
+    double timeout;         /* seconds per attempt; 0 reads as 300 */
+    int retries;            /* attempts after the first, on timeouts, connection errors, 5xx */
+    double backoff;         /* seconds before the first retry, doubled after; 0 reads as 1 */
+    const char *background; /* a removal's prompt; NULL: "empty background" */
+    const char *region;     /* what an insertion paints over (Replacer); NULL: "background" */
+} cfx_http_editor_options;
+cfx_image_editor *cfx_image_editor_replacer(const char *url, const cfx_http_editor_options *o);
+cfx_image_editor *cfx_image_editor_img2img(const char *url, const cfx_http_editor_options *o);
 void cfx_image_editor_free(cfx_image_editor *e);
 /* Fills the pixels where mask (h*w) is non-zero from the pixels around them: a pass from the
  * border inward sets each to the mean of its known neighbours, then Jacobi sweeps smooth the
@@ -2072,11 +2119,24 @@ typedef struct cfx_edit_planner {
                        const uint8_t *const *regions, int n, int *choice);
     void (*free)(void *user);
     void *user;
+    /* May be NULL: what the last next call did as a JSON object the loop records with the step
+     * (the LLM planner's answers, and whether it fell back); owned by the planner, valid until
+     * its next call; NULL when there is nothing to say. */
+    const char *(*report)(void *user);
 } cfx_edit_planner;
 /* The built-in planner: the edit whose region, inpainted, drops the classifier's score of the
  * current label most (or, for a classifier without scores, changes the label); ties go to the
  * earlier edit. The classifier must outlive the planner. */
 cfx_edit_planner *cfx_edit_planner_builtin(cfx_image_classifier *classifier);
+/* A vision LLM as the planner (o as for cfx_llm_new; its cache is not used): it is shown the
+ * image, its current label and the n remaining edits, numbered, each as [action, concept,
+ * where] (where: the region's place, "top left" ... "centre"), and answers with the next one.
+ * An answer that names none (matched without regard to case, quotes or brackets) is asked
+ * again once; then, or when a request fails, the built-in planner over classifier chooses.
+ * report gives {"answers": [...], "fallback": bool, "error": "..." when a request failed}.
+ * c (the edits' vocabulary) and classifier must outlive the planner. NULL with a message. */
+cfx_edit_planner *cfx_edit_planner_llm(const cfx_llm_options *o, const cfx_concepts *c,
+                                       cfx_image_classifier *classifier);
 void cfx_edit_planner_free(cfx_edit_planner *p);
 
 typedef struct cfx_edit_loop_options {
@@ -2148,6 +2208,9 @@ typedef struct cfx_loop_record {
     int steps, flipped, agrees, min_edits;                   /* min_edits -1 when unknown */
     int nsteps;                                              /* entries of step (steps + 1) */
     cfx_loop_step *step;
+    /* An LLM classifier's labels ("votes"): the sum of their stabilities, and how many. */
+    double stability;
+    int nstability;
 } cfx_loop_record;
 typedef struct cfx_loop_run {
     char *dir, *name; /* the folder, and its last component (the run's name in tables) */

@@ -370,8 +370,9 @@ CFX_TEST(cli, old_parser_bugs_stay_fixed) {
     check_usage_error("concepts order", "--data d --labels l --query 1 --mode far",
                       "--mode must be one of local, global, local-global");
     check_usage_error("concepts order", "--data d --labels l", "--query is required");
-    check_usage_error("concepts edit", "--data d --images i --labels l --out r --all",
-                      "give either --classifier FILE or --classifier-cmd CMD");
+    check_usage_error(
+        "concepts edit", "--data d --images i --labels l --out r --all",
+        "give one of --classifier FILE, --classifier-cmd CMD and --classifier-llm URL");
     check_usage_error("concepts edit",
                       "--data d --images i --labels l --out r --classifier c --query 1 --all",
                       "give either --query ID or --all");

@@ -19,9 +19,12 @@
  *   importance     global importance and the orders of one image's edits
  *   classify       image classifiers behind one interface (ONNX, a command)
  *   editor         the images' boxes and masks, and the built-in image editor
+ *   editor_http    editors behind HTTP: the web UI's Replacer extension and img2img
+ *   classify_llm   a vision LLM as the classifier, with n-vote self-consistency
  *   edit_loop      the loop on pixels: plan, edit, classify until the label flips
  *   loop_run       a run of the loop read back; FID, CMMD and S3 of its flips
  *   study          the human study's answers beside the loops (Table 2)
+ *   planner_llm    a vision LLM that picks local mode's next edit
  * hungarian needs nothing from this header; wordnet only declares its test hook here. */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
@@ -194,5 +197,7 @@ cfx_status cfx__annots_region(const cfx__annots *a, int32_t i, int k, int h, int
                               uint8_t *mask);
 /* Reads image i as (3,h,w) from dir (its "file", else <id>.png); NULL with a message. */
 cfx_tensor *cfx__annots_read_image(const cfx__annots *a, int32_t i, const char *dir);
+/* Dilates a 0/1 mask (h*w) by r pixels (square neighbourhood) into out. */
+void cfx__mask_dilate(const uint8_t *m, int h, int w, int r, uint8_t *out);
 
 #endif

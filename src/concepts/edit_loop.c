@@ -13,6 +13,9 @@
  *
  * The built-in planner is the sensitivity heuristic: the edit whose region, inpainted away,
  * lowers the current label's probability most is the edit the classifier leans on most.
+ * A classifier or planner that reports on its calls (the LLM ones: votes and stability, answers
+ * and fallbacks) has each report recorded beside the step, in "votes" (one per label) and
+ * "planner" (one per planned step).
  *
  * Every image's record is one line of RUN/results.jsonl, written and flushed when the image is
  * done, after its step images (RUN/steps/<id>/<k>.png, 0 the original); resuming skips the
@@ -213,6 +216,17 @@ static cfx_status edit_region(const objects *s, const cfx_concepts *c, const cfx
     return CFX_OK;
 }
 
+/* Appends what a classifier or planner reported about its last call (a JSON object, or null
+ * when it said nothing) to rec's array key, made on first use; nothing when it cannot report. */
+static void add_report(cJSON *rec, const char *key, const char *(*report)(void *), void *user) {
+    if (!report) return;
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(rec, key);
+    if (!arr) arr = cJSON_AddArrayToObject(rec, key);
+    const char *r = report(user);
+    cJSON *j = r ? cJSON_Parse(r) : NULL;
+    cJSON_AddItemToArray(arr, j ? j : cJSON_CreateNull());
+}
+
 /* Runs one image and fills its record; a returned error (other than out of memory) is the
  * image's, which the caller records. */
 static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *rec) {
@@ -311,6 +325,7 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
     st = clf->classify(clf->user, img, &label0, NULL, ans, sizeof ans);
     t_classify += cfx_now() - t0;
     if (st != CFX_OK) goto done;
+    add_report(rec, "votes", clf->report, clf->user);
     if (label0 < 0) {
         st = cfx_set_error(CFX_EINVAL,
                            "the classifier answered '%s', which is not one of its "
@@ -402,6 +417,7 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
                 cfx_error_context(st, "planner");
                 goto done;
             }
+            add_report(rec, "planner", L->planner->report, L->planner->user);
             if (pick < 0 || pick >= nc) {
                 st = cfx_set_error(CFX_EINVAL, "the planner chose edit %d of %d", pick, nc);
                 goto done;
@@ -468,6 +484,7 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
         st = clf->classify(clf->user, img, &lab, NULL, ans, sizeof ans);
         t_classify += cfx_now() - t0;
         if (st != CFX_OK) goto done;
+        add_report(rec, "votes", clf->report, clf->user);
         if (lab < 0) {
             st = cfx_set_error(CFX_EINVAL,
                                "step %d: the classifier answered '%s', which is not one of its "

@@ -214,7 +214,7 @@ cfx_status cfx_image_inpaint(float *image, int c, int h, int w, const uint8_t *m
 }
 
 /* Dilates a 0/1 mask by r pixels (square neighbourhood) into out. */
-static void dilate(const uint8_t *m, int h, int w, int r, uint8_t *out) {
+void cfx__mask_dilate(const uint8_t *m, int h, int w, int r, uint8_t *out) {
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             uint8_t v = 0;
@@ -367,7 +367,7 @@ static cfx_status builtin_edit(void *user, const cfx_edit_request *req, const cf
     memcpy(t->data, image->data, (size_t)image->numel * sizeof *t->data);
     cfx_status st = CFX_OK;
     if (req->kind != CFX_EDIT_INSERT) {
-        dilate(req->mask, h, w, 2, grown);
+        cfx__mask_dilate(req->mask, h, w, 2, grown);
         st = cfx_image_inpaint(t->data, 3, h, w, grown);
     }
     if (st == CFX_OK && req->kind != CFX_EDIT_DELETE) {

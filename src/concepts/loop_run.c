@@ -60,6 +60,11 @@ static cfx_status parse_record(const cJSON *j, cfx_loop_record *rec) {
     rec->flipped = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "flipped"));
     rec->agrees = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "agrees"));
     rec->min_edits = cJSON_IsNumber(mn) ? (int)mn->valuedouble : -1;
+    const cJSON *v, *st;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(j, "votes")) {
+        if (cJSON_IsNumber(st = cJSON_GetObjectItemCaseSensitive(v, "stability")))
+            rec->stability += st->valuedouble, rec->nstability++;
+    }
     if (!(rec->stop_reason = cfx_strdup(stop->valuestring))) return CFX_ENOMEM;
     rec->error = dup_or_null(cJSON_GetObjectItemCaseSensitive(j, "error"));
     rec->source_label = dup_or_null(cJSON_GetObjectItemCaseSensitive(j, "source_label"));

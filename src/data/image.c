@@ -163,60 +163,52 @@ static int64_t max_pixels(void) {
     return e && *e && !*end && v > 0 ? (int64_t)v : 89478485;
 }
 
-cfx_tensor *cfx_image_read(const char *path, int channels) {
+/* Decodes size bytes of a PNG or JPEG; what ("read 'x.png'", "decode the editor's image")
+ * begins every message. */
+static cfx_tensor *decode(const unsigned char *bytes, size_t size, int channels, const char *what) {
     if (channels != 0 && channels != 1 && channels != 3) {
-        cfx_set_error(CFX_EINVAL, "read '%s': channels must be 0, 1 or 3, not %d", path, channels);
+        cfx_set_error(CFX_EINVAL, "%s: channels must be 0, 1 or 3, not %d", what, channels);
         return NULL;
     }
-    char *buf;
-    size_t size;
-    if (cfx_file_read_all(path, &buf, &size) != CFX_OK) return NULL;
     if (size > INT32_MAX) {
-        cfx_free(buf);
-        cfx_set_error(CFX_EUNSUPPORTED, "read '%s': file is larger than 2 GiB", path);
+        cfx_set_error(CFX_EUNSUPPORTED, "%s: the image is larger than 2 GiB", what);
         return NULL;
     }
     int w, h, comp;
-    const stbi_uc *bytes = (const stbi_uc *)buf;
     /* A JPEG as stb finds one: its start-of-image marker, 0xFF 0xD8, after any 0xFF fill. */
     size_t soi = 0;
     while (soi < size && bytes[soi] == 0xff) soi++;
     bool jpeg = soi > 0 && soi < size && bytes[soi] == 0xd8;
     if (size >= 8 && memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) == 0 && !png_chunks_fit(bytes, size)) {
         cfx_set_error(CFX_EFORMAT,
-                      "read '%s': truncated or corrupt PNG (a chunk is longer than the rest of "
+                      "%s: truncated or corrupt PNG (a chunk is longer than the rest of "
                       "the file)",
-                      path);
-        cfx_free(buf);
+                      what);
         return NULL;
     }
     const char *bad = jpeg ? jpeg_check(bytes, size, soi + 1) : NULL;
     if (bad) {
-        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the JPEG (%s)", path, bad);
-        cfx_free(buf);
+        cfx_set_error(CFX_EFORMAT, "%s: cannot decode the JPEG (%s)", what, bad);
         return NULL;
     }
     if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
-        cfx_set_error(CFX_EFORMAT, "read '%s': %s (stb: %s)", path,
+        cfx_set_error(CFX_EFORMAT, "%s: %s (stb: %s)", what,
                       jpeg ? "cannot decode the JPEG" : "not a PNG or JPEG image",
                       stb_reason(jpeg));
-        cfx_free(buf);
         return NULL;
     }
     int64_t limit = max_pixels();
     if ((int64_t)w * h > limit) {
         cfx_set_error(CFX_EUNSUPPORTED,
-                      "read '%s': %d x %d pixels is more than cfx's limit of %lld pixels "
+                      "%s: %d x %d pixels is more than cfx's limit of %lld pixels "
                       "(set CFX_MAX_IMAGE_PIXELS to raise it)",
-                      path, w, h, (long long)limit);
-        cfx_free(buf);
+                      what, w, h, (long long)limit);
         return NULL;
     }
     int want = channels ? channels : (comp <= 2 ? 1 : 3);
     stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, want);
-    cfx_free(buf);
     if (!px) {
-        cfx_set_error(CFX_EFORMAT, "read '%s': cannot decode the %s (stb: %s)", path,
+        cfx_set_error(CFX_EFORMAT, "%s: cannot decode the %s (stb: %s)", what,
                       jpeg ? "JPEG" : "image", stb_reason(jpeg));
         return NULL;
     }
@@ -227,10 +219,29 @@ cfx_tensor *cfx_image_read(const char *path, int channels) {
         for (int64_t p = 0; p < plane; p++)
             for (int c = 0; c < want; c++) t->data[c * plane + p] = px[p * want + c] / 255.0f;
     } else {
-        cfx_error_context(CFX_ENOMEM, "read '%s'", path);
+        cfx_error_context(CFX_ENOMEM, "%s", what);
     }
     stbi_image_free(px);
     return t;
+}
+
+cfx_tensor *cfx_image_read(const char *path, int channels) {
+    char what[4200];
+    snprintf(what, sizeof what, "read '%s'", path);
+    if (channels != 0 && channels != 1 && channels != 3) return decode(NULL, 0, channels, what);
+    char *buf;
+    size_t size;
+    if (cfx_file_read_all(path, &buf, &size) != CFX_OK) return NULL;
+    cfx_tensor *t = decode((const unsigned char *)buf, size, channels, what);
+    cfx_free(buf);
+    return t;
+}
+
+cfx_tensor *cfx_image_decode(const void *bytes, size_t size, int channels, const char *name) {
+    char what[600];
+    snprintf(what, sizeof what, "decode %s", name ? name : "an image");
+    if (!bytes) size = 0;
+    return decode(bytes ? bytes : "", size, channels, what);
 }
 
 /* stb_image_write hands the encoded PNG to this callback in pieces. */

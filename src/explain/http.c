@@ -109,6 +109,37 @@ char *cfx__base64(const unsigned char *p, size_t n) {
     return out;
 }
 
+cfx_status cfx__base64_decode(const char *s, size_t n, unsigned char **out, size_t *len) {
+    *out = NULL, *len = 0;
+    unsigned char *o = cfx_malloc(n / 4 * 3 + 4);
+    if (!o) return cfx_set_error(CFX_ENOMEM, "base64: out of memory");
+    unsigned v = 0;
+    int bits = 0, pad = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        int d = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '+' || ch == '-' ? 62
+                : ch == '/' || ch == '_' ? 63
+                                         : -1;
+        if (ch == '=') {
+            pad++;
+            continue;
+        }
+        if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') continue;
+        if (d < 0 || pad) {
+            cfx_free(o);
+            return cfx_set_error(CFX_EFORMAT, "not base64: '%c' at byte %zu", ch, i);
+        }
+        v = (v << 6 | (unsigned)d) & 0xffffff, bits += 6;
+        if (bits >= 8) bits -= 8, o[k++] = (unsigned char)(v >> bits & 0xff);
+    }
+    *out = o, *len = k;
+    return CFX_OK;
+}
+
 cfx_status cfx__http_post(const cfx__http_request *r, cfx__http_reply *out) {
     if (!out) return cfx_set_error(CFX_EINVAL, "http: no reply to fill");
     memset(out, 0, sizeof *out);

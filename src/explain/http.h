@@ -36,5 +36,8 @@ void cfx__http_reply_deinit(cfx__http_reply *r);
 
 /* base64 of n bytes (RFC 4648, with padding) as a new NUL-terminated string (cfx_free). */
 char *cfx__base64(const unsigned char *p, size_t n);
+/* The bytes of n characters of base64 (standard or URL-safe alphabet; padding and white space
+ * skipped) into *out (cfx_free), *len of them; CFX_EFORMAT naming the first bad character. */
+cfx_status cfx__base64_decode(const char *s, size_t n, unsigned char **out, size_t *len);
 
 #endif

@@ -438,21 +438,20 @@ static cfx_status append(cfx_llm *l, uint64_t key, const char *reply) {
                               strerror(errno));
 }
 
-/* One job: the body, the cache, the request, the answer. */
-static cfx_status ask_one(batch *b, cfx_llm_job *job) {
-    cfx_llm *l = b->l;
-    char *body = cfx_llm_request(l, job->image, job->cf, b->c, b->h, b->w);
-    if (!body) return CFX_ENOMEM; /* with cfx_llm_request's message */
+/* Sends one request body and parses the answer into *text (cfx_free). Unless fresh, an answer
+ * to the same body comes from the cache (*cached set) and a new one is kept there. Takes body. */
+static cfx_status send_body(cfx_llm *l, char *body, int fresh, char **text, int *cached) {
+    *text = NULL, *cached = 0;
     uint64_t key = cfx_fnv1a(CFX_FNV1A_INIT, body, strlen(body));
     pthread_mutex_lock(&l->lock);
-    entry *e = lookup(l, key);
+    entry *e = fresh ? NULL : lookup(l, key);
     char *hit = e ? cfx_strdup(e->reply) : NULL;
     if (!e) l->sent++;
     pthread_mutex_unlock(&l->lock);
     if (e) {
         cfx_free(body);
         if (!hit) return cfx_set_error(CFX_ENOMEM, "out of memory");
-        job->reply = hit, job->cached = 1;
+        *text = hit, *cached = 1;
         return CFX_OK;
     }
     const char *headers[1] = {l->auth};
@@ -467,24 +466,75 @@ static cfx_status ask_one(batch *b, cfx_llm_job *job) {
     cfx__http_reply rp;
     cfx_status s = cfx__http_post(&rq, &rp);
     cfx_free(body);
-    char *text = NULL;
+    char *t = NULL;
     if (s == CFX_OK) {
-        s = cfx_llm_parse_reply(rp.body, &text);
+        s = cfx_llm_parse_reply(rp.body, &t);
         if (s != CFX_OK) cfx_error_context(s, "POST %s", l->url);
     }
     cfx__http_reply_deinit(&rp);
     if (s != CFX_OK) return s;
-    char *keep = cfx_strdup(text);
-    pthread_mutex_lock(&l->lock);
-    s = keep ? remember(l, key, keep) : cfx_set_error(CFX_ENOMEM, "out of memory");
-    if (s == CFX_OK) s = append(l, key, text);
-    pthread_mutex_unlock(&l->lock);
-    if (s != CFX_OK) {
-        cfx_free(text);
-        return s;
+    if (!fresh) {
+        char *keep = cfx_strdup(t);
+        pthread_mutex_lock(&l->lock);
+        s = keep ? remember(l, key, keep) : cfx_set_error(CFX_ENOMEM, "out of memory");
+        if (s == CFX_OK) s = append(l, key, t);
+        pthread_mutex_unlock(&l->lock);
+        if (s != CFX_OK) {
+            cfx_free(t);
+            return s;
+        }
     }
-    job->reply = text;
+    *text = t;
     return CFX_OK;
+}
+
+/* One job: the body, the cache, the request, the answer. */
+static cfx_status ask_one(batch *b, cfx_llm_job *job) {
+    char *body = cfx_llm_request(b->l, job->image, job->cf, b->c, b->h, b->w);
+    if (!body) return CFX_ENOMEM; /* with cfx_llm_request's message */
+    return send_body(b->l, body, 0, &job->reply, &job->cached);
+}
+
+cfx_status cfx_llm_chat(cfx_llm *l, const char *system, const char *text, const float *image, int c,
+                        int h, int w, int fresh, char **reply) {
+    if (reply) *reply = NULL;
+    if (!l || !text || !reply || (image && (c < 1 || h < 1 || w < 1)))
+        return cfx_set_error(CFX_EINVAL, "chat: no client, text, reply or image size");
+    char *uri = image ? data_uri(image, c, h, w) : NULL;
+    if (image && !uri) return cfx_error_context(CFX_ENOMEM, "the image of a request");
+    /* {"model", "messages": [system?, user: [text, image_url?]], "temperature", "max_tokens"} */
+    cJSON *body = cJSON_CreateObject(), *m = cJSON_AddArrayToObject(body, "messages");
+    bool ok = body && m && cJSON_AddStringToObject(body, "model", l->model);
+    if (ok && system) {
+        cJSON *sys = cJSON_CreateObject();
+        cJSON_AddItemToArray(m, sys);
+        ok = sys && cJSON_AddStringToObject(sys, "role", "system") &&
+             cJSON_AddStringToObject(sys, "content", system);
+    }
+    cJSON *user = ok ? cJSON_CreateObject() : NULL;
+    if (user) cJSON_AddItemToArray(m, user);
+    cJSON *parts = user && cJSON_AddStringToObject(user, "role", "user")
+                       ? cJSON_AddArrayToObject(user, "content")
+                       : NULL;
+    cJSON *tp = parts ? cJSON_CreateObject() : NULL;
+    if (tp) cJSON_AddItemToArray(parts, tp);
+    ok = tp && cJSON_AddStringToObject(tp, "type", "text") &&
+         cJSON_AddStringToObject(tp, "text", text);
+    if (ok && uri) {
+        cJSON *ip = cJSON_CreateObject(), *iu = NULL;
+        if (ip) cJSON_AddItemToArray(parts, ip);
+        ok = ip && cJSON_AddStringToObject(ip, "type", "image_url") &&
+             (iu = cJSON_AddObjectToObject(ip, "image_url")) &&
+             cJSON_AddStringToObject(iu, "url", uri);
+    }
+    ok = ok && cJSON_AddNumberToObject(body, "temperature", l->o.temperature) &&
+         cJSON_AddNumberToObject(body, "max_tokens", l->o.max_tokens);
+    char *s = ok ? print_json(body) : NULL;
+    cJSON_Delete(body);
+    cfx_free(uri);
+    if (!s) return cfx_set_error(CFX_ENOMEM, "chat request: out of memory");
+    int cached;
+    return send_body(l, s, fresh, reply, &cached);
 }
 
 static void *worker(void *arg) {
