@@ -18,6 +18,8 @@
 static char root[600], mpi_bin[1100], plain_bin[1100];
 
 /* The programs, mpirun and a small bundle with examples (as test_cf_cli.c makes them). */
+static bool grows_past(const char *path, off_t bytes);
+
 static bool setup(void) {
     const char *cli = cfx_test_cli();
     if (!cli) {
@@ -260,6 +262,66 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
                            "counterfactuals_reco.npy",
                            "counterfactuals_best.npy",
                            "strips/spatial.png"};
+    check_same_run(a, b, files, (int)(sizeof files / sizeof files[0]));
+}
+
+/* One rank killed (SIGKILL) once the first batches are on disk: mpirun ends the job with a
+ * message that names the rank, the finished results stay, and --resume gives an uninterrupted
+ * run's files. */
+CFX_TEST(mpi, a_killed_rank_is_named_and_the_run_resumes) {
+    if (!setup()) return;
+    static char out[32768];
+    char a[800], b[800], bundle[800], ex[800], pb[1200], log[1200], cmd[6000];
+    snprintf(a, sizeof a, "%s/whole_k", root);
+    snprintf(b, sizeof b, "%s/rank_killed", root);
+    snprintf(bundle, sizeof bundle, "%s/b", root);
+    snprintf(ex, sizeof ex, "%s/ex", root);
+    snprintf(log, sizeof log, "%s/rank_killed.log", root);
+    const char *args = "--method igd,lgd,reco,best --threshold 0.999 --max-iter 300 --batch 1 "
+                       "--threads 1";
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    "%s counterfactual --bundle %s --examples %s --out %s %s", plain_bin, bundle,
+                    ex, a, args),
+                 0);
+    snprintf(pb, sizeof pb, "%s/results.jsonl", b);
+    snprintf(cmd, sizeof cmd,
+             "exec " MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s "
+             ">'%s' 2>&1",
+             mpi_bin, bundle, ex, b, args, log);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    bool started = grows_past(pb, 0);
+    /* The ranks are the processes whose command line starts with cfx-mpi and names this run's
+     * folder (not mpirun's, nor the shell's running pkill); the newest of them. */
+    char pick[1600];
+    snprintf(pick, sizeof pick, "pkill -KILL -n -f '^[^ ]*cfx-mpi counterfactual .*%s '", b);
+    CHECK_MSG(started && system(pick) == 0, "no rank to kill (started: %d)", started);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(!(WIFEXITED(status) && WEXITSTATUS(status) == 0),
+              "the job went on after a rank was killed (status %d)", status);
+    char *text = NULL;
+    size_t n = 0;
+    CHECK(cfx_file_read_all(log, &text, &n) == CFX_OK);
+    CHECK_MSG(text && strstr(text, "rank") && (strstr(text, "signal 9") || strstr(text, "Killed")),
+              "the message does not name the killed rank: %s", text ? text : "");
+    cfx_free(text);
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s --resume",
+                    mpi_bin, bundle, ex, b, args),
+                 0);
+    CHECK_MSG(strstr(out, "resuming after") != NULL, "the run did not resume: %s", out);
+    const char *files[] = {"run.json",
+                           "images.npy",
+                           "counterfactuals_igd.npy",
+                           "counterfactuals_lgd.npy",
+                           "counterfactuals_reco.npy",
+                           "counterfactuals_best.npy"};
     check_same_run(a, b, files, (int)(sizeof files / sizeof files[0]));
 }
 
