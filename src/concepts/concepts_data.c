@@ -100,13 +100,13 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
     /* (The arrays are NULL while every image so far is empty: no pointer arithmetic on them.) */
     int32_t *con = d->con ? d->con + d->ncon : NULL;
     if (n) memcpy(con, concepts, (size_t)n * sizeof *con);
-    if (n) qsort(con, (size_t)n, sizeof *con, cfx__concepts_cmp_i32);
+    if (n) cfx__concepts_sort_i32(con, (size_t)n);
     int32_t *codes = d->ecode ? d->ecode + d->nel : NULL;
     int64_t k = 0;
     for (int32_t i = 0; i < n; i++)
         for (int32_t e = c->elem_start[con[i]]; e < c->elem_start[con[i] + 1]; e++)
             codes[k++] = c->elem[e];
-    if (k) qsort(codes, (size_t)k, sizeof *codes, cfx__concepts_cmp_i32);
+    if (k) cfx__concepts_sort_i32(codes, (size_t)k);
     int64_t m = 0;
     for (int64_t i = 0; i < k; i++) {
         if (m > 0 && codes[m - 1] == codes[i]) {
