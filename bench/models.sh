@@ -37,7 +37,7 @@ threads_list=${THREADS:-1 2}
 profile=${PROFILE:-1}
 ort_version=${ORT_VERSION:-1.31.1}
 py=/usr/bin/python3
-cfx=build/cfx
+cfx=${BUILD:-build}/cfx
 ort_dir=build/ortnode
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
