@@ -576,7 +576,8 @@ done:
  * values), lemma_start, lemma_syn, the exception map's slot table, exc_start, exc_base (pool
  * offsets); each item padded to 8 bytes and the whole to 32, then the u64 checksum of everything
  * before it. A reader maps the file and uses the arrays where they lie: a warm load reads no
- * text, copies no table and hashes no key (3 ms instead of 30). */
+ * text, copies no table and hashes no key (15 M instructions, against 119 M for the copying
+ * reader of format 001 with its byte-wise checksum). */
 static const char cache_magic[8] = {'C', 'F', 'X', 'W', 'N', '0', '0', '2'};
 
 /* The cache file's path for the database in dir; false when there is to be no cache. */
