@@ -60,8 +60,8 @@ void cfx_concepts_free(cfx_concepts *c) {
  * - 2 |A n B|. Each path follows the best parents from its synset to the root, so two paths that
  * meet at a synset coincide from there to the root: in root-first order they share a prefix and
  * nothing else, and the common part is that prefix plus the word when the words are the same
- * (a word is never a synset). Some 10x faster than merging the sorted sets, and the vocabulary
- * prices every pair of its concepts. */
+ * (a word is never a synset). The vocabulary prices every pair of its concepts: on VG's 767 this
+ * takes 17 M instructions against 70 M for merging the sorted sets. */
 static int32_t sym_diff_chains(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
     int32_t m = (na < nb ? na : nb) - 1, common = 0;
     while (common < m && a[common] == b[common]) common++;
