@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void shape_str(const cfx_onnx_tensor_info *t, char *buf, size_t size) {
     size_t n = (size_t)snprintf(buf, size, "(");
@@ -371,6 +372,13 @@ static double quantile(const double *v, int n, double q) {
     return lo + 1 < n ? v[lo] + (at - lo) * (v[lo + 1] - v[lo]) : v[n - 1];
 }
 
+/* Seconds of CPU this process has used (every thread's). */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int model_bench(int argc, char **argv) {
     const char *file = NULL;
     long long batch = 1, seed = 0, threads = 1, runs = 10, warmup = 2;
@@ -394,7 +402,8 @@ static int model_bench(int argc, char **argv) {
               "[0, 1], then times R passes: the median, the spread (fastest, 10th and 90th\n"
               "percentiles, slowest) and GFLOP/s from the multiply-adds of the Conv,\n"
               "ConvTranspose, Gemm and MatMul nodes (2 FLOPs each; a backward to the inputs\n"
-              "counted as much again). Weight gradients are not computed.\n",
+              "counted as much again), and the median CPU time of a pass (all threads).\n"
+              "Weight gradients are not computed. CFX_PROFILE=1 prints per-op times on stderr.\n",
               opts, CLI_LEN(opts), argc, argv);
     cli_set_threads(threads);
     double t0 = cfx_now();
@@ -403,7 +412,7 @@ static int model_bench(int argc, char **argv) {
     if (!g) return cli_fail("model bench", NULL);
     double t_load = cfx_now() - t0;
     int inputs[64], ni = 0, out = -1, rc = 0;
-    double *t = NULL;
+    double *t = NULL, *cpu = NULL;
     for (int i = 0; i < cfx_graph_num_values(g); i++)
         if (cfx_graph_value_kind(g, i) == CFX_VALUE_INPUT && ni < 64) inputs[ni++] = i;
     cfx_onnx_info *info = cfx_onnx_info_load(file);
@@ -425,12 +434,14 @@ static int model_bench(int argc, char **argv) {
     for (int k = 0; k < ni; k++)
         cfx_tensor_fill_uniform(cfx_graph_tensor(g, inputs[k]), &rng, 0, 1);
     t = malloc((size_t)runs * sizeof *t);
-    if (!t) {
+    cpu = malloc((size_t)runs * sizeof *cpu);
+    if (!t || !cpu) {
         rc = cli_fail("model bench", "out of memory");
         goto done;
     }
     for (long long r = -warmup; r < runs; r++) {
         t0 = cfx_now();
+        const double c0 = cpu_now();
         cfx_status s = cfx_graph_forward(g);
         if (s == CFX_OK && backward) s = cfx_graph_backward(g, out, NULL);
         if (s != CFX_OK) {
@@ -438,9 +449,10 @@ static int model_bench(int argc, char **argv) {
                           cfx_last_error());
             goto done;
         }
-        if (r >= 0) t[r] = cfx_now() - t0;
+        if (r >= 0) t[r] = cfx_now() - t0, cpu[r] = cpu_now() - c0;
     }
     qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    qsort(cpu, (size_t)runs, sizeof *cpu, cmp_double);
     const int n = (int)runs;
     const double med = quantile(t, n, 0.5),
                  gflop = 2e-9 * cfx_graph_forward_macs(g) * (backward ? 2 : 1);
@@ -450,9 +462,10 @@ static int model_bench(int argc, char **argv) {
         printf(", \"batch\": %lld, \"threads\": %d, \"backward\": %s, \"runs\": %d, "
                "\"load_s\": %.6f, \"plan_s\": %.6f, \"median_s\": %.6f, \"min_s\": %.6f, "
                "\"p10_s\": %.6f, \"p90_s\": %.6f, \"max_s\": %.6f, \"gflop\": %.6f, "
-               "\"gflops\": %.3f}\n",
+               "\"gflops\": %.3f, \"cpu_median_s\": %.6f}\n",
                batch, cfx_get_threads(), backward ? "true" : "false", n, t_load, t_plan, med, t[0],
-               quantile(t, n, 0.1), quantile(t, n, 0.9), t[n - 1], gflop, gflop / med);
+               quantile(t, n, 0.1), quantile(t, n, 0.9), t[n - 1], gflop, gflop / med,
+               quantile(cpu, n, 0.5));
     } else {
         printf("%s: batch %lld, %d thread%s, %s\n", file, batch, cfx_get_threads(),
                cfx_get_threads() == 1 ? "" : "s",
@@ -464,9 +477,11 @@ static int model_bench(int argc, char **argv) {
                1e3 * med, n, 1e3 * t[0], 1e3 * quantile(t, n, 0.1), 1e3 * quantile(t, n, 0.9),
                1e3 * t[n - 1]);
         printf("  %.3f GFLOP a pass, %.2f GFLOP/s at the median\n", gflop, gflop / med);
+        printf("  median CPU time a pass %.3f ms (all threads)\n", 1e3 * quantile(cpu, n, 0.5));
     }
 done:
     free(t);
+    free(cpu);
     cfx_graph_free(g);
     return rc;
 }

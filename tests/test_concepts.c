@@ -56,6 +56,36 @@ CFX_TEST(concepts, costs_of_chair_and_table) {
     CHECK(cfx_concepts_new(wn, &(cfx_cost_options){.model = (cfx_cost_model)7}) == NULL);
 }
 
+/* The vocabulary prices a pair from the shared prefix of the two concepts' root-first paths;
+ * every pair of the first 300 VG concepts costs the size of the symmetric difference of the two
+ * sets of names, counted here by comparing the names themselves. */
+CFX_TEST(concepts, costs_are_the_symmetric_differences_of_the_name_sets) {
+    cfx_wordnet *wn = cfx_test_wordnet();
+    if (!wn) return;
+    cfx_concepts *c = cfx_concepts_new(wn, NULL);
+    cfx_concepts_data *d = cfx_concepts_data_load(c, VG, "claude-3-5-sonnet", 0, NULL);
+    CHECK_MSG(d != NULL, "%s", cfx_last_error());
+    int32_t n = cfx_concepts_count(c) < 300 ? cfx_concepts_count(c) : 300, bad = 0;
+    CHECK(n >= 300);
+    const char *a[64], *b[64];
+    for (int32_t i = 0; i < n; i++) {
+        int32_t na = cfx_concepts_set(c, i, a, 64);
+        CHECK_INT_EQ(cfx_concepts_insert_cost(c, i), na);
+        for (int32_t j = 0; j <= i; j++) {
+            int32_t nb = cfx_concepts_set(c, j, b, 64), common = 0;
+            for (int32_t x = 0; x < na; x++)
+                for (int32_t y = 0; y < nb; y++) common += strcmp(a[x], b[y]) == 0;
+            if (cfx_concepts_sub_cost(c, i, j) != na + nb - 2 * common && bad++ < 3)
+                CHECK_MSG(0, "%s - %s: cost %lld, sets differ in %d", cfx_concepts_name(c, i),
+                          cfx_concepts_name(c, j), (long long)cfx_concepts_sub_cost(c, i, j),
+                          na + nb - 2 * common);
+        }
+    }
+    CHECK_INT_EQ(bad, 0);
+    cfx_concepts_data_free(d);
+    cfx_concepts_free(c);
+}
+
 CFX_TEST(concepts, edit_set_by_hand_and_cap) {
     cfx_wordnet *wn = cfx_test_wordnet();
     if (!wn) return;

@@ -63,6 +63,28 @@ static cfx_status reserve(void **p, int64_t *cap, int64_t need, size_t sz) {
     return CFX_OK;
 }
 
+/* Sorts an image's n element codes (non-negative) ascending: insertion sort when short, else an
+ * LSD radix sort by bytes through a stack buffer (an image's codes number a few hundred, and
+ * qsort's comparisons were a tenth of loading VG); qsort when they do not fit. */
+static void sort_codes(int32_t *v, int64_t n) {
+    enum { CAP = 4096 };
+    if (n <= 48 || n > CAP) {
+        cfx__concepts_sort_i32(v, (size_t)n);
+        return;
+    }
+    int32_t tmp[CAP], mx = 0, *src = v, *dst = tmp;
+    for (int64_t i = 0; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    for (int shift = 0; shift < 32 && (mx >> shift) > 0; shift += 8) {
+        int64_t count[257] = {0};
+        for (int64_t i = 0; i < n; i++) count[((src[i] >> shift) & 255) + 1]++;
+        for (int b = 1; b <= 256; b++) count[b] += count[b - 1];
+        for (int64_t i = 0; i < n; i++) dst[count[(src[i] >> shift) & 255]++] = src[i];
+        int32_t *t = src;
+        src = dst, dst = t;
+    }
+    if (src != v) memcpy(v, src, (size_t)n * sizeof *v);
+}
+
 cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t *concepts,
                                  int32_t n, const char *label) {
     const cfx_concepts *c = d->c;
@@ -104,13 +126,13 @@ cfx_status cfx_concepts_data_add(cfx_concepts_data *d, int64_t id, const int32_t
     int32_t *con = d->con ? d->con + d->ncon : NULL;
     if (n) memcpy(con, concepts, (size_t)n * sizeof *con);
     if (n) memcpy(d->listed + d->ncon, concepts, (size_t)n * sizeof *con);
-    if (n) qsort(con, (size_t)n, sizeof *con, cfx__concepts_cmp_i32);
+    if (n) cfx__concepts_sort_i32(con, (size_t)n);
     int32_t *codes = d->ecode ? d->ecode + d->nel : NULL;
     int64_t k = 0;
     for (int32_t i = 0; i < n; i++)
         for (int32_t e = c->elem_start[con[i]]; e < c->elem_start[con[i] + 1]; e++)
             codes[k++] = c->elem[e];
-    if (k) qsort(codes, (size_t)k, sizeof *codes, cfx__concepts_cmp_i32);
+    if (k) sort_codes(codes, k);
     int64_t m = 0;
     for (int64_t i = 0; i < k; i++) {
         if (m > 0 && codes[m - 1] == codes[i]) {

@@ -52,6 +52,8 @@ struct cfx_wordnet {
     size_t pool_len;
     int32_t nlemmas, nsenses, nforms, nbases; /* lengths of the lemma and exception tables */
     bool from_cache;
+    void *map; /* from the cache: the mapped file, which the int arrays and the pool point into */
+    size_t map_len;
 };
 
 /* Fills an empty map with the n keys at base + at[k] -> k. A key listed twice keeps its first
@@ -566,13 +568,17 @@ done:
  * and every index in it is checked on reading, so a damaged cache is never trusted: it is
  * parsed again from the text (and rewritten). A cache that cannot be written is not an error.
  *
- * Layout (native byte order; the key includes the machine's word size and order): magic
- * "CFXWN001", the u64 key, eight i32 counts (n, parents, children, lemmas, senses, forms, bases,
- * 0), the u64 pool length, then the arrays: offset, name (pool offsets), par_start, par,
- * child_start, child, best_parent, longest, depth, lemma keys and values (pool offsets and
- * indices), lemma_start, lemma_syn, exception keys and values, exc_start, exc_base (pool
- * offsets), the pool, and the u64 FNV-1a of everything before it. */
-static const char cache_magic[8] = {'C', 'F', 'X', 'W', 'N', '0', '0', '1'};
+ * Layout (native byte order; the key includes the machine's word size and order and the format's
+ * magic): magic "CFXWN002", the u64 key, eight i32 counts (n, parents, children, lemmas, senses,
+ * forms, bases, 0), the u64 pool length, the i32 lengths of the lemma and exception tables, the
+ * pool, then the arrays: offset, name (pool offsets), par_start, par, child_start, child,
+ * best_parent, longest, depth, the lemma map's slot table (capacity, keys as pool offsets or -1,
+ * values), lemma_start, lemma_syn, the exception map's slot table, exc_start, exc_base (pool
+ * offsets); each item padded to 8 bytes and the whole to 32, then the u64 checksum of everything
+ * before it. A reader maps the file and uses the arrays where they lie: a warm load reads no
+ * text, copies no table and hashes no key (15 M instructions, against 119 M for the copying
+ * reader of format 001 with its byte-wise checksum). */
+static const char cache_magic[8] = {'C', 'F', 'X', 'W', 'N', '0', '0', '2'};
 
 /* The cache file's path for the database in dir; false when there is to be no cache. */
 static bool cache_path(const char *dir, char *out, size_t cap, uint64_t *key) {
@@ -593,6 +599,7 @@ static bool cache_path(const char *dir, char *out, size_t cap, uint64_t *key) {
     uint64_t h = cfx_fnv1a(CFX_FNV1A_INIT, real, strlen(real) + 1);
     const uint32_t shape = (uint32_t)sizeof(void *) | 0x01020300u; /* word size, byte order */
     h = cfx_fnv1a(h, &shape, sizeof shape);
+    h = cfx_fnv1a(h, cache_magic, sizeof cache_magic); /* a new format gets a new file */
     static const char *const files[] = {"index.noun", "data.noun", "noun.exc"};
     for (int i = 0; i < 3; i++) {
         char path[4200];
@@ -628,9 +635,9 @@ typedef struct {
 
 static void put(bytes *b, const void *data, size_t n) {
     if (b->failed) return;
-    if (b->len + n > b->cap) {
+    if (b->len + n + 8 > b->cap) {
         size_t cap = b->cap ? b->cap : 1 << 22;
-        while (b->len + n > cap) cap *= 2;
+        while (b->len + n + 8 > cap) cap *= 2;
         char *q = cfx_realloc(b->p, cap);
         if (!q) {
             b->failed = true;
@@ -640,22 +647,52 @@ static void put(bytes *b, const void *data, size_t n) {
     }
     memcpy(b->p + b->len, data, n);
     b->len += n;
+    while (b->len % 8) b->p[b->len++] = '\0'; /* every array starts 8-aligned in the file */
 }
 
-/* A map's entries as (pool offset of the key, value) pairs in slot order. */
+/* A map's slot table: the capacity, then each slot's key as a pool offset (-1 when empty), then
+ * each slot's value. Read back as it is, the table needs no hashing. */
 static void put_map(bytes *b, const cfx__strmap *m, const char *strings) {
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i]) {
-            int64_t kv[2] = {m->keys[i] - strings, m->vals[i]};
-            put(b, kv, sizeof kv);
-        }
+    uint64_t cap = m->cap;
+    put(b, &cap, sizeof cap);
+    int64_t *at = cap ? cfx_malloc(cap * sizeof *at) : NULL;
+    if (cap && !at) {
+        b->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < cap; i++) at[i] = m->keys[i] ? m->keys[i] - strings : -1;
+    put(b, at, cap * sizeof *at);
+    put(b, m->vals, cap * sizeof *m->vals);
+    cfx_free(at);
 }
 
 static void put_strings(bytes *b, const char *const *s, int32_t n, const char *strings) {
-    for (int32_t i = 0; i < n; i++) {
-        int64_t at = s[i] - strings;
-        put(b, &at, sizeof at);
+    int64_t *at = cfx_malloc(((size_t)n + 1) * sizeof *at);
+    if (!at) {
+        b->failed = true;
+        return;
     }
+    for (int32_t i = 0; i < n; i++) at[i] = s[i] - strings;
+    put(b, at, (size_t)n * sizeof *at);
+    cfx_free(at);
+}
+
+/* The cache's checksum: FNV-1a over 8-byte words in four interleaved lanes (a byte-wise FNV-1a
+ * of the 10 MB took 60 M instructions, a quarter of `concepts nearest`), the lanes then folded
+ * the same way. Each step is a bijection of the lane, so any one changed word changes the sum.
+ * n is a multiple of 32 (the writer pads the file). */
+static uint64_t checksum(const char *p, size_t n) {
+    const uint64_t prime = 1099511628211ull;
+    uint64_t lane[4] = {CFX_FNV1A_INIT, CFX_FNV1A_INIT ^ 1, CFX_FNV1A_INIT ^ 2, CFX_FNV1A_INIT ^ 3};
+    for (size_t i = 0; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * k, sizeof w);
+            lane[k] = (lane[k] ^ w) * prime;
+        }
+    uint64_t h = CFX_FNV1A_INIT ^ n;
+    for (int k = 0; k < 4; k++) h = (h ^ lane[k]) * prime;
+    return h;
 }
 
 /* Writes the cache (atomically: a temporary renamed into place); failures are ignored. */
@@ -664,14 +701,14 @@ static void cache_write(const cfx_wordnet *wn, const char *path, uint64_t key) {
     const int32_t npar = wn->par_start[wn->n], nchild = wn->child_start[wn->n];
     const int32_t counts[8] = {
         wn->n, npar, nchild, (int32_t)wn->lemmas.n, wn->nsenses, (int32_t)wn->exc.n, wn->nbases, 0};
-    const int32_t nl = wn->nlemmas, nf = wn->nforms;
+    const int32_t sizes[2] = {wn->nlemmas, wn->nforms};
     uint64_t pool_len = wn->pool_len;
     put(&b, cache_magic, sizeof cache_magic);
     put(&b, &key, sizeof key);
     put(&b, counts, sizeof counts);
     put(&b, &pool_len, sizeof pool_len);
-    put(&b, &nl, sizeof nl);
-    put(&b, &nf, sizeof nf);
+    put(&b, sizes, sizeof sizes);
+    put(&b, wn->pool, wn->pool_len);
     put(&b, wn->offset, (size_t)wn->n * sizeof(int32_t));
     put_strings(&b, wn->name, wn->n, wn->pool);
     put(&b, wn->par_start, ((size_t)wn->n + 1) * sizeof(int32_t));
@@ -682,13 +719,14 @@ static void cache_write(const cfx_wordnet *wn, const char *path, uint64_t key) {
     put(&b, wn->longest, (size_t)wn->n * sizeof(int32_t));
     put(&b, wn->depth, (size_t)wn->n * sizeof(int32_t));
     put_map(&b, &wn->lemmas, wn->pool);
-    put(&b, wn->lemma_start, ((size_t)nl + 1) * sizeof(int32_t));
+    put(&b, wn->lemma_start, ((size_t)wn->nlemmas + 1) * sizeof(int32_t));
     put(&b, wn->lemma_syn, (size_t)wn->nsenses * sizeof(int32_t));
     put_map(&b, &wn->exc, wn->pool);
-    put(&b, wn->exc_start, ((size_t)nf + 1) * sizeof(int32_t));
+    put(&b, wn->exc_start, ((size_t)wn->nforms + 1) * sizeof(int32_t));
     put_strings(&b, wn->exc_base, wn->nbases, wn->pool);
-    put(&b, wn->pool, wn->pool_len);
-    uint64_t sum = b.failed ? 0 : cfx_fnv1a(CFX_FNV1A_INIT, b.p, b.len);
+    static const char zero[32];
+    if (!b.failed && b.len % 32) put(&b, zero, 32 - b.len % 32);
+    uint64_t sum = b.failed ? 0 : checksum(b.p, b.len);
     put(&b, &sum, sizeof sum);
     if (!b.failed) {
         char tmp[4500];
@@ -701,135 +739,166 @@ static void cache_write(const cfx_wordnet *wn, const char *path, uint64_t key) {
     cfx_free(b.p);
 }
 
-/* A reader over the cache's bytes; any read past the end or any bad index sets bad. */
+/* A reader over the mapped cache; any read past the end or any bad index sets bad. Arrays are
+ * used in place (the file keeps each one 8-aligned), so reading copies nothing but the string
+ * pointers and the maps' key pointers. */
 typedef struct {
     const char *p, *end;
     bool bad;
 } reader;
 
-static void *take(reader *r, size_t n, size_t extra) {
-    if (r->bad || (size_t)(r->end - r->p) < n) {
+static const void *view(reader *r, size_t n) {
+    size_t padded = (n + 7) & ~(size_t)7;
+    if (r->bad || (size_t)(r->end - r->p) < padded) {
         r->bad = true;
         return NULL;
     }
-    void *out = cfx_malloc(n + extra);
-    if (!out) {
-        r->bad = true;
-        return NULL;
-    }
-    memcpy(out, r->p, n);
-    r->p += n;
+    const void *out = r->p;
+    r->p += padded;
     return out;
 }
 
 static void get(reader *r, void *out, size_t n) {
-    if (r->bad || (size_t)(r->end - r->p) < n) {
-        r->bad = true;
-        return;
-    }
-    memcpy(out, r->p, n);
-    r->p += n;
+    const void *p = view(r, n);
+    if (p) memcpy(out, p, n);
 }
 
 /* An index array: n values, each in [lo, hi). */
-static int32_t *take_index(reader *r, int32_t n, int32_t lo, int32_t hi, size_t extra) {
-    int32_t *a = take(r, (size_t)n * sizeof *a, extra * sizeof *a);
-    for (int32_t i = 0; a && i < n; i++)
-        if (a[i] < lo || a[i] >= hi) r->bad = true;
-    return a;
+static int32_t *take_index(reader *r, int32_t n, int32_t lo, int32_t hi) {
+    const int32_t *a = view(r, (size_t)n * sizeof *a);
+    int32_t mn = INT32_MAX, mx = INT32_MIN; /* (a min and max that vectorise) */
+    for (int32_t i = 0; a && i < n; i++) {
+        mn = a[i] < mn ? a[i] : mn;
+        mx = a[i] > mx ? a[i] : mx;
+    }
+    if (n > 0 && (mn < lo || mx >= hi)) r->bad = true;
+    return (int32_t *)a;
 }
 
 /* A start array: n + 1 non-decreasing values from 0 to total. */
-static int32_t *take_starts(reader *r, int32_t n, int32_t total, size_t extra) {
-    int32_t *a = take_index(r, n + 1, 0, total + 1, extra);
-    for (int32_t i = 0; a && i < n; i++)
-        if (a[i] > a[i + 1]) r->bad = true;
+static int32_t *take_starts(reader *r, int32_t n, int32_t total) {
+    int32_t *a = take_index(r, n + 1, 0, total + 1);
+    int down = 0;
+    for (int32_t i = 0; a && i < n; i++) down |= a[i] > a[i + 1];
+    if (down) r->bad = true;
     if (a && (a[0] != 0 || a[n] != total)) r->bad = true;
     return a;
 }
 
 /* Pool offsets made pointers: each must start a string inside the pool. */
 static const char **take_strings(reader *r, int32_t n, const char *strings, size_t len) {
-    int64_t *at = take(r, (size_t)n * sizeof *at, 0);
+    const int64_t *at = view(r, (size_t)n * sizeof *at);
     const char **s = at ? cfx_malloc(((size_t)n + 1) * sizeof *s) : NULL;
     if (at && !s) r->bad = true;
     for (int32_t i = 0; s && i < n; i++) {
         if (at[i] < 0 || (uint64_t)at[i] >= len) r->bad = true;
         s[i] = r->bad ? strings : strings + at[i];
     }
-    cfx_free(at);
     return s;
 }
 
-/* A map's (key offset, value) pairs into m, values in [0, hi). */
+/* A map's slot table into m: n keys, values in [0, hi), at most half the slots used (a probe
+ * must meet an empty slot). Keys are not rehashed: a table that was damaged so that keys sit in
+ * the wrong slots would only miss lookups, and the checksum rules that out. */
 static void take_map(reader *r, cfx__strmap *m, int32_t n, int32_t hi, const char *strings,
                      size_t len) {
-    int64_t *kv = take(r, (size_t)n * 2 * sizeof *kv, 0);
-    if (kv && cfx__strmap_reserve(m, (size_t)n) != CFX_OK) r->bad = true;
-    for (int32_t i = 0; kv && !r->bad && i < n; i++) {
-        if (kv[2 * i] < 0 || (uint64_t)kv[2 * i] >= len || kv[2 * i + 1] < 0 ||
-            kv[2 * i + 1] >= hi || cfx__strmap_put(m, strings + kv[2 * i], (int32_t)kv[2 * i + 1]))
-            r->bad = true;
+    uint64_t cap = 0;
+    get(r, &cap, sizeof cap);
+    if (r->bad || cap < 16 || (cap & (cap - 1)) || cap > ((uint64_t)1 << 32) ||
+        2 * (uint64_t)n > cap) {
+        r->bad = true;
+        return;
     }
-    cfx_free(kv);
+    const int64_t *at = view(r, cap * sizeof *at);
+    const int32_t *val = view(r, cap * sizeof *val);
+    if (r->bad) return;
+    m->keys = cfx_malloc(cap * sizeof *m->keys);
+    m->vals = cfx_malloc(cap * sizeof *m->vals);
+    if (!m->keys || !m->vals) {
+        r->bad = true;
+        return;
+    }
+    m->cap = cap;
+    size_t used = 0;
+    for (size_t i = 0; i < cap; i++) {
+        m->vals[i] = val[i];
+        if (at[i] == -1) {
+            m->keys[i] = NULL;
+            continue;
+        }
+        if (at[i] < 0 || (uint64_t)at[i] >= len || val[i] < 0 || val[i] >= hi) r->bad = true;
+        m->keys[i] = r->bad ? NULL : strings + at[i];
+        used++;
+    }
+    m->n = used;
+    if (used != (size_t)n) r->bad = true;
 }
 
-/* Fills wn from the cache file at path; false (wn left for cfx_wordnet_free) when it is
- * missing, from another key, damaged or out of memory. */
+/* Fills wn from the cache file at path, mapped and used in place; false (wn left for
+ * cfx_wordnet_free) when it is missing, from another key, damaged or out of memory. */
 static bool cache_read(cfx_wordnet *wn, const char *path, uint64_t key) {
-    char *data = NULL;
-    size_t size = 0;
-    if (access(path, R_OK) != 0 || cfx_file_read_all(path, &data, &size) != CFX_OK) return false;
-    reader r = {data, data + size, false};
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0) return false;
+    if (fstat(fd, &st) != 0 || st.st_size < 128 || st.st_size % 8 != 0) {
+        close(fd);
+        return false;
+    }
+    size_t size = (size_t)st.st_size;
+    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return false;
+    wn->map = m, wn->map_len = size;
+    const char *data = m;
+    reader r = {data, data + size - 8, false};
     char magic[8];
     uint64_t k = 0, pool_len = 0, sum = 0;
-    int32_t c[8] = {0}, nl = 0, nf = 0;
-    if (size < sizeof sum || (memcpy(&sum, data + size - sizeof sum, sizeof sum),
-                              sum != cfx_fnv1a(CFX_FNV1A_INIT, data, size - sizeof sum)))
-        r.bad = true;
-    r.end -= sizeof sum;
+    int32_t c[8] = {0}, sizes[2] = {0};
+    memcpy(&sum, data + size - 8, sizeof sum);
+    if ((size - 8) % 32 || sum != checksum(data, size - 8)) r.bad = true;
     get(&r, magic, sizeof magic);
     get(&r, &k, sizeof k);
     get(&r, c, sizeof c);
     get(&r, &pool_len, sizeof pool_len);
-    get(&r, &nl, sizeof nl);
-    get(&r, &nf, sizeof nf);
+    get(&r, sizes, sizeof sizes);
+    const int32_t nl = sizes[0], nf = sizes[1];
     if (r.bad || memcmp(magic, cache_magic, sizeof magic) || k != key || c[0] < 1 || c[1] < 0 ||
         c[2] < 0 || c[3] < 0 || c[4] < 0 || c[5] < 0 || c[6] < 0 || nl < c[3] || nf < c[5] ||
         pool_len < 1 || pool_len > size)
         r.bad = true;
     const int32_t n = c[0];
-    /* The pool sits at the end: find it first, so string offsets can be checked as read. */
     if (!r.bad) {
-        const char *pool_at = r.end - pool_len;
-        if (pool_at < r.p || pool_at[pool_len - 1] != '\0') r.bad = true;
-        if (!r.bad && (wn->pool = cfx_malloc(pool_len))) memcpy(wn->pool, pool_at, pool_len);
-        if (!wn->pool) r.bad = true;
-        r.end = pool_at;
+        const char *pool_at = view(&r, pool_len);
+        if (pool_at && pool_at[pool_len - 1] != '\0') r.bad = true;
+        wn->pool = (char *)pool_at;
         wn->pool_len = pool_len;
     }
     if (!r.bad) {
         wn->n = n, wn->nlemmas = nl, wn->nsenses = c[4], wn->nforms = nf, wn->nbases = c[6];
-        wn->offset = take(&r, (size_t)n * sizeof(int32_t), 0);
+        wn->offset = (int32_t *)view(&r, (size_t)n * sizeof(int32_t));
         wn->name = take_strings(&r, n, wn->pool, pool_len);
-        wn->par_start = take_starts(&r, n, c[1], 0);
-        wn->par = take_index(&r, c[1], 0, n, 1);
-        wn->child_start = take_starts(&r, n, c[2], 1);
-        wn->child = take_index(&r, c[2], 0, n, 1);
-        wn->best_parent = take_index(&r, n, -1, n, 0);
-        wn->longest = take_index(&r, n, 1, n + 1, 0);
-        wn->depth = take_index(&r, n, -1, n, 0);
+        wn->par_start = take_starts(&r, n, c[1]);
+        wn->par = take_index(&r, c[1], 0, n);
+        wn->child_start = take_starts(&r, n, c[2]);
+        wn->child = take_index(&r, c[2], 0, n);
+        wn->best_parent = take_index(&r, n, -1, n);
+        wn->longest = take_index(&r, n, 1, n + 1);
+        wn->depth = take_index(&r, n, -1, n);
         take_map(&r, &wn->lemmas, c[3], nl, wn->pool, pool_len);
-        wn->lemma_start = take_starts(&r, nl, c[4], 0);
-        wn->lemma_syn = take_index(&r, c[4], 0, n, 1);
+        wn->lemma_start = take_starts(&r, nl, c[4]);
+        wn->lemma_syn = take_index(&r, c[4], 0, n);
         take_map(&r, &wn->exc, c[5], nf, wn->pool, pool_len);
-        wn->exc_start = take_starts(&r, nf, c[6], 0);
+        wn->exc_start = take_starts(&r, nf, c[6]);
         wn->exc_base = take_strings(&r, c[6], wn->pool, pool_len);
         for (int32_t i = 1; !r.bad && i < n; i++)
             if (wn->offset[i - 1] >= wn->offset[i]) r.bad = true; /* searched by bisection */
-        if (r.p != r.end) r.bad = true;
+        if (!r.bad && (size_t)(r.end - r.p) >= 32) r.bad = true;  /* only the padding is left */
+        /* The concept paths follow best parents: each must be one node shorter. */
+        for (int32_t s = 0; !r.bad && s < n; s++) {
+            int32_t bp = wn->best_parent[s];
+            if (bp < 0 ? wn->longest[s] != 1 : wn->longest[bp] != wn->longest[s] - 1) r.bad = true;
+        }
     }
-    cfx_free(data);
     return !r.bad;
 }
 
@@ -1094,21 +1163,25 @@ void cfx_wordnet_free(cfx_wordnet *wn) {
 }
 
 static void clear(cfx_wordnet *wn) {
-    cfx_free(wn->offset);
+    if (!wn->map) {
+        cfx_free(wn->offset);
+        cfx_free(wn->par_start);
+        cfx_free(wn->par);
+        cfx_free(wn->child_start);
+        cfx_free(wn->child);
+        cfx_free(wn->best_parent);
+        cfx_free(wn->longest);
+        cfx_free(wn->depth);
+        cfx_free(wn->lemma_start);
+        cfx_free(wn->lemma_syn);
+        cfx_free(wn->exc_start);
+        cfx_free(wn->pool);
+    } else {
+        munmap(wn->map, wn->map_len);
+    }
     cfx_free((void *)wn->name);
-    cfx_free(wn->par_start);
-    cfx_free(wn->par);
-    cfx_free(wn->child_start);
-    cfx_free(wn->child);
-    cfx_free(wn->best_parent);
-    cfx_free(wn->longest);
-    cfx_free(wn->depth);
     cfx__strmap_deinit(&wn->lemmas);
-    cfx_free(wn->lemma_start);
-    cfx_free(wn->lemma_syn);
     cfx__strmap_deinit(&wn->exc);
-    cfx_free(wn->exc_start);
     cfx_free((void *)wn->exc_base);
-    cfx_free(wn->pool);
     memset(wn, 0, sizeof *wn);
 }
