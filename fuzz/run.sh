@@ -19,7 +19,7 @@ total=0
 for t in "$@"; do
     case "$t" in
         checkpoint) max=4096 ;;
-        npy | idx | image | concepts | manifest | llm) max=65536 ;;
+        npy | idx | image | concepts | manifest | llm | wordnet) max=65536 ;;
         *) max=262144 ;;
     esac
     mkdir -p "$build/corpus/$t"

@@ -16,6 +16,7 @@
 #   checkpoint      a checkpoint of build-fuzz/fuzz/checkpoint's model (CFX_FUZZ_WRITE_SEED)
 #   llm             chat-completions replies (a string, text parts, an error, no choices), each
 #                   with a two-line answer cache
+#   wordnet         the binary cache cfx writes for a small WordNet (fuzz/tiny_wordnet.py)
 #   bundle, run     `cfx competency fit` (on the bundle target's models) and `cfx counterfactual`
 #                   on tiny signs, packed by fuzz/pack.py
 set -eu
@@ -50,12 +51,26 @@ for name, r in replies.items():
 PY
 }
 llm_seeds
+# WordNet's binary cache: the cache cfx writes for a small WordNet (fuzz/tiny_wordnet.py).
+wordnet_seeds() {
+    [ -d "$corpus/wordnet" ] && return 0
+    tw="$build/seedwork-wordnet"
+    rm -rf "$tw"
+    $py "$here/tiny_wordnet.py" "$tw/db" >/dev/null &&
+        CFX_CACHE_DIR="$tw/cache" "$cfx" concepts cost dog,chair sandal,person --wordnet "$tw/db" \
+            >/dev/null || { echo "seeds.sh: the small WordNet's cache failed" >&2; exit 1; }
+    mkdir -p "$corpus/wordnet"
+    cp "$tw"/cache/wordnet-*.bin "$corpus/wordnet/tiny.bin"
+    rm -rf "$tw"
+}
+wordnet_seeds
 if [ -f "$corpus/.done" ]; then exit 0; fi
 rm -rf "$corpus" "$build/seedwork"
 mkdir -p "$build/seedwork"
 w=$(realpath "$build/seedwork")
 for t in npy idx image onnx manifest concepts checkpoint bundle run; do mkdir -p "$corpus/$t"; done
 llm_seeds
+wordnet_seeds
 log="$w/seeds.log"
 run() { "$@" >>"$log" 2>&1 || { echo "seeds.sh: failed: $* (see $log)" >&2; tail -n 5 "$log" >&2; exit 1; }; }
 

@@ -25,7 +25,7 @@
  *   loop_run       a run of the loop read back; FID, CMMD and S3 of its flips
  *   study          the human study's answers beside the loops (Table 2)
  *   planner_llm    a vision LLM that picks local mode's next edit
- * hungarian needs nothing from this header; wordnet only declares its test hook here. */
+ * hungarian needs nothing from this header; wordnet only declares its test and fuzz hooks here. */
 #ifndef CFX_CONCEPTS_CONCEPTS_H
 #define CFX_CONCEPTS_CONCEPTS_H
 
@@ -36,6 +36,12 @@
 
 /* Whether wn was read from its binary cache (wordnet.c) rather than parsed: for the tests. */
 bool cfx__wordnet_from_cache(const cfx_wordnet *wn);
+/* For fuzz/fuzz_wordnet.c: the cache file at path read as cfx_wordnet_load reads its own, with
+ * key the key it must hold (NULL when the cache is refused), and the checksum a cache file's
+ * last 8 bytes hold, of its n bytes before them, so that a mutated file can be made to pass it
+ * and reach the checks after it. */
+cfx_wordnet *cfx__wordnet_cache_open(const char *path, uint64_t key);
+uint64_t cfx__wordnet_cache_checksum(const void *p, size_t n);
 
 /* Ascending int32_t, for qsort (concept lists and set elements). */
 static inline int cfx__concepts_cmp_i32(const void *a, const void *b) {

@@ -928,6 +928,20 @@ cfx_wordnet *cfx_wordnet_load(const char *dir) {
     return wn;
 }
 
+cfx_wordnet *cfx__wordnet_cache_open(const char *path, uint64_t key) {
+    cfx_wordnet *wn = cfx_calloc(1, sizeof *wn);
+    if (wn && !cache_read(wn, path, key)) {
+        cfx_wordnet_free(wn);
+        return NULL;
+    }
+    if (wn) wn->from_cache = true;
+    return wn;
+}
+
+uint64_t cfx__wordnet_cache_checksum(const void *p, size_t n) {
+    return checksum(p, n);
+}
+
 bool cfx__wordnet_from_cache(const cfx_wordnet *wn) {
     return wn->from_cache;
 }
