@@ -512,6 +512,7 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
         .blocked_x = a->blocked_in0,
         .blocked_y = a->blocked_out,
         .relu = a->relu,
+        .sum = a->sum != NULL,
     };
     if (path != CFX__CONV_PATH_REF && !p->direct) p->dn = cfx__conv_dnnl_new(&p->geom, &o);
     /* conv_blocked_ok promised oneDNN for a blocked input or output: the other paths read NCHW. */
@@ -568,11 +569,17 @@ static void conv_forward(const cfx__op_args *a) {
         direct_run(p, true, a->in[0]->data, a->in[1]->data, b, a->out->data, a->work);
         direct_runs++;
     } else {
-        /* oneDNN applies a fused ReLU itself (a post-op). */
-        if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data))
+        /* oneDNN applies a fused Add and ReLU itself (post-ops). */
+        if (p->dn &&
+            cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->sum, a->out->data))
             return;
         cfx__conv_ref_fwd(g, a->in[0]->data, a->in[1]->data, a->out->data, 0.0f, a->work);
         if (b) bias_fwd(a->out->data, b, g->N, g->Co, g->Ho * g->Wo);
+    }
+    if (a->sum) {
+        float *y = a->out->data;
+        const float *r = a->sum;
+        for (int64_t i = 0; i < a->out->numel; i++) y[i] += r[i];
     }
     if (a->relu) cfx__relu_rows(a->out->data, g->N * g->Co, g->Ho * g->Wo, g->Ho * g->Wo);
 }
@@ -625,7 +632,8 @@ static void convt_forward(const cfx__op_args *a) {
     const cfx__conv_geom *g = &p->geom;
     const float *b = bias_of(a);
     /* oneDNN's deconvolution runs without the bias (conv_dnnl.c): it is added here. */
-    if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, NULL, a->out->data)) {
+    if (p->dn &&
+        cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, NULL, NULL, a->out->data)) {
         if (b) bias_fwd(a->out->data, b, g->N, g->Ci, g->Hi * g->Wi);
         return;
     }
@@ -665,7 +673,8 @@ static const cfx__op_def conv_def = {"Conv",
                                      conv_backward,
                                      .assigns_grads = true,
                                      .blocked_ok = conv_blocked_ok,
-                                     .fuses_relu = true};
+                                     .fuses_relu = true,
+                                     .fuses_sum = true};
 /* ConvTranspose fuses no ReLU: oneDNN 2.6's deconvolution with an eltwise post-op ran 5x
  * slower than without it and a separate ReLU (25 ms against 5 at batch 50, 64 -> 32 channels,
  * 8 -> 16 pixels, one thread), so the ReLU stays its own op. */
