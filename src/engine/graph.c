@@ -462,7 +462,10 @@ static void plan_fusion(cfx_graph *g) {
         if (!a->op->fuses_relu || a->alias || !private_value(g, a->out)) continue;
         bool conv = strcmp(a->op->name, "Conv") == 0;
         int slot = 0, ui = only_reader(g, a->out, &slot), r = -1;
-        if (ui >= 0 && a->op->fuses_sum && (r = fusable_sum(g, i, ui, slot)) >= 0) {
+        /* (A blocked output would not match the NCHW summand; plan_blocked_chains gives one
+         * only to an op read by an any_layout op, never an Add, so this is a safeguard.) */
+        if (ui >= 0 && a->op->fuses_sum && !a->blocked_out &&
+            (r = fusable_sum(g, i, ui, slot)) >= 0) {
             cfx__node *u = &g->nodes[ui];
             int ri = fusable_relu(g, u->out);
             a->sum_in = r;
