@@ -345,7 +345,9 @@ void cfx_graph_free(cfx_graph *g);
 int cfx_graph_input(cfx_graph *g, const char *name, int ndim, const int64_t *shape);
 /* A trainable parameter, zero until filled (after compile its data sits in the block). */
 int cfx_graph_param(cfx_graph *g, const char *name, int ndim, const int64_t *shape);
-/* A frozen tensor; data (numel floats) is copied, NULL means zeros. */
+/* A frozen tensor; data (numel floats) is copied, NULL means zeros. A Conv or ConvTranspose
+ * that reads it as its weights keeps a copy in oneDNN's layout from its first pass on: fill
+ * such a constant before the first forward. */
 int cfx_graph_const(cfx_graph *g, const char *name, int ndim, const int64_t *shape,
                     const float *data);
 /* Marks a value as a graph output (for export and lookups) under a name. An output's tensor and

@@ -263,6 +263,7 @@ void cfx__node_args(cfx_graph *g, const cfx__node *n, cfx__op_args *a, bool with
         if (n->in[i] < 0) continue;
         cfx__value *v = &g->values[n->in[i]];
         a->in[i] = &v->t;
+        a->in_const[i] = v->kind == CFX_VALUE_CONST;
         if (with_grads && v->needs_grad) a->din[i] = v->grad;
     }
     a->out = &g->values[n->out].t;

@@ -43,6 +43,9 @@ typedef struct cfx__op_args {
      * and sum (same shape, NCHW) was fused into it (plan_fusion). Forward writes result + sum
      * (then the ReLU, with relu) into out, which is then the Add's (or its ReLU's) output. */
     const float *sum;
+    /* prepare only: input i is a constant (CFX_VALUE_CONST), whose data does not change while
+     * the plan stands (cfx_graph_const), so an op may keep a copy of it in its own layout. */
+    bool in_const[CFX_OP_MAX_IN];
 } cfx__op_args;
 
 /* What infer fills. */

@@ -513,6 +513,7 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
         .blocked_y = a->blocked_out,
         .relu = a->relu,
         .sum = a->sum != NULL,
+        .const_w = a->in_const[1],
     };
     if (path != CFX__CONV_PATH_REF && !p->direct) p->dn = cfx__conv_dnnl_new(&p->geom, &o);
     /* conv_blocked_ok promised oneDNN for a blocked input or output: the other paths read NCHW. */

@@ -46,6 +46,8 @@ typedef struct {
     dnnl_primitive_t reorder; /* user -> inner (ARG_IN) or inner -> user (ARG_OUT/ACC) */
     dnnl_primitive_t store;   /* ARG_ACC: inner -> user without the sum, for a fresh buffer */
     dnnl_primitive_t load;    /* forward dst with a fused sum: user -> inner, the summand in */
+    bool keep;                /* ARG_IN of constant weights (opts.const_w): reordered once */
+    const void *kept;         /* the buffer whose reorder inner holds, or NULL */
     bool same;                /* ARG_ACC: user has the primitive's layout: a fresh buffer is
                                * written by the primitive itself, no reorder */
     void *buf;                /* storage of inner when it is separate */
@@ -329,6 +331,7 @@ static bool build_steps(cfx__conv_dnnl *d) {
              arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DST, ARG_OUT, &y_u, s->pd) &&
              (!fwd_bias || arg_init(&s->args[s->nargs++], DNNL_ARG_BIAS, ARG_IN, &b_u, s->pd));
+        s->args[1].keep = d->o.const_w;
         dn_arg *dst = &s->args[2];
         if (ok && d->o.sum && dst->reorder) {
             dnnl_primitive_desc_t rpd = NULL;
@@ -365,6 +368,7 @@ static bool build_steps(cfx__conv_dnnl *d) {
         ok = ok && arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_SRC, ARG_ACC, &x_u, s->pd);
+        if (ok) s->args[1].keep = d->o.const_w;
     }
     if (ok && d->o.need_dw) {
         dn_step *s = &d->bwd_w;
@@ -535,9 +539,10 @@ static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dn
             ea[n++] = (dnnl_exec_arg_t){a->id, a->user};
             continue;
         }
-        if (a->dir == ARG_IN && a->reorder) {
+        if (a->dir == ARG_IN && a->reorder && !(a->keep && a->kept && a->kept == ptrs[i])) {
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
             DN_TRY(dnnl_primitive_execute(a->reorder, d->stream, 2, ra));
+            a->kept = a->keep ? ptrs[i] : NULL;
         }
         ea[n++] = (dnnl_exec_arg_t){a->id, a->inner};
     }
