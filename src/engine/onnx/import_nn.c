@@ -80,11 +80,20 @@ static cfx_status window_attrs(cfx__onnx_ctx *c, const cfx_tensor *x, int64_t kh
     return auto_pad(c, ap, x->shape[3], kw, stride[1], dil[1], &pad[1], &pad[3]);
 }
 
+/* The folded constant for tensor name (decoded), or NULL when it is none; a constant whose
+ * data cannot be decoded (out of memory) sets *st, so that folding never hides an error. */
+static const cfx__onnx_entry *fold_const(cfx__onnx_ctx *c, const char *name, cfx_status *st) {
+    cfx__onnx_entry *e = name ? cfx__onnx_lookup(c, name) : NULL;
+    if (!e || !e->known || e->id >= 0 || *st != CFX_OK) return NULL;
+    if ((*st = cfx__onnx_entry_decode(c, e)) != CFX_OK) return NULL;
+    return e;
+}
+
 /* BatchNormalization folding (a frozen import, cfx_graph_fusions): the BatchNormalization
  * that alone reads the output of the Conv being imported, with constant scale, bias, mean and
- * variance of co elements and its output 0 only, or NULL. The Conv's output must not be a
- * wanted output or a cut input. */
-static const Onnx__NodeProto *foldable_bn(cfx__onnx_ctx *c, int64_t co) {
+ * variance of co elements and its output 0 only, or NULL (with *st set when reading them ran
+ * out of memory). The Conv's output must not be a wanted output or a cut input. */
+static const Onnx__NodeProto *foldable_bn(cfx__onnx_ctx *c, int64_t co, cfx_status *st) {
     if (!c->o->frozen || c->o->no_fuse || c->g->no_fuse || c->node->n_output != 1) return NULL;
     const char *y = cfx__onnx_out_name(c->node, 0);
     if (!y || cfx__onnx_in_list(c->want, c->nwant, y) ||
@@ -107,7 +116,7 @@ static const Onnx__NodeProto *foldable_bn(cfx__onnx_ctx *c, int64_t co) {
     for (size_t j = 1; j < bn->n_output; j++)
         if (cfx__onnx_out_name(bn, j)) return NULL;
     for (size_t j = 1; j < 5; j++) {
-        const cfx__onnx_entry *e = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, j));
+        const cfx__onnx_entry *e = fold_const(c, cfx__onnx_in_name(bn, j), st);
         if (!e || e->dtype != CFX__ONNX_FLOAT || e->numel != co) return NULL;
     }
     return bn;
@@ -121,15 +130,16 @@ static const Onnx__NodeProto *foldable_bn(cfx__onnx_ctx *c, int64_t co) {
 static cfx_status fold_bn(cfx__onnx_ctx *c, const Onnx__NodeProto *bn, int64_t co, int *w, int *b,
                           bool *done) {
     *done = false;
-    const cfx__onnx_entry *we = cfx__onnx_const_of(c, cfx__onnx_input(c, 1));
-    const cfx__onnx_entry *be =
-        cfx__onnx_input(c, 2) ? cfx__onnx_const_of(c, cfx__onnx_input(c, 2)) : NULL;
+    cfx_status st = CFX_OK;
+    const cfx__onnx_entry *we = fold_const(c, cfx__onnx_input(c, 1), &st);
+    const cfx__onnx_entry *be = fold_const(c, cfx__onnx_input(c, 2), &st);
+    if (st != CFX_OK) return st;
     if (!we || we->dtype != CFX__ONNX_FLOAT || we->ndim != 4 || we->shape[0] != co ||
         (cfx__onnx_input(c, 2) && (!be || be->dtype != CFX__ONNX_FLOAT || be->numel != co)))
         return CFX_OK;
     float *nw = cfx_malloc((size_t)we->numel * sizeof *nw),
           *nb = cfx_malloc((size_t)co * sizeof *nb);
-    cfx_status st = nw && nb ? CFX_OK : CFX_ENOMEM;
+    st = nw && nb ? CFX_OK : CFX_ENOMEM;
     const cfx__onnx_entry *sc = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, 1)),
                           *bi = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, 2)),
                           *mu = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, 3)),
@@ -166,8 +176,10 @@ static cfx_status imp_conv_any(cfx__onnx_ctx *c, bool transpose) {
      * graph values (which would keep them in the graph unused). */
     int w = -1, b = -1;
     bool folded = false;
-    const cfx__onnx_entry *we = transpose ? NULL : cfx__onnx_const_of(c, cfx__onnx_input(c, 1));
-    const Onnx__NodeProto *bn = we && we->ndim == 4 ? foldable_bn(c, we->shape[0]) : NULL;
+    cfx_status st = CFX_OK;
+    const cfx__onnx_entry *we = transpose ? NULL : fold_const(c, cfx__onnx_input(c, 1), &st);
+    const Onnx__NodeProto *bn = we && we->ndim == 4 ? foldable_bn(c, we->shape[0], &st) : NULL;
+    if (st != CFX_OK) return st;
     if (bn) CFX_TRY(fold_bn(c, bn, we->shape[0], &w, &b, &folded));
     int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     if (!folded) {
