@@ -93,6 +93,8 @@ bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const
                         const float *sum, float *y);
 bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx,
                              bool fresh);
+/* Whether the forward writes y in place, with no reorder from oneDNN's own layout. */
+bool cfx__conv_dnnl_dst_plain(const cfx__conv_dnnl *d);
 /* Passes the oneDNN path has run in this process (tests check that it is taken). */
 long long cfx__conv_dnnl_runs(void);
 /* Primitives built in this process on oneDNN's reference kernels (ref:any), hundreds of times

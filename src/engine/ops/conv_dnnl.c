@@ -502,6 +502,12 @@ static bool threads_ok(cfx__conv_dnnl *d) {
     return false;
 }
 
+bool cfx__conv_dnnl_dst_plain(const cfx__conv_dnnl *d) {
+    for (int p = 0; p < d->nparts; p++)
+        if (!cfx__conv_dnnl_dst_plain(d->parts[p])) return false;
+    return d->nparts || !d->fwd.args[2].reorder;
+}
+
 long long cfx__conv_dnnl_runs(void) {
     return runs;
 }
