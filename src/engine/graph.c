@@ -627,6 +627,8 @@ cfx_graph *cfx__graph_clone(const cfx_graph *g, uint64_t seed) {
     c->nparams = g->nparams;
     c->param_grads_on = g->param_grads_on;
     c->training = g->training;
+    c->no_fuse = g->no_fuse;
+    c->bn_folded = g->bn_folded;
     c->compiled = c->dirty = true;
     c->profile = g->profile; /* each copy prints its own table */
     cfx_rng_init(&c->rng, seed);
