@@ -33,6 +33,16 @@ static void json_tensors(const cfx_onnx_tensor_info *t, int n) {
     printf("]");
 }
 
+/* The graph optimisation cfx applies to the model when it runs it for inference (imported
+ * frozen at batch 1, then planned); false when cfx cannot import or plan it. */
+static bool model_fusions(const char *file, cfx_graph_fusions *f) {
+    cfx_graph *g = cfx_onnx_load(file, &(cfx_onnx_options){.batch = 1, .frozen = 1});
+    bool ok = g && cfx_graph_compile(g) == CFX_OK;
+    if (ok) *f = cfx_graph_fusion_counts(g);
+    cfx_graph_free(g);
+    return ok;
+}
+
 static int model_info(int argc, char **argv) {
     const char *file = NULL;
     int json = 0;
@@ -45,10 +55,15 @@ static int model_info(int argc, char **argv) {
         "model info",
         "Prints an ONNX model's opset, inputs, outputs with shapes (? is symbolic), op counts\n"
         "(ops cfx cannot import are marked) and weight count. Works for models cfx cannot\n"
-        "run.\n",
+        "run. For models it can, also the fusions its graph optimisation applies when it\n"
+        "runs them for inference (none with CFX_NO_FUSE=1).\n",
         opts, CLI_LEN(opts), argc, argv);
     cfx_onnx_info *in = cfx_onnx_info_load(file);
     if (!in) return cli_fail("model info", NULL);
+    cfx_graph_fusions f = {0};
+    bool fused = true;
+    for (int k = 0; k < in->n_op_types; k++) fused &= in->op_supported[k] != 0;
+    fused = fused && model_fusions(file, &f);
     if (json) {
         printf("{\"file\": ");
         cli_json_str(stdout, file);
@@ -71,8 +86,14 @@ static int model_info(int argc, char **argv) {
                 printf("%s", n++ ? ", " : "");
                 cli_json_str(stdout, in->op_types[k]);
             }
-        printf("], \"initializers\": %d, \"parameters\": %lld}\n", in->n_initializers,
+        printf("], \"initializers\": %d, \"parameters\": %lld, \"fusions\": ", in->n_initializers,
                (long long)in->n_weights);
+        if (fused)
+            printf("{\"BatchNormalization into Conv\": %d, \"Conv+Add+Relu\": %d, \"Conv+Add\": "
+                   "%d, \"Conv+Relu\": %d, \"Gemm+Relu\": %d}}\n",
+                   f.bn_into_conv, f.conv_add_relu, f.conv_add, f.conv_relu, f.gemm_relu);
+        else
+            printf("null}\n");
     } else {
         char b[128];
         printf("%s: ONNX IR %lld, opset %lld, producer %s\n", file, (long long)in->ir_version,
@@ -91,6 +112,17 @@ static int model_info(int argc, char **argv) {
                    in->op_supported[k] ? "" : " (unsupported)");
         printf("\n  %d initializers, %lld parameters\n", in->n_initializers,
                (long long)in->n_weights);
+        if (fused) {
+            const char *names[] = {"BatchNormalization into Conv", "Conv+Add+Relu", "Conv+Add",
+                                   "Conv+Relu", "Gemm+Relu"};
+            const int counts[] = {f.bn_into_conv, f.conv_add_relu, f.conv_add, f.conv_relu,
+                                  f.gemm_relu};
+            int any = 0;
+            printf("  fusions:");
+            for (int k = 0; k < 5; k++)
+                if (counts[k]) printf("%s %d %s", any++ ? "," : "", counts[k], names[k]);
+            printf("%s\n", any ? "" : " none");
+        }
     }
     cfx_onnx_info_free(in);
     return 0;
@@ -407,7 +439,8 @@ static int model_bench(int argc, char **argv) {
               opts, CLI_LEN(opts), argc, argv);
     cli_set_threads(threads);
     double t0 = cfx_now();
-    cfx_onnx_options o = {.batch = batch};
+    /* Frozen: weights are constants (no weight gradients), so the import folds batch norms. */
+    cfx_onnx_options o = {.batch = batch, .frozen = 1};
     cfx_graph *g = cfx_onnx_load(file, &o);
     if (!g) return cli_fail("model bench", NULL);
     double t_load = cfx_now() - t0;

@@ -351,7 +351,9 @@ void cfx_graph_free(cfx_graph *g);
 int cfx_graph_input(cfx_graph *g, const char *name, int ndim, const int64_t *shape);
 /* A trainable parameter, zero until filled (after compile its data sits in the block). */
 int cfx_graph_param(cfx_graph *g, const char *name, int ndim, const int64_t *shape);
-/* A frozen tensor; data (numel floats) is copied, NULL means zeros. */
+/* A frozen tensor; data (numel floats) is copied, NULL means zeros. A Conv or ConvTranspose
+ * that reads it as its weights keeps a copy in oneDNN's layout from its first pass on: fill
+ * such a constant before the first forward. */
 int cfx_graph_const(cfx_graph *g, const char *name, int ndim, const int64_t *shape,
                     const float *data);
 /* Marks a value as a graph output (for export and lookups) under a name. An output's tensor and
@@ -411,6 +413,25 @@ size_t cfx_graph_num_params(const cfx_graph *g);
  * Linear and MatMul nodes, the work that dominates a network; other ops are not counted. A
  * forward pass is about 2x this in FLOPs, and a backward to the inputs about as much again. */
 double cfx_graph_forward_macs(const cfx_graph *g);
+/* Graph optimisation. Planning (compile, and a replan) fuses into one kernel call: a ReLU into
+ * the Conv, Gemm or Linear before it, and an Add (of a same-shaped tensor computed earlier,
+ * with the ReLU after it if any) into the Conv before it, as oneDNN post-ops; the ONNX import
+ * of a frozen model folds each BatchNormalization into the Conv before it when nothing else
+ * reads that Conv's output. Outputs, input gradients and parameter gradients (of the graph
+ * as built) stay what the unfused graph gives, up to float rounding. CFX_NO_FUSE=1 in the
+ * environment turns all of it off for every graph, cfx_graph_enable_fusion(g, 0) for one
+ * (before compile, for the ONNX folding: cfx_onnx_options.no_fuse). */
+typedef struct cfx_graph_fusions {
+    int bn_into_conv;  /* BatchNormalizations folded into convolution weights at import */
+    int conv_add_relu; /* Conv + Add + Relu run as one convolution */
+    int conv_add;      /* Conv + Add without a ReLU after it */
+    int conv_relu;     /* Conv + Relu */
+    int gemm_relu;     /* Gemm or Linear + Relu */
+} cfx_graph_fusions;
+/* What the last plan of g fused (zeros before compile). */
+cfx_graph_fusions cfx_graph_fusion_counts(const cfx_graph *g);
+/* Turns graph optimisation on (the default unless CFX_NO_FUSE is set) or off for g. */
+cfx_status cfx_graph_enable_fusion(cfx_graph *g, int on);
 
 /* ======================================================================== ops === */
 /* Builders add one op to a graph and return its output value id (or -1; see cfx_graph). Shapes
@@ -580,8 +601,9 @@ typedef struct cfx_onnx_options {
     /* Size given to a symbolic (named or unknown) first dimension of an input; 0 reads as 1.
      * Change it later with cfx_graph_reshape_input. */
     int64_t batch;
-    /* Non-zero: float initializers become frozen constants instead of trainable parameters.
-     * (Batch-norm running mean and variance are always constants.) */
+    /* Non-zero: float initializers become frozen constants instead of trainable parameters,
+     * and BatchNormalization is folded into the Conv before it (cfx_graph_fusions). (Batch-norm
+     * running mean and variance are always constants.) */
     int frozen;
     /* Intermediate tensors also marked as outputs (penultimate features, a latent code). */
     const char *const *extra_outputs;
@@ -595,6 +617,9 @@ typedef struct cfx_onnx_options {
     int n_inputs;
     /* Prepended to every value name (to put several models in one graph); NULL: none. */
     const char *prefix;
+    /* Non-zero: no BatchNormalization folding at import (see cfx_graph_fusions); the graph's
+     * plan-time fusions are left to cfx_graph_enable_fusion. */
+    int no_fuse;
 } cfx_onnx_options;
 
 /* Reads an ONNX model into a new, not yet compiled graph (add ops, then cfx_graph_compile).

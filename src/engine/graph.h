@@ -36,9 +36,16 @@ typedef struct cfx__op_args {
      * cfx__op_def.blocked_ok), not NCHW. */
     bool blocked_in0, blocked_out;
     /* prepare and forward (ops with cfx__op_def.fuses_relu): a ReLU that reads only this op's
-     * output was fused into it (plan_relu_fusion). Forward writes max(0, result) into out,
+     * output was fused into it (plan_fusion). Forward writes max(0, result) into out,
      * which is then the ReLU's output; the op's own output is never written. */
     bool relu;
+    /* prepare and forward (ops with cfx__op_def.fuses_sum): an Add that reads this op's output
+     * and sum (same shape, NCHW) was fused into it (plan_fusion). Forward writes result + sum
+     * (then the ReLU, with relu) into out, which is then the Add's (or its ReLU's) output. */
+    const float *sum;
+    /* prepare only: input i is a constant (CFX_VALUE_CONST), whose data does not change while
+     * the plan stands (cfx_graph_const), so an op may keep a copy of it in its own layout. */
+    bool in_const[CFX_OP_MAX_IN];
 } cfx__op_args;
 
 /* What infer fills. */
@@ -78,6 +85,12 @@ typedef struct cfx__op_def {
     /* This is ReLU, whose backward reads only its output (y > 0), so a fuses_relu op before it
      * may write y directly and never produce the ReLU's input. */
     bool is_relu;
+    /* The op can add a same-shaped tensor to its result as it writes it (cfx__op_args.sum),
+     * before a fused ReLU; as with fuses_relu, nothing reads its own output's data. */
+    bool fuses_sum;
+    /* This is Add, whose backward passes the gradient on and reads neither input's data, so a
+     * fuses_sum op before it may write its output directly. */
+    bool is_add;
     /* Optional: whether this node mixes images of the batch (BatchNormalization's batch
      * statistics, a Softmax over axis 0), so that running slices of the batch apart would
      * change the result (cfx_trainer's lanes). Ops that move or reduce the batch dimension
@@ -114,8 +127,10 @@ struct cfx__node {
     bool fresh[CFX_OP_MAX_IN];     /* backward: din_fresh of this pass */
     bool blocked_in0, blocked_out; /* planned: see cfx__op_args */
     bool relu;                     /* planned: a ReLU is fused into this op (cfx__op_args.relu) */
-    int relu_out;                  /* planned: that ReLU's output value, or -1 */
-    bool fused;                    /* planned: this ReLU runs inside the op before it */
+    int sum_in;                    /* planned: the value an Add fused into this op adds, or -1 */
+    int relu_out;                  /* planned: the value this op writes instead of its own
+                                    * output (the fused Add's or ReLU's), or -1 */
+    bool fused;                    /* planned: this Add or ReLU runs inside an op before it */
     double prof_fwd, prof_bwd;     /* CFX_PROFILE: seconds spent in forward and backward */
     long prof_nfwd, prof_nbwd;
     bool prof_warm[2]; /* CFX_PROFILE: the first forward / backward has run (and was not timed) */
@@ -138,7 +153,10 @@ struct cfx_graph {
     void *work;
     size_t work_cap;
     bool compiled, dirty, training, param_grads_on, broken;
-    bool shared_params; /* params belong to the graph this one was cloned from */
+    bool no_fuse;  /* CFX_NO_FUSE or cfx_graph_enable_fusion(g, 0): plan fuses nothing */
+    int bn_folded; /* BatchNormalizations the ONNX import folded into convolutions */
+    cfx_graph_fusions fusions; /* what the last plan fused (bn_into_conv from bn_folded) */
+    bool shared_params;        /* params belong to the graph this one was cloned from */
     char error[512];
     cfx_rng rng;
     uint8_t *mark;    /* backward: per value, MARK_* flags */
@@ -163,6 +181,8 @@ cfx_status cfx__graph_forward_until(cfx_graph *g, int end);
 /* cfx_graph_backward; with zero_unreached false, the gradients of parameters the pass does not
  * reach are left as they are (a trainer's head writes those elsewhere). */
 cfx_status cfx__graph_backward(cfx_graph *g, int out, const float *seed, bool zero_unreached);
+/* Whether graph optimisation is off: CFX_NO_FUSE set (and not "0") in the environment. */
+bool cfx__no_fuse_env(void);
 /* Fills the run-time view of node n: input tensors, gradient slots (with_grads), state. */
 void cfx__node_args(cfx_graph *g, const cfx__node *n, cfx__op_args *a, bool with_grads);
 /* The node that produces value id, or NULL. */

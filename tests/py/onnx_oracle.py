@@ -1,7 +1,8 @@
 """PyTorch as the oracle for src/onnx.c: exports a seeded model with torch.onnx.export and writes
 an input, PyTorch's output and the input gradient of sum(output * w) as .npy files.
 
-usage: onnx_oracle.py KIND OUTDIR   (KIND: cnn, ae, mobilenet, squeezenet, resnet18)
+usage: onnx_oracle.py KIND OUTDIR   (KIND: cnn, ae, mobilenet, squeezenet, resnet18, and the
+small graphs of tests/test_fuse.c: fuse_bn, fuse_res, fuse_shared)
 Writes OUTDIR/model.onnx, x.npy, y.npy, w.npy, gx.npy, and for cnn and ae also an
 intermediate tensor's value (feat.npy: the classifier's penultimate features, the autoencoder's
 latent code) with its ONNX name in extra.txt.
@@ -57,6 +58,57 @@ class AE(nn.Module):
         return torch.sigmoid(self.d3(h)), z
 
 
+class FuseBN(nn.Module):
+    """Conv + BN + ReLU, Conv (no bias) + BN, then Gemm + ReLU and a Gemm."""
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.b2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.fc1, self.fc2 = nn.Linear(16 * 4 * 4, 32), nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+class FuseRes(nn.Module):
+    """Two residual blocks as resnet's: one with a downsampling branch computed after the main
+    path (as torchvision orders it), one with the identity; and a Conv + Add with no ReLU."""
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a1, self.an1 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.a2, self.an2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.ds, self.dsn = nn.Conv2d(8, 16, 1, stride=2, bias=False), nn.BatchNorm2d(16)
+        self.b1, self.bn1 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.b2, self.bn2 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        h = self.an2(self.a2(F.relu(self.an1(self.a1(x)))))
+        x = F.relu(h + self.dsn(self.ds(x)))
+        h = self.bn2(self.b2(F.relu(self.bn1(self.b1(x)))))
+        x = F.relu(h + x)
+        x = self.c(x) + x
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class FuseShared(nn.Module):
+    """A Conv whose output the BN and a Sigmoid both read (the BN must not be folded), and a
+    Conv + BN that may be."""
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.b2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        y = self.c1(x)
+        h = F.relu(self.b1(y)) * torch.sigmoid(y)
+        return self.b2(self.c2(h)).mean(dim=(2, 3))
+
+
 def randomize_bn(m, x):
     """Random affine batch-norm weights, and running statistics measured on random batches
     (as training would leave them), so the signal and its gradient keep their scale through
@@ -90,6 +142,10 @@ elif kind in ("mobilenet", "squeezenet", "resnet18"):
     model = ctor(weights=None, num_classes=10)
     size = 224 if kind == "resnet18" else 64
     x = torch.rand(1, 3, size, size)
+    names = ["logits"]
+elif kind in ("fuse_bn", "fuse_res", "fuse_shared"):
+    model = {"fuse_bn": FuseBN, "fuse_res": FuseRes, "fuse_shared": FuseShared}[kind]()
+    x = torch.rand(2, 3, 8, 8)
     names = ["logits"]
 else:
     sys.exit(f"unknown kind {kind}")

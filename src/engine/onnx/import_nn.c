@@ -3,6 +3,8 @@
  * dilations, auto_pad) map onto cfx's 2-D attribute structs here. */
 #include "engine/onnx/onnx.h"
 
+#include <math.h>
+
 static cfx_status imp_global_avg_pool(cfx__onnx_ctx *c) {
     int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_global_avg_pool(c->g, x));
@@ -78,11 +80,113 @@ static cfx_status window_attrs(cfx__onnx_ctx *c, const cfx_tensor *x, int64_t kh
     return auto_pad(c, ap, x->shape[3], kw, stride[1], dil[1], &pad[1], &pad[3]);
 }
 
+/* The folded constant for tensor name (decoded), or NULL when it is none; a constant whose
+ * data cannot be decoded (out of memory) sets *st, so that folding never hides an error. */
+static const cfx__onnx_entry *fold_const(cfx__onnx_ctx *c, const char *name, cfx_status *st) {
+    cfx__onnx_entry *e = name ? cfx__onnx_lookup(c, name) : NULL;
+    if (!e || !e->known || e->id >= 0 || *st != CFX_OK) return NULL;
+    if ((*st = cfx__onnx_entry_decode(c, e)) != CFX_OK) return NULL;
+    return e;
+}
+
+/* BatchNormalization folding (a frozen import, cfx_graph_fusions): the BatchNormalization
+ * that alone reads the output of the Conv being imported, with constant scale, bias, mean and
+ * variance of co elements and its output 0 only, or NULL (with *st set when reading them ran
+ * out of memory). The Conv's output must not be a wanted output or a cut input. */
+static const Onnx__NodeProto *foldable_bn(cfx__onnx_ctx *c, int64_t co, cfx_status *st) {
+    if (!c->o->frozen || c->o->no_fuse || c->g->no_fuse || c->node->n_output != 1) return NULL;
+    const char *y = cfx__onnx_out_name(c->node, 0);
+    if (!y || cfx__onnx_in_list(c->want, c->nwant, y) ||
+        cfx__onnx_in_list(c->o->inputs, c->o->n_inputs, y))
+        return NULL;
+    const Onnx__GraphProto *gr = c->m->graph;
+    const Onnx__NodeProto *bn = NULL;
+    for (size_t k = 0; k < gr->n_node; k++) {
+        const Onnx__NodeProto *n = gr->node[k];
+        if (!c->needed[k]) continue;
+        for (size_t j = 0; j < n->n_input; j++) {
+            const char *in = cfx__onnx_in_name(n, j);
+            if (!in || strcmp(in, y)) continue;
+            if (bn || j != 0 || !n->op_type || strcmp(n->op_type, "BatchNormalization"))
+                return NULL;
+            bn = n;
+        }
+    }
+    if (!bn || bn->n_input < 5 || cfx__onnx_attr_int(bn, "training_mode", 0)) return NULL;
+    for (size_t j = 1; j < bn->n_output; j++)
+        if (cfx__onnx_out_name(bn, j)) return NULL;
+    for (size_t j = 1; j < 5; j++) {
+        const cfx__onnx_entry *e = fold_const(c, cfx__onnx_in_name(bn, j), st);
+        if (!e || e->dtype != CFX__ONNX_FLOAT || e->numel != co) return NULL;
+    }
+    return bn;
+}
+
+/* Folds BatchNormalization bn into the Conv being imported, as ONNX Runtime does: with
+ * s = scale / sqrt(var + eps), w'[o] = w[o] s[o] and b' = (b - mean) s + bias, computed in double
+ * and stored as new constants named after the Conv's output; *w and *b become their ids. The
+ * BatchNormalization is then imported as the Conv's output itself. *done stays false (and
+ * nothing changes) when the weights are not folded constants. */
+static cfx_status fold_bn(cfx__onnx_ctx *c, const Onnx__NodeProto *bn, int64_t co, int *w, int *b,
+                          bool *done) {
+    *done = false;
+    cfx_status st = CFX_OK;
+    const cfx__onnx_entry *we = fold_const(c, cfx__onnx_input(c, 1), &st);
+    const cfx__onnx_entry *be = fold_const(c, cfx__onnx_input(c, 2), &st);
+    if (st != CFX_OK) return st;
+    if (!we || we->dtype != CFX__ONNX_FLOAT || we->ndim != 4 || we->shape[0] != co ||
+        (cfx__onnx_input(c, 2) && (!be || be->dtype != CFX__ONNX_FLOAT || be->numel != co)))
+        return CFX_OK;
+    float *nw = cfx_malloc((size_t)we->numel * sizeof *nw),
+          *nb = cfx_malloc((size_t)co * sizeof *nb);
+    st = nw && nb ? CFX_OK : CFX_ENOMEM;
+    const cfx__onnx_entry *sc = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, 1)),
+                          *bi = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, 2)),
+                          *mu = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, 3)),
+                          *va = cfx__onnx_const_of(c, cfx__onnx_in_name(bn, 4));
+    double eps = cfx__onnx_attr_float(bn, "epsilon", 1e-5f);
+    int64_t inner = we->numel / co;
+    for (int64_t o = 0; st == CFX_OK && o < co; o++) {
+        double s = (double)sc->f[o] / sqrt((double)va->f[o] + eps);
+        for (int64_t k = 0; k < inner; k++) nw[o * inner + k] = (float)(we->f[o * inner + k] * s);
+        nb[o] = (float)(((be ? (double)be->f[o] : 0.0) - mu->f[o]) * s + bi->f[o]);
+    }
+    int64_t wshape[4] = {we->shape[0], we->shape[1], we->shape[2], we->shape[3]};
+    char base[1100], name[1200];
+    cfx__onnx_gname(c, cfx__onnx_out_name(c->node, 0), base, sizeof base);
+    if (st == CFX_OK) {
+        snprintf(name, sizeof name, "%s:bn_weight", base);
+        *w = cfx_graph_const(c->g, name, 4, wshape, nw);
+        snprintf(name, sizeof name, "%s:bn_bias", base);
+        *b = *w < 0 ? -1 : cfx_graph_const(c->g, name, 1, (int64_t[]){co}, nb);
+        st = *w < 0 || *b < 0 ? cfx__onnx_graph_error(c) : CFX_OK;
+    }
+    if (st == CFX_OK) st = cfx__strmap_put(&c->folded_bn, cfx__onnx_out_name(bn, 0), 0);
+    cfx_free(nw);
+    cfx_free(nb);
+    if (st == CFX_OK) {
+        c->g->bn_folded++;
+        *done = true;
+    }
+    return st;
+}
+
 static cfx_status imp_conv_any(cfx__onnx_ctx *c, bool transpose) {
-    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+    /* A BatchNormalization after it is folded into new weights before the old ones become
+     * graph values (which would keep them in the graph unused). */
+    int w = -1, b = -1;
+    bool folded = false;
+    cfx_status st = CFX_OK;
+    const cfx__onnx_entry *we = transpose ? NULL : fold_const(c, cfx__onnx_input(c, 1), &st);
+    const Onnx__NodeProto *bn = we && we->ndim == 4 ? foldable_bn(c, we->shape[0], &st) : NULL;
+    if (st != CFX_OK) return st;
+    if (bn) CFX_TRY(fold_bn(c, bn, we->shape[0], &w, &b, &folded));
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    if (!folded) {
         w = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false);
-    int b = cfx__onnx_input(c, 2) ? cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false) : -1;
-    if (x < 0 || w < 0 || (cfx__onnx_input(c, 2) && b < 0)) return CFX_EINVAL;
+        b = cfx__onnx_input(c, 2) ? cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false) : -1;
+    }
+    if (x < 0 || w < 0 || ((cfx__onnx_input(c, 2) || folded) && b < 0)) return CFX_EINVAL;
     const cfx_tensor *xt = cfx__onnx_tensor(c, x), *wt = cfx__onnx_tensor(c, w);
     if (wt->ndim != 4)
         return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
@@ -203,6 +307,10 @@ static cfx_status imp_matmul(cfx__onnx_ctx *c) {
 
 static cfx_status imp_batch_norm(cfx__onnx_ctx *c) {
     CFX_TRY(cfx__onnx_only_first_output(c));
+    /* Folded into the Conv that makes its input (fold_bn): the same value. */
+    if (cfx__onnx_out_name(c->node, 0) &&
+        cfx__onnx_in_set(&c->folded_bn, cfx__onnx_out_name(c->node, 0)))
+        return cfx__onnx_alias_out(c, 0, 0);
     if (cfx__onnx_attr_int(c->node, "training_mode", 0))
         return cfx__onnx_fail(c, CFX_EUNSUPPORTED,
                               "training_mode 1 is not supported (export the model "

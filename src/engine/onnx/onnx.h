@@ -129,6 +129,7 @@ typedef struct cfx__onnx_ctx {
     const uint8_t *needed; /* per node: imported */
     const char **want;     /* output names */
     int nwant;
+    cfx__strmap folded_bn; /* output names of BatchNormalizations folded into a Conv */
 } cfx__onnx_ctx;
 
 /* The entry of a tensor name, or NULL. */

@@ -47,6 +47,7 @@ void cfx__onnx_ctx_free(cfx__onnx_ctx *c) {
     for (size_t k = 0; k < c->n; k++) entry_clear(&c->tab[k]);
     cfx_free(c->tab);
     cfx__strmap_deinit(&c->names);
+    cfx__strmap_deinit(&c->folded_bn);
 }
 
 /* An error about the current node: "node 'conv1' (Conv, opset 13): <msg>". */

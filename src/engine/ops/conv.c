@@ -411,6 +411,9 @@ typedef struct {
     int nparts;
     float *parts_work;
     size_t part_floats;
+    /* A fused Add (cfx__op_args.sum) is added here, after oneDNN's forward, not by its sum
+     * post-op (see prepare_common); the fused ReLU then too. */
+    bool sum_here;
 } conv_prim;
 
 /* The direct kernels on images [lo, hi) of the batch, on work. fwd: src is the geometry's
@@ -512,8 +515,21 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
         .blocked_x = a->blocked_in0,
         .blocked_y = a->blocked_out,
         .relu = a->relu,
+        .sum = a->sum != NULL,
+        .const_w = a->in_const[1],
     };
     if (path != CFX__CONV_PATH_REF && !p->direct) p->dn = cfx__conv_dnnl_new(&p->geom, &o);
+    /* oneDNN's sum post-op needs the summand in the primitive's own layout: where that is not
+     * NCHW (NHWC on the AVX-512 machine measured), loading it is one more transposing reorder,
+     * which cost more than the Add it saves (mobilenet_v2 at batch 32: 132 reorders a pass
+     * against 121 unfused, and more time). Then the forward is made without the post-ops and
+     * the sum (and ReLU) is added in one pass over the NCHW output. */
+    if (p->dn && o.sum && !cfx__conv_dnnl_dst_plain(p->dn)) {
+        cfx__conv_dnnl_free(p->dn);
+        o.sum = o.relu = false;
+        p->dn = cfx__conv_dnnl_new(&p->geom, &o);
+        p->sum_here = true;
+    }
     /* conv_blocked_ok promised oneDNN for a blocked input or output: the other paths read NCHW. */
     if ((a->blocked_in0 || a->blocked_out) && !p->dn) {
         cfx_free(p);
@@ -559,6 +575,19 @@ static const float *bias_of(const cfx__op_args *a) {
     return a->nin > 2 && a->in[2] ? a->in[2]->data : NULL;
 }
 
+/* y += sum, then y = max(0, y) with a fused ReLU: the fused Add (and ReLU) in one pass. */
+static void add_sum_relu(const cfx__op_args *a) {
+    float *y = a->out->data;
+    const float *r = a->sum;
+    if (a->relu)
+        for (int64_t i = 0; i < a->out->numel; i++) {
+            float v = y[i] + r[i];
+            y[i] = v > 0 ? v : 0.0f;
+        }
+    else
+        for (int64_t i = 0; i < a->out->numel; i++) y[i] += r[i];
+}
+
 // x (N,C,H,W), w (K,C/G,R,S), b (K) -> y (N,K,P,Q)
 static void conv_forward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
@@ -568,11 +597,18 @@ static void conv_forward(const cfx__op_args *a) {
         direct_run(p, true, a->in[0]->data, a->in[1]->data, b, a->out->data, a->work);
         direct_runs++;
     } else {
-        /* oneDNN applies a fused ReLU itself (a post-op). */
-        if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b, a->out->data))
+        /* oneDNN applies a fused Add and ReLU itself (post-ops), unless sum_here. */
+        if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, b,
+                                        p->sum_here ? NULL : a->sum, a->out->data)) {
+            if (p->sum_here) add_sum_relu(a);
             return;
+        }
         cfx__conv_ref_fwd(g, a->in[0]->data, a->in[1]->data, a->out->data, 0.0f, a->work);
         if (b) bias_fwd(a->out->data, b, g->N, g->Co, g->Ho * g->Wo);
+    }
+    if (a->sum) {
+        add_sum_relu(a);
+        return;
     }
     if (a->relu) cfx__relu_rows(a->out->data, g->N * g->Co, g->Ho * g->Wo, g->Ho * g->Wo);
 }
@@ -625,7 +661,8 @@ static void convt_forward(const cfx__op_args *a) {
     const cfx__conv_geom *g = &p->geom;
     const float *b = bias_of(a);
     /* oneDNN's deconvolution runs without the bias (conv_dnnl.c): it is added here. */
-    if (p->dn && cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, NULL, a->out->data)) {
+    if (p->dn &&
+        cfx__conv_dnnl_fwd(p->dn, a->in[0]->data, a->in[1]->data, NULL, NULL, a->out->data)) {
         if (b) bias_fwd(a->out->data, b, g->N, g->Ci, g->Hi * g->Wi);
         return;
     }
@@ -665,7 +702,8 @@ static const cfx__op_def conv_def = {"Conv",
                                      conv_backward,
                                      .assigns_grads = true,
                                      .blocked_ok = conv_blocked_ok,
-                                     .fuses_relu = true};
+                                     .fuses_relu = true,
+                                     .fuses_sum = true};
 /* ConvTranspose fuses no ReLU: oneDNN 2.6's deconvolution with an eltwise post-op ran 5x
  * slower than without it and a separate ReLU (25 ms against 5 at batch 50, 64 -> 32 channels,
  * 8 -> 16 pixels, one thread), so the ReLU stays its own op. */

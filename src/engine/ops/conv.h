@@ -78,15 +78,23 @@ typedef struct cfx__conv_dnnl_opts {
      * between two convolutions (cfx__op_def.blocked_ok), instead of NCHW. */
     bool blocked_x, blocked_y;
     bool relu; /* the forward applies max(0, .) to y (a fused ReLU, cfx__op_args.relu) */
+    bool sum;  /* the forward adds an NCHW summand to y before the ReLU (cfx__op_args.sum) */
+    /* The weights are a constant (cfx__op_args.in_const): their reorder into oneDNN's layout is
+     * kept from one pass to the next while the buffer is the same, not redone per pass (at batch
+     * 1 it was about a tenth of resnet18's forward). */
+    bool const_w;
 } cfx__conv_dnnl_opts;
 cfx__conv_dnnl *cfx__conv_dnnl_new(const cfx__conv_geom *g, const cfx__conv_dnnl_opts *o);
 void cfx__conv_dnnl_free(cfx__conv_dnnl *d);
 /* b: a Conv's bias, applied by oneDNN; a ConvTranspose's forward is built without one (its
- * caller adds the bias). */
+ * caller adds the bias). sum: the summand of an op built with opts.sum (y may be it), else
+ * NULL. */
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
-                        float *y);
+                        const float *sum, float *y);
 bool cfx__conv_dnnl_bwd_data(cfx__conv_dnnl *d, const float *dy, const float *w, float *dx,
                              bool fresh);
+/* Whether the forward writes y in place, with no reorder from oneDNN's own layout. */
+bool cfx__conv_dnnl_dst_plain(const cfx__conv_dnnl *d);
 /* Passes the oneDNN path has run in this process (tests check that it is taken). */
 long long cfx__conv_dnnl_runs(void);
 /* Primitives built in this process on oneDNN's reference kernels (ref:any), hundreds of times

@@ -45,6 +45,9 @@ typedef struct {
     dnnl_memory_t inner;      /* the primitive's layout (== user when no reorder) */
     dnnl_primitive_t reorder; /* user -> inner (ARG_IN) or inner -> user (ARG_OUT/ACC) */
     dnnl_primitive_t store;   /* ARG_ACC: inner -> user without the sum, for a fresh buffer */
+    dnnl_primitive_t load;    /* forward dst with a fused sum: user -> inner, the summand in */
+    bool keep;                /* ARG_IN of constant weights (opts.const_w): reordered once */
+    const void *kept;         /* the buffer whose reorder inner holds, or NULL */
     bool same;                /* ARG_ACC: user has the primitive's layout: a fresh buffer is
                                * written by the primitive itself, no reorder */
     void *buf;                /* storage of inner when it is separate */
@@ -131,6 +134,7 @@ static bool arg_init(dn_arg *a, int id, int dir, const dnnl_memory_desc_t *user_
 static void arg_free(dn_arg *a) {
     if (a->reorder) dnnl_primitive_destroy(a->reorder);
     if (a->store) dnnl_primitive_destroy(a->store);
+    if (a->load) dnnl_primitive_destroy(a->load);
     if (a->inner && a->inner != a->user) dnnl_memory_destroy(a->inner);
     if (a->user) dnnl_memory_destroy(a->user);
     cfx_aligned_free(a->buf);
@@ -307,14 +311,16 @@ static bool build_steps(cfx__conv_dnnl *d) {
                        &bwd, dnnl_deconvolution_direct, &x_a, &w_a, bias, &y_a, st, dl, pl, pr) ==
                        dnnl_success;
     }
-    /* A fused ReLU (cfx__op_args.o.relu) is an eltwise post-op of the forward primitive. */
+    /* A fused Add (cfx__conv_dnnl_opts.sum) is a sum post-op of the forward primitive (dst =
+     * conv + dst, dst loaded with the summand first), a fused ReLU an eltwise one after it. */
     dnnl_primitive_attr_t fattr = NULL;
     dnnl_post_ops_t relu = NULL;
-    if (ok && d->o.relu)
+    if (ok && (d->o.relu || d->o.sum))
         ok = dnnl_primitive_attr_clone(&fattr, attr) == dnnl_success &&
              dnnl_post_ops_create(&relu) == dnnl_success &&
-             dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) ==
-                 dnnl_success &&
+             (!d->o.sum || dnnl_post_ops_append_sum(relu, 1.0f) == dnnl_success) &&
+             (!d->o.relu || dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f,
+                                                         0.0f) == dnnl_success) &&
              dnnl_primitive_attr_set_post_ops(fattr, relu) == dnnl_success;
     ok = ok && step_create(d, &d->fwd, &fd, fattr ? fattr : attr, NULL);
     if (relu) dnnl_post_ops_destroy(relu);
@@ -325,6 +331,18 @@ static bool build_steps(cfx__conv_dnnl *d) {
              arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DST, ARG_OUT, &y_u, s->pd) &&
              (!fwd_bias || arg_init(&s->args[s->nargs++], DNNL_ARG_BIAS, ARG_IN, &b_u, s->pd));
+        s->args[1].keep = d->o.const_w;
+        dn_arg *dst = &s->args[2];
+        if (ok && d->o.sum && dst->reorder) {
+            dnnl_primitive_desc_t rpd = NULL;
+            const dnnl_memory_desc_t *want =
+                dnnl_primitive_desc_query_md(s->pd, dnnl_query_exec_arg_md, DNNL_ARG_DST);
+            ok = want &&
+                 dnnl_reorder_primitive_desc_create(&rpd, &y_u, cfx__dnnl_engine(), want,
+                                                    cfx__dnnl_engine(), NULL) == dnnl_success &&
+                 dnnl_primitive_create(&dst->load, rpd) == dnnl_success;
+            if (rpd) dnnl_primitive_desc_destroy(rpd);
+        }
     }
     if (ok && d->o.need_dx) {
         dn_step *s = &d->bwd_d;
@@ -350,6 +368,7 @@ static bool build_steps(cfx__conv_dnnl *d) {
         ok = ok && arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_DST, ARG_IN, &y_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_WEIGHTS, ARG_IN, &w_u, s->pd) &&
              arg_init(&s->args[s->nargs++], DNNL_ARG_DIFF_SRC, ARG_ACC, &x_u, s->pd);
+        if (ok) s->args[1].keep = d->o.const_w;
     }
     if (ok && d->o.need_dw) {
         dn_step *s = &d->bwd_w;
@@ -483,6 +502,12 @@ static bool threads_ok(cfx__conv_dnnl *d) {
     return false;
 }
 
+bool cfx__conv_dnnl_dst_plain(const cfx__conv_dnnl *d) {
+    for (int p = 0; p < d->nparts; p++)
+        if (!cfx__conv_dnnl_dst_plain(d->parts[p])) return false;
+    return d->nparts || !d->fwd.args[2].reorder;
+}
+
 long long cfx__conv_dnnl_runs(void) {
     return runs;
 }
@@ -493,14 +518,24 @@ long long cfx__conv_dnnl_ref_steps(void) {
 
 /* Runs one step: reorders in, the primitive, reorders out. ptrs[i] is the caller's buffer for
  * args[i]; a NULL output is computed but not delivered; an accumulated output whose fresh[i] is
- * set is stored instead (the graph's din_fresh). */
+ * set is stored instead (the graph's din_fresh). sum (forward with a fused Add only) is loaded
+ * into the output first, for the sum post-op. */
 static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse,
-                      const bool *fresh) {
+                      const bool *fresh, const float *sum) {
     if (!s->prim) return false;
     dnnl_exec_arg_t ea[6];
     int n = 0;
     for (int i = 0; i < s->nargs; i++) {
         dn_arg *a = &s->args[i];
+        if (sum && a->dir == ARG_OUT && a->load) {
+            DN_TRY(dnnl_memory_set_data_handle_v2(a->user, (void *)sum, d->stream));
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
+            DN_TRY(dnnl_primitive_execute(a->load, d->stream, 2, ra));
+        } else if (sum && a->dir == ARG_OUT && ptrs[i] != sum) {
+            const dnnl_memory_desc_t *md;
+            DN_TRY(dnnl_memory_get_memory_desc(a->user, &md));
+            memcpy(ptrs[i], sum, dnnl_memory_desc_get_size(md));
+        }
         if (ptrs[i]) DN_TRY(dnnl_memory_set_data_handle_v2(a->user, ptrs[i], d->stream));
         if (reuse && reuse[i]) {
             ea[n++] = (dnnl_exec_arg_t){a->id, reuse[i]};
@@ -510,9 +545,10 @@ static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dn
             ea[n++] = (dnnl_exec_arg_t){a->id, a->user};
             continue;
         }
-        if (a->dir == ARG_IN && a->reorder) {
+        if (a->dir == ARG_IN && a->reorder && !(a->keep && a->kept && a->kept == ptrs[i])) {
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->inner}};
             DN_TRY(dnnl_primitive_execute(a->reorder, d->stream, 2, ra));
+            a->kept = a->keep ? ptrs[i] : NULL;
         }
         ea[n++] = (dnnl_exec_arg_t){a->id, a->inner};
     }
@@ -531,19 +567,20 @@ static bool run_steps(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dn
 }
 
 static bool run(cfx__conv_dnnl *d, dn_step *s, void *const *ptrs, const dnnl_memory_t *reuse,
-                const bool *fresh) {
-    if (!d->o.one_thread) return run_steps(d, s, ptrs, reuse, fresh);
+                const bool *fresh, const float *sum) {
+    if (!d->o.one_thread) return run_steps(d, s, ptrs, reuse, fresh, sum);
     int nthr = omp_get_max_threads();
     omp_set_num_threads(1);
-    bool ok = run_steps(d, s, ptrs, reuse, fresh);
+    bool ok = run_steps(d, s, ptrs, reuse, fresh, sum);
     omp_set_num_threads(nthr);
     return ok;
 }
 
 /* The three passes on one op's own primitives (a whole op, or one part of a split one). */
-static bool fwd_one(cfx__conv_dnnl *d, const float *x, const float *w, const float *b, float *y) {
+static bool fwd_one(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
+                    const float *sum, float *y) {
     void *p[4] = {(void *)x, (void *)w, y, (void *)b};
-    bool ok = run(d, &d->fwd, p, NULL, NULL);
+    bool ok = run(d, &d->fwd, p, NULL, NULL, d->o.sum ? sum : NULL);
     d->x_saved = ok ? x : NULL;
     return ok;
 }
@@ -558,7 +595,7 @@ static bool bwd_data_one(cfx__conv_dnnl *d, const float *dy, const float *w, flo
         reuse[0] = wdy->inner;
     d->dy_saved = NULL;
     d->x_saved = NULL; /* diff_src overwrites the blocked copy of x */
-    return run(d, &d->bwd_d, p, reuse, (const bool[3]){false, false, fresh});
+    return run(d, &d->bwd_d, p, reuse, (const bool[3]){false, false, fresh}, NULL);
 }
 
 static bool bwd_w_one(cfx__conv_dnnl *d, const float *x, const float *dy, float *dw, float *db,
@@ -570,7 +607,7 @@ static bool bwd_w_one(cfx__conv_dnnl *d, const float *x, const float *dy, float 
     const dn_arg *fx = &d->fwd.args[0], *wx = &d->bwd_w.args[0];
     if (d->x_saved == x && fx->reorder && wx->reorder && same_md(fx->inner, wx->inner))
         reuse[0] = fx->inner;
-    bool ok = run(d, &d->bwd_w, p, reuse, (const bool[4]){false, false, fresh_dw, fresh_db});
+    bool ok = run(d, &d->bwd_w, p, reuse, (const bool[4]){false, false, fresh_dw, fresh_db}, NULL);
     d->dy_saved = ok ? dy : NULL;
     return ok;
 }
@@ -580,7 +617,7 @@ static bool bwd_w_one(cfx__conv_dnnl *d, const float *x, const float *dy, float 
 enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_W };
 
 typedef struct {
-    const float *x, *w, *b, *dy;
+    const float *x, *w, *b, *dy, *sum;
     float *y, *dx, *dw, *db;
     bool fresh_dx, fresh_dw, fresh_db;
 } pass_args;
@@ -588,7 +625,8 @@ typedef struct {
 static bool run_part(cfx__conv_dnnl *d, int pass, int p, const pass_args *a) {
     cfx__conv_dnnl *q = d->parts[p];
     int64_t xo = d->first[p] * image_floats(d, true), yo = d->first[p] * image_floats(d, false);
-    if (pass == PASS_FWD) return fwd_one(q, a->x + xo, a->w, a->b, a->y + yo);
+    if (pass == PASS_FWD)
+        return fwd_one(q, a->x + xo, a->w, a->b, a->sum ? a->sum + yo : NULL, a->y + yo);
     if (pass == PASS_BWD_DATA) return bwd_data_one(q, a->dy + yo, a->w, a->dx + xo, a->fresh_dx);
     /* Part 0 delivers into the caller's gradients, the others into their own blocks. */
     int64_t wn = weight_floats(d), bn = bias_floats(d);
@@ -630,12 +668,13 @@ static bool run_split(cfx__conv_dnnl *d, int pass, const pass_args *a) {
     return ok;
 }
 
-// x, w, b -> y (overwritten)
+// x, w, b (+ sum) -> y (overwritten)
 bool cfx__conv_dnnl_fwd(cfx__conv_dnnl *d, const float *x, const float *w, const float *b,
-                        float *y) {
+                        const float *sum, float *y) {
     if (!threads_ok(d)) return false;
-    bool ok = d->nparts ? run_split(d, PASS_FWD, &(pass_args){.x = x, .w = w, .b = b, .y = y})
-                        : fwd_one(d, x, w, b, y);
+    bool ok = d->nparts
+                  ? run_split(d, PASS_FWD, &(pass_args){.x = x, .w = w, .b = b, .sum = sum, .y = y})
+                  : fwd_one(d, x, w, b, sum, y);
     runs += ok;
     return ok;
 }

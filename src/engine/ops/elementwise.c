@@ -83,7 +83,7 @@ static bool same_shape(const cfx__op_args *a) {
 /* Defines forward and backward of a binary op from three expressions in x, y (inputs), and
  * g (output gradient): the value, dL/dx and dL/dy. When both inputs are the same value
  * (x * x) their gradients are one buffer, which takes the sum of both expressions. */
-#define BINARY_OP(fname, opname, value, gx, gy)                                                    \
+#define BINARY_OP(fname, opname, value, gx, gy, add)                                               \
     static void fname##_fwd_range(const float *restrict A, const float *restrict B,                \
                                   float *restrict Y, int64_t lo, int64_t hi) {                     \
         for (int64_t i = lo; i < hi; i++) {                                                        \
@@ -146,7 +146,7 @@ static bool same_shape(const cfx__op_args *a) {
         });                                                                                        \
     }                                                                                              \
     static const cfx__op_def fname##_def = {                                                       \
-        opname, 0, binary_infer, NULL, NULL, fname##_forward, fname##_backward};                   \
+        opname, 0, binary_infer, NULL, NULL, fname##_forward, fname##_backward, .is_add = add};    \
     int cfx_op_##fname(cfx_graph *gr, int a, int b) {                                              \
         return cfx__graph_add(gr, &fname##_def, (int[]){a, b}, 2, NULL);                           \
     }
@@ -156,11 +156,11 @@ static float pow_dy(float x, float y) {
     return x > 0 ? powf(x, y) * logf(x) : 0.0f;
 }
 
-BINARY_OP(add, "Add", x + y, g, g)
-BINARY_OP(sub, "Sub", x - y, g, -g)
-BINARY_OP(mul, "Mul", x *y, g *y, g *x)
-BINARY_OP(div, "Div", x / y, g / y, -g *x / (y * y))
-BINARY_OP(pow, "Pow", powf(x, y), g *y *powf(x, y - 1.0f), g *pow_dy(x, y))
+BINARY_OP(add, "Add", x + y, g, g, true)
+BINARY_OP(sub, "Sub", x - y, g, -g, false)
+BINARY_OP(mul, "Mul", x *y, g *y, g *x, false)
+BINARY_OP(div, "Div", x / y, g / y, -g *x / (y * y), false)
+BINARY_OP(pow, "Pow", powf(x, y), g *y *powf(x, y - 1.0f), g *pow_dy(x, y), false)
 
 /* ------------------------------------------------------------------------ unary --- */
 
