@@ -287,7 +287,8 @@ static char *tree(const char *dir) {
     snprintf(path, sizeof path, "%s.tree", dir);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && find . -type f | sort | while read -r f; do case \"$f\" in "
-             "*results.jsonl) echo \"$f $(sed 's/\"seconds\": [0-9.e+-]*//' \"$f\" | md5sum)\";; "
+             "*results.jsonl) echo \"$f $(sed -E 's/\"seconds\": [0-9.e+-]*//; "
+             "s/\"seconds\":\\{[^}]*\\}//' \"$f\" | md5sum)\";; "
              "*) echo \"$f $(md5sum < \"$f\")\";; esac; done > '%s'",
              dir, path);
     if (system(cmd) != 0) return NULL;
