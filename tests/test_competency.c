@@ -414,6 +414,20 @@ CFX_TEST(competency, commands_fit_score_report_examples_end_to_end) {
     snprintf(path, sizeof path, "%s/b", d);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         CHECK_MSG(exists_in(path, files[i]), "the bundle has no %s", files[i]);
+    /* Found by fuzzing (fuzz/fuzz_bundle.c; tests/data/fuzz-regressions/bundle/): an n_calib of
+     * 8.9e114 in parce.json was converted to an integer unchecked (UBSan). A copy of the bundle
+     * with that value is refused, naming the file. */
+    char cmd[8000], bad[2200];
+    snprintf(bad, sizeof bad, "%s/b_bad", d);
+    snprintf(cmd, sizeof cmd,
+             "cp -r '%s/b' '%s' && sed -i -E 's/\"n_calib\":[[:space:]]*[0-9.e+]+/\"n_calib\": "
+             "8.9e114/' "
+             "'%s/parce.json' && grep -q 8.9e114 '%s/parce.json'",
+             d, bad, bad, bad);
+    CHECK_INT_EQ(system(cmd), 0);
+    CHECK(cfx_bundle_load(bad, 1) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), "parce.json") && strstr(cfx_last_error(), "n_calib"),
+              "got: %s", cfx_last_error());
     /* Not over an existing bundle without --force; not over an input. */
     CHECK_INT_EQ(
         cfx_test_run_cli(out, sizeof out, "competency fit %s --data %s/s --out %s/b", m, d, d), 1);

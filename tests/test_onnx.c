@@ -590,3 +590,14 @@ CFX_TEST(onnx, concat_without_inputs_is_refused) {
     CHECK_MSG(strstr(cfx_last_error(), path) && strstr(cfx_last_error(), "at least one input"),
               "message: %s", cfx_last_error());
 }
+
+/* Found by fuzzing (fuzz/fuzz_onnx.c; tests/data/fuzz-regressions/onnx/ holds its input): a
+ * Reshape whose target shape was a float constant of inf had it converted to int64 (undefined
+ * behaviour, UBSan). A float constant where integers are read must hold whole numbers int64
+ * can hold. */
+CFX_TEST(onnx, a_float_shape_of_inf_is_refused) {
+    const char *path = "tests/data/fuzz-regressions/onnx/reshape_to_a_float_inf.onnx";
+    CHECK(cfx_onnx_load(path, NULL) == NULL);
+    CHECK_MSG(strstr(cfx_last_error(), path) && strstr(cfx_last_error(), "not an integer"),
+              "message: %s", cfx_last_error());
+}

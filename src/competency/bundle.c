@@ -248,7 +248,12 @@ cfx_bundle *cfx_bundle_load(const char *dir, int64_t batch) {
                           "(mu and sigma with %d entries, z, loss_scale, threshold, accuracy, "
                           "mean_rho, n_calib)",
                           dir, p.num_classes);
-    p.n_calib = (int64_t)n_calib;
+    /* (found by fuzzing: an n_calib of 8.9e114 was converted unchecked) */
+    if (s == CFX_OK && !(n_calib >= 0 && n_calib <= 9.0e15 && n_calib == floor(n_calib)))
+        s = cfx_set_error(CFX_EFORMAT,
+                          "'%s/parce.json': n_calib is %g, not a count of calibration images", dir,
+                          n_calib);
+    p.n_calib = s == CFX_OK ? (int64_t)n_calib : 0;
     if (s == CFX_OK) {
         for (int f = 0; f < 3; f++)
             snprintf(path[f], sizeof path[f], "%s/%s", dir, bundle_files[f]);

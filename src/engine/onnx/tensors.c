@@ -6,6 +6,8 @@
  * trainable parameter, or a constant when frozen or a batch-norm statistic. */
 #include "engine/onnx/onnx.h"
 
+#include <math.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -231,6 +233,13 @@ int cfx__onnx_const_ints(cfx__onnx_ctx *c, size_t k, int64_t *out, int cap, uint
         return -1;
     }
     for (int64_t j = 0; j < e->numel; j++) {
+        /* (a float constant's value is converted only when int64 holds it: found by fuzzing,
+         * a Reshape whose shape was a float inf) */
+        if (e->dtype != CFX__ONNX_INT64 && !(fabsf(e->f[j]) < 9.2e18f)) {
+            cfx__onnx_fail(c, CFX_EINVAL, "input %zu ('%s') holds %g, which is not an integer", k,
+                           nm ? nm : "", (double)e->f[j]);
+            return -1;
+        }
         out[j] = e->dtype == CFX__ONNX_INT64 ? e->i[j] : (int64_t)e->f[j];
         if (batch) batch[j] = e->dtype == CFX__ONNX_INT64 && e->batch ? e->batch[j] : 0;
     }
