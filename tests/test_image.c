@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <zlib.h>
 
 CFX_TEST(image, png_round_trip_is_exact) {
     const char *dir = cfx_test_tmpdir();
@@ -344,4 +345,47 @@ CFX_TEST(image, images_beyond_the_pixel_limit_are_refused) {
     CHECK(t && t->numel == 120);
     cfx_tensor_free(t);
     unsetenv("CFX_MAX_IMAGE_PIXELS");
+}
+
+/* Found by fuzzing (fuzz/fuzz_image.c; its input is a replayed regression): a PNG whose first
+ * IDAT chunk is empty made stb_image add the chunk's offset to its still-null data buffer
+ * (UBSan). Empty IDAT chunks carry nothing, and cfx hands stb the file without them: a PNG with
+ * one before its data decodes to the same pixels. */
+CFX_TEST(image, an_empty_idat_chunk_reads_as_without_it) {
+    char dir[512], path[700], path2[700];
+    snprintf(dir, sizeof dir, "%s", cfx_test_tmpdir());
+    snprintf(path, sizeof path, "%s/a.png", dir);
+    snprintf(path2, sizeof path2, "%s/b.png", dir);
+    cfx_tensor *t = cfx_tensor_new(3, (int64_t[]){3, 10, 12});
+    cfx_rng r;
+    cfx_rng_init(&r, 4);
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)cfx_rng_below(&r, 256) / 255.0f;
+    CHECK_OK(cfx_image_write_png(path, t));
+    char *data;
+    size_t n;
+    CHECK_OK(cfx_file_read_all(path, &data, &n));
+    long at = 8;
+    for (long i = 8; i + 8 <= (long)n; i++)
+        if (!memcmp(data + i + 4, "IDAT", 4)) {
+            at = i;
+            break;
+        }
+    unsigned char empty[12] = {0, 0, 0, 0, 'I', 'D', 'A', 'T'};
+    uint32_t crc = (uint32_t)crc32(0, (const unsigned char *)"IDAT", 4);
+    for (int k = 0; k < 4; k++) empty[8 + k] = (unsigned char)(crc >> (24 - 8 * k));
+    FILE *f = fopen(path2, "wb");
+    fwrite(data, 1, (size_t)at, f);
+    fwrite(empty, 1, sizeof empty, f);
+    fwrite(data + at, 1, n - (size_t)at, f);
+    fclose(f);
+    cfx_free(data);
+    cfx_tensor *u = cfx_image_read(path2, 0);
+    CHECK_MSG(u && cfx_tensor_same_shape(u, t), "%s", cfx_last_error());
+    if (u && cfx_tensor_same_shape(u, t))
+        CHECK_ARRAY_NEAR(u->data, t->data, (size_t)t->numel, 0, 1e-6);
+    cfx_tensor_free(u);
+    cfx_tensor_free(t);
+    /* The fuzzer's input: refused or read, without undefined behaviour (make asan, make fuzz). */
+    cfx_tensor_free(
+        cfx_image_read("tests/data/fuzz-regressions/image/empty_idat_chunk_first.png", 0));
 }

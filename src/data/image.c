@@ -163,9 +163,55 @@ static int64_t max_pixels(void) {
     return e && *e && !*end && v > 0 ? (int64_t)v : 89478485;
 }
 
+/* stb_image adds a chunk's offset to its image-data buffer before it has one when the first IDAT
+ * chunk is empty (UBSan: zero offset to a null pointer; found by fuzzing). Empty IDAT chunks
+ * carry no data, so a copy of the file without them decodes to the same pixels: returns that
+ * copy (cfx_free) with its size, or NULL when the file has none (or out of memory, with the
+ * error set). */
+static unsigned char *png_without_empty_idat(const unsigned char *b, size_t n, size_t *out_n) {
+    bool any = false;
+    for (size_t p = 8; p + 12 <= n;) {
+        size_t len = (size_t)b[p] << 24 | (size_t)b[p + 1] << 16 | (size_t)b[p + 2] << 8 | b[p + 3];
+        if (len == 0 && memcmp(b + p + 4, "IDAT", 4) == 0) any = true;
+        if (len > n - p - 12) break;
+        p += 12 + len;
+    }
+    if (!any) return NULL;
+    unsigned char *c = cfx_malloc(n);
+    if (!c) return NULL;
+    memcpy(c, b, 8);
+    size_t o = 8, p = 8;
+    while (p + 12 <= n) {
+        size_t len = (size_t)b[p] << 24 | (size_t)b[p + 1] << 16 | (size_t)b[p + 2] << 8 | b[p + 3];
+        if (len > n - p - 12) break;
+        if (!(len == 0 && memcmp(b + p + 4, "IDAT", 4) == 0)) {
+            memcpy(c + o, b + p, 12 + len);
+            o += 12 + len;
+        }
+        p += 12 + len;
+    }
+    memcpy(c + o, b + p, n - p); /* what is left of a cut file, as it was */
+    *out_n = o + (n - p);
+    return c;
+}
+
+static cfx_tensor *decode_bytes(const unsigned char *bytes, size_t size, int channels,
+                                const char *what);
+
 /* Decodes size bytes of a PNG or JPEG; what ("read 'x.png'", "decode the editor's image")
  * begins every message. */
 static cfx_tensor *decode(const unsigned char *bytes, size_t size, int channels, const char *what) {
+    size_t n2 = 0;
+    unsigned char *copy = size >= 8 && memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) == 0
+                              ? png_without_empty_idat(bytes, size, &n2)
+                              : NULL;
+    cfx_tensor *t = decode_bytes(copy ? copy : bytes, copy ? n2 : size, channels, what);
+    cfx_free(copy);
+    return t;
+}
+
+static cfx_tensor *decode_bytes(const unsigned char *bytes, size_t size, int channels,
+                                const char *what) {
     if (channels != 0 && channels != 1 && channels != 3) {
         cfx_set_error(CFX_EINVAL, "%s: channels must be 0, 1 or 3, not %d", what, channels);
         return NULL;
