@@ -91,7 +91,7 @@ int cmd_concepts_evaluate(int argc, char **argv) {
                *cmmd_model = NULL, *cmmd_features = NULL, *s3_model = NULL, *s3_features = NULL,
                *human = NULL, *html = NULL, *sheet = NULL;
     long long top = 10, batch = 32, threads = 0, strips = 20, study_limit = 0;
-    int json = 0;
+    int json = 0, force = 0;
     const cli_opt opts[] = {
         {"RUN", NULL, "run folders of cfx concepts edit (one classifier and one mode each)",
          .list = &runs, .required = true, .positional = true, .role = CLI_IN},
@@ -115,14 +115,16 @@ int cmd_concepts_evaluate(int argc, char **argv) {
         {"human", "CSV", "answers saved from the study sheet: Table 2 per run", .str = &human,
          .role = CLI_IN},
         {"html", "FILE", "write the report: the tables and a strip of steps per image",
-         .str = &html},
+         .str = &html, .role = CLI_OUT},
         {"strips", "N", "images per run in the report's strips; 0: all", .i = &strips, .lo = 0,
          .hi = INT32_MAX},
         {"study-sheet", "FILE",
-         "write the human-study sheet (one page; it saves the answers as CSV)", .str = &sheet},
+         "write the human-study sheet (one page; it saves the answers as CSV)", .str = &sheet,
+         .role = CLI_OUT},
         {"study-limit", "N", "flipped loops per run on the sheet; 0: all", .i = &study_limit,
          .lo = 0, .hi = INT32_MAX},
         CLI_OPT_THREADS(&threads),
+        CLI_OPT_FORCE(&force),
         CLI_OPT_JSON(&json),
     };
     cli_parse(cmd,
