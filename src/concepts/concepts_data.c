@@ -320,38 +320,14 @@ cfx_concepts_data *cfx_concepts_data_load(cfx_concepts *c, const char *path, con
         cfx_set_error(CFX_EINVAL, "load '%s': no label key given", path ? path : "(null)");
         return NULL;
     }
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (!f) {
-        cfx_set_error(CFX_EIO, "load '%s': cannot open: %s", path ? path : "(null)",
-                      strerror(errno));
-        return NULL;
-    }
     char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 65536 + 1 > cap) {
-            size_t nc = cap ? 2 * cap : 1 << 20;
-            char *g = cfx_realloc(text, nc);
-            if (!g) {
-                cfx_free(text);
-                fclose(f);
-                return NULL;
-            }
-            text = g;
-            cap = nc;
-        }
-        size_t r = fread(text + len, 1, 65536, f);
-        len += r;
-        if (r < 65536) break;
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        cfx_free(text);
-        cfx_set_error(CFX_EIO, "load '%s': read error", path);
+    size_t len = 0;
+    cfx_status rs =
+        path ? cfx_file_read_all(path, &text, &len) : cfx_set_error(CFX_EINVAL, "no path given");
+    if (rs != CFX_OK) {
+        cfx_error_context(rs, "load");
         return NULL;
     }
-    text[len] = '\0';
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     /* Only white space may follow the document (cJSON stops after it). */

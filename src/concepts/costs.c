@@ -134,7 +134,7 @@ cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
     /* The costs to every earlier concept and to itself: row n of the lower triangle. */
     size_t need = ((size_t)n + 1) * ((size_t)n + 2) / 2;
     if (need > c->captri) {
-        size_t cap = c->captri ? 2 * c->captri : 1 << 16;
+        size_t cap = c->captri ? 2 * c->captri : 1 << 12;
         while (cap < need) cap *= 2;
         int32_t *t = cfx_realloc(c->tri, cap * sizeof *t);
         if (!t) return CFX_ENOMEM;
