@@ -306,3 +306,41 @@ CFX_TEST(wordnet, allocation_failures_do_not_leak) {
     }
     cache_dir(NULL);
 }
+
+/* Found by fuzzing (fuzz/fuzz_wordnet.c, tests/data/fuzz-regressions/wordnet/): a cache whose
+ * count of exception bases was INT32_MAX overflowed "count + 1" (UBSan, make asan) before it was
+ * refused. Every header count set to INT32_MAX in turn, with the key and checksum made right
+ * as the fuzz target does, is refused. */
+CFX_TEST(wordnet, a_cache_with_a_count_of_int32_max_is_refused) {
+    const uint64_t key = 0x5eed5eedull;
+    char *good = NULL, path[700];
+    size_t size = 0;
+    CHECK_OK(cfx_file_read_all("tests/data/fuzz-regressions/wordnet/count_of_int32_max.bin", &good,
+                               &size));
+    CHECK(size > 64 && (size - 8) % 32 == 0);
+    if (!good || size <= 64 || (size - 8) % 32) {
+        cfx_free(good);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/wordnet-int32-max.bin", cfx_test_tmpdir());
+    /* int32 counts: c[0..7] at bytes 16-47, then the two map sizes at 56-63. */
+    static const int at[] = {16, 20, 24, 28, 32, 36, 40, 44, 56, 60};
+    for (size_t f = 0; f < sizeof at / sizeof at[0]; f++) {
+        char *b = cfx_malloc(size);
+        memcpy(b, good, size);
+        memcpy(b + 8, &key, sizeof key);
+        int32_t big = INT32_MAX;
+        memcpy(b + at[f], &big, sizeof big);
+        uint64_t sum = cfx__wordnet_cache_checksum(b, size - 8);
+        memcpy(b + size - 8, &sum, sizeof sum);
+        FILE *fp = fopen(path, "wb");
+        CHECK(fp && fwrite(b, 1, size, fp) == size);
+        if (fp) fclose(fp);
+        cfx_free(b);
+        cfx_wordnet *wn = cfx__wordnet_cache_open(path, key);
+        CHECK_MSG(!wn, "a count of INT32_MAX at byte %d was accepted", at[f]);
+        cfx_wordnet_free(wn);
+    }
+    remove(path);
+    cfx_free(good);
+}

@@ -866,6 +866,9 @@ static bool cache_read(cfx_wordnet *wn, const char *path, uint64_t key) {
         c[2] < 0 || c[3] < 0 || c[4] < 0 || c[5] < 0 || c[6] < 0 || nl < c[3] || nf < c[5] ||
         pool_len < 1 || pool_len > size)
         r.bad = true;
+    /* Every count + 1 must fit (start arrays hold count + 1 entries up to the total + 1). */
+    for (int i = 0; i < 7; i++) r.bad |= c[i] == INT32_MAX;
+    r.bad |= nl == INT32_MAX || nf == INT32_MAX;
     const int32_t n = c[0];
     if (!r.bad) {
         const char *pool_at = view(&r, pool_len);
