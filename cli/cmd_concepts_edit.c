@@ -305,19 +305,52 @@ static int concepts_edit(int argc, char **argv) {
     cli_set_threads(threads);
     char results[4200];
     snprintf(results, sizeof results, "%s/results.jsonl", out);
-    char settings[8192];
-    snprintf(settings, sizeof settings,
-             "{\"mode\": \"%s\", \"labels\": \"%s\", \"editor\": \"%s\", \"max_steps\": %lld%s}\n",
-             mode_words[mode], labels, editor, max_steps,
-             assignment ? ", \"assignment\": \"reference\"" : "");
+    /* The run's settings (a resumed run must have the same): what decides its images. */
+    char *settings = NULL;
+    {
+        cJSON *j = cJSON_CreateObject(), *k = cJSON_CreateObject();
+        char *adata = cli_absolute(data), *aimages = cli_absolute(images),
+             *aclf = clf_path ? cli_absolute(clf_path) : NULL;
+        cJSON_AddStringToObject(j, "mode", mode_words[mode]);
+        cJSON_AddStringToObject(j, "labels", labels);
+        cJSON_AddStringToObject(j, "editor", editor);
+        cJSON_AddNumberToObject(j, "max_steps", (double)max_steps);
+        cJSON_AddStringToObject(j, "assignment", assignment_words[assignment]);
+        cJSON_AddStringToObject(j, "data", adata);
+        cJSON_AddStringToObject(j, "images", aimages);
+        if (aclf) cJSON_AddStringToObject(k, "onnx", aclf);
+        if (clf_cmd) cJSON_AddStringToObject(k, "command", clf_cmd);
+        if (clf_llm) {
+            cJSON_AddStringToObject(k, "llm", clf_llm);
+            cJSON_AddStringToObject(k, "model", llm_model);
+            cJSON_AddNumberToObject(k, "votes", (double)votes);
+        }
+        cJSON_AddItemToObject(j, "classifier", k);
+        if (planner_llm) {
+            cJSON *pl = cJSON_AddObjectToObject(j, "planner");
+            cJSON_AddStringToObject(pl, "llm", planner_llm);
+            cJSON_AddStringToObject(pl, "model", llm_model);
+        } else {
+            cJSON_AddStringToObject(j, "planner", "built-in");
+        }
+        char *text = cJSON_Print(j);
+        if (text) settings = malloc(strlen(text) + 2);
+        if (settings) sprintf(settings, "%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(j);
+        free(adata), free(aimages), free(aclf);
+        if (!settings) return cli_fail(cmd, "out of memory");
+    }
     /* The classes. */
     int ncls = 0;
     char **cls = classes ? split_list(classes, &ncls) : manifest_classes(images, &ncls);
-    if (ncls < 2)
+    if (ncls < 2) {
+        free(settings);
         return cli_fail(cmd, classes
                                  ? "--classes needs at least two classes"
                                  : "no class list: give --classes, or --images a dataset folder "
                                    "with manifest.json (as cfx data scenes writes)");
+    }
     int rc = 0;
     bool agreed = cli_mpi_size() == 1; /* under mpirun: whether the ranks have agreed to start */
     cfx_wordnet *wn = NULL;
@@ -465,6 +498,7 @@ done:
     cfx_concepts_data_free(d);
     cfx_concepts_free(c);
     cfx_wordnet_free(wn);
+    free(settings);
     return rc;
 }
 

@@ -479,3 +479,37 @@ CFX_TEST(edit_loop, per_image_errors_are_recorded_and_resume_drops_a_torn_line) 
     cfx_image_editor_free(inner);
     fixture_close(&f);
 }
+
+/* run.json of `cfx concepts edit` records what decides the run's images (data, images, mode,
+ * editor, the classifier and the planner), and --resume with another classifier is refused with
+ * the run left as it was. */
+CFX_TEST(edit_loop, run_json_names_the_classifier_and_resume_checks_it) {
+    if (!cfx_test_cli()) {
+        printf("  skip: the cfx program is not built beside the tests\n");
+        return;
+    }
+    char root[700], out[4096], path[800];
+    snprintf(root, sizeof root, "%s/edit-settings", cfx_test_tmpdir());
+    CHECK(mkdir(root, 0700) == 0);
+    int rc =
+        cfx_test_run_cli(out, sizeof out, "data scenes --out %s/sc --count 24 --size 32", root);
+    CHECK_MSG(rc == 0, "%s", out);
+    const char *edit = "concepts edit --data %s/sc/concepts.json --images %s/sc --labels rule "
+                       "--classifier-cmd 'true {image}; echo %s' --all --limit 2 --out %s/run "
+                       "--threads 1%s";
+    rc = cfx_test_run_cli(out, sizeof out, edit, root, root, "winter", root, "");
+    CHECK_MSG(rc == 0, "%s", out);
+    snprintf(path, sizeof path, "%s/run/run.json", root);
+    char *text = NULL, *after = NULL;
+    CHECK_OK(cfx_file_read_all(path, &text, NULL));
+    CHECK_MSG(text && strstr(text, "\"command\":\t\"true {image}; echo winter\"") &&
+                  strstr(text, "\"planner\":\t\"built-in\"") && strstr(text, "\"data\":\t\"/"),
+              "run.json: %s", text ? text : "(none)");
+    rc = cfx_test_run_cli(out, sizeof out, edit, root, root, "summer", root, " --resume");
+    CHECK_MSG(rc != 0 && strstr(out, "a run of other settings"), "rc %d: %s", rc, out);
+    CHECK_OK(cfx_file_read_all(path, &after, NULL));
+    CHECK(text && after && strcmp(text, after) == 0);
+    rc = cfx_test_run_cli(out, sizeof out, edit, root, root, "winter", root, " --resume");
+    CHECK_MSG(rc == 0, "rc %d: %s", rc, out);
+    cfx_free(text), cfx_free(after);
+}
