@@ -22,7 +22,7 @@
 
 /* OpenBLAS and LAPACKE are opened with dlopen when first needed, not linked: linked, they (with
  * LAPACK, libgfortran and libquadmath) were relocated at the start of every cfx process, 14k
- * symbol relocations in OpenBLAS alone, 11 M instructions and 3-5 ms before main, and
+ * symbol relocations in OpenBLAS alone, 11 M instructions and about 5 ms before main, and
  * OpenBLAS's constructor started its thread pool; yet only the metrics' double precision and
  * CFX_GEMM=openblas call them. The runtime libraries of Debian's libopenblas-dev and
  * liblapacke-dev, which the build compiles against: */
@@ -64,10 +64,8 @@ static bool resolve(void *lib, const char *soname, const char *package, const ch
 static cfx_status open_library(const char *soname, const char *package, void **lib) {
     *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
     if (!*lib)
-        return cfx_set_error(CFX_ENOTFOUND,
-                             "cannot load %s (%s); install Debian's %s: apt-get "
-                             "install %s",
-                             soname, dlerror(), package, package);
+        return cfx_set_error(CFX_ENOTFOUND, "cannot load %s (%s); install Debian's %s: %s %s",
+                             soname, dlerror(), package, "apt-get install", package);
     return CFX_OK;
 }
 
