@@ -20,7 +20,11 @@ CFLAGS    += -std=c11 $(OPT) -g -Wall -Wextra -Wpedantic -Wshadow -Wstrict-proto
              -Wmissing-prototypes -Wno-unused-parameter -Wno-missing-field-initializers -fopenmp -MMD -MP \
              -D_GNU_SOURCE -Iinclude -Isrc -I$(BUILD)/gen
 CFLAGS    += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lopenblas -ldnnl -lm -lpthread
+# libcurl, OpenBLAS and LAPACKE give headers only: src/explain/http.c and src/engine/blas.c open
+# them with dlopen when first needed, so that a process does not pay for loading them at start.
+DLOPENED  := libcurl openblas lapacke
+LDLIBS    += $(shell pkg-config --libs $(filter-out $(DLOPENED),$(PKGS)) 2>/dev/null) -ldnnl -lm \
+             -lpthread
 
 LIB_SRC   := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
 CLI_SRC   := $(sort $(wildcard cli/*.c))

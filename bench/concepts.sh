@@ -11,7 +11,8 @@
 # WordNet's cache warm) timed E2E_RUNS times by bench/proc_time.py (process CPU time and wall),
 # divided by the number of queries and set against Python's per-query search time (issue 24's
 # target: 500x), CPU against CPU (the fair measure on a loaded machine) and wall against wall;
-# `cfx --version` alone is timed too, the part that is process start.
+# `cfx --version` alone is timed too, the part that is process start, and both are counted in
+# instructions with callgrind when valgrind is installed.
 # Environment: RUNS (cfx runs, default 7), PY_RUNS (default 3), IMAGES (default 100000),
 # E2E_RUNS (default 21).
 set -eu
@@ -66,4 +67,9 @@ set -- "$@" $(/usr/bin/python3 bench/proc_time.py "$e2e_runs" build/cfx --versio
 echo "end to end, \`cfx concepts nearest --all --threads 1\` (WordNet cache warm), medians of $e2e_runs processes:"
 echo "  CPU $1 s (fastest $3 s), wall $2 s; process start alone (\`cfx --version\`): CPU $4 s, wall $5 s"
 echo "$py_cpu $py $queries $1 $2" | awk '{ n = $3; printf "  per query: CPU %.1f us, wall %.1f us; Python'"'"'s search %.2f ms of CPU (%.2f ms wall) a query: %.0fx by CPU, %.0fx by wall (target 500x)\n", 1e6 * $4 / n, 1e6 * $5 / n, 1e3 * $1 / n, 1e3 * $2 / n, $1 / $4, $2 / $5 }'
+# Instruction counts do not move with the machine's load, unlike times (valgrind, when present).
+if command -v valgrind > /dev/null; then
+    ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 > /dev/null | awk '/refs:/ { gsub(",", "", $4); print $4 }'; }
+    echo "  instructions (callgrind): the process $(ir $nearest), process start (\`cfx --version\`) $(ir build/cfx --version)"
+fi
 [ "$same" = yes ]

@@ -4,8 +4,11 @@
 # Runs apt-get update once, and only when something has to be installed.
 set -eu
 
+# The last three are what cfx opens with dlopen when first needed (libcurl.so.4, libopenblas.so.0,
+# liblapacke.so.3): the -dev packages give their headers, these the libraries a built cfx runs on.
 build="gcc make pkg-config libopenblas-dev libdnnl-dev libstb-dev libprotobuf-c-dev
-protobuf-c-compiler libcjson-dev libcurl4-openssl-dev liblapacke-dev zlib1g-dev"
+protobuf-c-compiler libcjson-dev libcurl4-openssl-dev liblapacke-dev zlib1g-dev
+libcurl4 libopenblas0 liblapacke"
 data="wordnet-base dataset-fashion-mnist fonts-dejavu-core"
 test="python3 python3-numpy python3-torch python3-onnx python3-scipy python3-nltk python3-torchvision python3-pil chromium"
 # make fuzz: clang with libFuzzer and the sanitizers' runtimes, OpenMP for clang; the seeds are

@@ -5,6 +5,7 @@
 #include "engine/blas.h"
 #include "ops_oracle.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
 
 /* Adds an input that requires a gradient (ndim 0 shapes are not used here). */
@@ -419,4 +420,32 @@ CFX_TEST(linear, double_products_and_lapack_match_their_definitions) {
     memcpy(v, s, sizeof v);
     CHECK_OK(cfx__lapack_eigh(N, v, w2, false));
     for (int j = 0; j < N; j++) CHECK_NEAR(w2[j], w[j], 1e-12 * fabs(w[N - 1]));
+}
+
+/* OpenBLAS and LAPACKE are opened when first used (src/engine/blas.c), not at process start:
+ * `cfx --version` loads neither (the loader's own account, LD_DEBUG=libs), and after
+ * cfx__blas_open both are in this process. */
+CFX_TEST(linear, openblas_and_lapacke_load_on_first_use_not_at_start) {
+    if (!cfx_test_cli()) {
+        cfx_test_skip("no build/cfx beside the tests");
+        return;
+    }
+    /* LD_DEBUG for cfx alone: the loader reports on stderr. */
+    static char out[32768];
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "LD_DEBUG=libs %s --version 2>&1", cfx_test_cli());
+    FILE *p = popen(cmd, "r");
+    size_t len = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[len] = '\0';
+    int rc = p ? pclose(p) : -1;
+    CHECK_MSG(rc == 0 && strstr(out, "find library=libc.so.6"), "exit %d: %.300s", rc, out);
+    CHECK_MSG(!strstr(out, "libopenblas") && !strstr(out, "liblapacke"),
+              "cfx --version loaded OpenBLAS or LAPACKE: %.2000s", out);
+    CHECK_OK(cfx__blas_open());
+    const char *libs[] = {"libopenblas.so.0", "liblapacke.so.3"};
+    for (int i = 0; i < 2; i++) {
+        void *h = dlopen(libs[i], RTLD_NOW | RTLD_NOLOAD);
+        CHECK_MSG(h != NULL, "%s is not loaded after cfx__blas_open", libs[i]);
+        if (h) dlclose(h);
+    }
 }

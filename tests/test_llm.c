@@ -8,7 +8,10 @@
  * `cfx explain score` and `cfx explain export-finetune` on a run. */
 #include "test.h"
 
+#include "explain/http.h"
+
 #include <cjson/cJSON.h>
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -703,4 +706,33 @@ CFX_TEST(llm, cli_asks_keeps_answers_scores_and_exports) {
     cfx_run_free(r);
     unsetenv("CFX_TEST_LLM_KEY");
     server_stop(&sv);
+}
+
+/* libcurl is opened on the first request (src/explain/http.c), not at process start: `cfx
+ * --version` does not load it (LD_DEBUG=libs, the loader's own account); a library that is
+ * missing, or that is not libcurl, gets a message naming it and the Debian package. */
+CFX_TEST(llm, libcurl_loads_on_first_request_and_a_missing_one_is_named) {
+    CHECK_OK(cfx__http_check_library(NULL));
+    CHECK_ERR(cfx__http_check_library("libcfx_no_such_curl.so.4"), CFX_ENOTFOUND);
+    CHECK_MSG(strstr(cfx_last_error(), "libcfx_no_such_curl.so.4") &&
+                  strstr(cfx_last_error(), "apt-get install libcurl4"),
+              "%s", cfx_last_error());
+    CHECK_ERR(cfx__http_check_library("libm.so.6"), CFX_ENOTFOUND);
+    CHECK_MSG(strstr(cfx_last_error(), "libm.so.6 has no curl_global_init") &&
+                  strstr(cfx_last_error(), "libcurl4"),
+              "%s", cfx_last_error());
+    if (!cfx_test_cli()) {
+        cfx_test_skip("no build/cfx beside the tests (the start-up half)");
+        return;
+    }
+    /* LD_DEBUG for cfx alone: the loader reports on stderr. */
+    static char out[32768];
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "LD_DEBUG=libs %s --version 2>&1", cfx_test_cli());
+    FILE *p = popen(cmd, "r");
+    size_t len = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[len] = '\0';
+    int rc = p ? pclose(p) : -1;
+    CHECK_MSG(rc == 0 && strstr(out, "find library=libc.so.6"), "exit %d: %.300s", rc, out);
+    CHECK_MSG(!strstr(out, "libcurl"), "cfx --version loaded libcurl: %.2000s", out);
 }

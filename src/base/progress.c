@@ -36,11 +36,13 @@ void cfx_progress_stderr(void *ctx, const char *label, int64_t done, int64_t tot
         last_decile = -1;
         shown = 0;
     }
-    int tty = isatty(STDERR_FILENO);
     int finished = total > 0 && done >= total;
     double elapsed = now - t0;
     if (!shown && elapsed < 0.5) return;
     shown = 1;
+    /* Asked only now: a command under half a second (`concepts nearest --all` calls this once a
+     * query) made a system call per update for nothing. */
+    int tty = isatty(STDERR_FILENO);
     char el[32], eta[32];
     format_secs(el, sizeof el, elapsed);
     format_secs(eta, sizeof eta,

@@ -5,8 +5,6 @@
 #include <time.h>
 #include <unistd.h>
 
-void openblas_set_num_threads(int num_threads);
-
 static int nthreads;
 
 void cfx_set_threads(int n) {
@@ -16,9 +14,7 @@ void cfx_set_threads(int n) {
     }
     nthreads = n;
     omp_set_num_threads(n);
-    /* OpenBLAS only serves CFX_GEMM=openblas comparisons (src/blas.c); its own pool is sized
-     * the same so that such a comparison is fair. */
-    openblas_set_num_threads(n);
+    /* OpenBLAS, loaded only when needed, takes this count when it is used (src/engine/blas.c). */
 }
 
 int cfx_get_threads(void) {

@@ -97,21 +97,27 @@ struct cfx_concepts {
     int32_t *elem;       /* sorted element ids */
     int32_t *chain; /* (nelem) the same sets in path order: synsets root first, then the word */
     int32_t nelem, capelem;
-    int32_t *tri; /* substitution costs, lower triangle: row i at i(i+1)/2, n(n+1)/2 */
-    size_t captri;
+    /* Substitution costs, a lower triangle: row i holds the costs to concepts 0..i. The rows
+     * lie in blocks that double in size and never move, so that a new concept copies nothing:
+     * one growing array (realloc) copied and page-faulted 3 MB for VG's 767 concepts. */
+    int32_t **row;       /* (n) */
+    int32_t *blocks[40]; /* the rows' storage, nblocks of them */
+    int32_t nblocks;
+    int32_t *block_next; /* the free part of the last block, block_left costs */
+    size_t block_left;
     int32_t *insdel; /* (n) cost of inserting or deleting concept i */
     int32_t cap;     /* capacity of the per-concept arrays */
     int32_t *dist;   /* graph model: scratch for distances from one synset */
 };
 
-/* cfx_concepts_sub_cost, inline for the assignment's inner loop: the triangle holds row a at
- * a(a+1)/2, so the larger id picks the row. */
+/* cfx_concepts_sub_cost, inline for the assignment's inner loop: the larger id picks the row
+ * of the triangle. */
 static inline int64_t cfx__costs_sub(const cfx_concepts *c, int32_t a, int32_t b) {
     if (a < b) {
         int32_t t = a;
         a = b, b = t;
     }
-    return c->tri[(size_t)a * ((size_t)a + 1) / 2 + (size_t)b];
+    return c->row[a][b];
 }
 
 /* The price of pairing a with b in the assignment: the substitution when it is allowed and not

@@ -55,7 +55,8 @@ void cfx_concepts_free(cfx_concepts *c) {
     cfx_free(c->elem_start);
     cfx_free(c->elem);
     cfx_free(c->chain);
-    cfx_free(c->tri);
+    for (int32_t i = 0; i < c->nblocks; i++) cfx_free(c->blocks[i]);
+    cfx_free(c->row);
     cfx_free(c->insdel);
     cfx_free(c->dist);
     cfx_free(c);
@@ -85,6 +86,9 @@ static cfx_status grow_concepts(cfx_concepts *c) {
     c->insdel = p;
     if (!(p = cfx_realloc(c->elem_start, ((size_t)cap + 1) * sizeof *p))) return CFX_ENOMEM;
     c->elem_start = p;
+    int32_t **r = cfx_realloc(c->row, (size_t)cap * sizeof *r);
+    if (!r) return CFX_ENOMEM;
+    c->row = r;
     if (c->cap == 0) c->elem_start[0] = 0;
     c->cap = cap;
     return CFX_OK;
@@ -131,15 +135,16 @@ cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
         c->chain = e;
         c->capelem = cap;
     }
-    /* The costs to every earlier concept and to itself: row n of the lower triangle. */
-    size_t need = ((size_t)n + 1) * ((size_t)n + 2) / 2;
-    if (need > c->captri) {
-        size_t cap = c->captri ? 2 * c->captri : 1 << 12;
-        while (cap < need) cap *= 2;
-        int32_t *t = cfx_realloc(c->tri, cap * sizeof *t);
-        if (!t) return CFX_ENOMEM;
-        c->tri = t;
-        c->captri = cap;
+    /* The costs to every earlier concept and to itself: row n of the lower triangle, n + 1
+     * of them, in the last block or a new one twice its size. */
+    if (c->block_left < (size_t)n + 1) {
+        CFX_ASSERT(c->nblocks < (int32_t)(sizeof c->blocks / sizeof *c->blocks));
+        size_t size = (size_t)1 << (12 + c->nblocks); /* (small first: fuzzing loads many) */
+        size = CFX_MAX(size, (size_t)n + 1);
+        int32_t *b = cfx_malloc(size * sizeof *b);
+        if (!b) return CFX_ENOMEM;
+        c->blocks[c->nblocks++] = c->block_next = b;
+        c->block_left = size;
     }
     if (c->opt.model == CFX_COST_GRAPH) CFX_TRY(cfx_wordnet_distances(c->wn, s, c->dist));
     /* Everything that can fail is done: commit the concept. */
@@ -150,7 +155,8 @@ cfx_status cfx_concepts_add(cfx_concepts *c, const char *concept, int32_t *id) {
     c->elem_start[n + 1] = c->nelem;
     c->synset[n] = s;
     c->word[n] = w;
-    int32_t *row = c->tri + (size_t)n * ((size_t)n + 1) / 2;
+    int32_t *row = c->row[n] = c->block_next;
+    c->block_next += n + 1, c->block_left -= (size_t)n + 1;
     const int32_t *a = c->chain + c->elem_start[n];
     for (int32_t j = 0; j <= n; j++) {
         if (c->opt.model == CFX_COST_CECE) {

@@ -12,9 +12,100 @@
 #include "engine/dnnl.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <dnnl.h>
 #include <lapacke.h>
+#include <pthread.h>
 #include <stdlib.h>
+
+/* ------------------------------------------------------ OpenBLAS and LAPACKE, on demand --- */
+
+/* OpenBLAS and LAPACKE are opened with dlopen when first needed, not linked: linked, they (with
+ * LAPACK, libgfortran and libquadmath) were relocated at the start of every cfx process, 14k
+ * symbol relocations in OpenBLAS alone, 11 M instructions and about 5 ms before main, and
+ * OpenBLAS's constructor started its thread pool; yet only the metrics' double precision and
+ * CFX_GEMM=openblas call them. The runtime libraries of Debian's libopenblas-dev and
+ * liblapacke-dev, which the build compiles against: */
+#define OPENBLAS_SONAME  "libopenblas.so.0"
+#define OPENBLAS_PACKAGE "libopenblas0"
+#define LAPACKE_SONAME   "liblapacke.so.3"
+#define LAPACKE_PACKAGE  "liblapacke"
+
+void openblas_set_num_threads(int num_threads);
+
+static struct {
+    __typeof__(cblas_sgemm) *sgemm;
+    __typeof__(cblas_dgemm) *dgemm;
+    __typeof__(cblas_dsyrk) *dsyrk;
+    __typeof__(cblas_ssyrk) *ssyrk;
+    __typeof__(cblas_dtrmm) *dtrmm;
+    __typeof__(openblas_set_num_threads) *set_num_threads;
+    __typeof__(LAPACKE_dpotrf_work) *dpotrf;
+    __typeof__(LAPACKE_dsyevd_work) *dsyevd;
+    __typeof__(LAPACKE_dsyevd_2stage_work) *dsyevd_2stage;
+    int threads; /* what set_num_threads was last given */
+} ob;
+static pthread_once_t ob_once = PTHREAD_ONCE_INIT;
+static cfx_status ob_status;
+static char ob_error[600];
+
+/* dlsym gives a void *; it is copied, not cast, into the function pointer, as ISO C wants. */
+static bool resolve(void *lib, const char *soname, const char *package, const char *name,
+                    void *fn) {
+    void *f = dlsym(lib, name);
+    if (!f) {
+        cfx_set_error(CFX_ENOTFOUND, "%s has no %s; install Debian's %s", soname, name, package);
+        return false;
+    }
+    memcpy(fn, &f, sizeof f);
+    return true;
+}
+
+static cfx_status open_library(const char *soname, const char *package, void **lib) {
+    *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (!*lib)
+        return cfx_set_error(CFX_ENOTFOUND, "cannot load %s (%s); install Debian's %s: %s %s",
+                             soname, dlerror(), package, "apt-get install", package);
+    return CFX_OK;
+}
+
+/* Both libraries stay loaded for the life of the process. */
+static void ob_load(void) {
+    void *b, *l;
+    ob_status = open_library(OPENBLAS_SONAME, OPENBLAS_PACKAGE, &b);
+    if (ob_status == CFX_OK) ob_status = open_library(LAPACKE_SONAME, LAPACKE_PACKAGE, &l);
+#define B(field, name) resolve(b, OPENBLAS_SONAME, OPENBLAS_PACKAGE, name, &ob.field)
+#define L(field, name) resolve(l, LAPACKE_SONAME, LAPACKE_PACKAGE, name, &ob.field)
+    if (ob_status == CFX_OK &&
+        !(B(sgemm, "cblas_sgemm") && B(dgemm, "cblas_dgemm") && B(dsyrk, "cblas_dsyrk") &&
+          B(ssyrk, "cblas_ssyrk") && B(dtrmm, "cblas_dtrmm") &&
+          B(set_num_threads, "openblas_set_num_threads") && L(dpotrf, "LAPACKE_dpotrf_work") &&
+          L(dsyevd, "LAPACKE_dsyevd_work") && L(dsyevd_2stage, "LAPACKE_dsyevd_2stage_work")))
+        ob_status = CFX_ENOTFOUND;
+#undef B
+#undef L
+    if (ob_status != CFX_OK) snprintf(ob_error, sizeof ob_error, "%s", cfx_last_error());
+}
+
+/* OpenBLAS's own thread pool is sized as cfx_set_threads says, so that a CFX_GEMM=openblas
+ * comparison is fair and the metrics use the threads they were given. */
+static void ob_sync_threads(void) {
+    int n = cfx_get_threads();
+    if (ob.threads != n) ob.threads = n, ob.set_num_threads(n);
+}
+
+cfx_status cfx__blas_open(void) {
+    pthread_once(&ob_once, ob_load);
+    if (ob_status != CFX_OK) return cfx_set_error(ob_status, "%s", ob_error);
+    ob_sync_threads();
+    return CFX_OK;
+}
+
+/* The table, for the calls that cannot fail: their callers opened it first. */
+static void ob_ready(void) {
+    bool opened_by_cfx__blas_open = cfx__blas_open() == CFX_OK;
+    CFX_ASSERT(opened_by_cfx__blas_open);
+}
 
 static int use_openblas = -1;
 
@@ -22,6 +113,10 @@ static bool openblas_chosen(void) {
     if (use_openblas < 0) {
         const char *e = getenv("CFX_GEMM");
         use_openblas = e && strcmp(e, "openblas") == 0;
+        if (use_openblas && cfx__blas_open() != CFX_OK) {
+            cfx_log(CFX_LOG_WARN, "CFX_GEMM=openblas: %s; oneDNN's GEMM is used", cfx_last_error());
+            use_openblas = 0;
+        }
     }
     return use_openblas;
 }
@@ -106,9 +201,10 @@ void cfx_blas_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, f
     CFX_ASSERT(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX);
     if (m == 0 || n == 0) return;
     if (openblas_chosen()) {
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda,
-                    b, (int)ldb, beta, c, (int)ldc);
+        ob_ready();
+        ob.sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                 trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
+                 (int)ldb, beta, c, (int)ldc);
         return;
     }
     /* Thin products run on the plain loops above. dnnl_sgemm's time for them depended on
@@ -411,39 +507,44 @@ void cfx__blas_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, 
     CFX_ASSERT(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX &&
                ldb <= INT32_MAX && ldc <= INT32_MAX);
     if (m == 0 || n == 0) return;
-    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
-                (int)ldb, beta, c, (int)ldc);
+    ob_ready();
+    ob.dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+             trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
+             (int)ldb, beta, c, (int)ldc);
 }
 
 void cfx__blas_dsyrk(int trans, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
                      double beta, double *c, int64_t ldc) {
     CFX_ASSERT(n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX && ldc <= INT32_MAX);
     if (n == 0) return;
-    cblas_dsyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, (int)n, (int)k, alpha,
-                a, (int)lda, beta, c, (int)ldc);
+    ob_ready();
+    ob.dsyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, (int)n, (int)k, alpha, a,
+             (int)lda, beta, c, (int)ldc);
 }
 
 void cfx__blas_ssyrk(int64_t n, int64_t k, const float *a, int64_t lda, float *c, int64_t ldc) {
     CFX_ASSERT(n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX && ldc <= INT32_MAX);
     if (n == 0) return;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)k, 1.0f, a, (int)lda, 0.0f, c,
-                (int)ldc);
+    ob_ready();
+    ob.ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)k, 1.0f, a, (int)lda, 0.0f, c,
+             (int)ldc);
 }
 
 void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const double *u,
                            int64_t ldu, double *b, int64_t ldb) {
     CFX_ASSERT(m <= INT32_MAX && n <= INT32_MAX && ldu <= INT32_MAX && ldb <= INT32_MAX);
     if (m == 0 || n == 0) return;
-    cblas_dtrmm(CblasRowMajor, right ? CblasRight : CblasLeft, CblasUpper,
-                trans ? CblasTrans : CblasNoTrans, CblasNonUnit, (int)m, (int)n, 1.0, u, (int)ldu,
-                b, (int)ldb);
+    ob_ready();
+    ob.dtrmm(CblasRowMajor, right ? CblasRight : CblasLeft, CblasUpper,
+             trans ? CblasTrans : CblasNoTrans, CblasNonUnit, (int)m, (int)n, 1.0, u, (int)ldu, b,
+             (int)ldb);
 }
 
 cfx_status cfx__lapack_cholesky_upper(int64_t n, double *a) {
     CFX_ASSERT(n >= 1 && n <= INT32_MAX);
+    CFX_TRY(cfx__blas_open());
     /* Column-major lower L with A = L L^T is, read row-major, the upper U = L^T. */
-    lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, a, (lapack_int)n);
+    lapack_int info = ob.dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, a, (lapack_int)n);
     if (info > 0)
         return cfx_set_error(CFX_ENUMERIC, "the matrix is not positive definite (leading minor %d)",
                              (int)info);
@@ -460,8 +561,9 @@ typedef lapack_int (*eigh_fn)(int matrix_layout, char jobz, char uplo, lapack_in
 
 cfx_status cfx__lapack_eigh(int64_t n, double *a, double *w, bool vectors) {
     CFX_ASSERT(n >= 1 && n <= INT32_MAX);
+    CFX_TRY(cfx__blas_open());
     char jobz = vectors ? 'V' : 'N';
-    eigh_fn fn = vectors ? LAPACKE_dsyevd_work : LAPACKE_dsyevd_2stage_work;
+    eigh_fn fn = vectors ? ob.dsyevd : ob.dsyevd_2stage;
     lapack_int ni = (lapack_int)n, liwork = -1, lwork_i = 0;
     double lwork_d = 0;
     /* A workspace query first: dsyevd reports the sizes it wants. */

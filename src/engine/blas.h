@@ -29,6 +29,12 @@ void cfx__relu_rows(float *c, int64_t m, int64_t n, int64_t ldc);
 void cfx__transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
                     int64_t ldd);
 
+/* Opens OpenBLAS and LAPACKE (dlopen, once; later calls only size OpenBLAS's threads as
+ * cfx_get_threads says): CFX_OK, or CFX_ENOTFOUND with a message naming the library and the
+ * Debian package to install. The calls below that return void need it to have succeeded (a
+ * broken invariant otherwise); the ones that return a status call it themselves. */
+cfx_status cfx__blas_open(void);
+
 /* Double precision (OpenBLAS and LAPACK; the end of src/engine/blas.c), row-major like the rest.
  * C (m x n) = alpha op(A) op(B) + beta C. */
 void cfx__blas_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha,
@@ -48,8 +54,8 @@ void cfx__blas_dtrmm_upper(bool right, bool trans, int64_t m, int64_t n, const d
  * (the strictly lower one is left as it was). CFX_ENUMERIC when A is not positive definite. */
 cfx_status cfx__lapack_cholesky_upper(int64_t n, double *a);
 /* The eigenvalues of the symmetric A (n x n; its upper triangle is read) in ascending order
- * into w (n), by LAPACK's divide and conquer (dsyevd; two-stage without vectors). vectors: row j of a becomes the unit
- * eigenvector of w[j]; otherwise a is destroyed. */
+ * into w (n), by LAPACK's divide and conquer (dsyevd; two-stage without vectors). vectors: row j of
+ * a becomes the unit eigenvector of w[j]; otherwise a is destroyed. */
 cfx_status cfx__lapack_eigh(int64_t n, double *a, double *w, bool vectors);
 
 #endif

@@ -4,22 +4,92 @@
  * retried. Each call has its own easy handle, so calls from several threads never share a
  * connection; curl_global_init, which is not thread-safe, runs once under pthread_once. Error
  * messages name the URL, with any user:password part replaced, and never a header: the caller
- * puts API keys there. */
+ * puts API keys there.
+ *
+ * libcurl is opened with dlopen on the first request, not linked: linked, it and the 30
+ * libraries it needs (TLS, Kerberos, LDAP, SSH, ...) were mapped and relocated at the start of
+ * every cfx process, 12 M instructions and 4-7 ms before main, though only the LLM and the
+ * V-CECE editors make requests. <curl/curl.h> still gives the types and constants. */
 #include "explain/http.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <time.h>
+
+/* The runtime library of Debian's libcurl4-openssl-dev, which the build compiles against. */
+#define CURL_SONAME  "libcurl.so.4"
+#define CURL_PACKAGE "libcurl4"
+
+/* The libcurl functions this file calls, resolved from the library. */
+typedef struct {
+    __typeof__(curl_global_init) *global_init;
+    __typeof__(curl_easy_init) *easy_init;
+    __typeof__(curl_easy_setopt) *easy_setopt;
+    __typeof__(curl_easy_perform) *easy_perform;
+    __typeof__(curl_easy_getinfo) *easy_getinfo;
+    __typeof__(curl_easy_cleanup) *easy_cleanup;
+    __typeof__(curl_easy_strerror) *easy_strerror;
+    __typeof__(curl_slist_append) *slist_append;
+    __typeof__(curl_slist_free_all) *slist_free_all;
+} curl_api;
 
 /* Replies larger than this are refused: a chat reply is a few kilobytes. */
 #define MAX_REPLY ((size_t)64 << 20)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static CURLcode global_status = CURLE_OK;
+static curl_api curl;
+static cfx_status global_status;
+static char global_error[600];
+
+static cfx_status open_curl(const char *soname, curl_api *api) {
+    void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        return cfx_set_error(CFX_ENOTFOUND,
+                             "cannot load libcurl (%s); install Debian's %s: apt-get install %s",
+                             dlerror(), CURL_PACKAGE, CURL_PACKAGE);
+    }
+    /* dlsym gives a void *; copied, not cast, into the function pointer, as ISO C wants. */
+#define RESOLVE(field, name)                                                                       \
+    do {                                                                                           \
+        void *f = dlsym(h, name);                                                                  \
+        if (!f) {                                                                                  \
+            dlclose(h);                                                                            \
+            return cfx_set_error(CFX_ENOTFOUND, "%s has no %s; install Debian's %s", soname, name, \
+                                 CURL_PACKAGE);                                                    \
+        }                                                                                          \
+        memcpy(&api->field, &f, sizeof f);                                                         \
+    } while (0)
+    RESOLVE(global_init, "curl_global_init");
+    RESOLVE(easy_init, "curl_easy_init");
+    RESOLVE(easy_setopt, "curl_easy_setopt");
+    RESOLVE(easy_perform, "curl_easy_perform");
+    RESOLVE(easy_getinfo, "curl_easy_getinfo");
+    RESOLVE(easy_cleanup, "curl_easy_cleanup");
+    RESOLVE(easy_strerror, "curl_easy_strerror");
+    RESOLVE(slist_append, "curl_slist_append");
+    RESOLVE(slist_free_all, "curl_slist_free_all");
+#undef RESOLVE
+    /* The library stays loaded for the life of the process. */
+    return CFX_OK;
+}
+
+cfx_status cfx__http_check_library(const char *soname) {
+    curl_api api;
+    return open_curl(soname ? soname : CURL_SONAME, &api);
+}
 
 static void global_init(void) {
-    global_status = curl_global_init(CURL_GLOBAL_DEFAULT);
+    global_status = open_curl(CURL_SONAME, &curl);
+    if (global_status == CFX_OK) {
+        CURLcode c = curl.global_init(CURL_GLOBAL_DEFAULT);
+        if (c != CURLE_OK)
+            global_status =
+                cfx_set_error(CFX_ENET, "curl_global_init failed: %s", curl.easy_strerror(c));
+    }
+    if (global_status != CFX_OK)
+        snprintf(global_error, sizeof global_error, "%s", cfx_last_error());
 }
 
 void cfx__http_reply_deinit(cfx__http_reply *r) {
@@ -150,46 +220,45 @@ cfx_status cfx__http_post(const cfx__http_request *r, cfx__http_reply *out) {
         return cfx_set_error(CFX_EINVAL, "POST %s: the URL must start with http:// or https://",
                              url);
     pthread_once(&once, global_init);
-    if (global_status != CURLE_OK)
-        return cfx_set_error(CFX_ENET, "POST %s: curl_global_init failed: %s", url,
-                             curl_easy_strerror(global_status));
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    if (global_status != CFX_OK)
+        return cfx_set_error(global_status, "POST %s: %s", url, global_error);
+    CURL *h = curl.easy_init();
+    struct curl_slist *hdr = curl.slist_append(NULL, "Content-Type: application/json");
     /* Without this, curl waits up to a second for "100 Continue" before bodies over 1 MB. */
-    struct curl_slist *more = hdr ? curl_slist_append(hdr, "Expect:") : NULL;
-    for (int i = 0; more && i < r->nheaders; i++) more = curl_slist_append(more, r->headers[i]);
+    struct curl_slist *more = hdr ? curl.slist_append(hdr, "Expect:") : NULL;
+    for (int i = 0; more && i < r->nheaders; i++) more = curl.slist_append(more, r->headers[i]);
     if (!h || !more) {
-        curl_slist_free_all(more ? more : hdr);
-        curl_easy_cleanup(h);
+        curl.slist_free_all(more ? more : hdr);
+        curl.easy_cleanup(h);
         return cfx_set_error(CFX_ENOMEM, "POST %s: out of memory", url);
     }
     hdr = more;
     double timeout = r->timeout > 0 ? r->timeout : 60;
     char why[CURL_ERROR_SIZE];
     buffer b = {0};
-    curl_easy_setopt(h, CURLOPT_URL, r->url);
-    curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for timeouts: we may be threaded */
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "cfx");
+    curl.easy_setopt(h, CURLOPT_URL, r->url);
+    curl.easy_setopt(h, CURLOPT_POST, 1L);
+    curl.easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
+    curl.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    curl.easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl.easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl.easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+    curl.easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for timeouts: we may be threaded */
+    curl.easy_setopt(h, CURLOPT_ERRORBUFFER, why);
+    curl.easy_setopt(h, CURLOPT_USERAGENT, "cfx");
     cfx_status s = CFX_OK;
     double wait = r->backoff > 0 ? r->backoff : 0;
     for (int attempt = 0;; attempt++) {
         b.len = 0, b.too_big = b.no_memory = false;
         if (b.data) b.data[0] = '\0';
         why[0] = '\0';
-        CURLcode c = curl_easy_perform(h);
+        CURLcode c = curl.easy_perform(h);
         out->attempts = attempt + 1;
         out->status = 0;
         bool again;
         if (c == CURLE_OK) {
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+            curl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
             if (out->status >= 200 && out->status < 300) {
                 s = CFX_OK;
                 break;
@@ -206,7 +275,7 @@ cfx_status cfx__http_post(const cfx__http_request *r, cfx__http_reply *out) {
                                           : "the reply is larger than 64 MiB");
             again = false;
         } else {
-            const char *what = why[0] ? why : curl_easy_strerror(c);
+            const char *what = why[0] ? why : curl.easy_strerror(c);
             if (c == CURLE_OPERATION_TIMEDOUT)
                 s = cfx_set_error(CFX_ETIMEOUT, "POST %s: no complete reply within %g s (%s)", url,
                                   timeout, what);
@@ -228,7 +297,7 @@ cfx_status cfx__http_post(const cfx__http_request *r, cfx__http_reply *out) {
     }
     out->body = b.data, out->len = b.len;
     if (!out->body && (out->body = cfx_malloc(1))) out->body[0] = '\0';
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(h);
+    curl.slist_free_all(hdr);
+    curl.easy_cleanup(h);
     return s;
 }

@@ -1,4 +1,5 @@
-/* http.h - a small HTTP client over libcurl (src/explain/http.c); not part of the public API.
+/* http.h - a small HTTP client over libcurl (src/explain/http.c), which it loads with dlopen on
+ * the first request; not part of the public API.
  * The LLM client POSTs chat requests with it, and the V-CECE editors (src/concepts/) POST JSON
  * to image-editing servers, so it knows nothing of either. */
 #ifndef CFX_EXPLAIN_HTTP_H
@@ -28,10 +29,15 @@ typedef struct cfx__http_reply {
 
 /* POSTs the body, retrying as the request says. CFX_OK with a 2xx status; otherwise
  * CFX_ETIMEOUT (every attempt timed out on the last one), CFX_ENET (connection errors, a
- * reply cut short, a 4xx or 5xx status) or CFX_EINVAL (a bad URL), with a message that names
- * the URL (without any user:password part) and what failed. out holds the last reply either
- * way and is the caller's to deinit. Thread-safe: each call has its own connection. */
+ * reply cut short, a 4xx or 5xx status), CFX_EINVAL (a bad URL) or CFX_ENOTFOUND (libcurl
+ * cannot be loaded), with a message that names the URL (without any user:password part) and
+ * what failed. out holds the last reply either way and is the caller's to deinit. Thread-safe: each
+ * call has its own connection. */
 cfx_status cfx__http_post(const cfx__http_request *r, cfx__http_reply *out);
+/* Whether libcurl loads from soname (NULL: libcurl.so.4, what cfx__http_post loads) with every
+ * function cfx__http_post calls: CFX_OK, or CFX_ENOTFOUND with a message naming the library
+ * and the Debian package to install, which is also cfx__http_post's error when it fails. */
+cfx_status cfx__http_check_library(const char *soname);
 void cfx__http_reply_deinit(cfx__http_reply *r);
 
 /* base64 of n bytes (RFC 4648, with padding) as a new NUL-terminated string (cfx_free). */

@@ -67,6 +67,7 @@ static double kernel_total(pairs *p) {
 cfx_status cfx_cmmd(const cfx_tensor *a, const cfx_tensor *b, const cfx_cmmd_options *o,
                     double *out) {
     CFX_TRY(cfx__metrics_check_pair(a, b, 1, "CMMD"));
+    CFX_TRY(cfx__blas_open());
     double sigma = o && o->sigma != 0 ? o->sigma : 10, scale = o && o->scale != 0 ? o->scale : 1000;
     if (!(sigma > 0) || !isfinite(sigma) || !isfinite(scale))
         return cfx_set_error(CFX_EINVAL, "CMMD: sigma %g and scale %g must be finite, sigma > 0",
@@ -95,6 +96,7 @@ cfx_status cfx_cmmd(const cfx_tensor *a, const cfx_tensor *b, const cfx_cmmd_opt
 
 cfx_status cfx_cmmd_self(const cfx_tensor *b, const cfx_cmmd_options *o, double *out) {
     CFX_TRY(cfx__metrics_check(b, 1, "CMMD", "the set"));
+    CFX_TRY(cfx__blas_open());
     double sigma = o && o->sigma != 0 ? o->sigma : 10;
     if (!(sigma > 0) || !isfinite(sigma))
         return cfx_set_error(CFX_EINVAL, "CMMD: sigma %g must be finite and > 0", sigma);

@@ -56,6 +56,7 @@ static double *new_matrix(int64_t d) {
 cfx_status cfx_fid_stats_init(cfx_fid_stats *s, const cfx_tensor *features) {
     *s = (cfx_fid_stats){0};
     CFX_TRY(cfx__metrics_check(features, 2, "FID", "feature set"));
+    CFX_TRY(cfx__blas_open());
     const int64_t n = features->shape[0], d = features->shape[1];
     /* Rows per block: at most 2^23 doubles (64 MB), at least 256 rows. */
     const int64_t block = CFX_MIN(n, CFX_MAX(256, ((int64_t)1 << 23) / d));

@@ -85,6 +85,7 @@ static void kernel_sums(const double *g, int64_t m, int64_t d, double *kaa, doub
 cfx_status cfx_kid(const cfx_tensor *a, const cfx_tensor *b, const cfx_kid_options *o,
                    cfx_kid_result *out) {
     CFX_TRY(cfx__metrics_check_pair(a, b, 1, "KID"));
+    CFX_TRY(cfx__blas_open());
     const int64_t n1 = a->shape[0], n2 = b->shape[0], d = a->shape[1];
     int subsets;
     int64_t m;
