@@ -29,7 +29,7 @@ bool cfx__conv_dnnl_available(void) {
     return cfx__dnnl_engine() != NULL;
 }
 
-bool cfx__conv_dnnl_blocks16(void) {
+bool cfx__conv_dnnl_nhwc(void) {
     if (!cfx__conv_dnnl_available()) return false;
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
@@ -260,12 +260,12 @@ static bool build_steps(cfx__conv_dnnl *d) {
     dnnl_format_tag_t wtag =
         d->o.transposed ? (G > 1 ? dnnl_giohw : dnnl_iohw) : (G > 1 ? dnnl_goihw : dnnl_oihw);
     dnnl_memory_desc_t x_u, y_u, w_u, b_u, x_a, y_a, w_a;
-    /* A tensor held blocked between two convolutions (blocked_x, blocked_y) is given to the
-     * primitives in that very layout, so no reorder is made for it. */
-    DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32,
-                                        d->o.blocked_x ? dnnl_aBcd16b : dnnl_nchw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32,
-                                        d->o.blocked_y ? dnnl_aBcd16b : dnnl_nchw));
+    /* A tensor the graph holds in NHWC or nChw16c (blocked_x, blocked_y; c16_x, c16_y) is given
+     * to the primitives in that very layout, so no reorder is made for it. */
+    dnnl_format_tag_t xt = !d->o.blocked_x ? dnnl_nchw : d->o.c16_x ? dnnl_aBcd16b : dnnl_acdb;
+    dnnl_format_tag_t yt = !d->o.blocked_y ? dnnl_nchw : d->o.c16_y ? dnnl_aBcd16b : dnnl_acdb;
+    DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32, xt));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32, yt));
     DN_TRY(dnnl_memory_desc_init_by_tag(&w_u, wnd, wd, dnnl_f32, wtag));
     DN_TRY(dnnl_memory_desc_init_by_tag(&b_u, 1, bd, dnnl_f32, dnnl_a));
     if (d->o.blocked_x)
@@ -410,9 +410,9 @@ static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, const cfx__conv_dnnl_op
 static int64_t image_floats(const cfx__conv_dnnl *d, bool x) {
     const cfx__conv_geom *g = &d->g;
     bool in = x != d->o.transposed; /* the geometry's input side */
-    int64_t c = in ? g->Ci : g->Co, hw = in ? g->Hi * g->Wi : g->Ho * g->Wo;
-    if (x ? d->o.blocked_x : d->o.blocked_y) c = (c + 15) / 16 * 16;
-    return c * hw;
+    /* NCHW, NHWC and nChw16c (channels a multiple of 16) hold an image in the same c * hw
+     * floats, the batch outermost. */
+    return in ? g->Ci * g->Hi * g->Wi : g->Co * g->Ho * g->Wo;
 }
 
 /* Floats of the weights (and their gradient) and of the bias. */

@@ -145,8 +145,15 @@ static bool same_shape(const cfx__op_args *a) {
             if (DB) DB[ib] += (gy);                                                                \
         });                                                                                        \
     }                                                                                              \
-    static const cfx__op_def fname##_def = {                                                       \
-        opname, 0, binary_infer, NULL, NULL, fname##_forward, fname##_backward, .is_add = add};    \
+    static const cfx__op_def fname##_def = {opname,                                                \
+                                            0,                                                     \
+                                            binary_infer,                                          \
+                                            NULL,                                                  \
+                                            NULL,                                                  \
+                                            fname##_forward,                                       \
+                                            fname##_backward,                                      \
+                                            .any_layout = true,                                    \
+                                            .is_add = add};                                        \
     int cfx_op_##fname(cfx_graph *gr, int a, int b) {                                              \
         return cfx__graph_add(gr, &fname##_def, (int[]){a, b}, 2, NULL);                           \
     }
