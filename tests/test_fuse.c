@@ -1,9 +1,14 @@
 /* test_fuse.c - graph optimisation (cfx_graph_fusions): BatchNormalization folded into Conv at
- * a frozen import, Conv + Add + Relu, Conv + Relu and Gemm + Relu fused at plan. The fused
- * graph's output and input gradient must equal the unfused graph's (cfx_onnx_options.no_fuse
- * and cfx_graph_enable_fusion(g, 0)) within 1e-5 relative, and PyTorch's (the oracle,
- * tests/py/onnx_oracle.py) within the ONNX suite's tolerance; the fusion counts say the
- * fusions happened (and that a Conv whose output has a second reader keeps its BN). */
+ * a frozen import, Conv + Add + Relu, Conv + Relu and Gemm + Relu fused at plan, and the
+ * activations held in NHWC (inference) or nChw16c (with a gradient) between convolutions
+ * (graph.c, plan_layouts). The optimised graph's output and input gradient must equal the
+ * unoptimised graph's (cfx_onnx_options.no_fuse and cfx_graph_enable_fusion(g, 0)) within 1e-5
+ * relative, and PyTorch's (the oracle, tests/py/onnx_oracle.py) within the ONNX suite's
+ * tolerance; the fusion counts say the fusions happened (and that a Conv whose output has a
+ * second reader keeps its BN), and the plan's layout marks that the torchvision nets run
+ * without a layout conversion between convolutions. */
+#include "engine/graph.h"
+#include "engine/ops/conv.h"
 #include "test.h"
 
 #include <stdlib.h>
@@ -81,11 +86,74 @@ done:
     return ok;
 }
 
+/* The forward pass alone (no gradient: the held layout is NHWC) of dir/model.onnx on x, with
+ * every optimisation (fuse) or none; the output into *y (malloc'd). With all_held, every Conv
+ * but the one reading the image must take its input held and every Conv make its output held
+ * (no reorder between convolutions), where oneDNN prefers NHWC. */
+static bool forward_only(const char *dir, bool fuse, bool all_held, const cfx_tensor *x,
+                         float **y) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    cfx_onnx_options o = {.batch = x->shape[0], .frozen = 1, .no_fuse = !fuse};
+    cfx_graph *g = cfx_onnx_load(path, &o);
+    CHECK_MSG(g != NULL, "load %s: %s", path, cfx_last_error());
+    if (!g) return false;
+    int in = cfx_graph_find(g, "input"), out = cfx_graph_find(g, "logits");
+    bool ok = in >= 0 && out >= 0;
+    CHECK(ok);
+    CHECK_OK(cfx_graph_enable_fusion(g, fuse));
+    ok = ok && cfx_graph_compile(g) == CFX_OK;
+    if (ok) {
+        memcpy(cfx_graph_tensor(g, in)->data, x->data, (size_t)x->numel * sizeof(float));
+        CHECK_OK(cfx_graph_forward(g));
+        cfx_tensor *ty = cfx_graph_tensor(g, out);
+        *y = malloc((size_t)ty->numel * sizeof **y);
+        memcpy(*y, ty->data, (size_t)ty->numel * sizeof **y);
+        int convs = 0, in_held = 0, out_held = 0, c16 = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            const cfx__node *n = &g->nodes[i];
+            c16 += n->c16_in0 || n->c16_out;
+            if (strcmp(n->op->name, "Conv") || n->in[0] == in) continue;
+            convs++;
+            in_held += n->blocked_in0;
+            out_held += n->blocked_out;
+        }
+        CHECK_INT_EQ(c16, 0); /* nothing takes a gradient */
+        if (!fuse) CHECK_INT_EQ(in_held + out_held + g->held_values, 0);
+        if (all_held && fuse && cfx__conv_dnnl_nhwc()) {
+            CHECK(convs > 0);
+            CHECK_INT_EQ(in_held, convs);
+            CHECK_INT_EQ(out_held, convs);
+            printf("  %d convolutions, %d values held in NHWC\n", convs + 1, g->held_values);
+        }
+    }
+    cfx_graph_free(g);
+    return ok;
+}
+
+/* Inference (NHWC) with and without the plan's optimisations, BatchNormalizations folded both
+ * times: the same output within tol relative. Held in NHWC, oneDNN runs other kernels than in
+ * the unoptimised graph (whose reorders let it pick per convolution), and small ones on oneDNN
+ * instead of the direct kernels, which round differently: mobilenet_v2's 17 ReLU6 layers carry
+ * that to 1.7e-5 of its output (cfx unoptimised is itself 3.6e-5 from PyTorch). */
+static void compare_forward(const char *dir, const cfx_tensor *x, size_t ny, bool all_held,
+                            double tol) {
+    float *a = NULL, *b = NULL;
+    if (forward_only(dir, true, all_held, x, &a) && forward_only(dir, false, false, x, &b)) {
+        double r = max_rel(a, b, ny);
+        CHECK(max_abs(b, ny) > 1e-3);
+        CHECK_MSG(r <= tol, "held NHWC changes the output by %.3g relative", r);
+        printf("  inference, optimised vs not: max rel error %.2g\n", r);
+    }
+    free(a), free(b);
+}
+
 /* Fused against unfused against PyTorch for oracle model KIND; want: the fusions expected.
  * Outputs must agree within ytol (relative, max norm), input gradients within gtol, and the
  * input gradients of the graph with folded BatchNormalizations, with and without the plan's
  * fusions (which keep every gradient exact), within 1e-5. */
-static void compare_tol(const char *kind, cfx_graph_fusions want, double ytol, double gtol) {
+static void compare_held(const char *kind, cfx_graph_fusions want, double ytol, double gtol,
+                         bool all_held) {
     char dir[512];
     if (!oracle(kind, dir, sizeof dir)) return;
     cfx_tensor *x = load_npy(dir, "x.npy"), *y = load_npy(dir, "y.npy");
@@ -118,12 +186,17 @@ static void compare_tol(const char *kind, cfx_graph_fusions want, double ytol, d
            "alone %.2g); vs PyTorch %.2g, %.2g (unfused %.2g, %.2g)\n",
            kind, ry, rg, rp, max_rel(fy, y->data, ny), max_rel(fg, gx->data, nx),
            max_rel(uy, y->data, ny), max_rel(ug, gx->data, nx));
+    compare_forward(dir, x, ny, all_held, ytol);
 out:
     free(fy), free(fg), free(uy), free(ug), free(py), free(pg);
     cfx_tensor_free(x);
     cfx_tensor_free(y);
     cfx_tensor_free(w);
     cfx_tensor_free(gx);
+}
+
+static void compare_tol(const char *kind, cfx_graph_fusions want, double ytol, double gtol) {
+    compare_held(kind, want, ytol, gtol, false);
 }
 
 static void compare(const char *kind, cfx_graph_fusions want) {
@@ -157,11 +230,12 @@ CFX_TEST(fuse, torchvision_nets) {
      * same net and input gives 0.00279), and mobilenet's 17 ReLU6 layers move its output by 2e-5
      * (cfx unfused is 3.6e-5 from PyTorch, fused 1.4e-5). The plan's fusions alone stay within
      * 1e-5 (checked in compare_tol). */
-    compare_tol("resnet18",
-                (cfx_graph_fusions){.bn_into_conv = 20, .conv_add_relu = 8, .conv_relu = 9}, 1e-5,
-                5e-3);
-    compare_tol("mobilenet", (cfx_graph_fusions){.bn_into_conv = 52, .conv_add = 10}, 5e-5, 1e-5);
-    compare("squeezenet", (cfx_graph_fusions){.conv_relu = 26});
+    compare_held("resnet18",
+                 (cfx_graph_fusions){.bn_into_conv = 20, .conv_add_relu = 8, .conv_relu = 9}, 1e-5,
+                 5e-3, true);
+    compare_held("mobilenet", (cfx_graph_fusions){.bn_into_conv = 52, .conv_add = 10}, 5e-5, 1e-5,
+                 true);
+    compare_held("squeezenet", (cfx_graph_fusions){.conv_relu = 26}, 1e-5, 1e-5, true);
 }
 
 /* A trainable import keeps its BatchNormalization (training would change what it computes),
