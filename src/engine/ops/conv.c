@@ -569,8 +569,11 @@ static bool conv_blocked_ok(const cfx__op_args *a, bool in0, bool out) {
     cfx__conv_geom g = {0};
     if (!cfx__conv_dnnl_nhwc() || conv_geometry(a, &g) != CFX_OK || g.dh != 1 || g.dw != 1)
         return false;
-    /* nChw16c (a region a gradient goes through): an ungrouped convolution, as measured. */
-    if (((in0 && a->c16_in0) || (out && a->c16_out)) && g.G != 1) return false;
+    /* nChw16c (a region a gradient goes through): an ungrouped or a depthwise convolution, which
+     * oneDNN's training kernels take in it (jit:avx512_core, jit_dw); other groups might land on
+     * its reference kernels. */
+    bool depthwise = g.G == g.Ci && g.G == g.Co;
+    if (((in0 && a->c16_in0) || (out && a->c16_out)) && g.G != 1 && !depthwise) return false;
     bool one_thread;
     cfx__conv_path path = conv_dispatch(&g, false, a->din[0] != NULL, &one_thread);
     /* Only where no gradient flows: the direct kernels were chosen for their data gradient

@@ -4,9 +4,12 @@
  * The graph's tensors are plain NCHW (weights OIHW for Conv, IOHW for ConvTranspose, as
  * PyTorch and ONNX store them). Each primitive is created with format_tag_any, so oneDNN picks
  * its fastest (blocked, e.g. nChw8c on AVX2) layout; where that differs from the plain one, a
- * reorder primitive converts at the op boundary into a buffer owned here. Backward results are
- * ADDED into the graph's gradients: those outputs always go through a reorder with a sum
- * post-op (dst = dst + src), which doubles as the layout conversion.
+ * reorder primitive converts at the op boundary into a buffer owned here. Where the graph
+ * holds a tensor in oneDNN's own layout between convolutions (NHWC for inference, nChw16c with a
+ * gradient: graph.c, plan_layouts), the primitive is made for that layout and no reorder runs
+ * for it. Backward results are ADDED into the graph's gradients: those outputs always go
+ * through a reorder with a sum post-op (dst = dst + src), which doubles as the layout
+ * conversion.
  *
  * Everything a call needs is allocated at build time: the blocked buffers, and one scratchpad
  * shared by the three primitives (scratchpad_mode_user), so a call only sets data handles and
