@@ -278,6 +278,9 @@ void cfx__node_args(cfx_graph *g, const cfx__node *n, cfx__op_args *a, bool with
     a->c16_in0 = n->c16_in0;
     a->c16_out = n->c16_out;
     a->relu = n->relu;
+    a->clip = n->clip;
+    a->clip_lo = n->clip_lo;
+    a->clip_hi = n->clip_hi;
     if (n->sum_in >= 0) a->sum = g->values[n->sum_in].t.data;
 }
 
@@ -544,14 +547,16 @@ static int fusable_sum(const cfx_graph *g, int i, int u, int slot) {
  * ops' forwards are skipped, and their backwards (a ReLU's reads only its output, an Add's no
  * data) run as before, so every gradient is what the unfused graph gives. A pass over the
  * activations less per ReLU (about 2% of a training step of the reference classifier at batch
- * 64), three per Add. Nothing with g->no_fuse. Counts what it did in g->fusions; clears every
- * other mark. */
+ * 64), three per Add. A Clip (ReLU6) is fused likewise into a Conv where no gradient flows
+ * through it (fuses_clip, clip_bounds). Nothing with g->no_fuse. Counts what it did in
+ * g->fusions (Clips in g->clips_fused); clears every other mark. */
 static void plan_fusion(cfx_graph *g) {
     for (int i = 0; i < g->nnodes; i++) {
-        g->nodes[i].relu = g->nodes[i].fused = false;
+        g->nodes[i].relu = g->nodes[i].fused = g->nodes[i].clip = false;
         g->nodes[i].relu_out = g->nodes[i].sum_in = -1;
     }
     g->fusions = (cfx_graph_fusions){.bn_into_conv = g->bn_folded};
+    g->clips_fused = 0;
     if (g->no_fuse) return;
     for (int i = 0; i < g->nnodes; i++) {
         cfx__node *a = &g->nodes[i];
@@ -577,7 +582,20 @@ static void plan_fusion(cfx_graph *g) {
             continue;
         }
         int ri = fusable_relu(g, a->out);
-        if (ri < 0) continue;
+        if (ri < 0) {
+            /* A Clip, where no gradient flows through it (its backward would need its input). */
+            int ci = sole_reader(g, a->out);
+            const cfx__node *c = ci >= 0 ? &g->nodes[ci] : NULL;
+            if (!a->op->fuses_clip || !c || !c->op->clip_bounds || c->alias ||
+                g->values[a->out].needs_grad)
+                continue;
+            c->op->clip_bounds(c->attr, &a->clip_lo, &a->clip_hi);
+            a->clip = true;
+            a->relu_out = c->out;
+            g->nodes[ci].fused = true;
+            g->clips_fused++;
+            continue;
+        }
         a->relu = true;
         a->relu_out = g->nodes[ri].out;
         g->nodes[ri].fused = true;

@@ -42,6 +42,11 @@ typedef struct cfx__op_args {
      * output was fused into it (plan_fusion). Forward writes max(0, result) into out,
      * which is then the ReLU's output; the op's own output is never written. */
     bool relu;
+    /* prepare and forward (ops with cfx__op_def.fuses_clip): a Clip that reads only this op's
+     * output, and through which no gradient flows, was fused into it (plan_fusion). Forward
+     * writes min(max(result, clip_lo), clip_hi) into out, which is then the Clip's output. */
+    bool clip;
+    float clip_lo, clip_hi;
     /* prepare and forward (ops with cfx__op_def.fuses_sum): an Add that reads this op's output
      * and sum (same shape, NCHW) was fused into it (plan_fusion). Forward writes result + sum
      * (then the ReLU, with relu) into out, which is then the Add's (or its ReLU's) output. */
@@ -91,6 +96,12 @@ typedef struct cfx__op_def {
     /* This is ReLU, whose backward reads only its output (y > 0), so a fuses_relu op before it
      * may write y directly and never produce the ReLU's input. */
     bool is_relu;
+    /* The op can clip its output to bounds as it writes it (cfx__op_args.clip). */
+    bool fuses_clip;
+    /* This is Clip, with these bounds: y = min(max(x, lo), hi). Its backward reads its input
+     * (the bounds count as inside), so it is fused into the op before it only where no
+     * gradient flows (inference: mobilenet's ReLU6 was a fifth of its forward pass). */
+    void (*clip_bounds)(const void *attr, float *lo, float *hi);
     /* The op can add a same-shaped tensor to its result as it writes it (cfx__op_args.sum),
      * before a fused ReLU; as with fuses_relu, nothing reads its own output's data. */
     bool fuses_sum;
@@ -134,11 +145,13 @@ struct cfx__node {
     bool blocked_in0, blocked_out; /* planned: see cfx__op_args */
     bool c16_in0, c16_out;         /* planned: see cfx__op_args */
     bool relu;                     /* planned: a ReLU is fused into this op (cfx__op_args.relu) */
-    int sum_in;                    /* planned: the value an Add fused into this op adds, or -1 */
-    int relu_out;                  /* planned: the value this op writes instead of its own
-                                    * output (the fused Add's or ReLU's), or -1 */
-    bool fused;                    /* planned: this Add or ReLU runs inside an op before it */
-    double prof_fwd, prof_bwd;     /* CFX_PROFILE: seconds spent in forward and backward */
+    bool clip;                     /* planned: a Clip is fused into this op (cfx__op_args.clip) */
+    float clip_lo, clip_hi;
+    int sum_in;                /* planned: the value an Add fused into this op adds, or -1 */
+    int relu_out;              /* planned: the value this op writes instead of its own
+                                * output (the fused Add's or ReLU's), or -1 */
+    bool fused;                /* planned: this Add or ReLU runs inside an op before it */
+    double prof_fwd, prof_bwd; /* CFX_PROFILE: seconds spent in forward and backward */
     long prof_nfwd, prof_nbwd;
     bool prof_warm[2]; /* CFX_PROFILE: the first forward / backward has run (and was not timed) */
 };
@@ -162,6 +175,7 @@ struct cfx_graph {
     bool compiled, dirty, training, param_grads_on, broken;
     bool no_fuse;    /* CFX_NO_FUSE or cfx_graph_enable_fusion(g, 0): plan fuses nothing */
     int bn_folded;   /* BatchNormalizations the ONNX import folded into convolutions */
+    int clips_fused; /* Conv + Clip fusions of the last plan (plan_fusion) */
     int held_values; /* values the last plan held in NHWC (plan_layouts) */
     cfx_graph_fusions fusions; /* what the last plan fused (bn_into_conv from bn_folded) */
     bool shared_params;        /* params belong to the graph this one was cloned from */

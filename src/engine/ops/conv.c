@@ -526,6 +526,9 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
         .c16_x = a->c16_in0,
         .c16_y = a->c16_out,
         .relu = a->relu,
+        .clip = a->clip,
+        .clip_lo = a->clip_lo,
+        .clip_hi = a->clip_hi,
         .sum = a->sum != NULL,
         .const_w = a->in_const[1],
     };
@@ -617,6 +620,13 @@ static void add_sum_relu(const cfx__op_args *a) {
         for (int64_t i = 0; i < a->out->numel; i++) y[i] += r[i];
 }
 
+/* y = min(max(y, lo), hi): a fused Clip (cfx__op_args.clip) on the paths without oneDNN's
+ * post-op; the expression is the Clip op's own. */
+static void clip_out(const cfx__op_args *a) {
+    float *y = a->out->data, lo = a->clip_lo, hi = a->clip_hi;
+    for (int64_t i = 0; i < a->out->numel; i++) y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
+}
+
 // x (N,C,H,W), w (K,C/G,R,S), b (K) -> y (N,K,P,Q)
 static void conv_forward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
@@ -640,6 +650,7 @@ static void conv_forward(const cfx__op_args *a) {
         return;
     }
     if (a->relu) cfx__relu_rows(a->out->data, g->N * g->Co, g->Ho * g->Wo, g->Ho * g->Wo);
+    if (a->clip) clip_out(a);
 }
 
 /* The reference kernels only add: a gradient buffer the graph left unzeroed (din_fresh) is
@@ -732,6 +743,7 @@ static const cfx__op_def conv_def = {"Conv",
                                      .assigns_grads = true,
                                      .blocked_ok = conv_blocked_ok,
                                      .fuses_relu = true,
+                                     .fuses_clip = true,
                                      .fuses_sum = true};
 /* ConvTranspose fuses no ReLU: oneDNN 2.6's deconvolution with an eltwise post-op ran 5x
  * slower than without it and a separate ReLU (25 ms against 5 at batch 50, 64 -> 32 channels,

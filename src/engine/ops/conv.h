@@ -79,6 +79,8 @@ typedef struct cfx__conv_dnnl_opts {
     bool blocked_x, blocked_y;
     bool c16_x, c16_y; /* that held layout is nChw16c (cfx__op_args.c16_in0 / c16_out) */
     bool relu;         /* the forward applies max(0, .) to y (a fused ReLU, cfx__op_args.relu) */
+    bool clip; /* the forward clips y to [clip_lo, clip_hi] (a fused Clip, cfx__op_args.clip) */
+    float clip_lo, clip_hi;
     bool sum; /* the forward adds an NCHW summand to y before the ReLU (cfx__op_args.sum) */
     /* The weights are a constant (cfx__op_args.in_const): their reorder into oneDNN's layout is
      * kept from one pass to the next while the buffer is the same, not redone per pass (at batch

@@ -315,16 +315,20 @@ static bool build_steps(cfx__conv_dnnl *d) {
                        dnnl_success;
     }
     /* A fused Add (cfx__conv_dnnl_opts.sum) is a sum post-op of the forward primitive (dst =
-     * conv + dst, dst loaded with the summand first), a fused ReLU an eltwise one after it. */
+     * conv + dst, dst loaded with the summand first), a fused ReLU or Clip an eltwise one after
+     * it (oneDNN's clip is min(max(x, lo), hi), as cfx's). */
     dnnl_primitive_attr_t fattr = NULL;
     dnnl_post_ops_t relu = NULL;
-    if (ok && (d->o.relu || d->o.sum))
-        ok = dnnl_primitive_attr_clone(&fattr, attr) == dnnl_success &&
-             dnnl_post_ops_create(&relu) == dnnl_success &&
-             (!d->o.sum || dnnl_post_ops_append_sum(relu, 1.0f) == dnnl_success) &&
-             (!d->o.relu || dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f,
-                                                         0.0f) == dnnl_success) &&
-             dnnl_primitive_attr_set_post_ops(fattr, relu) == dnnl_success;
+    if (ok && (d->o.relu || d->o.sum || d->o.clip))
+        ok =
+            dnnl_primitive_attr_clone(&fattr, attr) == dnnl_success &&
+            dnnl_post_ops_create(&relu) == dnnl_success &&
+            (!d->o.sum || dnnl_post_ops_append_sum(relu, 1.0f) == dnnl_success) &&
+            (!d->o.relu || dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f,
+                                                        0.0f) == dnnl_success) &&
+            (!d->o.clip || dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_clip, d->o.clip_lo,
+                                                        d->o.clip_hi) == dnnl_success) &&
+            dnnl_primitive_attr_set_post_ops(fattr, relu) == dnnl_success;
     ok = ok && step_create(d, &d->fwd, &fd, fattr ? fattr : attr, NULL);
     if (relu) dnnl_post_ops_destroy(relu);
     if (fattr) dnnl_primitive_attr_destroy(fattr);
