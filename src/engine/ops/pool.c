@@ -185,8 +185,9 @@ static void max_forward_planes(const float *restrict X, float *restrict Y, int32
  * window taken over all C channels at once (the channels innermost, so the compare-and-select
  * vectorises). The argmax is the offset into the image's H*W*C values. Same taps in the same order,
  * same ties and NaN rule as max_window, so the values and winners are the NCHW kernel's. */
-static void max_forward_nhwc(const float *restrict X, float *restrict Y, int32_t *restrict arg,
-                             const pool_geom *geom, int64_t lo, int64_t hi) {
+CFX_CLONES static void max_forward_nhwc(const float *restrict X, float *restrict Y,
+                                        int32_t *restrict arg, const pool_geom *geom, int64_t lo,
+                                        int64_t hi) {
     const pool_geom g = *geom; /* a private copy, as in max_forward_planes */
     for (int64_t row = lo; row < hi; row++) {
         int64_t n = row / g.P, oh = row % g.P;
@@ -394,8 +395,8 @@ static void gap_forward_planes(const float *restrict X, float *restrict Y, int64
 /* NHWC (cfx__op_args.blocked_in0): images [lo, hi), each channel's sum in y, added in the
  * order of the NCHW loop (the channels innermost, so it vectorises): the same sums. y
  * (N,C,1,1) is the same in either layout. */
-static void gap_forward_nhwc(const float *restrict X, float *restrict Y, int64_t C, int64_t HW,
-                             int64_t lo, int64_t hi) {
+CFX_CLONES static void gap_forward_nhwc(const float *restrict X, float *restrict Y, int64_t C,
+                                        int64_t HW, int64_t lo, int64_t hi) {
     for (int64_t n = lo; n < hi; n++) {
         const float *x = X + n * HW * C;
         float *y = Y + n * C;
@@ -406,8 +407,8 @@ static void gap_forward_nhwc(const float *restrict X, float *restrict Y, int64_t
     }
 }
 
-static void gap_backward_nhwc(const float *restrict G, float *restrict DX, int64_t C, int64_t HW,
-                              int64_t lo, int64_t hi) {
+CFX_CLONES static void gap_backward_nhwc(const float *restrict G, float *restrict DX, int64_t C,
+                                         int64_t HW, int64_t lo, int64_t hi) {
     for (int64_t n = lo; n < hi; n++) {
         float *dx = DX + n * HW * C;
         const float *dy = G + n * C;
