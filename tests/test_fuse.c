@@ -333,3 +333,65 @@ CFX_TEST(fuse, conv_clip_without_gradient) {
             free(res[0]), free(res[1]), free(gx[0]), free(gx[1]);
         }
 }
+
+/* The plan's layout regions on a residual block: r (read by a Conv and the Add) and the Add's
+ * and ReLU's outputs are one region between convolutions, held in NHWC without a gradient and
+ * in nChw16c with one; the graph's output and input stay NCHW; marking r an output brings the
+ * whole region back to NCHW. Every variant gives the unoptimised graph's output (and input
+ * gradient) within 1e-5. */
+CFX_TEST(fuse, residual_region_held_between_convolutions) {
+    for (int grad = 0; grad < 2; grad++)
+        for (int public_r = 0; public_r < 2; public_r++) {
+            float *res[2] = {NULL, NULL}, *gx[2] = {NULL, NULL};
+            int64_t ny = 0, nx = 0;
+            for (int fuse = 0; fuse < 2; fuse++) {
+                cfx_graph *g = cfx_graph_new();
+                const cfx_conv2d_attr same = {.pad = {1, 1, 1, 1}};
+                /* Big enough for oneDNN (the direct kernels take small ones where a gradient
+                 * flows, and do not read held layouts). */
+                int x = cfx_graph_input(g, "x", 4, (int64_t[]){8, 8, 16, 16});
+                int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 8, 3, 3}),
+                                      cfx_graph_param(g, "b1", 1, (int64_t[]){32}), &same);
+                int r = cfx_op_relu(g, h);
+                int h2 = cfx_op_conv2d(g, r, cfx_graph_param(g, "w2", 4, (int64_t[]){32, 32, 3, 3}),
+                                       -1, &same);
+                int s = cfx_op_relu(g, cfx_op_add(g, h2, r));
+                int y = cfx_op_conv2d(g, s, cfx_graph_param(g, "w3", 4, (int64_t[]){16, 32, 3, 3}),
+                                      -1, &same);
+                CHECK_OK(cfx_graph_set_output(g, y, "y"));
+                if (public_r) CHECK_OK(cfx_graph_set_output(g, r, "r"));
+                CHECK_OK(cfx_graph_enable_fusion(g, fuse));
+                CHECK_OK(cfx_graph_enable_param_grads(g, grad));
+                if (grad) CHECK_OK(cfx_graph_requires_grad(g, x, 1));
+                CHECK_OK(cfx_graph_compile(g));
+                gradcheck_fill(g, x, 71, 0.2f);
+                CHECK_OK(cfx_graph_forward(g));
+                const cfx__node *c1 = &g->nodes[g->values[h].producer];
+                const cfx__node *c2 = &g->nodes[g->values[h2].producer];
+                const cfx__node *c3 = &g->nodes[g->values[y].producer];
+                bool held = fuse && !public_r && cfx__conv_dnnl_nhwc();
+                CHECK_INT_EQ(c1->blocked_in0, 0); /* the graph's input */
+                CHECK_INT_EQ(c1->blocked_out, held);
+                CHECK_INT_EQ(c2->blocked_in0, held);
+                CHECK_INT_EQ(c2->blocked_out, held);
+                CHECK_INT_EQ(c3->blocked_in0, held);
+                CHECK_INT_EQ(c3->blocked_out, 0); /* the graph's output */
+                CHECK_INT_EQ(c2->c16_in0, held && grad);
+                CHECK_INT_EQ(g->held_values > 0, held);
+                ny = cfx_graph_tensor(g, y)->numel;
+                res[fuse] = malloc((size_t)ny * sizeof(float));
+                memcpy(res[fuse], cfx_graph_tensor(g, y)->data, (size_t)ny * sizeof(float));
+                if (grad) {
+                    CHECK_OK(cfx_graph_backward(g, y, NULL));
+                    nx = cfx_graph_tensor(g, x)->numel;
+                    gx[fuse] = malloc((size_t)nx * sizeof(float));
+                    memcpy(gx[fuse], cfx_graph_grad(g, x), (size_t)nx * sizeof(float));
+                }
+                cfx_graph_free(g);
+            }
+            if (!CHECK_ARRAY_NEAR(res[1], res[0], (size_t)ny, 1e-5, 1e-6) ||
+                (grad && !CHECK_ARRAY_NEAR(gx[1], gx[0], (size_t)nx, 1e-5, 1e-6)))
+                printf("  (gradient %d, r an output %d)\n", grad, public_r);
+            free(res[0]), free(res[1]), free(gx[0]), free(gx[1]);
+        }
+}
