@@ -1,9 +1,15 @@
 /* test_fuse.c - graph optimisation (cfx_graph_fusions): BatchNormalization folded into Conv at
- * a frozen import, Conv + Add + Relu, Conv + Relu and Gemm + Relu fused at plan. The fused
- * graph's output and input gradient must equal the unfused graph's (cfx_onnx_options.no_fuse
- * and cfx_graph_enable_fusion(g, 0)) within 1e-5 relative, and PyTorch's (the oracle,
- * tests/py/onnx_oracle.py) within the ONNX suite's tolerance; the fusion counts say the
- * fusions happened (and that a Conv whose output has a second reader keeps its BN). */
+ * a frozen import, Conv + Add + Relu, Conv + Relu and Gemm + Relu fused at plan, and the
+ * activations held in NHWC (inference) or nChw16c (with a gradient) between convolutions
+ * (graph.c, plan_layouts). The optimised graph's output and input gradient must equal the
+ * unoptimised graph's (cfx_onnx_options.no_fuse and cfx_graph_enable_fusion(g, 0)) within 1e-5
+ * relative, and PyTorch's (the oracle, tests/py/onnx_oracle.py) within the ONNX suite's
+ * tolerance; the fusion counts say the fusions happened (and that a Conv whose output has a
+ * second reader keeps its BN), and the plan's layout marks that the torchvision nets run
+ * without a layout conversion between convolutions. */
+#include "engine/graph.h"
+#include "engine/ops/conv.h"
+#include "gradcheck.h"
 #include "test.h"
 
 #include <stdlib.h>
@@ -75,17 +81,85 @@ static bool run(const char *dir, bool fold, bool fuse, const cfx_tensor *x, cons
     memcpy(*y, ty->data, (size_t)ty->numel * sizeof **y);
     memcpy(*gx, cfx_graph_grad(g, in), (size_t)tx->numel * sizeof **gx);
     *f = cfx_graph_fusion_counts(g);
+    CHECK_INT_EQ(g->clips_fused, 0); /* a Clip's gradient reads its input */
     ok = true;
 done:
     cfx_graph_free(g);
     return ok;
 }
 
+/* The forward pass alone (no gradient: the held layout is NHWC, and the clips Clips after a
+ * Conv are fused into it) of dir/model.onnx on x, with every optimisation (fuse) or none; the
+ * output into *y (malloc'd). With all_held, every Conv
+ * but the one reading the image must take its input held and every Conv make its output held
+ * (no reorder between convolutions), where oneDNN prefers NHWC. */
+static bool forward_only(const char *dir, bool fuse, bool all_held, int clips, const cfx_tensor *x,
+                         float **y) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    cfx_onnx_options o = {.batch = x->shape[0], .frozen = 1, .no_fuse = !fuse};
+    cfx_graph *g = cfx_onnx_load(path, &o);
+    CHECK_MSG(g != NULL, "load %s: %s", path, cfx_last_error());
+    if (!g) return false;
+    int in = cfx_graph_find(g, "input"), out = cfx_graph_find(g, "logits");
+    bool ok = in >= 0 && out >= 0;
+    CHECK(ok);
+    CHECK_OK(cfx_graph_enable_fusion(g, fuse));
+    ok = ok && cfx_graph_compile(g) == CFX_OK;
+    if (ok) {
+        memcpy(cfx_graph_tensor(g, in)->data, x->data, (size_t)x->numel * sizeof(float));
+        CHECK_OK(cfx_graph_forward(g));
+        cfx_tensor *ty = cfx_graph_tensor(g, out);
+        *y = malloc((size_t)ty->numel * sizeof **y);
+        memcpy(*y, ty->data, (size_t)ty->numel * sizeof **y);
+        int convs = 0, in_held = 0, out_held = 0, c16 = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            const cfx__node *n = &g->nodes[i];
+            c16 += n->c16_in0 || n->c16_out;
+            if (strcmp(n->op->name, "Conv") || n->in[0] == in) continue;
+            convs++;
+            in_held += n->blocked_in0;
+            out_held += n->blocked_out;
+        }
+        CHECK_INT_EQ(c16, 0); /* nothing takes a gradient */
+        /* No gradient: every Clip after a Conv is fused into it. */
+        CHECK_INT_EQ(g->clips_fused, fuse ? clips : 0);
+        if (!fuse) CHECK_INT_EQ(in_held + out_held + g->held_values, 0);
+        if (all_held && fuse && cfx__conv_dnnl_nhwc()) {
+            CHECK(convs > 0);
+            CHECK_INT_EQ(in_held, convs);
+            CHECK_INT_EQ(out_held, convs);
+            printf("  %d convolutions, %d values held in NHWC\n", convs + 1, g->held_values);
+        }
+    }
+    cfx_graph_free(g);
+    return ok;
+}
+
+/* Inference (NHWC) with and without the plan's optimisations, BatchNormalizations folded both
+ * times: the same output within tol relative. Held in NHWC, oneDNN runs other kernels than in
+ * the unoptimised graph (whose reorders let it pick per convolution), and small ones on oneDNN
+ * instead of the direct kernels, which round differently: mobilenet_v2's 17 ReLU6 layers carry
+ * that to 1.7e-5 of its output (cfx unoptimised is itself 3.6e-5 from PyTorch). */
+static void compare_forward(const char *dir, const cfx_tensor *x, size_t ny, bool all_held,
+                            int clips, double tol) {
+    float *a = NULL, *b = NULL;
+    if (forward_only(dir, true, all_held, clips, x, &a) &&
+        forward_only(dir, false, false, clips, x, &b)) {
+        double r = max_rel(a, b, ny);
+        CHECK(max_abs(b, ny) > 1e-3);
+        CHECK_MSG(r <= tol, "held NHWC changes the output by %.3g relative", r);
+        printf("  inference, optimised vs not: max rel error %.2g\n", r);
+    }
+    free(a), free(b);
+}
+
 /* Fused against unfused against PyTorch for oracle model KIND; want: the fusions expected.
  * Outputs must agree within ytol (relative, max norm), input gradients within gtol, and the
  * input gradients of the graph with folded BatchNormalizations, with and without the plan's
  * fusions (which keep every gradient exact), within 1e-5. */
-static void compare_tol(const char *kind, cfx_graph_fusions want, double ytol, double gtol) {
+static void compare_held(const char *kind, cfx_graph_fusions want, double ytol, double gtol,
+                         bool all_held, int clips) {
     char dir[512];
     if (!oracle(kind, dir, sizeof dir)) return;
     cfx_tensor *x = load_npy(dir, "x.npy"), *y = load_npy(dir, "y.npy");
@@ -118,12 +192,17 @@ static void compare_tol(const char *kind, cfx_graph_fusions want, double ytol, d
            "alone %.2g); vs PyTorch %.2g, %.2g (unfused %.2g, %.2g)\n",
            kind, ry, rg, rp, max_rel(fy, y->data, ny), max_rel(fg, gx->data, nx),
            max_rel(uy, y->data, ny), max_rel(ug, gx->data, nx));
+    compare_forward(dir, x, ny, all_held, clips, ytol);
 out:
     free(fy), free(fg), free(uy), free(ug), free(py), free(pg);
     cfx_tensor_free(x);
     cfx_tensor_free(y);
     cfx_tensor_free(w);
     cfx_tensor_free(gx);
+}
+
+static void compare_tol(const char *kind, cfx_graph_fusions want, double ytol, double gtol) {
+    compare_held(kind, want, ytol, gtol, false, 0);
 }
 
 static void compare(const char *kind, cfx_graph_fusions want) {
@@ -157,11 +236,12 @@ CFX_TEST(fuse, torchvision_nets) {
      * same net and input gives 0.00279), and mobilenet's 17 ReLU6 layers move its output by 2e-5
      * (cfx unfused is 3.6e-5 from PyTorch, fused 1.4e-5). The plan's fusions alone stay within
      * 1e-5 (checked in compare_tol). */
-    compare_tol("resnet18",
-                (cfx_graph_fusions){.bn_into_conv = 20, .conv_add_relu = 8, .conv_relu = 9}, 1e-5,
-                5e-3);
-    compare_tol("mobilenet", (cfx_graph_fusions){.bn_into_conv = 52, .conv_add = 10}, 5e-5, 1e-5);
-    compare("squeezenet", (cfx_graph_fusions){.conv_relu = 26});
+    compare_held("resnet18",
+                 (cfx_graph_fusions){.bn_into_conv = 20, .conv_add_relu = 8, .conv_relu = 9}, 1e-5,
+                 5e-3, true, 0);
+    compare_held("mobilenet", (cfx_graph_fusions){.bn_into_conv = 52, .conv_add = 10}, 5e-5, 1e-5,
+                 true, 35);
+    compare_held("squeezenet", (cfx_graph_fusions){.conv_relu = 26}, 1e-5, 1e-5, true, 0);
 }
 
 /* A trainable import keeps its BatchNormalization (training would change what it computes),
@@ -196,4 +276,122 @@ CFX_TEST(fuse, trainable_import_keeps_bn_and_exact_param_grads) {
     double r = max_rel(grads[1], grads[0], np);
     CHECK_MSG(r <= 1e-5, "parameter gradients differ by %.3g relative", r);
     free(grads[0]), free(grads[1]);
+}
+
+/* Conv + Clip (ReLU6) fused where no gradient flows, on every convolution path (oneDNN's clip
+ * post-op, and the direct kernels and the reference clipping after): the unfused graph's output
+ * within 1e-5, with the clip's bounds hit on both sides. With the input's
+ * gradient asked for, nothing is fused and the gradient is the unfused one's. */
+CFX_TEST(fuse, conv_clip_without_gradient) {
+    static const cfx__conv_path paths[] = {CFX__CONV_PATH_AUTO, CFX__CONV_PATH_REF,
+                                           CFX__CONV_PATH_DNNL, CFX__CONV_PATH_DIRECT};
+    for (int p = 0; p < 4; p++)
+        for (int grad = 0; grad < 2; grad++) {
+            float *res[2] = {NULL, NULL}, *gx[2] = {NULL, NULL};
+            int64_t ny = 0, nx = 0;
+            int lo_hits = 0, hi_hits = 0;
+            for (int fuse = 0; fuse < 2; fuse++) {
+                cfx__conv_force_path(paths[p]);
+                cfx_graph *g = cfx_graph_new();
+                int x = cfx_graph_input(g, "x", 4, (int64_t[]){2, 16, 10, 10});
+                int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w", 4, (int64_t[]){16, 16, 3, 3}),
+                                      cfx_graph_param(g, "b", 1, (int64_t[]){16}),
+                                      &(cfx_conv2d_attr){.pad = {1, 1, 1, 1}});
+                int c = cfx_op_clip(g, h, 0.0f, 0.5f);
+                int y = cfx_op_conv2d(g, c, cfx_graph_param(g, "w2", 4, (int64_t[]){4, 16, 1, 1}),
+                                      -1, NULL);
+                CHECK_OK(cfx_graph_set_output(g, y, "y"));
+                CHECK_OK(cfx_graph_enable_fusion(g, fuse));
+                /* Without: no gradient at all (as a frozen import, whose weights are constants). */
+                CHECK_OK(cfx_graph_enable_param_grads(g, grad));
+                if (grad) CHECK_OK(cfx_graph_requires_grad(g, x, 1));
+                CHECK_OK(cfx_graph_compile(g));
+                cfx__conv_force_path(CFX__CONV_PATH_AUTO);
+                gradcheck_fill(g, x, 61, 0.3f);
+                CHECK_OK(cfx_graph_forward(g));
+                CHECK_INT_EQ(g->clips_fused, fuse && !grad ? 1 : 0);
+                const cfx_tensor *ct = cfx_graph_tensor(g, c), *yt = cfx_graph_tensor(g, y);
+                for (int64_t i = 0; !fuse && i < ct->numel; i++)
+                    lo_hits += ct->data[i] == 0.0f, hi_hits += ct->data[i] == 0.5f;
+                ny = yt->numel;
+                res[fuse] = malloc((size_t)ny * sizeof(float));
+                memcpy(res[fuse], yt->data, (size_t)ny * sizeof(float));
+                if (grad) {
+                    CHECK_OK(cfx_graph_backward(g, y, NULL));
+                    nx = cfx_graph_tensor(g, x)->numel;
+                    gx[fuse] = malloc((size_t)nx * sizeof(float));
+                    memcpy(gx[fuse], cfx_graph_grad(g, x), (size_t)nx * sizeof(float));
+                }
+                cfx_graph_free(g);
+            }
+            CHECK(lo_hits > 0 && hi_hits > 0); /* both bounds clip something */
+            /* Not to the bit: optimised, the second Conv reads the clipped value in the held
+             * layout, on another oneDNN kernel. */
+            if (!CHECK_ARRAY_NEAR(res[1], res[0], (size_t)ny, 1e-5, 1e-6) ||
+                (grad && !CHECK_ARRAY_NEAR(gx[1], gx[0], (size_t)nx, 1e-5, 1e-6)))
+                printf("  (path %d, gradient %d)\n", (int)paths[p], grad);
+            free(res[0]), free(res[1]), free(gx[0]), free(gx[1]);
+        }
+}
+
+/* The plan's layout regions on a residual block: r (read by a Conv and the Add) and the Add's
+ * and ReLU's outputs are one region between convolutions, held in NHWC without a gradient and
+ * in nChw16c with one; the graph's output and input stay NCHW; marking r an output brings the
+ * whole region back to NCHW. Every variant gives the unoptimised graph's output (and input
+ * gradient) within 1e-5. */
+CFX_TEST(fuse, residual_region_held_between_convolutions) {
+    for (int grad = 0; grad < 2; grad++)
+        for (int public_r = 0; public_r < 2; public_r++) {
+            float *res[2] = {NULL, NULL}, *gx[2] = {NULL, NULL};
+            int64_t ny = 0, nx = 0;
+            for (int fuse = 0; fuse < 2; fuse++) {
+                cfx_graph *g = cfx_graph_new();
+                const cfx_conv2d_attr same = {.pad = {1, 1, 1, 1}};
+                /* Big enough for oneDNN (the direct kernels take small ones where a gradient
+                 * flows, and do not read held layouts). */
+                int x = cfx_graph_input(g, "x", 4, (int64_t[]){8, 8, 16, 16});
+                int h = cfx_op_conv2d(g, x, cfx_graph_param(g, "w1", 4, (int64_t[]){32, 8, 3, 3}),
+                                      cfx_graph_param(g, "b1", 1, (int64_t[]){32}), &same);
+                int r = cfx_op_relu(g, h);
+                int h2 = cfx_op_conv2d(g, r, cfx_graph_param(g, "w2", 4, (int64_t[]){32, 32, 3, 3}),
+                                       -1, &same);
+                int s = cfx_op_relu(g, cfx_op_add(g, h2, r));
+                int y = cfx_op_conv2d(g, s, cfx_graph_param(g, "w3", 4, (int64_t[]){16, 32, 3, 3}),
+                                      -1, &same);
+                CHECK_OK(cfx_graph_set_output(g, y, "y"));
+                if (public_r) CHECK_OK(cfx_graph_set_output(g, r, "r"));
+                CHECK_OK(cfx_graph_enable_fusion(g, fuse));
+                CHECK_OK(cfx_graph_enable_param_grads(g, grad));
+                if (grad) CHECK_OK(cfx_graph_requires_grad(g, x, 1));
+                CHECK_OK(cfx_graph_compile(g));
+                gradcheck_fill(g, x, 71, 0.2f);
+                CHECK_OK(cfx_graph_forward(g));
+                const cfx__node *c1 = &g->nodes[g->values[h].producer];
+                const cfx__node *c2 = &g->nodes[g->values[h2].producer];
+                const cfx__node *c3 = &g->nodes[g->values[y].producer];
+                bool held = fuse && !public_r && cfx__conv_dnnl_nhwc();
+                CHECK_INT_EQ(c1->blocked_in0, 0); /* the graph's input */
+                CHECK_INT_EQ(c1->blocked_out, held);
+                CHECK_INT_EQ(c2->blocked_in0, held);
+                CHECK_INT_EQ(c2->blocked_out, held);
+                CHECK_INT_EQ(c3->blocked_in0, held);
+                CHECK_INT_EQ(c3->blocked_out, 0); /* the graph's output */
+                CHECK_INT_EQ(c2->c16_in0, held && grad);
+                CHECK_INT_EQ(g->held_values > 0, held);
+                ny = cfx_graph_tensor(g, y)->numel;
+                res[fuse] = malloc((size_t)ny * sizeof(float));
+                memcpy(res[fuse], cfx_graph_tensor(g, y)->data, (size_t)ny * sizeof(float));
+                if (grad) {
+                    CHECK_OK(cfx_graph_backward(g, y, NULL));
+                    nx = cfx_graph_tensor(g, x)->numel;
+                    gx[fuse] = malloc((size_t)nx * sizeof(float));
+                    memcpy(gx[fuse], cfx_graph_grad(g, x), (size_t)nx * sizeof(float));
+                }
+                cfx_graph_free(g);
+            }
+            if (!CHECK_ARRAY_NEAR(res[1], res[0], (size_t)ny, 1e-5, 1e-6) ||
+                (grad && !CHECK_ARRAY_NEAR(gx[1], gx[0], (size_t)nx, 1e-5, 1e-6)))
+                printf("  (gradient %d, r an output %d)\n", grad, public_r);
+            free(res[0]), free(res[1]), free(gx[0]), free(gx[1]);
+        }
 }

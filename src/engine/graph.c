@@ -4,9 +4,9 @@
  * was added, so creation order is a topological order. Compile moves the parameters into one
  * block (their gradients into another). Planning (at compile, and again after an input changes
  * shape) re-infers every shape, decides which values carry a gradient, (re)allocates buffers
- * only when they grow, chooses the values held in oneDNN's blocked layout between two ops
- * (plan_blocked_chains) and the ReLUs and Adds fused into the op before them (plan_fusion), and
- * lets each op prepare its primitives; forward and backward then allocate nothing.
+ * only when they grow, chooses the values held in NHWC between convolutions (plan_layouts) and the
+ * ReLUs and Adds fused into the op before them (plan_fusion), and lets each op prepare its
+ * primitives; forward and backward then allocate nothing.
  *
  * Backward marks the values that reach the output (CFX__MARK_REACH), seeds the output's
  * gradient, and walks the nodes that reach it in reverse. Each gradient buffer is written first
@@ -275,7 +275,12 @@ void cfx__node_args(cfx_graph *g, const cfx__node *n, cfx__op_args *a, bool with
     a->rng = &g->rng;
     a->blocked_in0 = n->blocked_in0;
     a->blocked_out = n->blocked_out;
+    a->c16_in0 = n->c16_in0;
+    a->c16_out = n->c16_out;
     a->relu = n->relu;
+    a->clip = n->clip;
+    a->clip_lo = n->clip_lo;
+    a->clip_hi = n->clip_hi;
     if (n->sum_in >= 0) a->sum = g->values[n->sum_in].t.data;
 }
 
@@ -381,28 +386,121 @@ static bool private_value(const cfx_graph *g, int id) {
     return v->kind == CFX_VALUE_NODE && !v->is_output && !v->user_grad && v->alias_of < 0;
 }
 
-/* Finds the chains A -> U -> B of cfx__op_def.blocked_ok and marks them; clears every other
- * mark (a replan starts over). */
-static void plan_blocked_chains(cfx_graph *g) {
-    for (int i = 0; i < g->nnodes; i++) g->nodes[i].blocked_in0 = g->nodes[i].blocked_out = false;
-    for (int i = 0; i < g->nnodes; i++) {
-        cfx__node *a = &g->nodes[i];
-        if (!a->op->blocked_ok || a->alias || !private_value(g, a->out)) continue;
-        int ui = sole_reader(g, a->out);
-        if (ui < 0) continue;
-        cfx__node *u = &g->nodes[ui];
-        if (!u->op->any_layout || u->alias || u->nin != 1 || !private_value(g, u->out)) continue;
-        int bi = sole_reader(g, u->out);
-        if (bi < 0) continue;
-        cfx__node *b = &g->nodes[bi];
-        if (!b->op->blocked_ok || b->alias) continue;
-        cfx__op_args aa, ba;
-        cfx__node_args(g, a, &aa, true);
-        cfx__node_args(g, b, &ba, true);
-        if (!a->op->blocked_ok(&aa, false, true) || !b->op->blocked_ok(&ba, true, false)) continue;
-        a->blocked_out = true;
-        b->blocked_in0 = true;
+/* Whether node n computes the same in NHWC as in NCHW when its inputs and output all are
+ * (cfx__op_def.any_layout): an elementwise op whose inputs all have its output's 4-D shape
+ * (no broadcasting), or an op that says so for these shapes (its blocked_ok, MaxPool). */
+static bool layout_free(const cfx_graph *g, const cfx__node *n) {
+    if (!n->op->any_layout || n->alias || g->values[n->out].t.ndim != 4) return false;
+    if (n->op->blocked_ok) {
+        cfx__op_args a;
+        cfx__node_args((cfx_graph *)g, n, &a, true);
+        return n->nin >= 1 && n->in[0] >= 0 && n->op->blocked_ok(&a, true, true);
     }
+    for (int k = 0; k < n->nin; k++)
+        if (n->in[k] < 0 || !cfx_tensor_same_shape(&g->values[n->in[k]].t, &g->values[n->out].t))
+            return false;
+    return n->nin >= 1;
+}
+
+static int uf_find(int *parent, int i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+}
+
+/* Chooses the values held in NHWC (or nChw16c) instead of NCHW, once per plan: oneDNN's
+ * preferred layout on this CPU, so a convolution that reads and writes it runs without a
+ * reorder on either side.
+ * The layout-free ops (layout_free: ReLU, ReLU6's Clip, a residual Add, MaxPool) join their
+ * inputs and output into one region (union-find over values), which is held only as a whole
+ * and only when every value in it is private and 4-D, every producer from outside is an op
+ * that can write NHWC (blocked_ok(out)) and every reader from outside an op that can take it as
+ * its input 0 (blocked_ok(in0)), and every value has a reader. A region may span a value with
+ * several readers (resnet's block input, read by its two convolutions and its Add). A value's
+ * gradient has its layout. Off with g->no_fuse. The marks (blocked_in0 / blocked_out, both on a
+ * layout-free op inside a region) are cleared first: a replan starts over. Returns false when out
+ * of memory (nothing held). */
+static bool plan_layouts(cfx_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx__node *n = &g->nodes[i];
+        n->blocked_in0 = n->blocked_out = n->c16_in0 = n->c16_out = false;
+    }
+    g->held_values = 0;
+    if (g->no_fuse || g->nvalues == 0) return true;
+    int nv = g->nvalues;
+    int *parent = cfx_malloc((size_t)nv * sizeof *parent);
+    bool *bad = cfx_calloc((size_t)nv, sizeof *bad), *c16 = cfx_calloc((size_t)nv, sizeof *c16);
+    bool *free_op = cfx_calloc((size_t)g->nnodes + 1, 1);
+    if (!parent || !bad || !c16 || !free_op) {
+        cfx_free(parent), cfx_free(bad), cfx_free(c16), cfx_free(free_op);
+        return false;
+    }
+    for (int i = 0; i < nv; i++) parent[i] = i;
+    for (int i = 0; i < g->nnodes; i++) {
+        const cfx__node *n = &g->nodes[i];
+        if (!(free_op[i] = layout_free(g, n))) continue;
+        for (int k = 0; k < n->nin; k++) {
+            int a = uf_find(parent, n->in[k]), b = uf_find(parent, n->out);
+            if (a != b) parent[a] = b;
+        }
+    }
+    /* A value spoils its region when it is public, not 4-D, or meets an op from outside the
+     * region that cannot take or make NHWC there. */
+    for (int i = 0; i < nv; i++)
+        if (!private_value(g, i) || g->values[i].t.ndim != 4) bad[uf_find(parent, i)] = true;
+    /* A value no op reads is what the caller looks at (the one differentiated, even when not
+     * marked an output): it stays NCHW. */
+    bool *read = c16; /* borrowed until the layouts below */
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++)
+            if (g->nodes[i].in[k] >= 0) read[g->nodes[i].in[k]] = true;
+    for (int i = 0; i < nv; i++) {
+        if (!read[i]) bad[uf_find(parent, i)] = true;
+        read[i] = false;
+    }
+    /* A region a gradient flows through is held in nChw16c, which oneDNN's training kernels
+     * pick here (NHWC ones round differently and ran no faster): all its channel counts must
+     * then be multiples of 16, so that the blocked tensor has the NCHW one's size. */
+    for (int i = 0; i < nv; i++)
+        if (g->values[i].needs_grad) c16[uf_find(parent, i)] = true;
+    for (int i = 0; i < nv; i++) {
+        int r = uf_find(parent, i);
+        if (c16[r] && !bad[r] && g->values[i].t.shape[1] % 16) bad[r] = true;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx__node *n = &g->nodes[i];
+        n->c16_out = c16[uf_find(parent, n->out)];
+        n->c16_in0 = n->nin > 0 && n->in[0] >= 0 && c16[uf_find(parent, n->in[0])];
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const cfx__node *n = &g->nodes[i];
+        if (free_op[i]) continue;
+        cfx__op_args a;
+        bool have = false;
+        int r = uf_find(parent, n->out);
+        if (!bad[r]) {
+            cfx__node_args(g, n, &a, true);
+            have = true;
+            if (!n->op->blocked_ok || n->alias || !n->op->blocked_ok(&a, false, true))
+                bad[r] = true;
+        }
+        for (int k = 0; k < n->nin; k++) {
+            if (n->in[k] < 0 || bad[r = uf_find(parent, n->in[k])]) continue;
+            if (!have) cfx__node_args(g, n, &a, true);
+            have = true;
+            if (k != 0 || !n->op->blocked_ok || n->alias || !n->op->blocked_ok(&a, true, false))
+                bad[r] = true;
+        }
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        cfx__node *n = &g->nodes[i];
+        n->blocked_out = !bad[uf_find(parent, n->out)];
+        n->blocked_in0 = n->nin > 0 && n->in[0] >= 0 && !bad[uf_find(parent, n->in[0])];
+        n->c16_out &= n->blocked_out;
+        n->c16_in0 &= n->blocked_in0;
+    }
+    for (int i = 0; i < nv; i++) g->held_values += !bad[uf_find(parent, i)];
+    cfx_free(parent), cfx_free(bad), cfx_free(c16), cfx_free(free_op);
+    return true;
 }
 
 /* The one node that reads value id, in one input slot (any); -1 when there is not exactly one
@@ -449,24 +547,24 @@ static int fusable_sum(const cfx_graph *g, int i, int u, int slot) {
  * ops' forwards are skipped, and their backwards (a ReLU's reads only its output, an Add's no
  * data) run as before, so every gradient is what the unfused graph gives. A pass over the
  * activations less per ReLU (about 2% of a training step of the reference classifier at batch
- * 64), three per Add. Nothing with g->no_fuse. Counts what it did in g->fusions; clears every
- * other mark. */
+ * 64), three per Add. A Clip (ReLU6) is fused likewise into a Conv where no gradient flows
+ * through it (fuses_clip, clip_bounds). Nothing with g->no_fuse. Counts what it did in
+ * g->fusions (Clips in g->clips_fused); clears every other mark. */
 static void plan_fusion(cfx_graph *g) {
     for (int i = 0; i < g->nnodes; i++) {
-        g->nodes[i].relu = g->nodes[i].fused = false;
+        g->nodes[i].relu = g->nodes[i].fused = g->nodes[i].clip = false;
         g->nodes[i].relu_out = g->nodes[i].sum_in = -1;
     }
     g->fusions = (cfx_graph_fusions){.bn_into_conv = g->bn_folded};
+    g->clips_fused = 0;
     if (g->no_fuse) return;
     for (int i = 0; i < g->nnodes; i++) {
         cfx__node *a = &g->nodes[i];
         if (!a->op->fuses_relu || a->alias || !private_value(g, a->out)) continue;
         bool conv = strcmp(a->op->name, "Conv") == 0;
         int slot = 0, ui = only_reader(g, a->out, &slot), r = -1;
-        /* (A blocked output would not match the NCHW summand; plan_blocked_chains gives one
-         * only to an op read by an any_layout op, never an Add, so this is a safeguard.) */
-        if (ui >= 0 && a->op->fuses_sum && !a->blocked_out &&
-            (r = fusable_sum(g, i, ui, slot)) >= 0) {
+        /* The Add is layout-free, so its summand is held as the op's output is (plan_layouts). */
+        if (ui >= 0 && a->op->fuses_sum && (r = fusable_sum(g, i, ui, slot)) >= 0) {
             cfx__node *u = &g->nodes[ui];
             int ri = fusable_relu(g, u->out);
             a->sum_in = r;
@@ -484,7 +582,20 @@ static void plan_fusion(cfx_graph *g) {
             continue;
         }
         int ri = fusable_relu(g, a->out);
-        if (ri < 0) continue;
+        if (ri < 0) {
+            /* A Clip, where no gradient flows through it (its backward would need its input). */
+            int ci = sole_reader(g, a->out);
+            const cfx__node *c = ci >= 0 ? &g->nodes[ci] : NULL;
+            if (!a->op->fuses_clip || !c || !c->op->clip_bounds || c->alias ||
+                g->values[a->out].needs_grad)
+                continue;
+            c->op->clip_bounds(c->attr, &a->clip_lo, &a->clip_hi);
+            a->clip = true;
+            a->relu_out = c->out;
+            g->nodes[ci].fused = true;
+            g->clips_fused++;
+            continue;
+        }
         a->relu = true;
         a->relu_out = g->nodes[ri].out;
         g->nodes[ri].fused = true;
@@ -563,7 +674,7 @@ static cfx_status plan(cfx_graph *g) {
     size_t wfloats = (work + sizeof(float) - 1) / sizeof(float);
     if (wfloats && ensure_floats((float **)&g->work, &g->work_cap, wfloats) != CFX_OK)
         return CFX_ENOMEM;
-    plan_blocked_chains(g);
+    if (!plan_layouts(g)) return CFX_ENOMEM;
     plan_fusion(g);
     for (int i = 0; i < g->nnodes; i++) {
         cfx__node *n = &g->nodes[i];

@@ -32,13 +32,21 @@ typedef struct cfx__op_args {
     void *prim;  /* what prepare made (oneDNN primitives, ...) */
     bool training;
     cfx_rng *rng;
-    /* prepare only: the op's input 0 / its output is held in the engine's blocked layout (see
-     * cfx__op_def.blocked_ok), not NCHW. */
-    bool blocked_in0, blocked_out;
+    /* The op's input 0 / its output (and their gradients) are held in NHWC, not NCHW
+     * (cfx__op_def.blocked_ok, planned by the graph). A layout-free op inside such a region has
+     * both set. c16_in0 / c16_out: that held layout is nChw16c (channels a multiple of 16)
+     * instead, in a region that a backward pass goes through (oneDNN's training kernels prefer
+     * it). A layout-free op sees it as (N C/16, H, W, 16) NHWC images. */
+    bool blocked_in0, blocked_out, c16_in0, c16_out;
     /* prepare and forward (ops with cfx__op_def.fuses_relu): a ReLU that reads only this op's
      * output was fused into it (plan_fusion). Forward writes max(0, result) into out,
      * which is then the ReLU's output; the op's own output is never written. */
     bool relu;
+    /* prepare and forward (ops with cfx__op_def.fuses_clip): a Clip that reads only this op's
+     * output, and through which no gradient flows, was fused into it (plan_fusion). Forward
+     * writes min(max(result, clip_lo), clip_hi) into out, which is then the Clip's output. */
+    bool clip;
+    float clip_lo, clip_hi;
     /* prepare and forward (ops with cfx__op_def.fuses_sum): an Add that reads this op's output
      * and sum (same shape, NCHW) was fused into it (plan_fusion). Forward writes result + sum
      * (then the ReLU, with relu) into out, which is then the Add's (or its ReLU's) output. */
@@ -69,15 +77,18 @@ typedef struct cfx__op_def {
     /* NULL when the op has no gradient (argmax): its inputs receive none. */
     void (*backward)(const cfx__op_args *a);
     bool assigns_grads; /* backward honours cfx__op_args.din_fresh */
-    /* Elementwise with one input: gives the same result on any order of the elements, so its
-     * input and output may be held in a blocked layout. */
+    /* Layout-free: elementwise, so with every input of its output's shape it gives the same
+     * result on any order of the elements, and its inputs and output may be held in NHWC
+     * together. With blocked_ok as well (MaxPool), blocked_ok(a, true, true) says whether it
+     * can run on NHWC input and output for these shapes (it then reads blocked_in0). */
     bool any_layout;
     /* Optional: whether, for these shapes, the op can take input 0 (in0) and/or make its output
-     * (out) in the engine's blocked layout: oneDNN's nChw16c. Asked at plan time for the chain
-     * A -> U -> B (U any_layout, each value used once, none an output or asked for a
-     * gradient): when A can make its output blocked and B take its input blocked, the value
-     * between them never goes back to NCHW. At batch 64 those layout conversions were about 7%
-     * of a training step of the reference classifier. */
+     * (out) in NHWC (nChw16c with c16_in0 / c16_out set: it is asked with them), oneDNN's
+     * preferred activation layouts on an AVX-512 CPU for inference (training). The plan holds a
+     * region of values joined by layout-free ops in NHWC when every op around it can
+     * (graph.c, plan_layouts), so no reorder happens between the convolutions at its borders.
+     * At batch 64 such layout conversions were about 7% of a training step of the reference
+     * classifier. */
     bool (*blocked_ok)(const cfx__op_args *a, bool in0, bool out);
     /* The op can apply a ReLU to its output as it writes it (cfx__op_args.relu), and neither
      * its backward nor its prepare reads its output's data. */
@@ -85,6 +96,12 @@ typedef struct cfx__op_def {
     /* This is ReLU, whose backward reads only its output (y > 0), so a fuses_relu op before it
      * may write y directly and never produce the ReLU's input. */
     bool is_relu;
+    /* The op can clip its output to bounds as it writes it (cfx__op_args.clip). */
+    bool fuses_clip;
+    /* This is Clip, with these bounds: y = min(max(x, lo), hi). Its backward reads its input
+     * (the bounds count as inside), so it is fused into the op before it only where no
+     * gradient flows (inference: mobilenet's ReLU6 was a fifth of its forward pass). */
+    void (*clip_bounds)(const void *attr, float *lo, float *hi);
     /* The op can add a same-shaped tensor to its result as it writes it (cfx__op_args.sum),
      * before a fused ReLU; as with fuses_relu, nothing reads its own output's data. */
     bool fuses_sum;
@@ -126,12 +143,15 @@ struct cfx__node {
     bool alias;
     bool fresh[CFX_OP_MAX_IN];     /* backward: din_fresh of this pass */
     bool blocked_in0, blocked_out; /* planned: see cfx__op_args */
+    bool c16_in0, c16_out;         /* planned: see cfx__op_args */
     bool relu;                     /* planned: a ReLU is fused into this op (cfx__op_args.relu) */
-    int sum_in;                    /* planned: the value an Add fused into this op adds, or -1 */
-    int relu_out;                  /* planned: the value this op writes instead of its own
-                                    * output (the fused Add's or ReLU's), or -1 */
-    bool fused;                    /* planned: this Add or ReLU runs inside an op before it */
-    double prof_fwd, prof_bwd;     /* CFX_PROFILE: seconds spent in forward and backward */
+    bool clip;                     /* planned: a Clip is fused into this op (cfx__op_args.clip) */
+    float clip_lo, clip_hi;
+    int sum_in;                /* planned: the value an Add fused into this op adds, or -1 */
+    int relu_out;              /* planned: the value this op writes instead of its own
+                                * output (the fused Add's or ReLU's), or -1 */
+    bool fused;                /* planned: this Add or ReLU runs inside an op before it */
+    double prof_fwd, prof_bwd; /* CFX_PROFILE: seconds spent in forward and backward */
     long prof_nfwd, prof_nbwd;
     bool prof_warm[2]; /* CFX_PROFILE: the first forward / backward has run (and was not timed) */
 };
@@ -153,8 +173,10 @@ struct cfx_graph {
     void *work;
     size_t work_cap;
     bool compiled, dirty, training, param_grads_on, broken;
-    bool no_fuse;  /* CFX_NO_FUSE or cfx_graph_enable_fusion(g, 0): plan fuses nothing */
-    int bn_folded; /* BatchNormalizations the ONNX import folded into convolutions */
+    bool no_fuse;    /* CFX_NO_FUSE or cfx_graph_enable_fusion(g, 0): plan fuses nothing */
+    int bn_folded;   /* BatchNormalizations the ONNX import folded into convolutions */
+    int clips_fused; /* Conv + Clip fusions of the last plan (plan_fusion) */
+    int held_values; /* values the last plan held in NHWC (plan_layouts) */
     cfx_graph_fusions fusions; /* what the last plan fused (bn_into_conv from bn_folded) */
     bool shared_params;        /* params belong to the graph this one was cloned from */
     char error[512];

@@ -400,6 +400,13 @@ static cfx__conv_path conv_dispatch(const cfx__conv_geom *g, bool transposed, bo
     return CFX__CONV_PATH_DNNL;
 }
 
+/* The oneDNN path a convolution the dispatch gave the direct kernels takes when the graph
+ * holds its input or output in NHWC (conv_blocked_ok): as conv_dispatch picks among oneDNN's. */
+static cfx__conv_path held_path(const cfx__conv_geom *g) {
+    if (forced != CFX__CONV_PATH_AUTO || !cfx__conv_dnnl_available()) return CFX__CONV_PATH_DIRECT;
+    return g->G == 1 && g->Ci <= 4 ? CFX__CONV_PATH_DNNL_PLAIN_DX : CFX__CONV_PATH_DNNL;
+}
+
 /* ------------------------------------------------------------------------ ops --- */
 
 typedef struct {
@@ -492,6 +499,8 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
     /* A geometry oneDNN rejects keeps the reference path; that is not an error. */
     bool one_thread;
     cfx__conv_path path = conv_dispatch(&p->geom, transposed, a->din[0] != NULL, &one_thread);
+    if (path == CFX__CONV_PATH_DIRECT && (a->blocked_in0 || a->blocked_out))
+        path = held_path(&p->geom);
     p->direct = path == CFX__CONV_PATH_DIRECT;
     /* The direct kernels on a batch big enough to share: a work buffer per extra thread. */
     int nthr = omp_get_max_threads();
@@ -514,10 +523,24 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
         .one_thread = one_thread,
         .blocked_x = a->blocked_in0,
         .blocked_y = a->blocked_out,
+        .c16_x = a->c16_in0,
+        .c16_y = a->c16_out,
         .relu = a->relu,
+        .clip = a->clip,
+        .clip_lo = a->clip_lo,
+        .clip_hi = a->clip_hi,
         .sum = a->sum != NULL,
         .const_w = a->in_const[1],
     };
+    /* With the output held in NHWC the sum post-op would need no reorder, but oneDNN's kernel
+     * with it rounds differently from the unfused graph, and a pre-activation within that of 0
+     * then crosses the ReLU: resnet18's input gradient (batch 1) moved by 0.027 relative in
+     * 19274 of its 150528 elements. Added after the convolution (sum_here) the fused graph is
+     * the unfused one to the bit. */
+    if (o.sum && a->blocked_out) {
+        o.sum = o.relu = false;
+        p->sum_here = true;
+    }
     if (path != CFX__CONV_PATH_REF && !p->direct) p->dn = cfx__conv_dnnl_new(&p->geom, &o);
     /* oneDNN's sum post-op needs the summand in the primitive's own layout: where that is not
      * NCHW (NHWC on the AVX-512 machine measured), loading it is one more transposing reorder,
@@ -540,19 +563,29 @@ static cfx_status prepare_common(const cfx__op_args *a, void **prim, bool transp
     return CFX_OK;
 }
 
-/* cfx__op_def.blocked_ok: a plain (ungrouped, undilated) convolution the dispatch sends to
- * oneDNN, where oneDNN's kernels use 16-channel blocks (AVX-512), with the blocked side's
- * channels a multiple of 16 (so the blocked tensor has the NCHW one's size). An input taken
- * blocked also needs oneDNN's blocked data gradient, not its plain one. */
+/* cfx__op_def.blocked_ok: an undilated convolution on oneDNN, on a CPU where oneDNN prefers
+ * NHWC for inference and nChw16c for training. One the dispatch sends to the direct kernels
+ * (small, at batch 1) runs on oneDNN instead when it is held in NHWC (held_path): mobilenet_v2
+ * at batch 1 took 14-18 ms CPU a pass so against 19-22 with those on the direct kernels and
+ * reorders around them. An input taken held needs oneDNN's own data gradient, not its
+ * plain-NCHW GEMM one. */
 static bool conv_blocked_ok(const cfx__op_args *a, bool in0, bool out) {
     cfx__conv_geom g = {0};
-    if (conv_geometry(a, &g) != CFX_OK || g.G != 1 || g.dh != 1 || g.dw != 1) return false;
+    if (!cfx__conv_dnnl_nhwc() || conv_geometry(a, &g) != CFX_OK || g.dh != 1 || g.dw != 1)
+        return false;
+    /* nChw16c (a region a gradient goes through): an ungrouped or a depthwise convolution, which
+     * oneDNN's training kernels take in it (jit:avx512_core, jit_dw); other groups might land on
+     * its reference kernels. */
+    bool depthwise = g.G == g.Ci && g.G == g.Co;
+    if (((in0 && a->c16_in0) || (out && a->c16_out)) && g.G != 1 && !depthwise) return false;
     bool one_thread;
     cfx__conv_path path = conv_dispatch(&g, false, a->din[0] != NULL, &one_thread);
-    if (in0 && (path != CFX__CONV_PATH_DNNL || g.Ci % 16)) return false;
-    if (out && ((path != CFX__CONV_PATH_DNNL && path != CFX__CONV_PATH_DNNL_PLAIN_DX) || g.Co % 16))
-        return false;
-    return cfx__conv_dnnl_blocks16();
+    /* Only where no gradient flows: the direct kernels were chosen for their data gradient
+     * (counterfactual search), and keeping them keeps a training graph's numbers. */
+    bool c16 = (in0 && a->c16_in0) || (out && a->c16_out);
+    if (path == CFX__CONV_PATH_DIRECT && !c16) path = held_path(&g);
+    if (in0 && path != CFX__CONV_PATH_DNNL) return false;
+    return !out || path == CFX__CONV_PATH_DNNL || path == CFX__CONV_PATH_DNNL_PLAIN_DX;
 }
 
 static cfx_status conv_prepare(const cfx__op_args *a, void **prim) {
@@ -588,6 +621,13 @@ static void add_sum_relu(const cfx__op_args *a) {
         for (int64_t i = 0; i < a->out->numel; i++) y[i] += r[i];
 }
 
+/* y = min(max(y, lo), hi): a fused Clip (cfx__op_args.clip) on the paths without oneDNN's
+ * post-op; the expression is the Clip op's own. */
+static void clip_out(const cfx__op_args *a) {
+    float *y = a->out->data, lo = a->clip_lo, hi = a->clip_hi;
+    for (int64_t i = 0; i < a->out->numel; i++) y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
+}
+
 // x (N,C,H,W), w (K,C/G,R,S), b (K) -> y (N,K,P,Q)
 static void conv_forward(const cfx__op_args *a) {
     const conv_prim *p = a->prim;
@@ -611,6 +651,7 @@ static void conv_forward(const cfx__op_args *a) {
         return;
     }
     if (a->relu) cfx__relu_rows(a->out->data, g->N * g->Co, g->Ho * g->Wo, g->Ho * g->Wo);
+    if (a->clip) clip_out(a);
 }
 
 /* The reference kernels only add: a gradient buffer the graph left unzeroed (din_fresh) is
@@ -703,6 +744,7 @@ static const cfx__op_def conv_def = {"Conv",
                                      .assigns_grads = true,
                                      .blocked_ok = conv_blocked_ok,
                                      .fuses_relu = true,
+                                     .fuses_clip = true,
                                      .fuses_sum = true};
 /* ConvTranspose fuses no ReLU: oneDNN 2.6's deconvolution with an eltwise post-op ran 5x
  * slower than without it and a separate ReLU (25 ms against 5 at batch 50, 64 -> 32 channels,

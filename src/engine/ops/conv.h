@@ -64,9 +64,9 @@ long long cfx__conv_direct_split_runs(void);
  * backward ones ADD into dx, dw, db, or store where their fresh flag is set (din_fresh). */
 typedef struct cfx__conv_dnnl cfx__conv_dnnl;
 bool cfx__conv_dnnl_available(void);
-/* True when oneDNN runs its AVX-512 kernels here, whose blocked layout is nChw16c (the layout
- * the engine keeps between convolutions, cfx__op_def.blocked_ok). */
-bool cfx__conv_dnnl_blocks16(void);
+/* True when oneDNN runs its AVX-512 kernels here, which prefer NHWC activations (brgconv):
+ * then the engine holds values between convolutions in NHWC (cfx__op_def.blocked_ok). */
+bool cfx__conv_dnnl_nhwc(void);
 /* What a oneDNN convolution is built for. */
 typedef struct cfx__conv_dnnl_opts {
     bool transposed;       /* a ConvTranspose */
@@ -74,11 +74,14 @@ typedef struct cfx__conv_dnnl_opts {
     bool need_dx, need_dw; /* backward data / weights (and bias) will run */
     bool plain_dx;         /* backward data in NCHW by oneDNN's GEMM-based kernel */
     bool one_thread;       /* build and run with OpenMP set to one thread */
-    /* The op's x / y (and their gradients) are held in nChw16c, the layout the engine plans
-     * between two convolutions (cfx__op_def.blocked_ok), instead of NCHW. */
+    /* The op's x / y (and their gradients) are held in NHWC, the layout the engine plans
+     * between convolutions (cfx__op_def.blocked_ok), instead of NCHW. */
     bool blocked_x, blocked_y;
-    bool relu; /* the forward applies max(0, .) to y (a fused ReLU, cfx__op_args.relu) */
-    bool sum;  /* the forward adds an NCHW summand to y before the ReLU (cfx__op_args.sum) */
+    bool c16_x, c16_y; /* that held layout is nChw16c (cfx__op_args.c16_in0 / c16_out) */
+    bool relu;         /* the forward applies max(0, .) to y (a fused ReLU, cfx__op_args.relu) */
+    bool clip; /* the forward clips y to [clip_lo, clip_hi] (a fused Clip, cfx__op_args.clip) */
+    float clip_lo, clip_hi;
+    bool sum; /* the forward adds an NCHW summand to y before the ReLU (cfx__op_args.sum) */
     /* The weights are a constant (cfx__op_args.in_const): their reorder into oneDNN's layout is
      * kept from one pass to the next while the buffer is the same, not redone per pass (at batch
      * 1 it was about a tenth of resnet18's forward). */

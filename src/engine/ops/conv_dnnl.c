@@ -4,9 +4,12 @@
  * The graph's tensors are plain NCHW (weights OIHW for Conv, IOHW for ConvTranspose, as
  * PyTorch and ONNX store them). Each primitive is created with format_tag_any, so oneDNN picks
  * its fastest (blocked, e.g. nChw8c on AVX2) layout; where that differs from the plain one, a
- * reorder primitive converts at the op boundary into a buffer owned here. Backward results are
- * ADDED into the graph's gradients: those outputs always go through a reorder with a sum
- * post-op (dst = dst + src), which doubles as the layout conversion.
+ * reorder primitive converts at the op boundary into a buffer owned here. Where the graph
+ * holds a tensor in oneDNN's own layout between convolutions (NHWC for inference, nChw16c with a
+ * gradient: graph.c, plan_layouts), the primitive is made for that layout and no reorder runs
+ * for it. Backward results are ADDED into the graph's gradients: those outputs always go
+ * through a reorder with a sum post-op (dst = dst + src), which doubles as the layout
+ * conversion.
  *
  * Everything a call needs is allocated at build time: the blocked buffers, and one scratchpad
  * shared by the three primitives (scratchpad_mode_user), so a call only sets data handles and
@@ -29,7 +32,7 @@ bool cfx__conv_dnnl_available(void) {
     return cfx__dnnl_engine() != NULL;
 }
 
-bool cfx__conv_dnnl_blocks16(void) {
+bool cfx__conv_dnnl_nhwc(void) {
     if (!cfx__conv_dnnl_available()) return false;
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
@@ -260,12 +263,12 @@ static bool build_steps(cfx__conv_dnnl *d) {
     dnnl_format_tag_t wtag =
         d->o.transposed ? (G > 1 ? dnnl_giohw : dnnl_iohw) : (G > 1 ? dnnl_goihw : dnnl_oihw);
     dnnl_memory_desc_t x_u, y_u, w_u, b_u, x_a, y_a, w_a;
-    /* A tensor held blocked between two convolutions (blocked_x, blocked_y) is given to the
-     * primitives in that very layout, so no reorder is made for it. */
-    DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32,
-                                        d->o.blocked_x ? dnnl_aBcd16b : dnnl_nchw));
-    DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32,
-                                        d->o.blocked_y ? dnnl_aBcd16b : dnnl_nchw));
+    /* A tensor the graph holds in NHWC or nChw16c (blocked_x, blocked_y; c16_x, c16_y) is given
+     * to the primitives in that very layout, so no reorder is made for it. */
+    dnnl_format_tag_t xt = !d->o.blocked_x ? dnnl_nchw : d->o.c16_x ? dnnl_aBcd16b : dnnl_acdb;
+    dnnl_format_tag_t yt = !d->o.blocked_y ? dnnl_nchw : d->o.c16_y ? dnnl_aBcd16b : dnnl_acdb;
+    DN_TRY(dnnl_memory_desc_init_by_tag(&x_u, 4, xd, dnnl_f32, xt));
+    DN_TRY(dnnl_memory_desc_init_by_tag(&y_u, 4, yd, dnnl_f32, yt));
     DN_TRY(dnnl_memory_desc_init_by_tag(&w_u, wnd, wd, dnnl_f32, wtag));
     DN_TRY(dnnl_memory_desc_init_by_tag(&b_u, 1, bd, dnnl_f32, dnnl_a));
     if (d->o.blocked_x)
@@ -312,16 +315,20 @@ static bool build_steps(cfx__conv_dnnl *d) {
                        dnnl_success;
     }
     /* A fused Add (cfx__conv_dnnl_opts.sum) is a sum post-op of the forward primitive (dst =
-     * conv + dst, dst loaded with the summand first), a fused ReLU an eltwise one after it. */
+     * conv + dst, dst loaded with the summand first), a fused ReLU or Clip an eltwise one after
+     * it (oneDNN's clip is min(max(x, lo), hi), as cfx's). */
     dnnl_primitive_attr_t fattr = NULL;
     dnnl_post_ops_t relu = NULL;
-    if (ok && (d->o.relu || d->o.sum))
-        ok = dnnl_primitive_attr_clone(&fattr, attr) == dnnl_success &&
-             dnnl_post_ops_create(&relu) == dnnl_success &&
-             (!d->o.sum || dnnl_post_ops_append_sum(relu, 1.0f) == dnnl_success) &&
-             (!d->o.relu || dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f,
-                                                         0.0f) == dnnl_success) &&
-             dnnl_primitive_attr_set_post_ops(fattr, relu) == dnnl_success;
+    if (ok && (d->o.relu || d->o.sum || d->o.clip))
+        ok =
+            dnnl_primitive_attr_clone(&fattr, attr) == dnnl_success &&
+            dnnl_post_ops_create(&relu) == dnnl_success &&
+            (!d->o.sum || dnnl_post_ops_append_sum(relu, 1.0f) == dnnl_success) &&
+            (!d->o.relu || dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_relu, 0.0f,
+                                                        0.0f) == dnnl_success) &&
+            (!d->o.clip || dnnl_post_ops_append_eltwise(relu, 1.0f, dnnl_eltwise_clip, d->o.clip_lo,
+                                                        d->o.clip_hi) == dnnl_success) &&
+            dnnl_primitive_attr_set_post_ops(fattr, relu) == dnnl_success;
     ok = ok && step_create(d, &d->fwd, &fd, fattr ? fattr : attr, NULL);
     if (relu) dnnl_post_ops_destroy(relu);
     if (fattr) dnnl_primitive_attr_destroy(fattr);
@@ -410,9 +417,9 @@ static cfx__conv_dnnl *conv_new(const cfx__conv_geom *g, const cfx__conv_dnnl_op
 static int64_t image_floats(const cfx__conv_dnnl *d, bool x) {
     const cfx__conv_geom *g = &d->g;
     bool in = x != d->o.transposed; /* the geometry's input side */
-    int64_t c = in ? g->Ci : g->Co, hw = in ? g->Hi * g->Wi : g->Ho * g->Wo;
-    if (x ? d->o.blocked_x : d->o.blocked_y) c = (c + 15) / 16 * 16;
-    return c * hw;
+    /* NCHW, NHWC and nChw16c (channels a multiple of 16) hold an image in the same c * hw
+     * floats, the batch outermost. */
+    return in ? g->Ci * g->Hi * g->Wi : g->Co * g->Ho * g->Wo;
 }
 
 /* Floats of the weights (and their gradient) and of the bias. */

@@ -145,8 +145,15 @@ static bool same_shape(const cfx__op_args *a) {
             if (DB) DB[ib] += (gy);                                                                \
         });                                                                                        \
     }                                                                                              \
-    static const cfx__op_def fname##_def = {                                                       \
-        opname, 0, binary_infer, NULL, NULL, fname##_forward, fname##_backward, .is_add = add};    \
+    static const cfx__op_def fname##_def = {opname,                                                \
+                                            0,                                                     \
+                                            binary_infer,                                          \
+                                            NULL,                                                  \
+                                            NULL,                                                  \
+                                            fname##_forward,                                       \
+                                            fname##_backward,                                      \
+                                            .any_layout = true,                                    \
+                                            .is_add = add};                                        \
     int cfx_op_##fname(cfx_graph *gr, int a, int b) {                                              \
         return cfx__graph_add(gr, &fname##_def, (int[]){a, b}, 2, NULL);                           \
     }
@@ -280,8 +287,13 @@ UNARY_OP_DEF(relu, "Relu", x > 0 ? x : 0.0f, y > 0 ? 1.0f : 0.0f, .is_relu = tru
 UNARY_OP(leaky_relu, "LeakyRelu", x > 0 ? x : at->alpha * x, x > 0 ? 1.0f : at->alpha)
 UNARY_OP(sigmoid, "Sigmoid", sigmoid_value(x), y *(1.0f - y))
 UNARY_OP(tanh, "Tanh", tanhf(x), 1.0f - y * y)
-UNARY_OP(clip, "Clip", x < at->lo ? at->lo : (x > at->hi ? at->hi : x),
-         (x >= at->lo && x <= at->hi) ? 1.0f : 0.0f)
+/* cfx__op_def.clip_bounds of Clip. */
+static void clip_bounds(const void *attr, float *lo, float *hi) {
+    const cfx__unary_attr *at = attr;
+    *lo = at->lo, *hi = at->hi;
+}
+UNARY_OP_DEF(clip, "Clip", x < at->lo ? at->lo : (x > at->hi ? at->hi : x),
+             (x >= at->lo && x <= at->hi) ? 1.0f : 0.0f, .clip_bounds = clip_bounds)
 UNARY_OP(exp, "Exp", expf(x), y)
 UNARY_OP(log, "Log", logf(x), 1.0f / x)
 UNARY_OP(sqrt, "Sqrt", sqrtf(x), 0.5f / y)

@@ -180,9 +180,62 @@ static void max_forward_planes(const float *restrict X, float *restrict Y, int32
     }
 }
 
+/* NHWC (the graph holds x and y so between convolutions, cfx__op_args.blocked_in0; nChw16c is
+ * taken as N C/16 images of 16 channels): rows [lo, hi) of the N*P output rows, each output's
+ * window taken over all C channels at once (the channels innermost, so the compare-and-select
+ * vectorises). The argmax is the offset into the image's H*W*C values. Same taps in the same order,
+ * same ties and NaN rule as max_window, so the values and winners are the NCHW kernel's. */
+CFX_CLONES static void max_forward_nhwc(const float *restrict X, float *restrict Y,
+                                        int32_t *restrict arg, const pool_geom *geom, int64_t lo,
+                                        int64_t hi) {
+    const pool_geom g = *geom; /* a private copy, as in max_forward_planes */
+    for (int64_t row = lo; row < hi; row++) {
+        int64_t n = row / g.P, oh = row % g.P;
+        const float *x = X + n * g.H * g.W * g.C;
+        for (int64_t ow = 0; ow < g.Q; ow++) {
+            float *y = Y + (row * g.Q + ow) * g.C;
+            int32_t *am = arg + (row * g.Q + ow) * g.C;
+            bool seen = false;
+            for (int r = 0; r < g.kh; r++) {
+                int64_t ih = oh * g.sh - g.pt + (int64_t)r * g.dh;
+                if (ih < 0 || ih >= g.H) continue;
+                for (int c = 0; c < g.kw; c++) {
+                    int64_t iw = ow * g.sw - g.pl + (int64_t)c * g.dw;
+                    if (iw < 0 || iw >= g.W) continue;
+                    int32_t base = (int32_t)((ih * g.W + iw) * g.C);
+                    const float *xp = x + base;
+                    if (!seen) {
+                        for (int64_t k = 0; k < g.C; k++) y[k] = xp[k], am[k] = base + (int32_t)k;
+                        seen = true;
+                        continue;
+                    }
+                    for (int64_t k = 0; k < g.C; k++) {
+                        float v = xp[k], m = y[k];
+                        bool take = !(v <= m) & (m == m);
+                        y[k] = take ? v : m;
+                        am[k] = take ? base + (int32_t)k : am[k];
+                    }
+                }
+            }
+            if (!seen)
+                for (int64_t k = 0; k < g.C; k++) y[k] = 0.0f, am[k] = -1;
+        }
+    }
+}
+
 static void max_forward(const cfx__op_args *a) {
     pool_geom g;
     CFX_ASSERT(pool_geometry(a, true, &g) == CFX_OK);
+    if (a->blocked_in0) {
+        /* nChw16c is NHWC images of 16 channels, C/16 of them per image. */
+        int64_t b = a->c16_in0 ? 16 : g.C;
+        pool_geom gb = g;
+        gb.N = g.N * (g.C / b), gb.C = b;
+        int64_t rows = gb.N * g.P;
+        CFX_PARALLEL_RANGE(rows, rows * g.Q * b * g.kh * g.kw > 32768,
+                           max_forward_nhwc(a->in[0]->data, a->out->data, a->state, &gb, lo, hi));
+        return;
+    }
     int64_t planes = g.N * g.C;
     CFX_PARALLEL_RANGE(planes, planes * g.P * g.Q * g.kh * g.kw > 32768,
                        max_forward_planes(a->in[0]->data, a->out->data, a->state, &g, lo, hi));
@@ -205,10 +258,26 @@ static void max_backward(const cfx__op_args *a) {
     float *DX = a->din[0];
     if (!DX) return;
     const cfx_tensor *x = a->in[0], *y = a->out;
+    if (a->blocked_in0) {
+        /* NHWC: an image's argmaxes index its H*W*C values, and its outputs are visited in the
+         * NCHW kernel's order for each channel (oh, ow), so every sum is added in that order. */
+        int64_t imgs = a->c16_in0 ? x->shape[0] * (x->shape[1] / 16) : x->shape[0];
+        int64_t HWC = x->numel / imgs, PQC = y->numel / imgs;
+        CFX_PARALLEL_RANGE(imgs, y->numel > 32768,
+                           max_backward_planes(a->dout, a->state, DX, HWC, PQC, lo, hi));
+        return;
+    }
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
     int64_t PQ = y->shape[2] * y->shape[3];
     CFX_PARALLEL_RANGE(planes, planes * PQ > 32768,
                        max_backward_planes(a->dout, a->state, DX, HW, PQ, lo, hi));
+}
+
+/* cfx__op_def.blocked_ok: max pooling runs in NHWC when an image's H*W*C offsets fit the
+ * argmax's int32. */
+static bool max_blocked_ok(const cfx__op_args *a, bool in0, bool out) {
+    const cfx_tensor *x = a->in[0];
+    return x && x->ndim == 4 && x->shape[1] * x->shape[2] * x->shape[3] <= INT32_MAX;
 }
 
 /* --------------------------------------------------------------- average pool --- */
@@ -323,10 +392,42 @@ static void gap_forward_planes(const float *restrict X, float *restrict Y, int64
     }
 }
 
+/* NHWC (cfx__op_args.blocked_in0): images [lo, hi), each channel's sum in y, added in the
+ * order of the NCHW loop (the channels innermost, so it vectorises): the same sums. y
+ * (N,C,1,1) is the same in either layout. */
+CFX_CLONES static void gap_forward_nhwc(const float *restrict X, float *restrict Y, int64_t C,
+                                        int64_t HW, int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; n++) {
+        const float *x = X + n * HW * C;
+        float *y = Y + n * C;
+        for (int64_t c = 0; c < C; c++) y[c] = 0.0f;
+        for (int64_t i = 0; i < HW; i++)
+            for (int64_t c = 0; c < C; c++) y[c] += x[i * C + c];
+        for (int64_t c = 0; c < C; c++) y[c] /= (float)HW;
+    }
+}
+
+CFX_CLONES static void gap_backward_nhwc(const float *restrict G, float *restrict DX, int64_t C,
+                                         int64_t HW, int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; n++) {
+        float *dx = DX + n * HW * C;
+        const float *dy = G + n * C;
+        for (int64_t i = 0; i < HW; i++)
+            for (int64_t c = 0; c < C; c++) dx[i * C + c] += dy[c] / (float)HW;
+    }
+}
+
 // x (N,C,H,W) -> y (N,C,1,1)
 static void gap_forward(const cfx__op_args *a) {
     const cfx_tensor *x = a->in[0];
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
+    if (a->blocked_in0) {
+        /* nChw16c: NHWC images of 16 channels, whose outputs follow each other in NCHW order. */
+        int64_t b = a->c16_in0 ? 16 : x->shape[1], imgs = planes / b;
+        CFX_PARALLEL_RANGE(imgs, planes * HW > 65536,
+                           gap_forward_nhwc(x->data, a->out->data, b, HW, lo, hi));
+        return;
+    }
     CFX_PARALLEL_RANGE(planes, planes * HW > 65536,
                        gap_forward_planes(x->data, a->out->data, HW, lo, hi));
 }
@@ -344,16 +445,36 @@ static void gap_backward(const cfx__op_args *a) {
     if (!a->din[0]) return;
     const cfx_tensor *x = a->in[0];
     int64_t planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
+    if (a->blocked_in0) {
+        int64_t b = a->c16_in0 ? 16 : x->shape[1], imgs = planes / b;
+        CFX_PARALLEL_RANGE(imgs, planes * HW > 65536,
+                           gap_backward_nhwc(a->dout, a->din[0], b, HW, lo, hi));
+        return;
+    }
     CFX_PARALLEL_RANGE(planes, planes * HW > 65536,
                        gap_backward_planes(a->dout, a->din[0], HW, lo, hi));
 }
 
-static const cfx__op_def max_def = {
-    "MaxPool", sizeof(cfx_pool2d_attr), max_infer, NULL, NULL, max_forward, max_backward};
+static const cfx__op_def max_def = {"MaxPool",
+                                    sizeof(cfx_pool2d_attr),
+                                    max_infer,
+                                    NULL,
+                                    NULL,
+                                    max_forward,
+                                    max_backward,
+                                    .any_layout = true,
+                                    .blocked_ok = max_blocked_ok};
 static const cfx__op_def avg_def = {
     "AveragePool", sizeof(cfx_pool2d_attr), avg_infer, NULL, NULL, avg_forward, avg_backward};
-static const cfx__op_def gap_def = {"GlobalAveragePool", 0,           gap_infer, NULL, NULL,
-                                    gap_forward,         gap_backward};
+/* cfx__op_def.blocked_ok: global average pooling reads NHWC; its (N,C,1,1) output is the same
+ * in either layout, so the graph keeps it NCHW. */
+static bool gap_blocked_ok(const cfx__op_args *a, bool in0, bool out) {
+    return !out && a->in[0] && a->in[0]->ndim == 4;
+}
+
+static const cfx__op_def gap_def = {
+    "GlobalAveragePool",         0, gap_infer, NULL, NULL, gap_forward, gap_backward,
+    .blocked_ok = gap_blocked_ok};
 
 int cfx_op_max_pool2d(cfx_graph *g, int x, const cfx_pool2d_attr *attr) {
     if (!attr) return cfx__graph_fail(g, "MaxPool", "attributes are NULL (the kernel is required)");

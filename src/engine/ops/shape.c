@@ -242,6 +242,11 @@ static void concat_run(const cfx__op_args *a, bool backward) {
     int64_t outer = 1, inner = 1;
     for (int d = 0; d < ax; d++) outer *= x0->shape[d];
     for (int d = ax + 1; d < x0->ndim; d++) inner *= x0->shape[d];
+    /* Held in NHWC (concat_blocked_ok: 4-D, axis 1), the channels are the innermost axis. In
+     * nChw16c (c16_in0, every channel count a multiple of 16) an image's blocks of each input
+     * follow each other as its planes do in NCHW. */
+    if (a->blocked_in0 && !a->c16_in0)
+        outer = x0->shape[0] * x0->shape[2] * x0->shape[3], inner = 1;
     int64_t orow = a->out->shape[ax] * inner, col = 0;
     for (int i = 0; i < a->nin; i++) {
         int64_t w = a->in[i]->shape[ax] * inner;
@@ -266,8 +271,23 @@ static void concat_backward(const cfx__op_args *a) {
     concat_run(a, true);
 }
 
-static const cfx__op_def concat_def = {"Concat", sizeof(cfx__concat_attr), concat_infer,   NULL,
-                                       NULL,     concat_forward,           concat_backward};
+/* cfx__op_def.blocked_ok: the channel concatenation of 4-D tensors (squeezenet's fire modules)
+ * runs on NHWC inputs and output as well. */
+static bool concat_blocked_ok(const cfx__op_args *a, bool in0, bool out) {
+    const cfx__concat_attr *at = a->attr;
+    int nd = a->in[0] ? a->in[0]->ndim : 0;
+    return nd == 4 && (at->axis < 0 ? at->axis + nd : at->axis) == 1;
+}
+
+static const cfx__op_def concat_def = {"Concat",
+                                       sizeof(cfx__concat_attr),
+                                       concat_infer,
+                                       NULL,
+                                       NULL,
+                                       concat_forward,
+                                       concat_backward,
+                                       .any_layout = true,
+                                       .blocked_ok = concat_blocked_ok};
 
 int cfx_op_concat(cfx_graph *g, const int *xs, int n, int axis) {
     if (n < 1 || n > CFX_OP_MAX_IN || !xs)
