@@ -2107,8 +2107,8 @@ typedef struct cfx_image_editor {
 /* The built-in editor (no model): removal inpaints the mask (dilated by 2 pixels) from its
  * surroundings by diffusion from the border inward; insertion pastes an exemplar of the concept
  * (the concept's box and mask cut from an image of the concept bank: the images of data, a
- * concepts JSON with boxes and masks, read from images/<file>) scaled into the box with a
- * feathered mask; substitution does both. NULL with a message. */
+ * concepts JSON with boxes and masks, read from images/<file>) scaled into the box, opaque on
+ * its mask with a one-pixel feathered rim; substitution does both. NULL with a message. */
 cfx_image_editor *cfx_image_editor_builtin(const char *data, const char *images);
 /* Editors behind HTTP, for an AUTOMATIC1111-compatible web UI at url ("http://host:7860").
  * replacer: POST url/replacer/replace (the Replacer extension, as V-CECE ran it): input_image
