@@ -525,6 +525,10 @@ typedef struct cfx_batch_norm_attr {
  * the batch statistics (biased variance) and updates the running ones (unbiased variance). */
 int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int var,
                       const cfx_batch_norm_attr *attr);
+/* x (N,C,...) -> y: each image's channel normalised over its spatial values (mean 0, biased
+ * variance 1, eps 0 reads as 1e-5), then times scale and plus bias, params (C) (ONNX
+ * InstanceNormalization; the same in training and inference). */
+int cfx_op_instance_norm(cfx_graph *g, int x, int scale, int bias, float eps);
 /* Inverted dropout with probability p in training mode; the identity otherwise. */
 int cfx_op_dropout(cfx_graph *g, int x, float p);
 
@@ -736,6 +740,14 @@ typedef struct cfx_classifier_ids {
 } cfx_classifier_ids;
 cfx_status cfx_model_classifier(cfx_graph *g, int x, int num_classes, cfx_rng *r,
                                 cfx_classifier_ids *ids);
+/* A small translation-invariant classifier for "is this item anywhere in the image" classes
+ * (cfx data scenes; `cfx train classifier --arch conv-pool`): convolutions 5x5/2 32, 3x3/2 64,
+ * 3x3 64, 3x3/2 128, 3x3 128, each followed by instance normalisation (cfx_op_instance_norm,
+ * learnt scale and shift) and a ReLU, then a global
+ * max pool ("features", 128-d), a linear layer ("logits") and softmax ("probs"). 280k
+ * parameters whatever the image size. */
+cfx_status cfx_model_classifier_conv_pool(cfx_graph *g, int x, int num_classes, cfx_rng *r,
+                                          cfx_classifier_ids *ids);
 /* The reference autoencoder: the classifier's convolution stack to a latent_dim-d code
  * ("latent", linear), and the mirror image with transposed convolutions back to the input's
  * size, ending in a sigmoid ("reconstruction"). */
