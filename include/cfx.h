@@ -2021,6 +2021,8 @@ typedef struct cfx_nearest_options {
     const cfx_progress *progress; /* default NULL */
     int exhaustive;               /* default 0; 1 solves every candidate (for checking) */
     int64_t *solved;              /* if not NULL, receives the number of assignments solved */
+    const int32_t *avoid;         /* NULL, or per query a label index (-1: none) the target must not
+                                   * have either (the classifier's label, when it is not the data's) */
 } cfx_nearest_options;
 /* Searches for each of the nq query indices, in parallel over queries with cfx_get_threads()
  * threads; results do not depend on the thread count. opts NULL means the defaults. A search of
@@ -2191,6 +2193,10 @@ typedef struct cfx_edit_loop_options {
     int32_t limit;     /* > 0: only the first limit images of the selection */
     int max_steps;     /* default 10 */
     int resume;        /* non-zero: keep the images already in results.jsonl */
+    int away;          /* non-zero: when the classifier's original label is a data label other
+                        * than the image's and the closest counterfactual has it, aim at the
+                        * closest one with neither (a flip then means leaving the classifier's
+                        * label, not reaching it) */
     cfx_progress progress;
     const struct cfx_edit_loop_shard *shard; /* images shared among processes; NULL: none */
 } cfx_edit_loop_options;

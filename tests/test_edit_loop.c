@@ -294,6 +294,87 @@ CFX_TEST(edit_loop, stops_on_flip_exhausted_and_cap_and_records_each_step) {
     fixture_close(&f);
 }
 
+CFX_TEST(edit_loop, away_aims_past_the_classifiers_label) {
+    /* A classifier that always answers "winter" on scenes that are not winter: where the closest
+     * counterfactual is a winter scene, --away aims at the closest scene of a third class,
+     * checked here against every candidate's edit cost. */
+    const char *dir = scenes();
+    if (!dir) return;
+    fixture f;
+    if (!fixture_open(&f, dir)) {
+        fixture_close(&f);
+        return;
+    }
+    int32_t n = cfx_concepts_data_count(f.d), q = -1;
+    for (int32_t i = 0; i < n && q < 0; i++) {
+        cfx_nearest nr;
+        CHECK_OK(cfx_concepts_nearest(f.d, &i, 1, NULL, &nr));
+        if (strcmp(cfx_concepts_data_label(f.d, i), "winter") != 0 && nr.target >= 0 &&
+            strcmp(cfx_concepts_data_label(f.d, nr.target), "winter") == 0)
+            q = i;
+    }
+    CHECK_MSG(q >= 0, "no scene whose closest counterfactual is a winter scene");
+    if (q < 0) {
+        fixture_close(&f);
+        return;
+    }
+    /* The closest scene of neither class, by brute force (ties to the earlier scene). */
+    const char *src = cfx_concepts_data_label(f.d, q);
+    int32_t ns, nd, best = -1;
+    int64_t best_cost = INT64_MAX;
+    const int32_t *a = cfx_concepts_data_image(f.d, q, &ns);
+    for (int32_t j = 0; j < n; j++) {
+        const char *lj = cfx_concepts_data_label(f.d, j);
+        if (!strcmp(lj, src) || !strcmp(lj, "winter")) continue;
+        const int32_t *b = cfx_concepts_data_image(f.d, j, &nd);
+        cfx_edit_set es;
+        CHECK_OK(cfx_concepts_edits(f.c, a, ns, b, nd, &es));
+        if (es.cost < best_cost) best_cost = es.cost, best = j;
+        cfx_edit_set_deinit(&es);
+    }
+    script sc = {.flip_after = 1000000};
+    cfx_image_classifier clf = {.classify = script_classify,
+                                .user = &sc,
+                                .num_classes = 4,
+                                .classes = cls_names,
+                                .has_scores = 1};
+    cfx_image_editor *ed = cfx_image_editor_builtin(f.json, dir);
+    int64_t qid = cfx_concepts_data_id(f.d, q);
+    char want[256];
+    snprintf(want, sizeof want, "\"target\":%lld,", (long long)cfx_concepts_data_id(f.d, best));
+    char(*lines)[4096] = malloc(64 * 4096);
+    for (int mode = 0; mode < 2; mode++) {
+        cfx_edit_loop_options o = {.data = f.d,
+                                   .annotations = f.json,
+                                   .images = dir,
+                                   .classifier = &clf,
+                                   .editor = ed,
+                                   .mode = mode ? CFX_ORDER_LOCAL_GLOBAL : CFX_ORDER_LOCAL,
+                                   .out = f.out,
+                                   .queries = &qid,
+                                   .nqueries = 1,
+                                   .max_steps = 10,
+                                   .away = 1};
+        CHECK_OK(cfx_edit_loop_run(&o, NULL));
+        CHECK_INT_EQ(read_lines(f.out, lines, 64), 1);
+        CHECK_MSG(strstr(lines[0], want) && strstr(lines[0], "\"away\":true") &&
+                      !strstr(lines[0], "\"target_label\":\"winter\""),
+                  "want %s in %s", want, lines[0]);
+        char cost[64];
+        snprintf(cost, sizeof cost, "\"cost\":%lld,", (long long)best_cost);
+        CHECK_MSG(strstr(lines[0], cost), "want %s in %s", cost, lines[0]);
+        /* Without --away the record keeps the winter scene. */
+        o.away = 0;
+        CHECK_OK(cfx_edit_loop_run(&o, NULL));
+        read_lines(f.out, lines, 64);
+        CHECK_MSG(strstr(lines[0], "\"target_label\":\"winter\"") && !strstr(lines[0], "away"),
+                  "%s", lines[0]);
+    }
+    free(lines);
+    cfx_image_editor_free(ed);
+    fixture_close(&f);
+}
+
 CFX_TEST(edit_loop, builtin_editor_removes_only_the_object_and_inserts_into_free_space) {
     const char *dir = scenes();
     if (!dir) return;
