@@ -1,5 +1,6 @@
 /* layers.c - layer builders with PyTorch's default initialisation, and the reference
- * classifier and autoencoder of the competency paper (Pohl et al.), adapted to the image size.
+ * classifier and autoencoder of the competency paper (Pohl et al.), adapted to the image size;
+ * and conv-pool, a small translation-invariant classifier for scenes (global max pooling).
  *
  * PyTorch initialises Conv and Linear weights with kaiming_uniform(a = sqrt 5), whose bound
  * sqrt(6 / ((1 + a^2) fan_in)) simplifies to 1 / sqrt(fan_in), and biases uniformly within the
