@@ -1,7 +1,8 @@
 /* test_scenes_clf.c - the conv-pool classifier (`cfx train classifier --arch conv-pool`): it
  * trains on a few scenes, exports to ONNX, and the exported model gives PyTorch's
  * probabilities (tests/py/scenes_clf_oracle.py runs it from its initializers with PyTorch's
- * conv2d, instance_norm, amax and linear) and cfx's own when imported again. */
+ * conv2d, instance_norm, amax and linear) and cfx's own when imported again; and a run
+ * stopped and resumed from its checkpoint ends with the uninterrupted run's bits. */
 #include "test.h"
 
 #include <math.h>
@@ -82,4 +83,54 @@ CFX_TEST(scenes_clf, conv_pool_trains_exports_and_matches_torch) {
     cfx_graph_free(g);
     cfx_dataset_free(train);
     cfx_dataset_free(test);
+}
+
+/* Instance normalisation keeps no running statistics: everything conv-pool learns is in its
+ * parameters, so a run stopped after an epoch and resumed from the checkpoint ends with the
+ * uninterrupted run's bits. */
+static cfx_graph *tiny_conv_pool(int *x, int *y) {
+    cfx_graph *g = cfx_graph_new();
+    *x = cfx_graph_input(g, "input", 4, (int64_t[]){1, 3, 16, 16});
+    cfx_rng r;
+    cfx_rng_init(&r, 3);
+    cfx_classifier_ids ids;
+    CHECK_OK(cfx_model_classifier_conv_pool(g, *x, 3, &r, &ids));
+    *y = ids.probs;
+    return g;
+}
+
+CFX_TEST(scenes_clf, conv_pool_resumes_to_the_same_bits) {
+    enum { N = 24 };
+    cfx_tensor *im = cfx_tensor_new(4, (int64_t[]){N, 3, 16, 16});
+    cfx_rng r;
+    cfx_rng_init(&r, 9);
+    cfx_tensor_fill_uniform(im, &r, 0, 1);
+    float labels[N];
+    for (int i = 0; i < N; i++) labels[i] = (float)(i % 3);
+    char ckpt[700];
+    snprintf(ckpt, sizeof ckpt, "%s/cp.ckpt", cfx_test_tmpdir());
+    cfx_train_options o = {.epochs = 2, .batch = 8, .lr = 3e-3f, .seed = 4};
+    int x, y;
+    cfx_train_result res;
+    cfx_graph *a = tiny_conv_pool(&x, &y);
+    CHECK_OK(cfx_train_classifier(a, x, y, im, labels, &o, &res));
+    cfx_graph *b = tiny_conv_pool(&x, &y);
+    o.checkpoint = ckpt;
+    o.stop_after = 1;
+    CHECK_OK(cfx_train_classifier(b, x, y, im, labels, &o, &res));
+    CHECK_INT_EQ(res.epochs_done, 1);
+    cfx_graph_free(b);
+    b = tiny_conv_pool(&x, &y);
+    o.stop_after = 0;
+    o.resume = 1;
+    CHECK_OK(cfx_train_classifier(b, x, y, im, labels, &o, &res));
+    CHECK_INT_EQ(res.resumed_from, 1);
+    size_t na, nb;
+    const float *pa = cfx_graph_params(a, &na), *pb = cfx_graph_params(b, &nb);
+    CHECK(na == nb && na == cfx_graph_num_params(a));
+    CHECK_MSG(na == nb && memcmp(pa, pb, na * sizeof *pa) == 0,
+              "resumed parameters differ from the uninterrupted run's");
+    cfx_graph_free(a);
+    cfx_graph_free(b);
+    cfx_tensor_free(im);
 }
