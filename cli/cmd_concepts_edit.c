@@ -203,7 +203,7 @@ static int concepts_edit(int argc, char **argv) {
                *clf_llm = NULL, *planner_llm = NULL, *llm_model = NULL, *key_env = NULL;
     long long query = LLONG_MIN, max_steps = 10, threads = 0, limit = 0, votes = 7, retries = 2;
     double temperature = 1, timeout = 0;
-    int all = 0, mode = 0, resume = 0, force = 0, json = 0, assignment = 0;
+    int all = 0, mode = 0, resume = 0, force = 0, json = 0, assignment = 0, away = 0;
     const cli_opt opts[] = {
         {"data", "FILE", "images as JSON with boxes and masks (concepts.json of cfx data scenes)",
          .str = &data, .required = true, .role = CLI_IN},
@@ -263,6 +263,10 @@ static int concepts_edit(int argc, char **argv) {
         {"limit", "N", "only the first N images of the selection; 0: all", .i = &limit, .lo = 0,
          .hi = INT32_MAX},
         {"max-steps", "N", "edits per image at most", .i = &max_steps, .lo = 1, .hi = 100000},
+        {"away", NULL,
+         "when the classifier's label is another class of --labels and the closest "
+         "counterfactual has it, aim at the closest with neither class",
+         .flag = &away},
         {"resume", NULL, "continue a run: keep the images results.jsonl holds", .flag = &resume},
         {"wordnet", "DIR", "WordNet 3.0 database folder", .str = &wordnet,
          .def = "/usr/share/wordnet", .role = CLI_IN},
@@ -316,6 +320,7 @@ static int concepts_edit(int argc, char **argv) {
         cJSON_AddStringToObject(j, "editor", editor);
         cJSON_AddNumberToObject(j, "max_steps", (double)max_steps);
         cJSON_AddStringToObject(j, "assignment", assignment_words[assignment]);
+        cJSON_AddBoolToObject(j, "away", away);
         cJSON_AddStringToObject(j, "data", adata);
         cJSON_AddStringToObject(j, "images", aimages);
         if (aclf) cJSON_AddStringToObject(k, "onnx", aclf);
@@ -455,6 +460,7 @@ static int concepts_edit(int argc, char **argv) {
                                 .limit = (int32_t)limit,
                                 .max_steps = (int)max_steps,
                                 .resume = resume,
+                                .away = away,
                                 .progress = {shard.rank ? NULL : cfx_progress_stderr, NULL},
                                 .shard = shard.ranks > 1 ? &shard.s : NULL};
     cfx_edit_loop_summary sum;

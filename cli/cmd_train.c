@@ -20,7 +20,7 @@ typedef struct {
     const char *data, *out, *model, *checkpoint, *split, *grid;
     long long epochs, batch, seed, threads, latent;
     double lr;
-    int resume, json, constant_lr, force;
+    int resume, json, constant_lr, force, arch;
 } train_args;
 
 /* The first input and first output of a graph loaded from ONNX, found by name. */
@@ -86,17 +86,25 @@ static cfx_status write_recon_grid(cfx_graph *g, int x, int y, const cfx_tensor 
     return s;
 }
 
+static const char *const arch_words[] = {"reference", "conv-pool", NULL};
+
 /* `cfx train classifier|autoencoder`: argv[0] says which. */
 static int train_main(int argc, char **argv) {
     int is_clf = strcmp(argv[0], "classifier") == 0;
     const char *what = is_clf ? "classifier" : "autoencoder";
     const char *cmd = is_clf ? "train classifier" : "train autoencoder";
-    train_args a = {.epochs = 10, .batch = 64, .lr = 1e-3, .latent = 256};
+    train_args a = {.epochs = 10, .batch = 64, .lr = 1e-3, .latent = 256, .arch = -1};
     const cli_opt opts[] = {
         {"data", "DIR", "dataset folder", .str = &a.data, .required = true, .role = CLI_IN},
         CLI_OPT_OUT(&a.out, "FILE", "output model"),
         {"model", "FILE", "train this ONNX model instead of the built-in architecture",
          .str = &a.model, .role = CLI_IN},
+        /* The classifier's own option: the autoencoder's table leaves it out. */
+        {"arch", "A",
+         "the built-in architecture: reference (the competency paper's) or conv-pool (five "
+         "convolutions with instance normalisation and a global max pool: learns whether an "
+         "item is anywhere, as the scenes' classes ask)",
+         .pick = &a.arch, .choices = arch_words, .def = "reference"},
         {"epochs", "N", "epochs", .i = &a.epochs, .lo = 1, .hi = 100000},
         {"batch", "N", "batch size", .i = &a.batch, .lo = 1, .hi = 65536},
         {"lr", "X", "Adam learning rate, decayed to 0 along a cosine over the run", .num = &a.lr,
@@ -109,16 +117,21 @@ static int train_main(int argc, char **argv) {
         {"resume", NULL, "continue from the checkpoint if it exists", .flag = &a.resume},
         CLI_OPT_FORCE(&a.force),
         CLI_OPT_JSON(&a.json),
-        /* The autoencoder's own options come last: the classifier's table stops before them. */
+    /* The autoencoder's own options come last: the classifier's table stops before them. */
+#define AE_ONLY 2
         {"latent", "N", "latent size", .i = &a.latent, .lo = 1, .hi = 65536},
         {"grid", "FILE", "reconstruction grid", .str = &a.grid,
          .def = "reconstructions.png beside OUT", .role = CLI_OUT},
     };
+    cli_opt table[CLI_LEN(opts)];
+    int n = 0;
+    for (size_t i = 0; i < CLI_LEN(opts) - (is_clf ? AE_ONLY : 0); i++)
+        if (is_clf || strcmp(opts[i].name, "arch") != 0) table[n++] = opts[i];
     cli_parse(cmd,
               is_clf ? "Trains a classifier on the train split of a dataset folder written by `cfx "
                        "data`,\nevaluates it on the test split, and writes it as ONNX. The "
-                       "built-in architecture is\nthe reference one (see README); --model trains "
-                       "a user's own ONNX model instead.\n"
+                       "built-in architecture is\nthe reference one, or conv-pool with --arch (see "
+                       "README); --model trains a user's\nown ONNX model instead.\n"
                      : "Trains an autoencoder on the train split of a dataset folder written by "
                        "`cfx data`,\nevaluates it on the test split, and writes it as ONNX, and "
                        "also as encoder.onnx and\ndecoder.onnx beside OUT, split at the tensor "
@@ -126,7 +139,10 @@ static int train_main(int argc, char **argv) {
                        "reconstructions (bottom rows). The built-in architecture is the\n"
                        "reference one (see README); --model trains a user's own ONNX model "
                        "instead.\n",
-              opts, CLI_LEN(opts) - (is_clf ? 2 : 0), argc, argv);
+              table, n, argc, argv);
+    if (a.model && a.arch >= 0)
+        cli_usage_error(cmd, "--arch chooses a built-in architecture; --model trains its own: "
+                             "give one of them");
     cli_set_threads(a.threads);
     /* The outputs the table does not name, checked like its own before any work: a folder
      * that does not exist fails now, not after training. */
@@ -181,7 +197,8 @@ static int train_main(int argc, char **argv) {
                             (int64_t[]){1, im->shape[1], im->shape[2], im->shape[3]});
         if (is_clf) {
             cfx_classifier_ids ids;
-            s = cfx_model_classifier(g, x, train->num_classes, &rng, &ids);
+            s = a.arch == 1 ? cfx_model_classifier_conv_pool(g, x, train->num_classes, &rng, &ids)
+                            : cfx_model_classifier(g, x, train->num_classes, &rng, &ids);
             y = ids.probs;
         } else {
             cfx_autoencoder_ids ids;

@@ -525,6 +525,10 @@ typedef struct cfx_batch_norm_attr {
  * the batch statistics (biased variance) and updates the running ones (unbiased variance). */
 int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int var,
                       const cfx_batch_norm_attr *attr);
+/* x (N,C,...) -> y: each image's channel normalised over its spatial values (mean 0, biased
+ * variance 1, eps 0 reads as 1e-5), then times scale and plus bias, params (C) (ONNX
+ * InstanceNormalization; the same in training and inference). */
+int cfx_op_instance_norm(cfx_graph *g, int x, int scale, int bias, float eps);
 /* Inverted dropout with probability p in training mode; the identity otherwise. */
 int cfx_op_dropout(cfx_graph *g, int x, float p);
 
@@ -736,6 +740,14 @@ typedef struct cfx_classifier_ids {
 } cfx_classifier_ids;
 cfx_status cfx_model_classifier(cfx_graph *g, int x, int num_classes, cfx_rng *r,
                                 cfx_classifier_ids *ids);
+/* A small translation-invariant classifier for "is this item anywhere in the image" classes
+ * (cfx data scenes; `cfx train classifier --arch conv-pool`): convolutions 5x5/2 32, 3x3/2 64,
+ * 3x3 64, 3x3/2 128, 3x3 128, each followed by instance normalisation (cfx_op_instance_norm,
+ * learnt scale and shift) and a ReLU, then a global
+ * max pool ("features", 128-d), a linear layer ("logits") and softmax ("probs"). 280k
+ * parameters whatever the image size. */
+cfx_status cfx_model_classifier_conv_pool(cfx_graph *g, int x, int num_classes, cfx_rng *r,
+                                          cfx_classifier_ids *ids);
 /* The reference autoencoder: the classifier's convolution stack to a latent_dim-d code
  * ("latent", linear), and the mirror image with transposed convolutions back to the input's
  * size, ending in a sigmoid ("reconstruction"). */
@@ -2009,6 +2021,8 @@ typedef struct cfx_nearest_options {
     const cfx_progress *progress; /* default NULL */
     int exhaustive;               /* default 0; 1 solves every candidate (for checking) */
     int64_t *solved;              /* if not NULL, receives the number of assignments solved */
+    const int32_t *avoid;         /* NULL, or per query a label index (-1: none) the target must not
+                                   * have either (the classifier's label, when it is not the data's) */
 } cfx_nearest_options;
 /* Searches for each of the nq query indices, in parallel over queries with cfx_get_threads()
  * threads; results do not depend on the thread count. opts NULL means the defaults. A search of
@@ -2107,8 +2121,8 @@ typedef struct cfx_image_editor {
 /* The built-in editor (no model): removal inpaints the mask (dilated by 2 pixels) from its
  * surroundings by diffusion from the border inward; insertion pastes an exemplar of the concept
  * (the concept's box and mask cut from an image of the concept bank: the images of data, a
- * concepts JSON with boxes and masks, read from images/<file>) scaled into the box with a
- * feathered mask; substitution does both. NULL with a message. */
+ * concepts JSON with boxes and masks, read from images/<file>) scaled into the box, opaque on
+ * its mask with a one-pixel feathered rim; substitution does both. NULL with a message. */
 cfx_image_editor *cfx_image_editor_builtin(const char *data, const char *images);
 /* Editors behind HTTP, for an AUTOMATIC1111-compatible web UI at url ("http://host:7860").
  * replacer: POST url/replacer/replace (the Replacer extension, as V-CECE ran it): input_image
@@ -2179,6 +2193,10 @@ typedef struct cfx_edit_loop_options {
     int32_t limit;     /* > 0: only the first limit images of the selection */
     int max_steps;     /* default 10 */
     int resume;        /* non-zero: keep the images already in results.jsonl */
+    int away;          /* non-zero: when the classifier's original label is a data label other
+                        * than the image's and the closest counterfactual has it, aim at the
+                        * closest one with neither (a flip then means leaving the classifier's
+                        * label, not reaching it) */
     cfx_progress progress;
     const struct cfx_edit_loop_shard *shard; /* images shared among processes; NULL: none */
 } cfx_edit_loop_options;

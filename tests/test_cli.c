@@ -352,6 +352,13 @@ CFX_TEST(cli, old_parser_bugs_stay_fixed) {
     check_usage_error("eval classifier", "--model m.onnx --data d --lr 0.1", "unknown option --lr");
     check_usage_error("train classifier", "--data d --out m.onnx --latent 8",
                       "unknown option --latent");
+    /* The architecture is the classifier's alone, one of two, and not with --model. */
+    check_usage_error("train autoencoder", "--data d --out m.onnx --arch conv-pool",
+                      "unknown option --arch");
+    check_usage_error("train classifier", "--data d --out m.onnx --arch resnet",
+                      "--arch must be one of reference, conv-pool");
+    check_usage_error("train classifier", "--data d --out m.onnx --model x.onnx --arch reference",
+                      "--arch chooses a built-in architecture; --model trains its own");
     /* Exact names only: getopt_long took --dat for --data. */
     check_usage_error("train classifier", "--dat d --out m.onnx", "unknown option --dat");
     check_usage_error("eval classifier", "--mod m.onnx --data d", "unknown option --mod");

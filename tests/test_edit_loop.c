@@ -294,6 +294,87 @@ CFX_TEST(edit_loop, stops_on_flip_exhausted_and_cap_and_records_each_step) {
     fixture_close(&f);
 }
 
+CFX_TEST(edit_loop, away_aims_past_the_classifiers_label) {
+    /* A classifier that always answers "winter" on scenes that are not winter: where the closest
+     * counterfactual is a winter scene, --away aims at the closest scene of a third class,
+     * checked here against every candidate's edit cost. */
+    const char *dir = scenes();
+    if (!dir) return;
+    fixture f;
+    if (!fixture_open(&f, dir)) {
+        fixture_close(&f);
+        return;
+    }
+    int32_t n = cfx_concepts_data_count(f.d), q = -1;
+    for (int32_t i = 0; i < n && q < 0; i++) {
+        cfx_nearest nr;
+        CHECK_OK(cfx_concepts_nearest(f.d, &i, 1, NULL, &nr));
+        if (strcmp(cfx_concepts_data_label(f.d, i), "winter") != 0 && nr.target >= 0 &&
+            strcmp(cfx_concepts_data_label(f.d, nr.target), "winter") == 0)
+            q = i;
+    }
+    CHECK_MSG(q >= 0, "no scene whose closest counterfactual is a winter scene");
+    if (q < 0) {
+        fixture_close(&f);
+        return;
+    }
+    /* The closest scene of neither class, by brute force (ties to the earlier scene). */
+    const char *src = cfx_concepts_data_label(f.d, q);
+    int32_t ns, nd, best = -1;
+    int64_t best_cost = INT64_MAX;
+    const int32_t *a = cfx_concepts_data_image(f.d, q, &ns);
+    for (int32_t j = 0; j < n; j++) {
+        const char *lj = cfx_concepts_data_label(f.d, j);
+        if (!strcmp(lj, src) || !strcmp(lj, "winter")) continue;
+        const int32_t *b = cfx_concepts_data_image(f.d, j, &nd);
+        cfx_edit_set es;
+        CHECK_OK(cfx_concepts_edits(f.c, a, ns, b, nd, &es));
+        if (es.cost < best_cost) best_cost = es.cost, best = j;
+        cfx_edit_set_deinit(&es);
+    }
+    script sc = {.flip_after = 1000000};
+    cfx_image_classifier clf = {.classify = script_classify,
+                                .user = &sc,
+                                .num_classes = 4,
+                                .classes = cls_names,
+                                .has_scores = 1};
+    cfx_image_editor *ed = cfx_image_editor_builtin(f.json, dir);
+    int64_t qid = cfx_concepts_data_id(f.d, q);
+    char want[256];
+    snprintf(want, sizeof want, "\"target\":%lld,", (long long)cfx_concepts_data_id(f.d, best));
+    char(*lines)[4096] = malloc(64 * 4096);
+    for (int mode = 0; mode < 2; mode++) {
+        cfx_edit_loop_options o = {.data = f.d,
+                                   .annotations = f.json,
+                                   .images = dir,
+                                   .classifier = &clf,
+                                   .editor = ed,
+                                   .mode = mode ? CFX_ORDER_LOCAL_GLOBAL : CFX_ORDER_LOCAL,
+                                   .out = f.out,
+                                   .queries = &qid,
+                                   .nqueries = 1,
+                                   .max_steps = 10,
+                                   .away = 1};
+        CHECK_OK(cfx_edit_loop_run(&o, NULL));
+        CHECK_INT_EQ(read_lines(f.out, lines, 64), 1);
+        CHECK_MSG(strstr(lines[0], want) && strstr(lines[0], "\"away\":true") &&
+                      !strstr(lines[0], "\"target_label\":\"winter\""),
+                  "want %s in %s", want, lines[0]);
+        char cost[64];
+        snprintf(cost, sizeof cost, "\"cost\":%lld,", (long long)best_cost);
+        CHECK_MSG(strstr(lines[0], cost), "want %s in %s", cost, lines[0]);
+        /* Without --away the record keeps the winter scene. */
+        o.away = 0;
+        CHECK_OK(cfx_edit_loop_run(&o, NULL));
+        read_lines(f.out, lines, 64);
+        CHECK_MSG(strstr(lines[0], "\"target_label\":\"winter\"") && !strstr(lines[0], "away"),
+                  "%s", lines[0]);
+    }
+    free(lines);
+    cfx_image_editor_free(ed);
+    fixture_close(&f);
+}
+
 CFX_TEST(edit_loop, builtin_editor_removes_only_the_object_and_inserts_into_free_space) {
     const char *dir = scenes();
     if (!dir) return;
@@ -367,6 +448,116 @@ CFX_TEST(edit_loop, builtin_editor_removes_only_the_object_and_inserts_into_free
     cfx_tensor_free(im);
     cfx_image_editor_free(ed);
     fixture_close(&f);
+}
+
+CFX_TEST(edit_loop, builtin_editor_pastes_an_item_opaque_even_where_it_is_thin) {
+    /* A bank of one exemplar: image 2's item, one- and two-pixel-wide strokes (a sandal's
+     * straps at 48 pixels) of one colour on a dark background. Inserted into image 1 at a box
+     * of the exemplar box's size (scale 1), every pixel of the item's mask must come out in the
+     * item's own colour, not blended with image 1's background; pixels more than one away
+     * from the mask keep the background; on the rim between, the exemplar's background
+     * shows at the share of the pixel's 3x3 neighbourhood the mask covers. */
+    enum { S = 20 };
+    const char *dir = cfx_test_tmpdir();
+    char path[900];
+    snprintf(path, sizeof path, "%s/paste", dir);
+    mkdir(path, 0755);
+    cfx_tensor *bg = cfx_tensor_new(3, (int64_t[]){3, S, S});
+    cfx_tensor *ex = cfx_tensor_new(3, (int64_t[]){3, S, S});
+    uint8_t em[S * S] = {0};
+    for (int y = 5; y < 15; y++) em[y * S + 6] = 1;                   /* 1 px wide */
+    for (int y = 5; y < 15; y++) em[y * S + 10] = em[y * S + 11] = 1; /* 2 px wide */
+    for (int x = 6; x < 12; x++) em[14 * S + x] = 1;                  /* 1 px high */
+    const float item[3] = {0.8f, 0.2f, 0.4f}, back[3] = {0.4f, 0.6f, 0.2f};
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < S * S; p++) {
+            ex->data[c * S * S + p] = em[p] ? item[c] : 0.1f;
+            bg->data[c * S * S + p] = back[c];
+        }
+    snprintf(path, sizeof path, "%s/paste/1.png", dir);
+    CHECK_OK(cfx_image_write_png(path, bg));
+    snprintf(path, sizeof path, "%s/paste/2.png", dir);
+    CHECK_OK(cfx_image_write_png(path, ex));
+    /* The mask as runs (outside first), for image 2's annotation; its box [6, 5, 12, 15). */
+    char runs[2048] = "", *w = runs;
+    int at = 0;
+    while (at < S * S) {
+        int v = (at == 0 && em[0]) ? 0 : em[at], len = 0;
+        if (at == 0 && em[0]) w += sprintf(w, "0,");
+        while (at + len < S * S && em[at + len] == v) len++;
+        w += sprintf(w, "%d,", len);
+        at += len;
+    }
+    w[-1] = 0;
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"images\":[{\"id\":1,\"objects\":[],\"boxes\":[],\"masks\":[]},"
+             "{\"id\":2,\"objects\":[\"sandal.n.01\"],\"boxes\":[[6,5,12,15]],"
+             "\"masks\":[[%s]]}]}",
+             runs);
+    snprintf(path, sizeof path, "%s/paste/concepts.json", dir);
+    FILE *fp = fopen(path, "w");
+    fputs(json, fp);
+    fclose(fp);
+    char images[900];
+    snprintf(images, sizeof images, "%s/paste", dir);
+    cfx_image_editor *ed = cfx_image_editor_builtin(path, images);
+    CHECK_MSG(ed != NULL, "%s", cfx_last_error());
+    if (!ed) return;
+    snprintf(path, sizeof path, "%s/paste/1.png", dir);
+    cfx_tensor *im = cfx_image_read(path, 3);
+    uint8_t got[S * S];
+    int has = 0;
+    cfx_tensor *out = NULL;
+    /* The place: the exemplar's box moved by (+2, -3). */
+    cfx_edit_request rq = {.kind = CFX_EDIT_INSERT,
+                           .to = "sandal.n.01",
+                           .box = {8, 2, 14, 12},
+                           .image_id = 1,
+                           .step = 1};
+    CHECK_OK(ed->edit(ed->user, &rq, im, &out, got, &has));
+    CHECK(out && has);
+    double worst_item = 0, worst_far = 0, worst_rim = 0;
+    int in_mask = 0, mask_agree = 0, rim = 0;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            int sx = x - 2, sy = y + 3; /* the exemplar's pixel pasted here */
+            bool on = sx >= 0 && sy >= 0 && sx < S && sy < S && em[sy * S + sx];
+            int near = 0;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int xx = sx + dx, yy = sy + dy;
+                    near += xx >= 0 && yy >= 0 && xx < S && yy < S && em[yy * S + xx];
+                }
+            in_mask += on;
+            rim += !on && near;
+            mask_agree += !on && !near ? !got[y * S + x] : on ? got[y * S + x] != 0 : 1;
+            for (int c = 0; c < 3; c++) {
+                double v = out->data[c * S * S + y * S + x];
+                double b = im->data[c * S * S + y * S + x];
+                double want = roundf(item[c] * 255) / 255.0;
+                if (on)
+                    worst_item = fmax(worst_item, fabs(v - want));
+                else if (!near)
+                    worst_far = fmax(worst_far, fabs(v - b));
+                else { /* the rim: the exemplar's background, 0.1, at near / 9 */
+                    double a = near / 9.0, e = roundf(0.1f * 255) / 255.0;
+                    worst_rim = fmax(worst_rim, fabs(v - (a * e + (1 - a) * b)));
+                }
+            }
+        }
+    CHECK_INT_EQ(in_mask, 33);
+    CHECK(rim > 30);
+    CHECK_INT_EQ(mask_agree, S * S);
+    CHECK_MSG(worst_item < 1e-5, "the item's pixels differ from its colour by up to %g",
+              worst_item);
+    CHECK_MSG(worst_far < 1e-6, "the background changed by %g away from the item", worst_far);
+    CHECK_MSG(worst_rim < 1e-5, "the rim differs from its blend by up to %g", worst_rim);
+    cfx_tensor_free(out);
+    cfx_tensor_free(im);
+    cfx_tensor_free(bg);
+    cfx_tensor_free(ex);
+    cfx_image_editor_free(ed);
 }
 
 CFX_TEST(edit_loop, per_image_errors_are_recorded_and_resume_drops_a_torn_line) {

@@ -1,7 +1,10 @@
-/* test_norm.c - batch norm (training and inference, rank 2 and 4) and dropout: gradient checks,
- * a PyTorch training step with the running statistics it updates, and bad input. */
+/* test_norm.c - batch norm (training and inference, rank 2 and 4), instance norm (rank 3 and 4)
+ * and dropout: gradient checks, a PyTorch training step with the running statistics it
+ * updates, instance norm against PyTorch's, and bad input. */
 #include "gradcheck.h"
 #include "ops_oracle.h"
+
+#include <stdlib.h>
 
 typedef struct {
     cfx_graph *g;
@@ -101,6 +104,70 @@ CFX_TEST(norm, batch_norm_errors) {
     c3 = cfx_graph_param(g, "s", 1, (int64_t[]){3});
     CHECK(cfx_op_batch_norm(g, x, c3, c3, c3, c3, &(cfx_batch_norm_attr){.momentum = 2}) < 0);
     CHECK(cfx_op_batch_norm(g, x, c3, c3, c3, -1, NULL) < 0);
+    cfx_graph_free(g);
+}
+
+/* x (shape, C = shape[1]) with a gradient, scale and bias params, y = instance_norm(x). */
+static cfx_graph *in_make(int ndim, const int64_t *shape, float eps, int *x, int *s, int *b,
+                          int *y) {
+    int64_t c = shape[1];
+    cfx_graph *g = cfx_graph_new();
+    *x = cfx_graph_input(g, "x", ndim, shape);
+    cfx_graph_requires_grad(g, *x, 1);
+    *s = cfx_graph_param(g, "scale", 1, &c);
+    *b = cfx_graph_param(g, "bias", 1, &c);
+    *y = cfx_op_instance_norm(g, *x, *s, *b, eps);
+    CHECK(*y >= 0);
+    CHECK_OK(cfx_graph_compile(g));
+    cfx_rng r;
+    cfx_rng_init(&r, 32);
+    cfx_tensor_fill_normal(cfx_graph_tensor(g, *x), &r, 0.5f, 2.0f);
+    cfx_tensor_fill_uniform(cfx_graph_tensor(g, *s), &r, 0.5f, 1.5f);
+    cfx_tensor_fill_uniform(cfx_graph_tensor(g, *b), &r, -1.0f, 1.0f);
+    return g;
+}
+
+static const int64_t IN3[3] = {2, 3, 7}, IN4[4] = {3, 2, 4, 5};
+
+CFX_TEST(norm, instance_norm_gradients_and_torch) {
+    oracle o = {0};
+    for (int r4 = 0; r4 < 2; r4++) {
+        int x, s, b, y;
+        cfx_graph *g = in_make(r4 ? 4 : 3, r4 ? IN4 : IN3, 1e-3f, &x, &s, &b, &y);
+        if (CHECK_GRADS(g, y, NULL)) printf("  (instance norm rank %d)\n", r4 ? 4 : 3);
+        /* Training mode changes nothing: there are no running statistics. */
+        CHECK_OK(cfx_graph_forward(g));
+        const cfx_tensor *yt = cfx_graph_tensor(g, y);
+        float *first = malloc((size_t)yt->numel * sizeof *first);
+        memcpy(first, yt->data, (size_t)yt->numel * sizeof *first);
+        cfx_graph_set_training(g, 1);
+        CHECK_OK(cfx_graph_forward(g));
+        CHECK_ARRAY_NEAR(cfx_graph_tensor(g, y)->data, first, yt->numel, 0, 0);
+        free(first);
+        char attrs[32];
+        snprintf(attrs, sizeof attrs, "1e-3 rank%d", r4 ? 4 : 3);
+        ORACLE_ADD(&o, "instance_norm", attrs, g, y, ((int[]){x, s, b}), 3, NULL);
+        cfx_graph_free(g);
+    }
+    ORACLE_RUN(&o);
+}
+
+CFX_TEST(norm, instance_norm_errors) {
+    cfx_graph *g = cfx_graph_new();
+    int x = cfx_graph_input(g, "x", 4, IN4);
+    int c3 = cfx_graph_param(g, "s", 1, (int64_t[]){3});
+    int c2 = cfx_graph_param(g, "b", 1, (int64_t[]){2});
+    CHECK(cfx_op_instance_norm(g, x, c3, c2, 0) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "scale (3) must be (2) for x (3, 2, 4, 5)"), "message: %s",
+              cfx_last_error());
+    CHECK(cfx_op_instance_norm(g, x, c2, c2, -1) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "eps must be positive"), "message: %s", cfx_last_error());
+    cfx_graph_free(g);
+    g = cfx_graph_new();
+    x = cfx_graph_input(g, "x", 2, (int64_t[]){4, 3});
+    c3 = cfx_graph_param(g, "s", 1, (int64_t[]){3});
+    CHECK(cfx_op_instance_norm(g, x, c3, c3, 0) < 0);
+    CHECK_MSG(strstr(cfx_last_error(), "spatial"), "message: %s", cfx_last_error());
     cfx_graph_free(g);
 }
 

@@ -191,12 +191,13 @@ struct cfx_concepts_data {
 
 /* The tally of label lab's images (imp: one entry per concept) and, when edits is not NULL,
  * all their edits; and cfx_concepts_order with that tally given (imp NULL: computed), so a
- * caller ordering many images of one class tallies it once. */
+ * caller ordering many images of one class tallies it once, and toward a given target image
+ * (-1: the query's closest counterfactual). */
 cfx_status cfx__concepts_tally(const cfx_concepts_data *d, int32_t lab, double *imp,
                                cfx_edit_set *edits);
 cfx_status cfx__concepts_order_with(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
                                     const cfx_progress *progress, const double *imp,
-                                    const cfx_edit_set *cls, cfx_edit_set *out);
+                                    const cfx_edit_set *cls, int32_t target, cfx_edit_set *out);
 
 /* ------------------------------------------------------------------ editor.c --- */
 

@@ -229,7 +229,15 @@ static void add_report(cJSON *rec, const char *key, const char *(*report)(void *
 
 /* Runs one image and fills its record; a returned error (other than out of memory) is the
  * image's, which the caller records. */
-static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *rec) {
+/* Sets or replaces rec's key to a number or a string. */
+static void rec_set(cJSON *rec, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(rec, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(rec, key, v);
+    else
+        cJSON_AddItemToObject(rec, key, v);
+}
+
+static cfx_status run_image(loop *L, int32_t q, cfx_nearest *nr, cJSON *rec) {
     const cfx_edit_loop_options *o = L->o;
     const cfx_concepts_data *d = o->data;
     const cfx_concepts *c = d->c;
@@ -337,6 +345,28 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
     /* Whether the classifier agrees with the data's label (on scenes: the rule's class). */
     cJSON_AddBoolToObject(rec, "agrees",
                           strcmp(clf->classes[label0], cfx_concepts_data_label(d, q)) == 0);
+    /* Away from the classifier's label too: when it is another data label and the closest
+     * counterfactual has it, the loop would edit toward what the classifier already says. */
+    int32_t clab = cfx__intern_find(&d->labels, clf->classes[label0]);
+    if (o->away && nr->target >= 0 && clab >= 0 && clab != d->label[q] &&
+        d->label[nr->target] == clab) {
+        cfx_nearest away;
+        st = cfx_concepts_nearest(d, &q, 1, &(cfx_nearest_options){.avoid = &clab}, &away);
+        if (st != CFX_OK) goto done;
+        *nr = away;
+        rec_set(rec, "target",
+                away.target >= 0 ? cJSON_CreateNumber((double)d->id[away.target])
+                                 : cJSON_CreateNull());
+        if (away.target >= 0) {
+            rec_set(rec, "target_label",
+                    cJSON_CreateString(cfx_concepts_data_label(d, away.target)));
+            rec_set(rec, "cost", cJSON_CreateNumber((double)away.cost));
+        } else {
+            cJSON_DeleteItemFromObjectCaseSensitive(rec, "target_label");
+            cJSON_DeleteItemFromObjectCaseSensitive(rec, "cost");
+        }
+        cJSON_AddBoolToObject(rec, "away", 1);
+    }
     if (nr->target < 0) {
         st = cfx_set_error(CFX_ENOTFOUND, "every image has the label '%s': no counterfactual",
                            cfx_concepts_data_label(d, q));
@@ -364,7 +394,8 @@ static cfx_status run_image(loop *L, int32_t q, const cfx_nearest *nr, cJSON *re
                 goto done;
             }
         }
-        st = cfx__concepts_order_with(d, q, o->mode, NULL, L->imp[cl], &L->cls[cl], &es);
+        st =
+            cfx__concepts_order_with(d, q, o->mode, NULL, L->imp[cl], &L->cls[cl], nr->target, &es);
     }
     t_order += cfx_now() - t0;
     if (st != CFX_OK) goto done;

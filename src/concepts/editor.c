@@ -11,8 +11,8 @@
  *   inward that sets each pixel to the mean of its known neighbours, then Jacobi sweeps of the
  *   Laplace equation over the hole, which leave a smooth membrane between the border values);
  * - insert: an exemplar of the concept, cut with its mask from another annotated image (the
- *   concept bank), scaled to fit the place's box (aspect kept, centred) and composited with a
- *   feathered mask (the mask box-blurred twice, so the seam blends over about two pixels);
+ *   concept bank), scaled to fit the place's box (aspect kept, centred) and composited opaque
+ *   on its mask with a one-pixel feathered rim outside it (so the item keeps its contrast);
  * - replace: remove, then insert into the old object's box.
  * The exemplar is chosen by a hash of the image id, the step and the concept, so a run is
  * repeatable. */
@@ -280,28 +280,28 @@ static cfx_status paste(const builtin *b, const cfx_edit_request *req, float *im
     if (!ex) return cfx_error_context(CFX_EIO, "concept bank");
     int eh = (int)ex->shape[1], ew = (int)ex->shape[2], ebox[4];
     size_t EP = (size_t)eh * (size_t)ew;
-    float *alpha = cfx_malloc(EP * sizeof *alpha), *tmp = cfx_malloc(EP * sizeof *tmp);
+    float *alpha = cfx_malloc(EP * sizeof *alpha);
     uint8_t *em = cfx_malloc(EP);
-    cfx_status st = alpha && tmp && em ? CFX_OK : cfx_set_error(CFX_ENOMEM, "out of memory");
+    cfx_status st = alpha && em ? CFX_OK : cfx_set_error(CFX_ENOMEM, "out of memory");
     if (st == CFX_OK) st = cfx__annots_region(&b->a, ei, ek, eh, ew, ebox, em);
     if (st == CFX_OK) {
-        /* Feathering: the mask box-blurred (3x3) twice. */
-        for (size_t p = 0; p < EP; p++) alpha[p] = em[p] ? 1.0f : 0.0f;
-        for (int pass = 0; pass < 2; pass++) {
-            for (int y = 0; y < eh; y++)
-                for (int x = 0; x < ew; x++) {
-                    float s = 0;
-                    int cnt = 0;
-                    for (int dy = -1; dy <= 1; dy++)
-                        for (int dx = -1; dx <= 1; dx++) {
-                            int yy = y + dy, xx = x + dx;
-                            if (yy < 0 || xx < 0 || yy >= eh || xx >= ew) continue;
-                            s += alpha[(size_t)yy * ew + xx], cnt++;
-                        }
-                    tmp[(size_t)y * ew + x] = s / (float)cnt;
-                }
-            memcpy(alpha, tmp, EP * sizeof *alpha);
-        }
+        /* Feathering outward only: opaque on the mask, and on the pixels just outside it the
+         * mask box-blurred (3x3), at most a third along a straight edge. The mask already
+         * holds the item's anti-aliased rim (cfx data scenes: alpha >= 0.5), so its pixels are
+         * the item's own colours; blurring the mask itself, as this once did (twice, in and
+         * out), left thin items such as a sandal's straps at half opacity and every edge half
+         * blended with the new background, a faint, low-contrast paste. */
+        for (int y = 0; y < eh; y++)
+            for (int x = 0; x < ew; x++) {
+                size_t p = (size_t)y * ew + x;
+                float s = 0;
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int yy = y + dy, xx = x + dx;
+                        if (yy >= 0 && xx >= 0 && yy < eh && xx < ew) s += em[(size_t)yy * ew + xx];
+                    }
+                alpha[p] = em[p] ? 1.0f : s / 9.0f;
+            }
         /* Fit the exemplar's box into the place, aspect kept, centred. */
         double bw = ebox[2] - ebox[0], bh = ebox[3] - ebox[1];
         double tw = req->box[2] - req->box[0], th = req->box[3] - req->box[1];
@@ -336,7 +336,6 @@ static cfx_status paste(const builtin *b, const cfx_edit_request *req, float *im
     }
     cfx_tensor_free(ex);
     cfx_free(alpha);
-    cfx_free(tmp);
     cfx_free(em);
     return st;
 }

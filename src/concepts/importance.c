@@ -138,20 +138,22 @@ cfx_status cfx__concepts_tally(const cfx_concepts_data *d, int32_t lab, double *
 
 cfx_status cfx_concepts_order(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
                               const cfx_progress *progress, cfx_edit_set *out) {
-    return cfx__concepts_order_with(d, query, mode, progress, NULL, NULL, out);
+    return cfx__concepts_order_with(d, query, mode, progress, NULL, NULL, -1, out);
 }
 
 cfx_status cfx__concepts_order_with(const cfx_concepts_data *d, int32_t query, cfx_order_mode mode,
                                     const cfx_progress *progress, const double *imp_given,
-                                    const cfx_edit_set *cls_given, cfx_edit_set *out) {
+                                    const cfx_edit_set *cls_given, int32_t target,
+                                    cfx_edit_set *out) {
     const cfx_concepts *c = d->c;
     memset(out, 0, sizeof *out);
     if (query < 0 || query >= d->n)
         return cfx_set_error(CFX_EINVAL, "order: query index %d out of range", query);
     if (mode != CFX_ORDER_LOCAL && mode != CFX_ORDER_GLOBAL && mode != CFX_ORDER_LOCAL_GLOBAL)
         return cfx_set_error(CFX_EINVAL, "order: unknown mode %d", (int)mode);
-    cfx_nearest nr;
-    cfx_status st = cfx_concepts_nearest(d, &query, 1, NULL, &nr);
+    if (target >= d->n) return cfx_set_error(CFX_EINVAL, "order: target %d out of range", target);
+    cfx_nearest nr = {.target = target};
+    cfx_status st = target < 0 ? cfx_concepts_nearest(d, &query, 1, NULL, &nr) : CFX_OK;
     if (st != CFX_OK) return st;
     if (nr.target < 0)
         return cfx_set_error(CFX_ENOTFOUND, "order: image %lld has no image of another label",

@@ -54,11 +54,11 @@ static cfx_status search_ws_init(search_ws *w, const cfx_concepts_data *d) {
 }
 
 /* The search for one query. Returns CFX_ENOMEM only (growing the buckets). */
-static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaustive, search_ws *w,
-                              cfx_nearest *out, int64_t *solved) {
+static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaustive, int32_t avoid,
+                              search_ws *w, cfx_nearest *out, int64_t *solved) {
     const cfx_concepts *c = d->c;
     bool cece = c->opt.model == CFX_COST_CECE && !exhaustive;
-    int32_t lab = d->label[q];
+    int32_t lab = d->label[q]; /* candidates have neither this label nor avoid's */
     int64_t maxlb = 0;
     /* Bounds. cece: sum |count_P(e) - count_Q(e)| = |P| + |Q| - 2 sum min(count_P, count_Q).
      * With the inverted index the sums of minima are gathered element by element, touching
@@ -79,7 +79,7 @@ static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaus
         for (int64_t k = d->estart[q]; k < d->estart[q + 1]; k++)
             w->dense[d->ecode[k]] = d->ecount[k];
         for (int32_t j = 0; j < d->n; j++) {
-            if (d->label[j] == lab) continue;
+            if (d->label[j] == lab || d->label[j] == avoid) continue;
             int32_t common = 0;
             for (int64_t k = d->estart[j]; k < d->estart[j + 1]; k++) {
                 int32_t a = w->dense[d->ecode[k]], b = d->ecount[k];
@@ -90,7 +90,7 @@ static cfx_status nearest_one(const cfx_concepts_data *d, int32_t q, bool exhaus
         for (int64_t k = d->estart[q]; k < d->estart[q + 1]; k++) w->dense[d->ecode[k]] = 0;
     }
     for (int32_t j = 0; j < d->n; j++) {
-        if (d->label[j] == lab) {
+        if (d->label[j] == lab || d->label[j] == avoid) {
             w->lb[j] = -1;
         } else {
             w->lb[j] =
@@ -208,7 +208,9 @@ cfx_status cfx_concepts_nearest(const cfx_concepts_data *d, const int32_t *queri
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(+ : solved)
         for (int32_t i = 0; i < nq; i++) {
             search_ws *w = &ws[omp_get_thread_num()];
-            if (nearest_one(d, queries[i], o.exhaustive != 0, w, &out[i], &solved) != CFX_OK) {
+            int32_t avoid = o.avoid ? o.avoid[i] : -1;
+            if (nearest_one(d, queries[i], o.exhaustive != 0, avoid, w, &out[i], &solved) !=
+                CFX_OK) {
 #pragma omp critical(cfx_concepts_nearest_status)
                 st = CFX_ENOMEM;
             }

@@ -1,5 +1,6 @@
 /* layers.c - layer builders with PyTorch's default initialisation, and the reference
- * classifier and autoencoder of the competency paper (Pohl et al.), adapted to the image size.
+ * classifier and autoencoder of the competency paper (Pohl et al.), adapted to the image size;
+ * and conv-pool, a small translation-invariant classifier for scenes (global max pooling).
  *
  * PyTorch initialises Conv and Linear weights with kaiming_uniform(a = sqrt 5), whose bound
  * sqrt(6 / ((1 + a^2) fan_in)) simplifies to 1 / sqrt(fan_in), and biases uniformly within the
@@ -133,6 +134,51 @@ cfx_status cfx_model_classifier(cfx_graph *g, int x, int num_classes, cfx_rng *r
     for (int i = 0; i < 7 && h >= 0; i++) he_init(g, relu_layers[i], r);
     ids->features = h;
     ids->logits = cfx_layer_linear(g, h, "fc5", num_classes, r);
+    ids->probs = cfx_op_softmax(g, ids->logits, 1);
+    CFX_TRY(name_or_fail(g, ids->features, "features"));
+    CFX_TRY(name_or_fail(g, ids->logits, "logits"));
+    return name_or_fail(g, ids->probs, "probs");
+}
+
+/* Instance normalisation (cfx_op_instance_norm) of x with a learnt scale (ones) and shift
+ * (zeros) per channel, named "<name>.weight" and "<name>.bias" as PyTorch's
+ * InstanceNorm2d(C, affine=True). */
+static int instance_norm(cfx_graph *g, int x, const char *name) {
+    int64_t c = channels(g, x, name, 4);
+    if (c < 0) return -1;
+    char full[64];
+    snprintf(full, sizeof full, "%s.weight", name);
+    int scale = cfx_graph_param(g, full, 1, &c);
+    snprintf(full, sizeof full, "%s.bias", name);
+    int shift = cfx_graph_param(g, full, 1, &c);
+    if (scale < 0 || shift < 0) return -1;
+    cfx_tensor_fill(cfx_graph_tensor(g, scale), 1.0f);
+    cfx_tensor_fill(cfx_graph_tensor(g, shift), 0.0f);
+    return cfx_op_instance_norm(g, x, scale, shift, 1e-5f);
+}
+
+cfx_status cfx_model_classifier_conv_pool(cfx_graph *g, int x, int num_classes, cfx_rng *r,
+                                          cfx_classifier_ids *ids) {
+    CFX_TRY(check_image_input(g, x, "classifier"));
+    if (num_classes < 2)
+        return cfx_set_error(CFX_EINVAL, "classifier: needs at least 2 classes, not %d",
+                             num_classes);
+    /* Five convolutions (the receptive field grows to 51 pixels, about two scene cells at 48),
+     * each followed by instance normalisation and a ReLU. */
+    static const int couts[5] = {32, 64, 64, 128, 128}, ks[5] = {5, 3, 3, 3, 3},
+                     strides[5] = {2, 2, 1, 2, 1};
+    char name[32];
+    int h = x;
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "conv%d", i + 1);
+        h = cfx_layer_conv2d(g, h, name, couts[i], ks[i], strides[i], ks[i] / 2, r);
+        if (h >= 0) he_init(g, name, r);
+        snprintf(name, sizeof name, "norm%d", i + 1);
+        h = cfx_op_relu(g, instance_norm(g, h, name));
+    }
+    /* Global max pooling: a channel answers whether its pattern is anywhere in the image. */
+    ids->features = cfx_op_reduce(g, h, CFX_REDUCE_MAX, (const int[]){2, 3}, 2, 0);
+    ids->logits = cfx_layer_linear(g, ids->features, "fc", num_classes, r);
     ids->probs = cfx_op_softmax(g, ids->logits, 1);
     CFX_TRY(name_or_fail(g, ids->features, "features"));
     CFX_TRY(name_or_fail(g, ids->logits, "logits"));

@@ -75,6 +75,9 @@ def compute(op, attrs, ins):
         out = F.batch_norm(ins[0], rm, rv, ins[1], ins[2], training=training,
                            momentum=momentum, eps=eps)
         after[3], after[4] = rm, rv
+    elif op == "instance_norm":
+        leaves(0, 1, 2)
+        out = F.instance_norm(ins[0], weight=ins[1], bias=ins[2], eps=float(attrs[0]))
     else:
         sys.exit(f"ops_oracle.py: unknown op {op}")
     return out, after

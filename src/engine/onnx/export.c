@@ -336,6 +336,12 @@ static cfx_status write_batch_norm(exporter *e, const cfx__node *n, const char *
     return add_node(e, "BatchNormalization", in, 5, out, a, 2);
 }
 
+static cfx_status write_instance_norm(exporter *e, const cfx__node *n, const char **in,
+                                      const char *out) {
+    xattr a[] = {AF("epsilon", ((const cfx__in_attr *)n->attr)->eps)};
+    return add_node(e, "InstanceNormalization", in, 3, out, a, 1);
+}
+
 static cfx_status write_dropout(exporter *e, const cfx__node *n, const char **in, const char *out) {
     in[1] = const_float_init(e, out, ((const cfx__dropout_attr *)n->attr)->p);
     return add_node(e, "Dropout", in, 2, out, NULL, 0);
@@ -469,6 +475,7 @@ static const struct {
     {"Flatten", write_flatten},
     {"Gemm", write_gemm},
     {"GlobalAveragePool", write_same},
+    {"InstanceNormalization", write_instance_norm},
     {"LeakyRelu", write_leaky_relu},
     {"Linear", write_linear},
     {"Log", write_same},

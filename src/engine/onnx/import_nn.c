@@ -1,6 +1,6 @@
 /* import_nn.c - importers of layers: Conv and ConvTranspose, the pools, Gemm and MatMul,
- * BatchNormalization, Dropout, Resize and Upsample. ONNX's window attributes (strides, pads,
- * dilations, auto_pad) map onto cfx's 2-D attribute structs here. */
+ * BatchNormalization, InstanceNormalization, Dropout, Resize and Upsample. ONNX's window attributes
+ * (strides, pads, dilations, auto_pad) map onto cfx's 2-D attribute structs here. */
 #include "engine/onnx/onnx.h"
 
 #include <math.h>
@@ -328,6 +328,16 @@ static cfx_status imp_batch_norm(cfx__onnx_ctx *c) {
     return cfx__onnx_set_out(c, 0, cfx_op_batch_norm(c->g, x, s, b, m, v, &at));
 }
 
+static cfx_status imp_instance_norm(cfx__onnx_ctx *c) {
+    CFX_TRY(cfx__onnx_only_first_output(c));
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false),
+        s = cfx__onnx_value_of(c, cfx__onnx_input(c, 1), false),
+        b = cfx__onnx_value_of(c, cfx__onnx_input(c, 2), false);
+    if (x < 0 || s < 0 || b < 0) return CFX_EINVAL;
+    float eps = cfx__onnx_attr_float(c->node, "epsilon", 1e-5f);
+    return cfx__onnx_set_out(c, 0, cfx_op_instance_norm(c->g, x, s, b, eps));
+}
+
 static cfx_status imp_dropout(cfx__onnx_ctx *c) {
     CFX_TRY(cfx__onnx_only_first_output(c));
     float p = c->opset >= 12 ? 0.5f : cfx__onnx_attr_float(c->node, "ratio", 0.5f);
@@ -437,6 +447,7 @@ const cfx__onnx_importer cfx__onnx_nn_importers[] = {
     {"Gemm", imp_gemm},
     {"GlobalAveragePool", imp_global_avg_pool},
     {"GlobalMaxPool", imp_global_max_pool},
+    {"InstanceNormalization", imp_instance_norm},
     {"MatMul", imp_matmul},
     {"MaxPool", imp_max_pool},
     {"Resize", imp_resize},

@@ -1,4 +1,5 @@
-/* norm.c - batch normalisation (any rank >= 2) and inverted dropout, forward and backward.
+/* norm.c - batch and instance normalisation (any rank >= 2) and inverted dropout, forward
+ * and backward.
  *
  * Batch norm views x as (N, C, S) with S the product of the spatial dimensions and works per
  * channel over its m = N*S values. Inference normalises with the running statistics (constants
@@ -10,6 +11,11 @@
  * The mean and invstd a forward used are saved in the node's state for its backward. With one
  * value per channel PyTorch refuses to train; here the running variance then takes the biased
  * variance (0) instead of dividing by zero.
+ *
+ * Instance norm (ONNX InstanceNormalization, PyTorch's instance_norm) is batch norm's training
+ * formula per image: each (image, channel) plane is normalised with its own mean and biased
+ * variance over its S values, always (no running statistics, no mode), and then scaled and
+ * shifted per channel. It mixes no images, so a trainer may still split batches.
  *
  * Dropout draws one uniform number per element from the graph's seeded stream (in element
  * order, so a seed fixes the mask), keeps an element when u >= p and scales kept ones by
@@ -177,6 +183,103 @@ int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int va
         return cfx__graph_fail(g, "BatchNormalization", "momentum must be in (0, 1], not %g",
                                at.momentum);
     return cfx__graph_add(g, &bn_def, (int[]){x, scale, bias, mean, var}, 5, &at);
+}
+
+/* --------------------------------------------------------------- instance norm --- */
+
+static cfx_status in_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    const cfx_tensor *x = a->in[0];
+    char b[96], c[96];
+    for (int i = 0; i < 3; i++)
+        if (!a->in[i]) return cfx_set_error(CFX_EINVAL, "needs x, scale and bias");
+    if (x->ndim < 3)
+        return cfx_set_error(CFX_ESHAPE, "x %s must be (N,C,...) with spatial dimensions",
+                             cfx__shape_fmt(x, b, sizeof b));
+    static const char *names[3] = {"x", "scale", "bias"};
+    for (int i = 1; i < 3; i++) {
+        const cfx_tensor *t = a->in[i];
+        if (t->ndim != 1 || t->shape[0] != x->shape[1])
+            return cfx_set_error(CFX_ESHAPE, "%s %s must be (%lld) for x %s", names[i],
+                                 cfx__shape_fmt(t, b, sizeof b), (long long)x->shape[1],
+                                 cfx__shape_fmt(x, c, sizeof c));
+    }
+    cfx__shape_copy(s, x);
+    s->state_bytes = 2 * (size_t)(x->shape[0] * x->shape[1]) * sizeof(float); /* mean, invstd */
+    return CFX_OK;
+}
+
+/* Planes [lo, hi) (plane p = image p / c, channel p % c) of in_forward. */
+static void in_forward_planes(const float *restrict X, const float *restrict gam,
+                              const float *restrict bet, float *restrict Y, float *restrict mean,
+                              float *restrict invstd, float eps, int64_t c, int64_t sp, int64_t lo,
+                              int64_t hi) {
+    for (int64_t p = lo; p < hi; p++) {
+        const float *x = X + p * sp;
+        double sum = 0, sq = 0;
+        for (int64_t j = 0; j < sp; j++) sum += x[j];
+        double mu = sum / (double)sp;
+        for (int64_t j = 0; j < sp; j++) sq += (x[j] - mu) * (x[j] - mu);
+        mean[p] = (float)mu;
+        invstd[p] = (float)(1.0 / sqrt(sq / (double)sp + eps));
+        float k = gam[p % c] * invstd[p], b = bet[p % c] - mean[p] * k;
+        for (int64_t j = 0; j < sp; j++) Y[p * sp + j] = x[j] * k + b;
+    }
+}
+
+// x (N,C,...), scale/bias (C) -> y (N,C,...); state: mean (N*C), invstd (N*C)
+static void in_forward(const cfx__op_args *a) {
+    int64_t n, c, sp;
+    bn_dims(a->in[0], &n, &c, &sp);
+    float *mean = a->state, *invstd = mean + n * c;
+    float eps = ((const cfx__in_attr *)a->attr)->eps;
+    CFX_PARALLEL_RANGE(n * c, n * c * sp > 32768,
+                       in_forward_planes(a->in[0]->data, a->in[1]->data, a->in[2]->data,
+                                         a->out->data, mean, invstd, eps, c, sp, lo, hi));
+}
+
+/* Channels [lo, hi) of in_backward (a channel's scale and bias gradients sum over images, so
+ * the work is split by channel): per plane, with xhat = (x - mean) invstd and m = S,
+ *     dx = scale invstd / m (m g - sum g - xhat sum(g xhat)). */
+static void in_backward_channels(const float *restrict X, const float *restrict gam,
+                                 const float *restrict G, const float *restrict mean,
+                                 const float *restrict invstd, float *DX, float *DG, float *DB,
+                                 int64_t n, int64_t c, int64_t sp, int64_t lo, int64_t hi) {
+    for (int64_t ch = lo; ch < hi; ch++)
+        for (int64_t i = 0; i < n; i++) {
+            int64_t p = i * c + ch;
+            const float *x = X + p * sp, *g = G + p * sp;
+            float mu = mean[p], is = invstd[p];
+            double sg = 0, sgx = 0;
+            for (int64_t j = 0; j < sp; j++) {
+                sg += g[j];
+                sgx += (double)g[j] * (x[j] - mu) * is;
+            }
+            if (DG) DG[ch] += (float)sgx;
+            if (DB) DB[ch] += (float)sg;
+            if (!DX) continue;
+            float k = gam[ch] * is, mg = (float)(sg / (double)sp), mgx = (float)(sgx / (double)sp);
+            for (int64_t j = 0; j < sp; j++)
+                DX[p * sp + j] += k * (g[j] - mg - (x[j] - mu) * is * mgx);
+        }
+}
+
+static void in_backward(const cfx__op_args *a) {
+    int64_t n, c, sp;
+    bn_dims(a->in[0], &n, &c, &sp);
+    const float *mean = a->state, *invstd = mean + n * c;
+    CFX_PARALLEL_RANGE(c, n * c * sp > 32768,
+                       in_backward_channels(a->in[0]->data, a->in[1]->data, a->dout, mean, invstd,
+                                            a->din[0], a->din[1], a->din[2], n, c, sp, lo, hi));
+}
+
+static const cfx__op_def in_def = {
+    "InstanceNormalization", sizeof(cfx__in_attr), in_infer, NULL, NULL, in_forward, in_backward};
+
+int cfx_op_instance_norm(cfx_graph *g, int x, int scale, int bias, float eps) {
+    cfx__in_attr at = {eps != 0 ? eps : 1e-5f};
+    if (!(at.eps > 0))
+        return cfx__graph_fail(g, "InstanceNormalization", "eps must be positive, not %g", at.eps);
+    return cfx__graph_add(g, &in_def, (int[]){x, scale, bias}, 3, &at);
 }
 
 /* ---------------------------------------------------------------------- dropout --- */

@@ -36,6 +36,9 @@ typedef struct {
 typedef struct {
     float p;
 } cfx__dropout_attr;
+typedef struct {
+    float eps;
+} cfx__in_attr;
 
 /* Shape ops (src/shape.c): Flatten, Reshape (0 copies, -1 infers), Transpose, Concat, Slice,
  * Pad (pads: begins then ends). */
