@@ -14,7 +14,7 @@
 #     the classifier's own label), and the evaluation beside the rule's least number of edits.
 # Environment: DEMO_EPOCHS (default 10), DEMO_THREADS (default: all cores), DEMO_OUT,
 # DEMO_COUNTERFACTUALS (examples given to the methods, default 60), DEMO_SCENES (scenes
-# generated, default 24000), DEMO_SCENE_EPOCHS (the scene classifier's, default 3),
+# generated, default 12000), DEMO_SCENE_EPOCHS (the scene classifier's, default 4),
 # DEMO_LOOPS (test scenes edited per mode, default 100).
 set -eu
 cfx=${1:-build/cfx}
@@ -22,8 +22,8 @@ out=${DEMO_OUT:-demo-out}
 epochs=${DEMO_EPOCHS:-10}
 threads=${DEMO_THREADS:-0}
 ncf=${DEMO_COUNTERFACTUALS:-60}
-nscenes=${DEMO_SCENES:-24000}
-scene_epochs=${DEMO_SCENE_EPOCHS:-3}
+nscenes=${DEMO_SCENES:-12000}
+scene_epochs=${DEMO_SCENE_EPOCHS:-4}
 nloops=${DEMO_LOOPS:-100}
 mkdir -p "$out"
 
