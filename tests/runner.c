@@ -195,6 +195,17 @@ static int run_cli(char *out, size_t n, const char *redirect, const char *fmt, v
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+int cfx_test_cli_startup_libs(char *out, size_t n) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "LD_DEBUG=libs %s --version 2>&1", cli_path);
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    size_t len = p ? fread(out, 1, n - 1, p) : 0;
+    out[len] = '\0';
+    int rc = p ? pclose(p) : -1;
+    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

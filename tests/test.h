@@ -101,6 +101,9 @@ const char *cfx_test_cli(void);
  * it could not run) and what it printed, stdout and stderr, in out (n bytes, cut to fit). */
 int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* What the dynamic loader reports (LD_DEBUG=libs, on stderr) while `cfx --version` runs, in out
+ * (n bytes, cut to fit); returns its exit status (-1 when it could not run). */
+int cfx_test_cli_startup_libs(char *out, size_t n);
 /* The same with what it printed on stdout only (stderr is thrown away). */
 int cfx_test_run_cli_stdout(char *out, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -430,14 +430,8 @@ CFX_TEST(linear, openblas_and_lapacke_load_on_first_use_not_at_start) {
         cfx_test_skip("no build/cfx beside the tests");
         return;
     }
-    /* LD_DEBUG for cfx alone: the loader reports on stderr. */
     static char out[32768];
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "LD_DEBUG=libs %s --version 2>&1", cfx_test_cli());
-    FILE *p = popen(cmd, "r");
-    size_t len = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[len] = '\0';
-    int rc = p ? pclose(p) : -1;
+    int rc = cfx_test_cli_startup_libs(out, sizeof out);
     CHECK_MSG(rc == 0 && strstr(out, "find library=libc.so.6"), "exit %d: %.300s", rc, out);
     CHECK_MSG(!strstr(out, "libopenblas") && !strstr(out, "liblapacke"),
               "cfx --version loaded OpenBLAS or LAPACKE: %.2000s", out);

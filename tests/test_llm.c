@@ -725,14 +725,8 @@ CFX_TEST(llm, libcurl_loads_on_first_request_and_a_missing_one_is_named) {
         cfx_test_skip("no build/cfx beside the tests (the start-up half)");
         return;
     }
-    /* LD_DEBUG for cfx alone: the loader reports on stderr. */
     static char out[32768];
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "LD_DEBUG=libs %s --version 2>&1", cfx_test_cli());
-    FILE *p = popen(cmd, "r");
-    size_t len = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[len] = '\0';
-    int rc = p ? pclose(p) : -1;
+    int rc = cfx_test_cli_startup_libs(out, sizeof out);
     CHECK_MSG(rc == 0 && strstr(out, "find library=libc.so.6"), "exit %d: %.300s", rc, out);
     CHECK_MSG(!strstr(out, "libcurl"), "cfx --version loaded libcurl: %.2000s", out);
 }
