@@ -90,8 +90,9 @@ static int model_info(int argc, char **argv) {
                (long long)in->n_weights);
         if (fused)
             printf("{\"BatchNormalization into Conv\": %d, \"Conv+Add+Relu\": %d, \"Conv+Add\": "
-                   "%d, \"Conv+Relu\": %d, \"Gemm+Relu\": %d}}\n",
-                   f.bn_into_conv, f.conv_add_relu, f.conv_add, f.conv_relu, f.gemm_relu);
+                   "%d, \"Conv+Relu\": %d, \"Gemm+Relu\": %d, \"Conv+Clip\": %d}}\n",
+                   f.bn_into_conv, f.conv_add_relu, f.conv_add, f.conv_relu, f.gemm_relu,
+                   f.conv_clip);
         else
             printf("null}\n");
     } else {
@@ -113,13 +114,17 @@ static int model_info(int argc, char **argv) {
         printf("\n  %d initializers, %lld parameters\n", in->n_initializers,
                (long long)in->n_weights);
         if (fused) {
-            const char *names[] = {"BatchNormalization into Conv", "Conv+Add+Relu", "Conv+Add",
-                                   "Conv+Relu", "Gemm+Relu"};
-            const int counts[] = {f.bn_into_conv, f.conv_add_relu, f.conv_add, f.conv_relu,
-                                  f.gemm_relu};
+            const char *names[] = {"BatchNormalization into Conv",
+                                   "Conv+Add+Relu",
+                                   "Conv+Add",
+                                   "Conv+Relu",
+                                   "Gemm+Relu",
+                                   "Conv+Clip"};
+            const int counts[] = {f.bn_into_conv, f.conv_add_relu, f.conv_add,
+                                  f.conv_relu,    f.gemm_relu,     f.conv_clip};
             int any = 0;
             printf("  fusions:");
-            for (int k = 0; k < 5; k++)
+            for (int k = 0; k < 6; k++)
                 if (counts[k]) printf("%s %d %s", any++ ? "," : "", counts[k], names[k]);
             printf("%s\n", any ? "" : " none");
         }

@@ -418,15 +418,18 @@ double cfx_graph_forward_macs(const cfx_graph *g);
  * with the ReLU after it if any) into the Conv before it, as oneDNN post-ops; the ONNX import
  * of a frozen model folds each BatchNormalization into the Conv before it when nothing else
  * reads that Conv's output. Outputs, input gradients and parameter gradients (of the graph
- * as built) stay what the unfused graph gives, up to float rounding. CFX_NO_FUSE=1 in the
- * environment turns all of it off for every graph, cfx_graph_enable_fusion(g, 0) for one
- * (before compile, for the ONNX folding: cfx_onnx_options.no_fuse). */
+ * as built) stay what the unfused graph gives, up to float rounding. Where no gradient flows, a
+ * Clip (ReLU6) after a Conv is fused too, and activations keep one layout between convolutions.
+ * CFX_NO_FUSE=1 in the environment turns all of it off for every graph,
+ * cfx_graph_enable_fusion(g, 0) for one (before compile, for the ONNX folding:
+ * cfx_onnx_options.no_fuse). */
 typedef struct cfx_graph_fusions {
     int bn_into_conv;  /* BatchNormalizations folded into convolution weights at import */
     int conv_add_relu; /* Conv + Add + Relu run as one convolution */
     int conv_add;      /* Conv + Add without a ReLU after it */
     int conv_relu;     /* Conv + Relu */
     int gemm_relu;     /* Gemm or Linear + Relu */
+    int conv_clip;     /* Conv + Clip (ReLU6), where no gradient flows through it */
 } cfx_graph_fusions;
 /* What the last plan of g fused (zeros before compile). */
 cfx_graph_fusions cfx_graph_fusion_counts(const cfx_graph *g);

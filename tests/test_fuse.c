@@ -310,6 +310,7 @@ CFX_TEST(fuse, conv_clip_without_gradient) {
                 gradcheck_fill(g, x, 61, 0.3f);
                 CHECK_OK(cfx_graph_forward(g));
                 CHECK_INT_EQ(g->clips_fused, fuse && !grad ? 1 : 0);
+                CHECK_INT_EQ(cfx_graph_fusion_counts(g).conv_clip, g->clips_fused);
                 const cfx_tensor *ct = cfx_graph_tensor(g, c), *yt = cfx_graph_tensor(g, y);
                 for (int64_t i = 0; !fuse && i < ct->numel; i++)
                     lo_hits += ct->data[i] == 0.0f, hi_hits += ct->data[i] == 0.5f;

@@ -245,7 +245,10 @@ cfx_status cfx_graph_enable_fusion(cfx_graph *g, int on) {
 }
 
 cfx_graph_fusions cfx_graph_fusion_counts(const cfx_graph *g) {
-    return g ? g->fusions : (cfx_graph_fusions){0};
+    if (!g) return (cfx_graph_fusions){0};
+    cfx_graph_fusions f = g->fusions;
+    f.conv_clip = g->clips_fused;
+    return f;
 }
 
 void cfx_graph_set_training(cfx_graph *g, int on) {
