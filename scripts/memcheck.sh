@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every test of the suite (or those matching the arguments) under valgrind's memcheck, each
 # test in its own valgrind process, JOBS at a time, and prints a line per test and a summary.
-# A test fails on any memcheck error or a definite leak; its log is kept in BUILD/memcheck/.
+# A test fails on any memcheck error or a definite leak, or when it runs past MEMCHECK_TIMEOUT
+# seconds (default 3600); its log is kept in BUILD/memcheck/.
 # usage: scripts/memcheck.sh BUILD JOBS [SUITE | SUITE/NAME ...]
 set -u
 build=$1
@@ -14,15 +15,16 @@ mkdir -p "$logs"
     echo "memcheck: cannot list the tests of $build/cfx_tests" >&2
     exit 2
 }
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 logs build
+limit=${MEMCHECK_TIMEOUT:-3600}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CFX_TEST_FAST=1 logs build limit
 start=$(date +%s)
 # One valgrind a test; each writes "rc seconds name" to its own status file.
 xargs -P "$jobs" -I{} sh -c '
     t="$1"; f="$logs/$(echo "$t" | tr / _)"; s=$(date +%s)
-    valgrind -q --error-exitcode=99 --suppressions=tests/valgrind.supp --leak-check=full \
+    timeout "$limit" valgrind -q --error-exitcode=99 --suppressions=tests/valgrind.supp --leak-check=full \
         --errors-for-leak-kinds=definite "$build/cfx_tests" "$t" >"$f.log" 2>&1
     rc=$?; e=$(( $(date +%s) - s ))
-    case $rc in 0) w=ok ;; 99) w=ERRORS ;; *) w=FAIL ;; esac
+    case $rc in 0) w=ok ;; 99) w=ERRORS ;; 124) w=TIMEOUT ;; *) w=FAIL ;; esac
     printf "%-6s %4ds %s\n" "$w" "$e" "$t"
     echo "$rc" >"$f.rc"' _ {} <"$logs/tests"
 total=$(wc -l <"$logs/tests")
