@@ -27,14 +27,20 @@
 #include <stdlib.h>
 
 /* The importer of node n's op, or NULL when cfx lacks it. */
-cfx__onnx_import_fn cfx__onnx_find_importer(const Onnx__NodeProto *n) {
+const cfx__onnx_importer *cfx__onnx_find_importer(const Onnx__NodeProto *n) {
     static const cfx__onnx_importer *const families[] = {
         cfx__onnx_shape_importers, cfx__onnx_math_importers, cfx__onnx_nn_importers};
     if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx")) return NULL;
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)
         for (const cfx__onnx_importer *i = families[f]; i->op; i++)
-            if (n->op_type && strcmp(n->op_type, i->op) == 0) return i->fn;
+            if (n->op_type && strcmp(n->op_type, i->op) == 0) return i;
     return NULL;
+}
+
+cfx_status cfx__onnx_import_node(cfx__onnx_ctx *c, const cfx__onnx_importer *i) {
+    if (i->fn) return i->fn(c);
+    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
+    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, i->unary(c->g, x));
 }
 
 static const Onnx__ValueInfoProto *find_info(const Onnx__GraphProto *gr, const char *name) {
@@ -293,7 +299,7 @@ static cfx_status import_model(cfx_graph *g, const Onnx__ModelProto *m, const ch
     for (size_t k = 0; st == CFX_OK && k < gr->n_node; k++) {
         if (!needed[k]) continue;
         c.node = gr->node[k];
-        st = cfx__onnx_find_importer(c.node)(&c);
+        st = cfx__onnx_import_node(&c, cfx__onnx_find_importer(c.node));
         if (st != CFX_OK && !strstr(cfx_last_error(), "node '")) {
             char msg[600];
             snprintf(msg, sizeof msg, "%s", cfx_last_error());

@@ -53,48 +53,6 @@ static cfx_status imp_pow(cfx__onnx_ctx *c) {
     return y < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, cfx_op_pow(c->g, x, y));
 }
 
-/* An op of one input and no attributes that cfx has a builder for. */
-static cfx_status imp_unary(cfx__onnx_ctx *c, int (*op)(cfx_graph *, int)) {
-    int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
-    return x < 0 ? CFX_EINVAL : cfx__onnx_set_out(c, 0, op(c->g, x));
-}
-
-static cfx_status imp_relu(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_relu);
-}
-
-static cfx_status imp_sigmoid(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_sigmoid);
-}
-
-static cfx_status imp_tanh(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_tanh);
-}
-
-static cfx_status imp_exp(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_exp);
-}
-
-static cfx_status imp_log(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_log);
-}
-
-static cfx_status imp_sqrt(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_sqrt);
-}
-
-static cfx_status imp_abs(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_abs);
-}
-
-static cfx_status imp_neg(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_neg);
-}
-
-static cfx_status imp_erf(cfx__onnx_ctx *c) {
-    return imp_unary(c, cfx_op_erf);
-}
-
 static cfx_status imp_leaky_relu(cfx__onnx_ctx *c) {
     int x = cfx__onnx_value_of(c, cfx__onnx_input(c, 0), false);
     float alpha = cfx__onnx_attr_float(c->node, "alpha", 0.01f);
@@ -187,28 +145,28 @@ static cfx_status imp_log_softmax(cfx__onnx_ctx *c) {
 
 /* The ops this file imports, by ONNX op type; cfx__onnx_find_importer looks here. */
 const cfx__onnx_importer cfx__onnx_math_importers[] = {
-    {"Abs", imp_abs},
+    {"Abs", NULL, cfx_op_abs},
     {"Add", imp_add},
     {"ArgMax", imp_argmax},
     {"Clip", imp_clip},
     {"Div", imp_div},
-    {"Erf", imp_erf},
-    {"Exp", imp_exp},
+    {"Erf", NULL, cfx_op_erf},
+    {"Exp", NULL, cfx_op_exp},
     {"LeakyRelu", imp_leaky_relu},
-    {"Log", imp_log},
+    {"Log", NULL, cfx_op_log},
     {"LogSoftmax", imp_log_softmax},
     {"Mul", imp_mul},
-    {"Neg", imp_neg},
+    {"Neg", NULL, cfx_op_neg},
     {"Pow", imp_pow},
     {"ReduceMax", imp_reduce_max},
     {"ReduceMean", imp_reduce_mean},
     {"ReduceSum", imp_reduce_sum},
-    {"Relu", imp_relu},
-    {"Sigmoid", imp_sigmoid},
+    {"Relu", NULL, cfx_op_relu},
+    {"Sigmoid", NULL, cfx_op_sigmoid},
     {"Softmax", imp_softmax},
-    {"Sqrt", imp_sqrt},
+    {"Sqrt", NULL, cfx_op_sqrt},
     {"Sub", imp_sub},
     {"Sum", imp_sum},
-    {"Tanh", imp_tanh},
+    {"Tanh", NULL, cfx_op_tanh},
     {NULL, NULL},
 };

@@ -196,6 +196,8 @@ typedef cfx_status (*cfx__onnx_import_fn)(cfx__onnx_ctx *c);
 typedef struct cfx__onnx_importer {
     const char *op; /* ONNX op type */
     cfx__onnx_import_fn fn;
+    /* Instead of fn, for an op of one input and no attributes: the graph builder. */
+    int (*unary)(cfx_graph *g, int x);
 } cfx__onnx_importer;
 
 /* Each family's importers, ending with {NULL, NULL}. */
@@ -206,6 +208,8 @@ extern const cfx__onnx_importer cfx__onnx_nn_importers[];
 /* --------------------------------------------------------------------- import.c --- */
 
 /* The importer of node n's op, or NULL when cfx lacks it. */
-cfx__onnx_import_fn cfx__onnx_find_importer(const Onnx__NodeProto *n);
+const cfx__onnx_importer *cfx__onnx_find_importer(const Onnx__NodeProto *n);
+/* Imports c->node with importer i (its fn, or its unary builder on input 0). */
+cfx_status cfx__onnx_import_node(cfx__onnx_ctx *c, const cfx__onnx_importer *i);
 
 #endif
