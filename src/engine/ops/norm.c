@@ -27,16 +27,19 @@
 
 /* ------------------------------------------------------------------- batch norm --- */
 
-static cfx_status bn_infer(const cfx__op_args *a, cfx__op_shape *s) {
+/* The checks both norms share: inputs x then n - 1 per-channel vectors named names[1..], all
+ * present, x of at least min_rank dimensions (what_rank says why); the output is x's shape. */
+static cfx_status norm_check(const cfx__op_args *a, cfx__op_shape *s, int n,
+                             const char *const *names, const char *needs, int min_rank,
+                             const char *what_rank) {
     const cfx_tensor *x = a->in[0];
     char b[96], c[96];
-    for (int i = 0; i < 5; i++)
-        if (!a->in[i]) return cfx_set_error(CFX_EINVAL, "needs x, scale, bias, mean and var");
-    if (x->ndim < 2)
-        return cfx_set_error(CFX_ESHAPE, "x %s must be (N,C,...) with at least two dimensions",
-                             cfx__shape_fmt(x, b, sizeof b));
-    static const char *names[5] = {"x", "scale", "bias", "mean", "var"};
-    for (int i = 1; i < 5; i++) {
+    for (int i = 0; i < n; i++)
+        if (!a->in[i]) return cfx_set_error(CFX_EINVAL, "needs %s", needs);
+    if (x->ndim < min_rank)
+        return cfx_set_error(CFX_ESHAPE, "x %s must be (N,C,...) with %s",
+                             cfx__shape_fmt(x, b, sizeof b), what_rank);
+    for (int i = 1; i < n; i++) {
         const cfx_tensor *t = a->in[i];
         if (t->ndim != 1 || t->shape[0] != x->shape[1])
             return cfx_set_error(CFX_ESHAPE, "%s %s must be (%lld) for x %s", names[i],
@@ -44,8 +47,15 @@ static cfx_status bn_infer(const cfx__op_args *a, cfx__op_shape *s) {
                                  cfx__shape_fmt(x, c, sizeof c));
     }
     cfx__shape_copy(s, x);
+    return CFX_OK;
+}
+
+static cfx_status bn_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    static const char *const names[5] = {"x", "scale", "bias", "mean", "var"};
+    CFX_TRY(
+        norm_check(a, s, 5, names, "x, scale, bias, mean and var", 2, "at least two dimensions"));
     /* mean, invstd, and whether that forward used batch statistics */
-    s->state_bytes = (2 * (size_t)x->shape[1] + 1) * sizeof(float);
+    s->state_bytes = (2 * (size_t)a->in[0]->shape[1] + 1) * sizeof(float);
     return CFX_OK;
 }
 
@@ -188,22 +198,9 @@ int cfx_op_batch_norm(cfx_graph *g, int x, int scale, int bias, int mean, int va
 /* --------------------------------------------------------------- instance norm --- */
 
 static cfx_status in_infer(const cfx__op_args *a, cfx__op_shape *s) {
+    static const char *const names[3] = {"x", "scale", "bias"};
+    CFX_TRY(norm_check(a, s, 3, names, "x, scale and bias", 3, "spatial dimensions"));
     const cfx_tensor *x = a->in[0];
-    char b[96], c[96];
-    for (int i = 0; i < 3; i++)
-        if (!a->in[i]) return cfx_set_error(CFX_EINVAL, "needs x, scale and bias");
-    if (x->ndim < 3)
-        return cfx_set_error(CFX_ESHAPE, "x %s must be (N,C,...) with spatial dimensions",
-                             cfx__shape_fmt(x, b, sizeof b));
-    static const char *names[3] = {"x", "scale", "bias"};
-    for (int i = 1; i < 3; i++) {
-        const cfx_tensor *t = a->in[i];
-        if (t->ndim != 1 || t->shape[0] != x->shape[1])
-            return cfx_set_error(CFX_ESHAPE, "%s %s must be (%lld) for x %s", names[i],
-                                 cfx__shape_fmt(t, b, sizeof b), (long long)x->shape[1],
-                                 cfx__shape_fmt(x, c, sizeof c));
-    }
-    cfx__shape_copy(s, x);
     s->state_bytes = 2 * (size_t)(x->shape[0] * x->shape[1]) * sizeof(float); /* mean, invstd */
     return CFX_OK;
 }
