@@ -22,14 +22,7 @@
 #define STBTT_assert(x)    CFX_ASSERT(x)
 #define STBTT_STATIC
 #define STB_TRUETYPE_IMPLEMENTATION
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#pragma GCC diagnostic ignored "-Wpedantic"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#pragma GCC diagnostic ignored "-Wmissing-prototypes"
-#pragma GCC diagnostic ignored "-Wunused-function"
+#include "base/quiet_begin.h" /* until the pop below */
 #include <stb/stb_truetype.h>
 #pragma GCC diagnostic pop
 /* stb declares static functions that this file never calls; GCC reports them at the end. */

@@ -14,16 +14,9 @@
 #define STBTT_assert(x)    CFX_ASSERT(x)
 #define STBTT_STATIC
 #define STB_TRUETYPE_IMPLEMENTATION
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-prototypes"
-#endif
+#include "base/quiet_begin.h" /* until the pop below */
 #include <stb/stb_truetype.h>
-#if defined(__GNUC__)
 #pragma GCC diagnostic pop
-#endif
 
 static const char *const font_path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 static stbtt_fontinfo font;
