@@ -385,7 +385,29 @@ CFX_TEST(image, an_empty_idat_chunk_reads_as_without_it) {
         CHECK_ARRAY_NEAR(u->data, t->data, (size_t)t->numel, 0, 1e-6);
     cfx_tensor_free(u);
     cfx_tensor_free(t);
-    /* The fuzzer's input: refused or read, without undefined behaviour (make asan, make fuzz). */
+    /* The fuzzer's inputs: refused or read, without undefined behaviour (make asan, make fuzz);
+     * the second ends inside its empty IDAT chunk's CRC. */
     cfx_tensor_free(
         cfx_image_read("tests/data/fuzz-regressions/image/empty_idat_chunk_first.png", 0));
+    cfx_tensor_free(
+        cfx_image_read("tests/data/fuzz-regressions/image/empty_idat_chunk_cut_in_its_crc.png", 0));
+}
+
+/* Found by fuzzing (fuzz/fuzz_image.c, long runs; the files are its inputs): baseline JPEGs
+ * whose scan states a spectral end of 0 and whose file defines no AC Huffman table. stb decodes
+ * all 64 coefficients of a baseline scan whatever it states, so it used the AC table's
+ * uninitialised memory, and on an earlier image's bytes indexed its 257-entry arrays at
+ * -16777464 or 65280 (UBSan) and failed its own assertion; a fresh process decoded the same
+ * file to "Corrupt JPEG". cfx refuses them before stb runs. */
+CFX_TEST(image, a_baseline_scan_without_its_ac_table_is_refused) {
+    for (int k = 1; k <= 6; k++) {
+        char path[200];
+        snprintf(path, sizeof path,
+                 "tests/data/fuzz-regressions/image/baseline_scan_without_its_ac_table_%d.jpg", k);
+        cfx_tensor *t = cfx_image_read(path, 0);
+        CHECK_MSG(t == NULL && strstr(cfx_last_error(), path) &&
+                      strstr(cfx_last_error(), "a scan uses a Huffman table that is not defined"),
+                  "%s", t ? "read" : cfx_last_error());
+        cfx_tensor_free(t);
+    }
 }

@@ -55,13 +55,15 @@ static const char *stb_reason(bool jpeg) {
  *     257-entry array.
  *   - A scan that uses a Huffman or quantization table no earlier segment defined: stb decodes
  *     with its tables' uninitialised memory (valgrind), and on some of it shifts a 32-bit value
- *     by 32 (UBSan, in stbi__grow_buffer_unsafe).
+ *     by 32 (UBSan, in stbi__grow_buffer_unsafe), or indexes its arrays at -16777464 and fails
+ *     its own assertion (stbi__jpeg_huff_decode). A baseline scan uses its AC table whatever
+ *     spectral end it states: stb decodes all 64 coefficients.
  *   - A frame too large for the file: every 8x8 block of every component takes at least one
  *     bit of coded data, so a 1 KB file that declares 4101 x 8455 pixels is cut short; stb
  *     would decode it, zeros for the missing data, into 104 MB of pixels. */
 static const char *jpeg_check(const unsigned char *b, size_t n, size_t p) {
 #define JB(i) ((size_t)(i) < n ? b[(i)] : 0u)
-    bool dc[4] = {0}, ac[4] = {0}, quant[4] = {0};
+    bool dc[4] = {0}, ac[4] = {0}, quant[4] = {0}, progressive = false;
     int ncomp = 0, cid[4] = {0}, ctq[4] = {0};
     while (p + 1 < n) {
         unsigned m = b[p + 1];
@@ -93,6 +95,7 @@ static const char *jpeg_check(const unsigned char *b, size_t n, size_t p) {
                 left -= pq ? 129 : 65;
             }
         else if (m >= 0xC0 && m <= 0xC2) { /* SOF: baseline, extended, progressive */
+            progressive = m == 0xC2;
             size_t h = JB(q + 1) << 8 | JB(q + 2), w = JB(q + 3) << 8 | JB(q + 4);
             ncomp = (int)JB(q + 5) < 4 ? (int)JB(q + 5) : 4;
             unsigned hmax = 1, vmax = 1;
@@ -121,7 +124,8 @@ static const char *jpeg_check(const unsigned char *b, size_t n, size_t p) {
                 for (int i = 0; i < ncomp; i++)
                     if (cid[i] == c && ctq[i] < 4 && !quant[ctq[i]])
                         return "corrupt: a scan uses a quantization table that is not defined";
-                if ((ss == 0 && td < 4 && !dc[td]) || (se > 0 && ta < 4 && !ac[ta]))
+                bool uses_dc = !progressive || ss == 0, uses_ac = !progressive || se > 0;
+                if ((uses_dc && td < 4 && !dc[td]) || (uses_ac && ta < 4 && !ac[ta]))
                     return "corrupt: a scan uses a Huffman table that is not defined";
             }
         }
@@ -155,16 +159,20 @@ static int64_t max_pixels(void) {
 }
 
 /* stb_image adds a chunk's offset to its image-data buffer before it has one when the first IDAT
- * chunk is empty (UBSan: zero offset to a null pointer; found by fuzzing). Empty IDAT chunks
- * carry no data, so a copy of the file without them decodes to the same pixels: returns that
- * copy (cfx_free) with its size, or NULL when the file has none (or out of memory, with the
- * error set). */
+ * chunk is empty (UBSan: zero offset to a null pointer; found by fuzzing, also with the file cut
+ * inside that chunk's CRC). Empty IDAT chunks carry no data, so a copy of the file without them
+ * decodes to the same pixels: returns that copy (cfx_free) with its size, or NULL when the file
+ * has none (or out of memory, with the error set). A chunk is seen from its 8-byte header on. */
+static bool empty_idat_at(const unsigned char *b, size_t p) {
+    return !b[p] && !b[p + 1] && !b[p + 2] && !b[p + 3] && memcmp(b + p + 4, "IDAT", 4) == 0;
+}
+
 static unsigned char *png_without_empty_idat(const unsigned char *b, size_t n, size_t *out_n) {
     bool any = false;
-    for (size_t p = 8; p + 12 <= n;) {
+    for (size_t p = 8; p + 8 <= n && !any;) {
         size_t len = (size_t)b[p] << 24 | (size_t)b[p + 1] << 16 | (size_t)b[p + 2] << 8 | b[p + 3];
-        if (len == 0 && memcmp(b + p + 4, "IDAT", 4) == 0) any = true;
-        if (len > n - p - 12) break;
+        any = empty_idat_at(b, p);
+        if (n - p < 12 || len > n - p - 12) break;
         p += 12 + len;
     }
     if (!any) return NULL;
@@ -172,13 +180,15 @@ static unsigned char *png_without_empty_idat(const unsigned char *b, size_t n, s
     if (!c) return NULL;
     memcpy(c, b, 8);
     size_t o = 8, p = 8;
-    while (p + 12 <= n) {
+    while (p + 8 <= n) {
         size_t len = (size_t)b[p] << 24 | (size_t)b[p + 1] << 16 | (size_t)b[p + 2] << 8 | b[p + 3];
-        if (len > n - p - 12) break;
-        if (!(len == 0 && memcmp(b + p + 4, "IDAT", 4) == 0)) {
-            memcpy(c + o, b + p, 12 + len);
-            o += 12 + len;
+        if (empty_idat_at(b, p)) { /* dropped, with as much of its CRC as there is */
+            p += n - p < 12 ? n - p : 12;
+            continue;
         }
+        if (n - p < 12 || len > n - p - 12) break;
+        memcpy(c + o, b + p, 12 + len);
+        o += 12 + len;
         p += 12 + len;
     }
     memcpy(c + o, b + p, n - p); /* what is left of a cut file, as it was */
