@@ -251,6 +251,33 @@ int cfx_test_make_bundle(const char *d, const cfx_test_bundle_spec *s, char *out
     return rc;
 }
 
+bool cfx_test_same_file(const char *a, const char *b) {
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    bool same = cfx_file_read_all(a, &x, &nx) == CFX_OK &&
+                cfx_file_read_all(b, &y, &ny) == CFX_OK && nx == ny && memcmp(x, y, nx) == 0;
+    cfx_free(x), cfx_free(y);
+    return same;
+}
+
+char *cfx_test_without_seconds(const char *path) {
+    char *text = NULL;
+    size_t size;
+    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
+    /* Copies text onto itself, dropping each "seconds": value up to the next , or }. */
+    char *w = text;
+    for (const char *r = text; *r;) {
+        if (!strncmp(r, "\"seconds\": ", 11)) {
+            r += 11;
+            while (*r && *r != ',' && *r != '}') r++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    return text;
+}
+
 static cfx_wordnet *shared_wn;
 
 static void free_wordnet(void) {

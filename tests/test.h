@@ -119,6 +119,12 @@ typedef struct cfx_test_bundle_spec {
 } cfx_test_bundle_spec;
 int cfx_test_make_bundle(const char *dir, const cfx_test_bundle_spec *spec, char *out, size_t n);
 
+/* True when files a and b both read and hold the same bytes. */
+bool cfx_test_same_file(const char *a, const char *b);
+/* The text of a run's results.jsonl without the wall-time values ("seconds": x), which no two
+ * runs share; NULL when it cannot be read (cfx_free it). */
+char *cfx_test_without_seconds(const char *path);
+
 /* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
  * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */
 cfx_wordnet *cfx_test_wordnet(void);

@@ -58,33 +58,6 @@ static cJSON *read_lines(const char *path, int *n) {
     return all;
 }
 
-static bool same_file(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    bool same = cfx_file_read_all(a, &x, &nx) == CFX_OK &&
-                cfx_file_read_all(b, &y, &ny) == CFX_OK && nx == ny && memcmp(x, y, nx) == 0;
-    cfx_free(x), cfx_free(y);
-    return same;
-}
-
-/* results.jsonl without the wall-time values, which no two runs share. */
-static char *without_seconds(const char *path) {
-    char *text = NULL;
-    size_t size;
-    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
-    char *w = text;
-    for (const char *r = text; *r;) {
-        if (!strncmp(r, "\"seconds\": ", 11)) {
-            r += 11;
-            while (*r && *r != ',' && *r != '}') r++;
-            continue;
-        }
-        *w++ = *r++;
-    }
-    *w = '\0';
-    return text;
-}
-
 /* A run: every file, a line per image and method, best by its definition. */
 CFX_TEST(cf_cli, run_folder_holds_each_method_and_best) {
     if (!setup()) return;
@@ -256,7 +229,7 @@ CFX_TEST(cf_cli, resume_after_kill_gives_the_same_files) {
                                   ex, b, args),
                  1);
     CHECK_MSG(strstr(out, "--resume") != NULL, "no hint at --resume: %s", out);
-    CHECK(same_file(before, pb));
+    CHECK(cfx_test_same_file(before, pb));
     /* The resumed run. */
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
                                   "counterfactual --bundle %s --examples %s --out %s %s --resume",
@@ -272,11 +245,11 @@ CFX_TEST(cf_cli, resume_after_kill_gives_the_same_files) {
     for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
         snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
         snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_MSG(same_file(pa, pb), "%s differs after the resume", files[k]);
+        CHECK_MSG(cfx_test_same_file(pa, pb), "%s differs after the resume", files[k]);
     }
     snprintf(pa, sizeof pa, "%s/results.jsonl", a);
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
-    char *ta = without_seconds(pa), *tb = without_seconds(pb);
+    char *ta = cfx_test_without_seconds(pa), *tb = cfx_test_without_seconds(pb);
     CHECK_MSG(ta && tb && !strcmp(ta, tb), "results.jsonl differs after the resume");
     cfx_free(ta), cfx_free(tb);
     /* No counterfactual of this run succeeded: the similarities over the successful ones are

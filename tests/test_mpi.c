@@ -87,33 +87,6 @@ static int sh(char *out, size_t n, bool both, const char *fmt, ...) {
 
 #define MPIRUN "mpirun --oversubscribe --allow-run-as-root"
 
-static bool same_file(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    bool same = cfx_file_read_all(a, &x, &nx) == CFX_OK &&
-                cfx_file_read_all(b, &y, &ny) == CFX_OK && nx == ny && memcmp(x, y, nx) == 0;
-    cfx_free(x), cfx_free(y);
-    return same;
-}
-
-/* A file's text without the wall-time values of results.jsonl, which no two runs share. */
-static char *without_seconds(const char *path) {
-    char *text = NULL;
-    size_t size;
-    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
-    char *w = text;
-    for (const char *r = text; *r;) {
-        if (!strncmp(r, "\"seconds\": ", 11)) {
-            r += 11;
-            while (*r && *r != ',' && *r != '}') r++;
-            continue;
-        }
-        *w++ = *r++;
-    }
-    *w = '\0';
-    return text;
-}
-
 /* A shell command that prints nothing when two run folders of cfx concepts edit hold the same
  * files, results.jsonl without the wall-clock "seconds" of each record (the loop's phases);
  * each folder is named twice: SAME_RUN_DIRS("%s/a", "%s/b") takes the arguments of a, of b,
@@ -129,11 +102,11 @@ static void check_same_run(const char *a, const char *b, const char *const *file
     for (int k = 0; k < nfiles; k++) {
         snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
         snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_MSG(same_file(pa, pb), "%s differs between %s and %s", files[k], a, b);
+        CHECK_MSG(cfx_test_same_file(pa, pb), "%s differs between %s and %s", files[k], a, b);
     }
     snprintf(pa, sizeof pa, "%s/results.jsonl", a);
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
-    char *x = without_seconds(pa), *y = without_seconds(pb);
+    char *x = cfx_test_without_seconds(pa), *y = cfx_test_without_seconds(pb);
     CHECK_MSG(x && y && *x && !strcmp(x, y), "results.jsonl differs between %s and %s", a, b);
     cfx_free(x), cfx_free(y);
 }
@@ -171,7 +144,7 @@ CFX_TEST(mpi, score_writes_the_bytes_of_one_process) {
                                "--out %s %s",
                         k, mpi_bin, root, root, b, in),
                      0);
-        CHECK_MSG(same_file(a, b), "%d ranks wrote another %s than one process", k, b);
+        CHECK_MSG(cfx_test_same_file(a, b), "%d ranks wrote another %s than one process", k, b);
     }
 }
 
@@ -478,7 +451,8 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
                     args),
                  0);
     CHECK_MSG(strstr(out, "wrote") != NULL, "2 ranks: %s", out);
-    CHECK_MSG(same_file(a, b), "2 ranks of 1 thread wrote another autoencoder than 1 process of 2");
+    CHECK_MSG(cfx_test_same_file(a, b),
+              "2 ranks of 1 thread wrote another autoencoder than 1 process of 2");
     /* The classifier: one process on 1 and 2 threads, another seed, 2 and 4 ranks. */
     const char *name[] = {"c1", "c2", "cseed", "m2", "m4"};
     for (int k = 0; k < 5; k++) {
@@ -543,7 +517,7 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
                     root, b, four),
                  0);
     CHECK_MSG(strstr(out, "(resumed)") != NULL, "the training did not resume: %s", out);
-    CHECK_MSG(same_file(a, b), "the resumed 2-rank training wrote another model");
+    CHECK_MSG(cfx_test_same_file(a, b), "the resumed 2-rank training wrote another model");
 }
 
 /* concepts nearest --all over the repository's 499 VG images: the ranks share the queries by
@@ -573,7 +547,7 @@ CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
                         MPIRUN " -n %d %s concepts nearest --data %s %s --out %s", k, mpi_bin, data,
                         args, b),
                      0);
-        CHECK_MSG(same_file(a, b), "%d ranks wrote another %s than one process", k, b);
+        CHECK_MSG(cfx_test_same_file(a, b), "%d ranks wrote another %s than one process", k, b);
         CHECK_MSG(cut && !strncmp(one, many, (size_t)(cut - one)),
                   "%d ranks printed another summary: %s", k, many);
     }
@@ -586,7 +560,7 @@ CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
     CHECK_INT_EQ(system(cmd), 0);
     snprintf(a, sizeof a, "%s/n1/vg.json", root);
     snprintf(b, sizeof b, "%s/n2/vg.json", root);
-    CHECK_MSG(!same_file(a, b), "the edited copy is the same as the data");
+    CHECK_MSG(!cfx_test_same_file(a, b), "the edited copy is the same as the data");
     CHECK_INT_EQ(sh(many, sizeof many, true,
                     MPIRUN " -n 1 --wdir %s/n1 %s concepts nearest --data vg.json --labels "
                            "claude-3-haiku --all : -n 1 --wdir %s/n2 %s concepts nearest --data "
