@@ -179,6 +179,12 @@ const char *cfx_test_cli(void) {
     return access(cli_path, X_OK) == 0 ? cli_path : NULL;
 }
 
+const char *cfx_test_cli_or_skip(void) {
+    const char *cli = cfx_test_cli();
+    if (!cli) cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
+    return cli;
+}
+
 /* Runs cfx with args, its stderr sent where redirect says; out gets what the pipe carried. */
 static int run_cli(char *out, size_t n, const char *redirect, const char *fmt, va_list ap) {
     char args[2048], cmd[4096];
@@ -249,6 +255,25 @@ int cfx_test_make_bundle(const char *d, const cfx_test_bundle_spec *s, char *out
                               "--per-cause %d --seed 2 --threads 1",
                               d, d, d, s->per_cause);
     return rc;
+}
+
+bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *spec,
+                          const char *methods) {
+    if (!cfx_test_cli_or_skip()) return false;
+    if (root[0]) return true;
+    char out[16384];
+    snprintf(root, size, "%s", cfx_test_tmpdir());
+    const char *d = root;
+    int rc = cfx_test_make_bundle(d, spec, out, sizeof out);
+    if (!rc && methods)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "counterfactual --bundle %s/b --examples %s/ex --method %s "
+                              "--out %s/run --threads 1",
+                              d, d, methods, d);
+    CHECK_MSG(rc == 0, "setting up the bundle%s failed: %s", methods ? " and the run" : "", out);
+    /* Emptied, so that the next test tries again rather than use half a fixture. */
+    if (rc) root[0] = '\0';
+    return rc == 0;
 }
 
 bool cfx_test_same_file(const char *a, const char *b) {

@@ -97,6 +97,9 @@ int cfx_test_python(const char *script, const char *args);
 /* The cfx program built beside this test binary (CFX_BIN overrides), or NULL when it is not
  * there; a test that needs it skips with that reason. */
 const char *cfx_test_cli(void);
+/* The same, and when it is not there the current test is skipped with that reason (NULL
+ * returned; the test should return). */
+const char *cfx_test_cli_or_skip(void);
 /* Runs `cfx <args>` (args printf-formatted) with that program; returns its exit status (-1 when
  * it could not run) and what it printed, stdout and stderr, in out (n bytes, cut to fit). */
 int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...)
@@ -118,6 +121,14 @@ typedef struct cfx_test_bundle_spec {
     double threshold;
 } cfx_test_bundle_spec;
 int cfx_test_make_bundle(const char *dir, const cfx_test_bundle_spec *spec, char *out, size_t n);
+/* A suite's shared fixture, made on its first call: root (size bytes, empty at first) gets a
+ * fresh temporary folder holding cfx_test_make_bundle's bundle and, when methods is not NULL,
+ * the run `cfx counterfactual --bundle ROOT/b --examples ROOT/ex --method METHODS --out
+ * ROOT/run --threads 1`. Later calls return true at once. False when the test was skipped
+ * (no cfx program) or a command failed (a failed check with its output; root is emptied so
+ * that the next test tries again). */
+bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *spec,
+                          const char *methods);
 
 /* True when files a and b both read and hold the same bytes. */
 bool cfx_test_same_file(const char *a, const char *b);

@@ -17,27 +17,16 @@
 static char root[600];
 
 static bool setup(void) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
-    if (root[0]) return true;
-    char out[16384];
-    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
-    const char *d = root;
-    int rc = cfx_test_make_bundle(d,
-                                  &(cfx_test_bundle_spec){.train = 40,
-                                                          .calib = 8,
-                                                          .test = 12,
-                                                          .ood = 12,
-                                                          .clf_epochs = 2,
-                                                          .ae_epochs = 1,
-                                                          .threshold = 0.16,
-                                                          .per_cause = 3},
-                                  out, sizeof out);
-    CHECK_MSG(rc == 0, "setting up the bundle failed: %s", out);
-    if (rc) root[0] = '\0';
-    return rc == 0;
+    return cfx_test_bundle_once(root, sizeof root,
+                                &(cfx_test_bundle_spec){.train = 40,
+                                                        .calib = 8,
+                                                        .test = 12,
+                                                        .ood = 12,
+                                                        .clf_epochs = 2,
+                                                        .ae_epochs = 1,
+                                                        .threshold = 0.16,
+                                                        .per_cause = 3},
+                                NULL);
 }
 
 static cJSON *read_lines(const char *path, int *n) {

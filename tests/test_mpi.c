@@ -21,11 +21,8 @@ static char root[600], mpi_bin[1100], plain_bin[1100];
 static bool grows_past(const char *path, off_t bytes);
 
 static bool setup(void) {
-    const char *cli = cfx_test_cli();
-    if (!cli) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
+    const char *cli = cfx_test_cli_or_skip();
+    if (!cli) return false;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", cli);
     snprintf(plain_bin, sizeof plain_bin, "%s", cli);
@@ -41,26 +38,19 @@ static bool setup(void) {
         cfx_test_skip("mpirun is not installed (scripts/deps.sh mpi installs Open MPI)");
         return false;
     }
-    if (root[0]) return true;
     /* mpirun refuses root unless told twice; harmless for other users. */
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    char out[16384];
-    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
-    const char *d = root;
-    int rc = cfx_test_make_bundle(d,
-                                  &(cfx_test_bundle_spec){.train = 40,
-                                                          .calib = 8,
-                                                          .test = 12,
-                                                          .ood = 12,
-                                                          .clf_epochs = 2,
-                                                          .ae_epochs = 1,
-                                                          .threshold = 0.16,
-                                                          .per_cause = 3},
-                                  out, sizeof out);
-    CHECK_MSG(rc == 0, "setting up the bundle failed: %s", out);
-    if (rc) root[0] = '\0';
-    return rc == 0;
+    return cfx_test_bundle_once(root, sizeof root,
+                                &(cfx_test_bundle_spec){.train = 40,
+                                                        .calib = 8,
+                                                        .test = 12,
+                                                        .ood = 12,
+                                                        .clf_epochs = 2,
+                                                        .ae_epochs = 1,
+                                                        .threshold = 0.16,
+                                                        .per_cause = 3},
+                                NULL);
 }
 
 /* Runs a shell command line (printf-formatted) with stderr into out when both is set, else
