@@ -320,6 +320,31 @@ cfx_wordnet *cfx_test_wordnet(void) {
     return shared_wn;
 }
 
+/* An allocator that records the largest block asked of it, for the tests that a hostile
+ * header is refused before its size is allocated. */
+static size_t largest_block;
+
+static void *largest_realloc(void *ptr, size_t size, void *ctx) {
+    (void)ctx;
+    if (size > largest_block) largest_block = size;
+    return realloc(ptr, size);
+}
+
+static void largest_free(void *ptr, void *ctx) {
+    (void)ctx;
+    free(ptr);
+}
+
+void cfx_test_largest_begin(void) {
+    largest_block = 0;
+    cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+}
+
+size_t cfx_test_largest_end(void) {
+    cfx_set_allocator(NULL);
+    return largest_block;
+}
+
 /* A counting allocator: each block carries a 16-byte header so frees can be counted. */
 static long alloc_live, alloc_count, alloc_fail_at;
 

@@ -145,4 +145,9 @@ void cfx_test_alloc_begin(long fail_at);
 /* Restores malloc/free and returns the number of blocks still live (leaks). */
 long cfx_test_alloc_end(void);
 
+/* Installs an allocator that records the largest block asked of it. */
+void cfx_test_largest_begin(void);
+/* Restores malloc/free and returns the largest block, in bytes, asked for since the begin. */
+size_t cfx_test_largest_end(void);
+
 #endif

@@ -211,27 +211,14 @@ CFX_TEST(image, jpeg_huffman_table_of_more_than_256_codes_is_refused) {
     CHECK_MSG(strstr(cfx_last_error(), "Huffman table"), "message: %s", cfx_last_error());
 }
 
-/* The largest block asked of the allocator while it is installed. */
-static size_t largest;
-static void *largest_realloc(void *p, size_t n, void *ctx) {
-    (void)ctx;
-    if (n > largest) largest = n;
-    return realloc(p, n);
-}
-static void largest_free(void *p, void *ctx) {
-    (void)ctx;
-    free(p);
-}
-
 /* Found by fuzzing (fuzz/fuzz_image.c; the file is its input): a 129-byte PNG whose IDAT chunk
  * states 2 GiB made stb_image grow its buffer to that before finding the bytes missing. Chunks
  * longer than the rest of the file are refused first. */
 CFX_TEST(image, png_chunk_longer_than_the_file_is_refused_before_allocating) {
     const char *path = "tests/data/fuzz-regressions/image/idat_of_2_gib_in_129_bytes.png";
-    largest = 0;
-    cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+    cfx_test_largest_begin();
     cfx_tensor *t = cfx_image_read(path, 0);
-    cfx_set_allocator(NULL);
+    size_t largest = cfx_test_largest_end();
     CHECK(t == NULL);
     cfx_tensor_free(t);
     CHECK_MSG(largest < (1 << 20), "a block of %zu bytes was allocated", largest);

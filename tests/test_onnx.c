@@ -543,18 +543,6 @@ CFX_TEST(onnx, graph_output_without_a_name_is_refused) {
     CHECK(access(enc, F_OK) != 0 && access(dec, F_OK) != 0);
 }
 
-/* The largest block asked of the allocator while it is installed. */
-static size_t largest;
-static void *largest_realloc(void *p, size_t n, void *ctx) {
-    (void)ctx;
-    if (n > largest) largest = n;
-    return realloc(p, n);
-}
-static void largest_free(void *p, void *ctx) {
-    (void)ctx;
-    free(p);
-}
-
 /* Found by fuzzing (fuzz/fuzz_onnx.c; tests/data/fuzz-regressions/onnx/ holds its 148-byte
  * input): a MatMul weight of 503 million elements with 48 bytes of external data had its 2 GB
  * allocated as a parameter before the data was looked at. A tensor's data is now checked (raw
@@ -567,15 +555,14 @@ CFX_TEST(onnx, a_weight_larger_than_its_data_is_refused_before_allocating) {
         {"huge_raw", "holds 48 bytes of data, not the 2147483648 its shape needs"},
         {"", ""}};
     for (int k = 0; k < 3; k++) {
-        largest = 0;
-        cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+        cfx_test_largest_begin();
         if (k < 2)
             check_refused(dir, cases[k][0], cases[k][1]);
         else
             CHECK(cfx_onnx_load("tests/data/fuzz-regressions/onnx/"
                                 "weight_of_2_gb_with_48_bytes_external.onnx",
                                 NULL) == NULL);
-        cfx_set_allocator(NULL);
+        size_t largest = cfx_test_largest_end();
         CHECK_MSG(largest < (1 << 20), "%s: a block of %zu bytes was allocated",
                   k < 2 ? cases[k][0] : "the fuzzer's input", largest);
     }
