@@ -194,32 +194,50 @@ static const char *whole_run(char *a, size_t n, char *bundle, char *ex) {
     return args;
 }
 
-/* mpirun killed once the first batches are on disk (SIGTERM: it ends its ranks and waits for
- * them), then --resume under mpirun with another number of ranks: an uninterrupted run's files. */
-CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
-    if (!setup()) return;
+/* The killed run in b resumed under mpirun on the given number of ranks, with whole_run's
+ * arguments: it says it resumes, and ends with the uninterrupted run's files (those named). */
+static void resume_matches_whole(int ranks, const char *b, const char *args,
+                                 const char *const *files, int nfiles) {
     static char out[32768];
-    char a[800], b[800], bundle[800], ex[800], pb[1200];
-    const char *args = whole_run(a, sizeof a, bundle, ex);
-    snprintf(b, sizeof b, "%s/killed", root);
-    snprintf(pb, sizeof pb, "%s/results.jsonl", b);
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n %d %s counterfactual --bundle %s/b --examples %s/ex --out %s %s "
+                           "--resume",
+                    ranks, mpi_bin, root, root, b, args),
+                 0);
+    CHECK_MSG(strstr(out, "resuming after") != NULL, "the run did not resume: %s", out);
+    char a[800];
+    snprintf(a, sizeof a, "%s/whole", root);
+    check_same_run(a, b, files, nfiles);
+}
+
+/* Starts the shell command line cmd (which execs what is to be killed, so that the pid is its
+ * own) in a child process, its output thrown away when quiet; returns the child's pid. */
+static pid_t start(const char *cmd, bool quiet) {
     fflush(stdout);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-        execlp("mpirun", "mpirun", "--oversubscribe", "--allow-run-as-root", "-n", "2", mpi_bin,
-               "counterfactual", "--bundle", bundle, "--examples", ex, "--out", b, "--method",
-               "igd,lgd,reco,best", "--threshold", "0.999", "--max-iter", "300", "--batch", "1",
-               "--threads", "1", (char *)NULL);
+        if (quiet && (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)))
+            _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    struct stat st;
-    bool started = false;
-    for (int i = 0; i < 120000 && !started; i++) {
-        started = stat(pb, &st) == 0 && st.st_size > 0;
-        if (!started) nanosleep(&(struct timespec){0, 500000}, NULL);
-    }
+    return pid;
+}
+
+/* mpirun killed once the first batches are on disk (SIGTERM: it ends its ranks and waits for
+ * them), then --resume under mpirun with another number of ranks: an uninterrupted run's files. */
+CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
+    if (!setup()) return;
+    char a[800], b[800], bundle[800], ex[800], pb[1200], cmd[6000];
+    const char *args = whole_run(a, sizeof a, bundle, ex);
+    snprintf(b, sizeof b, "%s/killed", root);
+    snprintf(pb, sizeof pb, "%s/results.jsonl", b);
+    snprintf(cmd, sizeof cmd,
+             "exec " MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s",
+             mpi_bin, bundle, ex, b, args);
+    pid_t pid = start(cmd, true);
+    bool started = grows_past(pb, 0);
     kill(pid, SIGTERM);
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid);
@@ -233,11 +251,6 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
     CHECK(cfx_file_read_all(pb, &part, &np) == CFX_OK);
     CHECK_MSG(np > 0 && np < nw, "killed after %zu of %zu bytes of results", np, nw);
     cfx_free(whole), cfx_free(part);
-    CHECK_INT_EQ(sh(out, sizeof out, true,
-                    MPIRUN " -n 4 %s counterfactual --bundle %s --examples %s --out %s %s --resume",
-                    mpi_bin, bundle, ex, b, args),
-                 0);
-    CHECK_MSG(strstr(out, "resuming after") != NULL, "the run did not resume: %s", out);
     const char *files[] = {"run.json",
                            "images.npy",
                            "counterfactuals_igd.npy",
@@ -245,7 +258,7 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
                            "counterfactuals_reco.npy",
                            "counterfactuals_best.npy",
                            "strips/spatial.png"};
-    check_same_run(a, b, files, (int)(sizeof files / sizeof files[0]));
+    resume_matches_whole(4, b, args, files, (int)(sizeof files / sizeof files[0]));
 }
 
 /* One rank killed (SIGKILL) once the first batches are on disk: mpirun ends the job with a
@@ -253,7 +266,6 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
  * run's files. */
 CFX_TEST(mpi, a_killed_rank_is_named_and_the_run_resumes) {
     if (!setup()) return;
-    static char out[32768];
     char a[800], b[800], bundle[800], ex[800], pb[1200], log[1200], cmd[6000];
     const char *args = whole_run(a, sizeof a, bundle, ex);
     snprintf(b, sizeof b, "%s/rank_killed", root);
@@ -263,13 +275,7 @@ CFX_TEST(mpi, a_killed_rank_is_named_and_the_run_resumes) {
              "exec " MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s "
              ">'%s' 2>&1",
              mpi_bin, bundle, ex, b, args, log);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start(cmd, false);
     bool started = grows_past(pb, 0);
     /* The ranks are the processes whose command line starts with cfx-mpi and names this run's
      * folder (not mpirun's, nor the shell's running pkill); the newest of them. */
@@ -286,18 +292,13 @@ CFX_TEST(mpi, a_killed_rank_is_named_and_the_run_resumes) {
     CHECK_MSG(text && strstr(text, "rank") && (strstr(text, "signal 9") || strstr(text, "Killed")),
               "the message does not name the killed rank: %s", text ? text : "");
     cfx_free(text);
-    CHECK_INT_EQ(sh(out, sizeof out, true,
-                    MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s --resume",
-                    mpi_bin, bundle, ex, b, args),
-                 0);
-    CHECK_MSG(strstr(out, "resuming after") != NULL, "the run did not resume: %s", out);
     const char *files[] = {"run.json",
                            "images.npy",
                            "counterfactuals_igd.npy",
                            "counterfactuals_lgd.npy",
                            "counterfactuals_reco.npy",
                            "counterfactuals_best.npy"};
-    check_same_run(a, b, files, (int)(sizeof files / sizeof files[0]));
+    resume_matches_whole(2, b, args, files, (int)(sizeof files / sizeof files[0]));
 }
 
 /* The plain build under mpirun, a command not yet sharded, and ranks that differ are refused
@@ -486,14 +487,7 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
                  0);
     snprintf(cmd, sizeof cmd, "exec " MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s",
              mpi_bin, root, b, four);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start(cmd, true);
     bool started = grows_past(ckpt, 0);
     char pick[1600];
     snprintf(pick, sizeof pick, "pkill -KILL -n -f '^[^ ]*cfx-mpi train classifier .*%s '", b);
@@ -604,14 +598,7 @@ CFX_TEST(mpi, edit_writes_the_files_of_one_process_and_resumes) {
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
     snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --allow-run-as-root -n 2 %s %s --out %s",
              mpi_bin, slow, b);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start(cmd, true);
     bool started = grows_past(pb, 0);
     kill(pid, SIGTERM);
     int status = 0;
