@@ -2,10 +2,13 @@
  * With no arguments every test runs. The last line is "N passed, N failed[, N skipped]". */
 #include "test.h"
 
+#include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -301,6 +304,58 @@ char *cfx_test_without_seconds(const char *path) {
     }
     *w = '\0';
     return text;
+}
+
+bool cfx_test_server_start(cfx_test_server *s, const char *script, const char *dir) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    char prog[300], path[800];
+    snprintf(prog, sizeof prog, "tests/py/%s", script);
+    fflush(stdout), fflush(stderr);
+    s->pid = fork();
+    if (s->pid == 0) {
+        execl("/usr/bin/python3", "python3", prog, s->dir, (char *)NULL);
+        _exit(127);
+    }
+    snprintf(path, sizeof path, "%s/port", s->dir);
+    for (int i = 0; i < 300 && s->pid > 0; i++) { /* up to 15 s for Python and Pillow */
+        FILE *f = fopen(path, "r");
+        if (f) {
+            bool ok = fscanf(f, "%d", &s->port) == 1;
+            fclose(f);
+            if (ok) {
+                snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
+                return true;
+            }
+        }
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
+    cfx_test_fail(__FILE__, __LINE__, "the test server did not start (%s)", prog);
+    return false;
+}
+
+void cfx_test_server_stop(cfx_test_server *s) {
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = 0;
+}
+
+cJSON *cfx_test_server_log(const cfx_test_server *s) {
+    char path[800], *text = NULL;
+    size_t size;
+    cJSON *all = cJSON_CreateArray();
+    snprintf(path, sizeof path, "%s/log.jsonl", s->dir);
+    if (access(path, F_OK) != 0 || cfx_file_read_all(path, &text, &size) != CFX_OK) return all;
+    for (char *p = text, *nl; p < text + size; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + size - p));
+        if (!nl) nl = text + size;
+        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        if (j) cJSON_AddItemToArray(all, j);
+    }
+    cfx_free(text);
+    return all;
 }
 
 static cfx_wordnet *shared_wn;

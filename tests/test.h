@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef void (*cfx_test_fn)(void);
 void cfx_test_register(const char *suite, const char *name, cfx_test_fn fn);
@@ -135,6 +136,21 @@ bool cfx_test_same_file(const char *a, const char *b);
 /* The text of a run's results.jsonl without the wall-time values ("seconds": x), which no two
  * runs share; NULL when it cannot be read (cfx_free it). */
 char *cfx_test_without_seconds(const char *path);
+
+/* A fake HTTP server: /usr/bin/python3 tests/py/<script> DIR, which writes the port it listens
+ * on to DIR/port (tests/py/fake_http.py) and logs each request as a line of DIR/log.jsonl. */
+typedef struct cfx_test_server {
+    pid_t pid;
+    int port;
+    char dir[700], url[100]; /* url: http://127.0.0.1:PORT */
+} cfx_test_server;
+/* Starts script with the folder dir and waits up to 15 s for its port; false (and a failed
+ * check naming the script) when it did not start. */
+bool cfx_test_server_start(cfx_test_server *s, const char *script, const char *dir);
+/* Stops it (SIGTERM, then waits); a server stopped already is left alone. */
+void cfx_test_server_stop(cfx_test_server *s);
+/* The requests in its log, one parsed object each (empty when none; cJSON_Delete the array). */
+struct cJSON *cfx_test_server_log(const cfx_test_server *s);
 
 /* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
  * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */
