@@ -668,10 +668,7 @@ CFX_TEST(edit_loop, per_image_errors_are_recorded_and_resume_drops_a_torn_line) 
  * editor, the classifier and the planner), and --resume with another classifier is refused with
  * the run left as it was. */
 CFX_TEST(edit_loop, run_json_names_the_classifier_and_resume_checks_it) {
-    if (!cfx_test_cli()) {
-        printf("  skip: the cfx program is not built beside the tests\n");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char root[700], out[4096], path[800];
     snprintf(root, sizeof root, "%s/edit-settings", cfx_test_tmpdir());
     CHECK(mkdir(root, 0700) == 0);
