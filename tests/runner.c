@@ -188,31 +188,45 @@ const char *cfx_test_cli_or_skip(void) {
     return cli;
 }
 
-/* Runs cfx with args, its stderr sent where redirect says; out gets what the pipe carried. */
-static int run_cli(char *out, size_t n, const char *redirect, const char *fmt, va_list ap) {
-    char args[2048], cmd[4096];
-    vsnprintf(args, sizeof args, fmt, ap);
-    snprintf(cmd, sizeof cmd, "%s %s %s", cli_path, args, redirect);
+/* Runs the shell command line cmd: out gets the first n - 1 bytes it printed on stdout (the rest
+ * is read and dropped, so that it never blocks on a full pipe); returns its exit status, -1
+ * when it did not exit. */
+static int read_command(const char *cmd, char *out, size_t n) {
     fflush(stdout);
     FILE *p = popen(cmd, "r");
-    if (!p) return -1;
+    if (!p) {
+        out[0] = '\0';
+        return -1;
+    }
     size_t len = fread(out, 1, n - 1, p);
     out[len] = '\0';
     char sink[4096];
     while (fread(sink, 1, sizeof sink, p) > 0) continue;
     int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+int cfx_test_sh(char *out, size_t n, const char *fmt, ...) {
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return read_command(cmd, out, n);
+}
+
+/* Runs cfx with args, its stderr sent where redirect says; out gets what the pipe carried. */
+static int run_cli(char *out, size_t n, const char *redirect, const char *fmt, va_list ap) {
+    char args[2048], cmd[4096];
+    vsnprintf(args, sizeof args, fmt, ap);
+    snprintf(cmd, sizeof cmd, "%s %s %s", cli_path, args, redirect);
+    return read_command(cmd, out, n);
 }
 
 int cfx_test_cli_startup_libs(char *out, size_t n) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "LD_DEBUG=libs %s --version 2>&1", cli_path);
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    size_t len = p ? fread(out, 1, n - 1, p) : 0;
-    out[len] = '\0';
-    int rc = p ? pclose(p) : -1;
-    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return read_command(cmd, out, n);
 }
 
 int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...) {

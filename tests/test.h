@@ -95,6 +95,11 @@ const char *cfx_test_tmpdir(void);
  * Python or the module is missing, which the caller reports as a failure). */
 int cfx_test_python(const char *script, const char *args);
 
+/* Runs the shell command line fmt (printf-formatted; redirections are the caller's) and returns
+ * its exit status (-1 when it did not exit), what it printed on stdout in out (n bytes, cut to
+ * fit). */
+int cfx_test_sh(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The cfx program built beside this test binary (CFX_BIN overrides), or NULL when it is not
  * there; a test that needs it skips with that reason. */
 const char *cfx_test_cli(void);

@@ -302,15 +302,10 @@ CFX_TEST(cf_cli, report_opens_in_a_browser) {
     CHECK_MSG(strstr(out, "FID[classifier]") != NULL, "the table does not name the network: %s",
               out);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "report %s", run), 0);
-    char cmd[4000], res[2000];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 tests/py/report_check.py %s %s/report.html %s/shot.png 2>&1", run,
-             run, run);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL);
-    if (!p) return;
-    size_t len = fread(res, 1, sizeof res - 1, p);
-    res[len] = '\0';
-    int rc = pclose(p);
+    char res[2000];
+    int rc = cfx_test_sh(res, sizeof res,
+                         "/usr/bin/python3 tests/py/report_check.py %s %s/report.html %s/shot.png "
+                         "2>&1",
+                         run, run, run);
     CHECK_MSG(rc == 0 && !strncmp(res, "ok", 2), "report check: %s", res);
 }

@@ -61,18 +61,9 @@ static int sh(char *out, size_t n, bool both, const char *fmt, ...) {
     char cmd[8192];
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", both ? "2>&1" : "2>/dev/null");
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) continue;
-    int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return cfx_test_sh(out, n, "%s %s", cmd, both ? "2>&1" : "2>/dev/null");
 }
 
 #define MPIRUN "mpirun --oversubscribe --allow-run-as-root"
