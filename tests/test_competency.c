@@ -375,10 +375,7 @@ static double num(const cJSON *o, const char *key) {
 }
 
 CFX_TEST(competency, commands_fit_score_report_examples_end_to_end) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char d[600], out[16384], path[1200];
     snprintf(d, sizeof d, "%s", cfx_test_tmpdir());
     /* Small signs, a classifier and an autoencoder trained for a moment: enough for the

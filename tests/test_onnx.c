@@ -379,11 +379,8 @@ CFX_TEST(onnx, cli_model_run_check_info) {
     const char *dir = oracle("cnn");
     if (!dir) return;
     char cmd[3000];
-    const char *exe = cfx_test_cli();
-    if (!exe) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
-    }
+    const char *exe = cfx_test_cli_or_skip();
+    if (!exe) return;
     snprintf(cmd, sizeof cmd,
              "%s model run '%s/model.onnx' --input '%s/x.npy' --out '%s/cy.npy' "
              "--vjp '%s/w.npy' --grad-out '%s/cg.npy' > /dev/null",

@@ -455,10 +455,7 @@ CFX_TEST(vcece_http, llm_planner_takes_good_answers_retries_once_then_falls_back
 /* ------------------------------------------------------------- the loop, CLI === */
 
 CFX_TEST(vcece_http, cli_loop_over_http_flips_records_votes_and_goes_on_past_faults) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("no build/cfx beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char root[700], out[16384];
     snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
     int rc = cfx_test_run_cli(out, sizeof out,
@@ -538,10 +535,7 @@ CFX_TEST(vcece_http, cli_loop_over_http_flips_records_votes_and_goes_on_past_fau
 }
 
 CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_llm_planner) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("no build/cfx beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char root[700], out[16384], path[800];
     snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
     int rc = cfx_test_run_cli(out, sizeof out,
@@ -628,10 +622,7 @@ CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_
 }
 
 CFX_TEST(vcece_http, cli_refuses_incomplete_llm_and_editor_options_with_one_line) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("no build/cfx beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char out[4096];
     const char *base = "concepts edit --data d.json --images i --labels rule --all --out r";
     struct {
