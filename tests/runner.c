@@ -302,6 +302,20 @@ bool cfx_test_same_file(const char *a, const char *b) {
     return same;
 }
 
+bool cfx_test_same_files(const char *file, int line, const char *a, const char *b,
+                         const char *const *files, int nfiles) {
+    char pa[1200], pb[1200];
+    bool all = true;
+    for (int k = 0; k < nfiles; k++) {
+        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
+        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
+        if (cfx_test_same_file(pa, pb)) continue;
+        cfx_test_fail(file, line, "%s differs between %s and %s", files[k], a, b);
+        all = false;
+    }
+    return all;
+}
+
 char *cfx_test_without_seconds(const char *path) {
     char *text = NULL;
     size_t size;

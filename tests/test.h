@@ -138,6 +138,12 @@ bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *s
 
 /* True when files a and b both read and hold the same bytes. */
 bool cfx_test_same_file(const char *a, const char *b);
+/* Folders a and b hold the same bytes under each of the nfiles names; a failure names the file
+ * and both folders. */
+bool cfx_test_same_files(const char *file, int line, const char *a, const char *b,
+                         const char *const *files, int nfiles);
+#define CHECK_SAME_FILES(a, b, files, nfiles)                                                      \
+    cfx_test_same_files(__FILE__, __LINE__, (a), (b), (files), (nfiles))
 /* The text of a run's results.jsonl without the wall-time values ("seconds": x), which no two
  * runs share; NULL when it cannot be read (cfx_free it). */
 char *cfx_test_without_seconds(const char *path);

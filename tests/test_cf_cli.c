@@ -231,11 +231,7 @@ CFX_TEST(cf_cli, resume_after_kill_gives_the_same_files) {
                            "counterfactuals_reco.npy",
                            "counterfactuals_best.npy",
                            "strips/spatial.png"};
-    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
-        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_MSG(cfx_test_same_file(pa, pb), "%s differs after the resume", files[k]);
-    }
+    CHECK_SAME_FILES(a, b, files, (int)(sizeof files / sizeof files[0]));
     snprintf(pa, sizeof pa, "%s/results.jsonl", a);
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
     char *ta = cfx_test_without_seconds(pa), *tb = cfx_test_without_seconds(pb);

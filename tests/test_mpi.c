@@ -80,11 +80,7 @@ static int sh(char *out, size_t n, bool both, const char *fmt, ...) {
 /* Two run folders hold the same files, byte for byte, results.jsonl without its seconds. */
 static void check_same_run(const char *a, const char *b, const char *const *files, int nfiles) {
     char pa[1200], pb[1200];
-    for (int k = 0; k < nfiles; k++) {
-        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_MSG(cfx_test_same_file(pa, pb), "%s differs between %s and %s", files[k], a, b);
-    }
+    CHECK_SAME_FILES(a, b, files, nfiles);
     snprintf(pa, sizeof pa, "%s/results.jsonl", a);
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
     char *x = cfx_test_without_seconds(pa), *y = cfx_test_without_seconds(pb);

@@ -97,17 +97,7 @@ CFX_TEST(signs, prepared_dataset_is_balanced_deterministic_and_holds_out_20) {
     const char *files[] = {"manifest.json",    "train_images.npy", "train_labels.npy",
                            "calib_images.npy", "calib_labels.npy", "test_images.npy",
                            "test_labels.npy",  "ood_images.npy",   "ood_labels.npy"};
-    for (int k = 0; k < 9; k++) {
-        char *x = NULL, *y = NULL;
-        size_t nx = 0, ny = 0;
-        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_OK(cfx_file_read_all(pa, &x, &nx));
-        CHECK_OK(cfx_file_read_all(pb, &y, &ny));
-        CHECK_MSG(x && y && nx == ny && memcmp(x, y, nx) == 0, "%s differs", files[k]);
-        cfx_free(x);
-        cfx_free(y);
-    }
+    CHECK_SAME_FILES(a, b, files, 9);
     const char *splits[4] = {"train", "calib", "test", "ood"};
     const int per[4] = {12, 3, 4, 0};
     for (int s = 0; s < 4; s++) {
