@@ -29,14 +29,6 @@ static cfx_competency *open_models(const char *dir, const char *clf, cfx_classif
     return cm;
 }
 
-static cfx_tensor *random_images(int64_t n, uint64_t seed) {
-    cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, C, H, W});
-    cfx_rng r;
-    cfx_rng_init(&r, seed);
-    cfx_tensor_fill_uniform(t, &r, 0.0f, 1.0f);
-    return t;
-}
-
 /* A calibration that puts t = (L - 2 mu) / sigma - z near 0 for these models' losses, so that
  * P_c is neither 0 nor 1 and rho has a gradient worth checking. */
 static void calibration_near(cfx_competency *cm, const cfx_tensor *x, cfx_parce *p, double *mu,
@@ -64,7 +56,7 @@ CFX_TEST(competency, rho_matches_the_formula_in_numpy) {
     CHECK(sh.probs_output);
     CHECK_STR_EQ(sh.features, "features");
     enum { N = 7 }; /* batches of 3, 3 and 1 */
-    cfx_tensor *x = random_images(N, 1);
+    cfx_tensor *x = tiny_random_images(N, 1);
     double mu[K], sigma[K];
     cfx_parce p;
     calibration_near(cm, x, &p, mu, sigma);
@@ -116,7 +108,7 @@ CFX_TEST(competency, a_final_softmax_is_not_applied_twice) {
     cfx_competency *b = open_models(dir, "logits.onnx", CFX_OUTPUT_AUTO, 4);
     cfx_competency *twice = open_models(dir, "probs.onnx", CFX_OUTPUT_LOGITS, 4);
     if (!a || !b || !twice) return;
-    cfx_tensor *x = random_images(4, 2);
+    cfx_tensor *x = tiny_random_images(4, 2);
     float pa[4 * K], pb[4 * K], pt[4 * K];
     CHECK_OK(cfx_competency_score(a, x, &(cfx_competency_scores){.probs = pa}, NULL));
     CHECK_OK(cfx_competency_score(b, x, &(cfx_competency_scores){.probs = pb}, NULL));
@@ -185,7 +177,7 @@ CFX_TEST(competency, rho_gradients_match_central_differences) {
     write_models(dir, true, "classifier.onnx");
     cfx_competency *cm = open_models(dir, "classifier.onnx", CFX_OUTPUT_AUTO, 2);
     if (!cm) return;
-    cfx_tensor *x = random_images(3, 4);
+    cfx_tensor *x = tiny_random_images(3, 4);
     double mu[K], sigma[K];
     cfx_parce p;
     calibration_near(cm, x, &p, mu, sigma);
@@ -320,7 +312,7 @@ CFX_TEST(competency, bad_input_names_the_file) {
     cfx_tensor *grey = cfx_tensor_new(4, (int64_t[]){2, 1, H, W});
     CHECK_ERR(cfx_competency_score(cm, grey, &(cfx_competency_scores){0}, NULL), CFX_ESHAPE);
     CHECK(strstr(cfx_last_error(), "(N, 3, 6, 6)") != NULL);
-    cfx_tensor *x = random_images(3, 5);
+    cfx_tensor *x = tiny_random_images(3, 5);
     x->data[C * H * W + 4] = NAN;
     CHECK_ERR(cfx_competency_score(cm, x, &(cfx_competency_scores){0}, NULL), CFX_ENUMERIC);
     CHECK_MSG(strstr(cfx_last_error(), "input 1") && strstr(cfx_last_error(), "element 4"),
