@@ -293,6 +293,14 @@ bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *s
     return rc == 0;
 }
 
+cfx_tensor *cfx_test_npy(const char *dir, const char *name) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    cfx_tensor *t = cfx_npy_read(path);
+    if (!t) cfx_test_fail(__FILE__, __LINE__, "read %s: %s", path, cfx_last_error());
+    return t;
+}
+
 bool cfx_test_same_file(const char *a, const char *b) {
     char *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;

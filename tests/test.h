@@ -136,6 +136,9 @@ int cfx_test_make_bundle(const char *dir, const cfx_test_bundle_spec *spec, char
 bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *spec,
                           const char *methods);
 
+/* DIR/NAME.npy, an oracle's output; NULL (and a failed check naming the file) when it cannot
+ * be read. */
+cfx_tensor *cfx_test_npy(const char *dir, const char *name);
 /* True when files a and b both read and hold the same bytes. */
 bool cfx_test_same_file(const char *a, const char *b);
 /* Folders a and b hold the same bytes under each of the nfiles names; a failure names the file

@@ -24,14 +24,6 @@ static bool oracle(const char *kind, char *dir, size_t size) {
     return rc == 0;
 }
 
-static cfx_tensor *load_npy(const char *dir, const char *name) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    cfx_tensor *t = cfx_npy_read(p);
-    CHECK_MSG(t != NULL, "read %s: %s", p, cfx_last_error());
-    return t;
-}
-
 static double max_abs(const float *a, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fabs((double)a[i]) > m ? fabs((double)a[i]) : m;
@@ -162,8 +154,8 @@ static void compare_held(const char *kind, cfx_graph_fusions want, double ytol, 
                          bool all_held, int clips) {
     char dir[512];
     if (!oracle(kind, dir, sizeof dir)) return;
-    cfx_tensor *x = load_npy(dir, "x.npy"), *y = load_npy(dir, "y.npy");
-    cfx_tensor *w = load_npy(dir, "w.npy"), *gx = load_npy(dir, "gx.npy");
+    cfx_tensor *x = cfx_test_npy(dir, "x"), *y = cfx_test_npy(dir, "y");
+    cfx_tensor *w = cfx_test_npy(dir, "w"), *gx = cfx_test_npy(dir, "gx");
     float *fy = NULL, *fg = NULL, *uy = NULL, *ug = NULL, *py = NULL, *pg = NULL;
     cfx_graph_fusions ff = {0}, uf = {0}, pf = {0};
     if (!x || !y || !w || !gx) goto out;
