@@ -20,9 +20,7 @@ static void write_models(const char *dir, bool softmax, const char *clf_name) {
 static cfx_competency *open_models(const char *dir, const char *clf, cfx_classifier_output out,
                                    int64_t batch) {
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/%s", dir, clf);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, clf, c, e, d);
     cfx_competency_models m = {.classifier = c, .encoder = e, .decoder = d, .output = out};
     cfx_competency *cm = cfx_competency_new(&m, batch);
     CHECK_MSG(cm != NULL, "cfx_competency_new: %s", cfx_last_error());
@@ -290,9 +288,7 @@ CFX_TEST(competency, bad_input_names_the_file) {
     const char *dir = cfx_test_tmpdir();
     write_models(dir, true, "classifier.onnx");
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     /* The decoder used as an encoder: its input is a latent, not the image. */
     cfx_competency_models m = {.classifier = c, .encoder = d, .decoder = d};
     CHECK(cfx_competency_new(&m, 2) == NULL);

@@ -26,9 +26,7 @@ static cfx_competency *open_models(int64_t batch) {
     const char *dir = cfx_test_tmpdir();
     write_models(dir);
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     cfx_competency_models m = {.classifier = c, .encoder = e, .decoder = d};
     cfx_competency *cm = cfx_competency_new(&m, batch);
     CHECK_MSG(cm != NULL, "cfx_competency_new: %s", cfx_last_error());
@@ -559,9 +557,7 @@ CFX_TEST(counterfactual, bad_input_gives_clear_errors) {
     char c[800], e[800], d[800];
     const char *dir = cfx_test_tmpdir();
     write_models(dir);
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     cfx_competency *raw = cfx_competency_new(
         &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, 2);
     CHECK(raw != NULL);
@@ -735,9 +731,7 @@ static cfx_competency *open_sqrt_model(void) {
     wd[0 * IMG + 0] = -2, wd[1 * IMG + 1] = 6;
     bd[0] = 1, bd[1] = -4, bd[2] = 0;
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/sqrt.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "sqrt.onnx", c, e, d);
     CHECK_OK(cfx_onnx_save(g, c, NULL, 0));
     cfx_graph_free(g);
     cfx_competency *cm = cfx_competency_new(

@@ -17,14 +17,6 @@
 
 enum { N = 5 };
 
-/* The paths of the models in dir: the classifier's file is named, the autoencoder's halves
- * are tiny_models_write's (c, e and d hold 800 bytes each). */
-static void model_paths(const char *dir, const char *classifier, char *c, char *e, char *d) {
-    snprintf(c, 800, "%s/%s", dir, classifier);
-    snprintf(e, 800, "%s/encoder.onnx", dir);
-    snprintf(d, 800, "%s/decoder.onnx", dir);
-}
-
 /* Any calibration: the methods need one, the distances do not look at it. */
 static double any_mu[TINY_K] = {0.05, 0.05, 0.05}, any_sigma[TINY_K] = {0.05, 0.05, 0.05};
 static const cfx_parce any_parce = {
@@ -35,7 +27,7 @@ static cfx_competency *open_models(char *dir, const tiny_models *o, int64_t batc
     snprintf(dir, 600, "%s", cfx_test_tmpdir());
     tiny_models_write(dir, o);
     char c[800], e[800], d[800];
-    model_paths(dir, "classifier.onnx", c, e, d);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     cfx_competency *cm = cfx_competency_new(
         &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, batch);
     CHECK_MSG(cm != NULL, "cfx_competency_new: %s", cfx_last_error());
@@ -468,7 +460,7 @@ CFX_TEST(distance, builtin_lpips_without_a_convolution_is_refused) {
     CHECK_OK(cfx_graph_set_output(g, y, "probs"));
     CHECK_OK(cfx_graph_compile(g));
     char c[800], e[800], d[800];
-    model_paths(dir, "linear.onnx", c, e, d);
+    tiny_model_paths(dir, "linear.onnx", c, e, d);
     CHECK_OK(cfx_onnx_save(g, c, NULL, 0));
     cfx_graph_free(g);
     cm = cfx_competency_new(&(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d},
@@ -498,7 +490,7 @@ CFX_TEST(distance, every_failed_allocation_is_an_error_without_leaks) {
     cfx_competency *cm = open_models(dir, &(tiny_models){.two_convs = true}, 2);
     cfx_competency_free(cm);
     char c[800], e[800], d[800];
-    model_paths(dir, "classifier.onnx", c, e, d);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     /* Under valgrind and the sanitizers (the fast subset), every 13th allocation. */
     const long step = cfx_test_fast() ? 13 : 1;
     long fail = 1, failures = 0, streak = 0, got_past = 0;
