@@ -2,10 +2,13 @@
  * With no arguments every test runs. The last line is "N passed, N failed[, N skipped]". */
 #include "test.h"
 
+#include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -179,31 +182,51 @@ const char *cfx_test_cli(void) {
     return access(cli_path, X_OK) == 0 ? cli_path : NULL;
 }
 
-/* Runs cfx with args, its stderr sent where redirect says; out gets what the pipe carried. */
-static int run_cli(char *out, size_t n, const char *redirect, const char *fmt, va_list ap) {
-    char args[2048], cmd[4096];
-    vsnprintf(args, sizeof args, fmt, ap);
-    snprintf(cmd, sizeof cmd, "%s %s %s", cli_path, args, redirect);
+const char *cfx_test_cli_or_skip(void) {
+    const char *cli = cfx_test_cli();
+    if (!cli) cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
+    return cli;
+}
+
+/* Runs the shell command line cmd: out gets the first n - 1 bytes it printed on stdout (the rest
+ * is read and dropped, so that it never blocks on a full pipe); returns its exit status, -1
+ * when it did not exit. */
+static int read_command(const char *cmd, char *out, size_t n) {
     fflush(stdout);
     FILE *p = popen(cmd, "r");
-    if (!p) return -1;
+    if (!p) {
+        out[0] = '\0';
+        return -1;
+    }
     size_t len = fread(out, 1, n - 1, p);
     out[len] = '\0';
     char sink[4096];
     while (fread(sink, 1, sizeof sink, p) > 0) continue;
     int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+int cfx_test_sh(char *out, size_t n, const char *fmt, ...) {
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return read_command(cmd, out, n);
+}
+
+/* Runs cfx with args, its stderr sent where redirect says; out gets what the pipe carried. */
+static int run_cli(char *out, size_t n, const char *redirect, const char *fmt, va_list ap) {
+    char args[2048], cmd[4096];
+    vsnprintf(args, sizeof args, fmt, ap);
+    snprintf(cmd, sizeof cmd, "%s %s %s", cli_path, args, redirect);
+    return read_command(cmd, out, n);
 }
 
 int cfx_test_cli_startup_libs(char *out, size_t n) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "LD_DEBUG=libs %s --version 2>&1", cli_path);
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    size_t len = p ? fread(out, 1, n - 1, p) : 0;
-    out[len] = '\0';
-    int rc = p ? pclose(p) : -1;
-    return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return read_command(cmd, out, n);
 }
 
 int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...) {
@@ -251,6 +274,126 @@ int cfx_test_make_bundle(const char *d, const cfx_test_bundle_spec *s, char *out
     return rc;
 }
 
+bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *spec,
+                          const char *methods) {
+    if (!cfx_test_cli_or_skip()) return false;
+    if (root[0]) return true;
+    char out[16384];
+    snprintf(root, size, "%s", cfx_test_tmpdir());
+    const char *d = root;
+    int rc = cfx_test_make_bundle(d, spec, out, sizeof out);
+    if (!rc && methods)
+        rc = cfx_test_run_cli(out, sizeof out,
+                              "counterfactual --bundle %s/b --examples %s/ex --method %s "
+                              "--out %s/run --threads 1",
+                              d, d, methods, d);
+    CHECK_MSG(rc == 0, "setting up the bundle%s failed: %s", methods ? " and the run" : "", out);
+    /* Emptied, so that the next test tries again rather than use half a fixture. */
+    if (rc) root[0] = '\0';
+    return rc == 0;
+}
+
+cfx_tensor *cfx_test_npy(const char *dir, const char *name) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    cfx_tensor *t = cfx_npy_read(path);
+    if (!t) cfx_test_fail(__FILE__, __LINE__, "read %s: %s", path, cfx_last_error());
+    return t;
+}
+
+bool cfx_test_same_file(const char *a, const char *b) {
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    bool same = cfx_file_read_all(a, &x, &nx) == CFX_OK &&
+                cfx_file_read_all(b, &y, &ny) == CFX_OK && nx == ny && memcmp(x, y, nx) == 0;
+    cfx_free(x), cfx_free(y);
+    return same;
+}
+
+bool cfx_test_same_files(const char *file, int line, const char *a, const char *b,
+                         const char *const *files, int nfiles) {
+    char pa[1200], pb[1200];
+    bool all = true;
+    for (int k = 0; k < nfiles; k++) {
+        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
+        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
+        if (cfx_test_same_file(pa, pb)) continue;
+        cfx_test_fail(file, line, "%s differs between %s and %s", files[k], a, b);
+        all = false;
+    }
+    return all;
+}
+
+char *cfx_test_without_seconds(const char *path) {
+    char *text = NULL;
+    size_t size;
+    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
+    /* Copies text onto itself, dropping each "seconds": value up to the next , or }. */
+    char *w = text;
+    for (const char *r = text; *r;) {
+        if (!strncmp(r, "\"seconds\": ", 11)) {
+            r += 11;
+            while (*r && *r != ',' && *r != '}') r++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    return text;
+}
+
+bool cfx_test_server_start(cfx_test_server *s, const char *script, const char *dir) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    char prog[300], path[800];
+    snprintf(prog, sizeof prog, "tests/py/%s", script);
+    fflush(stdout), fflush(stderr);
+    s->pid = fork();
+    if (s->pid == 0) {
+        execl("/usr/bin/python3", "python3", prog, s->dir, (char *)NULL);
+        _exit(127);
+    }
+    snprintf(path, sizeof path, "%s/port", s->dir);
+    for (int i = 0; i < 300 && s->pid > 0; i++) { /* up to 15 s for Python and Pillow */
+        FILE *f = fopen(path, "r");
+        if (f) {
+            bool ok = fscanf(f, "%d", &s->port) == 1;
+            fclose(f);
+            if (ok) {
+                snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
+                return true;
+            }
+        }
+        nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
+    cfx_test_fail(__FILE__, __LINE__, "the test server did not start (%s)", prog);
+    return false;
+}
+
+void cfx_test_server_stop(cfx_test_server *s) {
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = 0;
+}
+
+cJSON *cfx_test_server_log(const cfx_test_server *s) {
+    char path[800], *text = NULL;
+    size_t size;
+    cJSON *all = cJSON_CreateArray();
+    snprintf(path, sizeof path, "%s/log.jsonl", s->dir);
+    if (access(path, F_OK) != 0 || cfx_file_read_all(path, &text, &size) != CFX_OK) return all;
+    for (char *p = text, *nl; p < text + size; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + size - p));
+        if (!nl) nl = text + size;
+        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        if (j) cJSON_AddItemToArray(all, j);
+    }
+    cfx_free(text);
+    return all;
+}
+
 static cfx_wordnet *shared_wn;
 
 static void free_wordnet(void) {
@@ -266,6 +409,31 @@ cfx_wordnet *cfx_test_wordnet(void) {
             cfx_test_fail(__FILE__, __LINE__, "load WordNet: %s", cfx_last_error());
     }
     return shared_wn;
+}
+
+/* An allocator that records the largest block asked of it, for the tests that a hostile
+ * header is refused before its size is allocated. */
+static size_t largest_block;
+
+static void *largest_realloc(void *ptr, size_t size, void *ctx) {
+    (void)ctx;
+    if (size > largest_block) largest_block = size;
+    return realloc(ptr, size);
+}
+
+static void largest_free(void *ptr, void *ctx) {
+    (void)ctx;
+    free(ptr);
+}
+
+void cfx_test_largest_begin(void) {
+    largest_block = 0;
+    cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+}
+
+size_t cfx_test_largest_end(void) {
+    cfx_set_allocator(NULL);
+    return largest_block;
 }
 
 /* A counting allocator: each block carries a 16-byte header so frees can be counted. */

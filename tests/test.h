@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef void (*cfx_test_fn)(void);
 void cfx_test_register(const char *suite, const char *name, cfx_test_fn fn);
@@ -94,9 +95,17 @@ const char *cfx_test_tmpdir(void);
  * Python or the module is missing, which the caller reports as a failure). */
 int cfx_test_python(const char *script, const char *args);
 
+/* Runs the shell command line fmt (printf-formatted; redirections are the caller's) and returns
+ * its exit status (-1 when it did not exit), what it printed on stdout in out (n bytes, cut to
+ * fit). */
+int cfx_test_sh(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* The cfx program built beside this test binary (CFX_BIN overrides), or NULL when it is not
  * there; a test that needs it skips with that reason. */
 const char *cfx_test_cli(void);
+/* The same, and when it is not there the current test is skipped with that reason (NULL
+ * returned; the test should return). */
+const char *cfx_test_cli_or_skip(void);
 /* Runs `cfx <args>` (args printf-formatted) with that program; returns its exit status (-1 when
  * it could not run) and what it printed, stdout and stderr, in out (n bytes, cut to fit). */
 int cfx_test_run_cli(char *out, size_t n, const char *fmt, ...)
@@ -118,6 +127,44 @@ typedef struct cfx_test_bundle_spec {
     double threshold;
 } cfx_test_bundle_spec;
 int cfx_test_make_bundle(const char *dir, const cfx_test_bundle_spec *spec, char *out, size_t n);
+/* A suite's shared fixture, made on its first call: root (size bytes, empty at first) gets a
+ * fresh temporary folder holding cfx_test_make_bundle's bundle and, when methods is not NULL,
+ * the run `cfx counterfactual --bundle ROOT/b --examples ROOT/ex --method METHODS --out
+ * ROOT/run --threads 1`. Later calls return true at once. False when the test was skipped
+ * (no cfx program) or a command failed (a failed check with its output; root is emptied so
+ * that the next test tries again). */
+bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *spec,
+                          const char *methods);
+
+/* DIR/NAME.npy, an oracle's output; NULL (and a failed check naming the file) when it cannot
+ * be read. */
+cfx_tensor *cfx_test_npy(const char *dir, const char *name);
+/* True when files a and b both read and hold the same bytes. */
+bool cfx_test_same_file(const char *a, const char *b);
+/* Folders a and b hold the same bytes under each of the nfiles names; a failure names the file
+ * and both folders. */
+bool cfx_test_same_files(const char *file, int line, const char *a, const char *b,
+                         const char *const *files, int nfiles);
+#define CHECK_SAME_FILES(a, b, files, nfiles)                                                      \
+    cfx_test_same_files(__FILE__, __LINE__, (a), (b), (files), (nfiles))
+/* The text of a run's results.jsonl without the wall-time values ("seconds": x), which no two
+ * runs share; NULL when it cannot be read (cfx_free it). */
+char *cfx_test_without_seconds(const char *path);
+
+/* A fake HTTP server: /usr/bin/python3 tests/py/<script> DIR, which writes the port it listens
+ * on to DIR/port (tests/py/fake_http.py) and logs each request as a line of DIR/log.jsonl. */
+typedef struct cfx_test_server {
+    pid_t pid;
+    int port;
+    char dir[700], url[100]; /* url: http://127.0.0.1:PORT */
+} cfx_test_server;
+/* Starts script with the folder dir and waits up to 15 s for its port; false (and a failed
+ * check naming the script) when it did not start. */
+bool cfx_test_server_start(cfx_test_server *s, const char *script, const char *dir);
+/* Stops it (SIGTERM, then waits); a server stopped already is left alone. */
+void cfx_test_server_stop(cfx_test_server *s);
+/* The requests in its log, one parsed object each (empty when none; cJSON_Delete the array). */
+struct cJSON *cfx_test_server_log(const cfx_test_server *s);
 
 /* WordNet from Debian's wordnet-base, loaded once (a fifth of a second) and shared by the
  * suites that need it, freed at exit; NULL (and a failed check) when it cannot be loaded. */
@@ -127,5 +174,10 @@ cfx_wordnet *cfx_test_wordnet(void);
 void cfx_test_alloc_begin(long fail_at);
 /* Restores malloc/free and returns the number of blocks still live (leaks). */
 long cfx_test_alloc_end(void);
+
+/* Installs an allocator that records the largest block asked of it. */
+void cfx_test_largest_begin(void);
+/* Restores malloc/free and returns the largest block, in bytes, asked for since the begin. */
+size_t cfx_test_largest_end(void);
 
 #endif

@@ -17,27 +17,16 @@
 static char root[600];
 
 static bool setup(void) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
-    if (root[0]) return true;
-    char out[16384];
-    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
-    const char *d = root;
-    int rc = cfx_test_make_bundle(d,
-                                  &(cfx_test_bundle_spec){.train = 40,
-                                                          .calib = 8,
-                                                          .test = 12,
-                                                          .ood = 12,
-                                                          .clf_epochs = 2,
-                                                          .ae_epochs = 1,
-                                                          .threshold = 0.16,
-                                                          .per_cause = 3},
-                                  out, sizeof out);
-    CHECK_MSG(rc == 0, "setting up the bundle failed: %s", out);
-    if (rc) root[0] = '\0';
-    return rc == 0;
+    return cfx_test_bundle_once(root, sizeof root,
+                                &(cfx_test_bundle_spec){.train = 40,
+                                                        .calib = 8,
+                                                        .test = 12,
+                                                        .ood = 12,
+                                                        .clf_epochs = 2,
+                                                        .ae_epochs = 1,
+                                                        .threshold = 0.16,
+                                                        .per_cause = 3},
+                                NULL);
 }
 
 static cJSON *read_lines(const char *path, int *n) {
@@ -56,33 +45,6 @@ static cJSON *read_lines(const char *path, int *n) {
     }
     cfx_free(text);
     return all;
-}
-
-static bool same_file(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    bool same = cfx_file_read_all(a, &x, &nx) == CFX_OK &&
-                cfx_file_read_all(b, &y, &ny) == CFX_OK && nx == ny && memcmp(x, y, nx) == 0;
-    cfx_free(x), cfx_free(y);
-    return same;
-}
-
-/* results.jsonl without the wall-time values, which no two runs share. */
-static char *without_seconds(const char *path) {
-    char *text = NULL;
-    size_t size;
-    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
-    char *w = text;
-    for (const char *r = text; *r;) {
-        if (!strncmp(r, "\"seconds\": ", 11)) {
-            r += 11;
-            while (*r && *r != ',' && *r != '}') r++;
-            continue;
-        }
-        *w++ = *r++;
-    }
-    *w = '\0';
-    return text;
 }
 
 /* A run: every file, a line per image and method, best by its definition. */
@@ -256,7 +218,7 @@ CFX_TEST(cf_cli, resume_after_kill_gives_the_same_files) {
                                   ex, b, args),
                  1);
     CHECK_MSG(strstr(out, "--resume") != NULL, "no hint at --resume: %s", out);
-    CHECK(same_file(before, pb));
+    CHECK(cfx_test_same_file(before, pb));
     /* The resumed run. */
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out,
                                   "counterfactual --bundle %s --examples %s --out %s %s --resume",
@@ -269,14 +231,10 @@ CFX_TEST(cf_cli, resume_after_kill_gives_the_same_files) {
                            "counterfactuals_reco.npy",
                            "counterfactuals_best.npy",
                            "strips/spatial.png"};
-    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
-        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_MSG(same_file(pa, pb), "%s differs after the resume", files[k]);
-    }
+    CHECK_SAME_FILES(a, b, files, (int)(sizeof files / sizeof files[0]));
     snprintf(pa, sizeof pa, "%s/results.jsonl", a);
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
-    char *ta = without_seconds(pa), *tb = without_seconds(pb);
+    char *ta = cfx_test_without_seconds(pa), *tb = cfx_test_without_seconds(pb);
     CHECK_MSG(ta && tb && !strcmp(ta, tb), "results.jsonl differs after the resume");
     cfx_free(ta), cfx_free(tb);
     /* No counterfactual of this run succeeded: the similarities over the successful ones are
@@ -340,15 +298,10 @@ CFX_TEST(cf_cli, report_opens_in_a_browser) {
     CHECK_MSG(strstr(out, "FID[classifier]") != NULL, "the table does not name the network: %s",
               out);
     CHECK_INT_EQ(cfx_test_run_cli(out, sizeof out, "report %s", run), 0);
-    char cmd[4000], res[2000];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 tests/py/report_check.py %s %s/report.html %s/shot.png 2>&1", run,
-             run, run);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL);
-    if (!p) return;
-    size_t len = fread(res, 1, sizeof res - 1, p);
-    res[len] = '\0';
-    int rc = pclose(p);
+    char res[2000];
+    int rc = cfx_test_sh(res, sizeof res,
+                         "/usr/bin/python3 tests/py/report_check.py %s %s/report.html %s/shot.png "
+                         "2>&1",
+                         run, run, run);
     CHECK_MSG(rc == 0 && !strncmp(res, "ok", 2), "report check: %s", res);
 }

@@ -16,14 +16,6 @@ static const cfx_cf_method gradient_methods[3] = {CFX_CF_IGD, CFX_CF_FGD, CFX_CF
 static const cfx_cf_stop stops[2] = {CFX_CF_STOP_PER_IMAGE, CFX_CF_STOP_PER_BATCH};
 static const char *const stop_names[2] = {"per-image", "per-batch"};
 
-static cfx_tensor *read_npy(const char *dir, const char *name) {
-    char path[900];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    cfx_tensor *t = cfx_npy_read(path);
-    CHECK_MSG(t != NULL, "read %s: %s", path, cfx_last_error());
-    return t;
-}
-
 /* PyTorch exports the models into dir; cfx fits the calibration on the oracle's labelled
  * images and writes dir/bundle (the calibration codes and their rho included, for LNN). */
 static bool make_bundle(const char *dir) {
@@ -39,7 +31,7 @@ static bool make_bundle(const char *dir) {
     cfx_competency_models m = {.classifier = clf, .encoder = enc, .decoder = dec};
     cfx_competency *cm = cfx_competency_new(&m, CALIB);
     CHECK_MSG(cm != NULL, "%s", cfx_last_error());
-    cfx_tensor *x = read_npy(dir, "calib_images"), *y = read_npy(dir, "calib_labels");
+    cfx_tensor *x = cfx_test_npy(dir, "calib_images"), *y = cfx_test_npy(dir, "calib_labels");
     bool ok = cm && x && y && x->numel == CALIB * IMG && y->numel == CALIB;
     if (ok) {
         cfx_competency_shape sh;
@@ -117,7 +109,7 @@ CFX_TEST(cf_fidelity, gradient_methods_reco_and_lnn_match_pytorch) {
     const char *dir = cfx_test_tmpdir();
     if (!make_bundle(dir)) return;
     cfx_bundle *b = open_bundle(dir, N);
-    cfx_tensor *x = read_npy(dir, "x");
+    cfx_tensor *x = cfx_test_npy(dir, "x");
     if (!b || !x) {
         cfx_bundle_free(b), cfx_tensor_free(x);
         return;
@@ -211,7 +203,7 @@ CFX_TEST(cf_fidelity, stopping_rules_match_pytorch) {
     int rc = cfx_test_python("cf_fidelity_oracle.py", args);
     CHECK_MSG(rc == 0, "cf_fidelity_oracle.py stops exited with %d", rc);
     cfx_bundle *b = open_bundle(dir, 2);
-    cfx_tensor *x = read_npy(dir, "x");
+    cfx_tensor *x = cfx_test_npy(dir, "x");
     cfx_tensor *out = x ? cfx_tensor_new(4, x->shape) : NULL;
     for (int k = 0; rc == 0 && b && x && k < 3; k++) {
         const char *m = cfx_cf_method_name(gradient_methods[k]);

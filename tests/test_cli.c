@@ -23,10 +23,7 @@ static bool exists(const char *dir, const char *name) {
 /* The cfx program is built beside the tests (or the test is skipped, saying why); dir gets a
  * fresh temporary folder. */
 static bool cli_ready(char *dir, size_t n) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
+    if (!cfx_test_cli_or_skip()) return false;
     snprintf(dir, n, "%s", cfx_test_tmpdir());
     return true;
 }

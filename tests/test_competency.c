@@ -20,21 +20,11 @@ static void write_models(const char *dir, bool softmax, const char *clf_name) {
 static cfx_competency *open_models(const char *dir, const char *clf, cfx_classifier_output out,
                                    int64_t batch) {
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/%s", dir, clf);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, clf, c, e, d);
     cfx_competency_models m = {.classifier = c, .encoder = e, .decoder = d, .output = out};
     cfx_competency *cm = cfx_competency_new(&m, batch);
     CHECK_MSG(cm != NULL, "cfx_competency_new: %s", cfx_last_error());
     return cm;
-}
-
-static cfx_tensor *random_images(int64_t n, uint64_t seed) {
-    cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, C, H, W});
-    cfx_rng r;
-    cfx_rng_init(&r, seed);
-    cfx_tensor_fill_uniform(t, &r, 0.0f, 1.0f);
-    return t;
 }
 
 /* A calibration that puts t = (L - 2 mu) / sigma - z near 0 for these models' losses, so that
@@ -64,7 +54,7 @@ CFX_TEST(competency, rho_matches_the_formula_in_numpy) {
     CHECK(sh.probs_output);
     CHECK_STR_EQ(sh.features, "features");
     enum { N = 7 }; /* batches of 3, 3 and 1 */
-    cfx_tensor *x = random_images(N, 1);
+    cfx_tensor *x = tiny_random_images(N, 1);
     double mu[K], sigma[K];
     cfx_parce p;
     calibration_near(cm, x, &p, mu, sigma);
@@ -116,7 +106,7 @@ CFX_TEST(competency, a_final_softmax_is_not_applied_twice) {
     cfx_competency *b = open_models(dir, "logits.onnx", CFX_OUTPUT_AUTO, 4);
     cfx_competency *twice = open_models(dir, "probs.onnx", CFX_OUTPUT_LOGITS, 4);
     if (!a || !b || !twice) return;
-    cfx_tensor *x = random_images(4, 2);
+    cfx_tensor *x = tiny_random_images(4, 2);
     float pa[4 * K], pb[4 * K], pt[4 * K];
     CHECK_OK(cfx_competency_score(a, x, &(cfx_competency_scores){.probs = pa}, NULL));
     CHECK_OK(cfx_competency_score(b, x, &(cfx_competency_scores){.probs = pb}, NULL));
@@ -185,7 +175,7 @@ CFX_TEST(competency, rho_gradients_match_central_differences) {
     write_models(dir, true, "classifier.onnx");
     cfx_competency *cm = open_models(dir, "classifier.onnx", CFX_OUTPUT_AUTO, 2);
     if (!cm) return;
-    cfx_tensor *x = random_images(3, 4);
+    cfx_tensor *x = tiny_random_images(3, 4);
     double mu[K], sigma[K];
     cfx_parce p;
     calibration_near(cm, x, &p, mu, sigma);
@@ -298,9 +288,7 @@ CFX_TEST(competency, bad_input_names_the_file) {
     const char *dir = cfx_test_tmpdir();
     write_models(dir, true, "classifier.onnx");
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     /* The decoder used as an encoder: its input is a latent, not the image. */
     cfx_competency_models m = {.classifier = c, .encoder = d, .decoder = d};
     CHECK(cfx_competency_new(&m, 2) == NULL);
@@ -320,7 +308,7 @@ CFX_TEST(competency, bad_input_names_the_file) {
     cfx_tensor *grey = cfx_tensor_new(4, (int64_t[]){2, 1, H, W});
     CHECK_ERR(cfx_competency_score(cm, grey, &(cfx_competency_scores){0}, NULL), CFX_ESHAPE);
     CHECK(strstr(cfx_last_error(), "(N, 3, 6, 6)") != NULL);
-    cfx_tensor *x = random_images(3, 5);
+    cfx_tensor *x = tiny_random_images(3, 5);
     x->data[C * H * W + 4] = NAN;
     CHECK_ERR(cfx_competency_score(cm, x, &(cfx_competency_scores){0}, NULL), CFX_ENUMERIC);
     CHECK_MSG(strstr(cfx_last_error(), "input 1") && strstr(cfx_last_error(), "element 4"),
@@ -375,10 +363,7 @@ static double num(const cJSON *o, const char *key) {
 }
 
 CFX_TEST(competency, commands_fit_score_report_examples_end_to_end) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char d[600], out[16384], path[1200];
     snprintf(d, sizeof d, "%s", cfx_test_tmpdir());
     /* Small signs, a classifier and an autoencoder trained for a moment: enough for the

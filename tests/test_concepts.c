@@ -611,11 +611,8 @@ CFX_TEST(concepts, allocation_failures_do_not_leak) {
 
 /* The command line: exit codes, one-line reasons and the atomic --out. */
 CFX_TEST(concepts, cli_exit_codes_and_messages) {
-    const char *exe = cfx_test_cli();
-    if (!exe) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
-    }
+    const char *exe = cfx_test_cli_or_skip();
+    if (!exe) return;
     const char *dir = cfx_test_tmpdir();
     char cmd[2048], out[8192], path[600];
     CHECK_INT_EQ(run_cli("concepts cost chair.n.01 table.n.02 --json", out, sizeof out), 0);

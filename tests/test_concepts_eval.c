@@ -324,10 +324,7 @@ CFX_TEST(concepts_eval, study_sheet_and_answers_give_table2) {
 }
 
 CFX_TEST(concepts_eval, cli_report_has_strips_table_and_json) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     const char *dir = cfx_test_tmpdir();
     write_net(dir);
     write_run(dir, "runA");

@@ -138,26 +138,10 @@ static bool make_convt(cfx__conv_geom *g, int64_t N, int64_t C, int64_t K, int G
     int64_t P = (H - 1) * sh - pt - pb + dh * (R - 1) + oph + 1;
     int64_t Q = (W - 1) * sw - pl - pr + dw * (S - 1) + opw + 1;
     if (P < 1 || Q < 1) return false;
-    *g = (cfx__conv_geom){.N = N,
-                          .Ci = K,
-                          .Hi = P,
-                          .Wi = Q,
-                          .Co = C,
-                          .Ho = H,
-                          .Wo = W,
-                          .R = R,
-                          .S = S,
-                          .sh = sh,
-                          .sw = sw,
-                          .pt = pt,
-                          .pl = pl,
-                          .pb = pb,
-                          .pr = pr,
-                          .dh = dh,
-                          .dw = dw,
-                          .G = G,
-                          .opad_h = oph,
-                          .opad_w = opw};
+    /* The forward conv over y (its dilated kernel always fits the padded P x Q), with x's size
+     * given rather than derived: output_padding past the stride leaves rows that feed no x. */
+    if (!make_conv(g, N, K, C, G, P, Q, R, S, sh, sw, pt, pl, pb, pr, dh, dw)) return false;
+    g->Ho = H, g->Wo = W, g->opad_h = oph, g->opad_w = opw;
     return true;
 }
 

@@ -20,28 +20,18 @@ static void write_models(const char *dir) {
     tiny_models_write(dir, &(tiny_models){.head_scale = 15, .decoder_scale = 4});
 }
 
-static cfx_tensor *random_images(int64_t n, uint64_t seed) {
-    cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, C, H, W});
-    cfx_rng r;
-    cfx_rng_init(&r, seed);
-    cfx_tensor_fill_uniform(t, &r, 0.0f, 1.0f);
-    return t;
-}
-
 /* The models with a calibration that puts the reconstruction term P_c of the images below
  * near one half, so that rho depends on the autoencoder as well as on the softmax. */
 static cfx_competency *open_models(int64_t batch) {
     const char *dir = cfx_test_tmpdir();
     write_models(dir);
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     cfx_competency_models m = {.classifier = c, .encoder = e, .decoder = d};
     cfx_competency *cm = cfx_competency_new(&m, batch);
     CHECK_MSG(cm != NULL, "cfx_competency_new: %s", cfx_last_error());
     if (!cm) return NULL;
-    cfx_tensor *x = random_images(64, 100);
+    cfx_tensor *x = tiny_random_images(64, 100);
     float loss[64];
     CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.loss = loss}, NULL));
     double mean = 0, sd = 0;
@@ -92,7 +82,7 @@ CFX_TEST(counterfactual, names_parse_both_ways) {
 /* The calibration set for LNN: 64 random images' codes, scored by rho of their decoding (so
  * that a candidate above the threshold gives a counterfactual above it). */
 static void lnn_candidates(cfx_competency *cm, cfx_tensor **lat, cfx_tensor **sc) {
-    cfx_tensor *x = random_images(64, 200);
+    cfx_tensor *x = tiny_random_images(64, 200);
     *lat = cfx_tensor_new(2, (int64_t[]){64, D});
     *sc = cfx_tensor_new(1, (int64_t[]){64});
     CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = (*lat)->data}, NULL));
@@ -104,7 +94,7 @@ CFX_TEST(counterfactual, each_method_raises_rho_at_the_reference_settings) {
     enum { N = 32 };
     cfx_competency *cm = open_models(8);
     if (!cm) return;
-    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
     cfx_tensor *lat = NULL, *sc = NULL;
     lnn_candidates(cm, &lat, &sc);
     float rho0[N], rho1[N];
@@ -267,7 +257,7 @@ static void check_two_updates(cfx_cf_method method, cfx_cf_vector vector) {
     cfx_competency *cm = open_models(4);
     if (!cm) return;
     const double lr = 1e-2, gamma = method == CFX_CF_IGD ? 0.5 : 2.0;
-    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
     cfx_tensor *x1 = cfx_tensor_new(4, x->shape);
     double *X = calloc(N * IMG, sizeof *X), *M = calloc(N * IMG, sizeof *M),
            *V = calloc(N * IMG, sizeof *V), *G = calloc(N * IMG, sizeof *G),
@@ -350,7 +340,7 @@ CFX_TEST(counterfactual, stopping_per_image_and_per_batch_follow_their_definitio
     enum { N = 32 };
     cfx_competency *cm = open_models(N);
     if (!cm) return;
-    cfx_tensor *x = random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 1), *out = cfx_tensor_new(4, x->shape);
     cfx_cf_record all[N];
     const cfx_cf_options l2 = {.distance = CFX_CF_DISTANCE_L2};
     run_igd(cm, &l2, N, x, out, all);
@@ -413,7 +403,7 @@ CFX_TEST(counterfactual, reco_is_the_reconstruction) {
     enum { N = 5 };
     cfx_competency *cm = open_models(2);
     if (!cm) return;
-    cfx_tensor *x = random_images(N, 3), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 3), *out = cfx_tensor_new(4, x->shape);
     cfx_cf_options l2 = {.distance = CFX_CF_DISTANCE_L2};
     cfx_cf *cf = cfx_cf_new(cm, CFX_CF_RECO, &l2, 2, NULL, NULL); /* batches of 2, 2, 1 */
     CHECK_MSG(cf != NULL, "%s", cfx_last_error());
@@ -471,7 +461,7 @@ CFX_TEST(counterfactual, lnn_finds_the_nearest_candidate_above_the_threshold) {
     enum { N = 10, M = 700 };
     cfx_competency *cm = open_models(4);
     if (!cm) return;
-    cfx_tensor *x = random_images(N, 4), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 4), *out = cfx_tensor_new(4, x->shape);
     float z[N * D];
     CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z}, NULL));
     /* 700 random candidates (three blocks of 256), scores uniform in [0, 1]. Image 0's own code
@@ -530,7 +520,7 @@ CFX_TEST(counterfactual, lnn_finds_the_nearest_candidate_above_the_threshold) {
 CFX_TEST(counterfactual, bad_input_gives_clear_errors) {
     cfx_competency *cm = open_models(2);
     if (!cm) return;
-    cfx_tensor *x = random_images(2, 5), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(2, 5), *out = cfx_tensor_new(4, x->shape);
     cfx_tensor *grey = cfx_tensor_new(4, (int64_t[]){2, 1, H, W});
     cfx_cf *cf = cfx_cf_new(cm, CFX_CF_FGD, NULL, 2, NULL, NULL);
     CHECK_MSG(cf != NULL, "%s", cfx_last_error());
@@ -567,9 +557,7 @@ CFX_TEST(counterfactual, bad_input_gives_clear_errors) {
     char c[800], e[800], d[800];
     const char *dir = cfx_test_tmpdir();
     write_models(dir);
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     cfx_competency *raw = cfx_competency_new(
         &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, 2);
     CHECK(raw != NULL);
@@ -592,7 +580,7 @@ CFX_TEST(counterfactual, lgd_updates_are_adam_on_its_objective_for_each_vector_t
     cfx_competency *cm = open_models(4);
     if (!cm) return;
     const double lr = 1e-2, gamma = 2;
-    cfx_tensor *x = random_images(N, 6), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 6), *out = cfx_tensor_new(4, x->shape);
     float z0[P], g[P], rho[N], want[N * IMG];
     CHECK_OK(cfx_competency_score(cm, x, &(cfx_competency_scores){.latent = z0}, NULL));
     cfx_tensor *z = cfx_tensor_new(2, (int64_t[]){N, D});
@@ -627,7 +615,7 @@ CFX_TEST(counterfactual, igd_with_the_l1_distance_raises_rho) {
     enum { N = 8 };
     cfx_competency *cm = open_models(N);
     if (!cm) return;
-    cfx_tensor *x = random_images(N, 7), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 7), *out = cfx_tensor_new(4, x->shape);
     cfx_cf_record rec[N];
     cfx_cf_options o = {.distance = CFX_CF_DISTANCE_L1, .clip = 1, .adam = {.lr = 5e-3f}};
     run_igd(cm, &o, N, x, out, rec);
@@ -659,7 +647,7 @@ CFX_TEST(counterfactual, igd_with_each_distance_raises_rho) {
     enum { N = 16 };
     cfx_competency *cm = open_models(8);
     if (!cm) return;
-    cfx_tensor *x = random_images(N, 9), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 9), *out = cfx_tensor_new(4, x->shape);
     const char *dir = cfx_test_tmpdir();
     float w[N];
     for (int i = 0; i < N; i++) w[i] = 1;
@@ -743,9 +731,7 @@ static cfx_competency *open_sqrt_model(void) {
     wd[0 * IMG + 0] = -2, wd[1 * IMG + 1] = 6;
     bd[0] = 1, bd[1] = -4, bd[2] = 0;
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/sqrt.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "sqrt.onnx", c, e, d);
     CHECK_OK(cfx_onnx_save(g, c, NULL, 0));
     cfx_graph_free(g);
     cfx_competency *cm = cfx_competency_new(
@@ -761,7 +747,7 @@ static cfx_competency *open_sqrt_model(void) {
 CFX_TEST(counterfactual, a_non_finite_rho_or_gradient_fails_one_image_and_the_others_go_on) {
     cfx_competency *cm = open_sqrt_model();
     if (!cm) return;
-    cfx_tensor *x = random_images(3, 12), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(3, 12), *out = cfx_tensor_new(4, x->shape);
     for (int i = 0; i < 3 * IMG; i++) x->data[i] = 0.3f + 0.4f * x->data[i]; /* no pixel near 0 */
     const float x0[3] = {0.045f, 0, 0.5f}, x1[3] = {0.3f, 0.3f, 0.6f};
     for (int i = 0; i < 3; i++) x->data[i * IMG] = x0[i], x->data[i * IMG + 1] = x1[i];
@@ -836,7 +822,7 @@ CFX_TEST(counterfactual, packing_the_active_images_keeps_each_result) {
     enum { N = 32 };
     cfx_competency *cm = open_models(N);
     if (!cm) return;
-    cfx_tensor *x = random_images(N, 5), *out = cfx_tensor_new(4, x->shape);
+    cfx_tensor *x = tiny_random_images(N, 5), *out = cfx_tensor_new(4, x->shape);
     cfx_tensor *one = cfx_tensor_new(4, (int64_t[]){1, C, H, W}),
                *y = cfx_tensor_new(4, one->shape);
     const cfx_cf_method methods[3] = {CFX_CF_IGD, CFX_CF_FGD, CFX_CF_LGD};
@@ -895,7 +881,7 @@ CFX_TEST(counterfactual, an_image_with_a_non_finite_code_fails_alone_in_every_me
     cfx_parce p = {
         .num_classes = K, .mu = mu, .sigma = sigma, .z = 1, .loss_scale = 2, .threshold = 0.9};
     CHECK_OK(cfx_competency_set_parce(cm, &p));
-    cfx_tensor *xs = random_images(N, 21), *out = cfx_tensor_new(4, xs->shape);
+    cfx_tensor *xs = tiny_random_images(N, 21), *out = cfx_tensor_new(4, xs->shape);
     xs->data[IMG + 5] = -0.5f;
     cfx_tensor *lat = NULL, *sc = NULL;
     lnn_candidates(cm, &lat, &sc);

@@ -292,13 +292,10 @@ CFX_TEST(dataset, fashion_mnist_prepare_end_to_end) {
     CHECK_ERR(cfx_data_prepare_fashion_mnist(&o, NULL, 9, 1.5), CFX_EINVAL);
 }
 
-/* Issue 22: NaN and infinite images passed through (ReLU maps NaN to 0), so an all-NaN test
- * split scored "accuracy 14.29%"; float images of 1e30 trained to a loss of 2e29. A dataset's
- * images are bytes, and every .npy input is finite: each is refused naming the file and the
- * first bad element. */
-CFX_TEST(dataset, non_finite_or_non_byte_images_are_refused) {
-    const char *dir = cfx_test_tmpdir();
-    char root[600], out[600], path[800];
+/* A dataset prepared in DIR/ds (its path in out) from an image folder of two classes of five
+ * 4x4 PNGs; returns the size of its test split (1 when it did not load, a failed check). */
+static int64_t two_class_dataset(const char *dir, char *out, size_t size) {
+    char root[600];
     snprintf(root, sizeof root, "%s/imgs", dir);
     mkdir(root, 0700);
     for (int k = 0; k < 2; k++)
@@ -307,13 +304,24 @@ CFX_TEST(dataset, non_finite_or_non_byte_images_are_refused) {
             snprintf(name, sizeof name, "%02d.png", i);
             write_png(root, k ? "b" : "a", name, k, i, 4, 4);
         }
-    snprintf(out, sizeof out, "%s/ds", dir);
+    snprintf(out, size, "%s/ds", dir);
     cfx_data_options o = {.out = out, .seed = 1};
     CHECK_OK(cfx_data_prepare_folder(&o, root, 0, 0, 0, NULL, 0.2, 0.2));
     cfx_dataset *d = cfx_dataset_load(out, "test");
     CHECK_MSG(d != NULL, "%s", cfx_last_error());
     int64_t n = d ? d->n : 1;
     cfx_dataset_free(d);
+    return n;
+}
+
+/* Issue 22: NaN and infinite images passed through (ReLU maps NaN to 0), so an all-NaN test
+ * split scored "accuracy 14.29%"; float images of 1e30 trained to a loss of 2e29. A dataset's
+ * images are bytes, and every .npy input is finite: each is refused naming the file and the
+ * first bad element. */
+CFX_TEST(dataset, non_finite_or_non_byte_images_are_refused) {
+    const char *dir = cfx_test_tmpdir();
+    char out[600], path[800];
+    int64_t n = two_class_dataset(dir, out, sizeof out);
     /* The test split's images replaced by floats: NaN, then 1e30, then 255.5. */
     cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, 3, 4, 4});
     snprintf(path, sizeof path, "%s/test_images.npy", out);
@@ -324,7 +332,7 @@ CFX_TEST(dataset, non_finite_or_non_byte_images_are_refused) {
         for (int64_t i = 0; i < t->numel; i++) t->data[i] = i < 37 ? 7 : bad[k];
         CHECK_OK(cfx_npy_write(path, t));
         cfx_set_error(CFX_OK, "%s", "");
-        d = cfx_dataset_load(out, "test");
+        cfx_dataset *d = cfx_dataset_load(out, "test");
         CHECK_MSG(d == NULL && strstr(cfx_last_error(), want[k]) &&
                       strstr(cfx_last_error(), "test_images.npy"),
                   "%g: loaded %s: %s", (double)bad[k], d ? "fine" : "not", cfx_last_error());
@@ -347,22 +355,8 @@ CFX_TEST(dataset, non_finite_or_non_byte_images_are_refused) {
  * that are no whole class number are refused with their value and index. */
 CFX_TEST(dataset, huge_or_fractional_labels_are_refused) {
     const char *dir = cfx_test_tmpdir();
-    char root[600], out[600], path[800];
-    snprintf(root, sizeof root, "%s/imgs", dir);
-    mkdir(root, 0700);
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 5; i++) {
-            char name[32];
-            snprintf(name, sizeof name, "%02d.png", i);
-            write_png(root, k ? "b" : "a", name, k, i, 4, 4);
-        }
-    snprintf(out, sizeof out, "%s/ds", dir);
-    cfx_data_options o = {.out = out, .seed = 1};
-    CHECK_OK(cfx_data_prepare_folder(&o, root, 0, 0, 0, NULL, 0.2, 0.2));
-    cfx_dataset *d = cfx_dataset_load(out, "test");
-    CHECK_MSG(d != NULL, "%s", cfx_last_error());
-    int64_t n = d ? d->n : 1;
-    cfx_dataset_free(d);
+    char out[600], path[800];
+    int64_t n = two_class_dataset(dir, out, sizeof out);
     cfx_tensor *t = cfx_tensor_new(1, (int64_t[]){n});
     snprintf(path, sizeof path, "%s/test_labels.npy", out);
     const float bad[3] = {-2.09981e33f, 3e9f, 0.5f};
@@ -371,7 +365,7 @@ CFX_TEST(dataset, huge_or_fractional_labels_are_refused) {
     for (int k = 0; k < 3; k++) {
         t->data[0] = bad[k];
         CHECK_OK(cfx_npy_write(path, t));
-        d = cfx_dataset_load(out, "test");
+        cfx_dataset *d = cfx_dataset_load(out, "test");
         CHECK_MSG(d == NULL && strstr(cfx_last_error(), want[k]) &&
                       strstr(cfx_last_error(), "test_labels.npy"),
                   "%g: loaded %s: %s", (double)bad[k], d ? "fine" : "not", cfx_last_error());

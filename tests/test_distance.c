@@ -17,22 +17,21 @@
 
 enum { N = 5 };
 
+/* Any calibration: the methods need one, the distances do not look at it. */
+static double any_mu[TINY_K] = {0.05, 0.05, 0.05}, any_sigma[TINY_K] = {0.05, 0.05, 0.05};
+static const cfx_parce any_parce = {
+    .num_classes = TINY_K, .mu = any_mu, .sigma = any_sigma, .loss_scale = 2, .threshold = 0.9};
+
 /* The tiny models in a fresh folder (its path in dir) and a competency on them. */
 static cfx_competency *open_models(char *dir, const tiny_models *o, int64_t batch) {
     snprintf(dir, 600, "%s", cfx_test_tmpdir());
     tiny_models_write(dir, o);
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     cfx_competency *cm = cfx_competency_new(
         &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d}, batch);
     CHECK_MSG(cm != NULL, "cfx_competency_new: %s", cfx_last_error());
-    /* Any calibration: the methods need one, the distances do not look at it. */
-    double mu[TINY_K] = {0.05, 0.05, 0.05}, sigma[TINY_K] = {0.05, 0.05, 0.05};
-    cfx_parce p = {
-        .num_classes = TINY_K, .mu = mu, .sigma = sigma, .loss_scale = 2, .threshold = 0.9};
-    if (cm) CHECK_OK(cfx_competency_set_parce(cm, &p));
+    if (cm) CHECK_OK(cfx_competency_set_parce(cm, &any_parce));
     return cm;
 }
 
@@ -43,9 +42,11 @@ static cfx_competency *open_models(char *dir, const tiny_models *o, int64_t batc
  * it, so their LPIPS carries errors near 1e-5 of itself, which the comparison would see. */
 static const float noise_far[N] = {0, 0.01f, 0.05f, 0.2f, 1},
                    noise_near[N] = {0, 0.03f, 0.1f, 0.3f, 1};
-static void make_pairs_at(const cfx_competency_shape *sh, cfx_tensor **x, cfx_tensor **y, float *w,
+static void make_pairs_at(const cfx_competency *cm, cfx_tensor **x, cfx_tensor **y, float *w,
                           const float *noise) {
-    *x = cfx_tensor_new(4, (int64_t[]){N, sh->c, sh->h, sh->w});
+    cfx_competency_shape sh;
+    cfx_competency_shape_of(cm, &sh);
+    *x = cfx_tensor_new(4, (int64_t[]){N, sh.c, sh.h, sh.w});
     *y = cfx_tensor_new(4, (*x)->shape);
     cfx_rng r;
     cfx_rng_init(&r, 3);
@@ -60,8 +61,8 @@ static void make_pairs_at(const cfx_competency_shape *sh, cfx_tensor **x, cfx_te
     }
 }
 
-static void make_pairs(const cfx_competency_shape *sh, cfx_tensor **x, cfx_tensor **y, float *w) {
-    make_pairs_at(sh, x, y, w, noise_far);
+static void make_pairs(const cfx_competency *cm, cfx_tensor **x, cfx_tensor **y, float *w) {
+    make_pairs_at(cm, x, y, w, noise_far);
 }
 
 /* D and its weighted gradient through cfx__distance_add on a graph of its own: y an input
@@ -206,11 +207,9 @@ CFX_TEST(distance, l2_and_l1_are_the_pixel_formulas) {
     char dir[600];
     cfx_competency *cm = open_models(dir, &(tiny_models){0}, 2);
     if (!cm) return;
-    cfx_competency_shape sh;
-    cfx_competency_shape_of(cm, &sh);
     cfx_tensor *x, *y;
     float w[N];
-    make_pairs(&sh, &x, &y, w);
+    make_pairs(cm, &x, &y, w);
     const int64_t img = x->numel / N;
     for (int k = CFX_CF_DISTANCE_L2; k <= CFX_CF_DISTANCE_L1; k++) {
         cfx_distance *d = cfx_distance_new(cm, k, NULL, 2);
@@ -239,11 +238,9 @@ CFX_TEST(distance, ssim_and_its_gradient_match_pytorch_msssim) {
         char dir[600];
         cfx_competency *cm = open_models(dir, &shapes[s], 2);
         if (!cm) continue;
-        cfx_competency_shape sh;
-        cfx_competency_shape_of(cm, &sh);
         cfx_tensor *x, *y;
         float w[N];
-        make_pairs(&sh, &x, &y, w);
+        make_pairs(cm, &x, &y, w);
         cfx_distance *d = cfx_distance_new(cm, CFX_CF_DISTANCE_SSIM, NULL, 2); /* 2 + 2 + 1 */
         CHECK_MSG(d != NULL, "%s", cfx_last_error());
         write_pairs(dir, x, y, w);
@@ -272,11 +269,9 @@ CFX_TEST(distance, builtin_lpips_and_its_gradient_match_torch) {
         char dir[600];
         cfx_competency *cm = open_models(dir, &models[m], 2);
         if (!cm) continue;
-        cfx_competency_shape sh;
-        cfx_competency_shape_of(cm, &sh);
         cfx_tensor *x, *y;
         float w[N];
-        make_pairs_at(&sh, &x, &y, w, noise_near);
+        make_pairs_at(cm, &x, &y, w, noise_near);
         cfx_distance *d = cfx_distance_new(cm, CFX_CF_DISTANCE_LPIPS, NULL, 2);
         CHECK_MSG(d != NULL, "%s", cfx_last_error());
         write_pairs(dir, x, y, w);
@@ -333,11 +328,9 @@ CFX_TEST(distance, lpips_model_and_its_gradient_match_torch) {
         char dir[600];
         cfx_competency *cm = open_models(dir, &cases[k].m, 2);
         if (!cm) continue;
-        cfx_competency_shape sh;
-        cfx_competency_shape_of(cm, &sh);
         cfx_tensor *x, *y;
         float w[N];
-        make_pairs_at(&sh, &x, &y, w, noise_near);
+        make_pairs_at(cm, &x, &y, w, noise_near);
         write_pairs(dir, x, y, w);
         char args[700], path[700];
         snprintf(args, sizeof args, "model %s %s", dir, cases[k].kind);
@@ -416,11 +409,9 @@ CFX_TEST(distance, models_that_do_not_fit_are_clear_errors) {
     CHECK_MSG(d != NULL, "%s", cfx_last_error());
     if (d) {
         /* mean((2x - 1) - (2y - 1))^2 = 4 mean (x - y)^2 */
-        cfx_competency_shape sh;
-        cfx_competency_shape_of(cm, &sh);
         cfx_tensor *x, *y;
         float w[N];
-        make_pairs(&sh, &x, &y, w);
+        make_pairs(cm, &x, &y, w);
         double got[N];
         CHECK_OK(cfx_distance_run(d, x, y, got));
         const int64_t img = x->numel / N;
@@ -431,7 +422,7 @@ CFX_TEST(distance, models_that_do_not_fit_are_clear_errors) {
             CHECK_NEAR(got[i], 4 * s / img, 1e-6 * (1 + 4 * s / img));
         }
         /* Pairs of another shape are refused. */
-        cfx_tensor *grey = cfx_tensor_new(4, (int64_t[]){N, 1, sh.h, sh.w});
+        cfx_tensor *grey = cfx_tensor_new(4, (int64_t[]){N, 1, x->shape[2], x->shape[3]});
         CHECK_ERR(cfx_distance_run(d, x, grey, got), CFX_ESHAPE);
         CHECK_MSG(strstr(cfx_last_error(), "(5, 1, 6, 6)") && strstr(cfx_last_error(), "LPIPS"),
                   "got: %s", cfx_last_error());
@@ -469,9 +460,7 @@ CFX_TEST(distance, builtin_lpips_without_a_convolution_is_refused) {
     CHECK_OK(cfx_graph_set_output(g, y, "probs"));
     CHECK_OK(cfx_graph_compile(g));
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/linear.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "linear.onnx", c, e, d);
     CHECK_OK(cfx_onnx_save(g, c, NULL, 0));
     cfx_graph_free(g);
     cm = cfx_competency_new(&(cfx_competency_models){.classifier = c, .encoder = e, .decoder = d},
@@ -501,12 +490,7 @@ CFX_TEST(distance, every_failed_allocation_is_an_error_without_leaks) {
     cfx_competency *cm = open_models(dir, &(tiny_models){.two_convs = true}, 2);
     cfx_competency_free(cm);
     char c[800], e[800], d[800];
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(d, sizeof d, "%s/decoder.onnx", dir);
-    double mu[TINY_K] = {0.05, 0.05, 0.05}, sigma[TINY_K] = {0.05, 0.05, 0.05};
-    cfx_parce p = {
-        .num_classes = TINY_K, .mu = mu, .sigma = sigma, .loss_scale = 2, .threshold = 0.9};
+    tiny_model_paths(dir, "classifier.onnx", c, e, d);
     /* Under valgrind and the sanitizers (the fast subset), every 13th allocation. */
     const long step = cfx_test_fast() ? 13 : 1;
     long fail = 1, failures = 0, streak = 0, got_past = 0;
@@ -517,7 +501,7 @@ CFX_TEST(distance, every_failed_allocation_is_an_error_without_leaks) {
         cfx_distance *ssim = NULL;
         cfx_cf *cf = NULL;
         cfx_tensor *x = NULL, *out = NULL;
-        bool ok = m && cfx_competency_set_parce(m, &p) == CFX_OK;
+        bool ok = m && cfx_competency_set_parce(m, &any_parce) == CFX_OK;
         if (ok)
             ok = (cf = cfx_cf_new(m, CFX_CF_IGD, &(cfx_cf_options){.max_iter = 2}, 2, NULL,
                                   NULL)) != NULL;

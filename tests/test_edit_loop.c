@@ -166,6 +166,15 @@ static cfx_status script_classify(void *user, const cfx_tensor *image, int *labe
 
 static char *cls_names[4] = {"winter", "summer", "travel", "casual"};
 
+/* The scripted classifier over the scenes' four classes, with scores. */
+static cfx_image_classifier script_classifier(script *sc) {
+    return (cfx_image_classifier){.classify = script_classify,
+                                  .user = sc,
+                                  .num_classes = 4,
+                                  .classes = cls_names,
+                                  .has_scores = 1};
+}
+
 /* A wrapper editor: the built-in one, or one that answers with an image of another size. */
 typedef struct {
     cfx_image_editor *inner;
@@ -212,6 +221,18 @@ static void fixture_close(fixture *f) {
     cfx_wordnet_free(f->wn);
 }
 
+/* The loop tests' prologue: small scenes and the fixture on them. Returns the scenes' folder,
+ * or NULL when the test was skipped (no Fashion-MNIST, no WordNet) or failed (f is closed). */
+static const char *fixture_or_skip(fixture *f) {
+    const char *dir = scenes();
+    if (!dir) return NULL;
+    if (!fixture_open(f, dir)) {
+        fixture_close(f);
+        return NULL;
+    }
+    return dir;
+}
+
 /* The records of results.jsonl as text lines (at most 64). */
 static int read_lines(const char *out, char lines[][4096], int cap) {
     char path[900];
@@ -224,19 +245,11 @@ static int read_lines(const char *out, char lines[][4096], int cap) {
 }
 
 CFX_TEST(edit_loop, stops_on_flip_exhausted_and_cap_and_records_each_step) {
-    const char *dir = scenes();
-    if (!dir) return;
     fixture f;
-    if (!fixture_open(&f, dir)) {
-        fixture_close(&f);
-        return;
-    }
+    const char *dir = fixture_or_skip(&f);
+    if (!dir) return;
     script sc = {.flip_after = 2};
-    cfx_image_classifier clf = {.classify = script_classify,
-                                .user = &sc,
-                                .num_classes = 4,
-                                .classes = cls_names,
-                                .has_scores = 1};
+    cfx_image_classifier clf = script_classifier(&sc);
     cfx_image_editor *ed = cfx_image_editor_builtin(f.json, dir);
     CHECK_MSG(ed != NULL, "%s", cfx_last_error());
     /* A test image whose nearest counterfactual needs edits: id 36 onwards are test scenes. */
@@ -298,13 +311,9 @@ CFX_TEST(edit_loop, away_aims_past_the_classifiers_label) {
     /* A classifier that always answers "winter" on scenes that are not winter: where the closest
      * counterfactual is a winter scene, --away aims at the closest scene of a third class,
      * checked here against every candidate's edit cost. */
-    const char *dir = scenes();
-    if (!dir) return;
     fixture f;
-    if (!fixture_open(&f, dir)) {
-        fixture_close(&f);
-        return;
-    }
+    const char *dir = fixture_or_skip(&f);
+    if (!dir) return;
     int32_t n = cfx_concepts_data_count(f.d), q = -1;
     for (int32_t i = 0; i < n && q < 0; i++) {
         cfx_nearest nr;
@@ -333,11 +342,7 @@ CFX_TEST(edit_loop, away_aims_past_the_classifiers_label) {
         cfx_edit_set_deinit(&es);
     }
     script sc = {.flip_after = 1000000};
-    cfx_image_classifier clf = {.classify = script_classify,
-                                .user = &sc,
-                                .num_classes = 4,
-                                .classes = cls_names,
-                                .has_scores = 1};
+    cfx_image_classifier clf = script_classifier(&sc);
     cfx_image_editor *ed = cfx_image_editor_builtin(f.json, dir);
     int64_t qid = cfx_concepts_data_id(f.d, q);
     char want[256];
@@ -376,13 +381,9 @@ CFX_TEST(edit_loop, away_aims_past_the_classifiers_label) {
 }
 
 CFX_TEST(edit_loop, builtin_editor_removes_only_the_object_and_inserts_into_free_space) {
-    const char *dir = scenes();
-    if (!dir) return;
     fixture f;
-    if (!fixture_open(&f, dir)) {
-        fixture_close(&f);
-        return;
-    }
+    const char *dir = fixture_or_skip(&f);
+    if (!dir) return;
     cfx_image_editor *ed = cfx_image_editor_builtin(f.json, dir);
     char path[900];
     snprintf(path, sizeof path, "%s/images/0.png", dir);
@@ -561,19 +562,11 @@ CFX_TEST(edit_loop, builtin_editor_pastes_an_item_opaque_even_where_it_is_thin) 
 }
 
 CFX_TEST(edit_loop, per_image_errors_are_recorded_and_resume_drops_a_torn_line) {
-    const char *dir = scenes();
-    if (!dir) return;
     fixture f;
-    if (!fixture_open(&f, dir)) {
-        fixture_close(&f);
-        return;
-    }
+    const char *dir = fixture_or_skip(&f);
+    if (!dir) return;
     script sc = {.flip_after = 0, .foreign = 1};
-    cfx_image_classifier clf = {.classify = script_classify,
-                                .user = &sc,
-                                .num_classes = 4,
-                                .classes = cls_names,
-                                .has_scores = 1};
+    cfx_image_classifier clf = script_classifier(&sc);
     cfx_image_editor *inner = cfx_image_editor_builtin(f.json, dir);
     wrap w = {.inner = inner, .wrong_size = 1};
     cfx_image_editor ed = {.edit = wrap_edit, .user = &w};
@@ -675,10 +668,7 @@ CFX_TEST(edit_loop, per_image_errors_are_recorded_and_resume_drops_a_torn_line) 
  * editor, the classifier and the planner), and --resume with another classifier is refused with
  * the run left as it was. */
 CFX_TEST(edit_loop, run_json_names_the_classifier_and_resume_checks_it) {
-    if (!cfx_test_cli()) {
-        printf("  skip: the cfx program is not built beside the tests\n");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char root[700], out[4096], path[800];
     snprintf(root, sizeof root, "%s/edit-settings", cfx_test_tmpdir());
     CHECK(mkdir(root, 0700) == 0);

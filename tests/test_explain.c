@@ -161,32 +161,16 @@ CFX_TEST(explain, map_matches_numpy_and_names_its_region) {
 static char root[600];
 
 static bool setup(void) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
-    if (root[0]) return true;
-    char out[16384];
-    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
-    const char *d = root;
-    int rc = cfx_test_make_bundle(d,
-                                  &(cfx_test_bundle_spec){.train = 60,
-                                                          .calib = 30,
-                                                          .test = 30,
-                                                          .ood = 20,
-                                                          .clf_epochs = 6,
-                                                          .ae_epochs = 2,
-                                                          .threshold = 0.17,
-                                                          .per_cause = 4},
-                                  out, sizeof out);
-    if (!rc)
-        rc = cfx_test_run_cli(out, sizeof out,
-                              "counterfactual --bundle %s/b --examples %s/ex --method reco,lnn "
-                              "--out %s/run --threads 1",
-                              d, d, d);
-    CHECK_MSG(rc == 0, "setting up the bundle and the run failed: %s", out);
-    if (rc) root[0] = '\0';
-    return rc == 0;
+    return cfx_test_bundle_once(root, sizeof root,
+                                &(cfx_test_bundle_spec){.train = 60,
+                                                        .calib = 30,
+                                                        .test = 30,
+                                                        .ood = 20,
+                                                        .clf_epochs = 6,
+                                                        .ae_epochs = 2,
+                                                        .threshold = 0.17,
+                                                        .per_cause = 4},
+                                "reco,lnn");
 }
 
 /* Images of the test split (never seen by the explainer) corrupted with known causes: the

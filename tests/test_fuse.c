@@ -24,14 +24,6 @@ static bool oracle(const char *kind, char *dir, size_t size) {
     return rc == 0;
 }
 
-static cfx_tensor *load_npy(const char *dir, const char *name) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    cfx_tensor *t = cfx_npy_read(p);
-    CHECK_MSG(t != NULL, "read %s: %s", p, cfx_last_error());
-    return t;
-}
-
 static double max_abs(const float *a, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fabs((double)a[i]) > m ? fabs((double)a[i]) : m;
@@ -162,8 +154,8 @@ static void compare_held(const char *kind, cfx_graph_fusions want, double ytol, 
                          bool all_held, int clips) {
     char dir[512];
     if (!oracle(kind, dir, sizeof dir)) return;
-    cfx_tensor *x = load_npy(dir, "x.npy"), *y = load_npy(dir, "y.npy");
-    cfx_tensor *w = load_npy(dir, "w.npy"), *gx = load_npy(dir, "gx.npy");
+    cfx_tensor *x = cfx_test_npy(dir, "x"), *y = cfx_test_npy(dir, "y");
+    cfx_tensor *w = cfx_test_npy(dir, "w"), *gx = cfx_test_npy(dir, "gx");
     float *fy = NULL, *fg = NULL, *uy = NULL, *ug = NULL, *py = NULL, *pg = NULL;
     cfx_graph_fusions ff = {0}, uf = {0}, pf = {0};
     if (!x || !y || !w || !gx) goto out;
@@ -278,6 +270,44 @@ CFX_TEST(fuse, trainable_import_keeps_bn_and_exact_param_grads) {
     free(grads[0]), free(grads[1]);
 }
 
+/* A graph built by a test below, run once with the plan's optimisations and once without: its
+ * output and, with a gradient, the input gradient of sum(y) (malloc'd copies). */
+typedef struct {
+    float *y, *gx;
+    int64_t ny, nx;
+} kept_run;
+
+/* Compiles g with or without the plan's fusions, and with or without gradients (for the
+ * parameters and the input x); without, as a frozen import, whose weights are constants. */
+static void compile_for(cfx_graph *g, int x, int fuse, int grad) {
+    CHECK_OK(cfx_graph_enable_fusion(g, fuse));
+    CHECK_OK(cfx_graph_enable_param_grads(g, grad));
+    if (grad) CHECK_OK(cfx_graph_requires_grad(g, x, 1));
+    CHECK_OK(cfx_graph_compile(g));
+}
+
+/* After a forward: copies y, and with grad (after the backward) x's gradient, into r. */
+static void keep_run(cfx_graph *g, int x, int y, int grad, kept_run *r) {
+    r->ny = cfx_graph_tensor(g, y)->numel;
+    r->y = malloc((size_t)r->ny * sizeof(float));
+    memcpy(r->y, cfx_graph_tensor(g, y)->data, (size_t)r->ny * sizeof(float));
+    if (grad) {
+        CHECK_OK(cfx_graph_backward(g, y, NULL));
+        r->nx = cfx_graph_tensor(g, x)->numel;
+        r->gx = malloc((size_t)r->nx * sizeof(float));
+        memcpy(r->gx, cfx_graph_grad(g, x), (size_t)r->nx * sizeof(float));
+    }
+}
+
+/* The optimised run (r[1]) gives the unoptimised one's output and input gradient within 1e-5
+ * relative (a failed check otherwise, and false); both are freed. */
+static bool same_runs(kept_run r[2], int grad) {
+    bool same = CHECK_ARRAY_NEAR(r[1].y, r[0].y, (size_t)r[0].ny, 1e-5, 1e-6) &&
+                (!grad || CHECK_ARRAY_NEAR(r[1].gx, r[0].gx, (size_t)r[0].nx, 1e-5, 1e-6));
+    for (int k = 0; k < 2; k++) free(r[k].y), free(r[k].gx);
+    return same;
+}
+
 /* Conv + Clip (ReLU6) fused where no gradient flows, on every convolution path (oneDNN's clip
  * post-op, and the direct kernels and the reference clipping after): the unfused graph's output
  * within 1e-5, with the clip's bounds hit on both sides. With the input's
@@ -287,8 +317,7 @@ CFX_TEST(fuse, conv_clip_without_gradient) {
                                            CFX__CONV_PATH_DNNL, CFX__CONV_PATH_DIRECT};
     for (int p = 0; p < 4; p++)
         for (int grad = 0; grad < 2; grad++) {
-            float *res[2] = {NULL, NULL}, *gx[2] = {NULL, NULL};
-            int64_t ny = 0, nx = 0;
+            kept_run runs[2] = {{0}};
             int lo_hits = 0, hi_hits = 0;
             for (int fuse = 0; fuse < 2; fuse++) {
                 cfx__conv_force_path(paths[p]);
@@ -301,37 +330,22 @@ CFX_TEST(fuse, conv_clip_without_gradient) {
                 int y = cfx_op_conv2d(g, c, cfx_graph_param(g, "w2", 4, (int64_t[]){4, 16, 1, 1}),
                                       -1, NULL);
                 CHECK_OK(cfx_graph_set_output(g, y, "y"));
-                CHECK_OK(cfx_graph_enable_fusion(g, fuse));
-                /* Without: no gradient at all (as a frozen import, whose weights are constants). */
-                CHECK_OK(cfx_graph_enable_param_grads(g, grad));
-                if (grad) CHECK_OK(cfx_graph_requires_grad(g, x, 1));
-                CHECK_OK(cfx_graph_compile(g));
+                compile_for(g, x, fuse, grad);
                 cfx__conv_force_path(CFX__CONV_PATH_AUTO);
                 gradcheck_fill(g, x, 61, 0.3f);
                 CHECK_OK(cfx_graph_forward(g));
                 CHECK_INT_EQ(g->clips_fused, fuse && !grad ? 1 : 0);
                 CHECK_INT_EQ(cfx_graph_fusion_counts(g).conv_clip, g->clips_fused);
-                const cfx_tensor *ct = cfx_graph_tensor(g, c), *yt = cfx_graph_tensor(g, y);
+                const cfx_tensor *ct = cfx_graph_tensor(g, c);
                 for (int64_t i = 0; !fuse && i < ct->numel; i++)
                     lo_hits += ct->data[i] == 0.0f, hi_hits += ct->data[i] == 0.5f;
-                ny = yt->numel;
-                res[fuse] = malloc((size_t)ny * sizeof(float));
-                memcpy(res[fuse], yt->data, (size_t)ny * sizeof(float));
-                if (grad) {
-                    CHECK_OK(cfx_graph_backward(g, y, NULL));
-                    nx = cfx_graph_tensor(g, x)->numel;
-                    gx[fuse] = malloc((size_t)nx * sizeof(float));
-                    memcpy(gx[fuse], cfx_graph_grad(g, x), (size_t)nx * sizeof(float));
-                }
+                keep_run(g, x, y, grad, &runs[fuse]);
                 cfx_graph_free(g);
             }
             CHECK(lo_hits > 0 && hi_hits > 0); /* both bounds clip something */
             /* Not to the bit: optimised, the second Conv reads the clipped value in the held
              * layout, on another oneDNN kernel. */
-            if (!CHECK_ARRAY_NEAR(res[1], res[0], (size_t)ny, 1e-5, 1e-6) ||
-                (grad && !CHECK_ARRAY_NEAR(gx[1], gx[0], (size_t)nx, 1e-5, 1e-6)))
-                printf("  (path %d, gradient %d)\n", (int)paths[p], grad);
-            free(res[0]), free(res[1]), free(gx[0]), free(gx[1]);
+            if (!same_runs(runs, grad)) printf("  (path %d, gradient %d)\n", (int)paths[p], grad);
         }
 }
 
@@ -343,8 +357,7 @@ CFX_TEST(fuse, conv_clip_without_gradient) {
 CFX_TEST(fuse, residual_region_held_between_convolutions) {
     for (int grad = 0; grad < 2; grad++)
         for (int public_r = 0; public_r < 2; public_r++) {
-            float *res[2] = {NULL, NULL}, *gx[2] = {NULL, NULL};
-            int64_t ny = 0, nx = 0;
+            kept_run runs[2] = {{0}};
             for (int fuse = 0; fuse < 2; fuse++) {
                 cfx_graph *g = cfx_graph_new();
                 const cfx_conv2d_attr same = {.pad = {1, 1, 1, 1}};
@@ -361,10 +374,7 @@ CFX_TEST(fuse, residual_region_held_between_convolutions) {
                                       -1, &same);
                 CHECK_OK(cfx_graph_set_output(g, y, "y"));
                 if (public_r) CHECK_OK(cfx_graph_set_output(g, r, "r"));
-                CHECK_OK(cfx_graph_enable_fusion(g, fuse));
-                CHECK_OK(cfx_graph_enable_param_grads(g, grad));
-                if (grad) CHECK_OK(cfx_graph_requires_grad(g, x, 1));
-                CHECK_OK(cfx_graph_compile(g));
+                compile_for(g, x, fuse, grad);
                 gradcheck_fill(g, x, 71, 0.2f);
                 CHECK_OK(cfx_graph_forward(g));
                 const cfx__node *c1 = &g->nodes[g->values[h].producer];
@@ -379,20 +389,9 @@ CFX_TEST(fuse, residual_region_held_between_convolutions) {
                 CHECK_INT_EQ(c3->blocked_out, 0); /* the graph's output */
                 CHECK_INT_EQ(c2->c16_in0, held && grad);
                 CHECK_INT_EQ(g->held_values > 0, held);
-                ny = cfx_graph_tensor(g, y)->numel;
-                res[fuse] = malloc((size_t)ny * sizeof(float));
-                memcpy(res[fuse], cfx_graph_tensor(g, y)->data, (size_t)ny * sizeof(float));
-                if (grad) {
-                    CHECK_OK(cfx_graph_backward(g, y, NULL));
-                    nx = cfx_graph_tensor(g, x)->numel;
-                    gx[fuse] = malloc((size_t)nx * sizeof(float));
-                    memcpy(gx[fuse], cfx_graph_grad(g, x), (size_t)nx * sizeof(float));
-                }
+                keep_run(g, x, y, grad, &runs[fuse]);
                 cfx_graph_free(g);
             }
-            if (!CHECK_ARRAY_NEAR(res[1], res[0], (size_t)ny, 1e-5, 1e-6) ||
-                (grad && !CHECK_ARRAY_NEAR(gx[1], gx[0], (size_t)nx, 1e-5, 1e-6)))
-                printf("  (gradient %d, r an output %d)\n", grad, public_r);
-            free(res[0]), free(res[1]), free(gx[0]), free(gx[1]);
+            if (!same_runs(runs, grad)) printf("  (gradient %d, r an output %d)\n", grad, public_r);
         }
 }

@@ -139,18 +139,6 @@ CFX_TEST(idx, truncated_corrupt_and_foreign_files_are_refused) {
     CHECK(strstr(cfx_last_error(), "/nonexistent/x.gz") != NULL);
 }
 
-/* The largest block asked of the allocator while it is installed. */
-static size_t largest;
-static void *largest_realloc(void *p, size_t n, void *ctx) {
-    (void)ctx;
-    if (n > largest) largest = n;
-    return realloc(p, n);
-}
-static void largest_free(void *p, void *ctx) {
-    (void)ctx;
-    free(p);
-}
-
 /* Found by fuzzing (fuzz/fuzz_idx.c, tests/data/fuzz-regressions/idx/): a 37-byte file whose
  * header claims 2 x 2 x 1129074517 bytes had them allocated (and zeroed) before any data was
  * read, so the fuzzer ran out of its 2 GiB. The header is now checked against what the file
@@ -173,14 +161,13 @@ CFX_TEST(idx, a_header_larger_than_the_file_is_refused_before_allocating) {
             fwrite("abcdefghijkl", 1, 12, f);
             fclose(f);
         }
-        largest = 0;
-        cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+        cfx_test_largest_begin();
         cfx_tensor *t = cfx_idx_read(path);
         uint8_t *u8 = NULL;
         int ndim;
         int64_t shape[CFX_MAX_DIMS];
         cfx_status s = cfx_idx_read_u8(path, &u8, &ndim, shape);
-        cfx_set_allocator(NULL);
+        size_t largest = cfx_test_largest_end();
         CHECK(t == NULL);
         CHECK(s != CFX_OK);
         CHECK_MSG(largest < (1 << 20), "%s: a block of %zu bytes was allocated", path, largest);

@@ -8,23 +8,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-/* Runs a shell command, its stdout and stderr into out; returns the exit code. */
-static int run(char *out, size_t n, const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = '\0';
-    int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 /* Writes root/rel (making its folders) with the given text. */
 static void put(const char *root, const char *rel, const char *text) {
     char path[1200], cmd[1400];
@@ -47,18 +30,19 @@ static void tree(char *root, size_t n, const char *name) {
 /* Compiles root/src/<rel>.c into root/build/src/<rel>.o. */
 static void compile(const char *root, const char *rel) {
     char out[4096];
-    int rc = run(
-        out, sizeof out,
-        "mkdir -p \"$(dirname '%s/build/src/%s')\" && cc -c '%s/src/%s.c' -o '%s/build/src/%s.o'",
-        root, rel, root, rel, root, rel);
+    int rc = cfx_test_sh(out, sizeof out,
+                         "mkdir -p \"$(dirname '%s/build/src/%s')\" && cc -c '%s/src/%s.c' -o "
+                         "'%s/build/src/%s.o' 2>&1",
+                         root, rel, root, rel, root, rel);
     CHECK_MSG(rc == 0, "cc %s: %s", rel, out);
 }
 
 static int check(char *out, size_t n, const char *root, bool objects) {
     if (objects)
-        return run(out, n, "/usr/bin/python3 scripts/layers.py --root '%s' --objects '%s/build'",
-                   root, root);
-    return run(out, n, "/usr/bin/python3 scripts/layers.py --root '%s'", root);
+        return cfx_test_sh(
+            out, n, "/usr/bin/python3 scripts/layers.py --root '%s' --objects '%s/build' 2>&1",
+            root, root);
+    return cfx_test_sh(out, n, "/usr/bin/python3 scripts/layers.py --root '%s' 2>&1", root);
 }
 
 CFX_TEST(layers, an_upward_include_fails_naming_the_edge) {
@@ -128,6 +112,6 @@ CFX_TEST(layers, a_folder_without_a_rank_fails) {
 CFX_TEST(layers, this_tree_keeps_the_order) {
     char out[16384];
     /* The includes here; make test also runs the check with this build's objects. */
-    int rc = run(out, sizeof out, "/usr/bin/python3 scripts/layers.py --root .");
+    int rc = cfx_test_sh(out, sizeof out, "/usr/bin/python3 scripts/layers.py --root . 2>&1");
     CHECK_MSG(rc == 0, "scripts/layers.py on the tree: %s", out);
 }

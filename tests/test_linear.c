@@ -426,10 +426,7 @@ CFX_TEST(linear, double_products_and_lapack_match_their_definitions) {
  * `cfx --version` loads neither (the loader's own account, LD_DEBUG=libs), and after
  * cfx__blas_open both are in this process. */
 CFX_TEST(linear, openblas_and_lapacke_load_on_first_use_not_at_start) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("no build/cfx beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     static char out[32768];
     int rc = cfx_test_cli_startup_libs(out, sizeof out);
     CHECK_MSG(rc == 0 && strstr(out, "find library=libc.so.6"), "exit %d: %.300s", rc, out);

@@ -21,70 +21,16 @@
 
 /* ----------------------------------------------------------------- the server === */
 
-typedef struct {
-    pid_t pid;
-    int port;
-    char dir[700];
-} server;
-
-static bool server_start(server *s) {
-    memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "%s", cfx_test_tmpdir());
-    fflush(stdout), fflush(stderr);
-    s->pid = fork();
-    if (s->pid == 0) {
-        execl("/usr/bin/python3", "python3", "tests/py/llm_server.py", s->dir, (char *)NULL);
-        _exit(127);
-    }
-    char path[800];
-    snprintf(path, sizeof path, "%s/port", s->dir);
-    for (int i = 0; i < 300 && s->pid > 0; i++) { /* up to 15 s for Python and Pillow */
-        FILE *f = fopen(path, "r");
-        if (f) {
-            bool ok = fscanf(f, "%d", &s->port) == 1;
-            fclose(f);
-            if (ok) return true;
-        }
-        nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    CHECK_MSG(false, "the test server did not start (tests/py/llm_server.py)");
-    return false;
+static bool server_start(cfx_test_server *s) {
+    return cfx_test_server_start(s, "llm_server.py", cfx_test_tmpdir());
 }
 
-static void server_stop(server *s) {
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        waitpid(s->pid, NULL, 0);
-    }
-    s->pid = 0;
-}
-
-static void server_mode(const server *s, const char *mode) {
+static void server_mode(const cfx_test_server *s, const char *mode) {
     char path[800];
     snprintf(path, sizeof path, "%s/mode", s->dir);
     FILE *f = fopen(path, "w");
     CHECK(f != NULL);
     if (f) fputs(mode, f), fclose(f);
-}
-
-/* The server's log: one parsed request per entry (cJSON_Delete the array). */
-static cJSON *server_log(const server *s) {
-    char path[800], *text = NULL;
-    size_t size;
-    cJSON *all = cJSON_CreateArray();
-    snprintf(path, sizeof path, "%s/log.jsonl", s->dir);
-    FILE *probe = fopen(path, "rb");
-    if (!probe) return all;
-    fclose(probe);
-    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return all;
-    for (char *p = text, *nl; p < text + size; p = nl + 1) {
-        nl = memchr(p, '\n', (size_t)(text + size - p));
-        if (!nl) nl = text + size;
-        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
-        if (j) cJSON_AddItemToArray(all, j);
-    }
-    cfx_free(text);
-    return all;
 }
 
 /* Requests the server logged whose original's top-left pixel is px. */
@@ -113,7 +59,7 @@ static const char *key = "sk-test-7f3a9c-never-shown";
 /* -------------------------------------------------------------------- tests === */
 
 CFX_TEST(llm, request_is_the_api_with_the_papers_prompts) {
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     enum { H = 12, W = 9 };
     float grey[H * W], rgb[3 * H * W], rgb_cf[3 * H * W];
@@ -144,7 +90,7 @@ CFX_TEST(llm, request_is_the_api_with_the_papers_prompts) {
               "reply: %s (%s)", jobs[0].reply ? jobs[0].reply : "NULL", jobs[0].error);
     CHECK_MSG(jobs[1].reply && !strcmp(jobs[1].reply, "The image is too dark (pixel 110)."),
               "reply: %s (%s)", jobs[1].reply ? jobs[1].reply : "NULL", jobs[1].error);
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     CHECK_INT_EQ(cJSON_GetArraySize(log), 2);
     for (int k = 0; k < 2 && k < cJSON_GetArraySize(log); k++) {
         const cJSON *e = cJSON_GetArrayItem(log, k);
@@ -214,11 +160,11 @@ CFX_TEST(llm, request_is_the_api_with_the_papers_prompts) {
     for (int k = 0; k < 2; k++) cfx_free(jobs[k].reply);
     cfx_free(desc);
     cfx_llm_free(l);
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     enum { H = 8, W = 8, N = 9 };
     /* Pixel codes of tests/py/llm_server.py: 120 and 130 answer; 20 slow, 30 500 then an
@@ -273,7 +219,7 @@ CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
     }
     CHECK_MSG(strstr(jobs[1].error, "after 2 attempts"), "the slow one was retried: %s",
               jobs[1].error);
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     /* Retried: the timeout, the 500 and the cut reply (twice each); not the answers with a bad
      * body, which a repeat would not mend, nor the 401. */
     const int sent[N] = {1, 2, 2, 1, 1, 2, 1, 1, 1};
@@ -292,13 +238,13 @@ CFX_TEST(llm, faults_give_a_retry_or_a_clear_error_and_the_others_go_on) {
     CHECK_INT_EQ(failed, 6);
     CHECK_INT_EQ(cfx_llm_sent(l), 6);
     for (int i = 0; i < N; i++) CHECK_INT_EQ(jobs[i].cached, code[i] == CFX_OK);
-    log = server_log(&sv);
+    log = cfx_test_server_log(&sv);
     CHECK_INT_EQ(cJSON_GetArraySize(log) - before, 2 + 1 + 1 + 2 + 1 + 1);
     cJSON_Delete(log);
     for (int i = 0; i < N; i++) cfx_free(jobs[i].reply);
     cfx_llm_free(l);
 done:
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 CFX_TEST(llm, unreachable_server_and_bad_options_get_clear_messages) {
@@ -406,33 +352,16 @@ CFX_TEST(llm, keyword_rules_and_true_sentences) {
 static char root[600];
 
 static bool setup_run(void) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
-    if (root[0]) return true;
-    char out[16384];
-    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
-    const char *d = root;
-    int rc = cfx_test_make_bundle(d,
-                                  &(cfx_test_bundle_spec){.train = 60,
-                                                          .calib = 30,
-                                                          .test = 30,
-                                                          .ood = 20,
-                                                          .clf_epochs = 6,
-                                                          .ae_epochs = 2,
-                                                          .threshold = 0.17,
-                                                          .per_cause = 2},
-                                  out, sizeof out);
-    if (!rc)
-        rc =
-            cfx_test_run_cli(out, sizeof out,
-                             "counterfactual --bundle %s/b --examples %s/ex --method reco,lnn,best "
-                             "--out %s/run --threads 1",
-                             d, d, d);
-    CHECK_MSG(rc == 0, "setting up the bundle and the run failed: %s", out);
-    if (rc) root[0] = '\0';
-    return rc == 0;
+    return cfx_test_bundle_once(root, sizeof root,
+                                &(cfx_test_bundle_spec){.train = 60,
+                                                        .calib = 30,
+                                                        .test = 30,
+                                                        .ood = 20,
+                                                        .clf_epochs = 6,
+                                                        .ae_epochs = 2,
+                                                        .threshold = 0.17,
+                                                        .per_cause = 2},
+                                "reco,lnn,best");
 }
 
 /* The lines of RUN/explanations.jsonl of one explainer (cJSON_Delete the array). */
@@ -485,7 +414,7 @@ static size_t unbase64(const char *s, unsigned char *out, size_t cap) {
 
 CFX_TEST(llm, cli_asks_keeps_answers_scores_and_exports) {
     if (!setup_run()) return;
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     char out[32768], path[900];
     setenv("CFX_TEST_LLM_KEY", key, 1);
@@ -548,7 +477,7 @@ CFX_TEST(llm, cli_asks_keeps_answers_scores_and_exports) {
     if (said) sscanf(said, "cfx explain: %d of %d requests failed", &failed_jobs, &jobs);
     if (r) CHECK_INT_EQ(jobs, 3 * r->n);
     CHECK_MSG(rc == 1 && failed_jobs > 0 && strstr(out, "again"), "exit %d: %s", rc, out);
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     int before = cJSON_GetArraySize(log);
     CHECK_INT_EQ(before, jobs + failed_jobs); /* each failed one was retried once */
     cJSON_Delete(log);
@@ -564,7 +493,7 @@ CFX_TEST(llm, cli_asks_keeps_answers_scores_and_exports) {
                   (int)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "cached")) == jobs - failed_jobs,
               "%s", out);
     cJSON_Delete(j);
-    log = server_log(&sv);
+    log = cfx_test_server_log(&sv);
     CHECK_INT_EQ(cJSON_GetArraySize(log) - before, failed_jobs);
     cJSON_Delete(log);
     rows = rows_of("llm:vlm");
@@ -705,7 +634,7 @@ CFX_TEST(llm, cli_asks_keeps_answers_scores_and_exports) {
     CHECK_MSG(rc == 2 && strstr(out, "--llm-model"), "exit %d: %s", rc, out);
     cfx_run_free(r);
     unsetenv("CFX_TEST_LLM_KEY");
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 /* libcurl is opened on the first request (src/explain/http.c), not at process start: `cfx

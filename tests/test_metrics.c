@@ -269,9 +269,7 @@ CFX_TEST(metrics, features_of_the_classifier_come_from_the_competency) {
     const char *dir = cfx_test_tmpdir();
     tiny_models_write(dir, &(tiny_models){0});
     char c[800], e[800], dd[800];
-    snprintf(c, sizeof c, "%s/classifier.onnx", dir);
-    snprintf(e, sizeof e, "%s/encoder.onnx", dir);
-    snprintf(dd, sizeof dd, "%s/decoder.onnx", dir);
+    tiny_model_paths(dir, "classifier.onnx", c, e, dd);
     cfx_competency *cm = cfx_competency_new(
         &(cfx_competency_models){.classifier = c, .encoder = e, .decoder = dd}, 4);
     CHECK_MSG(cm != NULL, "%s", cfx_last_error());

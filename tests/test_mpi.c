@@ -21,11 +21,8 @@ static char root[600], mpi_bin[1100], plain_bin[1100];
 static bool grows_past(const char *path, off_t bytes);
 
 static bool setup(void) {
-    const char *cli = cfx_test_cli();
-    if (!cli) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
+    const char *cli = cfx_test_cli_or_skip();
+    if (!cli) return false;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", cli);
     snprintf(plain_bin, sizeof plain_bin, "%s", cli);
@@ -41,26 +38,19 @@ static bool setup(void) {
         cfx_test_skip("mpirun is not installed (scripts/deps.sh mpi installs Open MPI)");
         return false;
     }
-    if (root[0]) return true;
     /* mpirun refuses root unless told twice; harmless for other users. */
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    char out[16384];
-    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
-    const char *d = root;
-    int rc = cfx_test_make_bundle(d,
-                                  &(cfx_test_bundle_spec){.train = 40,
-                                                          .calib = 8,
-                                                          .test = 12,
-                                                          .ood = 12,
-                                                          .clf_epochs = 2,
-                                                          .ae_epochs = 1,
-                                                          .threshold = 0.16,
-                                                          .per_cause = 3},
-                                  out, sizeof out);
-    CHECK_MSG(rc == 0, "setting up the bundle failed: %s", out);
-    if (rc) root[0] = '\0';
-    return rc == 0;
+    return cfx_test_bundle_once(root, sizeof root,
+                                &(cfx_test_bundle_spec){.train = 40,
+                                                        .calib = 8,
+                                                        .test = 12,
+                                                        .ood = 12,
+                                                        .clf_epochs = 2,
+                                                        .ae_epochs = 1,
+                                                        .threshold = 0.16,
+                                                        .per_cause = 3},
+                                NULL);
 }
 
 /* Runs a shell command line (printf-formatted) with stderr into out when both is set, else
@@ -71,48 +61,12 @@ static int sh(char *out, size_t n, bool both, const char *fmt, ...) {
     char cmd[8192];
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", both ? "2>&1" : "2>/dev/null");
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) continue;
-    int rc = pclose(p);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return cfx_test_sh(out, n, "%s %s", cmd, both ? "2>&1" : "2>/dev/null");
 }
 
 #define MPIRUN "mpirun --oversubscribe --allow-run-as-root"
-
-static bool same_file(const char *a, const char *b) {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    bool same = cfx_file_read_all(a, &x, &nx) == CFX_OK &&
-                cfx_file_read_all(b, &y, &ny) == CFX_OK && nx == ny && memcmp(x, y, nx) == 0;
-    cfx_free(x), cfx_free(y);
-    return same;
-}
-
-/* A file's text without the wall-time values of results.jsonl, which no two runs share. */
-static char *without_seconds(const char *path) {
-    char *text = NULL;
-    size_t size;
-    if (cfx_file_read_all(path, &text, &size) != CFX_OK) return NULL;
-    char *w = text;
-    for (const char *r = text; *r;) {
-        if (!strncmp(r, "\"seconds\": ", 11)) {
-            r += 11;
-            while (*r && *r != ',' && *r != '}') r++;
-            continue;
-        }
-        *w++ = *r++;
-    }
-    *w = '\0';
-    return text;
-}
 
 /* A shell command that prints nothing when two run folders of cfx concepts edit hold the same
  * files, results.jsonl without the wall-clock "seconds" of each record (the loop's phases);
@@ -126,14 +80,10 @@ static char *without_seconds(const char *path) {
 /* Two run folders hold the same files, byte for byte, results.jsonl without its seconds. */
 static void check_same_run(const char *a, const char *b, const char *const *files, int nfiles) {
     char pa[1200], pb[1200];
-    for (int k = 0; k < nfiles; k++) {
-        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_MSG(same_file(pa, pb), "%s differs between %s and %s", files[k], a, b);
-    }
+    CHECK_SAME_FILES(a, b, files, nfiles);
     snprintf(pa, sizeof pa, "%s/results.jsonl", a);
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
-    char *x = without_seconds(pa), *y = without_seconds(pb);
+    char *x = cfx_test_without_seconds(pa), *y = cfx_test_without_seconds(pb);
     CHECK_MSG(x && y && *x && !strcmp(x, y), "results.jsonl differs between %s and %s", a, b);
     cfx_free(x), cfx_free(y);
 }
@@ -171,7 +121,7 @@ CFX_TEST(mpi, score_writes_the_bytes_of_one_process) {
                                "--out %s %s",
                         k, mpi_bin, root, root, b, in),
                      0);
-        CHECK_MSG(same_file(a, b), "%d ranks wrote another %s than one process", k, b);
+        CHECK_MSG(cfx_test_same_file(a, b), "%d ranks wrote another %s than one process", k, b);
     }
 }
 
@@ -231,32 +181,50 @@ static const char *whole_run(char *a, size_t n, char *bundle, char *ex) {
     return args;
 }
 
-/* mpirun killed once the first batches are on disk (SIGTERM: it ends its ranks and waits for
- * them), then --resume under mpirun with another number of ranks: an uninterrupted run's files. */
-CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
-    if (!setup()) return;
+/* The killed run in b resumed under mpirun on the given number of ranks, with whole_run's
+ * arguments: it says it resumes, and ends with the uninterrupted run's files (those named). */
+static void resume_matches_whole(int ranks, const char *b, const char *args,
+                                 const char *const *files, int nfiles) {
     static char out[32768];
-    char a[800], b[800], bundle[800], ex[800], pb[1200];
-    const char *args = whole_run(a, sizeof a, bundle, ex);
-    snprintf(b, sizeof b, "%s/killed", root);
-    snprintf(pb, sizeof pb, "%s/results.jsonl", b);
+    CHECK_INT_EQ(sh(out, sizeof out, true,
+                    MPIRUN " -n %d %s counterfactual --bundle %s/b --examples %s/ex --out %s %s "
+                           "--resume",
+                    ranks, mpi_bin, root, root, b, args),
+                 0);
+    CHECK_MSG(strstr(out, "resuming after") != NULL, "the run did not resume: %s", out);
+    char a[800];
+    snprintf(a, sizeof a, "%s/whole", root);
+    check_same_run(a, b, files, nfiles);
+}
+
+/* Starts the shell command line cmd (which execs what is to be killed, so that the pid is its
+ * own) in a child process, its output thrown away when quiet; returns the child's pid. */
+static pid_t start(const char *cmd, bool quiet) {
     fflush(stdout);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-        execlp("mpirun", "mpirun", "--oversubscribe", "--allow-run-as-root", "-n", "2", mpi_bin,
-               "counterfactual", "--bundle", bundle, "--examples", ex, "--out", b, "--method",
-               "igd,lgd,reco,best", "--threshold", "0.999", "--max-iter", "300", "--batch", "1",
-               "--threads", "1", (char *)NULL);
+        if (quiet && (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)))
+            _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    struct stat st;
-    bool started = false;
-    for (int i = 0; i < 120000 && !started; i++) {
-        started = stat(pb, &st) == 0 && st.st_size > 0;
-        if (!started) nanosleep(&(struct timespec){0, 500000}, NULL);
-    }
+    return pid;
+}
+
+/* mpirun killed once the first batches are on disk (SIGTERM: it ends its ranks and waits for
+ * them), then --resume under mpirun with another number of ranks: an uninterrupted run's files. */
+CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
+    if (!setup()) return;
+    char a[800], b[800], bundle[800], ex[800], pb[1200], cmd[6000];
+    const char *args = whole_run(a, sizeof a, bundle, ex);
+    snprintf(b, sizeof b, "%s/killed", root);
+    snprintf(pb, sizeof pb, "%s/results.jsonl", b);
+    snprintf(cmd, sizeof cmd,
+             "exec " MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s",
+             mpi_bin, bundle, ex, b, args);
+    pid_t pid = start(cmd, true);
+    bool started = grows_past(pb, 0);
     kill(pid, SIGTERM);
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid);
@@ -270,11 +238,6 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
     CHECK(cfx_file_read_all(pb, &part, &np) == CFX_OK);
     CHECK_MSG(np > 0 && np < nw, "killed after %zu of %zu bytes of results", np, nw);
     cfx_free(whole), cfx_free(part);
-    CHECK_INT_EQ(sh(out, sizeof out, true,
-                    MPIRUN " -n 4 %s counterfactual --bundle %s --examples %s --out %s %s --resume",
-                    mpi_bin, bundle, ex, b, args),
-                 0);
-    CHECK_MSG(strstr(out, "resuming after") != NULL, "the run did not resume: %s", out);
     const char *files[] = {"run.json",
                            "images.npy",
                            "counterfactuals_igd.npy",
@@ -282,7 +245,7 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
                            "counterfactuals_reco.npy",
                            "counterfactuals_best.npy",
                            "strips/spatial.png"};
-    check_same_run(a, b, files, (int)(sizeof files / sizeof files[0]));
+    resume_matches_whole(4, b, args, files, (int)(sizeof files / sizeof files[0]));
 }
 
 /* One rank killed (SIGKILL) once the first batches are on disk: mpirun ends the job with a
@@ -290,7 +253,6 @@ CFX_TEST(mpi, resume_after_killing_mpirun_gives_the_same_files) {
  * run's files. */
 CFX_TEST(mpi, a_killed_rank_is_named_and_the_run_resumes) {
     if (!setup()) return;
-    static char out[32768];
     char a[800], b[800], bundle[800], ex[800], pb[1200], log[1200], cmd[6000];
     const char *args = whole_run(a, sizeof a, bundle, ex);
     snprintf(b, sizeof b, "%s/rank_killed", root);
@@ -300,13 +262,7 @@ CFX_TEST(mpi, a_killed_rank_is_named_and_the_run_resumes) {
              "exec " MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s "
              ">'%s' 2>&1",
              mpi_bin, bundle, ex, b, args, log);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start(cmd, false);
     bool started = grows_past(pb, 0);
     /* The ranks are the processes whose command line starts with cfx-mpi and names this run's
      * folder (not mpirun's, nor the shell's running pkill); the newest of them. */
@@ -323,18 +279,13 @@ CFX_TEST(mpi, a_killed_rank_is_named_and_the_run_resumes) {
     CHECK_MSG(text && strstr(text, "rank") && (strstr(text, "signal 9") || strstr(text, "Killed")),
               "the message does not name the killed rank: %s", text ? text : "");
     cfx_free(text);
-    CHECK_INT_EQ(sh(out, sizeof out, true,
-                    MPIRUN " -n 2 %s counterfactual --bundle %s --examples %s --out %s %s --resume",
-                    mpi_bin, bundle, ex, b, args),
-                 0);
-    CHECK_MSG(strstr(out, "resuming after") != NULL, "the run did not resume: %s", out);
     const char *files[] = {"run.json",
                            "images.npy",
                            "counterfactuals_igd.npy",
                            "counterfactuals_lgd.npy",
                            "counterfactuals_reco.npy",
                            "counterfactuals_best.npy"};
-    check_same_run(a, b, files, (int)(sizeof files / sizeof files[0]));
+    resume_matches_whole(2, b, args, files, (int)(sizeof files / sizeof files[0]));
 }
 
 /* The plain build under mpirun, a command not yet sharded, and ranks that differ are refused
@@ -478,7 +429,8 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
                     args),
                  0);
     CHECK_MSG(strstr(out, "wrote") != NULL, "2 ranks: %s", out);
-    CHECK_MSG(same_file(a, b), "2 ranks of 1 thread wrote another autoencoder than 1 process of 2");
+    CHECK_MSG(cfx_test_same_file(a, b),
+              "2 ranks of 1 thread wrote another autoencoder than 1 process of 2");
     /* The classifier: one process on 1 and 2 threads, another seed, 2 and 4 ranks. */
     const char *name[] = {"c1", "c2", "cseed", "m2", "m4"};
     for (int k = 0; k < 5; k++) {
@@ -522,14 +474,7 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
                  0);
     snprintf(cmd, sizeof cmd, "exec " MPIRUN " -n 2 %s train classifier --data %s/s --out %s %s",
              mpi_bin, root, b, four);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start(cmd, true);
     bool started = grows_past(ckpt, 0);
     char pick[1600];
     snprintf(pick, sizeof pick, "pkill -KILL -n -f '^[^ ]*cfx-mpi train classifier .*%s '", b);
@@ -543,7 +488,7 @@ CFX_TEST(mpi, training_is_one_process_within_rounding) {
                     root, b, four),
                  0);
     CHECK_MSG(strstr(out, "(resumed)") != NULL, "the training did not resume: %s", out);
-    CHECK_MSG(same_file(a, b), "the resumed 2-rank training wrote another model");
+    CHECK_MSG(cfx_test_same_file(a, b), "the resumed 2-rank training wrote another model");
 }
 
 /* concepts nearest --all over the repository's 499 VG images: the ranks share the queries by
@@ -573,7 +518,7 @@ CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
                         MPIRUN " -n %d %s concepts nearest --data %s %s --out %s", k, mpi_bin, data,
                         args, b),
                      0);
-        CHECK_MSG(same_file(a, b), "%d ranks wrote another %s than one process", k, b);
+        CHECK_MSG(cfx_test_same_file(a, b), "%d ranks wrote another %s than one process", k, b);
         CHECK_MSG(cut && !strncmp(one, many, (size_t)(cut - one)),
                   "%d ranks printed another summary: %s", k, many);
     }
@@ -586,7 +531,7 @@ CFX_TEST(mpi, nearest_writes_the_bytes_of_one_process) {
     CHECK_INT_EQ(system(cmd), 0);
     snprintf(a, sizeof a, "%s/n1/vg.json", root);
     snprintf(b, sizeof b, "%s/n2/vg.json", root);
-    CHECK_MSG(!same_file(a, b), "the edited copy is the same as the data");
+    CHECK_MSG(!cfx_test_same_file(a, b), "the edited copy is the same as the data");
     CHECK_INT_EQ(sh(many, sizeof many, true,
                     MPIRUN " -n 1 --wdir %s/n1 %s concepts nearest --data vg.json --labels "
                            "claude-3-haiku --all : -n 1 --wdir %s/n2 %s concepts nearest --data "
@@ -640,14 +585,7 @@ CFX_TEST(mpi, edit_writes_the_files_of_one_process_and_resumes) {
     snprintf(pb, sizeof pb, "%s/results.jsonl", b);
     snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --allow-run-as-root -n 2 %s %s --out %s",
              mpi_bin, slow, b);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start(cmd, true);
     bool started = grows_past(pb, 0);
     kill(pid, SIGTERM);
     int status = 0;

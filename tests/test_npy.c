@@ -67,18 +67,6 @@ CFX_TEST(npy, truncated_and_missing_files_fail_clearly) {
     cfx_tensor_free(t);
 }
 
-/* The largest block asked of the allocator while it is installed. */
-static size_t largest;
-static void *largest_realloc(void *p, size_t n, void *ctx) {
-    (void)ctx;
-    if (n > largest) largest = n;
-    return realloc(p, n);
-}
-static void largest_free(void *p, void *ctx) {
-    (void)ctx;
-    free(p);
-}
-
 /* Found by fuzzing (fuzz/fuzz_npy.c, tests/data/fuzz-regressions/npy/): a 160-byte file whose
  * header gives 3444444444 int64 values had 13 GB asked of the allocator before its data was
  * read. The header's size is checked against the file's first. */
@@ -95,10 +83,9 @@ CFX_TEST(npy, a_header_larger_than_the_file_is_refused_before_allocating) {
     fwrite(head, 1, sizeof head, f);
     fwrite("abcdefghijkl", 1, 12, f);
     fclose(f);
-    largest = 0;
-    cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+    cfx_test_largest_begin();
     cfx_tensor *t = cfx_npy_read(path);
-    cfx_set_allocator(NULL);
+    size_t largest = cfx_test_largest_end();
     CHECK(t == NULL);
     cfx_tensor_free(t);
     CHECK_MSG(largest < (1 << 20), "a block of %zu bytes was allocated", largest);

@@ -19,14 +19,6 @@ static const char *oracle(const char *kind) {
     return rc == 0 ? dir : NULL;
 }
 
-static cfx_tensor *load_npy(const char *dir, const char *name) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    cfx_tensor *t = cfx_npy_read(p);
-    CHECK_MSG(t != NULL, "read %s: %s", p, cfx_last_error());
-    return t;
-}
-
 static void read_text(const char *dir, const char *name, char *buf, size_t size) {
     char p[600];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -59,9 +51,9 @@ static double max_abs(const float *a, size_t n) {
 static void parity(const char *kind, bool with_extra) {
     const char *dir = oracle(kind);
     if (!dir) return;
-    cfx_tensor *x = load_npy(dir, "x.npy"), *y = load_npy(dir, "y.npy");
-    cfx_tensor *w = load_npy(dir, "w.npy"), *gx = load_npy(dir, "gx.npy");
-    cfx_tensor *feat = with_extra ? load_npy(dir, "feat.npy") : NULL;
+    cfx_tensor *x = cfx_test_npy(dir, "x"), *y = cfx_test_npy(dir, "y");
+    cfx_tensor *w = cfx_test_npy(dir, "w"), *gx = cfx_test_npy(dir, "gx");
+    cfx_tensor *feat = with_extra ? cfx_test_npy(dir, "feat") : NULL;
     char extra[256];
     read_text(dir, "extra.txt", extra, sizeof extra);
     const char *extras[] = {extra};
@@ -343,7 +335,7 @@ CFX_TEST(onnx, split_autoencoder_at_latent) {
     CHECK_INT_EQ(cfx_test_python("onnx_models.py", args), 0);
     snprintf(args, sizeof args, "check '%s'", dec);
     CHECK_INT_EQ(cfx_test_python("onnx_models.py", args), 0);
-    cfx_tensor *x = load_npy(dir, "x.npy"), *y = load_npy(dir, "y.npy");
+    cfx_tensor *x = cfx_test_npy(dir, "x"), *y = cfx_test_npy(dir, "y");
     cfx_onnx_options o = {.batch = 2};
     cfx_graph *g = cfx_graph_new();
     int outs[4], n = 0, zo[4], nz = 0;
@@ -379,18 +371,15 @@ CFX_TEST(onnx, cli_model_run_check_info) {
     const char *dir = oracle("cnn");
     if (!dir) return;
     char cmd[3000];
-    const char *exe = cfx_test_cli();
-    if (!exe) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
-    }
+    const char *exe = cfx_test_cli_or_skip();
+    if (!exe) return;
     snprintf(cmd, sizeof cmd,
              "%s model run '%s/model.onnx' --input '%s/x.npy' --out '%s/cy.npy' "
              "--vjp '%s/w.npy' --grad-out '%s/cg.npy' > /dev/null",
              exe, dir, dir, dir, dir, dir);
     CHECK_INT_EQ(system(cmd), 0);
-    cfx_tensor *y = load_npy(dir, "y.npy"), *cy = load_npy(dir, "cy.npy");
-    cfx_tensor *g = load_npy(dir, "gx.npy"), *cg = load_npy(dir, "cg.npy");
+    cfx_tensor *y = cfx_test_npy(dir, "y"), *cy = cfx_test_npy(dir, "cy");
+    cfx_tensor *g = cfx_test_npy(dir, "gx"), *cg = cfx_test_npy(dir, "cg");
     if (y && cy && g && cg && y->numel == cy->numel && g->numel == cg->numel) {
         CHECK_ARRAY_NEAR(cy->data, y->data, (size_t)y->numel, 1e-4, 1e-5);
         CHECK_ARRAY_NEAR(cg->data, g->data, (size_t)g->numel, 1e-4, 1e-5);
@@ -543,18 +532,6 @@ CFX_TEST(onnx, graph_output_without_a_name_is_refused) {
     CHECK(access(enc, F_OK) != 0 && access(dec, F_OK) != 0);
 }
 
-/* The largest block asked of the allocator while it is installed. */
-static size_t largest;
-static void *largest_realloc(void *p, size_t n, void *ctx) {
-    (void)ctx;
-    if (n > largest) largest = n;
-    return realloc(p, n);
-}
-static void largest_free(void *p, void *ctx) {
-    (void)ctx;
-    free(p);
-}
-
 /* Found by fuzzing (fuzz/fuzz_onnx.c; tests/data/fuzz-regressions/onnx/ holds its 148-byte
  * input): a MatMul weight of 503 million elements with 48 bytes of external data had its 2 GB
  * allocated as a parameter before the data was looked at. A tensor's data is now checked (raw
@@ -567,15 +544,14 @@ CFX_TEST(onnx, a_weight_larger_than_its_data_is_refused_before_allocating) {
         {"huge_raw", "holds 48 bytes of data, not the 2147483648 its shape needs"},
         {"", ""}};
     for (int k = 0; k < 3; k++) {
-        largest = 0;
-        cfx_set_allocator(&(cfx_allocator){largest_realloc, largest_free, NULL});
+        cfx_test_largest_begin();
         if (k < 2)
             check_refused(dir, cases[k][0], cases[k][1]);
         else
             CHECK(cfx_onnx_load("tests/data/fuzz-regressions/onnx/"
                                 "weight_of_2_gb_with_48_bytes_external.onnx",
                                 NULL) == NULL);
-        cfx_set_allocator(NULL);
+        size_t largest = cfx_test_largest_end();
         CHECK_MSG(largest < (1 << 20), "%s: a block of %zu bytes was allocated",
                   k < 2 ? cases[k][0] : "the fuzzer's input", largest);
     }

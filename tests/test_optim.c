@@ -7,14 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static cfx_tensor *load(const char *dir, const char *name) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    cfx_tensor *t = cfx_npy_read(path);
-    CHECK_MSG(t != NULL, "%s", cfx_last_error());
-    return t;
-}
-
 /* Ten steps on f(x) = sum(sin(x) w), whose gradient is cos(x) w, as the oracle does. */
 static void run(cfx_optim *opt, const cfx_tensor *x0, const cfx_tensor *w, float *x) {
     float g[200];
@@ -28,7 +20,7 @@ static void run(cfx_optim *opt, const cfx_tensor *x0, const cfx_tensor *w, float
 CFX_TEST(optim, matches_torch_optim) {
     const char *dir = cfx_test_tmpdir();
     CHECK_INT_EQ(cfx_test_python("optim_oracle.py", dir), 0);
-    cfx_tensor *x0 = load(dir, "x0"), *w = load(dir, "w");
+    cfx_tensor *x0 = cfx_test_npy(dir, "x0"), *w = cfx_test_npy(dir, "w");
     if (!x0 || !w) return;
     struct {
         const char *name;
@@ -49,7 +41,7 @@ CFX_TEST(optim, matches_torch_optim) {
     for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
         float x[200];
         run(runs[k].opt, x0, w, x);
-        cfx_tensor *want = load(dir, runs[k].name);
+        cfx_tensor *want = cfx_test_npy(dir, runs[k].name);
         if (want && !CHECK_ARRAY_NEAR(x, want->data, 200, 1e-5, 1e-6))
             printf("  (%s)\n", runs[k].name);
         /* Reset starts afresh: the same ten steps give the same result. */

@@ -21,16 +21,8 @@ static bool oracle_ready(void) {
     return rc == 0;
 }
 
-static cfx_tensor *load(const char *name) {
-    char path[700];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    cfx_tensor *t = cfx_npy_read(path);
-    CHECK_MSG(t != NULL, "%s", cfx_last_error());
-    return t;
-}
-
 static void compare(const char *what, const float *got, const char *ref_name) {
-    cfx_tensor *ref = load(ref_name);
+    cfx_tensor *ref = cfx_test_npy(dir, ref_name);
     if (!ref || !got) {
         CHECK_MSG(got != NULL, "%s: no gradient", what);
         cfx_tensor_free(ref);
@@ -47,7 +39,7 @@ static void compare(const char *what, const float *got, const char *ref_name) {
 static int weight(cfx_graph *g, const char *prefix, const char *name, int is_const) {
     char file[128];
     snprintf(file, sizeof file, "%s_%s", prefix, name);
-    cfx_tensor *t = load(file);
+    cfx_tensor *t = cfx_test_npy(dir, file);
     if (!t) return -1;
     int id = is_const ? cfx_graph_const(g, name, t->ndim, t->shape, t->data)
                       : cfx_graph_param(g, name, t->ndim, t->shape);
@@ -87,7 +79,7 @@ static int build_cnn(cfx_graph *g, int64_t batch, int *x) {
 }
 
 static void fill_input(cfx_graph *g, int x, const char *name) {
-    cfx_tensor *t = load(name);
+    cfx_tensor *t = cfx_test_npy(dir, name);
     if (t) CHECK_OK(cfx_tensor_copy(cfx_graph_tensor(g, x), t));
     cfx_tensor_free(t);
 }
@@ -113,7 +105,7 @@ CFX_TEST(parity, cnn_and_autoencoder_match_pytorch) {
     fill_input(g, x, "cnn_x");
     CHECK_OK(cfx_graph_forward(g));
     compare("cnn y", cfx_graph_tensor(g, y)->data, "cnn_y");
-    cfx_tensor *w = load("cnn_W");
+    cfx_tensor *w = cfx_test_npy(dir, "cnn_W");
     if (w) CHECK_OK(cfx_graph_backward(g, y, w->data));
     cfx_tensor_free(w);
     compare("cnn dx", cfx_graph_grad(g, x), "cnn_dx");
@@ -160,7 +152,7 @@ CFX_TEST(parity, cnn_and_autoencoder_match_pytorch) {
     fill_input(g, x, "ae_x");
     CHECK_OK(cfx_graph_forward(g));
     compare("ae y", cfx_graph_tensor(g, y)->data, "ae_y");
-    w = load("ae_W");
+    w = cfx_test_npy(dir, "ae_W");
     if (w) CHECK_OK(cfx_graph_backward(g, y, w->data));
     cfx_tensor_free(w);
     compare("ae dx", cfx_graph_grad(g, x), "ae_dx");
@@ -179,7 +171,8 @@ CFX_TEST(parity, adam_on_an_input_image_matches_pytorch) {
     CHECK_OK(cfx_graph_enable_param_grads(g, 0));
     CHECK_OK(cfx_graph_compile(g));
     fill_input(g, x, "adam_x0");
-    cfx_tensor *rm = load("adam_rm"), *rv = load("adam_rv"), *w = load("adam_W");
+    cfx_tensor *rm = cfx_test_npy(dir, "adam_rm"), *rv = cfx_test_npy(dir, "adam_rv"),
+               *w = cfx_test_npy(dir, "adam_W");
     if (!rm || !rv || !w) goto done;
     CHECK_OK(cfx_tensor_copy(cfx_graph_tensor(g, cfx_graph_find(g, "bn.running_mean")), rm));
     CHECK_OK(cfx_tensor_copy(cfx_graph_tensor(g, cfx_graph_find(g, "bn.running_var")), rv));

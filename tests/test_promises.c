@@ -38,34 +38,25 @@ static bool write_file(const char *dir, const char *name, const void *data, size
 }
 
 static bool setup(void) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return false;
-    }
     if (root[0]) return true;
-    snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
+    if (!cfx_test_bundle_once(root, sizeof root,
+                              &(cfx_test_bundle_spec){.train = 40,
+                                                      .calib = 8,
+                                                      .test = 12,
+                                                      .ood = 12,
+                                                      .clf_epochs = 1,
+                                                      .ae_epochs = 1,
+                                                      .threshold = 0.16,
+                                                      .per_cause = 2},
+                              "reco,lnn"))
+        return false;
     const char *d = root;
-    char text[16384];
-    int rc = cfx_test_make_bundle(d,
-                                  &(cfx_test_bundle_spec){.train = 40,
-                                                          .calib = 8,
-                                                          .test = 12,
-                                                          .ood = 12,
-                                                          .clf_epochs = 1,
-                                                          .ae_epochs = 1,
-                                                          .threshold = 0.16,
-                                                          .per_cause = 2},
-                                  text, sizeof text);
-    CHECK_MSG(rc == 0, "setting up the bundle failed: %s", text);
-    bool ok = rc == 0 && run_ok("counterfactual --bundle %s/b --examples %s/ex --out %s/run "
-                                "--method reco,lnn --threads 1",
-                                d, d, d);
     /* Scenes from Fashion-MNIST (a package make test installs) and a classifier of them, for
      * the V-CECE loop. */
-    ok = ok && run_ok("data scenes --out %s/sc --size 32 --count 40 --seed 1", d) &&
-         run_ok("train classifier --data %s/sc --out %s/sc.onnx --epochs 1 --batch 16 "
-                "--threads 1",
-                d, d);
+    bool ok = run_ok("data scenes --out %s/sc --size 32 --count 40 --seed 1", d) &&
+              run_ok("train classifier --data %s/sc --out %s/sc.onnx --epochs 1 --batch 16 "
+                     "--threads 1",
+                     d, d);
     /* Loose inputs: an array, a PNG, an image folder, the concept annotations, and a plain
      * file that output paths try to use as a folder. */
     cfx_tensor *x = cfx_tensor_new(4, (int64_t[]){2, 3, 16, 16});

@@ -81,17 +81,7 @@ CFX_TEST(scenes, folder_matches_python_and_is_deterministic) {
     CHECK_OK(cfx_data_prepare_scenes(&o, &so));
     const char *files[] = {"concepts.json", "train_images.npy", "test_images.npy", "images/59.png",
                            "rule.txt"};
-    for (int k = 0; k < 5; k++) {
-        char pa[800], pb[800], *x = NULL, *y = NULL;
-        size_t nx = 0, ny = 0;
-        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_OK(cfx_file_read_all(pa, &x, &nx));
-        CHECK_OK(cfx_file_read_all(pb, &y, &ny));
-        CHECK_MSG(x && y && nx == ny && memcmp(x, y, nx) == 0, "%s differs", files[k]);
-        cfx_free(x);
-        cfx_free(y);
-    }
+    CHECK_SAME_FILES(a, b, files, 5);
     snprintf(args, sizeof args, "%s", a);
     CHECK_INT_EQ(cfx_test_python("scenes_oracle.py", args), 0);
     /* The folder is a dataset folder for training. */

@@ -97,17 +97,7 @@ CFX_TEST(signs, prepared_dataset_is_balanced_deterministic_and_holds_out_20) {
     const char *files[] = {"manifest.json",    "train_images.npy", "train_labels.npy",
                            "calib_images.npy", "calib_labels.npy", "test_images.npy",
                            "test_labels.npy",  "ood_images.npy",   "ood_labels.npy"};
-    for (int k = 0; k < 9; k++) {
-        char *x = NULL, *y = NULL;
-        size_t nx = 0, ny = 0;
-        snprintf(pa, sizeof pa, "%s/%s", a, files[k]);
-        snprintf(pb, sizeof pb, "%s/%s", b, files[k]);
-        CHECK_OK(cfx_file_read_all(pa, &x, &nx));
-        CHECK_OK(cfx_file_read_all(pb, &y, &ny));
-        CHECK_MSG(x && y && nx == ny && memcmp(x, y, nx) == 0, "%s differs", files[k]);
-        cfx_free(x);
-        cfx_free(y);
-    }
+    CHECK_SAME_FILES(a, b, files, 9);
     const char *splits[4] = {"train", "calib", "test", "ood"};
     const int per[4] = {12, 3, 4, 0};
     for (int s = 0; s < 4; s++) {
@@ -279,10 +269,7 @@ CFX_TEST(signs, hostile_fonts_are_refused_not_crashed_on) {
 
 /* The same through the program: one line naming the file, exit 1, no temporary left. */
 CFX_TEST(signs, cli_refuses_a_text_file_as_font) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("the cfx program is not built beside cfx_tests (make all builds both)");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     const char *dir = cfx_test_tmpdir();
     char path[600], out[4096], cmd[1400];
     snprintf(path, sizeof path, "%s/notes.ttf", dir);

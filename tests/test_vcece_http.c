@@ -19,50 +19,16 @@
 
 /* ----------------------------------------------------------------- the server === */
 
-typedef struct {
-    pid_t pid;
-    int port;
-    char dir[700], url[100];
-} server;
-
-static bool server_start(server *s) {
-    memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "%s/srv", cfx_test_tmpdir());
-    mkdir(s->dir, 0755);
-    fflush(stdout), fflush(stderr);
-    s->pid = fork();
-    if (s->pid == 0) {
-        execl("/usr/bin/python3", "python3", "tests/py/vcece_server.py", s->dir, (char *)NULL);
-        _exit(127);
-    }
-    char path[800];
-    snprintf(path, sizeof path, "%s/port", s->dir);
-    for (int i = 0; i < 300 && s->pid > 0; i++) { /* up to 15 s for Python and Pillow */
-        FILE *f = fopen(path, "r");
-        if (f) {
-            bool ok = fscanf(f, "%d", &s->port) == 1;
-            fclose(f);
-            if (ok) {
-                snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d", s->port);
-                return true;
-            }
-        }
-        nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
-    CHECK_MSG(false, "the test server did not start (tests/py/vcece_server.py)");
-    return false;
-}
-
-static void server_stop(server *s) {
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        waitpid(s->pid, NULL, 0);
-    }
-    s->pid = 0;
+/* The server in a folder of its own. */
+static bool server_start(cfx_test_server *s) {
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/srv", cfx_test_tmpdir());
+    mkdir(dir, 0755);
+    return cfx_test_server_start(s, "vcece_server.py", dir);
 }
 
 /* Writes DIR/name (faults.json, answers.json) and empties the log. */
-static void server_script(const server *s, const char *name, const char *json) {
+static void server_script(const cfx_test_server *s, const char *name, const char *json) {
     char path[800];
     snprintf(path, sizeof path, "%s/%s", s->dir, name);
     FILE *f = fopen(path, "w");
@@ -70,27 +36,10 @@ static void server_script(const server *s, const char *name, const char *json) {
     if (f) fputs(json, f), fclose(f);
 }
 
-static void server_clear_log(const server *s) {
+static void server_clear_log(const cfx_test_server *s) {
     char path[800];
     snprintf(path, sizeof path, "%s/log.jsonl", s->dir);
     unlink(path);
-}
-
-/* The server's log: one parsed request per entry (cJSON_Delete the array). */
-static cJSON *server_log(const server *s) {
-    char path[800], *text = NULL;
-    size_t size;
-    cJSON *all = cJSON_CreateArray();
-    snprintf(path, sizeof path, "%s/log.jsonl", s->dir);
-    if (access(path, F_OK) != 0 || cfx_file_read_all(path, &text, &size) != CFX_OK) return all;
-    for (char *p = text, *nl; p < text + size; p = nl + 1) {
-        nl = memchr(p, '\n', (size_t)(text + size - p));
-        if (!nl) nl = text + size;
-        cJSON *j = cJSON_ParseWithLength(p, (size_t)(nl - p));
-        if (j) cJSON_AddItemToArray(all, j);
-    }
-    cfx_free(text);
-    return all;
 }
 
 static const char *str_of(const cJSON *j, const char *key) {
@@ -119,7 +68,7 @@ static const char NEG[] = "cartoon, unrealistic proportions, blurry edges, low d
 /* -------------------------------------------------------------------- editors === */
 
 CFX_TEST(vcece_http, replacer_sends_vcece_fields_and_decodes_the_reply) {
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     enum { H = 16, W = 20 };
     cfx_tensor *im = make_image(H, W);
@@ -155,7 +104,7 @@ CFX_TEST(vcece_http, replacer_sends_vcece_fields_and_decodes_the_reply) {
         }
         cfx_tensor_free(o);
     }
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     CHECK_INT_EQ(cJSON_GetArraySize(log), 3);
     for (int k = 0; k < 3 && k < cJSON_GetArraySize(log); k++) {
         const cJSON *r = cJSON_GetArrayItem(log, k);
@@ -186,11 +135,11 @@ CFX_TEST(vcece_http, replacer_sends_vcece_fields_and_decodes_the_reply) {
     CHECK(strstr(cfx_last_error(), "http://") != NULL);
 out:
     cfx_tensor_free(im);
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 CFX_TEST(vcece_http, img2img_sends_the_dilated_mask_and_the_prompts) {
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     enum { H = 24, W = 30 };
     cfx_tensor *im = make_image(H, W);
@@ -216,7 +165,7 @@ CFX_TEST(vcece_http, img2img_sends_the_dilated_mask_and_the_prompts) {
         CHECK_NEAR(o->data[0], roundf(im->data[0] * 255) / 255, 1e-6);
         cfx_tensor_free(o);
     }
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     CHECK_INT_EQ(cJSON_GetArraySize(log), 2);
     /* The mask: the region dilated by 2 and blurred over 5x5, so above 127 out to the dilated
      * region's edge (there 3 of the blur's 5 columns are inside, mid-side) and not beyond. */
@@ -254,11 +203,11 @@ CFX_TEST(vcece_http, img2img_sends_the_dilated_mask_and_the_prompts) {
     cfx_image_editor_free(ed);
 out:
     cfx_tensor_free(im);
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 CFX_TEST(vcece_http, editor_faults_are_retried_or_clear_errors) {
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     enum { H = 12, W = 14 };
     cfx_tensor *im = make_image(H, W);
@@ -312,7 +261,7 @@ CFX_TEST(vcece_http, editor_faults_are_retried_or_clear_errors) {
         CHECK((st == CFX_OK) == (o != NULL));
         cfx_tensor_free(o);
         if (cases[k].st == CFX_ETIMEOUT) sleep(3); /* the slow reply ends before the next */
-        cJSON *log = server_log(&sv);
+        cJSON *log = cfx_test_server_log(&sv);
         CHECK_MSG(cJSON_GetArraySize(log) == cases[k].requests, "faults %s: %d requests, want %d",
                   cases[k].faults, cJSON_GetArraySize(log), cases[k].requests);
         cJSON_Delete(log);
@@ -320,13 +269,13 @@ CFX_TEST(vcece_http, editor_faults_are_retried_or_clear_errors) {
     cfx_image_editor_free(rep);
     cfx_image_editor_free(rep1);
     cfx_tensor_free(im);
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 /* ----------------------------------------------------------------------- LLMs === */
 
 CFX_TEST(vcece_http, llm_classifier_votes_with_ties_to_the_first_and_drops_outside_answers) {
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     const char *cls[] = {"summer", "winter", "travel"};
     char url[200];
@@ -342,7 +291,7 @@ CFX_TEST(vcece_http, llm_classifier_votes_with_ties_to_the_first_and_drops_outsi
     cfx_image_classifier *c = cfx_image_classifier_llm(&o, 0, cls, 3);
     CHECK_MSG(c != NULL, "%s", cfx_last_error());
     if (!c) {
-        server_stop(&sv);
+        cfx_test_server_stop(&sv);
         return;
     }
     cfx_tensor *im = make_image(8, 8);
@@ -362,7 +311,7 @@ CFX_TEST(vcece_http, llm_classifier_votes_with_ties_to_the_first_and_drops_outsi
     CHECK_STR_EQ(cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "dropped"), 0)->valuestring, "autumn");
     CHECK_NEAR(num_of(rep, "stability"), 3.0 / 6.0, 1e-12);
     cJSON_Delete(rep);
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     CHECK_INT_EQ(cJSON_GetArraySize(log), 8); /* 7 votes, one of them sent twice */
     const cJSON *r0 = cJSON_GetArrayItem(log, 0);
     CHECK_STR_EQ(str_of(r0, "path"), "/v1/chat/completions");
@@ -401,7 +350,7 @@ CFX_TEST(vcece_http, llm_classifier_votes_with_ties_to_the_first_and_drops_outsi
     CHECK(strstr(cfx_last_error(), "vote 2 of 7") != NULL);
     cfx_tensor_free(im);
     cfx_image_classifier_free(c);
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 /* A classifier with scores: class 0's score is the image's mean red (for the fallback). */
@@ -417,12 +366,12 @@ static cfx_status red_classify(void *user, const cfx_tensor *image, int *label, 
 }
 
 CFX_TEST(vcece_http, llm_planner_takes_good_answers_retries_once_then_falls_back) {
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     cfx_wordnet *wn = cfx_wordnet_load(NULL);
     if (!wn) {
         cfx_test_skip("no WordNet (wordnet-base): %s", cfx_last_error());
-        server_stop(&sv);
+        cfx_test_server_stop(&sv);
         return;
     }
     cfx_concepts *cc = cfx_concepts_new(wn, NULL);
@@ -476,7 +425,7 @@ CFX_TEST(vcece_http, llm_planner_takes_good_answers_retries_once_then_falls_back
               cJSON_IsTrue(cJSON_GetObjectItem(rep, "fallback")) == cases[k].fallback);
         CHECK_INT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(rep, "answers")), cases[k].requests);
         cJSON_Delete(rep);
-        cJSON *log = server_log(&sv);
+        cJSON *log = cfx_test_server_log(&sv);
         CHECK_INT_EQ(cJSON_GetArraySize(log), cases[k].requests);
         const cJSON *r0 = cJSON_GetArrayItem(log, 0);
         const char *t = str_of(r0, "text");
@@ -500,16 +449,13 @@ CFX_TEST(vcece_http, llm_planner_takes_good_answers_retries_once_then_falls_back
     cfx_edit_planner_free(p);
     cfx_concepts_free(cc);
     cfx_wordnet_free(wn);
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 /* ------------------------------------------------------------- the loop, CLI === */
 
 CFX_TEST(vcece_http, cli_loop_over_http_flips_records_votes_and_goes_on_past_faults) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("no build/cfx beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char root[700], out[16384];
     snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
     int rc = cfx_test_run_cli(out, sizeof out,
@@ -519,7 +465,7 @@ CFX_TEST(vcece_http, cli_loop_over_http_flips_records_votes_and_goes_on_past_fau
         return;
     }
     CHECK_MSG(rc == 0, "%s", out);
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     /* The LLM answers summer when the top-left pixel is red, which the fake Replacer paints
      * with every edit; so every image is winter first and flips at its first edit, except the
@@ -565,7 +511,7 @@ CFX_TEST(vcece_http, cli_loop_over_http_flips_records_votes_and_goes_on_past_fau
     CHECK_INT_EQ(with_votes, 6);
     CHECK_INT_EQ(flips, 5);
     /* The server saw the key as a header, and the Replacer requests V-CECE's fields. */
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     int chats = 0, edits = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, log) {
@@ -585,14 +531,11 @@ CFX_TEST(vcece_http, cli_loop_over_http_flips_records_votes_and_goes_on_past_fau
     /* evaluate reports the mean stability: every vote here agreed. */
     rc = cfx_test_run_cli(out, sizeof out, "concepts evaluate %s/run --json", root);
     CHECK_MSG(rc == 0 && strstr(out, "\"mean_stability\": 1.0000"), "%s", out);
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_llm_planner) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("no build/cfx beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char root[700], out[16384], path[800];
     snprintf(root, sizeof root, "%s", cfx_test_tmpdir());
     int rc = cfx_test_run_cli(out, sizeof out,
@@ -614,7 +557,7 @@ CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_
           "print('summer' if red > 20 else 'winter')\n",
           f);
     fclose(f);
-    server sv;
+    cfx_test_server sv;
     if (!server_start(&sv)) return;
     /* The planner's first question gets two answers that name no edit: it falls back. */
     server_script(&sv, "answers.json", "[\"paint it\", \"[insert, unicorn, top]\"]");
@@ -659,7 +602,7 @@ CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_
     CHECK_MSG(planned >= 1, "no image had two edits to choose from");
     CHECK_INT_EQ(fallbacks, 1);
     /* Every editor request was img2img with a mask over the 48x48 image. */
-    cJSON *log = server_log(&sv);
+    cJSON *log = cfx_test_server_log(&sv);
     int edits = 0, chats = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, log) {
@@ -675,14 +618,11 @@ CFX_TEST(vcece_http, cli_local_mode_img2img_flips_a_command_classifier_with_the_
     cJSON_Delete(log);
     CHECK_INT_EQ(edits, 6);
     CHECK_INT_EQ(chats, planned + 1); /* the fallback's question was asked twice */
-    server_stop(&sv);
+    cfx_test_server_stop(&sv);
 }
 
 CFX_TEST(vcece_http, cli_refuses_incomplete_llm_and_editor_options_with_one_line) {
-    if (!cfx_test_cli()) {
-        cfx_test_skip("no build/cfx beside the tests");
-        return;
-    }
+    if (!cfx_test_cli_or_skip()) return;
     char out[4096];
     const char *base = "concepts edit --data d.json --images i --labels rule --all --out r";
     struct {

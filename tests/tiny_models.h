@@ -21,6 +21,24 @@ typedef struct {
     bool two_convs; /* conv, relu, conv, batch norm, tanh (see above) */
 } tiny_models;
 
+/* The paths of the models tiny_models_write wrote in dir: the classifier's file as named, the
+ * autoencoder's halves (c, e and d hold 800 bytes each). */
+static inline void tiny_model_paths(const char *dir, const char *classifier, char *c, char *e,
+                                    char *d) {
+    snprintf(c, 800, "%s/%s", dir, classifier);
+    snprintf(e, 800, "%s/encoder.onnx", dir);
+    snprintf(d, 800, "%s/decoder.onnx", dir);
+}
+
+/* n images of the tiny models' default size, uniform in [0, 1), drawn from seed. */
+static inline cfx_tensor *tiny_random_images(int64_t n, uint64_t seed) {
+    cfx_tensor *t = cfx_tensor_new(4, (int64_t[]){n, TINY_C, TINY_H, TINY_W});
+    cfx_rng r;
+    cfx_rng_init(&r, seed);
+    cfx_tensor_fill_uniform(t, &r, 0.0f, 1.0f);
+    return t;
+}
+
 static inline void tiny_scale(cfx_graph *g, const char *name, int64_t n, float scale) {
     if (scale == 0 || scale == 1) return;
     float *w = cfx_graph_tensor(g, cfx_graph_find(g, name))->data;

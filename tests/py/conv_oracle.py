@@ -5,7 +5,6 @@ torch.nn.functional.conv2d or conv_transpose2d (kind=conv|convt) and writes NAME
 NAME_dw and NAME_db. Asymmetric padding: conv pads x explicitly; conv_transpose runs unpadded and
 crops (pad removes rows/columns of the full output). Computation is in float64 so the oracle's
 own rounding does not count against cfx."""
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -40,11 +39,5 @@ def run(d, name, a):
         io.write(d, name + "_db", b.grad.numpy())
 
 
-def main():
-    d = sys.argv[1]
-    for name, a in io.cases(d):
-        run(d, name, a)
-
-
 if __name__ == "__main__":
-    main()
+    io.run_cases(run)

@@ -23,9 +23,10 @@ import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
+
+import fake_http
 
 out = sys.argv[1]
 lock = threading.Lock()
@@ -75,20 +76,7 @@ def answer(text):
                          "finish_reason": "stop"}]}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def send(self, code, body):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(fake_http.JSONHandler):
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         problems = []
@@ -144,9 +132,4 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-with open(out + "/port.tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-os.rename(out + "/port.tmp", out + "/port")
-server.serve_forever()
+fake_http.serve(Handler, out)

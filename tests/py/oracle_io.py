@@ -1,5 +1,6 @@
 """oracle_io.py - float32 arrays exchanged with the C tests (tests/oracle_io.h) as .npy files."""
 import os
+import sys
 
 import numpy as np
 
@@ -20,6 +21,13 @@ def cases(d):
             if not parts:
                 continue
             yield parts[0], dict(p.split("=", 1) for p in parts[1:])
+
+
+def run_cases(run):
+    """An oracle's main: run(d, name, args) for each case of d/cases.txt, d the first argument."""
+    d = sys.argv[1]
+    for name, a in cases(d):
+        run(d, name, a)
 
 
 def ints(s):

@@ -5,7 +5,6 @@ symmetric padding goes to PyTorch directly; asymmetric padding (not combined wit
 whose output size would change) pads explicitly: -inf for max, and for average the window sum
 over a zero-padded input divided by the window count (count_include_pad: the full kernel;
 otherwise the number of input pixels, from a padded mask). Computation is in float64."""
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -45,11 +44,5 @@ def run(d, name, a):
     io.write(d, name + "_dx", x.grad.numpy())
 
 
-def main():
-    d = sys.argv[1]
-    for name, a in io.cases(d):
-        run(d, name, a)
-
-
 if __name__ == "__main__":
-    main()
+    io.run_cases(run)

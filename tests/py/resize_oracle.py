@@ -8,7 +8,6 @@ round_prefer_ceil = 'nearest-exact', bilinear + half_pixel / pytorch_half_pixel 
 as scale_factor with recompute_scale_factor=False, so PyTorch uses 1/scale as ONNX does. With
 oracle=onnx (modes PyTorch lacks) it writes NAME_y from the ONNX package's own Resize reference
 (onnx.backend.test.case.node.resize.interpolate_nd); gradients are then left to gradcheck."""
-import sys
 
 import numpy as np
 import torch
@@ -49,11 +48,5 @@ def run(d, name, a):
     io.write(d, name + "_dx", x.grad.numpy())
 
 
-def main():
-    d = sys.argv[1]
-    for name, a in io.cases(d):
-        run(d, name, a)
-
-
 if __name__ == "__main__":
-    main()
+    io.run_cases(run)
