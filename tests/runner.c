@@ -274,6 +274,15 @@ int cfx_test_make_bundle(const char *d, const cfx_test_bundle_spec *s, char *out
     return rc;
 }
 
+const cfx_test_bundle_spec cfx_test_small_bundle = {.train = 40,
+                                                    .calib = 8,
+                                                    .test = 12,
+                                                    .ood = 12,
+                                                    .clf_epochs = 2,
+                                                    .ae_epochs = 1,
+                                                    .threshold = 0.16,
+                                                    .per_cause = 3};
+
 bool cfx_test_bundle_once(char *root, size_t size, const cfx_test_bundle_spec *spec,
                           const char *methods) {
     if (!cfx_test_cli_or_skip()) return false;

@@ -127,6 +127,8 @@ typedef struct cfx_test_bundle_spec {
     double threshold;
 } cfx_test_bundle_spec;
 int cfx_test_make_bundle(const char *dir, const cfx_test_bundle_spec *spec, char *out, size_t n);
+/* The smallest bundle the CLI suites use (cf_cli, mpi): 40 training images a class, 2 epochs. */
+extern const cfx_test_bundle_spec cfx_test_small_bundle;
 /* A suite's shared fixture, made on its first call: root (size bytes, empty at first) gets a
  * fresh temporary folder holding cfx_test_make_bundle's bundle and, when methods is not NULL,
  * the run `cfx counterfactual --bundle ROOT/b --examples ROOT/ex --method METHODS --out

@@ -17,16 +17,7 @@
 static char root[600];
 
 static bool setup(void) {
-    return cfx_test_bundle_once(root, sizeof root,
-                                &(cfx_test_bundle_spec){.train = 40,
-                                                        .calib = 8,
-                                                        .test = 12,
-                                                        .ood = 12,
-                                                        .clf_epochs = 2,
-                                                        .ae_epochs = 1,
-                                                        .threshold = 0.16,
-                                                        .per_cause = 3},
-                                NULL);
+    return cfx_test_bundle_once(root, sizeof root, &cfx_test_small_bundle, NULL);
 }
 
 static cJSON *read_lines(const char *path, int *n) {

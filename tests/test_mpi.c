@@ -41,16 +41,7 @@ static bool setup(void) {
     /* mpirun refuses root unless told twice; harmless for other users. */
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    return cfx_test_bundle_once(root, sizeof root,
-                                &(cfx_test_bundle_spec){.train = 40,
-                                                        .calib = 8,
-                                                        .test = 12,
-                                                        .ood = 12,
-                                                        .clf_epochs = 2,
-                                                        .ae_epochs = 1,
-                                                        .threshold = 0.16,
-                                                        .per_cause = 3},
-                                NULL);
+    return cfx_test_bundle_once(root, sizeof root, &cfx_test_small_bundle, NULL);
 }
 
 /* Runs a shell command line (printf-formatted) with stderr into out when both is set, else
